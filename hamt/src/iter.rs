@@ -1,0 +1,268 @@
+//! Iterators. Borrowing iteration walks the trie with a fixed-size stack and never allocates.
+
+use std::fmt;
+use std::iter::FusedIterator;
+use std::mem;
+
+use triomphe::Arc;
+
+use crate::node::{MAX_DEPTH, Node, Slot};
+
+/// A depth-first walk over the slots under one starting point, with a fixed-size stack.
+pub(crate) struct Walk<'a, K, V> {
+    stack: [std::slice::Iter<'a, Slot<K, V>>; MAX_DEPTH],
+    depth: usize,
+}
+
+impl<'a, K, V> Walk<'a, K, V> {
+    /// A walk over `slots` (the root's, or a single slot) and everything under them.
+    pub(crate) fn new(slots: &'a [Slot<K, V>]) -> Self {
+        let mut stack: [std::slice::Iter<'a, Slot<K, V>>; MAX_DEPTH] =
+            std::array::from_fn(|_| [].iter());
+        stack[0] = slots.iter();
+        Walk { stack, depth: 1 }
+    }
+
+    /// A walk that yields nothing.
+    pub(crate) fn empty() -> Self {
+        Walk {
+            stack: std::array::from_fn(|_| [].iter()),
+            depth: 0,
+        }
+    }
+}
+
+impl<'a, K, V> Iterator for Walk<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.depth > 0 {
+            match self.stack[self.depth - 1].next() {
+                Some(Slot::Entry(k, v)) => return Some((k, v)),
+                Some(Slot::Child(child)) => {
+                    // The trie is at most MAX_DEPTH levels deep, so this never overflows.
+                    self.stack[self.depth] = child.slice.iter();
+                    self.depth += 1;
+                }
+                Some(Slot::Vacant) => {}
+                None => self.depth -= 1,
+            }
+        }
+        None
+    }
+}
+
+impl<K, V> Clone for Walk<'_, K, V> {
+    fn clone(&self) -> Self {
+        Walk {
+            stack: self.stack.clone(),
+            depth: self.depth,
+        }
+    }
+}
+
+/// An iterator over the entries of a [`HamtMap`](crate::HamtMap), in unspecified order.
+///
+/// Created by [`HamtMap::iter`](crate::HamtMap::iter). It never allocates.
+pub struct Iter<'a, K, V> {
+    walk: Walk<'a, K, V>,
+    remaining: usize,
+}
+
+impl<'a, K, V> Iter<'a, K, V> {
+    pub(crate) fn new(root: Option<&'a Node<K, V>>, len: usize) -> Self {
+        let walk = root.map_or_else(Walk::empty, |node| Walk::new(&node.slice));
+        Iter {
+            walk,
+            remaining: len,
+        }
+    }
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.walk.next()?;
+        self.remaining -= 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
+impl<K, V> FusedIterator for Iter<'_, K, V> {}
+
+impl<K, V> Clone for Iter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Iter {
+            walk: self.walk.clone(),
+            remaining: self.remaining,
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// An iterator over the keys of a [`HamtMap`](crate::HamtMap).
+///
+/// Created by [`HamtMap::keys`](crate::HamtMap::keys).
+pub struct Keys<'a, K, V> {
+    pub(crate) inner: Iter<'a, K, V>,
+}
+
+impl<'a, K, V> Iterator for Keys<'a, K, V> {
+    type Item = &'a K;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a K> {
+        self.inner.next().map(|(k, _)| k)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<K, V> Clone for Keys<'_, K, V> {
+    fn clone(&self) -> Self {
+        Keys {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V> ExactSizeIterator for Keys<'_, K, V> {}
+impl<K, V> FusedIterator for Keys<'_, K, V> {}
+
+impl<K: fmt::Debug, V> fmt::Debug for Keys<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// An iterator over the values of a [`HamtMap`](crate::HamtMap).
+///
+/// Created by [`HamtMap::values`](crate::HamtMap::values).
+pub struct Values<'a, K, V> {
+    pub(crate) inner: Iter<'a, K, V>,
+}
+
+impl<'a, K, V> Iterator for Values<'a, K, V> {
+    type Item = &'a V;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a V> {
+        self.inner.next().map(|(_, v)| v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<K, V> Clone for Values<'_, K, V> {
+    fn clone(&self) -> Self {
+        Values {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V> ExactSizeIterator for Values<'_, K, V> {}
+impl<K, V> FusedIterator for Values<'_, K, V> {}
+
+impl<K, V: fmt::Debug> fmt::Debug for Values<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// One level of an owning walk: a node and the next slot to visit in it.
+struct Frame<K, V> {
+    node: Node<K, V>,
+    next: usize,
+}
+
+/// An owning iterator over the entries of a [`HamtMap`](crate::HamtMap).
+///
+/// Created by `into_iter`. Entries are moved out of nodes this iterator owns alone and cloned
+/// from nodes still shared with other maps. It never allocates.
+pub struct IntoIter<K, V> {
+    stack: [Option<Frame<K, V>>; MAX_DEPTH],
+    depth: usize,
+    remaining: usize,
+}
+
+impl<K, V> IntoIter<K, V> {
+    pub(crate) fn new(root: Option<Node<K, V>>, len: usize) -> Self {
+        let mut stack: [Option<Frame<K, V>>; MAX_DEPTH] = std::array::from_fn(|_| None);
+        let depth = usize::from(root.is_some());
+        stack[0] = root.map(|node| Frame { node, next: 0 });
+        IntoIter {
+            stack,
+            depth,
+            remaining: len,
+        }
+    }
+}
+
+impl<K: Clone, V: Clone> Iterator for IntoIter<K, V> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        while self.depth > 0 {
+            let Some(frame) = &mut self.stack[self.depth - 1] else {
+                self.depth -= 1;
+                continue;
+            };
+            let pos = frame.next;
+            if pos >= frame.node.slice.len() {
+                self.stack[self.depth - 1] = None;
+                self.depth -= 1;
+                continue;
+            }
+            frame.next += 1;
+            let slot = match Arc::get_mut(&mut frame.node) {
+                Some(body) => mem::replace(&mut body.slice[pos], Slot::Vacant),
+                None => frame.node.slice[pos].clone(),
+            };
+            match slot {
+                Slot::Entry(k, v) => {
+                    self.remaining -= 1;
+                    return Some((k, v));
+                }
+                Slot::Child(node) => {
+                    self.stack[self.depth] = Some(Frame { node, next: 0 });
+                    self.depth += 1;
+                }
+                Slot::Vacant => {}
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<K: Clone, V: Clone> ExactSizeIterator for IntoIter<K, V> {}
+impl<K: Clone, V: Clone> FusedIterator for IntoIter<K, V> {}
+
+impl<K, V> fmt::Debug for IntoIter<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoIter")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,79 @@
+//! A persistent, structurally shared hash map: a CHAMP trie.
+//!
+//! [`HamtMap`] is a hash map whose `clone` is one reference count increment. Versions share
+//! structure, so a snapshot is O(1) and an edit of a snapshot copies only the nodes on one
+//! root-to-leaf path (at most 8, usually 2-4). It is the storage under the `contextvars`
+//! crate's logical contexts, where maps are small (a handful of variables) and copied often.
+//!
+//! ```
+//! use hamt::HamtMap;
+//!
+//! let mut config = HamtMap::new();
+//! config.insert("threads", 4);
+//! let snapshot = config.clone(); // O(1)
+//! config.insert("threads", 8); // copies one path; the snapshot is untouched
+//! assert_eq!(snapshot["threads"], 4);
+//! assert_eq!(config["threads"], 8);
+//!
+//! // What changed between two versions, visiting only the nodes they do not share:
+//! let changes: Vec<_> = snapshot.diff(&config).collect();
+//! assert_eq!(changes.len(), 1);
+//! ```
+//!
+//! # Design
+//!
+//! The trie follows CHAMP (Steindorfer & Vinju, OOPSLA 2015):
+//!
+//! - **Compact nodes.** Each node is a single allocation: two 32-bit bitmaps (`data_map` for
+//!   buckets holding an entry inline, `node_map` for buckets holding a child), then exactly as
+//!   many slots as bits set, entries first. No 32-slot arrays, no per-entry boxes.
+//! - **Canonical shape.** Removal inlines a sub-node left with a single entry into its parent,
+//!   so a set of keys has exactly one shape. Equality and [`diff`](HamtMap::diff) rely on it
+//!   to compare node by node and skip pointer-equal subtrees.
+//! - **32 hash bits, 5 per level.** The 64-bit hash is folded to 32 bits, giving 7 bitmap
+//!   levels (the last 2 bits wide) and then a collision node holding keys with equal hashes.
+//!   Walks therefore need a stack of 8 and iteration never allocates. 32 bits keep the trie
+//!   shallow; collisions past them (about one pair per 8 billion / N² keys) cost a short scan.
+//! - **Reference-counted nodes without a weak count** ([`triomphe::Arc`]): `Send + Sync` when
+//!   `K`, `V` and `S` are, and uniquely owned nodes are edited in place rather than copied.
+//!   Building a fresh map with `insert` allocates only where a node grows.
+//! - **No `unsafe` in this crate.** Node allocation, exact sizing and reference counting come
+//!   from `triomphe`; moving entries out of uniquely owned nodes uses a transient vacant slot.
+//!
+//! # Panics in user code
+//!
+//! `Hash`, `Eq` and `Clone` of keys and values run only before a node is changed, or while a
+//! fresh copy is being built. If they panic, the map and all of its versions are as they were
+//! (a partially built copy may leak its memory, never double-drop).
+//!
+//! # Features
+//!
+//! - `serde`: `Serialize` / `Deserialize` as a map.
+//! - `rayon`: [`HamtMap::par_iter`] splits the walk by the root's subtrees.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod diff;
+mod entry;
+mod iter;
+mod map;
+mod node;
+#[cfg(feature = "rayon")]
+mod par;
+#[cfg(feature = "serde")]
+mod serde_impls;
+pub mod testing;
+
+pub use diff::{Diff, DiffItem};
+pub use entry::{Entry, OccupiedEntry, VacantEntry};
+pub use iter::{IntoIter, Iter, Keys, Values};
+pub use map::HamtMap;
+
+#[cfg(test)]
+mod tests;
+
+/// The workspace README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

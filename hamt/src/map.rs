@@ -1,0 +1,687 @@
+//! [`HamtMap`]: the public map type.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::{DefaultHasher, RandomState};
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::iter::FromIterator;
+use std::ops::Index;
+
+use triomphe::Arc;
+
+use crate::entry::{Entry, OccupiedEntry, VacantEntry};
+use crate::iter::{IntoIter, Iter, Keys, Values};
+use crate::node::{self, HashBits, Node, Removed};
+
+/// A persistent hash map: `clone` is O(1), and versions share structure.
+///
+/// `HamtMap` is a CHAMP trie (a compressed hash array mapped prefix tree). Its API follows
+/// [`std::collections::HashMap`]. Methods taking `&mut self` edit nodes in place when this map
+/// owns them alone and copy the path from the root to the edit otherwise, so a clone taken
+/// earlier never changes. The persistent forms [`update`](Self::update) and
+/// [`without`](Self::without) return a new version and leave `self` as it was.
+///
+/// # Examples
+///
+/// ```
+/// use hamt::HamtMap;
+///
+/// let mut v1 = HamtMap::new();
+/// v1.insert("answer", 42);
+/// let v2 = v1.update("question", 0); // v1 is untouched
+///
+/// assert_eq!(v1.len(), 1);
+/// assert_eq!(v2.get("answer"), Some(&42));
+/// assert_eq!(v2.get("question"), Some(&0));
+/// assert!(!v1.contains_key("question"));
+/// ```
+///
+/// # Costs
+///
+/// Lookups visit at most 7 levels plus a collision level. An edit copies one node per level
+/// on a shared path (each copy is a single allocation holding the node's entries and child
+/// pointers) and allocates only where the node's size changes when the path is uniquely
+/// owned. An empty map allocates nothing.
+pub struct HamtMap<K, V, S = RandomState> {
+    pub(crate) root: Option<Node<K, V>>,
+    pub(crate) len: usize,
+    pub(crate) hasher: S,
+}
+
+impl<K, V> HamtMap<K, V, RandomState> {
+    /// Creates an empty map. It does not allocate.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<u32, String> = hamt::HamtMap::new();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_hasher(RandomState::new())
+    }
+}
+
+impl<K, V, S> HamtMap<K, V, S> {
+    /// Creates an empty map that hashes keys with `hasher`.
+    ///
+    /// Maps that are compared with `==`, diffed or united run fastest when they share one hash
+    /// function: build them from one another (by `clone`, `update`, …) or use a deterministic
+    /// [`BuildHasher`].
+    ///
+    /// ```
+    /// use std::hash::BuildHasherDefault;
+    /// use std::collections::hash_map::DefaultHasher;
+    ///
+    /// let map: hamt::HamtMap<u8, u8, BuildHasherDefault<DefaultHasher>> =
+    ///     hamt::HamtMap::with_hasher(BuildHasherDefault::default());
+    /// assert_eq!(map.len(), 0);
+    /// ```
+    pub const fn with_hasher(hasher: S) -> Self {
+        HamtMap {
+            root: None,
+            len: 0,
+            hasher,
+        }
+    }
+
+    /// The number of entries.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [(1, 'a'), (2, 'b')].into_iter().collect();
+    /// assert_eq!(map.len(), 2);
+    /// ```
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map has no entries.
+    ///
+    /// ```
+    /// assert!(hamt::HamtMap::<u8, u8>::new().is_empty());
+    /// ```
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The map's hash builder.
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    /// Whether `self` and `other` are the same version: their roots are one allocation (or
+    /// both are empty). `true` implies the maps are equal; the check is O(1).
+    ///
+    /// ```
+    /// let a: hamt::HamtMap<_, _> = [(1, 1)].into_iter().collect();
+    /// let b = a.clone();
+    /// assert!(a.ptr_eq(&b));
+    /// assert!(!a.ptr_eq(&a.update(2, 2)));
+    /// ```
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        match (&self.root, &other.root) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// An iterator over the entries, in unspecified order. It does not allocate.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [(1, 10), (2, 20)].into_iter().collect();
+    /// let mut entries: Vec<_> = map.iter().map(|(k, v)| (*k, *v)).collect();
+    /// entries.sort();
+    /// assert_eq!(entries, [(1, 10), (2, 20)]);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(self.root.as_ref(), self.len)
+    }
+
+    /// An iterator over the keys, in unspecified order.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [("a", 1)].into_iter().collect();
+    /// assert_eq!(map.keys().collect::<Vec<_>>(), [&"a"]);
+    /// ```
+    pub fn keys(&self) -> Keys<'_, K, V> {
+        Keys { inner: self.iter() }
+    }
+
+    /// An iterator over the values, in unspecified order.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// assert_eq!(map.values().sum::<i32>(), 3);
+    /// ```
+    pub fn values(&self) -> Values<'_, K, V> {
+        Values { inner: self.iter() }
+    }
+
+    /// Removes every entry. Nodes shared with other versions stay alive there.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, 1)].into_iter().collect();
+    /// map.clear();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn clear(&mut self) {
+        self.root = None;
+        self.len = 0;
+    }
+}
+
+impl<K, V, S> HamtMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    #[inline]
+    pub(crate) fn hash_of<Q: Hash + ?Sized>(&self, key: &Q) -> HashBits {
+        node::hash_key(&self.hasher, key)
+    }
+
+    /// The value stored for `key`.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [(String::from("k"), 1)].into_iter().collect();
+    /// assert_eq!(map.get("k"), Some(&1));
+    /// assert_eq!(map.get("x"), None);
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_key_value(key).map(|(_, v)| v)
+    }
+
+    /// The stored key and value for `key`.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [(1, 'a')].into_iter().collect();
+    /// assert_eq!(map.get_key_value(&1), Some((&1, &'a')));
+    /// ```
+    #[inline]
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let root = self.root.as_ref()?;
+        node::get(root, self.hash_of(key), key)
+    }
+
+    /// Whether the map holds `key`.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [(1, 'a')].into_iter().collect();
+    /// assert!(map.contains_key(&1));
+    /// assert!(!map.contains_key(&2));
+    /// ```
+    #[inline]
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_key_value(key).is_some()
+    }
+
+    /// Whether `self` and `other` hash keys the same way, so their tries have the same shape
+    /// for the same keys. Probed with two fixed inputs: maps built from one another, or with a
+    /// deterministic hasher, always agree; independently seeded hashers almost never do.
+    pub(crate) fn same_hash_function(&self, other: &Self) -> bool {
+        self.hasher.hash_one(0x9e37_79b9_7f4a_7c15_u64) == other.hasher.hash_one(0x9e37_79b9_7f4a_7c15_u64)
+            && self.hasher.hash_one(u64::MAX) == other.hasher.hash_one(u64::MAX)
+    }
+
+    /// Checks every structural invariant: bitmaps against node sizes, entries in the buckets
+    /// their hashes select, canonical shape (no non-root node reduced to a single entry),
+    /// collision nodes only below the last hash bit, and `len`.
+    ///
+    /// Meant for tests and fuzzers of this crate and of code built on it.
+    ///
+    /// # Panics
+    ///
+    /// When an invariant is broken, with a message naming it.
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = (0..1000).map(|i| (i, i)).collect();
+    /// map.check_invariants();
+    /// ```
+    pub fn check_invariants(&self) {
+        let counted = match &self.root {
+            Some(root) => node::check(root, 0, 0, true, &self.hasher),
+            None => 0,
+        };
+        assert_eq!(counted, self.len, "len disagrees with the entries in the trie");
+        if self.len > 0 {
+            assert!(self.root.is_some(), "a non-empty map without a root");
+        }
+    }
+}
+
+impl<K, V, S> HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Inserts `value` for `key`, returning the value it replaces.
+    ///
+    /// In place when this map owns the nodes on the key's path alone; otherwise the path is
+    /// copied and other versions keep their values.
+    ///
+    /// ```
+    /// let mut map = hamt::HamtMap::new();
+    /// assert_eq!(map.insert(1, "one"), None);
+    /// let before = map.clone();
+    /// assert_eq!(map.insert(1, "uno"), Some("one"));
+    /// assert_eq!(before[&1], "one");
+    /// assert_eq!(map[&1], "uno");
+    /// ```
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let hash = self.hash_of(&key);
+        self.insert_hashed(hash, key, value)
+    }
+
+    pub(crate) fn insert_hashed(&mut self, hash: HashBits, key: K, value: V) -> Option<V> {
+        let old = match &mut self.root {
+            Some(root) => node::insert(root, 0, hash, key, value, &self.hasher),
+            None => {
+                self.root = Some(node::singleton(hash, key, value));
+                None
+            }
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Inserts `value` for `key` unless the map already holds an equal value there; returns
+    /// whether the map changed.
+    ///
+    /// When nothing changes the map keeps its root, so `ptr_eq` with earlier clones still
+    /// holds (setting a context variable to its current value costs no allocation).
+    ///
+    /// ```
+    /// let map: hamt::HamtMap<_, _> = [(1, "a")].into_iter().collect();
+    /// let mut next = map.clone();
+    /// assert!(!next.insert_if_changed(1, "a"));
+    /// assert!(next.ptr_eq(&map));
+    /// assert!(next.insert_if_changed(1, "b"));
+    /// assert!(!next.ptr_eq(&map));
+    /// ```
+    pub fn insert_if_changed(&mut self, key: K, value: V) -> bool
+    where
+        V: PartialEq,
+    {
+        let hash = self.hash_of(&key);
+        if let Some(root) = &self.root
+            && let Some((_, present)) = node::get(root, hash, &key)
+            && *present == value
+        {
+            return false;
+        }
+        self.insert_hashed(hash, key, value);
+        true
+    }
+
+    /// Removes `key`, returning its value. The map is unchanged (and keeps its root) when the
+    /// key is absent.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, 'a'), (2, 'b')].into_iter().collect();
+    /// let before = map.clone();
+    /// assert_eq!(map.remove(&1), Some('a'));
+    /// assert_eq!(map.remove(&1), None);
+    /// assert_eq!(map.len(), 1);
+    /// assert_eq!(before.len(), 2);
+    /// ```
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_entry(key).map(|(_, v)| v)
+    }
+
+    /// Removes `key`, returning the stored key and value.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, 'a')].into_iter().collect();
+    /// assert_eq!(map.remove_entry(&1), Some((1, 'a')));
+    /// ```
+    pub fn remove_entry<Q>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash_of(key);
+        self.remove_hashed(hash, key)
+    }
+
+    pub(crate) fn remove_hashed<Q>(&mut self, hash: HashBits, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let root = self.root.as_mut()?;
+        // Look first: removing walks the path copying shared nodes, which must not happen
+        // for a key that is not there.
+        node::get(root, hash, key)?;
+        match node::remove(root, 0, hash, key) {
+            Removed::Done(k, v) | Removed::Collapse { removed: (k, v), .. } => {
+                self.len -= 1;
+                if self.len == 0 {
+                    self.root = None;
+                }
+                Some((k, v))
+            }
+            Removed::NotFound => None,
+        }
+    }
+
+    /// A mutable reference to the value for `key`, copying shared nodes on its path first.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, 10)].into_iter().collect();
+    /// let before = map.clone();
+    /// *map.get_mut(&1).unwrap() += 1;
+    /// assert_eq!(map[&1], 11);
+    /// assert_eq!(before[&1], 10);
+    /// ```
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash_of(key);
+        self.get_mut_hashed(hash, key)
+    }
+
+    pub(crate) fn get_mut_hashed<Q>(&mut self, hash: HashBits, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let root = self.root.as_mut()?;
+        node::get(root, hash, key)?;
+        node::get_mut(root, 0, hash, key)
+    }
+
+    /// The entry for `key`, for in-place inspection and update.
+    ///
+    /// ```
+    /// let mut counts = hamt::HamtMap::new();
+    /// for word in ["a", "b", "a"] {
+    ///     *counts.entry(word).or_insert(0) += 1;
+    /// }
+    /// assert_eq!(counts["a"], 2);
+    /// assert_eq!(counts["b"], 1);
+    /// ```
+    pub fn entry(&mut self, key: K) -> Entry<'_, K, V, S> {
+        let hash = self.hash_of(&key);
+        let present = self
+            .root
+            .as_ref()
+            .is_some_and(|root| node::get(root, hash, &key).is_some());
+        if present {
+            Entry::Occupied(OccupiedEntry {
+                map: self,
+                key,
+                hash,
+            })
+        } else {
+            Entry::Vacant(VacantEntry {
+                map: self,
+                key,
+                hash,
+            })
+        }
+    }
+
+    /// Keeps only the entries for which `keep` returns `true`. `keep` may change values.
+    ///
+    /// If `keep` panics, the map stays valid: entries already visited may have been changed,
+    /// none has been removed.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = (0..10).map(|i| (i, i)).collect();
+    /// map.retain(|_, v| {
+    ///     *v *= 10;
+    ///     *v % 20 == 0
+    /// });
+    /// assert_eq!(map.len(), 5);
+    /// assert_eq!(map[&2], 20);
+    /// ```
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let Some(root) = &mut self.root else {
+            return;
+        };
+        let mut doomed = Vec::new();
+        node::for_each_mut(root, &mut |k, v| {
+            if !keep(k, v) {
+                doomed.push(k.clone());
+            }
+        });
+        for key in doomed {
+            self.remove(&key);
+        }
+    }
+
+    /// Calls `f` on every entry with a mutable value, copying shared nodes first.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, 1), (2, 2)].into_iter().collect();
+    /// map.for_each_value_mut(|_, v| *v += 1);
+    /// assert_eq!(map[&2], 3);
+    /// ```
+    pub fn for_each_value_mut(&mut self, mut f: impl FnMut(&K, &mut V)) {
+        if let Some(root) = &mut self.root {
+            node::for_each_mut(root, &mut f);
+        }
+    }
+
+    /// A new version with `value` stored for `key`; `self` is unchanged.
+    ///
+    /// ```
+    /// let empty = hamt::HamtMap::new();
+    /// let one = empty.update("k", 1);
+    /// assert!(empty.is_empty());
+    /// assert_eq!(one["k"], 1);
+    /// ```
+    #[must_use = "update returns a new map and leaves `self` unchanged"]
+    pub fn update(&self, key: K, value: V) -> Self
+    where
+        S: Clone,
+    {
+        let mut next = self.clone();
+        next.insert(key, value);
+        next
+    }
+
+    /// A new version without `key`; `self` is unchanged. When `key` is absent the result
+    /// shares `self`'s root (`ptr_eq`).
+    ///
+    /// ```
+    /// let one: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
+    /// let none = one.without("k");
+    /// assert!(none.is_empty());
+    /// assert!(one.without("x").ptr_eq(&one));
+    /// ```
+    #[must_use = "without returns a new map and leaves `self` unchanged"]
+    pub fn without<Q>(&self, key: &Q) -> Self
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        S: Clone,
+    {
+        let mut next = self.clone();
+        next.remove(key);
+        next
+    }
+}
+
+impl<K, V, S: Clone> Clone for HamtMap<K, V, S> {
+    /// O(1): one reference count increment.
+    #[inline]
+    fn clone(&self) -> Self {
+        HamtMap {
+            root: self.root.clone(),
+            len: self.len,
+            hasher: self.hasher.clone(),
+        }
+    }
+}
+
+impl<K, V, S: Default> Default for HamtMap<K, V, S> {
+    fn default() -> Self {
+        Self::with_hasher(S::default())
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for HamtMap<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K, V, S> PartialEq for HamtMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher,
+{
+    /// Equal when both hold the same keys with equal values. Pointer-equal subtrees are
+    /// skipped, so comparing a map with a recent version of itself costs the difference, and
+    /// it never allocates.
+    fn eq(&self, other: &Self) -> bool {
+        if self.len != other.len {
+            return false;
+        }
+        match (&self.root, &other.root) {
+            (None, None) => true,
+            (Some(a), Some(b)) if self.same_hash_function(other) => node::nodes_equal(a, b, 0),
+            _ => self
+                .iter()
+                .all(|(k, v)| other.get(k).is_some_and(|ov| ov == v)),
+        }
+    }
+}
+
+impl<K, V, S> Eq for HamtMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: Eq,
+    S: BuildHasher,
+{
+}
+
+impl<K: Hash, V: Hash, S> Hash for HamtMap<K, V, S> {
+    /// Order-independent, like Python's `frozenset`: each entry is hashed on its own with a
+    /// fixed hasher and the results are summed, so equal maps hash equally whatever their
+    /// hash builders or insertion orders.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut sum = 0u64;
+        for (k, v) in self.iter() {
+            let mut entry = DefaultHasher::new();
+            k.hash(&mut entry);
+            v.hash(&mut entry);
+            sum = sum.wrapping_add(entry.finish());
+        }
+        state.write_usize(self.len);
+        state.write_u64(sum);
+    }
+}
+
+impl<K, Q, V, S> Index<&Q> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    S: BuildHasher,
+{
+    type Output = V;
+
+    /// # Panics
+    ///
+    /// If the key is absent, like `HashMap`'s `Index`.
+    fn index(&self, key: &Q) -> &V {
+        match self.get(key) {
+            Some(value) => value,
+            None => panic!("key not found in HamtMap"),
+        }
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut map = Self::default();
+        map.extend(entries);
+        map
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
+        for (k, v) in entries {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<'a, K, V, S> Extend<(&'a K, &'a V)> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, entries: I) {
+        for (k, v) in entries {
+            self.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+impl<'a, K, V, S> IntoIterator for &'a HamtMap<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Iter<'a, K, V> {
+        self.iter()
+    }
+}
+
+impl<K: Clone, V: Clone, S> IntoIterator for HamtMap<K, V, S> {
+    type Item = (K, V);
+    type IntoIter = IntoIter<K, V>;
+
+    /// Moves entries out of nodes this map owns alone and clones them from shared ones.
+    fn into_iter(self) -> IntoIter<K, V> {
+        IntoIter::new(self.root, self.len)
+    }
+}
+
+impl<K, V, S, const N: usize> From<[(K, V); N]> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Default,
+{
+    fn from(entries: [(K, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}

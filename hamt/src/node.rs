@@ -1,0 +1,652 @@
+//! The CHAMP node and the recursive algorithms that edit it.
+//!
+//! A node is one exactly-sized allocation: a [`Header`] with two bitmaps, then the slots. The
+//! slots hold the node's inline entries first (in `data_map` bit order), then its child nodes
+//! (in `node_map` bit order). A bit is never set in both maps.
+//!
+//! Below [`HASH_BITS`] of hash, a node is a *collision node*: its bitmaps are zero and its
+//! slots are entries whose keys share the full hash, in insertion order.
+//!
+//! Every edit keeps the trie *canonical*: a non-root node never holds a single entry and
+//! nothing else (such an entry is inlined into the parent). Two maps built with the same hash
+//! function and holding the same keys therefore have the same shape, which is what lets
+//! equality and diff compare node by node and skip pointer-equal subtrees.
+//!
+//! Ownership: `&mut Node` edits happen in place when the node is uniquely owned and on a copy
+//! (a *path copy*) when it is shared, so older versions of a map never change. User code
+//! (`Hash`, `Eq`, `Clone`) only ever runs before a node is changed, or while building a fresh
+//! copy that is discarded if it panics, so a panic leaves every map intact.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::mem;
+
+use triomphe::{Arc, HeaderSlice};
+
+/// Bits of hash consumed per trie level.
+pub(crate) const BITS: u32 = 5;
+/// Hash bits used. 32 bits give 7 bitmap levels (the last one 2 bits wide), then collisions.
+pub(crate) const HASH_BITS: u32 = 32;
+/// The deepest a walk can go: 7 bitmap levels plus the collision level.
+pub(crate) const MAX_DEPTH: usize = 8;
+
+/// The part of a key's hash the trie uses.
+pub(crate) type HashBits = u32;
+
+/// Hashes `key` with `hasher` and folds the 64-bit result to the bits the trie uses.
+#[inline]
+pub(crate) fn hash_key<Q: Hash + ?Sized, S: BuildHasher>(hasher: &S, key: &Q) -> HashBits {
+    let full = hasher.hash_one(key);
+    (full ^ (full >> 32)) as HashBits
+}
+
+/// A node's two bitmaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Buckets holding an inline entry.
+    pub(crate) data_map: u32,
+    /// Buckets holding a child node.
+    pub(crate) node_map: u32,
+}
+
+impl Header {
+    const COLLISION: Header = Header {
+        data_map: 0,
+        node_map: 0,
+    };
+
+    /// Number of inline entries (they come first among the slots).
+    #[inline]
+    pub(crate) fn entries(self) -> usize {
+        self.data_map.count_ones() as usize
+    }
+}
+
+/// A shared, exactly-sized node.
+pub(crate) type Node<K, V> = Arc<HeaderSlice<Header, [Slot<K, V>]>>;
+type NodeBody<K, V> = HeaderSlice<Header, [Slot<K, V>]>;
+
+/// One slot of a node.
+pub(crate) enum Slot<K, V> {
+    /// An inline key and value.
+    Entry(K, V),
+    /// A sub-trie one level down.
+    Child(Node<K, V>),
+    /// A slot whose contents were moved out of a uniquely owned node that is about to be
+    /// rebuilt or dropped. Never visible in a finished node.
+    Vacant,
+}
+
+impl<K: Clone, V: Clone> Clone for Slot<K, V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        match self {
+            Slot::Entry(k, v) => Slot::Entry(k.clone(), v.clone()),
+            Slot::Child(node) => Slot::Child(node.clone()),
+            Slot::Vacant => Slot::Vacant,
+        }
+    }
+}
+
+/// The bucket bit for `hash` at `shift`.
+#[inline]
+pub(crate) fn bit_at(hash: HashBits, shift: u32) -> u32 {
+    1 << ((hash >> shift) & 31)
+}
+
+/// The position of `bit` among the bits set in `map`.
+#[inline]
+pub(crate) fn index(map: u32, bit: u32) -> usize {
+    (map & (bit - 1)).count_ones() as usize
+}
+
+/// The slot for `bit` in a bitmap node, if the bucket is occupied.
+#[inline]
+pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K, V>> {
+    let Header { data_map, node_map } = node.header;
+    if data_map & bit != 0 {
+        node.slice.get(index(data_map, bit))
+    } else if node_map & bit != 0 {
+        node.slice
+            .get(data_map.count_ones() as usize + index(node_map, bit))
+    } else {
+        None
+    }
+}
+
+fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
+where
+    I: IntoIterator<Item = Slot<K, V>>,
+    I::IntoIter: ExactSizeIterator,
+{
+    Arc::from_header_and_iter(header, slots.into_iter())
+}
+
+/// A node holding a single entry: the root of a one-entry map.
+pub(crate) fn singleton<K, V>(hash: HashBits, key: K, value: V) -> Node<K, V> {
+    let header = Header {
+        data_map: bit_at(hash, 0),
+        node_map: 0,
+    };
+    new_node(header, [Slot::Entry(key, value)])
+}
+
+/// Finds `key` in the trie under `node`.
+#[inline]
+pub(crate) fn get<'a, K, V, Q>(
+    mut node: &'a Node<K, V>,
+    hash: HashBits,
+    key: &Q,
+) -> Option<(&'a K, &'a V)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    let mut shift = 0;
+    loop {
+        if shift >= HASH_BITS {
+            return node.slice.iter().find_map(|slot| match slot {
+                Slot::Entry(k, v) if k.borrow() == key => Some((k, v)),
+                _ => None,
+            });
+        }
+        let Header { data_map, node_map } = node.header;
+        let bit = bit_at(hash, shift);
+        if data_map & bit != 0 {
+            return match node.slice.get(index(data_map, bit)) {
+                Some(Slot::Entry(k, v)) if k.borrow() == key => Some((k, v)),
+                _ => None,
+            };
+        }
+        if node_map & bit == 0 {
+            return None;
+        }
+        match node
+            .slice
+            .get(data_map.count_ones() as usize + index(node_map, bit))
+        {
+            Some(Slot::Child(child)) => node = child,
+            _ => return None,
+        }
+        shift += BITS;
+    }
+}
+
+/// Makes `node` uniquely owned, copying it if it is shared, and returns its body.
+#[inline]
+fn make_mut<K: Clone, V: Clone>(node: &mut Node<K, V>) -> &mut NodeBody<K, V> {
+    if !node.is_unique() {
+        // Cloning runs user code; if it panics the copy is abandoned and `node` is untouched.
+        let copy = new_node(node.header, node.slice.iter().cloned());
+        *node = copy;
+    }
+    match Arc::get_mut(node) {
+        Some(body) => body,
+        // We hold `&mut` to the only reference, so nobody can have cloned it meanwhile.
+        None => unreachable!("a node just made unique is shared"),
+    }
+}
+
+/// The slots of a node, handed out by value: moved out of a uniquely owned node (no user code
+/// runs) or cloned from a shared one (which is left untouched).
+enum Slots<'a, K, V> {
+    Moved(std::slice::IterMut<'a, Slot<K, V>>),
+    Cloned(std::slice::Iter<'a, Slot<K, V>>),
+}
+
+impl<'a, K: Clone, V: Clone> Slots<'a, K, V> {
+    fn of(node: &'a mut Node<K, V>) -> Self {
+        if node.is_unique() {
+            match Arc::get_mut(node) {
+                Some(body) => Slots::Moved(body.slice.iter_mut()),
+                None => unreachable!("a unique node is shared"),
+            }
+        } else {
+            Slots::Cloned(node.slice.iter())
+        }
+    }
+
+    #[inline]
+    fn next_slot(&mut self) -> Slot<K, V> {
+        match self {
+            Slots::Moved(iter) => iter
+                .next()
+                .map_or(Slot::Vacant, |slot| mem::replace(slot, Slot::Vacant)),
+            Slots::Cloned(iter) => iter.next().map_or(Slot::Vacant, Slot::clone),
+        }
+    }
+}
+
+/// Replaces `node` by a copy with `slot` inserted at `pos` and the given header.
+fn insert_slot<K: Clone, V: Clone>(
+    node: &mut Node<K, V>,
+    header: Header,
+    pos: usize,
+    slot: Slot<K, V>,
+) {
+    let len = node.slice.len() + 1;
+    let mut slot = Some(slot);
+    let mut source = Slots::of(node);
+    let copy = new_node(
+        header,
+        (0..len).map(|i| {
+            if i == pos {
+                slot.take().unwrap_or(Slot::Vacant)
+            } else {
+                source.next_slot()
+            }
+        }),
+    );
+    *node = copy;
+}
+
+/// Replaces `node` by a copy without the slot at `pos` and with the given header; returns the
+/// removed slot.
+fn remove_slot<K: Clone, V: Clone>(
+    node: &mut Node<K, V>,
+    header: Header,
+    pos: usize,
+) -> Slot<K, V> {
+    let len = node.slice.len() - 1;
+    let mut removed = None;
+    let mut source = Slots::of(node);
+    let copy = new_node(
+        header,
+        (0..len).map(|i| {
+            if i == pos {
+                removed = Some(source.next_slot());
+            }
+            source.next_slot()
+        }),
+    );
+    let removed = removed.unwrap_or_else(|| source.next_slot());
+    *node = copy;
+    removed
+}
+
+/// Builds the smallest sub-trie at `shift` holding two entries with different keys.
+fn pair<K, V>(
+    shift: u32,
+    first: (K, V, HashBits),
+    second: (K, V, HashBits),
+) -> Node<K, V> {
+    if shift >= HASH_BITS {
+        return new_node(
+            Header::COLLISION,
+            [
+                Slot::Entry(first.0, first.1),
+                Slot::Entry(second.0, second.1),
+            ],
+        );
+    }
+    let bit1 = bit_at(first.2, shift);
+    let bit2 = bit_at(second.2, shift);
+    if bit1 == bit2 {
+        let child = pair(shift + BITS, first, second);
+        let header = Header {
+            data_map: 0,
+            node_map: bit1,
+        };
+        return new_node(header, [Slot::Child(child)]);
+    }
+    let header = Header {
+        data_map: bit1 | bit2,
+        node_map: 0,
+    };
+    let (low, high) = if bit1 < bit2 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    new_node(
+        header,
+        [Slot::Entry(low.0, low.1), Slot::Entry(high.0, high.1)],
+    )
+}
+
+/// Inserts or replaces `key` in the trie under `node`; returns the replaced value.
+pub(crate) fn insert<K, V, S>(
+    node: &mut Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    key: K,
+    value: V,
+    hasher: &S,
+) -> Option<V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    if shift >= HASH_BITS {
+        let found = node
+            .slice
+            .iter()
+            .position(|slot| matches!(slot, Slot::Entry(k, _) if *k == key));
+        if let Some(pos) = found {
+            return replace_value(make_mut(node), pos, value);
+        }
+        let pos = node.slice.len();
+        insert_slot(node, Header::COLLISION, pos, Slot::Entry(key, value));
+        return None;
+    }
+
+    let Header { data_map, node_map } = node.header;
+    let bit = bit_at(hash, shift);
+    if data_map & bit != 0 {
+        let pos = index(data_map, bit);
+        // Compare and hash before anything changes: both run user code that may panic.
+        let existing_hash = match node.slice.get(pos) {
+            Some(Slot::Entry(k, _)) if *k == key => None,
+            Some(Slot::Entry(k, _)) => Some(hash_key(hasher, k)),
+            _ => return None,
+        };
+        let body = make_mut(node);
+        let Some(existing_hash) = existing_hash else {
+            return replace_value(body, pos, value);
+        };
+        // Two keys share this bucket: push both one level down into a new sub-node.
+        let Slot::Entry(old_key, old_value) = mem::replace(&mut body.slice[pos], Slot::Vacant)
+        else {
+            unreachable!("data_map points at an entry");
+        };
+        let child = pair(
+            shift + BITS,
+            (old_key, old_value, existing_hash),
+            (key, value, hash),
+        );
+        body.slice[pos] = Slot::Child(child);
+        // Move the new child from the entry region to its place among the children.
+        let child_pos = body.header.entries() - 1 + index(node_map, bit);
+        body.slice[pos..=child_pos].rotate_left(1);
+        body.header = Header {
+            data_map: data_map ^ bit,
+            node_map: node_map | bit,
+        };
+        return None;
+    }
+    if node_map & bit != 0 {
+        let pos = data_map.count_ones() as usize + index(node_map, bit);
+        let body = make_mut(node);
+        return match &mut body.slice[pos] {
+            Slot::Child(child) => insert(child, shift + BITS, hash, key, value, hasher),
+            _ => None,
+        };
+    }
+    let header = Header {
+        data_map: data_map | bit,
+        node_map,
+    };
+    insert_slot(node, header, index(data_map, bit), Slot::Entry(key, value));
+    None
+}
+
+fn replace_value<K, V>(body: &mut NodeBody<K, V>, pos: usize, value: V) -> Option<V> {
+    match &mut body.slice[pos] {
+        Slot::Entry(_, v) => Some(mem::replace(v, value)),
+        _ => None,
+    }
+}
+
+/// What a removal did to the node it ran on.
+pub(crate) enum Removed<K, V> {
+    /// The key was not there; nothing changed.
+    NotFound,
+    /// The entry was removed and the node is canonical as it stands.
+    Done(K, V),
+    /// The entry was removed and the (non-root) node was left with exactly one entry, handed
+    /// back here for the parent to inline. The node itself must be discarded by the parent.
+    Collapse {
+        /// The removed entry.
+        removed: (K, V),
+        /// The node's only remaining entry.
+        remaining: (K, V),
+    },
+}
+
+/// Removes `key` from the trie under `node`.
+///
+/// Callers should check that the key is present first: on a shared path this copies nodes
+/// on the way down even if the key turns out to be absent.
+pub(crate) fn remove<K, V, Q>(
+    node: &mut Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    key: &Q,
+) -> Removed<K, V>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    if shift >= HASH_BITS {
+        let found = node
+            .slice
+            .iter()
+            .position(|slot| matches!(slot, Slot::Entry(k, _) if k.borrow() == key));
+        let Some(pos) = found else {
+            return Removed::NotFound;
+        };
+        return remove_entry(node, shift, Header::COLLISION, pos);
+    }
+
+    let Header { data_map, node_map } = node.header;
+    let bit = bit_at(hash, shift);
+    if data_map & bit != 0 {
+        let pos = index(data_map, bit);
+        match node.slice.get(pos) {
+            Some(Slot::Entry(k, _)) if k.borrow() == key => {}
+            _ => return Removed::NotFound,
+        }
+        let header = Header {
+            data_map: data_map ^ bit,
+            node_map,
+        };
+        return remove_entry(node, shift, header, pos);
+    }
+    if node_map & bit == 0 {
+        return Removed::NotFound;
+    }
+    let pos = data_map.count_ones() as usize + index(node_map, bit);
+    let collapse_here = shift > 0 && node.slice.len() == 1;
+    let body = make_mut(node);
+    let Slot::Child(child) = &mut body.slice[pos] else {
+        return Removed::NotFound;
+    };
+    match remove(child, shift + BITS, hash, key) {
+        Removed::Collapse { removed, remaining } if !collapse_here => {
+            // Inline the child's last entry here, moving it into the entry region.
+            body.slice[pos] = Slot::Entry(remaining.0, remaining.1);
+            let entry_pos = index(data_map, bit);
+            body.slice[entry_pos..=pos].rotate_right(1);
+            body.header = Header {
+                data_map: data_map | bit,
+                node_map: node_map ^ bit,
+            };
+            Removed::Done(removed.0, removed.1)
+        }
+        // This node held only that child, so it is left with a single entry as well:
+        // pass the entry further up.
+        other => other,
+    }
+}
+
+/// Removes the entry at `pos`, collapsing a non-root node left with one entry.
+fn remove_entry<K: Clone, V: Clone>(
+    node: &mut Node<K, V>,
+    shift: u32,
+    header: Header,
+    pos: usize,
+) -> Removed<K, V> {
+    let only_entries = node.header.node_map == 0;
+    if shift > 0 && only_entries && node.slice.len() == 2 {
+        let mut source = Slots::of(node);
+        let first = source.next_slot();
+        let second = source.next_slot();
+        let (removed, remaining) = if pos == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        if let (Slot::Entry(rk, rv), Slot::Entry(k, v)) = (removed, remaining) {
+            return Removed::Collapse {
+                removed: (rk, rv),
+                remaining: (k, v),
+            };
+        }
+        unreachable!("a node without children holds only entries");
+    }
+    match remove_slot(node, header, pos) {
+        Slot::Entry(k, v) => Removed::Done(k, v),
+        _ => unreachable!("the removed slot is an entry"),
+    }
+}
+
+/// Returns a mutable reference to `key`'s value, copying shared nodes on the way down.
+///
+/// Callers should check that the key is present first (see [`remove`]).
+pub(crate) fn get_mut<'a, K, V, Q>(
+    node: &'a mut Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    key: &Q,
+) -> Option<&'a mut V>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    let body = make_mut(node);
+    if shift >= HASH_BITS {
+        return body.slice.iter_mut().find_map(|slot| match slot {
+            Slot::Entry(k, v) if (*k).borrow() == key => Some(v),
+            _ => None,
+        });
+    }
+    let Header { data_map, node_map } = body.header;
+    let bit = bit_at(hash, shift);
+    let pos = if data_map & bit != 0 {
+        index(data_map, bit)
+    } else if node_map & bit != 0 {
+        data_map.count_ones() as usize + index(node_map, bit)
+    } else {
+        return None;
+    };
+    match &mut body.slice[pos] {
+        Slot::Entry(k, v) if (*k).borrow() == key => Some(v),
+        Slot::Child(child) => get_mut(child, shift + BITS, hash, key),
+        _ => None,
+    }
+}
+
+/// Calls `f` on every entry under `node`, making every node uniquely owned first.
+pub(crate) fn for_each_mut<K: Clone, V: Clone>(
+    node: &mut Node<K, V>,
+    f: &mut impl FnMut(&K, &mut V),
+) {
+    for slot in make_mut(node).slice.iter_mut() {
+        match slot {
+            Slot::Entry(k, v) => f(k, v),
+            Slot::Child(child) => for_each_mut(child, f),
+            Slot::Vacant => {}
+        }
+    }
+}
+
+/// Whether the tries under `a` and `b` (both at `shift`, built with the same hash function)
+/// hold equal entries. Relies on canonical shape: equal key sets have equal bitmaps.
+pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &Node<K, V>, b: &Node<K, V>, shift: u32) -> bool {
+    if Arc::ptr_eq(a, b) {
+        return true;
+    }
+    if a.slice.len() != b.slice.len() || a.header != b.header {
+        return false;
+    }
+    if shift >= HASH_BITS {
+        return a.slice.iter().all(|slot| match slot {
+            Slot::Entry(k, v) => b.slice.iter().any(|other| {
+                matches!(other, Slot::Entry(ok, ov) if ok == k && ov == v)
+            }),
+            _ => false,
+        });
+    }
+    a.slice
+        .iter()
+        .zip(b.slice.iter())
+        .all(|pair| match pair {
+            (Slot::Entry(ka, va), Slot::Entry(kb, vb)) => ka == kb && va == vb,
+            (Slot::Child(ca), Slot::Child(cb)) => nodes_equal(ca, cb, shift + BITS),
+            _ => false,
+        })
+}
+
+/// Checks the structural invariants of the trie under `node`; returns the number of entries.
+///
+/// # Panics
+///
+/// When an invariant does not hold, with a message naming it.
+pub(crate) fn check<K, V, S>(
+    node: &Node<K, V>,
+    shift: u32,
+    prefix: HashBits,
+    is_root: bool,
+    hasher: &S,
+) -> usize
+where
+    K: Hash,
+    S: BuildHasher,
+{
+    let mask = if shift == 0 { 0 } else { u32::MAX >> (32 - shift.min(32)) };
+    if shift >= HASH_BITS {
+        assert!(node.header == Header::COLLISION, "collision node with bitmaps");
+        assert!(node.slice.len() >= 2, "collision node with fewer than two entries");
+        for slot in node.slice.iter() {
+            let Slot::Entry(k, _) = slot else {
+                panic!("collision node holds a non-entry slot");
+            };
+            assert_eq!(hash_key(hasher, k), prefix, "collision entry with another hash");
+        }
+        return node.slice.len();
+    }
+    let Header { data_map, node_map } = node.header;
+    assert_eq!(data_map & node_map, 0, "a bucket is both entry and child");
+    if shift + BITS > HASH_BITS {
+        let valid = (1u32 << (HASH_BITS - shift)) - 1;
+        assert_eq!((data_map | node_map) & !valid, 0, "bucket beyond the hash bits");
+    }
+    let entries = data_map.count_ones() as usize;
+    let children = node_map.count_ones() as usize;
+    assert_eq!(node.slice.len(), entries + children, "bitmaps disagree with length");
+    if !is_root {
+        assert!(
+            children > 0 || entries >= 2,
+            "non-root node with a single entry and no children (not canonical)"
+        );
+    }
+    let mut count = 0;
+    let mut bits = data_map | node_map;
+    while bits != 0 {
+        let bit = bits & bits.wrapping_neg();
+        bits ^= bit;
+        let bucket = bit.trailing_zeros();
+        let here = prefix | (bucket << shift);
+        match slot_for(node, bit) {
+            Some(Slot::Entry(k, _)) => {
+                assert!(data_map & bit != 0, "entry in a child bucket");
+                let h = hash_key(hasher, k);
+                let mask_here = mask | (31 << shift);
+                assert_eq!(h & mask_here, here & mask_here, "entry in the wrong bucket");
+                count += 1;
+            }
+            Some(Slot::Child(child)) => {
+                assert!(node_map & bit != 0, "child in an entry bucket");
+                let sub = check(child, shift + BITS, here, false, hasher);
+                assert!(sub >= 2, "sub-trie with fewer than two entries (not canonical)");
+                count += sub;
+            }
+            Some(Slot::Vacant) => panic!("vacant slot in a finished node"),
+            None => panic!("bitmap bit without a slot"),
+        }
+    }
+    count
+}
