@@ -65,8 +65,14 @@ impl<'a, K, V> Iterator for Diff<'a, K, V> {
 impl<K, V> ExactSizeIterator for Diff<'_, K, V> {}
 impl<K, V> FusedIterator for Diff<'_, K, V> {}
 
+/// Walks two tries side by side, sorting their entries into definite changes (same key at
+/// the same place) and *candidates*: entries with no counterpart at the same place, which
+/// are confirmed with a lookup afterwards (a key can sit elsewhere in a map hashed
+/// differently).
 struct Differ<'a, K, V> {
-    out: Vec<DiffItem<'a, K, V>>,
+    changed: Vec<DiffItem<'a, K, V>>,
+    only_old: Vec<(&'a K, &'a V)>,
+    only_new: Vec<(&'a K, &'a V)>,
     nodes_visited: usize,
 }
 
@@ -80,31 +86,26 @@ impl<'a, K: Eq, V: PartialEq> Differ<'a, K, V> {
             self.flat(&old.slice, &new.slice);
             return;
         }
-        let mut bits = old.header.data_map
-            | old.header.node_map
-            | new.header.data_map
-            | new.header.node_map;
+        let mut bits =
+            old.header.data_map | old.header.node_map | new.header.data_map | new.header.node_map;
         while bits != 0 {
             let bit = bits & bits.wrapping_neg();
             bits ^= bit;
             match (slot_for(old, bit), slot_for(new, bit)) {
                 (Some(Slot::Child(a)), Some(Slot::Child(b))) => self.nodes(a, b, shift + BITS),
-                (Some(a), Some(b)) => self.flat(std::slice::from_ref(a), std::slice::from_ref(b)),
-                (Some(a), None) => self.all(a, DiffItem::Removed),
-                (None, Some(b)) => self.all(b, DiffItem::Added),
-                (None, None) => {}
+                (a, b) => self.flat(option_slice(a), option_slice(b)),
             }
         }
     }
 
-    /// Compares two small sets of slots entry by entry (collision nodes, or a bucket where one
-    /// side holds an entry and the other a whole sub-trie).
+    /// Compares two small sets of slots entry by entry (collision nodes, or a bucket where the
+    /// two sides hold different kinds of slot).
     fn flat(&mut self, old: &'a [Slot<K, V>], new: &'a [Slot<K, V>]) {
         for (key, old_value) in Walk::new(old) {
             match Walk::new(new).find(|(k, _)| *k == key) {
-                None => self.out.push(DiffItem::Removed(key, old_value)),
+                None => self.only_old.push((key, old_value)),
                 Some((_, new_value)) if new_value != old_value => {
-                    self.out.push(DiffItem::Changed {
+                    self.changed.push(DiffItem::Changed {
                         key,
                         old: old_value,
                         new: new_value,
@@ -115,15 +116,14 @@ impl<'a, K: Eq, V: PartialEq> Differ<'a, K, V> {
         }
         for (key, new_value) in Walk::new(new) {
             if !Walk::new(old).any(|(k, _)| k == key) {
-                self.out.push(DiffItem::Added(key, new_value));
+                self.only_new.push((key, new_value));
             }
         }
     }
+}
 
-    fn all(&mut self, slot: &'a Slot<K, V>, kind: fn(&'a K, &'a V) -> DiffItem<'a, K, V>) {
-        self.out
-            .extend(Walk::new(std::slice::from_ref(slot)).map(|(k, v)| kind(k, v)));
-    }
+fn option_slice<T>(slot: Option<&T>) -> &[T] {
+    slot.map_or(&[], std::slice::from_ref)
 }
 
 impl<K, V, S> HamtMap<K, V, S>
@@ -137,7 +137,8 @@ where
     /// in both with unequal values are [`Changed`](DiffItem::Changed).
     ///
     /// Subtrees the two versions share are skipped, so the cost is proportional to the
-    /// difference. (Maps whose hash builders disagree are compared entry by entry instead.)
+    /// difference. (Maps whose hash builders place keys differently are still diffed exactly,
+    /// at the cost of a walk over both.)
     ///
     /// ```
     /// use hamt::{DiffItem, HamtMap};
@@ -159,40 +160,45 @@ where
     /// ```
     pub fn diff<'a>(&'a self, other: &'a Self) -> Diff<'a, K, V> {
         let mut differ = Differ {
-            out: Vec::new(),
+            changed: Vec::new(),
+            only_old: Vec::new(),
+            only_new: Vec::new(),
             nodes_visited: 0,
         };
         match (&self.root, &other.root) {
-            (None, None) => {}
-            (Some(old), None) => differ.flat(&old.slice, &[]),
-            (None, Some(new)) => differ.flat(&[], &new.slice),
-            (Some(old), Some(new)) if self.same_hash_function(other) => {
-                differ.nodes(old, new, 0);
+            (Some(old), Some(new)) => differ.nodes(old, new, 0),
+            (old, new) => differ.flat(
+                old.as_ref().map_or(&[], |node| &node.slice[..]),
+                new.as_ref().map_or(&[], |node| &node.slice[..]),
+            ),
+        }
+        let Differ {
+            mut changed,
+            only_old,
+            only_new,
+            nodes_visited,
+        } = differ;
+        // Confirm the candidates. With one hash function each is a real addition or removal;
+        // otherwise the key may be in the other map at another place.
+        for (key, old_value) in only_old {
+            match other.get(key) {
+                None => changed.push(DiffItem::Removed(key, old_value)),
+                Some(new_value) if new_value != old_value => changed.push(DiffItem::Changed {
+                    key,
+                    old: old_value,
+                    new: new_value,
+                }),
+                Some(_) => {}
             }
-            (Some(_), Some(_)) => {
-                for (key, old_value) in self.iter() {
-                    match other.get(key) {
-                        None => differ.out.push(DiffItem::Removed(key, old_value)),
-                        Some(new_value) if new_value != old_value => {
-                            differ.out.push(DiffItem::Changed {
-                                key,
-                                old: old_value,
-                                new: new_value,
-                            });
-                        }
-                        Some(_) => {}
-                    }
-                }
-                for (key, new_value) in other.iter() {
-                    if !self.contains_key(key) {
-                        differ.out.push(DiffItem::Added(key, new_value));
-                    }
-                }
+        }
+        for (key, new_value) in only_new {
+            if !self.contains_key(key) {
+                changed.push(DiffItem::Added(key, new_value));
             }
         }
         Diff {
-            items: differ.out.into_iter(),
-            nodes_visited: differ.nodes_visited,
+            items: changed.into_iter(),
+            nodes_visited,
         }
     }
 }
@@ -223,6 +229,7 @@ where
     }
 
     /// Adds every entry of `other` whose key `self` lacks; `self`'s values win on conflict.
+    /// All or nothing: if a key's `Hash`, `Eq` or `Clone` panics, `self` is unchanged.
     ///
     /// ```
     /// let mut map: hamt::HamtMap<_, _> = [("a", 1)].into_iter().collect();
@@ -234,21 +241,27 @@ where
             *self = other.clone();
             return;
         }
-        let mut missing = Vec::new();
-        match (&self.root, &other.root) {
-            (Some(ours), Some(theirs)) if self.same_hash_function(other) => {
-                collect_missing(ours, theirs, 0, &mut missing);
-            }
-            _ => missing.extend(other.iter().filter(|(k, _)| !self.contains_key(*k))),
+        let mut candidates = Vec::new();
+        if let (Some(ours), Some(theirs)) = (&self.root, &other.root) {
+            collect_missing(ours, theirs, 0, &mut candidates);
         }
-        let missing: Vec<(K, V)> = missing
+        // Confirm each candidate: a map hashed differently may hold the key elsewhere.
+        let missing: Vec<(K, V)> = candidates
             .into_iter()
+            .filter(|(k, _)| !self.contains_key(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        for (k, v) in missing {
-            let hash = hash_key(&self.hasher, &k);
-            self.insert_hashed(hash, k, v);
+        if missing.is_empty() {
+            return;
         }
+        // Insert into a version of our own and commit at the end, so that a panicking `Hash`
+        // or `Eq` leaves `self` as it was.
+        let mut merged = self.clone();
+        for (k, v) in missing {
+            let hash = hash_key(&merged.hasher, &k);
+            merged.insert_hashed(hash, k, v);
+        }
+        *self = merged;
     }
 }
 
@@ -263,7 +276,9 @@ fn collect_missing<'a, K: Eq, V>(
         return;
     }
     if shift >= HASH_BITS {
-        out.extend(Walk::new(&theirs.slice).filter(|(k, _)| !Walk::new(&ours.slice).any(|(o, _)| o == *k)));
+        out.extend(
+            Walk::new(&theirs.slice).filter(|(k, _)| !Walk::new(&ours.slice).any(|(o, _)| o == *k)),
+        );
         return;
     }
     let mut bits = theirs.header.data_map | theirs.header.node_map;
@@ -271,15 +286,16 @@ fn collect_missing<'a, K: Eq, V>(
         let bit = bits & bits.wrapping_neg();
         bits ^= bit;
         match (slot_for(ours, bit), slot_for(theirs, bit)) {
-            (Some(Slot::Child(a)), Some(Slot::Child(b))) => collect_missing(a, b, shift + BITS, out),
-            (Some(a), Some(b)) => {
-                let ours = std::slice::from_ref(a);
+            (Some(Slot::Child(a)), Some(Slot::Child(b))) => {
+                collect_missing(a, b, shift + BITS, out)
+            }
+            (a, Some(b)) => {
+                let ours = option_slice(a);
                 out.extend(
                     Walk::new(std::slice::from_ref(b))
                         .filter(|(k, _)| !Walk::new(ours).any(|(o, _)| o == *k)),
                 );
             }
-            (None, Some(b)) => out.extend(Walk::new(std::slice::from_ref(b))),
             (_, None) => {}
         }
     }

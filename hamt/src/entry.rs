@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
 use crate::map::HamtMap;
-use crate::node::HashBits;
+use crate::node::{HashBits, Location};
 
 /// A view into one key's place in a [`HamtMap`], from [`HamtMap::entry`].
 pub enum Entry<'a, K, V, S> {
@@ -19,6 +19,9 @@ pub struct OccupiedEntry<'a, K, V, S> {
     pub(crate) map: &'a mut HamtMap<K, V, S>,
     pub(crate) key: K,
     pub(crate) hash: HashBits,
+    /// Where the entry is, so that it is reached again by hash alone: no `Eq` runs after the
+    /// lookup that made this entry, so a panicking `Eq` cannot interrupt a half-done edit.
+    pub(crate) location: Location,
 }
 
 /// An absent key, from [`HamtMap::entry`].
@@ -28,7 +31,7 @@ pub struct VacantEntry<'a, K, V, S> {
     pub(crate) hash: HashBits,
 }
 
-const PRESENT: &str = "an occupied entry's key is in the map (Eq must be reflexive)";
+const PRESENT: &str = "an entry's place in the map is stable while the entry borrows it";
 
 impl<'a, K, V, S> Entry<'a, K, V, S>
 where
@@ -145,17 +148,23 @@ where
     /// }
     /// ```
     pub fn get(&self) -> &V {
-        self.map.get(&self.key).expect(PRESENT)
+        // Read-only, so no key comparison matters here; walk by the known place anyway.
+        let root = self.map.root.as_ref().expect(PRESENT);
+        crate::node::get_located(root, self.hash, self.location).expect(PRESENT)
     }
 
     /// The present value, mutably (copying shared nodes on its path first).
     pub fn get_mut(&mut self) -> &mut V {
-        self.map.get_mut_hashed(self.hash, &self.key).expect(PRESENT)
+        self.map
+            .get_mut_located(self.hash, self.location)
+            .expect(PRESENT)
     }
 
     /// The present value, mutably, for as long as the map is borrowed.
     pub fn into_mut(self) -> &'a mut V {
-        self.map.get_mut_hashed(self.hash, &self.key).expect(PRESENT)
+        self.map
+            .get_mut_located(self.hash, self.location)
+            .expect(PRESENT)
     }
 
     /// Replaces the value, returning the old one.
@@ -219,9 +228,10 @@ where
     /// assert_eq!(map["k"], 2);
     /// ```
     pub fn insert(self, value: V) -> &'a mut V {
-        let key = self.key.clone();
-        self.map.insert_hashed(self.hash, self.key, value);
-        self.map.get_mut_hashed(self.hash, &key).expect(PRESENT)
+        let (_, location) = self.map.insert_located(self.hash, self.key, value);
+        self.map
+            .get_mut_located(self.hash, location)
+            .expect(PRESENT)
     }
 }
 

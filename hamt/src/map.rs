@@ -11,7 +11,7 @@ use triomphe::Arc;
 
 use crate::entry::{Entry, OccupiedEntry, VacantEntry};
 use crate::iter::{IntoIter, Iter, Keys, Values};
-use crate::node::{self, HashBits, Node, Removed};
+use crate::node::{self, HashBits, Node, Removed, Side};
 
 /// A persistent hash map: `clone` is O(1), and versions share structure.
 ///
@@ -229,14 +229,6 @@ where
         self.get_key_value(key).is_some()
     }
 
-    /// Whether `self` and `other` hash keys the same way, so their tries have the same shape
-    /// for the same keys. Probed with two fixed inputs: maps built from one another, or with a
-    /// deterministic hasher, always agree; independently seeded hashers almost never do.
-    pub(crate) fn same_hash_function(&self, other: &Self) -> bool {
-        self.hasher.hash_one(0x9e37_79b9_7f4a_7c15_u64) == other.hasher.hash_one(0x9e37_79b9_7f4a_7c15_u64)
-            && self.hasher.hash_one(u64::MAX) == other.hasher.hash_one(u64::MAX)
-    }
-
     /// Checks every structural invariant: bitmaps against node sizes, entries in the buckets
     /// their hashes select, canonical shape (no non-root node reduced to a single entry),
     /// collision nodes only below the last hash bit, and `len`.
@@ -256,7 +248,10 @@ where
             Some(root) => node::check(root, 0, 0, true, &self.hasher),
             None => 0,
         };
-        assert_eq!(counted, self.len, "len disagrees with the entries in the trie");
+        assert_eq!(
+            counted, self.len,
+            "len disagrees with the entries in the trie"
+        );
         if self.len > 0 {
             assert!(self.root.is_some(), "a non-empty map without a root");
         }
@@ -288,8 +283,19 @@ where
     }
 
     pub(crate) fn insert_hashed(&mut self, hash: HashBits, key: K, value: V) -> Option<V> {
+        self.insert_located(hash, key, value).0
+    }
+
+    /// Inserts, and tells where the entry landed (for reaching it again without `Eq`).
+    pub(crate) fn insert_located(
+        &mut self,
+        hash: HashBits,
+        key: K,
+        value: V,
+    ) -> (Option<V>, node::Location) {
+        let mut placed = None;
         let old = match &mut self.root {
-            Some(root) => node::insert(root, 0, hash, key, value, &self.hasher),
+            Some(root) => node::insert(root, 0, hash, key, value, &self.hasher, &mut placed),
             None => {
                 self.root = Some(node::singleton(hash, key, value));
                 None
@@ -298,7 +304,16 @@ where
         if old.is_none() {
             self.len += 1;
         }
-        old
+        (old, placed)
+    }
+
+    /// The value at a place found earlier, without comparing keys.
+    pub(crate) fn get_mut_located(
+        &mut self,
+        hash: HashBits,
+        location: node::Location,
+    ) -> Option<&mut V> {
+        node::get_mut_located(self.root.as_mut()?, 0, hash, location)
     }
 
     /// Inserts `value` for `key` unless the map already holds an equal value there; returns
@@ -374,7 +389,10 @@ where
         // for a key that is not there.
         node::get(root, hash, key)?;
         match node::remove(root, 0, hash, key) {
-            Removed::Done(k, v) | Removed::Collapse { removed: (k, v), .. } => {
+            Removed::Done(k, v)
+            | Removed::Collapse {
+                removed: (k, v), ..
+            } => {
                 self.len -= 1;
                 if self.len == 0 {
                     self.root = None;
@@ -425,15 +443,16 @@ where
     /// ```
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V, S> {
         let hash = self.hash_of(&key);
-        let present = self
+        let location = self
             .root
             .as_ref()
-            .is_some_and(|root| node::get(root, hash, &key).is_some());
-        if present {
+            .and_then(|root| node::locate(root, hash, &key));
+        if let Some(location) = location {
             Entry::Occupied(OccupiedEntry {
                 map: self,
                 key,
                 hash,
+                location,
             })
         } else {
             Entry::Vacant(VacantEntry {
@@ -556,20 +575,28 @@ where
     V: PartialEq,
     S: BuildHasher,
 {
-    /// Equal when both hold the same keys with equal values. Pointer-equal subtrees are
-    /// skipped, so comparing a map with a recent version of itself costs the difference, and
-    /// it never allocates.
+    /// Equal when both hold the same keys with equal values. The tries are compared node by
+    /// node and pointer-equal subtrees are skipped, so comparing a map with a recent version
+    /// of itself costs the difference; it never allocates. (Maps whose hash builders differ
+    /// are recognised by a confirming lookup and compared entry by entry.)
     fn eq(&self, other: &Self) -> bool {
         if self.len != other.len {
             return false;
         }
-        match (&self.root, &other.root) {
-            (None, None) => true,
-            (Some(a), Some(b)) if self.same_hash_function(other) => node::nodes_equal(a, b, 0),
-            _ => self
+        let (Some(a), Some(b)) = (&self.root, &other.root) else {
+            return true; // equal lengths and one side empty: both are empty
+        };
+        let witnessed = match node::first_difference(a, b, 0) {
+            None => return true,
+            Some((Side::Left, k, v)) => other.get(k) == Some(v),
+            Some((Side::Right, k, v)) => self.get(k) == Some(v),
+        };
+        // A witness the other map does hold means the two place keys differently, so they
+        // must be compared key by key.
+        witnessed
+            && self
                 .iter()
-                .all(|(k, v)| other.get(k).is_some_and(|ov| ov == v)),
-        }
+                .all(|(k, v)| other.get(k).is_some_and(|ov| ov == v))
     }
 }
 

@@ -23,6 +23,8 @@ use std::mem;
 
 use triomphe::{Arc, HeaderSlice};
 
+use crate::iter::Walk;
+
 /// Bits of hash consumed per trie level.
 pub(crate) const BITS: u32 = 5;
 /// Hash bits used. 32 bits give 7 bitmap levels (the last one 2 bits wide), then collisions.
@@ -172,6 +174,85 @@ where
     }
 }
 
+/// Finds `key` under `node`: `None` if absent, else where it sits (see [`Location`]).
+pub(crate) fn locate<K, V, Q>(mut node: &Node<K, V>, hash: HashBits, key: &Q) -> Option<Location>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    let mut shift = 0;
+    loop {
+        if shift >= HASH_BITS {
+            return node
+                .slice
+                .iter()
+                .position(|slot| matches!(slot, Slot::Entry(k, _) if k.borrow() == key))
+                .map(Some);
+        }
+        match slot_for(node, bit_at(hash, shift))? {
+            Slot::Entry(k, _) if k.borrow() == key => return Some(None),
+            Slot::Child(child) => node = child,
+            _ => return None,
+        }
+        shift += BITS;
+    }
+}
+
+/// The value of the entry at a known place, read-only.
+pub(crate) fn get_located<K, V>(
+    mut node: &Node<K, V>,
+    hash: HashBits,
+    location: Location,
+) -> Option<&V> {
+    let mut shift = 0;
+    loop {
+        if shift >= HASH_BITS {
+            return match node.slice.get(location?) {
+                Some(Slot::Entry(_, v)) => Some(v),
+                _ => None,
+            };
+        }
+        match slot_for(node, bit_at(hash, shift))? {
+            Slot::Entry(_, v) => return Some(v),
+            Slot::Child(child) => node = child,
+            Slot::Vacant => return None,
+        }
+        shift += BITS;
+    }
+}
+
+/// The value of the entry at a known place (found earlier by [`locate`] or [`insert`]),
+/// reached by hash alone — no key comparison runs, so no user code — copying shared nodes
+/// on the way down.
+pub(crate) fn get_mut_located<K: Clone, V: Clone>(
+    node: &mut Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    location: Location,
+) -> Option<&mut V> {
+    let body = make_mut(node);
+    if shift >= HASH_BITS {
+        return match body.slice.get_mut(location?) {
+            Some(Slot::Entry(_, v)) => Some(v),
+            _ => None,
+        };
+    }
+    let Header { data_map, node_map } = body.header;
+    let bit = bit_at(hash, shift);
+    let pos = if data_map & bit != 0 {
+        index(data_map, bit)
+    } else if node_map & bit != 0 {
+        data_map.count_ones() as usize + index(node_map, bit)
+    } else {
+        return None;
+    };
+    match body.slice.get_mut(pos)? {
+        Slot::Entry(_, v) => Some(v),
+        Slot::Child(child) => get_mut_located(child, shift + BITS, hash, location),
+        Slot::Vacant => None,
+    }
+}
+
 /// Makes `node` uniquely owned, copying it if it is shared, and returns its body.
 #[inline]
 fn make_mut<K: Clone, V: Clone>(node: &mut Node<K, V>) -> &mut NodeBody<K, V> {
@@ -269,8 +350,10 @@ fn pair<K, V>(
     shift: u32,
     first: (K, V, HashBits),
     second: (K, V, HashBits),
+    placed: &mut Location,
 ) -> Node<K, V> {
     if shift >= HASH_BITS {
+        *placed = Some(1);
         return new_node(
             Header::COLLISION,
             [
@@ -282,7 +365,7 @@ fn pair<K, V>(
     let bit1 = bit_at(first.2, shift);
     let bit2 = bit_at(second.2, shift);
     if bit1 == bit2 {
-        let child = pair(shift + BITS, first, second);
+        let child = pair(shift + BITS, first, second, placed);
         let header = Header {
             data_map: 0,
             node_map: bit1,
@@ -304,7 +387,11 @@ fn pair<K, V>(
     )
 }
 
-/// Inserts or replaces `key` in the trie under `node`; returns the replaced value.
+/// Where an entry sits beyond what its hash says: its index when it is in a collision node.
+pub(crate) type Location = Option<usize>;
+
+/// Inserts or replaces `key` in the trie under `node`; returns the replaced value, and sets
+/// `placed` to where the entry landed.
 pub(crate) fn insert<K, V, S>(
     node: &mut Node<K, V>,
     shift: u32,
@@ -312,6 +399,7 @@ pub(crate) fn insert<K, V, S>(
     key: K,
     value: V,
     hasher: &S,
+    placed: &mut Location,
 ) -> Option<V>
 where
     K: Hash + Eq + Clone,
@@ -324,9 +412,11 @@ where
             .iter()
             .position(|slot| matches!(slot, Slot::Entry(k, _) if *k == key));
         if let Some(pos) = found {
+            *placed = Some(pos);
             return replace_value(make_mut(node), pos, value);
         }
         let pos = node.slice.len();
+        *placed = Some(pos);
         insert_slot(node, Header::COLLISION, pos, Slot::Entry(key, value));
         return None;
     }
@@ -354,6 +444,7 @@ where
             shift + BITS,
             (old_key, old_value, existing_hash),
             (key, value, hash),
+            placed,
         );
         body.slice[pos] = Slot::Child(child);
         // Move the new child from the entry region to its place among the children.
@@ -369,7 +460,7 @@ where
         let pos = data_map.count_ones() as usize + index(node_map, bit);
         let body = make_mut(node);
         return match &mut body.slice[pos] {
-            Slot::Child(child) => insert(child, shift + BITS, hash, key, value, hasher),
+            Slot::Child(child) => insert(child, shift + BITS, hash, key, value, hasher, placed),
             _ => None,
         };
     }
@@ -553,31 +644,62 @@ pub(crate) fn for_each_mut<K: Clone, V: Clone>(
     }
 }
 
-/// Whether the tries under `a` and `b` (both at `shift`, built with the same hash function)
-/// hold equal entries. Relies on canonical shape: equal key sets have equal bitmaps.
-pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &Node<K, V>, b: &Node<K, V>, shift: u32) -> bool {
+/// Which of two compared tries an entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Left,
+    Right,
+}
+
+/// The first entry of either trie (both at `shift`) that the other does not hold at the same
+/// place with an equal value, or `None` if every entry is matched.
+///
+/// With one hash function, canonical shape makes a witness proof that the maps differ. Maps
+/// whose hash functions differ may hold the same entry at different places, so callers
+/// confirm a witness with a lookup before concluding anything.
+pub(crate) fn first_difference<'a, K: Eq, V: PartialEq>(
+    a: &'a Node<K, V>,
+    b: &'a Node<K, V>,
+    shift: u32,
+) -> Option<(Side, &'a K, &'a V)> {
     if Arc::ptr_eq(a, b) {
-        return true;
-    }
-    if a.slice.len() != b.slice.len() || a.header != b.header {
-        return false;
+        return None;
     }
     if shift >= HASH_BITS {
-        return a.slice.iter().all(|slot| match slot {
-            Slot::Entry(k, v) => b.slice.iter().any(|other| {
-                matches!(other, Slot::Entry(ok, ov) if ok == k && ov == v)
-            }),
-            _ => false,
-        });
+        return unmatched(&a.slice, &b.slice);
     }
-    a.slice
-        .iter()
-        .zip(b.slice.iter())
-        .all(|pair| match pair {
-            (Slot::Entry(ka, va), Slot::Entry(kb, vb)) => ka == kb && va == vb,
-            (Slot::Child(ca), Slot::Child(cb)) => nodes_equal(ca, cb, shift + BITS),
-            _ => false,
-        })
+    let mut bits = a.header.data_map | a.header.node_map | b.header.data_map | b.header.node_map;
+    while bits != 0 {
+        let bit = bits & bits.wrapping_neg();
+        bits ^= bit;
+        let found = match (slot_for(a, bit), slot_for(b, bit)) {
+            (Some(Slot::Child(ca)), Some(Slot::Child(cb))) => {
+                first_difference(ca, cb, shift + BITS)
+            }
+            (Some(sa), Some(sb)) => unmatched(std::slice::from_ref(sa), std::slice::from_ref(sb)),
+            (Some(sa), None) => unmatched(std::slice::from_ref(sa), &[]),
+            (None, Some(sb)) => unmatched(&[], std::slice::from_ref(sb)),
+            (None, None) => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// The first entry under `a` without an equal entry under `b`, or the reverse.
+fn unmatched<'a, K: Eq, V: PartialEq>(
+    a: &'a [Slot<K, V>],
+    b: &'a [Slot<K, V>],
+) -> Option<(Side, &'a K, &'a V)> {
+    let missing = |from: &'a [Slot<K, V>], to: &'a [Slot<K, V>]| {
+        Walk::new(from).find(|(k, v)| !Walk::new(to).any(|(ok, ov)| ok == *k && ov == *v))
+    };
+    if let Some((k, v)) = missing(a, b) {
+        return Some((Side::Left, k, v));
+    }
+    missing(b, a).map(|(k, v)| (Side::Right, k, v))
 }
 
 /// Checks the structural invariants of the trie under `node`; returns the number of entries.
@@ -596,27 +718,50 @@ where
     K: Hash,
     S: BuildHasher,
 {
-    let mask = if shift == 0 { 0 } else { u32::MAX >> (32 - shift.min(32)) };
+    let mask = if shift == 0 {
+        0
+    } else {
+        u32::MAX >> (32 - shift.min(32))
+    };
     if shift >= HASH_BITS {
-        assert!(node.header == Header::COLLISION, "collision node with bitmaps");
-        assert!(node.slice.len() >= 2, "collision node with fewer than two entries");
+        assert!(
+            node.header == Header::COLLISION,
+            "collision node with bitmaps"
+        );
+        assert!(
+            node.slice.len() >= 2,
+            "collision node with fewer than two entries"
+        );
         for slot in node.slice.iter() {
             let Slot::Entry(k, _) = slot else {
                 panic!("collision node holds a non-entry slot");
             };
-            assert_eq!(hash_key(hasher, k), prefix, "collision entry with another hash");
+            assert_eq!(
+                hash_key(hasher, k),
+                prefix,
+                "collision entry with another hash"
+            );
         }
         return node.slice.len();
     }
     let Header { data_map, node_map } = node.header;
     assert_eq!(data_map & node_map, 0, "a bucket is both entry and child");
     if shift + BITS > HASH_BITS {
-        let valid = (1u32 << (HASH_BITS - shift)) - 1;
-        assert_eq!((data_map | node_map) & !valid, 0, "bucket beyond the hash bits");
+        // The last level has 2^(HASH_BITS - shift) buckets.
+        let valid = (1u32 << (1u32 << (HASH_BITS - shift))) - 1;
+        assert_eq!(
+            (data_map | node_map) & !valid,
+            0,
+            "bucket beyond the hash bits"
+        );
     }
     let entries = data_map.count_ones() as usize;
     let children = node_map.count_ones() as usize;
-    assert_eq!(node.slice.len(), entries + children, "bitmaps disagree with length");
+    assert_eq!(
+        node.slice.len(),
+        entries + children,
+        "bitmaps disagree with length"
+    );
     if !is_root {
         assert!(
             children > 0 || entries >= 2,
@@ -641,7 +786,10 @@ where
             Some(Slot::Child(child)) => {
                 assert!(node_map & bit != 0, "child in an entry bucket");
                 let sub = check(child, shift + BITS, here, false, hasher);
-                assert!(sub >= 2, "sub-trie with fewer than two entries (not canonical)");
+                assert!(
+                    sub >= 2,
+                    "sub-trie with fewer than two entries (not canonical)"
+                );
                 count += sub;
             }
             Some(Slot::Vacant) => panic!("vacant slot in a finished node"),

@@ -19,7 +19,10 @@ impl<K: Serialize, V: Serialize, S> Serialize for HamtMap<K, V, S> {
     }
 }
 
-struct MapVisitor<K, V, S>(PhantomData<fn() -> HamtMap<K, V, S>>);
+/// Builds a map; the marker only names the map type.
+type Marker<K, V, S> = PhantomData<fn() -> HamtMap<K, V, S>>;
+
+struct MapVisitor<K, V, S>(Marker<K, V, S>);
 
 impl<'de, K, V, S> Visitor<'de> for MapVisitor<K, V, S>
 where

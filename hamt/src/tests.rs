@@ -16,7 +16,10 @@ fn split_and_collapse_keep_canonical_shape() {
     map.remove(&HashKey::new(0b00001, 0));
     map.check_invariants();
     let root = map.root.as_ref().unwrap();
-    assert_eq!(root.header.data_map, 0b10, "the last entry of the sub-node is inlined");
+    assert_eq!(
+        root.header.data_map, 0b10,
+        "the last entry of the sub-node is inlined"
+    );
     assert_eq!(root.header.node_map, 0);
 }
 

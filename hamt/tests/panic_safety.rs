@@ -1,0 +1,561 @@
+//! Panics in user code (`Hash`, `Eq`, `Clone`, closures) at every point an operation calls
+//! it: the map and all of its clones must stay valid with their contents, and keep working.
+//!
+//! A trap is armed with a kind of call and a countdown; the call that finds the countdown at
+//! zero panics. Each operation is run with countdowns 0, 1, 2, … until it completes, so every
+//! call it makes panics once.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Once};
+
+use common::{Ledger, Tracked};
+use hamt::testing::IdentityState;
+use hamt::{Entry, HamtMap};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Hash,
+    Eq,
+    Clone,
+    /// A closure passed to the map (`retain`).
+    Closure,
+}
+
+const KINDS: [Kind; 3] = [Kind::Hash, Kind::Eq, Kind::Clone];
+
+/// The payload of a trap's panic.
+struct TrapFired;
+
+thread_local! {
+    /// The armed trap: the kind of call, and how many such calls to let through first.
+    static TRAP: Cell<Option<(Kind, u32)>> = const { Cell::new(None) };
+    /// Counts the values alive on this thread; a double drop fails in `Tracked::drop`.
+    static LEDGER: Arc<Ledger> = Ledger::new();
+}
+
+/// Called by every `Hash`, `Eq` and `Clone` of the test types.
+fn spring(kind: Kind) {
+    if let Some((armed, left)) = TRAP.get()
+        && armed == kind
+    {
+        if left == 0 {
+            TRAP.set(None);
+            panic::panic_any(TrapFired);
+        }
+        TRAP.set(Some((armed, left - 1)));
+    }
+}
+
+/// Keeps the default panic hook from printing every trap's panic.
+fn quiet_traps() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<TrapFired>() {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A key with a chosen hash whose `Hash`, `Eq` and `Clone` can be trapped.
+#[derive(Debug)]
+struct Key {
+    hash: u32,
+    id: u64,
+}
+
+fn key(hash: u32, id: u64) -> Key {
+    Key { hash, id }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        spring(Kind::Hash);
+        state.write_u32(self.hash);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        spring(Kind::Eq);
+        self.hash == other.hash && self.id == other.id
+    }
+}
+
+impl Eq for Key {}
+
+impl Clone for Key {
+    fn clone(&self) -> Self {
+        spring(Kind::Clone);
+        key(self.hash, self.id)
+    }
+}
+
+/// A value whose `Clone` can be trapped, and whose instances are tracked.
+#[derive(Debug)]
+struct Val {
+    n: u64,
+    _alive: Tracked,
+}
+
+fn val(n: u64) -> Val {
+    Val {
+        n,
+        _alive: LEDGER.with(|ledger| ledger.track(n)),
+    }
+}
+
+impl Clone for Val {
+    fn clone(&self) -> Self {
+        spring(Kind::Clone);
+        val(self.n)
+    }
+}
+
+impl PartialEq for Val {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+    }
+}
+
+type Map = HamtMap<Key, Val, IdentityState>;
+/// A map's entries as `(hash, id) => n`, read without calling user code.
+type Contents = BTreeMap<(u32, u64), u64>;
+
+fn contents(map: &Map) -> Contents {
+    map.iter().map(|(k, v)| ((k.hash, k.id), v.n)).collect()
+}
+
+fn build_map(entries: &Contents) -> Map {
+    let mut map = Map::with_hasher(IdentityState);
+    for (&(hash, id), &n) in entries {
+        map.insert(key(hash, id), val(n));
+    }
+    map
+}
+
+fn assert_holds(map: &Map, expected: &Contents) {
+    map.check_invariants();
+    assert_eq!(contents(map), *expected);
+    for (&(hash, id), &n) in expected {
+        assert_eq!(map.get(&key(hash, id)).map(|v| v.n), Some(n));
+    }
+}
+
+/// Uses a map that survived a panic: inserts, replaces, removes, snapshots.
+fn keep_using(mut map: Map) {
+    let mut expected = contents(&map);
+    for (hash, id) in [(COLLIDING, 70), (1, 71), (0xFFFF_FFFF, 72), (COLLIDING, 0)] {
+        map.insert(key(hash, id), val(id));
+        expected.insert((hash, id), id);
+    }
+    let snapshot = (map.clone(), expected.clone());
+    let first = *expected.keys().next().unwrap();
+    assert!(map.remove(&key(first.0, first.1)).is_some());
+    expected.remove(&first);
+    assert_holds(&map, &expected);
+    assert_holds(&snapshot.0, &snapshot.1);
+}
+
+/// The hash shared by the entries of the collision node.
+const COLLIDING: u32 = 0x0ABC_DEF1;
+
+/// Entries in the root, in a sub-node (hashes 1, 33, 65 share the low 5 bits), in a
+/// collision node at the bottom, and next to it (a hash sharing 20 bits).
+fn layout() -> Contents {
+    let mut entries = Contents::new();
+    for id in 0..4 {
+        entries.insert((COLLIDING, id), id);
+    }
+    for hash in [1, 2, 33, 65, COLLIDING ^ (1 << 20)] {
+        entries.insert((hash, 100), u64::from(hash));
+    }
+    entries
+}
+
+/// A collision node of two, which collapses when either is removed.
+fn pair_layout() -> Contents {
+    [((COLLIDING, 0), 0), ((COLLIDING, 1), 1), ((5, 2), 2)].into()
+}
+
+/// Runs `op` on a map from `make` (with a clone alive when `shared`) once for every call of
+/// `kind` it makes, panicking at that call. After each panic the map must pass `after_panic`
+/// (given its contents before), the clone must be as it was, and both must keep working.
+/// Returns how many runs panicked, and the map `op` completed on.
+fn panic_at_each_call(
+    kind: Kind,
+    make: &dyn Fn() -> Map,
+    shared: bool,
+    op: &dyn Fn(&mut Map),
+    after_panic: &dyn Fn(&Map, &Contents),
+) -> (u32, Map) {
+    quiet_traps();
+    for countdown in 0.. {
+        let mut map = make();
+        let before = contents(&map);
+        let clone = shared.then(|| map.clone());
+        TRAP.set(Some((kind, countdown)));
+        let result = panic::catch_unwind(AssertUnwindSafe(|| op(&mut map)));
+        TRAP.set(None);
+        if let Err(payload) = result {
+            if !payload.is::<TrapFired>() {
+                panic::resume_unwind(payload);
+            }
+            after_panic(&map, &before);
+            keep_using(map);
+            if let Some(clone) = clone {
+                assert_holds(&clone, &before);
+                keep_using(clone);
+            }
+            continue;
+        }
+        if let Some(clone) = &clone {
+            assert_holds(clone, &before);
+        }
+        return (countdown, map);
+    }
+    unreachable!()
+}
+
+/// Builds a fresh, uniquely owned map holding `entries`.
+fn fresh(entries: Contents) -> impl Fn() -> Map {
+    move || build_map(&entries)
+}
+
+/// The usual expectation: after a panic the map is exactly as it was.
+fn unchanged(map: &Map, before: &Contents) {
+    assert_holds(map, before);
+}
+
+/// Runs `op` with each kind of trap, on a unique and on a shared map; returns the number of
+/// panics per kind, unique then shared.
+fn every_kind_and_sharing(entries: &Contents, op: &dyn Fn(&mut Map)) -> [[u32; 3]; 2] {
+    let make = fresh(entries.clone());
+    let mut panics = [[0; 3]; 2];
+    for (sharing, shared) in [false, true].into_iter().enumerate() {
+        for (k, kind) in KINDS.into_iter().enumerate() {
+            panics[sharing][k] = panic_at_each_call(kind, &make, shared, op, &unchanged).0;
+        }
+    }
+    panics
+}
+
+#[test]
+fn panics_mid_insert_leave_maps_intact() {
+    let cases = [
+        (COLLIDING, 9),             // a new key in the collision node
+        (COLLIDING, 2),             // replacing a value in the collision node
+        (COLLIDING ^ (1 << 30), 9), // splitting off the collision node's path at the last level
+        (34, 9),                    // hash 34 shares the root bucket of entry 2: a split
+        (65 | 1 << 10, 9),          // shares two levels with entry 65: a split one level down
+        (3, 9),                     // an empty root bucket
+        (65, 100),                  // replacing a value in the sub-node
+    ];
+    for (hash, id) in cases {
+        let op = |map: &mut Map| {
+            map.insert(key(hash, id), val(1000));
+        };
+        let [unique, shared] = every_kind_and_sharing(&layout(), &op);
+        assert!(unique[0] >= 1, "insert({hash:#x}) never hashed");
+        assert!(
+            shared[2] >= 1,
+            "insert({hash:#x}) into a shared map cloned nothing"
+        );
+    }
+}
+
+/// Inserting into a bucket held by another key hashes that key to push both down a level:
+/// both the new key's hash and the existing key's hash must be able to panic safely.
+#[test]
+fn panic_mid_split_hashing_the_existing_key() {
+    for hash in [34, 65 | 1 << 10] {
+        for shared in [false, true] {
+            let op = |map: &mut Map| {
+                map.insert(key(hash, 9), val(9));
+            };
+            let (panics, done) =
+                panic_at_each_call(Kind::Hash, &fresh(layout()), shared, &op, &unchanged);
+            assert!(
+                panics >= 2,
+                "the split of {hash:#x} did not hash the existing key"
+            );
+            let mut expected = layout();
+            expected.insert((hash, 9), 9);
+            assert_holds(&done, &expected);
+        }
+    }
+}
+
+/// A uniquely owned map is edited in place: inserting and removing clone nothing.
+#[test]
+fn unique_maps_are_edited_without_cloning() {
+    let ops: [&dyn Fn(&mut Map); 3] = [
+        &|map| {
+            map.insert(key(COLLIDING, 9), val(9));
+        },
+        &|map| {
+            map.insert(key(34, 9), val(9));
+        },
+        &|map| {
+            map.remove(&key(COLLIDING, 1));
+        },
+    ];
+    for op in ops {
+        let (panics, _) = panic_at_each_call(Kind::Clone, &fresh(layout()), false, op, &unchanged);
+        assert_eq!(panics, 0, "an in-place edit cloned a key or value");
+    }
+}
+
+#[test]
+fn panics_mid_remove_leave_maps_intact() {
+    for entries in [layout(), pair_layout()] {
+        for &(hash, id) in entries.keys() {
+            let op = |map: &mut Map| {
+                map.remove(&key(hash, id));
+            };
+            let [unique, shared] = every_kind_and_sharing(&entries, &op);
+            assert!(unique[0] >= 1 && unique[1] >= 1, "remove({hash:#x}, {id})");
+            assert!(shared[0] >= 1 && shared[1] >= 1, "remove({hash:#x}, {id})");
+        }
+        // A missing key sharing the collision's hash: compared with every entry there.
+        let op = |map: &mut Map| {
+            map.remove(&key(COLLIDING, 99));
+        };
+        let [unique, _] = every_kind_and_sharing(&entries, &op);
+        assert!(unique[1] >= 2);
+    }
+}
+
+#[test]
+fn panics_mid_lookup_leave_maps_intact() {
+    for &(hash, id) in layout().keys() {
+        let op = |map: &mut Map| {
+            assert!(map.get(&key(hash, id)).is_some());
+            assert!(map.contains_key(&key(hash, id)));
+        };
+        let [unique, _] = every_kind_and_sharing(&layout(), &op);
+        assert!(unique[0] >= 2 && unique[1] >= 2);
+    }
+}
+
+#[test]
+fn panics_mid_persistent_update_and_without_leave_maps_intact() {
+    let update = |map: &mut Map| {
+        let next = map.update(key(COLLIDING, 7), val(7));
+        assert_eq!(next.len(), map.len() + 1);
+    };
+    let without = |map: &mut Map| {
+        let next = map.without(&key(COLLIDING, 1));
+        assert_eq!(next.len(), map.len() - 1);
+    };
+    for op in [&update as &dyn Fn(&mut Map), &without] {
+        let [unique, shared] = every_kind_and_sharing(&layout(), op);
+        assert!(unique.iter().chain(&shared).all(|&panics| panics >= 1));
+    }
+}
+
+#[test]
+fn panics_mid_entry_leave_maps_intact() {
+    let occupied = (COLLIDING, 2);
+    let ops: [&dyn Fn(&mut Map); 4] = [
+        &|map| {
+            let _ = map
+                .entry(key(occupied.0, occupied.1))
+                .and_modify(|v| v.n += 1);
+        },
+        &|map| {
+            if let Entry::Occupied(mut entry) = map.entry(key(occupied.0, occupied.1)) {
+                entry.insert(val(55));
+            }
+        },
+        &|map| {
+            if let Entry::Occupied(entry) = map.entry(key(occupied.0, occupied.1)) {
+                entry.remove();
+            }
+        },
+        &|map| {
+            *map.get_mut(&key(occupied.0, occupied.1)).unwrap() = val(56);
+        },
+    ];
+    for op in ops {
+        let [unique, shared] = every_kind_and_sharing(&layout(), op);
+        assert!(unique[0] >= 1 && unique[1] >= 1 && shared[2] >= 1);
+    }
+    // A vacant entry: its `Hash` and `Clone` may panic (see the test below for `Eq`).
+    let vacant = |map: &mut Map| {
+        map.entry(key(COLLIDING, 40)).or_insert(val(40));
+    };
+    for shared in [false, true] {
+        for kind in [Kind::Hash, Kind::Clone] {
+            panic_at_each_call(kind, &fresh(layout()), shared, &vacant, &unchanged);
+        }
+    }
+}
+
+/// Entry methods that change the map and then hand out the value: a panic in `Eq` must leave
+/// the map as it was, as the crate documents for all user code. Minimal case: on an empty
+/// map, `entry(k).or_insert(v)` panicking at the first `Eq` leaves `k` inserted.
+#[test]
+fn entry_panicking_eq_after_changing_the_map_leaves_it_unchanged() {
+    let vacant_or_insert = |map: &mut Map| {
+        map.entry(key(3, 0)).or_insert(val(0));
+    };
+    let modify_then_or_insert = |map: &mut Map| {
+        map.entry(key(COLLIDING, 2))
+            .and_modify(|v| v.n += 1)
+            .or_insert(val(0));
+    };
+    for entries in [Contents::new(), layout()] {
+        for shared in [false, true] {
+            let make = fresh(entries.clone());
+            panic_at_each_call(Kind::Eq, &make, shared, &vacant_or_insert, &unchanged);
+        }
+    }
+    for shared in [false, true] {
+        let make = fresh(layout());
+        panic_at_each_call(Kind::Eq, &make, shared, &modify_then_or_insert, &unchanged);
+    }
+}
+
+/// After a panic in `retain`, entries are as before or with the closure's change made, and
+/// only entries the closure rejected are gone.
+fn retained_so_far(map: &Map, before: &Contents) {
+    map.check_invariants();
+    let now = contents(map);
+    for (entry, &n) in &now {
+        let old = before.get(entry).copied();
+        assert!(
+            old == Some(n) || old.map(|o| o + 1000) == Some(n),
+            "{entry:?} => {n}"
+        );
+    }
+    for entry in before.keys() {
+        assert!(
+            now.contains_key(entry) || entry.1 % 2 == 1,
+            "{entry:?} was kept yet is gone"
+        );
+    }
+}
+
+#[test]
+fn panics_mid_retain_leave_a_valid_subset() {
+    let op = |map: &mut Map| {
+        map.retain(|k, v| {
+            spring(Kind::Closure);
+            v.n += 1000;
+            k.id % 2 == 0
+        });
+    };
+    for shared in [false, true] {
+        for kind in [Kind::Closure, Kind::Hash, Kind::Eq, Kind::Clone] {
+            let (panics, done) =
+                panic_at_each_call(kind, &fresh(layout()), shared, &op, &retained_so_far);
+            let expected: Contents = layout()
+                .into_iter()
+                .filter(|((_, id), _)| id % 2 == 0)
+                .map(|(entry, n)| (entry, n + 1000))
+                .collect();
+            assert_holds(&done, &expected);
+            if kind == Kind::Closure {
+                assert_eq!(panics as usize, layout().len());
+            }
+        }
+    }
+}
+
+/// The other side of unions: overlapping the layout, with its own collision entries.
+fn other_entries() -> Contents {
+    let mut entries = Contents::new();
+    for id in 2..7 {
+        entries.insert((COLLIDING, id), 500 + id);
+    }
+    for hash in [2, 34, 66, 7] {
+        entries.insert((hash, 100), 500);
+    }
+    entries
+}
+
+fn expected_union(ours: &Contents, theirs: &Contents) -> Contents {
+    let mut union = theirs.clone();
+    union.extend(ours);
+    union
+}
+
+#[test]
+fn panics_mid_union_leave_both_maps_intact() {
+    let base = build_map(&layout());
+    // Unrelated to `base`, and derived from it (sharing all but one path).
+    let other = build_map(&other_entries());
+    let derived = base
+        .update(key(COLLIDING, 20), val(20))
+        .without(&key(33, 100));
+    for theirs in [&other, &derived] {
+        let theirs_before = contents(theirs);
+        let result = RefCell::new(None);
+        let op = |map: &mut Map| {
+            *result.borrow_mut() = Some(map.union(theirs));
+        };
+        let check = |map: &Map, before: &Contents| {
+            assert_holds(map, before);
+            assert_holds(theirs, &theirs_before);
+        };
+        let from_base = || base.clone();
+        let makers: [&dyn Fn() -> Map; 2] = [&fresh(layout()), &from_base];
+        for (make, shared) in makers.into_iter().zip([false, true]) {
+            let mut panics = 0;
+            for kind in KINDS {
+                panics += panic_at_each_call(kind, make, shared, &op, &check).0;
+                let merged = result.borrow_mut().take().unwrap();
+                assert_holds(&merged, &expected_union(&layout(), &theirs_before));
+            }
+            assert!(panics >= 3);
+        }
+    }
+}
+
+#[test]
+fn panics_mid_merge_leave_a_valid_partial_union() {
+    let other = build_map(&other_entries());
+    let union = expected_union(&layout(), &other_entries());
+    let op = |map: &mut Map| map.merge(&other);
+    let check = |map: &Map, before: &Contents| {
+        map.check_invariants();
+        let now = contents(map);
+        assert!(
+            before.iter().all(|(k, v)| now.get(k) == Some(v)),
+            "lost or changed an entry"
+        );
+        assert!(
+            now.iter().all(|(k, v)| union.get(k) == Some(v)),
+            "an entry not in the union"
+        );
+        assert_holds(&other, &other_entries());
+    };
+    for shared in [false, true] {
+        for kind in KINDS {
+            let (_, done) = panic_at_each_call(kind, &fresh(layout()), shared, &op, &check);
+            assert_holds(&done, &union);
+        }
+    }
+}
+
+#[test]
+fn panics_mid_owned_iteration_of_a_shared_map_leave_it_intact() {
+    let op = |map: &mut Map| {
+        let entries: Vec<(Key, Val)> = map.clone().into_iter().collect();
+        assert_eq!(entries.len(), map.len());
+    };
+    let (panics, _) = panic_at_each_call(Kind::Clone, &fresh(layout()), false, &op, &unchanged);
+    assert_eq!(
+        panics as usize,
+        2 * layout().len(),
+        "every key and value is cloned once"
+    );
+}
