@@ -2,7 +2,9 @@
 //!
 //! A node is one exactly-sized allocation: a [`Header`] with two bitmaps, then the slots. The
 //! slots hold the node's inline entries first (in `data_map` bit order), then its child nodes
-//! (in `node_map` bit order). A bit is never set in both maps.
+//! in *reverse* `node_map` bit order, counted from the end: the child for bucket bit `b` is at
+//! `len - 1 - rank(node_map, b)`, so finding a child takes one popcount, not two. A bit is
+//! never set in both maps.
 //!
 //! Below [`HASH_BITS`] of hash, a node is a *collision node*: its bitmaps are zero and its
 //! slots are entries whose keys share the full hash, in insertion order.
@@ -56,12 +58,6 @@ impl Header {
         data_map: 0,
         node_map: 0,
     };
-
-    /// Number of inline entries (they come first among the slots).
-    #[inline]
-    pub(crate) fn entries(self) -> usize {
-        self.data_map.count_ones() as usize
-    }
 }
 
 /// A shared, exactly-sized node.
@@ -102,6 +98,12 @@ pub(crate) fn index(map: u32, bit: u32) -> usize {
     (map & (bit - 1)).count_ones() as usize
 }
 
+/// Where the child for `bit` sits among `len` slots (children are stored from the end).
+#[inline]
+pub(crate) fn child_index(len: usize, node_map: u32, bit: u32) -> usize {
+    len - 1 - index(node_map, bit)
+}
+
 /// The slot for `bit` in a bitmap node, if the bucket is occupied.
 #[inline]
 pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K, V>> {
@@ -109,8 +111,7 @@ pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K,
     if data_map & bit != 0 {
         node.slice.get(index(data_map, bit))
     } else if node_map & bit != 0 {
-        node.slice
-            .get(data_map.count_ones() as usize + index(node_map, bit))
+        node.slice.get(child_index(node.slice.len(), node_map, bit))
     } else {
         None
     }
@@ -133,6 +134,9 @@ pub(crate) fn singleton<K, V>(hash: HashBits, key: K, value: V) -> Node<K, V> {
     new_node(header, [Slot::Entry(key, value)])
 }
 
+/// Bitmap levels before the collision level (shifts 0, 5, …, 30).
+const LEVELS: u32 = HASH_BITS.div_ceil(BITS);
+
 /// Finds `key` in the trie under `node`.
 #[inline]
 pub(crate) fn get<'a, K, V, Q>(
@@ -144,16 +148,12 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    let mut shift = 0;
-    loop {
-        if shift >= HASH_BITS {
-            return node.slice.iter().find_map(|slot| match slot {
-                Slot::Entry(k, v) if k.borrow() == key => Some((k, v)),
-                _ => None,
-            });
-        }
+    // The hash is consumed five bits at a time by shifting it down: a shift by a constant is
+    // cheaper than a shift by the level's (variable) amount.
+    let mut rest = hash;
+    for _ in 0..LEVELS {
         let Header { data_map, node_map } = node.header;
-        let bit = bit_at(hash, shift);
+        let bit = 1u32 << (rest & 31);
         if data_map & bit != 0 {
             return match node.slice.get(index(data_map, bit)) {
                 Some(Slot::Entry(k, v)) if k.borrow() == key => Some((k, v)),
@@ -163,15 +163,16 @@ where
         if node_map & bit == 0 {
             return None;
         }
-        match node
-            .slice
-            .get(data_map.count_ones() as usize + index(node_map, bit))
-        {
+        match node.slice.get(child_index(node.slice.len(), node_map, bit)) {
             Some(Slot::Child(child)) => node = child,
             _ => return None,
         }
-        shift += BITS;
+        rest >>= BITS;
     }
+    node.slice.iter().find_map(|slot| match slot {
+        Slot::Entry(k, v) if k.borrow() == key => Some((k, v)),
+        _ => None,
+    })
 }
 
 /// Finds `key` under `node`: `None` if absent, else where it sits (see [`Location`]).
@@ -242,7 +243,7 @@ pub(crate) fn get_mut_located<K: Clone, V: Clone>(
     let pos = if data_map & bit != 0 {
         index(data_map, bit)
     } else if node_map & bit != 0 {
-        data_map.count_ones() as usize + index(node_map, bit)
+        child_index(body.slice.len(), node_map, bit)
     } else {
         return None;
     };
@@ -447,8 +448,9 @@ where
             placed,
         );
         body.slice[pos] = Slot::Child(child);
-        // Move the new child from the entry region to its place among the children.
-        let child_pos = body.header.entries() - 1 + index(node_map, bit);
+        // Move the new child from the entry region to its place among the children (counted
+        // from the end); the entries after it and the children above it shift down by one.
+        let child_pos = child_index(body.slice.len(), node_map, bit);
         body.slice[pos..=child_pos].rotate_left(1);
         body.header = Header {
             data_map: data_map ^ bit,
@@ -457,7 +459,7 @@ where
         return None;
     }
     if node_map & bit != 0 {
-        let pos = data_map.count_ones() as usize + index(node_map, bit);
+        let pos = child_index(node.slice.len(), node_map, bit);
         let body = make_mut(node);
         return match &mut body.slice[pos] {
             Slot::Child(child) => insert(child, shift + BITS, hash, key, value, hasher, placed),
@@ -538,7 +540,7 @@ where
     if node_map & bit == 0 {
         return Removed::NotFound;
     }
-    let pos = data_map.count_ones() as usize + index(node_map, bit);
+    let pos = child_index(node.slice.len(), node_map, bit);
     let collapse_here = shift > 0 && node.slice.len() == 1;
     let body = make_mut(node);
     let Slot::Child(child) = &mut body.slice[pos] else {
@@ -619,7 +621,7 @@ where
     let pos = if data_map & bit != 0 {
         index(data_map, bit)
     } else if node_map & bit != 0 {
-        data_map.count_ones() as usize + index(node_map, bit)
+        child_index(body.slice.len(), node_map, bit)
     } else {
         return None;
     };

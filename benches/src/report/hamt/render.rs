@@ -1,0 +1,341 @@
+//! The HAMT section as markdown, and PEP 550's Figures 1 and 2 as SVG.
+
+use super::targets::{self, Target};
+use super::{Grid, HamtResults, MemoryResults, NOISY_SPREAD};
+use crate::maps::Contender;
+use crate::memory::MemoryFigures;
+use crate::ops::Op;
+use crate::report::svg::{LogLogPlot, Series};
+use crate::report::table::{Table, format_amount, format_ns, format_ratio};
+use crate::sizes;
+
+/// File name of Figure 1 (snapshot+set cost vs N).
+pub const SNAPSHOT_FIGURE: &str = "hamt_snapshot_set.svg";
+
+/// File name of Figure 2 (lookup cost vs N).
+pub const LOOKUP_FIGURE: &str = "hamt_lookup.svg";
+
+/// The section's markdown.
+pub fn markdown(results: &HamtResults) -> String {
+    let mut out = String::from(
+        "## HAMT: `hamt::HamtMap` against imbl, im, rpds and std `HashMap`\n\n\
+         Ratios below 1 mean ours is faster or smaller. \"Best peer\" is the fastest of imbl, \
+         im and rpds at that N. In the timing tables the lowest figure of each column is bold, \
+         and † marks a figure whose slowest repetition took more than 1.5× its fastest (noise).\n\n",
+    );
+
+    let targets = targets::evaluate(results);
+    out.push_str(&targets_table(&targets, &results.sizes));
+
+    out.push_str(&format!(
+        "### Figures\n\n\
+         ![Figure 1: snapshot + set vs N]({SNAPSHOT_FIGURE})\n\n\
+         ![Figure 2: lookup hit vs N]({LOOKUP_FIGURE})\n\n"
+    ));
+
+    out.push_str("### Time\n\n");
+    for (op, grid) in &results.timings {
+        out.push_str(&timing_table(*op, grid));
+    }
+
+    match &results.memory {
+        Some(memory) => out.push_str(&memory_tables(memory)),
+        None => out.push_str("### Memory\n\nNot measured in this run.\n\n"),
+    }
+    out
+}
+
+fn size_header(title: &str, sizes: &[usize]) -> Vec<String> {
+    std::iter::once(title.to_owned())
+        .chain(sizes.iter().map(|&n| format!("N={}", sizes::label(n))))
+        .collect()
+}
+
+fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
+    let mut header = size_header("target", sizes);
+    header.push("verdict".to_owned());
+    let mut table = Table::new(header);
+    let (mut passed, mut checked) = (0, 0);
+    for target in targets {
+        let mut row = vec![target.name.clone()];
+        let mut all_passed = true;
+        let mut any = false;
+        for check in &target.checks {
+            row.push(match check {
+                Some(check) => {
+                    any = true;
+                    checked += 1;
+                    if check.passed() {
+                        passed += 1;
+                    } else {
+                        all_passed = false;
+                    }
+                    let verdict = if check.passed() { "PASS" } else { "MISS" };
+                    match &check.detail {
+                        Some(detail) => {
+                            format!("{} {verdict} ({detail})", format_ratio(check.ratio))
+                        }
+                        None => format!("{} {verdict}", format_ratio(check.ratio)),
+                    }
+                }
+                None => "–".to_owned(),
+            });
+        }
+        row.push(match (any, all_passed) {
+            (false, _) => "–".to_owned(),
+            (true, true) => "PASS".to_owned(),
+            (true, false) => "MISS".to_owned(),
+        });
+        table.row(row);
+    }
+    format!(
+        "### Targets\n\nEach cell is the measured ratio and whether it meets the target \
+         (see `shared/ANCHORS.md`). **{passed} of {checked} checks pass.**\n\n{}\n",
+        table.render()
+    )
+}
+
+/// The contenders that run `op`.
+fn contenders_of(op: Op) -> impl Iterator<Item = Contender> {
+    Contender::ALL
+        .into_iter()
+        .filter(move |&contender| op.applies_to(contender))
+}
+
+fn timing_table(op: Op, grid: &Grid) -> String {
+    let sizes = grid.sizes();
+    let mut table = Table::new(size_header("map", sizes));
+    for contender in contenders_of(op) {
+        let cells = (0..sizes.len()).map(|column| {
+            let Some(ns) = grid.get(contender, column) else {
+                return "–".to_owned();
+            };
+            let fastest = contenders_of(op)
+                .filter_map(|other| grid.get(other, column))
+                .fold(f64::INFINITY, f64::min);
+            let noisy = grid
+                .spread(contender, column)
+                .is_some_and(|spread| spread > NOISY_SPREAD);
+            let shown = format!("{}{}", format_ns(ns), if noisy { "†" } else { "" });
+            if ns <= fastest {
+                format!("**{shown}**")
+            } else {
+                shown
+            }
+        });
+        table.row(std::iter::once(contender.label().to_owned()).chain(cells));
+    }
+
+    let best_peer = (0..sizes.len()).map(|column| {
+        match (grid.get(Contender::Ours, column), grid.best_peer(column)) {
+            (Some(ours), Some((peer, theirs))) => {
+                format!("{} ({})", format_ratio(ours / theirs), peer.name())
+            }
+            _ => "–".to_owned(),
+        }
+    });
+    table.row(std::iter::once("ours / best peer".to_owned()).chain(best_peer));
+    if matches!(op, Op::LookupHit | Op::LookupMiss | Op::SnapshotSet) {
+        let over_std = (0..sizes.len()).map(|column| {
+            match (
+                grid.get(Contender::Ours, column),
+                grid.get(Contender::Std, column),
+            ) {
+                (Some(ours), Some(std)) => format_ratio(ours / std),
+                _ => "–".to_owned(),
+            }
+        });
+        table.row(std::iter::once("ours / std".to_owned()).chain(over_std));
+    }
+    if let Some(anchor) = targets::anchor_ns(op) {
+        table.row(
+            std::iter::once("ANCHORS.md target".to_owned()).chain(sizes.iter().map(|&n| {
+                targets::at_anchor(&anchor, n)
+                    .map_or_else(|| "–".to_owned(), |ns| format!("≤ {}", format_ns(ns)))
+            })),
+        );
+    }
+    format!(
+        "#### {} ({})\n\n{}\n\n{}\n",
+        op.name(),
+        op.unit(),
+        op.description(),
+        table.render()
+    )
+}
+
+/// A reference row under a memory table.
+#[derive(Clone, Copy)]
+enum Reference {
+    None,
+    /// CPython's figures at the anchor sizes.
+    CPython(&'static [f64; 6]),
+    /// The ideal CHAMP allocation count.
+    IdealAllocations,
+}
+
+/// One memory table: a title, what it measures, and which figure it shows.
+struct MemoryTable {
+    title: &'static str,
+    description: &'static str,
+    figure: fn(&MemoryFigures) -> Option<f64>,
+    reference: Reference,
+}
+
+const MEMORY_TABLES: [MemoryTable; 5] = [
+    MemoryTable {
+        title: "live bytes per entry",
+        description: "After building N entries in place; averaged over several builds with \
+                      different hasher seeds. Target ≤ 40 B.",
+        figure: |figures| Some(figures.bytes_per_entry),
+        reference: Reference::CPython(&targets::CPYTHON_BYTES_PER_ENTRY),
+    },
+    MemoryTable {
+        title: "bytes retained by one snapshot + set",
+        description: "Live bytes added by `let mut s = m.clone(); s.insert(new_key, v)` while `s` \
+                      is alive (for std: the whole copy); averaged over several new keys. \
+                      Target ≤ CPython.",
+        figure: |figures| Some(figures.retained_per_snapshot),
+        reference: Reference::CPython(&targets::CPYTHON_RETAINED_PER_SET),
+    },
+    MemoryTable {
+        title: "allocations per snapshot + set",
+        description: "Allocations made by the same clone + insert.",
+        figure: |figures| Some(figures.allocations_per_snapshot),
+        reference: Reference::None,
+    },
+    MemoryTable {
+        title: "allocations per persistent insert",
+        description: "Averaged over building 0..N with `m = m.update(k, k)`. Target: one \
+                      allocation per copied (or newly created) node; the ideal row counts \
+                      exactly that for a CHAMP trie with 5 hash bits per level and random \
+                      hashes.",
+        figure: |figures| figures.allocations_per_insert,
+        reference: Reference::IdealAllocations,
+    },
+    MemoryTable {
+        title: "bytes allocated per persistent insert",
+        description: "Averaged over the same persistent build (allocated, not retained).",
+        figure: |figures| figures.bytes_per_insert,
+        reference: Reference::None,
+    },
+];
+
+fn memory_tables(memory: &MemoryResults) -> String {
+    let mut out = String::from(
+        "### Memory\n\nRequested bytes from a counting global allocator (malloc headers and \
+         rounding not included), u64 → u64 entries.\n\n",
+    );
+    let columns = 0..memory.sizes.len();
+    for section in &MEMORY_TABLES {
+        let grid = memory.grid(section.figure);
+        let mut table = Table::new(size_header("map", &memory.sizes));
+        for contender in Contender::ALL {
+            if columns
+                .clone()
+                .all(|column| grid.get(contender, column).is_none())
+            {
+                continue;
+            }
+            let cells = columns.clone().map(|column| {
+                grid.get(contender, column)
+                    .map_or_else(|| "–".to_owned(), format_amount)
+            });
+            table.row(std::iter::once(contender.label().to_owned()).chain(cells));
+        }
+        let ours_over_best = columns.clone().map(|column| {
+            match (grid.get(Contender::Ours, column), grid.best_peer(column)) {
+                (Some(ours), Some((peer, theirs))) if theirs > 0.0 => {
+                    format!("{} ({})", format_ratio(ours / theirs), peer.name())
+                }
+                _ => "–".to_owned(),
+            }
+        });
+        table.row(std::iter::once("ours / best peer".to_owned()).chain(ours_over_best));
+        match section.reference {
+            Reference::None => {}
+            Reference::CPython(anchor) => {
+                let cells = memory.sizes.iter().map(|&n| {
+                    targets::at_anchor(anchor, n).map_or_else(|| "–".to_owned(), format_amount)
+                });
+                table.row(std::iter::once("CPython hamt.c".to_owned()).chain(cells));
+            }
+            Reference::IdealAllocations => {
+                let cells = memory
+                    .ideal_allocations_per_insert
+                    .iter()
+                    .map(|ideal| format!("{ideal:.2}"));
+                table.row(std::iter::once("ideal CHAMP (one per node)".to_owned()).chain(cells));
+            }
+        }
+        out.push_str(&format!(
+            "#### {}\n\n{}\n\n{}\n",
+            section.title,
+            section.description,
+            table.render()
+        ));
+    }
+    out
+}
+
+/// The plot colour of each contender.
+fn color(contender: Contender) -> &'static str {
+    match contender {
+        Contender::Ours => "#d62728",
+        Contender::Imbl => "#1f77b4",
+        Contender::Im => "#2ca02c",
+        Contender::Rpds => "#9467bd",
+        Contender::Std => "#7f7f7f",
+    }
+}
+
+fn ns_tick(ns: f64) -> String {
+    match ns {
+        _ if ns >= 1e6 => format!("{} ms", ns / 1e6),
+        _ if ns >= 1e3 => format!("{} µs", ns / 1e3),
+        _ => format!("{ns} ns"),
+    }
+}
+
+fn plot(results: &HamtResults, op: Op, title: &str) -> String {
+    let series = match results.timing(op) {
+        Some(grid) => contenders_of(op)
+            .map(|contender| Series {
+                label: contender.label().to_owned(),
+                color: color(contender),
+                dashed: contender == Contender::Std,
+                emphasised: contender == Contender::Ours,
+                points: grid
+                    .sizes()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(column, &n)| Some((n as f64, grid.get(contender, column)?)))
+                    .collect(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    LogLogPlot {
+        title: title.to_owned(),
+        x_label: "entries in the map (N)".to_owned(),
+        y_label: format!("{}, thread CPU time", op.unit()),
+        x_tick: |n| sizes::label(n.round() as usize),
+        y_tick: ns_tick,
+        series,
+    }
+    .render()
+}
+
+/// PEP 550's Figure 1: the cost of a snapshot + set against N, per contender.
+pub fn snapshot_plot(results: &HamtResults) -> String {
+    plot(
+        results,
+        Op::SnapshotSet,
+        "Figure 1: snapshot + set (clone, insert 1 key, drop)",
+    )
+}
+
+/// PEP 550's Figure 2: the cost of a successful lookup against N, per contender.
+pub fn lookup_plot(results: &HamtResults) -> String {
+    plot(results, Op::LookupHit, "Figure 2: lookup hit")
+}

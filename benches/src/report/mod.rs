@@ -1,0 +1,161 @@
+//! The project report: `cargo run --release -p benches --bin report [-- --full]`.
+//!
+//! Measures every section, then writes `report.md` and the SVG figures to
+//! `target/report/` and prints the markdown to stdout; progress goes to stderr. For now the
+//! report has one section, [`hamt`].
+
+pub mod hamt;
+pub mod machine;
+pub mod svg;
+pub mod table;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::harness::Settings;
+use crate::sizes;
+
+/// How long to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A couple of minutes: N up to 100k, repetitions of a few ms. The default.
+    Quick,
+    /// For publication: N up to 1M, repetitions of about 20 ms.
+    Full,
+}
+
+impl Mode {
+    /// `quick` or `full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Quick => "quick",
+            Self::Full => "full",
+        }
+    }
+
+    /// The sizes this mode runs unless told otherwise.
+    pub fn default_sizes(self) -> Vec<usize> {
+        match self {
+            Self::Quick => sizes::QUICK.to_vec(),
+            Self::Full => sizes::FULL.to_vec(),
+        }
+    }
+
+    /// The timing settings for maps of `n` entries.
+    pub fn timing(self, n: usize) -> Settings {
+        match self {
+            Self::Quick => Settings {
+                target: Duration::from_millis(3),
+                reps: 5,
+            },
+            Self::Full => Settings {
+                target: Duration::from_millis(20),
+                reps: if n >= 1_000_000 { 3 } else { 5 },
+            },
+        }
+    }
+}
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Quick or full.
+    pub mode: Mode,
+    /// Map sizes N.
+    pub sizes: Vec<usize>,
+    /// Whether to measure memory (needs the counting allocator, see [`crate::alloc`]).
+    pub memory: bool,
+}
+
+impl Config {
+    /// The default configuration of `mode`.
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            sizes: mode.default_sizes(),
+            memory: true,
+        }
+    }
+}
+
+/// Where the report goes: `$CARGO_TARGET_DIR/report`, else `target/report` under the
+/// workspace root.
+pub fn output_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // The workspace root is the parent of this crate's manifest directory.
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest.parent().unwrap_or(manifest).join("target")
+        });
+    target.join("report")
+}
+
+/// Measures everything `config` asks for, writes the report files, prints the markdown to
+/// stdout, and returns the path of `report.md`.
+pub fn run(config: &Config) -> io::Result<PathBuf> {
+    let started = Instant::now();
+    let machine = machine::Machine::collect();
+    let hamt_results = hamt::measure(config);
+    let elapsed = started.elapsed();
+
+    let mut markdown = header(&machine, config, elapsed);
+    markdown.push_str(&hamt::render::markdown(&hamt_results));
+
+    let dir = output_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(hamt::render::SNAPSHOT_FIGURE),
+        hamt::render::snapshot_plot(&hamt_results),
+    )?;
+    std::fs::write(
+        dir.join(hamt::render::LOOKUP_FIGURE),
+        hamt::render::lookup_plot(&hamt_results),
+    )?;
+    let report = dir.join("report.md");
+    std::fs::write(&report, &markdown)?;
+    print!("{markdown}");
+    eprintln!(
+        "report: wrote {} in {:.0} s",
+        report.display(),
+        elapsed.as_secs_f64()
+    );
+    Ok(report)
+}
+
+fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> String {
+    let settings = config.mode.timing(0);
+    let largest = config
+        .mode
+        .timing(config.sizes.iter().copied().max().unwrap_or(0));
+    let reps = if largest.reps == settings.reps {
+        settings.reps.to_string()
+    } else {
+        format!("{} ({} at N ≥ 1M)", settings.reps, largest.reps)
+    };
+    let sizes: Vec<String> = config.sizes.iter().map(|&n| sizes::label(n)).collect();
+    format!(
+        "# Benchmark report\n\n\
+         | | |\n|---|---|\n\
+         | date | {date} |\n\
+         | mode | {mode} (N = {sizes}); measured in {elapsed:.0} s |\n\
+         | machine | {cpus} CPUs, {cpu}; load average at start {load} |\n\
+         | toolchain | {rustc}, release profile |\n\
+         | peers | {peers} |\n\
+         | method | per-thread CPU time; contenders' repetitions interleaved; median of {reps} \
+         repetitions of ≈ {target} ms each (at least one call); u64 → u64, foldhash `fast::RandomState` \
+         for every map |\n\n",
+        date = machine.date,
+        mode = config.mode.name(),
+        sizes = sizes.join(", "),
+        elapsed = elapsed.as_secs_f64(),
+        cpus = machine.cpus,
+        cpu = machine.cpu_model,
+        load = machine.load_average,
+        rustc = machine.rustc,
+        peers = machine.peers,
+        reps = reps,
+        target = settings.target.as_millis(),
+    )
+}
