@@ -1,0 +1,189 @@
+//! The per-thread lookup cache: the only `unsafe` in this crate.
+//!
+//! `ContextVar::get` first looks here. The cache is a direct-mapped table of
+//! [`SLOTS`] entries in a `const`-initialised thread-local (no lazy initialisation, no
+//! destructor, so reaching it is a plain TLS access). Each entry remembers, for one variable,
+//! a *borrowed* pointer to the value the current execution context holds for it (or that it
+//! holds none), stamped with the thread's cache version at the time.
+//!
+//! # Why a borrowed pointer stays valid
+//!
+//! The pointer targets the `T` inside an `Arc` allocation owned by a logical context that is
+//! part of this thread's current execution context. Such a value can only be freed when the
+//! current execution context stops holding it, and that happens only through this thread:
+//!
+//! 1. **Switching or restacking** (entering/leaving a `Context`, `run_with_execution_context`,
+//!    pushing or popping a non-empty logical context, thread teardown) bumps the version,
+//!    which invalidates every entry at once. The context switched away from is kept by the
+//!    switch's guard and comes back unchanged.
+//! 2. **Changing one variable** (`set`, `delete`, `reset`) rewrites or clears that variable's
+//!    entry. Changing variable X never frees the value of another variable Y: in-place edits
+//!    leave Y's `Arc` untouched, and path copies clone it.
+//! 3. Other threads cannot change this thread's current context: contexts are installed by
+//!    moving them into the thread state, and snapshots are immutable.
+//! 4. **User code running on a borrowed value** (the closure of `ContextVar::with`, or `T`'s
+//!    `Clone` in `ContextVar::get`) could change the very variable it borrows and drop the
+//!    old value. While such a borrow is open ([`read`] keeps a per-thread depth count), every
+//!    value or snapshot displaced from the current context is *retired* to a per-thread list
+//!    instead of being dropped, and the list is released when the outermost borrow ends.
+//!
+//! So an entry whose variable id and version match points to a live value, and it stays live
+//! for as long as [`read`] lends it. This is PEP 550's cache (§Context Variables) with the key
+//! moved out of the variable and into the thread, which removes the data race CPython hit
+//! without a GIL (gh-121546): nothing here is shared between threads.
+
+use std::cell::Cell;
+use std::ptr;
+
+use crate::value::VarId;
+
+/// Entries in the table; variable ids are sequential, so up to this many variables never
+/// evict one another.
+pub(crate) const SLOTS: usize = 32;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    var: u64,
+    version: u64,
+    /// The cached `&T`, or null when the context holds no value for the variable.
+    value: *const (),
+}
+
+const EMPTY: Entry = Entry {
+    var: 0,
+    version: 0,
+    value: ptr::null(),
+};
+
+struct Cache {
+    version: Cell<u64>,
+    /// Open borrows handed out by [`read`] on this thread.
+    borrows: Cell<usize>,
+    /// Whether values were retired during the open borrows.
+    retired: Cell<bool>,
+    entries: [Cell<Entry>; SLOTS],
+}
+
+thread_local! {
+    static CACHE: Cache = const {
+        Cache {
+            // Entries start at version 0, so version 1 makes them all stale.
+            version: Cell::new(1),
+            borrows: Cell::new(0),
+            retired: Cell::new(false),
+            entries: [const { Cell::new(EMPTY) }; SLOTS],
+        }
+    };
+}
+
+#[inline]
+fn slot(var: VarId) -> usize {
+    (var.0 as usize) % SLOTS
+}
+
+/// What the cache knows about a variable.
+pub(crate) enum Cached<'a, T> {
+    /// The current context holds this value.
+    Value(&'a T),
+    /// The current context holds no value for the variable.
+    Absent,
+    /// Nothing valid is cached.
+    Unknown,
+}
+
+/// Looks `var` up in this thread's cache and passes the answer to `f`.
+///
+/// `T` must be the type of `var`'s values (a `ContextVar<T>` guarantees it: ids are never
+/// shared between variables). While `f` holds a borrowed value, displaced values are retired
+/// rather than dropped (point 4 above); `release` is called when the outermost borrow ends
+/// if anything was retired meanwhile.
+#[inline]
+#[allow(unsafe_code)]
+pub(crate) fn read<T, R>(var: VarId, f: impl FnOnce(Cached<'_, T>) -> R, release: fn()) -> R {
+    // `Cache` has no destructor, so this thread-local is always accessible.
+    CACHE.with(|cache| {
+        let entry = cache.entries[slot(var)].get();
+        if entry.var != var.0 || entry.version != cache.version.get() {
+            return f(Cached::Unknown);
+        }
+        if entry.value.is_null() {
+            return f(Cached::Absent);
+        }
+        cache.borrows.set(cache.borrows.get() + 1);
+        let _borrow = Borrow { cache, release };
+        // SAFETY: the entry matches `var` and the current version, so the value it points to
+        // is owned by this thread's current execution context (points 1-3 of the module docs),
+        // and `_borrow` keeps it from being dropped until `f` returns, even if `f` changes the
+        // context (point 4). The pointer was made by `store_ptr` from a `&T` of this same `T`,
+        // since `var` only ever holds values of its own type.
+        let value = unsafe { &*entry.value.cast::<T>() };
+        f(Cached::Value(value))
+    })
+}
+
+/// An open borrow; closing the outermost one releases retired values.
+struct Borrow<'a> {
+    cache: &'a Cache,
+    release: fn(),
+}
+
+impl Drop for Borrow<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let depth = self.cache.borrows.get() - 1;
+        self.cache.borrows.set(depth);
+        if depth == 0 && self.cache.retired.replace(false) {
+            (self.release)();
+        }
+    }
+}
+
+/// Whether a value borrowed from the cache is in use on this thread, so displaced values
+/// must be retired instead of dropped. When it returns `true`, the caller must retire them:
+/// the outermost borrow's end will call `release`.
+#[inline]
+pub(crate) fn must_retire() -> bool {
+    CACHE.with(|cache| {
+        let borrowed = cache.borrows.get() > 0;
+        if borrowed {
+            cache.retired.set(true);
+        }
+        borrowed
+    })
+}
+
+/// Records that the current context holds `value` (or nothing) for `var`.
+#[inline]
+pub(crate) fn store<T>(var: VarId, value: Option<&T>) {
+    store_ptr(var, value.map_or(ptr::null(), ptr::from_ref));
+}
+
+/// Records that the current context holds the value at `value` for `var`: the address of
+/// the `T` inside the `Arc` just stored in the topmost logical context.
+#[inline]
+pub(crate) fn store_ptr<T>(var: VarId, value: *const T) {
+    CACHE.with(|cache| {
+        cache.entries[slot(var)].set(Entry {
+            var: var.0,
+            version: cache.version.get(),
+            value: value.cast(),
+        });
+    });
+}
+
+/// Forgets whatever is cached for `var`.
+#[inline]
+pub(crate) fn forget(var: VarId) {
+    CACHE.with(|cache| {
+        let entry = &cache.entries[slot(var)];
+        if entry.get().var == var.0 {
+            entry.set(EMPTY);
+        }
+    });
+}
+
+/// Invalidates every entry: the thread's current execution context changed shape.
+#[inline]
+pub(crate) fn invalidate_all() {
+    CACHE.with(|cache| cache.version.set(cache.version.get() + 1));
+}

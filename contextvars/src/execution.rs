@@ -1,0 +1,208 @@
+//! [`ExecutionContext`]: an immutable stack of logical contexts.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::value::{Value, VarId, VarInfo, VarMap, downcast, info};
+use crate::var::ContextVar;
+
+/// How long an execution context's chain of logical contexts may grow before
+/// [`get_execution_context`](crate::get_execution_context) squashes it into one (PEP 550
+/// §Implementation: the `repeat()` example, where every task would otherwise add a layer).
+pub const EC_LEN_MAX: usize = 16;
+
+/// An immutable snapshot of a stack of logical contexts, as returned by
+/// [`get_execution_context`](crate::get_execution_context).
+///
+/// Cloning is O(1). An execution context is what a task, thread or callback captures when it
+/// is created, and runs in with
+/// [`run_with_execution_context`](crate::run_with_execution_context) — on top of a fresh
+/// logical context of its own, so the snapshot itself never changes.
+///
+/// ```
+/// use contextvars::{ContextVar, get_execution_context, run_with_execution_context};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// USER.set("alice");
+/// let ec = get_execution_context();
+/// USER.set("bob");
+/// assert_eq!(ec.get(&USER), Some("alice"));
+/// run_with_execution_context(&ec, || {
+///     assert_eq!(USER.get(), Some("alice"));
+///     USER.set("carol"); // lands in the fresh top logical context
+/// });
+/// assert_eq!(ec.get(&USER), Some("alice"));
+/// assert_eq!(USER.get(), Some("bob"));
+/// ```
+#[derive(Clone, Default)]
+pub struct ExecutionContext {
+    pub(crate) head: Option<Arc<Layer>>,
+}
+
+/// One logical context of an execution context, with the ones below it.
+pub(crate) struct Layer {
+    pub(crate) map: VarMap,
+    pub(crate) below: Option<Arc<Layer>>,
+    /// Layers in the chain, this one included.
+    pub(crate) len: usize,
+}
+
+impl ExecutionContext {
+    /// An empty execution context (what a new thread starts with). It does not allocate.
+    pub const fn new() -> Self {
+        ExecutionContext { head: None }
+    }
+
+    /// The number of logical contexts in the stack.
+    pub fn len(&self) -> usize {
+        self.head.as_ref().map_or(0, |layer| layer.len)
+    }
+
+    /// Whether the stack has no logical context at all.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// `var`'s value as code running in this context would see it (its default does not
+    /// count).
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
+        self.find(var.id()).and_then(downcast::<T>).cloned()
+    }
+
+    /// Whether `var` has a value in this context.
+    pub fn contains<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
+        self.find(var.id()).is_some()
+    }
+
+    /// The variables with a value in this context, each once (PEP 550 §Enumerating context
+    /// vars), in no particular order.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// static B: ContextVar<u8> = ContextVar::new("b");
+    /// A.set(1);
+    /// B.set(2);
+    /// let mut names: Vec<_> = get_execution_context().vars().iter().map(|v| v.name()).collect();
+    /// names.sort();
+    /// assert_eq!(names, ["a", "b"]);
+    /// ```
+    pub fn vars(&self) -> Vec<VarInfo> {
+        self.merged()
+            .iter()
+            .map(|(id, value)| info(*id, value))
+            .collect()
+    }
+
+    /// The same bindings in a single logical context: the stack squashed top-down, upper
+    /// values winning, lower layers' entries added where the upper ones lack them.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// A.set(1);
+    /// let ec = get_execution_context().squashed();
+    /// assert!(ec.len() <= 1);
+    /// assert_eq!(ec.get(&A), Some(1));
+    /// ```
+    pub fn squashed(&self) -> Self {
+        match &self.head {
+            None => ExecutionContext::new(),
+            Some(layer) if layer.len == 1 => self.clone(),
+            Some(_) => ExecutionContext::new().with_layer(self.merged()),
+        }
+    }
+
+    /// This context without the variables that opted out of inheritance
+    /// ([`ContextVar::not_inherited`]): what spawned work should capture. When no such
+    /// variable has ever been set in the process, this is a plain O(1) clone.
+    pub fn inherited(&self) -> Self {
+        if !crate::var::any_not_inherited() {
+            return self.clone();
+        }
+        let mut merged = self.merged();
+        if merged.iter().all(|(_, value)| value.inheritable()) {
+            return self.clone();
+        }
+        merged.retain(|_, value| value.inheritable());
+        if merged.is_empty() {
+            ExecutionContext::new()
+        } else {
+            ExecutionContext::new().with_layer(merged)
+        }
+    }
+
+    /// All bindings of the stack in one map, upper layers winning.
+    pub(crate) fn merged(&self) -> VarMap {
+        let mut merged = VarMap::with_hasher(crate::value::VarIdHasher);
+        let mut layer = self.head.as_deref();
+        while let Some(current) = layer {
+            // `merge` keeps the values already present, which come from upper layers.
+            merged.merge(&current.map);
+            layer = current.below.as_deref();
+        }
+        merged
+    }
+
+    /// The topmost value for `id`.
+    pub(crate) fn find(&self, id: VarId) -> Option<&Value> {
+        let mut layer = self.head.as_deref();
+        while let Some(current) = layer {
+            if let Some(value) = current.map.get(&id) {
+                return Some(value);
+            }
+            layer = current.below.as_deref();
+        }
+        None
+    }
+
+    /// This stack with `map` pushed on top (empty maps are not pushed: they change nothing
+    /// a lookup can see).
+    pub(crate) fn with_layer(&self, map: VarMap) -> Self {
+        if map.is_empty() {
+            return self.clone();
+        }
+        let len = self.len() + 1;
+        ExecutionContext {
+            head: Some(Arc::new(Layer {
+                map,
+                below: self.head.clone(),
+                len,
+            })),
+        }
+    }
+
+    /// Whether both are the same snapshot (O(1)).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        match (&self.head, &other.head) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for ExecutionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutionContext")
+            .field("len", &self.len())
+            .field("vars", &self.vars())
+            .finish()
+    }
+}
+
+impl Drop for Layer {
+    /// Unlinks the chain iteratively, so a long chain cannot overflow the stack.
+    fn drop(&mut self) {
+        let mut below = self.below.take();
+        while let Some(layer) = below {
+            match Arc::try_unwrap(layer) {
+                Ok(mut owned) => below = owned.below.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! [`ContextVar`]: a variable whose value lives in the current execution context.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cache::{self, Cached};
+use crate::error::{LookupError, TokenError};
+use crate::ids::IdCell;
+use crate::thread_state::{self, RestoreError};
+use crate::token::Token;
+use crate::value::{Stored, Value, VarId, downcast};
+
+/// Set once a variable that opted out of inheritance has been given a value, so that
+/// [`ExecutionContext::inherited`](crate::ExecutionContext::inherited) stays O(1) otherwise.
+static NOT_INHERITED_IN_USE: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn any_not_inherited() -> bool {
+    NOT_INHERITED_IN_USE.load(Ordering::Relaxed)
+}
+
+/// What a cached read found.
+enum Step<R, F> {
+    Done(R),
+    Absent(F),
+    Unknown(F),
+}
+
+enum Default<T> {
+    None,
+    Value(T),
+    Lazy(fn() -> T),
+}
+
+/// A context variable: a key whose value depends on the execution context it is read in.
+///
+/// Declare variables as `static`s. Reading one walks the current execution context from the
+/// topmost logical context down; a per-thread cache answers repeated reads in about the time
+/// of a `thread_local!` read. `set` writes the topmost logical context only, so a generator's
+/// or task's changes stay its own (PEP 550).
+///
+/// ```
+/// use contextvars::ContextVar;
+///
+/// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+/// static PRECISION: ContextVar<u32> = ContextVar::with_default("precision", 28);
+///
+/// assert_eq!(REQUEST_ID.get(), None);
+/// assert_eq!(PRECISION.get(), Some(28));
+///
+/// let token = REQUEST_ID.set(7);
+/// assert_eq!(REQUEST_ID.get(), Some(7));
+/// REQUEST_ID.with(|id| assert_eq!(id, Some(&7))); // borrows, no clone
+/// REQUEST_ID.reset(&token).unwrap();
+/// assert_eq!(REQUEST_ID.get(), None);
+/// ```
+pub struct ContextVar<T> {
+    name: &'static str,
+    default: Default<T>,
+    inherit: bool,
+    id: IdCell,
+    _values: PhantomData<fn() -> T>,
+}
+
+macro_rules! constructor {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $default:expr) => {
+        $(#[$meta])*
+        #[cfg(not(loom))]
+        pub const fn $name(name: &'static str $(, $arg: $ty)*) -> Self {
+            ContextVar { name, default: $default, inherit: true, id: IdCell::new(), _values: PhantomData }
+        }
+
+        $(#[$meta])*
+        #[cfg(loom)]
+        pub fn $name(name: &'static str $(, $arg: $ty)*) -> Self {
+            ContextVar { name, default: $default, inherit: true, id: IdCell::new(), _values: PhantomData }
+        }
+    };
+}
+
+impl<T: Send + Sync + 'static> ContextVar<T> {
+    constructor! {
+        /// A variable with no default: `get` returns `None` until it is set.
+        fn new() -> Default::None
+    }
+
+    constructor! {
+        /// A variable whose `get` returns `default` where it has no value.
+        ///
+        /// ```
+        /// static LEVEL: contextvars::ContextVar<&str> =
+        ///     contextvars::ContextVar::with_default("level", "info");
+        /// assert_eq!(LEVEL.get(), Some("info"));
+        /// ```
+        fn with_default(default: T) -> Default::Value(default)
+    }
+
+    constructor! {
+        /// A variable whose `get` returns `make()` where it has no value (for defaults that
+        /// cannot be built in a `const`, such as a `String`).
+        ///
+        /// ```
+        /// static NAME: contextvars::ContextVar<String> =
+        ///     contextvars::ContextVar::with_default_fn("name", || "anonymous".to_string());
+        /// assert_eq!(NAME.get().as_deref(), Some("anonymous"));
+        /// ```
+        fn with_default_fn(make: fn() -> T) -> Default::Lazy(make)
+    }
+
+    /// Opts this variable out of inheritance: work spawned through `exec-context` (threads,
+    /// tasks, pool jobs), which captures
+    /// [`ExecutionContext::inherited`](crate::ExecutionContext::inherited), starts without
+    /// its value. Use it for things that must not leak into other work, such as a
+    /// transaction handle.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    ///
+    /// static TXN: ContextVar<u32> = ContextVar::new("txn").not_inherited();
+    /// TXN.set(1);
+    /// assert_eq!(get_execution_context().get(&TXN), Some(1));
+    /// assert_eq!(get_execution_context().inherited().get(&TXN), None);
+    /// ```
+    #[must_use]
+    pub const fn not_inherited(mut self) -> Self {
+        self.inherit = false;
+        self
+    }
+
+    /// The name given at creation (for debugging and introspection only).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether spawned work inherits this variable's value.
+    pub fn is_inherited(&self) -> bool {
+        self.inherit
+    }
+
+    /// The variable's identity, unique in the process.
+    #[inline]
+    pub fn id(&self) -> VarId {
+        VarId(self.id.get())
+    }
+
+    /// Calls `f` with a reference to the variable's value in the current context (or to its
+    /// default, or `None`), without cloning it.
+    ///
+    /// `f` may itself get, set or switch contexts; the value it was given stays valid until
+    /// it returns.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static CONFIG: ContextVar<Vec<String>> = ContextVar::new("config");
+    /// CONFIG.set(vec!["a".into(), "b".into()]);
+    /// assert_eq!(CONFIG.with(|c| c.map_or(0, Vec::len)), 2);
+    /// ```
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        let id = self.id();
+        let f = match Self::try_cached(id, f) {
+            Step::Done(result) => return result,
+            Step::Absent(f) => return self.call_with_default(f),
+            Step::Unknown(f) => f,
+        };
+        // Miss: look the variable up, remember the answer, then read it back through the
+        // cache so `f` runs under the cache's borrow protection.
+        thread_state::lookup(id, |found| cache::store(id, found.and_then(downcast::<T>)));
+        match Self::try_cached(id, f) {
+            Step::Done(result) => result,
+            Step::Absent(f) => self.call_with_default(f),
+            Step::Unknown(f) => self.with_owned(id, f),
+        }
+    }
+
+    #[inline]
+    fn try_cached<R, F: FnOnce(Option<&T>) -> R>(id: VarId, f: F) -> Step<R, F> {
+        cache::read::<T, _>(
+            id,
+            move |cached| match cached {
+                Cached::Value(value) => Step::Done(f(Some(value))),
+                Cached::Absent => Step::Absent(f),
+                Cached::Unknown => Step::Unknown(f),
+            },
+            thread_state::release_retired,
+        )
+    }
+
+    /// The slow path when the cache cannot be used (thread teardown): hold a reference.
+    #[cold]
+    fn with_owned<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R) -> R {
+        let owned: Option<Value> = thread_state::lookup(id, |found| found.cloned());
+        match owned.as_ref().and_then(downcast::<T>) {
+            Some(value) => f(Some(value)),
+            None => self.call_with_default(f),
+        }
+    }
+
+    fn call_with_default<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        match &self.default {
+            Default::None => f(None),
+            Default::Value(value) => f(Some(value)),
+            Default::Lazy(make) => f(Some(&make())),
+        }
+    }
+
+    /// The variable's value in the current context, else its default, else `None`.
+    ///
+    /// ```
+    /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::new("n");
+    /// assert_eq!(N.get(), None);
+    /// N.set(3);
+    /// assert_eq!(N.get(), Some(3));
+    /// ```
+    #[inline]
+    pub fn get(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.with(|value| value.cloned())
+    }
+}
+
+impl<T: Send + Sync + 'static> ContextVar<T> {
+    /// The variable's value in the current context, else `default`.
+    ///
+    /// ```
+    /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::new("n");
+    /// assert_eq!(N.get_or(5), 5);
+    /// ```
+    pub fn get_or(&self, default: T) -> T
+    where
+        T: Clone,
+    {
+        self.with(|value| value.cloned()).unwrap_or(default)
+    }
+
+    /// Whether the variable has a value in the current context (its default does not count).
+    ///
+    /// ```
+    /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::with_default("n", 1);
+    /// assert!(!N.is_set());
+    /// N.set(2);
+    /// assert!(N.is_set());
+    /// ```
+    pub fn is_set(&self) -> bool {
+        let id = self.id();
+        match Self::try_cached(id, |value| value.is_some()) {
+            Step::Done(set) => set,
+            Step::Absent(_) => false,
+            Step::Unknown(_) => thread_state::lookup(id, |found| found.is_some()),
+        }
+    }
+
+    /// The variable's value in the topmost logical context only — PEP 550's
+    /// `get(topmost=True)` — or `None` if it has none there (defaults do not apply).
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, LogicalContext, run_with_logical_context};
+    ///
+    /// static VAR: ContextVar<i32> = ContextVar::new("var");
+    /// VAR.set(1);
+    /// run_with_logical_context(&mut LogicalContext::new(), || {
+    ///     assert_eq!(VAR.get(), Some(1));
+    ///     assert_eq!(VAR.get_topmost(), None);
+    /// });
+    /// ```
+    pub fn get_topmost(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        let value = thread_state::lookup_topmost(self.id())?;
+        downcast::<T>(&value).cloned()
+    }
+
+    /// Sets the variable's value in the topmost logical context, returning a [`Token`] that
+    /// can undo it with [`reset`](Self::reset).
+    ///
+    /// When the topmost logical context is not shared with a snapshot, its map is edited in
+    /// place; otherwise one trie path is copied and snapshots keep their values.
+    ///
+    /// ```
+    /// static VAR: contextvars::ContextVar<&str> = contextvars::ContextVar::new("var");
+    /// let _ = VAR.set("main");
+    /// assert_eq!(VAR.get(), Some("main"));
+    /// ```
+    pub fn set(&self, value: T) -> Token<T> {
+        let id = self.id();
+        if !self.inherit {
+            NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
+        }
+        let stored = Arc::new(Stored {
+            name: self.name,
+            inherit: self.inherit,
+            value,
+        });
+        let value_ref: *const T = &stored.value;
+        let value: Value = stored;
+        let (old, context) = thread_state::set(id, value).unwrap_or((None, 0));
+        if context != 0 {
+            // The value now lives in the topmost logical context, at the same address.
+            cache::store_ptr(id, value_ref);
+        }
+        Token {
+            var: id,
+            var_name: self.name,
+            context,
+            old,
+            used: Cell::new(false),
+            _type: PhantomData,
+        }
+    }
+
+    /// Undoes the [`set`](Self::set) that made `token`: the topmost logical context gets back
+    /// the value it had then, or loses the variable if it had none (so a value from a lower
+    /// logical context shows through again).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Used`] if the token was already used, [`TokenError::WrongVar`] if another
+    /// variable made it, [`TokenError::WrongContext`] if the current topmost logical context
+    /// is not the one it was made in. Nothing changes on error.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar, TokenError};
+    ///
+    /// static VAR: ContextVar<i32> = ContextVar::new("var");
+    /// let token = Context::new().run(|| VAR.set(1));
+    /// assert_eq!(VAR.reset(&token), Err(TokenError::WrongContext));
+    /// ```
+    pub fn reset(&self, token: &Token<T>) -> Result<(), TokenError> {
+        if token.used.get() {
+            return Err(TokenError::Used);
+        }
+        let id = self.id();
+        if token.var != id {
+            return Err(TokenError::WrongVar);
+        }
+        thread_state::restore(id, token.old.clone(), token.context)
+            .map_err(|RestoreError::WrongContext| TokenError::WrongContext)?;
+        token.used.set(true);
+        Ok(())
+    }
+
+    /// Removes the variable from the topmost logical context (PEP 550's `delete()`), so a
+    /// value from a lower logical context, or the default, shows through again.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError`] if the topmost logical context has no value for the variable.
+    ///
+    /// ```
+    /// static VAR: contextvars::ContextVar<i32> = contextvars::ContextVar::new("var");
+    /// assert!(VAR.delete().is_err());
+    /// let _ = VAR.set(1);
+    /// VAR.delete().unwrap();
+    /// assert_eq!(VAR.get(), None);
+    /// ```
+    pub fn delete(&self) -> Result<(), LookupError> {
+        if thread_state::delete(self.id()) {
+            Ok(())
+        } else {
+            Err(LookupError { name: self.name })
+        }
+    }
+
+    /// Runs `f` with the variable set to `value`, then resets it — also when `f` panics.
+    ///
+    /// ```
+    /// static DEPTH: contextvars::ContextVar<u32> = contextvars::ContextVar::with_default("depth", 0);
+    /// let inner = DEPTH.scope(1, || DEPTH.get());
+    /// assert_eq!(inner, Some(1));
+    /// assert_eq!(DEPTH.get(), Some(0));
+    /// ```
+    pub fn scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
+        struct Reset<'a, T: Send + Sync + 'static> {
+            var: &'a ContextVar<T>,
+            token: Token<T>,
+        }
+
+        impl<T: Send + Sync + 'static> Drop for Reset<'_, T> {
+            fn drop(&mut self) {
+                // Only fails if `f` left the logical context it started in, which scoped
+                // APIs cannot do; there is nothing better to do with the error in a drop.
+                let _ = self.var.reset(&self.token);
+            }
+        }
+
+        let _reset = Reset {
+            var: self,
+            token: self.set(value),
+        };
+        f()
+    }
+}
+
+impl<T> fmt::Debug for ContextVar<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<ContextVar name={:?}>", self.name)
+    }
+}

@@ -1,0 +1,243 @@
+//! Fibers (greenlets, Stackless tasklets — PEP 219): coroutines that are switched to
+//! explicitly, each with a whole execution context of its own.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use contextvars::Context;
+
+use crate::generator::{Co, Gen, GenError, GeneratorState, Mode};
+
+/// What context a new fiber runs in.
+#[derive(Clone, Debug, Default)]
+pub enum FiberContext {
+    /// An empty context of its own (greenlet's default).
+    #[default]
+    Empty,
+    /// A copy of the creator's context, taken at creation (Stackless `bind`), without the
+    /// variables that opted out of inheritance.
+    Inherit,
+    /// No context of its own: it runs in whatever context switches to it, and its writes land
+    /// there (a greenlet sharing its parent's context).
+    Share,
+    /// The given context.
+    Given(Context),
+}
+
+/// Why a fiber could not be switched to or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiberError {
+    /// The fiber is running: it cannot be switched to again, nor its context replaced.
+    Running,
+    /// The fiber's body returned (or panicked).
+    Finished,
+    /// The body awaited something other than a yield (see [`GenError::Stalled`]).
+    Stalled,
+}
+
+impl fmt::Display for FiberError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FiberError::Running => "the fiber is running",
+            FiberError::Finished => "the fiber has finished",
+            FiberError::Stalled => "the fiber awaited something other than a yield",
+        })
+    }
+}
+
+impl std::error::Error for FiberError {}
+
+type Body<R> = Pin<Box<dyn Future<Output = R>>>;
+
+enum Slot<Y, R, A> {
+    Idle(Gen<Y, R, A, Body<R>>),
+    Running,
+    Finished,
+}
+
+/// A fiber: a coroutine with its own execution context, switched to explicitly.
+///
+/// Switching to a fiber installs its context for as long as it runs and saves it back when
+/// it yields, so every fiber keeps its own variables however fibers interleave. A `Fiber` is a
+/// cheap handle (clones refer to the same fiber); it belongs to the thread that made it.
+///
+/// ```
+/// use contextvars::ContextVar;
+/// use exec_context::fiber::{Fiber, FiberContext};
+///
+/// static NAME: ContextVar<&str> = ContextVar::new("name");
+///
+/// let ping = Fiber::new(FiberContext::Empty, |co| async move {
+///     NAME.set("ping");
+///     loop {
+///         co.yield_(NAME.get()).await;
+///     }
+/// });
+/// let pong = Fiber::new(FiberContext::Empty, |co| async move {
+///     NAME.set("pong");
+///     loop {
+///         co.yield_(NAME.get()).await;
+///     }
+/// });
+/// for _ in 0..3 {
+///     assert_eq!(ping.switch(), Ok(Some(Some("ping"))));
+///     assert_eq!(pong.switch(), Ok(Some(Some("pong"))));
+/// }
+/// assert_eq!(NAME.get(), None); // the switcher's context is its own
+/// ```
+pub struct Fiber<Y, R = (), A = ()> {
+    slot: Rc<RefCell<Slot<Y, R, A>>>,
+}
+
+impl<Y: 'static, R: 'static> Fiber<Y, R, ()> {
+    /// A fiber running `producer`'s body in the context `policy` selects. Nothing runs until
+    /// the first switch.
+    pub fn new<F>(policy: FiberContext, producer: impl FnOnce(Co<Y, ()>) -> F) -> Self
+    where
+        F: Future<Output = R> + 'static,
+    {
+        Self::with_resume_arg(policy, producer)
+    }
+
+    /// Switches to the fiber until it yields (`Some(value)`) or returns (`None`; its result is
+    /// then available from [`switch_with`](Self::switch_with)'s `Complete`).
+    ///
+    /// # Errors
+    ///
+    /// [`FiberError::Running`] when switching to a fiber that is running (including itself),
+    /// [`FiberError::Finished`] after it returned, [`FiberError::Stalled`].
+    pub fn switch(&self) -> Result<Option<Y>, FiberError> {
+        match self.switch_with(())? {
+            GeneratorState::Yielded(value) => Ok(Some(value)),
+            GeneratorState::Complete(_) => Ok(None),
+        }
+    }
+}
+
+impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
+    /// A fiber whose yields receive the argument of the next [`switch_with`](Self::switch_with).
+    pub fn with_resume_arg<F>(policy: FiberContext, producer: impl FnOnce(Co<Y, A>) -> F) -> Self
+    where
+        F: Future<Output = R> + 'static,
+    {
+        let mode = match policy {
+            FiberContext::Empty => Mode::Full(Context::new()),
+            FiberContext::Inherit => Mode::Full(Context::from(
+                contextvars::get_execution_context().inherited(),
+            )),
+            FiberContext::Share => Mode::Caller,
+            FiberContext::Given(context) => Mode::Full(context),
+        };
+        let generator = Gen::with_mode(mode, |co| Box::pin(producer(co)) as Body<R>);
+        Fiber {
+            slot: Rc::new(RefCell::new(Slot::Idle(generator))),
+        }
+    }
+
+    /// Switches to the fiber, passing `arg` as the value of the yield it is suspended at.
+    ///
+    /// # Errors
+    ///
+    /// As [`switch`](Fiber::switch).
+    pub fn switch_with(&self, arg: A) -> Result<GeneratorState<Y, R>, FiberError> {
+        let taken = std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Running);
+        let generator = match taken {
+            Slot::Idle(generator) => generator,
+            Slot::Running => return Err(FiberError::Running),
+            Slot::Finished => {
+                *self.slot.borrow_mut() = Slot::Finished;
+                return Err(FiberError::Finished);
+            }
+        };
+        // Put the fiber back however the step ends, panics included (a body that panicked
+        // is finished).
+        struct Restore<'a, Y, R, A> {
+            slot: &'a RefCell<Slot<Y, R, A>>,
+            generator: Gen<Y, R, A, Body<R>>,
+        }
+        impl<Y, R, A> Drop for Restore<'_, Y, R, A> {
+            fn drop(&mut self) {
+                let next = if self.generator.is_finished() {
+                    Slot::Finished
+                } else {
+                    let placeholder: Gen<Y, R, A, Body<R>> = Gen::finished(Mode::Caller);
+                    Slot::Idle(std::mem::replace(&mut self.generator, placeholder))
+                };
+                *self.slot.borrow_mut() = next;
+            }
+        }
+        let mut restore = Restore {
+            slot: &self.slot,
+            generator,
+        };
+        let outcome = restore.generator.resume_with(arg);
+        drop(restore);
+        outcome.map_err(|error| match error {
+            GenError::Finished => FiberError::Finished,
+            GenError::Stalled => FiberError::Stalled,
+        })
+    }
+
+    /// Whether the fiber is running now.
+    pub fn is_running(&self) -> bool {
+        matches!(*self.slot.borrow(), Slot::Running)
+    }
+
+    /// Whether the fiber's body has returned (or panicked).
+    pub fn is_finished(&self) -> bool {
+        matches!(*self.slot.borrow(), Slot::Finished)
+    }
+
+    /// A copy of the fiber's context (greenlet's `gr_context`), or `None` for a fiber that
+    /// shares its switcher's context or has finished.
+    ///
+    /// # Errors
+    ///
+    /// [`FiberError::Running`]: a running fiber's context is the thread's current one.
+    pub fn context(&self) -> Result<Option<Context>, FiberError> {
+        match &*self.slot.borrow() {
+            Slot::Idle(generator) => Ok(generator.full_context().cloned()),
+            Slot::Running => Err(FiberError::Running),
+            Slot::Finished => Ok(None),
+        }
+    }
+
+    /// Replaces the fiber's context (`None`: share the switcher's).
+    ///
+    /// # Errors
+    ///
+    /// [`FiberError::Running`] if the fiber is running; [`FiberError::Finished`] after it
+    /// returned.
+    pub fn set_context(&self, context: Option<Context>) -> Result<(), FiberError> {
+        match &mut *self.slot.borrow_mut() {
+            Slot::Idle(generator) => {
+                generator.set_mode(context.map_or(Mode::Caller, Mode::Full));
+                Ok(())
+            }
+            Slot::Running => Err(FiberError::Running),
+            Slot::Finished => Err(FiberError::Finished),
+        }
+    }
+}
+
+impl<Y, R, A> Clone for Fiber<Y, R, A> {
+    fn clone(&self) -> Self {
+        Fiber {
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+impl<Y, R, A> fmt::Debug for Fiber<Y, R, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.slot.try_borrow().as_deref() {
+            Ok(Slot::Idle(_)) => "idle",
+            Ok(Slot::Running) | Err(_) => "running",
+            Ok(Slot::Finished) => "finished",
+        };
+        f.debug_struct("Fiber").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,171 @@
+//! Generator semantics for any iterator or stream: each step runs in the value's own logical
+//! context (PEP 550 §Generators Transformed into Iterators, §Asynchronous Generators).
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use contextvars::{LogicalContext, run_with_logical_context};
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+
+/// An iterator whose every `next` runs inside its own logical context, like a generator's
+/// resume: what the iterator sets stays with it and is there at its next step.
+///
+/// Made by [`IteratorExt::with_logical_context`], or by [`ContextualIter::build`] when the
+/// iterator's construction should also run inside the logical context (the
+/// `CompiledGenSeries` pattern: an initialising `set` must not leak).
+///
+/// ```
+/// use contextvars::ContextVar;
+/// use exec_context::ContextualIter;
+///
+/// static STEP: ContextVar<u32> = ContextVar::new("step");
+///
+/// let series = ContextualIter::build(|| {
+///     STEP.set(10); // runs inside the iterator's logical context
+///     (1..4).map(|i| STEP.get().unwrap() * i)
+/// });
+/// assert_eq!(STEP.get(), None); // the initialising set did not leak
+/// assert_eq!(series.collect::<Vec<_>>(), [10, 20, 30]);
+/// ```
+pub struct ContextualIter<I> {
+    iter: Option<I>,
+    lc: LogicalContext,
+}
+
+impl<I> ContextualIter<I> {
+    /// Wraps `iter` with a fresh logical context.
+    pub fn new(iter: I) -> Self {
+        ContextualIter {
+            iter: Some(iter),
+            lc: LogicalContext::new(),
+        }
+    }
+
+    /// Builds the iterator inside a fresh logical context, then wraps it with that context.
+    pub fn build(make: impl FnOnce() -> I) -> Self {
+        let mut lc = LogicalContext::new();
+        let iter = run_with_logical_context(&mut lc, make);
+        ContextualIter {
+            iter: Some(iter),
+            lc,
+        }
+    }
+
+    /// The iterator's logical context.
+    pub fn logical_context(&self) -> &LogicalContext {
+        &self.lc
+    }
+}
+
+impl<I: Iterator> Iterator for ContextualIter<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let iter = self.iter.as_mut()?;
+        run_with_logical_context(&mut self.lc, || iter.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.iter.as_ref().map_or((0, Some(0)), Iterator::size_hint)
+    }
+}
+
+impl<I> Drop for ContextualIter<I> {
+    /// The iterator is dropped inside its logical context, like a generator's body.
+    fn drop(&mut self) {
+        if let Some(iter) = self.iter.take() {
+            run_with_logical_context(&mut self.lc, move || drop(iter));
+        }
+    }
+}
+
+/// Adds [`with_logical_context`](IteratorExt::with_logical_context) to every iterator.
+pub trait IteratorExt: Iterator + Sized {
+    /// Gives this iterator generator semantics: each `next` runs in its own logical context.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::IteratorExt;
+    ///
+    /// static LAST: ContextVar<i32> = ContextVar::new("last");
+    ///
+    /// let doubled: Vec<_> = (1..=3)
+    ///     .map(|i| {
+    ///         LAST.set(i);
+    ///         i * 2
+    ///     })
+    ///     .with_logical_context()
+    ///     .collect();
+    /// assert_eq!(doubled, [2, 4, 6]);
+    /// assert_eq!(LAST.get(), None);
+    /// ```
+    fn with_logical_context(self) -> ContextualIter<Self> {
+        ContextualIter::new(self)
+    }
+}
+
+impl<I: Iterator> IteratorExt for I {}
+
+pin_project! {
+    /// A stream whose every poll runs inside its own logical context: an async generator
+    /// (PEP 550 §Asynchronous Generators). Made by [`StreamExt::with_logical_context`]. Like
+    /// a generator's body, the stream is also dropped inside its logical context.
+    #[project = Projection]
+    pub struct ContextualStream<S> {
+        #[pin]
+        stream: Option<S>,
+        lc: LogicalContext,
+    }
+
+    impl<S> PinnedDrop for ContextualStream<S> {
+        fn drop(this: Pin<&mut Self>) {
+            let Projection { mut stream, lc } = this.project();
+            if stream.as_mut().as_pin_mut().is_some() {
+                run_with_logical_context(lc, || stream.set(None));
+            }
+        }
+    }
+}
+
+impl<S: Stream> Stream for ContextualStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
+        let Projection { stream, lc } = self.project();
+        match stream.as_pin_mut() {
+            Some(stream) => run_with_logical_context(lc, || stream.poll_next(cx)),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.as_ref().map_or((0, Some(0)), Stream::size_hint)
+    }
+}
+
+impl<S> ContextualStream<S> {
+    /// The stream's logical context.
+    pub fn logical_context(&self) -> &LogicalContext {
+        &self.lc
+    }
+}
+
+/// Adds context-carrying adapters to every [`Stream`].
+pub trait StreamExt: Stream + Sized {
+    /// Gives this stream async-generator semantics: each poll runs in its own logical context.
+    fn with_logical_context(self) -> ContextualStream<Self> {
+        ContextualStream {
+            stream: Some(self),
+            lc: LogicalContext::new(),
+        }
+    }
+
+    /// Runs every poll of this stream in a snapshot of the current context (taken now) plus
+    /// a logical context of its own, like a task.
+    fn in_current_context(self) -> crate::task::WithContext<Self> {
+        crate::task::WithContext::new(self, crate::task::spawn_context())
+    }
+}
+
+impl<S: Stream> StreamExt for S {}

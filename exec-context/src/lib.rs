@@ -1,0 +1,57 @@
+//! Execution contexts carried through generators, async tasks, threads, thread pools and
+//! fibers — PEP 550's integration layer, on top of [`contextvars`].
+//!
+//! | work | what it gets | API |
+//! |---|---|---|
+//! | generator / iterator | its own logical context, pushed per step | [`Gen`], [`IteratorExt::with_logical_context`], [`ContextualIter`] |
+//! | async generator / stream | the same, per poll | [`StreamExt::with_logical_context`] |
+//! | task (any executor) | a snapshot at creation + its own logical context, per poll | [`FutureExt::in_current_context`] |
+//! | callback | a snapshot at scheduling | [`bind`], [`bind_to`] |
+//! | thread | empty, inherited or given | [`thread::spawn`], [`thread::Builder`] |
+//! | pool job | a snapshot at submission | [`thread::job`], [`rayon`](crate::rayon) (feature) |
+//! | tokio task | a snapshot at spawn | [`tokio`](crate::tokio) (feature) |
+//! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
+//!
+//! Every spawn path honours [`ContextVar::not_inherited`](contextvars::ContextVar::not_inherited).
+//!
+//! ```
+//! use contextvars::ContextVar;
+//! use exec_context::{FutureExt, Gen};
+//!
+//! static PRECISION: ContextVar<u32> = ContextVar::with_default("precision", 28);
+//!
+//! // Two interleaved generators, each with its own precision (PEP 550's `fractions`).
+//! let fractions = |precision: u32| {
+//!     Gen::new(move |co| async move {
+//!         PRECISION.set(precision);
+//!         co.yield_(PRECISION.get()).await;
+//!         co.yield_(PRECISION.get()).await;
+//!     })
+//! };
+//! let pairs: Vec<_> = fractions(2).zip(fractions(6)).collect();
+//! assert_eq!(pairs, [(Some(2), Some(6)), (Some(2), Some(6))]);
+//! assert_eq!(PRECISION.get(), Some(28));
+//!
+//! // A task starts from a snapshot of its creator's context.
+//! PRECISION.set(10);
+//! let task = async { PRECISION.get() }.in_current_context();
+//! assert_eq!(futures_executor::block_on(task), Some(10));
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod fiber;
+mod generator;
+mod iter;
+#[cfg(feature = "rayon")]
+pub mod rayon;
+mod task;
+pub mod thread;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+pub use contextvars;
+pub use generator::{Co, Gen, GenError, GeneratorState, Yield};
+pub use iter::{ContextualIter, ContextualStream, IteratorExt, StreamExt};
+pub use task::{FutureExt, WithContext, bind, bind_to};

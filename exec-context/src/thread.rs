@@ -1,0 +1,134 @@
+//! OS threads that start in a chosen execution context.
+
+use std::io;
+use std::thread::JoinHandle;
+
+use contextvars::{ExecutionContext, get_execution_context, run_with_execution_context};
+
+/// What execution context a new thread starts with.
+#[derive(Clone, Debug, Default)]
+pub enum Inheritance {
+    /// An empty context: PEP 550's rule for new threads (§Multithreaded Code).
+    #[default]
+    Empty,
+    /// A snapshot of the spawner's context, taken at spawn, without the variables that opted
+    /// out of inheritance (Python 3.14's `thread_inherit_context`).
+    Inherit,
+    /// The given execution context.
+    Given(ExecutionContext),
+}
+
+impl Inheritance {
+    /// The context to start from, resolved in the spawning thread.
+    fn resolve(self) -> Option<ExecutionContext> {
+        match self {
+            Inheritance::Empty => None,
+            Inheritance::Inherit => Some(get_execution_context().inherited()),
+            Inheritance::Given(ec) => Some(ec),
+        }
+    }
+}
+
+/// Spawns a thread that runs `f` in the context `policy` selects. What `f` sets stays in the
+/// new thread.
+///
+/// ```
+/// use contextvars::ContextVar;
+/// use exec_context::thread::{Inheritance, spawn};
+///
+/// static VAR: ContextVar<&str> = ContextVar::new("var");
+///
+/// VAR.set("main");
+/// let empty = spawn(Inheritance::Empty, || VAR.get()).join().unwrap();
+/// let inherited = spawn(Inheritance::Inherit, || VAR.get()).join().unwrap();
+/// assert_eq!((empty, inherited), (None, Some("main")));
+/// ```
+pub fn spawn<F, T>(policy: Inheritance, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let start = policy.resolve();
+    std::thread::spawn(move || run_in(start, f))
+}
+
+fn run_in<T>(start: Option<ExecutionContext>, f: impl FnOnce() -> T) -> T {
+    match start {
+        Some(ec) => run_with_execution_context(&ec, f),
+        None => f(),
+    }
+}
+
+/// A [`std::thread::Builder`] with an [`Inheritance`] policy.
+///
+/// ```
+/// use exec_context::thread::{Builder, Inheritance};
+///
+/// let handle = Builder::new(Inheritance::Inherit)
+///     .name("worker".into())
+///     .spawn(|| std::thread::current().name().map(String::from))
+///     .unwrap();
+/// assert_eq!(handle.join().unwrap().as_deref(), Some("worker"));
+/// ```
+#[derive(Debug)]
+pub struct Builder {
+    inner: std::thread::Builder,
+    policy: Inheritance,
+}
+
+impl Builder {
+    /// A builder whose threads start in the context `policy` selects.
+    pub fn new(policy: Inheritance) -> Self {
+        Builder {
+            inner: std::thread::Builder::new(),
+            policy,
+        }
+    }
+
+    /// Names the thread.
+    #[must_use]
+    pub fn name(mut self, name: String) -> Self {
+        self.inner = self.inner.name(name);
+        self
+    }
+
+    /// Sets the thread's stack size in bytes.
+    #[must_use]
+    pub fn stack_size(mut self, size: usize) -> Self {
+        self.inner = self.inner.stack_size(size);
+        self
+    }
+
+    /// Spawns the thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::thread::Builder::spawn`]: the OS refused to create the thread.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let start = self.policy.resolve();
+        self.inner.spawn(move || run_in(start, f))
+    }
+}
+
+/// Wraps a job for any thread pool so it runs in a snapshot of the current context (taken
+/// now, without variables that opted out of inheritance), with its own logical context.
+///
+/// ```
+/// use contextvars::ContextVar;
+///
+/// static JOB: ContextVar<u8> = ContextVar::new("job");
+/// JOB.set(1);
+/// let job = exec_context::thread::job(|| JOB.get());
+/// assert_eq!(std::thread::spawn(job).join().unwrap(), Some(1));
+/// ```
+pub fn job<F, T>(f: F) -> impl FnOnce() -> T + Send + 'static
+where
+    F: FnOnce() -> T + Send + 'static,
+{
+    let ec = get_execution_context().inherited();
+    move || run_with_execution_context(&ec, f)
+}
