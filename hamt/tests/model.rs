@@ -356,14 +356,14 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 fn ops_strategy() -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(op_strategy(), 0..200)
+    proptest::collection::vec(op_strategy(), 0..if cfg!(miri) { 30 } else { 200 })
 }
 
 /// 256 cases per hasher, with a fast generator; failures are saved under `tests/proptest-regressions/` (the path is
 /// relative to the package root, where `cargo test` runs integration tests) and replayed first.
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 256,
+        cases: if cfg!(miri) { 2 } else { 256 },
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "tests/proptest-regressions/model.txt",
         ))),
@@ -443,7 +443,7 @@ impl Arbitrary for Op {
 
 fn quickcheck_ops(property: fn(Vec<Op>)) {
     QuickCheck::new()
-        .tests(100)
+        .tests(if cfg!(miri) { 2 } else { 100 })
         .rng(Gen::new(150))
         .quickcheck(property);
 }
