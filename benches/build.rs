@@ -24,10 +24,18 @@ fn main() {
     let lock_path = Path::new(&manifest_dir).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock_path.display());
     let lock = fs::read_to_string(&lock_path).unwrap_or_default();
-    let peers: Vec<String> = ["imbl", "im", "rpds", "foldhash", "criterion"]
-        .iter()
-        .map(|name| format!("{name} {}", locked_version(&lock, name).unwrap_or("?")))
-        .collect();
+    let peers: Vec<String> = [
+        "imbl",
+        "im",
+        "rpds",
+        "foldhash",
+        "tokio",
+        "opentelemetry",
+        "criterion",
+    ]
+    .iter()
+    .map(|name| format!("{name} {}", locked_version(&lock, name).unwrap_or("?")))
+    .collect();
     println!("cargo:rustc-env=BENCHES_PEER_VERSIONS={}", peers.join(", "));
 }
 

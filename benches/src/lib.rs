@@ -3,20 +3,29 @@
 //!
 //! Two front ends share the code in this crate:
 //!
-//! * `cargo bench -p benches --bench hamt`: criterion benchmarks (`benches/hamt.rs`);
-//! * `cargo run --release -p benches --bin report [-- --full]`: the project report, written
+//! * `cargo bench -p benches --bench hamt|context|tasks`: criterion benchmarks
+//!   (`benches/*.rs`);
+//! * `cargo run --release -p benches --bin report [-- --full] [-- --only context]`: the
+//!   project report, written
 //!   to `target/report/` with its own small harness ([`harness`]) that interleaves the
 //!   contenders' repetitions and times them in per-thread CPU time, because the machines this
 //!   runs on are shared and noisy.
 //!
-//! Every contender is driven through one trait, [`maps::BenchMap`], so each operation is the
-//! same code for every map: only the map type changes.
+//! Every map is driven through one trait, [`maps::BenchMap`], so each operation is the
+//! same code for every map: only the map type changes. Context systems do not share an API,
+//! so the context and task benchmarks are [`cases::Case`]s instead: one loop
+//! ([`cases::Repeat`]) calling one plain function per contender, inside that contender's
+//! live context ([`live::Live`]).
 //!
 //! Modules:
 //!
 //! * [`keys`]: deterministic key sets (a tiny SplitMix64, no `rand`);
 //! * [`maps`]: the contenders and the [`maps::BenchMap`] trait;
 //! * [`ops`]: the benchmarked operations, as [`harness::Routine`]s over a built map;
+//! * [`cases`]: the shape of the context and task benchmarks;
+//! * [`live`]: what "10 variables live" means for each context contender;
+//! * [`context_ops`]: the context operations (get, snapshot, run, set, …) of every contender;
+//! * [`task_ops`]: generators, iterator chains, task wrappers, spawning, fibers;
 //! * [`clock`]: per-thread CPU time;
 //! * [`harness`]: calibration and interleaved, repeated measurement;
 //! * [`alloc`]: a counting global allocator for the memory measurements;
@@ -26,11 +35,15 @@
 #![deny(unsafe_code)]
 
 pub mod alloc;
+pub mod cases;
 pub mod clock;
+pub mod context_ops;
 pub mod harness;
 pub mod keys;
+pub mod live;
 pub mod maps;
 pub mod memory;
 pub mod ops;
 pub mod report;
 pub mod sizes;
+pub mod task_ops;

@@ -12,25 +12,30 @@
 use std::process::ExitCode;
 
 use benches::alloc::CountingAllocator;
-use benches::report::{self, Config, Mode};
+use benches::report::{self, Config, Group, Mode};
 use benches::sizes;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 
 const USAGE: &str = "\
-usage: report [--quick | --full] [--sizes LIST] [--no-memory]
+usage: report [--quick | --full] [--only GROUPS] [--sizes LIST] [--no-memory]
 
-  --quick        N = 10 .. 100k, repetitions of ≈ 3 ms (the default; well under a minute here)
-  --full         N = 10 .. 1M, repetitions of ≈ 20 ms (for publication; about 4 minutes)
-  --sizes LIST   comma-separated sizes instead, e.g. 10,1k,100k
-  --no-memory    skip the memory measurements
+  --quick        hamt: N = 10 .. 100k, repetitions of ≈ 3 ms; context and tasks: 15
+                 repetitions of ≈ 20 ms (the default; about a minute here)
+  --full         hamt: N = 10 .. 1M, repetitions of ≈ 20 ms; context and tasks: 21
+                 repetitions of ≈ 50 ms (for publication)
+  --only GROUPS  run only these sections: hamt, context or tasks (comma-separated for
+                 several, e.g. context,tasks); all three by default
+  --sizes LIST   hamt: comma-separated sizes instead, e.g. 10,1k,100k
+  --no-memory    hamt: skip the memory measurements
 ";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
     let mut mode = Mode::Quick;
     let mut sizes_override = None;
     let mut memory = true;
+    let mut groups = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -41,6 +46,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, Stri
                 let list = args.next().ok_or("--sizes needs a list, e.g. 10,1k,100k")?;
                 sizes_override = Some(sizes::parse_list(&list)?);
             }
+            "--only" => {
+                let list = args
+                    .next()
+                    .ok_or("--only needs a section: hamt, context or tasks")?;
+                groups = Some(parse_groups(&list)?);
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -50,7 +61,31 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, Stri
         config.sizes = sizes;
     }
     config.memory = memory;
+    if let Some(groups) = groups {
+        config.groups = groups;
+    }
     Ok(Some(config))
+}
+
+/// `hamt`, `context`, `tasks`, or several of them comma-separated; kept in report order.
+fn parse_groups(list: &str) -> Result<Vec<Group>, String> {
+    let mut wanted = Vec::new();
+    for name in list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        let group = Group::parse(name)
+            .ok_or_else(|| format!("unknown section {name:?}: expected hamt, context or tasks"))?;
+        wanted.push(group);
+    }
+    if wanted.is_empty() {
+        return Err("--only needs a section: hamt, context or tasks".to_owned());
+    }
+    Ok(Group::ALL
+        .into_iter()
+        .filter(|group| wanted.contains(group))
+        .collect())
 }
 
 fn main() -> ExitCode {

@@ -1,13 +1,17 @@
 //! The project report: `cargo run --release -p benches --bin report [-- --full]`.
 //!
-//! Measures every section, then writes `report.md` and the SVG figures to
-//! `target/report/` and prints the markdown to stdout; progress goes to stderr. For now the
-//! report has one section, [`hamt`].
+//! Measures the selected sections ([`Group`]), then writes `report.md` and the SVG figures
+//! to `target/report/` and prints the markdown to stdout; progress goes to stderr. The
+//! sections are [`hamt`], [`context`] and [`tasks`]; the last two share the case machinery
+//! of [`cases`].
 
+pub mod cases;
+pub mod context;
 pub mod hamt;
 pub mod machine;
 pub mod svg;
 pub mod table;
+pub mod tasks;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,21 @@ impl Mode {
         }
     }
 
+    /// The timing settings of the context and task cases (single operations of a few to a
+    /// few hundred nanoseconds, so many repetitions are cheap).
+    pub fn case_timing(self) -> Settings {
+        match self {
+            Self::Quick => Settings {
+                target: Duration::from_millis(20),
+                reps: 15,
+            },
+            Self::Full => Settings {
+                target: Duration::from_millis(50),
+                reps: 21,
+            },
+        }
+    }
+
     /// The timing settings for maps of `n` entries.
     pub fn timing(self, n: usize) -> Settings {
         match self {
@@ -57,11 +76,43 @@ impl Mode {
     }
 }
 
+/// A section of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The persistent map against its peers ([`hamt`]).
+    Hamt,
+    /// Context variable operations against their peers ([`context`]).
+    Context,
+    /// Generators, iterators, task wrappers, spawning and fibers ([`tasks`]).
+    Tasks,
+}
+
+impl Group {
+    /// Every section, in report order.
+    pub const ALL: [Self; 3] = [Self::Hamt, Self::Context, Self::Tasks];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hamt => "hamt",
+            Self::Context => "context",
+            Self::Tasks => "tasks",
+        }
+    }
+
+    /// The section called `name` on the command line.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|group| group.name() == name)
+    }
+}
+
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Quick or full.
     pub mode: Mode,
+    /// The sections to run, in report order.
+    pub groups: Vec<Group>,
     /// Map sizes N.
     pub sizes: Vec<usize>,
     /// Whether to measure memory (needs the counting allocator, see [`crate::alloc`]).
@@ -69,13 +120,19 @@ pub struct Config {
 }
 
 impl Config {
-    /// The default configuration of `mode`.
+    /// The default configuration of `mode`: every section.
     pub fn new(mode: Mode) -> Self {
         Self {
             mode,
+            groups: Group::ALL.to_vec(),
             sizes: mode.default_sizes(),
             memory: true,
         }
+    }
+
+    /// Whether `group` is to be run.
+    pub fn runs(&self, group: Group) -> bool {
+        self.groups.contains(&group)
     }
 }
 
@@ -97,22 +154,34 @@ pub fn output_dir() -> PathBuf {
 pub fn run(config: &Config) -> io::Result<PathBuf> {
     let started = Instant::now();
     let machine = machine::Machine::collect();
-    let hamt_results = hamt::measure(config);
+    let hamt_results = config.runs(Group::Hamt).then(|| hamt::measure(config));
+    let context_results = config
+        .runs(Group::Context)
+        .then(|| context::measure(config));
+    let task_results = config.runs(Group::Tasks).then(|| tasks::measure(config));
     let elapsed = started.elapsed();
 
     let mut markdown = header(&machine, config, elapsed);
-    markdown.push_str(&hamt::render::markdown(&hamt_results));
-
     let dir = output_dir();
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join(hamt::render::SNAPSHOT_FIGURE),
-        hamt::render::snapshot_plot(&hamt_results),
-    )?;
-    std::fs::write(
-        dir.join(hamt::render::LOOKUP_FIGURE),
-        hamt::render::lookup_plot(&hamt_results),
-    )?;
+    if let Some(hamt_results) = &hamt_results {
+        markdown.push_str(&hamt::render::markdown(hamt_results));
+        std::fs::write(
+            dir.join(hamt::render::SNAPSHOT_FIGURE),
+            hamt::render::snapshot_plot(hamt_results),
+        )?;
+        std::fs::write(
+            dir.join(hamt::render::LOOKUP_FIGURE),
+            hamt::render::lookup_plot(hamt_results),
+        )?;
+    }
+    let case_timing = config.mode.case_timing();
+    if let Some(context_results) = &context_results {
+        markdown.push_str(&context::render::markdown(context_results, case_timing));
+    }
+    if let Some(task_results) = &task_results {
+        markdown.push_str(&tasks::render::markdown(task_results, case_timing));
+    }
     let report = dir.join("report.md");
     std::fs::write(&report, &markdown)?;
     print!("{markdown}");
@@ -125,37 +194,60 @@ pub fn run(config: &Config) -> io::Result<PathBuf> {
 }
 
 fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> String {
-    let settings = config.mode.timing(0);
-    let largest = config
-        .mode
-        .timing(config.sizes.iter().copied().max().unwrap_or(0));
-    let reps = if largest.reps == settings.reps {
-        settings.reps.to_string()
-    } else {
-        format!("{} ({} at N ≥ 1M)", settings.reps, largest.reps)
-    };
-    let sizes: Vec<String> = config.sizes.iter().map(|&n| sizes::label(n)).collect();
+    let groups: Vec<String> = config
+        .groups
+        .iter()
+        .map(|&group| match group {
+            Group::Hamt => {
+                let sizes: Vec<String> = config.sizes.iter().map(|&n| sizes::label(n)).collect();
+                format!("hamt (N = {})", sizes.join(", "))
+            }
+            other => other.name().to_owned(),
+        })
+        .collect();
+    let mut method = vec!["per-thread CPU time; contenders' repetitions interleaved".to_owned()];
+    if config.runs(Group::Hamt) {
+        let settings = config.mode.timing(0);
+        let largest = config
+            .mode
+            .timing(config.sizes.iter().copied().max().unwrap_or(0));
+        let reps = if largest.reps == settings.reps {
+            settings.reps.to_string()
+        } else {
+            format!("{} ({} at N ≥ 1M)", settings.reps, largest.reps)
+        };
+        method.push(format!(
+            "hamt: median of {reps} repetitions of ≈ {target} ms each (at least one call), \
+             u64 → u64, foldhash `fast::RandomState` for every map",
+            target = settings.target.as_millis()
+        ));
+    }
+    if config.runs(Group::Context) || config.runs(Group::Tasks) {
+        let settings = config.mode.case_timing();
+        method.push(format!(
+            "context and tasks: median of {} repetitions of ≈ {} ms each",
+            settings.reps,
+            settings.target.as_millis()
+        ));
+    }
     format!(
         "# Benchmark report\n\n\
          | | |\n|---|---|\n\
          | date | {date} |\n\
-         | mode | {mode} (N = {sizes}); measured in {elapsed:.0} s |\n\
+         | mode | {mode}: {groups}; measured in {elapsed:.0} s |\n\
          | machine | {cpus} CPUs, {cpu}; load average at start {load} |\n\
          | toolchain | {rustc}, release profile |\n\
          | peers | {peers} |\n\
-         | method | per-thread CPU time; contenders' repetitions interleaved; median of {reps} \
-         repetitions of ≈ {target} ms each (at least one call); u64 → u64, foldhash `fast::RandomState` \
-         for every map |\n\n",
+         | method | {method} |\n\n",
         date = machine.date,
         mode = config.mode.name(),
-        sizes = sizes.join(", "),
+        groups = groups.join(", "),
         elapsed = elapsed.as_secs_f64(),
         cpus = machine.cpus,
         cpu = machine.cpu_model,
         load = machine.load_average,
         rustc = machine.rustc,
         peers = machine.peers,
-        reps = reps,
-        target = settings.target.as_millis(),
+        method = method.join("; "),
     )
 }

@@ -1,11 +1,23 @@
 //! Markdown tables padded for reading as plain text, and number formatting.
 
 /// A markdown table: the first column is left-aligned (row names), the others right-aligned
-/// (numbers).
-#[derive(Clone, Debug, Default)]
+/// (numbers), unless [`left_columns`](Self::left_columns) says otherwise. A `|` inside a cell
+/// (in a code span, say) is escaped, so it does not split the cell in GitHub's renderer.
+#[derive(Clone, Debug)]
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
+    left: usize,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            header: Vec::new(),
+            rows: Vec::new(),
+            left: 1,
+        }
+    }
 }
 
 impl Table {
@@ -13,13 +25,22 @@ impl Table {
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
         Self {
             header: header.into_iter().map(Into::into).collect(),
-            rows: Vec::new(),
+            ..Self::default()
         }
+    }
+
+    /// Left-aligns the first `columns` columns (text), instead of only the first.
+    pub fn left_columns(&mut self, columns: usize) -> &mut Self {
+        self.left = columns;
+        self
     }
 
     /// Appends a row; missing cells are left empty, extra cells are dropped.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) -> &mut Self {
-        let mut cells: Vec<String> = cells.into_iter().map(Into::into).collect();
+        let mut cells: Vec<String> = cells
+            .into_iter()
+            .map(|cell| cell.into().replace('|', "\\|"))
+            .collect();
         cells.resize(self.header.len(), String::new());
         self.rows.push(cells);
         self
@@ -43,7 +64,7 @@ impl Table {
                 .zip(&widths)
                 .enumerate()
                 .map(|(column, (cell, &width))| {
-                    if column == 0 {
+                    if column < self.left {
                         format!("{cell:<width$}")
                     } else {
                         format!("{cell:>width$}")
@@ -56,7 +77,7 @@ impl Table {
             .iter()
             .enumerate()
             .map(|(column, &width)| {
-                if column == 0 {
+                if column < self.left {
                     "-".repeat(width + 2)
                 } else {
                     format!("{}:", "-".repeat(width + 1))
@@ -137,6 +158,12 @@ mod tests {
         assert_eq!(
             text,
             "| map         |  10 |\n|-------------|----:|\n| hamt        | 1.5 |\n| std HashMap |  22 |\n"
+        );
+        let mut table = Table::new(["who", "code", "ns"]);
+        table.left_columns(2).row(["ours", "`f(|| 1)`", "2"]);
+        assert_eq!(
+            table.render(),
+            "| who  | code        |  ns |\n|------|-------------|----:|\n| ours | `f(\\|\\| 1)` |   2 |\n"
         );
     }
 }

@@ -1,0 +1,59 @@
+//! The tasks section as markdown.
+
+use super::TaskResults;
+use super::targets;
+use crate::harness::Settings;
+use crate::report::cases::{checks_table, op_table};
+use crate::report::table::{format_ns, format_ratio};
+use crate::task_ops::{LIVE_VARS, Op};
+
+/// The section's markdown.
+pub fn markdown(results: &TaskResults, settings: Settings) -> String {
+    let mut out = format!(
+        "## Tasks: generators, iterators, futures, tokio tasks and fibers\n\n\
+         What `exec-context` adds to each kind of work, against the same work without it \
+         (the baseline rows) and, for futures and spawning, against tokio and opentelemetry. \
+         {LIVE_VARS} context variables are set in the current context, and so in every \
+         context the work starts from. Each figure is the median of {reps} interleaved \
+         repetitions of ≈ {target} ms of thread CPU time; bold, † and allocs/op as in the \
+         context section.\n\n",
+        reps = settings.reps,
+        target = settings.target.as_millis(),
+    );
+    out.push_str(&checks_table(&targets::evaluate(results)));
+    out.push_str("### Time\n\n");
+    for op_results in &results.ops {
+        out.push_str(&op_table(op_results, &notes(results, op_results.op)));
+    }
+    out
+}
+
+/// Figures derived from several cases of `op`, shown under its table.
+fn notes(results: &TaskResults, op: Op) -> Vec<String> {
+    let mut notes = Vec::new();
+    match op {
+        Op::IterChain => {
+            if let Some((ours, plain, extra)) =
+                targets::over_baseline(results, op, "with_logical_context")
+            {
+                notes.push(format!(
+                    "With / without: **{}×**; the logical contexts add {} ns per element, \
+                     {} ns per element per stage.",
+                    format_ratio(ours / plain),
+                    format_ns(extra),
+                    format_ns(extra / targets::CHAIN_STAGES)
+                ));
+            }
+        }
+        Op::SpawnJoin => {
+            if let Some(extra) = targets::spawn_overhead(results) {
+                notes.push(format!(
+                    "Carrying the context adds {} ns per spawn + join.",
+                    format_ns(extra)
+                ));
+            }
+        }
+        _ => {}
+    }
+    notes
+}

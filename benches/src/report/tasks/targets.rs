@@ -1,0 +1,117 @@
+//! The task bars from `shared/ANCHORS.md` (per-poll wrapper, generator LC push/pop) and the
+//! PEP 550 generator figure, with the overheads derived from the cases.
+
+use super::TaskResults;
+use crate::cases::Contender::{Baseline, Ours, Tokio};
+use crate::report::cases::{Check, Unit};
+use crate::report::table::format_ns;
+use crate::task_ops::{LIVE_VARS, Op};
+
+/// Extra time per generator resume for pushing and popping an empty logical context, in ns.
+pub const RESUME_EMPTY_LC_NS: f64 = 5.0;
+/// The same for a non-empty logical context: 5 ns each way.
+pub const RESUME_NON_EMPTY_LC_NS: f64 = 10.0;
+/// An iterator chain with a logical context on every stage, over the plain chain (PEP 550:
+/// "1-2% slowdown on generator microbenchmarks").
+pub const CHAIN_RATIO: f64 = 1.02;
+/// Extra time per poll of `in_current_context` over the bare future, in ns.
+pub const POLL_OVERHEAD_NS: f64 = 12.0;
+
+/// Stages wrapped in the iterator chain.
+pub const CHAIN_STAGES: f64 = 5.0;
+
+/// Ours minus the baseline for `op`, per operation: (ours, baseline, difference).
+pub fn over_baseline(results: &TaskResults, op: Op, ours_variant: &str) -> Option<(f64, f64, f64)> {
+    let ours = results.ns(op, Ours, ours_variant, LIVE_VARS)?;
+    let baseline = results.op(op)?.baseline(LIVE_VARS)?.ns();
+    Some((ours, baseline, ours - baseline))
+}
+
+/// `exec_context::tokio::spawn` minus `tokio::spawn`, per spawn + join.
+pub fn spawn_overhead(results: &TaskResults) -> Option<f64> {
+    let ours = results.ns(Op::SpawnJoin, Ours, "exec_context_spawn", LIVE_VARS)?;
+    let tokio = results.ns(Op::SpawnJoin, Tokio, "tokio_spawn", LIVE_VARS)?;
+    Some(ours - tokio)
+}
+
+fn difference_detail(figures: Option<(f64, f64, f64)>) -> Option<String> {
+    figures.map(|(ours, baseline, _)| format!("{} − {}", format_ns(ours), format_ns(baseline)))
+}
+
+fn with_detail(check: Check, detail: Option<String>) -> Check {
+    match detail {
+        Some(detail) => check.detail(detail),
+        None => check,
+    }
+}
+
+/// Every target of the tasks section, checked against `results`.
+pub fn evaluate(results: &TaskResults) -> Vec<Check> {
+    let empty = over_baseline(results, Op::GenResume, "empty_lc");
+    let non_empty = over_baseline(results, Op::GenResume, "non_empty_lc");
+    let chain = over_baseline(results, Op::IterChain, "with_logical_context");
+    let poll = over_baseline(results, Op::Poll, "in_current_context");
+    let allocations = |op: Op, contender, variant: &str| {
+        results
+            .case(op, contender, variant, LIVE_VARS)
+            .and_then(|case| case.allocations)
+    };
+    let resume_extra_allocations = allocations(Op::GenResume, Ours, "empty_lc")
+        .zip(allocations(Op::GenResume, Baseline, "no_lc"))
+        .map(|(ours, baseline)| ours - baseline);
+    vec![
+        with_detail(
+            Check::new(
+                "generator resume: empty logical context overhead",
+                empty.map(|figures| figures.2),
+                RESUME_EMPTY_LC_NS,
+                Unit::Ns,
+            ),
+            difference_detail(empty),
+        ),
+        with_detail(
+            Check::new(
+                "generator resume: non-empty logical context overhead (push + pop)",
+                non_empty.map(|figures| figures.2),
+                RESUME_NON_EMPTY_LC_NS,
+                Unit::Ns,
+            ),
+            difference_detail(non_empty),
+        ),
+        Check::new(
+            "generator resume: allocations added by the empty logical context (per resume)",
+            resume_extra_allocations,
+            0.0,
+            Unit::Allocations,
+        ),
+        with_detail(
+            Check::new(
+                "iterator chain: `.with_logical_context()` on 5 stages / plain",
+                chain.map(|(ours, plain, _)| ours / plain),
+                CHAIN_RATIO,
+                Unit::Ratio,
+            ),
+            chain.map(|(_, _, extra)| {
+                format!(
+                    "+{} ns per element per stage",
+                    format_ns(extra / CHAIN_STAGES)
+                )
+            }),
+        ),
+        with_detail(
+            Check::new(
+                "task poll: `in_current_context` over the bare future",
+                poll.map(|figures| figures.2),
+                POLL_OVERHEAD_NS,
+                Unit::Ns,
+            ),
+            difference_detail(poll),
+        ),
+        Check::new(
+            "task poll: `in_current_context` allocates nothing per poll",
+            allocations(Op::Poll, Ours, "in_current_context"),
+            0.0,
+            Unit::Allocations,
+        ),
+    ]
+}
