@@ -34,6 +34,17 @@
 //!   same machinery.
 //!
 //! See the [`docs`] module for how the lookup cache works and why it is safe across threads.
+//!
+//! # Features
+//!
+//! - `testing`: `contextvars::testing`, a reference model of PEP 550 / 567 and scripts of
+//!   context operations replayed against this crate, or against code built on it, and
+//!   compared with the model after every step.
+//! - `arbitrary`: `arbitrary::Arbitrary` for those scripts, for fuzz targets (implies
+//!   `testing`).
+//! - `proptest`: proptest strategies for them (implies `testing`).
+//!
+//! All are off by default.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -46,6 +57,8 @@ mod execution;
 mod ids;
 mod logical;
 mod loom;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod thread_state;
 mod token;
 mod value;

@@ -50,10 +50,19 @@
 //!
 //! - `serde`: `Serialize` / `Deserialize` as a map.
 //! - `rayon`: [`HamtMap::par_iter`] splits the walk by the root's subtrees.
+//! - `arbitrary`: `arbitrary::Arbitrary` for `HamtMap` and [`testing::HashKey`], for fuzz
+//!   targets.
+//! - `proptest`: the `hamt::proptest::hamt_map` strategy (shrinking removes entries) and
+//!   `proptest::arbitrary::Arbitrary` for `HamtMap`.
+//! - `quickcheck`: `quickcheck::Arbitrary` for `HamtMap`, shrinking to smaller maps.
+//!
+//! All are off by default. The [`testing_guide`] shows each one at work.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary;
 mod diff;
 mod entry;
 mod iter;
@@ -61,9 +70,14 @@ mod map;
 mod node;
 #[cfg(feature = "rayon")]
 mod par;
+#[cfg(feature = "proptest")]
+pub mod proptest;
+#[cfg(feature = "quickcheck")]
+mod quickcheck;
 #[cfg(feature = "serde")]
 mod serde_impls;
 pub mod testing;
+pub mod testing_guide;
 
 pub use diff::{Diff, DiffItem};
 pub use entry::{Entry, OccupiedEntry, VacantEntry};
