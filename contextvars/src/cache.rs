@@ -97,7 +97,7 @@ pub(crate) enum Cached<'a, T> {
 /// shared between variables). While `f` holds a borrowed value, displaced values are retired
 /// rather than dropped (point 4 above); `release` is called when the outermost borrow ends
 /// if anything was retired meanwhile.
-#[inline]
+#[inline(always)]
 #[allow(unsafe_code)]
 pub(crate) fn read<T, R>(var: VarId, f: impl FnOnce(Cached<'_, T>) -> R, release: fn()) -> R {
     // `Cache` has no destructor, so this thread-local is always accessible.
@@ -128,11 +128,12 @@ struct Borrow<'a> {
 }
 
 impl Drop for Borrow<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         let depth = self.cache.borrows.get() - 1;
         self.cache.borrows.set(depth);
-        if depth == 0 && self.cache.retired.replace(false) {
+        if depth == 0 && self.cache.retired.get() {
+            self.cache.retired.set(false);
             (self.release)();
         }
     }

@@ -26,8 +26,17 @@ impl IdCell {
     }
 
     /// The id, assigning one from the process-wide counter on first use.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self) -> u64 {
+        match self.0.load(Ordering::Relaxed) {
+            0 => self.assign(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn assign(&self) -> u64 {
         self.get_or_assign(|| NEXT_VAR.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 

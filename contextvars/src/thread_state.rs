@@ -112,6 +112,14 @@ impl ThreadState {
     fn take_snapshot(&mut self) -> Option<ExecutionContext> {
         self.snapshot.take()
     }
+
+    /// Forgets the cached snapshot before the current context is edited. Dropping it here,
+    /// inside the borrow, runs no user code: the cached snapshot always describes the current
+    /// context, so every value it holds is also held by the state. Dropping it *before* the
+    /// edit lets a map that only the cache shared be edited in place.
+    fn forget_snapshot(&mut self) {
+        self.snapshot = None;
+    }
 }
 
 /// Looks `id` up in the current execution context (no cache) and hands the value to `f`
@@ -137,18 +145,19 @@ pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
 /// Stores `value` for `id` in the topmost logical context. Returns the value it displaced
 /// there and the logical context's id (for the token), or `None` during thread teardown.
 pub(crate) fn set(id: VarId, value: Value) -> Option<(Option<Value>, u64)> {
-    let (displaced, stale, context) = with_state(|ts| {
-        // Drop our cached snapshot first: if it was the only other holder of the top map,
-        // the map becomes unique again and the insert below edits it in place.
-        let stale = ts.take_snapshot();
+    let (displaced, context) = with_state(|ts| {
+        ts.forget_snapshot();
         let context = ts.frame.top.ensure_id();
         let displaced = ts.frame.top.map.insert(id, value);
-        (displaced, stale, context)
+        (displaced, context)
     })?;
     // A borrow may point at the displaced value; the token takes the value itself, so a
-    // retired reference keeps it alive until the borrow ends.
-    if displaced.is_some() || stale.is_some() {
-        dispose(displaced.clone(), stale);
+    // retired reference keeps it alive until the borrow ends. (Without a borrow nothing is
+    // cloned: the token's reference is the last one.)
+    if let Some(old) = &displaced
+        && cache::must_retire()
+    {
+        dispose_slow(Some(old.clone()), None);
     }
     Some((displaced, context))
 }
@@ -159,15 +168,14 @@ pub(crate) fn delete(id: VarId) -> bool {
         if !ts.frame.top.map.contains_key(&id) {
             return None;
         }
-        let stale = ts.take_snapshot();
-        let removed = ts.frame.top.map.remove(&id);
-        Some((removed, stale))
+        ts.forget_snapshot();
+        ts.frame.top.map.remove(&id)
     })
     .flatten();
     cache::forget(id);
     match removed {
-        Some((removed, stale)) => {
-            dispose(removed, stale);
+        Some(removed) => {
+            dispose(Some(removed), None);
             true
         }
         None => false,
@@ -186,17 +194,17 @@ pub(crate) fn restore(id: VarId, old: Option<Value>, context: u64) -> Result<(),
         if ts.frame.top.id != context || context == 0 {
             return Err(RestoreError::WrongContext);
         }
-        let stale = ts.take_snapshot();
+        ts.forget_snapshot();
         let displaced = match old {
             Some(value) => ts.frame.top.map.insert(id, value),
             None => ts.frame.top.map.remove(&id),
         };
-        Ok((displaced, stale))
+        Ok(displaced)
     })
     .unwrap_or(Err(RestoreError::WrongContext));
-    let (displaced, stale) = outcome?;
+    let displaced = outcome?;
     cache::forget(id);
-    dispose(displaced, stale);
+    dispose(displaced, None);
     Ok(())
 }
 
@@ -256,20 +264,18 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
             if !self.entered {
                 return;
             }
-            let outcome = with_state(|ts| {
+            let leftovers = with_state(|ts| {
                 ts.frame.swap(self.frame);
                 // Scoped pushes are balanced, so normally nothing is left above the floor.
-                let leftovers = if ts.pushed.len() > ts.floor {
-                    ts.pushed.split_off(ts.floor)
-                } else {
-                    Vec::new()
-                };
+                let leftovers = (ts.pushed.len() > ts.floor).then(|| ts.pushed.split_off(ts.floor));
                 ts.floor = self.floor;
-                let inner_snapshot = mem::replace(&mut ts.snapshot, self.snapshot.take());
-                (leftovers, inner_snapshot)
+                mem::swap(&mut ts.snapshot, &mut self.snapshot);
+                leftovers
             });
             cache::invalidate_all();
-            drop(outcome);
+            // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
+            // outside the borrow.
+            drop(leftovers);
         }
     }
 

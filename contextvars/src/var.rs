@@ -158,16 +158,21 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// CONFIG.set(vec!["a".into(), "b".into()]);
     /// assert_eq!(CONFIG.with(|c| c.map_or(0, Vec::len)), 2);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         let id = self.id();
-        let f = match Self::try_cached(id, f) {
-            Step::Done(result) => return result,
-            Step::Absent(f) => return self.call_with_default(f),
-            Step::Unknown(f) => f,
-        };
-        // Miss: look the variable up, remember the answer, then read it back through the
-        // cache so `f` runs under the cache's borrow protection.
+        match Self::try_cached(id, f) {
+            Step::Done(result) => result,
+            Step::Absent(f) => self.call_with_default(f),
+            Step::Unknown(f) => self.with_miss(id, f),
+        }
+    }
+
+    /// The cache had nothing valid: look the variable up, remember the answer, and read it
+    /// back through the cache so `f` runs under the cache's borrow protection.
+    #[cold]
+    #[inline(never)]
+    fn with_miss<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R) -> R {
         thread_state::lookup(id, |found| cache::store(id, found.and_then(downcast::<T>)));
         match Self::try_cached(id, f) {
             Step::Done(result) => result,
@@ -176,7 +181,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_cached<R, F: FnOnce(Option<&T>) -> R>(id: VarId, f: F) -> Step<R, F> {
         cache::read::<T, _>(
             id,
@@ -199,6 +204,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
     }
 
+    #[inline]
     fn call_with_default<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         match &self.default {
             Default::None => f(None),
@@ -215,7 +221,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// N.set(3);
     /// assert_eq!(N.get(), Some(3));
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Option<T>
     where
         T: Clone,

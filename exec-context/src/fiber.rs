@@ -156,24 +156,25 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
         // is finished).
         struct Restore<'a, Y, R, A> {
             slot: &'a RefCell<Slot<Y, R, A>>,
-            generator: Gen<Y, R, A, Body<R>>,
+            generator: Option<Gen<Y, R, A, Body<R>>>,
         }
         impl<Y, R, A> Drop for Restore<'_, Y, R, A> {
             fn drop(&mut self) {
-                let next = if self.generator.is_finished() {
-                    Slot::Finished
-                } else {
-                    let placeholder: Gen<Y, R, A, Body<R>> = Gen::finished(Mode::Caller);
-                    Slot::Idle(std::mem::replace(&mut self.generator, placeholder))
+                let next = match self.generator.take() {
+                    Some(generator) if !generator.is_finished() => Slot::Idle(generator),
+                    _ => Slot::Finished,
                 };
                 *self.slot.borrow_mut() = next;
             }
         }
         let mut restore = Restore {
             slot: &self.slot,
-            generator,
+            generator: Some(generator),
         };
-        let outcome = restore.generator.resume_with(arg);
+        let outcome = match restore.generator.as_mut() {
+            Some(generator) => generator.resume_with(arg),
+            None => Err(GenError::Finished),
+        };
         drop(restore);
         outcome.map_err(|error| match error {
             GenError::Finished => FiberError::Finished,

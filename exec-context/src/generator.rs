@@ -272,17 +272,6 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         }
     }
 
-    /// A generator that has already finished (a placeholder to move a real one out from).
-    pub(crate) fn finished(mode: Mode) -> Self {
-        Gen {
-            mode,
-            airlock: Arc::new(Mutex::new(Exchange::Empty)),
-            body: None,
-            started: true,
-            _result: PhantomData,
-        }
-    }
-
     pub(crate) fn full_context(&self) -> Option<&Context> {
         match &self.mode {
             Mode::Full(context) => Some(context),
