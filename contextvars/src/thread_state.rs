@@ -187,9 +187,24 @@ pub(crate) enum RestoreError {
     WrongContext,
 }
 
+/// A value displaced from the current context; dropping it disposes of it properly (retired
+/// while a borrow is open).
+pub(crate) struct Displaced(Option<Value>);
+
+impl Drop for Displaced {
+    fn drop(&mut self) {
+        dispose(self.0.take(), None);
+    }
+}
+
 /// Puts the topmost logical context's binding for `id` back to `old` (absent if `None`),
-/// provided the topmost logical context is `context`.
-pub(crate) fn restore(id: VarId, old: Option<Value>, context: u64) -> Result<(), RestoreError> {
+/// provided the topmost logical context is `context`. The value it displaces is handed back
+/// to be dropped once the caller has recorded the change (its `Drop` may panic).
+pub(crate) fn restore(
+    id: VarId,
+    old: Option<Value>,
+    context: u64,
+) -> Result<Displaced, RestoreError> {
     let outcome = with_state(|ts| {
         if ts.frame.top.id != context || context == 0 {
             return Err(RestoreError::WrongContext);
@@ -204,8 +219,7 @@ pub(crate) fn restore(id: VarId, old: Option<Value>, context: u64) -> Result<(),
     .unwrap_or(Err(RestoreError::WrongContext));
     let displaced = outcome?;
     cache::forget(id);
-    dispose(displaced, None);
-    Ok(())
+    Ok(Displaced(displaced))
 }
 
 /// The current execution context as an immutable snapshot (O(1) when nothing changed since

@@ -160,11 +160,18 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     #[inline(always)]
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        self.with_value(f, true)
+    }
+
+    /// `with`, falling back to the variable's default only if `use_default`.
+    #[inline(always)]
+    fn with_value<R>(&self, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
         let id = self.id();
         match Self::try_cached(id, f) {
             Step::Done(result) => result,
-            Step::Absent(f) => self.call_with_default(f),
-            Step::Unknown(f) => self.with_miss(id, f),
+            Step::Absent(f) if use_default => self.call_with_default(f),
+            Step::Absent(f) => f(None),
+            Step::Unknown(f) => self.with_miss(id, f, use_default),
         }
     }
 
@@ -172,12 +179,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// back through the cache so `f` runs under the cache's borrow protection.
     #[cold]
     #[inline(never)]
-    fn with_miss<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R) -> R {
+    fn with_miss<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
         thread_state::lookup(id, |found| cache::store(id, found.and_then(downcast::<T>)));
         match Self::try_cached(id, f) {
             Step::Done(result) => result,
-            Step::Absent(f) => self.call_with_default(f),
-            Step::Unknown(f) => self.with_owned(id, f),
+            Step::Absent(f) if use_default => self.call_with_default(f),
+            Step::Absent(f) => f(None),
+            Step::Unknown(f) => self.with_owned(id, f, use_default),
         }
     }
 
@@ -196,11 +204,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     /// The slow path when the cache cannot be used (thread teardown): hold a reference.
     #[cold]
-    fn with_owned<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R) -> R {
+    fn with_owned<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
         let owned: Option<Value> = thread_state::lookup(id, |found| found.cloned());
         match owned.as_ref().and_then(downcast::<T>) {
             Some(value) => f(Some(value)),
-            None => self.call_with_default(f),
+            None if use_default => self.call_with_default(f),
+            None => f(None),
         }
     }
 
@@ -231,17 +240,21 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 }
 
 impl<T: Send + Sync + 'static> ContextVar<T> {
-    /// The variable's value in the current context, else `default`.
+    /// The variable's value in the current context, else `default` — which takes precedence
+    /// over the variable's own default, like Python's `var.get(default)`.
     ///
     /// ```
-    /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::new("n");
+    /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::with_default("n", 1);
     /// assert_eq!(N.get_or(5), 5);
+    /// N.set(2);
+    /// assert_eq!(N.get_or(5), 2);
     /// ```
     pub fn get_or(&self, default: T) -> T
     where
         T: Clone,
     {
-        self.with(|value| value.cloned()).unwrap_or(default)
+        self.with_value(|value| value.cloned(), false)
+            .unwrap_or(default)
     }
 
     /// Whether the variable has a value in the current context (its default does not count).
@@ -253,12 +266,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// assert!(N.is_set());
     /// ```
     pub fn is_set(&self) -> bool {
-        let id = self.id();
-        match Self::try_cached(id, |value| value.is_some()) {
-            Step::Done(set) => set,
-            Step::Absent(_) => false,
-            Step::Unknown(_) => thread_state::lookup(id, |found| found.is_some()),
-        }
+        self.with_value(|value| value.is_some(), false)
     }
 
     /// The variable's value in the topmost logical context only — PEP 550's
@@ -345,9 +353,11 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         if token.var != id {
             return Err(TokenError::WrongVar);
         }
-        thread_state::restore(id, token.old.clone(), token.context)
+        let displaced = thread_state::restore(id, token.old.clone(), token.context)
             .map_err(|RestoreError::WrongContext| TokenError::WrongContext)?;
+        // Record the use before the displaced value is dropped: its `Drop` may panic.
         token.used.set(true);
+        drop(displaced);
         Ok(())
     }
 

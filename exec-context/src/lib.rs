@@ -55,3 +55,8 @@ pub use contextvars;
 pub use generator::{Co, Gen, GenError, GeneratorState, Yield};
 pub use iter::{ContextualIter, ContextualStream, IteratorExt, StreamExt};
 pub use task::{FutureExt, WithContext, bind, bind_to};
+
+/// The workspace README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

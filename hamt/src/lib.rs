@@ -86,8 +86,3 @@ pub use map::HamtMap;
 
 #[cfg(test)]
 mod tests;
-
-/// The workspace README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

@@ -1,0 +1,219 @@
+//! Allocation counts of operations the crate documents as allocation-free or in place, measured
+//! with a counting global allocator (per thread, so parallel tests do not interfere).
+#![allow(unsafe_code)] // the counting global allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use contextvars::{
+    Context, ContextVar, LogicalContext, get_execution_context, run_with_logical_context,
+};
+
+/// Counts the allocations made on each thread, then defers to the system allocator.
+struct Counting;
+
+thread_local! {
+    // `const` and without a destructor: reading it never allocates.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the arguments it was given, so `Counting`
+// upholds the `GlobalAlloc` contract exactly as `System` does; counting touches only a
+// thread-local `Cell` and never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: the caller upholds `alloc`'s contract, passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: the caller upholds `alloc_zeroed`'s contract, passed on unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: the caller upholds `realloc`'s contract, passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `dealloc`'s contract, passed on unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// How many allocations `f` made on this thread (what it returns is dropped afterwards).
+fn allocations<R>(f: impl FnOnce() -> R) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    let result = f();
+    let made = ALLOCATIONS.with(Cell::get) - before;
+    drop(result);
+    made
+}
+
+/// Runs `f` on a new thread, re-raising its panic.
+fn on_fresh_thread(f: impl FnOnce() + Send) {
+    std::thread::scope(|scope| {
+        if let Err(panic) = scope.spawn(f).join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+static VAR: ContextVar<u64> = ContextVar::new("var");
+static OTHER: ContextVar<u64> = ContextVar::new("other");
+
+#[test]
+fn reads_allocate_nothing() {
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let _ = VAR.get();
+        assert_eq!(allocations(|| (VAR.get(), OTHER.get(), VAR.is_set())), 0);
+        assert_eq!(allocations(|| VAR.with(|value| value.copied())), 0);
+    });
+}
+
+#[test]
+fn pushing_an_empty_logical_context_allocates_nothing() {
+    on_fresh_thread(|| {
+        VAR.set(1);
+        // The first push may grow the thread's stack of logical contexts.
+        run_with_logical_context(&mut LogicalContext::new(), || ());
+        let made =
+            allocations(|| run_with_logical_context(&mut LogicalContext::new(), || VAR.get()));
+        assert_eq!(made, 0);
+    });
+}
+
+#[test]
+fn entering_a_context_allocates_nothing() {
+    on_fresh_thread(|| {
+        let mut ctx = Context::new();
+        assert_eq!(allocations(Context::new), 0);
+        ctx.run(|| VAR.set(1));
+        assert_eq!(allocations(|| ctx.run(|| VAR.get())), 0);
+    });
+}
+
+#[test]
+fn a_repeated_snapshot_allocates_nothing() {
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let first = get_execution_context();
+        assert_eq!(allocations(get_execution_context), 0);
+        assert!(get_execution_context().ptr_eq(&first));
+    });
+}
+
+#[test]
+fn overwriting_in_an_unshared_top_allocates_only_the_value() {
+    on_fresh_thread(|| {
+        VAR.set(1);
+        OTHER.set(1);
+        // One allocation: the shared value itself; the map is edited in place.
+        assert_eq!(allocations(|| VAR.set(2)), 1);
+        assert_eq!(allocations(|| VAR.set(3)), 1);
+        // While a snapshot shares the map, a path is copied, and the snapshot keeps its value.
+        let snapshot = get_execution_context();
+        assert!(allocations(|| VAR.set(4)) > 1);
+        assert_eq!(snapshot.get(&VAR), Some(3));
+        // The map is unshared again.
+        assert_eq!(allocations(|| VAR.set(5)), 1);
+    });
+}
+
+// `set`, `delete` and `reset` edit the top logical context in place when nothing else shares
+// it. A snapshot the caller took and dropped is still cached by the thread; the cached copy
+// must be let go of *before* the edit (as the comment in `thread_state::set` intends), or the
+// edit copies the map as if the snapshot were still alive.
+
+#[test]
+fn set_after_a_dropped_snapshot_edits_in_place() {
+    on_fresh_thread(|| {
+        VAR.set(1);
+        OTHER.set(1);
+        assert_eq!(allocations(|| VAR.set(2)), 1);
+        drop(get_execution_context());
+        assert_eq!(allocations(|| VAR.set(3)), 1, "set copied an unshared map");
+    });
+}
+
+/// Forty variables, so the top map has a root with children: an in-place removal rebuilds
+/// one node, a copy also copies the root.
+static MANY: [ContextVar<u64>; 40] = [const { ContextVar::new("many") }; 40];
+
+/// Allocations made by `edit` on a fresh thread where all of `MANY` are set, after `prepare`.
+fn edit_allocations(prepare: fn() -> Option<contextvars::ExecutionContext>, edit: fn()) -> usize {
+    std::thread::spawn(move || {
+        for (i, var) in MANY.iter().enumerate() {
+            var.set(i as u64);
+        }
+        let keep = prepare();
+        let count = allocations(edit);
+        drop(keep);
+        count
+    })
+    .join()
+    .unwrap()
+}
+
+fn delete_one() {
+    MANY[17].delete().unwrap();
+}
+
+fn reset_one() {
+    let token = MANY[17].set(99);
+    MANY[17].reset(&token).unwrap();
+}
+
+#[test]
+fn delete_after_a_dropped_snapshot_edits_in_place() {
+    let unshared = edit_allocations(|| None, delete_one);
+    let dropped = edit_allocations(
+        || {
+            drop(get_execution_context());
+            None
+        },
+        delete_one,
+    );
+    let alive = edit_allocations(|| Some(get_execution_context()), delete_one);
+    assert_eq!(
+        dropped, unshared,
+        "delete copied a map only a dropped snapshot had shared"
+    );
+    assert!(
+        alive > unshared,
+        "a live snapshot must force a copy ({alive} vs {unshared})"
+    );
+}
+
+#[test]
+fn reset_after_a_dropped_snapshot_edits_in_place() {
+    let unshared = edit_allocations(|| None, reset_one);
+    let dropped = edit_allocations(
+        || {
+            drop(get_execution_context());
+            None
+        },
+        reset_one,
+    );
+    let alive = edit_allocations(|| Some(get_execution_context()), reset_one);
+    assert_eq!(
+        dropped, unshared,
+        "reset copied a map only a dropped snapshot had shared"
+    );
+    assert!(
+        alive > unshared,
+        "a live snapshot must force a copy ({alive} vs {unshared})"
+    );
+}
