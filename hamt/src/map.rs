@@ -427,8 +427,9 @@ where
         Q: Eq + ?Sized,
     {
         let root = self.root.as_mut()?;
-        node::get(root, hash, key)?;
-        node::get_mut(root, 0, hash, key)
+        // Find the entry first (no copying), then walk to it by hash, copying shared nodes.
+        let location = node::locate(root, hash, key)?;
+        node::get_mut_located(root, 0, hash, location)
     }
 
     /// The entry for `key`, for in-place inspection and update.

@@ -104,17 +104,22 @@ pub(crate) fn child_index(len: usize, node_map: u32, bit: u32) -> usize {
     len - 1 - index(node_map, bit)
 }
 
-/// The slot for `bit` in a bitmap node, if the bucket is occupied.
+/// Where the slot for `bit` sits in a bitmap node of `len` slots, if the bucket is occupied.
 #[inline]
-pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K, V>> {
-    let Header { data_map, node_map } = node.header;
-    if data_map & bit != 0 {
-        node.slice.get(index(data_map, bit))
-    } else if node_map & bit != 0 {
-        node.slice.get(child_index(node.slice.len(), node_map, bit))
+fn position(header: Header, len: usize, bit: u32) -> Option<usize> {
+    if header.data_map & bit != 0 {
+        Some(index(header.data_map, bit))
+    } else if header.node_map & bit != 0 {
+        Some(child_index(len, header.node_map, bit))
     } else {
         None
     }
+}
+
+/// The slot for `bit` in a bitmap node, if the bucket is occupied.
+#[inline]
+pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K, V>> {
+    node.slice.get(position(node.header, node.slice.len(), bit)?)
 }
 
 fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
@@ -238,15 +243,7 @@ pub(crate) fn get_mut_located<K: Clone, V: Clone>(
             _ => None,
         };
     }
-    let Header { data_map, node_map } = body.header;
-    let bit = bit_at(hash, shift);
-    let pos = if data_map & bit != 0 {
-        index(data_map, bit)
-    } else if node_map & bit != 0 {
-        child_index(body.slice.len(), node_map, bit)
-    } else {
-        return None;
-    };
+    let pos = position(body.header, body.slice.len(), bit_at(hash, shift))?;
     match body.slice.get_mut(pos)? {
         Slot::Entry(_, v) => Some(v),
         Slot::Child(child) => get_mut_located(child, shift + BITS, hash, location),
@@ -592,43 +589,6 @@ fn remove_entry<K: Clone, V: Clone>(
     match remove_slot(node, header, pos) {
         Slot::Entry(k, v) => Removed::Done(k, v),
         _ => unreachable!("the removed slot is an entry"),
-    }
-}
-
-/// Returns a mutable reference to `key`'s value, copying shared nodes on the way down.
-///
-/// Callers should check that the key is present first (see [`remove`]).
-pub(crate) fn get_mut<'a, K, V, Q>(
-    node: &'a mut Node<K, V>,
-    shift: u32,
-    hash: HashBits,
-    key: &Q,
-) -> Option<&'a mut V>
-where
-    K: Borrow<Q> + Clone,
-    V: Clone,
-    Q: Eq + ?Sized,
-{
-    let body = make_mut(node);
-    if shift >= HASH_BITS {
-        return body.slice.iter_mut().find_map(|slot| match slot {
-            Slot::Entry(k, v) if (*k).borrow() == key => Some(v),
-            _ => None,
-        });
-    }
-    let Header { data_map, node_map } = body.header;
-    let bit = bit_at(hash, shift);
-    let pos = if data_map & bit != 0 {
-        index(data_map, bit)
-    } else if node_map & bit != 0 {
-        child_index(body.slice.len(), node_map, bit)
-    } else {
-        return None;
-    };
-    match &mut body.slice[pos] {
-        Slot::Entry(k, v) if (*k).borrow() == key => Some(v),
-        Slot::Child(child) => get_mut(child, shift + BITS, hash, key),
-        _ => None,
     }
 }
 
