@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::execution::ExecutionContext;
+use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
 use crate::thread_state::{self, Frame};
 use crate::value::{VarInfo, VarMap, downcast, info};
@@ -98,8 +98,15 @@ impl Context {
 
     /// This context as an immutable execution context (for `run_with_execution_context`, or
     /// to hand to spawned work).
+    /// Like [`get_execution_context`](crate::get_execution_context), the result is squashed
+    /// into one logical context when it would be deeper than [`EC_LEN_MAX`].
     pub fn execution_context(&self) -> ExecutionContext {
-        self.frame.base.with_layer(self.frame.top.map.clone())
+        let ec = self.frame.base.with_layer(self.frame.top.map.clone());
+        if ec.len() > EC_LEN_MAX {
+            ec.squashed()
+        } else {
+            ec
+        }
     }
 
     fn merged(&self) -> VarMap {

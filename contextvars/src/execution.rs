@@ -54,7 +54,8 @@ impl ExecutionContext {
         ExecutionContext { head: None }
     }
 
-    /// The number of logical contexts in the stack.
+    /// The number of logical contexts in the stack. Empty logical contexts are never stored
+    /// in a snapshot (they change nothing a lookup can see), so they are not counted.
     pub fn len(&self) -> usize {
         self.head.as_ref().map_or(0, |layer| layer.len)
     }

@@ -38,7 +38,12 @@ pub struct Token<T> {
 
 impl<T: Clone + 'static> Token<T> {
     /// The value the variable had in the topmost logical context before the set, or `None`
-    /// if it had none there (PEP 567's `Token.MISSING`).
+    /// if it had none there (PEP 567's `Token.MISSING`) — which is what `reset` puts back.
+    ///
+    /// This differs from CPython where a value came from a lower layer: after
+    /// `VAR.set(1); copy_context().run(|| VAR.set(2))`, CPython's flat context reports
+    /// `old_value == 1`; here the copy's own logical context had no value, so `None`, and a
+    /// reset removes the copy's binding so that 1 shows through again.
     pub fn old_value(&self) -> Option<T> {
         self.old.as_ref().and_then(downcast::<T>).cloned()
     }
