@@ -8,8 +8,8 @@
 //! | task (any executor) | a snapshot at creation + its own logical context, per poll | [`FutureExt::in_current_context`] |
 //! | callback | a snapshot at scheduling | [`bind`], [`bind_to`] |
 //! | thread | empty, inherited or given | [`thread::spawn`], [`thread::Builder`] |
-//! | pool job | a snapshot at submission | [`thread::job`], [`rayon`](crate::rayon) (feature) |
-//! | tokio task | a snapshot at spawn | [`tokio`](crate::tokio) (feature) |
+//! | pool job | a snapshot at submission | [`thread::job`], [`crate::rayon`] (feature) |
+//! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature) |
 //! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
 //!
 //! Every spawn path honours [`ContextVar::not_inherited`](contextvars::ContextVar::not_inherited).
