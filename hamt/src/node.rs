@@ -119,7 +119,8 @@ fn position(header: Header, len: usize, bit: u32) -> Option<usize> {
 /// The slot for `bit` in a bitmap node, if the bucket is occupied.
 #[inline]
 pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K, V>> {
-    node.slice.get(position(node.header, node.slice.len(), bit)?)
+    node.slice
+        .get(position(node.header, node.slice.len(), bit)?)
 }
 
 fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
