@@ -845,11 +845,11 @@ fn snapshots_are_isolated_from_later_changes() {
     });
 }
 
-// §Implementation: the chain is a linked list. Nothing but `get_execution_context` squashes it,
-// so a chain built through `Context::execution_context` can grow long; looking it up and
-// dropping it must not recurse once per logical context.
+// §Implementation: the chain is a linked list. A chain built by nesting contexts through
+// `Context::execution_context` is squashed like `get_execution_context`'s, so it stays short
+// however deep the nesting, and lookups and drops stay cheap.
 #[test]
-fn a_very_long_chain_is_looked_up_and_dropped_without_recursion() {
+fn a_very_long_nesting_is_squashed_and_looked_up() {
     static BOTTOM: ContextVar<u32> = ContextVar::new("bottom");
     static LEVEL: ContextVar<u32> = ContextVar::new("level");
     const LEVELS: u32 = if cfg!(miri) { 300 } else { 100_000 };
@@ -863,7 +863,7 @@ fn a_very_long_chain_is_looked_up_and_dropped_without_recursion() {
             ctx.run(|| LEVEL.set(level));
             ec = ctx.execution_context();
         }
-        assert_eq!(ec.len(), LEVELS as usize + 1);
+        assert!(ec.len() <= contextvars::EC_LEN_MAX, "{} layers", ec.len());
         assert_eq!(
             (ec.get(&BOTTOM), ec.get(&LEVEL)),
             (Some(1), Some(LEVELS - 1))

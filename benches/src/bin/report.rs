@@ -1,7 +1,10 @@
 //! The project report: `cargo run --release -p benches --bin report [-- --full]`.
 //!
-//! Writes `target/report/report.md` (also printed to stdout) and the SVG figures beside it;
-//! progress goes to stderr. See `benches::report`.
+//! Writes `report.md` (also printed to stdout), `results.json`, `index.html` (the tables
+//! and the inlined SVG figures, no network needed) and the SVG figures to `--out` (default
+//! `target/report/`); a progress bar, or progress lines when stderr is not a terminal, goes
+//! to stderr. `--smoke` is the seconds-long CI mode, `--compare old.json` prints what got
+//! faster or slower. See `--help` and `benches::report`.
 //!
 //! Memory is measured in this same process through a counting global allocator. Its hooks
 //! check one relaxed atomic flag that is only set while a memory figure is being taken, so
@@ -9,101 +12,155 @@
 //! contender; a child process would have avoided even that, at the price of a second
 //! command-line mode and of rebuilding every map in the child.
 
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use benches::alloc::CountingAllocator;
-use benches::report::{self, Config, Group, Mode};
+use benches::report::{self, Config, Group, Mode, compare};
 use benches::sizes;
+use clap::Parser;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 
-const USAGE: &str = "\
-usage: report [--quick | --full] [--only GROUPS] [--sizes LIST] [--no-memory]
+/// The benchmark report: our crates against their peers, as `report.md`, `index.html` (SVG
+/// charts inlined), `results.json` and the SVG figures, all in `--out`.
+///
+/// Quick mode by default: hamt N = 10 .. 100k with repetitions of ≈ 3 ms; context and tasks
+/// 15 repetitions of ≈ 20 ms. The markdown is printed to stdout, progress to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "report", version)]
+struct Cli {
+    /// For publication: hamt N = 10 .. 1M, repetitions of ≈ 20 ms; context and tasks 21
+    /// repetitions of ≈ 50 ms.
+    #[arg(long, conflicts_with = "smoke")]
+    full: bool,
 
-  --quick        hamt: N = 10 .. 100k, repetitions of ≈ 3 ms; context and tasks: 15
-                 repetitions of ≈ 20 ms (the default; about a minute here)
-  --full         hamt: N = 10 .. 1M, repetitions of ≈ 20 ms; context and tasks: 21
-                 repetitions of ≈ 50 ms (for publication)
-  --only GROUPS  run only these sections: hamt, context or tasks (comma-separated for
-                 several, e.g. context,tasks); all three by default
-  --sizes LIST   hamt: comma-separated sizes instead, e.g. 10,1k,100k
-  --no-memory    hamt: skip the memory measurements
-";
+    /// For CI: N = 10 and 100, 3 repetitions of ≈ 1 ms (seconds, even in a debug build).
+    #[arg(long)]
+    smoke: bool,
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
-    let mut mode = Mode::Quick;
-    let mut sizes_override = None;
-    let mut memory = true;
-    let mut groups = None;
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => mode = Mode::Quick,
-            "--full" => mode = Mode::Full,
-            "--no-memory" => memory = false,
-            "--sizes" => {
-                let list = args.next().ok_or("--sizes needs a list, e.g. 10,1k,100k")?;
-                sizes_override = Some(sizes::parse_list(&list)?);
-            }
-            "--only" => {
-                let list = args
-                    .next()
-                    .ok_or("--only needs a section: hamt, context or tasks")?;
-                groups = Some(parse_groups(&list)?);
-            }
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    let mut config = Config::new(mode);
-    if let Some(sizes) = sizes_override {
-        config.sizes = sizes;
-    }
-    config.memory = memory;
-    if let Some(groups) = groups {
-        config.groups = groups;
-    }
-    Ok(Some(config))
+    /// The default mode (accepted for compatibility).
+    #[arg(long, hide = true, conflicts_with_all = ["full", "smoke"])]
+    quick: bool,
+
+    /// Run only these sections (repeat the flag or separate with commas); all by default.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
+    only: Vec<Group>,
+
+    /// Where to write the report files; default `target/report/` of the workspace (or
+    /// `$CARGO_TARGET_DIR/report`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    /// Print results.json to stdout instead of the markdown (the files are written anyway).
+    #[arg(long)]
+    json: bool,
+
+    /// Compare with an earlier results.json: print what got faster or slower (±10%).
+    #[arg(long, value_name = "OLD_RESULTS_JSON")]
+    compare: Option<PathBuf>,
+
+    /// hamt: these comma-separated sizes instead of the mode's, e.g. 10,1k,100k.
+    #[arg(long, value_name = "LIST", value_parser = parse_sizes)]
+    sizes: Option<SizeList>,
+
+    /// hamt: skip the memory measurements.
+    #[arg(long)]
+    no_memory: bool,
 }
 
-/// `hamt`, `context`, `tasks`, or several of them comma-separated; kept in report order.
-fn parse_groups(list: &str) -> Result<Vec<Group>, String> {
-    let mut wanted = Vec::new();
-    for name in list
-        .split(',')
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-    {
-        let group = Group::parse(name)
-            .ok_or_else(|| format!("unknown section {name:?}: expected hamt, context or tasks"))?;
-        wanted.push(group);
+/// A `--sizes` list (a newtype, so clap takes the list as one value).
+#[derive(Clone, Debug)]
+struct SizeList(Vec<usize>);
+
+fn parse_sizes(list: &str) -> Result<SizeList, String> {
+    sizes::parse_list(list).map(SizeList)
+}
+
+impl Cli {
+    fn config(&self) -> Config {
+        let mode = if self.full {
+            Mode::Full
+        } else if self.smoke {
+            Mode::Smoke
+        } else {
+            Mode::Quick
+        };
+        let mut config = Config::new(mode);
+        if let Some(SizeList(sizes)) = &self.sizes {
+            config.sizes.clone_from(sizes);
+        }
+        config.memory = !self.no_memory;
+        if !self.only.is_empty() {
+            config.groups = Group::ALL
+                .into_iter()
+                .filter(|group| self.only.contains(group))
+                .collect();
+        }
+        if let Some(out) = &self.out {
+            config.out.clone_from(out);
+        }
+        config
     }
-    if wanted.is_empty() {
-        return Err("--only needs a section: hamt, context or tasks".to_owned());
-    }
-    Ok(Group::ALL
-        .into_iter()
-        .filter(|group| wanted.contains(group))
-        .collect())
 }
 
 fn main() -> ExitCode {
-    match parse_args(std::env::args().skip(1)) {
-        Ok(Some(config)) => match report::run(&config) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("report: cannot write the report: {error}");
-                ExitCode::FAILURE
-            }
-        },
-        Ok(None) => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
+    let cli = Cli::parse();
+    let config = cli.config();
+    // Fail on bad input before measuring for minutes.
+    let old = match cli.compare.as_deref().map(compare::load).transpose() {
+        Ok(old) => old,
         Err(message) => {
-            eprintln!("report: {message}\n\n{USAGE}");
-            ExitCode::from(2)
+            eprintln!("report: --compare: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = report::prepare_output(&config.out) {
+        eprintln!(
+            "report: --out: cannot write to {}: {error}",
+            config.out.display()
+        );
+        return ExitCode::from(2);
+    }
+    let outcome = match report::run(&config) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!(
+                "report: cannot write the report to {}: {error}",
+                config.out.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let mut printed = if cli.json {
+        serde_json::to_writer_pretty(&mut stdout, &outcome.json)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        write!(stdout, "{}", outcome.markdown)
+    };
+    if let Some(old) = &old {
+        let comparison = compare::render(old, &outcome.json);
+        // With --json, stdout is for the JSON alone.
+        printed = printed.and_then(|()| {
+            if cli.json {
+                eprint!("{comparison}");
+                Ok(())
+            } else {
+                write!(stdout, "\n{comparison}")
+            }
+        });
+    }
+    match printed.and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`report | head`) is not worth a panic.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("report: cannot print the report: {error}");
+            ExitCode::FAILURE
         }
     }
 }

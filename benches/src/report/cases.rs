@@ -163,7 +163,7 @@ pub fn measure<O: CaseOp>(group: &str, cases: &[Case<O>], settings: Settings) ->
                 )
             })
             .collect();
-        eprintln!(
+        super::progress::line(&format!(
             "{group}: [{}/{}] {}: {}  {} ({:.1} s)",
             index + 1,
             ops.len(),
@@ -171,7 +171,8 @@ pub fn measure<O: CaseOp>(group: &str, cases: &[Case<O>], settings: Settings) ->
             line.join(" | "),
             op.unit(),
             started.elapsed().as_secs_f64()
-        );
+        ));
+        super::progress::step();
         results.push(op_results);
     }
     GroupResults { ops: results }

@@ -1,14 +1,20 @@
 //! The project report: `cargo run --release -p benches --bin report [-- --full]`.
 //!
-//! Measures the selected sections ([`Group`]), then writes `report.md` and the SVG figures
-//! to `target/report/` and prints the markdown to stdout; progress goes to stderr. The
+//! Measures the selected sections ([`Group`]), then writes `report.md`, `results.json`
+//! ([`json`]), `index.html` ([`html`]) and the SVG figures to [`Config::out`] (default
+//! `target/report/`); progress goes to stderr ([`progress`]). [`compare`] diffs two
+//! `results.json`. The
 //! sections are [`hamt`], [`context`] and [`tasks`]; the last two share the case machinery
 //! of [`cases`].
 
 pub mod cases;
+pub mod compare;
 pub mod context;
 pub mod hamt;
+pub mod html;
+pub mod json;
 pub mod machine;
+pub mod progress;
 pub mod svg;
 pub mod table;
 pub mod tasks;
@@ -27,6 +33,8 @@ pub enum Mode {
     Quick,
     /// For publication: N up to 1M, repetitions of about 20 ms.
     Full,
+    /// For CI: N = 10 and 100, three repetitions of about 1 ms; seconds even unoptimized.
+    Smoke,
 }
 
 impl Mode {
@@ -35,6 +43,7 @@ impl Mode {
         match self {
             Self::Quick => "quick",
             Self::Full => "full",
+            Self::Smoke => "smoke",
         }
     }
 
@@ -43,6 +52,7 @@ impl Mode {
         match self {
             Self::Quick => sizes::QUICK.to_vec(),
             Self::Full => sizes::FULL.to_vec(),
+            Self::Smoke => SMOKE_SIZES.to_vec(),
         }
     }
 
@@ -58,6 +68,7 @@ impl Mode {
                 target: Duration::from_millis(50),
                 reps: 21,
             },
+            Self::Smoke => SMOKE_TIMING,
         }
     }
 
@@ -72,18 +83,31 @@ impl Mode {
                 target: Duration::from_millis(20),
                 reps: if n >= 1_000_000 { 3 } else { 5 },
             },
+            Self::Smoke => SMOKE_TIMING,
         }
     }
 }
 
+/// The sizes of a smoke run.
+const SMOKE_SIZES: [usize; 2] = [10, 100];
+
+/// The timing of every figure in a smoke run.
+const SMOKE_TIMING: Settings = Settings {
+    target: Duration::from_millis(1),
+    reps: 3,
+};
+
 /// A section of the report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Group {
     /// The persistent map against its peers ([`hamt`]).
+    #[value(help = "the persistent map vs imbl, im, rpds and std HashMap")]
     Hamt,
     /// Context variable operations against their peers ([`context`]).
+    #[value(help = "context variables vs thread_local!, tokio task_local!, opentelemetry")]
     Context,
     /// Generators, iterators, task wrappers, spawning and fibers ([`tasks`]).
+    #[value(help = "generators, iterators, task wrappers, spawning and fibers")]
     Tasks,
 }
 
@@ -117,6 +141,8 @@ pub struct Config {
     pub sizes: Vec<usize>,
     /// Whether to measure memory (needs the counting allocator, see [`crate::alloc`]).
     pub memory: bool,
+    /// Where the report files go.
+    pub out: PathBuf,
 }
 
 impl Config {
@@ -127,6 +153,7 @@ impl Config {
             groups: Group::ALL.to_vec(),
             sizes: mode.default_sizes(),
             memory: true,
+            out: output_dir(),
         }
     }
 
@@ -149,31 +176,96 @@ pub fn output_dir() -> PathBuf {
     target.join("report")
 }
 
-/// Measures everything `config` asks for, writes the report files, prints the markdown to
-/// stdout, and returns the path of `report.md`.
-pub fn run(config: &Config) -> io::Result<PathBuf> {
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The markdown report (also written to `report.md`).
+    pub markdown: String,
+    /// The machine-readable results (also written to `results.json`).
+    pub json: serde_json::Value,
+    /// The files written, `report.md` first.
+    pub files: Vec<PathBuf>,
+}
+
+/// The progress steps of `config`: one per hamt (operation, N) and memory N, one per
+/// context or task operation.
+fn steps(config: &Config) -> u64 {
+    fn ops<O: PartialEq>(cases: Vec<crate::cases::Case<O>>) -> usize {
+        let mut ops: Vec<O> = Vec::new();
+        for case in cases {
+            if !ops.contains(&case.op) {
+                ops.push(case.op);
+            }
+        }
+        ops.len()
+    }
+    let mut steps = 0;
+    if config.runs(Group::Hamt) {
+        steps += config.sizes.len() * crate::ops::Op::ALL.len();
+        if config.memory && crate::alloc::is_installed() {
+            steps += config.sizes.len();
+        }
+    }
+    if config.runs(Group::Context) {
+        steps += ops(crate::context_ops::cases());
+    }
+    if config.runs(Group::Tasks) {
+        steps += ops(crate::task_ops::cases());
+    }
+    steps as u64
+}
+
+/// Creates `dir` and checks that a file can be written in it, so that a bad `--out` fails
+/// before minutes of measuring rather than after.
+pub fn prepare_output(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".report-write-test");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+/// Measures everything `config` asks for, writes `report.md`, `results.json`, `index.html`
+/// and the SVG figures to `config.out`, and returns what it wrote. Progress goes to
+/// stderr; printing the results is left to the caller.
+pub fn run(config: &Config) -> io::Result<Outcome> {
     let started = Instant::now();
     let machine = machine::Machine::collect();
-    let hamt_results = config.runs(Group::Hamt).then(|| hamt::measure(config));
-    let context_results = config
-        .runs(Group::Context)
-        .then(|| context::measure(config));
-    let task_results = config.runs(Group::Tasks).then(|| tasks::measure(config));
+    progress::start(steps(config));
+    let hamt_results = config.runs(Group::Hamt).then(|| {
+        progress::group(Group::Hamt.name());
+        hamt::measure(config)
+    });
+    let context_results = config.runs(Group::Context).then(|| {
+        progress::group(Group::Context.name());
+        context::measure(config)
+    });
+    let task_results = config.runs(Group::Tasks).then(|| {
+        progress::group(Group::Tasks.name());
+        tasks::measure(config)
+    });
+    progress::finish();
     let elapsed = started.elapsed();
 
     let mut markdown = header(&machine, config, elapsed);
-    let dir = output_dir();
-    std::fs::create_dir_all(&dir)?;
+    let dir = &config.out;
+    prepare_output(dir)?;
+    let mut files = Vec::new();
     if let Some(hamt_results) = &hamt_results {
         markdown.push_str(&hamt::render::markdown(hamt_results));
-        std::fs::write(
-            dir.join(hamt::render::SNAPSHOT_FIGURE),
-            hamt::render::snapshot_plot(hamt_results),
-        )?;
-        std::fs::write(
-            dir.join(hamt::render::LOOKUP_FIGURE),
-            hamt::render::lookup_plot(hamt_results),
-        )?;
+        for (name, svg) in [
+            (
+                hamt::render::SNAPSHOT_FIGURE,
+                hamt::render::snapshot_plot(hamt_results),
+            ),
+            (
+                hamt::render::LOOKUP_FIGURE,
+                hamt::render::lookup_plot(hamt_results),
+            ),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, svg)?;
+            files.push(path);
+        }
     }
     let case_timing = config.mode.case_timing();
     if let Some(context_results) = &context_results {
@@ -184,13 +276,42 @@ pub fn run(config: &Config) -> io::Result<PathBuf> {
     }
     let report = dir.join("report.md");
     std::fs::write(&report, &markdown)?;
-    print!("{markdown}");
-    eprintln!(
-        "report: wrote {} in {:.0} s",
-        report.display(),
-        elapsed.as_secs_f64()
+    files.insert(0, report);
+
+    let json = json::results(
+        &machine,
+        config,
+        elapsed,
+        json::Groups {
+            hamt: hamt_results.as_ref(),
+            context: context_results.as_ref(),
+            tasks: task_results.as_ref(),
+        },
     );
-    Ok(report)
+    let results = dir.join("results.json");
+    let mut text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
+    text.push('\n');
+    std::fs::write(&results, text)?;
+    files.push(results);
+
+    let index = dir.join("index.html");
+    std::fs::write(&index, html::page(&markdown, dir)?)?;
+    files.push(index);
+
+    eprintln!(
+        "report: measured in {:.0} s; wrote {}",
+        elapsed.as_secs_f64(),
+        files
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Outcome {
+        markdown,
+        json,
+        files,
+    })
 }
 
 fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> String {

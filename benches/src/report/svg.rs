@@ -84,6 +84,8 @@ impl LogLogPlot {
             svg,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
         );
+        // The accessible name, shown as a tooltip too.
+        let _ = writeln!(svg, "<title>{}</title>", escape(&self.title));
         let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let _ = writeln!(
             svg,

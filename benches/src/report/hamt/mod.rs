@@ -136,8 +136,8 @@ pub fn measure(config: &Config) -> HamtResults {
     } else if crate::alloc::is_installed() {
         Some(measure_memory(&config.sizes))
     } else {
-        eprintln!(
-            "hamt: memory skipped: the counting allocator is not this binary's global allocator"
+        super::progress::line(
+            "hamt: memory skipped: the counting allocator is not this binary's global allocator",
         );
         None
     };
@@ -162,11 +162,11 @@ fn measure_timings(config: &Config) -> Vec<(Op, Grid)> {
             .iter()
             .map(|&contender| ops::fixture(contender, &keys))
             .collect();
-        eprintln!(
+        super::progress::line(&format!(
             "hamt: N={}: built the maps in {:.1} s",
             sizes::label(n),
             started.elapsed().as_secs_f64()
-        );
+        ));
         let settings = config.mode.timing(n);
         for (op, grid) in &mut timings {
             let started = Instant::now();
@@ -191,14 +191,15 @@ fn measure_timings(config: &Config) -> Vec<(Op, Grid)> {
                 ));
             }
             step += 1;
-            eprintln!(
+            super::progress::line(&format!(
                 "hamt: [{step:>2}/{steps}] N={:<5} {:<18} {}  {} ({:.1} s)",
                 sizes::label(n),
                 op.name(),
                 line.join(" | "),
                 op.unit(),
                 started.elapsed().as_secs_f64()
-            );
+            ));
+            super::progress::step();
         }
     }
     timings
@@ -218,14 +219,15 @@ fn measure_memory(sizes: &[usize]) -> MemoryResults {
         let trials = (100_000 / n.max(1)).clamp(1, 5_000);
         ideal.push(memory::champ_allocations_per_insert(n, trials));
         let ours = row[Contender::Ours.index()];
-        eprintln!(
+        super::progress::line(&format!(
             "hamt: memory N={:<5} ours {:.1} B/entry, {:.0} B retained per snapshot+set, {:.2} allocations per persistent insert ({:.1} s)",
             sizes::label(n),
             ours.bytes_per_entry,
             ours.retained_per_snapshot,
             ours.allocations_per_insert.unwrap_or(f64::NAN),
             started.elapsed().as_secs_f64()
-        );
+        ));
+        super::progress::step();
         figures.push(row);
     }
     MemoryResults {

@@ -1,0 +1,227 @@
+//! End-to-end tests of the `report` binary: one `--smoke` run shared by the tests, and the
+//! command-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const GROUPS: [&str; 3] = ["hamt", "context", "tasks"];
+
+fn report() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_report"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `report --smoke --out dir`, checking that it succeeds.
+fn run_smoke(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let output = report()
+        .args(["--smoke", "--out"])
+        .arg(dir)
+        .output()
+        .expect("run report");
+    assert!(
+        output.status.success(),
+        "report --smoke failed: {}\n{}",
+        output.status,
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).contains("# Benchmark report"),
+        "stdout: {}",
+        text(&output.stdout)
+    );
+}
+
+/// The output directory of the one smoke run, made on first use.
+///
+/// Shared within this process by a `OnceLock`, and between processes (nextest runs each
+/// test in its own) by a directory named after the binary's build time: the first process
+/// to create `<dir>.lock` runs the report and marks `<dir>/done`; the others wait for it.
+fn smoke() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let binary = std::fs::metadata(env!("CARGO_BIN_EXE_report")).expect("binary metadata");
+        let built = binary
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_nanos());
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = tmp.join(format!("report-smoke-{built}-{}", binary.len()));
+        let done = dir.join("done");
+        let lock = dir.with_extension("lock");
+        if std::fs::create_dir(&lock).is_ok() {
+            run_smoke(&dir);
+            std::fs::write(&done, b"").expect("mark the smoke run done");
+            return dir;
+        }
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(180) {
+            if done.exists() {
+                return dir;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // The process holding the lock died: run privately.
+        let own = tmp.join(format!("report-smoke-own-{}", std::process::id()));
+        run_smoke(&own);
+        own
+    })
+}
+
+fn results() -> Value {
+    let text = std::fs::read_to_string(smoke().join("results.json")).expect("read results.json");
+    serde_json::from_str(&text).expect("results.json parses")
+}
+
+#[test]
+fn results_json_holds_every_group() {
+    let results = results();
+    assert_eq!(results["schema"], 1);
+    for field in [
+        "date",
+        "cpu_model",
+        "cores",
+        "rustc",
+        "peers",
+        "mode",
+        "repetitions",
+    ] {
+        assert!(!results["header"][field].is_null(), "header lacks {field}");
+    }
+    assert_eq!(results["header"]["mode"], "smoke");
+    for group in GROUPS {
+        assert!(
+            results["groups"][group].is_object(),
+            "results.json lacks group {group}"
+        );
+    }
+}
+
+#[test]
+fn every_group_produced_finite_positive_numbers() {
+    let results = results();
+    for group in GROUPS {
+        let figures = results["groups"][group]["figures"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{group}: no figures"));
+        assert!(!figures.is_empty(), "{group}: no figures");
+        for figure in figures {
+            let ns = figure["ns_per_op"].as_f64();
+            assert!(
+                ns.is_some_and(|ns| ns.is_finite() && ns > 0.0),
+                "{group}: not a finite positive time: {figure}"
+            );
+            assert!(figure["key"].is_string(), "{group}: no key: {figure}");
+            let ratio = &figure["ratio_to_best_peer"];
+            assert!(
+                ratio.is_null() || ratio.as_f64().is_some_and(|r| r.is_finite() && r > 0.0),
+                "{group}: bad ratio: {figure}"
+            );
+        }
+    }
+}
+
+#[test]
+fn index_html_embeds_every_svg() {
+    let dir = smoke();
+    let html = std::fs::read_to_string(dir.join("index.html")).expect("read index.html");
+    assert!(html.contains("<table>"), "no tables in index.html");
+    // Nothing fetched from the network: no scripts, stylesheets or images by URL.
+    for fetch in ["<script", "<link", "src=\"http", "url(http", "@import"] {
+        assert!(!html.contains(fetch), "index.html contains {fetch}");
+    }
+    let svgs: Vec<String> = std::fs::read_dir(dir)
+        .expect("list the output")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".svg"))
+        .collect();
+    assert!(svgs.len() >= 2, "expected the two hamt figures: {svgs:?}");
+    for name in &svgs {
+        assert!(
+            html.contains(&format!("data-src=\"{name}\"")),
+            "index.html does not embed {name}"
+        );
+        let svg = std::fs::read_to_string(dir.join(name)).expect("read svg");
+        let body = &svg[svg.find("<svg").expect("an svg element")..];
+        assert!(html.contains(body.trim()), "{name} is not inlined");
+        // A title, axis captions with units and a legend.
+        assert!(svg.contains("<title>Figure"), "{name}: no title");
+        assert!(
+            svg.contains("entries in the map (N)"),
+            "{name}: no x caption"
+        );
+        assert!(svg.contains("ns per"), "{name}: no y caption with unit");
+        assert!(svg.contains("hamt"), "{name}: no legend");
+    }
+}
+
+#[test]
+fn compare_against_itself_prints_a_table() {
+    let old = smoke().join("results.json");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("report-compare-{}", std::process::id()));
+    let output = report()
+        .args(["--smoke", "--only", "context", "--out"])
+        .arg(&out)
+        .arg("--compare")
+        .arg(&old)
+        .output()
+        .expect("run report");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("## Comparison"), "{stdout}");
+    assert!(stdout.contains("| figure"), "{stdout}");
+    assert!(stdout.contains("new/old"), "{stdout}");
+    assert!(stdout.contains("`context/"), "{stdout}");
+}
+
+fn assert_fails(output: &Output, expected: &str) {
+    assert!(!output.status.success(), "should have failed");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(expected), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
+
+#[test]
+fn unknown_group_is_an_error() {
+    let output = report()
+        .args(["--smoke", "--only", "nosuchgroup"])
+        .output()
+        .expect("run report");
+    assert_fails(&output, "nosuchgroup");
+}
+
+#[test]
+fn unwritable_out_is_an_error() {
+    let output = report()
+        .args(["--smoke", "--out", "/proc/forbidden"])
+        .output()
+        .expect("run report");
+    assert_fails(&output, "/proc/forbidden");
+}
+
+#[test]
+fn invalid_compare_file_is_an_error() {
+    let bad = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("report-bad-{}.json", std::process::id()));
+    std::fs::write(&bad, "not json").expect("write");
+    let output = report()
+        .args(["--smoke", "--compare"])
+        .arg(&bad)
+        .output()
+        .expect("run report");
+    assert_fails(&output, "not valid JSON");
+}
