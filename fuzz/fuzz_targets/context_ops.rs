@@ -1,0 +1,746 @@
+//! `context_ops`: an arbitrary program of context-variable operations run on one thread and
+//! on a naive model execution context (a stack of `HashMap`s), comparing every read.
+//!
+//! The closure-scoped APIs (`run_with_logical_context`, `Context::run`,
+//! `run_with_execution_context`, `ContextVar::scope`, `ContextVar::with`) are interpreted
+//! recursively: the operation opens a scope, the operations after it run inside the closure
+//! until an `End` (or the end of the input) closes it. A scope may end by panicking, to check
+//! that the guards restore the caller's context. Every input runs inside a fresh
+//! `Context::new().run(..)`, and afterwards the thread must be back to its empty context, so
+//! inputs cannot leak state into one another (libFuzzer runs them all on one thread).
+//!
+//! Half of the variables are given ids that map to the same slots of the per-thread lookup
+//! cache as the other half, so reads also exercise cache eviction.
+#![no_main]
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Once;
+
+use arbitrary::Arbitrary;
+use contextvars::{
+    Context, ContextVar, EC_LEN_MAX, ExecutionContext, LogicalContext, Token, TokenError,
+    copy_context, get_execution_context, run_with_execution_context, run_with_logical_context,
+};
+use libfuzzer_sys::fuzz_target;
+
+fn nine() -> u16 {
+    9
+}
+
+/// The variables under test: with and without defaults, one that opts out of inheritance.
+static VARS: [ContextVar<u16>; 8] = [
+    ContextVar::new("v0"),
+    ContextVar::with_default("v1", 7),
+    ContextVar::new("v2"),
+    ContextVar::with_default_fn("v3", nine),
+    ContextVar::new("v4"),
+    ContextVar::new("v5").not_inherited(),
+    ContextVar::with_default("v6", 0),
+    ContextVar::new("v7"),
+];
+const DEFAULTS: [Option<u16>; 8] = [None, Some(7), None, Some(9), None, None, Some(0), None];
+const NOT_INHERITED: usize = 5;
+
+/// Variables that only take up ids, so that `VARS[4..]` share cache slots with `VARS[..4]`.
+static PADDING: [ContextVar<u8>; 64] = [const { ContextVar::new("padding") }; 64];
+/// The lookup cache's size (`contextvars::cache::SLOTS`).
+const CACHE_SLOTS: u64 = 32;
+
+/// Scopes nested deeper than this run their operations in the enclosing scope instead.
+const MAX_DEPTH: usize = 24;
+/// Upper bound on the operations of one input.
+const MAX_OPS: usize = 1024;
+/// Bounds on the stored contexts, snapshots and tokens.
+const STORED_LCS: usize = 4;
+const STORED: usize = 8;
+const TOKENS: usize = 16;
+
+/// The payload of the panics this target raises on purpose (any other panic is a finding).
+struct PlannedPanic;
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let first = VARS[0].id().get();
+        for var in &VARS[1..4] {
+            var.id();
+        }
+        // Take ids until the next one is `first` modulo the cache size.
+        for pad in &PADDING {
+            if (pad.id().get() + 1) % CACHE_SLOTS == first % CACHE_SLOTS {
+                break;
+            }
+        }
+        for (i, var) in VARS.iter().enumerate().skip(4) {
+            var.id();
+            assert_eq!(
+                var.id().get() % CACHE_SLOTS,
+                VARS[i - 4].id().get() % CACHE_SLOTS,
+                "cache slot aliasing setup"
+            );
+        }
+        // libFuzzer-sys aborts on every panic; let the planned ones unwind quietly.
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<PlannedPanic>() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+#[derive(Arbitrary, Clone, Copy, Debug)]
+struct Var(u8);
+
+impl Var {
+    fn index(self) -> usize {
+        usize::from(self.0) % VARS.len()
+    }
+}
+
+/// Which view of a stored snapshot to check.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+enum View {
+    Plain,
+    Squashed,
+    Inherited,
+}
+
+#[derive(Arbitrary, Clone, Debug)]
+enum Op {
+    Set {
+        var: Var,
+        value: u8,
+        keep_token: bool,
+    },
+    Delete(Var),
+    Get(Var),
+    GetTopmost(Var),
+    /// Reset a kept token through `var` (not necessarily the variable that made it).
+    Reset {
+        token: u8,
+        var: Var,
+    },
+    /// `run_with_logical_context` with a stored logical context (or a fresh one).
+    PushLc {
+        lc: Option<u8>,
+        panic: bool,
+    },
+    /// `Context::run` with a stored context (or a fresh one).
+    EnterContext {
+        context: u8,
+        panic: bool,
+    },
+    /// `run_with_execution_context` on a stored snapshot (or an empty one).
+    RunInSnapshot {
+        snapshot: u8,
+        panic: bool,
+    },
+    /// `ContextVar::scope`.
+    Scope {
+        var: Var,
+        value: u8,
+        panic: bool,
+    },
+    /// `ContextVar::with`, running the scope while the value is borrowed.
+    WithBorrow(Var),
+    /// Closes the innermost scope.
+    End,
+    /// Every variable's `get`, `is_set` and `get_topmost`.
+    CheckAll,
+    /// `get_execution_context()`, kept.
+    Snapshot,
+    /// `copy_context()`, kept.
+    CopyContext,
+    NewContext,
+    CloneContext(u8),
+    ContextFromSnapshot(u8),
+    /// `Context::execution_context()`, kept as a snapshot.
+    ContextExecutionContext(u8),
+    CheckSnapshot {
+        snapshot: u8,
+        view: View,
+    },
+    CheckContext(u8),
+    CheckLc(u8),
+    DropToken(u8),
+    DropSnapshot(u8),
+    DropContext(u8),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    ops: Vec<Op>,
+}
+
+type Bindings = HashMap<usize, u16>;
+
+/// A model logical context: its bindings and an identity (for tokens).
+#[derive(Clone, Debug)]
+struct ModelLc {
+    ident: u64,
+    map: Bindings,
+}
+
+/// A model snapshot: its layers bottom to top, and the length the real one must report.
+#[derive(Clone, Debug, Default)]
+struct ModelEc {
+    layers: Rc<Vec<Bindings>>,
+    len: usize,
+}
+
+impl ModelEc {
+    fn find(&self, var: usize) -> Option<u16> {
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|layer| layer.get(&var).copied())
+    }
+
+    fn vars(&self) -> HashSet<usize> {
+        self.layers
+            .iter()
+            .flat_map(|layer| layer.keys().copied())
+            .collect()
+    }
+}
+
+/// The length of a chain of `len` logical contexts once squashed past `EC_LEN_MAX` (into
+/// one: a chain that long is never empty).
+fn squashed_len(len: usize) -> usize {
+    if len > EC_LEN_MAX { 1 } else { len }
+}
+
+/// A model `Context`: a top logical context over a snapshot.
+#[derive(Clone, Debug)]
+struct ModelContext {
+    top: ModelLc,
+    base: ModelEc,
+}
+
+impl ModelContext {
+    fn find(&self, var: usize) -> Option<u16> {
+        self.top
+            .map
+            .get(&var)
+            .copied()
+            .or_else(|| self.base.find(var))
+    }
+
+    /// `Context::execution_context`: the top pushed onto the base (empty maps are not
+    /// pushed), squashed past `EC_LEN_MAX` like a snapshot.
+    fn execution_context(&self) -> ModelEc {
+        let mut layers = Vec::clone(&self.base.layers);
+        layers.push(self.top.map.clone());
+        ModelEc {
+            layers: Rc::new(layers),
+            len: squashed_len(self.base.len + usize::from(!self.top.map.is_empty())),
+        }
+    }
+
+    fn vars(&self) -> HashSet<usize> {
+        let mut vars = self.base.vars();
+        vars.extend(self.top.map.keys().copied());
+        vars
+    }
+}
+
+/// The model of the thread's current execution context: the logical contexts of the
+/// running frame (bottom to top; the first is the frame's own) over its base snapshot.
+#[derive(Debug)]
+struct ModelCurrent {
+    base: ModelEc,
+    stack: Vec<ModelLc>,
+}
+
+impl ModelCurrent {
+    fn find(&self, var: usize) -> Option<u16> {
+        self.stack
+            .iter()
+            .rev()
+            .find_map(|lc| lc.map.get(&var).copied())
+            .or_else(|| self.base.find(var))
+    }
+
+    fn top(&mut self) -> &mut ModelLc {
+        self.stack
+            .last_mut()
+            .expect("a frame has a logical context")
+    }
+
+    fn snapshot(&self) -> ModelEc {
+        let mut layers = Vec::clone(&self.base.layers);
+        layers.extend(self.stack.iter().map(|lc| lc.map.clone()));
+        let len = self.base.len + self.stack.iter().filter(|lc| !lc.map.is_empty()).count();
+        ModelEc {
+            layers: Rc::new(layers),
+            len: squashed_len(len),
+        }
+    }
+}
+
+struct KeptToken {
+    token: Token<u16>,
+    var: usize,
+    lc: u64,
+    old: Option<u16>,
+    used: bool,
+}
+
+struct Harness {
+    current: ModelCurrent,
+    lcs: [Option<(LogicalContext, ModelLc)>; STORED_LCS],
+    /// Fixed slots: a context taken out to run is put back into the same slot.
+    contexts: [Option<(Context, ModelContext)>; STORED],
+    next_context: usize,
+    snapshots: Vec<(ExecutionContext, ModelEc)>,
+    tokens: Vec<KeptToken>,
+    next_ident: u64,
+    depth: usize,
+}
+
+fn pick(index: u8, len: usize) -> Option<usize> {
+    (len > 0).then(|| usize::from(index) % len)
+}
+
+fn push_bounded<T>(list: &mut Vec<T>, item: T, bound: usize) {
+    if list.len() == bound {
+        list.remove(0);
+    }
+    list.push(item);
+}
+
+fn check_lc(lc: &LogicalContext, model: &ModelLc) {
+    assert_eq!(lc.len(), model.map.len(), "LogicalContext::len");
+    assert_eq!(
+        lc.is_empty(),
+        model.map.is_empty(),
+        "LogicalContext::is_empty"
+    );
+    for (i, var) in VARS.iter().enumerate() {
+        assert_eq!(
+            lc.get(var),
+            model.map.get(&i).copied(),
+            "LogicalContext::get"
+        );
+        assert_eq!(lc.contains(var), model.map.contains_key(&i), "contains");
+    }
+    let ids: HashSet<u64> = lc.vars().iter().map(|info| info.id().get()).collect();
+    let expected: HashSet<u64> = model.map.keys().map(|&i| VARS[i].id().get()).collect();
+    assert_eq!(ids, expected, "LogicalContext::vars");
+}
+
+fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
+    let inherited = |i: usize| !matches!(view, View::Inherited) || i != NOT_INHERITED;
+    for (i, var) in VARS.iter().enumerate() {
+        let expected = model.find(i).filter(|_| inherited(i));
+        assert_eq!(ec.get(var), expected, "ExecutionContext::get {view:?}");
+        assert_eq!(ec.contains(var), expected.is_some(), "contains {view:?}");
+    }
+    let ids: HashSet<u64> = ec.vars().iter().map(|info| info.id().get()).collect();
+    let expected: HashSet<u64> = model
+        .vars()
+        .into_iter()
+        .filter(|&i| inherited(i))
+        .map(|i| VARS[i].id().get())
+        .collect();
+    assert_eq!(ids, expected, "ExecutionContext::vars {view:?}");
+    match view {
+        View::Plain => assert_eq!(ec.len(), model.len, "ExecutionContext::len"),
+        View::Squashed => assert_eq!(ec.len(), usize::from(model.len > 0), "squashed len"),
+        View::Inherited => assert!(ec.len() <= model.len, "inherited len"),
+    }
+    // Empty layers are never pushed, so a context is empty exactly when it binds nothing.
+    assert_eq!(ec.is_empty(), ids.is_empty(), "is_empty");
+}
+
+fn check_context(context: &Context, model: &ModelContext) {
+    let vars = model.vars();
+    assert_eq!(context.len(), vars.len(), "Context::len");
+    assert_eq!(context.is_empty(), vars.is_empty(), "Context::is_empty");
+    for (i, var) in VARS.iter().enumerate() {
+        assert_eq!(context.get(var), model.find(i), "Context::get");
+        assert_eq!(
+            context.contains(var),
+            model.find(i).is_some(),
+            "Context::contains"
+        );
+    }
+    let ids: HashSet<u64> = context.vars().iter().map(|info| info.id().get()).collect();
+    let expected: HashSet<u64> = vars.into_iter().map(|i| VARS[i].id().get()).collect();
+    assert_eq!(ids, expected, "Context::vars");
+    check_ec(
+        &context.execution_context(),
+        &model.execution_context(),
+        View::Plain,
+    );
+}
+
+impl Harness {
+    fn fresh_lc(&mut self) -> ModelLc {
+        self.next_ident += 1;
+        ModelLc {
+            ident: self.next_ident,
+            map: Bindings::new(),
+        }
+    }
+
+    fn keep_context(&mut self, context: Context, model: ModelContext) {
+        self.contexts[self.next_context] = Some((context, model));
+        self.next_context = (self.next_context + 1) % STORED;
+    }
+
+    fn check_var(&self, i: usize) {
+        let var = &VARS[i];
+        let found = self.current.find(i);
+        assert_eq!(var.get(), found.or(DEFAULTS[i]), "get {i}");
+        assert_eq!(var.is_set(), found.is_some(), "is_set {i}");
+        // Like Python's `var.get(default)`: the argument wins over the variable's default.
+        assert_eq!(var.get_or(99), found.unwrap_or(99), "get_or");
+        var.with(|value| assert_eq!(value.copied(), found.or(DEFAULTS[i]), "with {i}"));
+        let topmost = self
+            .current
+            .stack
+            .last()
+            .and_then(|lc| lc.map.get(&i).copied());
+        assert_eq!(var.get_topmost(), topmost, "get_topmost {i}");
+    }
+
+    fn check_all(&self) {
+        for i in 0..VARS.len() {
+            self.check_var(i);
+        }
+    }
+
+    /// Runs operations until an `End` (unless at the outermost level) or the end of `ops`.
+    fn block(&mut self, ops: &mut std::slice::Iter<'_, Op>, outermost: bool) {
+        while let Some(op) = ops.next() {
+            if matches!(op, Op::End) && !outermost {
+                break;
+            }
+            self.apply(op, ops);
+        }
+        self.check_all();
+    }
+
+    /// Runs a scope's body, then raises a planned panic if asked to.
+    fn scope_body(&mut self, ops: &mut std::slice::Iter<'_, Op>, panic: bool) {
+        self.depth += 1;
+        self.block(ops, false);
+        self.depth -= 1;
+        if panic {
+            panic::panic_any(PlannedPanic);
+        }
+    }
+
+    fn apply(&mut self, op: &Op, ops: &mut std::slice::Iter<'_, Op>) {
+        let nested = self.depth < MAX_DEPTH;
+        match *op {
+            Op::Set {
+                var,
+                value,
+                keep_token,
+            } => {
+                let i = var.index();
+                let value = u16::from(value);
+                let token = VARS[i].set(value);
+                let top = self.current.top();
+                let old = top.map.insert(i, value);
+                assert_eq!(token.old_value(), old, "Token::old_value");
+                assert_eq!(token.var_id(), VARS[i].id(), "Token::var_id");
+                assert!(!token.is_used(), "fresh token used");
+                let lc = top.ident;
+                if keep_token {
+                    let kept = KeptToken {
+                        token,
+                        var: i,
+                        lc,
+                        old,
+                        used: false,
+                    };
+                    push_bounded(&mut self.tokens, kept, TOKENS);
+                }
+            }
+            Op::Delete(var) => {
+                let i = var.index();
+                let expected = self.current.top().map.remove(&i);
+                match VARS[i].delete() {
+                    Ok(()) => assert!(expected.is_some(), "delete of an absent variable"),
+                    Err(error) => {
+                        assert!(expected.is_none(), "delete failed: {error}");
+                        assert_eq!(error.var_name(), VARS[i].name(), "LookupError name");
+                    }
+                }
+            }
+            Op::Get(var) => self.check_var(var.index()),
+            Op::GetTopmost(var) => {
+                let i = var.index();
+                let expected = self.current.top().map.get(&i).copied();
+                assert_eq!(VARS[i].get_topmost(), expected, "get_topmost");
+            }
+            Op::Reset { token, var } => {
+                let Some(t) = pick(token, self.tokens.len()) else {
+                    return;
+                };
+                let i = var.index();
+                let top = self.current.stack.last().expect("a frame").ident;
+                let kept = &mut self.tokens[t];
+                let expected = if kept.used {
+                    Err(TokenError::Used)
+                } else if kept.var != i {
+                    Err(TokenError::WrongVar)
+                } else if kept.lc != top {
+                    Err(TokenError::WrongContext)
+                } else {
+                    Ok(())
+                };
+                assert_eq!(VARS[i].reset(&kept.token), expected, "reset");
+                if expected.is_ok() {
+                    kept.used = true;
+                    let (var, old) = (kept.var, kept.old);
+                    let top = self.current.top();
+                    match old {
+                        Some(value) => top.map.insert(var, value),
+                        None => top.map.remove(&var),
+                    };
+                }
+                assert_eq!(self.tokens[t].token.is_used(), self.tokens[t].used, "used");
+            }
+            Op::PushLc { lc, panic } if nested => {
+                let slot = lc.map(|i| usize::from(i) % STORED_LCS);
+                let stored = slot.and_then(|s| self.lcs[s].take());
+                let (mut real, model) = match stored {
+                    Some(pair) => pair,
+                    None => (LogicalContext::new(), self.fresh_lc()),
+                };
+                self.current.stack.push(model);
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    run_with_logical_context(&mut real, || self.scope_body(ops, panic))
+                }));
+                assert_eq!(outcome.is_err(), panic, "run_with_logical_context panic");
+                let model = self
+                    .current
+                    .stack
+                    .pop()
+                    .expect("the pushed logical context");
+                check_lc(&real, &model);
+                self.check_all();
+                if let Some(s) = slot {
+                    self.lcs[s] = Some((real, model));
+                }
+            }
+            Op::EnterContext { context, panic } if nested => {
+                let index = usize::from(context) % STORED;
+                let stored = self.contexts[index].take();
+                let (mut real, model) = match stored {
+                    Some(pair) => pair,
+                    None => (
+                        Context::new(),
+                        ModelContext {
+                            top: self.fresh_lc(),
+                            base: ModelEc::default(),
+                        },
+                    ),
+                };
+                let inner = ModelCurrent {
+                    base: model.base,
+                    stack: vec![model.top],
+                };
+                let outer = std::mem::replace(&mut self.current, inner);
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    real.run(|| self.scope_body(ops, panic))
+                }));
+                assert_eq!(outcome.is_err(), panic, "Context::run panic");
+                let mut inner = std::mem::replace(&mut self.current, outer);
+                assert_eq!(inner.stack.len(), 1, "scopes are balanced");
+                let model = ModelContext {
+                    top: inner.stack.pop().expect("the frame's logical context"),
+                    base: inner.base,
+                };
+                check_context(&real, &model);
+                self.check_all();
+                self.contexts[index] = Some((real, model));
+            }
+            Op::RunInSnapshot { snapshot, panic } if nested => {
+                let (ec, base) = match pick(snapshot, self.snapshots.len()) {
+                    Some(s) => self.snapshots[s].clone(),
+                    None => (ExecutionContext::new(), ModelEc::default()),
+                };
+                let inner = ModelCurrent {
+                    base: base.clone(),
+                    stack: vec![self.fresh_lc()],
+                };
+                let outer = std::mem::replace(&mut self.current, inner);
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    run_with_execution_context(&ec, || self.scope_body(ops, panic))
+                }));
+                assert_eq!(outcome.is_err(), panic, "run_with_execution_context panic");
+                self.current = outer;
+                check_ec(&ec, &base, View::Plain);
+                self.check_all();
+            }
+            Op::Scope { var, value, panic } if nested => {
+                let i = var.index();
+                let value = u16::from(value);
+                let old = self.current.top().map.insert(i, value);
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    VARS[i].scope(value, || self.scope_body(ops, panic))
+                }));
+                assert_eq!(outcome.is_err(), panic, "scope panic");
+                let top = self.current.top();
+                match old {
+                    Some(old) => top.map.insert(i, old),
+                    None => top.map.remove(&i),
+                };
+                self.check_all();
+            }
+            Op::WithBorrow(var) if nested => {
+                let i = var.index();
+                let expected = self.current.find(i).or(DEFAULTS[i]);
+                VARS[i].with(|value| {
+                    let seen = value.copied();
+                    assert_eq!(seen, expected, "with");
+                    self.scope_body(ops, false);
+                    // The borrowed value must outlive whatever the scope did to the variable.
+                    assert_eq!(value.copied(), seen, "value borrowed by with() changed");
+                });
+                self.check_all();
+            }
+            // Too deep to nest: the scope's operations run in the enclosing scope.
+            Op::PushLc { .. }
+            | Op::EnterContext { .. }
+            | Op::RunInSnapshot { .. }
+            | Op::Scope { .. }
+            | Op::WithBorrow(_) => {}
+            Op::End => {}
+            Op::CheckAll => self.check_all(),
+            Op::Snapshot => {
+                let ec = get_execution_context();
+                let model = self.current.snapshot();
+                check_ec(&ec, &model, View::Plain);
+                push_bounded(&mut self.snapshots, (ec, model), STORED);
+            }
+            Op::CopyContext => {
+                let context = copy_context();
+                let model = ModelContext {
+                    top: self.fresh_lc(),
+                    base: self.current.snapshot(),
+                };
+                check_context(&context, &model);
+                self.keep_context(context, model);
+            }
+            Op::NewContext => {
+                let model = ModelContext {
+                    top: self.fresh_lc(),
+                    base: ModelEc::default(),
+                };
+                self.keep_context(Context::new(), model);
+            }
+            Op::CloneContext(c) => {
+                let Some((context, model)) = &self.contexts[usize::from(c) % STORED] else {
+                    return;
+                };
+                let copy = context.clone();
+                let mut copy_model = model.clone();
+                copy_model.top.ident = self.fresh_lc().ident;
+                check_context(&copy, &copy_model);
+                self.keep_context(copy, copy_model);
+            }
+            Op::ContextFromSnapshot(s) => {
+                let Some(s) = pick(s, self.snapshots.len()) else {
+                    return;
+                };
+                let (ec, base) = self.snapshots[s].clone();
+                let model = ModelContext {
+                    top: self.fresh_lc(),
+                    base,
+                };
+                let context = Context::from(ec);
+                check_context(&context, &model);
+                self.keep_context(context, model);
+            }
+            Op::ContextExecutionContext(c) => {
+                let Some((context, model)) = &self.contexts[usize::from(c) % STORED] else {
+                    return;
+                };
+                let ec = context.execution_context();
+                let ec_model = model.execution_context();
+                check_ec(&ec, &ec_model, View::Plain);
+                push_bounded(&mut self.snapshots, (ec, ec_model), STORED);
+            }
+            Op::CheckSnapshot { snapshot, view } => {
+                let Some(s) = pick(snapshot, self.snapshots.len()) else {
+                    return;
+                };
+                let (ec, model) = &self.snapshots[s];
+                let viewed = match view {
+                    View::Plain => ec.clone(),
+                    View::Squashed => ec.squashed(),
+                    View::Inherited => ec.inherited(),
+                };
+                check_ec(&viewed, model, view);
+                check_ec(ec, model, View::Plain);
+            }
+            Op::CheckContext(c) => {
+                if let Some((context, model)) = &self.contexts[usize::from(c) % STORED] {
+                    check_context(context, model);
+                }
+            }
+            Op::CheckLc(l) => {
+                if let Some((lc, model)) = &self.lcs[usize::from(l) % STORED_LCS] {
+                    check_lc(lc, model);
+                }
+            }
+            Op::DropToken(t) => {
+                if let Some(t) = pick(t, self.tokens.len()) {
+                    self.tokens.remove(t);
+                }
+            }
+            Op::DropSnapshot(s) => {
+                if let Some(s) = pick(s, self.snapshots.len()) {
+                    self.snapshots.remove(s);
+                }
+            }
+            Op::DropContext(c) => {
+                self.contexts[usize::from(c) % STORED] = None;
+            }
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    init();
+    let ops = &input.ops[..input.ops.len().min(MAX_OPS)];
+    let mut outer = Context::new();
+    let mut harness = Harness {
+        current: ModelCurrent {
+            base: ModelEc::default(),
+            stack: vec![ModelLc {
+                ident: 0,
+                map: Bindings::new(),
+            }],
+        },
+        lcs: Default::default(),
+        contexts: Default::default(),
+        next_context: 0,
+        snapshots: Vec::new(),
+        tokens: Vec::new(),
+        next_ident: 0,
+        depth: 0,
+    };
+    outer.run(|| harness.block(&mut ops.iter(), true));
+    drop(harness);
+    drop(outer);
+    // The thread is back in its own, empty context: nothing leaked out of the input.
+    assert!(
+        get_execution_context().is_empty(),
+        "context leaked between inputs"
+    );
+    for (i, var) in VARS.iter().enumerate() {
+        assert_eq!(var.get(), DEFAULTS[i], "value leaked between inputs");
+        assert!(!var.is_set(), "value leaked between inputs");
+        assert_eq!(var.get_topmost(), None, "value leaked between inputs");
+    }
+});
