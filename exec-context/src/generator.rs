@@ -10,6 +10,8 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use contextvars::{Context, LogicalContext, run_with_logical_context};
 
+use crate::interpreters::{current_id, run_marked};
+
 /// What a resume produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GeneratorState<Y, R> {
@@ -180,6 +182,8 @@ impl Mode {
 /// caller's context, so its writes reach the caller.
 pub struct Gen<Y, R, A, F> {
     mode: Mode,
+    /// The interpreter the generator was made in, which its steps run as part of.
+    interp: u64,
     airlock: Airlock<Y, A>,
     body: Option<Pin<Box<F>>>,
     started: bool,
@@ -209,6 +213,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         };
         Gen {
             mode,
+            interp: current_id(),
             airlock,
             body: Some(Box::pin(producer(co))),
             started: false,
@@ -253,9 +258,12 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         }
         // The body moves into the step so that, if it panics, it is dropped during unwinding
         // inside the generator's context.
-        let (poll, body) = self.mode.run(move || {
-            let mut task = TaskContext::from_waker(Waker::noop());
-            (body.as_mut().poll(&mut task), body)
+        let mode = &mut self.mode;
+        let (poll, body) = run_marked(self.interp, move || {
+            mode.run(move || {
+                let mut task = TaskContext::from_waker(Waker::noop());
+                (body.as_mut().poll(&mut task), body)
+            })
         });
         match poll {
             Poll::Ready(result) => {
@@ -351,7 +359,8 @@ impl<Y, R, A, F> Drop for Gen<Y, R, A, F> {
         if let Some(body) = self.body.take()
             && self.started
         {
-            self.mode.run(move || drop(body));
+            let mode = &mut self.mode;
+            run_marked(self.interp, move || mode.run(move || drop(body)));
         }
     }
 }

@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use contextvars::{LogicalContext, run_with_logical_context};
+
+use crate::interpreters::{current_id, run_marked};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
@@ -31,6 +33,7 @@ use pin_project_lite::pin_project;
 pub struct ContextualIter<I> {
     iter: Option<I>,
     lc: LogicalContext,
+    interp: u64,
 }
 
 impl<I> ContextualIter<I> {
@@ -39,6 +42,7 @@ impl<I> ContextualIter<I> {
         ContextualIter {
             iter: Some(iter),
             lc: LogicalContext::new(),
+            interp: current_id(),
         }
     }
 
@@ -49,6 +53,7 @@ impl<I> ContextualIter<I> {
         ContextualIter {
             iter: Some(iter),
             lc,
+            interp: current_id(),
         }
     }
 
@@ -63,7 +68,8 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
 
     fn next(&mut self) -> Option<I::Item> {
         let iter = self.iter.as_mut()?;
-        run_with_logical_context(&mut self.lc, || iter.next())
+        let lc = &mut self.lc;
+        run_marked(self.interp, || run_with_logical_context(lc, || iter.next()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -75,7 +81,10 @@ impl<I> Drop for ContextualIter<I> {
     /// The iterator is dropped inside its logical context, like a generator's body.
     fn drop(&mut self) {
         if let Some(iter) = self.iter.take() {
-            run_with_logical_context(&mut self.lc, move || drop(iter));
+            let lc = &mut self.lc;
+            run_marked(self.interp, || {
+                run_with_logical_context(lc, move || drop(iter))
+            });
         }
     }
 }
@@ -116,13 +125,14 @@ pin_project! {
         #[pin]
         stream: Option<S>,
         lc: LogicalContext,
+        interp: u64,
     }
 
     impl<S> PinnedDrop for ContextualStream<S> {
         fn drop(this: Pin<&mut Self>) {
-            let Projection { mut stream, lc } = this.project();
+            let Projection { mut stream, lc, interp } = this.project();
             if stream.as_mut().as_pin_mut().is_some() {
-                run_with_logical_context(lc, || stream.set(None));
+                run_marked(*interp, || run_with_logical_context(lc, || stream.set(None)));
             }
         }
     }
@@ -132,9 +142,11 @@ impl<S: Stream> Stream for ContextualStream<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { stream, lc } = self.project();
+        let Projection { stream, lc, interp } = self.project();
         match stream.as_pin_mut() {
-            Some(stream) => run_with_logical_context(lc, || stream.poll_next(cx)),
+            Some(stream) => run_marked(*interp, || {
+                run_with_logical_context(lc, || stream.poll_next(cx))
+            }),
             None => Poll::Ready(None),
         }
     }
@@ -158,6 +170,7 @@ pub trait StreamExt: Stream + Sized {
         ContextualStream {
             stream: Some(self),
             lc: LogicalContext::new(),
+            interp: current_id(),
         }
     }
 

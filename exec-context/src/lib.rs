@@ -11,6 +11,7 @@
 //! | pool job | a snapshot at submission | [`thread::job`], [`crate::rayon`] (feature) |
 //! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature) |
 //! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
+//! | interpreter | a context state of its own per thread, `__main__`, queues and channels | [`interpreters`] |
 //!
 //! Every spawn path honours [`ContextVar::not_inherited`](contextvars::ContextVar::not_inherited).
 //!
@@ -43,6 +44,7 @@
 
 pub mod fiber;
 mod generator;
+pub mod interpreters;
 mod iter;
 #[cfg(feature = "rayon")]
 pub mod rayon;

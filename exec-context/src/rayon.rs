@@ -3,6 +3,7 @@
 //! Rayon's workers are ordinary threads with their own (empty) contexts, so a plain
 //! `rayon::spawn` or `join` loses the spawner's context variables (rayon#1018).
 
+use crate::interpreters::{current_id, run_marked};
 use crate::thread::job;
 
 /// `rayon::spawn` carrying a snapshot of the current context.
@@ -35,9 +36,10 @@ where
 {
     let ec = contextvars::get_execution_context().inherited();
     let (ec_a, ec_b) = (ec.clone(), ec);
+    let interp = current_id();
     rayon::join(
-        move || contextvars::run_with_execution_context(&ec_a, a),
-        move || contextvars::run_with_execution_context(&ec_b, b),
+        move || run_marked(interp, || contextvars::run_with_execution_context(&ec_a, a)),
+        move || run_marked(interp, || contextvars::run_with_execution_context(&ec_b, b)),
     )
 }
 
@@ -56,5 +58,6 @@ where
     R: Send,
 {
     let ec = contextvars::get_execution_context().inherited();
-    pool.install(move || contextvars::run_with_execution_context(&ec, f))
+    let interp = current_id();
+    pool.install(move || run_marked(interp, || contextvars::run_with_execution_context(&ec, f)))
 }

@@ -9,6 +9,8 @@ use contextvars::{Context, ExecutionContext, get_execution_context, run_with_exe
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
+use crate::interpreters::{current_id, run_marked};
+
 /// The context spawned work starts from: a snapshot of the current one, without the
 /// variables that opted out of inheritance, under a fresh logical context.
 pub(crate) fn spawn_context() -> Context {
@@ -48,24 +50,27 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         context: Context,
+        interp: u64,
     }
 
     impl<F> PinnedDrop for WithContext<F> {
         fn drop(this: Pin<&mut Self>) {
-            let Projection { mut inner, context } = this.project();
+            let Projection { mut inner, context, interp } = this.project();
             if inner.as_mut().as_pin_mut().is_some() {
-                context.run(|| inner.set(None));
+                run_marked(*interp, || context.run(|| inner.set(None)));
             }
         }
     }
 }
 
 impl<F> WithContext<F> {
-    /// Wraps `inner` to run in `context`.
+    /// Wraps `inner` to run in `context`, as part of the current
+    /// [interpreter](crate::interpreters).
     pub fn new(inner: F, context: Context) -> Self {
         WithContext {
             inner: Some(inner),
             context,
+            interp: current_id(),
         }
     }
 
@@ -80,9 +85,13 @@ impl<F: Future> Future for WithContext<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let Projection { inner, context } = self.project();
+        let Projection {
+            inner,
+            context,
+            interp,
+        } = self.project();
         match inner.as_pin_mut() {
-            Some(future) => context.run(|| future.poll(cx)),
+            Some(future) => run_marked(*interp, || context.run(|| future.poll(cx))),
             // Only reachable after the drop began; a completed future is never polled again
             // by a correct executor.
             None => Poll::Pending,
@@ -94,9 +103,13 @@ impl<S: Stream> Stream for WithContext<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { inner, context } = self.project();
+        let Projection {
+            inner,
+            context,
+            interp,
+        } = self.project();
         match inner.as_pin_mut() {
-            Some(stream) => context.run(|| stream.poll_next(cx)),
+            Some(stream) => run_marked(*interp, || context.run(|| stream.poll_next(cx))),
             None => Poll::Ready(None),
         }
     }
@@ -143,5 +156,6 @@ pub fn bind<R>(callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
 
 /// Wraps a callback to run in `ec` (asyncio's `call_soon(..., context=ec)`).
 pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
-    move || run_with_execution_context(&ec, callback)
+    let interp = current_id();
+    move || run_marked(interp, || run_with_execution_context(&ec, callback))
 }

@@ -5,6 +5,8 @@ use std::thread::JoinHandle;
 
 use contextvars::{ExecutionContext, get_execution_context, run_with_execution_context};
 
+use crate::interpreters::{ThreadTicket, current_id, run_marked};
+
 /// What execution context a new thread starts with.
 #[derive(Clone, Debug, Default)]
 pub enum Inheritance {
@@ -30,7 +32,8 @@ impl Inheritance {
 }
 
 /// Spawns a thread that runs `f` in the context `policy` selects. What `f` sets stays in the
-/// new thread.
+/// new thread. A thread spawned inside an [interpreter](crate::interpreters) runs in that
+/// interpreter, which cannot be closed until the thread ends.
 ///
 /// ```
 /// use contextvars::ContextVar;
@@ -49,7 +52,8 @@ where
     T: Send + 'static,
 {
     let start = policy.resolve();
-    std::thread::spawn(move || run_in(start, f))
+    let ticket = ThreadTicket::new();
+    std::thread::spawn(move || ticket.run(|| run_in(start, f)))
 }
 
 fn run_in<T>(start: Option<ExecutionContext>, f: impl FnOnce() -> T) -> T {
@@ -110,7 +114,8 @@ impl Builder {
         T: Send + 'static,
     {
         let start = self.policy.resolve();
-        self.inner.spawn(move || run_in(start, f))
+        let ticket = ThreadTicket::new();
+        self.inner.spawn(move || ticket.run(|| run_in(start, f)))
     }
 }
 
@@ -130,5 +135,6 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let ec = get_execution_context().inherited();
-    move || run_with_execution_context(&ec, f)
+    let interp = current_id();
+    move || run_marked(interp, || run_with_execution_context(&ec, f))
 }

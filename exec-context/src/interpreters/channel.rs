@@ -1,0 +1,407 @@
+//! PEP 554's channels: a simplex FIFO with a receiving and a sending end, over the same core
+//! as [`Queue`](super::Queue).
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::fifo::{Fifo, FifoError, Wait};
+use super::registry::{self, Endpoint};
+use super::shareable::{Share, Shareable, SharedBuffer};
+use super::{UnboundPolicy, current_id};
+
+/// Why a channel operation failed (PEP 554's `ChannelClosedError`, `ChannelReleasedError`,
+/// `ChannelEmptyError`, and timeouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The channel is closed (for this end): nothing more can be sent, and nothing is left
+    /// to receive.
+    Closed,
+    /// The current interpreter released this end; it cannot use it again.
+    Released,
+    /// A timed `recv` got nothing in time, or a timed `send` was not received in time (the
+    /// item was withdrawn).
+    Timeout,
+    /// The item's interpreter was closed before it was received, under
+    /// [`UnboundPolicy::Error`].
+    ItemInterpreterDestroyed,
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChannelError::Closed => "the channel is closed",
+            ChannelError::Released => "the current interpreter released this end of the channel",
+            ChannelError::Timeout => "the channel operation timed out",
+            ChannelError::ItemInterpreterDestroyed => {
+                "the interpreter that sent the item was closed before it was received"
+            }
+        })
+    }
+}
+
+impl std::error::Error for ChannelError {}
+
+fn channel_error(error: FifoError) -> ChannelError {
+    match error {
+        FifoError::Empty | FifoError::Full | FifoError::NotReceived => ChannelError::Timeout,
+        FifoError::Closed => ChannelError::Closed,
+        FifoError::Destroyed => ChannelError::ItemInterpreterDestroyed,
+    }
+}
+
+/// Which interpreters use one end of a channel.
+#[derive(Default)]
+struct Association {
+    /// Interpreters that sent (or received) through this end and have not released it.
+    using: Vec<u64>,
+    /// Interpreters that released this end: they may not use it again.
+    released: Vec<u64>,
+}
+
+pub(crate) struct ChannelInner {
+    pub(crate) id: u64,
+    pub(crate) fifo: Fifo,
+    policy: UnboundPolicy,
+    ends: [Mutex<Association>; 2],
+}
+
+const SEND: usize = 0;
+const RECV: usize = 1;
+
+impl ChannelInner {
+    /// Associates the current interpreter with `end`, unless it released it.
+    fn associate(&self, end: usize) -> Result<u64, ChannelError> {
+        let interp = current_id();
+        let mut assoc = self.ends[end]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if assoc.released.contains(&interp) {
+            return Err(ChannelError::Released);
+        }
+        if !assoc.using.contains(&interp) {
+            assoc.using.push(interp);
+        }
+        Ok(interp)
+    }
+
+    fn release(&self, end: usize) -> bool {
+        let interp = current_id();
+        let first = {
+            let mut assoc = self.ends[end]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            assoc.using.retain(|&id| id != interp);
+            if assoc.released.contains(&interp) {
+                false
+            } else {
+                assoc.released.push(interp);
+                true
+            }
+        };
+        let idle = self.ends.iter().all(|end| {
+            end.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .using
+                .is_empty()
+        });
+        if idle {
+            self.fifo.close(false);
+        }
+        first
+    }
+
+    fn interpreters(&self, end: usize) -> Vec<u64> {
+        let assoc = self.ends[end]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assoc.using.clone()
+    }
+}
+
+/// Creates a channel: PEP 554's `create_channel() -> (RecvChannel, SendChannel)`. Items sent
+/// by an interpreter that is closed before they are received are removed
+/// ([`UnboundPolicy::Remove`]); see [`create_channel_with`].
+///
+/// ```
+/// use exec_context::interpreters::{self, Shareable};
+///
+/// let (recv, send) = interpreters::create_channel();
+/// let interp = interpreters::create();
+/// let worker = std::thread::spawn(move || {
+///     interp.exec(|| {
+///         let got = recv.recv().unwrap();
+///         assert_eq!(got, Shareable::from(b"spam".to_vec()));
+///     })
+/// });
+/// send.send(b"spam".to_vec()).unwrap(); // returns once the worker received it
+/// worker.join().unwrap().unwrap();
+/// ```
+pub fn create_channel() -> (RecvChannel, SendChannel) {
+    create_channel_with(UnboundPolicy::Remove)
+}
+
+/// Creates a channel whose items follow `policy` when the interpreter that sent them is
+/// closed before they are received.
+pub fn create_channel_with(policy: UnboundPolicy) -> (RecvChannel, SendChannel) {
+    let inner = Arc::new(ChannelInner {
+        id: registry::next_endpoint_id(),
+        fifo: Fifo::new(0),
+        policy,
+        ends: [Mutex::default(), Mutex::default()],
+    });
+    registry::register(Endpoint::Channel(Arc::downgrade(&inner)));
+    (
+        RecvChannel {
+            inner: inner.clone(),
+        },
+        SendChannel { inner },
+    )
+}
+
+/// Every channel that is not closed, as `(RecvChannel, SendChannel)` pairs in creation order
+/// (PEP 554's `list_all_channels()`).
+pub fn list_all_channels() -> Vec<(RecvChannel, SendChannel)> {
+    registry::channels()
+        .into_iter()
+        .filter(|inner| !inner.fifo.is_closed())
+        .map(|inner| {
+            (
+                RecvChannel {
+                    inner: inner.clone(),
+                },
+                SendChannel { inner },
+            )
+        })
+        .collect()
+}
+
+fn deadline(timeout: Duration) -> Wait {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(Wait::Forever, Wait::Until)
+}
+
+/// The sending end of a channel. Shareable: pass it to another interpreter through
+/// [`prepare_main`](super::Interpreter::prepare_main) or a queue.
+#[derive(Clone)]
+pub struct SendChannel {
+    inner: Arc<ChannelInner>,
+}
+
+impl SendChannel {
+    /// The channel's ID: unique, never reused.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Sends `value` and waits until it is received (PEP 554's `send`).
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Closed`] if the channel is closed (or the receiving side closes it,
+    /// discarding the item); [`ChannelError::Released`].
+    pub fn send(&self, value: impl Share) -> Result<(), ChannelError> {
+        self.send_waiting(value.into_shareable(), Wait::Forever)
+    }
+
+    /// Sends `value` and waits at most `timeout` for it to be received; if it was not, it is
+    /// withdrawn from the channel.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Timeout`]; as [`send`](Self::send).
+    pub fn send_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), ChannelError> {
+        self.send_waiting(value.into_shareable(), deadline(timeout))
+    }
+
+    /// Sends `value` without waiting for it to be received.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Closed`]; [`ChannelError::Released`].
+    pub fn send_nowait(&self, value: impl Share) -> Result<(), ChannelError> {
+        let owner = self.inner.associate(SEND)?;
+        self.inner
+            .fifo
+            .put(
+                value.into_shareable(),
+                owner,
+                self.inner.policy,
+                Wait::No,
+                false,
+            )
+            .map(drop)
+            .map_err(channel_error)
+    }
+
+    /// Sends a buffer without copying it (PEP 554's `send_buffer`) and waits until it is
+    /// received.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_buffer(&self, buffer: &SharedBuffer) -> Result<(), ChannelError> {
+        self.send(buffer.clone())
+    }
+
+    /// Sends a buffer without copying it and without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_nowait`](Self::send_nowait).
+    pub fn send_buffer_nowait(&self, buffer: &SharedBuffer) -> Result<(), ChannelError> {
+        self.send_nowait(buffer.clone())
+    }
+
+    fn send_waiting(&self, value: Shareable, wait: Wait) -> Result<(), ChannelError> {
+        let owner = self.inner.associate(SEND)?;
+        let receipt = self
+            .inner
+            .fifo
+            .put(value, owner, self.inner.policy, wait, true)
+            .map_err(channel_error)?
+            .expect("a receipt was asked for");
+        self.inner
+            .fifo
+            .await_receipt(&receipt, wait)
+            .map_err(channel_error)
+    }
+
+    /// Closes the channel for sending, for every interpreter: sends fail from now on;
+    /// receivers get what was sent before, then [`ChannelError::Closed`]. Returns whether this
+    /// call closed it.
+    pub fn close(&self) -> bool {
+        self.inner.fifo.close(false)
+    }
+
+    /// Ends the current interpreter's use of this end (PEP 554's per-interpreter `close()`,
+    /// later `release()`): it cannot send through it again. Once no interpreter uses either
+    /// end, the channel closes. Returns whether this call released it.
+    pub fn release(&self) -> bool {
+        self.inner.release(SEND)
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.fifo.is_closed()
+    }
+
+    /// The IDs of the interpreters using this end (they sent and did not release it).
+    pub fn interpreters(&self) -> Vec<u64> {
+        self.inner.interpreters(SEND)
+    }
+}
+
+/// The receiving end of a channel. Shareable, like [`SendChannel`].
+#[derive(Clone)]
+pub struct RecvChannel {
+    inner: Arc<ChannelInner>,
+}
+
+impl RecvChannel {
+    /// The channel's ID: unique, never reused.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Receives the next item, waiting until one is sent.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Closed`] once the channel is closed and drained;
+    /// [`ChannelError::Released`]; [`ChannelError::ItemInterpreterDestroyed`].
+    pub fn recv(&self) -> Result<Shareable, ChannelError> {
+        self.inner.associate(RECV)?;
+        self.inner.fifo.get(Wait::Forever).map_err(channel_error)
+    }
+
+    /// Receives the next item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Timeout`]; as [`recv`](Self::recv).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Shareable, ChannelError> {
+        self.inner.associate(RECV)?;
+        self.inner
+            .fifo
+            .get(deadline(timeout))
+            .map_err(channel_error)
+    }
+
+    /// Receives the next item if there is one now (PEP 554's `recv_nowait(default=None)`:
+    /// `Ok(None)` stands for the default).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_nowait(&self) -> Result<Option<Shareable>, ChannelError> {
+        self.inner.associate(RECV)?;
+        match self.inner.fifo.get(Wait::No) {
+            Ok(value) => Ok(Some(value)),
+            Err(FifoError::Empty) => Ok(None),
+            Err(error) => Err(channel_error(error)),
+        }
+    }
+
+    /// Closes the channel for every interpreter: what was sent and not received is dropped
+    /// (senders waiting on it fail with [`ChannelError::Closed`]), and both ends fail from
+    /// now on. Returns whether this call closed it.
+    pub fn close(&self) -> bool {
+        self.inner.fifo.close(true)
+    }
+
+    /// Ends the current interpreter's use of this end; see [`SendChannel::release`].
+    pub fn release(&self) -> bool {
+        self.inner.release(RECV)
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.fifo.is_closed()
+    }
+
+    /// The IDs of the interpreters using this end (they received and did not release it).
+    pub fn interpreters(&self) -> Vec<u64> {
+        self.inner.interpreters(RECV)
+    }
+
+    /// The number of items sent and not yet received.
+    pub fn len(&self) -> usize {
+        self.inner.fifo.len()
+    }
+
+    /// Whether nothing is waiting to be received.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+macro_rules! handle_traits {
+    ($($ty:ident),*) => {$(
+        impl PartialEq for $ty {
+            /// Ends are equal when they are the same end of the same channel.
+            fn eq(&self, other: &Self) -> bool {
+                self.inner.id == other.inner.id
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl Hash for $ty {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.inner.id.hash(state);
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty)).field("id", &self.inner.id).finish()
+            }
+        }
+    )*};
+}
+
+handle_traits!(SendChannel, RecvChannel);

@@ -1,0 +1,119 @@
+//! Loom models of the queue core: every interleaving of put, get and close across threads
+//! (run with `RUSTFLAGS="--cfg loom" cargo test -p exec-context --release --lib loom`).
+
+use loom::thread;
+
+use super::UnboundPolicy;
+use super::fifo::{Fifo, FifoError, Wait};
+use super::shareable::Shareable;
+use super::sync::Arc;
+
+fn int(n: i128) -> Shareable {
+    Shareable::Int(n)
+}
+
+#[test]
+fn loom_put_get_hands_over_every_item_in_order() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(1));
+        let producer = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                for n in 0..2 {
+                    fifo.put(int(n), 0, UnboundPolicy::Replace, Wait::Forever, false)
+                        .unwrap();
+                }
+            })
+        };
+        let got: Vec<_> = (0..2).map(|_| fifo.get(Wait::Forever).unwrap()).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [int(0), int(1)]);
+        assert_eq!(fifo.len(), 0);
+    });
+}
+
+#[test]
+fn loom_close_wakes_a_blocked_getter() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || fifo.get(Wait::Forever))
+        };
+        fifo.put(int(7), 0, UnboundPolicy::Replace, Wait::Forever, false)
+            .unwrap();
+        fifo.close(false);
+        // The getter took the item, or saw the close only after the item was drained.
+        assert_eq!(getter.join().unwrap(), Ok(int(7)));
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Closed));
+    });
+}
+
+#[test]
+fn loom_close_wakes_a_blocked_putter() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(1));
+        fifo.put(int(1), 0, UnboundPolicy::Replace, Wait::No, false)
+            .unwrap();
+        let putter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                fifo.put(int(2), 0, UnboundPolicy::Replace, Wait::Forever, false)
+                    .map(drop)
+            })
+        };
+        fifo.close(false);
+        assert_eq!(putter.join().unwrap(), Err(FifoError::Closed));
+        assert_eq!(fifo.get(Wait::No), Ok(int(1)));
+    });
+}
+
+#[test]
+fn loom_blocking_send_returns_once_received_or_discarded() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let sender = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                let receipt = fifo
+                    .put(int(5), 0, UnboundPolicy::Replace, Wait::Forever, true)
+                    .unwrap()
+                    .unwrap();
+                fifo.await_receipt(&receipt, Wait::Forever)
+            })
+        };
+        let got = fifo.get(Wait::No);
+        fifo.close(true);
+        let sent = sender.join().unwrap();
+        match got {
+            Ok(value) => {
+                assert_eq!(value, int(5));
+                assert_eq!(sent, Ok(()));
+            }
+            Err(error) => {
+                assert_eq!(error, FifoError::Empty);
+                assert_eq!(sent, Err(FifoError::Closed));
+            }
+        }
+    });
+}
+
+#[test]
+fn loom_unbind_races_with_get() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        fifo.put(int(1), 9, UnboundPolicy::Error, Wait::No, false)
+            .unwrap();
+        let getter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || fifo.get(Wait::No))
+        };
+        fifo.unbind(9);
+        let got = getter.join().unwrap();
+        assert!(
+            got == Ok(int(1)) || got == Err(FifoError::Destroyed),
+            "{got:?}"
+        );
+        assert_eq!(fifo.len(), 0);
+    });
+}

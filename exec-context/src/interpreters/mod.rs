@@ -1,0 +1,658 @@
+//! Isolated interpreters in one process, with their own context state, talking through
+//! queues and channels of shareable data — PEP 554 (the December 2017 API: `run`, channels,
+//! `RunFailedError`, `send_buffer`) and PEP 734 (its final form: `exec`, `call`,
+//! `prepare_main`, `Queue`, `ExecutionFailed`, `InterpreterPoolExecutor`) over one core.
+//!
+//! An [`Interpreter`] is an isolation domain for execution contexts. Running code in it
+//! ([`exec`](Interpreter::exec), [`call`](Interpreter::call)) swaps the current thread's whole
+//! context state for the interpreter's state *for this thread*, and swaps the caller's back
+//! afterwards — also when the code panics. So a [`ContextVar`](contextvars::ContextVar) set in
+//! interpreter A is invisible in B and in the main interpreter, and is still there at A's next
+//! `exec` on the same thread (like CPython, context state belongs to a thread state, and a
+//! thread state to one interpreter). Tasks, generators and threads started inside an
+//! interpreter stay in it: [`get_current`] inside them is that interpreter.
+//!
+//! Each interpreter also has a `__main__` namespace of [`Shareable`] values that persists
+//! between runs ([`prepare_main`](Interpreter::prepare_main),
+//! [`get_main_attr`](Interpreter::get_main_attr)); the code inside reaches it through
+//! `get_current()`.
+//!
+//! Only [`Shareable`] data crosses: the sending APIs take [`Share`] types, so passing a
+//! `ContextVar`, `Context` or `Token` is a compile error. (Rust closures are not Python source:
+//! what a closure captures is governed by `Send`, and the isolation enforced here is that of
+//! context state and namespaces.)
+//!
+//! | PEP 554 (2017) | PEP 734 | here |
+//! |---|---|---|
+//! | `create()`, `list_all()`, `get_current()` | + `get_main()` | [`create`], [`list_all`], [`get_current`], [`get_main`] |
+//! | `Interpreter.run(src)` | `exec(code)` | [`Interpreter::exec`] / [`run`](Interpreter::run), [`try_exec`](Interpreter::try_exec) |
+//! | — | `call(f)`, `call_in_thread(f)` | [`call`](Interpreter::call), [`try_call`](Interpreter::try_call), [`call_in_thread`](Interpreter::call_in_thread) |
+//! | `set_main_attrs`, `get_main_attr` | `prepare_main` | [`prepare_main`](Interpreter::prepare_main), [`get_main_attr`](Interpreter::get_main_attr) |
+//! | `destroy()` | `close()` | [`close`](Interpreter::close) (also on dropping the last handle) |
+//! | `RunFailedError` | `ExecutionFailed` | [`ExecutionFailed`] (alias [`RunFailedError`]) |
+//! | `is_shareable(obj)` | `is_shareable(obj)` | [`Share`], [`is_shareable!`](crate::is_shareable), [`is_shareable()`] |
+//! | `create_channel()` | — | [`create_channel`], [`RecvChannel`], [`SendChannel`] |
+//! | — | `create_queue(maxsize, unbounditems)` | [`create_queue`], [`create_queue_with`], [`Queue`] |
+//! | memoryview / `send_buffer` | memoryview | [`SharedBuffer`], [`SendChannel::send_buffer`] |
+//! | — | `InterpreterPoolExecutor` | [`InterpreterPool`] |
+//!
+//! ```
+//! use contextvars::ContextVar;
+//! use exec_context::interpreters;
+//!
+//! static USER: ContextVar<&str> = ContextVar::new("user");
+//!
+//! let interp = interpreters::create();
+//! USER.set("main");
+//! interp.exec(|| {
+//!     assert_eq!(USER.get(), None); // nothing of main's context
+//!     USER.set("inside");
+//! }).unwrap();
+//! assert_eq!(USER.get(), Some("main"));
+//! interp.exec(|| assert_eq!(USER.get(), Some("inside"))).unwrap(); // still there
+//!
+//! interp.prepare_main([("a", 1.into()), ("b", 2.into())]).unwrap();
+//! interp.exec(|| {
+//!     let me = interpreters::get_current();
+//!     let a: i64 = me.get_main_attr("a").unwrap().unwrap().extract().unwrap();
+//!     let b: i64 = me.get_main_attr("b").unwrap().unwrap().extract().unwrap();
+//!     me.set_main_attr("res", a + b).unwrap();
+//! }).unwrap();
+//! assert_eq!(interp.get_main_attr("res").unwrap(), Some(3.into()));
+//! interp.close().unwrap();
+//! ```
+
+mod channel;
+mod error;
+mod fifo;
+mod pool;
+mod queue;
+mod registry;
+mod shareable;
+mod sync;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{JoinHandle, ThreadId};
+
+use contextvars::Context;
+
+pub use channel::{
+    ChannelError, RecvChannel, SendChannel, create_channel, create_channel_with, list_all_channels,
+};
+pub use error::{ExecutionFailed, InterpreterError, Panicked, RunFailedError};
+pub use pool::{InterpreterPool, JobHandle, PoolBuilder, PoolError};
+pub use queue::{Queue, QueueError, create_queue, create_queue_with};
+#[doc(hidden)]
+pub use shareable::__private;
+pub use shareable::{
+    BufferError, BufferSlot, Share, ShareError, Shareable, SharedBuffer, is_shareable,
+};
+
+/// What happens to an item in a queue or channel when the interpreter that put it is closed
+/// before the item is taken (PEP 734's `unbounditems`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UnboundPolicy {
+    /// The item is replaced by [`Shareable::Unbound`] (PEP 734's `UNBOUND`, its default).
+    #[default]
+    Replace,
+    /// Taking the item fails with `ItemInterpreterDestroyed` (`UNBOUND_ERROR`).
+    Error,
+    /// The item is removed at once (`UNBOUND_REMOVE`): the queue shrinks, and puts no longer
+    /// balance gets.
+    Remove,
+}
+
+thread_local! {
+    /// The interpreter the thread is running in: 0 is the main interpreter.
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+    /// The interpreters this thread ran in, whose saved state for the thread goes when it ends.
+    static VISITS: Visits = Visits {
+        thread: std::thread::current().id(),
+        interpreters: RefCell::new(Vec::new()),
+    };
+}
+
+/// The ID of the interpreter the current thread is running in.
+pub(crate) fn current_id() -> u64 {
+    CURRENT.with(Cell::get)
+}
+
+/// Runs `f` as part of interpreter `id`: [`get_current`] inside is that interpreter. Used by
+/// the tasks, generators and threads started inside an interpreter.
+pub(crate) fn run_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|current| current.set(self.0));
+        }
+    }
+    let previous = CURRENT.with(|current| current.replace(id));
+    if previous == id {
+        return f();
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+struct Visits {
+    thread: ThreadId,
+    interpreters: RefCell<Vec<Weak<Inner>>>,
+}
+
+impl Drop for Visits {
+    fn drop(&mut self) {
+        for weak in self.interpreters.get_mut().drain(..) {
+            if let Some(inner) = weak.upgrade() {
+                let saved = inner.lock().contexts.remove(&self.thread);
+                drop(saved);
+            }
+        }
+    }
+}
+
+/// A thread started inside an interpreter: counted until it ends, so the interpreter cannot
+/// be closed under it.
+pub(crate) struct ThreadTicket {
+    id: u64,
+    inner: Option<Arc<Inner>>,
+}
+
+impl ThreadTicket {
+    /// A ticket for a thread about to be started from the current interpreter.
+    pub(crate) fn new() -> Self {
+        let id = current_id();
+        let inner = if id == 0 {
+            None
+        } else {
+            registry::interpreter(id)
+        };
+        if let Some(inner) = &inner {
+            inner.lock().threads += 1;
+        }
+        ThreadTicket { id, inner }
+    }
+
+    /// Runs the thread's body inside the interpreter.
+    pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        run_marked(self.id, f)
+    }
+}
+
+impl Drop for ThreadTicket {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.inner {
+            inner.lock().threads -= 1;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    id: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    running: bool,
+    /// Threads started inside the interpreter and still running.
+    threads: usize,
+    /// The `__main__` namespace.
+    main: HashMap<String, Shareable>,
+    /// The interpreter's context for each thread that ran in it.
+    contexts: HashMap<ThreadId, Context>,
+}
+
+impl Inner {
+    fn new(id: u64) -> Self {
+        Inner {
+            id,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No user code runs under this lock: a poisoned one still guards a consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Inner {
+    /// Dropping the last handle closes the interpreter (PEP 734: an interpreter made by
+    /// `create()` is destroyed once no `Interpreter` object refers to it).
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if self.id != 0 && !state.closed {
+            state.closed = true;
+            registry::remove_interpreter(self.id);
+            registry::unbind(self.id);
+        }
+    }
+}
+
+static MAIN: LazyLock<Arc<Inner>> = LazyLock::new(|| Arc::new(Inner::new(0)));
+
+/// Creates a new, idle interpreter (PEP 554/734 `create()`). It runs nothing until something
+/// is run in it, on whichever thread calls [`exec`](Interpreter::exec).
+///
+/// ```
+/// let a = exec_context::interpreters::create();
+/// let b = exec_context::interpreters::create();
+/// assert!(b.id() > a.id()); // IDs are never reused
+/// assert!(!a.is_running());
+/// ```
+pub fn create() -> Interpreter {
+    let inner = Arc::new(Inner::new(registry::next_interpreter_id()));
+    registry::add_interpreter(&inner);
+    Interpreter { inner }
+}
+
+/// Every interpreter that exists: the main one first, then the others by ID.
+///
+/// ```
+/// use exec_context::interpreters;
+///
+/// let interp = interpreters::create();
+/// let all = interpreters::list_all();
+/// assert_eq!(all[0], interpreters::get_main());
+/// assert!(all.contains(&interp));
+/// interp.close().unwrap();
+/// assert!(!interpreters::list_all().contains(&interp));
+/// ```
+pub fn list_all() -> Vec<Interpreter> {
+    let mut all = vec![get_main()];
+    all.extend(
+        registry::interpreters()
+            .into_iter()
+            .map(|inner| Interpreter { inner }),
+    );
+    all
+}
+
+/// The interpreter the current thread is running in: the one an `exec` entered, or the one
+/// the current task, generator or thread was started in.
+///
+/// ```
+/// use exec_context::interpreters;
+///
+/// let interp = interpreters::create();
+/// assert_eq!(interpreters::get_current(), interpreters::get_main());
+/// let inside = interp.call(|| interpreters::get_current().id()).unwrap();
+/// assert_eq!(inside, interp.id());
+/// ```
+pub fn get_current() -> Interpreter {
+    let id = current_id();
+    if id == 0 {
+        return get_main();
+    }
+    let inner = registry::interpreter(id).unwrap_or_else(|| {
+        // A task or generator of an interpreter that has been closed since.
+        let inner = Inner::new(id);
+        inner.lock().closed = true;
+        Arc::new(inner)
+    });
+    Interpreter { inner }
+}
+
+/// The main interpreter: the process's own context state (ID 0). It cannot be run in,
+/// prepared or closed through this API, and it always counts as running.
+pub fn get_main() -> Interpreter {
+    Interpreter {
+        inner: MAIN.clone(),
+    }
+}
+
+/// A handle to an interpreter. Clones refer to the same interpreter; dropping the last handle
+/// closes it (as [`close`](Self::close) does, unless something runs in it).
+#[derive(Clone)]
+pub struct Interpreter {
+    inner: Arc<Inner>,
+}
+
+impl Interpreter {
+    /// The interpreter's ID: 0 for the main interpreter; IDs are never reused.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Whether this is the main interpreter.
+    pub fn is_main(&self) -> bool {
+        self.inner.id == 0
+    }
+
+    /// Whether code is running in the interpreter through `exec`/`call` on some thread
+    /// (threads started inside do not count, as in PEP 734). Always true for the main one.
+    pub fn is_running(&self) -> bool {
+        self.is_main() || self.inner.lock().running
+    }
+
+    /// Whether the interpreter was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Closes the interpreter: its `__main__` namespace and saved context states are dropped,
+    /// and the items it put in queues and channels follow their [`UnboundPolicy`]. Every
+    /// handle fails with [`InterpreterError::NotFound`] afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::Main`]; [`InterpreterError::Current`] from inside the interpreter;
+    /// [`InterpreterError::Running`] while an `exec` runs in it on another thread;
+    /// [`InterpreterError::HasThreads`] while threads started inside it run;
+    /// [`InterpreterError::NotFound`] if it was closed already.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, InterpreterError};
+    ///
+    /// let interp = interpreters::create();
+    /// let me = interp.clone();
+    /// let inside = interp.call(move || matches!(me.close(), Err(InterpreterError::Current { .. })));
+    /// assert_eq!(inside.unwrap(), true);
+    /// interp.close().unwrap();
+    /// assert!(matches!(interp.exec(|| ()), Err(InterpreterError::NotFound { .. })));
+    /// ```
+    pub fn close(&self) -> Result<(), InterpreterError> {
+        let id = self.inner.id;
+        if id == 0 {
+            return Err(InterpreterError::Main);
+        }
+        if current_id() == id {
+            return Err(InterpreterError::Current { id });
+        }
+        let (main, contexts) = {
+            let mut state = self.inner.lock();
+            if state.closed {
+                return Err(InterpreterError::NotFound { id });
+            }
+            if state.running {
+                return Err(InterpreterError::Running { id });
+            }
+            if state.threads > 0 {
+                return Err(InterpreterError::HasThreads {
+                    id,
+                    threads: state.threads,
+                });
+            }
+            state.closed = true;
+            (
+                std::mem::take(&mut state.main),
+                std::mem::take(&mut state.contexts),
+            )
+        };
+        registry::remove_interpreter(id);
+        registry::unbind(id);
+        // User destructors run last, outside every lock, with the interpreter consistently
+        // closed whatever they do.
+        drop(contexts);
+        drop(main);
+        Ok(())
+    }
+
+    /// PEP 554's name for [`close`](Self::close).
+    ///
+    /// # Errors
+    ///
+    /// As [`close`](Self::close).
+    pub fn destroy(&self) -> Result<(), InterpreterError> {
+        self.close()
+    }
+
+    /// Runs `f` in the interpreter, on the current thread, which pauses its own interpreter
+    /// meanwhile (PEP 734 `exec`). The interpreter's state is neither reset before nor after:
+    /// what `f` leaves in the context and in `__main__` is there for the next run.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::Failed`] when `f` panics (the panic is caught; the interpreter
+    /// stays usable); [`InterpreterError::Running`] when it is running already — one `exec`
+    /// at a time per interpreter; [`InterpreterError::NotFound`]; [`InterpreterError::Main`].
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// println!("before");
+    /// interp.exec(|| println!("during")).unwrap();
+    /// println!("after");
+    /// ```
+    pub fn exec(&self, f: impl FnOnce()) -> Result<(), InterpreterError> {
+        self.enter(|| {
+            f();
+            Ok::<(), std::convert::Infallible>(())
+        })
+    }
+
+    /// PEP 554's (2017) name for [`exec`](Self::exec).
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Self::exec).
+    pub fn run(&self, f: impl FnOnce()) -> Result<(), InterpreterError> {
+        self.exec(f)
+    }
+
+    /// Like [`exec`](Self::exec), for code that can fail: an `Err` is reported as
+    /// [`InterpreterError::Failed`], with the error itself as the source.
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Self::exec).
+    pub fn try_exec<E>(&self, f: impl FnOnce() -> Result<(), E>) -> Result<(), InterpreterError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.enter(f)
+    }
+
+    /// Calls `f` in the interpreter and returns its (shareable) result (PEP 734 `call`).
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Self::exec).
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// assert_eq!(interp.call(|| 6 * 7).unwrap(), 42);
+    /// ```
+    pub fn call<T: Share>(&self, f: impl FnOnce() -> T) -> Result<T, InterpreterError> {
+        self.enter(|| Ok::<T, std::convert::Infallible>(f()))
+    }
+
+    /// Like [`call`](Self::call), for code that can fail.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_exec`](Self::try_exec).
+    pub fn try_call<T: Share, E>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, InterpreterError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.enter(f)
+    }
+
+    /// Calls `f` in the interpreter on a new thread (PEP 734 `call_in_thread`); join the
+    /// handle for the result.
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// let id = interp.id();
+    /// let thread = interp.call_in_thread(move || exec_context::interpreters::get_current().id());
+    /// assert_eq!(thread.join().unwrap().unwrap(), id);
+    /// ```
+    pub fn call_in_thread<T, F>(&self, f: F) -> JoinHandle<Result<T, InterpreterError>>
+    where
+        T: Share,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let interp = self.clone();
+        std::thread::spawn(move || interp.call(f))
+    }
+
+    fn enter<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, InterpreterError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let id = self.inner.id;
+        if id == 0 {
+            return Err(InterpreterError::Main);
+        }
+        let thread = std::thread::current().id();
+        let (mut context, first_visit) = {
+            let mut state = self.inner.lock();
+            if state.closed {
+                return Err(InterpreterError::NotFound { id });
+            }
+            if state.running {
+                return Err(InterpreterError::Running { id });
+            }
+            state.running = true;
+            match state.contexts.remove(&thread) {
+                Some(context) => (context, false),
+                None => (Context::new(), true),
+            }
+        };
+        if first_visit {
+            let weak = Arc::downgrade(&self.inner);
+            // During thread teardown there is nothing left to clean up after.
+            let _ = VISITS.try_with(|visits| visits.interpreters.borrow_mut().push(weak));
+        }
+        // Panics are caught inside the context, so the context always comes back to be saved.
+        let outcome = run_marked(id, || context.run(|| catch_unwind(AssertUnwindSafe(f))));
+        {
+            let mut state = self.inner.lock();
+            state.running = false;
+            state.contexts.insert(thread, context);
+        }
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(ExecutionFailed::from_error(id, error).into()),
+            Err(payload) => Err(ExecutionFailed::from_panic(id, payload).into()),
+        }
+    }
+
+    /// Binds names in the interpreter's `__main__` namespace (PEP 734 `prepare_main`, PEP
+    /// 554's `set_main_attrs`), replacing earlier values.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::NotFound`]; [`InterpreterError::Main`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, Shareable};
+    ///
+    /// let interp = interpreters::create();
+    /// let queue = interpreters::create_queue(0).unwrap();
+    /// interp.prepare_main([("queue", queue.clone().into()), ("n", 3.into())]).unwrap();
+    /// interp.exec(|| {
+    ///     let me = interpreters::get_current();
+    ///     let queue: interpreters::Queue = me.get_main_attr("queue").unwrap().unwrap().extract().unwrap();
+    ///     queue.put("hello").unwrap();
+    /// }).unwrap();
+    /// assert_eq!(queue.get().unwrap(), Shareable::from("hello"));
+    /// ```
+    pub fn prepare_main<I, K>(&self, attrs: I) -> Result<(), InterpreterError>
+    where
+        I: IntoIterator<Item = (K, Shareable)>,
+        K: Into<String>,
+    {
+        let replaced: Vec<Shareable> = {
+            let mut state = self.writable_state()?;
+            attrs
+                .into_iter()
+                .filter_map(|(name, value)| state.main.insert(name.into(), value))
+                .collect()
+        };
+        drop(replaced);
+        Ok(())
+    }
+
+    /// PEP 554's name for [`prepare_main`](Self::prepare_main).
+    ///
+    /// # Errors
+    ///
+    /// As [`prepare_main`](Self::prepare_main).
+    pub fn set_main_attrs<I, K>(&self, attrs: I) -> Result<(), InterpreterError>
+    where
+        I: IntoIterator<Item = (K, Shareable)>,
+        K: Into<String>,
+    {
+        self.prepare_main(attrs)
+    }
+
+    /// Binds one name in `__main__`.
+    ///
+    /// # Errors
+    ///
+    /// As [`prepare_main`](Self::prepare_main).
+    pub fn set_main_attr(
+        &self,
+        name: impl Into<String>,
+        value: impl Share,
+    ) -> Result<(), InterpreterError> {
+        self.prepare_main([(name.into(), value.into_shareable())])
+    }
+
+    /// The value bound to `name` in `__main__`, if any (PEP 554's `get_main_attr`).
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::NotFound`]; [`InterpreterError::Main`].
+    pub fn get_main_attr(&self, name: &str) -> Result<Option<Shareable>, InterpreterError> {
+        Ok(self.writable_state()?.main.get(name).cloned())
+    }
+
+    /// The names bound in `__main__`, sorted.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_main_attr`](Self::get_main_attr).
+    pub fn main_attr_names(&self) -> Result<Vec<String>, InterpreterError> {
+        let mut names: Vec<String> = self.writable_state()?.main.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn writable_state(&self) -> Result<MutexGuard<'_, State>, InterpreterError> {
+        if self.is_main() {
+            return Err(InterpreterError::Main);
+        }
+        let state = self.inner.lock();
+        if state.closed {
+            return Err(InterpreterError::NotFound { id: self.inner.id });
+        }
+        Ok(state)
+    }
+}
+
+impl PartialEq for Interpreter {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+
+impl Eq for Interpreter {}
+
+impl Hash for Interpreter {
+    /// Hashes the ID (PEP 734's `__hash__`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state);
+    }
+}
+
+impl fmt::Debug for Interpreter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interpreter")
+            .field("id", &self.inner.id)
+            .finish()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models;

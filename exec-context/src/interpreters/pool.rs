@@ -1,0 +1,567 @@
+//! `InterpreterPool`: a thread pool whose every worker runs its jobs in an interpreter of its
+//! own (`concurrent.futures.InterpreterPoolExecutor`).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::Duration;
+
+use super::error::{ExecutionFailed, InterpreterError};
+use super::shareable::{Share, Shareable};
+use super::{Interpreter, create};
+
+/// Why a pool job produced no result.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The job failed (returned an error or panicked); the original is the source.
+    Failed(ExecutionFailed),
+    /// A worker's initializer failed, so the pool is broken (`BrokenInterpreterPool`): pending
+    /// and later jobs are refused.
+    Broken(Arc<ExecutionFailed>),
+    /// The pool was shut down before the job was submitted.
+    Shutdown,
+    /// The job was cancelled before it started.
+    Cancelled,
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Failed(failed) => write!(f, "the job failed: {failed}"),
+            PoolError::Broken(failed) => {
+                write!(
+                    f,
+                    "the interpreter pool is broken: an initializer failed: {failed}"
+                )
+            }
+            PoolError::Shutdown => f.write_str("the interpreter pool was shut down"),
+            PoolError::Cancelled => f.write_str("the job was cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PoolError::Failed(failed) => Some(failed),
+            PoolError::Broken(failed) => Some(&**failed),
+            _ => None,
+        }
+    }
+}
+
+impl PoolError {
+    /// The job's failure, if it failed.
+    pub fn as_failed(&self) -> Option<&ExecutionFailed> {
+        match self {
+            PoolError::Failed(failed) => Some(failed),
+            _ => None,
+        }
+    }
+}
+
+fn job_failure(error: InterpreterError, interp: u64) -> PoolError {
+    match error {
+        InterpreterError::Failed(failed) => PoolError::Failed(failed),
+        // Not reachable with the pool's own interpreters; reported faithfully all the same.
+        other => PoolError::Failed(ExecutionFailed::from_error(interp, other)),
+    }
+}
+
+enum SlotState<T> {
+    Pending,
+    Running,
+    Done(Result<T, PoolError>),
+    Taken,
+}
+
+struct Slot<T> {
+    state: Mutex<(SlotState<T>, Option<Waker>)>,
+    done: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn lock(&self) -> MutexGuard<'_, (SlotState<T>, Option<Waker>)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the job unless it was cancelled.
+    fn start(&self) -> bool {
+        let mut state = self.lock();
+        if matches!(state.0, SlotState::Pending) {
+            state.0 = SlotState::Running;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn finish(&self, result: Result<T, PoolError>) {
+        let waker = {
+            let mut state = self.lock();
+            if matches!(state.0, SlotState::Pending | SlotState::Running) {
+                state.0 = SlotState::Done(result);
+            }
+            state.1.take()
+        };
+        self.done.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The pending result of a job submitted to an [`InterpreterPool`] (a `Future` in the
+/// `concurrent.futures` sense, and a Rust [`Future`] too).
+pub struct JobHandle<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> JobHandle<T> {
+    /// Waits for the job and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Failed`] with the job's failure; [`PoolError::Broken`];
+    /// [`PoolError::Cancelled`].
+    pub fn wait(self) -> Result<T, PoolError> {
+        let mut state = self.slot.lock();
+        loop {
+            if let SlotState::Done(_) = state.0 {
+                return match std::mem::replace(&mut state.0, SlotState::Taken) {
+                    SlotState::Done(result) => result,
+                    _ => unreachable!("checked above"),
+                };
+            }
+            state = self
+                .slot
+                .done
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Waits at most `timeout`; gives the handle back if the job has not finished.
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` on timeout.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, PoolError>, Self> {
+        {
+            let state = self.slot.lock();
+            let (state, _) = self
+                .slot
+                .done
+                .wait_timeout_while(state, timeout, |s| !matches!(s.0, SlotState::Done(_)))
+                .unwrap_or_else(PoisonError::into_inner);
+            if !matches!(state.0, SlotState::Done(_)) {
+                drop(state);
+                return Err(self);
+            }
+        }
+        Ok(self.wait())
+    }
+
+    /// Whether the job has finished (or was cancelled).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.slot.lock().0, SlotState::Done(_) | SlotState::Taken)
+    }
+
+    /// Cancels the job if it has not started; returns whether it was cancelled.
+    pub fn cancel(&self) -> bool {
+        let cancelled = {
+            let mut state = self.slot.lock();
+            if matches!(state.0, SlotState::Pending) {
+                state.0 = SlotState::Done(Err(PoolError::Cancelled));
+                true
+            } else {
+                false
+            }
+        };
+        if cancelled {
+            self.slot.done.notify_all();
+        }
+        cancelled
+    }
+}
+
+impl<T> Future for JobHandle<T> {
+    type Output = Result<T, PoolError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.lock();
+        match std::mem::replace(&mut state.0, SlotState::Taken) {
+            SlotState::Done(result) => Poll::Ready(result),
+            SlotState::Taken => Poll::Ready(Err(PoolError::Cancelled)),
+            other => {
+                state.0 = other;
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+type Job = Box<dyn FnOnce(&Interpreter) + Send>;
+/// Fails a queued job that will never run.
+type Refuse = Box<dyn FnOnce(PoolError) + Send>;
+type Initializer = Arc<dyn Fn(&Interpreter) -> Result<(), InterpreterError> + Send + Sync>;
+
+struct Shared {
+    state: Mutex<PoolState>,
+    available: Condvar,
+}
+
+struct PoolState {
+    jobs: VecDeque<(Job, Refuse)>,
+    shutdown: bool,
+    broken: Option<Arc<ExecutionFailed>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Configures an [`InterpreterPool`].
+pub struct PoolBuilder {
+    workers: usize,
+    thread_name_prefix: String,
+    initializer: Option<Initializer>,
+    main_attrs: Vec<(String, Shareable)>,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("workers", &self.workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .field("main_attrs", &self.main_attrs)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The number of workers (default: the available parallelism); at least one.
+    #[must_use]
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The prefix of the worker threads' names (`<prefix>-<n>`).
+    #[must_use]
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = prefix.into();
+        self
+    }
+
+    /// Code each worker runs in its interpreter before its first job. If it fails in any
+    /// worker, the pool is broken.
+    #[must_use]
+    pub fn initializer<E>(
+        mut self,
+        init: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+    ) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.initializer = Some(Arc::new(move |interp: &Interpreter| interp.try_exec(&init)));
+        self
+    }
+
+    /// Names bound in every worker's `__main__` before the initializer runs (the `shared`
+    /// argument python/cpython#124694 planned).
+    #[must_use]
+    pub fn main_attrs<I, K>(mut self, attrs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, Shareable)>,
+        K: Into<String>,
+    {
+        self.main_attrs
+            .extend(attrs.into_iter().map(|(k, v)| (k.into(), v)));
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused to start a thread.
+    pub fn build(self) -> std::io::Result<InterpreterPool> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(PoolState {
+                jobs: VecDeque::new(),
+                shutdown: false,
+                broken: None,
+            }),
+            available: Condvar::new(),
+        });
+        let mut threads = Vec::with_capacity(self.workers);
+        for n in 0..self.workers {
+            let worker_shared = shared.clone();
+            let init = self.initializer.clone();
+            let attrs = self.main_attrs.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{n}", self.thread_name_prefix))
+                .spawn(move || worker(&worker_shared, init, attrs));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    let pool = InterpreterPool {
+                        shared,
+                        threads: Mutex::new(threads),
+                        workers: n,
+                    };
+                    pool.shutdown(true);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(InterpreterPool {
+            shared,
+            threads: Mutex::new(threads),
+            workers: self.workers,
+        })
+    }
+}
+
+fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Shareable)>) {
+    let interp = create();
+    let prepared = interp.prepare_main(attrs);
+    let ready = prepared.and_then(|()| init.map_or(Ok(()), |init| init(&interp)));
+    if let Err(error) = ready {
+        let failure = Arc::new(match error {
+            InterpreterError::Failed(failed) => failed,
+            other => ExecutionFailed::from_error(interp.id(), other),
+        });
+        let orphans: Vec<_> = {
+            let mut state = shared.lock();
+            state.broken.get_or_insert(failure.clone());
+            state.jobs.drain(..).collect()
+        };
+        shared.available.notify_all();
+        for (_, refuse) in orphans {
+            refuse(PoolError::Broken(failure.clone()));
+        }
+        return;
+    }
+    loop {
+        let job = {
+            let mut state = shared.lock();
+            loop {
+                if state.broken.is_some() {
+                    return;
+                }
+                if let Some((job, _)) = state.jobs.pop_front() {
+                    break job;
+                }
+                if state.shutdown {
+                    return;
+                }
+                state = shared
+                    .available
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        job(&interp);
+    }
+}
+
+/// A pool of worker threads, each running jobs in an interpreter of its own
+/// (`concurrent.futures.InterpreterPoolExecutor`): a job sees its worker's context state and
+/// `__main__`, never another worker's. Failures come back as [`ExecutionFailed`] with the
+/// original as source.
+///
+/// ```
+/// use exec_context::interpreters::InterpreterPool;
+///
+/// let pool = InterpreterPool::builder().workers(2).build().unwrap();
+/// let squares: Vec<u64> = pool
+///     .map(|x: u64| x * x, 1..=4)
+///     .unwrap()
+///     .map(Result::unwrap)
+///     .collect();
+/// assert_eq!(squares, [1, 4, 9, 16]);
+/// let job = pool.submit(|| exec_context::interpreters::get_current().id()).unwrap();
+/// assert_ne!(job.wait().unwrap(), 0); // not the main interpreter
+/// pool.shutdown(true);
+/// ```
+pub struct InterpreterPool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<ThreadHandle<()>>>,
+    workers: usize,
+}
+
+impl InterpreterPool {
+    /// A pool with `workers` workers and no initializer.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused to start a thread.
+    pub fn new(workers: usize) -> std::io::Result<Self> {
+        Self::builder().workers(workers).build()
+    }
+
+    /// A builder, for the initializer, the shared `__main__` names and thread names.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            thread_name_prefix: "interpreter-pool".to_owned(),
+            initializer: None,
+            main_attrs: Vec::new(),
+        }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Whether an initializer failed.
+    pub fn is_broken(&self) -> bool {
+        self.shared.lock().broken.is_some()
+    }
+
+    /// Submits a job; its result comes back through the handle.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Shutdown`]; [`PoolError::Broken`].
+    pub fn submit<T, F>(&self, job: F) -> Result<JobHandle<T>, PoolError>
+    where
+        T: Share,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.submit_fallible(move || Ok::<T, std::convert::Infallible>(job()))
+    }
+
+    /// Submits a job that can fail: its `Err` comes back as [`PoolError::Failed`], with the
+    /// error as the source of the [`ExecutionFailed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    pub fn submit_fallible<T, E, F>(&self, job: F) -> Result<JobHandle<T>, PoolError>
+    where
+        T: Share,
+        E: std::error::Error + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+    {
+        let slot = Arc::new(Slot {
+            state: Mutex::new((SlotState::Pending, None)),
+            done: Condvar::new(),
+        });
+        let runner = slot.clone();
+        let run: Job = Box::new(move |interp: &Interpreter| {
+            if runner.start() {
+                let result = interp
+                    .try_call(job)
+                    .map_err(|e| job_failure(e, interp.id()));
+                runner.finish(result);
+            }
+        });
+        let refused = slot.clone();
+        let refuse: Refuse = Box::new(move |error: PoolError| refused.finish(Err(error)));
+        {
+            let mut state = self.shared.lock();
+            if let Some(failure) = &state.broken {
+                return Err(PoolError::Broken(failure.clone()));
+            }
+            if state.shutdown {
+                return Err(PoolError::Shutdown);
+            }
+            state.jobs.push_back((run, refuse));
+        }
+        self.shared.available.notify_one();
+        Ok(JobHandle { slot })
+    }
+
+    /// Runs `f` over `items` in the pool; the results come back in the order of `items`
+    /// (`Executor.map`). All jobs are submitted before this returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit), if the pool refuses a job (those already submitted run).
+    pub fn map<T, A, F, I>(
+        &self,
+        f: F,
+        items: I,
+    ) -> Result<impl Iterator<Item = Result<T, PoolError>>, PoolError>
+    where
+        T: Share,
+        A: Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let f = Arc::new(f);
+        let handles = items
+            .into_iter()
+            .map(|item| {
+                let f = f.clone();
+                self.submit(move || f(item))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(handles.into_iter().map(JobHandle::wait))
+    }
+
+    /// Cancels every job that has not started; returns how many were cancelled.
+    pub fn cancel_pending(&self) -> usize {
+        let pending: Vec<_> = self.shared.lock().jobs.drain(..).collect();
+        let count = pending.len();
+        for (_, refuse) in pending {
+            refuse(PoolError::Cancelled);
+        }
+        count
+    }
+
+    /// Stops accepting jobs; the workers finish the queued ones and close their interpreters.
+    /// With `wait`, returns once they have. Dropping the pool does `shutdown(true)`.
+    pub fn shutdown(&self, wait: bool) {
+        self.shared.lock().shutdown = true;
+        self.shared.available.notify_all();
+        if wait {
+            let threads: Vec<_> = self
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain(..)
+                .collect();
+            for thread in threads {
+                // A worker never panics: jobs' panics are caught by `try_call`.
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for InterpreterPool {
+    fn drop(&mut self) {
+        self.shutdown(true);
+    }
+}
+
+impl fmt::Debug for InterpreterPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterpreterPool")
+            .field("workers", &self.workers)
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}

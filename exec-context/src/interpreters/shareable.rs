@@ -1,0 +1,918 @@
+//! Shareable data: the only values that cross between interpreters (PEP 554 §Shared data,
+//! PEP 734 §Shareable Objects).
+
+use std::any::Any;
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::channel::{RecvChannel, SendChannel};
+use super::queue::Queue;
+
+/// A value that may cross from one interpreter to another.
+///
+/// The immutable kinds (`None`, `bool`, `int`, `float`, `str`, `bytes` and tuples of them) are
+/// shared as they are: nothing can change them, so a copy and the original are
+/// indistinguishable. [`SharedBuffer`]s, [`Queue`]s and channel ends are genuinely shared: both
+/// sides see the same buffer, the same queue. Nothing else is shareable — in particular not
+/// [`ContextVar`](contextvars::ContextVar), [`Context`](contextvars::Context) or
+/// [`Token`](contextvars::Token): a context belongs to the interpreter it was made in.
+///
+/// Convert with [`From`] (`Shareable::from(1)`, `"text".into()`) or [`Share::into_shareable`];
+/// extract with [`Shareable::extract`].
+///
+/// ```
+/// use exec_context::interpreters::Shareable;
+///
+/// let value = Shareable::from((1, "two", 3.0));
+/// let (a, b, c): (i64, String, f64) = value.extract().unwrap();
+/// assert_eq!((a, b.as_str(), c), (1, "two", 3.0));
+/// ```
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Shareable {
+    /// Python's `None`; Rust's `()` and `Option::None`.
+    None,
+    /// A boolean.
+    Bool(bool),
+    /// An integer (every Rust integer type up to 64 bits fits; so does `i128`).
+    Int(i128),
+    /// A float.
+    Float(f64),
+    /// An immutable string.
+    Str(Arc<str>),
+    /// Immutable bytes.
+    Bytes(Arc<[u8]>),
+    /// A tuple of shareable values.
+    Tuple(Arc<[Shareable]>),
+    /// A buffer shared without copying.
+    Buffer(SharedBuffer),
+    /// A queue (the same queue on both sides).
+    Queue(Queue),
+    /// The sending end of a channel.
+    SendChannel(SendChannel),
+    /// The receiving end of a channel.
+    RecvChannel(RecvChannel),
+    /// PEP 734's `UNBOUND`: what a queue returns in place of an item whose interpreter was
+    /// closed before the item was taken, under [`UnboundPolicy::Replace`](super::UnboundPolicy).
+    Unbound,
+}
+
+impl Shareable {
+    /// The kind of value, as Python would name its type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Shareable::None => "NoneType",
+            Shareable::Bool(_) => "bool",
+            Shareable::Int(_) => "int",
+            Shareable::Float(_) => "float",
+            Shareable::Str(_) => "str",
+            Shareable::Bytes(_) => "bytes",
+            Shareable::Tuple(_) => "tuple",
+            Shareable::Buffer(_) => "memoryview",
+            Shareable::Queue(_) => "Queue",
+            Shareable::SendChannel(_) => "SendChannel",
+            Shareable::RecvChannel(_) => "RecvChannel",
+            Shareable::Unbound => "UNBOUND",
+        }
+    }
+
+    /// Converts to `T`, or says which kind of value this is instead.
+    ///
+    /// # Errors
+    ///
+    /// [`ShareError::WrongType`] when the value is of another kind (or an integer out of
+    /// `T`'s range).
+    ///
+    /// ```
+    /// use exec_context::interpreters::{ShareError, Shareable};
+    ///
+    /// assert_eq!(Shareable::from(7).extract::<u8>(), Ok(7));
+    /// assert!(matches!(Shareable::from(300).extract::<u8>(), Err(ShareError::WrongType { .. })));
+    /// assert_eq!(Shareable::from("x").extract::<Option<String>>(), Ok(Some("x".to_owned())));
+    /// ```
+    pub fn extract<T: Share>(self) -> Result<T, ShareError> {
+        T::from_shareable(self)
+    }
+
+    /// The value of a dynamically typed Rust value, when its type is one of the shareable
+    /// kinds (`()`, `bool`, the integers, the floats, `String`, `&'static str`, `Vec<u8>`,
+    /// [`SharedBuffer`], [`Queue`], the channel ends, `Shareable` itself).
+    ///
+    /// # Errors
+    ///
+    /// [`ShareError::NotShareable`] for any other type; the value is dropped.
+    ///
+    /// ```
+    /// use exec_context::interpreters::Shareable;
+    ///
+    /// assert_eq!(Shareable::from_any(Box::new("boom")), Ok(Shareable::from("boom")));
+    /// assert!(Shareable::from_any(Box::new(std::sync::Mutex::new(1))).is_err());
+    /// ```
+    pub fn from_any(value: Box<dyn Any + Send>) -> Result<Shareable, ShareError> {
+        macro_rules! try_types {
+            ($value:ident; $($ty:ty),*) => {
+                $(
+                    let $value = match $value.downcast::<$ty>() {
+                        Ok(v) => return Ok(Shareable::from(*v)),
+                        Err(other) => other,
+                    };
+                )*
+            };
+        }
+        try_types!(value; Shareable, String, &'static str, i128, i64, i32, i16, i8, u64, u32,
+            u16, u8, usize, isize, f64, f32, bool, (), Vec<u8>, Arc<str>, Arc<[u8]>,
+            SharedBuffer, Queue, SendChannel, RecvChannel);
+        drop(value);
+        Err(ShareError::NotShareable {
+            type_name: "a value of an unshareable type",
+        })
+    }
+}
+
+impl fmt::Debug for Shareable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shareable::None => f.write_str("None"),
+            Shareable::Bool(v) => fmt::Debug::fmt(v, f),
+            Shareable::Int(v) => fmt::Debug::fmt(v, f),
+            Shareable::Float(v) => fmt::Debug::fmt(v, f),
+            Shareable::Str(v) => fmt::Debug::fmt(v, f),
+            Shareable::Bytes(v) => write!(f, "b{:?}", v.escape_ascii().to_string()),
+            Shareable::Tuple(items) => {
+                let mut tuple = f.debug_tuple("");
+                for item in items.iter() {
+                    tuple.field(item);
+                }
+                tuple.finish()
+            }
+            Shareable::Buffer(v) => fmt::Debug::fmt(v, f),
+            Shareable::Queue(v) => fmt::Debug::fmt(v, f),
+            Shareable::SendChannel(v) => fmt::Debug::fmt(v, f),
+            Shareable::RecvChannel(v) => fmt::Debug::fmt(v, f),
+            Shareable::Unbound => f.write_str("UNBOUND"),
+        }
+    }
+}
+
+/// Why a value could not be shared or extracted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShareError {
+    /// The value's type is not shareable (PEP 734's `NotShareableError`).
+    NotShareable {
+        /// What was offered.
+        type_name: &'static str,
+    },
+    /// The value is shareable but not of the requested kind.
+    WrongType {
+        /// The kind asked for.
+        expected: &'static str,
+        /// The kind found.
+        found: &'static str,
+    },
+}
+
+impl fmt::Display for ShareError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShareError::NotShareable { type_name } => {
+                write!(f, "{type_name} does not support cross-interpreter data")
+            }
+            ShareError::WrongType { expected, found } => {
+                write!(f, "expected a shareable {expected}, found {found}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ShareError {}
+
+/// Types whose values may cross between interpreters: the statically checked side of
+/// [`Shareable`]. Every API that sends a value (`put`, `send`, `prepare_main`, `call`'s
+/// result) takes a `Share` type, so sending anything else is a compile error:
+///
+/// ```compile_fail
+/// use contextvars::ContextVar;
+/// use exec_context::interpreters::create_queue;
+///
+/// static VAR: ContextVar<i32> = ContextVar::new("var");
+/// let queue = create_queue(0).unwrap();
+/// queue.put(&VAR).unwrap(); // error: `&ContextVar<i32>` is not `Share`
+/// ```
+///
+/// Implemented for `()`, `bool`, the integer and float types, `String`, `Arc<str>`,
+/// `Vec<u8>` and `Arc<[u8]>` (bytes), `Option<T>`, tuples of up to eight shareable types,
+/// `Vec<Shareable>` (a tuple of any length), [`SharedBuffer`], [`Queue`], the channel ends and
+/// [`Shareable`] itself.
+pub trait Share: Sized + Send + 'static {
+    /// The value as a [`Shareable`].
+    fn into_shareable(self) -> Shareable;
+
+    /// The value back from a [`Shareable`].
+    ///
+    /// # Errors
+    ///
+    /// [`ShareError::WrongType`] when `value` is of another kind.
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError>;
+}
+
+fn wrong<T>(expected: &'static str, found: &Shareable) -> Result<T, ShareError> {
+    Err(ShareError::WrongType {
+        expected,
+        found: found.type_name(),
+    })
+}
+
+impl Share for Shareable {
+    fn into_shareable(self) -> Shareable {
+        self
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        Ok(value)
+    }
+}
+
+impl Share for () {
+    fn into_shareable(self) -> Shareable {
+        Shareable::None
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::None => Ok(()),
+            other => wrong("NoneType", &other),
+        }
+    }
+}
+
+impl Share for bool {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Bool(self)
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Bool(v) => Ok(v),
+            other => wrong("bool", &other),
+        }
+    }
+}
+
+macro_rules! share_int {
+    ($($ty:ty),*) => {$(
+        impl Share for $ty {
+            fn into_shareable(self) -> Shareable {
+                Shareable::Int(self as i128)
+            }
+
+            fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+                match value {
+                    Shareable::Int(v) => <$ty>::try_from(v).map_err(|_| ShareError::WrongType {
+                        expected: stringify!($ty),
+                        found: "int out of range",
+                    }),
+                    other => wrong(stringify!($ty), &other),
+                }
+            }
+        }
+
+        impl From<$ty> for Shareable {
+            fn from(value: $ty) -> Self {
+                value.into_shareable()
+            }
+        }
+    )*};
+}
+
+share_int!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, usize);
+
+macro_rules! share_plain {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for Shareable {
+            fn from(value: $ty) -> Self {
+                value.into_shareable()
+            }
+        }
+    )*};
+}
+
+impl Share for f64 {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Float(self)
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Float(v) => Ok(v),
+            other => wrong("float", &other),
+        }
+    }
+}
+
+impl Share for f32 {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Float(f64::from(self))
+    }
+
+    /// Rounds to the nearest `f32`.
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            #[allow(clippy::cast_possible_truncation)]
+            Shareable::Float(v) => Ok(v as f32),
+            other => wrong("float", &other),
+        }
+    }
+}
+
+impl Share for String {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Str(self.into())
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Str(v) => Ok(String::from(&*v)),
+            other => wrong("str", &other),
+        }
+    }
+}
+
+impl Share for Arc<str> {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Str(self)
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Str(v) => Ok(v),
+            other => wrong("str", &other),
+        }
+    }
+}
+
+impl Share for Vec<u8> {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Bytes(self.into())
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Bytes(v) => Ok(v.to_vec()),
+            other => wrong("bytes", &other),
+        }
+    }
+}
+
+impl Share for Arc<[u8]> {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Bytes(self)
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Bytes(v) => Ok(v),
+            other => wrong("bytes", &other),
+        }
+    }
+}
+
+impl Share for Vec<Shareable> {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Tuple(self.into())
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Tuple(v) => Ok(v.to_vec()),
+            other => wrong("tuple", &other),
+        }
+    }
+}
+
+impl<T: Share> Share for Option<T> {
+    fn into_shareable(self) -> Shareable {
+        self.map_or(Shareable::None, Share::into_shareable)
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::None => Ok(None),
+            other => T::from_shareable(other).map(Some),
+        }
+    }
+}
+
+impl<T: Share> From<Option<T>> for Shareable {
+    fn from(value: Option<T>) -> Self {
+        value.into_shareable()
+    }
+}
+
+macro_rules! share_handle {
+    ($($ty:ident),*) => {$(
+        impl Share for $ty {
+            fn into_shareable(self) -> Shareable {
+                Shareable::$ty(self)
+            }
+
+            fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+                match value {
+                    Shareable::$ty(v) => Ok(v),
+                    other => wrong(stringify!($ty), &other),
+                }
+            }
+        }
+    )*};
+}
+
+share_handle!(Queue, SendChannel, RecvChannel);
+
+impl Share for SharedBuffer {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Buffer(self)
+    }
+
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        match value {
+            Shareable::Buffer(v) => Ok(v),
+            other => wrong("memoryview", &other),
+        }
+    }
+}
+
+share_plain!(
+    (),
+    bool,
+    f64,
+    f32,
+    String,
+    Arc<str>,
+    Vec<u8>,
+    Arc<[u8]>,
+    Vec<Shareable>,
+    SharedBuffer,
+    Queue,
+    SendChannel,
+    RecvChannel
+);
+
+impl From<&str> for Shareable {
+    fn from(value: &str) -> Self {
+        Shareable::Str(value.into())
+    }
+}
+
+impl From<&[u8]> for Shareable {
+    fn from(value: &[u8]) -> Self {
+        Shareable::Bytes(value.into())
+    }
+}
+
+macro_rules! share_tuple {
+    ($len:literal; $($name:ident),+) => {
+        impl<$($name: Share),+> Share for ($($name,)+) {
+            fn into_shareable(self) -> Shareable {
+                #[allow(non_snake_case)]
+                let ($($name,)+) = self;
+                Shareable::Tuple(Arc::from([$($name.into_shareable()),+]))
+            }
+
+            fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+                match value {
+                    Shareable::Tuple(items) if items.len() == $len => {
+                        let mut items = items.iter().cloned();
+                        Ok(($($name::from_shareable(items.next().unwrap_or(Shareable::None))?,)+))
+                    }
+                    other => wrong(concat!("tuple of ", $len), &other),
+                }
+            }
+        }
+
+        impl<$($name: Share),+> From<($($name,)+)> for Shareable {
+            fn from(value: ($($name,)+)) -> Self {
+                value.into_shareable()
+            }
+        }
+    };
+}
+
+share_tuple!(1; A);
+share_tuple!(2; A, B);
+share_tuple!(3; A, B, C);
+share_tuple!(4; A, B, C, D);
+share_tuple!(5; A, B, C, D, E);
+share_tuple!(6; A, B, C, D, E, F);
+share_tuple!(7; A, B, C, D, E, F, G);
+share_tuple!(8; A, B, C, D, E, F, G, H);
+
+/// Whether a value of a dynamically known type is shareable (PEP 554/734's
+/// `is_shareable(obj)`). True for the types [`Shareable::from_any`] accepts. For a statically
+/// known type — including tuples, which no dynamic check can enumerate — use
+/// [`is_shareable!`](crate::is_shareable) or the [`Share`] bound.
+///
+/// ```
+/// use exec_context::interpreters::is_shareable;
+///
+/// assert!(is_shareable(&42_i64));
+/// assert!(is_shareable(&String::from("text")));
+/// assert!(!is_shareable(&std::cell::Cell::new(1)));
+/// assert!(!is_shareable(&contextvars::Context::new()));
+/// ```
+pub fn is_shareable(value: &dyn Any) -> bool {
+    macro_rules! any_of {
+        ($($ty:ty),*) => { false $(|| value.is::<$ty>())* };
+    }
+    any_of!(
+        Shareable,
+        String,
+        &'static str,
+        i128,
+        i64,
+        i32,
+        i16,
+        i8,
+        u64,
+        u32,
+        u16,
+        u8,
+        usize,
+        isize,
+        f64,
+        f32,
+        bool,
+        (),
+        Vec<u8>,
+        Arc<str>,
+        Arc<[u8]>,
+        Vec<Shareable>,
+        SharedBuffer,
+        Queue,
+        SendChannel,
+        RecvChannel
+    )
+}
+
+/// Whether an expression's (statically known) type is shareable: `true` when it implements
+/// [`Share`], `false` otherwise — a compile-time answer for any type, tuples included.
+///
+/// ```
+/// use exec_context::is_shareable;
+/// use contextvars::{ContextVar, copy_context};
+///
+/// static VAR: ContextVar<i32> = ContextVar::new("var");
+///
+/// assert!(is_shareable!((1_u8, String::from("a"), Some(2.5))));
+/// assert!(!is_shareable!(copy_context()));
+/// assert!(!is_shareable!(VAR.set(1))); // a Token
+/// assert!(!is_shareable!(vec![1_u32])); // only Vec<u8> (bytes) is shareable
+/// ```
+#[macro_export]
+macro_rules! is_shareable {
+    ($value:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::interpreters::__private::{ViaAnything as _, ViaShare as _};
+        (&&&$value).__is_shareable()
+    }};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use super::Share;
+
+    /// Chosen by autoref when the value's type implements [`Share`].
+    pub trait ViaShare {
+        fn __is_shareable(&self) -> bool {
+            true
+        }
+    }
+
+    impl<T: Share> ViaShare for &&T {}
+
+    /// The fallback for every other type.
+    pub trait ViaAnything {
+        fn __is_shareable(&self) -> bool {
+            false
+        }
+    }
+
+    impl<T> ViaAnything for &T {}
+}
+
+/// A byte buffer shared between interpreters without copying (PEP 3118 / `memoryview`).
+///
+/// A *read-only* buffer is plain bytes every holder can borrow ([`as_slice`](Self::as_slice)).
+/// A *writable* buffer is written through exclusive [`claim`](Self::claim)s of disjoint
+/// ranges, so interpreters writing result slots in parallel never overlap (the seed's
+/// map-reduce); anyone may read it at any time (bytes being written may be seen old or new).
+/// Clones share the same memory.
+///
+/// ```
+/// use exec_context::interpreters::SharedBuffer;
+///
+/// let results = SharedBuffer::writable(4);
+/// let worker_view = results.clone(); // what another interpreter would receive
+/// let mut slot = worker_view.claim(1..3).unwrap();
+/// slot.write(0, &[7, 8]).unwrap();
+/// assert!(results.claim(2..4).is_err()); // overlaps the slot held by the worker
+/// drop(slot);
+/// assert_eq!(results.to_vec(), [0, 7, 8, 0]);
+/// ```
+#[derive(Clone)]
+pub struct SharedBuffer {
+    inner: Arc<BufferInner>,
+}
+
+struct BufferInner {
+    data: Data,
+    claims: Mutex<Vec<Range<usize>>>,
+}
+
+enum Data {
+    ReadOnly(Box<[u8]>),
+    Writable(Box<[AtomicU8]>),
+}
+
+/// Why a buffer operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BufferError {
+    /// The buffer is read-only.
+    ReadOnly,
+    /// The range does not fit the buffer (or the slot).
+    OutOfBounds {
+        /// The range asked for.
+        range: Range<usize>,
+        /// The length available.
+        len: usize,
+    },
+    /// The range overlaps a range someone else has claimed.
+    Overlap {
+        /// The range asked for.
+        requested: Range<usize>,
+        /// The claimed range it overlaps.
+        held: Range<usize>,
+    },
+}
+
+impl fmt::Display for BufferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BufferError::ReadOnly => f.write_str("the buffer is read-only"),
+            BufferError::OutOfBounds { range, len } => {
+                write!(f, "range {range:?} is out of bounds for length {len}")
+            }
+            BufferError::Overlap { requested, held } => {
+                write!(f, "range {requested:?} overlaps the claimed range {held:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BufferError {}
+
+impl SharedBuffer {
+    /// A read-only buffer holding `bytes`.
+    pub fn read_only(bytes: impl Into<Box<[u8]>>) -> Self {
+        SharedBuffer::new(Data::ReadOnly(bytes.into()))
+    }
+
+    /// A writable buffer of `len` zero bytes.
+    pub fn writable(len: usize) -> Self {
+        SharedBuffer::new(Data::Writable((0..len).map(|_| AtomicU8::new(0)).collect()))
+    }
+
+    /// A writable buffer starting with a copy of `bytes`.
+    pub fn writable_from(bytes: &[u8]) -> Self {
+        SharedBuffer::new(Data::Writable(
+            bytes.iter().map(|&b| AtomicU8::new(b)).collect(),
+        ))
+    }
+
+    fn new(data: Data) -> Self {
+        SharedBuffer {
+            inner: Arc::new(BufferInner {
+                data,
+                claims: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        match &self.inner.data {
+            Data::ReadOnly(bytes) => bytes.len(),
+            Data::Writable(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the buffer can be written (through claims).
+    pub fn is_writable(&self) -> bool {
+        matches!(self.inner.data, Data::Writable(_))
+    }
+
+    /// The bytes of a read-only buffer, borrowed without copying; `None` for a writable one
+    /// (read it with [`get`](Self::get), [`read_into`](Self::read_into) or
+    /// [`to_vec`](Self::to_vec)).
+    pub fn as_slice(&self) -> Option<&[u8]> {
+        match &self.inner.data {
+            Data::ReadOnly(bytes) => Some(bytes),
+            Data::Writable(_) => None,
+        }
+    }
+
+    /// The byte at `index`.
+    pub fn get(&self, index: usize) -> Option<u8> {
+        match &self.inner.data {
+            Data::ReadOnly(bytes) => bytes.get(index).copied(),
+            Data::Writable(bytes) => bytes.get(index).map(|b| b.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::OutOfBounds`] when the range does not fit.
+    pub fn read_into(&self, offset: usize, dst: &mut [u8]) -> Result<(), BufferError> {
+        let range = self.check(offset..offset.saturating_add(dst.len()))?;
+        match &self.inner.data {
+            Data::ReadOnly(bytes) => dst.copy_from_slice(&bytes[range]),
+            Data::Writable(bytes) => {
+                for (d, s) in dst.iter_mut().zip(&bytes[range]) {
+                    *d = s.load(Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy of the whole buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len()];
+        self.read_into(0, &mut out)
+            .expect("the whole buffer is in bounds");
+        out
+    }
+
+    /// Claims `range` for exclusive writing until the returned slot is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::ReadOnly`], [`BufferError::OutOfBounds`], or [`BufferError::Overlap`]
+    /// when part of the range is claimed already (claims never wait).
+    pub fn claim(&self, range: Range<usize>) -> Result<BufferSlot, BufferError> {
+        if !self.is_writable() {
+            return Err(BufferError::ReadOnly);
+        }
+        let range = self.check(range)?;
+        let mut claims = self
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let overlapping = claims
+            .iter()
+            .find(|held| held.start < range.end && range.start < held.end && !range.is_empty());
+        if let Some(held) = overlapping {
+            return Err(BufferError::Overlap {
+                requested: range,
+                held: held.clone(),
+            });
+        }
+        claims.push(range.clone());
+        Ok(BufferSlot {
+            buffer: self.clone(),
+            range,
+        })
+    }
+
+    /// Whether two handles share the same memory.
+    pub fn ptr_eq(&self, other: &SharedBuffer) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn check(&self, range: Range<usize>) -> Result<Range<usize>, BufferError> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(BufferError::OutOfBounds {
+                range,
+                len: self.len(),
+            });
+        }
+        Ok(range)
+    }
+
+    fn cells(&self) -> &[AtomicU8] {
+        match &self.inner.data {
+            Data::Writable(bytes) => bytes,
+            Data::ReadOnly(_) => &[],
+        }
+    }
+}
+
+impl PartialEq for SharedBuffer {
+    /// Two handles are equal when they share the same memory.
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl fmt::Debug for SharedBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBuffer")
+            .field("len", &self.len())
+            .field("writable", &self.is_writable())
+            .finish()
+    }
+}
+
+/// An exclusive claim on a range of a writable [`SharedBuffer`]; offsets are relative to the
+/// slot's start. Dropping it releases the range.
+pub struct BufferSlot {
+    buffer: SharedBuffer,
+    range: Range<usize>,
+}
+
+impl BufferSlot {
+    /// The claimed range of the buffer.
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
+    /// The slot's length.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether the slot is empty.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// Writes `bytes` at `offset` within the slot.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::OutOfBounds`] when they do not fit in the slot.
+    pub fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), BufferError> {
+        let end = offset.saturating_add(bytes.len());
+        if end > self.len() {
+            return Err(BufferError::OutOfBounds {
+                range: offset..end,
+                len: self.len(),
+            });
+        }
+        let start = self.range.start + offset;
+        for (cell, &b) in self.buffer.cells()[start..start + bytes.len()]
+            .iter()
+            .zip(bytes)
+        {
+            cell.store(b, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Sets the byte at `offset` within the slot.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::OutOfBounds`] when `offset` is outside the slot.
+    pub fn set(&mut self, offset: usize, byte: u8) -> Result<(), BufferError> {
+        self.write(offset, &[byte])
+    }
+
+    /// The byte at `offset` within the slot.
+    pub fn get(&self, offset: usize) -> Option<u8> {
+        (offset < self.len())
+            .then(|| self.buffer.cells()[self.range.start + offset].load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for BufferSlot {
+    fn drop(&mut self) {
+        let mut claims = self
+            .buffer
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = claims.iter().position(|held| *held == self.range) {
+            claims.swap_remove(at);
+        }
+    }
+}
+
+impl fmt::Debug for BufferSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferSlot")
+            .field("range", &self.range)
+            .finish()
+    }
+}
