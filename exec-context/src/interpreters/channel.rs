@@ -122,8 +122,10 @@ impl ChannelInner {
 }
 
 /// Creates a channel: PEP 554's `create_channel() -> (RecvChannel, SendChannel)`. Items sent
-/// by an interpreter that is closed before they are received are removed
-/// ([`UnboundPolicy::Remove`]); see [`create_channel_with`].
+/// by an interpreter that is closed before they are received are replaced by
+/// [`Shareable::Unbound`] ([`UnboundPolicy::Replace`], as for queues); see
+/// [`create_channel_with`]. So keep a sending interpreter open until what it sent is
+/// received.
 ///
 /// ```
 /// use exec_context::interpreters::{self, Shareable};
@@ -140,7 +142,7 @@ impl ChannelInner {
 /// worker.join().unwrap().unwrap();
 /// ```
 pub fn create_channel() -> (RecvChannel, SendChannel) {
-    create_channel_with(UnboundPolicy::Remove)
+    create_channel_with(UnboundPolicy::default())
 }
 
 /// Creates a channel whose items follow `policy` when the interpreter that sent them is

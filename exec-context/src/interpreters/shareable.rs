@@ -203,6 +203,7 @@ impl std::error::Error for ShareError {}
 /// ```
 ///
 /// Implemented for `()`, `bool`, the integer and float types, `String`, `Arc<str>`,
+/// `&'static str` (sending only),
 /// `Vec<u8>` and `Arc<[u8]>` (bytes), `Option<T>`, tuples of up to eight shareable types,
 /// `Vec<Shareable>` (a tuple of any length), [`SharedBuffer`], [`Queue`], the channel ends and
 /// [`Shareable`] itself.
@@ -465,6 +466,20 @@ impl From<&str> for Shareable {
     }
 }
 
+impl Share for &'static str {
+    fn into_shareable(self) -> Shareable {
+        Shareable::Str(self.into())
+    }
+
+    /// Always fails: a received string is not `'static`. Extract a `String` or `Arc<str>`.
+    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+        wrong(
+            "&'static str (extract a String or Arc<str> instead)",
+            &value,
+        )
+    }
+}
+
 impl From<&[u8]> for Shareable {
     fn from(value: &[u8]) -> Self {
         Shareable::Bytes(value.into())
@@ -574,7 +589,7 @@ macro_rules! is_shareable {
     ($value:expr) => {{
         #[allow(unused_imports)]
         use $crate::interpreters::__private::{ViaAnything as _, ViaShare as _};
-        (&&&$value).__is_shareable()
+        (&&$value).__is_shareable()
     }};
 }
 
@@ -589,7 +604,7 @@ pub mod __private {
         }
     }
 
-    impl<T: Share> ViaShare for &&T {}
+    impl<T: Share> ViaShare for &T {}
 
     /// The fallback for every other type.
     pub trait ViaAnything {
@@ -598,7 +613,7 @@ pub mod __private {
         }
     }
 
-    impl<T> ViaAnything for &T {}
+    impl<T> ViaAnything for &&T {}
 }
 
 /// A byte buffer shared between interpreters without copying (PEP 3118 / `memoryview`).

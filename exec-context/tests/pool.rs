@@ -1,0 +1,212 @@
+//! `InterpreterPool`: jobs, failures, initializers, shared `__main__` names, shutdown.
+
+use std::time::Duration;
+
+use contextvars::ContextVar;
+use exec_context::interpreters::{self, InterpreterPool, PoolError, Shareable, create_queue};
+
+static WORKER_STATE: ContextVar<u32> = ContextVar::with_default("worker_state", 0);
+
+#[derive(Debug, PartialEq)]
+struct Invalid(u32);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid input {}", self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+#[test]
+fn map_returns_results_in_order() {
+    let pool = InterpreterPool::new(3).unwrap();
+    let results: Vec<u32> = pool
+        .map(|n: u32| n + 1, 0..100)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(results, (1..=100).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failing_job_reports_execution_failed_with_the_original_as_source() {
+    let pool = InterpreterPool::new(2).unwrap();
+    let error = pool
+        .submit_fallible(|| Err::<u32, _>(Invalid(7)))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    let failed = error.as_failed().expect("a job failure");
+    assert!(failed.type_name().ends_with("Invalid"));
+    assert_eq!(failed.message(), "invalid input 7");
+    assert_eq!(failed.downcast_source::<Invalid>(), Some(&Invalid(7)));
+    assert_eq!(
+        std::error::Error::source(&error).map(ToString::to_string),
+        Some(failed.to_string())
+    );
+    // The pool goes on.
+    assert_eq!(pool.submit(|| 5).unwrap().wait().unwrap(), 5);
+}
+
+#[test]
+fn a_panicking_job_is_reported_and_the_worker_survives() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let error = pool
+        .submit(|| -> u32 { panic!("job exploded") })
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    let failed = error.as_failed().unwrap();
+    assert!(failed.is_panic());
+    assert_eq!(failed.message(), "job exploded");
+    assert_eq!(pool.submit(|| 2).unwrap().wait().unwrap(), 2);
+}
+
+#[test]
+fn each_worker_keeps_its_own_context_state() {
+    let pool = InterpreterPool::new(2).unwrap();
+    // Every job increments its worker's variable; the per-worker counts add up to the jobs.
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            pool.submit(|| {
+                let next = WORKER_STATE.get().unwrap() + 1;
+                WORKER_STATE.set(next);
+                (interpreters::get_current().id(), next)
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut last = std::collections::HashMap::new();
+    for handle in handles {
+        let (interp, count): (u64, u32) = handle.wait().unwrap();
+        let seen = last.entry(interp).or_insert(0);
+        *seen = (*seen).max(count);
+    }
+    assert_eq!(last.values().sum::<u32>(), 200);
+    assert_eq!(WORKER_STATE.get(), Some(0), "the main context is untouched");
+}
+
+#[test]
+fn initializer_and_shared_main_attrs_run_in_every_worker() {
+    let log = create_queue(0).unwrap();
+    let pool = InterpreterPool::builder()
+        .workers(3)
+        .main_attrs([("log", log.clone().into()), ("greeting", "hi".into())])
+        .initializer(|| {
+            let me = interpreters::get_current();
+            let log: interpreters::Queue =
+                me.get_main_attr("log").unwrap().unwrap().extract().unwrap();
+            WORKER_STATE.set(100);
+            log.put(me.id()).map_err(|e| Invalid(e as u32))
+        })
+        .build()
+        .unwrap();
+    let greeting = pool
+        .submit(|| {
+            let me = interpreters::get_current();
+            (
+                me.get_main_attr("greeting").unwrap().unwrap(),
+                WORKER_STATE.get().unwrap(),
+            )
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(greeting, (Shareable::from("hi"), 100));
+    // Read the log while the workers' interpreters are open: once they close, what they put
+    // follows the queue's unbound policy.
+    let mut ids: Vec<u64> = (0..3)
+        .map(|_| log.get().unwrap().extract().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "one interpreter per worker");
+    pool.shutdown(true);
+    assert!(log.empty());
+}
+
+#[test]
+fn a_broken_initializer_breaks_the_pool() {
+    let pool = InterpreterPool::builder()
+        .workers(2)
+        .initializer(|| Err(Invalid(1)))
+        .build()
+        .unwrap();
+    let first = pool.submit(|| 1);
+    // Wait until a worker has reported the failure.
+    let mut broken = pool.is_broken();
+    for _ in 0..400 {
+        if broken {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        broken = pool.is_broken();
+    }
+    assert!(broken);
+    if let Ok(handle) = first {
+        match handle.wait() {
+            Err(PoolError::Broken(failure)) => {
+                assert_eq!(failure.downcast_source::<Invalid>(), Some(&Invalid(1)));
+            }
+            other => panic!("expected a broken pool, got {other:?}"),
+        }
+    }
+    assert!(matches!(pool.submit(|| 2), Err(PoolError::Broken(_))));
+}
+
+#[test]
+fn shutdown_finishes_queued_jobs_and_refuses_new_ones() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let handles: Vec<_> = (0..50)
+        .map(|n| pool.submit(move || n * 2).unwrap())
+        .collect();
+    pool.shutdown(true);
+    let results: Vec<u32> = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(results, (0..50).map(|n| n * 2).collect::<Vec<_>>());
+    assert!(matches!(pool.submit(|| 1), Err(PoolError::Shutdown)));
+}
+
+#[test]
+fn pending_jobs_can_be_cancelled() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let gate = create_queue(0).unwrap();
+    let started = create_queue(0).unwrap();
+    let blocker = {
+        let (gate, started) = (gate.clone(), started.clone());
+        pool.submit(move || {
+            started.put(()).unwrap();
+            gate.get().unwrap()
+        })
+        .unwrap()
+    };
+    started.get().unwrap();
+    let queued: Vec<_> = (0..5).map(|n| pool.submit(move || n).unwrap()).collect();
+    assert!(queued[0].cancel());
+    let cancelled = pool.cancel_pending();
+    assert_eq!(
+        cancelled, 5,
+        "the one cancelled already is still queued, then refused"
+    );
+    gate.put("go").unwrap();
+    assert_eq!(blocker.wait().unwrap(), Shareable::from("go"));
+    for handle in queued {
+        assert!(matches!(handle.wait(), Err(PoolError::Cancelled)));
+    }
+}
+
+#[test]
+fn a_job_handle_is_a_future() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let handle = pool.submit(|| "async").unwrap();
+    let value = futures_executor::block_on(handle).unwrap();
+    assert_eq!(value, "async");
+    let slow = pool
+        .submit(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            1
+        })
+        .unwrap();
+    let slow = slow.wait_timeout(Duration::from_millis(1)).unwrap_err();
+    assert_eq!(slow.wait().unwrap(), 1);
+}

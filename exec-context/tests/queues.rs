@@ -1,0 +1,442 @@
+//! Queue and channel semantics, modelled on CPython's `test_interpreters/test_queues.py`, and
+//! the stress scenarios of issue 5.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use exec_context::interpreters::{
+    self, ChannelError, QueueError, Shareable, SharedBuffer, UnboundPolicy, create_channel,
+    create_channel_with, create_queue, create_queue_with, list_all_channels,
+};
+use exec_context::thread::{Inheritance, spawn};
+
+const SHORT: Duration = Duration::from_millis(20);
+
+#[test]
+fn full_and_qsize_follow_puts_and_gets() {
+    let queue = create_queue(3).unwrap();
+    assert_eq!(queue.maxsize(), 3);
+    let mut sizes = vec![(queue.qsize(), queue.empty(), queue.full())];
+    for value in [1, 2, 3] {
+        queue.put(value).unwrap();
+        sizes.push((queue.qsize(), queue.empty(), queue.full()));
+    }
+    for _ in 0..3 {
+        queue.get().unwrap();
+        sizes.push((queue.qsize(), queue.empty(), queue.full()));
+    }
+    assert_eq!(
+        sizes,
+        [
+            (0, true, false),
+            (1, false, false),
+            (2, false, false),
+            (3, false, true),
+            (2, false, false),
+            (1, false, false),
+            (0, true, false),
+        ]
+    );
+    let unbounded = create_queue(0).unwrap();
+    for value in 0..1000 {
+        unbounded.put(value).unwrap();
+    }
+    assert!(!unbounded.full());
+    assert_eq!(unbounded.qsize(), 1000);
+}
+
+#[test]
+fn put_with_timeout_on_a_full_queue_fails_with_full() {
+    let queue = create_queue(1).unwrap();
+    queue.put(1).unwrap();
+    let start = Instant::now();
+    assert_eq!(queue.put_timeout(2, SHORT), Err(QueueError::Full));
+    assert!(start.elapsed() >= SHORT);
+    assert_eq!(queue.put_nowait(2), Err(QueueError::Full));
+    assert_eq!(queue.qsize(), 1);
+}
+
+#[test]
+fn get_with_timeout_on_an_empty_queue_fails_with_empty() {
+    let queue = create_queue(0).unwrap();
+    let start = Instant::now();
+    assert_eq!(queue.get_timeout(SHORT), Err(QueueError::Empty));
+    assert!(start.elapsed() >= SHORT);
+    assert_eq!(queue.get_nowait(), Err(QueueError::Empty));
+}
+
+#[test]
+fn blocked_put_resumes_as_soon_as_there_is_room() {
+    let queue = create_queue(1).unwrap();
+    queue.put("first").unwrap();
+    let putter = {
+        let queue = queue.clone();
+        std::thread::spawn(move || queue.put("second"))
+    };
+    std::thread::sleep(SHORT);
+    assert_eq!(queue.get().unwrap(), Shareable::from("first"));
+    putter.join().unwrap().unwrap();
+    assert_eq!(queue.get().unwrap(), Shareable::from("second"));
+}
+
+#[test]
+fn a_blocked_get_wakes_without_polling_delay() {
+    let queue = create_queue(0).unwrap();
+    let (ready_q, reply) = (queue.clone(), create_queue(0).unwrap());
+    let echo = {
+        let reply = reply.clone();
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                let value = ready_q.get().unwrap();
+                reply.put(value).unwrap();
+            }
+        })
+    };
+    let start = Instant::now();
+    for n in 0..200 {
+        queue.put(n).unwrap();
+        assert_eq!(reply.get().unwrap(), Shareable::from(n));
+    }
+    echo.join().unwrap();
+    // CPython 3.14 sleeps 10 ms per blocked get (about 62 round trips a second); 200 round
+    // trips at that pace take 2 s or more. Without polling they take milliseconds.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn values_crossing_interpreters_are_equal_copies() {
+    let queue = create_queue(0).unwrap();
+    let values: Vec<Shareable> = vec![
+        ().into(),
+        true.into(),
+        (-5_i64).into(),
+        u64::MAX.into(),
+        1.5.into(),
+        "text".into(),
+        b"bytes".to_vec().into(),
+        (1, ("nested", 2.5), None::<i32>).into(),
+    ];
+    let interp = interpreters::create();
+    let (q, sent) = (queue.clone(), values.clone());
+    interp
+        .exec(move || {
+            for value in sent {
+                q.put(value).unwrap();
+            }
+        })
+        .unwrap();
+    let received: Vec<Shareable> = (0..values.len()).map(|_| queue.get().unwrap()).collect();
+    assert_eq!(received, values);
+}
+
+#[test]
+fn a_queue_sent_through_a_queue_is_the_same_queue() {
+    let outer = create_queue(0).unwrap();
+    let inner = create_queue(5).unwrap();
+    outer.put(inner.clone()).unwrap();
+    let got: interpreters::Queue = outer.get().unwrap().extract().unwrap();
+    assert_eq!(got, inner);
+    assert_eq!(got.id(), inner.id());
+    got.put("through the copy").unwrap();
+    assert_eq!(inner.get().unwrap(), Shareable::from("through the copy"));
+    assert_eq!(got.maxsize(), 5);
+}
+
+fn put_from_closed_interpreter(policy: UnboundPolicy) -> interpreters::Queue {
+    let queue = create_queue_with(0, policy).unwrap();
+    let interp = interpreters::create();
+    queue.put("before").unwrap();
+    let q = queue.clone();
+    interp
+        .exec(move || q.put("from the interpreter").unwrap())
+        .unwrap();
+    queue.put("after").unwrap();
+    interp.close().unwrap();
+    queue
+}
+
+#[test]
+fn unbound_replace_returns_the_unbound_marker() {
+    let queue = put_from_closed_interpreter(UnboundPolicy::Replace);
+    assert_eq!(queue.qsize(), 3);
+    assert_eq!(queue.get().unwrap(), Shareable::from("before"));
+    assert_eq!(queue.get().unwrap(), Shareable::Unbound);
+    assert_eq!(queue.get().unwrap(), Shareable::from("after"));
+}
+
+#[test]
+fn unbound_error_fails_the_get() {
+    let queue = put_from_closed_interpreter(UnboundPolicy::Error);
+    assert_eq!(queue.qsize(), 3);
+    assert_eq!(queue.get().unwrap(), Shareable::from("before"));
+    assert_eq!(queue.get(), Err(QueueError::ItemInterpreterDestroyed));
+    assert_eq!(queue.get().unwrap(), Shareable::from("after"));
+}
+
+#[test]
+fn unbound_remove_drops_the_item_at_close() {
+    let queue = put_from_closed_interpreter(UnboundPolicy::Remove);
+    assert_eq!(queue.qsize(), 2);
+    assert_eq!(queue.get().unwrap(), Shareable::from("before"));
+    assert_eq!(queue.get().unwrap(), Shareable::from("after"));
+}
+
+#[test]
+fn a_per_item_policy_overrides_the_queues_default() {
+    let queue = create_queue_with(0, UnboundPolicy::Replace).unwrap();
+    let interp = interpreters::create();
+    let q = queue.clone();
+    interp
+        .exec(move || {
+            q.put_with_policy(1, UnboundPolicy::Remove, None).unwrap();
+            q.put(2).unwrap();
+        })
+        .unwrap();
+    drop(interp); // the last handle: the interpreter closes
+    assert_eq!(queue.qsize(), 1);
+    assert_eq!(queue.get().unwrap(), Shareable::Unbound);
+}
+
+#[test]
+fn closing_a_queue_wakes_blocked_getters_and_putters() {
+    let empty = create_queue(0).unwrap();
+    let full = create_queue(1).unwrap();
+    full.put(0).unwrap();
+    let barrier = Arc::new(Barrier::new(3));
+    let getter = {
+        let (q, b) = (empty.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            b.wait();
+            q.get()
+        })
+    };
+    let putter = {
+        let (q, b) = (full.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            b.wait();
+            q.put(1)
+        })
+    };
+    barrier.wait();
+    std::thread::sleep(SHORT);
+    assert!(empty.close());
+    assert!(full.close());
+    assert!(!full.close(), "closing twice is harmless");
+    assert_eq!(getter.join().unwrap(), Err(QueueError::Closed));
+    assert_eq!(putter.join().unwrap(), Err(QueueError::Closed));
+    // What was in the queue can still be taken, then it reports closed.
+    assert_eq!(full.get().unwrap(), Shareable::from(0));
+    assert_eq!(full.get(), Err(QueueError::Closed));
+    assert_eq!(full.put_nowait(2), Err(QueueError::Closed));
+}
+
+#[test]
+fn a_closed_channel_wakes_blocked_receivers_with_an_error() {
+    let (recv, send) = create_channel();
+    let receivers: Vec<_> = (0..3)
+        .map(|_| {
+            let recv = recv.clone();
+            std::thread::spawn(move || recv.recv())
+        })
+        .collect();
+    std::thread::sleep(SHORT);
+    send.close();
+    for receiver in receivers {
+        assert_eq!(receiver.join().unwrap(), Err(ChannelError::Closed));
+    }
+    assert_eq!(send.send_nowait(1), Err(ChannelError::Closed));
+}
+
+#[test]
+fn a_blocking_send_waits_for_the_receiver() {
+    let (recv, send) = create_channel();
+    let sender = std::thread::spawn(move || {
+        let start = Instant::now();
+        send.send("hello").unwrap();
+        start.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(recv.recv().unwrap(), Shareable::from("hello"));
+    assert!(sender.join().unwrap() >= Duration::from_millis(40));
+}
+
+#[test]
+fn a_timed_send_that_is_not_received_is_withdrawn() {
+    let (recv, send) = create_channel();
+    assert_eq!(send.send_timeout(1, SHORT), Err(ChannelError::Timeout));
+    assert!(recv.is_empty());
+    assert_eq!(recv.recv_nowait(), Ok(None));
+    assert_eq!(recv.recv_timeout(SHORT), Err(ChannelError::Timeout));
+}
+
+#[test]
+fn closing_the_receiving_end_fails_waiting_senders_and_drops_items() {
+    let (recv, send) = create_channel();
+    send.send_nowait(1).unwrap();
+    let sender = {
+        let send = send.clone();
+        std::thread::spawn(move || send.send(2))
+    };
+    std::thread::sleep(SHORT);
+    assert!(recv.close());
+    assert_eq!(sender.join().unwrap(), Err(ChannelError::Closed));
+    assert_eq!(recv.recv_nowait(), Err(ChannelError::Closed));
+}
+
+#[test]
+fn released_ends_refuse_the_interpreter_and_close_when_unused() {
+    let (recv, send) = create_channel();
+    send.send_nowait("a").unwrap();
+    assert_eq!(send.interpreters(), [0]);
+    let interp = interpreters::create();
+    let r = recv.clone();
+    let got = interp.call(move || r.recv().unwrap()).unwrap();
+    assert_eq!(got, Shareable::from("a"));
+    assert_eq!(recv.interpreters(), [interp.id()]);
+    assert!(list_all_channels().iter().any(|(r, _)| *r == recv));
+
+    assert!(send.release());
+    assert!(!send.release(), "releasing twice is harmless");
+    assert_eq!(send.send_nowait("b"), Err(ChannelError::Released));
+    assert!(
+        !send.is_closed(),
+        "the interpreter still uses the receiving end"
+    );
+    let r = recv.clone();
+    interp.exec(move || assert!(r.release())).unwrap();
+    assert!(send.is_closed(), "nobody uses either end any more");
+    assert!(!list_all_channels().iter().any(|(r, _)| *r == recv));
+}
+
+#[test]
+fn send_buffer_shares_the_memory() {
+    let (recv, send) = create_channel();
+    let buffer = SharedBuffer::writable(8);
+    send.send_buffer_nowait(&buffer).unwrap();
+    let received: SharedBuffer = recv.recv().unwrap().extract().unwrap();
+    assert!(received.ptr_eq(&buffer));
+    received.claim(0..2).unwrap().write(0, &[4, 2]).unwrap();
+    assert_eq!(buffer.get(1), Some(2));
+}
+
+#[test]
+fn channel_items_from_a_closed_interpreter_follow_the_policy() {
+    let (recv, send) = create_channel_with(UnboundPolicy::Error);
+    let interp = interpreters::create();
+    let s = send.clone();
+    interp.exec(move || s.send_nowait(1).unwrap()).unwrap();
+    interp.close().unwrap();
+    assert_eq!(
+        recv.recv_nowait(),
+        Err(ChannelError::ItemInterpreterDestroyed)
+    );
+    let (recv, send) = create_channel();
+    let interp = interpreters::create();
+    interp.exec(move || send.send_nowait(1).unwrap()).unwrap();
+    interp.close().unwrap();
+    assert_eq!(
+        recv.recv_nowait(),
+        Ok(Some(Shareable::Unbound)),
+        "replaced by default"
+    );
+}
+
+/// 8 producers and 8 consumers, two of each started inside each of 4 interpreters, pass a
+/// million messages through one bounded queue; none is lost or duplicated.
+#[test]
+fn stress_eight_by_eight_across_four_interpreters() {
+    const PER_PRODUCER: u64 = if cfg!(miri) { 50 } else { 125_000 };
+    const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+    let queue = create_queue(1024).unwrap();
+    let interps: Vec<_> = (0..4).map(|_| interpreters::create()).collect();
+    let mut producers = Vec::new();
+    let mut consumers = Vec::new();
+    for (i, interp) in interps.iter().enumerate() {
+        let id = interp.id();
+        interp
+            .exec(|| {
+                for k in 0..2_u64 {
+                    let p = i as u64 * 2 + k;
+                    let to_fill = queue.clone();
+                    producers.push(spawn(Inheritance::Empty, move || {
+                        assert_eq!(interpreters::get_current().id(), id);
+                        for n in 0..PER_PRODUCER {
+                            to_fill.put(p * PER_PRODUCER + n).unwrap();
+                        }
+                    }));
+                    let queue = queue.clone();
+                    consumers.push(spawn(Inheritance::Empty, move || {
+                        assert_eq!(interpreters::get_current().id(), id);
+                        let (mut count, mut sum, mut mix) = (0_u64, 0_u128, 0_u64);
+                        loop {
+                            match queue.get() {
+                                Ok(value) => {
+                                    let n: u64 = value.extract().unwrap();
+                                    count += 1;
+                                    sum += u128::from(n);
+                                    mix ^= n.wrapping_mul(MIX);
+                                }
+                                Err(QueueError::Closed) => return (count, sum, mix),
+                                Err(other) => panic!("{other}"),
+                            }
+                        }
+                    }));
+                }
+            })
+            .unwrap();
+    }
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    queue.close();
+    let (mut count, mut sum, mut mix) = (0, 0_u128, 0);
+    for consumer in consumers {
+        let (c, s, m) = consumer.join().unwrap();
+        count += c;
+        sum += s;
+        mix ^= m;
+    }
+    let total = 8 * PER_PRODUCER;
+    assert_eq!(count, total, "nothing lost or duplicated");
+    assert_eq!(sum, u128::from(total) * u128::from(total - 1) / 2);
+    assert_eq!(mix, (0..total).fold(0, |acc, n| acc ^ n.wrapping_mul(MIX)));
+    for interp in interps {
+        interp.close().unwrap();
+    }
+}
+
+#[test]
+fn pool_of_four_runs_ten_thousand_jobs() {
+    let pool = interpreters::InterpreterPool::new(4).unwrap();
+    let jobs = if cfg!(miri) { 20 } else { 10_000_u64 };
+    let handles: Vec<_> = (0..jobs)
+        .map(|n| {
+            pool.submit(move || (n, interpreters::get_current().id()))
+                .unwrap()
+        })
+        .collect();
+    let mut seen = vec![false; jobs as usize];
+    let mut interps = HashSet::new();
+    for handle in handles {
+        let (n, interp) = handle.wait().unwrap();
+        assert!(!seen[n as usize]);
+        seen[n as usize] = true;
+        interps.insert(interp);
+    }
+    assert!(seen.iter().all(|&s| s));
+    assert!(
+        !interps.contains(&0),
+        "jobs never run in the main interpreter"
+    );
+    assert!(interps.len() <= 4);
+    pool.shutdown(true);
+    assert!(matches!(
+        pool.submit(|| 1),
+        Err(interpreters::PoolError::Shutdown)
+    ));
+}
