@@ -210,3 +210,40 @@ fn a_job_handle_is_a_future() {
     let slow = slow.wait_timeout(Duration::from_millis(1)).unwrap_err();
     assert_eq!(slow.wait().unwrap(), 1);
 }
+
+#[test]
+fn a_cancelled_job_whose_captures_panic_on_drop_leaves_the_pool_working() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("drop");
+            }
+        }
+    }
+    let pool = InterpreterPool::new(1).unwrap();
+    let gate = create_queue(0).unwrap();
+    let started = create_queue(0).unwrap();
+    let blocker = {
+        let (gate, started) = (gate.clone(), started.clone());
+        pool.submit(move || {
+            started.put(()).unwrap();
+            gate.get().unwrap()
+        })
+        .unwrap()
+    };
+    started.get().unwrap();
+    let bomb = PanicOnDrop;
+    let doomed = pool
+        .submit(move || {
+            let _keep = &bomb;
+            1
+        })
+        .unwrap();
+    assert!(doomed.cancel());
+    gate.put(()).unwrap();
+    blocker.wait().unwrap();
+    assert!(matches!(doomed.wait(), Err(PoolError::Cancelled)));
+    // The worker dropped the cancelled job (its destructor panicked) and goes on.
+    assert_eq!(pool.submit(|| 3).unwrap().wait().unwrap(), 3);
+}

@@ -9,8 +9,12 @@
 //! afterwards — also when the code panics. So a [`ContextVar`](contextvars::ContextVar) set in
 //! interpreter A is invisible in B and in the main interpreter, and is still there at A's next
 //! `exec` on the same thread (like CPython, context state belongs to a thread state, and a
-//! thread state to one interpreter). Tasks, generators and threads started inside an
-//! interpreter stay in it: [`get_current`] inside them is that interpreter.
+//! thread state to one interpreter). Tasks ([`FutureExt`](crate::FutureExt), the `tokio` and
+//! `rayon` wrappers), generators ([`Gen`](crate::Gen), [`ContextualIter`](crate::ContextualIter))
+//! and threads ([`thread::spawn`](crate::thread::spawn)) started inside an interpreter stay in
+//! it: [`get_current`] inside them is that interpreter, wherever they are polled or resumed.
+//! (A bare `std::thread::spawn` knows nothing of interpreters: its thread starts in the main
+//! one.)
 //!
 //! Each interpreter also has a `__main__` namespace of [`Shareable`] values that persists
 //! between runs ([`prepare_main`](Interpreter::prepare_main),
@@ -503,7 +507,9 @@ impl Interpreter {
         if id == 0 {
             return Err(InterpreterError::Main);
         }
-        let thread = std::thread::current().id();
+        let thread = VISITS
+            .try_with(|visits| visits.thread)
+            .unwrap_or_else(|_| std::thread::current().id());
         let (mut context, first_visit) = {
             let mut state = self.inner.lock();
             if state.closed {

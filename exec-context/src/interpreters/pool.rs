@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -341,6 +342,16 @@ impl PoolBuilder {
     }
 }
 
+/// Fails every job in `jobs` with `error()`: first all the handles, then the jobs' captures
+/// are dropped (a panicking destructor cannot leave a handle waiting forever).
+fn refuse_all(jobs: VecDeque<(Job, Refuse)>, error: impl Fn() -> PoolError) {
+    let (jobs, refusals): (Vec<Job>, Vec<Refuse>) = jobs.into_iter().unzip();
+    for refuse in refusals {
+        refuse(error());
+    }
+    drop(jobs);
+}
+
 fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Shareable)>) {
     let interp = create();
     let prepared = interp.prepare_main(attrs);
@@ -350,15 +361,13 @@ fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Sharea
             InterpreterError::Failed(failed) => failed,
             other => ExecutionFailed::from_error(interp.id(), other),
         });
-        let orphans: Vec<_> = {
+        let orphans = {
             let mut state = shared.lock();
             state.broken.get_or_insert(failure.clone());
-            state.jobs.drain(..).collect()
+            std::mem::take(&mut state.jobs)
         };
         shared.available.notify_all();
-        for (_, refuse) in orphans {
-            refuse(PoolError::Broken(failure.clone()));
-        }
+        refuse_all(orphans, || PoolError::Broken(failure.clone()));
         return;
     }
     loop {
@@ -475,6 +484,10 @@ impl InterpreterPool {
                     .try_call(job)
                     .map_err(|e| job_failure(e, interp.id()));
                 runner.finish(result);
+            } else {
+                // Cancelled: a panicking destructor of what the job captured must not take
+                // the worker down.
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
             }
         });
         let refused = slot.clone();
@@ -523,11 +536,9 @@ impl InterpreterPool {
 
     /// Cancels every job that has not started; returns how many were cancelled.
     pub fn cancel_pending(&self) -> usize {
-        let pending: Vec<_> = self.shared.lock().jobs.drain(..).collect();
+        let pending = std::mem::take(&mut self.shared.lock().jobs);
         let count = pending.len();
-        for (_, refuse) in pending {
-            refuse(PoolError::Cancelled);
-        }
+        refuse_all(pending, || PoolError::Cancelled);
         count
     }
 

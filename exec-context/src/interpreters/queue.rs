@@ -58,7 +58,8 @@ pub(crate) struct QueueInner {
 
 /// A FIFO queue of [`Shareable`] values that any interpreter and any thread may use (PEP 734
 /// `interpreters.Queue`): a handle to one queue that lives outside every interpreter. Putting
-/// a queue into a queue sends the same queue, not a copy.
+/// a queue into a queue sends the same queue, not a copy. (A queue holding a handle to itself
+/// keeps itself alive, like any reference cycle: take the handle out, or close and drain it.)
 ///
 /// Blocking `put`/`get` sleep on a condition variable and wake as soon as the other side
 /// acts — CPython 3.14's queue polls every 10 ms instead (python/cpython#143017).
