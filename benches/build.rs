@@ -31,6 +31,8 @@ fn main() {
         "foldhash",
         "tokio",
         "opentelemetry",
+        "crossbeam-channel",
+        "rayon",
         "criterion",
     ]
     .iter()

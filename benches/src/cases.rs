@@ -31,6 +31,12 @@ pub enum Contender {
     Otel,
     /// `std::sync::Arc`: the cost of one reference-count round trip.
     Arc,
+    /// `std::sync::mpsc`: `channel` and `sync_channel`.
+    Mpsc,
+    /// `crossbeam-channel`: `unbounded` and `bounded`.
+    Crossbeam,
+    /// A `rayon::ThreadPool`.
+    Rayon,
 }
 
 impl Contender {
@@ -43,6 +49,9 @@ impl Contender {
             Self::Tokio => "tokio",
             Self::Otel => "otel",
             Self::Arc => "arc",
+            Self::Mpsc => "mpsc",
+            Self::Crossbeam => "crossbeam",
+            Self::Rayon => "rayon",
         }
     }
 
@@ -55,6 +64,9 @@ impl Contender {
             Self::Tokio => "tokio",
             Self::Otel => "opentelemetry",
             Self::Arc => "`Arc`",
+            Self::Mpsc => "`std::sync::mpsc`",
+            Self::Crossbeam => "crossbeam-channel",
+            Self::Rayon => "rayon",
         }
     }
 

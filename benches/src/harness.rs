@@ -16,6 +16,14 @@ pub trait Routine {
 
     /// Operations per call: the time per operation is `run(calls) / (calls * ops_per_call)`.
     fn ops_per_call(&self) -> u64;
+
+    /// For routines that run on several threads, whose [`run`](Self::run) returns elapsed
+    /// wall-clock time (a throughput or a hand-off latency has no single thread to clock):
+    /// the CPU time all their threads spent in the last run. `None`, the default, for
+    /// single-threaded routines, whose `run` already returns thread CPU time.
+    fn last_cpu_time(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// How long and how often to measure.
@@ -38,6 +46,9 @@ pub struct Measurement {
     pub max_ns: f64,
     /// Calls per repetition, as calibrated.
     pub calls: u64,
+    /// Median over the repetitions of the CPU time per operation of all the routine's
+    /// threads, for routines that report it ([`Routine::last_cpu_time`]).
+    pub cpu_median_ns: Option<f64>,
 }
 
 /// Never calibrate to more calls than this, whatever the clock says.
@@ -76,23 +87,36 @@ pub fn measure_interleaved(
         .map(|routine| calibrate(&mut **routine, settings.target))
         .collect();
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(settings.reps); routines.len()];
+    let mut cpu_samples: Vec<Vec<f64>> = vec![Vec::new(); routines.len()];
     for _ in 0..settings.reps.max(1) {
-        for ((routine, &calls), samples) in routines.iter_mut().zip(&calls).zip(&mut samples) {
+        for (((routine, &calls), samples), cpu_samples) in routines
+            .iter_mut()
+            .zip(&calls)
+            .zip(&mut samples)
+            .zip(&mut cpu_samples)
+        {
             let spent = routine.run(calls);
-            let ops = calls.saturating_mul(routine.ops_per_call()).max(1);
-            samples.push(spent.as_secs_f64() * 1e9 / ops as f64);
+            let ops = calls.saturating_mul(routine.ops_per_call()).max(1) as f64;
+            samples.push(spent.as_secs_f64() * 1e9 / ops);
+            if let Some(cpu) = routine.last_cpu_time() {
+                cpu_samples.push(cpu.as_secs_f64() * 1e9 / ops);
+            }
         }
     }
     samples
         .into_iter()
+        .zip(cpu_samples)
         .zip(calls)
-        .map(|(mut samples, calls)| {
+        .map(|((mut samples, mut cpu_samples), calls)| {
             samples.sort_by(f64::total_cmp);
+            cpu_samples.sort_by(f64::total_cmp);
             Measurement {
                 median_ns: median_of_sorted(&samples),
                 min_ns: samples[0],
                 max_ns: samples[samples.len() - 1],
                 calls,
+                cpu_median_ns: (cpu_samples.len() == samples.len())
+                    .then(|| median_of_sorted(&cpu_samples)),
             }
         })
         .collect()

@@ -3,7 +3,7 @@
 //!
 //! Two front ends share the code in this crate:
 //!
-//! * `cargo bench -p benches --bench hamt|context|tasks`: criterion benchmarks
+//! * `cargo bench -p benches --bench hamt|context|tasks|interpreters`: criterion benchmarks
 //!   (`benches/*.rs`);
 //! * `cargo run --release -p benches --bin report [-- --full] [-- --only context]`: the
 //!   project report, written
@@ -26,6 +26,8 @@
 //! * [`live`]: what "10 variables live" means for each context contender;
 //! * [`context_ops`]: the context operations (get, snapshot, run, set, …) of every contender;
 //! * [`task_ops`]: generators, iterator chains, task wrappers, spawning, fibers;
+//! * [`interpreter_ops`]: interpreter queues and channels against `std::sync::mpsc` and
+//!   crossbeam-channel, create + close, exec, the interpreter pool against plain pools;
 //! * [`clock`]: per-thread CPU time;
 //! * [`harness`]: calibration and interleaved, repeated measurement;
 //! * [`alloc`]: a counting global allocator for the memory measurements;
@@ -39,6 +41,7 @@ pub mod cases;
 pub mod clock;
 pub mod context_ops;
 pub mod harness;
+pub mod interpreter_ops;
 pub mod keys;
 pub mod live;
 pub mod maps;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const GROUPS: [&str; 3] = ["hamt", "context", "tasks"];
+const GROUPS: [&str; 4] = ["hamt", "context", "tasks", "interpreters"];
 
 fn report() -> Command {
     Command::new(env!("CARGO_BIN_EXE_report"))
@@ -126,6 +126,58 @@ fn every_group_produced_finite_positive_numbers() {
             );
         }
     }
+}
+
+#[test]
+fn interpreters_group_reports_rates_and_cpu_time() {
+    let results = results();
+    let figures = results["groups"]["interpreters"]["figures"]
+        .as_array()
+        .expect("interpreters: figures");
+    let positive = |value: &Value| value.as_f64().is_some_and(|v| v.is_finite() && v > 0.0);
+    let mut streams = 0;
+    for figure in figures {
+        match figure["clock"].as_str() {
+            // Two-thread cases: wall-clock time, and the CPU time of all their threads.
+            Some("wall") => assert!(positive(&figure["cpu_ns_per_op"]), "no CPU time: {figure}"),
+            Some("thread_cpu") => assert!(figure["cpu_ns_per_op"].is_null(), "{figure}"),
+            _ => panic!("no clock: {figure}"),
+        }
+        if !figure["msgs_per_s"].is_null() {
+            assert!(positive(&figure["msgs_per_s"]), "bad rate: {figure}");
+            streams += 1;
+        }
+    }
+    // Our queue and channel, std mpsc and crossbeam-channel, each in a stream.
+    for contender in ["ours", "mpsc", "crossbeam"] {
+        assert!(
+            figures
+                .iter()
+                .any(|figure| figure["contender"] == contender && !figure["msgs_per_s"].is_null()),
+            "no stream figure of {contender}"
+        );
+    }
+    assert!(streams >= 9, "{streams} stream figures");
+    for op in [
+        "round trip between two threads",
+        "interpreter create + close",
+        "exec: enter + exit",
+        "pool: submit + wait, one job at a time",
+    ] {
+        assert!(
+            figures.iter().any(|figure| figure["op"] == op),
+            "no figure of {op}"
+        );
+    }
+    let markdown = std::fs::read_to_string(smoke().join("report.md")).expect("read report.md");
+    assert!(
+        markdown.contains("## Interpreters"),
+        "no interpreters section"
+    );
+    assert!(
+        markdown.contains("msgs/s"),
+        "no rates in the interpreters section"
+    );
 }
 
 #[test]

@@ -27,13 +27,13 @@ static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 /// The benchmark report: our crates against their peers, as `report.md`, `index.html` (SVG
 /// charts inlined), `results.json` and the SVG figures, all in `--out`.
 ///
-/// Quick mode by default: hamt N = 10 .. 100k with repetitions of ≈ 3 ms; context and tasks
-/// 15 repetitions of ≈ 20 ms. The markdown is printed to stdout, progress to stderr.
+/// Quick mode by default: hamt N = 10 .. 100k with repetitions of ≈ 3 ms; context, tasks and
+/// interpreters 15 repetitions of ≈ 20 ms. The markdown is printed to stdout, progress to stderr.
 #[derive(Debug, Parser)]
 #[command(name = "report", version)]
 struct Cli {
-    /// For publication: hamt N = 10 .. 1M, repetitions of ≈ 20 ms; context and tasks 21
-    /// repetitions of ≈ 50 ms.
+    /// For publication: hamt N = 10 .. 1M, repetitions of ≈ 20 ms; context, tasks and
+    /// interpreters 21 repetitions of ≈ 50 ms.
     #[arg(long, conflicts_with = "smoke")]
     full: bool,
 

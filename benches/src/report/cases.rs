@@ -473,6 +473,7 @@ mod tests {
                 min_ns: ns,
                 max_ns: ns * 2.0,
                 calls: 1,
+                cpu_median_ns: None,
             },
             allocations: Some(0.0),
         }

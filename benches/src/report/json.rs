@@ -13,7 +13,10 @@
 //!     "context": { "figures": [ { "op", "contender", "case", "live", "ns_per_op",
 //!                  "spread", "ratio_to_best_peer", "ratio_to_baseline",
 //!                  "allocations_per_op" } ] },
-//!     "tasks":   { same as context } } }
+//!     "tasks":   { same as context },
+//!     "interpreters": { same as context, plus per figure "clock" ("wall" or
+//!                  "thread_cpu"), "cpu_ns_per_op" (two-thread cases: all threads' CPU
+//!                  time) and "msgs_per_s" (streams) } } }
 //! ```
 //!
 //! Every figure has a unique `key` (`group/op/contender[/case]/N`) that `--compare` matches
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::cases::GroupResults;
+use super::cases::{CaseResult, GroupResults};
 use super::hamt::HamtResults;
 use super::machine::Machine;
 use super::{Config, Group};
@@ -43,6 +46,8 @@ pub struct Groups<'a> {
     pub context: Option<&'a super::context::ContextResults>,
     /// The task section.
     pub tasks: Option<&'a super::tasks::TaskResults>,
+    /// The interpreters section.
+    pub interpreters: Option<&'a super::interpreters::InterpreterResults>,
 }
 
 /// A finite number as JSON, else `null` (JSON has no NaN or infinity).
@@ -78,6 +83,12 @@ pub fn results(machine: &Machine, config: &Config, elapsed: Duration, groups: Gr
         sections.insert(
             Group::Tasks.name().to_owned(),
             cases_json(Group::Tasks, tasks),
+        );
+    }
+    if let Some(interpreters) = groups.interpreters {
+        sections.insert(
+            Group::Interpreters.name().to_owned(),
+            interpreters_json(interpreters),
         );
     }
     json!({
@@ -166,13 +177,42 @@ fn hamt_json(results: &HamtResults) -> Value {
 }
 
 fn cases_json<O: CaseOp>(group: Group, results: &GroupResults<O>) -> Value {
+    cases_json_with(group, results, |_, _| Vec::new())
+}
+
+fn interpreters_json(results: &super::interpreters::InterpreterResults) -> Value {
+    cases_json_with(Group::Interpreters, results, |op, case| {
+        let mut extra = vec![
+            (
+                "clock",
+                json!(if op.is_threaded() {
+                    "wall"
+                } else {
+                    "thread_cpu"
+                }),
+            ),
+            ("cpu_ns_per_op", optional(case.measurement.cpu_median_ns)),
+        ];
+        if op.is_stream() {
+            extra.push(("msgs_per_s", number(super::interpreters::msgs_per_s(case))));
+        }
+        extra
+    })
+}
+
+/// The figures of a case group; `extra` adds fields of the group's own to each figure.
+fn cases_json_with<O: CaseOp>(
+    group: Group,
+    results: &GroupResults<O>,
+    extra: impl Fn(O, &CaseResult) -> Vec<(&'static str, Value)>,
+) -> Value {
     let mut figures = Vec::new();
     for op in &results.ops {
         for case in &op.cases {
             let ns = case.ns();
             let best = op.best_peer(case.live).map(|peer| peer.ns());
             let baseline = op.baseline(case.live).map(|base| base.ns());
-            figures.push(json!({
+            let mut figure = json!({
                 "key": format!(
                     "{}/{}/{}/{}/{}",
                     group.name(),
@@ -191,7 +231,11 @@ fn cases_json<O: CaseOp>(group: Group, results: &GroupResults<O>) -> Value {
                 "ratio_to_best_peer": optional(best.map(|best| ns / best)),
                 "ratio_to_baseline": optional(baseline.map(|base| ns / base)),
                 "allocations_per_op": optional(case.allocations),
-            }));
+            });
+            for (name, value) in extra(op.op, case) {
+                figure[name] = value;
+            }
+            figures.push(figure);
         }
     }
     json!({ "figures": figures })

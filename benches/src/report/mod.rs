@@ -4,14 +4,15 @@
 //! ([`json`]), `index.html` ([`html`]) and the SVG figures to [`Config::out`] (default
 //! `target/report/`); progress goes to stderr ([`progress`]). [`compare`] diffs two
 //! `results.json`. The
-//! sections are [`hamt`], [`context`] and [`tasks`]; the last two share the case machinery
-//! of [`cases`].
+//! sections are [`hamt`], [`context`], [`tasks`] and [`interpreters`]; the last three share
+//! the case machinery of [`cases`].
 
 pub mod cases;
 pub mod compare;
 pub mod context;
 pub mod hamt;
 pub mod html;
+pub mod interpreters;
 pub mod json;
 pub mod machine;
 pub mod progress;
@@ -109,11 +110,17 @@ pub enum Group {
     /// Generators, iterators, task wrappers, spawning and fibers ([`tasks`]).
     #[value(help = "generators, iterators, task wrappers, spawning and fibers")]
     Tasks,
+    /// Interpreter queues, channels, exec and pool against their peers ([`interpreters`]).
+    #[value(
+        help = "interpreter queues and channels vs std mpsc and crossbeam-channel, \
+                    create + close, exec, the interpreter pool vs plain pools"
+    )]
+    Interpreters,
 }
 
 impl Group {
     /// Every section, in report order.
-    pub const ALL: [Self; 3] = [Self::Hamt, Self::Context, Self::Tasks];
+    pub const ALL: [Self; 4] = [Self::Hamt, Self::Context, Self::Tasks, Self::Interpreters];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -121,6 +128,7 @@ impl Group {
             Self::Hamt => "hamt",
             Self::Context => "context",
             Self::Tasks => "tasks",
+            Self::Interpreters => "interpreters",
         }
     }
 
@@ -212,6 +220,9 @@ fn steps(config: &Config) -> u64 {
     if config.runs(Group::Tasks) {
         steps += ops(crate::task_ops::cases());
     }
+    if config.runs(Group::Interpreters) {
+        steps += ops(crate::interpreter_ops::cases());
+    }
     steps as u64
 }
 
@@ -242,6 +253,10 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
     let task_results = config.runs(Group::Tasks).then(|| {
         progress::group(Group::Tasks.name());
         tasks::measure(config)
+    });
+    let interpreter_results = config.runs(Group::Interpreters).then(|| {
+        progress::group(Group::Interpreters.name());
+        interpreters::measure(config)
     });
     progress::finish();
     let elapsed = started.elapsed();
@@ -274,6 +289,12 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
     if let Some(task_results) = &task_results {
         markdown.push_str(&tasks::render::markdown(task_results, case_timing));
     }
+    if let Some(interpreter_results) = &interpreter_results {
+        markdown.push_str(&interpreters::render::markdown(
+            interpreter_results,
+            case_timing,
+        ));
+    }
     let report = dir.join("report.md");
     std::fs::write(&report, &markdown)?;
     files.insert(0, report);
@@ -286,6 +307,7 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
             hamt: hamt_results.as_ref(),
             context: context_results.as_ref(),
             tasks: task_results.as_ref(),
+            interpreters: interpreter_results.as_ref(),
         },
     );
     let results = dir.join("results.json");
@@ -343,13 +365,26 @@ fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> Str
             target = settings.target.as_millis()
         ));
     }
-    if config.runs(Group::Context) || config.runs(Group::Tasks) {
+    let case_groups: Vec<&str> = [Group::Context, Group::Tasks, Group::Interpreters]
+        .into_iter()
+        .filter(|&group| config.runs(group))
+        .map(Group::name)
+        .collect();
+    if !case_groups.is_empty() {
         let settings = config.mode.case_timing();
         method.push(format!(
-            "context and tasks: median of {} repetitions of ≈ {} ms each",
+            "{}: median of {} repetitions of ≈ {} ms each",
+            case_groups.join(", "),
             settings.reps,
             settings.target.as_millis()
         ));
+    }
+    if config.runs(Group::Interpreters) {
+        method.push(
+            "interpreters: cases on two threads (queues, channels, pools) in wall-clock time, \
+             with the CPU time of all their threads beside it"
+                .to_owned(),
+        );
     }
     format!(
         "# Benchmark report\n\n\

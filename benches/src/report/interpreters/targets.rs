@@ -1,0 +1,126 @@
+//! The interpreter queue bar from `shared/ANCHORS.md` ("interpreter queue round trip: ≥ 1M
+//! msgs/s, within 2x of crossbeam/std mpsc"), checked on every queue and channel operation,
+//! and the figures derived from several cases (ours against the faster peer, the pool's
+//! overhead over the plain pool).
+
+use super::{InterpreterResults, msgs_per_s};
+use crate::cases::CaseOp as _;
+use crate::cases::Contender::{Baseline, Ours};
+use crate::interpreter_ops::{LIVE, Op};
+use crate::report::cases::{CaseResult, Check, Unit};
+use crate::report::table::format_ns;
+
+/// The slowest a queue stream may be: 1 M messages per second, i.e. 1000 ns per message.
+pub const MAX_NS_PER_MESSAGE: f64 = 1_000.0;
+
+/// Ours over the faster of `std::sync::mpsc` and crossbeam-channel, at most.
+pub const MAX_OVER_FASTER_PEER: f64 = 2.0;
+
+/// Ours, a variant of `op`, and the fastest peer of that operation.
+pub fn against_faster_peer<'a>(
+    results: &'a InterpreterResults,
+    op: Op,
+    variant: &str,
+) -> Option<(&'a CaseResult, &'a CaseResult)> {
+    let ours = results.case(op, Ours, variant, LIVE)?;
+    let peer = results.op(op)?.best_peer(LIVE)?;
+    Some((ours, peer))
+}
+
+/// Ours minus the baseline of `op` (the plain pool, `Context::run`): (ours, baseline).
+pub fn over_baseline<'a>(
+    results: &'a InterpreterResults,
+    op: Op,
+    variant: &str,
+) -> Option<(&'a CaseResult, &'a CaseResult)> {
+    let ours = results.case(op, Ours, variant, LIVE)?;
+    let baseline = results.op(op)?.baseline(LIVE)?;
+    debug_assert_eq!(baseline.contender, Baseline);
+    Some((ours, baseline))
+}
+
+/// `3.10 M msgs/s` for a stream case, `1234 ns` otherwise.
+pub fn figure(op: Op, case: &CaseResult) -> String {
+    if op.is_stream() {
+        format!("{} msgs/s", format_rate(msgs_per_s(case)))
+    } else {
+        format!("{} ns", format_ns(case.ns()))
+    }
+}
+
+/// A rate with three significant digits: `850k`, `3.10 M`, `12.4 M`.
+pub fn format_rate(per_second: f64) -> String {
+    match per_second {
+        _ if !per_second.is_finite() => "–".to_owned(),
+        _ if per_second < 1e6 => format!("{:.0}k", per_second / 1e3),
+        _ if per_second < 1e7 => format!("{:.2} M", per_second / 1e6),
+        _ => format!("{:.1} M", per_second / 1e6),
+    }
+}
+
+fn ratio_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) -> Check {
+    let pair = against_faster_peer(results, op, variant);
+    let check = Check::new(
+        format!(
+            "{}: {what} / faster peer, within {MAX_OVER_FASTER_PEER}×",
+            op.name()
+        ),
+        pair.map(|(ours, peer)| ours.ns() / peer.ns()),
+        MAX_OVER_FASTER_PEER,
+        Unit::Ratio,
+    );
+    match pair {
+        Some((ours, peer)) => check.detail(format!(
+            "{} vs {} {}",
+            figure(op, ours),
+            peer.contender.name(),
+            figure(op, peer)
+        )),
+        None => check,
+    }
+}
+
+fn rate_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) -> Check {
+    let ours = results.case(op, Ours, variant, LIVE);
+    let check = Check::new(
+        format!("{}: {what} ≥ 1 M msgs/s (ns per message)", op.name()),
+        ours.map(CaseResult::ns),
+        MAX_NS_PER_MESSAGE,
+        Unit::Ns,
+    );
+    match ours {
+        Some(ours) => check.detail(figure(op, ours)),
+        None => check,
+    }
+}
+
+/// Every target of the interpreters section, checked against `results`.
+pub fn evaluate(results: &InterpreterResults) -> Vec<Check> {
+    vec![
+        rate_check(results, Op::StreamUnbounded, "queue", "`Queue`"),
+        rate_check(results, Op::StreamBounded, "queue_1024", "`Queue`"),
+        ratio_check(results, Op::StreamUnbounded, "queue", "`Queue`"),
+        ratio_check(
+            results,
+            Op::StreamUnbounded,
+            "channel_nowait",
+            "channel `send_nowait`",
+        ),
+        ratio_check(results, Op::StreamBounded, "queue_1024", "`Queue`"),
+        ratio_check(results, Op::Rendezvous, "send", "channel `send`"),
+        ratio_check(results, Op::RoundTrip, "queue", "`Queue`"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_keep_three_digits() {
+        assert_eq!(
+            [850_400.0, 3_104_000.0, 12_440_000.0].map(format_rate),
+            ["850k", "3.10 M", "12.4 M"]
+        );
+    }
+}
