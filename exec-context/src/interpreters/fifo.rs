@@ -1,6 +1,9 @@
 //! The one FIFO under both [`Queue`](super::Queue) (PEP 734) and the channels (PEP 554): a
-//! mutex-protected deque with condition variables for the blocking sides. Waiters are counted
-//! so that a put or get only signals when someone is actually waiting, and nobody sleep-polls.
+//! mutex-protected deque with condition variables for the blocking sides. Nobody sleep-polls:
+//! a side that must wait first spins briefly on an atomic mirror of the state (a hand-off
+//! between two running threads then costs no sleep), then sleeps on a condition variable.
+//! Waiters are counted, and a put or get signals only when a waiter has not been signalled
+//! already, after releasing the lock (so the woken thread does not block on it at once).
 //!
 //! The structure is pure (no globals, no thread-locals): the owning interpreter of an item is
 //! passed in, which keeps it checkable under loom.
@@ -10,7 +13,7 @@ use std::time::Instant;
 
 use super::UnboundPolicy;
 use super::shareable::Shareable;
-use super::sync::{Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
+use super::sync::{Arc, AtomicBool, AtomicU8, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 
 /// What a blocked operation waits for, when it gives up.
 #[derive(Clone, Copy, Debug)]
@@ -52,21 +55,85 @@ struct Item {
     receipt: Option<Arc<AtomicU8>>,
 }
 
+/// The threads sleeping on one condition variable, and how many of them were signalled and
+/// have not woken yet.
+#[derive(Default)]
+struct Waiters {
+    waiting: usize,
+    signalled: usize,
+}
+
+impl Waiters {
+    /// Whether a sleeper needs a signal (one that is not already on its way); counts it.
+    fn signal_one(&mut self) -> bool {
+        if self.waiting > self.signalled {
+            self.signalled += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn signal_all(&mut self) -> bool {
+        let any = self.waiting > self.signalled;
+        self.signalled = self.waiting;
+        any
+    }
+
+    fn woke(&mut self) {
+        self.waiting -= 1;
+        self.signalled = self.signalled.saturating_sub(1).min(self.waiting);
+    }
+}
+
 #[derive(Default)]
 struct State {
     items: VecDeque<Item>,
     closed: bool,
-    getters: usize,
-    putters: usize,
-    senders: usize,
+    getters: Waiters,
+    putters: Waiters,
+    senders: Waiters,
 }
 
 pub(crate) struct Fifo {
     maxsize: usize,
     state: Mutex<State>,
+    /// Mirrors of `items.len()` and `closed`, for waiters spinning without the lock.
+    len: AtomicUsize,
+    closed: AtomicBool,
     readable: Condvar,
     writable: Condvar,
     received: Condvar,
+}
+
+/// Which condition a blocked operation waits for.
+#[derive(Clone, Copy)]
+enum Side {
+    Get,
+    Put,
+    Send,
+}
+
+/// Spins, then yields, while `ready` is false — a short bounded wait that lets a hand-off
+/// between two running threads complete without either sleeping. Returns early once ready.
+fn spin_until(ready: impl Fn() -> bool) {
+    if cfg!(loom) {
+        return;
+    }
+    for round in 0..7 {
+        for _ in 0..(1 << round) {
+            std::hint::spin_loop();
+        }
+        if ready() {
+            return;
+        }
+    }
+    for _ in 0..4 {
+        std::thread::yield_now();
+        if ready() {
+            return;
+        }
+    }
 }
 
 impl Fifo {
@@ -75,6 +142,8 @@ impl Fifo {
         Fifo {
             maxsize,
             state: Mutex::new(State::default()),
+            len: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             readable: Condvar::new(),
             writable: Condvar::new(),
             received: Condvar::new(),
@@ -118,6 +187,7 @@ impl Fifo {
         receipt: bool,
     ) -> Result<Option<Arc<AtomicU8>>, FifoError> {
         let mut state = self.lock();
+        let mut spun = false;
         loop {
             if state.closed {
                 return Err(FifoError::Closed);
@@ -125,13 +195,7 @@ impl Fifo {
             if !self.is_full(&state) {
                 break;
             }
-            state = self.block(
-                state,
-                &self.writable,
-                wait,
-                |s| &mut s.putters,
-                FifoError::Full,
-            )?;
+            state = self.block(state, Side::Put, wait, &mut spun, FifoError::Full)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
         state.items.push_back(Item {
@@ -140,7 +204,10 @@ impl Fifo {
             policy,
             receipt: receipt.clone(),
         });
-        if state.getters > 0 {
+        self.len.store(state.items.len(), Ordering::Release);
+        let wake = state.getters.signal_one();
+        drop(state);
+        if wake {
             self.readable.notify_one();
         }
         Ok(receipt)
@@ -149,18 +216,25 @@ impl Fifo {
     /// Takes the first item, waiting for one as `wait` allows.
     pub(crate) fn get(&self, wait: Wait) -> Result<Shareable, FifoError> {
         let mut state = self.lock();
+        let mut spun = false;
         loop {
             if let Some(item) = state.items.pop_front() {
-                if state.putters > 0 {
+                self.len.store(state.items.len(), Ordering::Release);
+                let wake_putter = self.maxsize != 0 && state.putters.signal_one();
+                let wake_senders = match &item.receipt {
+                    Some(receipt) => {
+                        receipt.store(RECEIVED, Ordering::Release);
+                        state.senders.signal_all()
+                    }
+                    None => false,
+                };
+                drop(state);
+                if wake_putter {
                     self.writable.notify_one();
                 }
-                if let Some(receipt) = &item.receipt {
-                    receipt.store(RECEIVED, Ordering::Relaxed);
-                    if state.senders > 0 {
-                        self.received.notify_all();
-                    }
+                if wake_senders {
+                    self.received.notify_all();
                 }
-                drop(state);
                 return match item.payload {
                     Payload::Value(value) => Ok(value),
                     Payload::Destroyed => Err(FifoError::Destroyed),
@@ -169,13 +243,7 @@ impl Fifo {
             if state.closed {
                 return Err(FifoError::Closed);
             }
-            state = self.block(
-                state,
-                &self.readable,
-                wait,
-                |s| &mut s.getters,
-                FifoError::Empty,
-            )?;
+            state = self.block(state, Side::Get, wait, &mut spun, FifoError::Empty)?;
         }
     }
 
@@ -187,23 +255,26 @@ impl Fifo {
         wait: Wait,
     ) -> Result<(), FifoError> {
         let mut state = self.lock();
+        let mut spun = false;
         loop {
-            match receipt.load(Ordering::Relaxed) {
+            match receipt.load(Ordering::Acquire) {
                 RECEIVED => return Ok(()),
                 DROPPED => return Err(FifoError::Closed),
                 _ => {}
             }
-            match self.block(
+            let blocked = self.block_on(
                 state,
-                &self.received,
+                Side::Send,
                 wait,
-                |s| &mut s.senders,
+                &mut spun,
                 FifoError::NotReceived,
-            ) {
+                || receipt.load(Ordering::Acquire) != PENDING,
+            );
+            match blocked {
                 Ok(next) => state = next,
                 Err(error) => {
                     let mut state = self.lock();
-                    if receipt.load(Ordering::Relaxed) == RECEIVED {
+                    if receipt.load(Ordering::Acquire) == RECEIVED {
                         return Ok(());
                     }
                     let mine = |item: &Item| {
@@ -213,10 +284,12 @@ impl Fifo {
                     };
                     if let Some(at) = state.items.iter().position(mine) {
                         let withdrawn = state.items.remove(at);
-                        if state.putters > 0 {
+                        self.len.store(state.items.len(), Ordering::Release);
+                        let wake = self.maxsize != 0 && state.putters.signal_one();
+                        drop(state);
+                        if wake {
                             self.writable.notify_one();
                         }
-                        drop(state);
                         drop(withdrawn);
                     }
                     return Err(error);
@@ -225,37 +298,71 @@ impl Fifo {
         }
     }
 
-    /// Sleeps on `condvar` once (as `wait` allows), counting itself in the waiter count
-    /// `counter` selects. Returns `timeout` when the wait is over without success.
+    /// Waits once for the condition of `side` (as `wait` allows): the first time with a short
+    /// spin outside the lock, then asleep on the side's condition variable. Returns the
+    /// re-taken lock for the caller to re-check, or `timeout` when the time is up.
     fn block<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State>,
-        condvar: &Condvar,
+        state: MutexGuard<'a, State>,
+        side: Side,
         wait: Wait,
-        counter: fn(&mut State) -> &mut usize,
+        spun: &mut bool,
         timeout: FifoError,
     ) -> Result<MutexGuard<'a, State>, FifoError> {
-        match wait {
-            Wait::No => Err(timeout),
-            Wait::Forever => {
-                *counter(&mut state) += 1;
-                let mut state = condvar.wait(state).unwrap_or_else(|e| e.into_inner());
-                *counter(&mut state) -= 1;
-                Ok(state)
-            }
+        let maxsize = self.maxsize;
+        self.block_on(state, side, wait, spun, timeout, || {
+            self.closed.load(Ordering::Acquire)
+                || match side {
+                    Side::Get => self.len.load(Ordering::Acquire) > 0,
+                    Side::Put => self.len.load(Ordering::Acquire) < maxsize,
+                    Side::Send => true,
+                }
+        })
+    }
+
+    fn block_on<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        side: Side,
+        wait: Wait,
+        spun: &mut bool,
+        timeout: FifoError,
+        ready: impl Fn() -> bool,
+    ) -> Result<MutexGuard<'a, State>, FifoError> {
+        let deadline = match wait {
+            Wait::No => return Err(timeout),
+            Wait::Forever => None,
             Wait::Until(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
+                if Instant::now() >= deadline {
                     return Err(timeout);
                 }
-                *counter(&mut state) += 1;
-                let (mut state, _) = condvar
-                    .wait_timeout(state, deadline - now)
-                    .unwrap_or_else(|e| e.into_inner());
-                *counter(&mut state) -= 1;
-                Ok(state)
+                Some(deadline)
             }
+        };
+        if !*spun {
+            *spun = true;
+            drop(state);
+            spin_until(&ready);
+            return Ok(self.lock());
         }
+        let (condvar, waiters): (&Condvar, fn(&mut State) -> &mut Waiters) = match side {
+            Side::Get => (&self.readable, |s| &mut s.getters),
+            Side::Put => (&self.writable, |s| &mut s.putters),
+            Side::Send => (&self.received, |s| &mut s.senders),
+        };
+        waiters(&mut state).waiting += 1;
+        let mut state = match deadline {
+            None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                condvar
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        waiters(&mut state).woke();
+        Ok(state)
     }
 
     /// No more puts; gets drain what is left, then fail with `Closed`. With `discard`, what is
@@ -264,20 +371,25 @@ impl Fifo {
         let mut state = self.lock();
         let first = !state.closed;
         state.closed = true;
+        self.closed.store(true, Ordering::Release);
         let dropped: Vec<Item> = if discard {
             state.items.drain(..).collect()
         } else {
             Vec::new()
         };
+        self.len.store(state.items.len(), Ordering::Release);
         for item in &dropped {
             if let Some(receipt) = &item.receipt {
-                receipt.store(DROPPED, Ordering::Relaxed);
+                receipt.store(DROPPED, Ordering::Release);
             }
         }
+        state.getters.signal_all();
+        state.putters.signal_all();
+        state.senders.signal_all();
+        drop(state);
         self.readable.notify_all();
         self.writable.notify_all();
         self.received.notify_all();
-        drop(state);
         drop(dropped);
         first
     }
@@ -286,6 +398,9 @@ impl Fifo {
     /// them was closed.
     pub(crate) fn unbind(&self, owner: u64) {
         let mut state = self.lock();
+        if !state.items.iter().any(|item| item.owner == owner) {
+            return;
+        }
         let mut removed = Vec::new();
         let mut kept = VecDeque::with_capacity(state.items.len());
         for mut item in state.items.drain(..) {
@@ -293,10 +408,12 @@ impl Fifo {
                 kept.push_back(item);
                 continue;
             }
+            // The owner is gone; the item now belongs to nobody (and is never unbound twice).
+            item.owner = u64::MAX;
             match item.policy {
                 UnboundPolicy::Remove => {
                     if let Some(receipt) = &item.receipt {
-                        receipt.store(DROPPED, Ordering::Relaxed);
+                        receipt.store(DROPPED, Ordering::Release);
                     }
                     removed.push(item);
                 }
@@ -311,11 +428,17 @@ impl Fifo {
             }
         }
         state.items = kept;
-        if !removed.is_empty() {
+        self.len.store(state.items.len(), Ordering::Release);
+        let wake = !removed.is_empty();
+        if wake {
+            state.putters.signal_all();
+            state.senders.signal_all();
+        }
+        drop(state);
+        if wake {
             self.writable.notify_all();
             self.received.notify_all();
         }
-        drop(state);
         drop(removed);
     }
 }

@@ -75,10 +75,10 @@ fn loom_blocking_send_returns_once_received_or_discarded() {
         let sender = {
             let fifo = fifo.clone();
             thread::spawn(move || {
+                // The close may come first: then the put itself fails.
                 let receipt = fifo
-                    .put(int(5), 0, UnboundPolicy::Replace, Wait::Forever, true)
-                    .unwrap()
-                    .unwrap();
+                    .put(int(5), 0, UnboundPolicy::Replace, Wait::Forever, true)?
+                    .expect("a receipt was asked for");
                 fifo.await_receipt(&receipt, Wait::Forever)
             })
         };
