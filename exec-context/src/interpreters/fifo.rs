@@ -93,6 +93,9 @@ struct State {
     getters: Waiters,
     putters: Waiters,
     senders: Waiters,
+    /// Threads spinning on the mirrors: only while there are some is `len` kept up to date,
+    /// so a steady stream does not write a second cache line per item.
+    spinning: usize,
 }
 
 pub(crate) struct Fifo {
@@ -159,6 +162,12 @@ impl Fifo {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn mirror_len(&self, state: &State) {
+        if state.spinning > 0 {
+            self.len.store(state.items.len(), Ordering::Release);
+        }
+    }
+
     fn is_full(&self, state: &State) -> bool {
         self.maxsize != 0 && state.items.len() >= self.maxsize
     }
@@ -204,7 +213,7 @@ impl Fifo {
             policy,
             receipt: receipt.clone(),
         });
-        self.len.store(state.items.len(), Ordering::Release);
+        self.mirror_len(&state);
         let wake = state.getters.signal_one();
         drop(state);
         if wake {
@@ -219,7 +228,7 @@ impl Fifo {
         let mut spun = false;
         loop {
             if let Some(item) = state.items.pop_front() {
-                self.len.store(state.items.len(), Ordering::Release);
+                self.mirror_len(&state);
                 let wake_putter = self.maxsize != 0 && state.putters.signal_one();
                 let wake_senders = match &item.receipt {
                     Some(receipt) => {
@@ -284,7 +293,7 @@ impl Fifo {
                     };
                     if let Some(at) = state.items.iter().position(mine) {
                         let withdrawn = state.items.remove(at);
-                        self.len.store(state.items.len(), Ordering::Release);
+                        self.mirror_len(&state);
                         let wake = self.maxsize != 0 && state.putters.signal_one();
                         drop(state);
                         if wake {
@@ -341,9 +350,13 @@ impl Fifo {
         };
         if !*spun {
             *spun = true;
+            state.spinning += 1;
+            self.len.store(state.items.len(), Ordering::Release);
             drop(state);
             spin_until(&ready);
-            return Ok(self.lock());
+            let mut state = self.lock();
+            state.spinning -= 1;
+            return Ok(state);
         }
         let (condvar, waiters): (&Condvar, fn(&mut State) -> &mut Waiters) = match side {
             Side::Get => (&self.readable, |s| &mut s.getters),
@@ -377,7 +390,7 @@ impl Fifo {
         } else {
             Vec::new()
         };
-        self.len.store(state.items.len(), Ordering::Release);
+        self.mirror_len(&state);
         for item in &dropped {
             if let Some(receipt) = &item.receipt {
                 receipt.store(DROPPED, Ordering::Release);
@@ -428,7 +441,7 @@ impl Fifo {
             }
         }
         state.items = kept;
-        self.len.store(state.items.len(), Ordering::Release);
+        self.mirror_len(&state);
         let wake = !removed.is_empty();
         if wake {
             state.putters.signal_all();
