@@ -127,19 +127,26 @@ pub(crate) fn current_id() -> u64 {
 }
 
 /// Runs `f` as part of interpreter `id`: [`get_current`] inside is that interpreter. Used by
-/// the tasks, generators and threads started inside an interpreter.
+/// the tasks, generators and threads started inside an interpreter; when `id` is current
+/// already (the usual case) it costs one thread-local read.
+#[inline]
 pub(crate) fn run_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
+    if CURRENT.with(Cell::get) == id {
+        f()
+    } else {
+        switch_marked(id, f)
+    }
+}
+
+#[cold]
+fn switch_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
     struct Restore(u64);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT.with(|current| current.set(self.0));
         }
     }
-    let previous = CURRENT.with(|current| current.replace(id));
-    if previous == id {
-        return f();
-    }
-    let _restore = Restore(previous);
+    let _restore = Restore(CURRENT.with(|current| current.replace(id)));
     f()
 }
 
