@@ -117,3 +117,102 @@ fn loom_unbind_races_with_get() {
         assert_eq!(fifo.len(), 0);
     });
 }
+
+#[test]
+fn loom_close_alone_wakes_a_blocked_getter() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || fifo.get(Wait::Forever))
+        };
+        fifo.close(false);
+        assert_eq!(getter.join().unwrap(), Err(FifoError::Closed));
+    });
+}
+
+#[test]
+fn loom_two_getters_two_puts_no_lost_wakeup() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let fifo = fifo.clone();
+                thread::spawn(move || fifo.get(Wait::Forever).unwrap())
+            })
+            .collect();
+        for n in 0..2 {
+            fifo.put(int(n), 0, UnboundPolicy::Replace, Wait::Forever, false)
+                .unwrap();
+        }
+        let mut got: Vec<_> = getters.into_iter().map(|g| g.join().unwrap()).collect();
+        got.sort_by_key(|v| format!("{v:?}"));
+        assert_eq!(got, [int(0), int(1)]);
+    });
+}
+
+#[test]
+fn loom_two_putters_on_a_full_queue_no_lost_wakeup() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(1));
+        fifo.put(int(0), 0, UnboundPolicy::Replace, Wait::No, false)
+            .unwrap();
+        let putters: Vec<_> = (1..3)
+            .map(|n| {
+                let fifo = fifo.clone();
+                thread::spawn(move || {
+                    fifo.put(int(n), 0, UnboundPolicy::Replace, Wait::Forever, false)
+                        .map(drop)
+                })
+            })
+            .collect();
+        let mut got: Vec<_> = (0..3).map(|_| fifo.get(Wait::Forever).unwrap()).collect();
+        for putter in putters {
+            putter.join().unwrap().unwrap();
+        }
+        assert_eq!(got.remove(0), int(0));
+        assert_eq!(fifo.len(), 0);
+    });
+}
+
+#[test]
+fn loom_unbind_remove_wakes_a_blocked_putter() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(1));
+        fifo.put(int(1), 9, UnboundPolicy::Remove, Wait::No, false)
+            .unwrap();
+        let putter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                fifo.put(int(2), 0, UnboundPolicy::Replace, Wait::Forever, false)
+                    .map(drop)
+            })
+        };
+        fifo.unbind(9);
+        putter.join().unwrap().unwrap();
+        assert_eq!(fifo.get(Wait::No), Ok(int(2)));
+    });
+}
+
+#[test]
+fn loom_unbind_remove_fails_a_blocked_sender() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let sender = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                let receipt = fifo
+                    .put(int(5), 9, UnboundPolicy::Remove, Wait::Forever, true)?
+                    .expect("a receipt");
+                fifo.await_receipt(&receipt, Wait::Forever)
+            })
+        };
+        // Wait for the item to arrive, as a receiver would, then close its interpreter.
+        while fifo.len() == 0 {
+            thread::yield_now();
+        }
+        fifo.unbind(9);
+        assert_eq!(sender.join().unwrap(), Err(FifoError::Closed));
+        assert_eq!(fifo.len(), 0);
+    });
+}

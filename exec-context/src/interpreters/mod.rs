@@ -155,6 +155,18 @@ struct Visits {
     interpreters: RefCell<Vec<Weak<Inner>>>,
 }
 
+impl Visits {
+    /// Remembers an interpreter this thread ran in, forgetting those that are gone whenever
+    /// the list doubles (a thread creating and closing interpreters in a loop stays small).
+    fn remember(&self, interp: Weak<Inner>) {
+        let mut list = self.interpreters.borrow_mut();
+        if list.len() >= 8 && list.len().is_power_of_two() {
+            list.retain(|weak| weak.upgrade().is_some_and(|inner| !inner.lock().closed));
+        }
+        list.push(interp);
+    }
+}
+
 impl Drop for Visits {
     fn drop(&mut self) {
         for weak in self.interpreters.get_mut().drain(..) {
@@ -264,6 +276,11 @@ impl Drop for Inner {
             registry::remove_interpreter(self.id);
             registry::unbind(self.id);
         }
+        // As in `close`: user destructors from a `Vec`, which survives one of them panicking.
+        let contexts: Vec<_> = std::mem::take(&mut state.contexts).into_values().collect();
+        let main: Vec<_> = std::mem::take(&mut state.main).into_values().collect();
+        drop(contexts);
+        drop(main);
     }
 }
 
@@ -420,7 +437,10 @@ impl Interpreter {
         registry::remove_interpreter(id);
         registry::unbind(id);
         // User destructors run last, outside every lock, with the interpreter consistently
-        // closed whatever they do.
+        // closed whatever they do. Out of the maps first: a `Vec` goes on dropping the rest
+        // (and frees itself) when one destructor panics, where a map's table would leak.
+        let contexts: Vec<_> = contexts.into_values().collect();
+        let main: Vec<_> = main.into_values().collect();
         drop(contexts);
         drop(main);
         Ok(())
@@ -558,7 +578,7 @@ impl Interpreter {
         if first_visit {
             let weak = Arc::downgrade(&self.inner);
             // During thread teardown there is nothing left to clean up after.
-            let _ = VISITS.try_with(|visits| visits.interpreters.borrow_mut().push(weak));
+            let _ = VISITS.try_with(|visits| visits.remember(weak));
         }
         // Panics are caught inside the context, so the context always comes back to be saved.
         let outcome = run_marked(id, || context.run(|| catch_unwind(AssertUnwindSafe(f))));
@@ -693,3 +713,19 @@ impl fmt::Debug for Interpreter {
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{VISITS, create};
+
+    #[test]
+    fn a_thread_forgets_the_interpreters_that_closed() {
+        for _ in 0..1000 {
+            let interp = create();
+            interp.exec(|| ()).unwrap();
+            interp.close().unwrap();
+        }
+        let remembered = VISITS.with(|visits| visits.interpreters.borrow().len());
+        assert!(remembered <= 16, "{remembered} interpreters remembered");
+    }
+}
