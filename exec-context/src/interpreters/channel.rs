@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,12 @@ pub(crate) struct ChannelInner {
     pub(crate) fifo: Fifo,
     policy: UnboundPolicy,
     ends: [Mutex<Association>; 2],
+    /// Per end, an interpreter known to use it and not to have released it (`NOBODY` if
+    /// none): the common case, the same interpreter sending again, skips the lock.
+    users: [AtomicU64; 2],
 }
+
+const NOBODY: u64 = u64::MAX;
 
 const SEND: usize = 0;
 const RECV: usize = 1;
@@ -75,6 +81,9 @@ impl ChannelInner {
     /// Associates the current interpreter with `end`, unless it released it.
     fn associate(&self, end: usize) -> Result<u64, ChannelError> {
         let interp = current_id();
+        if self.users[end].load(Ordering::Acquire) == interp {
+            return Ok(interp);
+        }
         let mut assoc = self.ends[end]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -84,6 +93,7 @@ impl ChannelInner {
         if !assoc.using.contains(&interp) {
             assoc.using.push(interp);
         }
+        self.users[end].store(interp, Ordering::Release);
         Ok(interp)
     }
 
@@ -93,6 +103,13 @@ impl ChannelInner {
             let mut assoc = self.ends[end]
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            // Under the lock, so no `associate` can publish the releasing interpreter again.
+            let _ = self.users[end].compare_exchange(
+                interp,
+                NOBODY,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
             assoc.using.retain(|&id| id != interp);
             if assoc.released.contains(&interp) {
                 false
@@ -153,6 +170,7 @@ pub fn create_channel_with(policy: UnboundPolicy) -> (RecvChannel, SendChannel) 
         fifo: Fifo::new(0),
         policy,
         ends: [Mutex::default(), Mutex::default()],
+        users: [AtomicU64::new(NOBODY), AtomicU64::new(NOBODY)],
     });
     registry::register(Endpoint::Channel(Arc::downgrade(&inner)));
     (

@@ -159,7 +159,7 @@ impl Fifo {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under the lock, so a poisoned lock still guards a consistent state.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     fn mirror_len(&self, state: &State) {
@@ -365,13 +365,10 @@ impl Fifo {
         };
         waiters(&mut state).waiting += 1;
         let mut state = match deadline {
-            None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+            None => condvar.wait(state),
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                condvar
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
+                condvar.wait_timeout(state, left)
             }
         };
         waiters(&mut state).woke();
