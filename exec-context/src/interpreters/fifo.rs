@@ -318,12 +318,15 @@ impl Fifo {
         spun: &mut bool,
         timeout: FifoError,
     ) -> Result<MutexGuard<'a, State>, FifoError> {
-        let maxsize = self.maxsize;
+        // A putter facing a full queue spins until a few slots are free, not just one: it then
+        // puts a run of items instead of meeting the getter at the lock for every single slot.
+        // This only shapes the bounded spin; once it is over the putter takes any free slot.
+        let room = self.maxsize - (self.maxsize / 8).min(64);
         self.block_on(state, side, wait, spun, timeout, || {
             self.closed.load(Ordering::Acquire)
                 || match side {
                     Side::Get => self.len.load(Ordering::Acquire) > 0,
-                    Side::Put => self.len.load(Ordering::Acquire) < maxsize,
+                    Side::Put => self.len.load(Ordering::Acquire) < room,
                     Side::Send => true,
                 }
         })
