@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use contextvars::{Context, LogicalContext, run_with_logical_context};
 
-use crate::interpreters::{current_id, run_marked};
+use crate::interpreters::{current_id, mark};
 
 /// What a resume produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,13 +258,12 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         }
         // The body moves into the step so that, if it panics, it is dropped during unwinding
         // inside the generator's context.
-        let mode = &mut self.mode;
-        let (poll, body) = run_marked(self.interp, move || {
-            mode.run(move || {
-                let mut task = TaskContext::from_waker(Waker::noop());
-                (body.as_mut().poll(&mut task), body)
-            })
+        let marked = mark(self.interp);
+        let (poll, body) = self.mode.run(move || {
+            let mut task = TaskContext::from_waker(Waker::noop());
+            (body.as_mut().poll(&mut task), body)
         });
+        drop(marked);
         match poll {
             Poll::Ready(result) => {
                 *lock(&self.airlock) = Exchange::Empty;
@@ -359,8 +358,8 @@ impl<Y, R, A, F> Drop for Gen<Y, R, A, F> {
         if let Some(body) = self.body.take()
             && self.started
         {
-            let mode = &mut self.mode;
-            run_marked(self.interp, move || mode.run(move || drop(body)));
+            let _marked = mark(self.interp);
+            self.mode.run(move || drop(body));
         }
     }
 }

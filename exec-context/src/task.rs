@@ -9,7 +9,7 @@ use contextvars::{Context, ExecutionContext, get_execution_context, run_with_exe
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::interpreters::{current_id, run_marked};
+use crate::interpreters::{current_id, mark, run_marked};
 
 /// The context spawned work starts from: a snapshot of the current one, without the
 /// variables that opted out of inheritance, under a fresh logical context.
@@ -91,7 +91,10 @@ impl<F: Future> Future for WithContext<F> {
             interp,
         } = self.project();
         match inner.as_pin_mut() {
-            Some(future) => run_marked(*interp, || context.run(|| future.poll(cx))),
+            Some(future) => {
+                let _marked = mark(*interp);
+                context.run(|| future.poll(cx))
+            }
             // Only reachable after the drop began; a completed future is never polled again
             // by a correct executor.
             None => Poll::Pending,

@@ -140,14 +140,41 @@ pub(crate) fn run_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
 
 #[cold]
 fn switch_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
-    struct Restore(u64);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|current| current.set(self.0));
+    let _restore = MarkGuard::switch(id);
+    f()
+}
+
+/// Makes interpreter `id` the current one until the guard drops: [`run_marked`] for code
+/// that cannot be wrapped in a closure without costing the optimizer its inlining (a
+/// generator's step, a task's poll). `None`, and one thread-local read, when `id` is
+/// current already.
+#[inline]
+pub(crate) fn mark(id: u64) -> Option<MarkGuard> {
+    if CURRENT.with(Cell::get) == id {
+        None
+    } else {
+        Some(MarkGuard::switch(id))
+    }
+}
+
+/// Restores the previous current interpreter when dropped (also during unwinding).
+pub(crate) struct MarkGuard {
+    previous: u64,
+}
+
+impl MarkGuard {
+    #[cold]
+    fn switch(id: u64) -> Self {
+        MarkGuard {
+            previous: CURRENT.with(|current| current.replace(id)),
         }
     }
-    let _restore = Restore(CURRENT.with(|current| current.replace(id)));
-    f()
+}
+
+impl Drop for MarkGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.previous));
+    }
 }
 
 struct Visits {
