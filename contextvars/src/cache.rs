@@ -64,8 +64,8 @@ struct Cache {
     entries: [Cell<Entry>; SLOTS],
 }
 
-thread_local! {
-    static CACHE: Cache = const {
+crate::loom::thread_local_const! {
+    static CACHE: Cache = {
         Cache {
             // Entries start at version 0, so version 1 makes them all stale.
             version: Cell::new(1),
@@ -186,5 +186,6 @@ pub(crate) fn forget(var: VarId) {
 /// Invalidates every entry: the thread's current execution context changed shape.
 #[inline]
 pub(crate) fn invalidate_all() {
-    CACHE.with(|cache| cache.version.set(cache.version.get() + 1));
+    // `try_with`: this also runs from the thread state's destructor, at thread exit.
+    let _ = CACHE.try_with(|cache| cache.version.set(cache.version.get() + 1));
 }

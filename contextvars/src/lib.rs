@@ -57,6 +57,8 @@ mod execution;
 mod ids;
 mod logical;
 mod loom;
+#[cfg(all(test, loom))]
+mod loom_models;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod thread_state;

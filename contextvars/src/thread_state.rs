@@ -38,8 +38,8 @@ pub(crate) enum Retired {
     Snapshot(ExecutionContext),
 }
 
-thread_local! {
-    static STATE: RefCell<ThreadState> = const {
+crate::loom::thread_local_const! {
+    static STATE: RefCell<ThreadState> = {
         RefCell::new(ThreadState {
             frame: Frame {
                 top: LogicalContext::new(),
