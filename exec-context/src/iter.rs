@@ -6,7 +6,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use contextvars::{LogicalContext, run_with_logical_context};
 
-use crate::interpreters::{current_id, run_marked};
+use crate::interpreters::{current_id, mark};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
@@ -68,8 +68,8 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
 
     fn next(&mut self) -> Option<I::Item> {
         let iter = self.iter.as_mut()?;
-        let lc = &mut self.lc;
-        run_marked(self.interp, || run_with_logical_context(lc, || iter.next()))
+        let _marked = mark(self.interp);
+        run_with_logical_context(&mut self.lc, || iter.next())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -81,10 +81,8 @@ impl<I> Drop for ContextualIter<I> {
     /// The iterator is dropped inside its logical context, like a generator's body.
     fn drop(&mut self) {
         if let Some(iter) = self.iter.take() {
-            let lc = &mut self.lc;
-            run_marked(self.interp, || {
-                run_with_logical_context(lc, move || drop(iter))
-            });
+            let _marked = mark(self.interp);
+            run_with_logical_context(&mut self.lc, move || drop(iter));
         }
     }
 }
@@ -132,7 +130,8 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let Projection { mut stream, lc, interp } = this.project();
             if stream.as_mut().as_pin_mut().is_some() {
-                run_marked(*interp, || run_with_logical_context(lc, || stream.set(None)));
+                let _marked = mark(*interp);
+                run_with_logical_context(lc, || stream.set(None));
             }
         }
     }
@@ -144,9 +143,10 @@ impl<S: Stream> Stream for ContextualStream<S> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
         let Projection { stream, lc, interp } = self.project();
         match stream.as_pin_mut() {
-            Some(stream) => run_marked(*interp, || {
+            Some(stream) => {
+                let _marked = mark(*interp);
                 run_with_logical_context(lc, || stream.poll_next(cx))
-            }),
+            }
             None => Poll::Ready(None),
         }
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::fifo::{Fifo, FifoError, Wait};
 use super::registry::{self, Endpoint};
@@ -198,12 +198,6 @@ pub fn list_all_channels() -> Vec<(RecvChannel, SendChannel)> {
         .collect()
 }
 
-fn deadline(timeout: Duration) -> Wait {
-    Instant::now()
-        .checked_add(timeout)
-        .map_or(Wait::Forever, Wait::Until)
-}
-
 /// The sending end of a channel. Shareable: pass it to another interpreter through
 /// [`prepare_main`](super::Interpreter::prepare_main) or a queue.
 #[derive(Clone)]
@@ -234,7 +228,7 @@ impl SendChannel {
     ///
     /// [`ChannelError::Timeout`]; as [`send`](Self::send).
     pub fn send_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), ChannelError> {
-        self.send_waiting(value.into_shareable(), deadline(timeout))
+        self.send_waiting(value.into_shareable(), Wait::within(timeout))
     }
 
     /// Sends `value` without waiting for it to be received.
@@ -347,7 +341,7 @@ impl RecvChannel {
         self.inner.associate(RECV)?;
         self.inner
             .fifo
-            .get(deadline(timeout))
+            .get(Wait::within(timeout))
             .map_err(channel_error)
     }
 

@@ -26,6 +26,15 @@ pub(crate) enum Wait {
     Forever,
 }
 
+impl Wait {
+    /// Until `timeout` from now (as long as it takes if that is past the clock's range).
+    pub(crate) fn within(timeout: std::time::Duration) -> Wait {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until)
+    }
+}
+
 /// How a FIFO operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FifoError {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::fifo::{Fifo, FifoError, Wait};
 use super::registry::{self, Endpoint};
@@ -120,12 +120,6 @@ pub fn create_queue_with(maxsize: usize, policy: UnboundPolicy) -> Result<Queue,
     Ok(Queue { inner })
 }
 
-fn deadline(timeout: Duration) -> Wait {
-    Instant::now()
-        .checked_add(timeout)
-        .map_or(Wait::Forever, Wait::Until)
-}
-
 impl Queue {
     /// The queue's ID: unique, never reused.
     pub fn id(&self) -> u64 {
@@ -172,7 +166,7 @@ impl Queue {
     ///
     /// [`QueueError::Full`] when no room came in time; [`QueueError::Closed`].
     pub fn put_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), QueueError> {
-        self.put_as(value, self.inner.policy, deadline(timeout))
+        self.put_as(value, self.inner.policy, Wait::within(timeout))
     }
 
     /// Appends `value` if there is room now.
@@ -196,7 +190,7 @@ impl Queue {
         policy: UnboundPolicy,
         timeout: Option<Duration>,
     ) -> Result<(), QueueError> {
-        self.put_as(value, policy, timeout.map_or(Wait::Forever, deadline))
+        self.put_as(value, policy, timeout.map_or(Wait::Forever, Wait::within))
     }
 
     fn put_as(
@@ -228,7 +222,10 @@ impl Queue {
     ///
     /// [`QueueError::Empty`] when nothing came in time; as [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<Shareable, QueueError> {
-        self.inner.fifo.get(deadline(timeout)).map_err(queue_error)
+        self.inner
+            .fifo
+            .get(Wait::within(timeout))
+            .map_err(queue_error)
     }
 
     /// Removes and returns the first item if there is one now.

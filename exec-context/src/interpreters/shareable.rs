@@ -10,6 +10,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::channel::{RecvChannel, SendChannel};
 use super::queue::Queue;
 
+/// Calls `$m!` with the types the dynamic checks ([`Shareable::from_any`], [`is_shareable`])
+/// recognise, after the tokens given: one list for both.
+macro_rules! with_dynamic_types {
+    ($m:ident!($($prefix:tt)*)) => {
+        $m!($($prefix)* Shareable, String, &'static str, i128, i64, i32, i16, i8, u64, u32, u16,
+            u8, usize, isize, f64, f32, bool, (), Vec<u8>, Arc<str>, Arc<[u8]>, Vec<Shareable>,
+            SharedBuffer, Queue, SendChannel, RecvChannel)
+    };
+}
+
 /// A value that may cross from one interpreter to another.
 ///
 /// The immutable kinds (`None`, `bool`, `int`, `float`, `str`, `bytes` and tuples of them) are
@@ -97,8 +107,9 @@ impl Shareable {
     }
 
     /// The value of a dynamically typed Rust value, when its type is one of the shareable
-    /// kinds (`()`, `bool`, the integers, the floats, `String`, `&'static str`, `Vec<u8>`,
-    /// [`SharedBuffer`], [`Queue`], the channel ends, `Shareable` itself).
+    /// kinds (`()`, `bool`, the integers, the floats, `String`, `&'static str`, `Arc<str>`,
+    /// `Vec<u8>`, `Arc<[u8]>`, `Vec<Shareable>`, [`SharedBuffer`], [`Queue`], the channel ends,
+    /// `Shareable` itself).
     ///
     /// # Errors
     ///
@@ -121,9 +132,7 @@ impl Shareable {
                 )*
             };
         }
-        try_types!(value; Shareable, String, &'static str, i128, i64, i32, i16, i8, u64, u32,
-            u16, u8, usize, isize, f64, f32, bool, (), Vec<u8>, Arc<str>, Arc<[u8]>,
-            SharedBuffer, Queue, SendChannel, RecvChannel);
+        with_dynamic_types!(try_types!(value;));
         drop(value);
         Err(ShareError::NotShareable {
             type_name: "a value of an unshareable type",
@@ -249,17 +258,38 @@ impl Share for () {
     }
 }
 
-impl Share for bool {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Bool(self)
-    }
+/// `Share` for a type that is one `Shareable` variant: `$into` turns a value `$v` into the
+/// variant's contents, `$from` the contents `$c` back into a value.
+macro_rules! share_as {
+    ($($ty:ty => $variant:ident($expected:literal), |$v:ident| $into:expr, |$c:ident| $from:expr;)*) => {$(
+        impl Share for $ty {
+            fn into_shareable(self) -> Shareable {
+                let $v = self;
+                Shareable::$variant($into)
+            }
 
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Bool(v) => Ok(v),
-            other => wrong("bool", &other),
+            fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
+                match value {
+                    Shareable::$variant($c) => Ok($from),
+                    other => wrong($expected, &other),
+                }
+            }
         }
-    }
+    )*};
+}
+
+share_as! {
+    bool => Bool("bool"), |v| v, |c| c;
+    f64 => Float("float"), |v| v, |c| c;
+    String => Str("str"), |v| v.into(), |c| String::from(&*c);
+    Arc<str> => Str("str"), |v| v, |c| c;
+    Vec<u8> => Bytes("bytes"), |v| v.into(), |c| c.to_vec();
+    Arc<[u8]> => Bytes("bytes"), |v| v, |c| c;
+    Vec<Shareable> => Tuple("tuple"), |v| v.into(), |c| c.to_vec();
+    SharedBuffer => Buffer("memoryview"), |v| v, |c| c;
+    Queue => Queue("Queue"), |v| v, |c| c;
+    SendChannel => SendChannel("SendChannel"), |v| v, |c| c;
+    RecvChannel => RecvChannel("RecvChannel"), |v| v, |c| c;
 }
 
 macro_rules! share_int {
@@ -300,19 +330,6 @@ macro_rules! share_plain {
     )*};
 }
 
-impl Share for f64 {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Float(self)
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Float(v) => Ok(v),
-            other => wrong("float", &other),
-        }
-    }
-}
-
 impl Share for f32 {
     fn into_shareable(self) -> Shareable {
         Shareable::Float(f64::from(self))
@@ -324,71 +341,6 @@ impl Share for f32 {
             #[allow(clippy::cast_possible_truncation)]
             Shareable::Float(v) => Ok(v as f32),
             other => wrong("float", &other),
-        }
-    }
-}
-
-impl Share for String {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Str(self.into())
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Str(v) => Ok(String::from(&*v)),
-            other => wrong("str", &other),
-        }
-    }
-}
-
-impl Share for Arc<str> {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Str(self)
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Str(v) => Ok(v),
-            other => wrong("str", &other),
-        }
-    }
-}
-
-impl Share for Vec<u8> {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Bytes(self.into())
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Bytes(v) => Ok(v.to_vec()),
-            other => wrong("bytes", &other),
-        }
-    }
-}
-
-impl Share for Arc<[u8]> {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Bytes(self)
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Bytes(v) => Ok(v),
-            other => wrong("bytes", &other),
-        }
-    }
-}
-
-impl Share for Vec<Shareable> {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Tuple(self.into())
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Tuple(v) => Ok(v.to_vec()),
-            other => wrong("tuple", &other),
         }
     }
 }
@@ -409,38 +361,6 @@ impl<T: Share> Share for Option<T> {
 impl<T: Share> From<Option<T>> for Shareable {
     fn from(value: Option<T>) -> Self {
         value.into_shareable()
-    }
-}
-
-macro_rules! share_handle {
-    ($($ty:ident),*) => {$(
-        impl Share for $ty {
-            fn into_shareable(self) -> Shareable {
-                Shareable::$ty(self)
-            }
-
-            fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-                match value {
-                    Shareable::$ty(v) => Ok(v),
-                    other => wrong(stringify!($ty), &other),
-                }
-            }
-        }
-    )*};
-}
-
-share_handle!(Queue, SendChannel, RecvChannel);
-
-impl Share for SharedBuffer {
-    fn into_shareable(self) -> Shareable {
-        Shareable::Buffer(self)
-    }
-
-    fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
-        match value {
-            Shareable::Buffer(v) => Ok(v),
-            other => wrong("memoryview", &other),
-        }
     }
 }
 
@@ -540,34 +460,7 @@ pub fn is_shareable(value: &dyn Any) -> bool {
     macro_rules! any_of {
         ($($ty:ty),*) => { false $(|| value.is::<$ty>())* };
     }
-    any_of!(
-        Shareable,
-        String,
-        &'static str,
-        i128,
-        i64,
-        i32,
-        i16,
-        i8,
-        u64,
-        u32,
-        u16,
-        u8,
-        usize,
-        isize,
-        f64,
-        f32,
-        bool,
-        (),
-        Vec<u8>,
-        Arc<str>,
-        Arc<[u8]>,
-        Vec<Shareable>,
-        SharedBuffer,
-        Queue,
-        SendChannel,
-        RecvChannel
-    )
+    with_dynamic_types!(any_of!())
 }
 
 /// Whether an expression's (statically known) type is shareable: `true` when it implements
