@@ -16,16 +16,22 @@
 //!    pushing or popping a non-empty logical context, thread teardown) bumps the version,
 //!    which invalidates every entry at once. The context switched away from is kept by the
 //!    switch's guard and comes back unchanged.
-//! 2. **Changing one variable** (`set`, `delete`, `reset`) rewrites or clears that variable's
-//!    entry. Changing variable X never frees the value of another variable Y: in-place edits
-//!    leave Y's `Arc` untouched, and path copies clone it.
+//! 2. **Changing one variable** (`set`, `delete`, `reset`) goes through the thread state's
+//!    one mutator of the topmost logical context, which rewrites or clears that variable's
+//!    entry and hands back the value it displaced. Changing variable X never frees the value
+//!    of another variable Y: in-place edits leave Y's `Arc` untouched, and path copies clone
+//!    it.
 //! 3. Other threads cannot change this thread's current context: contexts are installed by
 //!    moving them into the thread state, and snapshots are immutable.
 //! 4. **User code running on a borrowed value** (the closure of `ContextVar::with`, or `T`'s
 //!    `Clone` in `ContextVar::get`) could change the very variable it borrows and drop the
-//!    old value. While such a borrow is open ([`read`] keeps a per-thread depth count), every
-//!    value or snapshot displaced from the current context is *retired* to a per-thread list
-//!    instead of being dropped, and the list is released when the outermost borrow ends.
+//!    old value. [`read`] records the address it lends for as long as the borrow is open. A
+//!    displaced value whose allocation contains a lent address is *retired* to a per-thread
+//!    list instead of being dropped, and the list is released when the outermost borrow ends.
+//!    Every other displaced value is dropped at once: a long borrow of one variable delays no
+//!    other drop. Up to [`LENT_MAX`] nested borrows are recorded exactly; deeper than that,
+//!    every displaced value is retired until the nesting falls back (a conservative answer,
+//!    never an unsound one).
 //!
 //! So an entry whose variable id and version match points to a live value, and it stays live
 //! for as long as [`read`] lends it. This is PEP 550's cache (§Context Variables) with the key
@@ -40,6 +46,9 @@ use crate::value::VarId;
 /// Entries in the table; variable ids are sequential, so up to this many variables never
 /// evict one another.
 pub(crate) const SLOTS: usize = 32;
+
+/// Nested borrows whose lent address is recorded; deeper borrows retire conservatively.
+pub(crate) const LENT_MAX: usize = 16;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -59,6 +68,8 @@ struct Cache {
     version: Cell<u64>,
     /// Open borrows handed out by [`read`] on this thread.
     borrows: Cell<usize>,
+    /// The address lent by the open borrow at each depth (the first [`LENT_MAX`]).
+    lent: [Cell<*const ()>; LENT_MAX],
     /// Whether values were retired during the open borrows.
     retired: Cell<bool>,
     entries: [Cell<Entry>; SLOTS],
@@ -70,6 +81,7 @@ crate::loom::thread_local_const! {
             // Entries start at version 0, so version 1 makes them all stale.
             version: Cell::new(1),
             borrows: Cell::new(0),
+            lent: [const { Cell::new(ptr::null()) }; LENT_MAX],
             retired: Cell::new(false),
             entries: [const { Cell::new(EMPTY) }; SLOTS],
         }
@@ -93,13 +105,25 @@ pub(crate) enum Cached<'a, T> {
 
 /// Looks `var` up in this thread's cache and passes the answer to `f`.
 ///
-/// `T` must be the type of `var`'s values (a `ContextVar<T>` guarantees it: ids are never
-/// shared between variables). While `f` holds a borrowed value, displaced values are retired
-/// rather than dropped (point 4 above); `release` is called when the outermost borrow ends
-/// if anything was retired meanwhile.
+/// While `f` holds a borrowed value, a displaced value that contains it is retired rather
+/// than dropped (point 4 above); `release` is called when the outermost borrow ends if
+/// anything was retired meanwhile. In debug builds, `check` is called on every hit with the
+/// variable and the cached address, and must panic if the current context does not hold the
+/// value there.
+///
+/// # Safety
+///
+/// `T` must be the type of `var`'s values: every pointer stored for `var` (by [`store`] or
+/// [`store_ptr`]) must point to a `T`. A `ContextVar<T>` guarantees it, since variable ids are
+/// never shared between variables.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) fn read<T, R>(var: VarId, f: impl FnOnce(Cached<'_, T>) -> R, release: fn()) -> R {
+pub(crate) unsafe fn read<T, R>(
+    var: VarId,
+    f: impl FnOnce(Cached<'_, T>) -> R,
+    release: fn(),
+    check: fn(VarId, *const ()),
+) -> R {
     // `Cache` has no destructor, so this thread-local is always accessible.
     CACHE.with(|cache| {
         let entry = cache.entries[slot(var)].get();
@@ -109,13 +133,20 @@ pub(crate) fn read<T, R>(var: VarId, f: impl FnOnce(Cached<'_, T>) -> R, release
         if entry.value.is_null() {
             return f(Cached::Absent);
         }
-        cache.borrows.set(cache.borrows.get() + 1);
+        if cfg!(debug_assertions) {
+            check(var, entry.value);
+        }
+        let depth = cache.borrows.get();
+        if let Some(lent) = cache.lent.get(depth) {
+            lent.set(entry.value);
+        }
+        cache.borrows.set(depth + 1);
         let _borrow = Borrow { cache, release };
         // SAFETY: the entry matches `var` and the current version, so the value it points to
         // is owned by this thread's current execution context (points 1-3 of the module docs),
         // and `_borrow` keeps it from being dropped until `f` returns, even if `f` changes the
-        // context (point 4). The pointer was made by `store_ptr` from a `&T` of this same `T`,
-        // since `var` only ever holds values of its own type.
+        // context (point 4: its address is recorded as lent, or retiring is conservative past
+        // `LENT_MAX`). The pointer points to a `T` by this function's contract.
         let value = unsafe { &*entry.value.cast::<T>() };
         f(Cached::Value(value))
     })
@@ -139,11 +170,32 @@ impl Drop for Borrow<'_> {
     }
 }
 
-/// Whether a value borrowed from the cache is in use on this thread, so displaced values
-/// must be retired instead of dropped. When it returns `true`, the caller must retire them:
-/// the outermost borrow's end will call `release`.
+/// Whether a displaced value occupying `start .. start + len` (bytes) may be in use by an
+/// open borrow on this thread, so it must be retired instead of dropped. When it returns
+/// `true`, the caller must retire it: the outermost borrow's end will call `release`.
 #[inline]
-pub(crate) fn must_retire() -> bool {
+pub(crate) fn must_retire(start: *const (), len: usize) -> bool {
+    CACHE.with(|cache| {
+        let depth = cache.borrows.get();
+        let start = start.addr();
+        // `<=` at the end: a zero-sized value may sit at its allocation's last address.
+        let lent = depth > LENT_MAX
+            || cache.lent[..depth].iter().any(|lent| {
+                let lent = lent.get().addr();
+                (start..=start + len).contains(&lent)
+            });
+        if lent {
+            cache.retired.set(true);
+        }
+        lent
+    })
+}
+
+/// Whether any borrow is open on this thread. When it returns `true`, the caller must retire
+/// what it displaces (anything it cannot check address by address): the outermost borrow's
+/// end will call `release`.
+#[inline]
+pub(crate) fn must_retire_any() -> bool {
     CACHE.with(|cache| {
         let borrowed = cache.borrows.get() > 0;
         if borrowed {
@@ -154,15 +206,28 @@ pub(crate) fn must_retire() -> bool {
 }
 
 /// Records that the current context holds `value` (or nothing) for `var`.
+///
+/// # Safety
+///
+/// As for [`store_ptr`].
 #[inline]
-pub(crate) fn store<T>(var: VarId, value: Option<&T>) {
-    store_ptr(var, value.map_or(ptr::null(), ptr::from_ref));
+#[allow(unsafe_code)]
+pub(crate) unsafe fn store<T>(var: VarId, value: Option<&T>) {
+    // SAFETY: forwarded; a reference is a valid pointer to a `T`.
+    unsafe { store_ptr(var, value.map_or(ptr::null(), ptr::from_ref)) }
 }
 
-/// Records that the current context holds the value at `value` for `var`: the address of
-/// the `T` inside the `Arc` just stored in the topmost logical context.
+/// Records that the current context holds the value at `value` (null: no value) for `var`.
+///
+/// # Safety
+///
+/// `value` must be null or point to the `T` inside an `Arc` allocation that this thread's
+/// current execution context holds for `var`, and `T` must be `var`'s value type. Whatever
+/// later removes that value from the current context must go through the thread state's
+/// mutators (which refresh or clear this entry) or invalidate the whole cache.
 #[inline]
-pub(crate) fn store_ptr<T>(var: VarId, value: *const T) {
+#[allow(unsafe_code)]
+pub(crate) unsafe fn store_ptr<T>(var: VarId, value: *const T) {
     CACHE.with(|cache| {
         cache.entries[slot(var)].set(Entry {
             var: var.0,

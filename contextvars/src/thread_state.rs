@@ -9,17 +9,24 @@
 //!
 //! - The `RefCell` is borrowed only for moves and map edits that run no user code; anything
 //!   that might drop a user value (displaced values, old snapshots, leftover layers) is
-//!   carried out of the borrow and dropped afterwards (or retired, see `cache`).
-//! - Every change that alters what a lookup of some variable would find either refreshes that
-//!   variable's cache entry or invalidates the whole cache.
+//!   carried out of the borrow and dropped afterwards.
+//! - A value leaves the topmost logical context only through `ThreadState::insert_top` and
+//!   `ThreadState::remove_top`. They clear the variable's cache entry and hand back what they
+//!   displaced as a [`Displaced`], which drops the value once it is carried out of the borrow,
+//!   or retires it while an open borrow lends it (see `cache`).
+//! - Every other change that alters what a lookup of some variable would find invalidates the
+//!   whole cache.
 
 use std::cell::RefCell;
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread;
 
 use crate::cache;
 use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
-use crate::value::{Value, VarId};
+use crate::value::{Erased, Value, VarId};
 
 pub(crate) struct ThreadState {
     /// The topmost logical context and the snapshot at the bottom.
@@ -27,7 +34,8 @@ pub(crate) struct ThreadState {
     pushed: Vec<LogicalContext>,
     floor: usize,
     snapshot: Option<ExecutionContext>,
-    /// Values and snapshots displaced while a borrowed value was in use (see `cache`).
+    /// Values displaced while an open borrow lent them (see `cache`), and contexts handed out
+    /// while borrows were open; released when the outermost borrow ends.
     retired: Vec<Retired>,
 }
 
@@ -67,32 +75,95 @@ fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
     STATE.try_with(|state| f(&mut state.borrow_mut())).ok()
 }
 
-/// Drops what was displaced, or retires it if a borrowed value may still point into it.
-/// Must be called outside the state's borrow.
-#[inline(always)]
-fn dispose(value: Option<Value>, snapshot: Option<ExecutionContext>) {
-    if value.is_some() || snapshot.is_some() {
-        dispose_slow(value, snapshot);
+/// A value that left the topmost logical context. Dropping it drops the value, unless an
+/// open borrow lends it, in which case it is retired until the outermost borrow ends.
+///
+/// Never drop one inside the state's borrow: the value's `Drop` is user code.
+#[must_use = "a displaced value must be dropped outside the thread state's borrow"]
+pub(crate) struct Displaced(Option<Value>);
+
+impl Displaced {
+    /// Takes the value out, for a token to keep. If an open borrow lends it, a retired
+    /// reference keeps it alive until that borrow ends, whatever the token does.
+    fn into_value(mut self) -> Option<Value> {
+        let value = self.0.take()?;
+        if is_lent(&value) {
+            retire(Retired::Value(value.clone()));
+        }
+        Some(value)
     }
+}
+
+impl Drop for Displaced {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take()
+            && is_lent(&value)
+        {
+            retire(Retired::Value(value));
+        }
+    }
+}
+
+/// Whether an open borrow on this thread may be lending `value` (see `cache`, point 4).
+#[inline]
+fn is_lent(value: &Value) -> bool {
+    let start = Arc::as_ptr(value).cast::<()>();
+    cache::must_retire(start, mem::size_of_val::<dyn Erased>(&**value))
 }
 
 #[cold]
 #[inline(never)]
-fn dispose_slow(value: Option<Value>, snapshot: Option<ExecutionContext>) {
-    if cache::must_retire() {
-        let retired = value
-            .map(Retired::Value)
-            .into_iter()
-            .chain(snapshot.map(Retired::Snapshot));
-        // During thread teardown the state is gone, and so is every borrow: just drop.
-        let _ = with_state(|ts| ts.retired.extend(retired));
+fn retire(retired: Retired) {
+    // During thread teardown the state is gone, and so is every borrow: just drop.
+    let _ = with_state(|ts| ts.retired.push(retired));
+}
+
+/// Drops `snapshot`, a context handed out of the thread state, unless a borrow is open on
+/// this thread (which may lend one of its values): then it is kept until the outermost
+/// borrow ends.
+#[allow(dead_code, reason = "for contexts handed out by a non-scoped exit")]
+pub(crate) fn dispose_snapshot(snapshot: ExecutionContext) {
+    if cache::must_retire_any() {
+        retire(Retired::Snapshot(snapshot));
     }
 }
 
 /// Releases retired values once the last borrow ended (called by `cache`).
+///
+/// Every retired value is dropped even if a `Drop` panics. The first panic is passed on once
+/// all of them are dropped, unless the thread is already unwinding (the borrow ended because
+/// its closure panicked): a second panic would abort the process, so it is swallowed.
 pub(crate) fn release_retired() {
-    let retired = with_state(|ts| mem::take(&mut ts.retired));
-    drop(retired);
+    let Some(retired) = with_state(|ts| mem::take(&mut ts.retired)) else {
+        return;
+    };
+    let mut first_panic = None;
+    for item in retired {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(item))) {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first_panic
+        && !thread::panicking()
+    {
+        panic::resume_unwind(payload);
+    }
+}
+
+/// In debug builds, `cache::read` calls this at the dereference: the cached address must lie
+/// inside the value the current context holds for `id`.
+pub(crate) fn check_cached(id: VarId, cached: *const ()) {
+    let held = lookup(id, |found| {
+        found.map(|value| {
+            let start = Arc::as_ptr(value).cast::<()>().addr();
+            start..=start + mem::size_of_val::<dyn Erased>(&**value)
+        })
+    });
+    assert!(
+        held.is_some_and(|range| range.contains(&cached.addr())),
+        "the lookup cache points outside the value the current context holds for {id:?}"
+    );
 }
 
 impl ThreadState {
@@ -120,6 +191,24 @@ impl ThreadState {
     fn forget_snapshot(&mut self) {
         self.snapshot = None;
     }
+
+    /// Stores `value` for `id` in the topmost logical context: one of the two ways a value
+    /// leaves it. The variable's cache entry is cleared; the caller may store a fresh one.
+    fn insert_top(&mut self, id: VarId, value: Value) -> Displaced {
+        self.forget_snapshot();
+        cache::forget(id);
+        Displaced(self.frame.top.map.insert(id, value))
+    }
+
+    /// Removes `id` from the topmost logical context: the other way a value leaves it.
+    fn remove_top(&mut self, id: VarId) -> Displaced {
+        if !self.frame.top.map.contains_key(&id) {
+            return Displaced(None);
+        }
+        self.forget_snapshot();
+        cache::forget(id);
+        Displaced(self.frame.top.map.remove(&id))
+    }
 }
 
 /// Looks `id` up in the current execution context (no cache) and hands the value to `f`
@@ -142,41 +231,31 @@ pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
     with_state(|ts| ts.frame.top.map.get(&id).cloned()).flatten()
 }
 
-/// Stores `value` for `id` in the topmost logical context. Returns the value it displaced
-/// there and the logical context's id (for the token), or `None` during thread teardown.
-pub(crate) fn set(id: VarId, value: Value) -> Option<(Option<Value>, u64)> {
+/// Stores `value` for `id` in the topmost logical context and points the cache at it
+/// (`typed` is the address of the `T` inside `value`). Returns the value it displaced there
+/// and the logical context's id (for the token), or `None` during thread teardown.
+pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<(Option<Value>, u64)> {
     let (displaced, context) = with_state(|ts| {
-        ts.forget_snapshot();
         let context = ts.frame.top.ensure_id();
-        let displaced = ts.frame.top.map.insert(id, value);
-        (displaced, context)
+        (ts.insert_top(id, value), context)
     })?;
-    // A borrow may point at the displaced value; the token takes the value itself, so a
-    // retired reference keeps it alive until the borrow ends. (Without a borrow nothing is
-    // cloned: the token's reference is the last one.)
-    if let Some(old) = &displaced
-        && cache::must_retire()
-    {
-        dispose_slow(Some(old.clone()), None);
+    // SAFETY: `typed` points into `value`, which the topmost logical context now holds for
+    // `id`; `set`'s callers pass the `T` of `id`'s variable. A later removal goes through
+    // `insert_top` / `remove_top`, which clear this entry.
+    #[allow(unsafe_code)]
+    unsafe {
+        cache::store_ptr(id, typed);
     }
-    Some((displaced, context))
+    Some((displaced.into_value(), context))
 }
 
 /// Removes `id` from the topmost logical context; `false` if it was not there.
 pub(crate) fn delete(id: VarId) -> bool {
-    let removed = with_state(|ts| {
-        if !ts.frame.top.map.contains_key(&id) {
-            return None;
-        }
-        ts.forget_snapshot();
-        ts.frame.top.map.remove(&id)
-    })
-    .flatten();
-    cache::forget(id);
-    match removed {
-        Some(removed) => {
-            dispose(Some(removed), None);
-            true
+    match with_state(|ts| ts.remove_top(id)) {
+        Some(displaced) => {
+            let removed = displaced.0.is_some();
+            drop(displaced);
+            removed
         }
         None => false,
     }
@@ -187,16 +266,6 @@ pub(crate) enum RestoreError {
     WrongContext,
 }
 
-/// A value displaced from the current context; dropping it disposes of it properly (retired
-/// while a borrow is open).
-pub(crate) struct Displaced(Option<Value>);
-
-impl Drop for Displaced {
-    fn drop(&mut self) {
-        dispose(self.0.take(), None);
-    }
-}
-
 /// Puts the topmost logical context's binding for `id` back to `old` (absent if `None`),
 /// provided the topmost logical context is `context`. The value it displaces is handed back
 /// to be dropped once the caller has recorded the change (its `Drop` may panic).
@@ -205,21 +274,16 @@ pub(crate) fn restore(
     old: Option<Value>,
     context: u64,
 ) -> Result<Displaced, RestoreError> {
-    let outcome = with_state(|ts| {
+    with_state(|ts| {
         if ts.frame.top.id != context || context == 0 {
             return Err(RestoreError::WrongContext);
         }
-        ts.forget_snapshot();
-        let displaced = match old {
-            Some(value) => ts.frame.top.map.insert(id, value),
-            None => ts.frame.top.map.remove(&id),
-        };
-        Ok(displaced)
+        Ok(match old {
+            Some(value) => ts.insert_top(id, value),
+            None => ts.remove_top(id),
+        })
     })
-    .unwrap_or(Err(RestoreError::WrongContext));
-    let displaced = outcome?;
-    cache::forget(id);
-    Ok(Displaced(displaced))
+    .unwrap_or(Err(RestoreError::WrongContext))
 }
 
 /// The current execution context as an immutable snapshot (O(1) when nothing changed since
@@ -339,7 +403,9 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
             if !lc.is_empty() {
                 cache::invalidate_all();
             }
-            dispose(None, stale);
+            // A stale snapshot never holds the last reference to a value a borrow lends: the
+            // popped logical context is in `lc`, everything else is still installed.
+            drop(stale);
         }
     }
 
@@ -355,6 +421,7 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
     if nonempty {
         cache::invalidate_all();
     }
-    dispose(None, stale);
+    // Every value of the stale snapshot is still installed: dropping it frees none of them.
+    drop(stale);
     f()
 }

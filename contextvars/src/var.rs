@@ -151,6 +151,16 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// `f` may itself get, set or switch contexts; the value it was given stays valid until
     /// it returns.
     ///
+    /// What is deferred while `f` runs: only the value `f` was lent. If `f` (or anything it
+    /// calls) replaces or removes that value from the context that lent it, the value is kept
+    /// until the outermost `with` or `get` on the thread returns, and dropped then. Every other
+    /// value displaced meanwhile, of any variable, is dropped at once, so a `with` that lasts
+    /// for the life of a server holds no memory and delays no destructor but its own value's.
+    /// (Beyond 16 nested borrows on one thread, displaced values wait for the nesting to
+    /// unwind.) If such a deferred drop panics, the panic comes out of the outermost `with` once
+    /// every deferred value is dropped; if `f` itself panicked, the drop's panic is discarded,
+    /// so the process does not abort.
+    ///
     /// ```
     /// use contextvars::ContextVar;
     ///
@@ -180,7 +190,15 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     #[cold]
     #[inline(never)]
     fn with_miss<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
-        thread_state::lookup(id, |found| cache::store(id, found.and_then(downcast::<T>)));
+        thread_state::lookup(id, |found| {
+            // SAFETY: `found` is what the current context holds for `id`, a `T` since only
+            // this variable has `id`; it leaves the context only through the thread state's
+            // mutators, which clear the entry.
+            #[allow(unsafe_code)]
+            unsafe {
+                cache::store(id, found.and_then(downcast::<T>));
+            }
+        });
         match Self::try_cached(id, f) {
             Step::Done(result) => result,
             Step::Absent(f) if use_default => self.call_with_default(f),
@@ -191,15 +209,20 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     #[inline(always)]
     fn try_cached<R, F: FnOnce(Option<&T>) -> R>(id: VarId, f: F) -> Step<R, F> {
-        cache::read::<T, _>(
-            id,
-            move |cached| match cached {
-                Cached::Value(value) => Step::Done(f(Some(value))),
-                Cached::Absent => Step::Absent(f),
-                Cached::Unknown => Step::Unknown(f),
-            },
-            thread_state::release_retired,
-        )
+        // SAFETY: `id` is this `ContextVar<T>`'s, so every value stored for it is a `T`.
+        #[allow(unsafe_code)]
+        unsafe {
+            cache::read::<T, _>(
+                id,
+                move |cached| match cached {
+                    Cached::Value(value) => Step::Done(f(Some(value))),
+                    Cached::Absent => Step::Absent(f),
+                    Cached::Unknown => Step::Unknown(f),
+                },
+                thread_state::release_retired,
+                thread_state::check_cached,
+            )
+        }
     }
 
     /// The slow path when the cache cannot be used (thread teardown): hold a reference.
@@ -223,6 +246,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     }
 
     /// The variable's value in the current context, else its default, else `None`.
+    ///
+    /// The value is lent to `T::clone` as by [`with`](Self::with), with the same (only)
+    /// deferral: if the clone replaces the very value it is cloning, the old value is dropped
+    /// when `get` returns.
     ///
     /// ```
     /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::new("n");
@@ -313,11 +340,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         });
         let value_ref: *const T = &stored.value;
         let value: Value = stored;
-        let (old, context) = thread_state::set(id, value).unwrap_or((None, 0));
-        if context != 0 {
-            // The value now lives in the topmost logical context, at the same address.
-            cache::store_ptr(id, value_ref);
-        }
+        let (old, context) = thread_state::set(id, value, value_ref).unwrap_or((None, 0));
         Token {
             var: id,
             var_name: self.name,
