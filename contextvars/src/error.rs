@@ -28,11 +28,13 @@ impl fmt::Display for LookupError {
 
 impl std::error::Error for LookupError {}
 
-/// Why `ContextVar::reset` refused a [`Token`](crate::Token) (PEP 567's three token errors).
+/// Why `ContextVar::reset` refused a [`Token`](crate::Token).
+///
+/// PEP 567 has a third token error, "already used": here `reset` takes the token by value,
+/// so a second use does not compile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenError {
-    /// The token was already used to reset its variable.
-    Used,
     /// The token was created by a different variable.
     WrongVar,
     /// The token was created in a different context than the current one.
@@ -42,7 +44,6 @@ pub enum TokenError {
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            TokenError::Used => "the token has already been used once",
             TokenError::WrongVar => "the token was created by a different context variable",
             TokenError::WrongContext => "the token was created in a different context",
         })

@@ -139,15 +139,16 @@ impl From<Vec<Op>> for Script {
 pub enum Expected {
     /// `get` or `get_topmost` returns this.
     Value(Option<u64>),
-    /// `set` returns a token whose `old_value()` is this: the value the topmost logical
-    /// context had, if any.
+    /// `set` returns a token whose `old_value()` is this: the value the variable had before,
+    /// if any (from whichever layer showed it).
     Set {
         /// The token's old value.
         old: Option<u64>,
     },
     /// `delete` succeeds (`true`) or fails with a `LookupError` (`false`).
     Deleted(bool),
-    /// `reset` with token number `token` (counting every `set` of the script from 0) returns
+    /// `reset` with token number `token` (counting every `set` of the script from 0; only
+    /// tokens not used yet are picked, since `reset` consumes its token) returns
     /// `result`.
     Reset {
         /// Which token: the index of the `set` that made it among all sets.
@@ -364,6 +365,7 @@ impl Model {
             Op::GetTopmost(var) => Expected::Value(self.get_topmost(usize::from(var))),
             Op::Set { var, value } => {
                 let var = self.var(var);
+                let shown = self.get(var);
                 let top = self.top_mut();
                 let old = top.bindings.insert(var, value);
                 let identity = top.identity;
@@ -373,7 +375,7 @@ impl Model {
                     identity,
                     used: false,
                 });
-                Expected::Set { old }
+                Expected::Set { old: shown }
             }
             Op::Delete(var) => {
                 let var = self.var(var);
@@ -428,22 +430,17 @@ impl Model {
     }
 
     fn reset(&mut self, var: usize, back: usize) -> Expected {
+        // `reset` consumes its token: only tokens not used yet can be picked.
         let tokens: Vec<usize> = (0..self.tokens.len())
-            .filter(|&index| self.tokens[index].var == var)
+            .filter(|&index| self.tokens[index].var == var && !self.tokens[index].used)
             .collect();
         if tokens.is_empty() {
             return Expected::Skipped;
         }
         let token = tokens[tokens.len() - 1 - back % tokens.len()];
-        let ModelToken {
-            old,
-            identity,
-            used,
-            ..
-        } = self.tokens[token];
-        let result = if used {
-            Err(TokenError::Used)
-        } else if self.top().identity != identity {
+        let ModelToken { old, identity, .. } = self.tokens[token];
+        self.tokens[token].used = true;
+        let result = if self.top().identity != identity {
             Err(TokenError::WrongContext)
         } else {
             let top = self.top_mut();
@@ -451,7 +448,6 @@ impl Model {
                 Some(value) => top.bindings.insert(var, value),
                 None => top.bindings.remove(&var),
             };
-            self.tokens[token].used = true;
             Ok(())
         };
         Expected::Reset { token, result }
@@ -778,7 +774,8 @@ struct Replay<'s, 'v> {
     next: usize,
     vars: &'v [&'v ContextVar<u64>],
     model: Model,
-    tokens: Vec<Token<u64>>,
+    /// By the order of the sets that made them; `None` once used.
+    tokens: Vec<Option<Token<u64>>>,
     snapshots: Vec<ExecutionContext>,
     /// By the model's slots; `None` while in use.
     contexts: Vec<Option<Context>>,
@@ -884,7 +881,7 @@ impl Replay<'_, '_> {
             Op::Set { var: index, value } => {
                 let token = var(index).set(value);
                 let old = token.old_value();
-                self.tokens.push(token);
+                self.tokens.push(Some(token));
                 Expected::Set { old }
             }
             Op::Delete(index) => Expected::Deleted(var(index).delete().is_ok()),
@@ -892,7 +889,10 @@ impl Replay<'_, '_> {
                 let Expected::Reset { token, .. } = *expected else {
                     unreachable!("the model answers a reset with a reset")
                 };
-                let result = var(index).reset(&self.tokens[token]);
+                let token_value = self.tokens[token]
+                    .take()
+                    .expect("the model picks only tokens not used yet");
+                let result = var(index).reset(token_value);
                 Expected::Reset { token, result }
             }
             Op::Snapshot => {

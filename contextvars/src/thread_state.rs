@@ -169,9 +169,14 @@ pub(crate) fn check_cached(id: VarId, cached: *const ()) {
 impl ThreadState {
     /// The topmost value for `id` in the current execution context.
     fn find(&self, id: VarId) -> Option<&Value> {
-        if let Some(value) = self.frame.top.map.get(&id) {
-            return Some(value);
+        match self.frame.top.map.get(&id) {
+            Some(value) => Some(value),
+            None => self.find_below_top(id),
         }
+    }
+
+    /// The topmost value for `id` under the topmost logical context.
+    fn find_below_top(&self, id: VarId) -> Option<&Value> {
         for lc in self.pushed[self.floor..].iter().rev() {
             if let Some(value) = lc.map.get(&id) {
                 return Some(value);
@@ -231,13 +236,30 @@ pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
     with_state(|ts| ts.frame.top.map.get(&id).cloned()).flatten()
 }
 
+/// What a variable held before a `set`, for its token.
+#[derive(Default)]
+pub(crate) struct Previous {
+    /// The topmost logical context's id (0 during thread teardown: no reset will match).
+    pub(crate) context: u64,
+    /// The value the topmost logical context held (what a reset puts back).
+    pub(crate) top: Option<Value>,
+    /// If it held none, the value a lower layer showed.
+    pub(crate) below: Option<Value>,
+}
+
 /// Stores `value` for `id` in the topmost logical context and points the cache at it
-/// (`typed` is the address of the `T` inside `value`). Returns the value it displaced there
-/// and the logical context's id (for the token), or `None` during thread teardown.
-pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<(Option<Value>, u64)> {
-    let (displaced, context) = with_state(|ts| {
+/// (`typed` is the address of the `T` inside `value`). Returns what the variable held before,
+/// or `None` during thread teardown.
+pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<Previous> {
+    let (displaced, below, context) = with_state(|ts| {
         let context = ts.frame.top.ensure_id();
-        (ts.insert_top(id, value), context)
+        let displaced = ts.insert_top(id, value);
+        // Only the first set of a variable in a logical context looks further down.
+        let below = match displaced.0 {
+            Some(_) => None,
+            None => ts.find_below_top(id).cloned(),
+        };
+        (displaced, below, context)
     })?;
     // SAFETY: `typed` points into `value`, which the topmost logical context now holds for
     // `id`; `set`'s callers pass the `T` of `id`'s variable. A later removal goes through
@@ -246,7 +268,11 @@ pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<(Option
     unsafe {
         cache::store_ptr(id, typed);
     }
-    Some((displaced.into_value(), context))
+    Some(Previous {
+        context,
+        top: displaced.into_value(),
+        below,
+    })
 }
 
 /// Removes `id` from the topmost logical context; `false` if it was not there.

@@ -1,6 +1,5 @@
 //! [`Token`]: what `ContextVar::set` returns, to undo that set.
 
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -10,9 +9,10 @@ use crate::value::{Value, VarId, downcast};
 /// [`ContextVar::reset`](crate::ContextVar::reset) to put the topmost logical context back as
 /// it was before the set (PEP 567 `Token`).
 ///
-/// A token can be used once, only with the variable that made it, and only while the logical
-/// context it was made in is the current one; anything else is a
-/// [`TokenError`](crate::TokenError).
+/// [`reset`](crate::ContextVar::reset) takes the token by value, so a token is used at most
+/// once by construction: a second use does not compile. It works only with the variable that
+/// made it, and only while the logical context it was made in is the current one; anything
+/// else is a [`TokenError`](crate::TokenError).
 ///
 /// ```
 /// use contextvars::ContextVar;
@@ -23,29 +23,60 @@ use crate::value::{Value, VarId, downcast};
 /// assert_eq!(first.old_value(), None); // PEP 567's Token.MISSING
 /// let second = VAR.set(2);
 /// assert_eq!(second.old_value(), Some(1));
-/// VAR.reset(&second).unwrap();
+/// VAR.reset(second).unwrap();
 /// assert_eq!(VAR.get(), Some(1));
-/// assert!(VAR.reset(&second).is_err()); // already used
+/// ```
+///
+/// Using a token twice is a compile error:
+///
+/// ```compile_fail,E0382
+/// use contextvars::ContextVar;
+///
+/// static VAR: ContextVar<i32> = ContextVar::new("var");
+/// let token = VAR.set(1);
+/// VAR.reset(token).unwrap();
+/// VAR.reset(token).unwrap(); // use of moved value
 /// ```
 pub struct Token<T> {
     pub(crate) var: VarId,
     pub(crate) var_name: &'static str,
     pub(crate) context: u64,
+    /// What the topmost logical context held before the set: what `reset` puts back.
     pub(crate) old: Option<Value>,
-    pub(crate) used: Cell<bool>,
+    /// Where the topmost logical context held nothing: the value a lower layer showed, which
+    /// is the variable's value before the set (`old_value`).
+    pub(crate) below: Option<Value>,
     pub(crate) _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Clone + 'static> Token<T> {
-    /// The value the variable had in the topmost logical context before the set, or `None`
-    /// if it had none there (PEP 567's `Token.MISSING`) — which is what `reset` puts back.
+    /// The value the variable had before the set (its default does not count), or `None` if
+    /// it had none: PEP 567's `Token.old_value`, with `None` for `Token.MISSING`.
     ///
-    /// This differs from CPython where a value came from a lower layer: after
-    /// `VAR.set(1); copy_context().run(|| VAR.set(2))`, CPython's flat context reports
-    /// `old_value == 1`; here the copy's own logical context had no value, so `None`, and a
-    /// reset removes the copy's binding so that 1 shows through again.
+    /// Like CPython, this is the value the variable showed, wherever it came from: after
+    /// `VAR.set(1); copy_context().run(|| VAR.set(2))`, the inner token's `old_value` is
+    /// `Some(1)`. What [`reset`](crate::ContextVar::reset) puts back is the topmost logical
+    /// context as it was: there the copy's own logical context had no value, so a reset
+    /// removes the copy's binding and 1 shows through again.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, copy_context};
+    ///
+    /// static VAR: ContextVar<i32> = ContextVar::new("var");
+    /// VAR.set(1);
+    /// copy_context().run(|| {
+    ///     let token = VAR.set(2);
+    ///     assert_eq!(token.old_value(), Some(1));
+    ///     VAR.reset(token).unwrap();
+    ///     assert_eq!(VAR.get(), Some(1));
+    /// });
+    /// ```
     pub fn old_value(&self) -> Option<T> {
-        self.old.as_ref().and_then(downcast::<T>).cloned()
+        self.old
+            .as_ref()
+            .or(self.below.as_ref())
+            .and_then(downcast::<T>)
+            .cloned()
     }
 }
 
@@ -54,20 +85,10 @@ impl<T> Token<T> {
     pub fn var_id(&self) -> VarId {
         self.var
     }
-
-    /// Whether the token has been used.
-    pub fn is_used(&self) -> bool {
-        self.used.get()
-    }
 }
 
 impl<T> fmt::Debug for Token<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "<Token{} var={:?}>",
-            if self.used.get() { " used" } else { "" },
-            self.var_name
-        )
+        write!(f, "<Token var={:?}>", self.var_name)
     }
 }

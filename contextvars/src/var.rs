@@ -1,6 +1,5 @@
 //! [`ContextVar`]: a variable whose value lives in the current execution context.
 
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -53,7 +52,7 @@ enum Default<T> {
 /// let token = REQUEST_ID.set(7);
 /// assert_eq!(REQUEST_ID.get(), Some(7));
 /// REQUEST_ID.with(|id| assert_eq!(id, Some(&7))); // borrows, no clone
-/// REQUEST_ID.reset(&token).unwrap();
+/// REQUEST_ID.reset(token).unwrap();
 /// assert_eq!(REQUEST_ID.get(), None);
 /// ```
 pub struct ContextVar<T> {
@@ -340,13 +339,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         });
         let value_ref: *const T = &stored.value;
         let value: Value = stored;
-        let (old, context) = thread_state::set(id, value, value_ref).unwrap_or((None, 0));
+        let previous = thread_state::set(id, value, value_ref).unwrap_or_default();
         Token {
             var: id,
             var_name: self.name,
-            context,
-            old,
-            used: Cell::new(false),
+            context: previous.context,
+            old: previous.top,
+            below: previous.below,
             _type: PhantomData,
         }
     }
@@ -355,31 +354,38 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// the value it had then, or loses the variable if it had none (so a value from a lower
     /// logical context shows through again).
     ///
+    /// The token is consumed, so it cannot be used twice (PEP 567's "already used" error is a
+    /// compile error here), also when the reset fails.
+    ///
     /// # Errors
     ///
-    /// [`TokenError::Used`] if the token was already used, [`TokenError::WrongVar`] if another
-    /// variable made it, [`TokenError::WrongContext`] if the current topmost logical context
-    /// is not the one it was made in. Nothing changes on error.
+    /// [`TokenError::WrongVar`] if another variable made the token,
+    /// [`TokenError::WrongContext`] if the current topmost logical context is not the one it
+    /// was made in. Nothing changes on error.
     ///
     /// ```
     /// use contextvars::{Context, ContextVar, TokenError};
     ///
     /// static VAR: ContextVar<i32> = ContextVar::new("var");
     /// let token = Context::new().run(|| VAR.set(1));
-    /// assert_eq!(VAR.reset(&token), Err(TokenError::WrongContext));
+    /// assert_eq!(VAR.reset(token), Err(TokenError::WrongContext));
     /// ```
-    pub fn reset(&self, token: &Token<T>) -> Result<(), TokenError> {
-        if token.used.get() {
-            return Err(TokenError::Used);
-        }
+    pub fn reset(&self, token: Token<T>) -> Result<(), TokenError> {
         let id = self.id();
         if token.var != id {
             return Err(TokenError::WrongVar);
         }
-        let displaced = thread_state::restore(id, token.old.clone(), token.context)
+        let Token {
+            context,
+            old,
+            below,
+            ..
+        } = token;
+        // Not part of the context: dropped first, so that a panic in its `Drop` leaves the
+        // context as it was.
+        drop(below);
+        let displaced = thread_state::restore(id, old, context)
             .map_err(|RestoreError::WrongContext| TokenError::WrongContext)?;
-        // Record the use before the displaced value is dropped: its `Drop` may panic.
-        token.used.set(true);
         drop(displaced);
         Ok(())
     }
@@ -417,20 +423,22 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
         struct Reset<'a, T: Send + Sync + 'static> {
             var: &'a ContextVar<T>,
-            token: Token<T>,
+            token: Option<Token<T>>,
         }
 
         impl<T: Send + Sync + 'static> Drop for Reset<'_, T> {
             fn drop(&mut self) {
                 // Only fails if `f` left the logical context it started in, which scoped
                 // APIs cannot do; there is nothing better to do with the error in a drop.
-                let _ = self.var.reset(&self.token);
+                if let Some(token) = self.token.take() {
+                    let _ = self.var.reset(token);
+                }
             }
         }
 
         let _reset = Reset {
             var: self,
-            token: self.set(value),
+            token: Some(self.set(value)),
         };
         f()
     }

@@ -178,7 +178,7 @@ fn delete_one(i: usize) {
 
 fn reset_one(i: usize) {
     let token = MANY[i].set(99);
-    MANY[i].reset(&token).unwrap();
+    MANY[i].reset(token).unwrap();
 }
 
 /// For every variable: an edit after a dropped snapshot allocates exactly as much as on a map

@@ -227,7 +227,6 @@ struct ModelToken {
     var: usize,
     lc: u64,
     old: Option<u64>,
-    used: bool,
 }
 
 /// The real objects a case keeps, each with its model. `None` marks an object that is
@@ -270,33 +269,32 @@ impl World {
     }
 
     fn set(&mut self, var: usize, value: u64) {
+        let shown = self.frame.get(var);
         let token = VARS[var].set(value);
         let old = self.frame.top.map.insert(var, value);
-        assert_eq!(token.old_value(), old, "old value of the token of {var}");
+        // PEP 567: the value the variable had, from whichever layer showed it.
+        assert_eq!(token.old_value(), shown, "old value of the token of {var}");
         assert_eq!(token.var_id(), VARS[var].id());
         let model = ModelToken {
             var,
             lc: self.frame.top.id,
             old,
-            used: false,
         };
         self.tokens[var] = Some((token, model));
     }
 
     fn reset(&mut self, var: usize, with: usize) {
         let top_id = self.frame.top.id;
-        let Some((token, model)) = &mut self.tokens[with] else {
+        // `reset` consumes the token, whatever the outcome.
+        let Some((token, model)) = self.tokens[with].take() else {
             return;
         };
         let real = VARS[var].reset(token);
-        let expected = if model.used {
-            Err(TokenError::Used)
-        } else if model.var != var {
+        let expected = if model.var != var {
             Err(TokenError::WrongVar)
         } else if model.lc != top_id {
             Err(TokenError::WrongContext)
         } else {
-            model.used = true;
             match model.old {
                 Some(old) => self.frame.top.map.insert(var, old),
                 None => self.frame.top.map.remove(&var),
@@ -304,7 +302,6 @@ impl World {
             Ok(())
         };
         assert_eq!(real, expected, "reset of {var} with the token of {with}");
-        assert_eq!(token.is_used(), model.used);
     }
 
     /// Compares everything observable with the model.

@@ -157,24 +157,22 @@ fn get_set_reset_and_tokens() {
         assert_eq!(C.get_or("fallback"), "42");
         assert_eq!(t0.old_value(), None); // Token.MISSING
         assert_eq!(t0.var_id(), C.id());
-        assert!(!t0.is_used());
 
         let t = C.set("spam");
         assert_eq!(C.get(), Some("spam"));
         assert_eq!(t.old_value(), Some("42"));
-        C.reset(&t).unwrap();
-        assert!(t.is_used());
+        C.reset(t).unwrap();
         assert_eq!(C.get(), Some("42"));
+        // A second `C.reset(t)` does not compile: `reset` consumed the token
+        // (PEP 567's "already used" RuntimeError; see tests/compile_fail).
 
         C.set("spam2");
-        assert_eq!(C.reset(&t), Err(TokenError::Used));
         assert_eq!(C.get(), Some("spam2"));
 
         let ctx1 = copy_context();
         assert!(ctx1.contains(&C));
 
-        C.reset(&t0).unwrap();
-        assert_eq!(C.reset(&t0), Err(TokenError::Used));
+        C.reset(t0).unwrap();
         assert_eq!(C.get(), None);
 
         // The copy taken earlier keeps its value.
@@ -195,12 +193,12 @@ fn reset_with_another_variables_token_is_an_error() {
 
     Context::new().run(|| {
         let t1 = V1.set(42);
-        assert_eq!(V2.reset(&t1), Err(TokenError::WrongVar));
-        // Nothing changed, and the token is still good for its own variable.
-        assert!(!t1.is_used());
+        assert_eq!(V2.reset(t1), Err(TokenError::WrongVar));
+        // Nothing changed (the token was consumed).
         assert_eq!((V1.get(), V2.get()), (Some(42), None));
-        V1.reset(&t1).unwrap();
-        assert_eq!(V1.get(), None);
+        let t1 = V1.set(43);
+        V1.reset(t1).unwrap();
+        assert_eq!(V1.get(), Some(42));
         assert!(TokenError::WrongVar.to_string().contains("different"));
     });
 }
@@ -224,7 +222,7 @@ fn defaults_are_not_keys_and_reset_removes_the_key() {
 
     ctx.run(|| {
         assert!(VAR.is_set());
-        VAR.reset(&token).unwrap();
+        VAR.reset(token).unwrap();
         assert_eq!(VAR.get(), Some(42));
         assert!(!copy_context().contains(&VAR));
     });
@@ -242,29 +240,33 @@ fn reset_in_another_context_is_an_error() {
     on_fresh_thread(|| {
         let mut ctx = Context::new();
         let token = ctx.run(|| VAR.set(1));
-        assert_eq!(VAR.reset(&token), Err(TokenError::WrongContext));
-        assert!(!token.is_used());
+        assert_eq!(VAR.reset(token), Err(TokenError::WrongContext));
         assert_eq!(VAR.get(), None);
+        assert_eq!(ctx.get(&VAR), Some(1));
         // A copy of the context is another context.
+        let token = ctx.run(|| VAR.set(1));
         let mut copy = ctx.clone();
-        assert_eq!(
-            copy.run(|| VAR.reset(&token)),
-            Err(TokenError::WrongContext)
-        );
+        assert_eq!(copy.run(|| VAR.reset(token)), Err(TokenError::WrongContext));
         assert_eq!(copy.get(&VAR), Some(1));
-        // In its own context the token still works.
-        ctx.run(|| VAR.reset(&token)).unwrap();
+        // In its own context a token works.
+        let token = ctx.run(|| {
+            VAR.delete().unwrap();
+            VAR.set(1)
+        });
+        ctx.run(|| VAR.reset(token)).unwrap();
         assert_eq!(ctx.get(&VAR), None);
         assert_eq!(copy.get(&VAR), Some(1));
 
         // The same holds for the thread's own context and a context copied from it.
         let outer = VAR.set(5);
         assert_eq!(
-            copy_context().run(|| VAR.reset(&outer)),
+            copy_context().run(|| VAR.reset(outer)),
             Err(TokenError::WrongContext)
         );
-        VAR.reset(&outer).unwrap();
-        assert_eq!(VAR.get(), None);
+        assert_eq!(VAR.get(), Some(5));
+        let outer = VAR.set(6);
+        VAR.reset(outer).unwrap();
+        assert_eq!(VAR.get(), Some(5));
         assert!(TokenError::WrongContext.to_string().contains("different"));
     });
 }
@@ -280,20 +282,12 @@ fn token_old_value_and_debug() {
         assert_eq!(second.old_value().as_deref(), Some("a"));
 
         let repr = format!("{second:?}");
-        assert!(
-            repr.contains("token_var") && !repr.contains("used"),
-            "{repr}"
-        );
-        VAR.reset(&second).unwrap();
-        let repr = format!("{second:?}");
-        assert!(repr.contains("used"), "{repr}");
-        // The old value is still there after the token was used.
-        assert_eq!(second.old_value().as_deref(), Some("a"));
+        assert!(repr.contains("token_var"), "{repr}");
+        VAR.reset(second).unwrap();
         assert_eq!(VAR.get().as_deref(), Some("a"));
 
         assert_eq!(VAR.name(), "token_var");
         assert!(format!("{VAR:?}").contains("token_var"));
-        assert!(TokenError::Used.to_string().contains("used"));
     });
 }
 
@@ -465,7 +459,7 @@ fn is_set_ignores_defaults() {
         LAZY.set("set".to_string());
         assert!(PLAIN.is_set() && DEFAULTED.is_set() && LAZY.is_set());
         assert_eq!(LAZY.get().as_deref(), Some("set"));
-        PLAIN.reset(&token).unwrap();
+        PLAIN.reset(token).unwrap();
         assert!(!PLAIN.is_set());
         // A value in a lower logical context counts.
         copy_context().run(|| assert!(DEFAULTED.is_set()));
@@ -544,12 +538,13 @@ fn context_from_an_execution_context_runs_on_top_of_it() {
             OTHER.set(3);
             VAR.set(2)
         });
-        assert_eq!(token.old_value(), None); // the context's own logical context was empty
+        // PEP 567: the value the variable had, though it came from the snapshot beneath.
+        assert_eq!(token.old_value(), Some(1));
         assert_eq!((ctx.get(&VAR), ctx.get(&OTHER)), (Some(2), Some(3)));
         assert_eq!(ctx.len(), 2);
         assert_eq!((ec.get(&VAR), ec.get(&OTHER)), (Some(1), None));
         // Resetting the token uncovers the snapshot's value again.
-        ctx.run(|| VAR.reset(&token)).unwrap();
+        ctx.run(|| VAR.reset(token)).unwrap();
         assert_eq!(ctx.get(&VAR), Some(1));
         assert!(Context::from(ExecutionContext::new()).is_empty());
     });
@@ -580,7 +575,7 @@ fn zero_sized_values_are_values() {
         assert_eq!(token.old_value(), None);
         let mut ctx = copy_context();
         assert_eq!(ctx.get(&UNIT), Some(()));
-        UNIT.reset(&token).unwrap();
+        UNIT.reset(token).unwrap();
         assert_eq!(UNIT.get(), None);
         assert!(ctx.run(|| UNIT.is_set()));
         ctx.run(|| UNIT.delete()).unwrap_err();

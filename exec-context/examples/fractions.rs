@@ -62,16 +62,18 @@ impl fmt::Display for MyDecimal {
 }
 
 /// `with decimal.localcontext() as ctx: ctx.prec = precision`, undone on drop.
-struct LocalContext(Token<DecimalContext>);
+struct LocalContext(Option<Token<DecimalContext>>);
 
 fn localcontext(prec: usize) -> LocalContext {
-    LocalContext(DECIMAL_CTX.set(DecimalContext { prec }))
+    LocalContext(Some(DECIMAL_CTX.set(DecimalContext { prec })))
 }
 
 impl Drop for LocalContext {
     fn drop(&mut self) {
         // Runs in the logical context the precision was set in, so the reset cannot fail.
-        let _ = DECIMAL_CTX.reset(&self.0);
+        if let Some(token) = self.0.take() {
+            let _ = DECIMAL_CTX.reset(token);
+        }
     }
 }
 

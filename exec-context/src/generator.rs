@@ -315,7 +315,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// let mut manager = Gen::new(|co| async move {
     ///     let token = VAR.set(10);
     ///     co.yield_(()).await; // the caller's `with` body runs here
-    ///     VAR.reset(&token).unwrap();
+    ///     VAR.reset(token).unwrap();
     /// });
     /// manager.set_logical_context(None);
     /// manager.next();

@@ -439,7 +439,7 @@ fn a_panicking_fiber_is_finished_and_the_switcher_is_intact() {
 
         assert_eq!((VAR.get(), ID.get()), (Some("switcher"), Some(1)));
         assert_eq!(get_execution_context().len(), depth);
-        assert_eq!(ID.reset(&token), Ok(())); // still the switcher's logical context
+        assert_eq!(ID.reset(token), Ok(())); // still the switcher's logical context
     });
 }
 

@@ -654,7 +654,7 @@ mod on_tokio {
                 for _ in 0..50 {
                     tokio::task::yield_now().await;
                 }
-                let reset = VAR.reset(&token);
+                let reset = VAR.reset(token);
                 (before, reset, VAR.get())
             })
             .await

@@ -286,7 +286,6 @@ struct KeptToken {
     var: usize,
     lc: u64,
     old: Option<u16>,
-    used: bool,
 }
 
 struct Harness {
@@ -445,12 +444,13 @@ impl Harness {
             } => {
                 let i = var.index();
                 let value = u16::from(value);
+                let shown = self.current.find(i);
                 let token = VARS[i].set(value);
                 let top = self.current.top();
                 let old = top.map.insert(i, value);
-                assert_eq!(token.old_value(), old, "Token::old_value");
+                // PEP 567: the value the variable showed, from whichever layer.
+                assert_eq!(token.old_value(), shown, "Token::old_value");
                 assert_eq!(token.var_id(), VARS[i].id(), "Token::var_id");
-                assert!(!token.is_used(), "fresh token used");
                 let lc = top.ident;
                 if keep_token {
                     let kept = KeptToken {
@@ -458,7 +458,6 @@ impl Harness {
                         var: i,
                         lc,
                         old,
-                        used: false,
                     };
                     push_bounded(&mut self.tokens, kept, TOKENS);
                 }
@@ -486,27 +485,23 @@ impl Harness {
                 };
                 let i = var.index();
                 let top = self.current.stack.last().expect("a frame").ident;
-                let kept = &mut self.tokens[t];
-                let expected = if kept.used {
-                    Err(TokenError::Used)
-                } else if kept.var != i {
+                // `reset` consumes the token, whatever the outcome.
+                let kept = self.tokens.remove(t);
+                let expected = if kept.var != i {
                     Err(TokenError::WrongVar)
                 } else if kept.lc != top {
                     Err(TokenError::WrongContext)
                 } else {
                     Ok(())
                 };
-                assert_eq!(VARS[i].reset(&kept.token), expected, "reset");
+                assert_eq!(VARS[i].reset(kept.token), expected, "reset");
                 if expected.is_ok() {
-                    kept.used = true;
-                    let (var, old) = (kept.var, kept.old);
                     let top = self.current.top();
-                    match old {
-                        Some(value) => top.map.insert(var, value),
-                        None => top.map.remove(&var),
+                    match kept.old {
+                        Some(value) => top.map.insert(kept.var, value),
+                        None => top.map.remove(&kept.var),
                     };
                 }
-                assert_eq!(self.tokens[t].token.is_used(), self.tokens[t].used, "used");
             }
             Op::PushLc { lc, panic } if nested => {
                 let slot = lc.map(|i| usize::from(i) % STORED_LCS);

@@ -133,7 +133,7 @@ impl CaseOp for Op {
                  map of 10 values every time."
             }
             Self::SetReset => {
-                "`VAR.reset(&VAR.set(v))`, and the scoped form `VAR.scope(v, || ())`. The target \
+                "`VAR.reset(VAR.set(v))`, and the scoped form `VAR.scope(v, || ())`. The target \
                  is relative to a plain set (the row above)."
             }
             Self::LcPushPop => {
@@ -313,7 +313,7 @@ pub fn cases() -> Vec<Case<Op>> {
             Op::SetReset,
             Ours,
             "set_reset",
-            "`VAR.reset(&VAR.set(v))`",
+            "`VAR.reset(VAR.set(v))`",
             live,
             |live| Repeat::new(OursLive::new(live), 1u64, ours::set_reset).boxed(),
         ),

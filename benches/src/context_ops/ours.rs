@@ -62,12 +62,12 @@ pub fn snapshot_set(next: &mut u64) -> u64 {
     0
 }
 
-/// `VAR.reset(&VAR.set(v))`.
+/// `VAR.reset(VAR.set(v))`.
 #[inline(never)]
 pub fn set_reset(next: &mut u64) -> u64 {
     *next = next.wrapping_add(1);
     let token = VAR.set(*next);
-    u64::from(VAR.reset(&token).is_ok())
+    u64::from(VAR.reset(token).is_ok())
 }
 
 /// `VAR.scope(v, || ())`: set, run, reset.
