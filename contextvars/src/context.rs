@@ -2,10 +2,11 @@
 
 use std::fmt;
 
+use crate::entries::{AnyValue, Iter};
 use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
 use crate::thread_state::{self, Frame};
-use crate::value::{VarInfo, VarMap, downcast, info};
+use crate::value::{VarInfo, downcast};
 use crate::var::ContextVar;
 
 /// A mutable context that code can run in: PEP 567's `contextvars.Context`.
@@ -64,36 +65,105 @@ impl Context {
         thread_state::run_in_frame(&mut self.frame, f)
     }
 
-    /// `var`'s value in this context (its default does not count).
+    /// `var`'s value in this context (its default does not count): PEP 567's
+    /// `Context.get(var)` / `ctx[var]`.
     pub fn get<T: Clone + Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
-        let id = var.id();
-        match self.frame.top.map.get(&id) {
-            Some(value) => downcast::<T>(value).cloned(),
-            None => self.frame.base.get(var),
+        self.get_ref(var).cloned()
+    }
+
+    /// A reference to `var`'s value in this context, without cloning it (its default does not
+    /// count).
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, copy_context};
+    ///
+    /// static CONFIG: ContextVar<Vec<u8>> = ContextVar::new("config");
+    /// CONFIG.set(vec![1, 2, 3]);
+    /// let ctx = copy_context();
+    /// assert_eq!(ctx.get_ref(&CONFIG).map(Vec::len), Some(3));
+    /// ```
+    pub fn get_ref<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
+        match self.frame.top.map.get(&var.id()) {
+            Some(value) => downcast::<T>(value),
+            None => self.frame.base.get_ref(var),
         }
     }
 
-    /// Whether `var` has a value in this context.
+    /// Whether `var` has a value in this context (PEP 567's `var in ctx`).
     pub fn contains<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
         self.frame.top.contains(var) || self.frame.base.contains(var)
     }
 
-    /// The number of variables with a value in this context.
+    /// The number of variables with a value in this context (PEP 567's `len(ctx)`).
+    ///
+    /// Cost: it counts what [`iter`](Self::iter) yields, O(n × depth) map lookups for n
+    /// variables in a context of the given depth (at most [`EC_LEN_MAX`] + 1); it allocates
+    /// nothing. Use [`is_empty`](Self::is_empty), which is O(1), where it will do.
     pub fn len(&self) -> usize {
-        self.merged().len()
+        self.iter().count()
     }
 
-    /// Whether no variable has a value in this context.
+    /// Whether no variable has a value in this context, in O(1).
     pub fn is_empty(&self) -> bool {
         self.frame.top.is_empty() && self.frame.base.is_empty()
     }
 
-    /// The variables with a value in this context, in no particular order.
-    pub fn vars(&self) -> Vec<VarInfo> {
-        self.merged()
-            .iter()
-            .map(|(id, value)| info(*id, value))
-            .collect()
+    /// The variables with a value in this context, in no particular order (PEP 567's
+    /// `ctx.keys()`).
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, copy_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// std::thread::spawn(|| {
+    ///     A.set(1);
+    ///     let names: Vec<_> = copy_context().vars().map(|var| var.name()).collect();
+    ///     assert_eq!(names, ["a"]);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn vars(&self) -> impl Iterator<Item = VarInfo> + '_ {
+        self.iter().map(|(var, _)| var)
+    }
+
+    /// The values in this context, type-erased, in no particular order (PEP 567's
+    /// `ctx.values()`).
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, copy_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// std::thread::spawn(|| {
+    ///     A.set(1);
+    ///     let ctx = copy_context();
+    ///     let values: Vec<_> = ctx.values().filter_map(|v| v.downcast_ref::<u8>()).collect();
+    ///     assert_eq!(values, [&1]);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn values(&self) -> impl Iterator<Item = &AnyValue> + '_ {
+        self.iter().map(|(_, value)| value)
+    }
+
+    /// The variables with a value in this context and their values, type-erased, each
+    /// variable once, in no particular order (PEP 567's `ctx.items()` and iteration). Downcast
+    /// a value to its variable's type with `downcast_ref`; see [`Iter`] for the cost.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, Context};
+    ///
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    /// let mut ctx = Context::new();
+    /// ctx.run(|| N.set(4));
+    /// for (var, value) in &ctx {
+    ///     assert_eq!(var.id(), N.id());
+    ///     assert_eq!(value.downcast_ref::<u32>(), Some(&4));
+    /// }
+    /// ```
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(Some(&self.frame.top.map), self.frame.base.head.as_deref())
     }
 
     /// This context as an immutable execution context (for `run_with_execution_context`, or
@@ -102,17 +172,11 @@ impl Context {
     /// into one logical context when it would be deeper than [`EC_LEN_MAX`].
     pub fn execution_context(&self) -> ExecutionContext {
         let ec = self.frame.base.with_layer(self.frame.top.map.clone());
-        if ec.len() > EC_LEN_MAX {
+        if ec.depth() > EC_LEN_MAX {
             ec.squashed()
         } else {
             ec
         }
-    }
-
-    fn merged(&self) -> VarMap {
-        let mut merged = self.frame.top.map.clone();
-        merged.merge(&self.frame.base.merged());
-        merged
     }
 }
 
@@ -140,10 +204,63 @@ impl From<ExecutionContext> for Context {
     }
 }
 
+impl PartialEq for Context {
+    /// Two contexts are equal when they hold the same variables bound to the same value
+    /// *objects* (values are type-erased and need not implement `PartialEq`, so they are
+    /// compared by identity: a copy of a context equals it until either side sets something).
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, copy_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// A.set(1);
+    /// let mut copy = copy_context();
+    /// assert_eq!(copy, copy_context());
+    /// copy.run(|| A.set(1)); // an equal value, but another object
+    /// assert_ne!(copy, copy_context());
+    /// ```
+    fn eq(&self, other: &Self) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        let mut count = 0;
+        let same = self.iter().all(|(var, value)| {
+            count += 1;
+            other
+                .find(var)
+                .is_some_and(|theirs| std::ptr::addr_eq(value, theirs))
+        });
+        same && count == other.len()
+    }
+}
+
+impl Eq for Context {}
+
+impl Context {
+    /// The type-erased value for `var`, as a lookup would find it.
+    fn find(&self, var: VarInfo) -> Option<&AnyValue> {
+        self.frame
+            .top
+            .map
+            .get(&var.id)
+            .or_else(|| self.frame.base.find(var.id))
+            .map(|value| value.value_any())
+    }
+}
+
+impl<'a> IntoIterator for &'a Context {
+    type Item = (VarInfo, &'a AnyValue);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("vars", &self.vars())
+            .field("vars", &self.vars().collect::<Vec<_>>())
             .finish()
     }
 }

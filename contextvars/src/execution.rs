@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::value::{Value, VarId, VarInfo, VarMap, downcast, info};
+use crate::entries::Iter;
+use crate::value::{Value, VarId, VarInfo, VarMap, downcast};
 use crate::var::ContextVar;
 
 /// How long an execution context's chain of logical contexts may grow before
@@ -56,8 +57,33 @@ impl ExecutionContext {
 
     /// The number of logical contexts in the stack. Empty logical contexts are never stored
     /// in a snapshot (they change nothing a lookup can see), so they are not counted.
-    pub fn len(&self) -> usize {
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, LogicalContext, get_execution_context, run_with_logical_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// std::thread::spawn(|| {
+    ///     assert_eq!(get_execution_context().depth(), 0);
+    ///     A.set(1);
+    ///     run_with_logical_context(&mut LogicalContext::new(), || {
+    ///         A.set(2);
+    ///         assert_eq!(get_execution_context().depth(), 2);
+    ///     });
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn depth(&self) -> usize {
         self.head.as_ref().map_or(0, |layer| layer.len)
+    }
+
+    /// The depth of the stack: the old name of [`depth`](Self::depth), which this is.
+    #[deprecated(
+        since = "0.2.0",
+        note = "`len` counts variables everywhere else; use `depth` for the number of logical contexts"
+    )]
+    pub fn len(&self) -> usize {
+        self.depth()
     }
 
     /// Whether the stack has no logical context at all.
@@ -68,7 +94,22 @@ impl ExecutionContext {
     /// `var`'s value as code running in this context would see it (its default does not
     /// count).
     pub fn get<T: Clone + Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
-        self.find(var.id()).and_then(downcast::<T>).cloned()
+        self.get_ref(var).cloned()
+    }
+
+    /// A reference to `var`'s value in this context, without cloning it (its default does not
+    /// count).
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    ///
+    /// static NAMES: ContextVar<Vec<String>> = ContextVar::new("names");
+    /// NAMES.set(vec!["a".into()]);
+    /// let ec = get_execution_context();
+    /// assert_eq!(ec.get_ref(&NAMES).map(Vec::len), Some(1));
+    /// ```
+    pub fn get_ref<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
+        self.find(var.id()).and_then(downcast::<T>)
     }
 
     /// Whether `var` has a value in this context.
@@ -86,15 +127,35 @@ impl ExecutionContext {
     /// static B: ContextVar<u8> = ContextVar::new("b");
     /// A.set(1);
     /// B.set(2);
-    /// let mut names: Vec<_> = get_execution_context().vars().iter().map(|v| v.name()).collect();
+    /// let mut names: Vec<_> = get_execution_context().vars().map(|v| v.name()).collect();
     /// names.sort();
     /// assert_eq!(names, ["a", "b"]);
     /// ```
-    pub fn vars(&self) -> Vec<VarInfo> {
-        self.merged()
-            .iter()
-            .map(|(id, value)| info(*id, value))
-            .collect()
+    pub fn vars(&self) -> impl Iterator<Item = VarInfo> + '_ {
+        self.iter().map(|(var, _)| var)
+    }
+
+    /// The variables with a value in this context and their values, type-erased, each
+    /// variable once (the value a lookup would find), in no particular order. See [`Iter`]
+    /// for the cost.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// std::thread::spawn(|| {
+    ///     A.set(7);
+    ///     let values: Vec<u8> = get_execution_context()
+    ///         .iter()
+    ///         .filter_map(|(_, value)| value.downcast_ref::<u8>().copied())
+    ///         .collect();
+    ///     assert_eq!(values, [7]);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(None, self.head.as_deref())
     }
 
     /// The same bindings in a single logical context: the stack squashed top-down, upper
@@ -106,7 +167,7 @@ impl ExecutionContext {
     /// static A: ContextVar<u8> = ContextVar::new("a");
     /// A.set(1);
     /// let ec = get_execution_context().squashed();
-    /// assert!(ec.len() <= 1);
+    /// assert!(ec.depth() <= 1);
     /// assert_eq!(ec.get(&A), Some(1));
     /// ```
     pub fn squashed(&self) -> Self {
@@ -166,7 +227,7 @@ impl ExecutionContext {
         if map.is_empty() {
             return self.clone();
         }
-        let len = self.len() + 1;
+        let len = self.depth() + 1;
         ExecutionContext {
             head: Some(Arc::new(Layer {
                 map,
@@ -186,11 +247,20 @@ impl ExecutionContext {
     }
 }
 
+impl<'a> IntoIterator for &'a ExecutionContext {
+    type Item = (VarInfo, &'a crate::AnyValue);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
 impl fmt::Debug for ExecutionContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecutionContext")
-            .field("len", &self.len())
-            .field("vars", &self.vars())
+            .field("depth", &self.depth())
+            .field("vars", &self.vars().collect::<Vec<_>>())
             .finish()
     }
 }

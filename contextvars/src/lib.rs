@@ -52,6 +52,7 @@
 mod cache;
 mod context;
 pub mod docs;
+mod entries;
 mod error;
 mod execution;
 mod ids;
@@ -67,6 +68,7 @@ mod value;
 mod var;
 
 pub use context::{Context, copy_context};
+pub use entries::{AnyValue, Iter};
 pub use error::{LookupError, TokenError};
 pub use execution::{EC_LEN_MAX, ExecutionContext};
 pub use logical::LogicalContext;

@@ -2,8 +2,9 @@
 
 use std::fmt;
 
+use crate::entries::Iter;
 use crate::ids::next_context_id;
-use crate::value::{VarInfo, VarMap, downcast, info};
+use crate::value::{VarInfo, VarMap, downcast};
 use crate::var::ContextVar;
 
 /// A mapping from context variables to values: one layer of an execution context.
@@ -59,7 +60,37 @@ impl LogicalContext {
 
     /// `var`'s value in this logical context (its default does not count).
     pub fn get<T: Clone + Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
-        self.map.get(&var.id()).and_then(downcast::<T>).cloned()
+        self.get_ref(var).cloned()
+    }
+
+    /// A reference to `var`'s value in this logical context, without cloning it.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, LogicalContext, run_with_logical_context};
+    ///
+    /// static NAME: ContextVar<String> = ContextVar::new("name");
+    /// let mut lc = LogicalContext::new();
+    /// run_with_logical_context(&mut lc, || NAME.set("x".to_string()));
+    /// assert_eq!(lc.get_ref(&NAME).map(String::as_str), Some("x"));
+    /// ```
+    pub fn get_ref<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
+        self.map.get(&var.id()).and_then(downcast::<T>)
+    }
+
+    /// The variables with a value here and their values, type-erased, in no particular
+    /// order.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, LogicalContext, run_with_logical_context};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let mut lc = LogicalContext::new();
+    /// run_with_logical_context(&mut lc, || A.set(5));
+    /// let (var, value) = lc.iter().next().unwrap();
+    /// assert_eq!((var.name(), value.downcast_ref::<u8>()), ("a", Some(&5)));
+    /// ```
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(Some(&self.map), None)
     }
 
     /// The variables with a value here, in no particular order.
@@ -70,14 +101,11 @@ impl LogicalContext {
     /// static A: ContextVar<u8> = ContextVar::new("a");
     /// let mut lc = LogicalContext::new();
     /// run_with_logical_context(&mut lc, || A.set(1));
-    /// let names: Vec<_> = lc.vars().iter().map(|v| v.name()).collect();
+    /// let names: Vec<_> = lc.vars().map(|v| v.name()).collect();
     /// assert_eq!(names, ["a"]);
     /// ```
-    pub fn vars(&self) -> Vec<VarInfo> {
-        self.map
-            .iter()
-            .map(|(id, value)| info(*id, value))
-            .collect()
+    pub fn vars(&self) -> impl Iterator<Item = VarInfo> + '_ {
+        self.iter().map(|(var, _)| var)
     }
 
     /// This logical context's identity, assigned on first use.
@@ -116,7 +144,7 @@ impl Clone for LogicalContext {
 impl fmt::Debug for LogicalContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogicalContext")
-            .field("vars", &self.vars())
+            .field("vars", &self.vars().collect::<Vec<_>>())
             .finish()
     }
 }

@@ -324,7 +324,7 @@ pub(crate) fn snapshot() -> ExecutionContext {
             ec = ec.with_layer(lc.map.clone());
         }
         ec = ec.with_layer(ts.frame.top.map.clone());
-        if ec.len() > EC_LEN_MAX {
+        if ec.depth() > EC_LEN_MAX {
             ec = ec.squashed();
         }
         ts.snapshot = Some(ec.clone());

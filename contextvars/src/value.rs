@@ -29,11 +29,17 @@ pub(crate) struct Stored<T> {
 pub(crate) trait Erased: Any + Send + Sync {
     fn var_name(&self) -> &'static str;
     fn inheritable(&self) -> bool;
+    /// The variable's value itself, type-erased.
+    fn value_any(&self) -> &(dyn Any + Send + Sync);
 }
 
 impl<T: Send + Sync + 'static> Erased for Stored<T> {
     fn var_name(&self) -> &'static str {
         self.name
+    }
+
+    fn value_any(&self) -> &(dyn Any + Send + Sync) {
+        &self.value
     }
 
     fn inheritable(&self) -> bool {

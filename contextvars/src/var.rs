@@ -133,6 +133,38 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         self.name
     }
 
+    /// The variable's own default: the value given to
+    /// [`with_default`](Self::with_default), a fresh one from the function given to
+    /// [`with_default_fn`](Self::with_default_fn), or `None` for a variable made with
+    /// [`new`](Self::new). The current context plays no part.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static LEVEL: ContextVar<&str> = ContextVar::with_default("level", "info");
+    /// static NAME: ContextVar<String> = ContextVar::with_default_fn("name", String::new);
+    /// static ID: ContextVar<u64> = ContextVar::new("id");
+    /// LEVEL.set("debug");
+    /// assert_eq!(LEVEL.default_value(), Some("info"));
+    /// assert_eq!(NAME.default_value(), Some(String::new()));
+    /// assert_eq!(ID.default_value(), None);
+    /// ```
+    pub fn default_value(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        match &self.default {
+            Default::None => None,
+            Default::Value(value) => Some(value.clone()),
+            Default::Lazy(make) => Some(make()),
+        }
+    }
+
+    /// Whether the variable has a default.
+    pub fn has_default(&self) -> bool {
+        !matches!(self.default, Default::None)
+    }
+
     /// Whether spawned work inherits this variable's value.
     pub fn is_inherited(&self) -> bool {
         self.inherit

@@ -316,10 +316,10 @@ impl World {
             assert_eq!(context_var.is_set(), found.is_some(), "is_set of {var}");
         }
         for (index, (ec, model)) in self.snapshots.iter().enumerate() {
-            assert_eq!(ec.len(), model.layers.len(), "len of snapshot {index}");
-            assert!(ec.len() <= EC_LEN_MAX + 1);
+            assert_eq!(ec.depth(), model.layers.len(), "len of snapshot {index}");
+            assert!(ec.depth() <= EC_LEN_MAX + 1);
             assert_eq!(ec.is_empty(), model.layers.is_empty());
-            assert_eq!(ids_of(&ec.vars()), model_ids(&model.merged()));
+            assert_eq!(ids_of(ec.vars()), model_ids(&model.merged()));
             for (var, context_var) in VARS.iter().enumerate() {
                 assert_eq!(
                     ec.get(context_var),
@@ -333,7 +333,7 @@ impl World {
             let merged = model.base.with_layer(&model.top.map).merged();
             assert_eq!(ctx.len(), merged.len(), "len of context {index}");
             assert_eq!(ctx.is_empty(), merged.is_empty());
-            assert_eq!(ids_of(&ctx.vars()), model_ids(&merged));
+            assert_eq!(ids_of(ctx.vars()), model_ids(&merged));
             for (var, context_var) in VARS.iter().enumerate() {
                 assert_eq!(
                     ctx.get(context_var),
@@ -346,7 +346,7 @@ impl World {
         for (index, (lc, model)) in self.lcs.iter().flatten().enumerate() {
             assert_eq!(lc.len(), model.map.len(), "len of logical context {index}");
             assert_eq!(lc.is_empty(), model.map.is_empty());
-            assert_eq!(ids_of(&lc.vars()), model_ids(&model.map));
+            assert_eq!(ids_of(lc.vars()), model_ids(&model.map));
             for (var, context_var) in VARS.iter().enumerate() {
                 assert_eq!(lc.get(context_var), model.map.get(&var).copied());
             }
@@ -354,8 +354,9 @@ impl World {
     }
 }
 
-fn ids_of(vars: &[contextvars::VarInfo]) -> HashSet<VarId> {
-    let ids: HashSet<VarId> = vars.iter().map(|info| info.id()).collect();
+fn ids_of(vars: impl IntoIterator<Item = contextvars::VarInfo>) -> HashSet<VarId> {
+    let vars: Vec<VarId> = vars.into_iter().map(|info| info.id()).collect();
+    let ids: HashSet<VarId> = vars.iter().copied().collect();
     assert_eq!(ids.len(), vars.len(), "a variable is listed twice");
     ids
 }
@@ -467,7 +468,7 @@ fn interpret(ops: &mut slice::Iter<'_, Op>, world: &mut World, depth: usize) {
                 if !world.snapshots.is_empty() {
                     let (ec, model) = &world.snapshots[index.index(world.snapshots.len())];
                     let squashed = (ec.squashed(), model.squashed());
-                    assert!(squashed.0.len() <= 1);
+                    assert!(squashed.0.depth() <= 1);
                     world.snapshots.push(squashed);
                 }
             }
@@ -511,9 +512,9 @@ fn interpret(ops: &mut slice::Iter<'_, Op>, world: &mut World, depth: usize) {
             Op::CheckVars => {
                 let snapshot = world.frame.snapshot();
                 let merged = snapshot.merged();
-                assert_eq!(ids_of(&get_execution_context().vars()), model_ids(&merged));
+                assert_eq!(ids_of(get_execution_context().vars()), model_ids(&merged));
                 assert_eq!(copy_context().len(), merged.len());
-                assert_eq!(get_execution_context().len(), snapshot.layers.len());
+                assert_eq!(get_execution_context().depth(), snapshot.layers.len());
             }
         }
         world.check();

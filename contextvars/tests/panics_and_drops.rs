@@ -124,7 +124,6 @@ struct Observed {
 fn observe() -> Observed {
     let mut vars: Vec<VarId> = get_execution_context()
         .vars()
-        .iter()
         .map(|info| info.id())
         .collect();
     vars.sort();
@@ -134,7 +133,7 @@ fn observe() -> Observed {
         topmost: (PA.get_topmost(), PB.get_topmost(), PC.get_topmost()),
         set: (PA.is_set(), PB.is_set(), PC.is_set()),
         vars,
-        len: get_execution_context().len(),
+        len: get_execution_context().depth(),
     }
 }
 

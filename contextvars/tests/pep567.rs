@@ -13,8 +13,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use contextvars::{
-    Context, ContextVar, ExecutionContext, TokenError, copy_context, get_execution_context,
-    run_with_execution_context,
+    Context, ContextVar, ExecutionContext, LogicalContext, TokenError, copy_context,
+    get_execution_context, run_with_execution_context, run_with_logical_context,
 };
 
 /// Runs `f` on a new thread (so it starts with an empty execution context) and returns its
@@ -46,7 +46,7 @@ fn new_context_is_empty_and_copy_context_copies() {
         let empty = Context::new();
         assert!(empty.is_empty());
         assert_eq!(empty.len(), 0);
-        assert!(empty.vars().is_empty());
+        assert!(empty.vars().next().is_none());
         assert!(copy_context().is_empty());
 
         VAR.set(1);
@@ -122,7 +122,8 @@ fn sets_in_one_context_are_invisible_in_another() {
         assert_eq!(inner_copy.len(), 1);
         // The copy taken inside equals ctx1.
         assert_eq!(inner_copy.get(&VAR), ctx1.get(&VAR));
-        assert_eq!(inner_copy.vars(), ctx1.vars());
+        assert!(inner_copy.vars().eq(ctx1.vars()));
+        assert_eq!(inner_copy, ctx1, "the same values, by identity");
         assert_eq!(VAR.get(), None);
     });
 }
@@ -179,9 +180,9 @@ fn get_set_reset_and_tokens() {
         assert!(ctx1.contains(&C));
         assert_eq!(ctx1.get(&C), Some("spam2"));
         assert_eq!(ctx1.len(), 1);
-        let names: Vec<&str> = ctx1.vars().iter().map(|info| info.name()).collect();
+        let names: Vec<&str> = ctx1.vars().map(|info| info.name()).collect();
         assert_eq!(names, ["c"]);
-        assert_eq!(ctx1.vars()[0].id(), C.id());
+        assert_eq!(ctx1.vars().next().unwrap().id(), C.id());
     });
 }
 
@@ -213,7 +214,7 @@ fn defaults_are_not_keys_and_reset_removes_the_key() {
         assert_eq!(VAR.get(), Some(42));
         assert!(!VAR.is_set());
         let current = copy_context();
-        assert!(!current.contains(&VAR) && current.is_empty() && current.vars().is_empty());
+        assert!(!current.contains(&VAR) && current.is_empty() && current.vars().next().is_none());
         VAR.set(0)
     });
     assert!(ctx.contains(&VAR));
@@ -501,7 +502,7 @@ fn context_execution_context_is_a_snapshot_of_the_context() {
         ctx.run(|| OTHER.set(2));
         let ec = ctx.execution_context();
         assert_eq!((ec.get(&VAR), ec.get(&OTHER)), (Some(1), Some(2)));
-        assert_eq!(ec.vars().len(), 2);
+        assert_eq!(ec.vars().count(), 2);
 
         // Later changes to the context do not reach the snapshot, nor the other way round.
         ctx.run(|| {
@@ -579,5 +580,92 @@ fn zero_sized_values_are_values() {
         assert_eq!(UNIT.get(), None);
         assert!(ctx.run(|| UNIT.is_set()));
         ctx.run(|| UNIT.delete()).unwrap_err();
+    });
+}
+
+// PEP 567's `ctx.items()`, `keys()`, `values()`, iteration and `==`.
+#[test]
+fn contexts_list_their_items_each_variable_once_and_compare_by_value_identity() {
+    static A: ContextVar<u32> = ContextVar::new("items_a");
+    static B: ContextVar<String> = ContextVar::new("items_b");
+    static C: ContextVar<u32> = ContextVar::with_default("items_c", 9);
+
+    on_fresh_thread(|| {
+        A.set(1);
+        B.set("below".to_string());
+        run_with_logical_context(&mut LogicalContext::new(), || {
+            // A is set again above: only the upper value is listed.
+            A.set(2);
+            let ctx = copy_context();
+            let mut items: Vec<(String, String)> = ctx
+                .iter()
+                .map(|(var, value)| {
+                    let shown = match (value.downcast_ref::<u32>(), value.downcast_ref::<String>())
+                    {
+                        (Some(n), _) => n.to_string(),
+                        (_, Some(text)) => text.clone(),
+                        _ => panic!("unexpected type for {var:?}"),
+                    };
+                    (var.name().to_string(), shown)
+                })
+                .collect();
+            items.sort();
+            assert_eq!(
+                items,
+                [
+                    ("items_a".to_string(), "2".to_string()),
+                    ("items_b".to_string(), "below".to_string())
+                ]
+            );
+            assert_eq!(ctx.len(), 2);
+            assert_eq!(ctx.vars().count(), 2);
+            assert_eq!(ctx.values().count(), 2);
+            assert_eq!((&ctx).into_iter().count(), 2);
+            // A default is not an item.
+            assert!(ctx.vars().all(|var| var.id() != C.id()));
+
+            // Typed access, without cloning.
+            assert_eq!(ctx.get_ref(&A), Some(&2));
+            assert_eq!(ctx.get_ref(&B).map(String::as_str), Some("below"));
+            assert_eq!(ctx.get_ref(&C), None);
+
+            // The execution context lists the same, with its depth.
+            let ec = get_execution_context();
+            assert_eq!(ec.depth(), 2);
+            assert_eq!(ec.iter().count(), 2);
+            assert_eq!(ec.get_ref(&A), Some(&2));
+
+            // Equality: the same values by identity.
+            let copy = ctx.clone();
+            assert_eq!(copy, ctx);
+            assert_eq!(copy_context(), ctx);
+            let mut changed = ctx.clone();
+            changed.run(|| A.set(2)); // equal, but another value object
+            assert_ne!(changed, ctx);
+            let mut more = ctx.clone();
+            more.run(|| C.set(9));
+            assert_ne!(more, ctx);
+            assert_ne!(ctx, more);
+            assert_eq!(Context::new(), Context::new());
+            assert_ne!(Context::new(), ctx);
+        });
+    });
+}
+
+#[test]
+fn a_variable_reports_its_own_default() {
+    static PLAIN: ContextVar<u8> = ContextVar::new("plain_default");
+    static VALUE: ContextVar<u8> = ContextVar::with_default("value_default", 3);
+    static LAZY: ContextVar<Vec<u8>> = ContextVar::with_default_fn("lazy_default", || vec![1]);
+
+    on_fresh_thread(|| {
+        VALUE.set(4);
+        LAZY.set(vec![]);
+        assert_eq!(PLAIN.default_value(), None);
+        assert!(!PLAIN.has_default());
+        assert_eq!(VALUE.default_value(), Some(3));
+        assert!(VALUE.has_default());
+        assert_eq!(LAZY.default_value(), Some(vec![1]));
+        assert_eq!(VALUE.get(), Some(4));
     });
 }

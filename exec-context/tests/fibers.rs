@@ -413,7 +413,7 @@ fn ten_thousand_fibers_each_keep_their_own_value() {
             (ID.get(), COUNT.get()),
             (Some(u32::MAX), Some(1000 * ROUNDS))
         );
-        assert_eq!(get_execution_context().len(), 1);
+        assert_eq!(get_execution_context().depth(), 1);
     });
 }
 
@@ -422,7 +422,7 @@ fn a_panicking_fiber_is_finished_and_the_switcher_is_intact() {
     clean(|| {
         VAR.set("switcher");
         let token = ID.set(1);
-        let depth = get_execution_context().len();
+        let depth = get_execution_context().depth();
         let fiber: Fiber<()> = Fiber::new(FiberContext::Inherit, |co| async move {
             VAR.set("fiber");
             co.yield_(()).await;
@@ -438,7 +438,7 @@ fn a_panicking_fiber_is_finished_and_the_switcher_is_intact() {
         assert!(fiber.context().expect("not running").is_none());
 
         assert_eq!((VAR.get(), ID.get()), (Some("switcher"), Some(1)));
-        assert_eq!(get_execution_context().len(), depth);
+        assert_eq!(get_execution_context().depth(), depth);
         assert_eq!(ID.reset(token), Ok(())); // still the switcher's logical context
     });
 }
@@ -447,7 +447,7 @@ fn a_panicking_fiber_is_finished_and_the_switcher_is_intact() {
 fn a_panicking_shared_fiber_keeps_the_switchers_stack() {
     clean(|| {
         VAR.set("switcher");
-        let depth = get_execution_context().len();
+        let depth = get_execution_context().depth();
         let fiber: Fiber<()> = Fiber::new(FiberContext::Share, |_co| async move {
             VAR.set("shared write");
             panic!("fiber panicked on purpose");
@@ -456,6 +456,6 @@ fn a_panicking_shared_fiber_keeps_the_switchers_stack() {
         assert!(fiber.is_finished());
         // A shared fiber writes the switcher's context: its write before the panic stays.
         assert_eq!(VAR.get(), Some("shared write"));
-        assert_eq!(get_execution_context().len(), depth);
+        assert_eq!(get_execution_context().depth(), depth);
     });
 }

@@ -26,7 +26,7 @@ fn clean<R>(f: impl FnOnce() -> R) -> R {
 }
 
 fn depth() -> usize {
-    get_execution_context().len()
+    get_execution_context().depth()
 }
 
 /// Runs a generator to its end, returning what it yielded and what it returned.
@@ -553,11 +553,7 @@ fn first_resume_argument_is_dropped() {
 // ---------------------------------------------------------------------------------------------
 
 fn sorted_vars() -> Vec<&'static str> {
-    let mut names: Vec<_> = get_execution_context()
-        .vars()
-        .iter()
-        .map(|v| v.name())
-        .collect();
+    let mut names: Vec<_> = get_execution_context().vars().map(|v| v.name()).collect();
     names.sort_unstable();
     names
 }
@@ -1046,7 +1042,7 @@ mod model {
             Action::Delete(k) => Some(VARS[k].delete().is_ok()),
             Action::Get => None,
         };
-        (deleted, view(), topmost(), get_execution_context().len())
+        (deleted, view(), topmost(), get_execution_context().depth())
     }
 
     fn generator(index: usize, shared: Weak<Shared>) -> DynGen {
@@ -1242,7 +1238,7 @@ fn nesting(level: usize) -> BoxedGen {
                 let direct = LEVELS.iter().map(|var| var.get()).collect();
                 co.yield_(direct).await;
                 let ec = get_execution_context();
-                assert!(ec.len() <= contextvars::EC_LEN_MAX, "{ec:?}");
+                assert!(ec.depth() <= contextvars::EC_LEN_MAX, "{ec:?}");
                 co.yield_(LEVELS.iter().map(|var| ec.get(var)).collect())
                     .await;
                 let in_task =

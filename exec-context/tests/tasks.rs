@@ -236,7 +236,7 @@ fn a_task_created_inside_a_generator_step_captures_the_generators_values() {
 fn a_panicking_poll_leaves_the_thread_context_unchanged() {
     clean(|| {
         VAR.set("thread");
-        let depth = get_execution_context().len();
+        let depth = get_execution_context().depth();
         let task = async {
             VAR.set("task");
             yield_now().await;
@@ -246,7 +246,7 @@ fn a_panicking_poll_leaves_the_thread_context_unchanged() {
         let outcome = catch_unwind(AssertUnwindSafe(|| block_on(task)));
         assert!(outcome.is_err());
         assert_eq!(VAR.get(), Some("thread"));
-        assert_eq!(get_execution_context().len(), depth);
+        assert_eq!(get_execution_context().depth(), depth);
     });
 }
 
@@ -375,7 +375,7 @@ fn bind_runs_callbacks_in_the_context_they_were_scheduled_from() {
         assert_eq!(bind_to(ExecutionContext::new(), || VAR.get())(), None);
         let callback = bind_to(ec, || {
             VAR.set("cb");
-            get_execution_context().len()
+            get_execution_context().depth()
         });
         assert!(fresh_thread(callback) >= 1);
         assert_eq!(VAR.get(), Some("even later"));
@@ -552,7 +552,7 @@ mod on_tokio {
             let step = Step {
                 n,
                 parent,
-                depth: get_execution_context().len(),
+                depth: get_execution_context().depth(),
                 live: LIVE.load(Ordering::SeqCst),
             };
             if n < REPEATS {

@@ -326,7 +326,7 @@ fn check_lc(lc: &LogicalContext, model: &ModelLc) {
         );
         assert_eq!(lc.contains(var), model.map.contains_key(&i), "contains");
     }
-    let ids: HashSet<u64> = lc.vars().iter().map(|info| info.id().get()).collect();
+    let ids: HashSet<u64> = lc.vars().map(|info| info.id().get()).collect();
     let expected: HashSet<u64> = model.map.keys().map(|&i| VARS[i].id().get()).collect();
     assert_eq!(ids, expected, "LogicalContext::vars");
 }
@@ -338,7 +338,7 @@ fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
         assert_eq!(ec.get(var), expected, "ExecutionContext::get {view:?}");
         assert_eq!(ec.contains(var), expected.is_some(), "contains {view:?}");
     }
-    let ids: HashSet<u64> = ec.vars().iter().map(|info| info.id().get()).collect();
+    let ids: HashSet<u64> = ec.vars().map(|info| info.id().get()).collect();
     let expected: HashSet<u64> = model
         .vars()
         .into_iter()
@@ -367,7 +367,7 @@ fn check_context(context: &Context, model: &ModelContext) {
             "Context::contains"
         );
     }
-    let ids: HashSet<u64> = context.vars().iter().map(|info| info.id().get()).collect();
+    let ids: HashSet<u64> = context.vars().map(|info| info.id().get()).collect();
     let expected: HashSet<u64> = vars.into_iter().map(|i| VARS[i].id().get()).collect();
     assert_eq!(ids, expected, "Context::vars");
     check_ec(
