@@ -33,7 +33,8 @@
 //! - PEP 567's [`Context`], [`copy_context`] and [`Token`] are the familiar surface over the
 //!   same machinery.
 //!
-//! See the [`docs`] module for how the lookup cache works and why it is safe across threads.
+//! See the [`docs`] module for how the lookup cache works and why it is safe across threads,
+//! and [`watch`] for watchers of context switches and sets (debuggers, tracers).
 //!
 //! # Features
 //!
@@ -66,6 +67,7 @@ mod thread_state;
 mod token;
 mod value;
 mod var;
+pub mod watch;
 
 pub use context::{Context, copy_context};
 pub use entries::{AnyValue, Iter};

@@ -27,6 +27,7 @@ use crate::cache;
 use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
 use crate::value::{Erased, Value, VarId};
+use crate::watch::{self, ContextEvent};
 
 pub(crate) struct ThreadState {
     /// The topmost logical context and the snapshot at the bottom.
@@ -368,6 +369,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
             if !self.entered {
                 return;
             }
+            watch::notify(|| ContextEvent::Exited);
             let leftovers = with_state(|ts| {
                 ts.frame.swap(self.frame);
                 // Scoped pushes are balanced, so normally nothing is left above the floor.
@@ -396,6 +398,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
         guard.entered = true;
     });
     cache::invalidate_all();
+    watch::notify(|| ContextEvent::Entered);
     f()
 }
 

@@ -10,7 +10,8 @@ use crate::error::{LookupError, TokenError};
 use crate::ids::IdCell;
 use crate::thread_state::{self, RestoreError};
 use crate::token::Token;
-use crate::value::{Stored, Value, VarId, downcast};
+use crate::value::{Stored, Value, VarId, VarInfo, downcast};
+use crate::watch::{self, ContextEvent};
 
 /// Set once a variable that opted out of inheritance has been given a value, so that
 /// [`ExecutionContext::inherited`](crate::ExecutionContext::inherited) stays O(1) otherwise.
@@ -372,6 +373,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let value_ref: *const T = &stored.value;
         let value: Value = stored;
         let previous = thread_state::set(id, value, value_ref).unwrap_or_default();
+        watch::notify(|| ContextEvent::Set {
+            var: VarInfo {
+                id,
+                name: self.name,
+            },
+        });
         Token {
             var: id,
             var_name: self.name,

@@ -1,0 +1,171 @@
+//! Context watchers: enter / exit / set events, in order, on the thread where they happen;
+//! removal; panicking watchers; watchers that change the watcher list.
+//!
+//! Watchers are process-wide while tests of this file run in parallel threads, so each
+//! watcher records into a thread-local log, and each test reads only its own thread's log.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use contextvars::watch::{self, ContextEvent};
+use contextvars::{Context, ContextVar, copy_context, run_with_execution_context};
+
+thread_local! {
+    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn log(entry: String) {
+    LOG.with(|log| log.borrow_mut().push(entry));
+}
+
+fn take_log() -> Vec<String> {
+    LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
+}
+
+/// Describes an event with what `VAR` holds when the watcher runs.
+fn describe(event: &ContextEvent, var: &ContextVar<u32>) -> String {
+    match event {
+        ContextEvent::Entered => format!("enter {:?}", var.get()),
+        ContextEvent::Exited => format!("exit {:?}", var.get()),
+        ContextEvent::Set { var: info } => format!("set {}", info.name()),
+        _ => "other".to_string(),
+    }
+}
+
+/// Runs `f` on a new thread, so its log starts empty.
+fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Serialises the tests that count on no *other* watcher panicking or registering at the
+/// wrong moment (each still logs per thread).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn enter_set_and_exit_are_reported_in_order_with_the_context_current() {
+    static VAR: ContextVar<u32> = ContextVar::new("watched");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        let guard = watch::add_watcher(|event| log(describe(event, &VAR)));
+        VAR.set(1);
+        let mut ctx = copy_context();
+        ctx.run(|| VAR.set(2));
+        run_with_execution_context(&ctx.execution_context(), || ());
+        drop(guard);
+        ctx.run(|| VAR.set(3));
+        assert_eq!(
+            take_log(),
+            [
+                "set watched",
+                "enter Some(1)",
+                "set watched",
+                "exit Some(2)",
+                "enter Some(2)",
+                "exit Some(2)",
+            ]
+        );
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+#[test]
+fn a_panicking_watcher_is_contained_and_stays_registered() {
+    static VAR: ContextVar<u32> = ContextVar::new("panicky");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        let guard = watch::add_watcher(|event| {
+            log(describe(event, &VAR));
+            panic!("watcher panics");
+        });
+        let mut ctx = Context::new();
+        ctx.run(|| VAR.set(5));
+        // Exited fires while the closure's panic unwinds: the watcher's own panic must not
+        // abort the process.
+        let outcome = catch_unwind(AssertUnwindSafe(|| ctx.run(|| panic!("in run"))));
+        let payload = outcome.expect_err("the closure's panic comes out");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"in run"));
+        drop(guard);
+        assert_eq!(
+            take_log(),
+            [
+                "enter None",
+                "set panicky",
+                "exit Some(5)",
+                "enter Some(5)",
+                "exit Some(5)"
+            ]
+        );
+        // Everything is back in place.
+        assert_eq!(VAR.get(), None);
+        assert_eq!(ctx.get(&VAR), Some(5));
+    });
+}
+
+#[test]
+fn watchers_may_add_and_remove_watchers_and_guards_remove_exactly_theirs() {
+    static VAR: ContextVar<u32> = ContextVar::new("nested_watchers");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        let first = watch::add_watcher(|event| {
+            if *event == ContextEvent::Entered {
+                log("first".to_string());
+                // Registering and removing from inside a watcher does not deadlock.
+                drop(watch::add_watcher(|_| log("short-lived".to_string())));
+            }
+        });
+        let second = watch::add_watcher(|event| {
+            if *event == ContextEvent::Entered {
+                log("second".to_string());
+            }
+        });
+        Context::new().run(|| ());
+        assert_eq!(take_log(), ["first", "second"]);
+        drop(first);
+        Context::new().run(|| ());
+        assert_eq!(take_log(), ["second"]);
+        drop(second);
+        Context::new().run(|| VAR.set(1));
+        assert!(take_log().is_empty());
+    });
+}
+
+#[test]
+fn events_happen_on_the_thread_that_switches() {
+    static VAR: ContextVar<u32> = ContextVar::new("threads_watched");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    let guard = watch::add_watcher(|event| log(describe(event, &VAR)));
+    let logs: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|n| {
+                scope.spawn(move || {
+                    let mut ctx = Context::new();
+                    ctx.run(|| VAR.set(n));
+                    take_log()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    drop(guard);
+    for (n, log) in logs.into_iter().enumerate() {
+        assert_eq!(
+            log,
+            [
+                "enter None".to_string(),
+                "set threads_watched".to_string(),
+                format!("exit Some({n})")
+            ]
+        );
+    }
+    take_log();
+}
