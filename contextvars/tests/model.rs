@@ -548,6 +548,10 @@ fn on_fresh_thread(f: impl FnOnce() + Send) {
     });
 }
 
+/// Operations per generated case: shorter under Miri, where every step's full check of the
+/// context against the model costs milliseconds.
+const OPS: usize = if cfg!(miri) { 24 } else { 100 };
+
 /// `cases` cases, or a couple under Miri (which also cannot read the regressions file).
 fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::with_cases(if cfg!(miri) { 2 } else { cases });
@@ -561,7 +565,7 @@ proptest! {
     #![proptest_config(config(256))]
 
     #[test]
-    fn matches_the_model(ops in prop::collection::vec(op(), 0..100)) {
+    fn matches_the_model(ops in prop::collection::vec(op(), 0..OPS)) {
         on_fresh_thread(|| run_case(&ops));
     }
 }
@@ -573,7 +577,7 @@ proptest! {
     /// current context are per thread).
     #[test]
     fn concurrent_cases_match_their_models(
-        cases in prop::collection::vec(prop::collection::vec(op(), 0..100), 4),
+        cases in prop::collection::vec(prop::collection::vec(op(), 0..OPS), 4),
     ) {
         let barrier = Arc::new(Barrier::new(cases.len()));
         std::thread::scope(|scope| {
@@ -678,7 +682,7 @@ proptest! {
     /// Variables that share a cache slot never see each other's values.
     #[test]
     fn many_variables_sharing_cache_slots_match_the_model(
-        ops in prop::collection::vec(many_op(), 0..100),
+        ops in prop::collection::vec(many_op(), 0..OPS),
     ) {
         on_fresh_thread(|| {
             let mut stack = vec![Map::new()];
