@@ -64,8 +64,9 @@ pub enum Shareable {
     SendChannel(SendChannel),
     /// The receiving end of a channel.
     RecvChannel(RecvChannel),
-    /// PEP 734's `UNBOUND`: what a queue returns in place of an item whose interpreter was
-    /// closed before the item was taken, under [`UnboundPolicy::Replace`](super::UnboundPolicy).
+    /// `UNBOUND` (CPython 3.14): what a queue or channel returns in place of an item whose
+    /// interpreter was closed before the item was taken, under
+    /// [`UnboundPolicy::Replace`](super::UnboundPolicy::Replace), the default.
     Unbound,
 }
 
@@ -207,7 +208,7 @@ impl std::error::Error for ShareError {}
 /// use exec_context::interpreters::create_queue;
 ///
 /// static VAR: ContextVar<i32> = ContextVar::new("var");
-/// let queue = create_queue(0).unwrap();
+/// let queue = create_queue(0);
 /// queue.put(&VAR).unwrap(); // error: `&ContextVar<i32>` is not `Share`
 /// ```
 ///
