@@ -217,6 +217,13 @@ impl std::error::Error for ShareError {}
 /// `Vec<u8>` and `Arc<[u8]>` (bytes), `Option<T>`, tuples of up to eight shareable types,
 /// `Vec<Shareable>` (a tuple of any length), [`SharedBuffer`], [`Queue`], the channel ends and
 /// [`Shareable`] itself.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross between interpreters: it does not implement `Share`",
+    label = "not shareable",
+    note = "shareable: (), bool, integers, floats, String, &'static str, Arc<str>, Vec<u8> and \
+            Arc<[u8]> (bytes), Option and tuples of shareable types, Vec<Shareable>, \
+            SharedBuffer, Queue, SendChannel, RecvChannel, Shareable"
+)]
 pub trait Share: Sized + Send + 'static {
     /// The value as a [`Shareable`].
     fn into_shareable(self) -> Shareable;
