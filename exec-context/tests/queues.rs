@@ -602,3 +602,31 @@ fn pool_of_four_runs_ten_thousand_jobs() {
         Err(interpreters::PoolError::Shutdown)
     ));
 }
+
+#[test]
+fn put_with_policy_has_the_nowait_and_timeout_forms_of_put() {
+    let queue = Queue::new(1);
+    let interp = interpreters::create();
+    let q = queue.clone();
+    interp
+        .exec(move || {
+            q.put_with_policy_timeout("removed", UnboundPolicy::Remove, SHORT)
+                .unwrap();
+            assert_eq!(
+                q.put_with_policy_nowait(2, UnboundPolicy::Error),
+                Err(SendError::Full)
+            );
+            assert_eq!(
+                q.put_with_policy_timeout(2, UnboundPolicy::Error, SHORT),
+                Err(SendError::Timeout)
+            );
+        })
+        .unwrap();
+    assert_eq!(queue.len(), 1);
+    interp.close().unwrap();
+    assert!(queue.is_empty(), "the item's own policy (Remove) applied");
+    queue
+        .put_with_policy_nowait(3, UnboundPolicy::Error)
+        .unwrap();
+    assert_eq!(queue.get_nowait(), Ok(Shareable::from(3)));
+}
