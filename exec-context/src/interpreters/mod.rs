@@ -38,7 +38,7 @@
 //! | `create_channel()` | — | [`create_channel`] (or [`channel`], std's order), [`RecvChannel`], [`SendChannel`] |
 //! | — | `create_queue(maxsize, unbounditems)` | [`create_queue`] / [`Queue::new`], [`create_queue_with`] / [`Queue::with_policy`] |
 //! | — | `Queue.empty()`, `full()`, `qsize()` | [`Queue::is_empty`], [`is_full`](Queue::is_full), [`len`](Queue::len) (the PEP names remain, deprecated) |
-//! | `ChannelEmptyError`, `recv_nowait` default | `QueueEmpty`, `QueueFull`, `ItemInterpreterDestroyed` | [`RecvError`], [`SendError`] (one pair for queues and channels) |
+//! | `recv_nowait` default, `RuntimeError` of `send_nowait`, `EOFError` of a closed channel | `QueueEmpty`, `QueueFull`, `ItemInterpreterDestroyed` | [`RecvError`], [`SendError`] (one pair for queues and channels) |
 //! | — | `UNBOUND`, `UNBOUND_ERROR`, `UNBOUND_REMOVE` | [`UnboundPolicy`] |
 //! | memoryview / `send_buffer` | memoryview | [`SharedBuffer`], [`SendChannel::send_buffer`] |
 //! | — | `InterpreterPoolExecutor` | [`InterpreterPool`] |
@@ -56,6 +56,7 @@
 //! | [`Queue::get_nowait`], [`RecvChannel::recv_nowait`] | [`RecvError::Empty`] | — | [`RecvError::Closed`] | [`RecvError::Released`] |
 //! | [`Queue::get_timeout`], [`RecvChannel::recv_timeout`] | — | [`RecvError::Timeout`] | [`RecvError::Closed`] | [`RecvError::Released`] |
 //! | [`Queue::get`], [`RecvChannel::recv`] | (waits) | — | [`RecvError::Closed`] | [`RecvError::Released`] |
+//! | [`Queue::put`], [`SendChannel::send`] | (waits) | — | [`SendError::Closed`] | [`SendError::Released`] |
 //! | [`Queue::put_nowait`] | [`SendError::Full`] | — | [`SendError::Closed`] | — |
 //! | [`Queue::put_timeout`] | — | [`SendError::Timeout`] | [`SendError::Closed`] | — |
 //! | [`SendChannel::send_nowait`] | [`SendError::NotReceiving`] (no receiver waiting) | — | [`SendError::Closed`] | [`SendError::Released`] |
