@@ -15,7 +15,7 @@ use std::fmt;
 
 use contextvars::ContextVar;
 use exec_context::interpreters::{
-    self, ChannelError, Interpreter, RecvChannel, SendChannel, Share, Shareable,
+    self, Interpreter, RecvChannel, RecvError, SendChannel, Share, Shareable,
 };
 
 const WORKERS: usize = 20;
@@ -81,7 +81,7 @@ fn request_loop() {
     loop {
         let req = match tasks.recv() {
             Ok(req) => req,
-            Err(ChannelError::Closed) => break, // the channel is closed: no more requests
+            Err(RecvError::Closed) => break, // the channel is closed: no more requests
             Err(error) => panic!("receiving a request: {error}"),
         };
         let req: Request = req.extract().expect("requests are 3-tuples of integers");
@@ -92,8 +92,10 @@ fn request_loop() {
         let worker = WORKER
             .get()
             .expect("set above, in this interpreter's context");
+        // Left in the channel for main, which reads the results once every worker is done:
+        // nobody is receiving now, so PEP 554's `send_nowait` would refuse it.
         results
-            .send_nowait((req.0, worker, res))
+            .send_buffered((req.0, worker, res))
             .expect("the results channel stays open");
     }
 }
@@ -139,7 +141,12 @@ fn main() {
 
     // Drain the results: all are in, since every worker has returned.
     let mut answers: BTreeMap<u64, (u64, Shareable)> = BTreeMap::new();
-    while let Some(item) = results.recv_nowait().expect("the results channel is open") {
+    loop {
+        let item = match results.recv_nowait() {
+            Ok(item) => item,
+            Err(RecvError::Empty) => break, // all read
+            Err(error) => panic!("reading a result: {error}"),
+        };
         let (id, worker, res): (u64, u64, Shareable) = item.extract().expect("a result triple");
         let previous = answers.insert(id, (worker, res));
         assert!(previous.is_none(), "request {id} was answered twice");

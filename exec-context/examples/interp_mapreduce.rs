@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use exec_context::interpreters::{self, ChannelError, RecvChannel, Share, SharedBuffer};
+use exec_context::interpreters::{self, RecvChannel, RecvError, SendError, Share, SharedBuffer};
 
 const WORKERS: usize = 20;
 const DATA_LEN: usize = 1_000_003; // not a multiple of the chunk size: the last chunk is short
@@ -66,7 +66,7 @@ fn reduce_loop() -> u64 {
     loop {
         let req = match tasks.recv() {
             Ok(req) => req,
-            Err(ChannelError::Closed) => break, // the channel is closed: no more chunks
+            Err(RecvError::Closed) => break, // the channel is closed: no more chunks
             Err(error) => panic!("receiving a chunk: {error}"),
         };
         let (resindex, start, end): (usize, usize, usize) =
@@ -120,7 +120,7 @@ fn main() {
         loop {
             match tasks.send_timeout((resindex, start, end), Duration::from_secs(1)) {
                 Ok(()) => break,
-                Err(ChannelError::Timeout) => {
+                Err(SendError::Timeout) => {
                     assert!(workers_running(&threads), "every worker stopped early");
                 }
                 Err(error) => panic!("sending a chunk: {error}"),

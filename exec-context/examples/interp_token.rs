@@ -101,7 +101,7 @@ fn worker_loop() {
 }
 
 fn main() {
-    let control = interpreters::create_queue(0).expect("a queue");
+    let control = interpreters::create_queue(0);
     let data = SharedBuffer::writable(DATA_LEN);
 
     // Main keeps a handle on every interpreter until the end: an interpreter closed while the
@@ -146,7 +146,7 @@ fn main() {
         thread.join().expect("a worker thread does not panic");
     }
     assert!(
-        control.empty(),
+        control.is_empty(),
         "the token is main's, and nothing else was queued"
     );
     for interp in &interps {

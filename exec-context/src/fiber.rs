@@ -29,6 +29,7 @@ pub enum FiberContext {
 
 /// Why a fiber could not be switched to or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FiberError {
     /// The fiber is running: it cannot be switched to again, nor its context replaced.
     Running,

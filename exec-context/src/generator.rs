@@ -23,6 +23,7 @@ pub enum GeneratorState<Y, R> {
 
 /// Why a generator could not be resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GenError {
     /// The generator already completed (or its body panicked).
     Finished,
@@ -106,6 +107,14 @@ impl<Y, A> fmt::Debug for Co<Y, A> {
 pub struct Yield<'a, Y, A> {
     co: &'a Co<Y, A>,
     value: Option<Y>,
+}
+
+impl<Y, A> fmt::Debug for Yield<'_, Y, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yield")
+            .field("pending", &self.value.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 // No field is ever pinned: the future only moves its value into the airlock.

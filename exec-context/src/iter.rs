@@ -1,6 +1,7 @@
 //! Generator semantics for any iterator or stream: each step runs in the value's own logical
 //! context (PEP 550 §Generators Transformed into Iterators, §Asynchronous Generators).
 
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
@@ -74,6 +75,16 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.iter.as_ref().map_or((0, Some(0)), Iterator::size_hint)
+    }
+}
+
+impl<I: fmt::Debug> fmt::Debug for ContextualIter<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextualIter")
+            .field("iter", &self.iter)
+            .field("logical_context", &self.lc)
+            .field("interpreter", &self.interp)
+            .finish()
     }
 }
 
@@ -153,6 +164,16 @@ impl<S: Stream> Stream for ContextualStream<S> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.stream.as_ref().map_or((0, Some(0)), Stream::size_hint)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ContextualStream<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextualStream")
+            .field("stream", &self.stream)
+            .field("logical_context", &self.lc)
+            .field("interpreter", &self.interp)
+            .finish()
     }
 }
 

@@ -40,6 +40,7 @@
 //! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod fiber;

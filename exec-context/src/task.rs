@@ -162,3 +162,13 @@ pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl Fn
     let interp = current_id();
     move || run_marked(interp, || run_with_execution_context(&ec, callback))
 }
+
+impl<F> std::fmt::Debug for WithContext<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithContext")
+            .field("finished", &self.inner.is_none())
+            .field("context", &self.context)
+            .field("interpreter", &self.interp)
+            .finish_non_exhaustive()
+    }
+}

@@ -1281,3 +1281,47 @@ fn a_given_logical_context_is_what_the_generator_runs_in() {
         assert_eq!(g.logical_context().and_then(|lc| lc.get(&VAR)), Some("gen"));
     });
 }
+
+/// Every public type formats with `{:?}`: the adapters and the yield future included.
+#[test]
+fn adapters_and_the_yield_future_are_debug() {
+    let iter = (1..3).with_logical_context();
+    let shown = format!("{iter:?}");
+    assert!(
+        shown.starts_with("ContextualIter") && shown.contains("1..3"),
+        "{shown}"
+    );
+
+    #[derive(Debug)]
+    struct Once(Option<u8>);
+    impl Stream for Once {
+        type Item = u8;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<u8>> {
+            Poll::Ready(self.0.take())
+        }
+    }
+    let stream = Once(Some(1)).with_logical_context();
+    let shown = format!("{stream:?}");
+    assert!(
+        shown.starts_with("ContextualStream") && shown.contains("Once"),
+        "{shown}"
+    );
+
+    let task = exec_context::FutureExt::in_current_context(async { 1 });
+    assert!(format!("{task:?}").starts_with("WithContext"));
+
+    let mut generator = Gen::new(|co: Co<String>| async move {
+        let pending = co.yield_(String::from("y"));
+        let shown = format!("{pending:?}");
+        pending.await;
+        co.yield_(shown).await;
+    });
+    let _ = generator.resume();
+    let Ok(GeneratorState::Yielded(shown)) = generator.resume() else {
+        panic!("the generator yields the Debug of its yield future");
+    };
+    assert!(
+        shown.starts_with("Yield") && shown.contains("pending: true"),
+        "{shown}"
+    );
+}

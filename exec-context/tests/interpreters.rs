@@ -3,8 +3,8 @@
 
 use contextvars::ContextVar;
 use exec_context::interpreters::{
-    self, ChannelError, InterpreterError, Panicked, Shareable, SharedBuffer, create_channel,
-    create_queue,
+    self, InterpreterError, Panicked, RecvError, SendError, Shareable, SharedBuffer,
+    create_channel, create_queue,
 };
 use exec_context::thread::{Inheritance, spawn};
 use exec_context::{FutureExt, Gen};
@@ -160,7 +160,7 @@ fn communicating_through_channels_with_twenty_workers() {
                         loop {
                             let request = match tasks.recv() {
                                 Ok(request) => request.extract::<i64>().unwrap(),
-                                Err(ChannelError::Closed) => break,
+                                Err(RecvError::Closed) => break,
                                 Err(other) => panic!("{other}"),
                             };
                             let response = if request % 7 == 0 {
@@ -168,7 +168,9 @@ fn communicating_through_channels_with_twenty_workers() {
                             } else {
                                 Shareable::from((request, request * request))
                             };
-                            results.send_nowait(response).unwrap();
+                            // Left for the main thread to collect at the end: nobody
+                            // is receiving yet, so `send_nowait` would refuse it.
+                            results.send_buffered(response).unwrap();
                         }
                     })
                     .unwrap();
@@ -184,7 +186,12 @@ fn communicating_through_channels_with_twenty_workers() {
     tasks.close();
     let interps: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let mut seen = vec![0_u32; 200];
-    while let Some(result) = results.recv_nowait().unwrap() {
+    loop {
+        let result = match results.recv_nowait() {
+            Ok(result) => result,
+            Err(RecvError::Empty) => break,
+            Err(other) => panic!("{other}"),
+        };
         let Shareable::Tuple(items) = result else {
             panic!("a tuple");
         };
@@ -203,7 +210,7 @@ fn communicating_through_channels_with_twenty_workers() {
     for interp in interps {
         interp.close().unwrap();
     }
-    assert_eq!(tasks.send(1), Err(ChannelError::Closed));
+    assert_eq!(tasks.send(1), Err(SendError::Closed));
 }
 
 #[test]
@@ -579,7 +586,7 @@ fn contexts_are_not_shareable() {
         b"x".to_vec(),
         None::<bool>
     )));
-    assert!(exec_context::is_shareable!(create_queue(0).unwrap()));
+    assert!(exec_context::is_shareable!(create_queue(0)));
     assert!(!interpreters::is_shareable(&contextvars::Context::new()));
     assert!(interpreters::is_shareable(&1.5_f64));
 }

@@ -89,7 +89,7 @@ fn each_worker_keeps_its_own_context_state() {
 
 #[test]
 fn initializer_and_shared_main_attrs_run_in_every_worker() {
-    let log = create_queue(0).unwrap();
+    let log = create_queue(0);
     let pool = InterpreterPool::builder()
         .workers(3)
         .main_attrs([("log", log.clone().into()), ("greeting", "hi".into())])
@@ -123,7 +123,7 @@ fn initializer_and_shared_main_attrs_run_in_every_worker() {
     ids.dedup();
     assert_eq!(ids.len(), 3, "one interpreter per worker");
     pool.shutdown(true);
-    assert!(log.empty());
+    assert!(log.is_empty());
 }
 
 #[test]
@@ -170,8 +170,8 @@ fn shutdown_finishes_queued_jobs_and_refuses_new_ones() {
 #[test]
 fn pending_jobs_can_be_cancelled() {
     let pool = InterpreterPool::new(1).unwrap();
-    let gate = create_queue(0).unwrap();
-    let started = create_queue(0).unwrap();
+    let gate = create_queue(0);
+    let started = create_queue(0);
     let blocker = {
         let (gate, started) = (gate.clone(), started.clone());
         pool.submit(move || {
@@ -207,8 +207,28 @@ fn a_job_handle_is_a_future() {
             1
         })
         .unwrap();
-    let slow = slow.wait_timeout(Duration::from_millis(1)).unwrap_err();
-    assert_eq!(slow.wait().unwrap(), 1);
+    assert!(matches!(
+        slow.wait_timeout(Duration::from_millis(1)),
+        Err(PoolError::Timeout)
+    ));
+    assert_eq!(slow.wait_timeout(Duration::from_secs(600)).unwrap(), 1);
+    assert!(matches!(
+        slow.wait_timeout(Duration::from_millis(1)),
+        Err(PoolError::Taken)
+    ));
+    assert!(slow.is_finished());
+    assert!(matches!(slow.wait(), Err(PoolError::Taken)));
+}
+
+#[test]
+fn a_job_handle_taken_by_wait_timeout_is_spent_as_a_future_too() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let handle = pool.submit(|| 5_u8).unwrap();
+    assert_eq!(handle.wait_timeout(Duration::from_secs(600)).unwrap(), 5);
+    assert!(matches!(
+        futures_executor::block_on(handle),
+        Err(PoolError::Taken)
+    ));
 }
 
 #[test]
@@ -222,8 +242,8 @@ fn a_cancelled_job_whose_captures_panic_on_drop_leaves_the_pool_working() {
         }
     }
     let pool = InterpreterPool::new(1).unwrap();
-    let gate = create_queue(0).unwrap();
-    let started = create_queue(0).unwrap();
+    let gate = create_queue(0);
+    let started = create_queue(0);
     let blocker = {
         let (gate, started) = (gate.clone(), started.clone());
         pool.submit(move || {

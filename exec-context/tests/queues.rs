@@ -6,25 +6,25 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use exec_context::interpreters::{
-    self, ChannelError, QueueError, Shareable, SharedBuffer, UnboundPolicy, create_channel,
-    create_channel_with, create_queue, create_queue_with, list_all_channels,
+    self, Queue, RecvError, SendError, Shareable, SharedBuffer, UnboundPolicy, channel,
+    create_channel, create_channel_with, create_queue, create_queue_with, list_all_channels,
 };
 use exec_context::thread::{Inheritance, spawn};
 
 const SHORT: Duration = Duration::from_millis(20);
 
 #[test]
-fn full_and_qsize_follow_puts_and_gets() {
-    let queue = create_queue(3).unwrap();
+fn is_full_and_len_follow_puts_and_gets() {
+    let queue = create_queue(3);
     assert_eq!(queue.maxsize(), 3);
-    let mut sizes = vec![(queue.qsize(), queue.empty(), queue.full())];
+    let mut sizes = vec![(queue.len(), queue.is_empty(), queue.is_full())];
     for value in [1, 2, 3] {
         queue.put(value).unwrap();
-        sizes.push((queue.qsize(), queue.empty(), queue.full()));
+        sizes.push((queue.len(), queue.is_empty(), queue.is_full()));
     }
     for _ in 0..3 {
         queue.get().unwrap();
-        sizes.push((queue.qsize(), queue.empty(), queue.full()));
+        sizes.push((queue.len(), queue.is_empty(), queue.is_full()));
     }
     assert_eq!(
         sizes,
@@ -38,37 +38,119 @@ fn full_and_qsize_follow_puts_and_gets() {
             (0, true, false),
         ]
     );
-    let unbounded = create_queue(0).unwrap();
+    let unbounded = create_queue(0);
     for value in 0..1000 {
         unbounded.put(value).unwrap();
     }
-    assert!(!unbounded.full());
-    assert_eq!(unbounded.qsize(), 1000);
+    assert!(!unbounded.is_full());
+    assert_eq!(unbounded.len(), 1000);
 }
 
 #[test]
-fn put_with_timeout_on_a_full_queue_fails_with_full() {
-    let queue = create_queue(1).unwrap();
+#[allow(deprecated)]
+fn the_pep_names_forward_to_the_std_names() {
+    let queue = Queue::new(2);
+    let mut seen = Vec::new();
+    for value in [1, 2] {
+        seen.push((queue.qsize(), queue.empty(), queue.full()));
+        queue.put(value).unwrap();
+    }
+    seen.push((queue.qsize(), queue.empty(), queue.full()));
+    assert_eq!(
+        seen,
+        [(0, true, false), (1, false, false), (2, false, true)]
+    );
+    assert_eq!(
+        seen.last().copied(),
+        Some((queue.len(), queue.is_empty(), queue.is_full()))
+    );
+}
+
+#[test]
+fn queue_new_is_create_queue() {
+    let queue = Queue::new(5);
+    assert_eq!(
+        (queue.maxsize(), queue.unbound_policy()),
+        (5, UnboundPolicy::Replace)
+    );
+    let removing = Queue::with_policy(0, UnboundPolicy::Remove);
+    assert_eq!(removing.unbound_policy(), UnboundPolicy::Remove);
+    assert_ne!(queue.id(), removing.id());
+    let created = create_queue(5);
+    assert_eq!(
+        (created.maxsize(), created.unbound_policy()),
+        (queue.maxsize(), queue.unbound_policy())
+    );
+}
+
+#[test]
+fn put_on_a_full_queue_fails_with_timeout_when_timed_and_full_when_not() {
+    let queue = create_queue(1);
     queue.put(1).unwrap();
     let start = Instant::now();
-    assert_eq!(queue.put_timeout(2, SHORT), Err(QueueError::Full));
+    assert_eq!(queue.put_timeout(2, SHORT), Err(SendError::Timeout));
     assert!(start.elapsed() >= SHORT);
-    assert_eq!(queue.put_nowait(2), Err(QueueError::Full));
-    assert_eq!(queue.qsize(), 1);
+    assert_eq!(queue.put_nowait(2), Err(SendError::Full));
+    assert_eq!(queue.len(), 1);
 }
 
 #[test]
-fn get_with_timeout_on_an_empty_queue_fails_with_empty() {
-    let queue = create_queue(0).unwrap();
+fn get_on_an_empty_queue_fails_with_timeout_when_timed_and_empty_when_not() {
+    let queue = create_queue(0);
     let start = Instant::now();
-    assert_eq!(queue.get_timeout(SHORT), Err(QueueError::Empty));
+    assert_eq!(queue.get_timeout(SHORT), Err(RecvError::Timeout));
     assert!(start.elapsed() >= SHORT);
-    assert_eq!(queue.get_nowait(), Err(QueueError::Empty));
+    assert_eq!(queue.get_nowait(), Err(RecvError::Empty));
+}
+
+/// The same outcome reads the same on a queue and on a channel: nothing now, nothing in
+/// time, no room in time, closed.
+#[test]
+fn empty_timeout_and_closed_read_the_same_on_queues_and_channels() {
+    let queue = Queue::new(1);
+    let (send, recv) = channel();
+    let receives = |queue: &Queue| {
+        [
+            (queue.get_nowait(), recv.recv_nowait()),
+            (queue.get_timeout(SHORT), recv.recv_timeout(SHORT)),
+        ]
+    };
+    assert_eq!(
+        receives(&queue),
+        [
+            (Err(RecvError::Empty), Err(RecvError::Empty)),
+            (Err(RecvError::Timeout), Err(RecvError::Timeout)),
+        ]
+    );
+    queue.put(0).unwrap();
+    assert_eq!(
+        (queue.put_timeout(1, SHORT), send.send_timeout(1, SHORT)),
+        (Err(SendError::Timeout), Err(SendError::Timeout))
+    );
+    assert_eq!(queue.get_nowait(), Ok(Shareable::from(0)));
+    assert!(recv.is_empty(), "the timed send was withdrawn");
+    queue.close();
+    send.close();
+    assert_eq!(
+        receives(&queue),
+        [
+            (Err(RecvError::Closed), Err(RecvError::Closed)),
+            (Err(RecvError::Closed), Err(RecvError::Closed)),
+        ]
+    );
+    assert_eq!(
+        (queue.put_nowait(1), send.send_nowait(1)),
+        (Err(SendError::Closed), Err(SendError::Closed))
+    );
+    assert_eq!(
+        (queue.get(), recv.recv()),
+        (Err(RecvError::Closed), Err(RecvError::Closed))
+    );
 }
 
 #[test]
 fn blocked_put_resumes_as_soon_as_there_is_room() {
-    let queue = create_queue(1).unwrap();
+    let queue = create_queue(1);
     queue.put("first").unwrap();
     let putter = {
         let queue = queue.clone();
@@ -85,8 +167,8 @@ fn blocked_put_resumes_as_soon_as_there_is_room() {
 /// asserted here.)
 #[test]
 fn blocked_gets_answer_every_put_in_order() {
-    let queue = create_queue(0).unwrap();
-    let (ready_q, reply) = (queue.clone(), create_queue(0).unwrap());
+    let queue = create_queue(0);
+    let (ready_q, reply) = (queue.clone(), create_queue(0));
     let echo = {
         let reply = reply.clone();
         std::thread::spawn(move || {
@@ -101,12 +183,12 @@ fn blocked_gets_answer_every_put_in_order() {
         assert_eq!(reply.get().unwrap(), Shareable::from(n));
     }
     echo.join().unwrap();
-    assert!(queue.empty() && reply.empty());
+    assert!(queue.is_empty() && reply.is_empty());
 }
 
 #[test]
 fn values_crossing_interpreters_are_equal_copies() {
-    let queue = create_queue(0).unwrap();
+    let queue = create_queue(0);
     let values: Vec<Shareable> = vec![
         ().into(),
         true.into(),
@@ -132,8 +214,8 @@ fn values_crossing_interpreters_are_equal_copies() {
 
 #[test]
 fn a_queue_sent_through_a_queue_is_the_same_queue() {
-    let outer = create_queue(0).unwrap();
-    let inner = create_queue(5).unwrap();
+    let outer = create_queue(0);
+    let inner = create_queue(5);
     outer.put(inner.clone()).unwrap();
     let got: interpreters::Queue = outer.get().unwrap().extract().unwrap();
     assert_eq!(got, inner);
@@ -144,7 +226,7 @@ fn a_queue_sent_through_a_queue_is_the_same_queue() {
 }
 
 fn put_from_closed_interpreter(policy: UnboundPolicy) -> interpreters::Queue {
-    let queue = create_queue_with(0, policy).unwrap();
+    let queue = create_queue_with(0, policy);
     let interp = interpreters::create();
     queue.put("before").unwrap();
     let q = queue.clone();
@@ -159,7 +241,7 @@ fn put_from_closed_interpreter(policy: UnboundPolicy) -> interpreters::Queue {
 #[test]
 fn unbound_replace_returns_the_unbound_marker() {
     let queue = put_from_closed_interpreter(UnboundPolicy::Replace);
-    assert_eq!(queue.qsize(), 3);
+    assert_eq!(queue.len(), 3);
     assert_eq!(queue.get().unwrap(), Shareable::from("before"));
     assert_eq!(queue.get().unwrap(), Shareable::Unbound);
     assert_eq!(queue.get().unwrap(), Shareable::from("after"));
@@ -168,40 +250,40 @@ fn unbound_replace_returns_the_unbound_marker() {
 #[test]
 fn unbound_error_fails_the_get() {
     let queue = put_from_closed_interpreter(UnboundPolicy::Error);
-    assert_eq!(queue.qsize(), 3);
+    assert_eq!(queue.len(), 3);
     assert_eq!(queue.get().unwrap(), Shareable::from("before"));
-    assert_eq!(queue.get(), Err(QueueError::ItemInterpreterDestroyed));
+    assert_eq!(queue.get(), Err(RecvError::ItemInterpreterDestroyed));
     assert_eq!(queue.get().unwrap(), Shareable::from("after"));
 }
 
 #[test]
 fn unbound_remove_drops_the_item_at_close() {
     let queue = put_from_closed_interpreter(UnboundPolicy::Remove);
-    assert_eq!(queue.qsize(), 2);
+    assert_eq!(queue.len(), 2);
     assert_eq!(queue.get().unwrap(), Shareable::from("before"));
     assert_eq!(queue.get().unwrap(), Shareable::from("after"));
 }
 
 #[test]
 fn a_per_item_policy_overrides_the_queues_default() {
-    let queue = create_queue_with(0, UnboundPolicy::Replace).unwrap();
+    let queue = create_queue_with(0, UnboundPolicy::Replace);
     let interp = interpreters::create();
     let q = queue.clone();
     interp
         .exec(move || {
-            q.put_with_policy(1, UnboundPolicy::Remove, None).unwrap();
+            q.put_with_policy(1, UnboundPolicy::Remove).unwrap();
             q.put(2).unwrap();
         })
         .unwrap();
     drop(interp); // the last handle: the interpreter closes
-    assert_eq!(queue.qsize(), 1);
+    assert_eq!(queue.len(), 1);
     assert_eq!(queue.get().unwrap(), Shareable::Unbound);
 }
 
 #[test]
 fn closing_a_queue_wakes_blocked_getters_and_putters() {
-    let empty = create_queue(0).unwrap();
-    let full = create_queue(1).unwrap();
+    let empty = create_queue(0);
+    let full = create_queue(1);
     full.put(0).unwrap();
     let barrier = Arc::new(Barrier::new(3));
     let getter = {
@@ -223,12 +305,12 @@ fn closing_a_queue_wakes_blocked_getters_and_putters() {
     assert!(empty.close());
     assert!(full.close());
     assert!(!full.close(), "closing twice is harmless");
-    assert_eq!(getter.join().unwrap(), Err(QueueError::Closed));
-    assert_eq!(putter.join().unwrap(), Err(QueueError::Closed));
+    assert_eq!(getter.join().unwrap(), Err(RecvError::Closed));
+    assert_eq!(putter.join().unwrap(), Err(SendError::Closed));
     // What was in the queue can still be taken, then it reports closed.
     assert_eq!(full.get().unwrap(), Shareable::from(0));
-    assert_eq!(full.get(), Err(QueueError::Closed));
-    assert_eq!(full.put_nowait(2), Err(QueueError::Closed));
+    assert_eq!(full.get(), Err(RecvError::Closed));
+    assert_eq!(full.put_nowait(2), Err(SendError::Closed));
 }
 
 #[test]
@@ -243,9 +325,10 @@ fn a_closed_channel_wakes_blocked_receivers_with_an_error() {
     std::thread::sleep(SHORT);
     send.close();
     for receiver in receivers {
-        assert_eq!(receiver.join().unwrap(), Err(ChannelError::Closed));
+        assert_eq!(receiver.join().unwrap(), Err(RecvError::Closed));
     }
-    assert_eq!(send.send_nowait(1), Err(ChannelError::Closed));
+    assert_eq!(send.send_nowait(1), Err(SendError::Closed));
+    assert_eq!(send.send_buffered(1), Err(SendError::Closed));
 }
 
 #[test]
@@ -264,30 +347,108 @@ fn a_blocking_send_waits_for_the_receiver() {
 #[test]
 fn a_timed_send_that_is_not_received_is_withdrawn() {
     let (recv, send) = create_channel();
-    assert_eq!(send.send_timeout(1, SHORT), Err(ChannelError::Timeout));
+    assert_eq!(send.send_timeout(1, SHORT), Err(SendError::Timeout));
     assert!(recv.is_empty());
-    assert_eq!(recv.recv_nowait(), Ok(None));
-    assert_eq!(recv.recv_timeout(SHORT), Err(ChannelError::Timeout));
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Empty));
+    assert_eq!(recv.recv_timeout(SHORT), Err(RecvError::Timeout));
+}
+
+/// PEP 554: "If the other end is not currently receiving then raise RuntimeError".
+#[test]
+fn send_nowait_without_a_waiting_receiver_fails_and_leaves_nothing() {
+    let (send, recv) = channel();
+    assert_eq!(send.send_nowait("lost?"), Err(SendError::NotReceiving));
+    assert!(recv.is_empty());
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Empty));
+    // A receiver that gave up no longer counts as receiving.
+    assert_eq!(recv.recv_timeout(SHORT), Err(RecvError::Timeout));
+    assert_eq!(send.send_nowait("lost?"), Err(SendError::NotReceiving));
+    // Nor does an item left for later make room for a hand-off.
+    send.send_buffered("kept").unwrap();
+    assert_eq!(send.send_nowait("lost?"), Err(SendError::NotReceiving));
+    assert_eq!(recv.len(), 1);
+    assert_eq!(recv.recv_nowait(), Ok(Shareable::from("kept")));
+    assert!(recv.is_empty());
+    // The buffer variant follows the same rule.
+    let buffer = SharedBuffer::read_only(*b"bytes");
+    assert_eq!(
+        send.send_buffer_nowait(&buffer),
+        Err(SendError::NotReceiving)
+    );
+    assert!(recv.is_empty());
+}
+
+/// Hands `value` to a receiver once one is waiting; the number of `NotReceiving` refusals
+/// before that depends on the scheduler, not on the outcome.
+fn send_when_received(send: &interpreters::SendChannel, value: i32) {
+    loop {
+        match send.send_nowait(value) {
+            Ok(()) => return,
+            Err(SendError::NotReceiving) => std::thread::yield_now(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
+#[test]
+fn send_nowait_hands_off_to_exactly_the_receivers_waiting() {
+    let (send, recv) = channel();
+    let receivers: Vec<_> = (0..2)
+        .map(|_| {
+            let recv = recv.clone();
+            std::thread::spawn(move || recv.recv())
+        })
+        .collect();
+    send_when_received(&send, 1);
+    send_when_received(&send, 2);
+    // Each receiver has its item (taken, or in the channel bound for it): no third hand-off.
+    assert_eq!(send.send_nowait(3), Err(SendError::NotReceiving));
+    let mut got: Vec<i32> = receivers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap().extract().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    assert!(recv.is_empty(), "nothing of the refused send stayed");
+}
+
+#[test]
+fn send_nowait_reaches_a_receiver_waiting_with_a_timeout() {
+    let (send, recv) = channel();
+    let receiver = std::thread::spawn(move || recv.recv_timeout(Duration::from_secs(600)));
+    send_when_received(&send, 7);
+    assert_eq!(receiver.join().unwrap(), Ok(Shareable::from(7)));
+}
+
+#[test]
+fn channel_returns_the_sending_end_first() {
+    let (send, recv) = channel();
+    let (recv2, send2) = create_channel();
+    assert_eq!(send.id(), recv.id(), "two ends of one channel");
+    assert_ne!(send.id(), send2.id());
+    assert_eq!(recv2.id(), send2.id());
+    send.send_buffered("x").unwrap();
+    assert_eq!(recv.recv_nowait(), Ok(Shareable::from("x")));
 }
 
 #[test]
 fn closing_the_receiving_end_fails_waiting_senders_and_drops_items() {
     let (recv, send) = create_channel();
-    send.send_nowait(1).unwrap();
+    send.send_buffered(1).unwrap();
     let sender = {
         let send = send.clone();
         std::thread::spawn(move || send.send(2))
     };
     std::thread::sleep(SHORT);
     assert!(recv.close());
-    assert_eq!(sender.join().unwrap(), Err(ChannelError::Closed));
-    assert_eq!(recv.recv_nowait(), Err(ChannelError::Closed));
+    assert_eq!(sender.join().unwrap(), Err(SendError::Closed));
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Closed));
 }
 
 #[test]
 fn released_ends_refuse_the_interpreter_and_close_when_unused() {
     let (recv, send) = create_channel();
-    send.send_nowait("a").unwrap();
+    send.send_buffered("a").unwrap();
     assert_eq!(send.interpreters(), [0]);
     let interp = interpreters::create();
     let r = recv.clone();
@@ -298,7 +459,8 @@ fn released_ends_refuse_the_interpreter_and_close_when_unused() {
 
     assert!(send.release());
     assert!(!send.release(), "releasing twice is harmless");
-    assert_eq!(send.send_nowait("b"), Err(ChannelError::Released));
+    assert_eq!(send.send_nowait("b"), Err(SendError::Released));
+    assert_eq!(send.send_buffered("b"), Err(SendError::Released));
     assert!(
         !send.is_closed(),
         "the interpreter still uses the receiving end"
@@ -313,8 +475,15 @@ fn released_ends_refuse_the_interpreter_and_close_when_unused() {
 fn send_buffer_shares_the_memory() {
     let (recv, send) = create_channel();
     let buffer = SharedBuffer::writable(8);
-    send.send_buffer_nowait(&buffer).unwrap();
-    let received: SharedBuffer = recv.recv().unwrap().extract().unwrap();
+    let receiver = std::thread::spawn(move || recv.recv());
+    loop {
+        match send.send_buffer_nowait(&buffer) {
+            Ok(()) => break,
+            Err(SendError::NotReceiving) => std::thread::yield_now(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    let received: SharedBuffer = receiver.join().unwrap().unwrap().extract().unwrap();
     assert!(received.ptr_eq(&buffer));
     received.claim(0..2).unwrap().write(0, &[4, 2]).unwrap();
     assert_eq!(buffer.get(1), Some(2));
@@ -325,19 +494,16 @@ fn channel_items_from_a_closed_interpreter_follow_the_policy() {
     let (recv, send) = create_channel_with(UnboundPolicy::Error);
     let interp = interpreters::create();
     let s = send.clone();
-    interp.exec(move || s.send_nowait(1).unwrap()).unwrap();
+    interp.exec(move || s.send_buffered(1).unwrap()).unwrap();
     interp.close().unwrap();
-    assert_eq!(
-        recv.recv_nowait(),
-        Err(ChannelError::ItemInterpreterDestroyed)
-    );
+    assert_eq!(recv.recv_nowait(), Err(RecvError::ItemInterpreterDestroyed));
     let (recv, send) = create_channel();
     let interp = interpreters::create();
-    interp.exec(move || send.send_nowait(1).unwrap()).unwrap();
+    interp.exec(move || send.send_buffered(1).unwrap()).unwrap();
     interp.close().unwrap();
     assert_eq!(
         recv.recv_nowait(),
-        Ok(Some(Shareable::Unbound)),
+        Ok(Shareable::Unbound),
         "replaced by default"
     );
 }
@@ -348,7 +514,7 @@ fn channel_items_from_a_closed_interpreter_follow_the_policy() {
 fn stress_eight_by_eight_across_four_interpreters() {
     const PER_PRODUCER: u64 = if cfg!(miri) { 50 } else { 125_000 };
     const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
-    let queue = create_queue(1024).unwrap();
+    let queue = create_queue(1024);
     let interps: Vec<_> = (0..4).map(|_| interpreters::create()).collect();
     let mut producers = Vec::new();
     let mut consumers = Vec::new();
@@ -377,7 +543,7 @@ fn stress_eight_by_eight_across_four_interpreters() {
                                     sum += u128::from(n);
                                     mix ^= n.wrapping_mul(MIX);
                                 }
-                                Err(QueueError::Closed) => return (count, sum, mix),
+                                Err(RecvError::Closed) => return (count, sum, mix),
                                 Err(other) => panic!("{other}"),
                             }
                         }
@@ -435,4 +601,32 @@ fn pool_of_four_runs_ten_thousand_jobs() {
         pool.submit(|| 1),
         Err(interpreters::PoolError::Shutdown)
     ));
+}
+
+#[test]
+fn put_with_policy_has_the_nowait_and_timeout_forms_of_put() {
+    let queue = Queue::new(1);
+    let interp = interpreters::create();
+    let q = queue.clone();
+    interp
+        .exec(move || {
+            q.put_with_policy_timeout("removed", UnboundPolicy::Remove, SHORT)
+                .unwrap();
+            assert_eq!(
+                q.put_with_policy_nowait(2, UnboundPolicy::Error),
+                Err(SendError::Full)
+            );
+            assert_eq!(
+                q.put_with_policy_timeout(2, UnboundPolicy::Error, SHORT),
+                Err(SendError::Timeout)
+            );
+        })
+        .unwrap();
+    assert_eq!(queue.len(), 1);
+    interp.close().unwrap();
+    assert!(queue.is_empty(), "the item's own policy (Remove) applied");
+    queue
+        .put_with_policy_nowait(3, UnboundPolicy::Error)
+        .unwrap();
+    assert_eq!(queue.get_nowait(), Ok(Shareable::from(3)));
 }

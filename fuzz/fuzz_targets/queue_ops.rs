@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use exec_context::interpreters::{
-    self, ChannelError, Interpreter, InterpreterError, Queue, QueueError, RecvChannel, SendChannel,
+    self, Interpreter, InterpreterError, Queue, RecvChannel, RecvError, SendChannel, SendError,
     Shareable, SharedBuffer, UnboundPolicy,
 };
 use libfuzzer_sys::fuzz_target;
@@ -122,7 +122,8 @@ enum PutMode {
     Blocking,
     Nowait,
     Timeout(Timeout),
-    /// `put_with_policy`; no timeout means waiting for room, as `Blocking`.
+    /// `put_with_policy` without a timeout (waiting for room, as `Blocking`: used only when
+    /// it cannot block, `put_with_policy_nowait` otherwise), `put_with_policy_timeout` with.
     WithPolicy {
         policy: Policy,
         timeout: Option<Timeout>,
@@ -141,11 +142,15 @@ enum GetMode {
 enum SendMode {
     /// `send`, which waits until the item is received: used only when it fails at once.
     Blocking,
+    /// `send_nowait`: nobody receives on this thread, so it fails with `NotReceiving` and
+    /// leaves nothing in the channel (PEP 554).
     Nowait,
     /// `send_timeout`: nobody receives on this thread meanwhile, so the item is withdrawn.
     Timeout(Timeout),
-    /// `send_buffer_nowait` with a fresh buffer.
+    /// `send_buffer_nowait` with a fresh buffer: refused as `Nowait`.
     BufferNowait,
+    /// `send_buffered`: the item stays in the channel for a later `recv`.
+    Buffered,
 }
 
 #[derive(Arbitrary, Clone, Debug)]
@@ -522,8 +527,7 @@ impl Harness {
         let queue = match policy {
             Some(policy) => interpreters::create_queue_with(maxsize, policy.into()),
             None => interpreters::create_queue(maxsize),
-        }
-        .expect("create_queue");
+        };
         let policy = policy.map_or(UnboundPolicy::default(), UnboundPolicy::from);
         assert_eq!(queue.maxsize(), maxsize);
         assert_eq!(queue.unbound_policy(), policy);
@@ -568,22 +572,37 @@ impl Harness {
             PutMode::WithPolicy {
                 timeout: None,
                 policy,
-            } if !blocks => queue.put_with_policy(value, policy.into(), None),
-            PutMode::WithPolicy { timeout, policy } => {
-                if let Some(timeout) = timeout
-                    && blocks
-                {
+            } if !blocks => queue.put_with_policy(value, policy.into()),
+            PutMode::WithPolicy {
+                timeout: None,
+                policy,
+            } => queue.put_with_policy_nowait(value, policy.into()),
+            PutMode::WithPolicy {
+                timeout: Some(timeout),
+                policy,
+            } => {
+                if blocks {
                     waited = self.wait(timeout);
                 }
                 timed(waited, blocks, || {
-                    queue.put_with_policy(value, policy.into(), Some(waited))
+                    queue.put_with_policy_timeout(value, policy.into(), waited)
                 })
             }
         };
+        let timed_call = matches!(
+            mode,
+            PutMode::Timeout(_)
+                | PutMode::WithPolicy {
+                    timeout: Some(_),
+                    ..
+                }
+        );
         let expected = if closed {
-            Err(QueueError::Closed)
+            Err(SendError::Closed)
+        } else if full && timed_call {
+            Err(SendError::Timeout)
         } else if full {
-            Err(QueueError::Full)
+            Err(SendError::Full)
         } else {
             Ok(())
         };
@@ -618,9 +637,9 @@ impl Harness {
         };
         let expected = match self.queues[at].fifo.take() {
             Taken::Value(value) => Ok(value),
-            Taken::Destroyed => Err(QueueError::ItemInterpreterDestroyed),
-            Taken::Empty => Err(QueueError::Empty),
-            Taken::Closed => Err(QueueError::Closed),
+            Taken::Destroyed => Err(RecvError::ItemInterpreterDestroyed),
+            Taken::Empty => Err(empty(mode)),
+            Taken::Closed => Err(RecvError::Closed),
         };
         assert_eq!(result, expected, "get {mode:?}");
     }
@@ -673,17 +692,23 @@ impl Harness {
                 expected_value = Shareable::from(buffer.clone());
                 send.send_buffer_nowait(&buffer)
             }
+            SendMode::Buffered => send.send_buffered(value),
         };
         let model = &mut self.channels[at];
         let expected = if !model.associate(SEND, current) {
-            Err(ChannelError::Released)
+            Err(SendError::Released)
         } else if closed {
-            Err(ChannelError::Closed)
-        } else if let SendMode::Timeout(_) = mode {
-            // Not received in time: withdrawn.
-            Err(ChannelError::Timeout)
+            Err(SendError::Closed)
         } else {
-            Ok(())
+            match mode {
+                // Not received in time: withdrawn.
+                SendMode::Timeout(_) => Err(SendError::Timeout),
+                // Nobody is blocked in `recv` on this single thread.
+                SendMode::Blocking | SendMode::Nowait | SendMode::BufferNowait => {
+                    Err(SendError::NotReceiving)
+                }
+                SendMode::Buffered => Ok(()),
+            }
         };
         assert_eq!(result, expected, "send {mode:?}");
         if result.is_ok() {
@@ -702,7 +727,7 @@ impl Harness {
         let blocks = !released && model.fifo.items.is_empty() && !model.fifo.closed;
         let recv = model.recv.clone();
         let result = match mode {
-            GetMode::Blocking if !blocks => recv.recv().map(Some),
+            GetMode::Blocking if !blocks => recv.recv(),
             GetMode::Blocking | GetMode::Nowait => recv.recv_nowait(),
             GetMode::Timeout(timeout) => {
                 let waited = if blocks {
@@ -710,22 +735,19 @@ impl Harness {
                 } else {
                     timeout.duration()
                 };
-                timed(waited, blocks, || recv.recv_timeout(waited).map(Some))
+                timed(waited, blocks, || recv.recv_timeout(waited))
             }
         };
         let model = &mut self.channels[at];
         let expected = if !model.associate(RECV, current) {
-            Err(ChannelError::Released)
+            Err(RecvError::Released)
         } else {
             match model.fifo.take() {
-                Taken::Value(value) => Ok(Some(value)),
-                Taken::Destroyed => Err(ChannelError::ItemInterpreterDestroyed),
-                Taken::Closed => Err(ChannelError::Closed),
-                Taken::Empty => match mode {
-                    GetMode::Timeout(_) => Err(ChannelError::Timeout),
-                    // `recv_nowait`'s default.
-                    GetMode::Blocking | GetMode::Nowait => Ok(None),
-                },
+                Taken::Value(value) => Ok(value),
+                Taken::Destroyed => Err(RecvError::ItemInterpreterDestroyed),
+                Taken::Closed => Err(RecvError::Closed),
+                // The same outcome as a queue's.
+                Taken::Empty => Err(empty(mode)),
             }
         };
         assert_eq!(result, expected, "recv {mode:?}");
@@ -831,9 +853,13 @@ impl Harness {
         for (at, model) in self.queues.iter().enumerate() {
             let queue = &model.queue;
             let fifo = &model.fifo;
-            assert_eq!(queue.qsize(), fifo.items.len(), "qsize of queue {at}");
-            assert_eq!(queue.empty(), fifo.items.is_empty(), "empty of queue {at}");
-            assert_eq!(queue.full(), fifo.full(), "full of queue {at}");
+            assert_eq!(queue.len(), fifo.items.len(), "len of queue {at}");
+            assert_eq!(
+                queue.is_empty(),
+                fifo.items.is_empty(),
+                "is_empty of queue {at}"
+            );
+            assert_eq!(queue.is_full(), fifo.full(), "is_full of queue {at}");
             assert_eq!(queue.is_closed(), fifo.closed, "is_closed of queue {at}");
         }
         for (at, model) in self.channels.iter().enumerate() {
@@ -899,6 +925,15 @@ impl Harness {
             1,
             "an interpreter outlived its handles"
         );
+    }
+}
+
+/// What a get or receive that found nothing reports: `Timeout` for a timed call, `Empty`
+/// for the others (queues and channels alike).
+fn empty(mode: GetMode) -> RecvError {
+    match mode {
+        GetMode::Timeout(_) => RecvError::Timeout,
+        GetMode::Blocking | GetMode::Nowait => RecvError::Empty,
     }
 }
 

@@ -50,7 +50,7 @@ impl Pipe for OurQueue {
     type Rx = Queue;
 
     fn open(&self) -> (Queue, Queue) {
-        let queue = interpreters::create_queue(self.maxsize).expect("create_queue never fails");
+        let queue = interpreters::create_queue(self.maxsize);
         (queue.clone(), queue)
     }
 
@@ -67,11 +67,13 @@ impl Pipe for OurQueue {
     }
 }
 
-/// Ours: a PEP 554 channel, `send_nowait` (does not wait for the receiver) and `recv`.
+/// Ours: a PEP 554 channel, `send_buffered` (leaves the item without waiting for the
+/// receiver; what `send_nowait` did before 0.2, which now needs a receiver waiting) and
+/// `recv`.
 #[derive(Clone, Copy, Debug)]
-pub struct OurChannelNowait;
+pub struct OurChannelBuffered;
 
-impl Pipe for OurChannelNowait {
+impl Pipe for OurChannelBuffered {
     type Tx = SendChannel;
     type Rx = RecvChannel;
 
@@ -82,7 +84,7 @@ impl Pipe for OurChannelNowait {
 
     #[inline]
     fn send(tx: &SendChannel, value: u64) {
-        tx.send_nowait(value)
+        tx.send_buffered(value)
             .expect("the benchmark never closes its channels");
     }
 
@@ -101,7 +103,7 @@ impl Pipe for OurChannelSend {
     type Rx = RecvChannel;
 
     fn open(&self) -> (SendChannel, RecvChannel) {
-        OurChannelNowait.open()
+        OurChannelBuffered.open()
     }
 
     #[inline]
@@ -383,7 +385,7 @@ mod tests {
     fn every_pipe_streams_and_echoes() {
         moves_every_value(&OurQueue { maxsize: 0 });
         moves_every_value(&OurQueue { maxsize: 4 });
-        moves_every_value(&OurChannelNowait);
+        moves_every_value(&OurChannelBuffered);
         moves_every_value(&OurChannelSend);
         moves_every_value(&MpscChannel);
         moves_every_value(&MpscSyncChannel { bound: 0 });

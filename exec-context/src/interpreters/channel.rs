@@ -7,51 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::fifo::{Fifo, FifoError, Wait};
+use super::error::{RecvError, SendError};
+use super::fifo::{Fifo, Wait};
 use super::registry::{self, Endpoint};
 use super::shareable::{Share, Shareable, SharedBuffer};
 use super::{UnboundPolicy, current_id};
 
-/// Why a channel operation failed (PEP 554's `ChannelClosedError`, `ChannelReleasedError`,
-/// `ChannelEmptyError`, and timeouts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ChannelError {
-    /// The channel is closed (for this end): nothing more can be sent, and nothing is left
-    /// to receive.
-    Closed,
-    /// The current interpreter released this end; it cannot use it again.
-    Released,
-    /// A timed `recv` got nothing in time, or a timed `send` was not received in time (the
-    /// item was withdrawn).
-    Timeout,
-    /// The item's interpreter was closed before it was received, under
-    /// [`UnboundPolicy::Error`].
-    ItemInterpreterDestroyed,
-}
-
-impl fmt::Display for ChannelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChannelError::Closed => "the channel is closed",
-            ChannelError::Released => "the current interpreter released this end of the channel",
-            ChannelError::Timeout => "the channel operation timed out",
-            ChannelError::ItemInterpreterDestroyed => {
-                "the interpreter that sent the item was closed before it was received"
-            }
-        })
-    }
-}
-
-impl std::error::Error for ChannelError {}
-
-fn channel_error(error: FifoError) -> ChannelError {
-    match error {
-        FifoError::Empty | FifoError::Full | FifoError::NotReceived => ChannelError::Timeout,
-        FifoError::Closed => ChannelError::Closed,
-        FifoError::Destroyed => ChannelError::ItemInterpreterDestroyed,
-    }
-}
+/// The current interpreter released this end of a channel.
+struct Released;
 
 /// Which interpreters use one end of a channel.
 #[derive(Default)]
@@ -79,7 +42,7 @@ const RECV: usize = 1;
 
 impl ChannelInner {
     /// Associates the current interpreter with `end`, unless it released it.
-    fn associate(&self, end: usize) -> Result<u64, ChannelError> {
+    fn associate(&self, end: usize) -> Result<u64, Released> {
         let interp = current_id();
         if self.users[end].load(Ordering::Acquire) == interp {
             return Ok(interp);
@@ -88,7 +51,7 @@ impl ChannelInner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if assoc.released.contains(&interp) {
-            return Err(ChannelError::Released);
+            return Err(Released);
         }
         if !assoc.using.contains(&interp) {
             assoc.using.push(interp);
@@ -138,7 +101,8 @@ impl ChannelInner {
     }
 }
 
-/// Creates a channel: PEP 554's `create_channel() -> (RecvChannel, SendChannel)`. Items sent
+/// Creates a channel: PEP 554's `create_channel() -> (RecvChannel, SendChannel)` — the
+/// receiving end first, as in the PEP; [`channel`] is the same with std's order. Items sent
 /// by an interpreter that is closed before they are received are replaced by
 /// [`Shareable::Unbound`] ([`UnboundPolicy::Replace`], as for queues); see
 /// [`create_channel_with`]. So keep a sending interpreter open until what it sent is
@@ -162,8 +126,35 @@ pub fn create_channel() -> (RecvChannel, SendChannel) {
     create_channel_with(UnboundPolicy::default())
 }
 
+/// Creates a channel: the sending end first, as `std::sync::mpsc::channel()` returns it
+/// (PEP 554's [`create_channel`] gives the same two ends the other way round; the types
+/// keep a swap from compiling).
+///
+/// ```
+/// use exec_context::interpreters::{self, Shareable};
+///
+/// let (tx, rx) = interpreters::channel();
+/// let receiver = std::thread::spawn(move || rx.recv());
+/// tx.send("hi").unwrap(); // returns once it was received
+/// assert_eq!(receiver.join().unwrap(), Ok(Shareable::from("hi")));
+/// ```
+pub fn channel() -> (SendChannel, RecvChannel) {
+    let (recv, send) = create_channel();
+    (send, recv)
+}
+
 /// Creates a channel whose items follow `policy` when the interpreter that sent them is
-/// closed before they are received.
+/// closed before they are received (PEP 554 order: receiving end first).
+///
+/// ```
+/// use exec_context::interpreters::{self, UnboundPolicy};
+///
+/// let (recv, send) = interpreters::create_channel_with(UnboundPolicy::Remove);
+/// let interp = interpreters::create();
+/// interp.exec(move || send.send_buffered("dropped with its sender").unwrap()).unwrap();
+/// interp.close().unwrap();
+/// assert!(recv.is_empty());
+/// ```
 pub fn create_channel_with(policy: UnboundPolicy) -> (RecvChannel, SendChannel) {
     let inner = Arc::new(ChannelInner {
         id: registry::next_endpoint_id(),
@@ -215,9 +206,9 @@ impl SendChannel {
     ///
     /// # Errors
     ///
-    /// [`ChannelError::Closed`] if the channel is closed (or the receiving side closes it,
-    /// discarding the item); [`ChannelError::Released`].
-    pub fn send(&self, value: impl Share) -> Result<(), ChannelError> {
+    /// [`SendError::Closed`] if the channel is closed (or the receiving side closes it,
+    /// discarding the item); [`SendError::Released`].
+    pub fn send(&self, value: impl Share) -> Result<(), SendError> {
         self.send_waiting(value.into_shareable(), Wait::Forever)
     }
 
@@ -226,18 +217,69 @@ impl SendChannel {
     ///
     /// # Errors
     ///
-    /// [`ChannelError::Timeout`]; as [`send`](Self::send).
-    pub fn send_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), ChannelError> {
+    /// [`SendError::Timeout`] (nothing is left in the channel); as [`send`](Self::send).
+    pub fn send_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), SendError> {
         self.send_waiting(value.into_shareable(), Wait::within(timeout))
     }
 
-    /// Sends `value` without waiting for it to be received.
+    /// Hands `value` to a receiver that is waiting in [`recv`](RecvChannel::recv) or
+    /// [`recv_timeout`](RecvChannel::recv_timeout) right now, without waiting (PEP 554's
+    /// `send_nowait`: "If the other end is not currently receiving then raise
+    /// RuntimeError"). With nobody receiving it fails and leaves nothing in the channel; to
+    /// leave an item for a later `recv`, use [`send_buffered`](Self::send_buffered).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::interpreters::{self, SendError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert_eq!(send.send_nowait(1), Err(SendError::NotReceiving));
+    /// assert!(recv.is_empty()); // nothing was buffered
+    ///
+    /// let receiver = std::thread::spawn(move || recv.recv());
+    /// // Retry until the receiver is blocked in `recv`.
+    /// while send.send_nowait(2) == Err(SendError::NotReceiving) {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// assert_eq!(receiver.join().unwrap(), Ok(Shareable::from(2)));
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`ChannelError::Closed`]; [`ChannelError::Released`].
-    pub fn send_nowait(&self, value: impl Share) -> Result<(), ChannelError> {
-        let owner = self.inner.associate(SEND)?;
+    /// [`SendError::NotReceiving`]; [`SendError::Closed`]; [`SendError::Released`].
+    pub fn send_nowait(&self, value: impl Share) -> Result<(), SendError> {
+        let owner = self
+            .inner
+            .associate(SEND)
+            .map_err(|Released| SendError::Released)?;
+        self.inner
+            .fifo
+            .hand_off(value.into_shareable(), owner, self.inner.policy)
+            .map_err(SendError::from_fifo)
+    }
+
+    /// Leaves `value` in the channel for a later [`recv`](RecvChannel::recv) and returns at
+    /// once, whether or not anyone is receiving (the channel is unbounded). What
+    /// `send_nowait` did before 0.2: a stream of items without a rendezvous per item.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered(1).unwrap();
+    /// send.send_buffered(2).unwrap();
+    /// assert_eq!(recv.len(), 2);
+    /// assert_eq!(recv.recv_nowait(), Ok(Shareable::from(1)));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`]; [`SendError::Released`].
+    pub fn send_buffered(&self, value: impl Share) -> Result<(), SendError> {
+        let owner = self
+            .inner
+            .associate(SEND)
+            .map_err(|Released| SendError::Released)?;
         self.inner
             .fifo
             .put(
@@ -248,7 +290,7 @@ impl SendChannel {
                 false,
             )
             .map(drop)
-            .map_err(channel_error)
+            .map_err(SendError::from_fifo)
     }
 
     /// Sends a buffer without copying it (PEP 554's `send_buffer`) and waits until it is
@@ -257,35 +299,39 @@ impl SendChannel {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub fn send_buffer(&self, buffer: &SharedBuffer) -> Result<(), ChannelError> {
+    pub fn send_buffer(&self, buffer: &SharedBuffer) -> Result<(), SendError> {
         self.send(buffer.clone())
     }
 
-    /// Sends a buffer without copying it and without waiting.
+    /// Hands a buffer, without copying it, to a receiver waiting right now (PEP 554's
+    /// `send_buffer_nowait`).
     ///
     /// # Errors
     ///
     /// As [`send_nowait`](Self::send_nowait).
-    pub fn send_buffer_nowait(&self, buffer: &SharedBuffer) -> Result<(), ChannelError> {
+    pub fn send_buffer_nowait(&self, buffer: &SharedBuffer) -> Result<(), SendError> {
         self.send_nowait(buffer.clone())
     }
 
-    fn send_waiting(&self, value: Shareable, wait: Wait) -> Result<(), ChannelError> {
-        let owner = self.inner.associate(SEND)?;
+    fn send_waiting(&self, value: Shareable, wait: Wait) -> Result<(), SendError> {
+        let owner = self
+            .inner
+            .associate(SEND)
+            .map_err(|Released| SendError::Released)?;
         let receipt = self
             .inner
             .fifo
             .put(value, owner, self.inner.policy, wait, true)
-            .map_err(channel_error)?
+            .map_err(SendError::from_fifo)?
             .expect("a receipt was asked for");
         self.inner
             .fifo
             .await_receipt(&receipt, wait)
-            .map_err(channel_error)
+            .map_err(SendError::from_fifo)
     }
 
     /// Closes the channel for sending, for every interpreter: sends fail from now on;
-    /// receivers get what was sent before, then [`ChannelError::Closed`]. Returns whether this
+    /// receivers get what was sent before, then [`RecvError::Closed`]. Returns whether this
     /// call closed it.
     pub fn close(&self) -> bool {
         self.inner.fifo.close(false)
@@ -325,43 +371,59 @@ impl RecvChannel {
     ///
     /// # Errors
     ///
-    /// [`ChannelError::Closed`] once the channel is closed and drained;
-    /// [`ChannelError::Released`]; [`ChannelError::ItemInterpreterDestroyed`].
-    pub fn recv(&self) -> Result<Shareable, ChannelError> {
-        self.inner.associate(RECV)?;
-        self.inner.fifo.get(Wait::Forever).map_err(channel_error)
+    /// [`RecvError::Closed`] once the channel is closed and drained;
+    /// [`RecvError::Released`]; [`RecvError::ItemInterpreterDestroyed`].
+    pub fn recv(&self) -> Result<Shareable, RecvError> {
+        self.inner
+            .associate(RECV)
+            .map_err(|Released| RecvError::Released)?;
+        self.inner
+            .fifo
+            .get(Wait::Forever)
+            .map_err(RecvError::from_fifo)
     }
 
     /// Receives the next item, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`ChannelError::Timeout`]; as [`recv`](Self::recv).
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Shareable, ChannelError> {
-        self.inner.associate(RECV)?;
+    /// [`RecvError::Timeout`]; as [`recv`](Self::recv).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Shareable, RecvError> {
+        self.inner
+            .associate(RECV)
+            .map_err(|Released| RecvError::Released)?;
         self.inner
             .fifo
             .get(Wait::within(timeout))
-            .map_err(channel_error)
+            .map_err(RecvError::from_fifo)
     }
 
-    /// Receives the next item if there is one now (PEP 554's `recv_nowait(default=None)`:
-    /// `Ok(None)` stands for the default).
+    /// Receives the next item if there is one now. PEP 554's `recv_nowait(default=None)`
+    /// returns the default when nothing was sent; here that is [`RecvError::Empty`], as for
+    /// [`Queue::get_nowait`](super::Queue::get_nowait) (`.unwrap_or(default)` when the
+    /// other errors do not matter).
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, RecvError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert_eq!(recv.recv_nowait(), Err(RecvError::Empty));
+    /// send.send_buffered("x").unwrap();
+    /// assert_eq!(recv.recv_nowait(), Ok(Shareable::from("x")));
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`recv`](Self::recv).
-    pub fn recv_nowait(&self) -> Result<Option<Shareable>, ChannelError> {
-        self.inner.associate(RECV)?;
-        match self.inner.fifo.get(Wait::No) {
-            Ok(value) => Ok(Some(value)),
-            Err(FifoError::Empty) => Ok(None),
-            Err(error) => Err(channel_error(error)),
-        }
+    /// [`RecvError::Empty`]; as [`recv`](Self::recv).
+    pub fn recv_nowait(&self) -> Result<Shareable, RecvError> {
+        self.inner
+            .associate(RECV)
+            .map_err(|Released| RecvError::Released)?;
+        self.inner.fifo.get(Wait::No).map_err(RecvError::from_fifo)
     }
 
     /// Closes the channel for every interpreter: what was sent and not received is dropped
-    /// (senders waiting on it fail with [`ChannelError::Closed`]), and both ends fail from
+    /// (senders waiting on it fail with [`SendError::Closed`]), and both ends fail from
     /// now on. Returns whether this call closed it.
     pub fn close(&self) -> bool {
         self.inner.fifo.close(true)

@@ -4,6 +4,7 @@ use std::any::Any;
 use std::error::Error;
 use std::fmt;
 
+use super::fifo::FifoError;
 use super::shareable::Shareable;
 
 /// Why an interpreter operation failed (PEP 734's `InterpreterError` family).
@@ -258,3 +259,128 @@ impl fmt::Display for Panicked {
 }
 
 impl Error for Panicked {}
+
+/// Why sending through a [`Queue`](super::Queue) or a [`SendChannel`](super::SendChannel)
+/// failed: one enum for both, so the same outcome reads the same on either. The
+/// [module docs](super#sending-and-receiving-one-set-of-outcomes) have the table of which
+/// call gives which variant. The value that was not sent is dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use exec_context::interpreters::{self, Queue, SendError};
+///
+/// let queue = Queue::new(1);
+/// queue.put(1).unwrap();
+/// assert_eq!(queue.put_nowait(2), Err(SendError::Full));
+/// assert_eq!(queue.put_timeout(2, Duration::from_millis(1)), Err(SendError::Timeout));
+///
+/// let (send, _recv) = interpreters::channel();
+/// assert_eq!(send.send_nowait(1), Err(SendError::NotReceiving)); // nobody is receiving
+/// assert_eq!(send.send_timeout(1, Duration::from_millis(1)), Err(SendError::Timeout));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A `put_nowait` found the queue full (PEP 734's `QueueFull`).
+    Full,
+    /// A `send_nowait` found no receiver waiting (PEP 554: "If the other end is not
+    /// currently receiving then raise RuntimeError"). Nothing was buffered.
+    NotReceiving,
+    /// A timed call ran out of time: `put_timeout` found no room, or what `send_timeout`
+    /// sent was not received (it was withdrawn from the channel).
+    Timeout,
+    /// The queue or channel is closed (or was closed while the call waited).
+    Closed,
+    /// The current interpreter released this end of the channel (channels only).
+    Released,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Full => "the queue is full",
+            SendError::NotReceiving => "no receiver is waiting on the channel",
+            SendError::Timeout => "the send timed out",
+            SendError::Closed => "the queue or channel is closed",
+            SendError::Released => "the current interpreter released this end of the channel",
+        })
+    }
+}
+
+impl Error for SendError {}
+
+impl SendError {
+    pub(crate) fn from_fifo(error: FifoError) -> Self {
+        match error {
+            FifoError::Full => SendError::Full,
+            FifoError::NotReceiving => SendError::NotReceiving,
+            // A put or send never meets `Empty` or `Destroyed`; a timeout is the closest.
+            FifoError::Timeout | FifoError::Empty | FifoError::Destroyed => SendError::Timeout,
+            FifoError::Closed => SendError::Closed,
+        }
+    }
+}
+
+/// Why receiving from a [`Queue`](super::Queue) or a [`RecvChannel`](super::RecvChannel)
+/// failed: one enum for both, with `std::sync::mpsc`'s distinction between "nothing now"
+/// ([`Empty`](Self::Empty), from the `*_nowait` calls) and "nothing in time"
+/// ([`Timeout`](Self::Timeout), from the `*_timeout` calls). The
+/// [module docs](super#sending-and-receiving-one-set-of-outcomes) have the table.
+///
+/// ```
+/// use std::time::Duration;
+/// use exec_context::interpreters::{self, Queue, RecvError};
+///
+/// let queue = Queue::new(0);
+/// let (_send, recv) = interpreters::channel();
+/// assert_eq!(queue.get_nowait(), Err(RecvError::Empty));
+/// assert_eq!(recv.recv_nowait(), Err(RecvError::Empty));
+/// let short = Duration::from_millis(1);
+/// assert_eq!(queue.get_timeout(short), Err(RecvError::Timeout));
+/// assert_eq!(recv.recv_timeout(short), Err(RecvError::Timeout));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// A `*_nowait` call found nothing to take (PEP 734's `QueueEmpty`; PEP 554's
+    /// `recv_nowait` default).
+    Empty,
+    /// A `*_timeout` call got nothing in time.
+    Timeout,
+    /// The queue or channel is closed and drained: nothing will ever come.
+    Closed,
+    /// The current interpreter released this end of the channel (channels only).
+    Released,
+    /// The item's interpreter was closed before the item was taken, and the item's policy
+    /// is [`UnboundPolicy::Error`](super::UnboundPolicy::Error) (PEP 734's
+    /// `ItemInterpreterDestroyed`). The item is consumed.
+    ItemInterpreterDestroyed,
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecvError::Empty => "nothing to receive",
+            RecvError::Timeout => "the receive timed out",
+            RecvError::Closed => "the queue or channel is closed",
+            RecvError::Released => "the current interpreter released this end of the channel",
+            RecvError::ItemInterpreterDestroyed => {
+                "the interpreter that sent the item was closed before it was taken"
+            }
+        })
+    }
+}
+
+impl Error for RecvError {}
+
+impl RecvError {
+    pub(crate) fn from_fifo(error: FifoError) -> Self {
+        match error {
+            FifoError::Empty => RecvError::Empty,
+            // A get never meets `Full` or `NotReceiving`; a timeout is the closest.
+            FifoError::Timeout | FifoError::Full | FifoError::NotReceiving => RecvError::Timeout,
+            FifoError::Closed => RecvError::Closed,
+            FifoError::Destroyed => RecvError::ItemInterpreterDestroyed,
+        }
+    }
+}

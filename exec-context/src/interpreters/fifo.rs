@@ -38,13 +38,17 @@ impl Wait {
 /// How a FIFO operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FifoError {
+    /// A get that may not wait found nothing.
     Empty,
+    /// A put that may not wait found no room.
     Full,
+    /// A timed operation's deadline passed (a timed send's item was withdrawn).
+    Timeout,
     Closed,
     /// The item's interpreter was closed and its policy is [`UnboundPolicy::Error`].
     Destroyed,
-    /// A blocking send timed out; the item was withdrawn.
-    NotReceived,
+    /// A hand-off found no getter waiting for an item; nothing was put.
+    NotReceiving,
 }
 
 const PENDING: u8 = 0;
@@ -102,6 +106,10 @@ struct State {
     getters: Waiters,
     putters: Waiters,
     senders: Waiters,
+    /// Getters blocked in `get` (spinning or asleep) and not yet returned. Each item in
+    /// `items` is bound for one of them, so `receivers > items.len()` means a getter is
+    /// waiting for an item nobody has put yet: what [`Fifo::hand_off`] needs.
+    receivers: usize,
     /// Threads spinning on the mirrors: only while there are some is `len` kept up to date,
     /// so a steady stream does not write a second cache line per item.
     spinning: usize,
@@ -117,6 +125,9 @@ pub(crate) struct Fifo {
     writable: Condvar,
     received: Condvar,
 }
+
+/// The re-taken lock after a wait, or the lock with the reason to stop waiting.
+type Blocked<'a> = Result<MutexGuard<'a, State>, (MutexGuard<'a, State>, FifoError)>;
 
 /// Which condition a blocked operation waits for.
 #[derive(Clone, Copy)]
@@ -213,7 +224,9 @@ impl Fifo {
             if !self.is_full(&state) {
                 break;
             }
-            state = self.block(state, Side::Put, wait, &mut spun, FifoError::Full)?;
+            state = self
+                .block(state, Side::Put, wait, &mut spun, FifoError::Full)
+                .map_err(|(_, error)| error)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
         state.items.push_back(Item {
@@ -231,12 +244,50 @@ impl Fifo {
         Ok(receipt)
     }
 
-    /// Takes the first item, waiting for one as `wait` allows.
+    /// Appends `value` only if a getter is waiting for it (PEP 554's `send_nowait`): the
+    /// item goes straight to a blocked getter, and nothing is left buffered otherwise.
+    pub(crate) fn hand_off(
+        &self,
+        value: Shareable,
+        owner: u64,
+        policy: UnboundPolicy,
+    ) -> Result<(), FifoError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(FifoError::Closed);
+        }
+        if state.receivers <= state.items.len() {
+            return Err(FifoError::NotReceiving);
+        }
+        if self.is_full(&state) {
+            return Err(FifoError::Full);
+        }
+        state.items.push_back(Item {
+            payload: Payload::Value(value),
+            owner,
+            policy,
+            receipt: None,
+        });
+        self.mirror_len(&state);
+        let wake = state.getters.signal_one();
+        drop(state);
+        if wake {
+            self.readable.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Takes the first item, waiting for one as `wait` allows. While it waits, the getter
+    /// counts as a receiver for [`hand_off`](Self::hand_off).
     pub(crate) fn get(&self, wait: Wait) -> Result<Shareable, FifoError> {
         let mut state = self.lock();
         let mut spun = false;
+        let mut receiving = false;
         loop {
             if let Some(item) = state.items.pop_front() {
+                if receiving {
+                    state.receivers -= 1;
+                }
                 self.mirror_len(&state);
                 let wake_putter = self.maxsize != 0 && state.putters.signal_one();
                 let wake_senders = match &item.receipt {
@@ -259,9 +310,25 @@ impl Fifo {
                 };
             }
             if state.closed {
+                if receiving {
+                    state.receivers -= 1;
+                }
                 return Err(FifoError::Closed);
             }
-            state = self.block(state, Side::Get, wait, &mut spun, FifoError::Empty)?;
+            if !receiving && !matches!(wait, Wait::No) {
+                receiving = true;
+                state.receivers += 1;
+            }
+            state = match self.block(state, Side::Get, wait, &mut spun, FifoError::Empty) {
+                Ok(state) => state,
+                Err((mut state, error)) => {
+                    // Still under the lock: no hand-off can count on this getter any more.
+                    if receiving {
+                        state.receivers -= 1;
+                    }
+                    return Err(error);
+                }
+            };
         }
     }
 
@@ -285,13 +352,12 @@ impl Fifo {
                 Side::Send,
                 wait,
                 &mut spun,
-                FifoError::NotReceived,
+                FifoError::Timeout,
                 || receipt.load(Ordering::Acquire) != PENDING,
             );
             match blocked {
                 Ok(next) => state = next,
-                Err(error) => {
-                    let mut state = self.lock();
+                Err((mut state, error)) => {
                     if receipt.load(Ordering::Acquire) == RECEIVED {
                         return Ok(());
                     }
@@ -318,20 +384,21 @@ impl Fifo {
 
     /// Waits once for the condition of `side` (as `wait` allows): the first time with a short
     /// spin outside the lock, then asleep on the side's condition variable. Returns the
-    /// re-taken lock for the caller to re-check, or `timeout` when the time is up.
+    /// re-taken lock for the caller to re-check; or, still holding the lock, `now` when
+    /// `wait` is [`Wait::No`] and [`FifoError::Timeout`] when the deadline has passed.
     fn block<'a>(
         &'a self,
         state: MutexGuard<'a, State>,
         side: Side,
         wait: Wait,
         spun: &mut bool,
-        timeout: FifoError,
-    ) -> Result<MutexGuard<'a, State>, FifoError> {
+        now: FifoError,
+    ) -> Blocked<'a> {
         // A putter facing a full queue spins until a few slots are free, not just one: it then
         // puts a run of items instead of meeting the getter at the lock for every single slot.
         // This only shapes the bounded spin; once it is over the putter takes any free slot.
         let room = self.maxsize - (self.maxsize / 8).min(64);
-        self.block_on(state, side, wait, spun, timeout, || {
+        self.block_on(state, side, wait, spun, now, || {
             self.closed.load(Ordering::Acquire)
                 || match side {
                     Side::Get => self.len.load(Ordering::Acquire) > 0,
@@ -347,15 +414,15 @@ impl Fifo {
         side: Side,
         wait: Wait,
         spun: &mut bool,
-        timeout: FifoError,
+        now: FifoError,
         ready: impl Fn() -> bool,
-    ) -> Result<MutexGuard<'a, State>, FifoError> {
+    ) -> Blocked<'a> {
         let deadline = match wait {
-            Wait::No => return Err(timeout),
+            Wait::No => return Err((state, now)),
             Wait::Forever => None,
             Wait::Until(deadline) => {
                 if Instant::now() >= deadline {
-                    return Err(timeout);
+                    return Err((state, FifoError::Timeout));
                 }
                 Some(deadline)
             }

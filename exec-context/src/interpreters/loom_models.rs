@@ -216,3 +216,64 @@ fn loom_unbind_remove_fails_a_blocked_sender() {
         assert_eq!(fifo.len(), 0);
     });
 }
+
+/// PEP 554's `send_nowait`: the hand-off either reaches the getter, which then has the item,
+/// or fails with `NotReceiving` and leaves nothing behind.
+#[test]
+fn loom_hand_off_reaches_a_blocked_getter_or_leaves_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    // Outside the model (plain std atomics): both outcomes must be among the interleavings.
+    static HANDED: AtomicUsize = AtomicUsize::new(0);
+    static REFUSED: AtomicUsize = AtomicUsize::new(0);
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || fifo.get(Wait::Forever))
+        };
+        match fifo.hand_off(int(1), 0, UnboundPolicy::Replace) {
+            Ok(()) => {
+                HANDED.fetch_add(1, Relaxed);
+                assert_eq!(getter.join().unwrap(), Ok(int(1)));
+            }
+            Err(error) => {
+                REFUSED.fetch_add(1, Relaxed);
+                assert_eq!(error, FifoError::NotReceiving);
+                assert_eq!(fifo.len(), 0, "a refused hand-off leaves nothing");
+                fifo.close(false);
+                assert_eq!(getter.join().unwrap(), Err(FifoError::Closed));
+            }
+        }
+    });
+    assert!(HANDED.load(Relaxed) > 0 && REFUSED.load(Relaxed) > 0);
+}
+
+/// Two hand-offs and one getter: at most one hand-off succeeds, and the getter has it.
+#[test]
+fn loom_one_getter_takes_at_most_one_hand_off() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || fifo.get(Wait::Forever))
+        };
+        let other = {
+            let fifo = fifo.clone();
+            thread::spawn(move || fifo.hand_off(int(2), 0, UnboundPolicy::Replace))
+        };
+        let mine = fifo.hand_off(int(1), 0, UnboundPolicy::Replace);
+        let theirs = other.join().unwrap();
+        let handed: Vec<_> = [(mine, 1), (theirs, 2)]
+            .into_iter()
+            .filter_map(|(result, n)| result.is_ok().then_some(int(n)))
+            .collect();
+        assert!(handed.len() <= 1, "one getter, at most one hand-off");
+        if handed.is_empty() {
+            fifo.close(false);
+            assert_eq!(getter.join().unwrap(), Err(FifoError::Closed));
+        } else {
+            assert_eq!(getter.join().unwrap(), Ok(handed[0].clone()));
+        }
+        assert_eq!(fifo.len(), 0);
+    });
+}

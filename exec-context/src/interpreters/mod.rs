@@ -35,10 +35,44 @@
 //! | `destroy()` | `close()` | [`close`](Interpreter::close) (also on dropping the last handle) |
 //! | `RunFailedError` | `ExecutionFailed` | [`ExecutionFailed`] (alias [`RunFailedError`]) |
 //! | `is_shareable(obj)` | `is_shareable(obj)` | [`Share`], [`is_shareable!`](crate::is_shareable), [`is_shareable()`] |
-//! | `create_channel()` | — | [`create_channel`], [`RecvChannel`], [`SendChannel`] |
-//! | — | `create_queue(maxsize, unbounditems)` | [`create_queue`], [`create_queue_with`], [`Queue`] |
+//! | `create_channel()` | — | [`create_channel`] (or [`channel`], std's order), [`RecvChannel`], [`SendChannel`] |
+//! | — | `create_queue(maxsize, unbounditems)` | [`create_queue`] / [`Queue::new`], [`create_queue_with`] / [`Queue::with_policy`] |
+//! | — | `Queue.empty()`, `full()`, `qsize()` | [`Queue::is_empty`], [`is_full`](Queue::is_full), [`len`](Queue::len) (the PEP names remain, deprecated) |
+//! | `recv_nowait` default, `RuntimeError` of `send_nowait`, `EOFError` of a closed channel | `QueueEmpty`, `QueueFull`, `ItemInterpreterDestroyed` | [`RecvError`], [`SendError`] (one pair for queues and channels) |
+//! | — | `UNBOUND`, `UNBOUND_ERROR`, `UNBOUND_REMOVE` | [`UnboundPolicy`] |
 //! | memoryview / `send_buffer` | memoryview | [`SharedBuffer`], [`SendChannel::send_buffer`] |
 //! | — | `InterpreterPoolExecutor` | [`InterpreterPool`] |
+//!
+//! # Sending and receiving: one set of outcomes
+//!
+//! Queues and channels fail the same way for the same reason: every send (`put*`,
+//! `send*`) fails with a [`SendError`], every receive (`get*`, `recv*`) with a
+//! [`RecvError`]. A `*_nowait` call never waits, a `*_timeout(.., Duration)` call waits at
+//! most that long (the one shape of every timed call here, [`JobHandle::wait_timeout`]
+//! included), and a plain call waits as long as it takes.
+//!
+//! | call | nothing / no room now | time ran out | closed | released end (channels) |
+//! |---|---|---|---|---|
+//! | [`Queue::get_nowait`], [`RecvChannel::recv_nowait`] | [`RecvError::Empty`] | — | [`RecvError::Closed`] | [`RecvError::Released`] |
+//! | [`Queue::get_timeout`], [`RecvChannel::recv_timeout`] | — | [`RecvError::Timeout`] | [`RecvError::Closed`] | [`RecvError::Released`] |
+//! | [`Queue::get`], [`RecvChannel::recv`] | (waits) | — | [`RecvError::Closed`] | [`RecvError::Released`] |
+//! | [`Queue::put`], [`SendChannel::send`] | (waits) | — | [`SendError::Closed`] | [`SendError::Released`] |
+//! | [`Queue::put_nowait`] | [`SendError::Full`] | — | [`SendError::Closed`] | — |
+//! | [`Queue::put_timeout`] | — | [`SendError::Timeout`] | [`SendError::Closed`] | — |
+//! | [`SendChannel::send_nowait`] | [`SendError::NotReceiving`] (no receiver waiting) | — | [`SendError::Closed`] | [`SendError::Released`] |
+//! | [`SendChannel::send_timeout`] | — | [`SendError::Timeout`] (not received; withdrawn) | [`SendError::Closed`] | [`SendError::Released`] |
+//! | [`SendChannel::send_buffered`] | (never: unbounded) | — | [`SendError::Closed`] | [`SendError::Released`] |
+//!
+//! Any receive can also meet [`RecvError::ItemInterpreterDestroyed`] for an item under
+//! [`UnboundPolicy::Error`]. Before 0.2, `get_nowait` said `Empty` where `recv_nowait` said
+//! `Ok(None)`, and `get_timeout` said `Empty` where `recv_timeout` said `Timeout`.
+//!
+//! [`SendChannel::send_nowait`] follows PEP 554 (2017): "If the other end is not currently
+//! receiving then raise RuntimeError". It succeeds only when a receiver is blocked in `recv`
+//! or `recv_timeout` at that moment, and the item then goes to that receiver; otherwise it
+//! fails with [`SendError::NotReceiving`] and nothing stays in the channel.
+//! [`SendChannel::send_buffered`] leaves an item for later without waiting (what
+//! `send_nowait` did before 0.2).
 //!
 //! ```
 //! use contextvars::ContextVar;
@@ -86,11 +120,13 @@ use std::thread::{JoinHandle, ThreadId};
 use contextvars::Context;
 
 pub use channel::{
-    ChannelError, RecvChannel, SendChannel, create_channel, create_channel_with, list_all_channels,
+    RecvChannel, SendChannel, channel, create_channel, create_channel_with, list_all_channels,
 };
-pub use error::{ExecutionFailed, InterpreterError, Panicked, RunFailedError};
+pub use error::{
+    ExecutionFailed, InterpreterError, Panicked, RecvError, RunFailedError, SendError,
+};
 pub use pool::{InterpreterPool, JobHandle, PoolBuilder, PoolError};
-pub use queue::{Queue, QueueError, create_queue, create_queue_with};
+pub use queue::{Queue, create_queue, create_queue_with};
 #[doc(hidden)]
 pub use shareable::__private;
 pub use shareable::{
@@ -98,16 +134,46 @@ pub use shareable::{
 };
 
 /// What happens to an item in a queue or channel when the interpreter that put it is closed
-/// before the item is taken (PEP 734's `unbounditems`).
+/// before the item is taken (CPython 3.14's `unbounditems`).
+///
+/// # The default: CPython 3.14's `UNBOUND`, not the PEP text's removal
+///
+/// PEP 734's text specifies one behaviour and no option: "If an object is still in the
+/// queue, and the interpreter which put it in the queue (i.e. to which it belongs) is
+/// destroyed, then the object is immediately removed from the queue. (We may later add an
+/// option to replace the removed object in the queue with a sentinel or to raise an
+/// exception for the corresponding `get()` call.)" CPython 3.14 shipped that option as
+/// `unbounditems` with three values, and made `UNBOUND` — the sentinel replacing the item —
+/// the default.
+///
+/// The default here is CPython 3.14's, [`Replace`](Self::Replace): code moving from Python
+/// gets the behaviour it runs today, and a queue keeps its count — a consumer expecting `n`
+/// items gets `n` (some of them [`Shareable::Unbound`]) instead of blocking forever on items
+/// that silently vanished. The PEP text's behaviour is [`Remove`](Self::Remove), per queue
+/// ([`create_queue_with`], [`create_channel_with`]) or per item
+/// ([`Queue::put_with_policy`]).
+///
+/// ```
+/// use exec_context::interpreters::{self, Queue, Shareable, UnboundPolicy};
+///
+/// let queue = Queue::new(0);
+/// assert_eq!(queue.unbound_policy(), UnboundPolicy::Replace);
+/// let interp = interpreters::create();
+/// let q = queue.clone();
+/// interp.exec(move || q.put("orphan").unwrap()).unwrap();
+/// interp.close().unwrap();
+/// assert_eq!(queue.get(), Ok(Shareable::Unbound));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UnboundPolicy {
-    /// The item is replaced by [`Shareable::Unbound`] (PEP 734's `UNBOUND`, its default).
+    /// The item is replaced by [`Shareable::Unbound`] (CPython 3.14's `UNBOUND`, its
+    /// default, and the default here).
     #[default]
     Replace,
-    /// Taking the item fails with `ItemInterpreterDestroyed` (`UNBOUND_ERROR`).
+    /// Taking the item fails with [`RecvError::ItemInterpreterDestroyed`] (`UNBOUND_ERROR`).
     Error,
-    /// The item is removed at once (`UNBOUND_REMOVE`): the queue shrinks, and puts no longer
-    /// balance gets.
+    /// The item is removed at once (`UNBOUND_REMOVE`; what PEP 734's text specifies): the
+    /// queue shrinks, and puts no longer balance gets.
     Remove,
 }
 
@@ -632,7 +698,7 @@ impl Interpreter {
     /// use exec_context::interpreters::{self, Shareable};
     ///
     /// let interp = interpreters::create();
-    /// let queue = interpreters::create_queue(0).unwrap();
+    /// let queue = interpreters::create_queue(0);
     /// interp.prepare_main([("queue", queue.clone().into()), ("n", 3.into())]).unwrap();
     /// interp.exec(|| {
     ///     let me = interpreters::get_current();

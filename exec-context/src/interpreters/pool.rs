@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread::JoinHandle as ThreadHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::{ExecutionFailed, InterpreterError};
 use super::shareable::{Share, Shareable};
@@ -28,6 +28,12 @@ pub enum PoolError {
     Shutdown,
     /// The job was cancelled before it started.
     Cancelled,
+    /// [`JobHandle::wait_timeout`] ran out of time; the job goes on, and the handle can be
+    /// waited on again.
+    Timeout,
+    /// The job's result was taken already (by an earlier
+    /// [`wait_timeout`](JobHandle::wait_timeout) or poll).
+    Taken,
 }
 
 impl fmt::Display for PoolError {
@@ -42,6 +48,8 @@ impl fmt::Display for PoolError {
             }
             PoolError::Shutdown => f.write_str("the interpreter pool was shut down"),
             PoolError::Cancelled => f.write_str("the job was cancelled"),
+            PoolError::Timeout => f.write_str("the job did not finish in time"),
+            PoolError::Taken => f.write_str("the job's result was taken already"),
         }
     }
 }
@@ -129,43 +137,63 @@ impl<T> JobHandle<T> {
     /// # Errors
     ///
     /// [`PoolError::Failed`] with the job's failure; [`PoolError::Broken`];
-    /// [`PoolError::Cancelled`].
+    /// [`PoolError::Cancelled`]; [`PoolError::Taken`] after a
+    /// [`wait_timeout`](Self::wait_timeout) returned the result.
     pub fn wait(self) -> Result<T, PoolError> {
-        let mut state = self.slot.lock();
-        loop {
-            if let SlotState::Done(_) = state.0 {
-                return match std::mem::replace(&mut state.0, SlotState::Taken) {
-                    SlotState::Done(result) => result,
-                    _ => unreachable!("checked above"),
-                };
-            }
-            state = self
-                .slot
-                .done
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.wait_until(None)
     }
 
-    /// Waits at most `timeout`; gives the handle back if the job has not finished.
+    /// Waits at most `timeout` for the job's result: the `*_timeout(.., Duration)` shape of
+    /// every timed call in [`interpreters`](super), with the timeout as an error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let job = pool.submit(move || rx.recv().is_ok()).unwrap();
+    /// assert!(matches!(job.wait_timeout(Duration::from_millis(1)), Err(PoolError::Timeout)));
+    /// tx.send(()).unwrap();
+    /// assert_eq!(job.wait_timeout(Duration::from_secs(60)).unwrap(), true);
+    /// assert!(matches!(job.wait(), Err(PoolError::Taken)));
+    /// ```
     ///
     /// # Errors
     ///
-    /// `Err(self)` on timeout.
-    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, PoolError>, Self> {
-        {
-            let state = self.slot.lock();
-            let (state, _) = self
-                .slot
-                .done
-                .wait_timeout_while(state, timeout, |s| !matches!(s.0, SlotState::Done(_)))
-                .unwrap_or_else(PoisonError::into_inner);
-            if !matches!(state.0, SlotState::Done(_)) {
-                drop(state);
-                return Err(self);
+    /// [`PoolError::Timeout`] when the job has not finished in time (it goes on; wait
+    /// again or [`cancel`](Self::cancel)); as [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<T, PoolError> {
+        let mut state = self.slot.lock();
+        loop {
+            match std::mem::replace(&mut state.0, SlotState::Taken) {
+                SlotState::Done(result) => return result,
+                SlotState::Taken => return Err(PoolError::Taken),
+                other => state.0 = other,
             }
+            state = match deadline {
+                None => self
+                    .slot
+                    .done
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PoolError::Timeout);
+                    }
+                    self.slot
+                        .done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
-        Ok(self.wait())
     }
 
     /// Whether the job has finished (or was cancelled).
@@ -198,7 +226,7 @@ impl<T> Future for JobHandle<T> {
         let mut state = self.slot.lock();
         match std::mem::replace(&mut state.0, SlotState::Taken) {
             SlotState::Done(result) => Poll::Ready(result),
-            SlotState::Taken => Poll::Ready(Err(PoolError::Cancelled)),
+            SlotState::Taken => Poll::Ready(Err(PoolError::Taken)),
             other => {
                 state.0 = other;
                 state.1 = Some(cx.waker().clone());

@@ -5,50 +5,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fifo::{Fifo, FifoError, Wait};
+use super::error::{RecvError, SendError};
+use super::fifo::{Fifo, Wait};
 use super::registry::{self, Endpoint};
 use super::shareable::{Share, Shareable};
 use super::{UnboundPolicy, current_id};
-
-/// Why a queue operation failed (PEP 734's `QueueEmpty`, `QueueFull`,
-/// `ItemInterpreterDestroyed`, plus `Closed` for a closed queue).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum QueueError {
-    /// Nothing to get: `get_nowait` on an empty queue, or `get_timeout` ran out.
-    Empty,
-    /// No room: `put_nowait` on a full queue, or `put_timeout` ran out. The value is dropped.
-    Full,
-    /// The queue was closed: no more puts; gets fail once it is drained.
-    Closed,
-    /// The item's interpreter was closed before the item was taken, and the item's policy
-    /// is [`UnboundPolicy::Error`]. The item is consumed.
-    ItemInterpreterDestroyed,
-}
-
-impl fmt::Display for QueueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            QueueError::Empty => "the queue is empty",
-            QueueError::Full => "the queue is full",
-            QueueError::Closed => "the queue is closed",
-            QueueError::ItemInterpreterDestroyed => {
-                "the interpreter that put the item was closed before it was taken"
-            }
-        })
-    }
-}
-
-impl std::error::Error for QueueError {}
-
-fn queue_error(error: FifoError) -> QueueError {
-    match error {
-        FifoError::Empty => QueueError::Empty,
-        FifoError::Full | FifoError::NotReceived => QueueError::Full,
-        FifoError::Closed => QueueError::Closed,
-        FifoError::Destroyed => QueueError::ItemInterpreterDestroyed,
-    }
-}
 
 pub(crate) struct QueueInner {
     pub(crate) id: u64,
@@ -64,63 +25,95 @@ pub(crate) struct QueueInner {
 /// Blocking `put`/`get` sleep on a condition variable and wake as soon as the other side
 /// acts — CPython 3.14's queue polls every 10 ms instead (python/cpython#143017).
 ///
-/// ```
-/// use exec_context::interpreters::{QueueError, create_queue};
+/// Failures are [`SendError`]s and [`RecvError`]s, shared with the channels; the
+/// [module docs](super#sending-and-receiving-one-set-of-outcomes) have the table. The PEP's
+/// `empty()`, `full()` and `qsize()` are [`is_empty`](Self::is_empty),
+/// [`is_full`](Self::is_full) and [`len`](Self::len) here (the PEP names remain, deprecated).
 ///
-/// let queue = create_queue(2).unwrap();
+/// ```
+/// use exec_context::interpreters::{Queue, RecvError, SendError};
+///
+/// let queue = Queue::new(2);
 /// queue.put(1).unwrap();
 /// queue.put("two").unwrap();
-/// assert!(queue.full());
-/// assert_eq!(queue.put_nowait(3), Err(QueueError::Full));
+/// assert!(queue.is_full());
+/// assert_eq!(queue.len(), 2);
+/// assert_eq!(queue.put_nowait(3), Err(SendError::Full));
 /// assert_eq!(queue.get().unwrap().extract::<i32>(), Ok(1));
 /// assert_eq!(queue.get().unwrap().extract::<String>(), Ok("two".into()));
-/// assert_eq!(queue.get_nowait(), Err(QueueError::Empty));
+/// assert_eq!(queue.get_nowait(), Err(RecvError::Empty));
+/// assert!(queue.is_empty());
 /// ```
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<QueueInner>,
 }
 
-/// Creates a queue holding at most `maxsize` items (`0`: unbounded), whose items follow
-/// [`UnboundPolicy::Replace`] when their interpreter is closed (PEP 734's default, `UNBOUND`).
+/// Creates a queue holding at most `maxsize` items (`0`: unbounded): PEP 734's
+/// `create_queue(maxsize)`, the same as [`Queue::new`]. Its items follow
+/// [`UnboundPolicy::Replace`] when their interpreter is closed (CPython 3.14's default; see
+/// [`UnboundPolicy`] for why not the PEP text's removal).
 ///
-/// # Errors
-///
-/// None today; the `Result` keeps PEP 734's signature open for resource limits.
-pub fn create_queue(maxsize: usize) -> Result<Queue, QueueError> {
-    create_queue_with(maxsize, UnboundPolicy::default())
+/// ```
+/// let queue = exec_context::interpreters::create_queue(0);
+/// assert_eq!(queue.maxsize(), 0);
+/// ```
+pub fn create_queue(maxsize: usize) -> Queue {
+    Queue::new(maxsize)
 }
 
 /// Creates a queue whose items follow `policy` by default when the interpreter that put them
-/// is closed (`create_queue(maxsize, unbounditems=...)`).
-///
-/// # Errors
-///
-/// As [`create_queue`].
+/// is closed (`create_queue(maxsize, unbounditems=...)`), the same as [`Queue::with_policy`].
 ///
 /// ```
-/// use exec_context::interpreters::{self, QueueError, Shareable, UnboundPolicy};
+/// use exec_context::interpreters::{self, RecvError, Shareable, UnboundPolicy};
 ///
-/// let queue = interpreters::create_queue_with(0, UnboundPolicy::Error).unwrap();
+/// let queue = interpreters::create_queue_with(0, UnboundPolicy::Error);
 /// let interp = interpreters::create();
 /// let q = queue.clone();
 /// interp.exec(move || q.put("from the interpreter").unwrap()).unwrap();
 /// queue.put("from main").unwrap();
 /// interp.close().unwrap();
-/// assert_eq!(queue.get(), Err(QueueError::ItemInterpreterDestroyed));
+/// assert_eq!(queue.get(), Err(RecvError::ItemInterpreterDestroyed));
 /// assert_eq!(queue.get(), Ok(Shareable::from("from main")));
 /// ```
-pub fn create_queue_with(maxsize: usize, policy: UnboundPolicy) -> Result<Queue, QueueError> {
-    let inner = Arc::new(QueueInner {
-        id: registry::next_endpoint_id(),
-        fifo: Fifo::new(maxsize),
-        policy,
-    });
-    registry::register(Endpoint::Queue(Arc::downgrade(&inner)));
-    Ok(Queue { inner })
+pub fn create_queue_with(maxsize: usize, policy: UnboundPolicy) -> Queue {
+    Queue::with_policy(maxsize, policy)
 }
 
 impl Queue {
+    /// A queue holding at most `maxsize` items (`0`: unbounded), under
+    /// [`UnboundPolicy::Replace`]; [`create_queue`] is the PEP's name for it.
+    ///
+    /// ```
+    /// use exec_context::interpreters::Queue;
+    ///
+    /// let queue = Queue::new(8);
+    /// assert_eq!((queue.maxsize(), queue.len()), (8, 0));
+    /// ```
+    pub fn new(maxsize: usize) -> Queue {
+        Queue::with_policy(maxsize, UnboundPolicy::default())
+    }
+
+    /// A queue whose items follow `policy` by default when the interpreter that put them is
+    /// closed before they are taken; [`create_queue_with`] is the PEP's name for it.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{Queue, UnboundPolicy};
+    ///
+    /// let queue = Queue::with_policy(0, UnboundPolicy::Remove);
+    /// assert_eq!(queue.unbound_policy(), UnboundPolicy::Remove);
+    /// ```
+    pub fn with_policy(maxsize: usize, policy: UnboundPolicy) -> Queue {
+        let inner = Arc::new(QueueInner {
+            id: registry::next_endpoint_id(),
+            fifo: Fifo::new(maxsize),
+            policy,
+        });
+        registry::register(Endpoint::Queue(Arc::downgrade(&inner)));
+        Queue { inner }
+    }
+
     /// The queue's ID: unique, never reused.
     pub fn id(&self) -> u64 {
         self.inner.id
@@ -137,26 +130,44 @@ impl Queue {
     }
 
     /// Whether the queue is empty (a snapshot: other threads may change it at once).
-    pub fn empty(&self) -> bool {
-        self.qsize() == 0
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// Whether the queue holds `maxsize` items (never, when unbounded).
-    pub fn full(&self) -> bool {
+    /// Whether the queue holds `maxsize` items (never, when unbounded); a snapshot.
+    pub fn is_full(&self) -> bool {
         self.inner.fifo.full()
     }
 
     /// The number of items in the queue (a snapshot).
-    pub fn qsize(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.inner.fifo.len()
+    }
+
+    /// PEP 734's name for [`is_empty`](Self::is_empty).
+    #[deprecated(since = "0.2.0", note = "use `is_empty` (the std name)")]
+    pub fn empty(&self) -> bool {
+        self.is_empty()
+    }
+
+    /// PEP 734's name for [`is_full`](Self::is_full).
+    #[deprecated(since = "0.2.0", note = "use `is_full` (the std name)")]
+    pub fn full(&self) -> bool {
+        self.is_full()
+    }
+
+    /// PEP 734's name for [`len`](Self::len).
+    #[deprecated(since = "0.2.0", note = "use `len` (the std name)")]
+    pub fn qsize(&self) -> usize {
+        self.len()
     }
 
     /// Appends `value`, waiting while the queue is full.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Closed`] if the queue is (or gets) closed.
-    pub fn put(&self, value: impl Share) -> Result<(), QueueError> {
+    /// [`SendError::Closed`] if the queue is (or gets) closed.
+    pub fn put(&self, value: impl Share) -> Result<(), SendError> {
         self.put_as(value, self.inner.policy, Wait::Forever)
     }
 
@@ -164,8 +175,8 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Full`] when no room came in time; [`QueueError::Closed`].
-    pub fn put_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), QueueError> {
+    /// [`SendError::Timeout`] when no room came in time; [`SendError::Closed`].
+    pub fn put_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), SendError> {
         self.put_as(value, self.inner.policy, Wait::within(timeout))
     }
 
@@ -173,24 +184,62 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Full`]; [`QueueError::Closed`].
-    pub fn put_nowait(&self, value: impl Share) -> Result<(), QueueError> {
+    /// [`SendError::Full`]; [`SendError::Closed`].
+    pub fn put_nowait(&self, value: impl Share) -> Result<(), SendError> {
         self.put_as(value, self.inner.policy, Wait::No)
     }
 
     /// Appends `value` with its own unbound policy (`put(obj, unbounditems=...)`), waiting
-    /// at most `timeout` (`None`: as long as it takes).
+    /// while the queue is full.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, Queue, UnboundPolicy};
+    ///
+    /// let queue = Queue::new(0);
+    /// let interp = interpreters::create();
+    /// let q = queue.clone();
+    /// interp.exec(move || q.put_with_policy("gone", UnboundPolicy::Remove).unwrap()).unwrap();
+    /// assert_eq!(queue.len(), 1);
+    /// interp.close().unwrap();
+    /// assert!(queue.is_empty()); // removed with its interpreter
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`put_timeout`](Self::put_timeout).
+    /// As [`put`](Self::put).
     pub fn put_with_policy(
         &self,
         value: impl Share,
         policy: UnboundPolicy,
-        timeout: Option<Duration>,
-    ) -> Result<(), QueueError> {
-        self.put_as(value, policy, timeout.map_or(Wait::Forever, Wait::within))
+    ) -> Result<(), SendError> {
+        self.put_as(value, policy, Wait::Forever)
+    }
+
+    /// [`put_with_policy`](Self::put_with_policy), waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout).
+    pub fn put_with_policy_timeout(
+        &self,
+        value: impl Share,
+        policy: UnboundPolicy,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        self.put_as(value, policy, Wait::within(timeout))
+    }
+
+    /// [`put_with_policy`](Self::put_with_policy), if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_nowait`](Self::put_nowait).
+    pub fn put_with_policy_nowait(
+        &self,
+        value: impl Share,
+        policy: UnboundPolicy,
+    ) -> Result<(), SendError> {
+        self.put_as(value, policy, Wait::No)
     }
 
     fn put_as(
@@ -198,47 +247,50 @@ impl Queue {
         value: impl Share,
         policy: UnboundPolicy,
         wait: Wait,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), SendError> {
         self.inner
             .fifo
             .put(value.into_shareable(), current_id(), policy, wait, false)
             .map(drop)
-            .map_err(queue_error)
+            .map_err(SendError::from_fifo)
     }
 
     /// Removes and returns the first item, waiting while the queue is empty.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Closed`] once a closed queue is drained;
-    /// [`QueueError::ItemInterpreterDestroyed`] for an item under [`UnboundPolicy::Error`].
-    pub fn get(&self) -> Result<Shareable, QueueError> {
-        self.inner.fifo.get(Wait::Forever).map_err(queue_error)
+    /// [`RecvError::Closed`] once a closed queue is drained;
+    /// [`RecvError::ItemInterpreterDestroyed`] for an item under [`UnboundPolicy::Error`].
+    pub fn get(&self) -> Result<Shareable, RecvError> {
+        self.inner
+            .fifo
+            .get(Wait::Forever)
+            .map_err(RecvError::from_fifo)
     }
 
     /// Removes and returns the first item, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Empty`] when nothing came in time; as [`get`](Self::get).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Shareable, QueueError> {
+    /// [`RecvError::Timeout`] when nothing came in time; as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Shareable, RecvError> {
         self.inner
             .fifo
             .get(Wait::within(timeout))
-            .map_err(queue_error)
+            .map_err(RecvError::from_fifo)
     }
 
     /// Removes and returns the first item if there is one now.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Empty`]; as [`get`](Self::get).
-    pub fn get_nowait(&self) -> Result<Shareable, QueueError> {
-        self.inner.fifo.get(Wait::No).map_err(queue_error)
+    /// [`RecvError::Empty`]; as [`get`](Self::get).
+    pub fn get_nowait(&self) -> Result<Shareable, RecvError> {
+        self.inner.fifo.get(Wait::No).map_err(RecvError::from_fifo)
     }
 
     /// Closes the queue for every holder: puts fail from now on, blocked putters wake with
-    /// [`QueueError::Closed`], getters take what is left and then fail with it too. Returns
+    /// [`SendError::Closed`], getters take what is left and then fail with [`RecvError::Closed`]. Returns
     /// whether this call closed it (closing twice is harmless).
     pub fn close(&self) -> bool {
         self.inner.fifo.close(false)

@@ -64,8 +64,9 @@ pub enum Shareable {
     SendChannel(SendChannel),
     /// The receiving end of a channel.
     RecvChannel(RecvChannel),
-    /// PEP 734's `UNBOUND`: what a queue returns in place of an item whose interpreter was
-    /// closed before the item was taken, under [`UnboundPolicy::Replace`](super::UnboundPolicy).
+    /// `UNBOUND` (CPython 3.14): what a queue or channel returns in place of an item whose
+    /// interpreter was closed before the item was taken, under
+    /// [`UnboundPolicy::Replace`](super::UnboundPolicy::Replace), the default.
     Unbound,
 }
 
@@ -207,7 +208,7 @@ impl std::error::Error for ShareError {}
 /// use exec_context::interpreters::create_queue;
 ///
 /// static VAR: ContextVar<i32> = ContextVar::new("var");
-/// let queue = create_queue(0).unwrap();
+/// let queue = create_queue(0);
 /// queue.put(&VAR).unwrap(); // error: `&ContextVar<i32>` is not `Share`
 /// ```
 ///
@@ -216,6 +217,13 @@ impl std::error::Error for ShareError {}
 /// `Vec<u8>` and `Arc<[u8]>` (bytes), `Option<T>`, tuples of up to eight shareable types,
 /// `Vec<Shareable>` (a tuple of any length), [`SharedBuffer`], [`Queue`], the channel ends and
 /// [`Shareable`] itself.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross between interpreters: it does not implement `Share`",
+    label = "not shareable",
+    note = "shareable: (), bool, integers, floats, String, &'static str, Arc<str>, Vec<u8> and \
+            Arc<[u8]> (bytes), Option and tuples of shareable types, Vec<Shareable>, \
+            SharedBuffer, Queue, SendChannel, RecvChannel, Shareable"
+)]
 pub trait Share: Sized + Send + 'static {
     /// The value as a [`Shareable`].
     fn into_shareable(self) -> Shareable;
