@@ -46,7 +46,7 @@ const SUMMARY: [(Op, &str, &str); 11] = [
     (
         Op::StreamUnbounded,
         "channel_nowait",
-        "channel `send_nowait` stream",
+        "channel `send_buffered` stream",
     ),
     (
         Op::StreamBounded,

@@ -104,7 +104,7 @@ pub fn evaluate(results: &InterpreterResults) -> Vec<Check> {
             results,
             Op::StreamUnbounded,
             "channel_nowait",
-            "channel `send_nowait`",
+            "channel `send_buffered`",
         ),
         ratio_check(results, Op::StreamBounded, "queue_1024", "`Queue`"),
         ratio_check(results, Op::Rendezvous, "send", "channel `send`"),
