@@ -233,7 +233,9 @@ where
     /// their hashes select, canonical shape (no non-root node reduced to a single entry),
     /// collision nodes only below the last hash bit, and `len`.
     ///
-    /// Meant for tests and fuzzers of this crate and of code built on it.
+    /// Meant for tests and fuzzers of this crate and of code built on it: test support, not
+    /// API, so it exists only with the `testing` feature (and in this crate's own tests and
+    /// under `cfg(fuzzing)`).
     ///
     /// # Panics
     ///
@@ -243,6 +245,7 @@ where
     /// let map: hamt::HamtMap<_, _> = (0..1000).map(|i| (i, i)).collect();
     /// map.check_invariants();
     /// ```
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub fn check_invariants(&self) {
         let counted = match &self.root {
             Some(root) => node::check(root, 0, 0, true, &self.hasher),

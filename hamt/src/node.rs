@@ -719,6 +719,7 @@ fn unmatched<'a, K: Eq, V: PartialEq>(
 }
 
 /// Checks the structural invariants of the trie under `node`; returns the number of entries.
+#[cfg(any(test, fuzzing, feature = "testing"))]
 ///
 /// # Panics
 ///

@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hamt::{Diff, DiffItem, HamtMap};
+use hamt::{DiffItem, HamtMap};
 
 /// Asserts that `map` is structurally valid and holds exactly the entries of `model`: same
 /// length, every model key found with its value, and iteration (borrowed, keys, values)
@@ -87,11 +87,11 @@ impl<K: Clone, V: Clone> Change<K, V> {
     }
 }
 
-/// The items of `diff`, owned and sorted.
-pub fn sorted_changes<K, V>(diff: Diff<'_, K, V>) -> Vec<Change<K, V>>
+/// The items of `diff` (a `hamt::Diff`, or a mutable borrow of one), owned and sorted.
+pub fn sorted_changes<'a, K, V>(diff: impl Iterator<Item = DiffItem<'a, K, V>>) -> Vec<Change<K, V>>
 where
-    K: Clone + Ord,
-    V: Clone + Ord,
+    K: Clone + Ord + 'a,
+    V: Clone + Ord + 'a,
 {
     let mut changes: Vec<_> = diff.map(Change::of).collect();
     changes.sort();
