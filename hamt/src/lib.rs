@@ -88,7 +88,7 @@ pub mod testing_guide;
 
 pub use diff::{Diff, DiffItem};
 pub use entry::{Entry, OccupiedEntry, VacantEntry};
-pub use iter::{IntoIter, Iter, Keys, Values};
+pub use iter::{IntoIter, Iter, IterMut, Keys, Values, ValuesMut};
 pub use map::HamtMap;
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::ops::Index;
 use triomphe::Arc;
 
 use crate::entry::{Entry, OccupiedEntry, VacantEntry};
-use crate::iter::{IntoIter, Iter, Keys, Values};
+use crate::iter::{IntoIter, Iter, IterMut, Keys, Values, ValuesMut};
 use crate::node::{self, HashBits, Node, Removed, Side};
 
 /// A persistent hash map: `clone` is O(1), and versions share structure.
@@ -168,6 +168,46 @@ impl<K, V, S> HamtMap<K, V, S> {
     pub fn clear(&mut self) {
         self.root = None;
         self.len = 0;
+    }
+}
+
+impl<K: Clone, V: Clone, S> HamtMap<K, V, S> {
+    /// An iterator over the entries with mutable values, in unspecified order.
+    ///
+    /// Copy-on-write: each node is made uniquely owned when the iterator reaches it, and a
+    /// node shared with another version (a clone) is copied first, so that version keeps
+    /// its values. The cost follows from that: on a map that shares nothing the iterator
+    /// copies nothing and does not allocate; on a map whose whole trie is shared (a fresh
+    /// clone) a full iteration copies every node, like [`get_mut`](Self::get_mut) on every
+    /// key. An iterator dropped early has copied only the nodes it reached.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// let snapshot = map.clone();
+    /// for (_, value) in map.iter_mut() {
+    ///     *value *= 10;
+    /// }
+    /// assert_eq!((map["a"], map["b"]), (10, 20));
+    /// assert_eq!((snapshot["a"], snapshot["b"]), (1, 2)); // the clone is untouched
+    /// ```
+    pub fn iter_mut(&mut self) -> IterMut<'_, K, V> {
+        IterMut::new(self.root.as_mut(), self.len)
+    }
+
+    /// An iterator over mutable values, in unspecified order. It unshares nodes as
+    /// [`iter_mut`](Self::iter_mut) does.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, String::from("a"))].into_iter().collect();
+    /// let snapshot = map.clone();
+    /// map.values_mut().for_each(|v| v.push('!'));
+    /// assert_eq!(map[&1], "a!");
+    /// assert_eq!(snapshot[&1], "a");
+    /// ```
+    pub fn values_mut(&mut self) -> ValuesMut<'_, K, V> {
+        ValuesMut {
+            inner: self.iter_mut(),
+        }
     }
 }
 
@@ -693,6 +733,16 @@ impl<'a, K, V, S> IntoIterator for &'a HamtMap<K, V, S> {
 
     fn into_iter(self) -> Iter<'a, K, V> {
         self.iter()
+    }
+}
+
+impl<'a, K: Clone, V: Clone, S> IntoIterator for &'a mut HamtMap<K, V, S> {
+    type Item = (&'a K, &'a mut V);
+    type IntoIter = IterMut<'a, K, V>;
+
+    /// See [`HamtMap::iter_mut`]: shared nodes are copied as they are reached.
+    fn into_iter(self) -> IterMut<'a, K, V> {
+        self.iter_mut()
     }
 }
 

@@ -307,7 +307,7 @@ pub(crate) fn get_mut_located<K: Clone, V: Clone>(
 
 /// Makes `node` uniquely owned, copying it if it is shared, and returns its body.
 #[inline]
-fn make_mut<K: Clone, V: Clone>(node: &mut Node<K, V>) -> &mut NodeBody<K, V> {
+pub(crate) fn make_mut<K: Clone, V: Clone>(node: &mut Node<K, V>) -> &mut NodeBody<K, V> {
     if !node.is_unique() {
         // Cloning runs user code; if it panics the copy is abandoned and `node` is untouched.
         let copy = new_node(node.header, node.slice.iter().cloned());
