@@ -5,11 +5,12 @@ use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::iter::FromIterator;
+use std::marker::PhantomData;
 use std::ops::Index;
 
 use triomphe::Arc;
 
-use crate::entry::{Entry, OccupiedEntry, VacantEntry};
+use crate::entry::{Anchor, Entry, OccupiedEntry, VacantEntry};
 use crate::iter::{IntoIter, Iter, IterMut, Keys, Values, ValuesMut};
 use crate::node::{self, HashBits, Node, Removed, Side};
 
@@ -487,24 +488,35 @@ where
     /// ```
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V, S> {
         let hash = self.hash_of(&key);
-        let location = self
+        let found = self
             .root
             .as_ref()
-            .and_then(|root| node::locate(root, hash, &key));
-        if let Some(location) = location {
-            Entry::Occupied(OccupiedEntry {
+            .and_then(|root| node::locate_anchor(root, hash, &key));
+        let Some((location, anchor_level)) = found else {
+            return Entry::Vacant(VacantEntry {
                 map: self,
                 key,
                 hash,
-                location,
-            })
+            });
+        };
+        let HamtMap { root, len, .. } = self;
+        let anchor = if anchor_level == 0 {
+            Anchor::Root(root)
         } else {
-            Entry::Vacant(VacantEntry {
-                map: self,
-                key,
-                hash,
-            })
-        }
+            let Some(node) = root.as_mut() else {
+                unreachable!("a key was found in an empty map");
+            };
+            Anchor::Inner(node::descend_mut(node, hash, anchor_level))
+        };
+        Entry::Occupied(OccupiedEntry {
+            key,
+            hash,
+            location,
+            anchor,
+            anchor_shift: anchor_level as u32 * node::BITS,
+            len,
+            hasher: PhantomData,
+        })
     }
 
     /// Keeps only the entries for which `keep` returns `true`. `keep` may change values.
