@@ -81,6 +81,7 @@ pub mod proptest;
 mod quickcheck;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod set_ops;
 #[cfg(any(test, fuzzing, feature = "testing"))]
 pub mod testing;
 #[cfg(any(test, fuzzing, feature = "testing"))]

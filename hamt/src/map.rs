@@ -768,6 +768,27 @@ impl<K: Clone, V: Clone, S> IntoIterator for HamtMap<K, V, S> {
     }
 }
 
+impl<K, V, S, T> From<std::collections::HashMap<K, V, T>> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Default,
+{
+    /// Moves the entries of a `std` map into a new map hashed with `S::default()`.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// let std_map = HashMap::from([("a", 1), ("b", 2)]);
+    /// let map: hamt::HamtMap<_, _> = hamt::HamtMap::from(std_map.clone());
+    /// assert_eq!(map.len(), 2);
+    /// assert!(std_map.iter().all(|(k, v)| map.get(k) == Some(v)));
+    /// ```
+    fn from(entries: std::collections::HashMap<K, V, T>) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
 impl<K, V, S, const N: usize> From<[(K, V); N]> for HamtMap<K, V, S>
 where
     K: Hash + Eq + Clone,

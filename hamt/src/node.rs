@@ -54,7 +54,7 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    const COLLISION: Header = Header {
+    pub(crate) const COLLISION: Header = Header {
         data_map: 0,
         node_map: 0,
     };
@@ -123,7 +123,7 @@ pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K,
         .get(position(node.header, node.slice.len(), bit)?)
 }
 
-fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
+pub(crate) fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
 where
     I: IntoIterator<Item = Slot<K, V>>,
     I::IntoIter: ExactSizeIterator,

@@ -3,16 +3,14 @@
 
 mod common;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
-use std::rc::Rc;
 
 use common::{
-    Change, assert_same_changes, build, check_against_model, model_diff, model_union,
-    sorted_changes,
+    Change, CountingState, assert_same_changes, build, check_against_model, model_diff,
+    model_union, sorted_changes,
 };
 use hamt::testing::{HashKey, IdentityState, MaskedState};
 use hamt::{DiffItem, HamtMap};
@@ -141,35 +139,6 @@ fn diff_against_an_empty_map_lists_everything() {
         model_diff(&model, &HashMap::new())
     );
     assert_eq!(empty.diff(&empty).count(), 0);
-}
-
-/// A deterministic hash builder that counts how many keys it hashes.
-#[derive(Clone)]
-struct CountingState {
-    inner: MaskedState,
-    calls: Rc<Cell<usize>>,
-}
-
-impl CountingState {
-    fn new() -> Self {
-        CountingState {
-            inner: MaskedState::new(32),
-            calls: Rc::new(Cell::new(0)),
-        }
-    }
-
-    fn take_calls(&self) -> usize {
-        self.calls.replace(0)
-    }
-}
-
-impl BuildHasher for CountingState {
-    type Hasher = <MaskedState as BuildHasher>::Hasher;
-
-    fn build_hasher(&self) -> Self::Hasher {
-        self.calls.set(self.calls.get() + 1);
-        self.inner.build_hasher()
-    }
 }
 
 /// The diff is lazy: the first item of a diff between two large maps that differ in many
