@@ -6,7 +6,7 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use ::arbitrary::{Arbitrary, Result, Unstructured, size_hint};
+use ::arbitrary::{Arbitrary, Result, Unstructured};
 
 use crate::map::HamtMap;
 #[cfg(any(test, fuzzing, feature = "testing"))]
@@ -46,6 +46,6 @@ impl<'a> Arbitrary<'a> for HashKey {
 
     #[inline]
     fn size_hint(depth: usize) -> (usize, Option<usize>) {
-        size_hint::and(u32::size_hint(depth), u64::size_hint(depth))
+        ::arbitrary::size_hint::and(u32::size_hint(depth), u64::size_hint(depth))
     }
 }
