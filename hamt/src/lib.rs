@@ -20,6 +20,11 @@
 //! assert_eq!(changes.len(), 1);
 //! ```
 //!
+//! [`diff`](HamtMap::diff) is a lazy iterator, and [`union`](HamtMap::union),
+//! [`intersection`](HamtMap::intersection), [`difference`](HamtMap::difference) and
+//! [`symmetric_difference`](HamtMap::symmetric_difference) treat the subtrees two versions
+//! share as wholes in the same way, so their cost follows what the versions do not share.
+//!
 //! # Design
 //!
 //! The trie follows CHAMP (Steindorfer & Vinju, OOPSLA 2015):
