@@ -1,13 +1,15 @@
-//! `arbitrary::Arbitrary` for [`HamtMap`] and [`HashKey`] (feature `arbitrary`): what a
-//! cargo-fuzz target needs to build maps from the fuzzer's bytes.
+//! `arbitrary::Arbitrary` for [`HamtMap`] and, when the test support is on (feature
+//! `testing`), for `testing::HashKey` (feature `arbitrary`): what a cargo-fuzz target needs to
+//! build maps from the fuzzer's bytes.
 //!
-//! The testing guide ([`crate::testing_guide`]) has a complete fuzz target.
+//! The testing guide (`hamt::testing_guide`, feature `testing`) has a complete fuzz target.
 
 use std::hash::{BuildHasher, Hash};
 
-use ::arbitrary::{Arbitrary, Result, Unstructured, size_hint};
+use ::arbitrary::{Arbitrary, Result, Unstructured};
 
 use crate::map::HamtMap;
+#[cfg(any(test, fuzzing, feature = "testing"))]
 use crate::testing::HashKey;
 
 /// Entries are drawn one after another, as for `std::collections::HashMap`: an entry whose
@@ -36,6 +38,7 @@ where
 /// Both fields drawn in full. With [`IdentityState`](crate::testing::IdentityState) the
 /// fuzzer chooses every key's place in the trie, so it can steer towards collision nodes and
 /// deep paths by repeating or sharing hash bits.
+#[cfg(any(test, fuzzing, feature = "testing"))]
 impl<'a> Arbitrary<'a> for HashKey {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         Ok(HashKey::new(u.arbitrary()?, u.arbitrary()?))
@@ -43,6 +46,6 @@ impl<'a> Arbitrary<'a> for HashKey {
 
     #[inline]
     fn size_hint(depth: usize) -> (usize, Option<usize>) {
-        size_hint::and(u32::size_hint(depth), u64::size_hint(depth))
+        ::arbitrary::size_hint::and(u32::size_hint(depth), u64::size_hint(depth))
     }
 }

@@ -5,6 +5,8 @@
 //! size. Maps whose hash builders disagree cannot be walked side by side; they fall back to a
 //! lookup per entry.
 
+use std::collections::hash_map::RandomState;
+use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::iter::FusedIterator;
 
@@ -12,7 +14,7 @@ use triomphe::Arc;
 
 use crate::iter::Walk;
 use crate::map::HamtMap;
-use crate::node::{BITS, HASH_BITS, Node, Slot, hash_key, slot_for};
+use crate::node::{BITS, HASH_BITS, Header, Node, Slot, child_index, hash_key, index, slot_for};
 
 /// One difference between two versions of a map, from [`HamtMap::diff`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,91 +36,257 @@ pub enum DiffItem<'a, K, V> {
 
 /// The differences from one map version to another, from [`HamtMap::diff`].
 ///
-/// The comparison runs when the diff is created; the iterator then hands out its results.
-#[derive(Debug, Clone)]
-pub struct Diff<'a, K, V> {
-    items: std::vec::IntoIter<DiffItem<'a, K, V>>,
+/// The comparison is lazy: each call to `next` walks the two tries only as far as the next
+/// difference, with a fixed-size stack (no allocation), skipping every subtree the versions
+/// share. Taking the first few differences of two large maps therefore costs only the part
+/// of the walk that finds them.
+///
+/// ```
+/// use hamt::{DiffItem, HamtMap};
+///
+/// let old: HamtMap<u32, u32> = (0..10_000).map(|i| (i, i)).collect();
+/// let mut new = old.clone();
+/// for i in (0..10_000).step_by(3) {
+///     new.insert(i, i + 1);
+/// }
+/// let mut diff = old.diff(&new);
+/// // Only the nodes on the way to the first difference are opened.
+/// assert!(matches!(diff.next(), Some(DiffItem::Changed { .. })));
+/// assert!(diff.nodes_visited() <= 8);
+/// assert_eq!(diff.count(), 3333); // the rest
+/// ```
+pub struct Diff<'a, K, V, S = RandomState> {
+    /// The node pairs being compared, root first, each with the buckets still to visit.
+    stack: [Frame<'a, K, V>; LEVELS],
+    depth: usize,
+    /// A bucket (or collision node) being compared entry by entry.
+    flat: Option<Flat<'a, K, V>>,
+    /// The two maps, for confirming an entry with no counterpart at the same place.
+    old: &'a HamtMap<K, V, S>,
+    new: &'a HamtMap<K, V, S>,
     nodes_visited: usize,
 }
 
-impl<K, V> Diff<'_, K, V> {
-    /// How many pairs of nodes the comparison had to open. Shared subtrees are skipped without
-    /// being opened, so for a version and its one-edit successor this is at most the trie
-    /// depth, whatever the map's size.
+/// Bitmap levels: the stack of node pairs never holds more (collision nodes are compared flat).
+const LEVELS: usize = HASH_BITS.div_ceil(BITS) as usize;
+
+/// A pair of nodes at one level and the buckets of either that are still to be compared.
+struct Frame<'a, K, V> {
+    old: &'a [Slot<K, V>],
+    old_header: Header,
+    new: &'a [Slot<K, V>],
+    new_header: Header,
+    bits: u32,
+}
+
+impl<K, V> Clone for Frame<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for Frame<'_, K, V> {}
+
+impl<K, V> Frame<'_, K, V> {
+    const EMPTY: Self = Frame {
+        old: &[],
+        old_header: EMPTY_HEADER,
+        new: &[],
+        new_header: EMPTY_HEADER,
+        bits: 0,
+    };
+}
+
+const EMPTY_HEADER: Header = Header {
+    data_map: 0,
+    node_map: 0,
+};
+
+/// Two small sets of slots compared entry by entry: first each old entry against the new
+/// slots, then each new entry against the old ones.
+struct Flat<'a, K, V> {
+    old: &'a [Slot<K, V>],
+    new: &'a [Slot<K, V>],
+    old_walk: Walk<'a, K, V>,
+    new_walk: Walk<'a, K, V>,
+}
+
+impl<K, V> Clone for Flat<'_, K, V> {
+    fn clone(&self) -> Self {
+        Flat {
+            old: self.old,
+            new: self.new,
+            old_walk: self.old_walk.clone(),
+            new_walk: self.new_walk.clone(),
+        }
+    }
+}
+
+impl<K, V, S> Diff<'_, K, V, S> {
+    /// How many pairs of nodes the comparison has opened so far. Shared subtrees are skipped
+    /// without being opened, so once a version and its one-edit successor are fully diffed
+    /// this is at most the trie depth, whatever the map's size.
+    ///
+    /// ```
+    /// let old: hamt::HamtMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+    /// let new = old.update(7, 0);
+    /// let mut diff = old.diff(&new);
+    /// assert_eq!(diff.by_ref().count(), 1);
+    /// assert!(diff.nodes_visited() <= 8);
+    /// ```
     pub fn nodes_visited(&self) -> usize {
         self.nodes_visited
     }
 }
 
-impl<'a, K, V> Iterator for Diff<'a, K, V> {
-    type Item = DiffItem<'a, K, V>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.items.next()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.items.size_hint()
-    }
-}
-
-impl<K, V> ExactSizeIterator for Diff<'_, K, V> {}
-impl<K, V> FusedIterator for Diff<'_, K, V> {}
-
-/// Walks two tries side by side, sorting their entries into definite changes (same key at
-/// the same place) and *candidates*: entries with no counterpart at the same place, which
-/// are confirmed with a lookup afterwards (a key can sit elsewhere in a map hashed
-/// differently).
-struct Differ<'a, K, V> {
-    changed: Vec<DiffItem<'a, K, V>>,
-    only_old: Vec<(&'a K, &'a V)>,
-    only_new: Vec<(&'a K, &'a V)>,
-    nodes_visited: usize,
-}
-
-impl<'a, K: Eq, V: PartialEq> Differ<'a, K, V> {
-    fn nodes(&mut self, old: &'a Node<K, V>, new: &'a Node<K, V>, shift: u32) {
+impl<'a, K: Hash + Eq, V: PartialEq, S: BuildHasher> Diff<'a, K, V, S> {
+    fn push(&mut self, old: &'a Node<K, V>, new: &'a Node<K, V>) {
         if Arc::ptr_eq(old, new) {
             return;
         }
         self.nodes_visited += 1;
-        if shift >= HASH_BITS {
-            self.flat(&old.slice, &new.slice);
+        if self.depth >= LEVELS {
+            // Below the last bitmap level: collision nodes, compared entry by entry.
+            self.flat = Some(Flat::new(&old.slice, &new.slice));
             return;
         }
-        let mut bits =
-            old.header.data_map | old.header.node_map | new.header.data_map | new.header.node_map;
-        while bits != 0 {
-            let bit = bits & bits.wrapping_neg();
-            bits ^= bit;
-            match (slot_for(old, bit), slot_for(new, bit)) {
-                (Some(Slot::Child(a)), Some(Slot::Child(b))) => self.nodes(a, b, shift + BITS),
-                (a, b) => self.flat(option_slice(a), option_slice(b)),
-            }
-        }
+        let (old_header, new_header) = (old.header, new.header);
+        self.stack[self.depth] = Frame {
+            old: &old.slice,
+            old_header,
+            new: &new.slice,
+            new_header,
+            bits: old_header.data_map
+                | old_header.node_map
+                | new_header.data_map
+                | new_header.node_map,
+        };
+        self.depth += 1;
     }
 
-    /// Compares two small sets of slots entry by entry (collision nodes, or a bucket where the
-    /// two sides hold different kinds of slot).
-    fn flat(&mut self, old: &'a [Slot<K, V>], new: &'a [Slot<K, V>]) {
-        for (key, old_value) in Walk::new(old) {
-            match Walk::new(new).find(|(k, _)| *k == key) {
-                None => self.only_old.push((key, old_value)),
+    /// The next difference found by comparing entry by entry, if the current flat
+    /// comparison has one left.
+    fn next_flat(&mut self) -> Option<DiffItem<'a, K, V>> {
+        let flat = self.flat.as_mut()?;
+        for (key, old_value) in flat.old_walk.by_ref() {
+            match Walk::new(flat.new).find(|(k, _)| *k == key) {
                 Some((_, new_value)) if new_value != old_value => {
-                    self.changed.push(DiffItem::Changed {
+                    return Some(DiffItem::Changed {
                         key,
                         old: old_value,
                         new: new_value,
                     });
                 }
                 Some(_) => {}
+                // No counterpart here. With one hash function that means the key is gone;
+                // a map hashed differently may hold it elsewhere, so confirm with a lookup.
+                None => match self.new.get(key) {
+                    None => return Some(DiffItem::Removed(key, old_value)),
+                    Some(new_value) if new_value != old_value => {
+                        return Some(DiffItem::Changed {
+                            key,
+                            old: old_value,
+                            new: new_value,
+                        });
+                    }
+                    Some(_) => {}
+                },
             }
         }
-        for (key, new_value) in Walk::new(new) {
-            if !Walk::new(old).any(|(k, _)| k == key) {
-                self.only_new.push((key, new_value));
+        for (key, new_value) in flat.new_walk.by_ref() {
+            // A key the old map holds anywhere was reported (or found equal) from its side.
+            if !Walk::new(flat.old).any(|(k, _)| k == key) && !self.old.contains_key(key) {
+                return Some(DiffItem::Added(key, new_value));
             }
         }
+        self.flat = None;
+        None
+    }
+}
+
+impl<'a, K: Eq, V: PartialEq> Flat<'a, K, V> {
+    fn new(old: &'a [Slot<K, V>], new: &'a [Slot<K, V>]) -> Self {
+        Flat {
+            old,
+            new,
+            old_walk: Walk::new(old),
+            new_walk: Walk::new(new),
+        }
+    }
+}
+
+impl<'a, K: Hash + Eq, V: PartialEq, S: BuildHasher> Iterator for Diff<'a, K, V, S> {
+    type Item = DiffItem<'a, K, V>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.next_flat() {
+                return Some(item);
+            }
+            let frame = self.stack[..self.depth].last_mut()?;
+            if frame.bits == 0 {
+                self.depth -= 1;
+                continue;
+            }
+            let bit = frame.bits & frame.bits.wrapping_neg();
+            frame.bits ^= bit;
+            let Frame {
+                old,
+                old_header,
+                new,
+                new_header,
+                ..
+            } = *frame;
+            let old_slot = slot_in(old, old_header, bit);
+            let new_slot = slot_in(new, new_header, bit);
+            match (old_slot, new_slot) {
+                (Some(Slot::Child(a)), Some(Slot::Child(b))) => self.push(a, b),
+                (a, b) => self.flat = Some(Flat::new(option_slice(a), option_slice(b))),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // Nothing is known until the walk is over.
+        if self.depth == 0 && self.flat.is_none() {
+            (0, Some(0))
+        } else {
+            (0, None)
+        }
+    }
+}
+
+impl<K: Hash + Eq, V: PartialEq, S: BuildHasher> FusedIterator for Diff<'_, K, V, S> {}
+
+impl<K, V, S> Clone for Diff<'_, K, V, S> {
+    fn clone(&self) -> Self {
+        Diff {
+            stack: self.stack,
+            depth: self.depth,
+            flat: self.flat.clone(),
+            old: self.old,
+            new: self.new,
+            nodes_visited: self.nodes_visited,
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Diff<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Diff")
+            .field("nodes_visited", &self.nodes_visited)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The slot for `bit` in a bitmap node given as its header and slots.
+fn slot_in<K, V>(slots: &[Slot<K, V>], header: Header, bit: u32) -> Option<&Slot<K, V>> {
+    if header.data_map & bit != 0 {
+        slots.get(index(header.data_map, bit))
+    } else if header.node_map & bit != 0 {
+        slots.get(child_index(slots.len(), header.node_map, bit))
+    } else {
+        None
     }
 }
 
@@ -136,9 +304,10 @@ where
     /// [`Added`](DiffItem::Added), keys only in `self` are [`Removed`](DiffItem::Removed), keys
     /// in both with unequal values are [`Changed`](DiffItem::Changed).
     ///
-    /// Subtrees the two versions share are skipped, so the cost is proportional to the
-    /// difference. (Maps whose hash builders place keys differently are still diffed exactly,
-    /// at the cost of a walk over both.)
+    /// The iterator is lazy and skips the subtrees the two versions share, so the cost is
+    /// proportional to the difference, and to the part of it actually consumed. (Maps whose
+    /// hash builders place keys differently are still diffed exactly, at the cost of a walk
+    /// over both.) The order of the items is unspecified.
     ///
     /// ```
     /// use hamt::{DiffItem, HamtMap};
@@ -158,48 +327,25 @@ where
     ///     ]
     /// );
     /// ```
-    pub fn diff<'a>(&'a self, other: &'a Self) -> Diff<'a, K, V> {
-        let mut differ = Differ {
-            changed: Vec::new(),
-            only_old: Vec::new(),
-            only_new: Vec::new(),
+    pub fn diff<'a>(&'a self, other: &'a Self) -> Diff<'a, K, V, S> {
+        let mut diff = Diff {
+            stack: [Frame::EMPTY; LEVELS],
+            depth: 0,
+            flat: None,
+            old: self,
+            new: other,
             nodes_visited: 0,
         };
         match (&self.root, &other.root) {
-            (Some(old), Some(new)) => differ.nodes(old, new, 0),
-            (old, new) => differ.flat(
-                old.as_ref().map_or(&[], |node| &node.slice[..]),
-                new.as_ref().map_or(&[], |node| &node.slice[..]),
-            ),
-        }
-        let Differ {
-            mut changed,
-            only_old,
-            only_new,
-            nodes_visited,
-        } = differ;
-        // Confirm the candidates. With one hash function each is a real addition or removal;
-        // otherwise the key may be in the other map at another place.
-        for (key, old_value) in only_old {
-            match other.get(key) {
-                None => changed.push(DiffItem::Removed(key, old_value)),
-                Some(new_value) if new_value != old_value => changed.push(DiffItem::Changed {
-                    key,
-                    old: old_value,
-                    new: new_value,
-                }),
-                Some(_) => {}
+            (Some(old), Some(new)) => diff.push(old, new),
+            (old, new) => {
+                diff.flat = Some(Flat::new(
+                    old.as_ref().map_or(&[], |node| &node.slice[..]),
+                    new.as_ref().map_or(&[], |node| &node.slice[..]),
+                ));
             }
         }
-        for (key, new_value) in only_new {
-            if !self.contains_key(key) {
-                changed.push(DiffItem::Added(key, new_value));
-            }
-        }
-        Diff {
-            items: changed.into_iter(),
-            nodes_visited,
-        }
+        diff
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 
 use crate::map::HamtMap;
-use crate::node::{HashBits, Location};
+use crate::node::{self, HashBits, Location, Node, Removed};
 
 /// A view into one key's place in a [`HamtMap`], from [`HamtMap::entry`].
 pub enum Entry<'a, K, V, S> {
@@ -15,13 +16,57 @@ pub enum Entry<'a, K, V, S> {
 }
 
 /// A present key, from [`HamtMap::entry`].
+///
+/// The entry keeps the place the lookup found, so its methods do not search again from the
+/// root: it holds the *anchor*, the node on the key's path that a removal edits (the node
+/// holding the entry, or, when removing it would leave that node with a single entry, the
+/// ancestor that entry moves up into). Making the entry copies the shared nodes above the
+/// anchor (as any edit of the key would); [`get`](Self::get) reads from the anchor,
+/// [`get_mut`](Self::get_mut), [`insert`](Self::insert) and [`into_mut`](Self::into_mut)
+/// copy what is still shared from the anchor down, and [`remove`](Self::remove) edits the
+/// anchor. No `Eq` or `Hash` runs after the lookup.
 pub struct OccupiedEntry<'a, K, V, S> {
-    pub(crate) map: &'a mut HamtMap<K, V, S>,
     pub(crate) key: K,
     pub(crate) hash: HashBits,
-    /// Where the entry is, so that it is reached again by hash alone: no `Eq` runs after the
-    /// lookup that made this entry, so a panicking `Eq` cannot interrupt a half-done edit.
+    /// Where the entry is below the anchor: its index when it is in a collision node.
     pub(crate) location: Location,
+    pub(crate) anchor: Anchor<'a, K, V>,
+    /// The anchor's level, in hash bits.
+    pub(crate) anchor_shift: u32,
+    pub(crate) len: &'a mut usize,
+    pub(crate) hasher: PhantomData<&'a mut S>,
+}
+
+/// The node an [`OccupiedEntry`] works from.
+pub(crate) enum Anchor<'a, K, V> {
+    /// The map's root, held with the map's root slot so that removing the last entry can
+    /// empty the map.
+    Root(&'a mut Option<Node<K, V>>),
+    /// A node below the root; the nodes above it were made uniquely owned.
+    Inner(&'a mut Node<K, V>),
+}
+
+impl<'a, K, V> Anchor<'a, K, V> {
+    fn node(&self) -> &Node<K, V> {
+        match self {
+            Anchor::Root(root) => root.as_ref().expect(PRESENT),
+            Anchor::Inner(node) => node,
+        }
+    }
+
+    fn node_mut(&mut self) -> &mut Node<K, V> {
+        match self {
+            Anchor::Root(root) => root.as_mut().expect(PRESENT),
+            Anchor::Inner(node) => node,
+        }
+    }
+
+    fn into_node(self) -> &'a mut Node<K, V> {
+        match self {
+            Anchor::Root(root) => root.as_mut().expect(PRESENT),
+            Anchor::Inner(node) => node,
+        }
+    }
 }
 
 /// An absent key, from [`HamtMap::entry`].
@@ -148,23 +193,58 @@ where
     /// }
     /// ```
     pub fn get(&self) -> &V {
-        // Read-only, so no key comparison matters here; walk by the known place anyway.
-        let root = self.map.root.as_ref().expect(PRESENT);
-        crate::node::get_located(root, self.hash, self.location).expect(PRESENT)
+        node::get_located(
+            self.anchor.node(),
+            self.anchor_shift,
+            self.hash,
+            self.location,
+        )
+        .expect(PRESENT)
     }
 
-    /// The present value, mutably (copying shared nodes on its path first).
+    /// The present value, mutably (copying shared nodes between the anchor and the entry
+    /// first).
+    ///
+    /// ```
+    /// use hamt::Entry;
+    /// let mut map: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
+    /// let before = map.clone();
+    /// if let Entry::Occupied(mut entry) = map.entry("k") {
+    ///     *entry.get_mut() += 1;
+    ///     *entry.get_mut() += 1;
+    /// }
+    /// assert_eq!((map["k"], before["k"]), (3, 1));
+    /// ```
     pub fn get_mut(&mut self) -> &mut V {
-        self.map
-            .get_mut_located(self.hash, self.location)
-            .expect(PRESENT)
+        node::get_mut_located(
+            self.anchor.node_mut(),
+            self.anchor_shift,
+            self.hash,
+            self.location,
+        )
+        .expect(PRESENT)
     }
 
     /// The present value, mutably, for as long as the map is borrowed.
+    ///
+    /// ```
+    /// use hamt::Entry;
+    /// let mut map: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
+    /// let value = match map.entry("k") {
+    ///     Entry::Occupied(entry) => entry.into_mut(),
+    ///     Entry::Vacant(entry) => entry.insert(0),
+    /// };
+    /// *value += 1;
+    /// assert_eq!(map["k"], 2);
+    /// ```
     pub fn into_mut(self) -> &'a mut V {
-        self.map
-            .get_mut_located(self.hash, self.location)
-            .expect(PRESENT)
+        node::get_mut_located(
+            self.anchor.into_node(),
+            self.anchor_shift,
+            self.hash,
+            self.location,
+        )
+        .expect(PRESENT)
     }
 
     /// Replaces the value, returning the old one.
@@ -196,8 +276,39 @@ where
     }
 
     /// Removes the entry, returning the stored key and value.
+    ///
+    /// ```
+    /// use hamt::Entry;
+    /// let mut map: hamt::HamtMap<_, _> = [(String::from("k"), 1)].into_iter().collect();
+    /// if let Entry::Occupied(entry) = map.entry(String::from("k")) {
+    ///     assert_eq!(entry.remove_entry(), (String::from("k"), 1));
+    /// }
+    /// assert!(map.is_empty());
+    /// ```
     pub fn remove_entry(self) -> (K, V) {
-        self.map.remove_hashed(self.hash, &self.key).expect(PRESENT)
+        let OccupiedEntry {
+            hash,
+            location,
+            mut anchor,
+            anchor_shift,
+            len,
+            ..
+        } = self;
+        let removed = node::remove_located(anchor.node_mut(), anchor_shift, hash, location);
+        let (k, v) = match removed {
+            Removed::Done(k, v) => (k, v),
+            // The anchor is the root (which never collapses) or a node that keeps something
+            // else besides the removed entry.
+            Removed::Collapse { .. } => unreachable!("an entry's anchor collapsed"),
+            Removed::NotFound => unreachable!("{PRESENT}"),
+        };
+        *len -= 1;
+        if *len == 0
+            && let Anchor::Root(root) = anchor
+        {
+            *root = None;
+        }
+        (k, v)
     }
 }
 

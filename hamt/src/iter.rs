@@ -6,7 +6,7 @@ use std::mem;
 
 use triomphe::Arc;
 
-use crate::node::{MAX_DEPTH, Node, Slot};
+use crate::node::{self, MAX_DEPTH, Node, Slot};
 
 /// A depth-first walk over the slots under one starting point, with a fixed-size stack.
 pub(crate) struct Walk<'a, K, V> {
@@ -184,6 +184,113 @@ impl<K, V> FusedIterator for Values<'_, K, V> {}
 impl<K, V: fmt::Debug> fmt::Debug for Values<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// A mutable iterator over the entries of a [`HamtMap`](crate::HamtMap), in unspecified
+/// order: keys by shared reference, values by mutable reference.
+///
+/// Created by [`HamtMap::iter_mut`](crate::HamtMap::iter_mut). Each node is made uniquely
+/// owned when the iterator reaches it (copied if another version shares it), so other
+/// versions never see the changes. On a map that shares nothing it neither copies nor
+/// allocates.
+pub struct IterMut<'a, K, V> {
+    stack: [std::slice::IterMut<'a, Slot<K, V>>; MAX_DEPTH],
+    depth: usize,
+    remaining: usize,
+}
+
+impl<'a, K: Clone, V: Clone> IterMut<'a, K, V> {
+    pub(crate) fn new(root: Option<&'a mut Node<K, V>>, len: usize) -> Self {
+        let mut stack: [std::slice::IterMut<'a, Slot<K, V>>; MAX_DEPTH] =
+            std::array::from_fn(|_| Default::default());
+        let depth = match root {
+            Some(root) => {
+                stack[0] = node::make_mut(root).slice.iter_mut();
+                1
+            }
+            None => 0,
+        };
+        IterMut {
+            stack,
+            depth,
+            remaining: len,
+        }
+    }
+}
+
+impl<'a, K: Clone, V: Clone> Iterator for IterMut<'a, K, V> {
+    type Item = (&'a K, &'a mut V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.depth > 0 {
+            match self.stack[self.depth - 1].next() {
+                Some(Slot::Entry(k, v)) => {
+                    self.remaining -= 1;
+                    return Some((k, v));
+                }
+                Some(Slot::Child(child)) => {
+                    // Copy-on-write, one node at a time: a shared child is copied here (its
+                    // own children become shared by the copy and are copied in turn when
+                    // reached). If a `Clone` panics, the child is left as it was.
+                    let body = node::make_mut(child);
+                    // The trie is at most MAX_DEPTH levels deep, so this never overflows.
+                    self.stack[self.depth] = body.slice.iter_mut();
+                    self.depth += 1;
+                }
+                Some(Slot::Vacant) => {}
+                None => self.depth -= 1,
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<K: Clone, V: Clone> ExactSizeIterator for IterMut<'_, K, V> {}
+impl<K: Clone, V: Clone> FusedIterator for IterMut<'_, K, V> {}
+
+impl<K, V> fmt::Debug for IterMut<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IterMut")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A mutable iterator over the values of a [`HamtMap`](crate::HamtMap).
+///
+/// Created by [`HamtMap::values_mut`](crate::HamtMap::values_mut); it unshares nodes as
+/// [`IterMut`] does.
+pub struct ValuesMut<'a, K, V> {
+    pub(crate) inner: IterMut<'a, K, V>,
+}
+
+impl<'a, K: Clone, V: Clone> Iterator for ValuesMut<'a, K, V> {
+    type Item = &'a mut V;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a mut V> {
+        self.inner.next().map(|(_, v)| v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<K: Clone, V: Clone> ExactSizeIterator for ValuesMut<'_, K, V> {}
+impl<K: Clone, V: Clone> FusedIterator for ValuesMut<'_, K, V> {}
+
+impl<K, V> fmt::Debug for ValuesMut<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValuesMut")
+            .field("remaining", &self.inner.remaining)
+            .finish_non_exhaustive()
     }
 }
 

@@ -20,6 +20,11 @@
 //! assert_eq!(changes.len(), 1);
 //! ```
 //!
+//! [`diff`](HamtMap::diff) is a lazy iterator, and [`union`](HamtMap::union),
+//! [`intersection`](HamtMap::intersection), [`difference`](HamtMap::difference) and
+//! [`symmetric_difference`](HamtMap::symmetric_difference) treat the subtrees two versions
+//! share as wholes in the same way, so their cost follows what the versions do not share.
+//!
 //! # Design
 //!
 //! The trie follows CHAMP (Steindorfer & Vinju, OOPSLA 2015):
@@ -50,14 +55,19 @@
 //!
 //! - `serde`: `Serialize` / `Deserialize` as a map.
 //! - `rayon`: [`HamtMap::par_iter`] splits the walk by the root's subtrees.
-//! - `arbitrary`: `arbitrary::Arbitrary` for `HamtMap` and [`testing::HashKey`], for fuzz
-//!   targets.
+//! - `arbitrary`: `arbitrary::Arbitrary` for `HamtMap` (and for `testing::HashKey` when
+//!   `testing` is on too), for fuzz targets.
 //! - `proptest`: the `hamt::proptest::hamt_map` strategy (shrinking removes entries) and
 //!   `proptest::arbitrary::Arbitrary` for `HamtMap`.
 //! - `quickcheck`: `quickcheck::Arbitrary` for `HamtMap`, shrinking to smaller maps.
 //!
-//! All are off by default. The [`testing_guide`] shows each one at work.
-#![deny(unsafe_code)]
+//! - `testing`: test support, not API: the `testing` module (hash builders that force deep
+//!   tries and collisions, keys with chosen hashes), `HamtMap::check_invariants`, and the
+//!   `testing_guide` module, which shows the integrations above at work. It is also on in this
+//!   crate's own tests and under `cfg(fuzzing)`. Turn it on in `[dev-dependencies]` only.
+//!
+//! All are off by default.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -76,12 +86,15 @@ pub mod proptest;
 mod quickcheck;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod set_ops;
+#[cfg(any(test, fuzzing, feature = "testing"))]
 pub mod testing;
+#[cfg(any(test, fuzzing, feature = "testing"))]
 pub mod testing_guide;
 
 pub use diff::{Diff, DiffItem};
 pub use entry::{Entry, OccupiedEntry, VacantEntry};
-pub use iter::{IntoIter, Iter, Keys, Values};
+pub use iter::{IntoIter, Iter, IterMut, Keys, Values, ValuesMut};
 pub use map::HamtMap;
 
 #[cfg(test)]

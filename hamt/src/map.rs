@@ -5,12 +5,13 @@ use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::iter::FromIterator;
+use std::marker::PhantomData;
 use std::ops::Index;
 
 use triomphe::Arc;
 
-use crate::entry::{Entry, OccupiedEntry, VacantEntry};
-use crate::iter::{IntoIter, Iter, Keys, Values};
+use crate::entry::{Anchor, Entry, OccupiedEntry, VacantEntry};
+use crate::iter::{IntoIter, Iter, IterMut, Keys, Values, ValuesMut};
 use crate::node::{self, HashBits, Node, Removed, Side};
 
 /// A persistent hash map: `clone` is O(1), and versions share structure.
@@ -171,6 +172,46 @@ impl<K, V, S> HamtMap<K, V, S> {
     }
 }
 
+impl<K: Clone, V: Clone, S> HamtMap<K, V, S> {
+    /// An iterator over the entries with mutable values, in unspecified order.
+    ///
+    /// Copy-on-write: each node is made uniquely owned when the iterator reaches it, and a
+    /// node shared with another version (a clone) is copied first, so that version keeps
+    /// its values. The cost follows from that: on a map that shares nothing the iterator
+    /// copies nothing and does not allocate; on a map whose whole trie is shared (a fresh
+    /// clone) a full iteration copies every node, like [`get_mut`](Self::get_mut) on every
+    /// key. An iterator dropped early has copied only the nodes it reached.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// let snapshot = map.clone();
+    /// for (_, value) in map.iter_mut() {
+    ///     *value *= 10;
+    /// }
+    /// assert_eq!((map["a"], map["b"]), (10, 20));
+    /// assert_eq!((snapshot["a"], snapshot["b"]), (1, 2)); // the clone is untouched
+    /// ```
+    pub fn iter_mut(&mut self) -> IterMut<'_, K, V> {
+        IterMut::new(self.root.as_mut(), self.len)
+    }
+
+    /// An iterator over mutable values, in unspecified order. It unshares nodes as
+    /// [`iter_mut`](Self::iter_mut) does.
+    ///
+    /// ```
+    /// let mut map: hamt::HamtMap<_, _> = [(1, String::from("a"))].into_iter().collect();
+    /// let snapshot = map.clone();
+    /// map.values_mut().for_each(|v| v.push('!'));
+    /// assert_eq!(map[&1], "a!");
+    /// assert_eq!(snapshot[&1], "a");
+    /// ```
+    pub fn values_mut(&mut self) -> ValuesMut<'_, K, V> {
+        ValuesMut {
+            inner: self.iter_mut(),
+        }
+    }
+}
+
 impl<K, V, S> HamtMap<K, V, S>
 where
     K: Hash + Eq,
@@ -233,7 +274,9 @@ where
     /// their hashes select, canonical shape (no non-root node reduced to a single entry),
     /// collision nodes only below the last hash bit, and `len`.
     ///
-    /// Meant for tests and fuzzers of this crate and of code built on it.
+    /// Meant for tests and fuzzers of this crate and of code built on it: test support, not
+    /// API, so it exists only with the `testing` feature (and in this crate's own tests and
+    /// under `cfg(fuzzing)`).
     ///
     /// # Panics
     ///
@@ -243,6 +286,7 @@ where
     /// let map: hamt::HamtMap<_, _> = (0..1000).map(|i| (i, i)).collect();
     /// map.check_invariants();
     /// ```
+    #[cfg(any(test, fuzzing, feature = "testing"))]
     pub fn check_invariants(&self) {
         let counted = match &self.root {
             Some(root) => node::check(root, 0, 0, true, &self.hasher),
@@ -444,24 +488,35 @@ where
     /// ```
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V, S> {
         let hash = self.hash_of(&key);
-        let location = self
+        let found = self
             .root
             .as_ref()
-            .and_then(|root| node::locate(root, hash, &key));
-        if let Some(location) = location {
-            Entry::Occupied(OccupiedEntry {
+            .and_then(|root| node::locate_anchor(root, hash, &key));
+        let Some((location, anchor_level)) = found else {
+            return Entry::Vacant(VacantEntry {
                 map: self,
                 key,
                 hash,
-                location,
-            })
+            });
+        };
+        let HamtMap { root, len, .. } = self;
+        let anchor = if anchor_level == 0 {
+            Anchor::Root(root)
         } else {
-            Entry::Vacant(VacantEntry {
-                map: self,
-                key,
-                hash,
-            })
-        }
+            let Some(node) = root.as_mut() else {
+                unreachable!("a key was found in an empty map");
+            };
+            Anchor::Inner(node::descend_mut(node, hash, anchor_level))
+        };
+        Entry::Occupied(OccupiedEntry {
+            key,
+            hash,
+            location,
+            anchor,
+            anchor_shift: anchor_level as u32 * node::BITS,
+            len,
+            hasher: PhantomData,
+        })
     }
 
     /// Keeps only the entries for which `keep` returns `true`. `keep` may change values.
@@ -693,6 +748,16 @@ impl<'a, K, V, S> IntoIterator for &'a HamtMap<K, V, S> {
     }
 }
 
+impl<'a, K: Clone, V: Clone, S> IntoIterator for &'a mut HamtMap<K, V, S> {
+    type Item = (&'a K, &'a mut V);
+    type IntoIter = IterMut<'a, K, V>;
+
+    /// See [`HamtMap::iter_mut`]: shared nodes are copied as they are reached.
+    fn into_iter(self) -> IterMut<'a, K, V> {
+        self.iter_mut()
+    }
+}
+
 impl<K: Clone, V: Clone, S> IntoIterator for HamtMap<K, V, S> {
     type Item = (K, V);
     type IntoIter = IntoIter<K, V>;
@@ -700,6 +765,27 @@ impl<K: Clone, V: Clone, S> IntoIterator for HamtMap<K, V, S> {
     /// Moves entries out of nodes this map owns alone and clones them from shared ones.
     fn into_iter(self) -> IntoIter<K, V> {
         IntoIter::new(self.root, self.len)
+    }
+}
+
+impl<K, V, S, T> From<std::collections::HashMap<K, V, T>> for HamtMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Default,
+{
+    /// Moves the entries of a `std` map into a new map hashed with `S::default()`.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// let std_map = HashMap::from([("a", 1), ("b", 2)]);
+    /// let map: hamt::HamtMap<_, _> = hamt::HamtMap::from(std_map.clone());
+    /// assert_eq!(map.len(), 2);
+    /// assert!(std_map.iter().all(|(k, v)| map.get(k) == Some(v)));
+    /// ```
+    fn from(entries: std::collections::HashMap<K, V, T>) -> Self {
+        entries.into_iter().collect()
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    const COLLISION: Header = Header {
+    pub(crate) const COLLISION: Header = Header {
         data_map: 0,
         node_map: 0,
     };
@@ -123,7 +123,7 @@ pub(crate) fn slot_for<K, V>(node: &NodeBody<K, V>, bit: u32) -> Option<&Slot<K,
         .get(position(node.header, node.slice.len(), bit)?)
 }
 
-fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
+pub(crate) fn new_node<K, V, I>(header: Header, slots: I) -> Node<K, V>
 where
     I: IntoIterator<Item = Slot<K, V>>,
     I::IntoIter: ExactSizeIterator,
@@ -258,13 +258,13 @@ where
     }
 }
 
-/// The value of the entry at a known place, read-only.
+/// The value of the entry at a known place, read-only, starting from `node` at `shift`.
 pub(crate) fn get_located<K, V>(
     mut node: &Node<K, V>,
+    mut shift: u32,
     hash: HashBits,
     location: Location,
 ) -> Option<&V> {
-    let mut shift = 0;
     loop {
         if shift >= HASH_BITS {
             return match node.slice.get(location?) {
@@ -279,6 +279,74 @@ pub(crate) fn get_located<K, V>(
         }
         shift += BITS;
     }
+}
+
+/// Finds `key` under `root`, like [`locate`], and also the level of its *anchor*: the deepest
+/// node on the key's path that stays in the trie if the key is removed. That is the node
+/// holding the entry, unless removing it leaves that (non-root) node with a single entry; then
+/// the entry left over moves up past every node that held only the collapsing child, into the
+/// first ancestor that is the root or holds something else.
+pub(crate) fn locate_anchor<K, V, Q>(
+    root: &Node<K, V>,
+    hash: HashBits,
+    key: &Q,
+) -> Option<(Location, usize)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    // The slot count of each node on the path, root first.
+    let mut lens = [0usize; MAX_DEPTH];
+    let mut node = root;
+    let mut level = 0;
+    let location = loop {
+        lens[level] = node.slice.len();
+        let shift = level as u32 * BITS;
+        if shift >= HASH_BITS {
+            let pos = node
+                .slice
+                .iter()
+                .position(|slot| matches!(slot, Slot::Entry(k, _) if k.borrow() == key))?;
+            break Some(pos);
+        }
+        match slot_for(node, bit_at(hash, shift))? {
+            Slot::Entry(k, _) if k.borrow() == key => break None,
+            Slot::Child(child) => node = child,
+            _ => return None,
+        }
+        level += 1;
+    };
+    // The same test as `remove_entry`: a non-root node of two entries and no children.
+    let collapses = level > 0 && node.header.node_map == 0 && node.slice.len() == 2;
+    let anchor = if collapses {
+        (0..level)
+            .rev()
+            .find(|&up| up == 0 || lens[up] > 1)
+            .unwrap_or(0)
+    } else {
+        level
+    };
+    Some((location, anchor))
+}
+
+/// Walks `levels` levels down the path of `hash` from `node` (at shift 0), making every node
+/// it leaves uniquely owned (copying shared ones) so that it can hand out the child mutably.
+/// The path must exist: it was found by [`locate_anchor`].
+pub(crate) fn descend_mut<K: Clone, V: Clone>(
+    mut node: &mut Node<K, V>,
+    hash: HashBits,
+    levels: usize,
+) -> &mut Node<K, V> {
+    for level in 0..levels {
+        let body = make_mut(node);
+        let bit = bit_at(hash, level as u32 * BITS);
+        let pos = child_index(body.slice.len(), body.header.node_map, bit);
+        node = match &mut body.slice[pos] {
+            Slot::Child(child) => child,
+            _ => unreachable!("an anchor's path runs through child slots"),
+        };
+    }
+    node
 }
 
 /// The value of the entry at a known place (found earlier by [`locate`] or [`insert`]),
@@ -307,7 +375,7 @@ pub(crate) fn get_mut_located<K: Clone, V: Clone>(
 
 /// Makes `node` uniquely owned, copying it if it is shared, and returns its body.
 #[inline]
-fn make_mut<K: Clone, V: Clone>(node: &mut Node<K, V>) -> &mut NodeBody<K, V> {
+pub(crate) fn make_mut<K: Clone, V: Clone>(node: &mut Node<K, V>) -> &mut NodeBody<K, V> {
     if !node.is_unique() {
         // Cloning runs user code; if it panics the copy is abandoned and `node` is untouched.
         let copy = new_node(node.header, node.slice.iter().cloned());
@@ -563,12 +631,68 @@ where
     V: Clone,
     Q: Eq + ?Sized,
 {
+    remove_target(node, shift, hash, Target::Key(key))
+}
+
+/// Removes the entry at a known place (found earlier by [`locate_anchor`]), reached by hash
+/// alone: no key comparison runs, so no user code but `Clone` when a shared node is copied.
+pub(crate) fn remove_located<K: Eq + Clone, V: Clone>(
+    node: &mut Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    location: Location,
+) -> Removed<K, V> {
+    remove_target::<K, V, K>(node, shift, hash, Target::At(location))
+}
+
+/// Which entry a removal is after.
+enum Target<'q, Q: ?Sized> {
+    /// The entry with this key.
+    Key(&'q Q),
+    /// The entry the hash leads to, or the one at this index of the collision node.
+    At(Location),
+}
+
+impl<Q: ?Sized> Clone for Target<'_, Q> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<Q: ?Sized> Copy for Target<'_, Q> {}
+
+impl<Q: Eq + ?Sized> Target<'_, Q> {
+    fn is<K: Borrow<Q>, V>(self, slot: Option<&Slot<K, V>>) -> bool {
+        match (self, slot) {
+            (Target::Key(key), Some(Slot::Entry(k, _))) => k.borrow() == key,
+            (Target::At(_), Some(Slot::Entry(..))) => true,
+            _ => false,
+        }
+    }
+
+    fn position_in<K: Borrow<Q>, V>(self, slots: &[Slot<K, V>]) -> Option<usize> {
+        match self {
+            Target::Key(key) => slots
+                .iter()
+                .position(|slot| matches!(slot, Slot::Entry(k, _) if k.borrow() == key)),
+            Target::At(location) => location.filter(|&pos| self.is(slots.get(pos))),
+        }
+    }
+}
+
+fn remove_target<K, V, Q>(
+    node: &mut Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    target: Target<'_, Q>,
+) -> Removed<K, V>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
     if shift >= HASH_BITS {
-        let found = node
-            .slice
-            .iter()
-            .position(|slot| matches!(slot, Slot::Entry(k, _) if k.borrow() == key));
-        let Some(pos) = found else {
+        let Some(pos) = target.position_in(&node.slice) else {
             return Removed::NotFound;
         };
         return remove_entry(node, shift, Header::COLLISION, pos);
@@ -578,9 +702,8 @@ where
     let bit = bit_at(hash, shift);
     if data_map & bit != 0 {
         let pos = index(data_map, bit);
-        match node.slice.get(pos) {
-            Some(Slot::Entry(k, _)) if k.borrow() == key => {}
-            _ => return Removed::NotFound,
+        if !target.is(node.slice.get(pos)) {
+            return Removed::NotFound;
         }
         let header = Header {
             data_map: data_map ^ bit,
@@ -597,7 +720,7 @@ where
     let Slot::Child(child) = &mut body.slice[pos] else {
         return Removed::NotFound;
     };
-    match remove(child, shift + BITS, hash, key) {
+    match remove_target(child, shift + BITS, hash, target) {
         Removed::Collapse { removed, remaining } if !collapse_here => {
             // Inline the child's last entry here, moving it into the entry region.
             body.slice[pos] = Slot::Entry(remaining.0, remaining.1);
@@ -719,6 +842,7 @@ fn unmatched<'a, K: Eq, V: PartialEq>(
 }
 
 /// Checks the structural invariants of the trie under `node`; returns the number of entries.
+#[cfg(any(test, fuzzing, feature = "testing"))]
 ///
 /// # Panics
 ///

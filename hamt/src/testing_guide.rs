@@ -10,11 +10,12 @@
 //! | `quickcheck` | `quickcheck::Arbitrary for HamtMap`, with shrinking                  |
 //! | `arbitrary`  | `arbitrary::Arbitrary for HamtMap` and for [`HashKey`](crate::testing::HashKey), for cargo-fuzz |
 //!
-//! Enable them for your tests only:
+//! Enable them for your tests only, with the `testing` feature (this module, the shape-forcing
+//! hash builders of [`crate::testing`], and `check_invariants`):
 //!
 //! ```toml
 //! [dev-dependencies]
-//! hamt = { version = "0.1", features = ["proptest"] }
+//! hamt = { version = "0.1", features = ["proptest", "testing"] }
 //! ```
 //!
 //! Whatever the framework, end every case with
@@ -100,9 +101,10 @@
 //! and so reach collision nodes and deep tries on purpose.
 //!
 //! A cargo-fuzz target is a file in `fuzz/fuzz_targets/` (with `hamt` in `fuzz/Cargo.toml`'s
-//! dependencies, with the `arbitrary` feature) whose whole content is the function below and
-//! `libfuzzer_sys::fuzz_target!(|data: &[u8]| map_against_std(data));`. Run it with
-//! `cargo fuzz run map_against_std`. Here the function runs on inputs made up on the spot:
+//! dependencies, with the `arbitrary` and `testing` features) whose whole content is the
+//! function below and `libfuzzer_sys::fuzz_target!(|data: &[u8]| map_against_std(data));`.
+//! Run it with `cargo fuzz run map_against_std`. Here the function runs on inputs made up on
+//! the spot:
 //!
 //! ```
 //! # #[cfg(feature = "arbitrary")] {

@@ -63,3 +63,80 @@ fn smoke_against_std_with_collisions() {
     let collected: HashMap<_, _> = map.iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(collected, model);
 }
+
+/// An occupied entry keeps the node its removal edits (the anchor) and works from there: the
+/// node holding the entry, or the ancestor a collapsing node's last entry moves into.
+#[test]
+fn occupied_entries_work_from_their_anchor() {
+    use crate::Entry;
+
+    let shapes: [(u32, u64, u32); 12] = [
+        // (hash, id, the anchor's level)
+        (1, 0, 0),           // an entry in the root
+        (2, 0, 0),           //
+        (3 | 1 << 5, 0, 0),  // a two-entry node below the root collapses into it
+        (3 | 2 << 5, 0, 0),  //
+        (4 | 1 << 5, 0, 1),  // a three-entry node stays
+        (5, 0, 0),           // two entries at level 6 under single-child nodes: the root
+        (5 | 1 << 31, 0, 0), //
+        (6, 0, 2),           // the same, but level 2 also holds an entry
+        (6 | 1 << 10, 0, 2), // that entry: its node keeps a child
+        (7, 0, 0),           // a two-entry collision node collapses up to the root
+        (8, 0, 7),           // a three-entry collision node stays
+        (4 | 2 << 5 | 1 << 31, 0, 1),
+    ];
+    let mut base = HamtMap::with_hasher(IdentityState);
+    for &(hash, id, _) in &shapes {
+        base.insert(HashKey::new(hash, id), u64::from(hash));
+    }
+    base.insert(HashKey::new(4 | 3 << 5, 0), 0);
+    base.insert(HashKey::new(6 | 1 << 31, 0), 0);
+    base.insert(HashKey::new(7, 1), 0);
+    base.insert(HashKey::new(8, 1), 0);
+    base.insert(HashKey::new(8, 2), 0);
+    base.check_invariants();
+
+    for &(hash, id, level) in &shapes {
+        let key = HashKey::new(hash, id);
+        let value = u64::from(hash);
+        let mut map = base.clone();
+        let Entry::Occupied(entry) = map.entry(key) else {
+            panic!("{key:?} is in the map");
+        };
+        assert_eq!(entry.anchor_shift, level * crate::node::BITS, "{key:?}");
+        assert_eq!(*entry.get(), value);
+        if level == 0 {
+            // Nothing above the root to copy: a read-only entry leaves the map shared.
+            assert!(map.ptr_eq(&base), "{key:?}");
+        }
+
+        let Entry::Occupied(mut entry) = map.entry(key) else {
+            unreachable!()
+        };
+        assert_eq!(entry.insert(value + 1), value);
+        *entry.get_mut() += 1;
+        assert_eq!(*entry.get(), value + 2);
+        map.check_invariants();
+        assert_eq!(map[&key], value + 2);
+        assert_eq!(base[&key], value, "the clone keeps its value");
+
+        let Entry::Occupied(entry) = map.entry(key) else {
+            unreachable!()
+        };
+        assert_eq!(entry.remove_entry(), (key, value + 2));
+        map.check_invariants();
+        assert_eq!(map.len(), base.len() - 1);
+        assert_eq!(map.get(&key), None);
+        assert_eq!(base[&key], value);
+        base.check_invariants();
+    }
+
+    // Removing the last entry through an entry empties the map.
+    let mut one = HamtMap::with_hasher(IdentityState);
+    one.insert(HashKey::new(9, 0), 1);
+    if let Entry::Occupied(entry) = one.entry(HashKey::new(9, 0)) {
+        assert_eq!(entry.remove(), 1);
+    }
+    assert!(one.is_empty() && one.root.is_none());
+    one.check_invariants();
+}

@@ -9,11 +9,11 @@ use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 
 use common::{
-    Change, assert_same_changes, build, check_against_model, model_diff, model_union,
-    sorted_changes,
+    Change, CountingState, assert_same_changes, build, check_against_model, model_diff,
+    model_union, sorted_changes,
 };
-use hamt::HamtMap;
 use hamt::testing::{HashKey, IdentityState, MaskedState};
+use hamt::{DiffItem, HamtMap};
 use proptest::prelude::*;
 use proptest::test_runner::RngAlgorithm;
 
@@ -40,10 +40,10 @@ fn assert_one_change<K, V, S>(
     S: BuildHasher,
 {
     for (from, to, want) in [(old, new, expected.clone()), (new, old, inverse(&expected))] {
-        let diff = from.diff(to);
+        let mut diff = from.diff(to);
+        assert_eq!(sorted_changes(&mut diff), std::slice::from_ref(&want));
+        // The diff is lazy: count the nodes it opened once it is exhausted.
         let visited = diff.nodes_visited();
-        assert_eq!(diff.len(), 1);
-        assert_eq!(sorted_changes(diff), std::slice::from_ref(&want));
         assert!(
             (1..=MAX_DEPTH).contains(&visited),
             "{want:?} opened {visited} nodes (len {})",
@@ -71,9 +71,9 @@ fn one_edit_successors<S: BuildHasher + Clone>(hasher: S, n: u64) {
     assert_one_change(&base, &edited, Change::Changed(n - 1, n - 1, n));
 
     let same = base.clone();
-    let diff = base.diff(&same);
+    let mut diff = base.diff(&same);
     assert_eq!(
-        (diff.len(), diff.nodes_visited()),
+        (diff.by_ref().count(), diff.nodes_visited()),
         (0, 0),
         "a map against its clone"
     );
@@ -139,6 +139,49 @@ fn diff_against_an_empty_map_lists_everything() {
         model_diff(&model, &HashMap::new())
     );
     assert_eq!(empty.diff(&empty).count(), 0);
+}
+
+/// The diff is lazy: the first item of a diff between two large maps that differ in many
+/// places costs a walk down to one difference, not a comparison of everything. Measured in
+/// node pairs opened and in keys hashed (each removal is confirmed by one lookup).
+#[test]
+fn the_first_item_of_a_large_diff_does_not_walk_everything() {
+    let n: u64 = if cfg!(miri) { 3_000 } else { 60_000 };
+    let state = CountingState::new();
+    let (old, _) = build(state.clone(), (0..n).map(|i| (i, i)));
+    let mut new = old.clone();
+    for i in (0..n).step_by(3) {
+        new.remove(&i);
+    }
+    let removed = n.div_ceil(3) as usize;
+
+    state.take_calls();
+    let mut diff = old.diff(&new);
+    assert_eq!(state.take_calls(), 0, "creating a diff hashes nothing");
+    assert!(matches!(diff.next(), Some(DiffItem::Removed(..))));
+    let (first_hashes, first_nodes) = (state.take_calls(), diff.nodes_visited());
+    assert!(
+        first_hashes <= 1,
+        "the first item hashed {first_hashes} keys"
+    );
+    assert!(
+        (1..=MAX_DEPTH).contains(&first_nodes),
+        "the first item opened {first_nodes} node pairs"
+    );
+
+    assert_eq!(diff.by_ref().count(), removed - 1);
+    let (all_hashes, all_nodes) = (state.take_calls(), diff.nodes_visited());
+    // The whole walk: one confirming lookup per removal, and a node pair per changed node.
+    assert!(all_hashes + first_hashes >= removed);
+    assert!(
+        all_nodes > 50 * first_nodes,
+        "the full diff opened {all_nodes} node pairs, the first item {first_nodes}"
+    );
+    // A diff that is dropped early does no more work.
+    let mut partial = old.diff(&new);
+    assert!(partial.nth(9).is_some());
+    assert!(state.take_calls() <= 10);
+    assert!(partial.nodes_visited() < all_nodes / 10);
 }
 
 /// `old.diff(new)`, `old.union(new)`, `old.merge(new)` and `==` against the models.

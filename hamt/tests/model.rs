@@ -45,6 +45,8 @@ enum Op {
     EntryOrInsert(u16, u32),
     EntryAndModify(u16),
     EntryRemove(u16),
+    /// An occupied entry read, replaced and changed through `get`, `insert` and `get_mut`.
+    EntryInsert(u16, u32),
     /// Retain with a closure that also changes values.
     Retain(u32),
     InsertIfChanged(u16, u32),
@@ -220,6 +222,24 @@ where
                     Entry::Vacant(_) => assert_eq!(expected, None),
                 }
             }
+            Op::EntryInsert(k, v) => {
+                let k = key(*k);
+                let expected = self.model.insert(k.clone(), *v);
+                match self.map.entry(k) {
+                    Entry::Occupied(mut entry) => {
+                        assert_eq!(Some(*entry.get()), expected, "OccupiedEntry::get");
+                        assert_eq!(Some(entry.insert(*v)), expected, "OccupiedEntry::insert");
+                        assert_eq!(*entry.get(), *v);
+                        *entry.get_mut() += VALUES;
+                        *entry.get_mut() -= VALUES;
+                        assert_eq!(*entry.get(), *v);
+                    }
+                    Entry::Vacant(entry) => {
+                        assert_eq!(expected, None);
+                        assert_eq!(*entry.insert(*v), *v);
+                    }
+                }
+            }
             Op::Retain(modulus) => {
                 let rule = |_: &K, v: &mut u32| {
                     *v = (*v + 1) % VALUES;
@@ -337,6 +357,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => kv.clone().prop_map(|(k, v)| Op::EntryOrInsert(k, v)),
         1 => k.clone().prop_map(Op::EntryAndModify),
         1 => k.clone().prop_map(Op::EntryRemove),
+        1 => kv.clone().prop_map(|(k, v)| Op::EntryInsert(k, v)),
         1 => (2..5u32).prop_map(Op::Retain),
         2 => kv.clone().prop_map(|(k, v)| Op::InsertIfChanged(k, v)),
         1 => Just(Op::Snapshot),
@@ -414,9 +435,10 @@ impl Arbitrary for Op {
             },
             11 => Op::Get(k(g)),
             12 => Op::GetMut(k(g), v(g)),
-            13 => match u8::arbitrary(g) % 3 {
+            13 => match u8::arbitrary(g) % 4 {
                 0 => Op::EntryOrInsert(k(g), v(g)),
                 1 => Op::EntryAndModify(k(g)),
+                2 => Op::EntryInsert(k(g), v(g)),
                 _ => Op::EntryRemove(k(g)),
             },
             14 => Op::Retain(2 + u32::arbitrary(g) % 3),

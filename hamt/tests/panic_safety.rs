@@ -559,3 +559,25 @@ fn panics_mid_owned_iteration_of_a_shared_map_leave_it_intact() {
         "every key and value is cloned once"
     );
 }
+
+#[test]
+fn panics_mid_set_operations_leave_maps_intact() {
+    let ops: [&dyn Fn(&mut Map); 3] = [
+        &|map| {
+            let other = map.without(&key(COLLIDING, 1)).update(key(9, 9), val(9));
+            assert_eq!(map.intersection(&other).len(), map.len() - 1);
+        },
+        &|map| {
+            let other = map.without(&key(COLLIDING, 1)).without(&key(65, 100));
+            assert_eq!(map.difference(&other).len(), 2);
+        },
+        &|map| {
+            let other = map.without(&key(COLLIDING, 2)).update(key(9, 9), val(9));
+            assert_eq!(map.symmetric_difference(&other).len(), 2);
+        },
+    ];
+    for op in ops {
+        let [unique, shared] = every_kind_and_sharing(&layout(), op);
+        assert!(unique.iter().chain(&shared).all(|&panics| panics >= 1));
+    }
+}

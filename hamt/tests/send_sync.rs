@@ -11,7 +11,7 @@ use std::thread;
 
 use common::check_against_model;
 use hamt::testing::{IdentityState, MaskedState};
-use hamt::{Diff, DiffItem, Entry, HamtMap, IntoIter, Iter, Keys, Values};
+use hamt::{Diff, DiffItem, Entry, HamtMap, IntoIter, Iter, IterMut, Keys, Values, ValuesMut};
 
 fn assert_send_sync<T: Send + Sync>() {}
 fn assert_send<T: Send>() {}
@@ -26,6 +26,8 @@ fn maps_and_iterators_are_send_and_sync() {
     assert_send_sync::<Keys<'static, String, Vec<u8>>>();
     assert_send_sync::<Values<'static, String, Vec<u8>>>();
     assert_send_sync::<IntoIter<String, Vec<u8>>>();
+    assert_send_sync::<IterMut<'static, String, Vec<u8>>>();
+    assert_send_sync::<ValuesMut<'static, String, Vec<u8>>>();
     assert_send_sync::<Diff<'static, String, Vec<u8>>>();
     assert_send_sync::<DiffItem<'static, String, Vec<u8>>>();
     assert_send::<Entry<'static, String, Vec<u8>, RandomState>>();

@@ -4,13 +4,47 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hamt::{Diff, DiffItem, HamtMap};
+use hamt::testing::MaskedState;
+use hamt::{DiffItem, HamtMap};
+
+/// A deterministic, well-mixed hash builder that counts how many keys it hashes (clones
+/// share the count).
+#[derive(Clone)]
+pub struct CountingState {
+    inner: MaskedState,
+    calls: Rc<Cell<usize>>,
+}
+
+impl CountingState {
+    pub fn new() -> Self {
+        CountingState {
+            inner: MaskedState::new(32),
+            calls: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// The keys hashed since the last call.
+    pub fn take_calls(&self) -> usize {
+        self.calls.replace(0)
+    }
+}
+
+impl BuildHasher for CountingState {
+    type Hasher = <MaskedState as BuildHasher>::Hasher;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.build_hasher()
+    }
+}
 
 /// Asserts that `map` is structurally valid and holds exactly the entries of `model`: same
 /// length, every model key found with its value, and iteration (borrowed, keys, values)
@@ -87,11 +121,11 @@ impl<K: Clone, V: Clone> Change<K, V> {
     }
 }
 
-/// The items of `diff`, owned and sorted.
-pub fn sorted_changes<K, V>(diff: Diff<'_, K, V>) -> Vec<Change<K, V>>
+/// The items of `diff` (a `hamt::Diff`, or a mutable borrow of one), owned and sorted.
+pub fn sorted_changes<'a, K, V>(diff: impl Iterator<Item = DiffItem<'a, K, V>>) -> Vec<Change<K, V>>
 where
-    K: Clone + Ord,
-    V: Clone + Ord,
+    K: Clone + Ord + 'a,
+    V: Clone + Ord + 'a,
 {
     let mut changes: Vec<_> = diff.map(Change::of).collect();
     changes.sort();
