@@ -26,7 +26,7 @@ use std::fmt;
 
 use crate::cache;
 use crate::context::Context;
-use crate::thread_state::{self, Frame, Left, Level};
+use crate::thread_state::{self, Frame, Level};
 
 crate::loom::thread_local_const! {
     /// The levels below each attached context, bottom to top.
@@ -116,20 +116,39 @@ impl std::error::Error for DetachError {}
 /// assert!(detach(id).is_err()); // already detached
 /// ```
 pub fn attach(context: Context) -> Result<AttachId, AttachError> {
-    let level = match thread_state::enter_level(context.frame) {
-        Ok(level) => level,
-        Err(frame) => {
-            return Err(AttachError {
-                context: Context { frame },
-            });
+    let mut given = Some(context);
+    let attached = LEVELS.try_with(|levels| {
+        let mut levels = levels.borrow_mut();
+        let frame = given
+            .take()
+            .map(|context| context.frame)
+            .unwrap_or_default();
+        // Pushing may allocate but runs no user code; the frames are then swapped in place.
+        levels.push(Level {
+            frame,
+            floor: 0,
+            snapshot: None,
+            top_id: 0,
+        });
+        let level = levels.last_mut().expect("just pushed");
+        if thread_state::enter_level(level) {
+            Ok(AttachId(level.top_id))
+        } else {
+            let level = levels.pop().expect("just pushed");
+            Err(Context { frame: level.frame })
         }
-    };
-    let id = level.top_id;
-    // Pushing may allocate but runs no user code. (Only during thread teardown can the stack
-    // be gone; the displaced context is then dropped and the attach cannot be detached.)
-    let _ = LEVELS.try_with(|levels| levels.borrow_mut().push(level));
-    cache::invalidate_all();
-    Ok(AttachId(id))
+    });
+    match attached {
+        Ok(Ok(id)) => {
+            cache::invalidate_all();
+            Ok(id)
+        }
+        Ok(Err(context)) => Err(AttachError { context }),
+        // Thread teardown: the closure never ran.
+        Err(_) => Err(AttachError {
+            context: given.take().unwrap_or_default(),
+        }),
+    }
 }
 
 /// Leaves the context made current by the [`attach`] that returned `id`, hands it back with
@@ -154,41 +173,32 @@ pub fn attach(context: Context) -> Result<AttachId, AttachError> {
 /// assert_eq!(detach(id).unwrap().get(&VAR), Some(1));
 /// ```
 pub fn detach(id: AttachId) -> Result<Context, DetachError> {
-    if id.0 == 0 || thread_state::current_top_id() != id.0 {
-        return Err(DetachError::NotCurrent);
-    }
-    // Find the level; anything above it was attached inside a scope that has ended.
-    let found = LEVELS
+    let left = LEVELS
         .try_with(|levels| {
             let mut levels = levels.borrow_mut();
-            let index = levels.iter().rposition(|level| level.top_id == id.0)?;
-            let abandoned = levels.split_off(index + 1);
+            let index = match levels.last() {
+                Some(top) if top.top_id == id.0 => levels.len() - 1,
+                // Anything above the level was attached inside a scope that has ended.
+                _ => levels.iter().rposition(|level| level.top_id == id.0)?,
+            };
+            let leftovers = thread_state::leave_level(&mut levels[index])?;
+            let abandoned = if index + 1 < levels.len() {
+                levels.split_off(index + 1)
+            } else {
+                Vec::new()
+            };
             let level = levels.pop().expect("found above");
-            Some((level, abandoned))
+            Some((level, leftovers, abandoned))
         })
         .ok()
         .flatten();
-    let Some((level, abandoned)) = found else {
+    let Some((level, leftovers, abandoned)) = left else {
         return Err(DetachError::NotCurrent);
     };
-    let left = match thread_state::leave_level(level) {
-        Ok(left) => left,
-        Err(level) => {
-            // Checked above with no user code in between; put everything back regardless.
-            let _ = LEVELS.try_with(|levels| {
-                let mut levels = levels.borrow_mut();
-                levels.push(level);
-                levels.extend(abandoned);
-            });
-            return Err(DetachError::NotCurrent);
-        }
-    };
     cache::invalidate_all();
-    let Left {
-        frame,
-        snapshot,
-        leftovers,
-    } = left;
+    let Level {
+        frame, snapshot, ..
+    } = level;
     let context = Context { frame };
     // The one place this module asks whether a borrowed value may be in use: if so, nothing
     // that may hold it is dropped before the borrow ends.

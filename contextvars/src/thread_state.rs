@@ -359,8 +359,10 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
     f()
 }
 
-/// What a non-scoped attach (`crate::attach`) displaced: the frame, floor and cached snapshot
-/// of the level below, and the id given to the attached frame's top logical context.
+/// One non-scoped attach (`crate::attach`): before `enter_level`, the frame to attach; while
+/// attached, the frame, floor and cached snapshot of the level below, and the id of the
+/// attached frame's top logical context; after `leave_level`, the frame that was attached
+/// and its stale snapshot.
 pub(crate) struct Level {
     pub(crate) frame: Frame,
     pub(crate) floor: usize,
@@ -368,75 +370,41 @@ pub(crate) struct Level {
     pub(crate) top_id: u64,
 }
 
-/// Makes `frame` the current context at a new level (the entry half of `run_in_frame`, without
-/// a scope). Returns what it displaced, or gives `frame` back during thread teardown. Runs no
+/// Makes `level.frame` the current context at a new level, keeping the displaced one in
+/// `level` (swapped in place). `false`, with nothing changed, during thread teardown. Runs no
 /// user code: nothing is dropped.
-pub(crate) fn enter_level(frame: Frame) -> Result<Level, Frame> {
-    let mut slot = Some(frame);
-    let level = with_state(|ts| {
-        let mut frame = slot.take().expect("taken once");
-        ts.frame.swap(&mut frame);
-        let top_id = ts.frame.top.ensure_id();
-        Level {
-            frame,
-            floor: mem::replace(&mut ts.floor, ts.pushed.len()),
-            snapshot: ts.snapshot.take(),
-            top_id,
+#[inline]
+pub(crate) fn enter_level(level: &mut Level) -> bool {
+    with_state(|ts| {
+        ts.frame.swap(&mut level.frame);
+        level.top_id = ts.frame.top.ensure_id();
+        level.floor = mem::replace(&mut ts.floor, ts.pushed.len());
+        mem::swap(&mut ts.snapshot, &mut level.snapshot);
+    })
+    .is_some()
+}
+
+/// Reinstalls what `level` saved if the current topmost logical context is the one `level`
+/// attached, leaving the attached frame and its stale snapshot in `level`, and returns the
+/// logical contexts left pushed above the level's floor (normally none). `None`, with
+/// nothing changed, otherwise. Runs no user code: the caller drops or retires what it gets.
+#[inline]
+pub(crate) fn leave_level(level: &mut Level) -> Option<Vec<LogicalContext>> {
+    with_state(|ts| {
+        if ts.frame.top.id != level.top_id || level.top_id == 0 {
+            return None;
         }
-    });
-    match level {
-        Some(level) => Ok(level),
-        None => Err(slot.take().unwrap_or_default()),
-    }
-}
-
-/// The id of the current topmost logical context (0 if it has none yet, or during teardown).
-pub(crate) fn current_top_id() -> u64 {
-    with_state(|ts| ts.frame.top.id).unwrap_or(0)
-}
-
-/// What `leave_level` hands back: the frame that was current, its cached snapshot, and any
-/// logical contexts left pushed above the level's floor. The caller drops or retires them
-/// outside the state's borrow.
-pub(crate) struct Left {
-    pub(crate) frame: Frame,
-    pub(crate) snapshot: Option<ExecutionContext>,
-    pub(crate) leftovers: Vec<LogicalContext>,
-}
-
-/// Reinstalls `saved` if the current topmost logical context is the one `saved` was made for;
-/// otherwise changes nothing and gives `saved` back. Runs no user code.
-pub(crate) fn leave_level(saved: Level) -> Result<Left, Level> {
-    let mut slot = Some(saved);
-    let left = with_state(|ts| {
-        let saved = slot.take().expect("taken once");
-        if ts.frame.top.id != saved.top_id || saved.top_id == 0 {
-            return Err(saved);
-        }
-        let Level {
-            mut frame,
-            floor,
-            snapshot,
-            ..
-        } = saved;
-        ts.frame.swap(&mut frame);
+        ts.frame.swap(&mut level.frame);
         let leftovers = if ts.pushed.len() > ts.floor {
             ts.pushed.split_off(ts.floor)
         } else {
             Vec::new()
         };
-        ts.floor = floor;
-        let stale = mem::replace(&mut ts.snapshot, snapshot);
-        Ok(Left {
-            frame,
-            snapshot: stale,
-            leftovers,
-        })
-    });
-    match left {
-        Some(result) => result,
-        None => Err(slot.take().expect("not taken during teardown")),
-    }
+        ts.floor = level.floor;
+        mem::swap(&mut ts.snapshot, &mut level.snapshot);
+        Some(leftovers)
+    })
+    .flatten()
 }
 
 /// Keeps `snapshot` alive until the outermost open borrow on this thread ends. Only for

@@ -24,7 +24,7 @@
 //! | other runtimes, `futures::executor`, threads | not this runtime | [`carry`], [`crate::thread`], [`crate::task_context`] |
 //!
 //! A hook set on the builder after `propagate` replaces ours; pass your own hooks to
-//! [`propagate_with`] to have them chained.
+//! `propagate_with` (which exists with the flag) to have them chained.
 
 use std::future::Future;
 

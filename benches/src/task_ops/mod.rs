@@ -231,6 +231,15 @@ pub fn cases() -> Vec<Case<Op>> {
             live,
             |live| Box::new(RuntimePolls::new(live, Mode::Hooks)),
         ),
+        #[cfg(tokio_unstable)]
+        Case::new(
+            Op::RuntimePoll,
+            Tokio,
+            "empty_hooks",
+            "plain task, runtime with 4 empty hooks",
+            live,
+            |live| Box::new(RuntimePolls::new(live, Mode::EmptyHooks)),
+        ),
         Case::new(
             Op::RuntimePoll,
             Ours,
@@ -262,6 +271,15 @@ pub fn cases() -> Vec<Case<Op>> {
             "`exec_context::tokio::spawn(f).await`",
             live,
             |live| Box::new(SpawnJoin::new(live, spawns::ours_spawn)),
+        ),
+        #[cfg(tokio_unstable)]
+        Case::new(
+            Op::SpawnJoin,
+            Tokio,
+            "empty_hooks",
+            "`tokio::spawn(f).await`, runtime with 4 empty hooks",
+            live,
+            |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::EmptyHooks)),
         ),
         #[cfg(tokio_unstable)]
         Case::new(

@@ -19,6 +19,9 @@ pub enum Mode {
     Bare,
     /// A runtime with `propagate`, a plain task (needs `--cfg tokio_unstable`).
     Hooks,
+    /// A runtime with four task hooks that do nothing, a plain task: tokio's own cost of
+    /// having hooks (needs `--cfg tokio_unstable`).
+    EmptyHooks,
     /// A plain runtime, the task wrapped with `in_current_context`.
     Wrapper,
     /// A plain runtime, the task wrapped with tokio's `TASK_VALUE.scope`.
@@ -31,8 +34,26 @@ pub const HOOKS_AVAILABLE: bool = cfg!(tokio_unstable);
 fn runtime(mode: Mode) -> Runtime {
     let mut builder = Builder::new_current_thread();
     #[cfg(tokio_unstable)]
-    if mode == Mode::Hooks {
-        exec_context::tokio::propagate(&mut builder);
+    match mode {
+        Mode::Hooks => {
+            exec_context::tokio::propagate(&mut builder);
+        }
+        Mode::EmptyHooks => {
+            builder
+                .on_task_spawn(|meta| {
+                    black_box(meta);
+                })
+                .on_before_task_poll(|meta| {
+                    black_box(meta);
+                })
+                .on_after_task_poll(|meta| {
+                    black_box(meta);
+                })
+                .on_task_terminate(|meta| {
+                    black_box(meta);
+                });
+        }
+        _ => {}
     }
     #[cfg(not(tokio_unstable))]
     let _ = mode;
@@ -47,7 +68,7 @@ where
 {
     use exec_context::FutureExt as _;
     match mode {
-        Mode::Bare | Mode::Hooks => tokio::spawn(future),
+        Mode::Bare | Mode::Hooks | Mode::EmptyHooks => tokio::spawn(future),
         Mode::Wrapper => tokio::spawn(future.in_current_context()),
         Mode::TokioScope => tokio::spawn(TASK_VALUE.scope(2, future)),
     }
