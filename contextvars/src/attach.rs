@@ -115,6 +115,7 @@ impl std::error::Error for DetachError {}
 /// assert_eq!(task.get(&USER), Some("task"));
 /// assert!(detach(id).is_err()); // already detached
 /// ```
+#[inline]
 pub fn attach(context: Context) -> Result<AttachId, AttachError> {
     let mut given = Some(context);
     let attached = LEVELS.try_with(|levels| {
@@ -172,6 +173,7 @@ pub fn attach(context: Context) -> Result<AttachId, AttachError> {
 /// VAR.set(1);
 /// assert_eq!(detach(id).unwrap().get(&VAR), Some(1));
 /// ```
+#[inline]
 pub fn detach(id: AttachId) -> Result<Context, DetachError> {
     let left = LEVELS
         .try_with(|levels| {
@@ -203,16 +205,7 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
     // The one place this module asks whether a borrowed value may be in use: if so, nothing
     // that may hold it is dropped before the borrow ends.
     if cache::must_retire() {
-        thread_state::retire(context.execution_context());
-        if let Some(snapshot) = snapshot {
-            thread_state::retire(snapshot);
-        }
-        for lc in leftovers {
-            thread_state::retire(crate::ExecutionContext::new().with_layer(lc.map));
-        }
-        for level in abandoned {
-            retire_level(level);
-        }
+        retire_detached(&context, snapshot, leftovers, abandoned);
     } else {
         // Dropped here, outside every borrow of the thread state (a value's `Drop` may panic;
         // the state is already consistent).
@@ -221,6 +214,27 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
         drop(abandoned);
     }
     Ok(context)
+}
+
+/// A borrow is open: keep everything `detach` displaced alive until it ends.
+#[cold]
+#[inline(never)]
+fn retire_detached(
+    context: &Context,
+    snapshot: Option<crate::ExecutionContext>,
+    leftovers: Vec<crate::LogicalContext>,
+    abandoned: Vec<Level>,
+) {
+    thread_state::retire(context.execution_context());
+    if let Some(snapshot) = snapshot {
+        thread_state::retire(snapshot);
+    }
+    for lc in leftovers {
+        thread_state::retire(crate::ExecutionContext::new().with_layer(lc.map));
+    }
+    for level in abandoned {
+        retire_level(level);
+    }
 }
 
 fn retire_level(level: Level) {

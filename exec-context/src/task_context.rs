@@ -144,6 +144,7 @@ impl TaskContext {
     ///
     /// [`TaskContextError::AlreadyEntered`], or [`TaskContextError::ThreadExiting`] during
     /// thread teardown. Nothing changes on error.
+    #[inline]
     pub fn enter(&mut self) -> Result<(), TaskContextError> {
         if self.entered.is_some() {
             return Err(TaskContextError::AlreadyEntered);
@@ -168,6 +169,7 @@ impl TaskContext {
     /// [`TaskContextError::NotEntered`], or [`TaskContextError::NotCurrent`] if this is not
     /// the thread and scope level of the `enter`. Nothing changes on error (the context stays
     /// entered and a later `exit` in the right place succeeds).
+    #[inline]
     pub fn exit(&mut self) -> Result<(), TaskContextError> {
         let id = self.entered.ok_or(TaskContextError::NotEntered)?;
         let context = detach(id).map_err(|_| TaskContextError::NotCurrent)?;
