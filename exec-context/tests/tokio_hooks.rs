@@ -388,3 +388,24 @@ fn a_real_server_sees_the_value_set_before_serving_and_keeps_requests_apart() {
     drop(runtime);
     assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_spawn_onto_a_shut_down_runtime_captures_nothing_that_could_leak() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (runtime, _) = runtime(Some(1));
+    let handle = runtime.handle().clone();
+    runtime.shutdown_background();
+    std::thread::spawn(move || {
+        let token = HELD.set(Counter(drops.clone()));
+        // tokio terminates the task at once, before its spawn hook runs.
+        let task = handle.spawn(async { HELD.with(|held| held.is_some()) });
+        HELD.reset(&token).unwrap();
+        drop(token);
+        // The handle (and so the runtime's hooks) is still alive: nothing holds the value.
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(task);
+        drop(handle);
+    })
+    .join()
+    .unwrap();
+}
