@@ -394,7 +394,8 @@ fn a_spawn_onto_a_shut_down_runtime_captures_nothing_that_could_leak() {
     let drops = Arc::new(AtomicUsize::new(0));
     let (runtime, _) = runtime(Some(1));
     let handle = runtime.handle().clone();
-    runtime.shutdown_background();
+    // Waits for the workers, which close the task list on their way out.
+    runtime.shutdown_timeout(Duration::from_secs(30));
     std::thread::spawn(move || {
         let token = HELD.set(Counter(drops.clone()));
         // tokio terminates the task at once, before its spawn hook runs.
