@@ -18,7 +18,8 @@
 //! task sets is seen by the next task polled on the same thread. A task that moves between
 //! threads carries its context with it, since the context lives in the `TaskContext`, not
 //! in a thread. Entering and exiting move the context in and out of the thread (no
-//! allocation, no atomic operation). `crate::tokio::propagate` (with `--cfg tokio_unstable`)
+//! allocation, no reference counting; a task's first entry takes an id from a process-wide
+//! counter, which later tokens check). `crate::tokio::propagate` (with `--cfg tokio_unstable`)
 //! is built on this, and `crate::async_executor` (feature `async-executor`) shows it on a
 //! second executor.
 //!
