@@ -36,7 +36,7 @@ use crate::var::ContextVar;
 /// ```
 #[derive(Default)]
 pub struct Context {
-    frame: Frame,
+    pub(crate) frame: Frame,
 }
 
 impl Context {

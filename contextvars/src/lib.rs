@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod attach;
 mod cache;
 mod context;
 pub mod docs;
@@ -61,6 +62,7 @@ mod logical;
 mod loom;
 #[cfg(all(test, loom))]
 mod loom_models;
+mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod thread_state;
@@ -69,11 +71,13 @@ mod value;
 mod var;
 pub mod watch;
 
+pub use attach::{AttachError, AttachId, DetachError, attach, detach};
 pub use context::{Context, copy_context};
 pub use entries::{AnyValue, Iter};
 pub use error::{LookupError, TokenError};
 pub use execution::{EC_LEN_MAX, ExecutionContext};
 pub use logical::LogicalContext;
+pub use scope::{ScopeFuture, SetGuard};
 pub use token::Token;
 pub use value::{VarId, VarInfo};
 pub use var::ContextVar;

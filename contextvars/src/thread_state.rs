@@ -120,16 +120,6 @@ fn retire(retired: Retired) {
     let _ = with_state(|ts| ts.retired.push(retired));
 }
 
-/// Drops `snapshot`, a context handed out of the thread state, unless a borrow is open on
-/// this thread (which may lend one of its values): then it is kept until the outermost
-/// borrow ends.
-#[allow(dead_code, reason = "for contexts handed out by a non-scoped exit")]
-pub(crate) fn dispose_snapshot(snapshot: ExecutionContext) {
-    if cache::must_retire_any() {
-        retire(Retired::Snapshot(snapshot));
-    }
-}
-
 /// Releases retired values once the last borrow ended (called by `cache`).
 ///
 /// Every retired value is dropped even if a `Drop` panics. The first panic is passed on once
@@ -453,4 +443,58 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
     // Every value of the stale snapshot is still installed: dropping it frees none of them.
     drop(stale);
     f()
+}
+
+/// One non-scoped attach (`crate::attach`): before `enter_level`, the frame to attach; while
+/// attached, the frame, floor and cached snapshot of the level below, and the id of the
+/// attached frame's top logical context; after `leave_level`, the frame that was attached
+/// and its stale snapshot.
+pub(crate) struct Level {
+    pub(crate) frame: Frame,
+    pub(crate) floor: usize,
+    pub(crate) snapshot: Option<ExecutionContext>,
+    pub(crate) top_id: u64,
+}
+
+/// Makes `level.frame` the current context at a new level, keeping the displaced one in
+/// `level` (swapped in place). `false`, with nothing changed, during thread teardown. Runs no
+/// user code: nothing is dropped.
+#[inline]
+pub(crate) fn enter_level(level: &mut Level) -> bool {
+    with_state(|ts| {
+        ts.frame.swap(&mut level.frame);
+        level.top_id = ts.frame.top.ensure_id();
+        level.floor = mem::replace(&mut ts.floor, ts.pushed.len());
+        mem::swap(&mut ts.snapshot, &mut level.snapshot);
+    })
+    .is_some()
+}
+
+/// Reinstalls what `level` saved if the current topmost logical context is the one `level`
+/// attached, leaving the attached frame and its stale snapshot in `level`, and returns the
+/// logical contexts left pushed above the level's floor (normally none). `None`, with
+/// nothing changed, otherwise. Runs no user code: the caller drops or retires what it gets.
+#[inline]
+pub(crate) fn leave_level(level: &mut Level) -> Option<Vec<LogicalContext>> {
+    with_state(|ts| {
+        if ts.frame.top.id != level.top_id || level.top_id == 0 {
+            return None;
+        }
+        ts.frame.swap(&mut level.frame);
+        let leftovers = if ts.pushed.len() > ts.floor {
+            ts.pushed.split_off(ts.floor)
+        } else {
+            Vec::new()
+        };
+        ts.floor = level.floor;
+        mem::swap(&mut ts.snapshot, &mut level.snapshot);
+        Some(leftovers)
+    })
+    .flatten()
+}
+
+/// Keeps `snapshot` alive until the outermost open borrow on this thread ends. Only for
+/// callers that were told to retire by `cache::must_retire_any`.
+pub(crate) fn retire_snapshot(snapshot: ExecutionContext) {
+    retire(Retired::Snapshot(snapshot));
 }

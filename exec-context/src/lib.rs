@@ -9,7 +9,8 @@
 //! | callback | a snapshot at scheduling | [`bind`], [`bind_to`] |
 //! | thread | empty, inherited or given | [`thread::spawn`], [`thread::Builder`] |
 //! | pool job | a snapshot at submission | [`thread::job`], [`crate::rayon`] (feature) |
-//! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature) |
+//! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature; every task of a runtime with `--cfg tokio_unstable`) |
+//! | task of any executor, without a wrapper | a snapshot at spawn, entered per poll | [`task_context::TaskContext`] (the executor-author API) |
 //! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
 //! | interpreter | a context state of its own per thread, `__main__`, queues and channels | [`interpreters`] |
 //!
@@ -43,6 +44,8 @@
 #![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "async-executor")]
+pub mod async_executor;
 pub mod fiber;
 mod generator;
 pub mod interpreters;
@@ -50,6 +53,7 @@ mod iter;
 #[cfg(feature = "rayon")]
 pub mod rayon;
 mod task;
+pub mod task_context;
 pub mod thread;
 #[cfg(feature = "tokio")]
 pub mod tokio;

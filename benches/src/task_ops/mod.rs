@@ -6,6 +6,7 @@
 pub mod generators;
 pub mod iters;
 pub mod polls;
+pub mod runtime;
 pub mod spawns;
 
 use exec_context::FutureExt as _;
@@ -15,6 +16,7 @@ use crate::cases::{Case, CaseOp, Contender, Repeat};
 use crate::live::{NoContext, OtelLive, OursLive, TASK_VALUE, TokioLive};
 use generators::GenMode;
 use polls::Polls;
+use runtime::{Mode, RuntimePolls};
 use spawns::SpawnJoin;
 
 /// Variables live in the current context (and in every context the work starts from).
@@ -29,6 +31,8 @@ pub enum Op {
     IterChain,
     /// Poll a future through a context-carrying wrapper.
     Poll,
+    /// Poll a tokio task that yields, on a current-thread runtime.
+    RuntimePoll,
     /// Spawn a ready task on a current-thread tokio runtime and await it.
     SpawnJoin,
     /// Switch to a fiber and back.
@@ -37,10 +41,11 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::GenResume,
         Self::IterChain,
         Self::Poll,
+        Self::RuntimePoll,
         Self::SpawnJoin,
         Self::FiberSwitch,
     ];
@@ -52,6 +57,7 @@ impl CaseOp for Op {
             Self::GenResume => "generator resume",
             Self::IterChain => "iterator chain, 5 stages",
             Self::Poll => "task poll wrapper",
+            Self::RuntimePoll => "tokio task poll, runtime hooks",
             Self::SpawnJoin => "tokio spawn + join",
             Self::FiberSwitch => "fiber switch",
         }
@@ -62,6 +68,7 @@ impl CaseOp for Op {
             Self::GenResume => "gen_resume",
             Self::IterChain => "iter_chain",
             Self::Poll => "poll",
+            Self::RuntimePoll => "runtime_poll",
             Self::SpawnJoin => "spawn_join",
             Self::FiberSwitch => "fiber_switch",
         }
@@ -72,6 +79,7 @@ impl CaseOp for Op {
             Self::GenResume => "ns per resume",
             Self::IterChain => "ns per element",
             Self::Poll => "ns per poll",
+            Self::RuntimePoll => "ns per poll",
             Self::SpawnJoin => "ns per spawn + join",
             Self::FiberSwitch => "ns per switch",
         }
@@ -99,10 +107,20 @@ impl CaseOp for Op {
                  task-local), opentelemetry `f.with_context(cx)` (clones and attaches its \
                  context per poll)."
             }
+            Self::RuntimePoll => {
+                "One tokio task that loops on `yield_now().await` on a current-thread runtime; \
+                 per yield (one poll each), timed inside the task. The baseline is a plain \
+                 task on a plain runtime; `hooks` the same plain task on a runtime built with \
+                 `exec_context::tokio::propagate` (task hooks enter and exit the task's \
+                 context around every poll; needs `--cfg tokio_unstable`); beside them the \
+                 task wrapped with `.in_current_context()` and with tokio's `KEY.scope(v, f)`."
+            }
             Self::SpawnJoin => {
                 "`spawn(ready(1)).await` in `block_on` on a current-thread runtime, with 10 \
                  variables in the spawner's context: `tokio::spawn` against \
-                 `exec_context::tokio::spawn`, which snapshots the context and wraps the task."
+                 `exec_context::tokio::spawn`, which snapshots the context and wraps the task, \
+                 and against plain `tokio::spawn` on a runtime built with `propagate` (the \
+                 spawn hook snapshots the context; needs `--cfg tokio_unstable`)."
             }
             Self::FiberSwitch => {
                 "Two fibers whose bodies only yield, switched to in turn from the driver; per \
@@ -197,6 +215,48 @@ pub fn cases() -> Vec<Case<Op>> {
             },
         ),
         Case::new(
+            Op::RuntimePoll,
+            Baseline,
+            "bare",
+            "plain task, plain runtime",
+            live,
+            |live| Box::new(RuntimePolls::new(live, Mode::Bare)),
+        ),
+        #[cfg(tokio_unstable)]
+        Case::new(
+            Op::RuntimePoll,
+            Ours,
+            "hooks",
+            "plain task, `propagate` runtime",
+            live,
+            |live| Box::new(RuntimePolls::new(live, Mode::Hooks)),
+        ),
+        #[cfg(tokio_unstable)]
+        Case::new(
+            Op::RuntimePoll,
+            Tokio,
+            "empty_hooks",
+            "plain task, runtime with 4 empty hooks",
+            live,
+            |live| Box::new(RuntimePolls::new(live, Mode::EmptyHooks)),
+        ),
+        Case::new(
+            Op::RuntimePoll,
+            Ours,
+            "in_current_context",
+            "`f.in_current_context()`, plain runtime",
+            live,
+            |live| Box::new(RuntimePolls::new(live, Mode::Wrapper)),
+        ),
+        Case::new(
+            Op::RuntimePoll,
+            Tokio,
+            "scope",
+            "`KEY.scope(v, f)`, plain runtime",
+            live,
+            |live| Box::new(RuntimePolls::new(live, Mode::TokioScope)),
+        ),
+        Case::new(
             Op::SpawnJoin,
             Tokio,
             "tokio_spawn",
@@ -211,6 +271,24 @@ pub fn cases() -> Vec<Case<Op>> {
             "`exec_context::tokio::spawn(f).await`",
             live,
             |live| Box::new(SpawnJoin::new(live, spawns::ours_spawn)),
+        ),
+        #[cfg(tokio_unstable)]
+        Case::new(
+            Op::SpawnJoin,
+            Tokio,
+            "empty_hooks",
+            "`tokio::spawn(f).await`, runtime with 4 empty hooks",
+            live,
+            |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::EmptyHooks)),
+        ),
+        #[cfg(tokio_unstable)]
+        Case::new(
+            Op::SpawnJoin,
+            Ours,
+            "hooks",
+            "`tokio::spawn(f).await`, `propagate` runtime",
+            live,
+            |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::Hooks)),
         ),
         Case::new(
             Op::FiberSwitch,

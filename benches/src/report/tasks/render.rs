@@ -28,6 +28,10 @@ pub fn markdown(results: &TaskResults, settings: Settings) -> String {
     out
 }
 
+/// Said where the runtime-hook rows would be, in a build without the cfg.
+const HOOKS_MISSING: &str = "The runtime-hooks rows (`exec_context::tokio::propagate`) need \
+     `RUSTFLAGS=\"--cfg tokio_unstable\"`; this build has no such flag.";
+
 /// Figures derived from several cases of `op`, shown under its table.
 fn notes(results: &TaskResults, op: Op) -> Vec<String> {
     let mut notes = Vec::new();
@@ -45,12 +49,32 @@ fn notes(results: &TaskResults, op: Op) -> Vec<String> {
                 ));
             }
         }
+        Op::RuntimePoll => {
+            if let Some((_, _, extra)) = targets::over_baseline(results, op, "hooks") {
+                notes.push(format!(
+                    "Runtime-level propagation adds {} ns per poll.",
+                    format_ns(extra)
+                ));
+            }
+            if !crate::task_ops::runtime::HOOKS_AVAILABLE {
+                notes.push(HOOKS_MISSING.to_owned());
+            }
+        }
         Op::SpawnJoin => {
             if let Some(extra) = targets::spawn_overhead(results) {
                 notes.push(format!(
                     "Carrying the context adds {} ns per spawn + join.",
                     format_ns(extra)
                 ));
+            }
+            if let Some((_, _, extra)) = targets::hooks_spawn_overhead(results) {
+                notes.push(format!(
+                    "Runtime-level propagation adds {} ns per spawn + join.",
+                    format_ns(extra)
+                ));
+            }
+            if !crate::task_ops::runtime::HOOKS_AVAILABLE {
+                notes.push(HOOKS_MISSING.to_owned());
             }
         }
         _ => {}

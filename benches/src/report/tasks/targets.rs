@@ -17,6 +17,13 @@ pub const CHAIN_RATIO: f64 = 1.02;
 /// Extra time per poll of `in_current_context` over the bare future, in ns.
 pub const POLL_OVERHEAD_NS: f64 = 12.0;
 
+/// Extra time per poll of a plain task on a runtime with `propagate` (the task hooks) over
+/// the same task on a plain runtime, in ns (issue 16).
+pub const HOOKS_POLL_OVERHEAD_NS: f64 = 15.0;
+/// Extra time per spawn + join of a plain task on a runtime with `propagate` over
+/// `tokio::spawn` on a plain runtime, in ns (issue 16).
+pub const HOOKS_SPAWN_OVERHEAD_NS: f64 = 100.0;
+
 /// Stages wrapped in the iterator chain.
 pub const CHAIN_STAGES: f64 = 5.0;
 
@@ -34,8 +41,21 @@ pub fn spawn_overhead(results: &TaskResults) -> Option<f64> {
     Some(ours - tokio)
 }
 
+/// Plain `tokio::spawn` on a `propagate` runtime minus `tokio::spawn` on a plain one.
+pub fn hooks_spawn_overhead(results: &TaskResults) -> Option<(f64, f64, f64)> {
+    let hooks = results.ns(Op::SpawnJoin, Ours, "hooks", LIVE_VARS)?;
+    let tokio = results.ns(Op::SpawnJoin, Tokio, "tokio_spawn", LIVE_VARS)?;
+    Some((hooks, tokio, hooks - tokio))
+}
+
 fn difference_detail(figures: Option<(f64, f64, f64)>) -> Option<String> {
     figures.map(|(ours, baseline, _)| format!("{} − {}", format_ns(ours), format_ns(baseline)))
+}
+
+/// Why the runtime-hook rows are missing from a build without the cfg.
+fn needs_unstable() -> Option<String> {
+    (!crate::task_ops::runtime::HOOKS_AVAILABLE)
+        .then(|| "needs `RUSTFLAGS=\"--cfg tokio_unstable\"`".to_owned())
 }
 
 fn with_detail(check: Check, detail: Option<String>) -> Check {
@@ -51,6 +71,8 @@ pub fn evaluate(results: &TaskResults) -> Vec<Check> {
     let non_empty = over_baseline(results, Op::GenResume, "non_empty_lc");
     let chain = over_baseline(results, Op::IterChain, "with_logical_context");
     let poll = over_baseline(results, Op::Poll, "in_current_context");
+    let hooks_poll = over_baseline(results, Op::RuntimePoll, "hooks");
+    let hooks_spawn = hooks_spawn_overhead(results);
     let allocations = |op: Op, contender, variant: &str| {
         results
             .case(op, contender, variant, LIVE_VARS)
@@ -106,6 +128,24 @@ pub fn evaluate(results: &TaskResults) -> Vec<Check> {
                 Unit::Ns,
             ),
             difference_detail(poll),
+        ),
+        with_detail(
+            Check::new(
+                "tokio task poll: runtime hooks (`propagate`) over the plain task",
+                hooks_poll.map(|figures| figures.2),
+                HOOKS_POLL_OVERHEAD_NS,
+                Unit::Ns,
+            ),
+            difference_detail(hooks_poll).or_else(needs_unstable),
+        ),
+        with_detail(
+            Check::new(
+                "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
+                hooks_spawn.map(|figures| figures.2),
+                HOOKS_SPAWN_OVERHEAD_NS,
+                Unit::Ns,
+            ),
+            difference_detail(hooks_spawn).or_else(needs_unstable),
         ),
         Check::new(
             "task poll: `in_current_context` allocates nothing per poll",

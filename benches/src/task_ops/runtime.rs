@@ -1,0 +1,168 @@
+//! Task polls and spawns on a real tokio runtime, with and without runtime-level propagation
+//! (`exec_context::tokio::propagate`, which exists only with `--cfg tokio_unstable`).
+
+use std::future::{Future, ready};
+use std::hint::black_box;
+use std::time::Duration;
+
+use tokio::runtime::{Builder, Runtime};
+use tokio::task::yield_now;
+
+use crate::clock::thread_cpu_time;
+use crate::harness::Routine;
+use crate::live::{Live, OursLive, TASK_VALUE};
+
+/// How a task is made and which runtime runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A plain runtime, a plain task.
+    Bare,
+    /// A runtime with `propagate`, a plain task (needs `--cfg tokio_unstable`).
+    Hooks,
+    /// A runtime with four task hooks that do nothing, a plain task: tokio's own cost of
+    /// having hooks (needs `--cfg tokio_unstable`).
+    EmptyHooks,
+    /// A plain runtime, the task wrapped with `in_current_context`.
+    Wrapper,
+    /// A plain runtime, the task wrapped with tokio's `TASK_VALUE.scope`.
+    TokioScope,
+}
+
+/// Whether this build can measure [`Mode::Hooks`].
+pub const HOOKS_AVAILABLE: bool = cfg!(tokio_unstable);
+
+fn runtime(mode: Mode) -> Runtime {
+    let mut builder = Builder::new_current_thread();
+    #[cfg(tokio_unstable)]
+    match mode {
+        Mode::Hooks => {
+            exec_context::tokio::propagate(&mut builder);
+        }
+        Mode::EmptyHooks => {
+            builder
+                .on_task_spawn(|meta| {
+                    black_box(meta);
+                })
+                .on_before_task_poll(|meta| {
+                    black_box(meta);
+                })
+                .on_after_task_poll(|meta| {
+                    black_box(meta);
+                })
+                .on_task_terminate(|meta| {
+                    black_box(meta);
+                });
+        }
+        _ => {}
+    }
+    #[cfg(not(tokio_unstable))]
+    let _ = mode;
+    builder.build().expect("a current-thread tokio runtime")
+}
+
+/// Spawns `future` the way `mode` says.
+fn spawn<F>(mode: Mode, future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use exec_context::FutureExt as _;
+    match mode {
+        Mode::Bare | Mode::Hooks | Mode::EmptyHooks => tokio::spawn(future),
+        Mode::Wrapper => tokio::spawn(future.in_current_context()),
+        Mode::TokioScope => tokio::spawn(TASK_VALUE.scope(2, future)),
+    }
+}
+
+/// One task that yields `calls` times (`tokio::task::yield_now`); the clock runs inside the
+/// task, so each operation is one yield and one poll, hooks included.
+pub struct RuntimePolls {
+    live: OursLive,
+    runtime: Runtime,
+    mode: Mode,
+}
+
+impl RuntimePolls {
+    /// Polls in `mode`, with `live` variables in the spawner's context.
+    pub fn new(live: usize, mode: Mode) -> Self {
+        Self {
+            live: OursLive::new(live),
+            runtime: runtime(mode),
+            mode,
+        }
+    }
+}
+
+impl Routine for RuntimePolls {
+    fn run(&mut self, calls: u64) -> Duration {
+        let Self {
+            live,
+            runtime,
+            mode,
+        } = self;
+        let mode = *mode;
+        live.run(|| {
+            runtime.block_on(async move {
+                spawn(mode, async move {
+                    let start = thread_cpu_time();
+                    for _ in 0..calls {
+                        yield_now().await;
+                    }
+                    thread_cpu_time().saturating_sub(start)
+                })
+                .await
+                .unwrap_or_default()
+            })
+        })
+    }
+
+    fn ops_per_call(&self) -> u64 {
+        1
+    }
+}
+
+/// `spawn(ready(1)).await`, `calls` times, from inside `block_on` (like
+/// [`super::spawns::SpawnJoin`]), in `mode`.
+pub struct RuntimeSpawnJoin {
+    live: OursLive,
+    runtime: Runtime,
+    mode: Mode,
+}
+
+impl RuntimeSpawnJoin {
+    /// Spawns in `mode`, with `live` variables in the spawner's context.
+    pub fn new(live: usize, mode: Mode) -> Self {
+        Self {
+            live: OursLive::new(live),
+            runtime: runtime(mode),
+            mode,
+        }
+    }
+}
+
+impl Routine for RuntimeSpawnJoin {
+    fn run(&mut self, calls: u64) -> Duration {
+        let Self {
+            live,
+            runtime,
+            mode,
+        } = self;
+        let mode = black_box(*mode);
+        live.run(|| {
+            runtime.block_on(async move {
+                let mut checksum = 0u64;
+                let start = thread_cpu_time();
+                for _ in 0..calls {
+                    checksum = checksum.wrapping_add(spawn(mode, ready(1u64)).await.unwrap_or(0));
+                }
+                let spent = thread_cpu_time().saturating_sub(start);
+                black_box(checksum);
+                spent
+            })
+        })
+    }
+
+    fn ops_per_call(&self) -> u64 {
+        1
+    }
+}

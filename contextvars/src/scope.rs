@@ -1,0 +1,236 @@
+//! Async scopes: [`ContextVar::scope_future`] (a value for every poll of one future) and
+//! [`ContextVar::set_guard`] (a set undone on drop, which may be held across `.await`).
+//! Runtime-agnostic: only `std::future::Future`.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::error::TokenError;
+use crate::thread_state;
+use crate::token::Token;
+use crate::value::{Stored, Value, downcast};
+use crate::var::ContextVar;
+
+impl<T: Send + Sync + 'static> ContextVar<T> {
+    /// Wraps `future` so that every poll of it sees the variable set to `value`, like
+    /// [`tokio::task::LocalKey::scope`](https://docs.rs/tokio/latest/tokio/task/struct.LocalKey.html#method.scope).
+    ///
+    /// Around each poll the value is set in the poller's topmost logical context and the
+    /// previous binding is put back afterwards (also when the poll panics), so the caller's
+    /// context is untouched between polls, on whichever thread polls. If the future sets the
+    /// variable itself, its last value is what later polls see; if it deletes it, later
+    /// polls see the caller's value. The future is also dropped inside the scope.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static REQUEST: ContextVar<u32> = ContextVar::new("request");
+    ///
+    /// let future = REQUEST.scope_future(7, async { REQUEST.get() });
+    /// assert_eq!(REQUEST.get(), None);
+    /// assert_eq!(futures_executor::block_on(future), Some(7));
+    /// assert_eq!(REQUEST.get(), None);
+    /// ```
+    pub fn scope_future<F: Future>(&'static self, value: T, future: F) -> ScopeFuture<T, F> {
+        let stored: Value = Arc::new(Stored {
+            name: self.name(),
+            inherit: self.is_inherited(),
+            value,
+        });
+        ScopeFuture {
+            var: self,
+            value: Some(stored),
+            future: Some(future),
+        }
+    }
+
+    /// Sets the variable and returns a guard that undoes the set when dropped (like
+    /// [`reset`](Self::reset) with the set's token). The guard may be held across `.await`
+    /// inside one task: the task's context is the same at every poll, so the reset finds it.
+    ///
+    /// # Dropped in another context
+    ///
+    /// The reset only applies in the logical context the set was made in. Dropped anywhere
+    /// else (moved to another task, kept after the task's context was left), the guard
+    /// changes nothing — no context is ever corrupted — and, in debug builds, panics to
+    /// point at the bug (unless the thread is already panicking). Use [`SetGuard::reset`] to
+    /// get the [`TokenError`] instead.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+    ///
+    /// futures_executor::block_on(async {
+    ///     {
+    ///         let _tenant = TENANT.set_guard("acme");
+    ///         std::future::ready(()).await;
+    ///         assert_eq!(TENANT.get(), Some("acme"));
+    ///     }
+    ///     assert_eq!(TENANT.get(), None);
+    /// });
+    /// ```
+    pub fn set_guard(&self, value: T) -> SetGuard<'_, T> {
+        SetGuard {
+            var: self,
+            token: Some(self.set(value)),
+        }
+    }
+}
+
+/// A set undone when dropped: made by [`ContextVar::set_guard`].
+#[must_use = "the variable is reset as soon as the guard is dropped"]
+pub struct SetGuard<'a, T: Send + Sync + 'static> {
+    var: &'a ContextVar<T>,
+    token: Option<Token<T>>,
+}
+
+impl<T: Send + Sync + 'static> SetGuard<'_, T> {
+    /// Undoes the set now.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::WrongContext`] if the current logical context is not the one the set was
+    /// made in; nothing changes then.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar, TokenError};
+    ///
+    /// static VAR: ContextVar<u8> = ContextVar::new("var");
+    ///
+    /// let guard = VAR.set_guard(1);
+    /// let outcome = Context::new().run(move || guard.reset());
+    /// assert_eq!(outcome, Err(TokenError::WrongContext));
+    /// assert_eq!(VAR.get(), Some(1)); // untouched
+    /// ```
+    pub fn reset(mut self) -> Result<(), TokenError> {
+        self.undo()
+    }
+
+    fn undo(&mut self) -> Result<(), TokenError> {
+        match self.token.take() {
+            Some(token) => self.var.reset(token),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for SetGuard<'_, T> {
+    fn drop(&mut self) {
+        if let Err(error) = self.undo()
+            && cfg!(debug_assertions)
+            && !std::thread::panicking()
+        {
+            panic!(
+                "SetGuard for context variable {:?} dropped outside the context it was set in \
+                 ({error}); the variable was left as it is",
+                self.var.name()
+            );
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> fmt::Debug for SetGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetGuard").field("var", &self.var).finish()
+    }
+}
+
+pin_project! {
+    /// A future that sees a context variable set to its own value at every poll: made by
+    /// [`ContextVar::scope_future`].
+    pub struct ScopeFuture<T, F>
+    where
+        T: Send,
+        T: Sync,
+        T: 'static,
+    {
+        var: &'static ContextVar<T>,
+        value: Option<Value>,
+        #[pin]
+        future: Option<F>,
+    }
+
+    impl<T, F> PinnedDrop for ScopeFuture<T, F>
+    where
+        T: Send,
+        T: Sync,
+        T: 'static,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut future = this.future;
+            if future.as_mut().as_pin_mut().is_some() {
+                let _scope = Scope::enter(this.var, this.value);
+                future.set(None);
+            }
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static, F: Future> Future for ScopeFuture<T, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let future = this
+            .future
+            .as_pin_mut()
+            .expect("ScopeFuture polled after it was dropped");
+        let _scope = Scope::enter(this.var, this.value);
+        future.poll(cx)
+    }
+}
+
+impl<T: Send + Sync + 'static, F> fmt::Debug for ScopeFuture<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeFuture")
+            .field("var", &self.var)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scope's value, set for the duration of one poll (or of the drop).
+struct Scope<'a, T: Send + Sync + 'static> {
+    var: &'static ContextVar<T>,
+    slot: &'a mut Option<Value>,
+    token: Option<Token<T>>,
+}
+
+impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
+    fn enter(var: &'static ContextVar<T>, slot: &'a mut Option<Value>) -> Self {
+        let id = var.id();
+        let token = slot.take().and_then(|value| {
+            // The value is this variable's, so it holds a `T`; the cache is pointed at it.
+            let typed: *const T = downcast::<T>(&value)?;
+            let previous = thread_state::set(id, value, typed)?;
+            Some(Token {
+                var: id,
+                var_name: var.name(),
+                context: previous.context,
+                old: previous.top,
+                below: previous.below,
+                _type: PhantomData,
+            })
+        });
+        Scope { var, slot, token }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Scope<'_, T> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            // What the future left (its own later `set`, or nothing after a `delete`).
+            *self.slot = thread_state::lookup_topmost(self.var.id());
+            // Fails only if the poll returned in another logical context than it began in,
+            // which scoped code cannot do; nothing better can be done in a drop.
+            let _ = self.var.reset(token);
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Non-scoped attach / detach, `scope_future` and `set_guard`: values correct across polls
+//! and threads, errors for misuse that change nothing, and borrowed values that survive a
+//! detach.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+
+use contextvars::{
+    Context, ContextVar, DetachError, LogicalContext, TokenError, attach, detach,
+    get_execution_context, run_with_logical_context,
+};
+
+/// Runs `f` on a new thread, which starts with an empty context.
+fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Counts drops of a value shared by its clones' `Arc`.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn attach_makes_the_context_current_and_detach_hands_it_back() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.var");
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut given = Context::new();
+        given.run(|| VAR.set(10));
+        let id = attach(given).unwrap();
+        assert_eq!(VAR.get(), Some(10));
+        VAR.set(11);
+        let back = detach(id).unwrap();
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(back.get(&VAR), Some(11));
+        assert_eq!(detach(id).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+#[test]
+fn attaches_nest_and_must_be_detached_in_order() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.nest");
+    on_fresh_thread(|| {
+        VAR.set(0);
+        let outer = attach(Context::new()).unwrap();
+        VAR.set(1);
+        let inner = attach(Context::new()).unwrap();
+        VAR.set(2);
+        // The outer attach is not the current one: refused, nothing changed.
+        assert_eq!(detach(outer).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VAR.get(), Some(2));
+        assert_eq!(detach(inner).unwrap().get(&VAR), Some(2));
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(detach(outer).unwrap().get(&VAR), Some(1));
+        assert_eq!(VAR.get(), Some(0));
+    });
+}
+
+#[test]
+fn detach_inside_a_later_scope_is_refused() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.scope");
+    on_fresh_thread(|| {
+        let id = attach(Context::new()).unwrap();
+        VAR.set(5);
+        let in_run = Context::new().run(|| detach(id));
+        assert_eq!(in_run.unwrap_err(), DetachError::NotCurrent);
+        let in_push = run_with_logical_context(&mut LogicalContext::new(), || detach(id));
+        assert_eq!(in_push.unwrap_err(), DetachError::NotCurrent);
+        let on_other_thread = on_fresh_thread(|| detach(id));
+        assert_eq!(on_other_thread.unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VAR.get(), Some(5));
+        assert_eq!(detach(id).unwrap().get(&VAR), Some(5));
+        assert_eq!(VAR.get(), None);
+    });
+}
+
+#[test]
+fn an_attach_abandoned_inside_a_finished_scope_does_not_block_the_one_below() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.abandoned");
+    on_fresh_thread(|| {
+        let outer = attach(Context::new()).unwrap();
+        VAR.set(1);
+        let mut scope = Context::new();
+        let abandoned = scope.run(|| attach(Context::new()).unwrap());
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(detach(abandoned).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(detach(outer).unwrap().get(&VAR), Some(1));
+        assert_eq!(VAR.get(), None);
+        assert!(get_execution_context().is_empty());
+    });
+}
+
+#[test]
+fn a_value_borrowed_across_detach_stays_alive_until_the_borrow_ends() {
+    static VAR: ContextVar<Counted> = ContextVar::new("attach.borrowed");
+    on_fresh_thread(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let id = attach(Context::new()).unwrap();
+        VAR.set(Counted(drops.clone()));
+        VAR.with(|value| {
+            let value = value.expect("set above");
+            // Detach and drop the only owner of the borrowed value, inside the borrow.
+            drop(detach(id).unwrap());
+            assert_eq!(drops.load(Ordering::SeqCst), 0, "freed under a borrow");
+            assert_eq!(value.0.load(Ordering::SeqCst), 0);
+        });
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "released when the borrow ended"
+        );
+        assert!(VAR.with(|value| value.is_none()));
+    });
+}
+
+#[test]
+fn a_panicking_drop_in_a_detached_context_leaves_the_thread_consistent() {
+    static VAR: ContextVar<Bomb> = ContextVar::new("attach.bomb");
+    static OTHER: ContextVar<u32> = ContextVar::new("attach.other");
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("bomb");
+            }
+        }
+    }
+    on_fresh_thread(|| {
+        OTHER.set(3);
+        let id = attach(Context::new()).unwrap();
+        VAR.set(Bomb);
+        let back = detach(id).unwrap();
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(back))).is_err());
+        assert_eq!(OTHER.get(), Some(3));
+        assert!(!VAR.is_set());
+        let again = attach(Context::new()).unwrap();
+        assert_eq!(OTHER.get(), None);
+        assert!(detach(again).unwrap().is_empty());
+        assert_eq!(OTHER.get(), Some(3));
+    });
+}
+
+#[test]
+fn a_context_attached_on_one_thread_and_then_another_keeps_its_values() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.migrate");
+    let mut context = Context::new();
+    for step in 0..4 {
+        context = on_fresh_thread(move || {
+            let id = attach(context).unwrap();
+            assert_eq!(VAR.get(), if step == 0 { None } else { Some(step - 1) });
+            VAR.set(step);
+            detach(id).unwrap()
+        });
+    }
+    assert_eq!(context.get(&VAR), Some(3));
+}
+
+/// A waker that does nothing (the futures here are polled by hand).
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// Yields once, then is ready.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    let waker = Waker::from(Arc::new(Noop));
+    future.poll(&mut TaskContext::from_waker(&waker))
+}
+
+#[test]
+fn scope_future_sees_its_value_at_every_poll_and_leaves_the_caller_untouched() {
+    static VAR: ContextVar<u32> = ContextVar::new("scope.value");
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut future = Box::pin(VAR.scope_future(7, async {
+            let mut seen = Vec::new();
+            for step in 0..3 {
+                seen.push(VAR.get());
+                if step == 1 {
+                    VAR.set(8); // the future's own change: seen by its later polls
+                }
+                YieldOnce(false).await;
+            }
+            seen
+        }));
+        let mut caller = 1;
+        for _ in 0..3 {
+            assert!(poll_once(future.as_mut()).is_pending());
+            assert_eq!(VAR.get(), Some(caller), "the caller's value between polls");
+            caller += 1;
+            VAR.set(caller); // the caller's change is invisible to the scope
+        }
+        match poll_once(future.as_mut()) {
+            Poll::Ready(seen) => assert_eq!(seen, [Some(7), Some(7), Some(8)]),
+            Poll::Pending => panic!("should be done"),
+        }
+        assert_eq!(VAR.get(), Some(caller));
+    });
+}
+
+#[test]
+fn scope_future_moves_between_threads_with_its_value() {
+    static VAR: ContextVar<u32> = ContextVar::new("scope.threads");
+    let mut future = Box::pin(VAR.scope_future(3, async {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(VAR.get());
+            YieldOnce(false).await;
+        }
+        seen
+    }));
+    for _ in 0..3 {
+        future = on_fresh_thread(move || {
+            VAR.set(100);
+            assert!(poll_once(future.as_mut()).is_pending());
+            assert_eq!(VAR.get(), Some(100));
+            future
+        });
+    }
+    let seen = on_fresh_thread(move || match poll_once(future.as_mut()) {
+        Poll::Ready(seen) => seen,
+        Poll::Pending => panic!("should be done"),
+    });
+    assert_eq!(seen, [Some(3), Some(3), Some(3)]);
+}
+
+#[test]
+fn scope_future_restores_the_caller_when_a_poll_panics_and_drops_inside_the_scope() {
+    static VAR: ContextVar<u32> = ContextVar::new("scope.panic");
+    static SEEN_AT_DROP: AtomicUsize = AtomicUsize::new(0);
+    struct Probe;
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            SEEN_AT_DROP.store(VAR.get().unwrap_or(0) as usize, Ordering::SeqCst);
+        }
+    }
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut panicking = Box::pin(VAR.scope_future(9, async {
+            YieldOnce(false).await;
+            panic!("inside the scope");
+        }));
+        assert!(poll_once(panicking.as_mut()).is_pending());
+        assert!(catch_unwind(AssertUnwindSafe(|| poll_once(panicking.as_mut()))).is_err());
+        assert_eq!(VAR.get(), Some(1));
+
+        let probe = Probe;
+        let pending = Box::pin(VAR.scope_future(4, async move {
+            let _probe = probe;
+            std::future::pending::<()>().await;
+        }));
+        let mut pending = pending;
+        assert!(poll_once(pending.as_mut()).is_pending());
+        drop(pending);
+        assert_eq!(
+            SEEN_AT_DROP.load(Ordering::SeqCst),
+            4,
+            "dropped inside the scope"
+        );
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+#[test]
+fn set_guard_is_held_across_awaits_and_reset_on_drop() {
+    static VAR: ContextVar<u32> = ContextVar::with_default("guard.await", 0);
+    on_fresh_thread(|| {
+        let mut task = Context::new();
+        let mut future = Box::pin(async {
+            let guard = VAR.set_guard(5);
+            YieldOnce(false).await;
+            assert_eq!(VAR.get(), Some(5));
+            YieldOnce(false).await;
+            drop(guard);
+            VAR.get()
+        });
+        // A task: its own context entered around each poll, as executors do.
+        let mut outcome = Poll::Pending;
+        while outcome.is_pending() {
+            outcome = task.run(|| poll_once(future.as_mut()));
+            assert_eq!(VAR.get(), Some(0), "nothing leaks to the poller");
+        }
+        assert_eq!(outcome, Poll::Ready(Some(0)));
+        assert!(!task.contains(&VAR), "the guard reset the task's context");
+    });
+}
+
+#[test]
+fn set_guard_in_another_context_changes_nothing() {
+    static VAR: ContextVar<u32> = ContextVar::new("guard.other");
+    on_fresh_thread(|| {
+        let guard = VAR.set_guard(1);
+        let mut elsewhere = Context::new();
+        // The checked reset: a typed error, nothing changed.
+        assert_eq!(
+            elsewhere.run(|| guard.reset()),
+            Err(TokenError::WrongContext)
+        );
+        assert_eq!(VAR.get(), Some(1));
+        assert!(elsewhere.is_empty());
+
+        // A plain drop elsewhere: nothing changed either; debug builds panic to flag it.
+        let guard = VAR.set_guard(2);
+        let dropped = catch_unwind(AssertUnwindSafe(|| elsewhere.run(move || drop(guard))));
+        assert_eq!(dropped.is_err(), cfg!(debug_assertions));
+        assert_eq!(VAR.get(), Some(2));
+        assert!(elsewhere.is_empty());
+        let ec = get_execution_context();
+        assert_eq!(ec.vars().filter(|v| v.name() == "guard.other").count(), 1);
+    });
+}

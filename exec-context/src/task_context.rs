@@ -1,0 +1,224 @@
+//! The executor-author API: one [`TaskContext`] per unit of work, captured when the work is
+//! created, entered and exited around each step, released at the end.
+//!
+//! This is what a runtime needs to give every task its own execution context without
+//! wrapping the task's future: asyncio's rule (a task starts from a copy of its creator's
+//! context and keeps its changes to itself) as four calls an executor makes at the points it
+//! already has.
+//!
+//! | executor event | call | where it must run |
+//! |---|---|---|
+//! | spawn | [`TaskContext::capture`] (or [`TaskContext::new`]) | on the spawning thread, before it returns |
+//! | before each poll / step | [`TaskContext::enter`] | on the polling thread |
+//! | after each poll / step | [`TaskContext::exit`] | the same thread, the same scope level |
+//! | end, abort, shutdown | drop the `TaskContext` | anywhere (exited) |
+//!
+//! Between `enter` and `exit` the task's context is the thread's current one: what the task
+//! sets goes into it, and whatever the thread had before is back after `exit`, so nothing a
+//! task sets is seen by the next task polled on the same thread. A task that moves between
+//! threads carries its context with it, since the context lives in the `TaskContext`, not
+//! in a thread. Entering and exiting move the context in and out of the thread (no
+//! allocation, no reference counting; a task's first entry takes an id from a process-wide
+//! counter, which later tokens check). `crate::tokio::propagate` (with `--cfg tokio_unstable`)
+//! is built on this, and `crate::async_executor` (feature `async-executor`) shows it on a
+//! second executor.
+//!
+//! ```
+//! use contextvars::ContextVar;
+//! use exec_context::task_context::TaskContext;
+//!
+//! static REQUEST: ContextVar<u32> = ContextVar::new("request");
+//!
+//! // An executor: tasks as (context, steps) pairs, run round-robin on one thread.
+//! REQUEST.set(1);
+//! let mut tasks: Vec<(TaskContext, u32)> = Vec::new();
+//! for id in 10..13 {
+//!     tasks.push((TaskContext::capture(), id)); // at spawn, in the spawner's context
+//! }
+//! REQUEST.set(2); // after the spawns: no task sees it
+//! for round in 0..3 {
+//!     for (context, id) in &mut tasks {
+//!         context.enter().unwrap();
+//!         // The task's step.
+//!         if round == 0 {
+//!             assert_eq!(REQUEST.get(), Some(1));
+//!             REQUEST.set(*id);
+//!         }
+//!         assert_eq!(REQUEST.get(), Some(*id));
+//!         context.exit().unwrap();
+//!     }
+//! }
+//! assert_eq!(REQUEST.get(), Some(2)); // the executor's own context never changed
+//! ```
+
+use std::fmt;
+
+use contextvars::{AttachId, Context, ExecutionContext, attach, detach};
+
+use crate::task::spawn_context;
+use crate::thread::Inheritance;
+
+/// The execution context of one task, for executors: see the [module docs](self).
+pub struct TaskContext {
+    /// The task's context while it is not entered (an empty placeholder while it is).
+    context: Context,
+    /// Set while the context is the current one of some thread.
+    entered: Option<AttachId>,
+}
+
+/// Why [`TaskContext::enter`] or [`TaskContext::exit`] refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskContextError {
+    /// `enter` on a context that is already entered.
+    AlreadyEntered,
+    /// `exit` on a context that is not entered.
+    NotEntered,
+    /// `exit` where the context is not the current one at this scope level: on another
+    /// thread, or inside a scope that began after `enter` and has not ended.
+    NotCurrent,
+    /// `enter` during thread teardown, after the thread's context state is gone.
+    ThreadExiting,
+}
+
+impl fmt::Display for TaskContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskContextError::AlreadyEntered => "the task context is already entered",
+            TaskContextError::NotEntered => "the task context is not entered",
+            TaskContextError::NotCurrent => {
+                "the task context is not the current context at this scope level"
+            }
+            TaskContextError::ThreadExiting => {
+                "the thread's context state is already destroyed (thread teardown)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for TaskContextError {}
+
+impl TaskContext {
+    /// A snapshot of the current context, without the variables that opted out of
+    /// inheritance, under a fresh logical context: what a task spawned now should start from.
+    /// Call it on the spawning thread. O(1) when no variable opted out of inheritance.
+    pub fn capture() -> Self {
+        TaskContext::from_context(spawn_context())
+    }
+
+    /// A task context chosen by `policy`: empty, captured now (as [`capture`](Self::capture)),
+    /// or the given execution context.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::task_context::TaskContext;
+    /// use exec_context::thread::Inheritance;
+    ///
+    /// static VAR: ContextVar<u8> = ContextVar::new("var");
+    /// VAR.set(1);
+    /// assert_eq!(TaskContext::new(Inheritance::Empty).context().get(&VAR), None);
+    /// assert_eq!(TaskContext::new(Inheritance::Inherit).context().get(&VAR), Some(1));
+    /// ```
+    pub fn new(policy: Inheritance) -> Self {
+        match policy {
+            Inheritance::Empty => TaskContext::from_context(Context::new()),
+            Inheritance::Inherit => TaskContext::capture(),
+            Inheritance::Given(ec) => TaskContext::from_execution_context(ec),
+        }
+    }
+
+    /// A task context that runs on top of `ec`, with a logical context of its own.
+    pub fn from_execution_context(ec: ExecutionContext) -> Self {
+        TaskContext::from_context(Context::from(ec))
+    }
+
+    /// A task context that runs in `context` (its changes go into it).
+    pub fn from_context(context: Context) -> Self {
+        TaskContext {
+            context,
+            entered: None,
+        }
+    }
+
+    /// Makes the task's context the thread's current one, until [`exit`](Self::exit).
+    ///
+    /// # Errors
+    ///
+    /// [`TaskContextError::AlreadyEntered`], or [`TaskContextError::ThreadExiting`] during
+    /// thread teardown. Nothing changes on error.
+    #[inline]
+    pub fn enter(&mut self) -> Result<(), TaskContextError> {
+        if self.entered.is_some() {
+            return Err(TaskContextError::AlreadyEntered);
+        }
+        match attach(std::mem::take(&mut self.context)) {
+            Ok(id) => {
+                self.entered = Some(id);
+                Ok(())
+            }
+            Err(error) => {
+                self.context = error.into_context();
+                Err(TaskContextError::ThreadExiting)
+            }
+        }
+    }
+
+    /// Takes the task's context back from the thread (with what the step set) and restores
+    /// the thread's previous context.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskContextError::NotEntered`], or [`TaskContextError::NotCurrent`] if this is not
+    /// the thread and scope level of the `enter`. Nothing changes on error (the context stays
+    /// entered and a later `exit` in the right place succeeds).
+    #[inline]
+    pub fn exit(&mut self) -> Result<(), TaskContextError> {
+        let id = self.entered.ok_or(TaskContextError::NotEntered)?;
+        let context = detach(id).map_err(|_| TaskContextError::NotCurrent)?;
+        self.context = context;
+        self.entered = None;
+        Ok(())
+    }
+
+    /// Whether the context is entered (current on some thread).
+    pub fn is_entered(&self) -> bool {
+        self.entered.is_some()
+    }
+
+    /// The task's context while it is not entered (empty while it is).
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// The task's context, for a task that has ended.
+    ///
+    /// # Errors
+    ///
+    /// Gives `self` back while the context is entered.
+    pub fn into_context(self) -> Result<Context, Self> {
+        if self.entered.is_some() {
+            return Err(self);
+        }
+        let mut this = self;
+        Ok(std::mem::take(&mut this.context))
+    }
+}
+
+impl Drop for TaskContext {
+    /// Releases the context. If it is still entered (an executor dropping a task in the
+    /// middle of a step), it is exited first when this is its thread and scope level;
+    /// otherwise it stays current where it was entered until the scope below it is left.
+    fn drop(&mut self) {
+        if self.entered.is_some() {
+            let _ = self.exit();
+        }
+    }
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("entered", &self.entered.is_some())
+            .field("context", &self.context)
+            .finish()
+    }
+}

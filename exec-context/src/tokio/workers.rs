@@ -1,0 +1,106 @@
+//! Stable tokio: worker threads marked at start, their own context checked at each park.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use contextvars::{AttachId, Context, VarInfo, attach, detach};
+use tokio::runtime::Builder;
+
+std::thread_local! {
+    /// On a marked worker thread: the attach of the thread's own (empty) context.
+    static WORKER: Cell<Option<AttachId>> = const { Cell::new(None) };
+}
+
+/// Catches context variables left on tokio's worker threads, with stable tokio.
+///
+/// Without [`propagate`](crate::tokio) (which needs `--cfg tokio_unstable`), a task spawned
+/// with plain `tokio::spawn` runs in its worker thread's own context: what it sets stays
+/// there and is seen by the next tasks polled on that thread — one request's tenant id
+/// visible to another request. This uses the stable `on_thread_start` and `on_thread_park`
+/// hooks: each worker thread starts in an empty context of its own, and whenever a worker
+/// parks (runs out of work), a non-empty context is reported, naming the variables, and
+/// cleared. In debug builds the report is a warning on standard error.
+///
+/// It catches the leak at the next park, not before the next task runs: tasks polled in
+/// between still see the value. Wrap spawns ([`spawn`](super::spawn), [`carry`](super::carry))
+/// or use `propagate` to prevent it. Sets the builder's `on_thread_start` and
+/// `on_thread_park` hooks (a later call to either replaces ours).
+///
+/// ```
+/// let mut builder = tokio::runtime::Builder::new_multi_thread();
+/// exec_context::tokio::check_workers(&mut builder);
+/// let runtime = builder.worker_threads(1).build().unwrap();
+/// runtime.block_on(async { tokio::spawn(async {}).await.unwrap() });
+/// ```
+pub fn check_workers(builder: &mut Builder) -> &mut Builder {
+    check_workers_with(builder, |vars| {
+        if cfg!(debug_assertions) {
+            let names: Vec<&str> = vars.iter().map(VarInfo::name).collect();
+            eprintln!(
+                "exec-context: context variable(s) {names:?} were set on a tokio worker thread \
+                 outside any task context and would leak into the next tasks polled there; \
+                 cleared (wrap the spawn, or use exec_context::tokio::propagate)"
+            );
+        }
+    })
+}
+
+/// [`check_workers`], calling `report` with the leaked variables instead of the default
+/// warning.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<u32> = ContextVar::new("tenant");
+///
+/// let leaked = Arc::new(Mutex::new(Vec::new()));
+/// let sink = leaked.clone();
+/// let mut builder = tokio::runtime::Builder::new_multi_thread();
+/// exec_context::tokio::check_workers_with(&mut builder, move |vars| {
+///     sink.lock().unwrap().extend(vars.iter().map(|v| v.name()));
+/// });
+/// let runtime = builder.worker_threads(1).build().unwrap();
+/// runtime.block_on(async {
+///     tokio::spawn(async { TENANT.set(7); }).await.unwrap(); // a plain spawn leaks
+/// });
+/// drop(runtime); // workers park (and stop) on shutdown at the latest
+/// assert_eq!(*leaked.lock().unwrap(), ["tenant"]);
+/// ```
+pub fn check_workers_with(
+    builder: &mut Builder,
+    report: impl Fn(&[VarInfo]) + Send + Sync + 'static,
+) -> &mut Builder {
+    let report = Arc::new(report);
+    let on_stop = report.clone();
+    builder
+        .on_thread_start(|| {
+            if let Ok(id) = attach(Context::new()) {
+                WORKER.with(|worker| worker.set(Some(id)));
+            }
+        })
+        .on_thread_park(move || check(&*report, true))
+        .on_thread_stop(move || check(&*on_stop, false))
+}
+
+/// Reports and clears what is left in this worker's own context; re-arms if `again`.
+fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
+    let Some(id) = WORKER.with(Cell::get) else {
+        return;
+    };
+    if again && contextvars::get_execution_context().is_empty() {
+        return;
+    }
+    let Ok(leaked) = detach(id) else {
+        // Parked inside some scope of its own: nothing to check at this level.
+        return;
+    };
+    WORKER.with(|worker| worker.set(None));
+    if !leaked.is_empty() {
+        report(&leaked.vars().collect::<Vec<_>>());
+    }
+    drop(leaked);
+    if again && let Ok(id) = attach(Context::new()) {
+        WORKER.with(|worker| worker.set(Some(id)));
+    }
+}

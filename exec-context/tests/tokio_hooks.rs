@@ -1,0 +1,412 @@
+//! Runtime-level propagation (`exec_context::tokio::propagate`, needs
+//! `RUSTFLAGS="--cfg tokio_unstable"`): plain tokio spawns on real runtimes.
+#![cfg(all(feature = "tokio", tokio_unstable))]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use contextvars::{ContextVar, get_execution_context};
+use tokio::runtime::{Builder, Runtime};
+use tokio::task::{JoinSet, yield_now};
+
+/// Code that never names this workspace: it only uses tokio.
+mod library {
+    /// Runs `read` in a task spawned with plain `tokio::spawn`.
+    pub async fn read_in_spawned_task<T: Send + 'static>(
+        read: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        tokio::spawn(async move { read() }).await.unwrap()
+    }
+}
+
+static REQUEST: ContextVar<u64> = ContextVar::new("hooks.request");
+
+/// Counts worker threads that stopped with a non-empty context of their own.
+#[derive(Default)]
+struct Workers {
+    stopped: AtomicUsize,
+    dirty: AtomicUsize,
+}
+
+fn runtime(multi_thread: Option<usize>) -> (Runtime, Arc<Workers>) {
+    let workers = Arc::new(Workers::default());
+    let mut builder = match multi_thread {
+        Some(threads) => {
+            let mut builder = Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => Builder::new_current_thread(),
+    };
+    let seen = workers.clone();
+    builder.enable_all().on_thread_stop(move || {
+        seen.stopped.fetch_add(1, Ordering::SeqCst);
+        if !get_execution_context().is_empty() {
+            seen.dirty.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    exec_context::tokio::propagate(&mut builder);
+    (builder.build().unwrap(), workers)
+}
+
+#[test]
+fn a_plain_spawn_in_a_library_sees_the_callers_values_on_both_runtime_flavours() {
+    for flavour in [None, Some(2)] {
+        let (runtime, _) = runtime(flavour);
+        let seen = runtime.block_on(async {
+            REQUEST.set(41);
+            library::read_in_spawned_task(|| REQUEST.get()).await
+        });
+        assert_eq!(seen, Some(41), "flavour {flavour:?}");
+    }
+}
+
+#[test]
+fn ten_thousand_tasks_on_four_workers_keep_their_own_values_and_leave_workers_clean() {
+    static PARENT: ContextVar<u64> = ContextVar::new("hooks.parent");
+    const TASKS: u64 = 10_000;
+    const YIELDS: usize = 20;
+    let (runtime, workers) = runtime(Some(4));
+    let mismatches = runtime.block_on(async {
+        PARENT.set(7);
+        let mut handles = Vec::new();
+        for id in 0..TASKS {
+            handles.push(tokio::spawn(async move {
+                let mut mismatches = usize::from(PARENT.get() != Some(7));
+                mismatches += usize::from(REQUEST.get().is_some());
+                REQUEST.set(id);
+                for _ in 0..YIELDS {
+                    yield_now().await;
+                    mismatches += usize::from(REQUEST.get() != Some(id));
+                }
+                mismatches
+            }));
+        }
+        let mut mismatches = 0;
+        for handle in handles {
+            mismatches += handle.await.unwrap();
+        }
+        mismatches
+    });
+    assert_eq!(mismatches, 0);
+    drop(runtime);
+    assert!(workers.stopped.load(Ordering::SeqCst) >= 4);
+    assert_eq!(
+        workers.dirty.load(Ordering::SeqCst),
+        0,
+        "a task leaked into a worker"
+    );
+}
+
+#[test]
+fn nested_spawns_inherit_from_the_spawning_task() {
+    let (runtime, _) = runtime(Some(2));
+    let (nested, sibling) = runtime.block_on(async {
+        REQUEST.set(1);
+        let nested = tokio::spawn(async {
+            REQUEST.set(2);
+            yield_now().await;
+            tokio::spawn(async {
+                yield_now().await;
+                REQUEST.get()
+            })
+            .await
+            .unwrap()
+        });
+        let sibling = tokio::spawn(async { REQUEST.get() });
+        (nested.await.unwrap(), sibling.await.unwrap())
+    });
+    assert_eq!((nested, sibling), (Some(2), Some(1)));
+}
+
+#[test]
+fn join_set_tasks_are_isolated_from_their_siblings() {
+    let (runtime, _) = runtime(Some(2));
+    let mismatches = runtime.block_on(async {
+        REQUEST.set(1000);
+        let mut set = JoinSet::new();
+        for id in 0..64 {
+            set.spawn(async move {
+                let inherited = REQUEST.get() == Some(1000);
+                REQUEST.set(id);
+                for _ in 0..5 {
+                    yield_now().await;
+                }
+                usize::from(!inherited) + usize::from(REQUEST.get() != Some(id))
+            });
+        }
+        set.join_all().await.into_iter().sum::<usize>()
+    });
+    assert_eq!(mismatches, 0);
+}
+
+#[test]
+fn handle_spawn_from_a_thread_outside_the_runtime_captures_that_thread() {
+    let (runtime, _) = runtime(Some(2));
+    let handle = runtime.handle().clone();
+    let task = std::thread::spawn(move || {
+        REQUEST.set(77);
+        handle.spawn(async { REQUEST.get() })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(runtime.block_on(task).unwrap(), Some(77));
+}
+
+#[test]
+fn timeout_inside_a_task_runs_in_the_tasks_context() {
+    let (runtime, _) = runtime(Some(2));
+    let seen = runtime.block_on(async {
+        REQUEST.set(5);
+        tokio::spawn(async {
+            REQUEST.set(6);
+            tokio::time::timeout(Duration::from_secs(10), async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                REQUEST.get()
+            })
+            .await
+            .unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(seen, Some(6));
+}
+
+#[test]
+fn a_panicking_task_leaves_its_workers_context_intact() {
+    for flavour in [None, Some(1)] {
+        let (runtime, workers) = runtime(flavour);
+        let after = runtime.block_on(async {
+            let panicked = tokio::spawn(async {
+                REQUEST.set(13);
+                yield_now().await;
+                panic!("task panics with a value set");
+            })
+            .await;
+            assert!(panicked.unwrap_err().is_panic());
+            // The next task on the same worker (the only one) starts clean.
+            let next = tokio::spawn(async { REQUEST.get() }).await.unwrap();
+            (next, REQUEST.get())
+        });
+        assert_eq!(after, (None, None), "flavour {flavour:?}");
+        drop(runtime);
+        assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// Counts its drops.
+struct Counter(Arc<AtomicUsize>);
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+static HELD: ContextVar<Counter> = ContextVar::new("hooks.held");
+
+#[test]
+fn aborted_tasks_and_tasks_dropped_at_shutdown_release_their_contexts_once() {
+    for flavour in [None, Some(2)] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (runtime, workers) = runtime(flavour);
+        let started = Arc::new(tokio::sync::Barrier::new(9));
+        let aborted = runtime.block_on(async {
+            let mut handles = Vec::new();
+            for _ in 0..8 {
+                let drops = drops.clone();
+                let started = started.clone();
+                handles.push(tokio::spawn(async move {
+                    HELD.set(Counter(drops));
+                    started.wait().await;
+                    std::future::pending::<()>().await;
+                }));
+            }
+            started.wait().await;
+            // Abort half of them; the rest are still pending when the runtime shuts down.
+            for handle in handles.drain(..4) {
+                handle.abort();
+                assert!(handle.await.unwrap_err().is_cancelled());
+            }
+            // tokio wakes the `JoinHandle` just before it runs the terminate hook, so on a
+            // multi-thread runtime the last release may still be under way: wait for it.
+            for _ in 0..1000 {
+                if drops.load(Ordering::SeqCst) >= 4 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            drops.load(Ordering::SeqCst)
+        });
+        assert_eq!(
+            aborted, 4,
+            "each aborted task's context released once ({flavour:?})"
+        );
+        drop(runtime);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            8,
+            "the rest at shutdown, once each"
+        );
+        assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[test]
+fn a_value_captured_at_spawn_is_dropped_once_after_every_task_ended() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (runtime, _) = runtime(Some(2));
+    runtime.block_on(async {
+        let token = HELD.set(Counter(drops.clone()));
+        let mut set = JoinSet::new();
+        for _ in 0..100 {
+            set.spawn(async { HELD.with(|held| held.is_some()) });
+        }
+        assert!(set.join_all().await.into_iter().all(|seen| seen));
+        HELD.reset(token).unwrap();
+    });
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    drop(runtime);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn chained_hooks_run_and_see_the_tasks_context() {
+    use exec_context::tokio::{TaskHooks, propagate_with};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let spawned = Arc::new(AtomicUsize::new(0));
+    let terminated = Arc::new(AtomicUsize::new(0));
+    let mut builder = Builder::new_current_thread();
+    let (sink, spawns, ends) = (seen.clone(), spawned.clone(), terminated.clone());
+    propagate_with(
+        &mut builder,
+        TaskHooks::new()
+            .on_task_spawn(move |_| {
+                spawns.fetch_add(1, Ordering::SeqCst);
+            })
+            .on_before_task_poll(move |_| sink.lock().unwrap().push(REQUEST.get()))
+            .on_task_terminate(move |_| {
+                ends.fetch_add(1, Ordering::SeqCst);
+            }),
+    );
+    let runtime = builder.build().unwrap();
+    runtime.block_on(async {
+        REQUEST.set(9);
+        tokio::spawn(async { yield_now().await }).await.unwrap();
+    });
+    assert_eq!(spawned.load(Ordering::SeqCst), 1);
+    assert_eq!(terminated.load(Ordering::SeqCst), 1);
+    assert_eq!(*seen.lock().unwrap(), [Some(9), Some(9)]);
+}
+
+/// A server that spawns a task per connection (with plain `tokio::spawn`), as servers do.
+mod server {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Serves `handler` on 127.0.0.1 (an ephemeral port) until the runtime ends.
+    pub async fn serve<F, Fut>(handler: F) -> SocketAddr
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = String> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let reply = handler(request);
+                        async move {
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(reply.await))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        address
+    }
+
+    /// One GET on a connection of its own; the response body.
+    pub async fn get(address: SocketAddr, path: &str) -> String {
+        let stream = TcpStream::connect(address).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get(path).body(Empty::<Bytes>::new()).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+}
+
+#[test]
+fn a_real_server_sees_the_value_set_before_serving_and_keeps_requests_apart() {
+    static SERVICE: ContextVar<&str> = ContextVar::new("hooks.service");
+    let (runtime, workers) = runtime(Some(4));
+    let replies = runtime.block_on(async {
+        SERVICE.set("orders");
+        let address = server::serve(
+            |request: hyper::Request<hyper::body::Incoming>| async move {
+                let id: u64 = request.uri().path()[1..].parse().unwrap();
+                let before = REQUEST.get();
+                REQUEST.set(id);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                yield_now().await;
+                format!("{:?} {:?} {:?}", SERVICE.get(), before, REQUEST.get())
+            },
+        )
+        .await;
+        let mut clients = JoinSet::new();
+        for id in 0..100u64 {
+            clients.spawn(async move { (id, server::get(address, &format!("/{id}")).await) });
+        }
+        tokio::time::timeout(Duration::from_secs(60), clients.join_all())
+            .await
+            .expect("100 requests within a minute")
+    });
+    assert_eq!(replies.len(), 100);
+    for (id, reply) in replies {
+        assert_eq!(reply, format!("Some(\"orders\") None Some({id})"));
+    }
+    drop(runtime);
+    assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_spawn_onto_a_shut_down_runtime_captures_nothing_that_could_leak() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (runtime, _) = runtime(Some(1));
+    let handle = runtime.handle().clone();
+    // Waits for the workers, which close the task list on their way out.
+    runtime.shutdown_timeout(Duration::from_secs(30));
+    std::thread::spawn(move || {
+        let token = HELD.set(Counter(drops.clone()));
+        // tokio terminates the task at once, before its spawn hook runs.
+        let task = handle.spawn(async { HELD.with(|held| held.is_some()) });
+        HELD.reset(token).unwrap();
+        drop(token);
+        // The handle (and so the runtime's hooks) is still alive: nothing holds the value.
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(task);
+        drop(handle);
+    })
+    .join()
+    .unwrap();
+}
