@@ -577,7 +577,7 @@ proptest! {
     /// current context are per thread).
     #[test]
     fn concurrent_cases_match_their_models(
-        cases in prop::collection::vec(prop::collection::vec(op(), 0..OPS), 4),
+        cases in prop::collection::vec(prop::collection::vec(op(), 0..OPS), if cfg!(miri) { 2 } else { 4 }),
     ) {
         let barrier = Arc::new(Barrier::new(cases.len()));
         std::thread::scope(|scope| {
