@@ -29,7 +29,7 @@
 //! conversions.
 //!
 //! Failures come back as [`InterpreterError::Failed`] carrying an
-//! [`ExecutionFailed`](crate::interpreters::ExecutionFailed) whose source is a [`LuaError`]
+//! [`ExecutionFailed`] whose source is a [`LuaError`]
 //! (its message is Lua's, with the traceback for a runtime error). A panic in a Rust callback
 //! is caught where it crosses back out of Lua and reported the same way (`type_name` is
 //! `"panic"`). Neither harms the state or the caller's context.
@@ -69,7 +69,7 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, V
 use crate::interpreters::{self, ExecutionFailed, Interpreter, InterpreterError, Shareable};
 
 /// Why Lua code failed: the source of the
-/// [`ExecutionFailed`](crate::interpreters::ExecutionFailed) that an
+/// [`ExecutionFailed`] that an
 /// [`exec`](LuaInterpreter::exec) or [`call`](LuaInterpreter::call) returns.
 ///
 /// ```

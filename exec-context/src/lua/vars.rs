@@ -1,9 +1,11 @@
 //! The `contextvars` table of a Lua state: `ContextVar`, tokens, `copy_context`, `Context:run`.
 //!
 //! Each Lua `ContextVar(name)` is backed by a Rust [`ContextVar`] made at run time and leaked
-//! (a `ContextVar` must be `'static`): a few dozen bytes plus the name per variable, for the
-//! life of the process. Scripts create their variables once, at module level, as PEP 567
-//! asks; one that creates variables in a loop leaks in proportion.
+//! (a `ContextVar` must be `'static`), and listed in [`CREATED`] so that it stays reachable: a
+//! few dozen bytes plus the name per variable, for the life of the process. A variable cannot
+//! be reused once its Lua object is collected, since contexts may still hold values for it.
+//! Scripts create their variables once, at module level, as PEP 567 asks; one that creates
+//! variables in a loop grows the process in proportion.
 //!
 //! A value is a reference into the state's registry ([`RegistryKey`]), so it is any Lua
 //! value, and only the state that set it can read it back: contexts hold the key, never the
@@ -15,6 +17,9 @@ use std::sync::Arc;
 use contextvars::{Context, ContextVar, Token, TokenError, copy_context};
 use mlua::{AnyUserData, Function, Lua, MultiValue, RegistryKey, Table, UserData, Value};
 use parking_lot::Mutex;
+
+/// Every variable Lua scripts created in this process (see the module docs).
+static CREATED: Mutex<Vec<&'static ContextVar<Slot>>> = Mutex::new(Vec::new());
 
 /// What a Rust variable holds for a Lua one: a registry reference (`None` for `nil`).
 pub(crate) type Slot = Option<Arc<RegistryKey>>;
@@ -147,6 +152,7 @@ pub(crate) fn install(lua: &Lua, table: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, (name, default): (String, MultiValue)| {
             let name: &'static str = Box::leak(name.into_boxed_str());
             let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
+            CREATED.lock().push(var);
             let default = match default.into_iter().next() {
                 Some(value) => Some(lua.create_registry_value(value)?),
                 None => None,
