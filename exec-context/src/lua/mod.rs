@@ -34,6 +34,13 @@
 //! is caught where it crosses back out of Lua and reported the same way (`type_name` is
 //! `"panic"`). Neither harms the state or the caller's context.
 //!
+//! Costs (the report's interpreters group, `cargo run --release -p benches --bin report --
+//! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
+//! about 35 ns; a coroutine resume goes through a Rust function (about 450 ns against Lua's
+//! own 70 ns on the reference machine), and the coroutine's logical context adds about 130 ns
+//! more; `contextvars.no_context` saves that part (not the wrapper) for a coroutine that
+//! needs no context of its own.
+//!
 //! ```
 //! use exec_context::interpreters::Shareable;
 //! use exec_context::lua::LuaInterpreter;
