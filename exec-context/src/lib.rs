@@ -50,6 +50,8 @@ pub mod fiber;
 mod generator;
 pub mod interpreters;
 mod iter;
+#[cfg(feature = "lua")]
+pub mod lua;
 #[cfg(feature = "rayon")]
 pub mod rayon;
 mod task;

@@ -12,6 +12,7 @@
 //! — so those cases are timed in wall-clock time, and the CPU time all their threads spent
 //! is reported beside it ([`crate::harness::Routine::last_cpu_time`]).
 
+pub mod lua;
 pub mod pipes;
 pub mod pools;
 
@@ -62,11 +63,15 @@ pub enum Op {
     PoolSubmitWait,
     /// Submit [`POOL_BATCH`] jobs, then wait for them.
     PoolBatch,
+    /// `exec` of a one-line Lua snippet.
+    LuaExec,
+    /// One resume of a Lua coroutine.
+    LuaResume,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::StreamUnbounded,
         Self::StreamBounded,
         Self::Rendezvous,
@@ -75,6 +80,8 @@ impl Op {
         Self::Exec,
         Self::PoolSubmitWait,
         Self::PoolBatch,
+        Self::LuaExec,
+        Self::LuaResume,
     ];
 
     /// Whether the figure is a throughput, reported in messages per second too.
@@ -87,7 +94,10 @@ impl Op {
 
     /// Whether the cases run on several threads and are timed in wall-clock time.
     pub fn is_threaded(self) -> bool {
-        !matches!(self, Self::CreateClose | Self::Exec)
+        !matches!(
+            self,
+            Self::CreateClose | Self::Exec | Self::LuaExec | Self::LuaResume
+        )
     }
 }
 
@@ -102,6 +112,8 @@ impl CaseOp for Op {
             Self::Exec => "exec: enter + exit",
             Self::PoolSubmitWait => "pool: submit + wait, one job at a time",
             Self::PoolBatch => "pool: 32 jobs submitted, then waited for",
+            Self::LuaExec => "Lua exec of a one-line snippet",
+            Self::LuaResume => "Lua coroutine resume",
         }
     }
 
@@ -115,6 +127,8 @@ impl CaseOp for Op {
             Self::Exec => "exec",
             Self::PoolSubmitWait => "pool_submit_wait",
             Self::PoolBatch => "pool_batch",
+            Self::LuaExec => "lua_exec",
+            Self::LuaResume => "lua_resume",
         }
     }
 
@@ -125,6 +139,8 @@ impl CaseOp for Op {
             Self::CreateClose => "ns per create + close",
             Self::Exec => "ns per enter + exit",
             Self::PoolSubmitWait | Self::PoolBatch => "wall ns per job",
+            Self::LuaExec => "ns per exec",
+            Self::LuaResume => "ns per resume",
         }
     }
 
@@ -177,6 +193,17 @@ impl CaseOp for Op {
             Self::PoolBatch => {
                 "32 `submit`s, then 32 `wait`s, per batch, on the same pools: the cost per \
                  job while the workers are kept busy, where the interpreter's share shows."
+            }
+            Self::LuaExec => {
+                "`x = x + 1` compiled and run: `LuaInterpreter::exec` (enter the interpreter, \
+                 load, run, exit, with the instruction-budget reset) against \
+                 `lua.load(..).exec()` on a bare `mlua` state (Lua 5.4, vendored), one thread."
+            }
+            Self::LuaResume => {
+                "One `coroutine.resume` of a coroutine that yields at once, from a Lua loop: \
+                 Lua's own resume on a bare `mlua` state (the baseline), ours on a coroutine \
+                 marked `contextvars.no_context` (the Rust wrapper alone), and ours with the \
+                 coroutine's own logical context pushed and popped around the resume."
             }
         }
     }
@@ -256,6 +283,10 @@ fn round_trip<P: Pipe + 'static>(pipe: P) -> Box<dyn Routine> {
 
 fn jobs<P: Pool + 'static>(make: fn() -> P, batch: usize) -> Box<dyn Routine> {
     Box::new(Jobs::new(make, batch))
+}
+
+fn resume_loop(kind: lua::Resume) -> Box<dyn Routine> {
+    Box::new(lua::ResumeLoop::new(kind))
 }
 
 /// Every case of the interpreter group, in report order.
@@ -448,6 +479,46 @@ pub fn cases() -> Vec<Case<Op>> {
             "`ThreadPool::spawn` + one-shot channel, × 32",
             LIVE,
             |_| jobs(RayonPool::new, POOL_BATCH),
+        ),
+        Case::new(
+            Op::LuaExec,
+            Baseline,
+            "mlua_exec",
+            "`lua.load(\"x = x + 1\").exec()`, bare `mlua`",
+            LIVE,
+            |_| Repeat::new(NoContext, lua::bare_state(), lua::mlua_exec).boxed(),
+        ),
+        Case::new(
+            Op::LuaExec,
+            Ours,
+            "lua_exec",
+            "`LuaInterpreter::exec(\"x = x + 1\")`",
+            LIVE,
+            |_| Repeat::new(NoContext, lua::interpreter(), lua::lua_exec).boxed(),
+        ),
+        Case::new(
+            Op::LuaResume,
+            Baseline,
+            "bare_resume",
+            "Lua's `coroutine.resume`, bare `mlua`",
+            LIVE,
+            |_| resume_loop(lua::Resume::Bare),
+        ),
+        Case::new(
+            Op::LuaResume,
+            Ours,
+            "resume_no_context",
+            "our `coroutine.resume`, `no_context` coroutine",
+            LIVE,
+            |_| resume_loop(lua::Resume::NoContext),
+        ),
+        Case::new(
+            Op::LuaResume,
+            Ours,
+            "resume_own_context",
+            "our `coroutine.resume`, own logical context",
+            LIVE,
+            |_| resume_loop(lua::Resume::OwnContext),
         ),
     ]
 }

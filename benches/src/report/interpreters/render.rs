@@ -41,7 +41,7 @@ pub fn markdown(results: &InterpreterResults, settings: Settings) -> String {
 }
 
 /// The rows of the summary: (operation, our variant, what it is).
-const SUMMARY: [(Op, &str, &str); 11] = [
+const SUMMARY: [(Op, &str, &str); 14] = [
     (Op::StreamUnbounded, "queue", "`Queue` stream, unbounded"),
     (
         Op::StreamUnbounded,
@@ -72,6 +72,17 @@ const SUMMARY: [(Op, &str, &str); 11] = [
         Op::PoolBatch,
         "interpreter_pool",
         "pool job, batches of 32 (ns per job)",
+    ),
+    (Op::LuaExec, "lua_exec", "Lua `exec` of a one-line snippet"),
+    (
+        Op::LuaResume,
+        "resume_no_context",
+        "Lua coroutine resume, `no_context`",
+    ),
+    (
+        Op::LuaResume,
+        "resume_own_context",
+        "Lua coroutine resume, own logical context",
     ),
 ];
 
@@ -137,6 +148,18 @@ fn notes(results: &InterpreterResults, op: Op) -> Vec<String> {
                 (Some(alone), Some(with_queues)) => vec![format!(
                     "Each live queue or channel adds {} ns to a close.",
                     format_ns((with_queues - alone) / crate::interpreter_ops::LIVE_QUEUES as f64)
+                )],
+                _ => Vec::new(),
+            }
+        }
+        Op::LuaResume => {
+            let ns = |variant| results.ns(op, Contender::Ours, variant, LIVE);
+            match (ns("resume_own_context"), ns("resume_no_context")) {
+                (Some(own), Some(shared)) => vec![format!(
+                    "Pushing and popping the coroutine's logical context adds {} ns to our \
+                     resume; the rest of the difference from the bare resume is the Rust \
+                     wrapper (a call out of Lua and back in, and the weak-table lookup).",
+                    format_ns(own - shared)
                 )],
                 _ => Vec::new(),
             }

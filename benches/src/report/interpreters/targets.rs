@@ -16,6 +16,9 @@ pub const MAX_NS_PER_MESSAGE: f64 = 1_000.0;
 /// Ours over the faster of `std::sync::mpsc` and crossbeam-channel, at most.
 pub const MAX_OVER_FASTER_PEER: f64 = 2.0;
 
+/// The most a Lua coroutine's own logical context may add to a resume (issue 14).
+pub const MAX_RESUME_OVERHEAD_NS: f64 = 5.0;
+
 /// Ours, a variant of `op`, and the fastest peer of that operation.
 pub fn against_faster_peer<'a>(
     results: &'a InterpreterResults,
@@ -94,6 +97,30 @@ fn rate_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) -
     }
 }
 
+/// A Lua coroutine resume in its own logical context, over Lua's bare resume.
+fn resume_check(results: &InterpreterResults) -> Check {
+    let pair = over_baseline(results, Op::LuaResume, "resume_own_context");
+    let check = Check::new(
+        format!(
+            "{}: own logical context over the bare resume, ≤ {MAX_RESUME_OVERHEAD_NS} ns",
+            Op::LuaResume.name()
+        ),
+        pair.map(|(ours, bare)| ours.ns() - bare.ns()),
+        MAX_RESUME_OVERHEAD_NS,
+        Unit::Ns,
+    );
+    let no_context = results.case(Op::LuaResume, Ours, "resume_no_context", LIVE);
+    match (pair, no_context) {
+        (Some((ours, bare)), Some(no_context)) => check.detail(format!(
+            "{} ns own context, {} ns `no_context`, {} ns bare",
+            format_ns(ours.ns()),
+            format_ns(no_context.ns()),
+            format_ns(bare.ns())
+        )),
+        _ => check,
+    }
+}
+
 /// Every target of the interpreters section, checked against `results`.
 pub fn evaluate(results: &InterpreterResults) -> Vec<Check> {
     vec![
@@ -109,6 +136,7 @@ pub fn evaluate(results: &InterpreterResults) -> Vec<Check> {
         ratio_check(results, Op::StreamBounded, "queue_1024", "`Queue`"),
         ratio_check(results, Op::Rendezvous, "send", "channel `send`"),
         ratio_check(results, Op::RoundTrip, "queue", "`Queue`"),
+        resume_check(results),
     ]
 }
 

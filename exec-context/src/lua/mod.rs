@@ -1,0 +1,692 @@
+//! Lua 5.4 states as interpreters (feature `lua`): PEP 554's `exec(source)` taken literally.
+//!
+//! A [`LuaInterpreter`] is an [`Interpreter`] (its ID, lifecycle, `__main__` and the context
+//! state it keeps per thread) together with a Lua state of its own ([`mlua::Lua`], Lua 5.4
+//! built from source). Every [`exec`](LuaInterpreter::exec) and [`call`](LuaInterpreter::call)
+//! runs the Lua code inside [`Interpreter::exec`], so the isolation of context state is the
+//! interpreter's: a `ContextVar` set by the script is invisible in main and in every other
+//! interpreter, and still there at the next `exec` on the same thread. The Lua heap and
+//! globals are the state's own.
+//!
+//! What the scripts see, beside Lua's safe standard libraries:
+//!
+//! | global | what |
+//! |---|---|
+//! | `contextvars` | `ContextVar(name [, default])` with `:get([default])`, `:set(v)` (a token), `:reset(token)`; `copy_context()` and `ctx:run(f, ...)`, `ctx:get(var [, default])`; `no_context(co_or_f)` |
+//! | `coroutine` | Lua's, with `resume` and `wrap` giving each coroutine its own logical context (PEP 550 generators) |
+//! | `interpreters` | `create_queue([maxsize])`, `channel()` (send end, receive end), `UNBOUND`, `id()` |
+//! | `task` | `sleep(seconds)` and `yield_now()`: Rust futures, awaited by Lua functions run as tasks ([`spawn`](LuaInterpreter::spawn)) |
+//!
+//! Queues (`q:put(v)`, `q:get()`, `q:put_nowait(v)`, `q:get_nowait()`, `q:put_timeout(v,
+//! s)`, `q:get_timeout(s)`, `q:len()`, `q:close()`) and channel ends (`send`, `send_nowait`,
+//! `send_timeout`, `send_buffered`, `recv`, `recv_nowait`, `recv_timeout`) carry shareable
+//! data only: `nil`, booleans, integers, floats, strings and sequences of those (tuples; a
+//! tuple arrives as a sequence with its length in `n`, like `table.pack`), queues and channel
+//! ends. Sending a function, a table holding one, a table that is not a sequence, a coroutine
+//! or another userdata is an error in Lua ([`LuaError::NotShareable`] as message).
+//! `__main__` ([`prepare_main`](LuaInterpreter::prepare_main),
+//! [`get_main_attr`](LuaInterpreter::get_main_attr)) is the state's globals, with the same
+//! conversions.
+//!
+//! Failures come back as [`InterpreterError::Failed`] carrying an
+//! [`ExecutionFailed`] whose source is a [`LuaError`]
+//! (its message is Lua's, with the traceback for a runtime error). A panic in a Rust callback
+//! is caught where it crosses back out of Lua and reported the same way (`type_name` is
+//! `"panic"`). Neither harms the state or the caller's context.
+//!
+//! Costs (the report's interpreters group, `cargo run --release -p benches --bin report --
+//! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
+//! about 35 ns; a coroutine resume goes through a Rust function (about 450 ns against Lua's
+//! own 70 ns on the reference machine), and the coroutine's logical context adds about 130 ns
+//! more; `contextvars.no_context` saves that part (not the wrapper) for a coroutine that
+//! needs no context of its own.
+//!
+//! ```
+//! use exec_context::interpreters::Shareable;
+//! use exec_context::lua::LuaInterpreter;
+//!
+//! let lua = LuaInterpreter::new().unwrap();
+//! lua.prepare_main([("base", Shareable::from(40))]).unwrap();
+//! lua.exec(r#"
+//!     request = contextvars.ContextVar("request")
+//!     function answer(n) return base + n end
+//! "#).unwrap();
+//! assert_eq!(lua.call("answer", [2.into()]).unwrap(), Shareable::from(42));
+//!
+//! // A syntax error is an `ExecutionFailed`, and the state is still usable.
+//! let error = lua.exec("this is not Lua").unwrap_err();
+//! assert!(error.as_failed().unwrap().message().contains("syntax error"));
+//! lua.exec("assert(answer(1) == 41)").unwrap();
+//! ```
+
+mod convert;
+mod coroutines;
+mod vars;
+
+/// The `mlua` crate this module is built on (Lua 5.4, vendored), for [`LuaInterpreter::lua`].
+pub use mlua;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::interpreters::{self, ExecutionFailed, Interpreter, InterpreterError, Shareable};
+
+/// Why Lua code failed: the source of the
+/// [`ExecutionFailed`] that an
+/// [`exec`](LuaInterpreter::exec) or [`call`](LuaInterpreter::call) returns.
+///
+/// ```
+/// use exec_context::lua::{LuaError, LuaInterpreter};
+///
+/// let lua = LuaInterpreter::new().unwrap();
+/// let error = lua.exec("error('boom')").unwrap_err();
+/// let failed = error.as_failed().unwrap();
+/// assert!(matches!(failed.downcast_source::<LuaError>(), Some(LuaError::Runtime { .. })));
+/// assert!(failed.message().contains("boom"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LuaError {
+    /// The source did not compile.
+    Syntax {
+        /// Lua's message.
+        message: String,
+    },
+    /// The code raised an error: Lua's message, then the traceback.
+    Runtime {
+        /// Lua's message and traceback.
+        message: String,
+    },
+    /// The state's memory limit was reached ([`Builder::memory_limit`]).
+    Memory {
+        /// Lua's message.
+        message: String,
+    },
+    /// The code ran more instructions than its budget ([`Builder::instruction_budget`]).
+    InstructionBudget {
+        /// The budget, in Lua VM instructions per `exec` or `call`.
+        budget: u64,
+    },
+    /// A value that cannot cross interpreters was given where shareable data is needed.
+    NotShareable {
+        /// What it was.
+        what: String,
+    },
+    /// [`call`](LuaInterpreter::call) or [`spawn`](LuaInterpreter::spawn) named a global
+    /// that is not a function.
+    NotAFunction {
+        /// The name.
+        name: String,
+    },
+    /// [`spawn`](LuaInterpreter::spawn) outside a tokio runtime.
+    NoRuntime,
+}
+
+impl LuaError {
+    /// Classifies an error of `mlua`, finding this crate's own errors inside callback errors.
+    pub(crate) fn from_mlua(error: &mlua::Error) -> LuaError {
+        if let Some(own) = find_own(error) {
+            return own.clone();
+        }
+        match error {
+            mlua::Error::SyntaxError { message, .. } => LuaError::Syntax {
+                message: message.clone(),
+            },
+            mlua::Error::MemoryError(message) => LuaError::Memory {
+                message: message.clone(),
+            },
+            mlua::Error::RuntimeError(message) => LuaError::Runtime {
+                message: message.clone(),
+            },
+            other => LuaError::Runtime {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn find_own(error: &mlua::Error) -> Option<&LuaError> {
+    match error {
+        mlua::Error::ExternalError(inner) => inner.downcast_ref::<LuaError>(),
+        mlua::Error::CallbackError { cause, .. } => find_own(cause),
+        mlua::Error::WithContext { cause, .. } => find_own(cause),
+        mlua::Error::MemoryError(_) => None,
+        _ => None,
+    }
+}
+
+impl fmt::Display for LuaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LuaError::Syntax { message } => write!(f, "syntax error: {message}"),
+            LuaError::Runtime { message } => f.write_str(message),
+            LuaError::Memory { message } => write!(f, "memory limit reached: {message}"),
+            LuaError::InstructionBudget { budget } => {
+                write!(f, "instruction budget of {budget} exceeded")
+            }
+            LuaError::NotShareable { what } => write!(f, "not shareable: {what}"),
+            LuaError::NotAFunction { name } => write!(f, "global {name:?} is not a function"),
+            LuaError::NoRuntime => f.write_str("spawning a Lua task needs a tokio runtime"),
+        }
+    }
+}
+
+impl std::error::Error for LuaError {}
+
+fn lua_err(error: mlua::Error) -> LuaError {
+    LuaError::from_mlua(&error)
+}
+
+/// The instructions an `exec` or `call` may still run.
+#[derive(Debug)]
+struct Budget {
+    budget: u64,
+    left: AtomicU64,
+}
+
+/// How often (in instructions) the budget hook runs.
+const BUDGET_STEP: u64 = 1000;
+
+/// Lua's part of the instruction budget: error catchers re-raise a spent budget.
+const KEEP_BUDGET: &str = r#"
+local is_spent, raise = ...
+local pcall, xpcall, resume = pcall, xpcall, coroutine.resume
+local function check(ok, ...)
+  if not ok and is_spent() then raise() end
+  return ok, ...
+end
+_G.pcall = function(...) return check(pcall(...)) end
+_G.xpcall = function(...) return check(xpcall(...)) end
+coroutine.resume = function(...) return check(resume(...)) end
+"#;
+
+/// Options of a [`LuaInterpreter`]: its memory limit and instruction budget.
+///
+/// ```
+/// use exec_context::lua::{LuaError, LuaInterpreter};
+///
+/// let lua = LuaInterpreter::builder().instruction_budget(100_000).build().unwrap();
+/// let error = lua.exec("while true do end").unwrap_err();
+/// let source = error.as_failed().unwrap().downcast_source::<LuaError>();
+/// assert_eq!(source, Some(&LuaError::InstructionBudget { budget: 100_000 }));
+/// lua.exec("x = 1").unwrap(); // the budget is per run, and the state still usable
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    memory_limit: Option<usize>,
+    instruction_budget: Option<u64>,
+}
+
+impl Builder {
+    /// The most memory the Lua state may hold, in bytes (`mlua`'s `set_memory_limit`).
+    /// Reaching it fails the allocation with [`LuaError::Memory`]; what the script dropped
+    /// can be collected and the state used again.
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// How many Lua VM instructions each [`exec`](LuaInterpreter::exec) or
+    /// [`call`](LuaInterpreter::call) may run (counted in steps of 1000) before it stops with
+    /// [`LuaError::InstructionBudget`].
+    pub fn instruction_budget(mut self, instructions: u64) -> Self {
+        self.instruction_budget = Some(instructions);
+        self
+    }
+
+    /// Creates the interpreter and its Lua state.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::Failed`] if the state could not be set up (the memory limit is
+    /// too small for the standard libraries, say).
+    pub fn build(self) -> Result<LuaInterpreter, InterpreterError> {
+        let interp = interpreters::create();
+        let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default())
+            .map_err(|e| failed(&interp, lua_err(e)))?;
+        let budget = self.instruction_budget.map(|budget| {
+            Arc::new(Budget {
+                budget,
+                left: AtomicU64::new(budget),
+            })
+        });
+        interp.try_exec(|| setup(&lua, budget.clone()).map_err(lua_err))?;
+        if let Some(limit) = self.memory_limit {
+            lua.set_memory_limit(limit)
+                .map_err(|e| failed(&interp, lua_err(e)))?;
+        }
+        Ok(LuaInterpreter {
+            interp,
+            lua,
+            budget,
+        })
+    }
+}
+
+fn failed(interp: &Interpreter, error: LuaError) -> InterpreterError {
+    InterpreterError::Failed(ExecutionFailed::from_error(interp.id(), error))
+}
+
+/// Installs the tables scripts see, and the instruction budget's hook.
+fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
+    let globals = lua.globals();
+
+    let contextvars = lua.create_table()?;
+    vars::install(lua, &contextvars)?;
+    coroutines::install(lua, &contextvars)?;
+    globals.set("contextvars", contextvars)?;
+
+    let interps = lua.create_table()?;
+    interps.set(
+        "create_queue",
+        lua.create_function(|_, maxsize: Option<usize>| {
+            Ok(convert::LuaQueue(interpreters::create_queue(
+                maxsize.unwrap_or(0),
+            )))
+        })?,
+    )?;
+    interps.set(
+        "channel",
+        lua.create_function(|_, ()| {
+            let (send, recv) = interpreters::channel();
+            Ok((convert::LuaSendChannel(send), convert::LuaRecvChannel(recv)))
+        })?,
+    )?;
+    interps.set(
+        "id",
+        lua.create_function(|_, ()| Ok(interpreters::get_current().id()))?,
+    )?;
+    interps.set("UNBOUND", convert::install_unbound(lua)?)?;
+    globals.set("interpreters", interps)?;
+
+    let task = lua.create_table()?;
+    task.set(
+        "sleep",
+        lua.create_async_function(|_, secs: f64| async move {
+            let duration = Duration::try_from_secs_f64(secs)
+                .map_err(|_| mlua::Error::runtime(format!("ValueError: bad duration {secs}")))?;
+            tokio::time::sleep(duration).await;
+            Ok(())
+        })?,
+    )?;
+    task.set(
+        "yield_now",
+        lua.create_async_function(|_, ()| async move {
+            tokio::task::yield_now().await;
+            Ok(())
+        })?,
+    )?;
+    globals.set("task", task)?;
+
+    if let Some(budget) = budget {
+        let step = BUDGET_STEP.min(budget.budget).max(1);
+        // `pcall`, `xpcall` and `coroutine.resume` catch errors, so a loop around them would
+        // outlive the budget: once it is spent, they pass the budget's error on.
+        let spent = budget.clone();
+        let is_spent =
+            lua.create_function(move |_, ()| Ok(spent.left.load(Ordering::Relaxed) < step))?;
+        let spent = budget.clone();
+        let raise = lua.create_function(move |_, ()| -> mlua::Result<()> {
+            Err(mlua::Error::external(LuaError::InstructionBudget {
+                budget: spent.budget,
+            }))
+        })?;
+        lua.load(KEEP_BUDGET)
+            .set_name("=exec_context.budget")
+            .call::<()>((is_spent, raise))?;
+        // The global hook, which the coroutines inherit (a thread hook would stop at them).
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(step as u32),
+            move |_, _| {
+                let left = budget.left.load(Ordering::Relaxed);
+                if left < step {
+                    return Err(mlua::Error::external(LuaError::InstructionBudget {
+                        budget: budget.budget,
+                    }));
+                }
+                budget.left.store(left - step, Ordering::Relaxed);
+                Ok(VmState::Continue)
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A Lua 5.4 state running as an [`Interpreter`]; see the [module docs](self).
+///
+/// It is `Send` and `Sync`: any thread may run it, one at a time (a second concurrent `exec`
+/// fails with [`InterpreterError::Running`], as for every interpreter). Dropping it closes
+/// the interpreter (when no clone of [`interpreter`](Self::interpreter) is left) and the
+/// Lua state.
+///
+/// ```
+/// use exec_context::lua::LuaInterpreter;
+///
+/// let a = LuaInterpreter::new().unwrap();
+/// let b = LuaInterpreter::new().unwrap();
+/// a.exec("user = contextvars.ContextVar('user'); user:set('alice'); x = 1").unwrap();
+/// a.exec("assert(user:get() == 'alice' and x == 1)").unwrap(); // persists
+/// b.exec("assert(user == nil and x == nil)").unwrap(); // invisible elsewhere
+/// ```
+pub struct LuaInterpreter {
+    interp: Interpreter,
+    lua: Lua,
+    budget: Option<Arc<Budget>>,
+}
+
+impl fmt::Debug for LuaInterpreter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LuaInterpreter")
+            .field("id", &self.interp.id())
+            .field("used_memory", &self.lua.used_memory())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LuaInterpreter {
+    /// A new interpreter with a fresh Lua state, no memory limit and no instruction budget.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::Failed`] if the state could not be set up.
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.exec("print('hello from Lua')").unwrap();
+    /// ```
+    pub fn new() -> Result<LuaInterpreter, InterpreterError> {
+        Builder::default().build()
+    }
+
+    /// Options: a memory limit, an instruction budget.
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::builder()
+    ///     .memory_limit(1 << 20)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(lua.exec("local t = {} for i = 1, 1e7 do t[i] = i end").is_err());
+    /// lua.exec("x = 1").unwrap();
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The interpreter this state runs in (its ID, `__main__`, lifecycle).
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// assert!(!lua.interpreter().is_main());
+    /// ```
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interp
+    }
+
+    /// Its ID (the [`interpreter`](Self::interpreter)'s).
+    ///
+    /// ```
+    /// use exec_context::interpreters::Shareable;
+    ///
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// assert_eq!(lua.call("interpreters.id", []).unwrap(), Shareable::from(lua.id()));
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.interp.id()
+    }
+
+    /// The Lua state, to register functions or read values directly. Code run through it
+    /// does not run inside the interpreter; use [`exec`](Self::exec) and
+    /// [`call`](Self::call) for that.
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// let double = lua.lua().create_function(|_, n: i64| Ok(2 * n)).unwrap();
+    /// lua.lua().globals().set("double", double).unwrap();
+    /// lua.exec("assert(double(21) == 42)").unwrap();
+    /// ```
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// Runs `f` inside the interpreter, with the instruction budget renewed.
+    fn enter<T: interpreters::Share>(
+        &self,
+        f: impl FnOnce(&Lua) -> Result<T, LuaError>,
+    ) -> Result<T, InterpreterError> {
+        if let Some(budget) = &self.budget {
+            budget.left.store(budget.budget, Ordering::Relaxed);
+        }
+        self.interp.try_call(|| f(&self.lua))
+    }
+
+    /// Runs Lua source text in the interpreter: PEP 554's `run(source)`, PEP 734's
+    /// `exec(code)`.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::Failed`] with a [`LuaError`] as source for a syntax or runtime
+    /// error, the memory limit or the instruction budget; with `type_name` `"panic"` for a
+    /// panic in a Rust callback. The other [`InterpreterError`]s as for
+    /// [`Interpreter::exec`].
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.exec("greeting = 'hello'").unwrap();
+    /// let error = lua.exec("error('no')").unwrap_err();
+    /// assert!(error.as_failed().unwrap().message().contains("no"));
+    /// ```
+    pub fn exec(&self, source: &str) -> Result<(), InterpreterError> {
+        self.enter(|lua| lua.load(source).set_name("=exec").exec().map_err(lua_err))
+    }
+
+    /// Calls the global function `name` with shareable arguments, and returns its result as
+    /// shareable data (no value: `None`; several: a tuple). `name` may be a dotted path
+    /// (`"module.function"`).
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Self::exec), and [`LuaError::NotAFunction`],
+    /// [`LuaError::NotShareable`] for a result that cannot leave the state.
+    ///
+    /// ```
+    /// use exec_context::interpreters::Shareable;
+    ///
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.exec("function divmod(a, b) return a // b, a % b end").unwrap();
+    /// let result = lua.call("divmod", [7.into(), 2.into()]).unwrap();
+    /// assert_eq!(result, Shareable::from((3, 1)));
+    /// ```
+    pub fn call(
+        &self,
+        name: &str,
+        args: impl IntoIterator<Item = Shareable>,
+    ) -> Result<Shareable, InterpreterError> {
+        self.enter(|lua| {
+            let function = function(lua, name)?;
+            let args = convert::to_lua_multi(lua, args).map_err(lua_err)?;
+            let results = function.call::<MultiValue>(args).map_err(lua_err)?;
+            results_to_shareable(&results)
+        })
+    }
+
+    /// Sets globals of the state to shareable values (PEP 734's `prepare_main`), also
+    /// recording them in the interpreter's `__main__`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Interpreter::prepare_main`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{Queue, Shareable};
+    ///
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// let queue = Queue::new(0);
+    /// lua.prepare_main([("q", Shareable::from(queue.clone())), ("n", 3.into())]).unwrap();
+    /// lua.exec("for i = 1, n do q:put(i * i) end").unwrap();
+    /// assert_eq!(queue.get(), Ok(Shareable::from(1)));
+    /// ```
+    pub fn prepare_main<I, K>(&self, attrs: I) -> Result<(), InterpreterError>
+    where
+        I: IntoIterator<Item = (K, Shareable)>,
+        K: Into<String>,
+    {
+        let attrs: Vec<(String, Shareable)> = attrs
+            .into_iter()
+            .map(|(name, value)| (name.into(), value))
+            .collect();
+        self.interp.prepare_main(attrs.clone())?;
+        self.enter(|lua| {
+            let globals = lua.globals();
+            for (name, value) in attrs {
+                let value = convert::to_lua(lua, value).map_err(lua_err)?;
+                globals.set(name, value).map_err(lua_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The global `name` as shareable data, or `None` if it is `nil`.
+    ///
+    /// # Errors
+    ///
+    /// [`InterpreterError::Failed`] with [`LuaError::NotShareable`] if the value cannot
+    /// leave the state (a function, a table that is not a sequence, ...).
+    ///
+    /// ```
+    /// use exec_context::interpreters::Shareable;
+    ///
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.exec("answer = {'forty', 2}").unwrap();
+    /// assert_eq!(lua.get_main_attr("answer").unwrap(), Some(Shareable::from(("forty", 2))));
+    /// assert_eq!(lua.get_main_attr("missing").unwrap(), None);
+    /// assert!(lua.get_main_attr("print").is_err());
+    /// ```
+    pub fn get_main_attr(&self, name: &str) -> Result<Option<Shareable>, InterpreterError> {
+        let value = self.enter(|lua| {
+            let value: Value = lua.globals().get(name).map_err(lua_err)?;
+            convert::from_lua(&value)
+        })?;
+        Ok(match value {
+            Shareable::None => None,
+            value => Some(value),
+        })
+    }
+
+    /// Runs the global async function `name` — a Lua function that awaits Rust futures
+    /// (`task.sleep`, or async functions registered through [`lua`](Self::lua)) — as a tokio
+    /// task in this interpreter. The task starts from a snapshot of the interpreter's
+    /// context on this thread, exactly like a Rust task spawned inside it
+    /// ([`crate::tokio::spawn`]); what it sets stays in the task.
+    ///
+    /// # Errors
+    ///
+    /// [`LuaError::NoRuntime`] outside a tokio runtime; [`LuaError::NotAFunction`]. The
+    /// task's own failure is in its result.
+    ///
+    /// ```
+    /// use exec_context::interpreters::Shareable;
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let _guard = rt.enter();
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.exec(r#"
+    ///     user = contextvars.ContextVar("user")
+    ///     user:set("spawner")
+    ///     function job() task.sleep(0.001); return user:get() end
+    /// "#).unwrap();
+    /// let handle = lua.spawn("job", []).unwrap();
+    /// assert_eq!(rt.block_on(handle).unwrap().unwrap(), Shareable::from("spawner"));
+    /// ```
+    pub fn spawn(
+        &self,
+        name: &str,
+        args: impl IntoIterator<Item = Shareable>,
+    ) -> Result<tokio::task::JoinHandle<Result<Shareable, InterpreterError>>, InterpreterError>
+    {
+        let mut handle = None;
+        let interp = self.interp.clone();
+        let lua = self.lua.clone();
+        self.enter(|lua_ref| {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(LuaError::NoRuntime);
+            }
+            let function = function(lua_ref, name)?;
+            let args = convert::to_lua_multi(lua_ref, args).map_err(lua_err)?;
+            let future = async move {
+                let outcome = match function.call_async::<MultiValue>(args).await {
+                    Ok(results) => results_to_shareable(&results),
+                    Err(error) => Err(lua_err(error)),
+                };
+                drop(lua);
+                outcome.map_err(|error| failed(&interp, error))
+            };
+            handle = Some(crate::tokio::spawn(future));
+            Ok(())
+        })?;
+        Ok(handle.expect("spawned"))
+    }
+
+    /// Closes the interpreter (see [`Interpreter::close`]); the Lua state goes with `self`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Interpreter::close`].
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.close().unwrap();
+    /// ```
+    pub fn close(self) -> Result<(), InterpreterError> {
+        self.interp.close()
+    }
+
+    /// How many coroutines of this state hold a logical context of their own right now (a
+    /// finished coroutine releases its own at once, an abandoned one when collected).
+    ///
+    /// ```
+    /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
+    /// lua.exec("co = coroutine.create(function() coroutine.yield() end); coroutine.resume(co)").unwrap();
+    /// assert_eq!(lua.coroutine_contexts(), 1);
+    /// lua.exec("co = nil; collectgarbage()").unwrap();
+    /// assert_eq!(lua.coroutine_contexts(), 0);
+    /// ```
+    pub fn coroutine_contexts(&self) -> usize {
+        coroutines::live_contexts(&self.lua).unwrap_or(0)
+    }
+}
+
+/// The global (or dotted path) `name`, which must be a function.
+fn function(lua: &Lua, name: &str) -> Result<Function, LuaError> {
+    let not_a_function = || LuaError::NotAFunction {
+        name: name.to_owned(),
+    };
+    let mut value = Value::Table(lua.globals());
+    for part in name.split('.') {
+        let Value::Table(table) = value else {
+            return Err(not_a_function());
+        };
+        value = Table::get(&table, part).map_err(lua_err)?;
+    }
+    match value {
+        Value::Function(function) => Ok(function),
+        _ => Err(not_a_function()),
+    }
+}
+
+fn results_to_shareable(results: &MultiValue) -> Result<Shareable, LuaError> {
+    match results.len() {
+        0 => Ok(Shareable::None),
+        1 => convert::from_lua(&results[0]),
+        _ => Ok(Shareable::Tuple(
+            results
+                .iter()
+                .map(convert::from_lua)
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
+        )),
+    }
+}

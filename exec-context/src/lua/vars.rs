@@ -1,0 +1,168 @@
+//! The `contextvars` table of a Lua state: `ContextVar`, tokens, `copy_context`, `Context:run`.
+//!
+//! Each Lua `ContextVar(name)` is backed by a Rust [`ContextVar`] made at run time and leaked
+//! (a `ContextVar` must be `'static`), and listed in [`CREATED`] so that it stays reachable: a
+//! few dozen bytes plus the name per variable, for the life of the process. A variable cannot
+//! be reused once its Lua object is collected, since contexts may still hold values for it.
+//! Scripts create their variables once, at module level, as PEP 567 asks; one that creates
+//! variables in a loop grows the process in proportion.
+//!
+//! A value is a reference into the state's registry ([`RegistryKey`]), so it is any Lua
+//! value, and only the state that set it can read it back: contexts hold the key, never the
+//! value. Since the state runs inside its [`Interpreter`](crate::interpreters::Interpreter),
+//! the contexts holding the keys are that interpreter's; no other interpreter ever sees them.
+
+use std::sync::Arc;
+
+use contextvars::{Context, ContextVar, Token, TokenError, copy_context};
+use mlua::{AnyUserData, Function, Lua, MultiValue, RegistryKey, Table, UserData, Value};
+use parking_lot::Mutex;
+
+/// Every variable Lua scripts created in this process (see the module docs).
+static CREATED: Mutex<Vec<&'static ContextVar<Slot>>> = Mutex::new(Vec::new());
+
+/// What a Rust variable holds for a Lua one: a registry reference (`None` for `nil`).
+pub(crate) type Slot = Option<Arc<RegistryKey>>;
+
+fn store(lua: &Lua, value: Value) -> mlua::Result<Slot> {
+    Ok(match value {
+        Value::Nil => None,
+        value => Some(Arc::new(lua.create_registry_value(value)?)),
+    })
+}
+
+fn load(lua: &Lua, slot: &Slot) -> mlua::Result<Value> {
+    match slot {
+        None => Ok(Value::Nil),
+        Some(key) => lua.registry_value(key),
+    }
+}
+
+/// A Lua `ContextVar`.
+pub(crate) struct LuaVar {
+    var: &'static ContextVar<Slot>,
+    default: Option<RegistryKey>,
+}
+
+impl LuaVar {
+    fn get(&self, lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
+        if let Some(slot) = self.var.get() {
+            return load(lua, &slot);
+        }
+        if let Some(default) = args.into_iter().next() {
+            return Ok(default);
+        }
+        match &self.default {
+            Some(key) => lua.registry_value(key),
+            None => Err(mlua::Error::runtime(format!(
+                "LookupError: context variable {:?} has no value",
+                self.var.name()
+            ))),
+        }
+    }
+}
+
+impl UserData for LuaVar {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("get", |lua, this, args: MultiValue| this.get(lua, args));
+        methods.add_method("set", |lua, this, value: Value| {
+            let token = this.var.set(store(lua, value)?);
+            Ok(LuaToken {
+                token: Mutex::new(Some(token)),
+                var: this.var,
+            })
+        });
+        methods.add_method("reset", |_, this, token: AnyUserData| {
+            let token = token.borrow::<LuaToken>().map_err(|_| {
+                mlua::Error::runtime("TypeError: reset expects a Token made by ContextVar:set")
+            })?;
+            if !std::ptr::eq(token.var, this.var) {
+                // Checked before taking the token, so it stays usable with its own variable.
+                return Err(token_error(TokenError::WrongVar));
+            }
+            let Some(inner) = token.token.lock().take() else {
+                return Err(mlua::Error::runtime(
+                    "RuntimeError: the Token has already been used once",
+                ));
+            };
+            this.var.reset(inner).map_err(token_error)
+        });
+        methods.add_method("name", |_, this, ()| Ok(this.var.name()));
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("<ContextVar name={:?}>", this.var.name()))
+        });
+    }
+}
+
+fn token_error(error: TokenError) -> mlua::Error {
+    mlua::Error::runtime(format!("ValueError: {error}"))
+}
+
+/// A Lua `Token`, from `ContextVar:set`: usable once.
+pub(crate) struct LuaToken {
+    token: Mutex<Option<Token<Slot>>>,
+    var: &'static ContextVar<Slot>,
+}
+
+impl UserData for LuaToken {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("used", |_, this, ()| Ok(this.token.lock().is_none()));
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!(
+                "<Token var={:?} used={}>",
+                this.var.name(),
+                this.token.lock().is_none()
+            ))
+        });
+    }
+}
+
+/// A Lua `Context`, from `copy_context()`.
+pub(crate) struct LuaContext(Mutex<Context>);
+
+impl UserData for LuaContext {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("run", |_, this, (f, args): (Function, MultiValue)| {
+            let Some(mut context) = this.0.try_lock() else {
+                return Err(mlua::Error::runtime(
+                    "RuntimeError: cannot enter context: it is already entered",
+                ));
+            };
+            context.run(|| f.call::<MultiValue>(args))
+        });
+        methods.add_method("get", |lua, this, (var, args): (AnyUserData, MultiValue)| {
+            let var = var.borrow::<LuaVar>()?;
+            let Some(context) = this.0.try_lock() else {
+                return Err(mlua::Error::runtime(
+                    "RuntimeError: the context is entered; read its variables with ContextVar:get",
+                ));
+            };
+            match context.get(var.var) {
+                Some(slot) => load(lua, &slot),
+                None => Ok(args.into_iter().next().unwrap_or(Value::Nil)),
+            }
+        });
+    }
+}
+
+/// Fills the state's `contextvars` table.
+pub(crate) fn install(lua: &Lua, table: &Table) -> mlua::Result<()> {
+    table.set(
+        "ContextVar",
+        lua.create_function(|lua, (name, default): (String, MultiValue)| {
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
+            CREATED.lock().push(var);
+            let default = match default.into_iter().next() {
+                Some(value) => Some(lua.create_registry_value(value)?),
+                None => None,
+            };
+            Ok(LuaVar { var, default })
+        })?,
+    )?;
+    table.set(
+        "copy_context",
+        lua.create_function(|_, ()| Ok(LuaContext(Mutex::new(copy_context()))))?,
+    )?;
+    Ok(())
+}

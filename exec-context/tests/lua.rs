@@ -1,0 +1,655 @@
+//! Lua states as interpreters: PEP 550's generator examples on Lua coroutines, PEP 567's
+//! tokens, PEP 554/734's workers and channels, isolation, bad input, async Lua as tasks, and
+//! a queue stress test.
+#![cfg(feature = "lua")]
+
+use std::collections::BTreeSet;
+
+use contextvars::{ContextVar, copy_context};
+use exec_context::interpreters::{self, InterpreterError, Queue, Shareable};
+use exec_context::lua::{LuaError, LuaInterpreter};
+
+static MAIN_VAR: ContextVar<&str> = ContextVar::new("main var");
+
+/// Runs a script from `tests/lua/` with an `emit(line)` that records lines, and returns them.
+fn run_script(source: &str) -> Vec<String> {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec("log = {} function emit(line) log[#log + 1] = line end")
+        .unwrap();
+    if let Err(error) = lua.exec(source) {
+        panic!("the script failed: {error}");
+    }
+    strings(lua.get_main_attr("log").unwrap())
+}
+
+fn strings(value: Option<Shareable>) -> Vec<String> {
+    match value {
+        None => Vec::new(),
+        Some(Shareable::Tuple(items)) => items
+            .iter()
+            .map(|item| item.clone().extract::<String>().unwrap())
+            .collect(),
+        Some(other) => panic!("not a tuple: {other:?}"),
+    }
+}
+
+fn lua_error(error: &InterpreterError) -> &LuaError {
+    error
+        .as_failed()
+        .unwrap_or_else(|| panic!("not a failure: {error}"))
+        .downcast_source::<LuaError>()
+        .unwrap_or_else(|| panic!("not a LuaError: {error}"))
+}
+
+#[test]
+fn pep550_generator_var1_var2() {
+    assert_eq!(
+        run_script(include_str!("lua/pep550_generator.lua")),
+        [
+            "gen: var1 = gen, var2 = main",
+            "next(g) = 1",
+            "main: var1 = main",
+            "gen: var1 = gen, var2 = main modified",
+            "next(g) = 2",
+            "main: var1 = main modified, var2 = main modified",
+        ]
+    );
+}
+
+#[test]
+fn pep550_interleaved_fractions() {
+    assert_eq!(
+        run_script(include_str!("lua/pep550_fractions.lua")),
+        [
+            "(0.33, 0.666667)",
+            "(0.11, 0.222222)",
+            "outside: precision = 28"
+        ]
+    );
+}
+
+#[test]
+fn pep550_nested_generator() {
+    assert_eq!(
+        run_script(include_str!("lua/pep550_nested.lua")),
+        [
+            "nested: var1 = var1-gen, var2 = var2-gen",
+            "gen: var1 = var1-gen, var2 = var2-gen",
+            "nested: var1 = var1-nested-gen, var2 = var2-gen-mod",
+            "gen: var1 = var1-gen-mod, var2 = var2-gen-mod",
+            "outer: var1 = nil, var2 = nil",
+        ]
+    );
+}
+
+#[test]
+fn pep550_yield_from_delegation() {
+    assert_eq!(
+        run_script(include_str!("lua/pep550_yield_from.lua")),
+        [
+            "outer after next(g): outer_gen",
+            "outer after yield from: outer_gen",
+            "outer after for-in: outer_gen",
+            "yielded: 0 1 2 10 11 12",
+            "main: main",
+        ]
+    );
+}
+
+#[test]
+fn pep550_context_manager_opts_out() {
+    assert_eq!(
+        run_script(include_str!("lua/pep550_context_manager.lua")),
+        [
+            "own context: var = 0",
+            "no_context: var = 10",
+            "after: var = 0",
+            "after resume of a no_context coroutine: var = 20",
+        ]
+    );
+}
+
+#[test]
+fn pep567_tokens_and_contexts() {
+    assert_eq!(
+        run_script(include_str!("lua/pep567_tokens.lua")),
+        [
+            "default: default",
+            "get(default): given",
+            "no value: false LookupError: context variable \"other\" has no value",
+            "set: one",
+            "reset: default",
+            "reused token: false RuntimeError: the Token has already been used once",
+            "token of another var: false ValueError: the token was created by a different context variable",
+            "other after reset: nil",
+            "token of another context: false ValueError: the token was created in a different context",
+            "ctx:run: in ctx!; ctx:get: in ctx; outside: outside",
+            "entered twice: false RuntimeError: cannot enter context: it is already entered",
+        ]
+    );
+}
+
+#[test]
+fn coroutine_logical_contexts_are_released() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        var = contextvars.ContextVar("var")
+        done, suspended = {}, {}
+        for i = 1, 50 do
+          done[i] = coroutine.create(function() var:set(i) end)
+          assert(coroutine.resume(done[i]))
+          suspended[i] = coroutine.create(function() var:set(i); coroutine.yield() end)
+          assert(coroutine.resume(suspended[i]))
+        end
+        "#,
+    )
+    .unwrap();
+    // Finished coroutines released theirs at once; the suspended ones hold one each.
+    assert_eq!(lua.coroutine_contexts(), 50);
+    lua.exec("suspended = nil; collectgarbage(); collectgarbage()")
+        .unwrap();
+    assert_eq!(lua.coroutine_contexts(), 0);
+    lua.exec("assert(var:get(nil) == nil)").unwrap();
+}
+
+#[test]
+fn main_attrs_are_globals_of_shareable_types() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.prepare_main([
+        ("none", Shareable::None),
+        ("flag", true.into()),
+        ("int", 7.into()),
+        ("float", 2.5.into()),
+        ("text", "héllo".into()),
+        ("pair", ("a", 1).into()),
+    ])
+    .unwrap();
+    lua.exec(
+        r#"
+        assert(none == nil and flag == true and int == 7 and math.type(int) == "integer")
+        assert(float == 2.5 and text == "héllo" and pair[1] == "a" and pair[2] == 1 and pair.n == 2)
+        back = {none, flag, int, float, text, pair, n = 6}
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        lua.get_main_attr("back").unwrap(),
+        Some(Shareable::from((
+            Shareable::None,
+            true,
+            7,
+            2.5,
+            "héllo",
+            ("a", 1)
+        )))
+    );
+    assert_eq!(
+        lua.interpreter().get_main_attr("int").unwrap(),
+        Some(Shareable::from(7))
+    );
+    let error = lua.get_main_attr("print").unwrap_err();
+    assert!(matches!(lua_error(&error), LuaError::NotShareable { .. }));
+    lua.exec("t = {x = 1}").unwrap();
+    assert!(lua.get_main_attr("t").is_err());
+}
+
+#[test]
+fn queues_and_channels_from_lua() {
+    let lua = LuaInterpreter::new().unwrap();
+    let queue = Queue::new(2);
+    lua.prepare_main([("q", queue.clone().into())]).unwrap();
+    lua.exec(
+        r#"
+        q:put(1)
+        q:put_nowait({true, "two", 3.5})
+        local ok, err = pcall(function() q:put_nowait(3) end)
+        assert(not ok and tostring(err):find("Full: the queue is full"), tostring(err))
+        ok, err = pcall(function() q:put_timeout(3, 0.01) end)
+        assert(not ok and tostring(err):find("timed out"), tostring(err))
+        "#,
+    )
+    .unwrap();
+    assert_eq!(queue.get(), Ok(Shareable::from(1)));
+    assert_eq!(queue.get(), Ok(Shareable::from((true, "two", 3.5))));
+    lua.exec(
+        r#"
+        local ok, err = pcall(function() return q:get_nowait() end)
+        assert(not ok and tostring(err):find("Empty: nothing to receive"), tostring(err))
+        ok, err = pcall(function() return q:get_timeout(0.01) end)
+        assert(not ok and tostring(err):find("timed out"), tostring(err))
+        local mine = interpreters.create_queue()
+        mine:put("self")
+        assert(mine:get() == "self" and mine:is_empty())
+        q:put(mine) -- a queue is shareable itself
+        "#,
+    )
+    .unwrap();
+    let theirs: Queue = queue.get().unwrap().extract().unwrap();
+    theirs.put("from main").unwrap();
+    assert_eq!(theirs.get(), Ok(Shareable::from("from main")));
+}
+
+#[test]
+fn unshareable_values_are_refused() {
+    let lua = LuaInterpreter::new().unwrap();
+    let queue = Queue::new(0);
+    lua.prepare_main([("q", queue.clone().into())]).unwrap();
+    for value in [
+        "function() end",
+        "{1, print}",
+        "{x = 1}",
+        "contextvars.ContextVar('v')",
+        "coroutine.create(print)",
+    ] {
+        let error = lua.exec(&format!("q:put({value})")).unwrap_err();
+        let failed = error.as_failed().unwrap();
+        assert!(
+            failed.message().contains("not shareable"),
+            "{value}: {}",
+            failed.message()
+        );
+        lua.exec("q:put('still usable')").unwrap();
+    }
+    assert_eq!(queue.len(), 5);
+    lua.exec("function give() return print end").unwrap();
+    let error = lua.call("give", []).unwrap_err();
+    assert!(matches!(lua_error(&error), LuaError::NotShareable { .. }));
+    let error = lua.call("nothing_here", []).unwrap_err();
+    assert_eq!(
+        lua_error(&error),
+        &LuaError::NotAFunction {
+            name: "nothing_here".into()
+        }
+    );
+}
+
+#[test]
+fn isolation_between_interpreters_and_main() {
+    let a = LuaInterpreter::new().unwrap();
+    let b = LuaInterpreter::new().unwrap();
+    MAIN_VAR.set("main");
+    let before = copy_context().len();
+    a.exec("x = 1; v = contextvars.ContextVar('v'); v:set('a')")
+        .unwrap();
+    // Nothing of it in main's context or in the other interpreter.
+    assert_eq!(copy_context().len(), before);
+    assert_eq!(MAIN_VAR.get(), Some("main"));
+    b.exec("assert(x == nil and v == nil)").unwrap();
+    b.exec("v = contextvars.ContextVar('v'); assert(v:get(nil) == nil); v:set('b')")
+        .unwrap();
+    // It persists across runs on the same thread...
+    a.exec("assert(x == 1 and v:get() == 'a')").unwrap();
+    b.exec("assert(v:get() == 'b')").unwrap();
+    // ...and, like every interpreter's context state, belongs to the thread: the globals
+    // are the state's, the context variables' values the thread's.
+    std::thread::scope(|s| {
+        s.spawn(|| a.exec("assert(x == 1 and v:get(nil) == nil)").unwrap());
+    });
+    a.exec("assert(v:get() == 'a')").unwrap();
+}
+
+#[test]
+fn syntax_error_leaves_the_interpreter_usable() {
+    let lua = LuaInterpreter::new().unwrap();
+    MAIN_VAR.set("caller");
+    let error = lua.exec("x = = 1").unwrap_err();
+    let LuaError::Syntax { message } = lua_error(&error) else {
+        panic!("{error}")
+    };
+    assert!(message.contains("unexpected symbol"), "{message}");
+    assert!(
+        error
+            .as_failed()
+            .unwrap()
+            .message()
+            .contains("unexpected symbol")
+    );
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    lua.exec("x = 1").unwrap();
+    assert_eq!(lua.get_main_attr("x").unwrap(), Some(1.into()));
+}
+
+#[test]
+fn runtime_error_carries_message_and_traceback() {
+    let lua = LuaInterpreter::new().unwrap();
+    MAIN_VAR.set("caller");
+    lua.exec("function inner() error('boom') end function outer() inner() end")
+        .unwrap();
+    let error = lua
+        .exec("v = contextvars.ContextVar('v'); v:set(1); outer()")
+        .unwrap_err();
+    let LuaError::Runtime { message } = lua_error(&error) else {
+        panic!("{error}")
+    };
+    assert!(message.contains("boom"), "{message}");
+    assert!(message.contains("stack traceback"), "{message}");
+    assert!(message.contains("inner"), "{message}");
+    let failed = error.as_failed().unwrap();
+    assert_eq!(failed.interpreter_id(), lua.id());
+    assert!(failed.message().contains("boom"));
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    // What ran before the error stays, as in a Python interpreter.
+    lua.exec("assert(v:get() == 1)").unwrap();
+}
+
+#[test]
+fn panic_in_a_callback_is_caught() {
+    let lua = LuaInterpreter::new().unwrap();
+    let explode = lua
+        .lua()
+        .create_function(|_, ()| -> exec_context::lua::mlua::Result<()> {
+            panic!("callback panicked")
+        })
+        .unwrap();
+    lua.lua().globals().set("explode", explode).unwrap();
+    MAIN_VAR.set("caller");
+    let error = lua.exec("explode()").unwrap_err();
+    let failed = error.as_failed().unwrap();
+    assert!(failed.is_panic(), "{error}");
+    assert!(failed.message().contains("callback panicked"));
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    // Lua code can also catch it, like any error.
+    lua.exec("local ok = pcall(explode); assert(not ok)")
+        .unwrap();
+    // Inside a coroutine with its own logical context: every context is restored.
+    lua.exec("v = contextvars.ContextVar('v'); v:set('outside')")
+        .unwrap();
+    let error = lua
+        .exec("coroutine.wrap(function() v:set('inside'); explode() end)()")
+        .unwrap_err();
+    assert!(error.as_failed().is_some(), "{error}");
+    lua.exec("assert(v:get() == 'outside')").unwrap();
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    lua.exec("x = 1").unwrap();
+}
+
+#[test]
+fn memory_limit_is_a_clear_error() {
+    let lua = LuaInterpreter::builder()
+        .memory_limit(4 << 20)
+        .build()
+        .unwrap();
+    MAIN_VAR.set("caller");
+    let error = lua
+        .exec("local t = {} for i = 1, 1e8 do t[i] = i end")
+        .unwrap_err();
+    assert!(
+        matches!(lua_error(&error), LuaError::Memory { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("memory"));
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    lua.exec("collectgarbage(); local t = {} for i = 1, 1000 do t[i] = i end")
+        .unwrap();
+}
+
+#[test]
+fn instruction_budget_stops_a_runaway_loop() {
+    let lua = LuaInterpreter::builder()
+        .instruction_budget(200_000)
+        .build()
+        .unwrap();
+    MAIN_VAR.set("caller");
+    let error = lua.exec("while true do end").unwrap_err();
+    assert_eq!(
+        lua_error(&error),
+        &LuaError::InstructionBudget { budget: 200_000 }
+    );
+    assert!(error.to_string().contains("instruction budget"));
+    // Catching the error does not buy more instructions.
+    let error = lua
+        .exec("while true do pcall(function() while true do end end) end")
+        .unwrap_err();
+    assert_eq!(
+        lua_error(&error),
+        &LuaError::InstructionBudget { budget: 200_000 }
+    );
+    // Nor does a coroutine.
+    let error = lua
+        .exec("coroutine.wrap(function() while true do end end)()")
+        .unwrap_err();
+    assert!(error.to_string().contains("instruction budget"), "{error}");
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    // Each run has the whole budget again.
+    lua.exec("local n = 0 for i = 1, 10000 do n = n + i end")
+        .unwrap();
+}
+
+/// PEP 734's example: workers in interpreters of their own, fed through a queue.
+#[test]
+fn pep734_workers_fed_through_a_queue() {
+    const WORKERS: usize = 3;
+    const JOBS: i64 = 40;
+    let tasks = interpreters::create_queue(0);
+    let results = interpreters::create_queue(0);
+    let workers: Vec<LuaInterpreter> = (0..WORKERS)
+        .map(|_| {
+            let lua = LuaInterpreter::new().unwrap();
+            lua.prepare_main([
+                ("tasks", tasks.clone().into()),
+                ("results", results.clone().into()),
+            ])
+            .unwrap();
+            lua
+        })
+        .collect();
+    let ids: BTreeSet<u64> = workers.iter().map(LuaInterpreter::id).collect();
+    std::thread::scope(|s| {
+        for worker in &workers {
+            s.spawn(move || {
+                worker
+                    .exec(
+                        r#"
+                        local job = contextvars.ContextVar("job")
+                        while true do
+                          local item = tasks:get()
+                          if item == nil then break end
+                          job:set(item[1])
+                          results:put({job:get(), item[2] * item[2], interpreters.id()})
+                        end
+                        "#,
+                    )
+                    .unwrap();
+            });
+        }
+        for job in 0..JOBS {
+            tasks.put((job, job + 1)).unwrap();
+        }
+        for _ in 0..WORKERS {
+            tasks.put(()).unwrap();
+        }
+    });
+    let mut seen = BTreeSet::new();
+    for _ in 0..JOBS {
+        let (job, square, id): (i64, i64, u64) = results.get().unwrap().extract().unwrap();
+        assert_eq!(square, (job + 1) * (job + 1));
+        assert!(ids.contains(&id));
+        assert!(seen.insert(job), "job {job} twice");
+    }
+    assert_eq!(seen.len(), JOBS as usize);
+    assert!(results.is_empty());
+}
+
+/// PEP 554's example: a channel pair, the interpreter answering back.
+#[test]
+fn pep554_channel_pair_answering_back() {
+    let lua = LuaInterpreter::new().unwrap();
+    let (requests, requests_in) = interpreters::channel();
+    let (replies_out, replies) = interpreters::channel();
+    lua.prepare_main([
+        ("requests", requests_in.into()),
+        ("replies", replies_out.into()),
+    ])
+    .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            lua.exec(
+                r#"
+                while true do
+                  local request = requests:recv()
+                  if request == "done" then break end
+                  replies:send({"pong", request[2] * 2})
+                end
+                "#,
+            )
+            .unwrap();
+        });
+        for i in 0..10 {
+            requests.send(("ping", i)).unwrap();
+            let (word, n): (String, i64) = replies.recv().unwrap().extract().unwrap();
+            assert_eq!((word.as_str(), n), ("pong", 2 * i));
+        }
+        requests.send("done").unwrap();
+    });
+}
+
+/// Async Lua functions run as tokio tasks, starting from the spawner's snapshot.
+#[test]
+fn async_lua_runs_as_tasks_with_the_spawners_snapshot() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        user = contextvars.ContextVar("user")
+        user:set("spawner")
+        function job(name, pause)
+          local seen = user:get()
+          user:set(name)
+          task.sleep(pause)
+          assert(user:get() == name) -- its own, across the await
+          task.yield_now()
+          return {seen, user:get(), interpreters.id()}
+        end
+        "#,
+    )
+    .unwrap();
+    let first = lua.spawn("job", ["one".into(), 0.02.into()]).unwrap();
+    lua.exec("user:set('later')").unwrap();
+    let second = lua.spawn("job", ["two".into(), 0.001.into()]).unwrap();
+    let (seen, own, id): (String, String, u64) =
+        rt.block_on(first).unwrap().unwrap().extract().unwrap();
+    assert_eq!(
+        (seen.as_str(), own.as_str(), id),
+        ("spawner", "one", lua.id())
+    );
+    let (seen, own, _): (String, String, u64) =
+        rt.block_on(second).unwrap().unwrap().extract().unwrap();
+    assert_eq!((seen.as_str(), own.as_str()), ("later", "two"));
+    // The tasks' sets stayed in the tasks.
+    lua.exec("assert(user:get() == 'later')").unwrap();
+    // A failing task reports an ExecutionFailed.
+    lua.exec("function bad() task.sleep(0) error('task failed') end")
+        .unwrap();
+    let error = rt
+        .block_on(lua.spawn("bad", []).unwrap())
+        .unwrap()
+        .unwrap_err();
+    assert!(error.as_failed().unwrap().message().contains("task failed"));
+    drop(_guard);
+    let outside = LuaInterpreter::new().unwrap();
+    outside.exec("function f() end").unwrap();
+    let error = outside.spawn("f", []).unwrap_err();
+    assert_eq!(lua_error(&error), &LuaError::NoRuntime);
+}
+
+/// 8 Lua interpreters on 8 threads: 4 producers, 4 consumers, 100,000 messages.
+#[test]
+fn stress_eight_interpreters_pass_100k_messages() {
+    const PRODUCERS: i64 = 4;
+    const CONSUMERS: usize = 4;
+    const PER_PRODUCER: i64 = 25_000;
+    let queue = interpreters::create_queue(1024);
+    let make = |role: &str, me: i64| {
+        let lua = LuaInterpreter::new().unwrap();
+        lua.prepare_main([
+            ("q", queue.clone().into()),
+            ("me", me.into()),
+            ("N", PER_PRODUCER.into()),
+            ("P", PRODUCERS.into()),
+            ("role", role.into()),
+        ])
+        .unwrap();
+        lua
+    };
+    let producers: Vec<_> = (1..=PRODUCERS).map(|p| make("producer", p)).collect();
+    let consumers: Vec<_> = (0..CONSUMERS as i64).map(|c| make("consumer", c)).collect();
+    std::thread::scope(|s| {
+        let consuming: Vec<_> = consumers
+            .iter()
+            .map(|lua| {
+                s.spawn(move || {
+                    lua.exec(
+                        r#"
+                        local last, seen = {}, {}
+                        for p = 1, P do last[p], seen[p] = 0, {} end
+                        while true do
+                          local m = q:get()
+                          if m == nil then break end
+                          local p, i = m[1], m[2]
+                          if i <= last[p] then error("out of order: " .. p .. " " .. i) end
+                          last[p] = i
+                          local list = seen[p]
+                          list[#list + 1] = i
+                        end
+                        result = seen
+                        "#,
+                    )
+                    .unwrap();
+                })
+            })
+            .collect();
+        let producing: Vec<_> = producers
+            .iter()
+            .map(|lua| {
+                s.spawn(move || {
+                    lua.exec("for i = 1, N do q:put({me, i}) end").unwrap();
+                })
+            })
+            .collect();
+        for handle in producing {
+            handle.join().unwrap();
+        }
+        for _ in 0..CONSUMERS {
+            queue.put(()).unwrap();
+        }
+        for handle in consuming {
+            handle.join().unwrap();
+        }
+    });
+    let mut all: Vec<Vec<i64>> = vec![Vec::new(); PRODUCERS as usize];
+    for consumer in &consumers {
+        let Some(Shareable::Tuple(per_producer)) = consumer.get_main_attr("result").unwrap() else {
+            panic!("no result");
+        };
+        assert_eq!(per_producer.len(), PRODUCERS as usize);
+        for (p, seqs) in per_producer.iter().enumerate() {
+            let seqs: Vec<i64> = match seqs {
+                Shareable::Tuple(items) => items
+                    .iter()
+                    .map(|item| item.clone().extract().unwrap())
+                    .collect(),
+                other => panic!("{other:?}"),
+            };
+            // Per-producer FIFO, as each consumer saw it.
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+            all[p].extend(seqs);
+        }
+    }
+    for (p, mut seqs) in all.into_iter().enumerate() {
+        seqs.sort_unstable();
+        let expected: Vec<i64> = (1..=PER_PRODUCER).collect();
+        // 0 lost, 0 duplicated.
+        assert_eq!(seqs.len(), expected.len(), "producer {p}");
+        assert!(
+            seqs == expected,
+            "producer {p}: lost or duplicated messages"
+        );
+    }
+    assert!(queue.is_empty());
+}
