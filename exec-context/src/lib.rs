@@ -11,6 +11,8 @@
 //! | pool job | a snapshot at submission | [`thread::job`], [`crate::rayon`] (feature) |
 //! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature) |
 //! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
+//! | child process | propagated variables: empty, inherited or given | [`crate::process`] (feature `process`) |
+//! | request to another service | propagated variables, in the W3C `baggage` header | [`crate::service`] (feature `tower`) |
 //! | interpreter | a context state of its own per thread, `__main__`, queues and channels | [`interpreters`] |
 //!
 //! Every spawn path honours [`ContextVar::not_inherited`](contextvars::ContextVar::not_inherited).
@@ -46,8 +48,14 @@ pub mod fiber;
 mod generator;
 pub mod interpreters;
 mod iter;
+#[cfg(feature = "process")]
+pub mod process;
+#[cfg(feature = "propagate")]
+pub mod propagate;
 #[cfg(feature = "rayon")]
 pub mod rayon;
+#[cfg(feature = "tower")]
+pub mod service;
 mod task;
 pub mod thread;
 #[cfg(feature = "tokio")]
