@@ -323,6 +323,7 @@ pub fn escape(value: &str) -> String {
 
 /// Chooses which `key=escaped-value` members fit in one header within the limits, keeping
 /// whole members only: returns the members kept and the keys left out.
+#[cfg(feature = "tower")]
 pub(crate) fn fit<'a>(
     members: impl IntoIterator<Item = (&'a str, String)>,
     already: (usize, usize),
