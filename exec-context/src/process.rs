@@ -104,18 +104,23 @@ fn install(registry: &Registry) {
             return;
         }
     };
-    let (setters, errors) = registry.decode_setters(
-        carried
-            .iter()
-            .map(|(key, value)| (key, Ok(value.to_string()))),
-    );
-    for set in setters {
-        set();
-    }
+    let pairs: Vec<_> = carried
+        .iter()
+        .map(|(key, value)| (key, Ok(value.to_string())))
+        .collect();
+    // At the top of the main thread's context: procspawn runs the function right after.
+    let errors = registry.decode_here(&pairs);
     registry.report_errors(Carrier::Process, errors);
 }
 
 /// Why a child process gave no result.
+///
+/// ```
+/// use exec_context::process::ProcessError;
+///
+/// let missing = ProcessError::NotInitialized;
+/// assert!(missing.to_string().starts_with("exec_context::process::init was not called"));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ProcessError {
@@ -175,7 +180,8 @@ impl From<procspawn::SpawnError> for ProcessError {
     }
 }
 
-/// An owned permission to wait for a child process's result. Dropping it kills the child.
+/// An owned permission to wait for a child process's result, from [`spawn`]. Dropping it
+/// kills the child.
 pub struct JoinHandle<R> {
     inner: Result<procspawn::JoinHandle<R>, ProcessError>,
 }

@@ -47,8 +47,7 @@ use contextvars::{Context, get_execution_context};
 use http::header::{HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use opentelemetry::baggage::{Baggage, BaggageExt};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry_http::HeaderInjector;
+use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry_sdk::propagation::BaggagePropagator;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -147,12 +146,12 @@ impl Registry {
         }
         let parsed = baggage::parse(values.map(HeaderValue::as_bytes));
         let mut errors = parsed.errors;
-        let (context, decode_errors) = self.decode_context(
-            parsed
-                .members
-                .into_iter()
-                .map(|member| (member.key, member.value)),
-        );
+        let pairs: Vec<_> = parsed
+            .members
+            .into_iter()
+            .map(|member| (member.key, member.value))
+            .collect();
+        let (context, decode_errors) = self.decode_context(&pairs);
         errors.extend(decode_errors);
         let had_errors = !errors.is_empty();
         self.report_errors(Carrier::IncomingBaggage, errors);
@@ -178,48 +177,48 @@ impl Registry {
     /// assert_eq!(headers["baggage"], "other=1,tenant=a%3Db");
     /// ```
     pub fn inject(&self, headers: &mut HeaderMap) {
-        let (carried, mut errors) = self.encode_all(&get_execution_context(), false);
-        if !carried.is_empty() {
+        let (ours, mut errors) = self.encode_escaped(&get_execution_context());
+        if !ours.is_empty() {
             // Members already there under other keys are kept as they were written.
-            let mut kept: Vec<Vec<u8>> = Vec::new();
+            let mut kept: Vec<&[u8]> = Vec::new();
             for value in headers.get_all(BAGGAGE) {
                 for raw in value.as_bytes().split(|&b| b == b',') {
                     let raw = raw.trim_ascii();
-                    if raw.is_empty() {
-                        continue;
-                    }
                     let end = raw
                         .iter()
                         .position(|&b| b == b'=' || b == b';')
                         .unwrap_or(raw.len());
                     let key = raw[..end].trim_ascii();
-                    if carried.get_bytes(key).is_none() {
-                        kept.push(raw.to_vec());
+                    if !raw.is_empty() && !ours.iter().any(|(k, _)| k.as_bytes() == key) {
+                        kept.push(raw);
                     }
                 }
             }
             let already = (
-                kept.iter().map(Vec::len).sum::<usize>() + kept.len().saturating_sub(1),
+                kept.iter().map(|m| m.len()).sum::<usize>() + kept.len().saturating_sub(1),
                 kept.len(),
             );
-            let (members, dropped) = baggage::fit(
-                carried.iter().map(|(k, v)| (k, baggage::escape(v))),
-                already,
-            );
+            let (members, dropped) = baggage::fit(ours, already);
             errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
                 key: key.to_string(),
             }));
-            let ours = write_members(&members);
-            let mut joined = kept.join(&b","[..]);
-            if !ours.is_empty() {
-                if !joined.is_empty() {
+            let written = write_members(&members);
+            let value = if kept.is_empty() {
+                HeaderValue::try_from(written)
+            } else {
+                let mut joined = kept.join(&b","[..]);
+                if !written.is_empty() {
                     joined.push(b',');
+                    joined.extend_from_slice(written.as_bytes());
                 }
-                joined.extend_from_slice(ours.as_bytes());
-            }
+                HeaderValue::try_from(joined)
+            };
             headers.remove(BAGGAGE);
-            if let (false, Ok(value)) = (joined.is_empty(), HeaderValue::from_bytes(&joined)) {
-                headers.insert(BAGGAGE, value);
+            match value {
+                Ok(value) if !value.is_empty() => {
+                    headers.insert(BAGGAGE, value);
+                }
+                _ => {}
             }
         }
         self.report_errors(Carrier::OutgoingBaggage, errors);
@@ -229,6 +228,17 @@ impl Registry {
 fn propagator() -> &'static BaggagePropagator {
     static PROPAGATOR: OnceLock<BaggagePropagator> = OnceLock::new();
     PROPAGATOR.get_or_init(BaggagePropagator::new)
+}
+
+/// An OpenTelemetry injector that keeps the `baggage` value it is given.
+struct Capture(Option<String>);
+
+impl Injector for Capture {
+    fn set(&mut self, key: &str, value: String) {
+        if key == BAGGAGE {
+            self.0 = Some(value);
+        }
+    }
 }
 
 /// Joins already escaped `key=value` members into a header value, through OpenTelemetry's
@@ -244,10 +254,10 @@ fn write_members(members: &[(&str, String)]) -> String {
         }
         if bag.len() == members.len() {
             let cx = opentelemetry::Context::new().with_baggage(bag);
-            let mut scratch = HeaderMap::new();
-            propagator().inject_context(&cx, &mut HeaderInjector(&mut scratch));
-            if let Some(value) = scratch.get(BAGGAGE).and_then(|v| v.to_str().ok()) {
-                return value.to_string();
+            let mut capture = Capture(None);
+            propagator().inject_context(&cx, &mut capture);
+            if let Some(value) = capture.0 {
+                return value;
             }
         }
     }
@@ -262,14 +272,6 @@ fn write_members(members: &[(&str, String)]) -> String {
         out.push_str(value);
     }
     out
-}
-
-impl crate::propagate::Carried {
-    fn get_bytes(&self, key: &[u8]) -> Option<&str> {
-        self.iter()
-            .find(|(k, _)| k.as_bytes() == key)
-            .map(|(_, v)| v)
-    }
 }
 
 pin_project! {

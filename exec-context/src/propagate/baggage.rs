@@ -129,6 +129,13 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// Whether `bytes` is a non-empty RFC 7230 token.
+///
+/// ```
+/// use exec_context::propagate::baggage::is_token;
+/// assert!(is_token(b"request-id"));
+/// assert!(!is_token(b"request id"));
+/// assert!(!is_token(b""));
+/// ```
 pub fn is_token(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
 }
@@ -167,6 +174,14 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Checks a value against the grammar and percent-decodes it.
+///
+/// ```
+/// use exec_context::propagate::baggage::{NotUtf8, Syntax, decode_value};
+/// assert_eq!(decode_value(b"DF%2028=x"), Ok(Ok("DF 28=x".to_string())));
+/// assert_eq!(decode_value(b"%FF"), Ok(Err(NotUtf8)));
+/// assert_eq!(decode_value(b"%F"), Err(Syntax::BadPercentEscape));
+/// assert_eq!(decode_value(b"a b"), Err(Syntax::InvalidValue));
+/// ```
 ///
 /// # Errors
 ///

@@ -240,16 +240,14 @@ impl<T> fmt::Debug for Propagated<T> {
     }
 }
 
-/// A decoded value, ready to be set in the context being built.
-pub(crate) type Setter = Box<dyn FnOnce() + Send>;
-
 /// What a registry needs of a propagated variable, whatever its type.
 trait Entry: Send + Sync {
     fn wire(&self) -> &'static str;
     fn inherited(&self) -> bool;
     /// The variable's value in `ec`, encoded; `None` where it has no value.
     fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>>;
-    fn decode_setter(&'static self, text: &str) -> Result<Setter, String>;
+    /// Decodes `text` and sets the variable in the current context.
+    fn decode_set(&self, text: &str) -> Result<(), String>;
 }
 
 impl<T: Send + Sync + 'static> Entry for Propagated<T> {
@@ -265,18 +263,24 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
         ec.get_ref(&self.var).map(|value| (self.encode)(value))
     }
 
-    fn decode_setter(&'static self, text: &str) -> Result<Setter, String> {
+    fn decode_set(&self, text: &str) -> Result<(), String> {
         let value = (self.decode)(text)?;
-        Ok(Box::new(move || {
-            // The token is not needed: the context being built is discarded as a whole.
-            let _token = self.var.set(value);
-        }))
+        // The token is not needed: the context being built is discarded as a whole.
+        let _token = self.var.set(value);
+        Ok(())
     }
 }
 
 /// A problem met while encoding or decoding propagated variables. Each leaves the variable
 /// concerned unset (or unsent); they reach the user through the registry's reporter, grouped
 /// in a [`Report`].
+///
+/// ```
+/// use exec_context::propagate::PropagationError;
+///
+/// let error = PropagationError::DuplicateKey { key: "tenant".into() };
+/// assert_eq!(error.to_string(), "`tenant` came more than once; left unset");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PropagationError {
@@ -393,7 +397,17 @@ pub enum Carrier {
 }
 
 /// Every problem met while encoding or decoding one carrier: what the reporter receives, once
-/// per carrier that had any.
+/// per carrier that had any. [`Carrier`] says which.
+///
+/// ```
+/// use exec_context::propagate::{Carrier, PropagationError, Report};
+///
+/// let report = Report {
+///     carrier: Carrier::IncomingBaggage,
+///     errors: vec![PropagationError::UnknownKey { key: "x".into() }],
+/// };
+/// assert_eq!(report.to_string(), "IncomingBaggage: `x` is not a registered propagated variable");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// The carrier.
@@ -417,7 +431,7 @@ impl fmt::Display for Report {
 
 impl std::error::Error for Report {}
 
-/// A mistake in the list given to [`RegistryBuilder`].
+/// A mistake in the list given to [`RegistryBuilder`] (see [`Registry`] for an example).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RegistryError {
@@ -493,7 +507,8 @@ impl fmt::Debug for Registry {
     }
 }
 
-/// Builds a [`Registry`].
+/// Builds a [`Registry`]: see [`Registry::builder`], [`register`](Self::register),
+/// [`on_error`](Self::on_error).
 #[must_use]
 pub struct RegistryBuilder {
     entries: Vec<&'static dyn Entry>,
@@ -575,6 +590,11 @@ impl RegistryBuilder {
 
 impl Registry {
     /// A builder with no variables and the default reporter.
+    ///
+    /// ```
+    /// let registry = exec_context::propagate::Registry::builder().build().unwrap();
+    /// assert_eq!(registry.wire_names().count(), 0);
+    /// ```
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder {
             entries: Vec::new(),
@@ -583,11 +603,33 @@ impl Registry {
     }
 
     /// The wire names, in registration order.
+    ///
+    /// ```
+    /// use exec_context::propagate::{Propagated, Registry};
+    ///
+    /// static A: Propagated<u8> = Propagated::text("a");
+    /// static B: Propagated<u8> = Propagated::text("b");
+    /// let registry = Registry::builder().register(&A).register(&B).build().unwrap();
+    /// assert_eq!(registry.wire_names().collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
     pub fn wire_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.inner.entries.iter().map(|entry| entry.wire())
     }
 
-    /// Passes `report` to the reporter.
+    /// Passes `report` to the reporter (for carriers of your own).
+    ///
+    /// ```
+    /// use exec_context::propagate::{Carrier, PropagationError, Registry, Report};
+    ///
+    /// let registry = Registry::builder()
+    ///     .on_error(|report| assert_eq!(report.errors.len(), 1))
+    ///     .build()
+    ///     .unwrap();
+    /// registry.report(&Report {
+    ///     carrier: Carrier::Carried,
+    ///     errors: vec![PropagationError::UnknownKey { key: "x".into() }],
+    /// });
+    /// ```
     pub fn report(&self, report: &Report) {
         (self.inner.reporter)(report);
     }
@@ -606,6 +648,19 @@ impl Registry {
 
     /// The registered variables' values in `ec`, encoded. Variables without a value are left
     /// out; a value the codec cannot encode is left out and reported.
+    ///
+    /// ```
+    /// use contextvars::Context;
+    /// use exec_context::propagate::{Propagated, Registry};
+    ///
+    /// static ATTEMPT: Propagated<u32> = Propagated::text("attempt");
+    /// let registry = Registry::builder().register(&ATTEMPT).build().unwrap();
+    /// let mut ctx = Context::new();
+    /// ctx.run(|| ATTEMPT.set(3));
+    /// let carried = registry.capture_from(&ctx.execution_context());
+    /// assert_eq!(carried.get("attempt"), Some("3"));
+    /// assert!(registry.capture_from(&Context::new().execution_context()).is_empty());
+    /// ```
     pub fn capture_from(&self, ec: &ExecutionContext) -> Carried {
         let (carried, errors) = self.encode_all(ec, false);
         self.report_errors(Carrier::Carried, errors);
@@ -637,114 +692,143 @@ impl Registry {
         (carried, errors)
     }
 
+    /// The registered variables' values in `ec`, encoded and escaped for a `baggage` header,
+    /// with the encoding errors.
+    #[cfg(feature = "tower")]
+    pub(crate) fn encode_escaped(
+        &self,
+        ec: &ExecutionContext,
+    ) -> (Vec<(&'static str, String)>, Vec<PropagationError>) {
+        let mut members = Vec::with_capacity(self.inner.entries.len());
+        let mut errors = Vec::new();
+        for entry in &self.inner.entries {
+            match entry.encode_in(ec) {
+                None => {}
+                Some(Ok(text)) => members.push((entry.wire(), baggage::escape(&text))),
+                Some(Err(message)) => errors.push(PropagationError::Encode {
+                    key: entry.wire().to_string(),
+                    message,
+                }),
+            }
+        }
+        (members, errors)
+    }
+
     /// A fresh execution context holding exactly the decodable values of `carried`. Unknown
     /// or repeated keys and values that do not decode are left out and reported (one
     /// [`Report`] for the call).
+    ///
+    /// ```
+    /// use exec_context::propagate::{Carried, Propagated, Registry};
+    ///
+    /// static ATTEMPT: Propagated<u32> = Propagated::text("attempt");
+    /// let registry = Registry::builder().register(&ATTEMPT).on_error(|_| {}).build().unwrap();
+    /// let good: Carried = [("attempt", "2")].into_iter().collect();
+    /// let bad: Carried = [("attempt", "two"), ("other", "1")].into_iter().collect();
+    /// assert_eq!(registry.execution_context(&good).get(&ATTEMPT), Some(2));
+    /// assert_eq!(registry.execution_context(&bad).get(&ATTEMPT), None);
+    /// ```
     pub fn execution_context(&self, carried: &Carried) -> ExecutionContext {
-        let (ec, errors) = self.decode_all(
-            carried
-                .entries
-                .iter()
-                .map(|(k, v)| (k.as_str(), Ok(v.clone()))),
-        );
+        let pairs: Vec<_> = carried
+            .entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), Ok(v.clone())))
+            .collect();
+        let (ec, errors) = self.decode_all(&pairs);
         self.report_errors(Carrier::Carried, errors);
         ec
     }
 
     /// Decodes `(key, text)` pairs (`Err` for a value that was not UTF-8) into a fresh
     /// execution context.
-    pub(crate) fn decode_all<'a>(
+    pub(crate) fn decode_all(
         &self,
-        pairs: impl IntoIterator<Item = (&'a str, Result<String, baggage::NotUtf8>)>,
+        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
     ) -> (ExecutionContext, Vec<PropagationError>) {
         let (context, errors) = self.decode_context(pairs);
-        let ec = context.execution_context();
-        (ec, errors)
+        (context.execution_context(), errors)
     }
 
     /// As `decode_all`, as a [`Context`] to run a task in.
-    pub(crate) fn decode_context<'a>(
+    pub(crate) fn decode_context(
         &self,
-        pairs: impl IntoIterator<Item = (&'a str, Result<String, baggage::NotUtf8>)>,
+        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
     ) -> (Context, Vec<PropagationError>) {
-        let (setters, errors) = self.decode_setters(pairs);
         let mut context = Context::new();
-        if !setters.is_empty() {
-            context.run(|| {
-                for set in setters {
-                    set();
-                }
-            });
+        if pairs.is_empty() {
+            return (context, Vec::new());
         }
+        let errors = context.run(|| self.decode_here(pairs));
         (context, errors)
     }
 
-    /// Decodes `(key, text)` pairs into closures that set the variables where they run.
-    pub(crate) fn decode_setters<'a>(
+    /// Decodes `(key, text)` pairs and sets the variables in the current context. A key that
+    /// is unknown, repeated, not UTF-8 or not decodable sets nothing and comes back as an
+    /// error (a repeated key once).
+    pub(crate) fn decode_here(
         &self,
-        pairs: impl IntoIterator<Item = (&'a str, Result<String, baggage::NotUtf8>)>,
-    ) -> (Vec<Setter>, Vec<PropagationError>) {
-        enum Slot {
-            Unseen,
-            Good(Setter),
-            Bad,
-            Repeated,
-        }
+        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
+    ) -> Vec<PropagationError> {
         let mut errors = Vec::new();
-        let mut slots: Vec<Slot> = Vec::new();
-        for (key, value) in pairs {
-            let Some(&index) = self.inner.by_wire.get(key) else {
-                errors.push(PropagationError::UnknownKey {
-                    key: key.to_string(),
-                });
-                continue;
-            };
-            if slots.is_empty() {
-                slots.resize_with(self.inner.entries.len(), || Slot::Unseen);
-            }
-            match slots[index] {
-                Slot::Unseen => {}
-                Slot::Repeated => continue,
-                Slot::Good(_) | Slot::Bad => {
-                    // Reported once, however often the key repeats.
+        // Per entry: how often its key came.
+        let mut counts = vec![0u32; self.inner.entries.len()];
+        let indices: Vec<Option<usize>> = pairs
+            .iter()
+            .map(|(key, _)| {
+                let index = self.inner.by_wire.get(key).copied();
+                match index {
+                    Some(i) => counts[i] += 1,
+                    None => errors.push(PropagationError::UnknownKey {
+                        key: key.to_string(),
+                    }),
+                }
+                index
+            })
+            .collect();
+        for ((key, value), index) in pairs.iter().zip(indices) {
+            let Some(index) = index else { continue };
+            match counts[index] {
+                1 => {}
+                // Repeated, and already reported.
+                0 => continue,
+                _ => {
                     errors.push(PropagationError::DuplicateKey {
                         key: key.to_string(),
                     });
-                    slots[index] = Slot::Repeated;
+                    counts[index] = 0;
                     continue;
                 }
             }
-            slots[index] = match value {
-                Err(baggage::NotUtf8) => {
-                    errors.push(PropagationError::InvalidUtf8 {
-                        key: key.to_string(),
-                    });
-                    Slot::Bad
-                }
-                Ok(text) => match self.inner.entries[index].decode_setter(&text) {
-                    Ok(setter) => Slot::Good(setter),
-                    Err(message) => {
+            match value {
+                Err(baggage::NotUtf8) => errors.push(PropagationError::InvalidUtf8 {
+                    key: key.to_string(),
+                }),
+                Ok(text) => {
+                    if let Err(message) = self.inner.entries[index].decode_set(text) {
                         errors.push(PropagationError::Decode {
                             key: key.to_string(),
                             message,
                         });
-                        Slot::Bad
                     }
-                },
-            };
+                }
+            }
         }
-        let setters: Vec<Setter> = slots
-            .into_iter()
-            .filter_map(|slot| match slot {
-                Slot::Good(set) => Some(set),
-                _ => None,
-            })
-            .collect();
-        (setters, errors)
+        errors
     }
 
     /// Runs `f` in a fresh execution context holding the decodable values of `carried` (see
     /// [`execution_context`](Self::execution_context)).
+    ///
+    /// ```
+    /// use exec_context::propagate::{Carried, Propagated, Registry};
+    ///
+    /// static TENANT: Propagated<String> = Propagated::text("tenant");
+    /// let registry = Registry::builder().register(&TENANT).build().unwrap();
+    /// let carried: Carried = [("tenant", "acme")].into_iter().collect();
+    /// let seen = registry.run_with(&carried, || TENANT.get());
+    /// assert_eq!(seen.as_deref(), Some("acme"));
+    /// assert_eq!(TENANT.get(), None);
+    /// ```
     pub fn run_with<R>(&self, carried: &Carried, f: impl FnOnce() -> R) -> R {
         run_with_execution_context(&self.execution_context(carried), f)
     }
