@@ -14,6 +14,14 @@
 //! OpenTelemetry's `BaggagePropagator` and read by [`propagate::baggage::parse`](crate::propagate::baggage::parse);
 //! [`crate::propagate::baggage`] says why.
 //!
+//! # Cost
+//!
+//! Per request, with two propagated variables (release build, one thread, the report's
+//! machine): writing the header about 1.3 µs, of which OpenTelemetry's propagator (its
+//! `Baggage` map, a `Context`, the join) is about 0.7 µs; reading it, decoding both values and
+//! building the request's context about 0.75 µs. The report's `service` section measures the
+//! layers end to end on a loopback server.
+//!
 //! ```
 //! use exec_context::propagate::{Propagated, Registry};
 //! use exec_context::service::{ClientLayer, ServerLayer};
