@@ -277,3 +277,38 @@ fn invalid_compare_file_is_an_error() {
         .expect("run report");
     assert_fails(&output, "not valid JSON");
 }
+
+#[test]
+fn service_group_reports_load_and_spawns_with_right_answers() {
+    let results = results();
+    let service = &results["groups"]["service"];
+    for config in ["without_layers", "with_layers"] {
+        let run = &service["load"][config];
+        assert!(
+            run["requests"].as_u64().is_some_and(|n| n > 0),
+            "{config}: {run}"
+        );
+        assert_eq!(run["wrong"], 0, "{config}: {run}");
+        for field in ["throughput_rps", "p50_us", "p99_us"] {
+            assert!(
+                run[field]
+                    .as_f64()
+                    .is_some_and(|v| v.is_finite() && v > 0.0),
+                "{config}: {field}: {run}"
+            );
+        }
+    }
+    let spawns = service["process_spawn_join"]
+        .as_array()
+        .expect("spawn rows");
+    assert_eq!(spawns.len(), 2);
+    for row in spawns {
+        assert_eq!(row["wrong"], 0, "{row}");
+        assert!(
+            row["median_us"]
+                .as_f64()
+                .is_some_and(|v| v.is_finite() && v > 0.0),
+            "{row}"
+        );
+    }
+}

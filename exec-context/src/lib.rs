@@ -12,6 +12,8 @@
 //! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature; every task of a runtime with `--cfg tokio_unstable`) |
 //! | task of any executor, without a wrapper | a snapshot at spawn, entered per poll | [`task_context::TaskContext`] (the executor-author API) |
 //! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
+//! | child process | propagated variables: empty, inherited or given | [`crate::process`] (feature `process`) |
+//! | request to another service | propagated variables, in the W3C `baggage` header | [`crate::service`] (feature `tower`) |
 //! | interpreter | a context state of its own per thread, `__main__`, queues and channels | [`interpreters`] |
 //!
 //! Every spawn path honours [`ContextVar::not_inherited`](contextvars::ContextVar::not_inherited).
@@ -52,8 +54,14 @@ pub mod interpreters;
 mod iter;
 #[cfg(feature = "lua")]
 pub mod lua;
+#[cfg(feature = "process")]
+pub mod process;
+#[cfg(feature = "propagate")]
+pub mod propagate;
 #[cfg(feature = "rayon")]
 pub mod rayon;
+#[cfg(feature = "tower")]
+pub mod service;
 mod task;
 pub mod task_context;
 pub mod thread;

@@ -107,6 +107,9 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // First: the `service` section spawns child processes, which re-run this binary and take
+    // over here (see `exec_context::process::init`).
+    exec_context::process::init(benches::report::service::registry());
     let cli = Cli::parse();
     let config = cli.config();
     // Fail on bad input before measuring for minutes.

@@ -16,6 +16,7 @@ pub mod interpreters;
 pub mod json;
 pub mod machine;
 pub mod progress;
+pub mod service;
 pub mod svg;
 pub mod table;
 pub mod tasks;
@@ -116,11 +117,23 @@ pub enum Group {
                     create + close, exec, the interpreter pool vs plain pools"
     )]
     Interpreters,
+    /// Propagated variables across services and processes ([`service`]).
+    #[value(
+        help = "tower layers on a loopback hyper server and client (with vs without), \
+                    process spawn + join (with vs without inheritance)"
+    )]
+    Service,
 }
 
 impl Group {
     /// Every section, in report order.
-    pub const ALL: [Self; 4] = [Self::Hamt, Self::Context, Self::Tasks, Self::Interpreters];
+    pub const ALL: [Self; 5] = [
+        Self::Hamt,
+        Self::Context,
+        Self::Tasks,
+        Self::Interpreters,
+        Self::Service,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -129,6 +142,7 @@ impl Group {
             Self::Context => "context",
             Self::Tasks => "tasks",
             Self::Interpreters => "interpreters",
+            Self::Service => "service",
         }
     }
 
@@ -223,6 +237,9 @@ fn steps(config: &Config) -> u64 {
     if config.runs(Group::Interpreters) {
         steps += ops(crate::interpreter_ops::cases());
     }
+    if config.runs(Group::Service) {
+        steps += service::STEPS as usize;
+    }
     steps as u64
 }
 
@@ -257,6 +274,10 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
     let interpreter_results = config.runs(Group::Interpreters).then(|| {
         progress::group(Group::Interpreters.name());
         interpreters::measure(config)
+    });
+    let service_results = config.runs(Group::Service).then(|| {
+        progress::group(Group::Service.name());
+        service::measure(config)
     });
     progress::finish();
     let elapsed = started.elapsed();
@@ -295,6 +316,9 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
             case_timing,
         ));
     }
+    if let Some(service_results) = &service_results {
+        markdown.push_str(&service::render::markdown(service_results));
+    }
     let report = dir.join("report.md");
     std::fs::write(&report, &markdown)?;
     files.insert(0, report);
@@ -310,6 +334,17 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
             interpreters: interpreter_results.as_ref(),
         },
     );
+    let mut json = json;
+    if let (Some(service_results), Some(sections)) = (
+        &service_results,
+        json.get_mut("groups")
+            .and_then(serde_json::Value::as_object_mut),
+    ) {
+        sections.insert(
+            Group::Service.name().to_owned(),
+            service::json(service_results),
+        );
+    }
     let results = dir.join("results.json");
     let mut text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
     text.push('\n');

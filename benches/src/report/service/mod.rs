@@ -1,0 +1,333 @@
+//! The `service` section: what carrying propagated variables across services and processes
+//! costs (`exec_context::service`, `exec_context::process`).
+//!
+//! - **Load**: a hyper-util client calls a hyper server on 127.0.0.1 (an ephemeral port),
+//!   [`REQUESTS`] requests from [`CONCURRENCY`] concurrent callers, once with
+//!   `ClientLayer` → `ServerLayer` (two propagated variables set, so the `baggage` header is
+//!   written, parsed and decoded for every request, and the handler reads both) and once
+//!   without the layers (the handler reads the same variables, unset). The rounds alternate
+//!   ([`ROUNDS`] each); the table shows the round with the median throughput of each, with
+//!   its p50 and p99 latency (per request, wall clock, from send to complete body).
+//! - **Process**: `process::spawn` + `join` of a child that returns at once, with
+//!   `Inheritance::Empty` and with `Inheritance::Inherit` (two propagated variables handed
+//!   over): the median of [`SPAWNS`] spawns each, the two policies alternating.
+//!
+//! Targets (from the issue): the layers cost at most 5% of the throughput and at most 10 µs
+//! at p99.
+
+pub mod render;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use exec_context::process::{self, Inheritance};
+use exec_context::propagate::{Propagated, Registry};
+use exec_context::service::{ClientLayer, ServerLayer};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tower::{Layer, Service, ServiceExt};
+
+use super::{Config, Mode, progress};
+
+/// Requests per load run (quick and full mode).
+pub const REQUESTS: usize = 20_000;
+/// Requests per load run in smoke mode.
+pub const SMOKE_REQUESTS: usize = 1_000;
+/// Concurrent callers.
+pub const CONCURRENCY: usize = 32;
+/// Load runs per configuration (alternating).
+pub const ROUNDS: usize = 3;
+/// Child processes per policy.
+pub const SPAWNS: usize = 20;
+
+/// The throughput the layers may cost, at most (a fraction).
+pub const MAX_THROUGHPUT_LOSS: f64 = 0.05;
+/// The p99 latency the layers may add, at most, in microseconds.
+pub const MAX_P99_ADDED_US: f64 = 10.0;
+
+/// A propagated variable of the load and the process runs.
+pub static REQUEST_ID: Propagated<u64> = Propagated::text("request-id");
+/// Another one.
+pub static TENANT: Propagated<String> = Propagated::text("tenant");
+
+/// The registry of the section; `report`'s `main` hands it to `exec_context::process::init`.
+pub fn registry() -> Registry {
+    Registry::builder()
+        .register(&REQUEST_ID)
+        .register(&TENANT)
+        .build()
+        .expect("valid wire names")
+}
+
+/// One load run.
+#[derive(Clone, Debug)]
+pub struct LoadRun {
+    /// Requests completed.
+    pub requests: usize,
+    /// Requests per second.
+    pub throughput: f64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// Requests whose handler did not see the expected values (must be 0).
+    pub wrong: usize,
+}
+
+/// One process row.
+#[derive(Clone, Debug)]
+pub struct SpawnRow {
+    /// `Empty` or `Inherit`.
+    pub policy: &'static str,
+    /// Median spawn + join, µs.
+    pub median_us: f64,
+    /// Children that did not see what they should (must be 0).
+    pub wrong: usize,
+}
+
+/// What the section measured.
+#[derive(Clone, Debug)]
+pub struct ServiceResults {
+    /// Without the layers: the median round.
+    pub plain: LoadRun,
+    /// With both layers: the median round.
+    pub layered: LoadRun,
+    /// Process spawn + join, per policy.
+    pub spawns: Vec<SpawnRow>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e6
+}
+
+type Body = Full<Bytes>;
+
+async fn serve<S>(service: S) -> SocketAddr
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// The handler: answers whether it sees the values the client set (`expect` = with layers).
+fn handler(
+    expect: bool,
+) -> impl Fn(Request<Incoming>) -> std::future::Ready<Result<Response<Body>, Infallible>> + Clone {
+    move |_request| {
+        let ok = if expect {
+            REQUEST_ID.get() == Some(7) && TENANT.with(|t| t.map(String::as_str) == Some("acme"))
+        } else {
+            REQUEST_ID.get().is_none() && TENANT.with(|t| t.is_none())
+        };
+        std::future::ready(Ok(Response::new(Body::from(if ok {
+            "ok"
+        } else {
+            "wrong"
+        }))))
+    }
+}
+
+async fn load<C>(client: C, addr: SocketAddr, requests: usize) -> LoadRun
+where
+    C: Service<Request<Body>, Response = Response<Incoming>> + Clone + Send + 'static,
+    C::Future: Send,
+    C::Error: std::fmt::Debug,
+{
+    let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
+    let started = Instant::now();
+    let mut callers = Vec::with_capacity(CONCURRENCY);
+    for caller in 0..CONCURRENCY {
+        let client = client.clone();
+        let uri = uri.clone();
+        let share = requests / CONCURRENCY + usize::from(caller < requests % CONCURRENCY);
+        callers.push(exec_context::tokio::spawn(async move {
+            REQUEST_ID.set(7);
+            TENANT.set("acme".into());
+            let mut latencies = Vec::with_capacity(share);
+            let mut wrong = 0;
+            for _ in 0..share {
+                let request = Request::get(uri.clone())
+                    .body(Body::default())
+                    .expect("request");
+                let sent = Instant::now();
+                let response = client.clone().oneshot(request).await.expect("response");
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                latencies.push(sent.elapsed());
+                wrong += usize::from(&body[..] != b"ok");
+            }
+            (latencies, wrong)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    let mut wrong = 0;
+    for caller in callers {
+        let (mine, bad) = caller.await.expect("caller");
+        latencies.extend(mine);
+        wrong += bad;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    LoadRun {
+        requests: latencies.len(),
+        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        wrong,
+    }
+}
+
+fn median_round(mut runs: Vec<LoadRun>) -> LoadRun {
+    runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    runs.swap_remove(runs.len() / 2)
+}
+
+fn measure_load(requests: usize) -> (LoadRun, LoadRun) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let registry = registry();
+        let plain_addr = serve(tower::service_fn(handler(false))).await;
+        let layered_addr =
+            serve(ServerLayer::new(registry.clone()).layer(tower::service_fn(handler(true)))).await;
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(CONCURRENCY)
+            .build_http::<Body>();
+        let layered_client = ClientLayer::new(registry).layer(http.clone());
+
+        // Warm up both paths (connections, allocator, caches).
+        load(http.clone(), plain_addr, requests / 10).await;
+        load(layered_client.clone(), layered_addr, requests / 10).await;
+        progress::step();
+
+        let mut plain = Vec::new();
+        let mut layered = Vec::new();
+        for _ in 0..ROUNDS {
+            plain.push(load(http.clone(), plain_addr, requests).await);
+            layered.push(load(layered_client.clone(), layered_addr, requests).await);
+            progress::step();
+        }
+        (median_round(plain), median_round(layered))
+    })
+}
+
+fn child(expect: bool) -> bool {
+    if expect {
+        REQUEST_ID.get() == Some(7) && TENANT.get().as_deref() == Some("acme")
+    } else {
+        REQUEST_ID.get().is_none() && TENANT.get().is_none()
+    }
+}
+
+fn measure_spawns() -> Vec<SpawnRow> {
+    let policies = [
+        (Inheritance::Empty, "Empty", false),
+        (Inheritance::Inherit, "Inherit", true),
+    ];
+    let mut times = [Vec::with_capacity(SPAWNS), Vec::with_capacity(SPAWNS)];
+    let mut wrong = [0, 0];
+    contextvars::Context::new().run(|| {
+        REQUEST_ID.set(7);
+        TENANT.set("acme".into());
+        // One unmeasured child each first (page cache, dynamic loader).
+        for (policy, _, expect) in &policies {
+            let _ = process::spawn(policy.clone(), *expect, child).join();
+        }
+        // The policies alternate, so that a change in the machine's load hits both.
+        for round in 0..SPAWNS {
+            for turn in 0..2 {
+                let which = (round + turn) % 2;
+                let (policy, _, expect) = &policies[which];
+                let started = Instant::now();
+                let seen = process::spawn(policy.clone(), *expect, child).join();
+                times[which].push(started.elapsed());
+                wrong[which] += usize::from(!matches!(seen, Ok(true)));
+            }
+        }
+    });
+    let mut rows = Vec::new();
+    for (which, (_, name, _)) in policies.iter().enumerate() {
+        times[which].sort_unstable();
+        rows.push(SpawnRow {
+            policy: name,
+            median_us: percentile(&times[which], 0.5),
+            wrong: wrong[which],
+        });
+        progress::step();
+    }
+    rows
+}
+
+/// The progress steps of [`measure`].
+pub const STEPS: u64 = 1 + ROUNDS as u64 + 2;
+
+/// Measures the section.
+pub fn measure(config: &Config) -> ServiceResults {
+    let requests = match config.mode {
+        Mode::Smoke => SMOKE_REQUESTS,
+        Mode::Quick | Mode::Full => REQUESTS,
+    };
+    let (plain, layered) = measure_load(requests);
+    let spawns = measure_spawns();
+    ServiceResults {
+        plain,
+        layered,
+        spawns,
+    }
+}
+
+/// The section as JSON.
+pub fn json(results: &ServiceResults) -> serde_json::Value {
+    let run = |run: &LoadRun| {
+        serde_json::json!({
+            "requests": run.requests,
+            "concurrency": CONCURRENCY,
+            "throughput_rps": run.throughput,
+            "p50_us": run.p50_us,
+            "p99_us": run.p99_us,
+            "wrong": run.wrong,
+        })
+    };
+    serde_json::json!({
+        "load": { "without_layers": run(&results.plain), "with_layers": run(&results.layered) },
+        "process_spawn_join": results.spawns.iter().map(|row| serde_json::json!({
+            "policy": row.policy,
+            "median_us": row.median_us,
+            "children": SPAWNS,
+            "wrong": row.wrong,
+        })).collect::<Vec<_>>(),
+    })
+}

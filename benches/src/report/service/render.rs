@@ -1,0 +1,62 @@
+//! The `service` section as markdown.
+
+use super::{
+    CONCURRENCY, LoadRun, MAX_P99_ADDED_US, MAX_THROUGHPUT_LOSS, ROUNDS, SPAWNS, ServiceResults,
+};
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "✅ met" } else { "❌ missed" }
+}
+
+fn row(name: &str, run: &LoadRun) -> String {
+    format!(
+        "| {name} | {} | {:.0} | {:.1} | {:.1} | {} |\n",
+        run.requests, run.throughput, run.p50_us, run.p99_us, run.wrong
+    )
+}
+
+/// The markdown of the section.
+pub fn markdown(results: &ServiceResults) -> String {
+    let plain = &results.plain;
+    let layered = &results.layered;
+    let loss = 1.0 - layered.throughput / plain.throughput;
+    let added_p99 = layered.p99_us - plain.p99_us;
+    let mut out =
+        String::from("## `service`: propagated variables across services and processes\n\n");
+    out.push_str(&format!(
+        "hyper-util client → hyper server on 127.0.0.1, HTTP/1.1 keep-alive, {CONCURRENCY} \
+         concurrent callers; with layers: `ClientLayer` → `ServerLayer`, two propagated \
+         variables written, parsed and decoded per request. Median-throughput round of \
+         {ROUNDS} alternating rounds each; latency per request, wall clock.\n\n"
+    ));
+    out.push_str(
+        "| configuration | requests | throughput (req/s) | p50 (µs) | p99 (µs) | wrong answers |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    out.push_str(&row("without layers", plain));
+    out.push_str(&row("with client + server layers", layered));
+    out.push_str("\n| target | measured | |\n|---|---|---|\n");
+    out.push_str(&format!(
+        "| layers cost ≤ {:.0}% throughput | {:+.1}% | {} |\n",
+        MAX_THROUGHPUT_LOSS * 100.0,
+        -loss * 100.0,
+        pass(loss <= MAX_THROUGHPUT_LOSS)
+    ));
+    out.push_str(&format!(
+        "| layers add ≤ {MAX_P99_ADDED_US:.0} µs at p99 | {added_p99:+.1} µs | {} |\n\n",
+        pass(added_p99 <= MAX_P99_ADDED_US)
+    ));
+    out.push_str(&format!(
+        "Process spawn + join (`exec_context::process`, procspawn; a child that returns at \
+         once), median of {SPAWNS}:\n\n"
+    ));
+    out.push_str("| policy | spawn + join (µs) | wrong answers |\n|---|---:|---:|\n");
+    for spawn in &results.spawns {
+        out.push_str(&format!(
+            "| `{}` | {:.0} | {} |\n",
+            spawn.policy, spawn.median_us, spawn.wrong
+        ));
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,310 @@
+//! Child processes that start in a chosen context (feature `process`): PEP 371's idea —
+//! processes with the threading API — for [`crate::thread::spawn`], on
+//! [`procspawn`](https://docs.rs/procspawn).
+//!
+//! A child process runs a function of the same binary: procspawn starts the current
+//! executable again, which must call [`init`] **as the first thing in `main`**; in the child,
+//! `init` runs the function and exits instead of returning. Only the *propagated* variables
+//! of the [`Registry`] given to `init` cross over (as text, see
+//! [`crate::propagate`]); other context variables stay in the parent. Arguments and results
+//! cross over with serde, as in procspawn; a function, not a capturing closure, is what runs.
+//!
+//! | policy | the child starts with |
+//! |---|---|
+//! | [`Inheritance::Empty`] | no variables |
+//! | [`Inheritance::Inherit`] | the parent's current propagated variables (not those that opted out of inheritance) |
+//! | [`Inheritance::Given`] | the propagated variables of the given context |
+//!
+//! A panic in the child comes back from [`JoinHandle::join`] as [`ProcessError::Panicked`]
+//! with its message. Forgetting `init` gives [`ProcessError::NotInitialized`].
+//!
+//! ```no_run
+//! use exec_context::process::{self, Inheritance};
+//! use exec_context::propagate::{Propagated, Registry};
+//!
+//! static TENANT: Propagated<String> = Propagated::text("tenant");
+//!
+//! fn registry() -> Registry {
+//!     Registry::builder().register(&TENANT).build().expect("valid wire names")
+//! }
+//!
+//! fn main() {
+//!     // First: in a child process this runs the spawned function and exits.
+//!     process::init(registry());
+//!
+//!     TENANT.set("acme".into());
+//!     let child = process::spawn(Inheritance::Inherit, 2, |n: u32| {
+//!         format!("{} x{n}", TENANT.get().unwrap_or_default())
+//!     });
+//!     assert_eq!(child.join().unwrap(), "acme x2");
+//! }
+//! ```
+//!
+//! Tests: a child process re-runs the test binary, so the binary's `main` must call `init`
+//! first. Use a test target with `harness = false` and a `main` of its own (for instance with
+//! `libtest-mimic`), as this crate's `tests/process.rs` does.
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use contextvars::{ExecutionContext, get_execution_context};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::propagate::{Carried, Carrier, PropagationError, Registry};
+pub use crate::thread::Inheritance;
+
+/// The environment variable that carries the propagated values to the child.
+const ENV_CARRIED: &str = "EXEC_CONTEXT_PROPAGATED";
+/// The most bytes of propagated values handed to one child (an environment string must stay
+/// well under Linux's 128 KiB limit).
+pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Sets up child processes. Call it **first in `main`**: in a child process it installs the
+/// values handed over, runs the spawned function and exits; in the parent it records
+/// `registry` (the propagated variables children receive) and returns.
+///
+/// Code before `init` runs again in every child. Calling `init` again in the same process
+/// keeps the first registry.
+///
+/// ```no_run
+/// use exec_context::propagate::Registry;
+///
+/// fn main() {
+///     exec_context::process::init(Registry::builder().build().unwrap());
+///     // the program
+/// }
+/// ```
+pub fn init(registry: Registry) {
+    let registry = REGISTRY.get_or_init(|| registry).clone();
+    procspawn::ProcConfig::new()
+        .config_callback(move || install(&registry))
+        .init();
+}
+
+/// In the child, before the function runs: sets the handed-over values in the main thread's
+/// context, where procspawn then runs the function.
+fn install(registry: &Registry) {
+    let Ok(text) = std::env::var(ENV_CARRIED) else {
+        return;
+    };
+    let carried: Carried = match serde_json::from_str(&text) {
+        Ok(carried) => carried,
+        Err(err) => {
+            registry.report_errors(
+                Carrier::Process,
+                vec![PropagationError::Decode {
+                    key: ENV_CARRIED.to_string(),
+                    message: err.to_string(),
+                }],
+            );
+            return;
+        }
+    };
+    let pairs: Vec<_> = carried
+        .iter()
+        .map(|(key, value)| (key, Ok(value.to_string())))
+        .collect();
+    // At the top of the main thread's context: procspawn runs the function right after.
+    let errors = registry.decode_here(&pairs);
+    registry.report_errors(Carrier::Process, errors);
+}
+
+/// Why a child process gave no result.
+///
+/// ```
+/// use exec_context::process::ProcessError;
+///
+/// let missing = ProcessError::NotInitialized;
+/// assert!(missing.to_string().starts_with("exec_context::process::init was not called"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// [`init`] was not called in this process (it must be the first call in `main`, and in
+    /// a test binary's own `main`).
+    NotInitialized,
+    /// The child panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The propagated values take more than [`MAX_CARRIED_BYTES`].
+    TooLarge {
+        /// Their size, in bytes.
+        bytes: usize,
+    },
+    /// Starting the child or talking to it failed (procspawn's error).
+    Failed(procspawn::SpawnError),
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessError::NotInitialized => f.write_str(
+                "exec_context::process::init was not called: call it first in `main` \
+                 (a child process re-runs the binary and must reach it before anything else)",
+            ),
+            ProcessError::Panicked { message } => {
+                write!(f, "the child process panicked: {message}")
+            }
+            ProcessError::TooLarge { bytes } => write!(
+                f,
+                "the propagated values take {bytes} bytes, over the limit of {MAX_CARRIED_BYTES}"
+            ),
+            ProcessError::Failed(err) => write!(f, "the child process failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProcessError::Failed(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<procspawn::SpawnError> for ProcessError {
+    fn from(err: procspawn::SpawnError) -> Self {
+        match err.panic_info() {
+            Some(info) => ProcessError::Panicked {
+                message: info.message().to_string(),
+            },
+            None => ProcessError::Failed(err),
+        }
+    }
+}
+
+/// An owned permission to wait for a child process's result, from [`spawn`]. Dropping it
+/// kills the child.
+pub struct JoinHandle<R> {
+    inner: Result<procspawn::JoinHandle<R>, ProcessError>,
+}
+
+impl<R> fmt::Debug for JoinHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl<R> JoinHandle<R> {
+    /// The child's process id, if it started.
+    pub fn pid(&self) -> Option<u32> {
+        self.inner
+            .as_ref()
+            .ok()
+            .and_then(procspawn::JoinHandle::pid)
+    }
+
+    /// Kills the child.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::Failed`] when the signal could not be sent.
+    pub fn kill(&mut self) -> Result<(), ProcessError> {
+        match &mut self.inner {
+            Ok(handle) => handle.kill().map_err(ProcessError::from),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
+    /// Waits for the child's result.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError`]: not initialized, too much to hand over, a panic in the child (with
+    /// its message), or a failure to start or reach it.
+    pub fn join(self) -> Result<R, ProcessError> {
+        self.inner?.join().map_err(ProcessError::from)
+    }
+
+    /// Waits at most `timeout` for the child's result; after a timeout the handle can be
+    /// joined again.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join); a timeout is [`ProcessError::Failed`] with
+    /// `is_timeout()` true.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
+        match &mut self.inner {
+            Ok(handle) => handle.join_timeout(timeout).map_err(ProcessError::from),
+            Err(err) => Err(std::mem::replace(err, ProcessError::NotInitialized)),
+        }
+    }
+}
+
+/// Runs `f(args)` in a child process that starts in the context `policy` selects (its
+/// propagated variables only). `args` and the result cross over with serde.
+///
+/// Errors surface from [`JoinHandle::join`], as procspawn does.
+///
+/// ```no_run
+/// use exec_context::process::{Inheritance, spawn};
+///
+/// // after `exec_context::process::init(registry)` at the top of `main`:
+/// let sum = spawn(Inheritance::Empty, vec![1, 2, 3], |v: Vec<i64>| v.iter().sum::<i64>());
+/// assert_eq!(sum.join().unwrap(), 6);
+/// ```
+pub fn spawn<A, R>(policy: Inheritance, args: A, f: fn(A) -> R) -> JoinHandle<R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    JoinHandle {
+        inner: start(policy, args, f),
+    }
+}
+
+fn start<A, R>(
+    policy: Inheritance,
+    args: A,
+    f: fn(A) -> R,
+) -> Result<procspawn::JoinHandle<R>, ProcessError>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    let registry = REGISTRY.get().ok_or(ProcessError::NotInitialized)?;
+    let carried = match policy {
+        Inheritance::Empty => Carried::default(),
+        Inheritance::Inherit => encode(registry, &get_execution_context(), true),
+        Inheritance::Given(ec) => encode(registry, &ec, false),
+    };
+    // Always set, so that a grandchild never sees its parent's hand-over by accident.
+    let text = serde_json::to_string(&carried).unwrap_or_else(|_| "{\"entries\":[]}".into());
+    if text.len() > MAX_CARRIED_BYTES {
+        return Err(ProcessError::TooLarge { bytes: text.len() });
+    }
+    Ok(procspawn::Builder::new()
+        .env(ENV_CARRIED, text)
+        .spawn(args, f))
+}
+
+fn encode(registry: &Registry, ec: &ExecutionContext, inherited_only: bool) -> Carried {
+    let (carried, errors) = registry.encode_all(ec, inherited_only);
+    registry.report_errors(Carrier::Process, errors);
+    carried
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawning_without_init_is_a_clear_error() {
+        // This unit-test binary never calls `init`.
+        let result = spawn(Inheritance::Inherit, 1u8, |x: u8| x).join();
+        let err = result.unwrap_err();
+        assert!(matches!(err, ProcessError::NotInitialized));
+        assert!(err.to_string().contains("first in `main`"), "{err}");
+    }
+}

@@ -1,0 +1,360 @@
+//! The W3C Baggage header (<https://www.w3.org/TR/baggage/>): a validating parser and the
+//! value escaping used when sending.
+//!
+//! ```text
+//! baggage-string = list-member 0*179( OWS "," OWS list-member )
+//! list-member    = key OWS "=" OWS value *( OWS ";" OWS property )
+//! property       = key OWS "=" OWS value / key OWS
+//! key            = token                        ; RFC 7230
+//! value          = *baggage-octet               ; percent-encoded UTF-8
+//! baggage-octet  = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+//! OWS            = *( SP / HTAB )
+//! ```
+//!
+//! Several `baggage` headers form one list. Limits (both directions): [`MAX_BYTES`] in total
+//! and [`MAX_MEMBERS`] list-members.
+//!
+//! # Why not OpenTelemetry's extractor
+//!
+//! The service layers use OpenTelemetry's `BaggagePropagator` to *write* the header, with
+//! values escaped here first (see below). They do not use it to *read* one, because the
+//! extractor of `opentelemetry_sdk` 0.33 departs from the specification:
+//!
+//! - it splits a member at every `=`, so a value containing `=` (allowed: `%x3C-5B`) is cut
+//!   at its second `=`;
+//! - it trims the value *after* percent-decoding, so `%20` at either end is lost;
+//! - it reads only the first `baggage` header, where the specification combines them all;
+//! - it keeps at most 64 members, silently, where the limit is 180;
+//! - it accepts what the grammar forbids (spaces inside keys, bad percent-escapes, which it
+//!   keeps as text, empty members, non-token keys, which it percent-decodes) and drops
+//!   members it cannot read without saying which.
+//!
+//! [`parse`] follows the grammar: a member that does not match is reported and ignored, the
+//! rest are kept.
+//!
+//! Its injector is right for values made only of unreserved characters, which is what
+//! [`escape`] produces: OpenTelemetry 0.33 escapes neither `%` nor `\` and trims values, so
+//! a raw `50% off` or ` x` would be sent wrongly, while their escaped forms pass through it
+//! unchanged.
+//!
+//! One deliberate departure from the specification: it says to replace percent-encoded bytes
+//! that are not UTF-8 with U+FFFD. A propagated variable holds typed data, so a value like
+//! that is reported ([`PropagationError::InvalidUtf8`]) and left unset instead.
+//!
+//! ```
+//! use exec_context::propagate::baggage::{escape, parse};
+//!
+//! let parsed = parse([&b"userId=Am%C3%A9lie, serverNode = DF%2028;p1;p2=v,flag"[..]]);
+//! let members: Vec<_> = parsed
+//!     .members
+//!     .iter()
+//!     .map(|m| (m.key, m.value.clone().unwrap()))
+//!     .collect();
+//! assert_eq!(members, [("userId", "Amélie".to_string()), ("serverNode", "DF 28".to_string())]);
+//! assert_eq!(parsed.errors.len(), 1); // `flag` has no `=`
+//! assert_eq!(escape("a=b c"), "a%3Db%20c");
+//! ```
+
+use std::fmt;
+
+use super::PropagationError;
+
+/// The most bytes all `baggage` headers of a request may hold together.
+pub const MAX_BYTES: usize = 8192;
+/// The most list-members all `baggage` headers of a request may hold together.
+pub const MAX_MEMBERS: usize = 180;
+
+/// How a list-member breaks the W3C grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Syntax {
+    /// Nothing (or only whitespace) between two commas.
+    Empty,
+    /// No `=` after the key.
+    MissingEquals,
+    /// The key is empty or not an RFC 7230 token.
+    InvalidKey,
+    /// The value holds a byte that is not a baggage-octet (a space, `"`, `,`, `;`, `\`, a
+    /// control character or a non-ASCII byte).
+    InvalidValue,
+    /// A `%` not followed by two hexadecimal digits.
+    BadPercentEscape,
+    /// A property that is empty or not `key` / `key=value`.
+    InvalidProperty,
+}
+
+impl fmt::Display for Syntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Syntax::Empty => "empty list-member",
+            Syntax::MissingEquals => "no `=` after the key",
+            Syntax::InvalidKey => "the key is not a token",
+            Syntax::InvalidValue => "the value holds a byte outside baggage-octet",
+            Syntax::BadPercentEscape => "a `%` is not followed by two hex digits",
+            Syntax::InvalidProperty => "a property is empty or malformed",
+        })
+    }
+}
+
+impl std::error::Error for Syntax {}
+
+/// A percent-decoded value whose bytes are not UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotUtf8;
+
+/// A well-formed list-member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The key (a token).
+    pub key: &'a str,
+    /// The percent-decoded value, or [`NotUtf8`].
+    pub value: Result<String, NotUtf8>,
+    /// The properties as written (`key` or `key=value`, whitespace around `=` kept), in order.
+    pub properties: Vec<&'a str>,
+}
+
+/// What [`parse`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// The well-formed members, in order (repeated keys included).
+    pub members: Vec<Member<'a>>,
+    /// The problems: [`PropagationError::TooLong`], [`PropagationError::TooManyMembers`]
+    /// (then `members` is empty) or one [`PropagationError::Malformed`] per bad member.
+    pub errors: Vec<PropagationError>,
+}
+
+/// RFC 7230 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `bytes` is a non-empty RFC 7230 token.
+///
+/// ```
+/// use exec_context::propagate::baggage::is_token;
+/// assert!(is_token(b"request-id"));
+/// assert!(!is_token(b"request id"));
+/// assert!(!is_token(b""));
+/// ```
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
+}
+
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if !is_ows(*first) {
+            break;
+        }
+        bytes = rest;
+    }
+    while let [rest @ .., last] = bytes {
+        if !is_ows(*last) {
+            break;
+        }
+        bytes = rest;
+    }
+    bytes
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Checks a value against the grammar and percent-decodes it.
+///
+/// ```
+/// use exec_context::propagate::baggage::{NotUtf8, Syntax, decode_value};
+/// assert_eq!(decode_value(b"DF%2028=x"), Ok(Ok("DF 28=x".to_string())));
+/// assert_eq!(decode_value(b"%FF"), Ok(Err(NotUtf8)));
+/// assert_eq!(decode_value(b"%F"), Err(Syntax::BadPercentEscape));
+/// assert_eq!(decode_value(b"a b"), Err(Syntax::InvalidValue));
+/// ```
+///
+/// # Errors
+///
+/// [`Syntax::InvalidValue`] or [`Syntax::BadPercentEscape`].
+pub fn decode_value(raw: &[u8]) -> Result<Result<String, NotUtf8>, Syntax> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if !is_baggage_octet(b) {
+            return Err(Syntax::InvalidValue);
+        }
+        if b == b'%' {
+            let (Some(hi), Some(lo)) = (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(Syntax::BadPercentEscape);
+            };
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8(out).map_err(|_| NotUtf8))
+}
+
+fn check_property(raw: &[u8]) -> Result<(), Syntax> {
+    let raw = trim_ows(raw);
+    match raw.iter().position(|&b| b == b'=') {
+        None if is_token(raw) => Ok(()),
+        None => Err(Syntax::InvalidProperty),
+        Some(eq) => {
+            let key = trim_ows(&raw[..eq]);
+            let value = trim_ows(&raw[eq + 1..]);
+            if !is_token(key) {
+                return Err(Syntax::InvalidProperty);
+            }
+            decode_value(value).map(|_| ()).map_err(|e| match e {
+                Syntax::BadPercentEscape => e,
+                _ => Syntax::InvalidProperty,
+            })
+        }
+    }
+}
+
+fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
+    let raw = trim_ows(raw);
+    if raw.is_empty() {
+        return Err(Syntax::Empty);
+    }
+    let mut parts = raw.split(|&b| b == b';');
+    let head = parts.next().unwrap_or_default();
+    let eq = head
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or(Syntax::MissingEquals)?;
+    let key = trim_ows(&head[..eq]);
+    if !is_token(key) {
+        return Err(Syntax::InvalidKey);
+    }
+    let value = decode_value(trim_ows(&head[eq + 1..]))?;
+    let mut properties = Vec::new();
+    for property in parts {
+        check_property(property)?;
+        // Checked: ASCII only.
+        properties.push(std::str::from_utf8(trim_ows(property)).unwrap_or_default());
+    }
+    Ok(Member {
+        // A token is ASCII.
+        key: std::str::from_utf8(key).unwrap_or_default(),
+        value,
+        properties,
+    })
+}
+
+/// Parses the `baggage` header values of one message, combined into one list as the
+/// specification says. Never panics; whatever does not follow the grammar is in
+/// [`Parsed::errors`]. A header that is empty (or only whitespace) adds no member.
+///
+/// ```
+/// use exec_context::propagate::PropagationError;
+/// use exec_context::propagate::baggage::{MAX_BYTES, parse};
+///
+/// let parsed = parse([&b"a=1"[..], &b"b=x=y"[..]]);
+/// assert_eq!(parsed.members[1].key, "b");
+/// assert_eq!(parsed.members[1].value, Ok("x=y".to_string()));
+///
+/// let huge = format!("a={}", "x".repeat(MAX_BYTES));
+/// let parsed = parse([huge.as_bytes()]);
+/// assert!(parsed.members.is_empty());
+/// assert!(matches!(parsed.errors[..], [PropagationError::TooLong { .. }]));
+/// ```
+pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
+    let headers: Vec<&'a [u8]> = headers
+        .into_iter()
+        .filter(|h| !trim_ows(h).is_empty())
+        .collect();
+    let bytes = headers.iter().map(|h| h.len()).sum::<usize>() + headers.len().saturating_sub(1);
+    let mut parsed = Parsed::default();
+    if bytes > MAX_BYTES {
+        parsed.errors.push(PropagationError::TooLong { bytes });
+        return parsed;
+    }
+    let members = headers
+        .iter()
+        .map(|h| h.iter().filter(|&&b| b == b',').count() + 1)
+        .sum::<usize>();
+    if members > MAX_MEMBERS {
+        parsed
+            .errors
+            .push(PropagationError::TooManyMembers { members });
+        return parsed;
+    }
+    let all = headers.iter().flat_map(|h| h.split(|&b| b == b','));
+    for (index, raw) in all.enumerate() {
+        match parse_member(raw) {
+            Ok(member) => parsed.members.push(member),
+            Err(reason) => parsed
+                .errors
+                .push(PropagationError::Malformed { index, reason }),
+        }
+    }
+    parsed
+}
+
+/// Percent-encodes `value` for a `baggage` header: every byte but ASCII letters, digits and
+/// `-._~` becomes `%XX`. The result is made of baggage-octets only, none of which
+/// OpenTelemetry's injector escapes again or trims.
+///
+/// ```
+/// use exec_context::propagate::baggage::{decode_value, escape};
+///
+/// let value = " 50% off, \"now\"; \\é=";
+/// let escaped = escape(value);
+/// assert_eq!(decode_value(escaped.as_bytes()), Ok(Ok(value.to_string())));
+/// ```
+pub fn escape(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    }
+    out
+}
+
+/// Chooses which `key=escaped-value` members fit in one header within the limits, keeping
+/// whole members only: returns the members kept and the keys left out.
+#[cfg(feature = "tower")]
+pub(crate) fn fit<'a>(
+    members: impl IntoIterator<Item = (&'a str, String)>,
+    already: (usize, usize),
+) -> (Vec<(&'a str, String)>, Vec<&'a str>) {
+    let (mut bytes, mut count) = already;
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for (key, value) in members {
+        let len = key.len() + 1 + value.len() + usize::from(count > 0);
+        if count < MAX_MEMBERS && bytes + len <= MAX_BYTES {
+            bytes += len;
+            count += 1;
+            kept.push((key, value));
+        } else {
+            dropped.push(key);
+        }
+    }
+    (kept, dropped)
+}

@@ -1,0 +1,886 @@
+//! Context variables that leave the process (feature `propagate`): a wire name, a codec, a
+//! [`Registry`] of them, and the W3C Baggage header codec ([`baggage`]).
+//!
+//! A plain [`ContextVar`] never leaves the process. A [`Propagated`] variable is a
+//! `ContextVar` (it derefs to one) that also has a *wire name* and a *codec* turning its value
+//! into text and back. A [`Registry`] lists the propagated variables a program sends and
+//! accepts; the carriers use it:
+//!
+//! - [`crate::process`] (feature `process`) hands them to a child process;
+//! - [`crate::service`] (feature `tower`) sends them in the `baggage` header of outgoing
+//!   requests and reads them from incoming ones.
+//!
+//! Only variables listed in the registry are ever encoded; anything else in the context stays
+//! behind. A variable that opted out of inheritance
+//! ([`Propagated::not_inherited`]) is not handed to child processes either.
+//!
+//! # Codecs
+//!
+//! - [`Propagated::text`]: `Display` out, `FromStr` in (ids, names, numbers);
+//! - [`Propagated::json`]: serde, as JSON text (structured values);
+//! - [`Propagated::with_codec`]: two functions of your own.
+//!
+//! # Errors: one channel
+//!
+//! Input from the other side is untrusted. A value that does not decode, an unknown or
+//! repeated key, a malformed or oversized header: each leaves the variable concerned unset
+//! and never panics. Every problem met while decoding one carrier (one request's `baggage`
+//! headers, one process hand-over) or encoding one is gathered into a single [`Report`] and
+//! passed to the registry's reporter, set with [`RegistryBuilder::on_error`]. Without one, the
+//! report is a `tracing` event at `WARN` level with target `exec_context::propagate`. That
+//! callback is the only channel: nothing is returned, logged or printed elsewhere.
+//!
+//! ```
+//! use exec_context::propagate::{Propagated, Registry};
+//!
+//! static REQUEST_ID: Propagated<u64> = Propagated::text("request-id");
+//! static TENANT: Propagated<String> = Propagated::text("tenant");
+//!
+//! let registry = Registry::builder().register(&REQUEST_ID).register(&TENANT).build().unwrap();
+//!
+//! REQUEST_ID.set(7); // a `Propagated` is a `ContextVar`
+//! TENANT.set("acme".to_string());
+//! let carried = registry.capture(); // the propagated values of the current context, as text
+//! assert_eq!(carried.get("request-id"), Some("7"));
+//!
+//! // On the other side: a fresh context holding only what was carried.
+//! let ec = registry.execution_context(&carried);
+//! assert_eq!(ec.get(&TENANT), Some("acme".to_string()));
+//! ```
+
+pub mod baggage;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use contextvars::{
+    Context, ContextVar, ExecutionContext, get_execution_context, run_with_execution_context,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Turns a value into text for the wire.
+pub type Encode<T> = fn(&T) -> Result<String, String>;
+/// Turns wire text back into a value.
+pub type Decode<T> = fn(&str) -> Result<T, String>;
+
+/// A context variable that may leave the process: a [`ContextVar`] with a wire name and a
+/// codec. Declare it as a `static`, list it in a [`Registry`], and use it as the
+/// `ContextVar` it derefs to.
+///
+/// The wire name is the key in a `baggage` header, so it must be an HTTP token (letters,
+/// digits and ``!#$%&'*+-.^_`|~``); [`RegistryBuilder::build`] checks it.
+///
+/// ```
+/// use exec_context::propagate::Propagated;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// struct Deadline {
+///     unix_ms: u64,
+/// }
+///
+/// static TENANT: Propagated<String> = Propagated::text("tenant");
+/// static DEADLINE: Propagated<Deadline> = Propagated::json("deadline");
+///
+/// TENANT.set("acme".into());
+/// assert_eq!(TENANT.get().as_deref(), Some("acme"));
+/// assert_eq!(DEADLINE.encode(&Deadline { unix_ms: 5 }).unwrap(), r#"{"unix_ms":5}"#);
+/// assert_eq!(DEADLINE.decode(r#"{"unix_ms":5}"#).unwrap(), Deadline { unix_ms: 5 });
+/// assert!(DEADLINE.decode("5").is_err());
+/// ```
+pub struct Propagated<T: 'static> {
+    var: ContextVar<T>,
+    wire: &'static str,
+    encode: Encode<T>,
+    decode: Decode<T>,
+}
+
+fn encode_text<T: fmt::Display>(value: &T) -> Result<String, String> {
+    Ok(value.to_string())
+}
+
+fn decode_text<T>(text: &str) -> Result<T, String>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    text.parse().map_err(|err: T::Err| err.to_string())
+}
+
+fn encode_json<T: Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|err| err.to_string())
+}
+
+fn decode_json<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|err| err.to_string())
+}
+
+impl<T: Send + Sync + 'static> Propagated<T> {
+    /// A variable whose wire form is its `Display` text, read back with `FromStr`.
+    ///
+    /// ```
+    /// static ATTEMPT: exec_context::propagate::Propagated<u32> =
+    ///     exec_context::propagate::Propagated::text("attempt");
+    /// assert_eq!(ATTEMPT.encode(&3).unwrap(), "3");
+    /// assert!(ATTEMPT.decode("three").is_err());
+    /// ```
+    pub const fn text(wire: &'static str) -> Self
+    where
+        T: fmt::Display + FromStr,
+        T::Err: fmt::Display,
+    {
+        Self::with_codec(wire, encode_text::<T>, decode_text::<T>)
+    }
+
+    /// A variable whose wire form is its JSON text (serde).
+    ///
+    /// ```
+    /// static TAGS: exec_context::propagate::Propagated<Vec<String>> =
+    ///     exec_context::propagate::Propagated::json("tags");
+    /// assert_eq!(TAGS.encode(&vec!["a".into()]).unwrap(), r#"["a"]"#);
+    /// ```
+    pub const fn json(wire: &'static str) -> Self
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        Self::with_codec(wire, encode_json::<T>, decode_json::<T>)
+    }
+
+    /// A variable with a codec of your own. An `Err` carries a message for the [`Report`].
+    ///
+    /// ```
+    /// use exec_context::propagate::Propagated;
+    ///
+    /// fn encode(flag: &bool) -> Result<String, String> {
+    ///     Ok(if *flag { "1" } else { "0" }.to_string())
+    /// }
+    /// fn decode(text: &str) -> Result<bool, String> {
+    ///     match text {
+    ///         "1" => Ok(true),
+    ///         "0" => Ok(false),
+    ///         other => Err(format!("expected 0 or 1, got {other:?}")),
+    ///     }
+    /// }
+    /// static DEBUG: Propagated<bool> = Propagated::with_codec("debug", encode, decode);
+    /// assert_eq!(DEBUG.decode("1"), Ok(true));
+    /// ```
+    pub const fn with_codec(wire: &'static str, encode: Encode<T>, decode: Decode<T>) -> Self {
+        Propagated {
+            var: ContextVar::new(wire),
+            wire,
+            encode,
+            decode,
+        }
+    }
+
+    /// Opts the variable out of inheritance, as [`ContextVar::not_inherited`]: threads, tasks
+    /// and child processes spawned with `Inherit` start without it. A server layer still
+    /// reads it from an incoming request.
+    ///
+    /// ```
+    /// static TXN: exec_context::propagate::Propagated<u32> =
+    ///     exec_context::propagate::Propagated::text("txn").not_inherited();
+    /// assert!(!TXN.is_inherited());
+    /// ```
+    #[must_use]
+    pub const fn not_inherited(mut self) -> Self {
+        // A `const fn` cannot drop a generic value, so the fresh placeholder is forgotten
+        // (it holds nothing: no value, no id yet).
+        let var = std::mem::replace(&mut self.var, ContextVar::new(self.wire));
+        std::mem::forget(std::mem::replace(&mut self.var, var.not_inherited()));
+        self
+    }
+
+    /// The underlying context variable (also reachable through `Deref`).
+    pub fn var(&self) -> &ContextVar<T> {
+        &self.var
+    }
+
+    /// The key on the wire.
+    pub fn wire_name(&self) -> &'static str {
+        self.wire
+    }
+
+    /// `value` as wire text (before any header escaping).
+    ///
+    /// # Errors
+    ///
+    /// The codec's message, when it cannot encode `value`.
+    pub fn encode(&self, value: &T) -> Result<String, String> {
+        (self.encode)(value)
+    }
+
+    /// Wire text (after header unescaping) as a value.
+    ///
+    /// # Errors
+    ///
+    /// The codec's message, when `text` is not a valid value.
+    pub fn decode(&self, text: &str) -> Result<T, String> {
+        (self.decode)(text)
+    }
+}
+
+impl<T> Deref for Propagated<T> {
+    type Target = ContextVar<T>;
+
+    fn deref(&self) -> &ContextVar<T> {
+        &self.var
+    }
+}
+
+impl<T> fmt::Debug for Propagated<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Propagated")
+            .field("wire", &self.wire)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a registry needs of a propagated variable, whatever its type.
+trait Entry: Send + Sync {
+    fn wire(&self) -> &'static str;
+    fn inherited(&self) -> bool;
+    /// The variable's value in `ec`, encoded; `None` where it has no value.
+    fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>>;
+    /// Decodes `text` and sets the variable in the current context.
+    fn decode_set(&self, text: &str) -> Result<(), String>;
+}
+
+impl<T: Send + Sync + 'static> Entry for Propagated<T> {
+    fn wire(&self) -> &'static str {
+        self.wire
+    }
+
+    fn inherited(&self) -> bool {
+        self.var.is_inherited()
+    }
+
+    fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>> {
+        ec.get_ref(&self.var).map(|value| (self.encode)(value))
+    }
+
+    fn decode_set(&self, text: &str) -> Result<(), String> {
+        let value = (self.decode)(text)?;
+        // The token is not needed: the context being built is discarded as a whole.
+        let _token = self.var.set(value);
+        Ok(())
+    }
+}
+
+/// A problem met while encoding or decoding propagated variables. Each leaves the variable
+/// concerned unset (or unsent); they reach the user through the registry's reporter, grouped
+/// in a [`Report`].
+///
+/// ```
+/// use exec_context::propagate::PropagationError;
+///
+/// let error = PropagationError::DuplicateKey { key: "tenant".into() };
+/// assert_eq!(error.to_string(), "`tenant` came more than once; left unset");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PropagationError {
+    /// The `baggage` headers together are longer than the W3C limit; all of them were ignored.
+    TooLong {
+        /// Their length in bytes.
+        bytes: usize,
+    },
+    /// The `baggage` headers together hold more list-members than the W3C limit; all of them
+    /// were ignored.
+    TooManyMembers {
+        /// How many there were.
+        members: usize,
+    },
+    /// A list-member that does not follow the W3C grammar; it was ignored.
+    Malformed {
+        /// The member's position in the combined list (from 0).
+        index: usize,
+        /// What is wrong with it.
+        reason: baggage::Syntax,
+    },
+    /// A value whose percent-decoded bytes are not UTF-8.
+    InvalidUtf8 {
+        /// The wire name.
+        key: String,
+    },
+    /// A key no registered variable has; it was ignored.
+    UnknownKey {
+        /// The key.
+        key: String,
+    },
+    /// A key that came more than once; the variable was left unset.
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// A value the variable's codec rejected; the variable was left unset.
+    Decode {
+        /// The wire name.
+        key: String,
+        /// The codec's message.
+        message: String,
+    },
+    /// A value the variable's codec could not encode; it was not sent.
+    Encode {
+        /// The wire name.
+        key: String,
+        /// The codec's message.
+        message: String,
+    },
+    /// A value left out of an outgoing `baggage` header because the header would otherwise
+    /// pass a W3C limit (8,192 bytes, 180 members).
+    OverLimit {
+        /// The wire name.
+        key: String,
+    },
+}
+
+impl fmt::Display for PropagationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropagationError::TooLong { bytes } => write!(
+                f,
+                "baggage is {bytes} bytes long, over the limit of {}",
+                baggage::MAX_BYTES
+            ),
+            PropagationError::TooManyMembers { members } => write!(
+                f,
+                "baggage has {members} list-members, over the limit of {}",
+                baggage::MAX_MEMBERS
+            ),
+            PropagationError::Malformed { index, reason } => {
+                write!(f, "baggage list-member {index} is malformed: {reason}")
+            }
+            PropagationError::InvalidUtf8 { key } => {
+                write!(f, "the value of `{key}` is not UTF-8 once percent-decoded")
+            }
+            PropagationError::UnknownKey { key } => {
+                write!(f, "`{key}` is not a registered propagated variable")
+            }
+            PropagationError::DuplicateKey { key } => {
+                write!(f, "`{key}` came more than once; left unset")
+            }
+            PropagationError::Decode { key, message } => {
+                write!(f, "the value of `{key}` does not decode: {message}")
+            }
+            PropagationError::Encode { key, message } => {
+                write!(f, "the value of `{key}` does not encode: {message}")
+            }
+            PropagationError::OverLimit { key } => write!(
+                f,
+                "`{key}` was left out: the baggage would pass {} bytes or {} members",
+                baggage::MAX_BYTES,
+                baggage::MAX_MEMBERS
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PropagationError {}
+
+/// Which carrier a [`Report`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Carrier {
+    /// The `baggage` headers of one incoming request.
+    IncomingBaggage,
+    /// The `baggage` header of one outgoing request.
+    OutgoingBaggage,
+    /// Values handed to one child process (checked when the child starts).
+    Process,
+    /// A [`Carried`] decoded by [`Registry::execution_context`].
+    Carried,
+}
+
+/// Every problem met while encoding or decoding one carrier: what the reporter receives, once
+/// per carrier that had any. [`Carrier`] says which.
+///
+/// ```
+/// use exec_context::propagate::{Carrier, PropagationError, Report};
+///
+/// let report = Report {
+///     carrier: Carrier::IncomingBaggage,
+///     errors: vec![PropagationError::UnknownKey { key: "x".into() }],
+/// };
+/// assert_eq!(report.to_string(), "IncomingBaggage: `x` is not a registered propagated variable");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The carrier.
+    pub carrier: Carrier,
+    /// The problems, in the order met (never empty).
+    pub errors: Vec<PropagationError>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: ", self.carrier)?;
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Report {}
+
+/// A mistake in the list given to [`RegistryBuilder`] (see [`Registry`] for an example).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two variables share a wire name.
+    DuplicateWireName(&'static str),
+    /// A wire name that is not an HTTP token (so not a valid `baggage` key).
+    InvalidWireName(&'static str),
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::DuplicateWireName(name) => {
+                write!(f, "two propagated variables use the wire name `{name}`")
+            }
+            RegistryError::InvalidWireName(name) => write!(
+                f,
+                "`{name}` is not a valid wire name (an HTTP token: letters, digits, !#$%&'*+-.^_`|~)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+type Reporter = Arc<dyn Fn(&Report) + Send + Sync>;
+
+fn default_reporter(report: &Report) {
+    tracing::warn!(
+        target: "exec_context::propagate",
+        carrier = ?report.carrier,
+        errors = report.errors.len(),
+        "propagated variables dropped: {report}"
+    );
+}
+
+struct Inner {
+    entries: Vec<&'static dyn Entry>,
+    by_wire: HashMap<&'static str, usize>,
+    reporter: Reporter,
+}
+
+/// The propagated variables a program sends and accepts, keyed by wire name, with the
+/// reporter that receives every [`Report`]. Cheap to clone (shared).
+///
+/// ```
+/// use exec_context::propagate::{Propagated, Registry, RegistryError};
+///
+/// static A: Propagated<u8> = Propagated::text("a");
+/// static ALSO_A: Propagated<u8> = Propagated::text("a");
+/// static SPACED: Propagated<u8> = Propagated::text("not a token");
+///
+/// assert!(Registry::builder().register(&A).build().is_ok());
+/// assert_eq!(
+///     Registry::builder().register(&A).register(&ALSO_A).build().err(),
+///     Some(RegistryError::DuplicateWireName("a"))
+/// );
+/// assert_eq!(
+///     Registry::builder().register(&SPACED).build().err(),
+///     Some(RegistryError::InvalidWireName("not a token"))
+/// );
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("wire_names", &self.wire_names().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Registry`]: see [`Registry::builder`], [`register`](Self::register),
+/// [`on_error`](Self::on_error).
+#[must_use]
+pub struct RegistryBuilder {
+    entries: Vec<&'static dyn Entry>,
+    reporter: Option<Reporter>,
+}
+
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field(
+                "wire_names",
+                &self.entries.iter().map(|e| e.wire()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryBuilder {
+    /// Adds a propagated variable.
+    pub fn register<T: Send + Sync + 'static>(mut self, var: &'static Propagated<T>) -> Self {
+        self.entries.push(var);
+        self
+    }
+
+    /// Sets the reporter: the one channel through which every [`Report`] arrives. The
+    /// default emits a `tracing` `WARN` event (target `exec_context::propagate`).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use exec_context::propagate::{Carried, Propagated, Registry};
+    ///
+    /// static PORT: Propagated<u16> = Propagated::text("port");
+    /// let reports = Arc::new(AtomicUsize::new(0));
+    /// let counter = reports.clone();
+    /// let registry = Registry::builder()
+    ///     .register(&PORT)
+    ///     .on_error(move |_report| {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    ///
+    /// let carried: Carried = [("port", "http")].into_iter().collect();
+    /// let ec = registry.execution_context(&carried);
+    /// assert_eq!(ec.get(&PORT), None);
+    /// assert_eq!(reports.load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn on_error(mut self, reporter: impl Fn(&Report) + Send + Sync + 'static) -> Self {
+        self.reporter = Some(Arc::new(reporter));
+        self
+    }
+
+    /// The registry.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] when a wire name is not an HTTP token or is used twice.
+    pub fn build(self) -> Result<Registry, RegistryError> {
+        let mut by_wire = HashMap::with_capacity(self.entries.len());
+        for (i, entry) in self.entries.iter().enumerate() {
+            let wire = entry.wire();
+            if !baggage::is_token(wire.as_bytes()) {
+                return Err(RegistryError::InvalidWireName(wire));
+            }
+            if by_wire.insert(wire, i).is_some() {
+                return Err(RegistryError::DuplicateWireName(wire));
+            }
+        }
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                entries: self.entries,
+                by_wire,
+                reporter: self.reporter.unwrap_or_else(|| Arc::new(default_reporter)),
+            }),
+        })
+    }
+}
+
+impl Registry {
+    /// A builder with no variables and the default reporter.
+    ///
+    /// ```
+    /// let registry = exec_context::propagate::Registry::builder().build().unwrap();
+    /// assert_eq!(registry.wire_names().count(), 0);
+    /// ```
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder {
+            entries: Vec::new(),
+            reporter: None,
+        }
+    }
+
+    /// The wire names, in registration order.
+    ///
+    /// ```
+    /// use exec_context::propagate::{Propagated, Registry};
+    ///
+    /// static A: Propagated<u8> = Propagated::text("a");
+    /// static B: Propagated<u8> = Propagated::text("b");
+    /// let registry = Registry::builder().register(&A).register(&B).build().unwrap();
+    /// assert_eq!(registry.wire_names().collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
+    pub fn wire_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.inner.entries.iter().map(|entry| entry.wire())
+    }
+
+    /// Passes `report` to the reporter (for carriers of your own).
+    ///
+    /// ```
+    /// use exec_context::propagate::{Carrier, PropagationError, Registry, Report};
+    ///
+    /// let registry = Registry::builder()
+    ///     .on_error(|report| assert_eq!(report.errors.len(), 1))
+    ///     .build()
+    ///     .unwrap();
+    /// registry.report(&Report {
+    ///     carrier: Carrier::Carried,
+    ///     errors: vec![PropagationError::UnknownKey { key: "x".into() }],
+    /// });
+    /// ```
+    pub fn report(&self, report: &Report) {
+        (self.inner.reporter)(report);
+    }
+
+    pub(crate) fn report_errors(&self, carrier: Carrier, errors: Vec<PropagationError>) {
+        if !errors.is_empty() {
+            self.report(&Report { carrier, errors });
+        }
+    }
+
+    /// The registered variables' values in the current context, encoded (see
+    /// [`capture_from`](Self::capture_from)).
+    pub fn capture(&self) -> Carried {
+        self.capture_from(&get_execution_context())
+    }
+
+    /// The registered variables' values in `ec`, encoded. Variables without a value are left
+    /// out; a value the codec cannot encode is left out and reported.
+    ///
+    /// ```
+    /// use contextvars::Context;
+    /// use exec_context::propagate::{Propagated, Registry};
+    ///
+    /// static ATTEMPT: Propagated<u32> = Propagated::text("attempt");
+    /// let registry = Registry::builder().register(&ATTEMPT).build().unwrap();
+    /// let mut ctx = Context::new();
+    /// ctx.run(|| ATTEMPT.set(3));
+    /// let carried = registry.capture_from(&ctx.execution_context());
+    /// assert_eq!(carried.get("attempt"), Some("3"));
+    /// assert!(registry.capture_from(&Context::new().execution_context()).is_empty());
+    /// ```
+    pub fn capture_from(&self, ec: &ExecutionContext) -> Carried {
+        let (carried, errors) = self.encode_all(ec, false);
+        self.report_errors(Carrier::Carried, errors);
+        carried
+    }
+
+    /// As `capture_from`, without the variables that opted out of inheritance when
+    /// `inherited_only`; errors are returned, not reported.
+    pub(crate) fn encode_all(
+        &self,
+        ec: &ExecutionContext,
+        inherited_only: bool,
+    ) -> (Carried, Vec<PropagationError>) {
+        let mut carried = Carried::default();
+        let mut errors = Vec::new();
+        for entry in &self.inner.entries {
+            if inherited_only && !entry.inherited() {
+                continue;
+            }
+            match entry.encode_in(ec) {
+                None => {}
+                Some(Ok(text)) => carried.entries.push((entry.wire().to_string(), text)),
+                Some(Err(message)) => errors.push(PropagationError::Encode {
+                    key: entry.wire().to_string(),
+                    message,
+                }),
+            }
+        }
+        (carried, errors)
+    }
+
+    /// The registered variables' values in `ec`, encoded and escaped for a `baggage` header,
+    /// with the encoding errors.
+    #[cfg(feature = "tower")]
+    pub(crate) fn encode_escaped(
+        &self,
+        ec: &ExecutionContext,
+    ) -> (Vec<(&'static str, String)>, Vec<PropagationError>) {
+        let mut members = Vec::with_capacity(self.inner.entries.len());
+        let mut errors = Vec::new();
+        for entry in &self.inner.entries {
+            match entry.encode_in(ec) {
+                None => {}
+                Some(Ok(text)) => members.push((entry.wire(), baggage::escape(&text))),
+                Some(Err(message)) => errors.push(PropagationError::Encode {
+                    key: entry.wire().to_string(),
+                    message,
+                }),
+            }
+        }
+        (members, errors)
+    }
+
+    /// A fresh execution context holding exactly the decodable values of `carried`. Unknown
+    /// or repeated keys and values that do not decode are left out and reported (one
+    /// [`Report`] for the call).
+    ///
+    /// ```
+    /// use exec_context::propagate::{Carried, Propagated, Registry};
+    ///
+    /// static ATTEMPT: Propagated<u32> = Propagated::text("attempt");
+    /// let registry = Registry::builder().register(&ATTEMPT).on_error(|_| {}).build().unwrap();
+    /// let good: Carried = [("attempt", "2")].into_iter().collect();
+    /// let bad: Carried = [("attempt", "two"), ("other", "1")].into_iter().collect();
+    /// assert_eq!(registry.execution_context(&good).get(&ATTEMPT), Some(2));
+    /// assert_eq!(registry.execution_context(&bad).get(&ATTEMPT), None);
+    /// ```
+    pub fn execution_context(&self, carried: &Carried) -> ExecutionContext {
+        let pairs: Vec<_> = carried
+            .entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), Ok(v.clone())))
+            .collect();
+        let (ec, errors) = self.decode_all(&pairs);
+        self.report_errors(Carrier::Carried, errors);
+        ec
+    }
+
+    /// Decodes `(key, text)` pairs (`Err` for a value that was not UTF-8) into a fresh
+    /// execution context.
+    pub(crate) fn decode_all(
+        &self,
+        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
+    ) -> (ExecutionContext, Vec<PropagationError>) {
+        let (context, errors) = self.decode_context(pairs);
+        (context.execution_context(), errors)
+    }
+
+    /// As `decode_all`, as a [`Context`] to run a task in.
+    pub(crate) fn decode_context(
+        &self,
+        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
+    ) -> (Context, Vec<PropagationError>) {
+        let mut context = Context::new();
+        if pairs.is_empty() {
+            return (context, Vec::new());
+        }
+        let errors = context.run(|| self.decode_here(pairs));
+        (context, errors)
+    }
+
+    /// Decodes `(key, text)` pairs and sets the variables in the current context. A key that
+    /// is unknown, repeated, not UTF-8 or not decodable sets nothing and comes back as an
+    /// error (a repeated key once).
+    pub(crate) fn decode_here(
+        &self,
+        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
+    ) -> Vec<PropagationError> {
+        let mut errors = Vec::new();
+        // Per entry: how often its key came.
+        let mut counts = vec![0u32; self.inner.entries.len()];
+        let indices: Vec<Option<usize>> = pairs
+            .iter()
+            .map(|(key, _)| {
+                let index = self.inner.by_wire.get(key).copied();
+                match index {
+                    Some(i) => counts[i] += 1,
+                    None => errors.push(PropagationError::UnknownKey {
+                        key: key.to_string(),
+                    }),
+                }
+                index
+            })
+            .collect();
+        for ((key, value), index) in pairs.iter().zip(indices) {
+            let Some(index) = index else { continue };
+            match counts[index] {
+                1 => {}
+                // Repeated, and already reported.
+                0 => continue,
+                _ => {
+                    errors.push(PropagationError::DuplicateKey {
+                        key: key.to_string(),
+                    });
+                    counts[index] = 0;
+                    continue;
+                }
+            }
+            match value {
+                Err(baggage::NotUtf8) => errors.push(PropagationError::InvalidUtf8 {
+                    key: key.to_string(),
+                }),
+                Ok(text) => {
+                    if let Err(message) = self.inner.entries[index].decode_set(text) {
+                        errors.push(PropagationError::Decode {
+                            key: key.to_string(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// Runs `f` in a fresh execution context holding the decodable values of `carried` (see
+    /// [`execution_context`](Self::execution_context)).
+    ///
+    /// ```
+    /// use exec_context::propagate::{Carried, Propagated, Registry};
+    ///
+    /// static TENANT: Propagated<String> = Propagated::text("tenant");
+    /// let registry = Registry::builder().register(&TENANT).build().unwrap();
+    /// let carried: Carried = [("tenant", "acme")].into_iter().collect();
+    /// let seen = registry.run_with(&carried, || TENANT.get());
+    /// assert_eq!(seen.as_deref(), Some("acme"));
+    /// assert_eq!(TENANT.get(), None);
+    /// ```
+    pub fn run_with<R>(&self, carried: &Carried, f: impl FnOnce() -> R) -> R {
+        run_with_execution_context(&self.execution_context(carried), f)
+    }
+}
+
+/// Propagated values as text, keyed by wire name: what crosses a process boundary. Made by
+/// [`Registry::capture`]; turned back into a context by [`Registry::execution_context`].
+///
+/// ```
+/// use exec_context::propagate::Carried;
+///
+/// let carried: Carried = [("tenant", "acme")].into_iter().collect();
+/// assert_eq!(carried.get("tenant"), Some("acme"));
+/// assert_eq!(carried.len(), 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    entries: Vec<(String, String)>,
+}
+
+impl Carried {
+    /// The text under `wire_name`, if any (the first, if repeated).
+    pub fn get(&self, wire_name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == wire_name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `(wire name, text)` entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Carried {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Carried {
+            entries: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}

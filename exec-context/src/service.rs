@@ -1,0 +1,404 @@
+//! Propagated variables across services (feature `tower`): `tower` layers that carry the
+//! variables of a [`Registry`] in the W3C `baggage` header.
+//!
+//! - [`ServerLayer`]: every request runs in a fresh context holding only the registered
+//!   variables found in its `baggage` headers (nothing from the server's own context).
+//!   Bad input leaves the variables concerned unset and is reported once per request
+//!   through the registry's reporter; the request still runs, unless the layer is
+//!   [strict](ServerLayer::strict).
+//! - [`ClientLayer`]: every outgoing request gets the registered variables of the caller's
+//!   current context (read when the request is sent) in its `baggage` header.
+//!
+//! Only `baggage` is touched: a `traceparent` (or any other) header passes through both layers
+//! unchanged, so they compose with OpenTelemetry tracing. The header is written by
+//! OpenTelemetry's `BaggagePropagator` and read by [`propagate::baggage::parse`](crate::propagate::baggage::parse);
+//! [`crate::propagate::baggage`] says why.
+//!
+//! # Cost
+//!
+//! Per request, with two propagated variables (release build, one thread, the report's
+//! machine): writing the header about 1.3 µs, of which OpenTelemetry's propagator (its
+//! `Baggage` map, a `Context`, the join) is about 0.7 µs; reading it, decoding both values and
+//! building the request's context about 0.75 µs. The report's `service` section measures the
+//! layers end to end on a loopback server.
+//!
+//! ```
+//! use exec_context::propagate::{Propagated, Registry};
+//! use exec_context::service::{ClientLayer, ServerLayer};
+//! use http::{Request, Response};
+//! use std::convert::Infallible;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! static TENANT: Propagated<String> = Propagated::text("tenant");
+//! let registry = Registry::builder().register(&TENANT).build().unwrap();
+//!
+//! // A server that answers with the tenant it sees.
+//! let handler = tower::service_fn(|_request: Request<String>| async {
+//!     Ok::<_, Infallible>(Response::new(TENANT.get().unwrap_or_default()))
+//! });
+//! let server = ServerLayer::new(registry.clone()).layer(handler);
+//! // A client that calls it in-process (a real one would send the request over HTTP).
+//! let mut client = ClientLayer::new(registry).layer(server);
+//!
+//! TENANT.set("acme".into());
+//! let response = futures_executor::block_on(client.call(Request::new(String::new()))).unwrap();
+//! assert_eq!(response.into_body(), "acme");
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context as TaskContext, Poll};
+
+use contextvars::{Context, get_execution_context};
+use http::header::{HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::WithContext;
+use crate::propagate::{Carrier, PropagationError, Registry, baggage};
+
+/// The header's name.
+pub const BAGGAGE: &str = "baggage";
+
+/// Most members OpenTelemetry 0.33's `Baggage` holds (it drops the rest silently); a longer
+/// list is joined here instead.
+const OTEL_MAX_MEMBERS: usize = 64;
+
+/// Reads the registered variables of incoming requests from their `baggage` headers.
+///
+/// ```
+/// use exec_context::propagate::{Propagated, Registry};
+/// use exec_context::service::ServerLayer;
+///
+/// static TENANT: Propagated<String> = Propagated::text("tenant");
+/// let registry = Registry::builder().register(&TENANT).build().unwrap();
+/// let layer = ServerLayer::new(registry).strict(true);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerLayer {
+    registry: Registry,
+    strict: bool,
+}
+
+impl ServerLayer {
+    /// A lenient layer for the variables of `registry`.
+    pub fn new(registry: Registry) -> Self {
+        ServerLayer {
+            registry,
+            strict: false,
+        }
+    }
+
+    /// In strict mode a request with any problem in its `baggage` headers (including a key
+    /// that is not registered) is answered `400 Bad Request` without reaching the inner
+    /// service. It is reported as in lenient mode.
+    #[must_use]
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = Server<S>;
+
+    fn layer(&self, inner: S) -> Server<S> {
+        Server {
+            inner,
+            registry: self.registry.clone(),
+            strict: self.strict,
+        }
+    }
+}
+
+/// The service [`ServerLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct Server<S> {
+    inner: S,
+    registry: Registry,
+    strict: bool,
+}
+
+impl Registry {
+    /// Decodes the `baggage` headers of `headers` into a fresh [`Context`] holding the
+    /// registered variables found there; reports the problems (one [`Report`] for all of
+    /// them) and returns whether there were any.
+    ///
+    /// [`Report`]: crate::propagate::Report
+    ///
+    /// ```
+    /// use exec_context::propagate::{Propagated, Registry};
+    /// use http::HeaderMap;
+    ///
+    /// static TENANT: Propagated<String> = Propagated::text("tenant");
+    /// let registry = Registry::builder().register(&TENANT).build().unwrap();
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("baggage", "tenant=acme%20corp".parse().unwrap());
+    /// let (context, had_errors) = registry.extract(&headers);
+    /// assert_eq!(context.get(&TENANT).as_deref(), Some("acme corp"));
+    /// assert!(!had_errors);
+    /// ```
+    pub fn extract(&self, headers: &HeaderMap) -> (Context, bool) {
+        let mut values = headers.get_all(BAGGAGE).iter().peekable();
+        if values.peek().is_none() {
+            return (Context::new(), false);
+        }
+        let parsed = baggage::parse(values.map(HeaderValue::as_bytes));
+        let mut errors = parsed.errors;
+        let pairs: Vec<_> = parsed
+            .members
+            .into_iter()
+            .map(|member| (member.key, member.value))
+            .collect();
+        let (context, decode_errors) = self.decode_context(&pairs);
+        errors.extend(decode_errors);
+        let had_errors = !errors.is_empty();
+        self.report_errors(Carrier::IncomingBaggage, errors);
+        (context, had_errors)
+    }
+
+    /// Writes the registered variables of the current context into the `baggage` header of
+    /// `headers`, replacing members with the same keys and keeping the others. Variables
+    /// without a value are not written; if none has one, `headers` is left as it is. Members
+    /// that would take the header past a W3C limit are left out whole and reported.
+    ///
+    /// ```
+    /// use exec_context::propagate::{Propagated, Registry};
+    /// use http::HeaderMap;
+    ///
+    /// static TENANT: Propagated<String> = Propagated::text("tenant");
+    /// let registry = Registry::builder().register(&TENANT).build().unwrap();
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("baggage", "other=1,tenant=old".parse().unwrap());
+    /// TENANT.set("a=b".into());
+    /// registry.inject(&mut headers);
+    /// assert_eq!(headers["baggage"], "other=1,tenant=a%3Db");
+    /// ```
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        let (ours, mut errors) = self.encode_escaped(&get_execution_context());
+        if !ours.is_empty() {
+            // Members already there under other keys are kept as they were written.
+            let mut kept: Vec<&[u8]> = Vec::new();
+            for value in headers.get_all(BAGGAGE) {
+                for raw in value.as_bytes().split(|&b| b == b',') {
+                    let raw = raw.trim_ascii();
+                    let end = raw
+                        .iter()
+                        .position(|&b| b == b'=' || b == b';')
+                        .unwrap_or(raw.len());
+                    let key = raw[..end].trim_ascii();
+                    if !raw.is_empty() && !ours.iter().any(|(k, _)| k.as_bytes() == key) {
+                        kept.push(raw);
+                    }
+                }
+            }
+            let already = (
+                kept.iter().map(|m| m.len()).sum::<usize>() + kept.len().saturating_sub(1),
+                kept.len(),
+            );
+            let (members, dropped) = baggage::fit(ours, already);
+            errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
+                key: key.to_string(),
+            }));
+            let written = write_members(&members);
+            let value = if kept.is_empty() {
+                HeaderValue::try_from(written)
+            } else {
+                let mut joined = kept.join(&b","[..]);
+                if !written.is_empty() {
+                    joined.push(b',');
+                    joined.extend_from_slice(written.as_bytes());
+                }
+                HeaderValue::try_from(joined)
+            };
+            headers.remove(BAGGAGE);
+            match value {
+                Ok(value) if !value.is_empty() => {
+                    headers.insert(BAGGAGE, value);
+                }
+                _ => {}
+            }
+        }
+        self.report_errors(Carrier::OutgoingBaggage, errors);
+    }
+}
+
+fn propagator() -> &'static BaggagePropagator {
+    static PROPAGATOR: OnceLock<BaggagePropagator> = OnceLock::new();
+    PROPAGATOR.get_or_init(BaggagePropagator::new)
+}
+
+/// An OpenTelemetry injector that keeps the `baggage` value it is given.
+struct Capture(Option<String>);
+
+impl Injector for Capture {
+    fn set(&mut self, key: &str, value: String) {
+        if key == BAGGAGE {
+            self.0 = Some(value);
+        }
+    }
+}
+
+/// Joins already escaped `key=value` members into a header value, through OpenTelemetry's
+/// propagator where it can hold them all.
+fn write_members(members: &[(&str, String)]) -> String {
+    if members.is_empty() {
+        return String::new();
+    }
+    if members.len() <= OTEL_MAX_MEMBERS {
+        let mut bag = Baggage::new();
+        for (key, value) in members {
+            bag.insert(key.to_string(), value.clone());
+        }
+        if bag.len() == members.len() {
+            let cx = opentelemetry::Context::new().with_baggage(bag);
+            let mut capture = Capture(None);
+            propagator().inject_context(&cx, &mut capture);
+            if let Some(value) = capture.0 {
+                return value;
+            }
+        }
+    }
+    // Escaped values are baggage-octets and keys are tokens: joining them is the whole format.
+    let mut out = String::new();
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
+pin_project! {
+    /// The future of [`Server`]: the inner service's future, run in the request's context
+    /// (or strict mode's `400 Bad Request`).
+    pub struct ServerFuture<F, B> {
+        #[pin]
+        inner: Option<WithContext<F>>,
+        rejected: Option<Response<B>>,
+    }
+}
+
+impl<F, B, E> Future for ServerFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx),
+            None => match this.rejected.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after completion.
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Server<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ServerFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (mut context, had_errors) = self.registry.extract(request.headers());
+        if had_errors && self.strict {
+            let mut response = Response::new(ResBody::default());
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return ServerFuture {
+                inner: None,
+                rejected: Some(response),
+            };
+        }
+        // `call` itself may read the context (a handler's synchronous part): it runs inside.
+        let inner = context.run(|| self.inner.call(request));
+        ServerFuture {
+            inner: Some(WithContext::new(inner, context)),
+            rejected: None,
+        }
+    }
+}
+
+/// Writes the registered variables of the caller's context into outgoing requests' `baggage`
+/// headers (see [`Registry::inject`]).
+///
+/// ```
+/// use exec_context::propagate::{Propagated, Registry};
+/// use exec_context::service::ClientLayer;
+///
+/// static TENANT: Propagated<String> = Propagated::text("tenant");
+/// let registry = Registry::builder().register(&TENANT).build().unwrap();
+/// let layer = ClientLayer::new(registry);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientLayer {
+    registry: Registry,
+}
+
+impl ClientLayer {
+    /// A layer for the variables of `registry`.
+    pub fn new(registry: Registry) -> Self {
+        ClientLayer { registry }
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = Client<S>;
+
+    fn layer(&self, inner: S) -> Client<S> {
+        Client {
+            inner,
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+/// The service [`ClientLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct Client<S> {
+    inner: S,
+    registry: Registry,
+}
+
+impl<S, B> Service<Request<B>> for Client<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        self.registry.inject(request.headers_mut());
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,169 @@
+//! Child processes (procspawn) that start in a chosen context. A child re-runs this binary,
+//! whose `main` calls `exec_context::process::init` first, as a real program does; the tests
+//! run under libtest-mimic (`harness = false`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use contextvars::{Context, ContextVar};
+use exec_context::process::{self, Inheritance, ProcessError};
+use exec_context::propagate::{Propagated, Registry};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+static REQUEST_ID: Propagated<String> = Propagated::text("request-id");
+static ATTEMPT: Propagated<u32> = Propagated::text("attempt");
+/// Propagated, but opted out of inheritance.
+static TXN: Propagated<u64> = Propagated::text("txn").not_inherited();
+/// Not propagated: never leaves the process.
+static SECRET: ContextVar<String> = ContextVar::new("secret");
+
+static REPORTS: AtomicUsize = AtomicUsize::new(0);
+
+fn registry() -> Registry {
+    Registry::builder()
+        .register(&REQUEST_ID)
+        .register(&ATTEMPT)
+        .register(&TXN)
+        .on_error(|report| {
+            eprintln!("propagation report: {report}");
+            REPORTS.fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .expect("valid registry")
+}
+
+type Seen = (Option<String>, Option<u32>, Option<u64>, Option<String>);
+
+fn seen(tag: u32) -> (u32, Seen) {
+    (
+        tag,
+        (REQUEST_ID.get(), ATTEMPT.get(), TXN.get(), SECRET.get()),
+    )
+}
+
+fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message().into())
+    }
+}
+
+fn inherit_hands_over_propagated_variables_only() -> Result<(), Failed> {
+    Context::new().run(|| {
+        REQUEST_ID.set("r-1".into());
+        ATTEMPT.set(2);
+        TXN.set(9);
+        SECRET.set("stays".into());
+        let (tag, seen) = process::spawn(Inheritance::Inherit, 7, seen).join()?;
+        let expected = (Some("r-1".to_string()), Some(2), None, None);
+        check(tag == 7 && seen == expected, || format!("{tag} {seen:?}"))
+    })
+}
+
+fn empty_hands_over_nothing() -> Result<(), Failed> {
+    Context::new().run(|| {
+        REQUEST_ID.set("r-1".into());
+        ATTEMPT.set(2);
+        let (_, seen) = process::spawn(Inheritance::Empty, 0, seen).join()?;
+        check(seen == (None, None, None, None), || format!("{seen:?}"))
+    })
+}
+
+fn given_hands_over_exactly_its_propagated_variables() -> Result<(), Failed> {
+    let mut given = Context::new();
+    given.run(|| {
+        ATTEMPT.set(5);
+        TXN.set(1); // given explicitly: handed over although not inherited
+        SECRET.set("stays".into());
+    });
+    Context::new().run(|| {
+        REQUEST_ID.set("from the parent's own context".into());
+        let policy = Inheritance::Given(given.execution_context());
+        let (_, seen) = process::spawn(policy, 0, seen).join()?;
+        check(seen == (None, Some(5), Some(1), None), || {
+            format!("{seen:?}")
+        })
+    })
+}
+
+fn a_panic_comes_back_as_an_error() -> Result<(), Failed> {
+    let result = process::spawn(Inheritance::Empty, 42, |n: u32| -> u32 {
+        panic!("child gave up at {n}")
+    })
+    .join();
+    match result {
+        Err(ProcessError::Panicked { message }) => {
+            check(message.contains("child gave up at 42"), || message.clone())
+        }
+        other => Err(format!("expected a panic, got {other:?}").into()),
+    }
+}
+
+fn a_hundred_children_in_sequence() -> Result<(), Failed> {
+    for i in 0..100u32 {
+        Context::new().run(|| -> Result<(), Failed> {
+            REQUEST_ID.set(format!("seq-{i}"));
+            ATTEMPT.set(i);
+            let (tag, seen) = process::spawn(Inheritance::Inherit, i, seen).join()?;
+            check(
+                tag == i && seen == (Some(format!("seq-{i}")), Some(i), None, None),
+                || format!("child {i}: {tag} {seen:?}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn eight_children_at_once() -> Result<(), Failed> {
+    let children: Vec<_> = (0..8u32)
+        .map(|i| {
+            Context::new().run(|| {
+                REQUEST_ID.set(format!("par-{i}"));
+                ATTEMPT.set(i);
+                process::spawn(Inheritance::Inherit, i, seen)
+            })
+        })
+        .collect();
+    for (i, child) in (0..8u32).zip(children) {
+        let (tag, seen) = child.join()?;
+        check(
+            tag == i && seen == (Some(format!("par-{i}")), Some(i), None, None),
+            || format!("child {i}: {tag} {seen:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn main() {
+    // First, as in any program using `exec_context::process`: in a child this runs the
+    // spawned function and exits.
+    process::init(registry());
+
+    let args = Arguments::from_args();
+    let tests = vec![
+        Trial::test(
+            "inherit_hands_over_propagated_variables_only",
+            inherit_hands_over_propagated_variables_only,
+        ),
+        Trial::test("empty_hands_over_nothing", empty_hands_over_nothing),
+        Trial::test(
+            "given_hands_over_exactly_its_propagated_variables",
+            given_hands_over_exactly_its_propagated_variables,
+        ),
+        Trial::test(
+            "a_panic_comes_back_as_an_error",
+            a_panic_comes_back_as_an_error,
+        ),
+        Trial::test(
+            "a_hundred_children_in_sequence",
+            a_hundred_children_in_sequence,
+        ),
+        Trial::test("eight_children_at_once", eight_children_at_once),
+        Trial::test("no_reports_in_the_parent", || {
+            check(REPORTS.load(Ordering::Relaxed) == 0, || {
+                "unexpected reports".into()
+            })
+        }),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}
