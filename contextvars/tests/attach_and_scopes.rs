@@ -14,15 +14,8 @@ use contextvars::{
     get_execution_context, run_with_logical_context,
 };
 
-/// Runs `f` on a new thread, which starts with an empty context.
-fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
+mod common;
+use common::on_fresh_thread;
 
 /// Counts drops of a value shared by its clones' `Arc`.
 struct Counted(Arc<AtomicUsize>);

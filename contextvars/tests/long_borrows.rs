@@ -10,6 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use contextvars::ContextVar;
 
+mod common;
+use common::on_fresh_thread;
+
 /// Counts the bytes allocated and not yet freed by each thread, then defers to the system
 /// allocator.
 struct LiveBytes;
@@ -88,17 +91,6 @@ impl Drop for Counted {
     fn drop(&mut self) {
         DROPPED.with(|count| count.set(count.get() + 1));
     }
-}
-
-/// Runs `f` on a new thread, so counts start from zero and the thread's state is torn down
-/// before this returns; re-raises its panic.
-fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }
 
 const SETS: u64 = if cfg!(miri) { 300 } else { 1_000_000 };

@@ -14,16 +14,8 @@ use contextvars::{
     get_execution_context, run_with_execution_context, run_with_logical_context,
 };
 
-/// Runs `f` on a new thread (so it starts with an empty execution context, and its thread
-/// state is torn down before this returns), re-raising its panic.
-fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
+mod common;
+use common::on_fresh_thread;
 
 /// Runs `f`, which must panic, and returns its message.
 fn expect_panic<R>(f: impl FnOnce() -> R) -> String {

@@ -11,16 +11,8 @@ use contextvars::{
     run_with_execution_context, run_with_logical_context,
 };
 
-/// Runs `f` on a new thread (so it starts with an empty execution context) and returns its
-/// result, re-raising its panic if it failed.
-fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
+mod common;
+use common::on_fresh_thread;
 
 /// The ids of the variables listed by a `vars()` call, sorted.
 fn sorted_ids(vars: impl IntoIterator<Item = contextvars::VarInfo>) -> Vec<VarId> {

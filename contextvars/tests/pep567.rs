@@ -17,16 +17,8 @@ use contextvars::{
     get_execution_context, run_with_execution_context, run_with_logical_context,
 };
 
-/// Runs `f` on a new thread (so it starts with an empty execution context) and returns its
-/// result, re-raising its panic if it failed.
-fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
+mod common;
+use common::on_fresh_thread;
 
 /// The panic message carried by a `catch_unwind` error.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {

@@ -11,6 +11,9 @@ use std::sync::Mutex;
 use contextvars::watch::{self, ContextEvent};
 use contextvars::{Context, ContextVar, copy_context, run_with_execution_context};
 
+mod common;
+use common::on_fresh_thread;
+
 thread_local! {
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
@@ -31,16 +34,6 @@ fn describe(event: &ContextEvent, var: &ContextVar<u32>) -> String {
         ContextEvent::Set { var: info } => format!("set {}", info.name()),
         _ => "other".to_string(),
     }
-}
-
-/// Runs `f` on a new thread, so its log starts empty.
-fn on_fresh_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }
 
 /// Serialises the tests that count on no *other* watcher panicking or registering at the
