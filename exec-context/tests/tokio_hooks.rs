@@ -400,8 +400,8 @@ fn a_spawn_onto_a_shut_down_runtime_captures_nothing_that_could_leak() {
         let token = HELD.set(Counter(drops.clone()));
         // tokio terminates the task at once, before its spawn hook runs.
         let task = handle.spawn(async { HELD.with(|held| held.is_some()) });
+        // The reset consumes the token, and the value with it.
         HELD.reset(token).unwrap();
-        drop(token);
         // The handle (and so the runtime's hooks) is still alive: nothing holds the value.
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         drop(task);
