@@ -1159,7 +1159,9 @@ mod strategies {
         ///
         /// static VARS: [ContextVar<u64>; 2] = [ContextVar::new("a"), ContextVar::new("b")];
         ///
-        /// proptest!(ProptestConfig::with_cases(32), |(script in Script::strategy(0..100))| {
+        /// // (Fewer and shorter scripts under Miri, where each step costs milliseconds.)
+        /// let (cases, len) = if cfg!(miri) { (1, 8) } else { (32, 100) };
+        /// proptest!(ProptestConfig::with_cases(cases), |(script in Script::strategy(0..len))| {
         ///     let result = script.run_against_contextvars(&[&VARS[0], &VARS[1]]);
         ///     prop_assert!(result.is_ok(), "{}", result.unwrap_err());
         /// });
