@@ -108,6 +108,12 @@ impl LogicalContext {
         self.iter().map(|(var, _)| var)
     }
 
+    /// Empty and without an identity: pushing it can be deferred (see `thread_state`).
+    #[inline]
+    pub(crate) fn is_untouched(&self) -> bool {
+        self.id == 0 && self.map.is_empty()
+    }
+
     /// This logical context's identity, assigned on first use.
     pub(crate) fn ensure_id(&mut self) -> u64 {
         if self.id == 0 {

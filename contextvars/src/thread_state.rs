@@ -5,6 +5,14 @@
 //! to top), and an immutable snapshot under all of them (`base`). A snapshot of the whole
 //! stack is built on demand and cached until the stack changes.
 //!
+//! Pushing a logical context that is empty and has no identity yet (a generator's or an
+//! iterator stage's, until its first `set`) only counts it in `LAZY`: such a context changes
+//! no lookup, so `LAZY` untouched contexts above `top` stand for `LAZY` default logical
+//! contexts pushed above it. The first operation that needs them as real contexts (a `set`,
+//! any other push, an attach) *materialises* them, producing exactly the stack the eager
+//! representation would hold; a pop takes a lazy one while `LAZY` is positive, else a real
+//! one. Every function below gives the same answer from either representation.
+//!
 //! Rules every function here follows:
 //!
 //! - The `RefCell` is borrowed only for moves and map edits that run no user code; anything
@@ -17,7 +25,7 @@
 //! - Every other change that alters what a lookup of some variable would find invalidates the
 //!   whole cache.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -60,6 +68,24 @@ crate::loom::thread_local_const! {
             retired: Vec::new(),
         })
     };
+}
+
+crate::loom::thread_local_const! {
+    /// How many untouched (empty, id-less) logical contexts are pushed above the thread
+    /// state's topmost one without being materialised (see the module docs). A separate
+    /// thread-local without a destructor, so that such a push or pop is one counter update.
+    static LAZY: Cell<usize> = Cell::new(0);
+}
+
+/// The number of lazily pushed logical contexts (0 during thread teardown).
+#[inline]
+fn lazy() -> usize {
+    LAZY.try_with(Cell::get).unwrap_or(0)
+}
+
+#[inline]
+fn set_lazy(count: usize) {
+    let _ = LAZY.try_with(|lazy| lazy.set(count));
 }
 
 impl Drop for ThreadState {
@@ -158,6 +184,26 @@ pub(crate) fn check_cached(id: VarId, cached: *const ()) {
 }
 
 impl ThreadState {
+    /// Turns the lazily pushed logical contexts into real ones: what an eager push would have
+    /// built. Runs no user code (the contexts moved are empty or stay installed).
+    fn materialize(&mut self) {
+        let count = lazy();
+        if count > 0 {
+            self.materialize_slow(count);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn materialize_slow(&mut self, count: usize) {
+        self.pushed.reserve(count);
+        self.pushed.push(mem::take(&mut self.frame.top));
+        for _ in 1..count {
+            self.pushed.push(LogicalContext::new());
+        }
+        set_lazy(0);
+    }
+
     /// The topmost value for `id` in the current execution context.
     fn find(&self, id: VarId) -> Option<&Value> {
         match self.frame.top.map.get(&id) {
@@ -198,7 +244,8 @@ impl ThreadState {
 
     /// Removes `id` from the topmost logical context: the other way a value leaves it.
     fn remove_top(&mut self, id: VarId) -> Displaced {
-        if !self.frame.top.map.contains_key(&id) {
+        // A lazily pushed topmost logical context is empty.
+        if lazy() > 0 || !self.frame.top.map.contains_key(&id) {
             return Displaced(None);
         }
         self.forget_snapshot();
@@ -224,6 +271,9 @@ pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
 
 /// The value for `id` in the topmost logical context only.
 pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
+    if lazy() > 0 {
+        return None;
+    }
     with_state(|ts| ts.frame.top.map.get(&id).cloned()).flatten()
 }
 
@@ -243,6 +293,7 @@ pub(crate) struct Previous {
 /// or `None` during thread teardown.
 pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<Previous> {
     let (displaced, below, context) = with_state(|ts| {
+        ts.materialize();
         let context = ts.frame.top.ensure_id();
         let displaced = ts.insert_top(id, value);
         // Only the first set of a variable in a logical context looks further down.
@@ -292,7 +343,8 @@ pub(crate) fn restore(
     context: u64,
 ) -> Result<Displaced, RestoreError> {
     with_state(|ts| {
-        if ts.frame.top.id != context || context == 0 {
+        // A lazily pushed topmost logical context has no id yet, so no token matches it.
+        if ts.frame.top.id != context || context == 0 || lazy() > 0 {
             return Err(RestoreError::WrongContext);
         }
         Ok(match old {
@@ -349,6 +401,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
     struct Guard<'a> {
         frame: &'a mut Frame,
         floor: usize,
+        lazy: usize,
         snapshot: Option<ExecutionContext>,
         entered: bool,
     }
@@ -368,6 +421,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
                 mem::swap(&mut ts.snapshot, &mut self.snapshot);
                 leftovers
             });
+            set_lazy(self.lazy);
             cache::invalidate_all();
             // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
             // outside the borrow.
@@ -378,6 +432,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
     let mut guard = Guard {
         frame,
         floor: 0,
+        lazy: 0,
         snapshot: None,
         entered: false,
     };
@@ -387,6 +442,11 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
         guard.snapshot = ts.snapshot.take();
         guard.entered = true;
     });
+    if guard.entered {
+        // The lazily pushed logical contexts belong to the context being left.
+        guard.lazy = lazy();
+        set_lazy(0);
+    }
     cache::invalidate_all();
     watch::notify(|| ContextEvent::Entered);
     f()
@@ -396,6 +456,9 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
 /// `lc`, even if `f` panics.
 #[inline]
 pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
+    /// Pops what the matching push pushed: a lazy logical context while any is counted
+    /// (pushes and pops nest, and materialising only ever turns lazy ones into real ones), a
+    /// real one otherwise.
     struct Guard<'a> {
         lc: &'a mut LogicalContext,
         pushed: bool,
@@ -407,42 +470,68 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
             if !self.pushed {
                 return;
             }
-            let lc = &mut *self.lc;
-            let stale = with_state(|ts| {
-                let below = ts.pushed.pop().unwrap_or_default();
-                *lc = mem::replace(&mut ts.frame.top, below);
-                // An empty logical context changes no lookup: keep the cache and snapshot.
-                if lc.is_empty() {
-                    None
-                } else {
-                    ts.take_snapshot()
-                }
-            })
-            .flatten();
-            if !lc.is_empty() {
-                cache::invalidate_all();
+            let count = lazy();
+            if count > 0 {
+                // Still untouched: `lc` is as it was pushed.
+                set_lazy(count - 1);
+                return;
             }
-            // A stale snapshot never holds the last reference to a value a borrow lends: the
-            // popped logical context is in `lc`, everything else is still installed.
-            drop(stale);
+            pop_into(self.lc);
         }
     }
 
-    let nonempty = !lc.is_empty();
+    if lc.is_untouched() {
+        let pushed = LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_ok();
+        let _guard = Guard { lc, pushed };
+        return f();
+    }
     let mut guard = Guard { lc, pushed: false };
-    let stale = with_state(|ts| {
-        mem::swap(&mut ts.frame.top, guard.lc);
-        ts.pushed.push(mem::take(guard.lc));
-        guard.pushed = true;
+    guard.pushed = push_real(guard.lc);
+    f()
+}
+
+/// Pushes `lc` as a real logical context (materialising any lazy ones first), leaving `lc`
+/// empty. `false`, with nothing changed, during thread teardown.
+#[inline(never)]
+fn push_real(lc: &mut LogicalContext) -> bool {
+    let nonempty = !lc.is_empty();
+    let Some(stale) = with_state(|ts| {
+        ts.materialize();
+        mem::swap(&mut ts.frame.top, lc);
+        ts.pushed.push(mem::take(lc));
         if nonempty { ts.take_snapshot() } else { None }
-    })
-    .flatten();
+    }) else {
+        return false;
+    };
     if nonempty {
         cache::invalidate_all();
     }
     // Every value of the stale snapshot is still installed: dropping it frees none of them.
     drop(stale);
-    f()
+    true
+}
+
+/// Pops the topmost real logical context into `lc` (which is empty: its content was moved
+/// out by the push, or it was pushed lazily and then materialised).
+#[inline(never)]
+fn pop_into(lc: &mut LogicalContext) {
+    let stale = with_state(|ts| {
+        let below = ts.pushed.pop().unwrap_or_default();
+        *lc = mem::replace(&mut ts.frame.top, below);
+        // An empty logical context changes no lookup: keep the cache and snapshot.
+        if lc.is_empty() {
+            None
+        } else {
+            ts.take_snapshot()
+        }
+    })
+    .flatten();
+    if !lc.is_empty() {
+        cache::invalidate_all();
+    }
+    // A stale snapshot never holds the last reference to a value a borrow lends: the
+    // popped logical context is in `lc`, everything else is still installed.
+    drop(stale);
 }
 
 /// One non-scoped attach (`crate::attach`): before `enter_level`, the frame to attach; while
@@ -462,6 +551,7 @@ pub(crate) struct Level {
 #[inline]
 pub(crate) fn enter_level(level: &mut Level) -> bool {
     with_state(|ts| {
+        ts.materialize();
         ts.frame.swap(&mut level.frame);
         level.top_id = ts.frame.top.ensure_id();
         level.floor = mem::replace(&mut ts.floor, ts.pushed.len());
@@ -477,7 +567,8 @@ pub(crate) fn enter_level(level: &mut Level) -> bool {
 #[inline]
 pub(crate) fn leave_level(level: &mut Level) -> Option<Vec<LogicalContext>> {
     with_state(|ts| {
-        if ts.frame.top.id != level.top_id || level.top_id == 0 {
+        // A lazily pushed logical context is above the attached one.
+        if ts.frame.top.id != level.top_id || level.top_id == 0 || lazy() > 0 {
             return None;
         }
         ts.frame.swap(&mut level.frame);
