@@ -89,21 +89,15 @@ crate::loom::thread_local_const! {
 }
 
 #[inline]
-fn slot(var: VarId) -> usize {
-    (var.0 as usize) % SLOTS
+fn slot(var: u64) -> usize {
+    (var as usize) % SLOTS
 }
 
-/// What the cache knows about a variable.
-pub(crate) enum Cached<'a, T> {
-    /// The current context holds this value.
-    Value(&'a T),
-    /// The current context holds no value for the variable.
-    Absent,
-    /// Nothing valid is cached.
-    Unknown,
-}
-
-/// Looks `var` up in this thread's cache and passes the answer to `f`.
+/// Looks variable `var` up in this thread's cache. On a hit, passes the value to `f`; if the
+/// cache knows the current context holds no value, hands `f` to `absent`; if nothing valid is
+/// cached, hands it to `unknown`. `var` may be 0 (a variable whose id is not assigned yet),
+/// which no entry matches: entries are stamped with a version of at least 1 and only EMPTY
+/// ones carry the variable 0, at version 0.
 ///
 /// While `f` holds a borrowed value, a displaced value that contains it is retired rather
 /// than dropped (point 4 above); `release` is called when the outermost borrow ends if
@@ -118,53 +112,69 @@ pub(crate) enum Cached<'a, T> {
 /// never shared between variables.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) unsafe fn read<T, R>(
-    var: VarId,
-    f: impl FnOnce(Cached<'_, T>) -> R,
+pub(crate) unsafe fn read<T, R, F: FnOnce(Option<&T>) -> R>(
+    var: u64,
+    f: F,
+    absent: impl FnOnce(F) -> R,
+    unknown: impl FnOnce(F) -> R,
     release: fn(),
     check: fn(VarId, *const ()),
 ) -> R {
-    // `Cache` has no destructor, so this thread-local is always accessible.
-    CACHE.with(|cache| {
+    // `Cache` has no destructor, so this thread-local is always accessible. The closures
+    // given to `with` stay small so that they inline: the borrow is opened inside, and
+    // `f` runs outside.
+    let found = CACHE.with(|cache| {
         let entry = cache.entries[slot(var)].get();
-        if entry.var != var.0 || entry.version != cache.version.get() {
-            return f(Cached::Unknown);
+        if entry.var != var || entry.version != cache.version.get() {
+            return None;
         }
-        if entry.value.is_null() {
-            return f(Cached::Absent);
+        if !entry.value.is_null() {
+            let depth = cache.borrows.get();
+            if let Some(lent) = cache.lent.get(depth) {
+                lent.set(entry.value);
+            }
+            cache.borrows.set(depth + 1);
         }
-        if cfg!(debug_assertions) {
-            check(var, entry.value);
-        }
-        let depth = cache.borrows.get();
-        if let Some(lent) = cache.lent.get(depth) {
-            lent.set(entry.value);
-        }
-        cache.borrows.set(depth + 1);
-        let _borrow = Borrow { cache, release };
-        // SAFETY: the entry matches `var` and the current version, so the value it points to
-        // is owned by this thread's current execution context (points 1-3 of the module docs),
-        // and `_borrow` keeps it from being dropped until `f` returns, even if `f` changes the
-        // context (point 4: its address is recorded as lent, or retiring is conservative past
-        // `LENT_MAX`). The pointer points to a `T` by this function's contract.
-        let value = unsafe { &*entry.value.cast::<T>() };
-        f(Cached::Value(value))
-    })
+        Some(entry.value)
+    });
+    let Some(cached) = found else {
+        return unknown(f);
+    };
+    if cached.is_null() {
+        return absent(f);
+    }
+    let _borrow = Borrow { release };
+    if cfg!(debug_assertions) {
+        check(VarId(var), cached);
+    }
+    // SAFETY: the entry matched `var` and the current version, so the value it points to is
+    // owned by this thread's current execution context (points 1-3 of the module docs), and
+    // `_borrow`, opened in the same access, keeps it from being dropped until `f` returns,
+    // even if `f` changes the context (point 4: its address is recorded as lent, or retiring
+    // is conservative past `LENT_MAX`). The pointer points to a `T` by this function's
+    // contract.
+    let value = unsafe { &*cached.cast::<T>() };
+    f(Some(value))
 }
 
 /// An open borrow; closing the outermost one releases retired values.
-struct Borrow<'a> {
-    cache: &'a Cache,
+struct Borrow {
     release: fn(),
 }
 
-impl Drop for Borrow<'_> {
+impl Drop for Borrow {
     #[inline(always)]
     fn drop(&mut self) {
-        let depth = self.cache.borrows.get() - 1;
-        self.cache.borrows.set(depth);
-        if depth == 0 && self.cache.retired.get() {
-            self.cache.retired.set(false);
+        let release = CACHE.with(|cache| {
+            let depth = cache.borrows.get() - 1;
+            cache.borrows.set(depth);
+            let release = depth == 0 && cache.retired.get();
+            if release {
+                cache.retired.set(false);
+            }
+            release
+        });
+        if release {
             (self.release)();
         }
     }
@@ -229,7 +239,7 @@ pub(crate) unsafe fn store<T>(var: VarId, value: Option<&T>) {
 #[allow(unsafe_code)]
 pub(crate) unsafe fn store_ptr<T>(var: VarId, value: *const T) {
     CACHE.with(|cache| {
-        cache.entries[slot(var)].set(Entry {
+        cache.entries[slot(var.0)].set(Entry {
             var: var.0,
             version: cache.version.get(),
             value: value.cast(),
@@ -241,7 +251,7 @@ pub(crate) unsafe fn store_ptr<T>(var: VarId, value: *const T) {
 #[inline]
 pub(crate) fn forget(var: VarId) {
     CACHE.with(|cache| {
-        let entry = &cache.entries[slot(var)];
+        let entry = &cache.entries[slot(var.0)];
         if entry.get().var == var.0 {
             entry.set(EMPTY);
         }

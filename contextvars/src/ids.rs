@@ -34,6 +34,13 @@ impl IdCell {
         }
     }
 
+    /// The id if one was assigned, else 0 (which no lookup-cache entry matches), without
+    /// assigning: the cache hit path needs no first-use branch.
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
     #[cold]
     #[inline(never)]
     fn assign(&self) -> u64 {

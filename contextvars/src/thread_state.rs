@@ -19,7 +19,8 @@
 //!   that might drop a user value (displaced values, old snapshots, leftover layers) is
 //!   carried out of the borrow and dropped afterwards.
 //! - A value leaves the topmost logical context only through `ThreadState::insert_top` and
-//!   `ThreadState::remove_top`. They clear the variable's cache entry and hand back what they
+//!   `ThreadState::remove_top` (and `set`'s `insert_top_uncached`, whose caller rewrites the
+//!   entry before anything reads the cache). They clear the variable's cache entry and hand back what they
 //!   displaced as a [`Displaced`], which drops the value once it is carried out of the borrow,
 //!   or retires it while an open borrow lends it (see `cache`).
 //! - Every other change that alters what a lookup of some variable would find invalidates the
@@ -237,8 +238,15 @@ impl ThreadState {
     /// Stores `value` for `id` in the topmost logical context: one of the two ways a value
     /// leaves it. The variable's cache entry is cleared; the caller may store a fresh one.
     fn insert_top(&mut self, id: VarId, value: Value) -> Displaced {
-        self.forget_snapshot();
         cache::forget(id);
+        self.insert_top_uncached(id, value)
+    }
+
+    /// `insert_top` for a caller that rewrites the variable's cache entry itself before
+    /// anything reads the cache (`set`): the entry is written once instead of cleared and
+    /// written.
+    fn insert_top_uncached(&mut self, id: VarId, value: Value) -> Displaced {
+        self.forget_snapshot();
         Displaced(self.frame.top.map.insert(id, value))
     }
 
@@ -295,7 +303,8 @@ pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<Previou
     let (displaced, below, context) = with_state(|ts| {
         ts.materialize();
         let context = ts.frame.top.ensure_id();
-        let displaced = ts.insert_top(id, value);
+        // The cache entry is rewritten below, before anything can read it.
+        let displaced = ts.insert_top_uncached(id, value);
         // Only the first set of a variable in a logical context looks further down.
         let below = match displaced.0 {
             Some(_) => None,
@@ -305,7 +314,9 @@ pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<Previou
     })?;
     // SAFETY: `typed` points into `value`, which the topmost logical context now holds for
     // `id`; `set`'s callers pass the `T` of `id`'s variable. A later removal goes through
-    // `insert_top` / `remove_top`, which clear this entry.
+    // `insert_top` / `remove_top`, which clear this entry. The entry was not cleared by the
+    // insert: nothing between it and this store reads the cache (no user code runs), and
+    // this store replaces whatever the entry held for the displaced value.
     #[allow(unsafe_code)]
     unsafe {
         cache::store_ptr(id, typed);

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cache::{self, Cached};
+use crate::cache;
 use crate::error::{LookupError, TokenError};
 use crate::ids::IdCell;
 use crate::thread_state::{self, RestoreError};
@@ -19,13 +19,6 @@ static NOT_INHERITED_IN_USE: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn any_not_inherited() -> bool {
     NOT_INHERITED_IN_USE.load(Ordering::Relaxed)
-}
-
-/// What a cached read found.
-enum Step<R, F> {
-    Done(R),
-    Absent(F),
-    Unknown(F),
 }
 
 enum Default<T> {
@@ -208,12 +201,23 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// `with`, falling back to the variable's default only if `use_default`.
     #[inline(always)]
     fn with_value<R>(&self, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
-        let id = self.id();
-        match Self::try_cached(id, f) {
-            Step::Done(result) => result,
-            Step::Absent(f) if use_default => self.call_with_default(f),
-            Step::Absent(f) => f(None),
-            Step::Unknown(f) => self.with_miss(id, f, use_default),
+        // The raw id: 0 before first use, which the cache never matches, so the miss path
+        // assigns it.
+        Self::try_cached(
+            self.id.peek(),
+            f,
+            |f| self.with_absent(f, use_default),
+            |f| self.with_miss(f, use_default),
+        )
+    }
+
+    /// The cache knows the current context holds no value.
+    #[inline(always)]
+    fn with_absent<R>(&self, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
+        if use_default {
+            self.call_with_default(f)
+        } else {
+            f(None)
         }
     }
 
@@ -221,7 +225,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// back through the cache so `f` runs under the cache's borrow protection.
     #[cold]
     #[inline(never)]
-    fn with_miss<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
+    fn with_miss<R>(&self, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
+        let id = self.id();
         thread_state::lookup(id, |found| {
             // SAFETY: `found` is what the current context holds for `id`, a `T` since only
             // this variable has `id`; it leaves the context only through the thread state's
@@ -231,26 +236,30 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                 cache::store(id, found.and_then(downcast::<T>));
             }
         });
-        match Self::try_cached(id, f) {
-            Step::Done(result) => result,
-            Step::Absent(f) if use_default => self.call_with_default(f),
-            Step::Absent(f) => f(None),
-            Step::Unknown(f) => self.with_owned(id, f, use_default),
-        }
+        Self::try_cached(
+            id.0,
+            f,
+            |f| self.with_absent(f, use_default),
+            |f| self.with_owned(id, f, use_default),
+        )
     }
 
     #[inline(always)]
-    fn try_cached<R, F: FnOnce(Option<&T>) -> R>(id: VarId, f: F) -> Step<R, F> {
-        // SAFETY: `id` is this `ContextVar<T>`'s, so every value stored for it is a `T`.
+    fn try_cached<R, F: FnOnce(Option<&T>) -> R>(
+        id: u64,
+        f: F,
+        absent: impl FnOnce(F) -> R,
+        unknown: impl FnOnce(F) -> R,
+    ) -> R {
+        // SAFETY: `id` is this `ContextVar<T>`'s (or 0, which matches nothing), so every value
+        // stored for it is a `T`.
         #[allow(unsafe_code)]
         unsafe {
-            cache::read::<T, _>(
+            cache::read::<T, R, F>(
                 id,
-                move |cached| match cached {
-                    Cached::Value(value) => Step::Done(f(Some(value))),
-                    Cached::Absent => Step::Absent(f),
-                    Cached::Unknown => Step::Unknown(f),
-                },
+                f,
+                absent,
+                unknown,
                 thread_state::release_retired,
                 thread_state::check_cached,
             )
