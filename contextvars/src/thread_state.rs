@@ -84,6 +84,12 @@ fn lazy() -> usize {
     LAZY.try_with(Cell::get).unwrap_or(0)
 }
 
+/// The number of lazily pushed logical contexts, leaving 0.
+#[inline]
+fn take_lazy() -> usize {
+    LAZY.try_with(|lazy| lazy.replace(0)).unwrap_or(0)
+}
+
 #[inline]
 fn set_lazy(count: usize) {
     let _ = LAZY.try_with(|lazy| lazy.set(count));
@@ -408,31 +414,28 @@ impl Frame {
 /// back into `frame`, and the previous context is restored, even if `f` panics.
 #[inline]
 pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
-    /// Holds the caller's frame while `f` runs (the two are swapped in and out).
+    /// Holds the caller's frame while `f` runs (the two are swapped in and out), and what the
+    /// level below had: its floor, lazy pushes and cached snapshot.
     struct Guard<'a> {
         frame: &'a mut Frame,
         floor: usize,
         lazy: usize,
         snapshot: Option<ExecutionContext>,
-        entered: bool,
     }
 
     impl Drop for Guard<'_> {
         #[inline]
         fn drop(&mut self) {
-            if !self.entered {
-                return;
-            }
             watch::notify(|| ContextEvent::Exited);
             let leftovers = with_state(|ts| {
                 ts.frame.swap(self.frame);
                 // Scoped pushes are balanced, so normally nothing is left above the floor.
-                let leftovers = (ts.pushed.len() > ts.floor).then(|| ts.pushed.split_off(ts.floor));
+                let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(ts));
                 ts.floor = self.floor;
                 mem::swap(&mut ts.snapshot, &mut self.snapshot);
+                set_lazy(self.lazy);
                 leftovers
             });
-            set_lazy(self.lazy);
             cache::invalidate_all();
             // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
             // outside the borrow.
@@ -440,27 +443,35 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
         }
     }
 
-    let mut guard = Guard {
-        frame,
-        floor: 0,
-        lazy: 0,
-        snapshot: None,
-        entered: false,
-    };
-    with_state(|ts| {
-        ts.frame.swap(guard.frame);
-        guard.floor = mem::replace(&mut ts.floor, ts.pushed.len());
-        guard.snapshot = ts.snapshot.take();
-        guard.entered = true;
-    });
-    if guard.entered {
+    let Some((floor, lazy, snapshot)) = with_state(|ts| {
+        ts.frame.swap(frame);
         // The lazily pushed logical contexts belong to the context being left.
-        guard.lazy = lazy();
-        set_lazy(0);
-    }
+        (
+            mem::replace(&mut ts.floor, ts.pushed.len()),
+            take_lazy(),
+            ts.snapshot.take(),
+        )
+    }) else {
+        // Thread teardown: there is no current context to switch.
+        return f();
+    };
+    let _guard = Guard {
+        frame,
+        floor,
+        lazy,
+        snapshot,
+    };
     cache::invalidate_all();
     watch::notify(|| ContextEvent::Entered);
     f()
+}
+
+/// The logical contexts left pushed above the floor when a frame is left (unbalanced pushes
+/// cannot happen with the scoped API; an attach left attached can leave some).
+#[cold]
+#[inline(never)]
+fn split_leftovers(ts: &mut ThreadState) -> Vec<LogicalContext> {
+    ts.pushed.split_off(ts.floor)
 }
 
 /// Runs `f` with `lc` pushed on top of the current execution context, then pops it back into
