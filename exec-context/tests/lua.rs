@@ -654,8 +654,9 @@ fn stress_eight_interpreters_pass_100k_messages() {
     assert!(queue.is_empty());
 }
 
-/// The instruction budget striking anywhere in a resume (between the push of the running
-/// coroutine and its pop, say) never leaves a coroutine's logical context in use afterwards.
+/// The instruction budget striking anywhere in a resume (between recording the resumer and
+/// Lua's resume, or before a finished coroutine's context is released, say) never leaves a
+/// coroutine's logical context in use afterwards.
 #[test]
 fn a_budget_error_inside_resumes_leaves_no_context_behind() {
     for budget in (2_000..40_000).step_by(1_337) {
@@ -761,4 +762,32 @@ fn a_resumers_token_is_of_another_context_inside_a_coroutine() {
             "caller",
         ]
     );
+}
+
+/// The first `ContextVar` of a state made inside a running coroutine: the coroutine's sets
+/// still stay in it, and its context is released when the collector takes it.
+#[test]
+fn a_first_context_var_made_inside_a_coroutine() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        co = coroutine.create(function()
+          var = contextvars.ContextVar('var', 'default')
+          var:set('inside')
+          coroutine.yield(var:get())
+          return var:get()
+        end)
+        local ok, seen = coroutine.resume(co)
+        assert(ok and seen == 'inside', seen)
+        assert(var:get() == 'default', var:get())
+        var:set('caller')
+        local ok, seen = coroutine.resume(co)
+        assert(ok and seen == 'inside', seen)
+        assert(var:get() == 'caller')
+        "#,
+    )
+    .unwrap();
+    lua.exec("co = nil; collectgarbage(); collectgarbage()")
+        .unwrap();
+    assert_eq!(lua.coroutine_contexts(), 0);
 }

@@ -37,9 +37,11 @@
 //! Costs (the report's interpreters group, `cargo run --release -p benches --bin report --
 //! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
 //! about 35 ns. A coroutine resume stays in Lua: `coroutine.resume` is a Lua function that
-//! records the coroutine as running around Lua's own resume, and the coroutine's logical
-//! context is only entered when a `ContextVar` method or `copy_context` runs, so a resume
-//! costs Lua's own plus one Lua call, whether or not the coroutine has a context of its own.
+//! records the resumer and tail-calls Lua's own resume, and the coroutines' logical contexts
+//! are only entered when a `ContextVar` method or `copy_context` runs, so a resume costs the
+//! same whether or not the coroutine has a context of its own (once the state has a
+//! `ContextVar`, one more Lua call per resume checks whether the coroutine finished with a
+//! context to release).
 //!
 //! ```
 //! use exec_context::interpreters::Shareable;
@@ -276,9 +278,8 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
     let globals = lua.globals();
 
     let contextvars = lua.create_table()?;
-    let frames = coroutines::Frames::new(lua)?;
+    let frames = coroutines::install(lua, &contextvars)?;
     vars::install(lua, &frames, &contextvars)?;
-    coroutines::install(lua, &frames, &contextvars)?;
     globals.set("contextvars", contextvars)?;
 
     let interps = lua.create_table()?;

@@ -131,14 +131,14 @@ pub(crate) struct LuaContext(Mutex<Context>, Frames);
 
 impl UserData for LuaContext {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("run", |_, this, (f, args): (Function, MultiValue)| {
+        methods.add_method("run", |lua, this, (f, args): (Function, MultiValue)| {
             let Some(mut context) = this.0.try_lock() else {
                 return Err(mlua::Error::runtime(
                     "RuntimeError: cannot enter context: it is already entered",
                 ));
             };
             // The context replaces the running coroutines' logical contexts while it runs.
-            let _barrier = this.1.barrier()?;
+            let _barrier = this.1.barrier(lua);
             context.run(|| f.call::<MultiValue>(args))
         });
         methods.add_method("get", |lua, this, (var, args): (AnyUserData, MultiValue)| {
@@ -165,6 +165,7 @@ pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result
             let name: &'static str = Box::leak(name.into_boxed_str());
             let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
             CREATED.lock().push(var);
+            var_frames.go_live()?;
             let default = match default.into_iter().next() {
                 Some(value) => Some(lua.create_registry_value(value)?),
                 None => None,
