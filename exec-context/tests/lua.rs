@@ -145,7 +145,7 @@ fn coroutine_logical_contexts_are_released() {
         "#,
     )
     .unwrap();
-    // Finished coroutines released theirs at once; the suspended ones hold one each.
+    // Counting releases the finished coroutines' contexts; the suspended ones hold one each.
     assert_eq!(lua.coroutine_contexts(), 50);
     lua.exec("suspended = nil; collectgarbage(); collectgarbage()")
         .unwrap();
@@ -655,8 +655,7 @@ fn stress_eight_interpreters_pass_100k_messages() {
 }
 
 /// The instruction budget striking anywhere in a resume (between recording the resumer and
-/// Lua's resume, or before a finished coroutine's context is released, say) never leaves a
-/// coroutine's logical context in use afterwards.
+/// Lua's resume, say) never leaves a coroutine's logical context in use afterwards.
 #[test]
 fn a_budget_error_inside_resumes_leaves_no_context_behind() {
     for budget in (2_000..40_000).step_by(1_337) {
@@ -789,5 +788,35 @@ fn a_first_context_var_made_inside_a_coroutine() {
     .unwrap();
     lua.exec("co = nil; collectgarbage(); collectgarbage()")
         .unwrap();
+    assert_eq!(lua.coroutine_contexts(), 0);
+}
+
+/// Finished coroutines that stay reachable do not keep their logical contexts (nor the
+/// values in them) for long: making contexts sweeps the finished ones' as their number grows.
+#[test]
+fn finished_coroutines_contexts_are_swept_while_they_stay_reachable() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        var = contextvars.ContextVar("var")
+        collected = 0
+        local finalizer = {__gc = function() collected = collected + 1 end}
+        done = {}
+        for i = 1, 1000 do
+          done[i] = coroutine.create(function() var:set(setmetatable({}, finalizer)) end)
+          assert(coroutine.resume(done[i]))
+        end
+        collectgarbage(); collectgarbage()
+        "#,
+    )
+    .unwrap();
+    let collected = lua.get_main_attr("collected").unwrap().unwrap();
+    let collected = collected.extract::<i64>().unwrap();
+    // Each sweep releases all finished ones; at most the contexts made since the last sweep
+    // (fewer than half of them) are still held.
+    assert!(
+        collected >= 500,
+        "only {collected} of 1000 values collected"
+    );
     assert_eq!(lua.coroutine_contexts(), 0);
 }

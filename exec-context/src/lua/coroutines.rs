@@ -2,7 +2,8 @@
 //!
 //! `coroutine.resume` and `coroutine.wrap` are replaced by Lua functions over Lua's own,
 //! which never leave Lua: a resume records its resumer (`parents[co] = coroutine.running()`,
-//! in a table with weak keys) and tail-calls Lua's resume. The context switch is lazy: the
+//! in a table with weak keys; a `nil` argument is recorded under a dummy key, so that Lua's
+//! resume reports it) and tail-calls Lua's resume. The context switch is lazy: the
 //! Rust side of `ContextVar:get`, `:set`, `:reset` and `copy_context()` (see
 //! [`Frames::enter`]) walks from the running coroutine through its resumers and runs inside
 //! their logical contexts, outermost first. So each coroutine still runs in its own
@@ -11,11 +12,11 @@
 //!
 //! A coroutine's logical context is made at its first `set` (until then it has nothing to
 //! add to a lookup) and kept in a table of the state with weak keys (the coroutine) and a
-//! userdata value owning it. Once the state has a `ContextVar`, a resume also checks, when
-//! it returns, whether the coroutine finished with a logical context, and releases it at once
-//! (a coroutine that was already running when the state's first `ContextVar` was made, and
-//! one abandoned while suspended, release theirs when the collector takes them: the weak key
-//! goes, the userdata is collected, and dropping it drops the logical context).
+//! userdata value owning it. It is released when the collector takes the coroutine (the weak
+//! key goes, the userdata is collected, and dropping it drops the logical context), and a
+//! finished coroutine's sooner: making a logical context sweeps those of finished coroutines
+//! whenever their number has doubled since the last sweep (so at most half the held ones are
+//! finished ones), and [`live_contexts`] sweeps before it counts. No resume pays for this.
 //!
 //! `contextvars.no_context(co)` marks a coroutine as running in its resumer's context
 //! instead (PEP 550's context-manager generators): its sets are the resumer's.
@@ -26,15 +27,11 @@
 //! that is not part of the running chain.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use contextvars::{LogicalContext, run_with_logical_context};
 use mlua::thread::ThreadStatus;
 use mlua::{AnyUserData, Function, Lua, Table, Thread, UserData, Value};
 use parking_lot::Mutex;
-
-/// The registry name of the weak table from coroutines to their logical contexts.
-const CONTEXTS_KEY: &str = "exec_context.coroutine_contexts";
 
 /// More resumers than Lua allows nested C calls (200): a walk longer than this is a cycle
 /// of stale records, and stops.
@@ -45,24 +42,56 @@ struct CoroutineContext(Mutex<LogicalContext>);
 
 impl UserData for CoroutineContext {}
 
+/// The fewest logical contexts a sweep waits for.
+const FIRST_SWEEP: usize = 64;
+
 /// The resumers of a state's coroutines, and their logical contexts.
 #[derive(Clone)]
 pub(crate) struct Frames {
     parents: Table,
     contexts: Table,
-    /// Lua's switch turning on the release of finished coroutines' contexts.
-    go_live: Function,
-    live: Arc<AtomicBool>,
+    /// The contexts made since the last sweep, and how many make the next one.
+    sweep: Arc<Mutex<Sweep>>,
     /// The thread running the innermost `Context:run`: it and its resumers are hidden.
     barrier: Arc<Mutex<Option<Thread>>>,
 }
 
+struct Sweep {
+    held: usize,
+    next: usize,
+}
+
 impl Frames {
-    /// Called when a `ContextVar` is made: from then on, resumes release the logical
-    /// context of a coroutine that finished.
-    pub(crate) fn go_live(&self) -> mlua::Result<()> {
-        if !self.live.swap(true, Ordering::Relaxed) {
-            self.go_live.call::<()>(())?;
+    /// Releases the logical contexts of finished coroutines; returns how many are left.
+    fn sweep(&self) -> mlua::Result<usize> {
+        let mut finished = Vec::new();
+        let mut left = 0;
+        for pair in self.contexts.pairs::<Value, Value>() {
+            if let (Value::Thread(co), Value::UserData(_)) = pair? {
+                match co.status() {
+                    ThreadStatus::Finished | ThreadStatus::Error => finished.push(co),
+                    _ => left += 1,
+                }
+            }
+        }
+        for co in finished {
+            self.contexts.raw_set(co, Value::Nil)?;
+        }
+        let mut sweep = self.sweep.lock();
+        sweep.held = left;
+        sweep.next = (2 * left).max(FIRST_SWEEP);
+        Ok(left)
+    }
+
+    /// Counts a new logical context, sweeping when the count has doubled.
+    fn made_one(&self) -> mlua::Result<()> {
+        let due = {
+            let mut sweep = self.sweep.lock();
+            sweep.held += 1;
+            sweep.held >= sweep.next
+        };
+        if due {
+            self.sweep()?;
         }
         Ok(())
     }
@@ -100,6 +129,7 @@ impl Frames {
                     let holder =
                         lua.create_userdata(CoroutineContext(Mutex::new(LogicalContext::new())))?;
                     self.contexts.raw_set(&thread, &holder)?;
+                    self.made_one()?;
                     holders.push(holder);
                     innermost = false;
                 }
@@ -148,19 +178,12 @@ fn nest<R>(holders: &[AnyUserData], f: impl FnOnce() -> R) -> mlua::Result<R> {
 }
 
 /// Lua's part: the new `coroutine.resume` and `coroutine.wrap`, and
-/// `contextvars.no_context`. Returns the switch that turns on the release of finished
-/// coroutines' contexts.
+/// `contextvars.no_context`.
 const COROUTINES: &str = r#"
-local parents, contexts, raw_resume, running, create, status, contextvars = ...
+local parents, contexts, raw_resume, running, create, contextvars = ...
 local error, type = error, type
-local live = false
-local function release(co, ...)
-  if contexts[co] and status(co) == "dead" then contexts[co] = nil end
-  return ...
-end
 local function resume(co, ...)
-  if co ~= nil and co == co then parents[co] = running() end
-  if live then return release(co, raw_resume(co, ...)) end
+  parents[co or parents] = running()
   return raw_resume(co, ...)
 end
 coroutine.resume = resume
@@ -183,7 +206,6 @@ contextvars.no_context = function(x)
   end
   error("no_context expects a coroutine or a function", 2)
 end
-return function() live = true end
 "#;
 
 /// Replaces `coroutine.resume` and `coroutine.wrap`, and adds `contextvars.no_context`.
@@ -192,40 +214,39 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
     weak_keys.set("__mode", "k")?;
     let contexts = lua.create_table()?;
     contexts.set_metatable(Some(weak_keys.clone()))?;
-    lua.set_named_registry_value(CONTEXTS_KEY, &contexts)?;
     let parents = lua.create_table()?;
     parents.set_metatable(Some(weak_keys))?;
 
     let coroutine: Table = lua.globals().get("coroutine")?;
-    let go_live: Function = lua
-        .load(COROUTINES)
+    lua.load(COROUTINES)
         .set_name("=exec_context.coroutines")
-        .call((
+        .call::<()>((
             &parents,
             &contexts,
             coroutine.get::<Function>("resume")?,
             coroutine.get::<Function>("running")?,
             coroutine.get::<Function>("create")?,
-            coroutine.get::<Function>("status")?,
             contextvars,
         ))?;
-    Ok(Frames {
+    let frames = Frames {
         parents,
         contexts,
-        go_live,
-        live: Arc::new(AtomicBool::new(false)),
+        sweep: Arc::new(Mutex::new(Sweep {
+            held: 0,
+            next: FIRST_SWEEP,
+        })),
         barrier: Arc::new(Mutex::new(None)),
-    })
+    };
+    lua.set_app_data(frames.clone());
+    Ok(frames)
 }
 
-/// How many coroutines hold a logical context now (for tests of its release).
+/// How many unfinished coroutines hold a logical context now, after releasing those of the
+/// finished ones (for tests of their release).
 pub(crate) fn live_contexts(lua: &Lua) -> mlua::Result<usize> {
-    let contexts: Table = lua.named_registry_value(CONTEXTS_KEY)?;
-    let mut live = 0;
-    for pair in contexts.pairs::<Value, Value>() {
-        if let (_, Value::UserData(_)) = pair? {
-            live += 1;
-        }
-    }
-    Ok(live)
+    let frames = lua
+        .app_data_ref::<Frames>()
+        .map(|frames| frames.clone())
+        .ok_or_else(|| mlua::Error::runtime("the state has no coroutine frames"))?;
+    frames.sweep()
 }

@@ -39,9 +39,7 @@
 //! about 35 ns. A coroutine resume stays in Lua: `coroutine.resume` is a Lua function that
 //! records the resumer and tail-calls Lua's own resume, and the coroutines' logical contexts
 //! are only entered when a `ContextVar` method or `copy_context` runs, so a resume costs the
-//! same whether or not the coroutine has a context of its own (once the state has a
-//! `ContextVar`, one more Lua call per resume checks whether the coroutine finished with a
-//! context to release).
+//! same whether or not the coroutine has a context of its own, and never leaves Lua.
 //!
 //! ```
 //! use exec_context::interpreters::Shareable;
@@ -646,8 +644,10 @@ impl LuaInterpreter {
         self.interp.close()
     }
 
-    /// How many coroutines of this state hold a logical context of their own right now (a
-    /// finished coroutine releases its own at once, an abandoned one when collected).
+    /// How many unfinished coroutines of this state hold a logical context of their own right
+    /// now. The contexts of finished coroutines are released first (they are otherwise
+    /// released in sweeps, whenever their number has doubled, or when the collector takes
+    /// the coroutine, as for an abandoned one).
     ///
     /// ```
     /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();

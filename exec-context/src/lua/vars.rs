@@ -165,7 +165,6 @@ pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result
             let name: &'static str = Box::leak(name.into_boxed_str());
             let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
             CREATED.lock().push(var);
-            var_frames.go_live()?;
             let default = match default.into_iter().next() {
                 Some(value) => Some(lua.create_registry_value(value)?),
                 None => None,
