@@ -145,7 +145,7 @@ fn coroutine_logical_contexts_are_released() {
         "#,
     )
     .unwrap();
-    // Finished coroutines released theirs at once; the suspended ones hold one each.
+    // Counting releases the finished coroutines' contexts; the suspended ones hold one each.
     assert_eq!(lua.coroutine_contexts(), 50);
     lua.exec("suspended = nil; collectgarbage(); collectgarbage()")
         .unwrap();
@@ -652,4 +652,171 @@ fn stress_eight_interpreters_pass_100k_messages() {
         );
     }
     assert!(queue.is_empty());
+}
+
+/// The instruction budget striking anywhere in a resume (between recording the resumer and
+/// Lua's resume, say) never leaves a coroutine's logical context in use afterwards.
+#[test]
+fn a_budget_error_inside_resumes_leaves_no_context_behind() {
+    for budget in (2_000..40_000).step_by(1_337) {
+        let lua = LuaInterpreter::builder()
+            .instruction_budget(budget)
+            .build()
+            .unwrap();
+        lua.exec("var = contextvars.ContextVar('var'); var:set('outer')")
+            .unwrap();
+        let error = lua
+            .exec(
+                r#"
+                local step = coroutine.wrap(function()
+                  var:set('inner')
+                  while true do
+                    local nested = coroutine.wrap(function() var:set('nested'); coroutine.yield() end)
+                    nested()
+                    coroutine.yield(var:get())
+                  end
+                end)
+                while true do assert(step() == 'inner') end
+                "#,
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("instruction budget"), "{error}");
+        lua.exec(
+            r#"
+            assert(var:get() == 'outer', var:get())
+            local co = coroutine.wrap(function()
+              assert(var:get() == 'outer')
+              var:set('fresh')
+              coroutine.yield(var:get())
+            end)
+            assert(co() == 'fresh')
+            assert(var:get() == 'outer')
+            "#,
+        )
+        .unwrap_or_else(|error| panic!("budget {budget}: {error}"));
+    }
+}
+
+/// `Context:run` inside a coroutine runs in that context alone (PEP 567), not in the
+/// coroutine's logical context; the coroutine's own value is back afterwards.
+#[test]
+fn context_run_inside_a_coroutine_replaces_its_context() {
+    let seen = run_script(
+        r#"
+        local var = contextvars.ContextVar('var', 'default')
+        local ctx = contextvars.copy_context()
+        local co = coroutine.wrap(function()
+          var:set('coroutine')
+          emit('before: ' .. var:get())
+          ctx:run(function()
+            emit('in ctx: ' .. var:get())
+            local inner = coroutine.wrap(function()
+              var:set('inner')
+              coroutine.yield(var:get())
+            end)
+            emit('inner: ' .. inner())
+            emit('in ctx after inner: ' .. var:get())
+          end)
+          emit('after: ' .. var:get())
+        end)
+        co()
+        emit('caller: ' .. var:get())
+        "#,
+    );
+    assert_eq!(
+        seen,
+        [
+            "before: coroutine",
+            "in ctx: default",
+            "inner: inner",
+            "in ctx after inner: default",
+            "after: coroutine",
+            "caller: default",
+        ]
+    );
+}
+
+/// A coroutine has its own logical context from its first resume, even before its first
+/// `set`: a token made by its resumer is of another context inside it.
+#[test]
+fn a_resumers_token_is_of_another_context_inside_a_coroutine() {
+    let seen = run_script(
+        r#"
+        local var = contextvars.ContextVar('var')
+        local token = var:set('caller')
+        local co = coroutine.wrap(function()
+          local ok, message = pcall(var.reset, var, token)
+          emit(tostring(ok) .. ' ' .. tostring(message):match('ValueError: [^\n]*'))
+          emit(var:get())
+        end)
+        co()
+        emit(var:get())
+        "#,
+    );
+    assert_eq!(
+        seen,
+        [
+            "false ValueError: the token was created in a different context",
+            "caller",
+            "caller",
+        ]
+    );
+}
+
+/// The first `ContextVar` of a state made inside a running coroutine: the coroutine's sets
+/// still stay in it, and its context is released when the collector takes it.
+#[test]
+fn a_first_context_var_made_inside_a_coroutine() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        co = coroutine.create(function()
+          var = contextvars.ContextVar('var', 'default')
+          var:set('inside')
+          coroutine.yield(var:get())
+          return var:get()
+        end)
+        local ok, seen = coroutine.resume(co)
+        assert(ok and seen == 'inside', seen)
+        assert(var:get() == 'default', var:get())
+        var:set('caller')
+        local ok, seen = coroutine.resume(co)
+        assert(ok and seen == 'inside', seen)
+        assert(var:get() == 'caller')
+        "#,
+    )
+    .unwrap();
+    lua.exec("co = nil; collectgarbage(); collectgarbage()")
+        .unwrap();
+    assert_eq!(lua.coroutine_contexts(), 0);
+}
+
+/// Finished coroutines that stay reachable do not keep their logical contexts (nor the
+/// values in them) for long: making contexts sweeps the finished ones' as their number grows.
+#[test]
+fn finished_coroutines_contexts_are_swept_while_they_stay_reachable() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        var = contextvars.ContextVar("var")
+        collected = 0
+        local finalizer = {__gc = function() collected = collected + 1 end}
+        done = {}
+        for i = 1, 1000 do
+          done[i] = coroutine.create(function() var:set(setmetatable({}, finalizer)) end)
+          assert(coroutine.resume(done[i]))
+        end
+        collectgarbage(); collectgarbage()
+        "#,
+    )
+    .unwrap();
+    let collected = lua.get_main_attr("collected").unwrap().unwrap();
+    let collected = collected.extract::<i64>().unwrap();
+    // Each sweep releases all finished ones; at most the contexts made since the last sweep
+    // (fewer than half of them) are still held.
+    assert!(
+        collected >= 500,
+        "only {collected} of 1000 values collected"
+    );
+    assert_eq!(lua.coroutine_contexts(), 0);
 }

@@ -1,72 +1,192 @@
 //! Lua coroutines as PEP 550 generators.
 //!
-//! `coroutine.resume` and `coroutine.wrap` are replaced. Each coroutine gets a
-//! [`LogicalContext`] of its own, kept in a table of the state with weak keys (the
-//! coroutine) and a userdata value owning the logical context; every resume runs inside
-//! [`run_with_logical_context`]. So a `ContextVar:set` inside the coroutine stays in it, and
-//! the resumer's later changes show through unless the coroutine set the variable itself.
+//! `coroutine.resume` and `coroutine.wrap` are replaced by Lua functions over Lua's own,
+//! which never leave Lua: a resume records its resumer (`parents[co] = coroutine.running()`,
+//! in a table with weak keys; a `nil` argument is recorded under a dummy key, so that Lua's
+//! resume reports it) and tail-calls Lua's resume. The context switch is lazy: the
+//! Rust side of `ContextVar:get`, `:set`, `:reset` and `copy_context()` (see
+//! [`Frames::enter`]) walks from the running coroutine through its resumers and runs inside
+//! their logical contexts, outermost first. So each coroutine still runs in its own
+//! [`LogicalContext`]: a `ContextVar:set` inside it stays in it, and the resumer's later
+//! changes show through unless the coroutine set the variable itself.
 //!
-//! The logical context is released when the coroutine finishes (its entry is removed at
-//! once) or, for one abandoned while suspended, when the collector takes the coroutine: the
-//! weak key goes, the userdata is collected, and dropping it drops the logical context.
+//! A coroutine's logical context is made at its first `set` (until then it has nothing to
+//! add to a lookup) and kept in a table of the state with weak keys (the coroutine) and a
+//! userdata value owning it. It is released when the collector takes the coroutine (the weak
+//! key goes, the userdata is collected, and dropping it drops the logical context), and a
+//! finished coroutine's sooner: making a logical context sweeps those of finished coroutines
+//! whenever their number has doubled since the last sweep (so at most half the held ones are
+//! finished ones), and [`live_contexts`] sweeps before it counts. No resume pays for this.
 //!
 //! `contextvars.no_context(co)` marks a coroutine as running in its resumer's context
 //! instead (PEP 550's context-manager generators): its sets are the resumer's.
 //! `contextvars.no_context(f)` is `coroutine.wrap(f)` with that mark.
+//!
+//! A resumer is only followed while it is still resuming (`normal`), so a record left by a
+//! resume through another path (`mlua`'s `Thread::resume`) is never followed to a coroutine
+//! that is not part of the running chain.
+
+use std::sync::Arc;
 
 use contextvars::{LogicalContext, run_with_logical_context};
-use mlua::{Function, Lua, MultiValue, Table, Thread, UserData, Value};
+use mlua::thread::ThreadStatus;
+use mlua::{AnyUserData, Function, Lua, Table, Thread, UserData, Value};
 use parking_lot::Mutex;
 
-/// The registry name of the weak table from coroutines to their logical contexts.
-const CONTEXTS_KEY: &str = "exec_context.coroutine_contexts";
+/// More resumers than Lua allows nested C calls (200): a walk longer than this is a cycle
+/// of stale records, and stops.
+const MAX_DEPTH: usize = 256;
 
 /// A coroutine's logical context, owned by the Lua state (dropped when collected).
 struct CoroutineContext(Mutex<LogicalContext>);
 
 impl UserData for CoroutineContext {}
 
-/// `coroutine.resume`, each resume in the coroutine's own logical context.
-fn resume(
-    lua: &Lua,
-    contexts: &Table,
-    original: &Function,
-    co: Thread,
-    args: MultiValue,
-) -> mlua::Result<MultiValue> {
-    if !co.is_resumable() {
-        // Running, normal, dead or failed: Lua's own resume says why it cannot resume.
-        return original.call((co, args));
-    }
-    let entry: Value = contexts.raw_get(&co)?;
-    let holder = match entry {
-        Value::Boolean(false) => return original.call((co, args)),
-        Value::UserData(holder) => holder,
-        _ => {
-            let holder =
-                lua.create_userdata(CoroutineContext(Mutex::new(LogicalContext::new())))?;
-            contexts.raw_set(&co, &holder)?;
-            holder
-        }
-    };
-    let results = {
-        let state = holder.borrow::<CoroutineContext>()?;
-        let Some(mut lc) = state.0.try_lock() else {
-            return original.call((co, args));
-        };
-        run_with_logical_context(&mut lc, || original.call::<MultiValue>((&co, args)))?
-    };
-    if !co.is_resumable() {
-        // Finished or failed: release its logical context now.
-        contexts.raw_set(&co, Value::Nil)?;
-    }
-    Ok(results)
+/// The fewest logical contexts a sweep waits for.
+const FIRST_SWEEP: usize = 64;
+
+/// The resumers of a state's coroutines, and their logical contexts.
+#[derive(Clone)]
+pub(crate) struct Frames {
+    parents: Table,
+    contexts: Table,
+    /// The contexts made since the last sweep, and how many make the next one.
+    sweep: Arc<Mutex<Sweep>>,
+    /// The thread running the innermost `Context:run`: it and its resumers are hidden.
+    barrier: Arc<Mutex<Option<Thread>>>,
 }
 
-/// Lua's part: `coroutine.wrap` and `contextvars.no_context` over the new resume.
-const WRAP: &str = r#"
-local contexts, resume, create, contextvars = ...
+struct Sweep {
+    held: usize,
+    next: usize,
+}
+
+impl Frames {
+    /// Releases the logical contexts of finished coroutines; returns how many are left.
+    fn sweep(&self) -> mlua::Result<usize> {
+        let mut finished = Vec::new();
+        let mut left = 0;
+        for pair in self.contexts.pairs::<Value, Value>() {
+            if let (Value::Thread(co), Value::UserData(_)) = pair? {
+                match co.status() {
+                    ThreadStatus::Finished | ThreadStatus::Error => finished.push(co),
+                    _ => left += 1,
+                }
+            }
+        }
+        for co in finished {
+            self.contexts.raw_set(co, Value::Nil)?;
+        }
+        let mut sweep = self.sweep.lock();
+        sweep.held = left;
+        sweep.next = (2 * left).max(FIRST_SWEEP);
+        Ok(left)
+    }
+
+    /// Counts a new logical context, sweeping when the count has doubled.
+    fn made_one(&self) -> mlua::Result<()> {
+        let due = {
+            let mut sweep = self.sweep.lock();
+            sweep.held += 1;
+            sweep.held >= sweep.next
+        };
+        if due {
+            self.sweep()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside the logical contexts of the running coroutines, outermost first.
+    /// With `create`, the coroutine `f`'s sets go to (the innermost one not marked
+    /// `no_context`) gets its logical context now if it has none yet.
+    pub(crate) fn enter<R>(
+        &self,
+        lua: &Lua,
+        create: bool,
+        f: impl FnOnce() -> R,
+    ) -> mlua::Result<R> {
+        let barrier = self.barrier.lock().as_ref().map(Thread::to_pointer);
+        let mut thread = lua.current_thread();
+        let mut holders = Vec::new();
+        let mut innermost = true;
+        for _ in 0..MAX_DEPTH {
+            if barrier == Some(thread.to_pointer()) {
+                break;
+            }
+            let parent = match self.parents.raw_get(&thread)? {
+                Value::Thread(parent) if parent.status() == ThreadStatus::Normal => parent,
+                // Not resumed through our resume (the main thread, an async task's), or
+                // a stale record: the root.
+                _ => break,
+            };
+            match self.contexts.raw_get(&thread)? {
+                Value::UserData(holder) => {
+                    holders.push(holder);
+                    innermost = false;
+                }
+                Value::Boolean(false) => {}
+                _ if create && innermost => {
+                    let holder =
+                        lua.create_userdata(CoroutineContext(Mutex::new(LogicalContext::new())))?;
+                    self.contexts.raw_set(&thread, &holder)?;
+                    self.made_one()?;
+                    holders.push(holder);
+                    innermost = false;
+                }
+                _ => innermost = false,
+            }
+            thread = parent;
+        }
+        holders.reverse();
+        nest(&holders, f)
+    }
+
+    /// Hides the running coroutines from [`enter`](Self::enter) until the guard drops (for
+    /// `Context:run`, whose context replaces theirs).
+    pub(crate) fn barrier(&self, lua: &Lua) -> Barrier {
+        let previous = self.barrier.lock().replace(lua.current_thread());
+        Barrier {
+            slot: self.barrier.clone(),
+            previous,
+        }
+    }
+}
+
+/// Restores the previous barrier when dropped (see [`Frames::barrier`]).
+pub(crate) struct Barrier {
+    slot: Arc<Mutex<Option<Thread>>>,
+    previous: Option<Thread>,
+}
+
+impl Drop for Barrier {
+    fn drop(&mut self) {
+        *self.slot.lock() = self.previous.take();
+    }
+}
+
+/// Runs `f` with the logical contexts of `holders` pushed, the first one lowest.
+fn nest<R>(holders: &[AnyUserData], f: impl FnOnce() -> R) -> mlua::Result<R> {
+    let Some((first, rest)) = holders.split_first() else {
+        return Ok(f());
+    };
+    let state = first.borrow::<CoroutineContext>()?;
+    // Locked already only if stale records repeat a coroutine: it is pushed once.
+    let Some(mut lc) = state.0.try_lock() else {
+        return nest(rest, f);
+    };
+    run_with_logical_context(&mut lc, || nest(rest, f))
+}
+
+/// Lua's part: the new `coroutine.resume` and `coroutine.wrap`, and
+/// `contextvars.no_context`.
+const COROUTINES: &str = r#"
+local parents, contexts, raw_resume, running, create, contextvars = ...
 local error, type = error, type
+local function resume(co, ...)
+  parents[co or parents] = running()
+  return raw_resume(co, ...)
+end
+coroutine.resume = resume
 local function finish(ok, ...)
   if ok then return ... end
   error((...), 0)
@@ -89,34 +209,44 @@ end
 "#;
 
 /// Replaces `coroutine.resume` and `coroutine.wrap`, and adds `contextvars.no_context`.
-pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<()> {
-    let contexts = lua.create_table()?;
+pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
     let weak_keys = lua.create_table()?;
     weak_keys.set("__mode", "k")?;
-    contexts.set_metatable(Some(weak_keys))?;
-    lua.set_named_registry_value(CONTEXTS_KEY, &contexts)?;
+    let contexts = lua.create_table()?;
+    contexts.set_metatable(Some(weak_keys.clone()))?;
+    let parents = lua.create_table()?;
+    parents.set_metatable(Some(weak_keys))?;
 
     let coroutine: Table = lua.globals().get("coroutine")?;
-    let original: Function = coroutine.get("resume")?;
-    let create: Function = coroutine.get("create")?;
-    let table = contexts.clone();
-    let new_resume = lua.create_function(move |lua, (co, args): (Thread, MultiValue)| {
-        resume(lua, &table, &original, co, args)
-    })?;
-    coroutine.set("resume", &new_resume)?;
-    lua.load(WRAP)
+    lua.load(COROUTINES)
         .set_name("=exec_context.coroutines")
-        .call::<()>((contexts, new_resume, create, contextvars))
+        .call::<()>((
+            &parents,
+            &contexts,
+            coroutine.get::<Function>("resume")?,
+            coroutine.get::<Function>("running")?,
+            coroutine.get::<Function>("create")?,
+            contextvars,
+        ))?;
+    let frames = Frames {
+        parents,
+        contexts,
+        sweep: Arc::new(Mutex::new(Sweep {
+            held: 0,
+            next: FIRST_SWEEP,
+        })),
+        barrier: Arc::new(Mutex::new(None)),
+    };
+    lua.set_app_data(frames.clone());
+    Ok(frames)
 }
 
-/// How many coroutines hold a logical context now (for tests of its release).
+/// How many unfinished coroutines hold a logical context now, after releasing those of the
+/// finished ones (for tests of their release).
 pub(crate) fn live_contexts(lua: &Lua) -> mlua::Result<usize> {
-    let contexts: Table = lua.named_registry_value(CONTEXTS_KEY)?;
-    let mut live = 0;
-    for pair in contexts.pairs::<Value, Value>() {
-        if let (_, Value::UserData(_)) = pair? {
-            live += 1;
-        }
-    }
-    Ok(live)
+    let frames = lua
+        .app_data_ref::<Frames>()
+        .map(|frames| frames.clone())
+        .ok_or_else(|| mlua::Error::runtime("the state has no coroutine frames"))?;
+    frames.sweep()
 }

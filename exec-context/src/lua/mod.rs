@@ -36,10 +36,10 @@
 //!
 //! Costs (the report's interpreters group, `cargo run --release -p benches --bin report --
 //! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
-//! about 35 ns; a coroutine resume goes through a Rust function (about 450 ns against Lua's
-//! own 70 ns on the reference machine), and the coroutine's logical context adds about 130 ns
-//! more; `contextvars.no_context` saves that part (not the wrapper) for a coroutine that
-//! needs no context of its own.
+//! about 35 ns. A coroutine resume stays in Lua: `coroutine.resume` is a Lua function that
+//! records the resumer and tail-calls Lua's own resume, and the coroutines' logical contexts
+//! are only entered when a `ContextVar` method or `copy_context` runs, so a resume costs the
+//! same whether or not the coroutine has a context of its own, and never leaves Lua.
 //!
 //! ```
 //! use exec_context::interpreters::Shareable;
@@ -276,8 +276,8 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
     let globals = lua.globals();
 
     let contextvars = lua.create_table()?;
-    vars::install(lua, &contextvars)?;
-    coroutines::install(lua, &contextvars)?;
+    let frames = coroutines::install(lua, &contextvars)?;
+    vars::install(lua, &frames, &contextvars)?;
     globals.set("contextvars", contextvars)?;
 
     let interps = lua.create_table()?;
@@ -644,12 +644,16 @@ impl LuaInterpreter {
         self.interp.close()
     }
 
-    /// How many coroutines of this state hold a logical context of their own right now (a
-    /// finished coroutine releases its own at once, an abandoned one when collected).
+    /// How many unfinished coroutines of this state hold a logical context of their own right
+    /// now. The contexts of finished coroutines are released first (they are otherwise
+    /// released in sweeps, whenever their number has doubled, or when the collector takes
+    /// the coroutine, as for an abandoned one).
     ///
     /// ```
     /// let lua = exec_context::lua::LuaInterpreter::new().unwrap();
-    /// lua.exec("co = coroutine.create(function() coroutine.yield() end); coroutine.resume(co)").unwrap();
+    /// lua.exec("var = contextvars.ContextVar('var')").unwrap();
+    /// lua.exec("co = coroutine.create(function() var:set(1); coroutine.yield() end)").unwrap();
+    /// lua.exec("coroutine.resume(co)").unwrap();
     /// assert_eq!(lua.coroutine_contexts(), 1);
     /// lua.exec("co = nil; collectgarbage()").unwrap();
     /// assert_eq!(lua.coroutine_contexts(), 0);

@@ -18,6 +18,8 @@ use contextvars::{Context, ContextVar, Token, TokenError, copy_context};
 use mlua::{AnyUserData, Function, Lua, MultiValue, RegistryKey, Table, UserData, Value};
 use parking_lot::Mutex;
 
+use super::coroutines::Frames;
+
 /// Every variable Lua scripts created in this process (see the module docs).
 static CREATED: Mutex<Vec<&'static ContextVar<Slot>>> = Mutex::new(Vec::new());
 
@@ -42,11 +44,13 @@ fn load(lua: &Lua, slot: &Slot) -> mlua::Result<Value> {
 pub(crate) struct LuaVar {
     var: &'static ContextVar<Slot>,
     default: Option<RegistryKey>,
+    /// The running coroutines, whose logical contexts every access runs in.
+    frames: Frames,
 }
 
 impl LuaVar {
     fn get(&self, lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
-        if let Some(slot) = self.var.get() {
+        if let Some(slot) = self.frames.enter(lua, false, || self.var.get())? {
             return load(lua, &slot);
         }
         if let Some(default) = args.into_iter().next() {
@@ -66,13 +70,14 @@ impl UserData for LuaVar {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("get", |lua, this, args: MultiValue| this.get(lua, args));
         methods.add_method("set", |lua, this, value: Value| {
-            let token = this.var.set(store(lua, value)?);
+            let slot = store(lua, value)?;
+            let token = this.frames.enter(lua, true, || this.var.set(slot))?;
             Ok(LuaToken {
                 token: Mutex::new(Some(token)),
                 var: this.var,
             })
         });
-        methods.add_method("reset", |_, this, token: AnyUserData| {
+        methods.add_method("reset", |lua, this, token: AnyUserData| {
             let token = token.borrow::<LuaToken>().map_err(|_| {
                 mlua::Error::runtime("TypeError: reset expects a Token made by ContextVar:set")
             })?;
@@ -85,7 +90,11 @@ impl UserData for LuaVar {
                     "RuntimeError: the Token has already been used once",
                 ));
             };
-            this.var.reset(inner).map_err(token_error)
+            // `create`: a coroutine without a logical context yet gets one, so that a token
+            // made outside it is of another context there, as PEP 550 says.
+            this.frames
+                .enter(lua, true, || this.var.reset(inner))?
+                .map_err(token_error)
         });
         methods.add_method("name", |_, this, ()| Ok(this.var.name()));
         methods.add_meta_method("__tostring", |_, this, ()| {
@@ -118,16 +127,18 @@ impl UserData for LuaToken {
 }
 
 /// A Lua `Context`, from `copy_context()`.
-pub(crate) struct LuaContext(Mutex<Context>);
+pub(crate) struct LuaContext(Mutex<Context>, Frames);
 
 impl UserData for LuaContext {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("run", |_, this, (f, args): (Function, MultiValue)| {
+        methods.add_method("run", |lua, this, (f, args): (Function, MultiValue)| {
             let Some(mut context) = this.0.try_lock() else {
                 return Err(mlua::Error::runtime(
                     "RuntimeError: cannot enter context: it is already entered",
                 ));
             };
+            // The context replaces the running coroutines' logical contexts while it runs.
+            let _barrier = this.1.barrier(lua);
             context.run(|| f.call::<MultiValue>(args))
         });
         methods.add_method("get", |lua, this, (var, args): (AnyUserData, MultiValue)| {
@@ -146,10 +157,11 @@ impl UserData for LuaContext {
 }
 
 /// Fills the state's `contextvars` table.
-pub(crate) fn install(lua: &Lua, table: &Table) -> mlua::Result<()> {
+pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result<()> {
+    let var_frames = frames.clone();
     table.set(
         "ContextVar",
-        lua.create_function(|lua, (name, default): (String, MultiValue)| {
+        lua.create_function(move |lua, (name, default): (String, MultiValue)| {
             let name: &'static str = Box::leak(name.into_boxed_str());
             let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
             CREATED.lock().push(var);
@@ -157,12 +169,20 @@ pub(crate) fn install(lua: &Lua, table: &Table) -> mlua::Result<()> {
                 Some(value) => Some(lua.create_registry_value(value)?),
                 None => None,
             };
-            Ok(LuaVar { var, default })
+            Ok(LuaVar {
+                var,
+                default,
+                frames: var_frames.clone(),
+            })
         })?,
     )?;
+    let context_frames = frames.clone();
     table.set(
         "copy_context",
-        lua.create_function(|_, ()| Ok(LuaContext(Mutex::new(copy_context()))))?,
+        lua.create_function(move |lua, ()| {
+            let context = context_frames.enter(lua, false, copy_context)?;
+            Ok(LuaContext(Mutex::new(context), context_frames.clone()))
+        })?,
     )?;
     Ok(())
 }
