@@ -412,14 +412,14 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
                 let below = ts.pushed.pop().unwrap_or_default();
                 *lc = mem::replace(&mut ts.frame.top, below);
                 // An empty logical context changes no lookup: keep the cache and snapshot.
-                if lc.is_empty() {
+                if lc.map.is_empty() {
                     None
                 } else {
                     ts.take_snapshot()
                 }
             })
             .flatten();
-            if !lc.is_empty() {
+            if !lc.map.is_empty() {
                 cache::invalidate_all();
             }
             // A stale snapshot never holds the last reference to a value a borrow lends: the
@@ -428,7 +428,7 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
         }
     }
 
-    let nonempty = !lc.is_empty();
+    let nonempty = !lc.map.is_empty();
     let mut guard = Guard { lc, pushed: false };
     let stale = with_state(|ts| {
         mem::swap(&mut ts.frame.top, guard.lc);

@@ -60,6 +60,8 @@ pub struct ContextVar<T> {
     name: &'static str,
     default: Default<T>,
     inherit: bool,
+    /// See [`pinned`](Self::pinned) (in `pinned.rs`).
+    pub(crate) pinned: bool,
     id: IdCell,
     _values: PhantomData<fn() -> T>,
 }
@@ -69,13 +71,13 @@ macro_rules! constructor {
         $(#[$meta])*
         #[cfg(not(loom))]
         pub const fn $name(name: &'static str $(, $arg: $ty)*) -> Self {
-            ContextVar { name, default: $default, inherit: true, id: IdCell::new(), _values: PhantomData }
+            ContextVar { name, default: $default, inherit: true, pinned: false, id: IdCell::new(), _values: PhantomData }
         }
 
         $(#[$meta])*
         #[cfg(loom)]
         pub fn $name(name: &'static str $(, $arg: $ty)*) -> Self {
-            ContextVar { name, default: $default, inherit: true, id: IdCell::new(), _values: PhantomData }
+            ContextVar { name, default: $default, inherit: true, pinned: false, id: IdCell::new(), _values: PhantomData }
         }
     };
 }
@@ -168,7 +170,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     /// Whether spawned work inherits this variable's value.
     pub fn is_inherited(&self) -> bool {
-        self.inherit
+        self.inherit || self.pinned
     }
 
     /// The variable's identity, unique in the process.
@@ -362,12 +364,16 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
-        if !self.inherit {
+        if !self.is_inherited() {
             NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
+        }
+        if self.pinned {
+            crate::pinned::note_set(id);
         }
         let stored = Arc::new(Stored {
             name: self.name,
-            inherit: self.inherit,
+            inherit: self.is_inherited(),
+            pinned: self.pinned,
             value,
         });
         let value_ref: *const T = &stored.value;
