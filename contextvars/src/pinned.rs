@@ -56,8 +56,8 @@
 //! });
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::execution::ExecutionContext;
 use crate::logical::LogicalContext;
@@ -69,8 +69,14 @@ use crate::var::ContextVar;
 /// reading it.
 static IN_USE: AtomicBool = AtomicBool::new(false);
 
-/// The pinned variables that have been set in the process (few: one per declaration).
-static IDS: RwLock<Vec<VarId>> = RwLock::new(Vec::new());
+/// How many pinned variables are read without a lock (a process declares few).
+const SLOTS: usize = 8;
+
+/// The pinned variables that have been set in the process: the first [`SLOTS`] in `IDS`
+/// (published by `COUNT`), any further ones in `MORE`. Written under `MORE`'s lock.
+static IDS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static MORE: Mutex<Vec<VarId>> = Mutex::new(Vec::new());
 
 /// Whether a pinned variable has ever been set in the process.
 #[inline]
@@ -78,20 +84,50 @@ pub(crate) fn in_use() -> bool {
     IN_USE.load(Ordering::Relaxed)
 }
 
+/// The pinned variables known so far, lock-free for the first [`SLOTS`].
+fn for_each_id(mut f: impl FnMut(VarId)) {
+    let count = COUNT.load(Ordering::Acquire);
+    for slot in &IDS[..count.min(SLOTS)] {
+        f(VarId(slot.load(Ordering::Relaxed)));
+    }
+    if count > SLOTS {
+        MORE.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .for_each(f);
+    }
+}
+
 /// Remembers that the pinned variable `id` has been set (before the value is stored, so a
 /// context made afterwards on any thread looks for it).
 pub(crate) fn note_set(id: VarId) {
-    let known = IDS
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains(&id);
+    let mut known = false;
+    for_each_id(|seen| known |= seen == id);
     if !known {
-        let mut ids = IDS.write().unwrap_or_else(PoisonError::into_inner);
-        if !ids.contains(&id) {
-            ids.push(id);
+        let mut more = MORE.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut again = false;
+        for_each_id_locked(&more, |seen| again |= seen == id);
+        if !again {
+            let count = COUNT.load(Ordering::Relaxed);
+            if count < SLOTS {
+                IDS[count].store(id.0, Ordering::Relaxed);
+            } else {
+                more.push(id);
+            }
+            COUNT.store(count + 1, Ordering::Release);
         }
     }
     IN_USE.store(true, Ordering::Release);
+}
+
+/// [`for_each_id`] for the writer, which holds `MORE`'s lock already.
+fn for_each_id_locked(more: &[VarId], mut f: impl FnMut(VarId)) {
+    let count = COUNT.load(Ordering::Relaxed);
+    for slot in &IDS[..count.min(SLOTS)] {
+        f(VarId(slot.load(Ordering::Relaxed)));
+    }
+    more.iter().copied().for_each(f);
 }
 
 /// The pinned values of the current context, or `None` when there are none.
@@ -99,14 +135,14 @@ fn current_values() -> Option<VarMap> {
     if !IN_USE.load(Ordering::Acquire) {
         return None;
     }
-    let ids = IDS.read().unwrap_or_else(PoisonError::into_inner).clone();
-    let mut map = VarMap::with_hasher(VarIdHasher);
-    for id in ids {
+    let mut map: Option<VarMap> = None;
+    for_each_id(|id| {
         if let Some(value) = thread_state::lookup(id, |found| found.cloned()) {
-            map.insert(id, value);
+            map.get_or_insert_with(|| VarMap::with_hasher(VarIdHasher))
+                .insert(id, value);
         }
-    }
-    (!map.is_empty()).then_some(map)
+    });
+    map
 }
 
 impl<T: Send + Sync + 'static> ContextVar<T> {

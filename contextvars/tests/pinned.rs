@@ -313,3 +313,26 @@ proptest! {
         on_fresh_thread(|| replay(&steps, Model::default()));
     }
 }
+
+/// More pinned variables than the registry reads without a lock: all are kept.
+static MANY: [ContextVar<usize>; 10] = [const { ContextVar::new("pinned.many").pinned() }; 10];
+
+#[test]
+fn every_pinned_variable_is_kept_however_many_there_are() {
+    on_fresh_thread(|| {
+        for (i, var) in MANY.iter().enumerate() {
+            var.set(i);
+        }
+        PLAIN[0].set(1);
+        let fresh = Context::new();
+        let pinned = ExecutionContext::pinned();
+        let lc = LogicalContext::pinned();
+        for (i, var) in MANY.iter().enumerate() {
+            assert_eq!(fresh.get(var), Some(i));
+            assert_eq!(pinned.get(var), Some(i));
+            assert_eq!(lc.get(var), Some(i));
+        }
+        assert!(fresh.is_empty() && pinned.is_empty() && lc.is_empty());
+        assert_eq!(copy_context().len(), 1);
+    });
+}
