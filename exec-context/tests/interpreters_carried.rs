@@ -263,6 +263,29 @@ fn closing_the_interpreter_then_polling_its_task_reports_a_closed_interpreter() 
     assert!(seen.is_closed());
 }
 
+#[cfg(feature = "rayon")]
+#[test]
+fn rayon_jobs_started_inside_run_in_the_interpreter() {
+    let interp = interpreters::create();
+    let id = interp.id();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let seen = interp
+        .call(|| {
+            let (send, receive) = std::sync::mpsc::channel();
+            exec_context::rayon::spawn_in(&pool, move || send.send(current()).unwrap());
+            let spawned = receive.recv().unwrap();
+            let joined = exec_context::rayon::join(current, current);
+            let installed = exec_context::rayon::install(&pool, current);
+            (spawned, joined.0, joined.1, installed)
+        })
+        .unwrap();
+    assert_eq!(seen, (id, id, id, id));
+    assert_eq!(exec_context::rayon::install(&pool, current), 0);
+}
+
 #[cfg(all(feature = "tokio", tokio_unstable))]
 mod runtime_hooks {
     use super::*;
