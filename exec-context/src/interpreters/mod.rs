@@ -205,7 +205,12 @@ pub enum UnboundPolicy {
 /// (snapshots, tasks, threads, generators, `Context::new`) carries it along, so work started
 /// inside an interpreter stays in it without any spawn path knowing about interpreters. No
 /// value means the main interpreter.
+#[cfg(not(loom))]
 static CURRENT: ContextVar<u64> = ContextVar::new("exec_context.interpreter").pinned();
+/// Under loom, variables cannot be made in a `const` (the loom models never read this one).
+#[cfg(loom)]
+static CURRENT: std::sync::LazyLock<ContextVar<u64>> =
+    std::sync::LazyLock::new(|| ContextVar::new("exec_context.interpreter").pinned());
 
 thread_local! {
     /// The interpreters this thread ran in, whose saved state for the thread goes when it ends.
