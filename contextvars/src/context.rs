@@ -57,7 +57,11 @@ impl Context {
     /// assert!(ctx.is_empty());
     /// assert_eq!(ctx.run(|| VAR.get()), None);
     /// ```
+    #[inline]
     pub fn new() -> Self {
+        if !crate::pinned::in_use() {
+            return Context::default();
+        }
         Context::from(ExecutionContext::pinned())
     }
 

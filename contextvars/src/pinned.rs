@@ -130,11 +130,19 @@ fn for_each_id_locked(more: &[VarId], mut f: impl FnMut(VarId)) {
     more.iter().copied().for_each(f);
 }
 
-/// The pinned values of the current context, or `None` when there are none.
+/// The pinned values of the current context, or `None` when there are none: one atomic read
+/// until a pinned variable is first set in the process.
+#[inline]
 fn current_values() -> Option<VarMap> {
     if !IN_USE.load(Ordering::Acquire) {
         return None;
     }
+    lookup_values()
+}
+
+#[cold]
+#[inline(never)]
+fn lookup_values() -> Option<VarMap> {
     let mut map: Option<VarMap> = None;
     for_each_id(|id| {
         if let Some(value) = thread_state::lookup(id, |found| found.cloned()) {
@@ -204,6 +212,7 @@ impl ExecutionContext {
     /// .join()
     /// .unwrap();
     /// ```
+    #[inline]
     pub fn pinned() -> Self {
         match current_values() {
             Some(map) => ExecutionContext::new().with_layer(map),
@@ -229,6 +238,7 @@ impl LogicalContext {
     /// assert_eq!(run_with_logical_context(&mut generator_lc, || ZONE.get()), Some("eu"));
     /// assert!(generator_lc.is_empty()); // not listed
     /// ```
+    #[inline]
     pub fn pinned() -> Self {
         match current_values() {
             Some(map) => LogicalContext::from_map(map),

@@ -364,15 +364,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
-        if !self.is_inherited() {
-            NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
-        }
-        if self.pinned {
-            crate::pinned::note_set(id);
+        if !self.inherit || self.pinned {
+            self.note_flags(id);
         }
         let stored = Arc::new(Stored {
             name: self.name,
-            inherit: self.is_inherited(),
+            inherit: self.inherit | self.pinned,
             pinned: self.pinned,
             value,
         });
@@ -392,6 +389,17 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             old: previous.top,
             below: previous.below,
             _type: PhantomData,
+        }
+    }
+
+    /// Records, once per set of an unusual variable, what the process-wide fast paths check:
+    /// a variable that opted out of inheritance, a pinned one.
+    #[cold]
+    fn note_flags(&self, id: VarId) {
+        if self.pinned {
+            crate::pinned::note_set(id);
+        } else {
+            NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
         }
     }
 
