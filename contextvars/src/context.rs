@@ -40,9 +40,29 @@ pub struct Context {
 }
 
 impl Context {
-    /// An empty context. It does not allocate.
+    /// An empty context (PEP 567's `Context()`), which keeps the creator's
+    /// [pinned](crate::pinned) values: code run in it stays where its creator runs. Pinned
+    /// values are not listed, so it is empty to `len`, `is_empty` and iteration. It does not
+    /// allocate unless a pinned variable has a value here.
+    ///
+    /// [`Context::default`] is empty without exception (no pinned values): a placeholder, such
+    /// as what `std::mem::take` leaves behind, and it never reads the current context.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// static VAR: ContextVar<u8> = ContextVar::new("var");
+    /// VAR.set(1);
+    /// let mut ctx = Context::new();
+    /// assert!(ctx.is_empty());
+    /// assert_eq!(ctx.run(|| VAR.get()), None);
+    /// ```
+    #[inline]
     pub fn new() -> Self {
-        Context::default()
+        if !crate::pinned::in_use() {
+            return Context::default();
+        }
+        Context::from(ExecutionContext::pinned())
     }
 
     /// Runs `f` with this context as the thread's current one and returns its result. Changes
@@ -94,7 +114,8 @@ impl Context {
         self.frame.top.contains(var) || self.frame.base.contains(var)
     }
 
-    /// The number of variables with a value in this context (PEP 567's `len(ctx)`).
+    /// The number of variables with a value in this context (PEP 567's `len(ctx)`);
+    /// [pinned](crate::pinned) variables are not counted.
     ///
     /// Cost: it counts what [`iter`](Self::iter) yields, O(n × depth) map lookups for n
     /// variables in a context of the given depth (at most [`EC_LEN_MAX`] + 1); it allocates
@@ -103,8 +124,13 @@ impl Context {
         self.iter().count()
     }
 
-    /// Whether no variable has a value in this context, in O(1).
+    /// Whether no variable has a value in this context, in O(1) ([pinned](crate::pinned)
+    /// variables are not counted; once one has been set in the process, this looks for the
+    /// first listed variable).
     pub fn is_empty(&self) -> bool {
+        if crate::pinned::in_use() {
+            return self.iter().next().is_none();
+        }
         self.frame.top.is_empty() && self.frame.base.is_empty()
     }
 

@@ -13,7 +13,8 @@ pub type AnyValue = dyn Any + Send + Sync;
 
 /// An iterator over the variables that have a value in a context, with their values, each
 /// variable once and in no particular order: what a lookup would find, so a value from an upper
-/// logical context hides the same variable's value below it.
+/// logical context hides the same variable's value below it. [Pinned](crate::pinned)
+/// variables are not listed.
 ///
 /// Made by [`Context::iter`](crate::Context::iter),
 /// [`ExecutionContext::iter`](crate::ExecutionContext::iter) and
@@ -102,7 +103,8 @@ impl<'a> Iterator for Iter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             while let Some((id, value)) = self.entries.next() {
-                if !self.hidden(id) {
+                // Pinned variables are part of a context's surroundings, not of its listing.
+                if !value.pinned() && !self.hidden(id) {
                     return Some((info(*id, value), value.value_any()));
                 }
             }

@@ -56,7 +56,8 @@ impl ExecutionContext {
     }
 
     /// The number of logical contexts in the stack. Empty logical contexts are never stored
-    /// in a snapshot (they change nothing a lookup can see), so they are not counted.
+    /// in a snapshot (they change nothing a lookup can see), so they are not counted; one
+    /// holding only [pinned](crate::pinned) values is.
     ///
     /// ```
     /// use contextvars::{ContextVar, LogicalContext, get_execution_context, run_with_logical_context};
@@ -86,8 +87,13 @@ impl ExecutionContext {
         self.depth()
     }
 
-    /// Whether the stack has no logical context at all.
+    /// Whether no variable has a value in this context: the stack has no logical context at
+    /// all, or (once a [pinned](crate::pinned) variable has been set in the process) its
+    /// logical contexts hold only pinned values, which are not listed.
     pub fn is_empty(&self) -> bool {
+        if self.head.is_some() && crate::pinned::in_use() {
+            return self.iter().next().is_none();
+        }
         self.head.is_none()
     }
 

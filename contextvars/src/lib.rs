@@ -34,7 +34,9 @@
 //!   same machinery.
 //!
 //! See the [`docs`] module for how the lookup cache works and why it is safe across threads,
-//! and [`watch`] for watchers of context switches and sets (debuggers, tracers).
+//! [`watch`] for watchers of context switches and sets (debuggers, tracers), and [`pinned`]
+//! for variables that stay with code wherever it starts afresh (how `exec-context`'s
+//! interpreters know which one code runs in).
 //!
 //! # Features
 //!
@@ -62,6 +64,7 @@ mod logical;
 mod loom;
 #[cfg(all(test, loom))]
 mod loom_models;
+pub mod pinned;
 mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;

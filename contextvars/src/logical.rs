@@ -43,13 +43,20 @@ impl LogicalContext {
         }
     }
 
-    /// The number of variables with a value here.
+    /// The number of variables with a value here ([pinned](crate::pinned) ones are not
+    /// counted).
     pub fn len(&self) -> usize {
+        if crate::pinned::in_use() {
+            return self.iter().count();
+        }
         self.map.len()
     }
 
-    /// Whether no variable has a value here.
+    /// Whether no variable has a value here ([pinned](crate::pinned) ones are not counted).
     pub fn is_empty(&self) -> bool {
+        if !self.map.is_empty() && crate::pinned::in_use() {
+            return self.iter().next().is_none();
+        }
         self.map.is_empty()
     }
 

@@ -41,6 +41,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let stored: Value = Arc::new(Stored {
             name: self.name(),
             inherit: self.is_inherited(),
+            pinned: self.is_pinned(),
             value,
         });
         ScopeFuture {

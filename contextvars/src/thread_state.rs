@@ -516,7 +516,7 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
 /// empty. `false`, with nothing changed, during thread teardown.
 #[inline(never)]
 fn push_real(lc: &mut LogicalContext) -> bool {
-    let nonempty = !lc.is_empty();
+    let nonempty = !lc.map.is_empty();
     let Some(stale) = with_state(|ts| {
         ts.materialize();
         mem::swap(&mut ts.frame.top, lc);
@@ -541,14 +541,14 @@ fn pop_into(lc: &mut LogicalContext) {
         let below = ts.pushed.pop().unwrap_or_default();
         *lc = mem::replace(&mut ts.frame.top, below);
         // An empty logical context changes no lookup: keep the cache and snapshot.
-        if lc.is_empty() {
+        if lc.map.is_empty() {
             None
         } else {
             ts.take_snapshot()
         }
     })
     .flatten();
-    if !lc.is_empty() {
+    if !lc.map.is_empty() {
         cache::invalidate_all();
     }
     // A stale snapshot never holds the last reference to a value a borrow lends: the

@@ -22,6 +22,8 @@ impl VarId {
 pub(crate) struct Stored<T> {
     pub(crate) name: &'static str,
     pub(crate) inherit: bool,
+    /// The variable is [pinned](crate::ContextVar::pinned): not listed by the iterators.
+    pub(crate) pinned: bool,
     pub(crate) value: T,
 }
 
@@ -29,6 +31,7 @@ pub(crate) struct Stored<T> {
 pub(crate) trait Erased: Any + Send + Sync {
     fn var_name(&self) -> &'static str;
     fn inheritable(&self) -> bool;
+    fn pinned(&self) -> bool;
     /// The variable's value itself, type-erased.
     fn value_any(&self) -> &(dyn Any + Send + Sync);
 }
@@ -44,6 +47,10 @@ impl<T: Send + Sync + 'static> Erased for Stored<T> {
 
     fn inheritable(&self) -> bool {
         self.inherit
+    }
+
+    fn pinned(&self) -> bool {
+        self.pinned
     }
 }
 

@@ -53,6 +53,8 @@ pub struct ContextVar<T> {
     name: &'static str,
     default: Default<T>,
     inherit: bool,
+    /// See [`pinned`](Self::pinned) (in `pinned.rs`).
+    pub(crate) pinned: bool,
     id: IdCell,
     _values: PhantomData<fn() -> T>,
 }
@@ -62,13 +64,13 @@ macro_rules! constructor {
         $(#[$meta])*
         #[cfg(not(loom))]
         pub const fn $name(name: &'static str $(, $arg: $ty)*) -> Self {
-            ContextVar { name, default: $default, inherit: true, id: IdCell::new(), _values: PhantomData }
+            ContextVar { name, default: $default, inherit: true, pinned: false, id: IdCell::new(), _values: PhantomData }
         }
 
         $(#[$meta])*
         #[cfg(loom)]
         pub fn $name(name: &'static str $(, $arg: $ty)*) -> Self {
-            ContextVar { name, default: $default, inherit: true, id: IdCell::new(), _values: PhantomData }
+            ContextVar { name, default: $default, inherit: true, pinned: false, id: IdCell::new(), _values: PhantomData }
         }
     };
 }
@@ -161,7 +163,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     /// Whether spawned work inherits this variable's value.
     pub fn is_inherited(&self) -> bool {
-        self.inherit
+        self.inherit || self.pinned
     }
 
     /// The variable's identity, unique in the process.
@@ -371,12 +373,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
-        if !self.inherit {
-            NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
+        if !self.inherit || self.pinned {
+            self.note_flags(id);
         }
         let stored = Arc::new(Stored {
             name: self.name,
-            inherit: self.inherit,
+            inherit: self.inherit | self.pinned,
+            pinned: self.pinned,
             value,
         });
         let value_ref: *const T = &stored.value;
@@ -395,6 +398,17 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             old: previous.top,
             below: previous.below,
             _type: PhantomData,
+        }
+    }
+
+    /// Records, once per set of an unusual variable, what the process-wide fast paths check:
+    /// a variable that opted out of inheritance, a pinned one.
+    #[cold]
+    fn note_flags(&self, id: VarId) {
+        if self.pinned {
+            crate::pinned::note_set(id);
+        } else {
+            NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
         }
     }
 

@@ -11,8 +11,6 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use contextvars::{Context, LogicalContext, run_with_logical_context};
 use parking_lot::Mutex;
 
-use crate::interpreters::{current_id, mark};
-
 /// What a resume produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GeneratorState<Y, R> {
@@ -191,8 +189,6 @@ impl Mode {
 /// caller's context, so its writes reach the caller.
 pub struct Gen<Y, R, A, F> {
     mode: Mode,
-    /// The interpreter the generator was made in, which its steps run as part of.
-    interp: u64,
     airlock: Airlock<Y, A>,
     body: Option<Pin<Box<F>>>,
     started: bool,
@@ -200,19 +196,22 @@ pub struct Gen<Y, R, A, F> {
 }
 
 impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
-    /// A generator running `producer`'s body, with a fresh logical context. Nothing of the
-    /// body runs until the first resume. Its `yield_`s return `()`; see
+    /// A generator running `producer`'s body, with a fresh logical context that keeps the
+    /// creator's [pinned](contextvars::pinned) values ([`LogicalContext::pinned`]: a
+    /// generator made inside an [interpreter](crate::interpreters) runs in it wherever it is
+    /// resumed). Nothing of the body runs until the first resume. Its `yield_`s return `()`; see
     /// [`with_resume_arg`](Gen::with_resume_arg) for a generator that receives values.
     pub fn new(producer: impl FnOnce(Co<Y, ()>) -> F) -> Self {
-        Self::with_mode(Mode::Logical(LogicalContext::new()), producer)
+        Self::with_mode(Mode::Logical(LogicalContext::pinned()), producer)
     }
 }
 
 impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// A generator whose `yield_`s return the argument of the next
-    /// [`resume_with`](Self::resume_with) (Python's `send()`), with a fresh logical context.
+    /// [`resume_with`](Self::resume_with) (Python's `send()`), with a fresh logical context
+    /// (as [`Gen::new`] makes).
     pub fn with_resume_arg(producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
-        Self::with_mode(Mode::Logical(LogicalContext::new()), producer)
+        Self::with_mode(Mode::Logical(LogicalContext::pinned()), producer)
     }
 
     pub(crate) fn with_mode(mode: Mode, producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
@@ -222,7 +221,6 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         };
         Gen {
             mode,
-            interp: current_id(),
             airlock,
             body: Some(Box::pin(producer(co))),
             started: false,
@@ -267,12 +265,10 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         }
         // The body moves into the step so that, if it panics, it is dropped during unwinding
         // inside the generator's context.
-        let marked = mark(self.interp);
         let (poll, body) = self.mode.run(move || {
             let mut task = TaskContext::from_waker(Waker::noop());
             (body.as_mut().poll(&mut task), body)
         });
-        drop(marked);
         match poll {
             Poll::Ready(result) => {
                 *self.airlock.lock() = Exchange::Empty;
@@ -367,7 +363,6 @@ impl<Y, R, A, F> Drop for Gen<Y, R, A, F> {
         if let Some(body) = self.body.take()
             && self.started
         {
-            let _marked = mark(self.interp);
             self.mode.run(move || drop(body));
         }
     }

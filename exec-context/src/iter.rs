@@ -7,7 +7,6 @@ use std::task::{Context as TaskContext, Poll};
 
 use contextvars::{LogicalContext, run_with_logical_context};
 
-use crate::interpreters::{current_id, mark};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
@@ -34,27 +33,27 @@ use pin_project_lite::pin_project;
 pub struct ContextualIter<I> {
     iter: Option<I>,
     lc: LogicalContext,
-    interp: u64,
 }
 
 impl<I> ContextualIter<I> {
-    /// Wraps `iter` with a fresh logical context.
+    /// Wraps `iter` with a fresh logical context, which keeps the creator's
+    /// [pinned](contextvars::pinned) values (so the iterator runs in the
+    /// [interpreter](crate::interpreters) it was made in, wherever it is advanced).
     pub fn new(iter: I) -> Self {
         ContextualIter {
             iter: Some(iter),
-            lc: LogicalContext::new(),
-            interp: current_id(),
+            lc: LogicalContext::pinned(),
         }
     }
 
-    /// Builds the iterator inside a fresh logical context, then wraps it with that context.
+    /// Builds the iterator inside a fresh logical context (as [`new`](Self::new) makes),
+    /// then wraps it with that context.
     pub fn build(make: impl FnOnce() -> I) -> Self {
-        let mut lc = LogicalContext::new();
+        let mut lc = LogicalContext::pinned();
         let iter = run_with_logical_context(&mut lc, make);
         ContextualIter {
             iter: Some(iter),
             lc,
-            interp: current_id(),
         }
     }
 
@@ -69,7 +68,6 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
 
     fn next(&mut self) -> Option<I::Item> {
         let iter = self.iter.as_mut()?;
-        let _marked = mark(self.interp);
         run_with_logical_context(&mut self.lc, || iter.next())
     }
 
@@ -83,7 +81,6 @@ impl<I: fmt::Debug> fmt::Debug for ContextualIter<I> {
         f.debug_struct("ContextualIter")
             .field("iter", &self.iter)
             .field("logical_context", &self.lc)
-            .field("interpreter", &self.interp)
             .finish()
     }
 }
@@ -92,7 +89,6 @@ impl<I> Drop for ContextualIter<I> {
     /// The iterator is dropped inside its logical context, like a generator's body.
     fn drop(&mut self) {
         if let Some(iter) = self.iter.take() {
-            let _marked = mark(self.interp);
             run_with_logical_context(&mut self.lc, move || drop(iter));
         }
     }
@@ -134,14 +130,12 @@ pin_project! {
         #[pin]
         stream: Option<S>,
         lc: LogicalContext,
-        interp: u64,
     }
 
     impl<S> PinnedDrop for ContextualStream<S> {
         fn drop(this: Pin<&mut Self>) {
-            let Projection { mut stream, lc, interp } = this.project();
+            let Projection { mut stream, lc } = this.project();
             if stream.as_mut().as_pin_mut().is_some() {
-                let _marked = mark(*interp);
                 run_with_logical_context(lc, || stream.set(None));
             }
         }
@@ -152,12 +146,9 @@ impl<S: Stream> Stream for ContextualStream<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { stream, lc, interp } = self.project();
+        let Projection { stream, lc } = self.project();
         match stream.as_pin_mut() {
-            Some(stream) => {
-                let _marked = mark(*interp);
-                run_with_logical_context(lc, || stream.poll_next(cx))
-            }
+            Some(stream) => run_with_logical_context(lc, || stream.poll_next(cx)),
             None => Poll::Ready(None),
         }
     }
@@ -172,7 +163,6 @@ impl<S: fmt::Debug> fmt::Debug for ContextualStream<S> {
         f.debug_struct("ContextualStream")
             .field("stream", &self.stream)
             .field("logical_context", &self.lc)
-            .field("interpreter", &self.interp)
             .finish()
     }
 }
@@ -186,12 +176,13 @@ impl<S> ContextualStream<S> {
 
 /// Adds context-carrying adapters to every [`Stream`].
 pub trait StreamExt: Stream + Sized {
-    /// Gives this stream async-generator semantics: each poll runs in its own logical context.
+    /// Gives this stream async-generator semantics: each poll runs in its own logical context
+    /// (which keeps the creator's [pinned](contextvars::pinned) values, as
+    /// [`ContextualIter::new`] does).
     fn with_logical_context(self) -> ContextualStream<Self> {
         ContextualStream {
             stream: Some(self),
-            lc: LogicalContext::new(),
-            interp: current_id(),
+            lc: LogicalContext::pinned(),
         }
     }
 

@@ -3,7 +3,6 @@
 //! Rayon's workers are ordinary threads with their own (empty) contexts, so a plain
 //! `rayon::spawn` or `join` loses the spawner's context variables (rayon#1018).
 
-use crate::interpreters::{current_id, run_marked};
 use crate::thread::job;
 
 /// `rayon::spawn` carrying a snapshot of the current context.
@@ -36,10 +35,9 @@ where
 {
     let ec = contextvars::get_execution_context().inherited();
     let (ec_a, ec_b) = (ec.clone(), ec);
-    let interp = current_id();
     rayon::join(
-        move || run_marked(interp, || contextvars::run_with_execution_context(&ec_a, a)),
-        move || run_marked(interp, || contextvars::run_with_execution_context(&ec_b, b)),
+        move || contextvars::run_with_execution_context(&ec_a, a),
+        move || contextvars::run_with_execution_context(&ec_b, b),
     )
 }
 
@@ -58,6 +56,5 @@ where
     R: Send,
 {
     let ec = contextvars::get_execution_context().inherited();
-    let interp = current_id();
-    pool.install(move || run_marked(interp, || contextvars::run_with_execution_context(&ec, f)))
+    pool.install(move || contextvars::run_with_execution_context(&ec, f))
 }

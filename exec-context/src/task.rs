@@ -9,8 +9,6 @@ use contextvars::{Context, ExecutionContext, get_execution_context, run_with_exe
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::interpreters::{current_id, mark, run_marked};
-
 /// The context spawned work starts from: a snapshot of the current one, without the
 /// variables that opted out of inheritance, under a fresh logical context.
 pub(crate) fn spawn_context() -> Context {
@@ -50,27 +48,25 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         context: Context,
-        interp: u64,
     }
 
     impl<F> PinnedDrop for WithContext<F> {
         fn drop(this: Pin<&mut Self>) {
-            let Projection { mut inner, context, interp } = this.project();
+            let Projection { mut inner, context } = this.project();
             if inner.as_mut().as_pin_mut().is_some() {
-                run_marked(*interp, || context.run(|| inner.set(None)));
+                context.run(|| inner.set(None));
             }
         }
     }
 }
 
 impl<F> WithContext<F> {
-    /// Wraps `inner` to run in `context`, as part of the current
-    /// [interpreter](crate::interpreters).
+    /// Wraps `inner` to run in `context` (and so in the [interpreter](crate::interpreters)
+    /// `context` belongs to, which its pinned values name).
     pub fn new(inner: F, context: Context) -> Self {
         WithContext {
             inner: Some(inner),
             context,
-            interp: current_id(),
         }
     }
 
@@ -85,16 +81,9 @@ impl<F: Future> Future for WithContext<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let Projection {
-            inner,
-            context,
-            interp,
-        } = self.project();
+        let Projection { inner, context } = self.project();
         match inner.as_pin_mut() {
-            Some(future) => {
-                let _marked = mark(*interp);
-                context.run(|| future.poll(cx))
-            }
+            Some(future) => context.run(|| future.poll(cx)),
             // Only reachable after the drop began; a completed future is never polled again
             // by a correct executor.
             None => Poll::Pending,
@@ -106,13 +95,9 @@ impl<S: Stream> Stream for WithContext<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection {
-            inner,
-            context,
-            interp,
-        } = self.project();
+        let Projection { inner, context } = self.project();
         match inner.as_pin_mut() {
-            Some(stream) => run_marked(*interp, || context.run(|| stream.poll_next(cx))),
+            Some(stream) => context.run(|| stream.poll_next(cx)),
             None => Poll::Ready(None),
         }
     }
@@ -159,8 +144,7 @@ pub fn bind<R>(callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
 
 /// Wraps a callback to run in `ec` (asyncio's `call_soon(..., context=ec)`).
 pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
-    let interp = current_id();
-    move || run_marked(interp, || run_with_execution_context(&ec, callback))
+    move || run_with_execution_context(&ec, callback)
 }
 
 impl<F> std::fmt::Debug for WithContext<F> {
@@ -168,7 +152,6 @@ impl<F> std::fmt::Debug for WithContext<F> {
         f.debug_struct("WithContext")
             .field("finished", &self.inner.is_none())
             .field("context", &self.context)
-            .field("interpreter", &self.interp)
             .finish_non_exhaustive()
     }
 }

@@ -1,16 +1,17 @@
 //! OS threads that start in a chosen execution context.
 
 use std::io;
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use contextvars::{ExecutionContext, get_execution_context, run_with_execution_context};
 
-use crate::interpreters::{ThreadTicket, current_id, run_marked};
-
 /// What execution context a new thread starts with.
 #[derive(Clone, Debug, Default)]
 pub enum Inheritance {
-    /// An empty context: PEP 550's rule for new threads (§Multithreaded Code).
+    /// An empty context: PEP 550's rule for new threads (§Multithreaded Code). It keeps the
+    /// spawner's [pinned](contextvars::pinned) values only ([`ExecutionContext::pinned`]), so a
+    /// thread spawned inside an [interpreter](crate::interpreters) stays in it.
     #[default]
     Empty,
     /// A snapshot of the spawner's context, taken at spawn, without the variables that opted
@@ -24,7 +25,11 @@ impl Inheritance {
     /// The context to start from, resolved in the spawning thread.
     fn resolve(self) -> Option<ExecutionContext> {
         match self {
-            Inheritance::Empty => None,
+            Inheritance::Empty => {
+                let pinned = ExecutionContext::pinned();
+                // Nothing pinned: the thread's own empty context will do, without a frame.
+                (pinned.depth() > 0).then_some(pinned)
+            }
             Inheritance::Inherit => Some(get_execution_context().inherited()),
             Inheritance::Given(ec) => Some(ec),
         }
@@ -52,8 +57,29 @@ where
     T: Send + 'static,
 {
     let start = policy.resolve();
-    let ticket = ThreadTicket::new();
-    std::thread::spawn(move || ticket.run(|| run_in(start, f)))
+    let guard = spawn_guard();
+    std::thread::spawn(move || {
+        let _guard = guard;
+        run_in(start, f)
+    })
+}
+
+/// What a layer above gives every thread spawned here, to hold until it ends.
+type SpawnHook = fn() -> Option<Box<dyn Send>>;
+
+static SPAWN_HOOK: OnceLock<SpawnHook> = OnceLock::new();
+
+/// Installs the hook whose result every thread spawned by [`spawn`] or [`Builder::spawn`]
+/// holds until it ends (the first hook installed stays). The interpreters use it to count the
+/// threads started inside an interpreter, which cannot be closed while they run; this module
+/// knows nothing of them.
+pub(crate) fn set_spawn_hook(hook: SpawnHook) {
+    let _ = SPAWN_HOOK.set(hook);
+}
+
+/// The hook's guard for a thread about to be spawned, taken in the spawning thread.
+fn spawn_guard() -> Option<Box<dyn Send>> {
+    SPAWN_HOOK.get().and_then(|hook| hook())
 }
 
 fn run_in<T>(start: Option<ExecutionContext>, f: impl FnOnce() -> T) -> T {
@@ -114,8 +140,11 @@ impl Builder {
         T: Send + 'static,
     {
         let start = self.policy.resolve();
-        let ticket = ThreadTicket::new();
-        self.inner.spawn(move || ticket.run(|| run_in(start, f)))
+        let guard = spawn_guard();
+        self.inner.spawn(move || {
+            let _guard = guard;
+            run_in(start, f)
+        })
     }
 }
 
@@ -135,6 +164,5 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let ec = get_execution_context().inherited();
-    let interp = current_id();
-    move || run_marked(interp, || run_with_execution_context(&ec, f))
+    move || run_with_execution_context(&ec, f)
 }

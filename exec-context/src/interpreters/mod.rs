@@ -6,15 +6,38 @@
 //! An [`Interpreter`] is an isolation domain for execution contexts. Running code in it
 //! ([`exec`](Interpreter::exec), [`call`](Interpreter::call)) swaps the current thread's whole
 //! context state for the interpreter's state *for this thread*, and swaps the caller's back
-//! afterwards — also when the code panics. So a [`ContextVar`](contextvars::ContextVar) set in
+//! afterwards — also when the code panics. So a [`ContextVar`] set in
 //! interpreter A is invisible in B and in the main interpreter, and is still there at A's next
 //! `exec` on the same thread (like CPython, context state belongs to a thread state, and a
-//! thread state to one interpreter). Tasks ([`FutureExt`](crate::FutureExt), the `tokio` and
-//! `rayon` wrappers), generators ([`Gen`](crate::Gen), [`ContextualIter`](crate::ContextualIter))
-//! and threads ([`thread::spawn`](crate::thread::spawn)) started inside an interpreter stay in
-//! it: [`get_current`] inside them is that interpreter, wherever they are polled or resumed.
-//! (A bare `std::thread::spawn` knows nothing of interpreters: its thread starts in the main
-//! one.)
+//! thread state to one interpreter).
+//!
+//! # Which interpreter code runs in
+//!
+//! The current interpreter is part of the context state itself: every context an interpreter
+//! runs code in holds the interpreter's ID in a [pinned](contextvars::pinned) context
+//! variable, private to this module. Pinned values are always inherited and are kept even by
+//! contexts made afresh, so whatever captures the context state takes the interpreter along,
+//! and no spawn path has to know about interpreters: tasks ([`FutureExt`](crate::FutureExt),
+//! the `tokio` wrappers and runtime hooks, [`TaskContext`](crate::task_context::TaskContext),
+//! `rayon`), generators ([`Gen`](crate::Gen), [`ContextualIter`](crate::ContextualIter),
+//! whose fresh logical contexts keep their creator's pinned values), fibers and threads
+//! ([`thread::spawn`](crate::thread::spawn), whose empty policy keeps them too) started
+//! inside an interpreter stay in it: [`get_current`] inside them is that interpreter,
+//! wherever they are polled or resumed. The interpreter code runs in is the one its context
+//! belongs to:
+//!
+//! - work given an explicit context runs in that context's interpreter (a snapshot taken in
+//!   the main interpreter, or an [`ExecutionContext::new`](contextvars::ExecutionContext::new),
+//!   which is empty without exception, runs in the main one; a
+//!   [`Context::new`](contextvars::Context::new) or
+//!   [`ExecutionContext::pinned`](contextvars::ExecutionContext::pinned) made inside an
+//!   interpreter stays in it);
+//! - a generator made in the main interpreter has no interpreter of its own and runs in the
+//!   one that resumes it, whose context variables it sees; one made inside an interpreter
+//!   runs in it wherever it is resumed;
+//! - a bare `std::thread::spawn` starts with an empty context, so in the main interpreter.
+//!
+//! The mark is not listed: inside `exec`, `copy_context().is_empty()` holds as before.
 //!
 //! Each interpreter also has a `__main__` namespace of [`Shareable`] values that persists
 //! between runs ([`prepare_main`](Interpreter::prepare_main),
@@ -109,7 +132,7 @@ mod registry;
 mod shareable;
 mod sync;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -117,7 +140,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{JoinHandle, ThreadId};
 
-use contextvars::Context;
+use contextvars::{Context, ContextVar};
 
 pub use channel::{
     RecvChannel, SendChannel, channel, create_channel, create_channel_with, list_all_channels,
@@ -177,9 +200,19 @@ pub enum UnboundPolicy {
     Remove,
 }
 
+/// The interpreter code runs in, as a [pinned](contextvars::pinned) context variable: every
+/// context an interpreter runs code in holds its ID here, and every context made from one
+/// (snapshots, tasks, threads, generators, `Context::new`) carries it along, so work started
+/// inside an interpreter stays in it without any spawn path knowing about interpreters. No
+/// value means the main interpreter.
+#[cfg(not(loom))]
+static CURRENT: ContextVar<u64> = ContextVar::new("exec_context.interpreter").pinned();
+/// Under loom, variables cannot be made in a `const` (the loom models never read this one).
+#[cfg(loom)]
+static CURRENT: std::sync::LazyLock<ContextVar<u64>> =
+    std::sync::LazyLock::new(|| ContextVar::new("exec_context.interpreter").pinned());
+
 thread_local! {
-    /// The interpreter the thread is running in: 0 is the main interpreter.
-    static CURRENT: Cell<u64> = const { Cell::new(0) };
     /// The interpreters this thread ran in, whose saved state for the thread goes when it ends.
     static VISITS: Visits = Visits {
         thread: std::thread::current().id(),
@@ -187,60 +220,17 @@ thread_local! {
     };
 }
 
-/// The ID of the interpreter the current thread is running in.
+/// The ID of the interpreter the current code runs in (0: the main interpreter).
 pub(crate) fn current_id() -> u64 {
-    CURRENT.with(Cell::get)
+    CURRENT.with(|id| id.copied().unwrap_or(0))
 }
 
-/// Runs `f` as part of interpreter `id`: [`get_current`] inside is that interpreter. Used by
-/// the tasks, generators and threads started inside an interpreter; when `id` is current
-/// already (the usual case) it costs one thread-local read.
-#[inline]
-pub(crate) fn run_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
-    if CURRENT.with(Cell::get) == id {
-        f()
-    } else {
-        switch_marked(id, f)
-    }
-}
-
-#[cold]
-fn switch_marked<R>(id: u64, f: impl FnOnce() -> R) -> R {
-    let _restore = MarkGuard::switch(id);
-    f()
-}
-
-/// Makes interpreter `id` the current one until the guard drops: [`run_marked`] for code
-/// that cannot be wrapped in a closure without costing the optimizer its inlining (a
-/// generator's step, a task's poll). `None`, and one thread-local read, when `id` is
-/// current already.
-#[inline]
-pub(crate) fn mark(id: u64) -> Option<MarkGuard> {
-    if CURRENT.with(Cell::get) == id {
-        None
-    } else {
-        Some(MarkGuard::switch(id))
-    }
-}
-
-/// Restores the previous current interpreter when dropped (also during unwinding).
-pub(crate) struct MarkGuard {
-    previous: u64,
-}
-
-impl MarkGuard {
-    #[cold]
-    fn switch(id: u64) -> Self {
-        MarkGuard {
-            previous: CURRENT.with(|current| current.replace(id)),
-        }
-    }
-}
-
-impl Drop for MarkGuard {
-    fn drop(&mut self) {
-        CURRENT.with(|current| current.set(self.previous));
-    }
+/// A fresh context of interpreter `id` for one thread: nothing of the caller's, only the
+/// interpreter's mark.
+fn fresh_context(id: u64) -> Context {
+    let mut context = Context::from(contextvars::ExecutionContext::new());
+    context.run(|| drop(CURRENT.set(id)));
+    context
 }
 
 struct Visits {
@@ -272,38 +262,28 @@ impl Drop for Visits {
 }
 
 /// A thread started inside an interpreter: counted until it ends, so the interpreter cannot
-/// be closed under it.
-pub(crate) struct ThreadTicket {
-    id: u64,
-    inner: Option<Arc<Inner>>,
+/// be closed under it. Made by [`crate::thread`]'s spawn hook, which [`create`] installs.
+struct ThreadTicket {
+    inner: Arc<Inner>,
 }
 
 impl ThreadTicket {
-    /// A ticket for a thread about to be started from the current interpreter.
-    pub(crate) fn new() -> Self {
+    /// A ticket for a thread about to be started from the current interpreter (none from the
+    /// main one).
+    fn for_current() -> Option<Box<dyn Send>> {
         let id = current_id();
-        let inner = if id == 0 {
-            None
-        } else {
-            registry::interpreter(id)
-        };
-        if let Some(inner) = &inner {
-            inner.lock().threads += 1;
+        if id == 0 {
+            return None;
         }
-        ThreadTicket { id, inner }
-    }
-
-    /// Runs the thread's body inside the interpreter.
-    pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
-        run_marked(self.id, f)
+        let inner = registry::interpreter(id)?;
+        inner.lock().threads += 1;
+        Some(Box::new(ThreadTicket { inner }))
     }
 }
 
 impl Drop for ThreadTicket {
     fn drop(&mut self) {
-        if let Some(inner) = &self.inner {
-            inner.lock().threads -= 1;
-        }
+        self.inner.lock().threads -= 1;
     }
 }
 
@@ -389,6 +369,7 @@ static MAIN: LazyLock<Arc<Inner>> = LazyLock::new(|| Arc::new(Inner::new(0)));
 /// assert!(!a.is_running());
 /// ```
 pub fn create() -> Interpreter {
+    crate::thread::set_spawn_hook(ThreadTicket::for_current);
     let inner = Arc::new(Inner::new(registry::next_interpreter_id()));
     registry::add_interpreter(&inner);
     Interpreter { inner }
@@ -651,7 +632,7 @@ impl Interpreter {
         let thread = VISITS
             .try_with(|visits| visits.thread)
             .unwrap_or_else(|_| std::thread::current().id());
-        let (mut context, first_visit) = {
+        let (context, first_visit) = {
             let mut state = self.inner.lock();
             if state.closed {
                 return Err(InterpreterError::NotFound { id });
@@ -661,10 +642,10 @@ impl Interpreter {
             }
             state.running = true;
             match state.contexts.get_mut(&thread) {
-                Some(slot) => (slot.take().unwrap_or_default(), false),
+                Some(slot) => (slot.take(), false),
                 None => {
                     state.contexts.insert(thread, None);
-                    (Context::new(), true)
+                    (None, true)
                 }
             }
         };
@@ -673,8 +654,11 @@ impl Interpreter {
             // During thread teardown there is nothing left to clean up after.
             let _ = VISITS.try_with(|visits| visits.remember(weak));
         }
+        // Outside the lock: the context's first `set` may run watchers.
+        let mut context = context.unwrap_or_else(|| fresh_context(id));
         // Panics are caught inside the context, so the context always comes back to be saved.
-        let outcome = run_marked(id, || context.run(|| catch_unwind(AssertUnwindSafe(f))));
+        // The context holds the interpreter's mark, so `get_current` inside is this one.
+        let outcome = context.run(|| catch_unwind(AssertUnwindSafe(f)));
         {
             let mut state = self.inner.lock();
             state.running = false;
