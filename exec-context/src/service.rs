@@ -16,11 +16,15 @@
 //!
 //! # Cost
 //!
-//! Per request, with two propagated variables (release build, one thread, the report's
-//! machine): writing the header about 1.3 µs, of which OpenTelemetry's propagator (its
-//! `Baggage` map, a `Context`, the join) is about 0.7 µs; reading it, decoding both values and
-//! building the request's context about 0.75 µs. The report's `service` section measures the
-//! layers end to end on a loopback server.
+//! Per request, with two propagated variables (release build, default target, counted with
+//! callgrind): the client layer about 2,600 instructions, the server layer (parsing, decoding
+//! both values, building the request's context, entering it on each poll) about 6,300.
+//! Nothing is done when no registered variable has a value. OpenTelemetry's propagator (its
+//! `Baggage` map, a `Context`, the join: about 7,700 instructions) runs once per distinct
+//! member list per thread: each thread remembers what it wrote for the last 32 lists (text
+//! only: no value of a variable is kept alive by it), since a context sends the same values
+//! with every request it makes. The report's `service` section measures the layers end to
+//! end on a loopback server.
 //!
 //! ```
 //! use exec_context::propagate::{Propagated, Registry};
@@ -46,13 +50,14 @@
 //! assert_eq!(response.into_body(), "acme");
 //! ```
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context as TaskContext, Poll};
 
 use contextvars::{Context, get_execution_context};
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::{Injector, TextMapPropagator};
@@ -66,6 +71,9 @@ use crate::propagate::{Carrier, PropagationError, Registry, baggage};
 
 /// The header's name.
 pub const BAGGAGE: &str = "baggage";
+
+/// [`BAGGAGE`] as a header name, so that no lookup parses it again.
+const BAGGAGE_NAME: HeaderName = HeaderName::from_static(BAGGAGE);
 
 /// Most members OpenTelemetry 0.33's `Baggage` holds (it drops the rest silently); a longer
 /// list is joined here instead.
@@ -148,18 +156,13 @@ impl Registry {
     /// assert!(!had_errors);
     /// ```
     pub fn extract(&self, headers: &HeaderMap) -> (Context, bool) {
-        let mut values = headers.get_all(BAGGAGE).iter().peekable();
+        let mut values = headers.get_all(&BAGGAGE_NAME).iter().peekable();
         if values.peek().is_none() {
             return (Context::new(), false);
         }
         let parsed = baggage::parse(values.map(HeaderValue::as_bytes));
         let mut errors = parsed.errors;
-        let pairs: Vec<_> = parsed
-            .members
-            .into_iter()
-            .map(|member| (member.key, member.value))
-            .collect();
-        let (context, decode_errors) = self.decode_context(&pairs);
+        let (context, decode_errors) = self.decode_context(&parsed.members);
         errors.extend(decode_errors);
         let had_errors = !errors.is_empty();
         self.report_errors(Carrier::IncomingBaggage, errors);
@@ -187,50 +190,143 @@ impl Registry {
     pub fn inject(&self, headers: &mut HeaderMap) {
         let (ours, mut errors) = self.encode_escaped(&get_execution_context());
         if !ours.is_empty() {
-            // Members already there under other keys are kept as they were written.
-            let mut kept: Vec<&[u8]> = Vec::new();
-            for value in headers.get_all(BAGGAGE) {
-                for raw in value.as_bytes().split(|&b| b == b',') {
-                    let raw = raw.trim_ascii();
-                    let end = raw
-                        .iter()
-                        .position(|&b| b == b'=' || b == b';')
-                        .unwrap_or(raw.len());
-                    let key = raw[..end].trim_ascii();
-                    if !raw.is_empty() && !ours.iter().any(|(k, _)| k.as_bytes() == key) {
-                        kept.push(raw);
-                    }
+            if !headers.contains_key(&BAGGAGE_NAME) {
+                // The usual case: the header is ours alone.
+                let (members, dropped) = baggage::fit(ours, (0, 0));
+                errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
+                    key: key.to_string(),
+                }));
+                if let Some(value) = header_value(&members) {
+                    headers.insert(BAGGAGE_NAME, value);
                 }
-            }
-            let already = (
-                kept.iter().map(|m| m.len()).sum::<usize>() + kept.len().saturating_sub(1),
-                kept.len(),
-            );
-            let (members, dropped) = baggage::fit(ours, already);
-            errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
-                key: key.to_string(),
-            }));
-            let written = write_members(&members);
-            let value = if kept.is_empty() {
-                HeaderValue::try_from(written)
             } else {
-                let mut joined = kept.join(&b","[..]);
-                if !written.is_empty() {
-                    joined.push(b',');
-                    joined.extend_from_slice(written.as_bytes());
-                }
-                HeaderValue::try_from(joined)
-            };
-            headers.remove(BAGGAGE);
-            match value {
-                Ok(value) if !value.is_empty() => {
-                    headers.insert(BAGGAGE, value);
-                }
-                _ => {}
+                errors.extend(merge(headers, ours));
             }
         }
         self.report_errors(Carrier::OutgoingBaggage, errors);
     }
+}
+
+/// Writes `ours` into the `baggage` header of `headers`, which already has one: members
+/// under other keys are kept as they were written, ours replace those with the same keys.
+fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<PropagationError> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for value in headers.get_all(&BAGGAGE_NAME) {
+        for raw in value.as_bytes().split(|&b| b == b',') {
+            let raw = raw.trim_ascii();
+            let end = raw
+                .iter()
+                .position(|&b| b == b'=' || b == b';')
+                .unwrap_or(raw.len());
+            let key = raw[..end].trim_ascii();
+            if !raw.is_empty() && !ours.iter().any(|(k, _)| k.as_bytes() == key) {
+                kept.push(raw);
+            }
+        }
+    }
+    let already = (
+        kept.iter().map(|m| m.len()).sum::<usize>() + kept.len().saturating_sub(1),
+        kept.len(),
+    );
+    let (members, dropped) = baggage::fit(ours, already);
+    let errors = dropped
+        .into_iter()
+        .map(|key| PropagationError::OverLimit {
+            key: key.to_string(),
+        })
+        .collect();
+    let written = write_members(&members);
+    let value = if kept.is_empty() {
+        HeaderValue::try_from(written)
+    } else {
+        let mut joined = kept.join(&b","[..]);
+        if !written.is_empty() {
+            joined.push(b',');
+            joined.extend_from_slice(written.as_bytes());
+        }
+        HeaderValue::try_from(joined)
+    };
+    headers.remove(&BAGGAGE_NAME);
+    match value {
+        Ok(value) if !value.is_empty() => {
+            headers.insert(BAGGAGE_NAME, value);
+        }
+        _ => {}
+    }
+    errors
+}
+
+/// Header values remembered per thread, by the members they hold.
+const WRITTEN_CACHE: usize = 32;
+/// Longer member lists are written afresh every time.
+const WRITTEN_CACHE_MAX_LEN: usize = 512;
+
+/// What OpenTelemetry's propagator wrote for recently sent member lists, each keyed by the
+/// plain join of its members (and a hash of it, compared first). Only text is kept: no value
+/// of a variable outlives its context here.
+#[derive(Default)]
+struct Written {
+    entries: Vec<(u64, String, HeaderValue)>,
+    /// The entry replaced next once the cache is full (round robin).
+    next: usize,
+}
+
+thread_local! {
+    static WRITTEN: RefCell<Written> = RefCell::new(Written::default());
+}
+
+/// FNV-1a: enough to tell a few dozen short keys apart before comparing them.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The header value for already escaped `key=value` members: what [`write_members`] makes
+/// of them, remembered per thread, since a context sends the same values with each of its
+/// requests and OpenTelemetry's propagator is most of the cost of writing them.
+fn header_value(members: &[(&str, String)]) -> Option<HeaderValue> {
+    if members.is_empty() {
+        return None;
+    }
+    let key_len = members
+        .iter()
+        .map(|(key, value)| key.len() + 1 + value.len() + 1)
+        .sum::<usize>();
+    if key_len > WRITTEN_CACHE_MAX_LEN {
+        return HeaderValue::try_from(write_members(members)).ok();
+    }
+    // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
+    let mut key = String::with_capacity(key_len);
+    for (name, value) in members {
+        key.push_str(name);
+        key.push('=');
+        key.push_str(value);
+        key.push(',');
+    }
+    let hash = fnv1a(key.as_bytes());
+    WRITTEN
+        .try_with(|written| {
+            let mut written = written.borrow_mut();
+            if let Some((_, _, value)) = written
+                .entries
+                .iter()
+                .find(|(h, k, _)| *h == hash && *k == key)
+            {
+                return Some(value.clone());
+            }
+            let value = HeaderValue::try_from(write_members(members)).ok()?;
+            let entry = (hash, key, value.clone());
+            if written.entries.len() < WRITTEN_CACHE {
+                written.entries.push(entry);
+            } else {
+                let next = written.next;
+                written.entries[next] = entry;
+                written.next = (next + 1) % WRITTEN_CACHE;
+            }
+            Some(value)
+        })
+        .unwrap_or_else(|_| HeaderValue::try_from(write_members(members)).ok())
 }
 
 fn propagator() -> &'static BaggagePropagator {

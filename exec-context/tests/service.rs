@@ -722,3 +722,74 @@ fn outgoing_members_past_the_limits_are_left_out_whole() {
     });
     assert_eq!(reports.lock().unwrap().len(), 1);
 }
+
+/// What OpenTelemetry's own extractor reads from `headers`' `baggage`: `(key, value)` sorted.
+fn read_with_opentelemetry(headers: &HeaderMap) -> Vec<(String, String)> {
+    let cx = opentelemetry_sdk::propagation::BaggagePropagator::new()
+        .extract(&opentelemetry_http::HeaderExtractor(headers));
+    let mut members: Vec<_> = cx
+        .baggage()
+        .iter()
+        .map(|(k, (v, _))| (k.as_str().to_owned(), v.as_str().to_owned()))
+        .collect();
+    members.sort();
+    members
+}
+
+#[test]
+fn headers_written_again_follow_every_change_of_values() {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let registry = registry(&reports);
+    // More distinct contexts than a thread remembers headers for, each sending several
+    // times, in turns: every header says exactly what its context holds.
+    let mut contexts: Vec<_> = (0..40)
+        .map(|i| {
+            let mut context = contextvars::Context::new();
+            context.run(|| {
+                REQUEST_ID.set(format!("r-{i}"));
+                if i % 2 == 0 {
+                    TENANT.set(format!("Amélie & co {i}"));
+                }
+            });
+            context
+        })
+        .collect();
+    for _round in 0..3 {
+        for (i, context) in contexts.iter_mut().enumerate() {
+            let headers = context.run(|| {
+                let mut headers = HeaderMap::new();
+                registry.inject(&mut headers);
+                headers
+            });
+            let mut expected = vec![("request-id".to_owned(), format!("r-{i}"))];
+            if i % 2 == 0 {
+                expected.push(("tenant".to_owned(), format!("Amélie & co {i}")));
+            }
+            assert_eq!(read_with_opentelemetry(&headers), expected, "context {i}");
+            let (seen, errors) = registry.extract(&headers);
+            assert!(!errors);
+            assert_eq!(seen.get(&REQUEST_ID), Some(format!("r-{i}")));
+            assert_eq!(seen.get(&TENANT).is_some(), i % 2 == 0);
+        }
+    }
+    // A value changed in place of the same context is sent as it is now.
+    contexts[0].run(|| {
+        REQUEST_ID.set("r-new".into());
+        let mut headers = HeaderMap::new();
+        registry.inject(&mut headers);
+        assert_eq!(
+            read_with_opentelemetry(&headers),
+            [
+                ("request-id".to_owned(), "r-new".to_owned()),
+                ("tenant".to_owned(), "Amélie & co 0".to_owned())
+            ]
+        );
+    });
+    // Nothing set: no header at all.
+    contextvars::Context::new().run(|| {
+        let mut headers = HeaderMap::new();
+        registry.inject(&mut headers);
+        assert!(headers.is_empty());
+    });
+    assert!(reports.lock().unwrap().is_empty());
+}

@@ -187,6 +187,10 @@ fn hex(b: u8) -> Option<u8> {
 ///
 /// [`Syntax::InvalidValue`] or [`Syntax::BadPercentEscape`].
 pub fn decode_value(raw: &[u8]) -> Result<Result<String, NotUtf8>, Syntax> {
+    if raw.iter().all(|&b| b != b'%' && is_baggage_octet(b)) {
+        // Baggage-octets are ASCII, and there is no escape: nothing to decode.
+        return Ok(Ok(String::from_utf8_lossy(raw).into_owned()));
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -278,10 +282,22 @@ fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
 /// assert!(matches!(parsed.errors[..], [PropagationError::TooLong { .. }]));
 /// ```
 pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
-    let headers: Vec<&'a [u8]> = headers
-        .into_iter()
-        .filter(|h| !trim_ows(h).is_empty())
-        .collect();
+    let mut nonempty = headers.into_iter().filter(|h| !trim_ows(h).is_empty());
+    // One header (the usual case) needs no list of them.
+    let first = nonempty.next();
+    let single;
+    let many: Vec<&'a [u8]>;
+    let headers: &[&'a [u8]] = match (first, nonempty.next()) {
+        (None, _) => &[],
+        (Some(first), None) => {
+            single = [first];
+            &single
+        }
+        (Some(first), Some(second)) => {
+            many = [first, second].into_iter().chain(nonempty).collect();
+            &many
+        }
+    };
     let bytes = headers.iter().map(|h| h.len()).sum::<usize>() + headers.len().saturating_sub(1);
     let mut parsed = Parsed::default();
     if bytes > MAX_BYTES {
@@ -298,6 +314,7 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
             .push(PropagationError::TooManyMembers { members });
         return parsed;
     }
+    parsed.members.reserve(members);
     let all = headers.iter().flat_map(|h| h.split(|&b| b == b','));
     for (index, raw) in all.enumerate() {
         match parse_member(raw) {
@@ -325,7 +342,7 @@ pub fn escape(value: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(value.len());
     for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if is_unreserved_byte(b) {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -334,6 +351,16 @@ pub fn escape(value: &str) -> String {
         }
     }
     out
+}
+
+fn is_unreserved_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Whether [`escape`] leaves `value` as it is (ASCII letters, digits and `-._~` only).
+#[cfg(feature = "tower")]
+pub(crate) fn is_unreserved(value: &str) -> bool {
+    value.bytes().all(is_unreserved_byte)
 }
 
 /// Chooses which `key=escaped-value` members fit in one header within the limits, keeping

@@ -459,6 +459,37 @@ impl std::error::Error for RegistryError {}
 
 type Reporter = Arc<dyn Fn(&Report) + Send + Sync>;
 
+/// Registries with at most this many variables find a wire name by scanning, not hashing.
+const LINEAR_LOOKUP_MAX: usize = 8;
+/// Up to this many variables (and pairs), decoding keeps its bookkeeping on the stack.
+const SMALL: usize = 16;
+
+/// A decoded `(key, text)` pair, whatever holds it: `Err` for a value that was not UTF-8.
+pub(crate) trait Pair {
+    fn key(&self) -> &str;
+    fn value(&self) -> Result<&str, baggage::NotUtf8>;
+}
+
+impl Pair for (&str, Result<String, baggage::NotUtf8>) {
+    fn key(&self) -> &str {
+        self.0
+    }
+
+    fn value(&self) -> Result<&str, baggage::NotUtf8> {
+        self.1.as_deref().map_err(|&e| e)
+    }
+}
+
+impl Pair for baggage::Member<'_> {
+    fn key(&self) -> &str {
+        self.key
+    }
+
+    fn value(&self) -> Result<&str, baggage::NotUtf8> {
+        self.value.as_deref().map_err(|&e| e)
+    }
+}
+
 fn default_reporter(report: &Report) {
     tracing::warn!(
         target: "exec_context::propagate",
@@ -704,7 +735,15 @@ impl Registry {
         for entry in &self.inner.entries {
             match entry.encode_in(ec) {
                 None => {}
-                Some(Ok(text)) => members.push((entry.wire(), baggage::escape(&text))),
+                Some(Ok(text)) => {
+                    // Most values (ids, names, numbers) need no escape: keep their text.
+                    let escaped = if baggage::is_unreserved(&text) {
+                        text
+                    } else {
+                        baggage::escape(&text)
+                    };
+                    members.push((entry.wire(), escaped));
+                }
                 Some(Err(message)) => errors.push(PropagationError::Encode {
                     key: entry.wire().to_string(),
                     message,
@@ -741,19 +780,16 @@ impl Registry {
 
     /// Decodes `(key, text)` pairs (`Err` for a value that was not UTF-8) into a fresh
     /// execution context.
-    pub(crate) fn decode_all(
+    pub(crate) fn decode_all<P: Pair>(
         &self,
-        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
+        pairs: &[P],
     ) -> (ExecutionContext, Vec<PropagationError>) {
         let (context, errors) = self.decode_context(pairs);
         (context.execution_context(), errors)
     }
 
     /// As `decode_all`, as a [`Context`] to run a task in.
-    pub(crate) fn decode_context(
-        &self,
-        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
-    ) -> (Context, Vec<PropagationError>) {
+    pub(crate) fn decode_context<P: Pair>(&self, pairs: &[P]) -> (Context, Vec<PropagationError>) {
         let mut context = Context::new();
         if pairs.is_empty() {
             return (context, Vec::new());
@@ -762,31 +798,56 @@ impl Registry {
         (context, errors)
     }
 
+    /// The index of the entry with wire name `key`. Small registries (the usual case) are
+    /// scanned, which costs less than hashing the key.
+    fn index_of(&self, key: &str) -> Option<usize> {
+        if self.inner.entries.len() <= LINEAR_LOOKUP_MAX {
+            self.inner
+                .entries
+                .iter()
+                .position(|entry| entry.wire() == key)
+        } else {
+            self.inner.by_wire.get(key).copied()
+        }
+    }
+
     /// Decodes `(key, text)` pairs and sets the variables in the current context. A key that
     /// is unknown, repeated, not UTF-8 or not decodable sets nothing and comes back as an
     /// error (a repeated key once).
-    pub(crate) fn decode_here(
-        &self,
-        pairs: &[(&str, Result<String, baggage::NotUtf8>)],
-    ) -> Vec<PropagationError> {
+    pub(crate) fn decode_here<P: Pair>(&self, pairs: &[P]) -> Vec<PropagationError> {
         let mut errors = Vec::new();
-        // Per entry: how often its key came.
-        let mut counts = vec![0u32; self.inner.entries.len()];
-        let indices: Vec<Option<usize>> = pairs
-            .iter()
-            .map(|(key, _)| {
-                let index = self.inner.by_wire.get(key).copied();
-                match index {
-                    Some(i) => counts[i] += 1,
-                    None => errors.push(PropagationError::UnknownKey {
-                        key: key.to_string(),
-                    }),
-                }
-                index
-            })
-            .collect();
-        for ((key, value), index) in pairs.iter().zip(indices) {
-            let Some(index) = index else { continue };
+        let entries = self.inner.entries.len();
+        // Per entry: how often its key came; per pair: its entry. On the stack for the usual
+        // sizes.
+        let mut counts_small = [0u32; SMALL];
+        let mut counts_large = Vec::new();
+        let counts: &mut [u32] = if entries <= SMALL {
+            &mut counts_small[..entries]
+        } else {
+            counts_large.resize(entries, 0);
+            &mut counts_large
+        };
+        let mut indices_small = [None; SMALL];
+        let mut indices_large = Vec::new();
+        let indices: &mut [Option<usize>] = if pairs.len() <= SMALL {
+            &mut indices_small[..pairs.len()]
+        } else {
+            indices_large.resize(pairs.len(), None);
+            &mut indices_large
+        };
+        for (pair, slot) in pairs.iter().zip(indices.iter_mut()) {
+            let key = pair.key();
+            *slot = self.index_of(key);
+            match *slot {
+                Some(i) => counts[i] += 1,
+                None => errors.push(PropagationError::UnknownKey {
+                    key: key.to_string(),
+                }),
+            }
+        }
+        for (pair, index) in pairs.iter().zip(indices.iter()) {
+            let Some(index) = *index else { continue };
+            let key = pair.key();
             match counts[index] {
                 1 => {}
                 // Repeated, and already reported.
@@ -799,7 +860,7 @@ impl Registry {
                     continue;
                 }
             }
-            match value {
+            match pair.value() {
                 Err(baggage::NotUtf8) => errors.push(PropagationError::InvalidUtf8 {
                     key: key.to_string(),
                 }),

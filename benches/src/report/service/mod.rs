@@ -3,11 +3,15 @@
 //!
 //! - **Load**: a hyper-util client calls a hyper server on 127.0.0.1 (an ephemeral port),
 //!   [`REQUESTS`] requests from [`CONCURRENCY`] concurrent callers, once with
-//!   `ClientLayer` → `ServerLayer` (two propagated variables set, so the `baggage` header is
+//!   `ClientLayer` → `ServerLayer` (two propagated variables set, the request id one per caller, so the `baggage` header is
 //!   written, parsed and decoded for every request, and the handler reads both) and once
 //!   without the layers (the handler reads the same variables, unset). The rounds alternate
-//!   ([`ROUNDS`] each); the table shows the round with the median throughput of each, with
-//!   its p50 and p99 latency (per request, wall clock, from send to complete body).
+//!   ([`ROUNDS`] each, the two orders taking turns); the table shows the round with the
+//!   median throughput of each, with its p50 and p99 latency (per request, wall clock, from
+//!   send to complete body), and the process CPU time per request (client and server run in
+//!   this process). The targets compare each round with its partner and take the median of
+//!   the [`ROUNDS`] comparisons; the throughput is also compared per CPU second, which the
+//!   other programs on a shared machine do not move.
 //! - **Process**: `process::spawn` + `join` of a child that returns at once, with
 //!   `Inheritance::Empty` and with `Inheritance::Inherit` (two propagated variables handed
 //!   over): the median of [`SPAWNS`] spawns each, the two policies alternating.
@@ -41,7 +45,7 @@ pub const SMOKE_REQUESTS: usize = 1_000;
 /// Concurrent callers.
 pub const CONCURRENCY: usize = 32;
 /// Load runs per configuration (alternating).
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 7;
 /// Child processes per policy.
 pub const SPAWNS: usize = 20;
 
@@ -75,8 +79,21 @@ pub struct LoadRun {
     pub p50_us: f64,
     /// 99th percentile latency, µs.
     pub p99_us: f64,
+    /// Process CPU time per request, µs (client and server together).
+    pub cpu_us: f64,
     /// Requests whose handler did not see the expected values (must be 0).
     pub wrong: usize,
+}
+
+/// What the layers cost, as the median over the rounds of each round against its partner.
+#[derive(Clone, Debug)]
+pub struct LayerCost {
+    /// Throughput lost (a fraction; negative: gained), wall clock.
+    pub throughput_loss: f64,
+    /// Throughput lost per CPU second (a fraction): `1 - plain CPU / layered CPU` per request.
+    pub cpu_throughput_loss: f64,
+    /// p99 latency added, µs.
+    pub p99_added_us: f64,
 }
 
 /// One process row.
@@ -97,6 +114,8 @@ pub struct ServiceResults {
     pub plain: LoadRun,
     /// With both layers: the median round.
     pub layered: LoadRun,
+    /// The layers' cost, from the paired rounds.
+    pub cost: LayerCost,
     /// Process spawn + join, per policy.
     pub spawns: Vec<SpawnRow>,
 }
@@ -136,13 +155,22 @@ where
     addr
 }
 
+/// The request id of the first caller; the others follow.
+const FIRST_CALLER_ID: u64 = 1000;
+
+/// Whether `id` is the request id of one of the callers.
+fn caller_id(id: u64) -> bool {
+    (FIRST_CALLER_ID..FIRST_CALLER_ID + CONCURRENCY as u64).contains(&id)
+}
+
 /// The handler: answers whether it sees the values the client set (`expect` = with layers).
 fn handler(
     expect: bool,
 ) -> impl Fn(Request<Incoming>) -> std::future::Ready<Result<Response<Body>, Infallible>> + Clone {
     move |_request| {
         let ok = if expect {
-            REQUEST_ID.get() == Some(7) && TENANT.with(|t| t.map(String::as_str) == Some("acme"))
+            REQUEST_ID.get().is_some_and(caller_id)
+                && TENANT.with(|t| t.map(String::as_str) == Some("acme"))
         } else {
             REQUEST_ID.get().is_none() && TENANT.with(|t| t.is_none())
         };
@@ -161,6 +189,7 @@ where
     C::Error: std::fmt::Debug,
 {
     let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
+    let cpu_started = crate::clock::process_cpu_time();
     let started = Instant::now();
     let mut callers = Vec::with_capacity(CONCURRENCY);
     for caller in 0..CONCURRENCY {
@@ -168,7 +197,9 @@ where
         let uri = uri.clone();
         let share = requests / CONCURRENCY + usize::from(caller < requests % CONCURRENCY);
         callers.push(exec_context::tokio::spawn(async move {
-            REQUEST_ID.set(7);
+            // Each caller has its own request id, so the server sees as many different
+            // headers as there are callers.
+            REQUEST_ID.set(FIRST_CALLER_ID + caller as u64);
             TENANT.set("acme".into());
             let mut latencies = Vec::with_capacity(share);
             let mut wrong = 0;
@@ -198,12 +229,14 @@ where
         wrong += bad;
     }
     let elapsed = started.elapsed();
+    let cpu = crate::clock::process_cpu_time().saturating_sub(cpu_started);
     latencies.sort_unstable();
     LoadRun {
         requests: latencies.len(),
         throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
+        cpu_us: cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64,
         wrong,
     }
 }
@@ -213,7 +246,26 @@ fn median_round(mut runs: Vec<LoadRun>) -> LoadRun {
     runs.swap_remove(runs.len() / 2)
 }
 
-fn measure_load(requests: usize) -> (LoadRun, LoadRun) {
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The median over the pairs of rounds (run back to back) of what the layers cost.
+fn paired_cost(plain: &[LoadRun], layered: &[LoadRun]) -> LayerCost {
+    let pairs = || plain.iter().zip(layered);
+    LayerCost {
+        throughput_loss: median(
+            pairs()
+                .map(|(p, l)| 1.0 - l.throughput / p.throughput)
+                .collect(),
+        ),
+        cpu_throughput_loss: median(pairs().map(|(p, l)| 1.0 - p.cpu_us / l.cpu_us).collect()),
+        p99_added_us: median(pairs().map(|(p, l)| l.p99_us - p.p99_us).collect()),
+    }
+}
+
+fn measure_load(requests: usize) -> (LoadRun, LoadRun, LayerCost) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,12 +287,19 @@ fn measure_load(requests: usize) -> (LoadRun, LoadRun) {
 
         let mut plain = Vec::new();
         let mut layered = Vec::new();
-        for _ in 0..ROUNDS {
-            plain.push(load(http.clone(), plain_addr, requests).await);
-            layered.push(load(layered_client.clone(), layered_addr, requests).await);
+        for round in 0..ROUNDS {
+            // The two orders take turns, so that neither always runs second.
+            if round % 2 == 0 {
+                plain.push(load(http.clone(), plain_addr, requests).await);
+                layered.push(load(layered_client.clone(), layered_addr, requests).await);
+            } else {
+                layered.push(load(layered_client.clone(), layered_addr, requests).await);
+                plain.push(load(http.clone(), plain_addr, requests).await);
+            }
             progress::step();
         }
-        (median_round(plain), median_round(layered))
+        let cost = paired_cost(&plain, &layered);
+        (median_round(plain), median_round(layered), cost)
     })
 }
 
@@ -300,11 +359,12 @@ pub fn measure(config: &Config) -> ServiceResults {
         Mode::Smoke => SMOKE_REQUESTS,
         Mode::Quick | Mode::Full => REQUESTS,
     };
-    let (plain, layered) = measure_load(requests);
+    let (plain, layered, cost) = measure_load(requests);
     let spawns = measure_spawns();
     ServiceResults {
         plain,
         layered,
+        cost,
         spawns,
     }
 }
@@ -318,11 +378,18 @@ pub fn json(results: &ServiceResults) -> serde_json::Value {
             "throughput_rps": run.throughput,
             "p50_us": run.p50_us,
             "p99_us": run.p99_us,
+            "cpu_us_per_request": run.cpu_us,
             "wrong": run.wrong,
         })
     };
     serde_json::json!({
         "load": { "without_layers": run(&results.plain), "with_layers": run(&results.layered) },
+        "layer_cost": {
+            "rounds": ROUNDS,
+            "throughput_loss": results.cost.throughput_loss,
+            "cpu_throughput_loss": results.cost.cpu_throughput_loss,
+            "p99_added_us": results.cost.p99_added_us,
+        },
         "process_spawn_join": results.spawns.iter().map(|row| serde_json::json!({
             "policy": row.policy,
             "median_us": row.median_us,
