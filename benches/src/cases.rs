@@ -37,6 +37,8 @@ pub enum Contender {
     Crossbeam,
     /// A `rayon::ThreadPool`.
     Rayon,
+    /// `genawaiter`: generators on stable Rust (`rc::Gen`, `sync::Gen`).
+    Genawaiter,
 }
 
 impl Contender {
@@ -52,6 +54,7 @@ impl Contender {
             Self::Mpsc => "mpsc",
             Self::Crossbeam => "crossbeam",
             Self::Rayon => "rayon",
+            Self::Genawaiter => "genawaiter",
         }
     }
 
@@ -67,6 +70,7 @@ impl Contender {
             Self::Mpsc => "`std::sync::mpsc`",
             Self::Crossbeam => "crossbeam-channel",
             Self::Rayon => "rayon",
+            Self::Genawaiter => "genawaiter",
         }
     }
 
@@ -149,6 +153,24 @@ impl<O: CaseOp> Case<O> {
             self.live
         )
     }
+}
+
+/// A case list as a table, one case per line:
+/// `Op Contender "variant" "timed code" => |live| routine;`, each line optionally preceded by
+/// attributes (`#[cfg(..)]`). `$live` is the live count of every case; `Op` must be in scope.
+#[macro_export]
+macro_rules! case_table {
+    ($live:expr; $($(#[$attr:meta])* $op:ident $contender:ident $variant:literal $code:literal
+        => $build:expr;)*) => {
+        vec![$($(#[$attr])* $crate::cases::Case::new(
+            Op::$op,
+            $crate::cases::Contender::$contender,
+            $variant,
+            $code,
+            $live,
+            $build,
+        ),)*]
+    };
 }
 
 /// The common routine: `op(&mut state)` called in a loop, inside `live`'s context.

@@ -116,9 +116,11 @@ impl Op {
         }
     }
 
-    /// Whether `contender` runs this operation (std has no structural persistent update).
+    /// Whether `contender` runs this operation: std has no structural persistent update, and
+    /// the `Arc`-valued std map is only the reference of snapshot + set.
     pub fn applies_to(self, contender: Contender) -> bool {
         match self {
+            _ if contender == Contender::StdArc => self == Self::SnapshotSet,
             Self::PersistentInsert | Self::PersistentRemove => contender.is_persistent(),
             _ => true,
         }

@@ -92,7 +92,9 @@ impl CaseOp for Op {
                  baseline is the same generator in context manager mode \
                  (`set_logical_context(None)`: no logical context pushed); `Gen::new` pushes an \
                  empty one per resume, and the last row one with a variable set in it (which \
-                 must invalidate the lookup cache on push and pop)."
+                 must invalidate the lookup cache on push and pop). The peer is genawaiter, \
+                 generators on stable Rust, with the same body: its `rc` (single-thread) and \
+                 `sync` (`Send`) flavours."
             }
             Self::IterChain => {
                 "`(0..1000).map.filter.map.map.map` of cheap integer mixing, folded to a sum; \
@@ -160,6 +162,36 @@ pub fn cases() -> Vec<Case<Op>> {
             "LC with one variable set",
             live,
             |live| generator(live, GenMode::NonEmptyLc),
+        ),
+        Case::new(
+            Op::GenResume,
+            Contender::Genawaiter,
+            "rc",
+            "`genawaiter::rc::Gen`, `next()`",
+            live,
+            |live| {
+                Repeat::new(
+                    OursLive::new(live),
+                    generators::genawaiter_rc(),
+                    generators::resume,
+                )
+                .boxed()
+            },
+        ),
+        Case::new(
+            Op::GenResume,
+            Contender::Genawaiter,
+            "sync",
+            "`genawaiter::sync::Gen`, `next()`",
+            live,
+            |live| {
+                Repeat::new(
+                    OursLive::new(live),
+                    generators::genawaiter_sync(),
+                    generators::resume,
+                )
+                .boxed()
+            },
         ),
         Case::new(
             Op::IterChain,
