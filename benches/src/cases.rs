@@ -155,6 +155,46 @@ impl<O: CaseOp> Case<O> {
     }
 }
 
+/// Declares a group's operation enum as a table, one line per operation:
+/// `Variant => ("name", "slug", "unit", "description"),` with the variant's doc comment
+/// above it. Generates the enum, `ALL` (every operation, in report order) and [`CaseOp`].
+#[macro_export]
+macro_rules! case_ops {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => ($title:literal, $slug:literal, $unit:literal,
+            $description:expr),)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every operation, in report order.
+            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
+        }
+
+        impl $crate::cases::CaseOp for $name {
+            fn name(self) -> &'static str {
+                match self { $(Self::$variant => $title,)* }
+            }
+
+            fn slug(self) -> &'static str {
+                match self { $(Self::$variant => $slug,)* }
+            }
+
+            fn unit(self) -> &'static str {
+                match self { $(Self::$variant => $unit,)* }
+            }
+
+            fn description(self) -> &'static str {
+                match self { $(Self::$variant => $description,)* }
+            }
+        }
+    };
+}
+
 /// A case list as a table, one case per line:
 /// `Op Contender "variant" "timed code" => |live| routine;`, each line optionally preceded by
 /// attributes (`#[cfg(..)]`). `$live` is the live count of every case; `Op` must be in scope.
