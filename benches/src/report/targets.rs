@@ -5,6 +5,7 @@
 //! key, and [`Targets::load`] then checks the names of operations and contenders, so a bad
 //! file stops the report before it measures anything.
 
+use crate::cases::CaseOp as _;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -41,24 +41,20 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
     let with = ours_ns(results, Op::GetHit, "with");
     let thread_local = results.ns(Op::GetHit, ThreadLocal, "cell", LIVE_VARS);
     let mut checks = vec![
-        with_detail(
-            Check::new(
-                "get, cache hit: `VAR.get()`",
-                get,
-                bars.get_hit_ns,
-                Unit::Ns,
-            ),
-            net(get),
-        ),
-        with_detail(
-            Check::new(
-                "get, cache hit: `VAR.with(..)`",
-                with,
-                bars.get_hit_ns,
-                Unit::Ns,
-            ),
-            net(with),
-        ),
+        Check::new(
+            "get, cache hit: `VAR.get()`",
+            get,
+            bars.get_hit_ns,
+            Unit::Ns,
+        )
+        .detail_opt(net(get)),
+        Check::new(
+            "get, cache hit: `VAR.with(..)`",
+            with,
+            bars.get_hit_ns,
+            Unit::Ns,
+        )
+        .detail_opt(net(with)),
     ];
     for bar in [
         bars.get_hit_over_thread_local,
@@ -72,16 +68,19 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
         ));
     }
     let switch = get_after_switch(results);
-    checks.push(with_detail(
+    checks.push(
         Check::new(
             "get after a context switch (`run` + `get` − `run`)",
             switch.map(|(_, _, read)| read),
             bars.get_after_switch_ns,
             Unit::Ns,
+        )
+        .detail_opt(
+            switch.map(|(with_get, alone, _)| {
+                format!("{} − {}", format_ns(with_get), format_ns(alone))
+            }),
         ),
-        switch
-            .map(|(with_get, alone, _)| format!("{} − {}", format_ns(with_get), format_ns(alone))),
-    ));
+    );
     let snapshots: Vec<Option<f64>> = SNAPSHOT_LIVE
         .iter()
         .map(|&live| results.ns(Op::Snapshot, Ours, "copy_context", live))
@@ -145,29 +144,31 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
         bars.set_after_snapshot_over_otel,
     ));
     let set_reset = ours_ns(results, Op::SetReset, "set_reset");
-    checks.push(with_detail(
+    checks.push(
         Check::new(
             "set + reset(token) / set",
             set_reset.zip(set).map(|(pair, set)| pair / set),
             bars.set_reset_over_set,
             Unit::Ratio,
+        )
+        .detail_opt(
+            set_reset
+                .zip(set)
+                .map(|(pair, set)| format!("{} / {}", format_ns(pair), format_ns(set))),
         ),
-        set_reset
-            .zip(set)
-            .map(|(pair, set)| format!("{} / {}", format_ns(pair), format_ns(set))),
-    ));
+    );
     for bar in [bars.lc_each_way_ns, bars.lc_each_way_strict_ns] {
         for (variant, label) in [("empty", "empty"), ("non_empty", "non-empty")] {
             let each_way = lc_each_way(results, variant);
-            checks.push(with_detail(
+            checks.push(
                 Check::new(
                     format!("{label} logical context: push or pop (half the pair)"),
                     each_way,
                     bar,
                     Unit::Ns,
-                ),
-                each_way.map(|half| format!("pair {}", format_ns(2.0 * half))),
-            ));
+                )
+                .detail_opt(each_way.map(|half| format!("pair {}", format_ns(2.0 * half)))),
+            );
         }
     }
     checks.push(Check::new(
@@ -179,10 +180,6 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
         Unit::Allocations,
     ));
     checks
-}
-
-fn with_detail(check: Check, detail: Option<String>) -> Check {
-    check.detail_opt(detail)
 }
 
 /// `ours / peer ≤ bar`, with both figures as the detail.

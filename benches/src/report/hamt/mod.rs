@@ -8,6 +8,7 @@
 pub mod render;
 pub mod targets;
 
+use crate::cases::CaseOp as _;
 use std::time::Instant;
 
 use super::Config;

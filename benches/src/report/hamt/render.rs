@@ -2,6 +2,7 @@
 
 use super::targets::{self, Target};
 use super::{Grid, HamtResults, MemoryResults, NOISY_SPREAD};
+use crate::cases::CaseOp as _;
 use crate::maps::Contender;
 use crate::memory::MemoryFigures;
 use crate::ops::Op;

@@ -2,6 +2,7 @@
 //! `benches/targets.toml`.
 
 use super::{Grid, HamtResults};
+use crate::cases::CaseOp as _;
 use crate::maps::Contender;
 use crate::report::targets::{HamtTargets, RatioTarget};
 

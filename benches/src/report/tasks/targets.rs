@@ -43,10 +43,6 @@ fn needs_unstable() -> Option<String> {
         .then(|| "needs `RUSTFLAGS=\"--cfg tokio_unstable\"`".to_owned())
 }
 
-fn with_detail(check: Check, detail: Option<String>) -> Check {
-    check.detail_opt(detail)
-}
-
 /// Every target of the tasks section, checked against `results`.
 pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
     let empty = over_baseline(results, Op::GenResume, "empty_lc");
@@ -68,103 +64,87 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
         .op(Op::GenResume)
         .and_then(|op| op.best_peer(LIVE_VARS));
     let poll_check = |bar| {
-        with_detail(
-            Check::new(
-                "task poll: `in_current_context` over the bare future",
-                poll.map(|figures| figures.2),
-                bar,
-                Unit::Ns,
-            ),
-            difference_detail(poll),
+        Check::new(
+            "task poll: `in_current_context` over the bare future",
+            poll.map(|figures| figures.2),
+            bar,
+            Unit::Ns,
         )
+        .detail_opt(difference_detail(poll))
     };
     vec![
-        with_detail(
-            Check::new(
-                "generator resume: `Gen::new` / the fastest generator crate",
-                resume
-                    .zip(crate_peer)
-                    .map(|(ours, peer)| ours.ns() / peer.ns()),
-                bars.resume_over_fastest_generator_crate,
-                Unit::Ratio,
-            ),
-            resume.zip(crate_peer).map(|(ours, peer)| {
-                format!(
-                    "{} / {} `{}` {} ns",
-                    format_ns(ours.ns()),
-                    peer.contender.name(),
-                    peer.variant,
-                    format_ns(peer.ns())
-                )
-            }),
-        ),
-        with_detail(
-            Check::new(
-                "generator resume: empty logical context overhead",
-                empty.map(|figures| figures.2),
-                bars.resume_empty_lc_ns,
-                Unit::Ns,
-            ),
-            difference_detail(empty),
-        ),
-        with_detail(
-            Check::new(
-                "generator resume: non-empty logical context overhead (push + pop)",
-                non_empty.map(|figures| figures.2),
-                bars.resume_non_empty_lc_ns,
-                Unit::Ns,
-            ),
-            difference_detail(non_empty),
-        ),
+        Check::new(
+            "generator resume: `Gen::new` / the fastest generator crate",
+            resume
+                .zip(crate_peer)
+                .map(|(ours, peer)| ours.ns() / peer.ns()),
+            bars.resume_over_fastest_generator_crate,
+            Unit::Ratio,
+        )
+        .detail_opt(resume.zip(crate_peer).map(|(ours, peer)| {
+            format!(
+                "{} / {} `{}` {} ns",
+                format_ns(ours.ns()),
+                peer.contender.name(),
+                peer.variant,
+                format_ns(peer.ns())
+            )
+        })),
+        Check::new(
+            "generator resume: empty logical context overhead",
+            empty.map(|figures| figures.2),
+            bars.resume_empty_lc_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(empty)),
+        Check::new(
+            "generator resume: non-empty logical context overhead (push + pop)",
+            non_empty.map(|figures| figures.2),
+            bars.resume_non_empty_lc_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(non_empty)),
         Check::new(
             "generator resume: allocations added by the empty logical context (per resume)",
             resume_extra_allocations,
             0.0,
             Unit::Allocations,
         ),
-        with_detail(
-            Check::new(
-                "iterator chain: `.with_logical_context()` on 5 stages / plain",
-                chain.map(|(ours, plain, _)| ours / plain),
-                bars.chain_ratio,
-                Unit::Ratio,
-            ),
-            chain.map(|(_, _, extra)| {
-                format!(
-                    "+{} ns per element per stage",
-                    format_ns(extra / CHAIN_STAGES)
-                )
-            }),
-        ),
-        with_detail(
-            Check::new(
-                "iterator chain: `.with_logical_context()`, extra ns per element per stage",
-                chain.map(|(_, _, extra)| extra / CHAIN_STAGES),
-                bars.chain_stage_ns,
-                Unit::Ns,
-            ),
-            difference_detail(chain),
-        ),
+        Check::new(
+            "iterator chain: `.with_logical_context()` on 5 stages / plain",
+            chain.map(|(ours, plain, _)| ours / plain),
+            bars.chain_ratio,
+            Unit::Ratio,
+        )
+        .detail_opt(chain.map(|(_, _, extra)| {
+            format!(
+                "+{} ns per element per stage",
+                format_ns(extra / CHAIN_STAGES)
+            )
+        })),
+        Check::new(
+            "iterator chain: `.with_logical_context()`, extra ns per element per stage",
+            chain.map(|(_, _, extra)| extra / CHAIN_STAGES),
+            bars.chain_stage_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(chain)),
         poll_check(bars.poll_overhead_ns),
         poll_check(bars.poll_overhead_strict_ns),
-        with_detail(
-            Check::new(
-                "tokio task poll: runtime hooks (`propagate`) over the plain task",
-                hooks_poll.map(|figures| figures.2),
-                bars.hooks_poll_overhead_ns,
-                Unit::Ns,
-            ),
-            difference_detail(hooks_poll).or_else(needs_unstable),
-        ),
-        with_detail(
-            Check::new(
-                "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
-                hooks_spawn.map(|figures| figures.2),
-                bars.hooks_spawn_overhead_ns,
-                Unit::Ns,
-            ),
-            difference_detail(hooks_spawn).or_else(needs_unstable),
-        ),
+        Check::new(
+            "tokio task poll: runtime hooks (`propagate`) over the plain task",
+            hooks_poll.map(|figures| figures.2),
+            bars.hooks_poll_overhead_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(hooks_poll).or_else(needs_unstable)),
+        Check::new(
+            "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
+            hooks_spawn.map(|figures| figures.2),
+            bars.hooks_spawn_overhead_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(hooks_spawn).or_else(needs_unstable)),
         Check::new(
             "task poll: `in_current_context` allocates nothing per poll",
             allocations(Op::Poll, Ours, "in_current_context"),
