@@ -4,8 +4,10 @@
 //! ([`json`]), `index.html` ([`html`]) and the SVG figures to [`Config::out`] (default
 //! `target/report/`); progress goes to stderr ([`progress`]). [`compare`] diffs two
 //! `results.json`. The
-//! sections are [`hamt`], [`context`], [`tasks`] and [`interpreters`]; the last three share
-//! the case machinery of [`cases`].
+//! sections are [`hamt`], [`context`], [`tasks`], [`interpreters`] and [`service`]; the
+//! middle three share the case machinery of [`cases`]. Every bar the sections check is read
+//! from `benches/targets.toml` ([`targets`]) before anything is measured, and every table
+//! states the CPU level the binary was compiled for ([`machine::target_cpu`]).
 
 pub mod cases;
 pub mod compare;

@@ -141,16 +141,18 @@ fn timing_table(op: Op, grid: &Grid, reference: &HamtReference) -> String {
     });
     table.row(std::iter::once("ours / best peer".to_owned()).chain(best_peer));
     if matches!(op, Op::LookupHit | Op::LookupMiss | Op::SnapshotSet) {
-        let over_std = (0..sizes.len()).map(|column| {
-            match (
-                grid.get(Contender::Ours, column),
-                grid.get(Contender::Std, column),
-            ) {
-                (Some(ours), Some(std)) => format_ratio(ours / std),
-                _ => "–".to_owned(),
+        for flat in [Contender::Std, Contender::StdArc] {
+            if !op.applies_to(flat) {
+                continue;
             }
-        });
-        table.row(std::iter::once("ours / std".to_owned()).chain(over_std));
+            let ratios = (0..sizes.len()).map(|column| {
+                match (grid.get(Contender::Ours, column), grid.get(flat, column)) {
+                    (Some(ours), Some(theirs)) => format_ratio(ours / theirs),
+                    _ => "–".to_owned(),
+                }
+            });
+            table.row(std::iter::once(format!("ours / {}", flat.name())).chain(ratios));
+        }
     }
     if let Some(aims) = reference.ns(op) {
         table.row(
