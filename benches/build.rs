@@ -33,6 +33,7 @@ fn main() {
         "opentelemetry",
         "crossbeam-channel",
         "rayon",
+        "genawaiter",
         "criterion",
     ]
     .iter()

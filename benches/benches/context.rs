@@ -10,28 +10,13 @@
 //! Benchmark ids are `context/<operation>/<contender>/<variant>/<live variables>`. Times are
 //! per-thread CPU time per operation, as in the report (see `benches::clock`).
 
-use std::time::Duration;
+mod common;
 
 use benches::context_ops;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn context(c: &mut Criterion) {
-    let mut group = c.benchmark_group("context");
-    group
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(30);
-    for case in context_ops::cases() {
-        // Criterion calls the closure once per sample: build the routine on the first call
-        // only, and only if the benchmark is selected.
-        let mut routine = None;
-        group.bench_function(case.id(), |bencher| {
-            let routine = routine.get_or_insert_with(|| case.routine());
-            let ops_per_call = u32::try_from(routine.ops_per_call()).unwrap_or(u32::MAX);
-            bencher.iter_custom(|calls| routine.run(calls) / ops_per_call);
-        });
-    }
-    group.finish();
+    common::bench_cases(c, "context", context_ops::cases(), false);
 }
 
 criterion_group!(benches, context);

@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use benches::cases::CaseOp as _;
 use benches::keys::KeySet;
 use benches::maps::Contender;
 use benches::ops::{self, AnyFixture, Op};

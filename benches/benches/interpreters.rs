@@ -14,31 +14,13 @@
 //! Criterion's throughput line ("elem/s") is operations per second: messages per second for
 //! the streams.
 
-use std::time::Duration;
+mod common;
 
 use benches::interpreter_ops;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 
 fn interpreters(c: &mut Criterion) {
-    let mut group = c.benchmark_group("interpreters");
-    group
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(30)
-        // Times are per operation, so one element per "iteration" reads as operations (messages,
-        // round trips, jobs) per second.
-        .throughput(Throughput::Elements(1));
-    for case in interpreter_ops::cases() {
-        // Criterion calls the closure once per sample: build the routine on the first call
-        // only, and only if the benchmark is selected.
-        let mut routine = None;
-        group.bench_function(case.id(), |bencher| {
-            let routine = routine.get_or_insert_with(|| case.routine());
-            let ops_per_call = u32::try_from(routine.ops_per_call()).unwrap_or(u32::MAX);
-            bencher.iter_custom(|calls| routine.run(calls) / ops_per_call);
-        });
-    }
-    group.finish();
+    common::bench_cases(c, "interpreters", interpreter_ops::cases(), true);
 }
 
 criterion_group!(benches, interpreters);

@@ -37,6 +37,8 @@ pub enum Contender {
     Crossbeam,
     /// A `rayon::ThreadPool`.
     Rayon,
+    /// `genawaiter`: generators on stable Rust (`rc::Gen`, `sync::Gen`).
+    Genawaiter,
 }
 
 impl Contender {
@@ -52,6 +54,7 @@ impl Contender {
             Self::Mpsc => "mpsc",
             Self::Crossbeam => "crossbeam",
             Self::Rayon => "rayon",
+            Self::Genawaiter => "genawaiter",
         }
     }
 
@@ -67,6 +70,7 @@ impl Contender {
             Self::Mpsc => "`std::sync::mpsc`",
             Self::Crossbeam => "crossbeam-channel",
             Self::Rayon => "rayon",
+            Self::Genawaiter => "genawaiter",
         }
     }
 
@@ -149,6 +153,64 @@ impl<O: CaseOp> Case<O> {
             self.live
         )
     }
+}
+
+/// Declares a group's operation enum as a table, one line per operation:
+/// `Variant => ("name", "slug", "unit", "description"),` with the variant's doc comment
+/// above it. Generates the enum, `ALL` (every operation, in report order) and [`CaseOp`].
+#[macro_export]
+macro_rules! case_ops {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => ($title:literal, $slug:literal, $unit:literal,
+            $description:expr),)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every operation, in report order.
+            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
+        }
+
+        impl $crate::cases::CaseOp for $name {
+            fn name(self) -> &'static str {
+                match self { $(Self::$variant => $title,)* }
+            }
+
+            fn slug(self) -> &'static str {
+                match self { $(Self::$variant => $slug,)* }
+            }
+
+            fn unit(self) -> &'static str {
+                match self { $(Self::$variant => $unit,)* }
+            }
+
+            fn description(self) -> &'static str {
+                match self { $(Self::$variant => $description,)* }
+            }
+        }
+    };
+}
+
+/// A case list as a table, one case per line:
+/// `Op Contender "variant" "timed code" => |live| routine;`, each line optionally preceded by
+/// attributes (`#[cfg(..)]`). `$live` is the live count of every case; `Op` must be in scope.
+#[macro_export]
+macro_rules! case_table {
+    ($live:expr; $($(#[$attr:meta])* $op:ident $contender:ident $variant:literal $code:literal
+        => $build:expr;)*) => {
+        vec![$($(#[$attr])* $crate::cases::Case::new(
+            Op::$op,
+            $crate::cases::Contender::$contender,
+            $variant,
+            $code,
+            $live,
+            $build,
+        ),)*]
+    };
 }
 
 /// The common routine: `op(&mut state)` called in a loop, inside `live`'s context.

@@ -33,7 +33,8 @@
 //! * [`alloc`]: a counting global allocator for the memory measurements;
 //! * [`memory`]: bytes per entry, bytes retained per snapshot, allocations per insert;
 //! * [`sizes`]: the map sizes to run, from the command line or the environment;
-//! * [`report`]: the report itself (markdown tables, SVG plots, the machine header).
+//! * [`report`]: the report itself (markdown tables, SVG plots drawn with `plotters`, the
+//!   machine header), checked against the bars of `benches/targets.toml`.
 #![deny(unsafe_code)]
 
 pub mod alloc;

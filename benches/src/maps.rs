@@ -81,229 +81,103 @@ fn fold_step(acc: u64, key: u64, value: u64) -> u64 {
     acc.wrapping_add(key ^ value.rotate_left(7))
 }
 
-impl BenchMap for OursMap {
-    const CONTENDER: Contender = Contender::Ours;
+/// `std`'s flat table with shared values, the shape of a context (values behind an `Arc`):
+/// its copy bumps one reference count per entry.
+pub type StdArcMap = std::collections::HashMap<u64, std::sync::Arc<u64>, Hasher>;
 
-    #[inline]
-    fn with_hasher(hasher: Hasher) -> Self {
-        hamt::HamtMap::with_hasher(hasher)
-    }
+/// Implements [`BenchMap`] for one contender: `$new` makes an empty map from a hasher, `$len`,
+/// `$get`, `$put` and `$take` are its `len`, `get`, in-place insert and in-place remove
+/// (returning whether the key was present), `$wrap` turns a `u64` into a stored value, and
+/// `persistent` is either `structural($update, $without)` or `copy` (clone, then edit in place).
+macro_rules! bench_map {
+    ($map:ty, $contender:ident, $new:path, $len:ident, $put:ident, $take:ident($($is:tt)*),
+     $wrap:expr, persistent: $($persistent:tt)*) => {
+        impl BenchMap for $map {
+            const CONTENDER: Contender = Contender::$contender;
 
-    #[inline]
-    fn len(&self) -> usize {
-        hamt::HamtMap::len(self)
-    }
+            #[inline]
+            fn with_hasher(hasher: Hasher) -> Self {
+                $new(hasher)
+            }
 
-    #[inline]
-    fn lookup(&self, key: u64) -> Option<u64> {
-        self.get(&key).copied()
-    }
+            #[inline]
+            fn len(&self) -> usize {
+                self.$len()
+            }
 
-    #[inline]
-    fn insert_in_place(&mut self, key: u64, value: u64) {
-        self.insert(key, value);
-    }
+            #[inline]
+            fn lookup(&self, key: u64) -> Option<u64> {
+                self.get(&key).map(load)
+            }
 
-    #[inline]
-    fn remove_in_place(&mut self, key: u64) -> bool {
-        self.remove(&key).is_some()
-    }
+            #[inline]
+            fn insert_in_place(&mut self, key: u64, value: u64) {
+                self.$put(key, $wrap(value));
+            }
 
-    #[inline]
-    fn persistent_insert(&self, key: u64, value: u64) -> Self {
-        self.update(key, value)
-    }
+            #[inline]
+            fn remove_in_place(&mut self, key: u64) -> bool {
+                self.$take(&key)$($is)*
+            }
 
-    #[inline]
-    fn persistent_remove(&self, key: u64) -> Self {
-        self.without(&key)
-    }
+            bench_map!(@persistent $wrap, $($persistent)*);
 
-    #[inline]
-    fn fold_entries(&self) -> u64 {
-        self.iter().fold(0, |acc, (k, v)| fold_step(acc, *k, *v))
-    }
+            #[inline]
+            fn fold_entries(&self) -> u64 {
+                self.iter().fold(0, |acc, (k, v)| fold_step(acc, *k, load(v)))
+            }
+        }
+    };
+    (@persistent $wrap:expr, structural($update:ident, $without:ident)) => {
+        #[inline]
+        fn persistent_insert(&self, key: u64, value: u64) -> Self {
+            self.$update(key, $wrap(value))
+        }
+
+        #[inline]
+        fn persistent_remove(&self, key: u64) -> Self {
+            self.$without(&key)
+        }
+    };
+    (@persistent $wrap:expr, copy) => {
+        #[inline]
+        fn persistent_insert(&self, key: u64, value: u64) -> Self {
+            let mut copy = self.clone();
+            copy.insert_in_place(key, value);
+            copy
+        }
+
+        #[inline]
+        fn persistent_remove(&self, key: u64) -> Self {
+            let mut copy = self.clone();
+            copy.remove_in_place(key);
+            copy
+        }
+    };
 }
 
-impl BenchMap for ImblMap {
-    const CONTENDER: Contender = Contender::Imbl;
-
-    #[inline]
-    fn with_hasher(hasher: Hasher) -> Self {
-        imbl::GenericHashMap::with_hasher(hasher)
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        imbl::GenericHashMap::len(self)
-    }
-
-    #[inline]
-    fn lookup(&self, key: u64) -> Option<u64> {
-        self.get(&key).copied()
-    }
-
-    #[inline]
-    fn insert_in_place(&mut self, key: u64, value: u64) {
-        self.insert(key, value);
-    }
-
-    #[inline]
-    fn remove_in_place(&mut self, key: u64) -> bool {
-        self.remove(&key).is_some()
-    }
-
-    #[inline]
-    fn persistent_insert(&self, key: u64, value: u64) -> Self {
-        self.update(key, value)
-    }
-
-    #[inline]
-    fn persistent_remove(&self, key: u64) -> Self {
-        self.without(&key)
-    }
-
-    #[inline]
-    fn fold_entries(&self) -> u64 {
-        self.iter().fold(0, |acc, (k, v)| fold_step(acc, *k, *v))
-    }
+fn same(value: u64) -> u64 {
+    value
 }
 
-impl BenchMap for ImMap {
-    const CONTENDER: Contender = Contender::Im;
-
-    #[inline]
-    fn with_hasher(hasher: Hasher) -> Self {
-        im::HashMap::with_hasher(hasher)
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        im::HashMap::len(self)
-    }
-
-    #[inline]
-    fn lookup(&self, key: u64) -> Option<u64> {
-        self.get(&key).copied()
-    }
-
-    #[inline]
-    fn insert_in_place(&mut self, key: u64, value: u64) {
-        self.insert(key, value);
-    }
-
-    #[inline]
-    fn remove_in_place(&mut self, key: u64) -> bool {
-        self.remove(&key).is_some()
-    }
-
-    #[inline]
-    fn persistent_insert(&self, key: u64, value: u64) -> Self {
-        self.update(key, value)
-    }
-
-    #[inline]
-    fn persistent_remove(&self, key: u64) -> Self {
-        self.without(&key)
-    }
-
-    #[inline]
-    fn fold_entries(&self) -> u64 {
-        self.iter().fold(0, |acc, (k, v)| fold_step(acc, *k, *v))
-    }
+/// A stored value as the `u64` it holds.
+#[inline]
+fn load(value: &impl std::borrow::Borrow<u64>) -> u64 {
+    *value.borrow()
 }
 
-impl BenchMap for RpdsMap {
-    const CONTENDER: Contender = Contender::Rpds;
-
-    #[inline]
-    fn with_hasher(hasher: Hasher) -> Self {
-        rpds::HashTrieMap::new_with_hasher_and_ptr_kind(hasher)
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        self.size()
-    }
-
-    #[inline]
-    fn lookup(&self, key: u64) -> Option<u64> {
-        self.get(&key).copied()
-    }
-
-    #[inline]
-    fn insert_in_place(&mut self, key: u64, value: u64) {
-        self.insert_mut(key, value);
-    }
-
-    #[inline]
-    fn remove_in_place(&mut self, key: u64) -> bool {
-        self.remove_mut(&key)
-    }
-
-    #[inline]
-    fn persistent_insert(&self, key: u64, value: u64) -> Self {
-        self.insert(key, value)
-    }
-
-    #[inline]
-    fn persistent_remove(&self, key: u64) -> Self {
-        self.remove(&key)
-    }
-
-    #[inline]
-    fn fold_entries(&self) -> u64 {
-        self.iter().fold(0, |acc, (k, v)| fold_step(acc, *k, *v))
-    }
-}
-
-impl BenchMap for StdMap {
-    const CONTENDER: Contender = Contender::Std;
-
-    #[inline]
-    fn with_hasher(hasher: Hasher) -> Self {
-        std::collections::HashMap::with_hasher(hasher)
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        std::collections::HashMap::len(self)
-    }
-
-    #[inline]
-    fn lookup(&self, key: u64) -> Option<u64> {
-        self.get(&key).copied()
-    }
-
-    #[inline]
-    fn insert_in_place(&mut self, key: u64, value: u64) {
-        self.insert(key, value);
-    }
-
-    #[inline]
-    fn remove_in_place(&mut self, key: u64) -> bool {
-        self.remove(&key).is_some()
-    }
-
-    #[inline]
-    fn persistent_insert(&self, key: u64, value: u64) -> Self {
-        let mut copy = self.clone();
-        copy.insert(key, value);
-        copy
-    }
-
-    #[inline]
-    fn persistent_remove(&self, key: u64) -> Self {
-        let mut copy = self.clone();
-        copy.remove(&key);
-        copy
-    }
-
-    #[inline]
-    fn fold_entries(&self) -> u64 {
-        self.iter().fold(0, |acc, (k, v)| fold_step(acc, *k, *v))
-    }
-}
+bench_map!(OursMap, Ours, hamt::HamtMap::with_hasher, len, insert, remove(.is_some()),
+    same, persistent: structural(update, without));
+bench_map!(ImblMap, Imbl, imbl::GenericHashMap::with_hasher, len, insert, remove(.is_some()),
+    same, persistent: structural(update, without));
+bench_map!(ImMap, Im, im::HashMap::with_hasher, len, insert, remove(.is_some()),
+    same, persistent: structural(update, without));
+bench_map!(RpdsMap, Rpds, rpds::HashTrieMap::new_with_hasher_and_ptr_kind, size, insert_mut,
+    remove_mut(), same, persistent: structural(insert, remove));
+bench_map!(StdMap, Std, std::collections::HashMap::with_hasher, len, insert, remove(.is_some()),
+    same, persistent: copy);
+bench_map!(StdArcMap, StdArc, std::collections::HashMap::with_hasher, len, insert,
+    remove(.is_some()), std::sync::Arc::new, persistent: copy);
 
 /// One of the maps under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -318,11 +192,23 @@ pub enum Contender {
     Rpds,
     /// [`StdMap`].
     Std,
+    /// [`StdArcMap`].
+    StdArc,
 }
 
 impl Contender {
     /// Every contender, in table order.
-    pub const ALL: [Self; 5] = [Self::Ours, Self::Imbl, Self::Im, Self::Rpds, Self::Std];
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::Ours,
+        Self::Imbl,
+        Self::Im,
+        Self::Rpds,
+        Self::Std,
+        Self::StdArc,
+    ];
+
+    /// How many contenders there are.
+    pub const COUNT: usize = 6;
 
     /// The persistent peers that "best peer" ratios compare against.
     pub const PEERS: [Self; 3] = [Self::Imbl, Self::Im, Self::Rpds];
@@ -335,6 +221,7 @@ impl Contender {
             Self::Im => "im",
             Self::Rpds => "rpds",
             Self::Std => "std",
+            Self::StdArc => "std_arc",
         }
     }
 
@@ -346,13 +233,14 @@ impl Contender {
             Self::Im => "im (Arc)",
             Self::Rpds => "rpds (Sync)",
             Self::Std => "std HashMap (flat copy)",
+            Self::StdArc => "std HashMap, Arc values (flat copy)",
         }
     }
 
-    /// Whether a persistent update is structural (cheap). False for `std`, whose persistent
-    /// insert or remove is a full copy: O(N) per operation, O(N²) for a persistent build.
+    /// Whether a persistent update is structural (cheap). False for the `std` maps, whose
+    /// persistent insert or remove is a full copy: O(N) per operation, O(N²) for a build.
     pub fn is_persistent(self) -> bool {
-        self != Self::Std
+        !matches!(self, Self::Std | Self::StdArc)
     }
 
     /// The position of this contender in [`Contender::ALL`].
@@ -369,6 +257,7 @@ impl Contender {
             Self::Im => visitor.visit::<ImMap>(),
             Self::Rpds => visitor.visit::<RpdsMap>(),
             Self::Std => visitor.visit::<StdMap>(),
+            Self::StdArc => visitor.visit::<StdArcMap>(),
         }
     }
 }

@@ -13,112 +13,51 @@ use crate::harness::Routine;
 use crate::keys::KeySet;
 use crate::maps::{BenchMap, Contender, ContenderVisitor, Hasher};
 
-/// A benchmarked operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `get` of a present key, cycling through the N keys.
-    LookupHit,
-    /// `get` of an absent key, cycling through N absent keys.
-    LookupMiss,
-    /// Clone the map, insert one new key into the clone, drop the clone: one
-    /// `copy_context()` + `set` in PEP 550 terms, whole lifecycle included.
-    SnapshotSet,
-    /// Build the map from empty with `m = m.update(k, k)`: the old version is alive during
-    /// each insert and dropped right after. Per insert, so averaged over sizes 0..N.
-    PersistentInsert,
-    /// From a clone of the N-entry map (so the first step must copy), `m = m.without(k)` for
-    /// every key, each old version dropped after the next exists.
-    PersistentRemove,
-    /// Build the map from empty with `insert` on a uniquely owned map; per insert.
-    InPlaceInsert,
-    /// Remove every key from a uniquely owned map built before the clock starts.
-    InPlaceRemove,
-    /// Visit every entry; per entry.
-    Iterate,
+crate::case_ops! {
+    /// A benchmarked map operation.
+    pub enum Op {
+        /// `get` of a present key, cycling through the N keys.
+        LookupHit => ("lookup hit", "lookup_hit", "ns per operation",
+            "`get` of a present key, cycling through the N keys."),
+        /// `get` of an absent key, cycling through N absent keys.
+        LookupMiss => ("lookup miss", "lookup_miss", "ns per operation",
+            "`get` of an absent key, cycling through N other random keys."),
+        /// Clone the map, insert one new key into the clone, drop the clone: one
+        /// `copy_context()` + `set` in PEP 550 terms, whole lifecycle included.
+        SnapshotSet => ("snapshot + set", "snapshot_set", "ns per operation",
+            "`let mut s = m.clone(); s.insert(new_key, v); drop(s)`: one PEP 550 \
+            `copy_context()` + `set`, including dropping the new version. For std this is \
+            a full copy."),
+        /// Build the map from empty with `m = m.update(k, k)`: the old version is alive during
+        /// each insert and dropped right after. Per insert, so averaged over sizes 0..N.
+        PersistentInsert => ("persistent insert", "persistent_insert", "ns per operation",
+            "Build from empty with `m = m.update(k, k)` (old version alive during the \
+            insert, dropped after); per insert, i.e. averaged over sizes 0..N. Not run \
+            for std (a full copy per insert)."),
+        /// From a clone of the N-entry map (so the first step must copy), `m = m.without(k)` for
+        /// every key, each old version dropped after the next exists.
+        PersistentRemove => ("persistent remove", "persistent_remove", "ns per operation",
+            "From a clone of the N-entry map, `m = m.without(k)` for every key; per \
+            remove. Not run for std."),
+        /// Build the map from empty with `insert` on a uniquely owned map; per insert.
+        InPlaceInsert => ("in-place insert", "inplace_insert", "ns per operation",
+            "Build from empty with `insert` on a uniquely owned map; per insert."),
+        /// Remove every key from a uniquely owned map built before the clock starts.
+        InPlaceRemove => ("in-place remove", "inplace_remove", "ns per operation",
+            "Remove every key from a uniquely owned map (built outside the timed region); \
+            per remove."),
+        /// Visit every entry; per entry.
+        Iterate => ("iteration", "iter", "ns per entry",
+            "Visit every entry of the N-entry map; per entry."),
+    }
 }
 
 impl Op {
-    /// Every operation, in report order.
-    pub const ALL: [Self; 8] = [
-        Self::LookupHit,
-        Self::LookupMiss,
-        Self::SnapshotSet,
-        Self::PersistentInsert,
-        Self::PersistentRemove,
-        Self::InPlaceInsert,
-        Self::InPlaceRemove,
-        Self::Iterate,
-    ];
-
-    /// Human-readable name, used as a table title.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::LookupHit => "lookup hit",
-            Self::LookupMiss => "lookup miss",
-            Self::SnapshotSet => "snapshot + set",
-            Self::PersistentInsert => "persistent insert",
-            Self::PersistentRemove => "persistent remove",
-            Self::InPlaceInsert => "in-place insert",
-            Self::InPlaceRemove => "in-place remove",
-            Self::Iterate => "iteration",
-        }
-    }
-
-    /// Identifier used for criterion groups and file names.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Self::LookupHit => "lookup_hit",
-            Self::LookupMiss => "lookup_miss",
-            Self::SnapshotSet => "snapshot_set",
-            Self::PersistentInsert => "persistent_insert",
-            Self::PersistentRemove => "persistent_remove",
-            Self::InPlaceInsert => "inplace_insert",
-            Self::InPlaceRemove => "inplace_remove",
-            Self::Iterate => "iter",
-        }
-    }
-
-    /// What one operation is, for the report's unit column.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Self::Iterate => "ns per entry",
-            _ => "ns per operation",
-        }
-    }
-
-    /// What exactly is timed, for the report.
-    pub fn description(self) -> &'static str {
-        match self {
-            Self::LookupHit => "`get` of a present key, cycling through the N keys.",
-            Self::LookupMiss => "`get` of an absent key, cycling through N other random keys.",
-            Self::SnapshotSet => {
-                "`let mut s = m.clone(); s.insert(new_key, v); drop(s)`: one PEP 550 \
-                 `copy_context()` + `set`, including dropping the new version. For std this is \
-                 a full copy."
-            }
-            Self::PersistentInsert => {
-                "Build from empty with `m = m.update(k, k)` (old version alive during the \
-                 insert, dropped after); per insert, i.e. averaged over sizes 0..N. Not run \
-                 for std (a full copy per insert)."
-            }
-            Self::PersistentRemove => {
-                "From a clone of the N-entry map, `m = m.without(k)` for every key; per \
-                 remove. Not run for std."
-            }
-            Self::InPlaceInsert => {
-                "Build from empty with `insert` on a uniquely owned map; per insert."
-            }
-            Self::InPlaceRemove => {
-                "Remove every key from a uniquely owned map (built outside the timed region); \
-                 per remove."
-            }
-            Self::Iterate => "Visit every entry of the N-entry map; per entry.",
-        }
-    }
-
-    /// Whether `contender` runs this operation (std has no structural persistent update).
+    /// Whether `contender` runs this operation: std has no structural persistent update, and
+    /// the `Arc`-valued std map is only the reference of snapshot + set.
     pub fn applies_to(self, contender: Contender) -> bool {
         match self {
+            _ if contender == Contender::StdArc => self == Self::SnapshotSet,
             Self::PersistentInsert | Self::PersistentRemove => contender.is_persistent(),
             _ => true,
         }

@@ -87,6 +87,7 @@ fn results_json_holds_every_group() {
     for field in [
         "date",
         "cpu_model",
+        "target_cpu",
         "cores",
         "rustc",
         "peers",
@@ -96,6 +97,14 @@ fn results_json_holds_every_group() {
         assert!(!results["header"][field].is_null(), "header lacks {field}");
     }
     assert_eq!(results["header"]["mode"], "smoke");
+    let cpu = results["header"]["target_cpu"]
+        .as_str()
+        .expect("target_cpu");
+    assert!(
+        ["x86-64 (default)", "x86-64-v2", "x86-64-v3"].contains(&cpu)
+            || !cfg!(target_arch = "x86_64"),
+        "target_cpu: {cpu}"
+    );
     for group in GROUPS {
         assert!(
             results["groups"][group].is_object(),
@@ -218,6 +227,132 @@ fn index_html_embeds_every_svg() {
         assert!(svg.contains("ns per"), "{name}: no y caption with unit");
         assert!(svg.contains("hamt"), "{name}: no legend");
     }
+}
+
+#[test]
+fn every_table_states_the_target_cpu_and_cites_only_the_repository() {
+    let markdown = std::fs::read_to_string(smoke().join("report.md")).expect("read report.md");
+    let cpu = results()["header"]["target_cpu"]
+        .as_str()
+        .expect("target_cpu")
+        .to_owned();
+    assert!(
+        markdown.contains(&format!("| build target CPU | {cpu} |")),
+        "no target CPU in the header"
+    );
+    // Every table (a run of `|` lines after the header) is followed by the target CPU line.
+    let line = format!("Build target CPU: {cpu}.");
+    let lines: Vec<&str> = markdown.lines().collect();
+    let mut tables = 0;
+    for (index, window) in lines
+        .windows(2)
+        .enumerate()
+        .skip_while(|(_, w)| !w[0].starts_with("## "))
+    {
+        if window[0].starts_with('|') && !window[1].starts_with('|') {
+            tables += 1;
+            let after = lines[index + 1..].iter().find(|l| !l.trim().is_empty());
+            assert_eq!(
+                after,
+                Some(&line.as_str()),
+                "table ending at line {} has no CPU line",
+                index + 1
+            );
+        }
+    }
+    assert!(tables >= 20, "only {tables} tables");
+    assert!(
+        markdown.contains("`benches/targets.toml`"),
+        "the bars' file is not named"
+    );
+    for outside in ["shared/", "ANCHORS", "../"] {
+        assert!(!markdown.contains(outside), "report.md cites {outside}");
+    }
+}
+
+/// A copy of the shipped targets file with `edit` applied, in a fresh file.
+fn targets_file(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("targets.toml"))
+            .expect("read targets.toml");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("targets-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, edit(shipped)).expect("write targets");
+    path
+}
+
+#[test]
+fn the_bars_come_from_the_targets_file() {
+    let targets = targets_file("edited", |text| {
+        text.replace("run_ns = 5.0", "run_ns = 4321.5")
+    });
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("report-targets-{}", std::process::id()));
+    let output = report()
+        .args(["--smoke", "--only", "context", "--targets"])
+        .arg(&targets)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run report");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("≤ 4322 ns"),
+        "the edited bar is not used: {stdout}"
+    );
+}
+
+#[test]
+fn a_bad_targets_file_is_an_error_before_measuring() {
+    for (name, edit, expected) in [
+        (
+            "syntax",
+            (|t: String| t.replace("[context]", "[context")) as fn(String) -> String,
+            "malformed",
+        ),
+        (
+            "missing",
+            |t: String| t.replace("run_ns = 5.0\n", ""),
+            "run_ns",
+        ),
+        (
+            "unknown",
+            |t: String| t.replace("run_ns = 5.0", "run_ns = 5.0\nrun_nanos = 1.0"),
+            "run_nanos",
+        ),
+        (
+            "type",
+            |t: String| t.replace("run_ns = 5.0", "run_ns = \"fast\""),
+            "run_ns",
+        ),
+        (
+            "contender",
+            |t: String| t.replacen("over = \"std_arc\"", "over = \"btree\"", 1),
+            "unknown contender `btree`",
+        ),
+    ] {
+        let targets = targets_file(name, edit);
+        let started = std::time::Instant::now();
+        let output = report()
+            .args(["--smoke", "--targets"])
+            .arg(&targets)
+            .output()
+            .expect("run report");
+        assert_fails(&output, expected);
+        assert_fails(&output, &targets.display().to_string());
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        assert!(text(&output.stdout).is_empty(), "{name}: measured anyway");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{name}"
+        );
+    }
+    let output = report()
+        .args(["--smoke", "--targets", "/nonexistent/targets.toml"])
+        .output()
+        .expect("run report");
+    assert_fails(&output, "cannot read /nonexistent/targets.toml");
 }
 
 #[test]

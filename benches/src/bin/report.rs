@@ -69,6 +69,10 @@ struct Cli {
     /// hamt: skip the memory measurements.
     #[arg(long)]
     no_memory: bool,
+
+    /// The bars to check instead of the crate's `benches/targets.toml`
+    #[arg(long, value_name = "FILE")]
+    targets: Option<PathBuf>,
 }
 
 /// A `--sizes` list (a newtype, so clap takes the list as one value).
@@ -102,6 +106,9 @@ impl Cli {
         if let Some(out) = &self.out {
             config.out.clone_from(out);
         }
+        if let Some(targets) = &self.targets {
+            config.targets.clone_from(targets);
+        }
         config
     }
 }
@@ -120,6 +127,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = report::targets::Targets::load(&config.targets) {
+        eprintln!("report: targets: {error}");
+        return ExitCode::from(2);
+    }
     if let Err(error) = report::prepare_output(&config.out) {
         eprintln!(
             "report: --out: cannot write to {}: {error}",

@@ -22,7 +22,7 @@ use std::time::Duration;
 use contextvars::Context;
 use exec_context::interpreters::{self, Interpreter, Queue};
 
-use crate::cases::{Case, CaseOp, Contender, Repeat};
+use crate::cases::{Case, Repeat};
 use crate::clock::thread_cpu_time;
 use crate::harness::Routine;
 use crate::live::NoContext;
@@ -44,46 +44,72 @@ pub const LIVE_QUEUES: usize = 100;
 /// The `live` of every case: this group has no context variables live.
 pub const LIVE: usize = 0;
 
-/// A benchmarked interpreter operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// One producer thread sends `u64`s to one consumer through an unbounded queue.
-    StreamUnbounded,
-    /// The same through a queue bounded to [`BOUND`].
-    StreamBounded,
-    /// Sends that return once the item was received.
-    Rendezvous,
-    /// A value there and back between two threads.
-    RoundTrip,
-    /// Create an interpreter and close it.
-    CreateClose,
-    /// Run an empty closure in an interpreter.
-    Exec,
-    /// Submit one job to a pool and wait for its result.
-    PoolSubmitWait,
-    /// Submit [`POOL_BATCH`] jobs, then wait for them.
-    PoolBatch,
-    /// `exec` of a one-line Lua snippet.
-    LuaExec,
-    /// One resume of a Lua coroutine.
-    LuaResume,
+crate::case_ops! {
+    /// A benchmarked interpreter operation.
+    pub enum Op {
+        /// One producer thread sends `u64`s to one consumer through an unbounded queue.
+        StreamUnbounded => ("SPSC stream, unbounded", "stream_unbounded", "wall ns per message",
+            "A producer thread sends the `u64`s `0..n`, the timing thread receives them; \
+            wall-clock time from the start (both threads released by a barrier) to the \
+            last receive. Ours `Queue::put(i)` / `get()` (`create_queue(0)`) and \
+            `SendChannel::send_buffered(i)` / `recv()`; the peers' unbounded channels. Ours \
+            carries each value as a `Shareable::Int` and extracts it again, as a user does."),
+        /// The same through a queue bounded to [`BOUND`].
+        StreamBounded => ("SPSC stream, bounded to 1024", "stream_bounded", "wall ns per message",
+            "As the unbounded stream, through queues that hold at most 1024 items, so the \
+            producer blocks when it runs ahead: ours `create_queue(1024)`, \
+            `sync_channel(1024)`, crossbeam `bounded(1024)`."),
+        /// Sends that return once the item was received.
+        Rendezvous => ("rendezvous send (returns once received)", "rendezvous", "wall ns per message",
+            "A stream whose every send returns only once the item was received (PEP 554's \
+            `SendChannel.send`): ours `send(i)` against the peers' zero-capacity \
+            channels, `sync_channel(0)` and crossbeam `bounded(0)`."),
+        /// A value there and back between two threads.
+        RoundTrip => ("round trip between two threads", "round_trip", "wall ns per round trip",
+            "The timing thread sends `i` through one unbounded queue (channel), an echo \
+            thread receives it and sends `i + 1` back through another; wall-clock time \
+            per round trip. Both sides wait for every message, so this is two hand-offs \
+            to a waiting thread."),
+        /// Create an interpreter and close it.
+        CreateClose => ("interpreter create + close", "create_close", "ns per create + close",
+            "`interpreters::create()` then `close()`, one thread. Closing applies the \
+            unbound-item policies to every live queue and channel of the process, so the \
+            second row keeps 100 queues alive."),
+        /// Run an empty closure in an interpreter.
+        Exec => ("exec: enter + exit", "exec", "ns per enter + exit",
+            "`interp.exec(|| ())` and `interp.call(|| 1)` on a thread that has run in \
+            `interp` before: swap the thread's context state for the interpreter's, run, \
+            swap back. The baseline is `Context::run(|| 0)` on a fresh context, the \
+            context switch alone."),
+        /// Submit one job to a pool and wait for its result.
+        PoolSubmitWait => ("pool: submit + wait, one job at a time", "pool_submit_wait", "wall ns per job",
+            "`submit(job)` then `wait()` on its handle, one job at a time, on pools of 2 \
+            workers (a new pool per repetition, started off the clock); the job returns a \
+            constant. Ours runs it in the worker's interpreter; \
+            the baseline is a plain pool of the same design (one `Mutex<VecDeque>` of \
+            boxed jobs, a `Condvar`, a result slot per job) without interpreters; rayon \
+            `ThreadPool::spawn` with a one-shot channel for the result. Wall-clock time \
+            per job: mostly two thread wake-ups, whose cost on a shared two-core VM moves \
+            several-fold between runs."),
+        /// Submit [`POOL_BATCH`] jobs, then wait for them.
+        PoolBatch => ("pool: 32 jobs submitted, then waited for", "pool_batch", "wall ns per job",
+            "32 `submit`s, then 32 `wait`s, per batch, on the same pools: the cost per \
+            job while the workers are kept busy, where the interpreter's share shows."),
+        /// `exec` of a one-line Lua snippet.
+        LuaExec => ("Lua exec of a one-line snippet", "lua_exec", "ns per exec",
+            "`x = x + 1` compiled and run: `LuaInterpreter::exec` (enter the interpreter, \
+            load, run, exit, with the instruction-budget reset) against \
+            `lua.load(..).exec()` on a bare `mlua` state (Lua 5.4, vendored), one thread."),
+        /// One resume of a Lua coroutine.
+        LuaResume => ("Lua coroutine resume", "lua_resume", "ns per resume",
+            "One `coroutine.resume` of a coroutine that yields at once, from a Lua loop: \
+            Lua's own resume on a bare `mlua` state (the baseline), ours on a coroutine \
+            marked `contextvars.no_context` (the Rust wrapper alone), and ours with the \
+            coroutine's own logical context pushed and popped around the resume."),
+    }
 }
 
 impl Op {
-    /// Every operation, in report order.
-    pub const ALL: [Self; 10] = [
-        Self::StreamUnbounded,
-        Self::StreamBounded,
-        Self::Rendezvous,
-        Self::RoundTrip,
-        Self::CreateClose,
-        Self::Exec,
-        Self::PoolSubmitWait,
-        Self::PoolBatch,
-        Self::LuaExec,
-        Self::LuaResume,
-    ];
-
     /// Whether the figure is a throughput, reported in messages per second too.
     pub fn is_stream(self) -> bool {
         matches!(
@@ -98,114 +124,6 @@ impl Op {
             self,
             Self::CreateClose | Self::Exec | Self::LuaExec | Self::LuaResume
         )
-    }
-}
-
-impl CaseOp for Op {
-    fn name(self) -> &'static str {
-        match self {
-            Self::StreamUnbounded => "SPSC stream, unbounded",
-            Self::StreamBounded => "SPSC stream, bounded to 1024",
-            Self::Rendezvous => "rendezvous send (returns once received)",
-            Self::RoundTrip => "round trip between two threads",
-            Self::CreateClose => "interpreter create + close",
-            Self::Exec => "exec: enter + exit",
-            Self::PoolSubmitWait => "pool: submit + wait, one job at a time",
-            Self::PoolBatch => "pool: 32 jobs submitted, then waited for",
-            Self::LuaExec => "Lua exec of a one-line snippet",
-            Self::LuaResume => "Lua coroutine resume",
-        }
-    }
-
-    fn slug(self) -> &'static str {
-        match self {
-            Self::StreamUnbounded => "stream_unbounded",
-            Self::StreamBounded => "stream_bounded",
-            Self::Rendezvous => "rendezvous",
-            Self::RoundTrip => "round_trip",
-            Self::CreateClose => "create_close",
-            Self::Exec => "exec",
-            Self::PoolSubmitWait => "pool_submit_wait",
-            Self::PoolBatch => "pool_batch",
-            Self::LuaExec => "lua_exec",
-            Self::LuaResume => "lua_resume",
-        }
-    }
-
-    fn unit(self) -> &'static str {
-        match self {
-            Self::StreamUnbounded | Self::StreamBounded | Self::Rendezvous => "wall ns per message",
-            Self::RoundTrip => "wall ns per round trip",
-            Self::CreateClose => "ns per create + close",
-            Self::Exec => "ns per enter + exit",
-            Self::PoolSubmitWait | Self::PoolBatch => "wall ns per job",
-            Self::LuaExec => "ns per exec",
-            Self::LuaResume => "ns per resume",
-        }
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            Self::StreamUnbounded => {
-                "A producer thread sends the `u64`s `0..n`, the timing thread receives them; \
-                 wall-clock time from the start (both threads released by a barrier) to the \
-                 last receive. Ours `Queue::put(i)` / `get()` (`create_queue(0)`) and \
-                 `SendChannel::send_buffered(i)` / `recv()`; the peers' unbounded channels. Ours \
-                 carries each value as a `Shareable::Int` and extracts it again, as a user does."
-            }
-            Self::StreamBounded => {
-                "As the unbounded stream, through queues that hold at most 1024 items, so the \
-                 producer blocks when it runs ahead: ours `create_queue(1024)`, \
-                 `sync_channel(1024)`, crossbeam `bounded(1024)`."
-            }
-            Self::Rendezvous => {
-                "A stream whose every send returns only once the item was received (PEP 554's \
-                 `SendChannel.send`): ours `send(i)` against the peers' zero-capacity \
-                 channels, `sync_channel(0)` and crossbeam `bounded(0)`."
-            }
-            Self::RoundTrip => {
-                "The timing thread sends `i` through one unbounded queue (channel), an echo \
-                 thread receives it and sends `i + 1` back through another; wall-clock time \
-                 per round trip. Both sides wait for every message, so this is two hand-offs \
-                 to a waiting thread."
-            }
-            Self::CreateClose => {
-                "`interpreters::create()` then `close()`, one thread. Closing applies the \
-                 unbound-item policies to every live queue and channel of the process, so the \
-                 second row keeps 100 queues alive."
-            }
-            Self::Exec => {
-                "`interp.exec(|| ())` and `interp.call(|| 1)` on a thread that has run in \
-                 `interp` before: swap the thread's context state for the interpreter's, run, \
-                 swap back. The baseline is `Context::run(|| 0)` on a fresh context, the \
-                 context switch alone."
-            }
-            Self::PoolSubmitWait => {
-                "`submit(job)` then `wait()` on its handle, one job at a time, on pools of 2 \
-                 workers (a new pool per repetition, started off the clock); the job returns a \
-                 constant. Ours runs it in the worker's interpreter; \
-                 the baseline is a plain pool of the same design (one `Mutex<VecDeque>` of \
-                 boxed jobs, a `Condvar`, a result slot per job) without interpreters; rayon \
-                 `ThreadPool::spawn` with a one-shot channel for the result. Wall-clock time \
-                 per job: mostly two thread wake-ups, whose cost on a shared two-core VM moves \
-                 several-fold between runs."
-            }
-            Self::PoolBatch => {
-                "32 `submit`s, then 32 `wait`s, per batch, on the same pools: the cost per \
-                 job while the workers are kept busy, where the interpreter's share shows."
-            }
-            Self::LuaExec => {
-                "`x = x + 1` compiled and run: `LuaInterpreter::exec` (enter the interpreter, \
-                 load, run, exit, with the instruction-budget reset) against \
-                 `lua.load(..).exec()` on a bare `mlua` state (Lua 5.4, vendored), one thread."
-            }
-            Self::LuaResume => {
-                "One `coroutine.resume` of a coroutine that yields at once, from a Lua loop: \
-                 Lua's own resume on a bare `mlua` state (the baseline), ours on a coroutine \
-                 marked `contextvars.no_context` (the Rust wrapper alone), and ours with the \
-                 coroutine's own logical context pushed and popped around the resume."
-            }
-        }
     }
 }
 
@@ -291,236 +209,61 @@ fn resume_loop(kind: lua::Resume) -> Box<dyn Routine> {
 
 /// Every case of the interpreter group, in report order.
 pub fn cases() -> Vec<Case<Op>> {
-    use Contender::{Baseline, Crossbeam, Mpsc, Ours, Rayon};
-    vec![
-        Case::new(
-            Op::StreamUnbounded,
-            Ours,
-            "queue",
-            "`Queue::put(i)` / `get()`",
-            LIVE,
-            |_| stream(OurQueue { maxsize: 0 }),
-        ),
-        Case::new(
-            Op::StreamUnbounded,
-            Ours,
-            // The ID the report keys on predates `send_buffered` (then `send_nowait`).
-            "channel_nowait",
-            "`SendChannel::send_buffered(i)` / `recv()`",
-            LIVE,
-            |_| stream(OurChannelBuffered),
-        ),
-        Case::new(
-            Op::StreamUnbounded,
-            Mpsc,
-            "channel",
-            "`mpsc::channel()`",
-            LIVE,
-            |_| stream(MpscChannel),
-        ),
-        Case::new(
-            Op::StreamUnbounded,
-            Crossbeam,
-            "unbounded",
-            "`unbounded()`",
-            LIVE,
-            |_| stream(CrossbeamUnbounded),
-        ),
-        Case::new(
-            Op::StreamBounded,
-            Ours,
-            "queue_1024",
-            "`create_queue(1024)`",
-            LIVE,
-            |_| stream(OurQueue { maxsize: BOUND }),
-        ),
-        Case::new(
-            Op::StreamBounded,
-            Mpsc,
-            "sync_channel_1024",
-            "`mpsc::sync_channel(1024)`",
-            LIVE,
-            |_| stream(MpscSyncChannel { bound: BOUND }),
-        ),
-        Case::new(
-            Op::StreamBounded,
-            Crossbeam,
-            "bounded_1024",
-            "`bounded(1024)`",
-            LIVE,
-            |_| stream(CrossbeamBounded { capacity: BOUND }),
-        ),
-        Case::new(
-            Op::Rendezvous,
-            Ours,
-            "send",
-            "`SendChannel::send(i)` / `recv()`",
-            LIVE,
-            |_| stream(OurChannelSend),
-        ),
-        Case::new(
-            Op::Rendezvous,
-            Mpsc,
-            "sync_channel_0",
-            "`mpsc::sync_channel(0)`",
-            LIVE,
-            |_| stream(MpscSyncChannel { bound: 0 }),
-        ),
-        Case::new(
-            Op::Rendezvous,
-            Crossbeam,
-            "bounded_0",
-            "`bounded(0)`",
-            LIVE,
-            |_| stream(CrossbeamBounded { capacity: 0 }),
-        ),
-        Case::new(
-            Op::RoundTrip,
-            Ours,
-            "queue",
-            "two `create_queue(0)`",
-            LIVE,
-            |_| round_trip(OurQueue { maxsize: 0 }),
-        ),
-        Case::new(
-            Op::RoundTrip,
-            Mpsc,
-            "channel",
-            "two `mpsc::channel()`",
-            LIVE,
-            |_| round_trip(MpscChannel),
-        ),
-        Case::new(
-            Op::RoundTrip,
-            Crossbeam,
-            "unbounded",
-            "two `unbounded()`",
-            LIVE,
-            |_| round_trip(CrossbeamUnbounded),
-        ),
-        Case::new(
-            Op::CreateClose,
-            Ours,
-            "create_close",
-            "`create()` + `close()`",
-            LIVE,
-            |_| Box::new(CreateClose { queues: 0 }),
-        ),
-        Case::new(
-            Op::CreateClose,
-            Ours,
-            "create_close_100_queues",
-            "the same, 100 queues alive",
-            LIVE,
-            |_| {
-                Box::new(CreateClose {
-                    queues: LIVE_QUEUES,
-                })
-            },
-        ),
-        Case::new(
-            Op::Exec,
-            Baseline,
-            "context_run",
-            "`Context::run(|| 0)`",
-            LIVE,
-            |_| Repeat::new(NoContext, Context::new(), context_run).boxed(),
-        ),
-        Case::new(Op::Exec, Ours, "exec", "`interp.exec(|| ())`", LIVE, |_| {
-            Repeat::new(NoContext, visited_interpreter(), exec).boxed()
-        }),
-        Case::new(Op::Exec, Ours, "call", "`interp.call(|| 1)`", LIVE, |_| {
-            Repeat::new(NoContext, visited_interpreter(), call).boxed()
-        }),
-        Case::new(
-            Op::PoolSubmitWait,
-            Baseline,
-            "plain_pool",
-            "plain `Mutex<VecDeque>` + `Condvar` pool",
-            LIVE,
-            |_| jobs(PlainPool::new, 1),
-        ),
-        Case::new(
-            Op::PoolSubmitWait,
-            Ours,
-            "interpreter_pool",
-            "`InterpreterPool::submit(f).wait()`",
-            LIVE,
-            |_| jobs(OurPool::new, 1),
-        ),
-        Case::new(
-            Op::PoolSubmitWait,
-            Rayon,
-            "spawn_oneshot",
-            "`ThreadPool::spawn` + one-shot channel",
-            LIVE,
-            |_| jobs(RayonPool::new, 1),
-        ),
-        Case::new(
-            Op::PoolBatch,
-            Baseline,
-            "plain_pool",
-            "plain `Mutex<VecDeque>` + `Condvar` pool",
-            LIVE,
-            |_| jobs(PlainPool::new, POOL_BATCH),
-        ),
-        Case::new(
-            Op::PoolBatch,
-            Ours,
-            "interpreter_pool",
-            "`InterpreterPool::submit(f)` × 32, `wait()` × 32",
-            LIVE,
-            |_| jobs(OurPool::new, POOL_BATCH),
-        ),
-        Case::new(
-            Op::PoolBatch,
-            Rayon,
-            "spawn_oneshot",
-            "`ThreadPool::spawn` + one-shot channel, × 32",
-            LIVE,
-            |_| jobs(RayonPool::new, POOL_BATCH),
-        ),
-        Case::new(
-            Op::LuaExec,
-            Baseline,
-            "mlua_exec",
-            "`lua.load(\"x = x + 1\").exec()`, bare `mlua`",
-            LIVE,
-            |_| Repeat::new(NoContext, lua::bare_state(), lua::mlua_exec).boxed(),
-        ),
-        Case::new(
-            Op::LuaExec,
-            Ours,
-            "lua_exec",
-            "`LuaInterpreter::exec(\"x = x + 1\")`",
-            LIVE,
-            |_| Repeat::new(NoContext, lua::interpreter(), lua::lua_exec).boxed(),
-        ),
-        Case::new(
-            Op::LuaResume,
-            Baseline,
-            "bare_resume",
-            "Lua's `coroutine.resume`, bare `mlua`",
-            LIVE,
-            |_| resume_loop(lua::Resume::Bare),
-        ),
-        Case::new(
-            Op::LuaResume,
-            Ours,
-            "resume_no_context",
-            "our `coroutine.resume`, `no_context` coroutine",
-            LIVE,
-            |_| resume_loop(lua::Resume::NoContext),
-        ),
-        Case::new(
-            Op::LuaResume,
-            Ours,
-            "resume_own_context",
-            "our `coroutine.resume`, own logical context",
-            LIVE,
-            |_| resume_loop(lua::Resume::OwnContext),
-        ),
-    ]
+    crate::case_table! { LIVE;
+        StreamUnbounded Ours "queue" "`Queue::put(i)` / `get()`"
+            => |_| stream(OurQueue { maxsize: 0 });
+        // The ID the report keys on predates `send_buffered` (then `send_nowait`).
+        StreamUnbounded Ours "channel_nowait" "`SendChannel::send_buffered(i)` / `recv()`"
+            => |_| stream(OurChannelBuffered);
+        StreamUnbounded Mpsc "channel" "`mpsc::channel()`" => |_| stream(MpscChannel);
+        StreamUnbounded Crossbeam "unbounded" "`unbounded()`" => |_| stream(CrossbeamUnbounded);
+        StreamBounded Ours "queue_1024" "`create_queue(1024)`"
+            => |_| stream(OurQueue { maxsize: BOUND });
+        StreamBounded Mpsc "sync_channel_1024" "`mpsc::sync_channel(1024)`"
+            => |_| stream(MpscSyncChannel { bound: BOUND });
+        StreamBounded Crossbeam "bounded_1024" "`bounded(1024)`"
+            => |_| stream(CrossbeamBounded { capacity: BOUND });
+        Rendezvous Ours "send" "`SendChannel::send(i)` / `recv()`" => |_| stream(OurChannelSend);
+        Rendezvous Mpsc "sync_channel_0" "`mpsc::sync_channel(0)`"
+            => |_| stream(MpscSyncChannel { bound: 0 });
+        Rendezvous Crossbeam "bounded_0" "`bounded(0)`"
+            => |_| stream(CrossbeamBounded { capacity: 0 });
+        RoundTrip Ours "queue" "two `create_queue(0)`" => |_| round_trip(OurQueue { maxsize: 0 });
+        RoundTrip Mpsc "channel" "two `mpsc::channel()`" => |_| round_trip(MpscChannel);
+        RoundTrip Crossbeam "unbounded" "two `unbounded()`" => |_| round_trip(CrossbeamUnbounded);
+        CreateClose Ours "create_close" "`create()` + `close()`"
+            => |_| Box::new(CreateClose { queues: 0 });
+        CreateClose Ours "create_close_100_queues" "the same, 100 queues alive"
+            => |_| Box::new(CreateClose { queues: LIVE_QUEUES });
+        Exec Baseline "context_run" "`Context::run(|| 0)`"
+            => |_| Repeat::new(NoContext, Context::new(), context_run).boxed();
+        Exec Ours "exec" "`interp.exec(|| ())`"
+            => |_| Repeat::new(NoContext, visited_interpreter(), exec).boxed();
+        Exec Ours "call" "`interp.call(|| 1)`"
+            => |_| Repeat::new(NoContext, visited_interpreter(), call).boxed();
+        PoolSubmitWait Baseline "plain_pool" "plain `Mutex<VecDeque>` + `Condvar` pool"
+            => |_| jobs(PlainPool::new, 1);
+        PoolSubmitWait Ours "interpreter_pool" "`InterpreterPool::submit(f).wait()`"
+            => |_| jobs(OurPool::new, 1);
+        PoolSubmitWait Rayon "spawn_oneshot" "`ThreadPool::spawn` + one-shot channel"
+            => |_| jobs(RayonPool::new, 1);
+        PoolBatch Baseline "plain_pool" "plain `Mutex<VecDeque>` + `Condvar` pool"
+            => |_| jobs(PlainPool::new, POOL_BATCH);
+        PoolBatch Ours "interpreter_pool" "`InterpreterPool::submit(f)` × 32, `wait()` × 32"
+            => |_| jobs(OurPool::new, POOL_BATCH);
+        PoolBatch Rayon "spawn_oneshot" "`ThreadPool::spawn` + one-shot channel, × 32"
+            => |_| jobs(RayonPool::new, POOL_BATCH);
+        LuaExec Baseline "mlua_exec" "`lua.load(\"x = x + 1\").exec()`, bare `mlua`"
+            => |_| Repeat::new(NoContext, lua::bare_state(), lua::mlua_exec).boxed();
+        LuaExec Ours "lua_exec" "`LuaInterpreter::exec(\"x = x + 1\")`"
+            => |_| Repeat::new(NoContext, lua::interpreter(), lua::lua_exec).boxed();
+        LuaResume Baseline "bare_resume" "Lua's `coroutine.resume`, bare `mlua`"
+            => |_| resume_loop(lua::Resume::Bare);
+        LuaResume Ours "resume_no_context" "our `coroutine.resume`, `no_context` coroutine"
+            => |_| resume_loop(lua::Resume::NoContext);
+        LuaResume Ours "resume_own_context" "our `coroutine.resume`, own logical context"
+            => |_| resume_loop(lua::Resume::OwnContext);
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::sync::{Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver as CbReceiver, Sender as CbSender};
 use exec_context::interpreters::{self, Queue, RecvChannel, SendChannel};
 
 use crate::clock::thread_cpu_time;
@@ -128,25 +129,6 @@ fn our_channel_recv(rx: &RecvChannel) -> u64 {
 #[derive(Clone, Copy, Debug)]
 pub struct MpscChannel;
 
-impl Pipe for MpscChannel {
-    type Tx = mpsc::Sender<u64>;
-    type Rx = mpsc::Receiver<u64>;
-
-    fn open(&self) -> (Self::Tx, Self::Rx) {
-        mpsc::channel()
-    }
-
-    #[inline]
-    fn send(tx: &Self::Tx, value: u64) {
-        tx.send(value).expect("the receiver outlives the run");
-    }
-
-    #[inline]
-    fn recv(rx: &Self::Rx) -> u64 {
-        rx.recv().expect("the sender outlives the run")
-    }
-}
-
 /// `std::sync::mpsc::sync_channel(bound)`: bounded; `bound` 0 is a rendezvous.
 #[derive(Clone, Copy, Debug)]
 pub struct MpscSyncChannel {
@@ -154,47 +136,9 @@ pub struct MpscSyncChannel {
     pub bound: usize,
 }
 
-impl Pipe for MpscSyncChannel {
-    type Tx = mpsc::SyncSender<u64>;
-    type Rx = mpsc::Receiver<u64>;
-
-    fn open(&self) -> (Self::Tx, Self::Rx) {
-        mpsc::sync_channel(self.bound)
-    }
-
-    #[inline]
-    fn send(tx: &Self::Tx, value: u64) {
-        tx.send(value).expect("the receiver outlives the run");
-    }
-
-    #[inline]
-    fn recv(rx: &Self::Rx) -> u64 {
-        rx.recv().expect("the sender outlives the run")
-    }
-}
-
 /// `crossbeam_channel::unbounded()`.
 #[derive(Clone, Copy, Debug)]
 pub struct CrossbeamUnbounded;
-
-impl Pipe for CrossbeamUnbounded {
-    type Tx = crossbeam_channel::Sender<u64>;
-    type Rx = crossbeam_channel::Receiver<u64>;
-
-    fn open(&self) -> (Self::Tx, Self::Rx) {
-        crossbeam_channel::unbounded()
-    }
-
-    #[inline]
-    fn send(tx: &Self::Tx, value: u64) {
-        tx.send(value).expect("the receiver outlives the run");
-    }
-
-    #[inline]
-    fn recv(rx: &Self::Rx) -> u64 {
-        rx.recv().expect("the sender outlives the run")
-    }
-}
 
 /// `crossbeam_channel::bounded(capacity)`; capacity 0 is a rendezvous.
 #[derive(Clone, Copy, Debug)]
@@ -203,23 +147,39 @@ pub struct CrossbeamBounded {
     pub capacity: usize,
 }
 
-impl Pipe for CrossbeamBounded {
-    type Tx = crossbeam_channel::Sender<u64>;
-    type Rx = crossbeam_channel::Receiver<u64>;
+/// A peer's channel as a [`Pipe`]: `|this| open` makes the ends; `send` and `recv` are the
+/// channel's own blocking calls.
+macro_rules! peer_pipe {
+    ($($name:ident: $tx:ty, $rx:ty, |$this:ident| $open:expr;)*) => {$(
+        impl Pipe for $name {
+            type Tx = $tx;
+            type Rx = $rx;
 
-    fn open(&self) -> (Self::Tx, Self::Rx) {
-        crossbeam_channel::bounded(self.capacity)
-    }
+            fn open(&self) -> (Self::Tx, Self::Rx) {
+                let $this = self;
+                $open
+            }
 
-    #[inline]
-    fn send(tx: &Self::Tx, value: u64) {
-        tx.send(value).expect("the receiver outlives the run");
-    }
+            #[inline]
+            fn send(tx: &Self::Tx, value: u64) {
+                tx.send(value).expect("the receiver outlives the run");
+            }
 
-    #[inline]
-    fn recv(rx: &Self::Rx) -> u64 {
-        rx.recv().expect("the sender outlives the run")
-    }
+            #[inline]
+            fn recv(rx: &Self::Rx) -> u64 {
+                rx.recv().expect("the sender outlives the run")
+            }
+        }
+    )*};
+}
+
+peer_pipe! {
+    MpscChannel: mpsc::Sender<u64>, mpsc::Receiver<u64>, |_this| mpsc::channel();
+    MpscSyncChannel: mpsc::SyncSender<u64>, mpsc::Receiver<u64>,
+        |this| mpsc::sync_channel(this.bound);
+    CrossbeamUnbounded: CbSender<u64>, CbReceiver<u64>, |_this| crossbeam_channel::unbounded();
+    CrossbeamBounded: CbSender<u64>, CbReceiver<u64>,
+        |this| crossbeam_channel::bounded(this.capacity);
 }
 
 /// Where a thread's timed part began, and the CPU time it took.

@@ -213,11 +213,12 @@ pub fn op_table<O: CaseOp>(results: &OpResults<O>, notes: &[String]) -> String {
         multi_column_table(results, &columns)
     };
     let mut out = format!(
-        "#### {} ({})\n\n{}\n\n{}",
+        "#### {} ({})\n\n{}\n\n{}\n{}",
         results.op.name(),
         results.op.unit(),
         results.op.description(),
-        table.render()
+        table.render(),
+        super::cpu_line().trim_end()
     );
     for note in notes {
         out.push_str(&format!("\n{note}\n"));
@@ -382,7 +383,8 @@ impl Unit {
     }
 }
 
-/// One target from `shared/ANCHORS.md`, checked: `value` must not exceed `limit`.
+/// One target from `benches/targets.toml`, checked: `value` must not exceed `limit` (or,
+/// with [`Check::at_least`], must reach it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     /// What is required, in words.
@@ -395,6 +397,8 @@ pub struct Check {
     pub unit: Unit,
     /// How `value` was obtained, when it is derived (e.g. `11.2 − 3.1`).
     pub detail: Option<String>,
+    /// Whether `limit` is a floor rather than a ceiling.
+    pub at_least: bool,
 }
 
 impl Check {
@@ -406,6 +410,23 @@ impl Check {
             limit,
             unit,
             detail: None,
+            at_least: false,
+        }
+    }
+
+    /// A check that passes when `value` is at least `limit` (a throughput ratio).
+    pub fn at_least(target: impl Into<String>, value: Option<f64>, limit: f64, unit: Unit) -> Self {
+        Self {
+            at_least: true,
+            ..Self::new(target, value, limit, unit)
+        }
+    }
+
+    /// The same check with a detail, if there is one.
+    pub fn detail_opt(self, detail: Option<String>) -> Self {
+        match detail {
+            Some(detail) => self.detail(detail),
+            None => self,
         }
     }
 
@@ -417,7 +438,13 @@ impl Check {
 
     /// `Some(true)` if met, `None` if not measured.
     pub fn passed(&self) -> Option<bool> {
-        self.value.map(|value| value <= self.limit)
+        self.value.map(|value| {
+            if self.at_least {
+                value >= self.limit
+            } else {
+                value <= self.limit
+            }
+        })
     }
 }
 
@@ -447,14 +474,19 @@ pub fn checks_table(checks: &[Check]) -> String {
         table.row([
             check.target.clone(),
             value,
-            format!("≤ {}", check.unit.format(check.limit)),
+            format!(
+                "{} {}",
+                if check.at_least { "≥" } else { "≤" },
+                check.unit.format(check.limit)
+            ),
             verdict.to_owned(),
         ]);
     }
     format!(
-        "### Targets\n\nEach row is a bar from `shared/ANCHORS.md`, checked against this run. \
-         **{passed} of {measured} checks pass.**\n\n{}\n",
-        table.render()
+        "### Targets\n\nEach row is a bar from `benches/targets.toml`, checked against this \
+         run. **{passed} of {measured} checks pass.**\n\n{}\n{}",
+        table.render(),
+        super::cpu_line()
     )
 }
 
@@ -537,9 +569,13 @@ mod tests {
             Check::new("fast", Some(1.0), 2.0, Unit::Ns),
             Check::new("slow", Some(3.0), 2.0, Unit::Ratio).detail("3 / 1"),
             Check::new("absent", None, 1.0, Unit::Allocations),
+            Check::at_least("floor", Some(0.9), 0.8, Unit::Ratio),
+            Check::at_least("below the floor", Some(0.7), 0.8, Unit::Ratio),
         ];
         let text = checks_table(&checks);
-        assert!(text.contains("1 of 2 checks pass"), "{text}");
+        assert!(text.contains("2 of 4 checks pass"), "{text}");
+        assert!(text.contains("≥ 0.80×"), "{text}");
+        assert!(text.contains("Build target CPU: x86-64"), "{text}");
         assert!(text.contains("3.00× (3 / 1)"), "{text}");
     }
 }

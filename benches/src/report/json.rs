@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! { "schema": 1,
-//!   "header": { "date", "cpu_model", "cores", "load_average", "rustc", "peers", "mode",
+//!   "header": { "date", "cpu_model", "target_cpu", "cores", "load_average", "rustc", "peers", "mode",
 //!               "groups", "measured_s", "repetitions": { "hamt", "cases" } },
 //!   "groups": {
 //!     "hamt":    { "sizes": [..], "figures": [ { "op", "contender", "n", "ns_per_op",
@@ -96,6 +96,7 @@ pub fn results(machine: &Machine, config: &Config, elapsed: Duration, groups: Gr
         "header": {
             "date": machine.date,
             "cpu_model": machine.cpu_model,
+            "target_cpu": machine.target_cpu,
             "cores": machine.cpus,
             "load_average": machine.load_average,
             "rustc": machine.rustc,

@@ -17,6 +17,27 @@ pub struct Machine {
     pub rustc: &'static str,
     /// Versions of the peer crates in `Cargo.lock`.
     pub peers: &'static str,
+    /// The CPU level this binary was compiled for ([`target_cpu`]).
+    pub target_cpu: &'static str,
+}
+
+/// The x86-64 level this binary was compiled for, from the target features enabled at
+/// compile time: `x86-64-v3` (AVX2), `x86-64-v2` (POPCNT, SSE4.2), else `x86-64 (default)`,
+/// which is what a crate gets in a user's build unless they pass `-C target-cpu`.
+pub fn target_cpu() -> &'static str {
+    if cfg!(not(target_arch = "x86_64")) {
+        std::env::consts::ARCH
+    } else if cfg!(all(
+        target_feature = "avx2",
+        target_feature = "bmi2",
+        target_feature = "fma"
+    )) {
+        "x86-64-v3"
+    } else if cfg!(all(target_feature = "popcnt", target_feature = "sse4.2")) {
+        "x86-64-v2"
+    } else {
+        "x86-64 (default)"
+    }
 }
 
 impl Machine {
@@ -50,6 +71,7 @@ impl Machine {
             load_average,
             rustc: env!("BENCHES_RUSTC_VERSION"),
             peers: env!("BENCHES_PEER_VERSIONS"),
+            target_cpu: target_cpu(),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! ([`json`]), `index.html` ([`html`]) and the SVG figures to [`Config::out`] (default
 //! `target/report/`); progress goes to stderr ([`progress`]). [`compare`] diffs two
 //! `results.json`. The
-//! sections are [`hamt`], [`context`], [`tasks`] and [`interpreters`]; the last three share
-//! the case machinery of [`cases`].
+//! sections are [`hamt`], [`context`], [`tasks`], [`interpreters`] and [`service`]; the
+//! middle three share the case machinery of [`cases`]. Every bar the sections check is read
+//! from `benches/targets.toml` ([`targets`]) before anything is measured, and every table
+//! states the CPU level the binary was compiled for ([`machine::target_cpu`]).
 
 pub mod cases;
 pub mod compare;
@@ -19,6 +21,7 @@ pub mod progress;
 pub mod service;
 pub mod svg;
 pub mod table;
+pub mod targets;
 pub mod tasks;
 
 use std::io;
@@ -27,6 +30,12 @@ use std::time::{Duration, Instant};
 
 use crate::harness::Settings;
 use crate::sizes;
+
+/// The line under every table: what the binary was compiled for (see
+/// [`machine::target_cpu`]).
+pub fn cpu_line() -> String {
+    format!("Build target CPU: {}.\n\n", machine::target_cpu())
+}
 
 /// How long to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +174,8 @@ pub struct Config {
     pub memory: bool,
     /// Where the report files go.
     pub out: PathBuf,
+    /// The bars to check (default `benches/targets.toml`, see [`targets`]).
+    pub targets: PathBuf,
 }
 
 impl Config {
@@ -176,6 +187,7 @@ impl Config {
             sizes: mode.default_sizes(),
             memory: true,
             out: output_dir(),
+            targets: targets::default_path(),
         }
     }
 
@@ -256,6 +268,8 @@ pub fn prepare_output(dir: &Path) -> io::Result<()> {
 /// and the SVG figures to `config.out`, and returns what it wrote. Progress goes to
 /// stderr; printing the results is left to the caller.
 pub fn run(config: &Config) -> io::Result<Outcome> {
+    let bars = targets::Targets::load(&config.targets)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
     let started = Instant::now();
     let machine = machine::Machine::collect();
     progress::start(steps(config));
@@ -287,7 +301,7 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
     prepare_output(dir)?;
     let mut files = Vec::new();
     if let Some(hamt_results) = &hamt_results {
-        markdown.push_str(&hamt::render::markdown(hamt_results));
+        markdown.push_str(&hamt::render::markdown(hamt_results, &bars.hamt));
         for (name, svg) in [
             (
                 hamt::render::SNAPSHOT_FIGURE,
@@ -305,19 +319,28 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
     }
     let case_timing = config.mode.case_timing();
     if let Some(context_results) = &context_results {
-        markdown.push_str(&context::render::markdown(context_results, case_timing));
+        markdown.push_str(&context::render::markdown(
+            context_results,
+            case_timing,
+            &bars.context,
+        ));
     }
     if let Some(task_results) = &task_results {
-        markdown.push_str(&tasks::render::markdown(task_results, case_timing));
+        markdown.push_str(&tasks::render::markdown(
+            task_results,
+            case_timing,
+            &bars.tasks,
+        ));
     }
     if let Some(interpreter_results) = &interpreter_results {
         markdown.push_str(&interpreters::render::markdown(
             interpreter_results,
             case_timing,
+            &bars.interpreters,
         ));
     }
     if let Some(service_results) = &service_results {
-        markdown.push_str(&service::render::markdown(service_results));
+        markdown.push_str(&service::render::markdown(service_results, &bars.service));
     }
     let report = dir.join("report.md");
     std::fs::write(&report, &markdown)?;
@@ -427,6 +450,7 @@ fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> Str
          | date | {date} |\n\
          | mode | {mode}: {groups}; measured in {elapsed:.0} s |\n\
          | machine | {cpus} CPUs, {cpu}; load average at start {load} |\n\
+         | build target CPU | {target_cpu} |\n\
          | toolchain | {rustc}, release profile |\n\
          | peers | {peers} |\n\
          | method | {method} |\n\n",
@@ -436,6 +460,7 @@ fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> Str
         elapsed = elapsed.as_secs_f64(),
         cpus = machine.cpus,
         cpu = machine.cpu_model,
+        target_cpu = machine.target_cpu,
         load = machine.load_average,
         rustc = machine.rustc,
         peers = machine.peers,

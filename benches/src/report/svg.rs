@@ -1,14 +1,14 @@
-//! A minimal log-log line plot written as SVG text (no plotting crate).
+//! Log-log line plots as SVG text, drawn with `plotters`' SVG backend.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
 
 /// One line of a plot.
 #[derive(Clone, Debug)]
 pub struct Series {
     /// Legend text.
     pub label: String,
-    /// Any SVG colour.
-    pub color: &'static str,
+    /// Line and point colour.
+    pub color: RGBColor,
     /// Whether to draw the line dashed (used for baselines).
     pub dashed: bool,
     /// Whether to draw the line thicker (used for our own map).
@@ -17,7 +17,7 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A plot with logarithmic x and y axes, one decade per grid line.
+/// A plot with logarithmic x and y axes.
 #[derive(Clone, Debug)]
 pub struct LogLogPlot {
     /// Title above the plot.
@@ -26,193 +26,122 @@ pub struct LogLogPlot {
     pub x_label: String,
     /// Caption of the y axis.
     pub y_label: String,
-    /// Formats an x tick (a power of ten).
+    /// Formats an x tick.
     pub x_tick: fn(f64) -> String,
-    /// Formats a y tick (a power of ten).
+    /// Formats a y tick.
     pub y_tick: fn(f64) -> String,
     /// The lines.
     pub series: Vec<Series>,
 }
 
-const WIDTH: f64 = 760.0;
-const HEIGHT: f64 = 480.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 210.0;
-const TOP: f64 = 50.0;
-const BOTTOM: f64 = 60.0;
-
-/// The decade exponents `[lo, hi]` covering every value (at least one decade wide).
-fn decades(values: impl Iterator<Item = f64>) -> (i32, i32) {
-    let (min, max) = values
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+/// The decade bounds `[10^lo, 10^hi]` covering every value (at least one decade wide).
+fn decades(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (min, max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
     if !min.is_finite() {
-        return (0, 1);
+        return (1.0, 10.0);
     }
-    let lo = min.log10().floor() as i32;
-    let hi = (max.log10().ceil() as i32).max(lo + 1);
-    (lo, hi)
+    let lo = min.log10().floor();
+    let hi = max.log10().ceil().max(lo + 1.0);
+    (10f64.powf(lo), 10f64.powf(hi))
 }
 
-/// Escapes text for SVG content and attributes.
+/// Escapes text for SVG content.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 impl LogLogPlot {
-    /// The plot as a standalone SVG document.
+    /// The plot as a standalone SVG document, with the title as its accessible name.
     pub fn render(&self) -> String {
-        let points = || self.series.iter().flat_map(|s| s.points.iter().copied());
-        let (x_lo, x_hi) = decades(points().map(|(x, _)| x));
-        let (y_lo, y_hi) = decades(points().map(|(_, y)| y));
-        let plot_width = WIDTH - LEFT - RIGHT;
-        let plot_height = HEIGHT - TOP - BOTTOM;
-        let to_x =
-            |x: f64| LEFT + (x.log10() - f64::from(x_lo)) / f64::from(x_hi - x_lo) * plot_width;
-        let to_y = |y: f64| {
-            TOP + plot_height - (y.log10() - f64::from(y_lo)) / f64::from(y_hi - y_lo) * plot_height
-        };
-
         let mut svg = String::new();
-        // `write!` into a String cannot fail.
-        let _ = writeln!(
-            svg,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-        );
-        // The accessible name, shown as a tooltip too.
-        let _ = writeln!(svg, "<title>{}</title>", escape(&self.title));
-        let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="28" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-            LEFT + plot_width / 2.0,
-            escape(&self.title)
-        );
-
-        // Grid: a solid line per decade, faint lines at 2..9 times it.
-        for exponent in x_lo..=x_hi {
-            let decade = 10f64.powi(exponent);
-            let x = to_x(decade);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ccc"/>"##,
-                TOP + plot_height
+        if let Err(error) = self.draw(&mut svg) {
+            // Drawing into a string fails only on a bad layout; say so in the figure.
+            return format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"60\">\
+                 <text x=\"10\" y=\"30\">{}</text></svg>\n",
+                escape(&format!("plot failed: {error}"))
             );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                TOP + plot_height + 18.0,
-                escape(&(self.x_tick)(decade))
-            );
-            if exponent < x_hi {
-                for factor in 2..10 {
-                    let x = to_x(decade * f64::from(factor));
-                    let _ = writeln!(
-                        svg,
-                        r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/>"##,
-                        TOP + plot_height
-                    );
-                }
-            }
         }
-        for exponent in y_lo..=y_hi {
-            let decade = 10f64.powi(exponent);
-            let y = to_y(decade);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ccc"/>"##,
-                LEFT + plot_width
-            );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                LEFT - 8.0,
-                y + 4.0,
-                escape(&(self.y_tick)(decade))
-            );
-            if exponent < y_hi {
-                for factor in 2..10 {
-                    let y = to_y(decade * f64::from(factor));
-                    let _ = writeln!(
-                        svg,
-                        r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/>"##,
-                        LEFT + plot_width
-                    );
-                }
-            }
+        // plotters writes no <title>: add one after the opening tag, for screen readers and
+        // as a tooltip.
+        if let Some(end) = svg
+            .find("<svg")
+            .and_then(|start| svg[start..].find('>').map(|end| start + end + 1))
+        {
+            svg.insert_str(end, &format!("\n<title>{}</title>", escape(&self.title)));
         }
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{LEFT}" y="{TOP}" width="{plot_width}" height="{plot_height}" fill="none" stroke="black"/>"#
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            LEFT + plot_width / 2.0,
-            HEIGHT - 15.0,
-            escape(&self.x_label)
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="20" y="{:.1}" text-anchor="middle" transform="rotate(-90 20 {:.1})">{}</text>"#,
-            TOP + plot_height / 2.0,
-            TOP + plot_height / 2.0,
-            escape(&self.y_label)
-        );
+        if !svg.ends_with('\n') {
+            svg.push('\n');
+        }
+        svg
+    }
 
-        for (index, series) in self.series.iter().enumerate() {
-            let placed: Vec<(f64, f64)> = series
+    fn draw(&self, svg: &mut String) -> Result<(), Box<dyn std::error::Error + '_>> {
+        let placed = |series: &Series| -> Vec<(f64, f64)> {
+            series
                 .points
                 .iter()
+                .copied()
                 .filter(|(x, y)| *x > 0.0 && *y > 0.0 && x.is_finite() && y.is_finite())
-                .map(|&(x, y)| (to_x(x), to_y(y)))
-                .collect();
-            let width = if series.emphasised { 3.0 } else { 1.8 };
-            let dash = if series.dashed {
-                r#" stroke-dasharray="6 4""#
+                .collect()
+        };
+        let all: Vec<(f64, f64)> = self.series.iter().flat_map(placed).collect();
+        let (x_lo, x_hi) = decades(all.iter().map(|p| p.0));
+        let (y_lo, y_hi) = decades(all.iter().map(|p| p.1));
+
+        let root = SVGBackend::with_string(svg, (760, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                &self.title,
+                ("sans-serif", 17).into_font().style(FontStyle::Bold),
+            )
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())?;
+        let (x_tick, y_tick) = (self.x_tick, self.y_tick);
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&|x| x_tick(*x))
+            .y_label_formatter(&|y| y_tick(*y))
+            .light_line_style(RGBColor(238, 238, 238))
+            .bold_line_style(RGBColor(204, 204, 204))
+            .draw()?;
+        for series in &self.series {
+            let points = placed(series);
+            let style = series
+                .color
+                .stroke_width(if series.emphasised { 3 } else { 2 });
+            let legend_style = style;
+            let drawn = if series.dashed {
+                chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))?
             } else {
-                ""
+                chart.draw_series(LineSeries::new(points.clone(), style))?
             };
-            let path: Vec<String> = placed
-                .iter()
-                .map(|(x, y)| format!("{x:.1},{y:.1}"))
-                .collect();
-            let _ = writeln!(
-                svg,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="{width}"{dash}/>"#,
-                path.join(" "),
-                series.color
-            );
-            for (x, y) in &placed {
-                let _ = writeln!(
-                    svg,
-                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.2" fill="{}"/>"#,
-                    series.color
-                );
-            }
-            let legend_y = TOP + 12.0 + 22.0 * index as f64;
-            let legend_x = LEFT + plot_width + 16.0;
-            let _ = writeln!(
-                svg,
-                r#"<line x1="{legend_x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{}" stroke-width="{width}"{dash}/>"#,
-                legend_x + 26.0,
-                series.color
-            );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{}" y="{:.1}">{}</text>"#,
-                legend_x + 32.0,
-                legend_y + 4.0,
-                escape(&series.label)
-            );
+            drawn
+                .label(&series.label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], legend_style));
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|&point| Circle::new(point, 3, series.color.filled())),
+            )?;
         }
-        svg.push_str("</svg>\n");
-        svg
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
     }
 }
 
@@ -221,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_every_series_and_decade() {
+    fn renders_every_series_and_its_points() {
         let plot = LogLogPlot {
             title: "t <1>".into(),
             x_label: "N".into(),
@@ -230,15 +159,15 @@ mod tests {
             y_tick: |y| format!("{y}"),
             series: vec![
                 Series {
-                    label: "a".into(),
-                    color: "red",
+                    label: "first".into(),
+                    color: RGBColor(200, 0, 0),
                     dashed: false,
                     emphasised: true,
                     points: vec![(10.0, 2.0), (1000.0, 30.0)],
                 },
                 Series {
-                    label: "b".into(),
-                    color: "blue",
+                    label: "second".into(),
+                    color: RGBColor(0, 0, 200),
                     dashed: true,
                     emphasised: false,
                     points: vec![(10.0, 0.0), (100.0, 5.0)],
@@ -246,14 +175,17 @@ mod tests {
             ],
         };
         let svg = plot.render();
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>t &lt;1&gt;</title>"), "{svg}");
+        assert!(svg.contains("first") && svg.contains("second"), "{svg}");
         assert_eq!(
             svg.matches("<circle").count(),
             3,
-            "the zero point is skipped"
+            "the zero point is skipped: {svg}"
         );
-        assert!(svg.contains("t &lt;1&gt;"));
-        assert_eq!(decades([2.0, 30.0].into_iter()), (0, 2));
+        assert_eq!(decades([2.0, 30.0].into_iter()), (1.0, 100.0));
     }
 }

@@ -41,6 +41,30 @@ pub fn counter(mode: GenMode) -> Gen<u64, (), (), impl Future<Output = ()>> {
     generator
 }
 
+/// `genawaiter`'s reference-counted generator with the same body, as an iterator.
+pub fn genawaiter_rc() -> impl Iterator<Item = u64> {
+    genawaiter::rc::Gen::new(|co| async move {
+        let mut next = 0u64;
+        loop {
+            co.yield_(next).await;
+            next = next.wrapping_add(1);
+        }
+    })
+    .into_iter()
+}
+
+/// `genawaiter`'s thread-safe (`Send`) generator with the same body, as an iterator.
+pub fn genawaiter_sync() -> impl Iterator<Item = u64> {
+    genawaiter::sync::Gen::new(|co| async move {
+        let mut next = 0u64;
+        loop {
+            co.yield_(next).await;
+            next = next.wrapping_add(1);
+        }
+    })
+    .into_iter()
+}
+
 /// One resume: `generator.next()`.
 #[inline(never)]
 pub fn resume<I: Iterator<Item = u64>>(generator: &mut I) -> u64 {

@@ -1,8 +1,8 @@
 //! The context section: `contextvars` against `thread_local!`, tokio `task_local!`,
 //! opentelemetry `Context` and `Arc`.
 //!
-//! [`measure`] runs every case of [`crate::context_ops::cases`]; [`targets`] holds the bars
-//! from `shared/ANCHORS.md` and checks them; [`render`] writes the markdown.
+//! [`measure`] runs every case of [`crate::context_ops::cases`]; [`targets`] checks the bars
+//! of `benches/targets.toml`; [`render`] writes the markdown.
 
 pub mod render;
 pub mod targets;

@@ -7,9 +7,10 @@ use crate::context_ops::{LIVE_VARS, Op};
 use crate::harness::Settings;
 use crate::report::cases::{checks_table, op_table};
 use crate::report::table::{format_ns, format_ratio};
+use crate::report::targets::ContextTargets;
 
 /// The section's markdown.
-pub fn markdown(results: &ContextResults, settings: Settings) -> String {
+pub fn markdown(results: &ContextResults, settings: Settings, bars: &ContextTargets) -> String {
     let mut out = format!(
         "## Contexts: `contextvars` against `thread_local!`, tokio `task_local!`, opentelemetry \
          `Context` and `Arc`\n\n\
@@ -26,7 +27,7 @@ pub fn markdown(results: &ContextResults, settings: Settings) -> String {
         reps = settings.reps,
         target = settings.target.as_millis(),
     );
-    out.push_str(&checks_table(&targets::evaluate(results)));
+    out.push_str(&checks_table(&targets::evaluate(results, bars)));
     out.push_str("### Time\n\n");
     for op_results in &results.ops {
         out.push_str(&op_table(op_results, &notes(results, op_results.op)));

@@ -1,32 +1,13 @@
-//! The context bars from `shared/ANCHORS.md` ("Contexts", 10 variables live), and the
-//! figures derived from several cases (a read after a switch, one way of a push + pop).
+//! The context checks against the `[context]` bars of `benches/targets.toml` (10 variables
+//! live), and the figures derived from several cases (a read after a switch, one way of a
+//! push + pop).
 
 use super::ContextResults;
-use crate::cases::Contender::{Baseline, Ours, ThreadLocal};
+use crate::cases::Contender::{Baseline, Otel, Ours, ThreadLocal, Tokio};
 use crate::context_ops::{LIVE_VARS, Op, SNAPSHOT_LIVE};
 use crate::report::cases::{Check, Unit};
 use crate::report::table::format_ns;
-
-/// `get`, cache hit: absolute bar in ns (the call included).
-pub const GET_HIT_NS: f64 = 2.0;
-/// `get`, cache hit: bar relative to a `thread_local!` `Cell` read.
-pub const GET_HIT_OVER_THREAD_LOCAL: f64 = 2.0;
-/// `get` after a context switch, in ns.
-pub const GET_AFTER_SWITCH_NS: f64 = 10.0;
-/// `copy_context()` + drop, in ns, at every live count.
-pub const SNAPSHOT_NS: f64 = 20.0;
-/// "Flat from 1 to 1000 variables": slowest over fastest of the snapshot figures.
-pub const SNAPSHOT_FLATNESS: f64 = 1.5;
-/// `Context::run` enter + exit, in ns.
-pub const RUN_NS: f64 = 5.0;
-/// `set` into an unshared context, in ns.
-pub const SET_NS: f64 = 60.0;
-/// `set` after a snapshot, in ns.
-pub const SET_AFTER_SNAPSHOT_NS: f64 = 150.0;
-/// `set` + `reset` over `set`.
-pub const SET_RESET_OVER_SET: f64 = 2.5;
-/// A logical context push, or a pop, in ns.
-pub const LC_EACH_WAY_NS: f64 = 5.0;
+use crate::report::targets::ContextTargets;
 
 /// A read after a context switch: (`run` + `get`, `run`, their difference).
 pub fn get_after_switch(results: &ContextResults) -> Option<(f64, f64, f64)> {
@@ -50,7 +31,7 @@ fn ours_ns(results: &ContextResults, op: Op, variant: &str) -> Option<f64> {
 }
 
 /// Every target of the context section, checked against `results`.
-pub fn evaluate(results: &ContextResults) -> Vec<Check> {
+pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
     let floor = call_floor(results);
     let net = |value: Option<f64>| match (value, floor) {
         (Some(value), Some(floor)) => Some(format!("{} net of the call", format_ns(value - floor))),
@@ -60,32 +41,46 @@ pub fn evaluate(results: &ContextResults) -> Vec<Check> {
     let with = ours_ns(results, Op::GetHit, "with");
     let thread_local = results.ns(Op::GetHit, ThreadLocal, "cell", LIVE_VARS);
     let mut checks = vec![
-        with_detail(
-            Check::new("get, cache hit: `VAR.get()`", get, GET_HIT_NS, Unit::Ns),
-            net(get),
-        ),
-        with_detail(
-            Check::new("get, cache hit: `VAR.with(..)`", with, GET_HIT_NS, Unit::Ns),
-            net(with),
-        ),
         Check::new(
-            "get, cache hit: `VAR.get()` / `thread_local!` read",
-            get.zip(thread_local).map(|(ours, tls)| ours / tls),
-            GET_HIT_OVER_THREAD_LOCAL,
-            Unit::Ratio,
-        ),
+            "get, cache hit: `VAR.get()`",
+            get,
+            bars.get_hit_ns,
+            Unit::Ns,
+        )
+        .detail_opt(net(get)),
+        Check::new(
+            "get, cache hit: `VAR.with(..)`",
+            with,
+            bars.get_hit_ns,
+            Unit::Ns,
+        )
+        .detail_opt(net(with)),
     ];
+    for bar in [
+        bars.get_hit_over_thread_local,
+        bars.get_hit_over_thread_local_strict,
+    ] {
+        checks.push(ratio(
+            "get, cache hit: `VAR.get()` / `thread_local!` read",
+            get,
+            thread_local,
+            bar,
+        ));
+    }
     let switch = get_after_switch(results);
-    checks.push(with_detail(
+    checks.push(
         Check::new(
             "get after a context switch (`run` + `get` − `run`)",
             switch.map(|(_, _, read)| read),
-            GET_AFTER_SWITCH_NS,
+            bars.get_after_switch_ns,
             Unit::Ns,
+        )
+        .detail_opt(
+            switch.map(|(with_get, alone, _)| {
+                format!("{} − {}", format_ns(with_get), format_ns(alone))
+            }),
         ),
-        switch
-            .map(|(with_get, alone, _)| format!("{} − {}", format_ns(with_get), format_ns(alone))),
-    ));
+    );
     let snapshots: Vec<Option<f64>> = SNAPSHOT_LIVE
         .iter()
         .map(|&live| results.ns(Op::Snapshot, Ours, "copy_context", live))
@@ -94,7 +89,7 @@ pub fn evaluate(results: &ContextResults) -> Vec<Check> {
         checks.push(Check::new(
             format!("`copy_context()` + drop, {live} live"),
             snapshot,
-            SNAPSHOT_NS,
+            bars.snapshot_ns,
             Unit::Ns,
         ));
     }
@@ -106,15 +101,21 @@ pub fn evaluate(results: &ContextResults) -> Vec<Check> {
             let slowest = figures.iter().copied().fold(0.0, f64::max);
             slowest / fastest
         }),
-        SNAPSHOT_FLATNESS,
+        bars.snapshot_flatness,
         Unit::Ratio,
     ));
     let run = results.case(Op::Run, Ours, "run", LIVE_VARS);
     checks.push(Check::new(
         "`ctx.run(|| ())` enter + exit",
         run.map(|case| case.ns()),
-        RUN_NS,
+        bars.run_ns,
         Unit::Ns,
+    ));
+    checks.push(ratio(
+        "`ctx.run(|| ())` / tokio `sync_scope(v, || ())`",
+        run.map(|case| case.ns()),
+        results.ns(Op::Run, Tokio, "sync_scope", LIVE_VARS),
+        bars.run_over_tokio_sync_scope,
     ));
     checks.push(Check::new(
         "`ctx.run(|| ())` allocates nothing (allocs/op)",
@@ -123,36 +124,52 @@ pub fn evaluate(results: &ContextResults) -> Vec<Check> {
         Unit::Allocations,
     ));
     let set = ours_ns(results, Op::Set, "set");
-    checks.push(Check::new("set, context not shared", set, SET_NS, Unit::Ns));
     checks.push(Check::new(
-        "set after a snapshot (snapshot + set + drop)",
-        ours_ns(results, Op::SetAfterSnapshot, "snapshot_set"),
-        SET_AFTER_SNAPSHOT_NS,
+        "set, context not shared",
+        set,
+        bars.set_ns,
         Unit::Ns,
     ));
+    let set_after_snapshot = ours_ns(results, Op::SetAfterSnapshot, "snapshot_set");
+    checks.push(Check::new(
+        "set after a snapshot (snapshot + set + drop)",
+        set_after_snapshot,
+        bars.set_after_snapshot_ns,
+        Unit::Ns,
+    ));
+    checks.push(ratio(
+        "set after a snapshot / opentelemetry `current_with_value(v).attach()`",
+        set_after_snapshot,
+        results.ns(Op::SetAfterSnapshot, Otel, "with_value_attach", LIVE_VARS),
+        bars.set_after_snapshot_over_otel,
+    ));
     let set_reset = ours_ns(results, Op::SetReset, "set_reset");
-    checks.push(with_detail(
+    checks.push(
         Check::new(
             "set + reset(token) / set",
             set_reset.zip(set).map(|(pair, set)| pair / set),
-            SET_RESET_OVER_SET,
+            bars.set_reset_over_set,
             Unit::Ratio,
+        )
+        .detail_opt(
+            set_reset
+                .zip(set)
+                .map(|(pair, set)| format!("{} / {}", format_ns(pair), format_ns(set))),
         ),
-        set_reset
-            .zip(set)
-            .map(|(pair, set)| format!("{} / {}", format_ns(pair), format_ns(set))),
-    ));
-    for (variant, label) in [("empty", "empty"), ("non_empty", "non-empty")] {
-        let each_way = lc_each_way(results, variant);
-        checks.push(with_detail(
-            Check::new(
-                format!("{label} logical context: push or pop (half the pair)"),
-                each_way,
-                LC_EACH_WAY_NS,
-                Unit::Ns,
-            ),
-            each_way.map(|half| format!("pair {}", format_ns(2.0 * half))),
-        ));
+    );
+    for bar in [bars.lc_each_way_ns, bars.lc_each_way_strict_ns] {
+        for (variant, label) in [("empty", "empty"), ("non_empty", "non-empty")] {
+            let each_way = lc_each_way(results, variant);
+            checks.push(
+                Check::new(
+                    format!("{label} logical context: push or pop (half the pair)"),
+                    each_way,
+                    bar,
+                    Unit::Ns,
+                )
+                .detail_opt(each_way.map(|half| format!("pair {}", format_ns(2.0 * half)))),
+            );
+        }
     }
     checks.push(Check::new(
         "empty logical context push + pop allocates nothing (allocs/op)",
@@ -165,9 +182,14 @@ pub fn evaluate(results: &ContextResults) -> Vec<Check> {
     checks
 }
 
-fn with_detail(check: Check, detail: Option<String>) -> Check {
-    match detail {
-        Some(detail) => check.detail(detail),
-        None => check,
-    }
+/// `ours / peer ≤ bar`, with both figures as the detail.
+fn ratio(target: &str, ours: Option<f64>, peer: Option<f64>, bar: f64) -> Check {
+    let pair = ours.zip(peer);
+    Check::new(
+        target,
+        pair.map(|(ours, peer)| ours / peer),
+        bar,
+        Unit::Ratio,
+    )
+    .detail_opt(pair.map(|(ours, peer)| format!("{} / {} ns", format_ns(ours), format_ns(peer))))
 }

@@ -2,12 +2,13 @@
 //!
 //! [`measure`] runs every [`Op`] at every N, interleaving the contenders (see
 //! [`crate::harness`]), then the memory figures ([`crate::memory`]); [`render`] turns the
-//! results into markdown and PEP 550's Figures 1 and 2; [`targets`] holds the bars set in
-//! `shared/ANCHORS.md` and checks them.
+//! results into markdown and PEP 550's Figures 1 and 2; [`targets`] checks the bars of
+//! `benches/targets.toml`.
 
 pub mod render;
 pub mod targets;
 
+use crate::cases::CaseOp as _;
 use std::time::Instant;
 
 use super::Config;
@@ -26,8 +27,8 @@ pub const NOISY_SPREAD: f64 = 1.5;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grid {
     sizes: Vec<usize>,
-    values: Vec<[Option<f64>; 5]>,
-    spreads: Vec<[Option<f64>; 5]>,
+    values: Vec<[Option<f64>; Contender::COUNT]>,
+    spreads: Vec<[Option<f64>; Contender::COUNT]>,
 }
 
 impl Grid {
@@ -35,8 +36,8 @@ impl Grid {
     pub fn new(sizes: &[usize]) -> Self {
         Self {
             sizes: sizes.to_vec(),
-            values: vec![[None; 5]; sizes.len()],
-            spreads: vec![[None; 5]; sizes.len()],
+            values: vec![[None; Contender::COUNT]; sizes.len()],
+            spreads: vec![[None; Contender::COUNT]; sizes.len()],
         }
     }
 
@@ -86,7 +87,7 @@ pub struct MemoryResults {
     /// Sizes N, in column order.
     pub sizes: Vec<usize>,
     /// `figures[column][contender.index()]`.
-    pub figures: Vec<[MemoryFigures; 5]>,
+    pub figures: Vec<[MemoryFigures; Contender::COUNT]>,
     /// Allocations per persistent insert of an ideal CHAMP map, per column
     /// ([`memory::champ_allocations_per_insert`]).
     pub ideal_allocations_per_insert: Vec<f64>,
@@ -212,7 +213,7 @@ fn measure_memory(sizes: &[usize]) -> MemoryResults {
         let started = Instant::now();
         let keys = KeySet::new(n);
         let settings = MemorySettings::for_size(n);
-        let mut row = [MemoryFigures::default(); 5];
+        let mut row = [MemoryFigures::default(); Contender::COUNT];
         for contender in Contender::ALL {
             row[contender.index()] = memory::measure(contender, &keys, settings);
         }

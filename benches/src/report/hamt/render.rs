@@ -2,12 +2,16 @@
 
 use super::targets::{self, Target};
 use super::{Grid, HamtResults, MemoryResults, NOISY_SPREAD};
+use crate::cases::CaseOp as _;
 use crate::maps::Contender;
 use crate::memory::MemoryFigures;
 use crate::ops::Op;
+use crate::report::cpu_line;
 use crate::report::svg::{LogLogPlot, Series};
 use crate::report::table::{Table, format_amount, format_ns, format_ratio};
+use crate::report::targets::{HamtReference, HamtTargets};
 use crate::sizes;
+use plotters::style::RGBColor;
 
 /// File name of Figure 1 (snapshot+set cost vs N).
 pub const SNAPSHOT_FIGURE: &str = "hamt_snapshot_set.svg";
@@ -16,7 +20,7 @@ pub const SNAPSHOT_FIGURE: &str = "hamt_snapshot_set.svg";
 pub const LOOKUP_FIGURE: &str = "hamt_lookup.svg";
 
 /// The section's markdown.
-pub fn markdown(results: &HamtResults) -> String {
+pub fn markdown(results: &HamtResults, bars: &HamtTargets) -> String {
     let mut out = String::from(
         "## HAMT: `hamt::HamtMap` against imbl, im, rpds and std `HashMap`\n\n\
          Ratios below 1 mean ours is faster or smaller. \"Best peer\" is the fastest of imbl, \
@@ -24,7 +28,7 @@ pub fn markdown(results: &HamtResults) -> String {
          and † marks a figure whose slowest repetition took more than 1.5× its fastest (noise).\n\n",
     );
 
-    let targets = targets::evaluate(results);
+    let targets = targets::evaluate(results, bars);
     out.push_str(&targets_table(&targets, &results.sizes));
 
     out.push_str(&format!(
@@ -35,11 +39,11 @@ pub fn markdown(results: &HamtResults) -> String {
 
     out.push_str("### Time\n\n");
     for (op, grid) in &results.timings {
-        out.push_str(&timing_table(*op, grid));
+        out.push_str(&timing_table(*op, grid, &bars.reference));
     }
 
     match &results.memory {
-        Some(memory) => out.push_str(&memory_tables(memory)),
+        Some(memory) => out.push_str(&memory_tables(memory, &bars.reference)),
         None => out.push_str("### Memory\n\nNot measured in this run.\n\n"),
     }
     out
@@ -90,8 +94,9 @@ fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
     }
     format!(
         "### Targets\n\nEach cell is the measured ratio and whether it meets the target \
-         (see `shared/ANCHORS.md`). **{passed} of {checked} checks pass.**\n\n{}\n",
-        table.render()
+         (bars from `benches/targets.toml`). **{passed} of {checked} checks pass.**\n\n{}\n{}",
+        table.render(),
+        cpu_line()
     )
 }
 
@@ -102,7 +107,7 @@ fn contenders_of(op: Op) -> impl Iterator<Item = Contender> {
         .filter(move |&contender| op.applies_to(contender))
 }
 
-fn timing_table(op: Op, grid: &Grid) -> String {
+fn timing_table(op: Op, grid: &Grid, reference: &HamtReference) -> String {
     let sizes = grid.sizes();
     let mut table = Table::new(size_header("map", sizes));
     for contender in contenders_of(op) {
@@ -136,31 +141,35 @@ fn timing_table(op: Op, grid: &Grid) -> String {
     });
     table.row(std::iter::once("ours / best peer".to_owned()).chain(best_peer));
     if matches!(op, Op::LookupHit | Op::LookupMiss | Op::SnapshotSet) {
-        let over_std = (0..sizes.len()).map(|column| {
-            match (
-                grid.get(Contender::Ours, column),
-                grid.get(Contender::Std, column),
-            ) {
-                (Some(ours), Some(std)) => format_ratio(ours / std),
-                _ => "–".to_owned(),
+        for flat in [Contender::Std, Contender::StdArc] {
+            if !op.applies_to(flat) {
+                continue;
             }
-        });
-        table.row(std::iter::once("ours / std".to_owned()).chain(over_std));
+            let ratios = (0..sizes.len()).map(|column| {
+                match (grid.get(Contender::Ours, column), grid.get(flat, column)) {
+                    (Some(ours), Some(theirs)) => format_ratio(ours / theirs),
+                    _ => "–".to_owned(),
+                }
+            });
+            table.row(std::iter::once(format!("ours / {}", flat.name())).chain(ratios));
+        }
     }
-    if let Some(anchor) = targets::anchor_ns(op) {
+    if let Some(aims) = reference.ns(op) {
         table.row(
-            std::iter::once("ANCHORS.md target".to_owned()).chain(sizes.iter().map(|&n| {
-                targets::at_anchor(&anchor, n)
+            std::iter::once("aim (targets.toml)".to_owned()).chain(sizes.iter().map(|&n| {
+                reference
+                    .at(aims, n)
                     .map_or_else(|| "–".to_owned(), |ns| format!("≤ {}", format_ns(ns)))
             })),
         );
     }
     format!(
-        "#### {} ({})\n\n{}\n\n{}\n",
+        "#### {} ({})\n\n{}\n\n{}\n{}",
         op.name(),
         op.unit(),
         op.description(),
-        table.render()
+        table.render(),
+        cpu_line()
     )
 }
 
@@ -168,8 +177,8 @@ fn timing_table(op: Op, grid: &Grid) -> String {
 #[derive(Clone, Copy)]
 enum Reference {
     None,
-    /// CPython's figures at the anchor sizes.
-    CPython(&'static [f64; 6]),
+    /// CPython's figures at the reference sizes.
+    CPython(fn(&HamtReference) -> &[f64]),
     /// The ideal CHAMP allocation count.
     IdealAllocations,
 }
@@ -188,7 +197,7 @@ const MEMORY_TABLES: [MemoryTable; 5] = [
         description: "After building N entries in place; averaged over several builds with \
                       different hasher seeds. Target ≤ 40 B.",
         figure: |figures| Some(figures.bytes_per_entry),
-        reference: Reference::CPython(&targets::CPYTHON_BYTES_PER_ENTRY),
+        reference: Reference::CPython(|reference| &reference.cpython_bytes_per_entry),
     },
     MemoryTable {
         title: "bytes retained by one snapshot + set",
@@ -196,7 +205,7 @@ const MEMORY_TABLES: [MemoryTable; 5] = [
                       is alive (for std: the whole copy); averaged over several new keys. \
                       Target ≤ CPython.",
         figure: |figures| Some(figures.retained_per_snapshot),
-        reference: Reference::CPython(&targets::CPYTHON_RETAINED_PER_SET),
+        reference: Reference::CPython(|reference| &reference.cpython_retained_per_set),
     },
     MemoryTable {
         title: "allocations per snapshot + set",
@@ -221,7 +230,7 @@ const MEMORY_TABLES: [MemoryTable; 5] = [
     },
 ];
 
-fn memory_tables(memory: &MemoryResults) -> String {
+fn memory_tables(memory: &MemoryResults, reference: &HamtReference) -> String {
     let mut out = String::from(
         "### Memory\n\nRequested bytes from a counting global allocator (malloc headers and \
          rounding not included), u64 → u64 entries.\n\n",
@@ -254,9 +263,11 @@ fn memory_tables(memory: &MemoryResults) -> String {
         table.row(std::iter::once("ours / best peer".to_owned()).chain(ours_over_best));
         match section.reference {
             Reference::None => {}
-            Reference::CPython(anchor) => {
+            Reference::CPython(list) => {
                 let cells = memory.sizes.iter().map(|&n| {
-                    targets::at_anchor(anchor, n).map_or_else(|| "–".to_owned(), format_amount)
+                    reference
+                        .at(list(reference), n)
+                        .map_or_else(|| "–".to_owned(), format_amount)
                 });
                 table.row(std::iter::once("CPython hamt.c".to_owned()).chain(cells));
             }
@@ -269,23 +280,25 @@ fn memory_tables(memory: &MemoryResults) -> String {
             }
         }
         out.push_str(&format!(
-            "#### {}\n\n{}\n\n{}\n",
+            "#### {}\n\n{}\n\n{}\n{}",
             section.title,
             section.description,
-            table.render()
+            table.render(),
+            cpu_line()
         ));
     }
     out
 }
 
 /// The plot colour of each contender.
-fn color(contender: Contender) -> &'static str {
+fn color(contender: Contender) -> RGBColor {
     match contender {
-        Contender::Ours => "#d62728",
-        Contender::Imbl => "#1f77b4",
-        Contender::Im => "#2ca02c",
-        Contender::Rpds => "#9467bd",
-        Contender::Std => "#7f7f7f",
+        Contender::Ours => RGBColor(0xd6, 0x27, 0x28),
+        Contender::Imbl => RGBColor(0x1f, 0x77, 0xb4),
+        Contender::Im => RGBColor(0x2c, 0xa0, 0x2c),
+        Contender::Rpds => RGBColor(0x94, 0x67, 0xbd),
+        Contender::Std => RGBColor(0x7f, 0x7f, 0x7f),
+        Contender::StdArc => RGBColor(0x8c, 0x56, 0x4b),
     }
 }
 
@@ -303,7 +316,7 @@ fn plot(results: &HamtResults, op: Op, title: &str) -> String {
             .map(|contender| Series {
                 label: contender.label().to_owned(),
                 color: color(contender),
-                dashed: contender == Contender::Std,
+                dashed: !contender.is_persistent(),
                 emphasised: contender == Contender::Ours,
                 points: grid
                     .sizes()

@@ -3,7 +3,7 @@
 //! plain pool and rayon.
 //!
 //! [`measure`] runs every case of [`crate::interpreter_ops::cases`]; [`targets`] holds the
-//! bars from `shared/ANCHORS.md` and checks them; [`render`] writes the markdown.
+//! bars of `benches/targets.toml`; [`render`] writes the markdown.
 
 pub mod render;
 pub mod targets;

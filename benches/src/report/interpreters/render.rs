@@ -10,7 +10,11 @@ use crate::report::cases::{CaseResult, OpResults, checks_table, format_allocatio
 use crate::report::table::{Table, format_ns, format_ratio};
 
 /// The section's markdown.
-pub fn markdown(results: &InterpreterResults, settings: Settings) -> String {
+pub fn markdown(
+    results: &InterpreterResults,
+    settings: Settings,
+    bars: &crate::report::targets::InterpreterTargets,
+) -> String {
     let mut out = format!(
         "## Interpreters: queues and channels against `std::sync::mpsc` and crossbeam-channel, \
          exec, the interpreter pool\n\n\
@@ -27,7 +31,7 @@ pub fn markdown(results: &InterpreterResults, settings: Settings) -> String {
         reps = settings.reps,
         target = settings.target.as_millis(),
     );
-    out.push_str(&checks_table(&targets::evaluate(results)));
+    out.push_str(&checks_table(&targets::evaluate(results, bars)));
     out.push_str(&summary(results));
     out.push_str("### Time\n\n");
     for op_results in &results.ops {
@@ -133,8 +137,9 @@ fn summary(results: &InterpreterResults) -> String {
         "### Summary\n\nOurs against the faster of `std::sync::mpsc` and crossbeam-channel (rayon \
          for the pool), and against the same work without interpreters (`Context::run` for \
          exec, a plain pool of the same design for the pool). Streams in messages per second \
-         (wall clock), the rest in ns; ratios are of times, so below 1 is faster.\n\n{}\n",
-        table.render()
+         (wall clock), the rest in ns; ratios are of times, so below 1 is faster.\n\n{}\n{}",
+        table.render(),
+        crate::report::cpu_line()
     )
 }
 
@@ -245,11 +250,12 @@ fn threaded_table(results: &OpResults<Op>) -> String {
         String::new()
     };
     format!(
-        "#### {} ({})\n\n{}{batch_note}\n\n{}\n",
+        "#### {} ({})\n\n{}{batch_note}\n\n{}\n{}",
         op.name(),
         op.unit(),
         op.description(),
-        table.render()
+        table.render(),
+        crate::report::cpu_line()
     )
 }
 
@@ -304,6 +310,9 @@ mod tests {
                 target: std::time::Duration::from_millis(1),
                 reps: 3,
             },
+            &crate::report::targets::Targets::load(&crate::report::targets::default_path())
+                .unwrap()
+                .interpreters,
         );
         // 400 ns per message is 2.5 M msgs/s, 8× crossbeam's 20 M.
         assert!(text.contains("2.50 M msgs/s"), "{text}");

@@ -1,23 +1,15 @@
-//! The interpreter queue bar from `shared/ANCHORS.md` ("interpreter queue round trip: ≥ 1M
-//! msgs/s, within 2x of crossbeam/std mpsc"), checked on every queue and channel operation,
-//! and the figures derived from several cases (ours against the faster peer, the pool's
-//! overhead over the plain pool).
+//! The interpreter checks against the `[interpreters]` bars of `benches/targets.toml` (≥ 1 M
+//! msgs/s, within 2× of the faster of crossbeam-channel and std mpsc, throughput against
+//! crossbeam-channel), and the figures derived from several cases (ours against the faster
+//! peer, the pool's overhead over the plain pool).
 
 use super::{InterpreterResults, msgs_per_s};
 use crate::cases::CaseOp as _;
-use crate::cases::Contender::{Baseline, Ours};
+use crate::cases::Contender::{Baseline, Crossbeam, Ours};
 use crate::interpreter_ops::{LIVE, Op};
 use crate::report::cases::{CaseResult, Check, Unit};
 use crate::report::table::format_ns;
-
-/// The slowest a queue stream may be: 1 M messages per second, i.e. 1000 ns per message.
-pub const MAX_NS_PER_MESSAGE: f64 = 1_000.0;
-
-/// Ours over the faster of `std::sync::mpsc` and crossbeam-channel, at most.
-pub const MAX_OVER_FASTER_PEER: f64 = 2.0;
-
-/// The most a Lua coroutine's own logical context may add to a resume (issue 14).
-pub const MAX_RESUME_OVERHEAD_NS: f64 = 5.0;
+use crate::report::targets::InterpreterTargets;
 
 /// Ours, a variant of `op`, and the fastest peer of that operation.
 pub fn against_faster_peer<'a>(
@@ -61,15 +53,12 @@ pub fn format_rate(per_second: f64) -> String {
     }
 }
 
-fn ratio_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) -> Check {
+fn ratio_check(results: &InterpreterResults, bar: f64, op: Op, variant: &str, what: &str) -> Check {
     let pair = against_faster_peer(results, op, variant);
     let check = Check::new(
-        format!(
-            "{}: {what} / faster peer, within {MAX_OVER_FASTER_PEER}×",
-            op.name()
-        ),
+        format!("{}: {what} / faster peer, within {bar}×", op.name()),
         pair.map(|(ours, peer)| ours.ns() / peer.ns()),
-        MAX_OVER_FASTER_PEER,
+        bar,
         Unit::Ratio,
     );
     match pair {
@@ -83,12 +72,12 @@ fn ratio_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) 
     }
 }
 
-fn rate_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) -> Check {
+fn rate_check(results: &InterpreterResults, bar: f64, op: Op, variant: &str, what: &str) -> Check {
     let ours = results.case(op, Ours, variant, LIVE);
     let check = Check::new(
         format!("{}: {what} ≥ 1 M msgs/s (ns per message)", op.name()),
         ours.map(CaseResult::ns),
-        MAX_NS_PER_MESSAGE,
+        bar,
         Unit::Ns,
     );
     match ours {
@@ -98,15 +87,15 @@ fn rate_check(results: &InterpreterResults, op: Op, variant: &str, what: &str) -
 }
 
 /// A Lua coroutine resume in its own logical context, over Lua's bare resume.
-fn resume_check(results: &InterpreterResults) -> Check {
+fn resume_check(results: &InterpreterResults, bar: f64) -> Check {
     let pair = over_baseline(results, Op::LuaResume, "resume_own_context");
     let check = Check::new(
         format!(
-            "{}: own logical context over the bare resume, ≤ {MAX_RESUME_OVERHEAD_NS} ns",
+            "{}: own logical context over the bare resume, ≤ {bar} ns",
             Op::LuaResume.name()
         ),
         pair.map(|(ours, bare)| ours.ns() - bare.ns()),
-        MAX_RESUME_OVERHEAD_NS,
+        bar,
         Unit::Ns,
     );
     let no_context = results.case(Op::LuaResume, Ours, "resume_no_context", LIVE);
@@ -122,22 +111,55 @@ fn resume_check(results: &InterpreterResults) -> Check {
 }
 
 /// Every target of the interpreters section, checked against `results`.
-pub fn evaluate(results: &InterpreterResults) -> Vec<Check> {
+pub fn evaluate(results: &InterpreterResults, bars: &InterpreterTargets) -> Vec<Check> {
+    let (rate, peer) = (bars.max_ns_per_message, bars.max_over_faster_peer);
     vec![
-        rate_check(results, Op::StreamUnbounded, "queue", "`Queue`"),
-        rate_check(results, Op::StreamBounded, "queue_1024", "`Queue`"),
-        ratio_check(results, Op::StreamUnbounded, "queue", "`Queue`"),
+        rate_check(results, rate, Op::StreamUnbounded, "queue", "`Queue`"),
+        rate_check(results, rate, Op::StreamBounded, "queue_1024", "`Queue`"),
+        ratio_check(results, peer, Op::StreamUnbounded, "queue", "`Queue`"),
         ratio_check(
             results,
+            peer,
             Op::StreamUnbounded,
             "channel_nowait",
             "channel `send_buffered`",
         ),
-        ratio_check(results, Op::StreamBounded, "queue_1024", "`Queue`"),
-        ratio_check(results, Op::Rendezvous, "send", "channel `send`"),
-        ratio_check(results, Op::RoundTrip, "queue", "`Queue`"),
-        resume_check(results),
+        ratio_check(results, peer, Op::StreamBounded, "queue_1024", "`Queue`"),
+        ratio_check(results, peer, Op::Rendezvous, "send", "channel `send`"),
+        ratio_check(results, peer, Op::RoundTrip, "queue", "`Queue`"),
+        throughput_check(
+            results,
+            bars.unbounded_throughput_over_crossbeam_min,
+            (Op::StreamUnbounded, "queue", "unbounded"),
+        ),
+        throughput_check(
+            results,
+            bars.bounded_throughput_over_crossbeam_min,
+            (Op::StreamBounded, "queue_1024", "bounded_1024"),
+        ),
+        resume_check(results, bars.max_resume_overhead_ns),
     ]
+}
+
+/// `Queue` throughput over crossbeam-channel's in the same stream, at least `bar`.
+fn throughput_check(
+    results: &InterpreterResults,
+    bar: f64,
+    (op, ours, theirs): (Op, &str, &str),
+) -> Check {
+    let ours = results.case(op, Ours, ours, LIVE);
+    let peer = results.case(op, Crossbeam, theirs, LIVE);
+    Check::at_least(
+        format!("{}: `Queue` throughput / crossbeam-channel", op.name()),
+        ours.zip(peer)
+            .map(|(ours, peer)| msgs_per_s(ours) / msgs_per_s(peer)),
+        bar,
+        Unit::Ratio,
+    )
+    .detail_opt(
+        ours.zip(peer)
+            .map(|(ours, peer)| format!("{} vs {}", figure(op, ours), figure(op, peer))),
+    )
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The tasks section: what `exec-context` adds to generators, iterators, futures, tokio
 //! tasks and fibers.
 //!
-//! [`measure`] runs every case of [`crate::task_ops::cases`]; [`targets`] holds the bars
-//! from `shared/ANCHORS.md` and checks them; [`render`] writes the markdown.
+//! [`measure`] runs every case of [`crate::task_ops::cases`]; [`targets`] checks the bars
+//! of `benches/targets.toml`; [`render`] writes the markdown.
 
 pub mod render;
 pub mod targets;

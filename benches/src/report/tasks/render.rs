@@ -8,7 +8,11 @@ use crate::report::table::{format_ns, format_ratio};
 use crate::task_ops::{LIVE_VARS, Op};
 
 /// The section's markdown.
-pub fn markdown(results: &TaskResults, settings: Settings) -> String {
+pub fn markdown(
+    results: &TaskResults,
+    settings: Settings,
+    bars: &crate::report::targets::TaskTargets,
+) -> String {
     let mut out = format!(
         "## Tasks: generators, iterators, futures, tokio tasks and fibers\n\n\
          What `exec-context` adds to each kind of work, against the same work without it \
@@ -20,7 +24,7 @@ pub fn markdown(results: &TaskResults, settings: Settings) -> String {
         reps = settings.reps,
         target = settings.target.as_millis(),
     );
-    out.push_str(&checks_table(&targets::evaluate(results)));
+    out.push_str(&checks_table(&targets::evaluate(results, bars)));
     out.push_str("### Time\n\n");
     for op_results in &results.ops {
         out.push_str(&op_table(op_results, &notes(results, op_results.op)));

@@ -1,28 +1,13 @@
-//! The task bars from `shared/ANCHORS.md` (per-poll wrapper, generator LC push/pop) and the
-//! PEP 550 generator figure, with the overheads derived from the cases.
+//! The task checks against the `[tasks]` bars of `benches/targets.toml` (per-poll wrapper,
+//! generator resume and its logical context, iterator stages, runtime hooks), with the
+//! overheads derived from the cases.
 
 use super::TaskResults;
 use crate::cases::Contender::{Baseline, Ours, Tokio};
 use crate::report::cases::{Check, Unit};
 use crate::report::table::format_ns;
+use crate::report::targets::TaskTargets;
 use crate::task_ops::{LIVE_VARS, Op};
-
-/// Extra time per generator resume for pushing and popping an empty logical context, in ns.
-pub const RESUME_EMPTY_LC_NS: f64 = 5.0;
-/// The same for a non-empty logical context: 5 ns each way.
-pub const RESUME_NON_EMPTY_LC_NS: f64 = 10.0;
-/// An iterator chain with a logical context on every stage, over the plain chain (PEP 550:
-/// "1-2% slowdown on generator microbenchmarks").
-pub const CHAIN_RATIO: f64 = 1.02;
-/// Extra time per poll of `in_current_context` over the bare future, in ns.
-pub const POLL_OVERHEAD_NS: f64 = 12.0;
-
-/// Extra time per poll of a plain task on a runtime with `propagate` (the task hooks) over
-/// the same task on a plain runtime, in ns (issue 16).
-pub const HOOKS_POLL_OVERHEAD_NS: f64 = 15.0;
-/// Extra time per spawn + join of a plain task on a runtime with `propagate` over
-/// `tokio::spawn` on a plain runtime, in ns (issue 16).
-pub const HOOKS_SPAWN_OVERHEAD_NS: f64 = 100.0;
 
 /// Stages wrapped in the iterator chain.
 pub const CHAIN_STAGES: f64 = 5.0;
@@ -58,15 +43,8 @@ fn needs_unstable() -> Option<String> {
         .then(|| "needs `RUSTFLAGS=\"--cfg tokio_unstable\"`".to_owned())
 }
 
-fn with_detail(check: Check, detail: Option<String>) -> Check {
-    match detail {
-        Some(detail) => check.detail(detail),
-        None => check,
-    }
-}
-
 /// Every target of the tasks section, checked against `results`.
-pub fn evaluate(results: &TaskResults) -> Vec<Check> {
+pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
     let empty = over_baseline(results, Op::GenResume, "empty_lc");
     let non_empty = over_baseline(results, Op::GenResume, "non_empty_lc");
     let chain = over_baseline(results, Op::IterChain, "with_logical_context");
@@ -81,72 +59,92 @@ pub fn evaluate(results: &TaskResults) -> Vec<Check> {
     let resume_extra_allocations = allocations(Op::GenResume, Ours, "empty_lc")
         .zip(allocations(Op::GenResume, Baseline, "no_lc"))
         .map(|(ours, baseline)| ours - baseline);
+    let resume = results.case(Op::GenResume, Ours, "empty_lc", LIVE_VARS);
+    let crate_peer = results
+        .op(Op::GenResume)
+        .and_then(|op| op.best_peer(LIVE_VARS));
+    let poll_check = |bar| {
+        Check::new(
+            "task poll: `in_current_context` over the bare future",
+            poll.map(|figures| figures.2),
+            bar,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(poll))
+    };
     vec![
-        with_detail(
-            Check::new(
-                "generator resume: empty logical context overhead",
-                empty.map(|figures| figures.2),
-                RESUME_EMPTY_LC_NS,
-                Unit::Ns,
-            ),
-            difference_detail(empty),
-        ),
-        with_detail(
-            Check::new(
-                "generator resume: non-empty logical context overhead (push + pop)",
-                non_empty.map(|figures| figures.2),
-                RESUME_NON_EMPTY_LC_NS,
-                Unit::Ns,
-            ),
-            difference_detail(non_empty),
-        ),
+        Check::new(
+            "generator resume: `Gen::new` / the fastest generator crate",
+            resume
+                .zip(crate_peer)
+                .map(|(ours, peer)| ours.ns() / peer.ns()),
+            bars.resume_over_fastest_generator_crate,
+            Unit::Ratio,
+        )
+        .detail_opt(resume.zip(crate_peer).map(|(ours, peer)| {
+            format!(
+                "{} / {} `{}` {} ns",
+                format_ns(ours.ns()),
+                peer.contender.name(),
+                peer.variant,
+                format_ns(peer.ns())
+            )
+        })),
+        Check::new(
+            "generator resume: empty logical context overhead",
+            empty.map(|figures| figures.2),
+            bars.resume_empty_lc_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(empty)),
+        Check::new(
+            "generator resume: non-empty logical context overhead (push + pop)",
+            non_empty.map(|figures| figures.2),
+            bars.resume_non_empty_lc_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(non_empty)),
         Check::new(
             "generator resume: allocations added by the empty logical context (per resume)",
             resume_extra_allocations,
             0.0,
             Unit::Allocations,
         ),
-        with_detail(
-            Check::new(
-                "iterator chain: `.with_logical_context()` on 5 stages / plain",
-                chain.map(|(ours, plain, _)| ours / plain),
-                CHAIN_RATIO,
-                Unit::Ratio,
-            ),
-            chain.map(|(_, _, extra)| {
-                format!(
-                    "+{} ns per element per stage",
-                    format_ns(extra / CHAIN_STAGES)
-                )
-            }),
-        ),
-        with_detail(
-            Check::new(
-                "task poll: `in_current_context` over the bare future",
-                poll.map(|figures| figures.2),
-                POLL_OVERHEAD_NS,
-                Unit::Ns,
-            ),
-            difference_detail(poll),
-        ),
-        with_detail(
-            Check::new(
-                "tokio task poll: runtime hooks (`propagate`) over the plain task",
-                hooks_poll.map(|figures| figures.2),
-                HOOKS_POLL_OVERHEAD_NS,
-                Unit::Ns,
-            ),
-            difference_detail(hooks_poll).or_else(needs_unstable),
-        ),
-        with_detail(
-            Check::new(
-                "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
-                hooks_spawn.map(|figures| figures.2),
-                HOOKS_SPAWN_OVERHEAD_NS,
-                Unit::Ns,
-            ),
-            difference_detail(hooks_spawn).or_else(needs_unstable),
-        ),
+        Check::new(
+            "iterator chain: `.with_logical_context()` on 5 stages / plain",
+            chain.map(|(ours, plain, _)| ours / plain),
+            bars.chain_ratio,
+            Unit::Ratio,
+        )
+        .detail_opt(chain.map(|(_, _, extra)| {
+            format!(
+                "+{} ns per element per stage",
+                format_ns(extra / CHAIN_STAGES)
+            )
+        })),
+        Check::new(
+            "iterator chain: `.with_logical_context()`, extra ns per element per stage",
+            chain.map(|(_, _, extra)| extra / CHAIN_STAGES),
+            bars.chain_stage_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(chain)),
+        poll_check(bars.poll_overhead_ns),
+        poll_check(bars.poll_overhead_strict_ns),
+        Check::new(
+            "tokio task poll: runtime hooks (`propagate`) over the plain task",
+            hooks_poll.map(|figures| figures.2),
+            bars.hooks_poll_overhead_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(hooks_poll).or_else(needs_unstable)),
+        Check::new(
+            "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
+            hooks_spawn.map(|figures| figures.2),
+            bars.hooks_spawn_overhead_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(hooks_spawn).or_else(needs_unstable)),
         Check::new(
             "task poll: `in_current_context` allocates nothing per poll",
             allocations(Op::Poll, Ours, "in_current_context"),
