@@ -39,15 +39,20 @@ pub fn lua_exec(lua: &mut LuaInterpreter) -> u64 {
     u64::from(lua.exec(SNIPPET).is_ok())
 }
 
-/// Defines `bench(n)`: `n` resumes of one coroutine that yields forever, from a Lua loop.
-/// `make` and `resume` name how the coroutine is made and resumed.
-fn bench_source(make: &str, resume: &str) -> String {
+/// Defines `bench(n)`: `n` resumes of one coroutine that yields forever, from a Lua loop; it
+/// returns how many succeeded.
+/// `make` and `resume` name how the coroutine is made and resumed; `first` runs once in the
+/// coroutine before its loop.
+fn bench_source(make: &str, resume: &str, first: &str) -> String {
     format!(
         "local make, resume, yield = {make}, {resume}, coroutine.yield
          function bench(n)
-           local co = make(function() while true do yield() end end)
-           for _ = 1, n do resume(co) end
-           return n
+           local co = make(function() {first} while true do yield() end end)
+           local resumed = 0
+           for _ = 1, n do
+             if resume(co) then resumed = resumed + 1 end
+           end
+           return resumed
          end"
     )
 }
@@ -83,7 +88,7 @@ impl ResumeLoop {
         let driver = match kind {
             Resume::Bare => {
                 let lua = Lua::new();
-                lua.load(bench_source("coroutine.create", "coroutine.resume"))
+                lua.load(bench_source("coroutine.create", "coroutine.resume", ""))
                     .exec()
                     .expect("defines bench");
                 let bench = lua.globals().get("bench").expect("bench");
@@ -91,12 +96,19 @@ impl ResumeLoop {
             }
             Resume::NoContext | Resume::OwnContext => {
                 let lua = LuaInterpreter::new().expect("a Lua interpreter");
-                let make = if kind == Resume::NoContext {
-                    "function(f) return contextvars.no_context(coroutine.create(f)) end"
+                // The own-context coroutine sets a variable once, so that its logical context
+                // exists (contexts are made at a coroutine's first `set`).
+                let (make, first) = if kind == Resume::NoContext {
+                    (
+                        "function(f) return contextvars.no_context(coroutine.create(f)) end",
+                        "",
+                    )
                 } else {
-                    "coroutine.create"
+                    ("coroutine.create", "VAR:set(1)")
                 };
-                lua.exec(&bench_source(make, "coroutine.resume"))
+                lua.exec("VAR = contextvars.ContextVar('bench')")
+                    .expect("defines VAR");
+                lua.exec(&bench_source(make, "coroutine.resume", first))
                     .expect("defines bench");
                 Driver::Ours(lua)
             }

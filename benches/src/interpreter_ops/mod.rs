@@ -104,8 +104,9 @@ crate::case_ops! {
         LuaResume => ("Lua coroutine resume", "lua_resume", "ns per resume",
             "One `coroutine.resume` of a coroutine that yields at once, from a Lua loop: \
             Lua's own resume on a bare `mlua` state (the baseline), ours on a coroutine \
-            marked `contextvars.no_context` (the Rust wrapper alone), and ours with the \
-            coroutine's own logical context pushed and popped around the resume."),
+            marked `contextvars.no_context` (our Lua-side `coroutine.resume` alone), and ours \
+            on a coroutine that set a variable once, so that it has its own logical context \
+            (entered lazily, only when a variable is read or set)."),
     }
 }
 
