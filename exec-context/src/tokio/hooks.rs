@@ -472,24 +472,26 @@ fn after_poll(id: u64) {
 
 /// The task ended, was aborted, or was dropped at shutdown.
 fn terminated(id: u64) {
+    // `Some(whether the poll holds the context)` when terminated inside its own poll here.
     let in_own_poll = POLLING.with(|polling| {
         let mut polling = polling.borrow_mut();
-        match polling.iter_mut().rev().find(|polled| polled.id == id) {
-            Some(polled) => {
-                // Released when the poll ends.
-                polled.ended = true;
-                true
-            }
-            None => false,
-        }
+        let polled = polling.iter_mut().rev().find(|polled| polled.id == id)?;
+        // Released when the poll ends.
+        polled.ended = true;
+        Some(polled.context.is_some())
     });
     let Some(index) = shard(id).lock().index.remove(&id) else {
-        if !in_own_poll {
+        if in_own_poll.is_none() {
             UNREGISTERED_END.with(|end| end.set(id));
         }
         return;
     };
-    let context = if in_own_poll { None } else { take(index, id) };
+    let context = match in_own_poll {
+        Some(true) => None,
+        // That poll could not enter the context and left it in the slot.
+        Some(false) => slot(index).take(),
+        None => take(index, id),
+    };
     shard(id).lock().free.push(index);
     // Released outside every lock: a value's `Drop` may run any code.
     if let Some(context) = context {
