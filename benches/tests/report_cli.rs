@@ -333,7 +333,6 @@ fn a_bad_targets_file_is_an_error_before_measuring() {
         ),
     ] {
         let targets = targets_file(name, edit);
-        let started = std::time::Instant::now();
         let output = report()
             .args(["--smoke", "--targets"])
             .arg(&targets)
@@ -343,10 +342,6 @@ fn a_bad_targets_file_is_an_error_before_measuring() {
         assert_fails(&output, &targets.display().to_string());
         assert_eq!(output.status.code(), Some(2), "{name}");
         assert!(text(&output.stdout).is_empty(), "{name}: measured anyway");
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "{name}"
-        );
     }
     let output = report()
         .args(["--smoke", "--targets", "/nonexistent/targets.toml"])

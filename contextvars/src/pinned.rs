@@ -118,7 +118,10 @@ pub(crate) fn note_set(id: VarId) {
             COUNT.store(count + 1, Ordering::Release);
         }
     }
-    IN_USE.store(true, Ordering::Release);
+    // A load first: once set, the flag's cache line stays shared by every reader.
+    if !IN_USE.load(Ordering::Relaxed) {
+        IN_USE.store(true, Ordering::Release);
+    }
 }
 
 /// [`for_each_id`] for the writer, which holds `MORE`'s lock already.

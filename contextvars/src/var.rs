@@ -408,7 +408,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         if self.pinned {
             crate::pinned::note_set(id);
         } else {
-            NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
+            if !NOT_INHERITED_IN_USE.load(Ordering::Relaxed) {
+                NOT_INHERITED_IN_USE.store(true, Ordering::Relaxed);
+            }
         }
     }
 

@@ -42,8 +42,9 @@ fn alphabet(step: u64) -> Vec<Op> {
     ]
 }
 
-/// Replays every script of exactly `len` operations drawn from [`alphabet`].
-fn replay_all(len: usize) -> usize {
+/// Replays every script of exactly `len` operations drawn from [`alphabet`], each compared
+/// with the model after every step (a mismatch panics with the script).
+fn replay_all(len: usize) {
     let width = alphabet(0).len();
     let total = width.pow(u32::try_from(len).expect("short"));
     for mut index in 0..total {
@@ -58,17 +59,14 @@ fn replay_all(len: usize) -> usize {
             panic!("{mismatch}\nscript: {script:?}");
         }
     }
-    total
 }
 
 #[test]
 fn every_short_script_of_lazy_transitions_agrees_with_the_model() {
     let longest = if cfg!(miri) { 2 } else { 5 };
-    let mut replayed = 0;
     for len in 1..=longest {
-        replayed += replay_all(len);
+        replay_all(len);
     }
-    assert!(replayed >= 14, "the alphabet was replayed");
 }
 
 #[test]

@@ -57,7 +57,7 @@ where
     T: Send + 'static,
 {
     let start = policy.resolve();
-    let guard = spawn_guard();
+    let guard = spawn_guard(start.as_ref());
     std::thread::spawn(move || {
         let _guard = guard;
         run_in(start, f)
@@ -77,9 +77,15 @@ pub(crate) fn set_spawn_hook(hook: SpawnHook) {
     let _ = SPAWN_HOOK.set(hook);
 }
 
-/// The hook's guard for a thread about to be spawned, taken in the spawning thread.
-fn spawn_guard() -> Option<Box<dyn Send>> {
-    SPAWN_HOOK.get().and_then(|hook| hook())
+/// The hook's guard for a thread about to be spawned, taken in the spawning thread but in the
+/// context the thread will start in (`None`: the thread's own empty one), so that a thread
+/// given another interpreter's context counts for that interpreter.
+fn spawn_guard(start: Option<&ExecutionContext>) -> Option<Box<dyn Send>> {
+    let hook = SPAWN_HOOK.get()?;
+    match start {
+        Some(ec) => run_with_execution_context(ec, hook),
+        None => hook(),
+    }
 }
 
 fn run_in<T>(start: Option<ExecutionContext>, f: impl FnOnce() -> T) -> T {
@@ -140,7 +146,7 @@ impl Builder {
         T: Send + 'static,
     {
         let start = self.policy.resolve();
-        let guard = spawn_guard();
+        let guard = spawn_guard(start.as_ref());
         self.inner.spawn(move || {
             let _guard = guard;
             run_in(start, f)

@@ -87,6 +87,42 @@ fn threads_spawned_inside_stay_in_the_interpreter_under_every_policy() {
     assert_eq!(current(), 0);
 }
 
+/// A thread given another interpreter's context runs in that interpreter, and counts for it:
+/// that interpreter cannot be closed under the thread, while the spawner's can.
+#[test]
+fn a_thread_given_another_interpreters_context_counts_for_that_one() {
+    let spawner = interpreters::create();
+    let target = interpreters::create();
+    let mut target_context = None;
+    target
+        .exec(|| target_context = Some(get_execution_context()))
+        .unwrap();
+    let target_context = target_context.expect("captured inside `target`");
+    let release = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let gate = release.clone();
+    let mut thread = None;
+    spawner
+        .exec(|| {
+            thread = Some(spawn(Inheritance::Given(target_context), move || {
+                gate.wait();
+                current()
+            }));
+        })
+        .unwrap();
+    let thread = thread.expect("spawned inside `spawner`");
+    assert!(
+        matches!(
+            target.close(),
+            Err(exec_context::interpreters::InterpreterError::HasThreads { threads: 1, .. })
+        ),
+        "the thread runs in `target`, which must not close under it"
+    );
+    spawner.close().unwrap();
+    release.wait();
+    assert_eq!(thread.join().unwrap(), target.id());
+    target.close().unwrap();
+}
+
 #[test]
 fn a_bare_std_thread_starts_in_the_main_interpreter() {
     let interp = interpreters::create();

@@ -820,3 +820,33 @@ fn finished_coroutines_contexts_are_swept_while_they_stay_reachable() {
     );
     assert_eq!(lua.coroutine_contexts(), 0);
 }
+
+/// A resume given something that is not a coroutine (bad input, caught with `pcall`) does not
+/// keep the calling coroutine alive: the record of who resumed it holds its resumer weakly.
+#[test]
+fn a_bad_resume_argument_does_not_keep_the_resumer_alive() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        collected = 0
+        local finalizer = {__gc = function() collected = collected + 1 end}
+        for i = 1, 3 do
+          local co = coroutine.create(function()
+            local sentinel = setmetatable({}, finalizer)
+            bad_ok, bad_message = pcall(coroutine.resume, 40 + i)
+            coroutine.yield(sentinel)
+          end)
+          assert(coroutine.resume(co))
+        end
+        collectgarbage(); collectgarbage()
+        "#,
+    )
+    .unwrap();
+    let ok = lua.get_main_attr("bad_ok").unwrap().unwrap();
+    assert_eq!(ok, Shareable::from(false), "resuming a number must fail");
+    let message = lua.get_main_attr("bad_message").unwrap().unwrap();
+    let message = message.extract::<String>().unwrap();
+    assert!(message.contains("coroutine"), "{message}");
+    let collected = lua.get_main_attr("collected").unwrap().unwrap();
+    assert_eq!(collected.extract::<i64>().unwrap(), 3);
+}

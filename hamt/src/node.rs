@@ -461,11 +461,10 @@ fn remove_slot<K: Clone, V: Clone>(
         let removed = take(removed);
         let copy = new_node(
             header,
-            Spliced::new(
-                before.iter_mut().map(take),
-                None,
-                after.iter_mut().map(take),
-            ),
+            Spliced {
+                before: before.iter_mut().map(take),
+                after: after.iter_mut().map(take),
+            },
         );
         (copy, removed)
     } else {
@@ -477,7 +476,10 @@ fn remove_slot<K: Clone, V: Clone>(
         let removed = removed.clone();
         let copy = new_node(
             header,
-            Spliced::new(before.iter().cloned(), None, after.iter().cloned()),
+            Spliced {
+                before: before.iter().cloned(),
+                after: after.iter().cloned(),
+            },
         );
         (copy, removed)
     };
@@ -491,48 +493,30 @@ fn take<K, V>(slot: &mut Slot<K, V>) -> Slot<K, V> {
     mem::replace(slot, Slot::Vacant)
 }
 
-/// The slots of a node being rebuilt: the slots before an edit, an optional new slot, then the
-/// slots after it. An exact-size iterator without per-slot index checks, so building the copy
-/// costs little more than moving or cloning the slots.
-struct Spliced<I, K, V> {
+/// The slots of a node being rebuilt without one slot: those before it, then those after it.
+/// An exact-size iterator (which `Chain` is not) without per-slot index checks, so building
+/// the copy costs little more than moving or cloning the slots.
+struct Spliced<I> {
     before: I,
-    inserted: Option<Slot<K, V>>,
     after: I,
 }
 
-impl<I: ExactSizeIterator<Item = Slot<K, V>>, K, V> Spliced<I, K, V> {
-    #[inline]
-    fn new(before: I, inserted: Option<Slot<K, V>>, after: I) -> Self {
-        Spliced {
-            before,
-            inserted,
-            after,
-        }
-    }
-}
-
-impl<I: ExactSizeIterator<Item = Slot<K, V>>, K, V> Iterator for Spliced<I, K, V> {
-    type Item = Slot<K, V>;
+impl<I: ExactSizeIterator> Iterator for Spliced<I> {
+    type Item = I::Item;
 
     #[inline]
-    fn next(&mut self) -> Option<Slot<K, V>> {
-        if let Some(slot) = self.before.next() {
-            return Some(slot);
-        }
-        if let Some(slot) = self.inserted.take() {
-            return Some(slot);
-        }
-        self.after.next()
+    fn next(&mut self) -> Option<I::Item> {
+        self.before.next().or_else(|| self.after.next())
     }
 
     #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let len = self.before.len() + usize::from(self.inserted.is_some()) + self.after.len();
+        let len = self.before.len() + self.after.len();
         (len, Some(len))
     }
 }
 
-impl<I: ExactSizeIterator<Item = Slot<K, V>>, K, V> ExactSizeIterator for Spliced<I, K, V> {}
+impl<I: ExactSizeIterator> ExactSizeIterator for Spliced<I> {}
 
 /// Builds the smallest sub-trie at `shift` holding two entries with different keys.
 fn pair<K, V>(

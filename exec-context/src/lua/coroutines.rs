@@ -213,9 +213,15 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
     let weak_keys = lua.create_table()?;
     weak_keys.set("__mode", "k")?;
     let contexts = lua.create_table()?;
-    contexts.set_metatable(Some(weak_keys.clone()))?;
+    contexts.set_metatable(Some(weak_keys))?;
+    // Weak values too: a record matters only while its resumer is suspended in a resume,
+    // and then the resumer is reachable from its own resumer's stack. A key that is not a
+    // coroutine (bad input: `coroutine.resume(42)`) never dies, so with strong values its
+    // record would keep the resumer and its stack alive.
+    let weak_keys_and_values = lua.create_table()?;
+    weak_keys_and_values.set("__mode", "kv")?;
     let parents = lua.create_table()?;
-    parents.set_metatable(Some(weak_keys))?;
+    parents.set_metatable(Some(weak_keys_and_values))?;
 
     let coroutine: Table = lua.globals().get("coroutine")?;
     lua.load(COROUTINES)

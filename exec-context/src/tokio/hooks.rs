@@ -7,7 +7,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::Mutex;
@@ -312,7 +312,9 @@ fn release(mut context: Box<TaskContext>) {
     }
     drop(std::mem::replace(
         &mut *context,
-        TaskContext::from_context(Context::new()),
+        // `Context::default()`: an empty placeholder that reads nothing from the current
+        // context (`Context::new()` would copy its pinned values into the spare box).
+        TaskContext::from_context(Context::default()),
     ));
     let _ = SPARE.try_with(|spare| {
         let mut spare = spare.borrow_mut();
@@ -322,9 +324,9 @@ fn release(mut context: Box<TaskContext>) {
     });
 }
 
-/// How long a hook waits for a context that a poll ending on another thread is about to
-/// put back, before giving up on it.
-const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+/// Yields to the scheduler this many times while waiting for a context that a poll ending
+/// on another thread is about to put back, then sleeps between looks.
+const HANDOVER_SPINS: u32 = 1_000;
 
 #[inline]
 fn shard(id: u64) -> &'static Mutex<Shard> {
@@ -380,14 +382,20 @@ fn take_slow(slot: &Slot, id: u64) -> Option<Box<TaskContext>> {
         // A repeated poll hook for a task this thread is polling: nothing to enter.
         return None;
     }
-    let start = Instant::now();
+    // No time limit: the other thread is one hook call away from putting the context back
+    // (tokio runs the after-poll hook right after the poll, also when the future panicked).
+    // Giving up would poll the task without its context, or free the slot under a late
+    // put-back that would then land in another task's slot.
+    let mut looks = 0u32;
     loop {
-        std::thread::yield_now();
+        if looks < HANDOVER_SPINS {
+            looks += 1;
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
         if let Some(context) = slot.take() {
             return Some(context);
-        }
-        if start.elapsed() > HANDOVER_WAIT {
-            return None;
         }
     }
 }
