@@ -21,17 +21,11 @@
 //!
 //! [`ContextVar::with`]: crate::ContextVar::with
 
-use std::cell::RefCell;
 use std::fmt;
 
 use crate::cache;
 use crate::context::Context;
-use crate::thread_state::{self, Frame, Level};
-
-crate::loom::thread_local_const! {
-    /// The levels below each attached context, bottom to top.
-    static LEVELS: RefCell<Vec<Level>> = RefCell::new(Vec::new());
-}
+use crate::thread_state::{self, Abandoned, Detached, Frame, Level};
 
 /// Identifies one [`attach`]: pass it to [`detach`] to leave that context. Plain data; using
 /// it twice, on another thread or at another scope level is refused by `detach`.
@@ -117,37 +111,13 @@ impl std::error::Error for DetachError {}
 /// ```
 #[inline]
 pub fn attach(context: Context) -> Result<AttachId, AttachError> {
-    let mut given = Some(context);
-    let attached = LEVELS.try_with(|levels| {
-        let mut levels = levels.borrow_mut();
-        let frame = given
-            .take()
-            .map(|context| context.frame)
-            .unwrap_or_default();
-        // Pushing may allocate but runs no user code; the frames are then swapped in place.
-        levels.push(Level {
-            frame,
-            floor: 0,
-            snapshot: None,
-            top_id: 0,
-        });
-        let level = levels.last_mut().expect("just pushed");
-        if thread_state::enter_level(level) {
-            Ok(AttachId(level.top_id))
-        } else {
-            let level = levels.pop().expect("just pushed");
-            Err(Context { frame: level.frame })
-        }
-    });
-    match attached {
-        Ok(Ok(id)) => {
+    match thread_state::attach_frame(context.frame) {
+        Ok(id) => {
             cache::invalidate_all();
-            Ok(id)
+            Ok(AttachId(id))
         }
-        Ok(Err(context)) => Err(AttachError { context }),
-        // Thread teardown: the closure never ran.
-        Err(_) => Err(AttachError {
-            context: given.take().unwrap_or_default(),
+        Err(frame) => Err(AttachError {
+            context: Context { frame },
         }),
     }
 }
@@ -175,45 +145,116 @@ pub fn attach(context: Context) -> Result<AttachId, AttachError> {
 /// ```
 #[inline]
 pub fn detach(id: AttachId) -> Result<Context, DetachError> {
-    let left = LEVELS
-        .try_with(|levels| {
-            let mut levels = levels.borrow_mut();
-            let index = match levels.last() {
-                Some(top) if top.top_id == id.0 => levels.len() - 1,
-                // Anything above the level was attached inside a scope that has ended.
-                _ => levels.iter().rposition(|level| level.top_id == id.0)?,
-            };
-            let leftovers = thread_state::leave_level(&mut levels[index])?;
-            let abandoned = if index + 1 < levels.len() {
-                levels.split_off(index + 1)
-            } else {
-                Vec::new()
-            };
-            let level = levels.pop().expect("found above");
-            Some((level, leftovers, abandoned))
-        })
-        .ok()
-        .flatten();
-    let Some((level, leftovers, abandoned)) = left else {
-        return Err(DetachError::NotCurrent);
-    };
-    cache::invalidate_all();
-    let Level {
-        frame, snapshot, ..
-    } = level;
+    match thread_state::detach_frame(id.0) {
+        Some(detached) => Ok(finish_detach(detached)),
+        None => Err(DetachError::NotCurrent),
+    }
+}
+
+/// Identifies one [`attach_deferred`]: pass it to [`detach_deferred`]. Plain data, like
+/// [`AttachId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeferredId(u64);
+
+/// [`attach`] for a context that may not be needed: `fetch(key)` gives the context, and is
+/// called on this thread by the first operation that uses the current context (a lookup, a
+/// `set`, a snapshot, entering a scope), or never, if nothing uses it before
+/// [`detach_deferred`]. Until then the thread's context is untouched.
+///
+/// This is for an executor whose tasks often run a step without reading their context: a
+/// step that never uses it costs two thread-local updates instead of moving the context in
+/// and out. `fetch` runs at an arbitrary point of the step, in the context below; it must
+/// not use context variables itself. If it returns `None`, the step runs in an empty
+/// context (never in the one below). Nesting and ordering rules are those of [`attach`].
+///
+/// # Errors
+///
+/// [`AttachError`] during thread teardown (its context is empty: nothing was fetched).
+///
+/// ```
+/// use std::sync::Mutex;
+/// use contextvars::{Context, ContextVar, attach_deferred, detach_deferred};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+/// static PARKED: Mutex<Option<Context>> = Mutex::new(None);
+///
+/// fn fetch(_key: u64) -> Option<Context> {
+///     PARKED.lock().unwrap().take()
+/// }
+///
+/// USER.set("main");
+/// *PARKED.lock().unwrap() = Some(Context::new());
+///
+/// // A step that never reads its context: `fetch` is not called.
+/// let id = attach_deferred(fetch, 0).unwrap();
+/// assert!(detach_deferred(id).unwrap().is_none());
+/// assert!(PARKED.lock().unwrap().is_some());
+///
+/// // A step that does: the context is fetched on first use and handed back at the end.
+/// let id = attach_deferred(fetch, 0).unwrap();
+/// assert_eq!(USER.get(), None);
+/// USER.set("task");
+/// let task = detach_deferred(id).unwrap().expect("it was used");
+/// assert_eq!(task.get(&USER), Some("task"));
+/// assert_eq!(USER.get(), Some("main"));
+/// ```
+#[inline]
+pub fn attach_deferred(
+    fetch: fn(u64) -> Option<Context>,
+    key: u64,
+) -> Result<DeferredId, AttachError> {
+    match thread_state::attach_deferred(fetch, key) {
+        Some(id) => {
+            cache::invalidate_all();
+            Ok(DeferredId(id))
+        }
+        None => Err(AttachError {
+            context: Context::default(),
+        }),
+    }
+}
+
+/// Leaves the [`attach_deferred`] that returned `id`: `Ok(None)` if its context was never
+/// fetched (the thread's context is as it was), or `Ok(Some(context))` with every change
+/// made while it was current, as [`detach`] hands back.
+///
+/// # Errors
+///
+/// [`DetachError::NotCurrent`] under the same rules as [`detach`]. Nothing changes then.
+#[inline]
+pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
+    match thread_state::detach_deferred(id.0) {
+        Err(()) => Err(DetachError::NotCurrent),
+        Ok(None) => {
+            // Nothing was entered, so nothing cached since the attach is wrong for the
+            // context below; entries from before it are stale by version, which is only a
+            // miss.
+            Ok(None)
+        }
+        Ok(Some(detached)) => Ok(Some(finish_detach(detached))),
+    }
+}
+
+/// Hands back a detached context, dropping what it displaced unless a borrow is open.
+#[inline]
+fn finish_detach(detached: Detached) -> Context {
+    let Detached {
+        frame,
+        snapshot,
+        rest,
+    } = detached;
     let context = Context { frame };
     // The one place this module asks whether a borrowed value may be in use: if so, nothing
     // that may hold it is dropped before the borrow ends.
-    if cache::must_retire_any() {
-        retire_detached(&context, snapshot, leftovers, abandoned);
+    if cache::invalidate_all_and_check_borrowed() {
+        retire_detached(&context, snapshot, rest);
     } else {
         // Dropped here, outside every borrow of the thread state (a value's `Drop` may panic;
         // the state is already consistent).
         drop(snapshot);
-        drop(leftovers);
-        drop(abandoned);
+        drop(rest);
     }
-    Ok(context)
+    context
 }
 
 /// A borrow is open: keep everything `detach` displaced alive until it ends.
@@ -222,17 +263,20 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
 fn retire_detached(
     context: &Context,
     snapshot: Option<crate::ExecutionContext>,
-    leftovers: Vec<crate::LogicalContext>,
-    abandoned: Vec<Level>,
+    rest: Option<Box<Abandoned>>,
 ) {
     thread_state::retire_snapshot(context.execution_context());
     if let Some(snapshot) = snapshot {
         thread_state::retire_snapshot(snapshot);
     }
+    let Some(rest) = rest else {
+        return;
+    };
+    let Abandoned { leftovers, levels } = *rest;
     for lc in leftovers {
         thread_state::retire_snapshot(crate::ExecutionContext::new().with_layer(lc.map));
     }
-    for level in abandoned {
+    for level in levels {
         retire_level(level);
     }
 }

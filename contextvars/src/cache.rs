@@ -201,20 +201,6 @@ pub(crate) fn must_retire(start: *const (), len: usize) -> bool {
     })
 }
 
-/// Whether any borrow is open on this thread. When it returns `true`, the caller must retire
-/// what it displaces (anything it cannot check address by address): the outermost borrow's
-/// end will call `release`.
-#[inline]
-pub(crate) fn must_retire_any() -> bool {
-    CACHE.with(|cache| {
-        let borrowed = cache.borrows.get() > 0;
-        if borrowed {
-            cache.retired.set(true);
-        }
-        borrowed
-    })
-}
-
 /// Records that the current context holds `value` (or nothing) for `var`.
 ///
 /// # Safety
@@ -256,6 +242,23 @@ pub(crate) fn forget(var: VarId) {
             entry.set(EMPTY);
         }
     });
+}
+
+/// Invalidates every entry (as [`invalidate_all`]), and says whether any borrow is open on
+/// this thread. When it returns `true`, the caller must retire what it displaces (anything
+/// it cannot check address by address): the outermost borrow's end will call `release`.
+#[inline]
+pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
+    CACHE
+        .try_with(|cache| {
+            cache.version.set(cache.version.get() + 1);
+            let borrowed = cache.borrows.get() > 0;
+            if borrowed {
+                cache.retired.set(true);
+            }
+            borrowed
+        })
+        .unwrap_or(false)
 }
 
 /// Invalidates every entry: the thread's current execution context changed shape.

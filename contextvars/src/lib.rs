@@ -74,7 +74,10 @@ mod value;
 mod var;
 pub mod watch;
 
-pub use attach::{AttachError, AttachId, DetachError, attach, detach};
+pub use attach::{
+    AttachError, AttachId, DeferredId, DetachError, attach, attach_deferred, detach,
+    detach_deferred,
+};
 pub use context::{Context, copy_context};
 pub use entries::{AnyValue, Iter};
 pub use error::{LookupError, TokenError};

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::thread;
 
 use crate::cache;
+use crate::context::Context;
 use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
 use crate::value::{Erased, Value, VarId};
@@ -44,6 +45,13 @@ pub(crate) struct ThreadState {
     pushed: Vec<LogicalContext>,
     floor: usize,
     snapshot: Option<ExecutionContext>,
+    /// The contexts displaced by each non-scoped attach (`crate::attach`), bottom to top.
+    levels: Vec<Level>,
+    /// A deferred attach not entered yet: entered by the first operation that uses the
+    /// current context (see [`attach_deferred`]).
+    pending: Option<Pending>,
+    /// The last deferred attach's sequence number on this thread.
+    deferred_seq: u64,
     /// Values displaced while an open borrow lent them (see `cache`), and contexts handed out
     /// while borrows were open; released when the outermost borrow ends.
     retired: Vec<Retired>,
@@ -66,6 +74,9 @@ crate::loom::thread_local_const! {
             pushed: Vec::new(),
             floor: 0,
             snapshot: None,
+            levels: Vec::new(),
+            pending: None,
+            deferred_seq: 0,
             retired: Vec::new(),
         })
     };
@@ -106,7 +117,17 @@ impl Drop for ThreadState {
 /// state is gone.
 #[inline]
 fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
-    STATE.try_with(|state| f(&mut state.borrow_mut())).ok()
+    STATE
+        .try_with(|state| {
+            let mut ts = state.borrow_mut();
+            if ts.pending.is_some() {
+                drop(ts);
+                enter_pending(state);
+                ts = state.borrow_mut();
+            }
+            f(&mut ts)
+        })
+        .ok()
 }
 
 /// A value that left the topmost logical context. Dropping it drops the value, unless an
@@ -274,7 +295,12 @@ impl ThreadState {
 pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
     let mut f = Some(f);
     let result = STATE.try_with(|state| {
-        let ts = state.borrow();
+        let mut ts = state.borrow();
+        if ts.pending.is_some() {
+            drop(ts);
+            enter_pending(state);
+            ts = state.borrow();
+        }
         (f.take().expect("called once"))(ts.find(id))
     });
     match result {
@@ -556,58 +582,197 @@ fn pop_into(lc: &mut LogicalContext) {
     drop(stale);
 }
 
-/// One non-scoped attach (`crate::attach`): before `enter_level`, the frame to attach; while
-/// attached, the frame, floor and cached snapshot of the level below, and the id of the
-/// attached frame's top logical context; after `leave_level`, the frame that was attached
-/// and its stale snapshot.
+/// What one non-scoped attach (`crate::attach`) displaced: the frame, floor and cached
+/// snapshot of the level below, and the id of the attached frame's top logical context.
 pub(crate) struct Level {
     pub(crate) frame: Frame,
     pub(crate) floor: usize,
     pub(crate) snapshot: Option<ExecutionContext>,
     pub(crate) top_id: u64,
+    /// The deferred attach's id, or 0 for a plain attach.
+    pub(crate) deferred: u64,
 }
 
-/// Makes `level.frame` the current context at a new level, keeping the displaced one in
-/// `level` (swapped in place). `false`, with nothing changed, during thread teardown. Runs no
-/// user code: nothing is dropped.
+/// Makes `frame` the current context at a new level, keeping the displaced one in the thread
+/// state, and returns the id of the attached top logical context. `Err(frame)`, with nothing
+/// changed, during thread teardown. Runs no user code: nothing is dropped.
 #[inline]
-pub(crate) fn enter_level(level: &mut Level) -> bool {
+pub(crate) fn attach_frame(frame: Frame) -> Result<u64, Frame> {
+    let mut given = Some(frame);
+    let attached = with_state(|ts| {
+        ts.materialize();
+        push_level(ts, given.take().unwrap_or_default(), 0)
+    });
+    attached.ok_or_else(|| given.take().unwrap_or_default())
+}
+
+/// Makes `frame` the current context at a new level (see [`attach_frame`]), on a state whose
+/// lazily pushed logical contexts that belong below it are materialised.
+#[inline]
+fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
+    let top_id = frame.top.ensure_id();
+    ts.frame.swap(&mut frame);
+    let floor = mem::replace(&mut ts.floor, ts.pushed.len());
+    let snapshot = ts.snapshot.take();
+    ts.levels.push(Level {
+        frame,
+        floor,
+        snapshot,
+        top_id,
+        deferred,
+    });
+    top_id
+}
+
+/// Where a deferred attach's context comes from: `fetch(key)`, called once, on first use.
+#[derive(Clone, Copy)]
+struct Pending {
+    fetch: fn(u64) -> Option<Context>,
+    key: u64,
+    id: u64,
+}
+
+/// Deferred attach ids carry this bit; logical context ids never reach it.
+const DEFERRED: u64 = 1 << 63;
+
+/// Records a deferred attach: `fetch(key)` gives the context to make current, and is called
+/// by the first operation on this thread that uses the current context, or never if none
+/// does before [`detach_deferred`]. Any deferred attach still pending is entered first, and
+/// lazily pushed logical contexts are materialised (they belong below). Returns the attach's
+/// id, or `None` during thread teardown. Runs no user code.
+#[inline]
+pub(crate) fn attach_deferred(fetch: fn(u64) -> Option<Context>, key: u64) -> Option<u64> {
     with_state(|ts| {
         ts.materialize();
-        ts.frame.swap(&mut level.frame);
-        level.top_id = ts.frame.top.ensure_id();
-        level.floor = mem::replace(&mut ts.floor, ts.pushed.len());
-        mem::swap(&mut ts.snapshot, &mut level.snapshot);
+        ts.deferred_seq += 1;
+        let id = DEFERRED | ts.deferred_seq;
+        ts.pending = Some(Pending { fetch, key, id });
+        id
     })
-    .is_some()
 }
 
-/// Reinstalls what `level` saved if the current topmost logical context is the one `level`
-/// attached, leaving the attached frame and its stale snapshot in `level`, and returns the
-/// logical contexts left pushed above the level's floor (normally none). `None`, with
-/// nothing changed, otherwise. Runs no user code: the caller drops or retires what it gets.
+/// Enters the pending deferred attach: fetches its context (outside the borrow: the fetch
+/// is the caller's code and sees the context below) and makes it current at a new level,
+/// below the logical contexts lazily pushed since the attach.
+#[cold]
+#[inline(never)]
+fn enter_pending(state: &RefCell<ThreadState>) {
+    let Some(pending) = state.borrow_mut().pending.take() else {
+        return;
+    };
+    // A source with nothing to give: an empty context, never the one below.
+    let context = (pending.fetch)(pending.key).unwrap_or_default();
+    let mut ts = state.borrow_mut();
+    if ts.pending.is_some() {
+        // The fetch attached again (it must not): enter that first, so levels stay ordered.
+        drop(ts);
+        enter_pending(state);
+        ts = state.borrow_mut();
+    }
+    let lazy = take_lazy();
+    push_level(&mut ts, context.frame, pending.id);
+    set_lazy(lazy);
+    drop(ts);
+    cache::invalidate_all();
+}
+
+/// Leaves the deferred attach `id`: `Ok(None)` if it was never entered (nothing changed but
+/// the pending record), `Ok(Some(..))` with what [`detach_frame`] hands back if it was.
+/// `Err(())`, with nothing changed, if it is not the current attach at this scope level.
 #[inline]
-pub(crate) fn leave_level(level: &mut Level) -> Option<Vec<LogicalContext>> {
-    with_state(|ts| {
+pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
+    STATE
+        .try_with(|state| {
+            let ts = &mut *state.borrow_mut();
+            if let Some(pending) = &ts.pending {
+                if pending.id != id || lazy() > 0 {
+                    return Err(());
+                }
+                ts.pending = None;
+                return Ok(None);
+            }
+            let top_id = match ts.levels.last() {
+                Some(top) if top.deferred == id => top.top_id,
+                _ => match ts.levels.iter().rev().find(|level| level.deferred == id) {
+                    Some(level) => level.top_id,
+                    None => return Err(()),
+                },
+            };
+            leave(ts, top_id).map(Some).ok_or(())
+        })
+        .unwrap_or(Err(()))
+}
+
+/// What [`detach_frame`] took off the thread: the attached frame, its stale cached
+/// snapshot, and whatever was left above it (normally nothing). The caller drops or retires
+/// all but the frame, outside the borrow.
+pub(crate) struct Detached {
+    pub(crate) frame: Frame,
+    pub(crate) snapshot: Option<ExecutionContext>,
+    pub(crate) rest: Option<Box<Abandoned>>,
+}
+
+/// Left behind above a detached level: logical contexts pushed and never popped, and
+/// attaches made inside scopes that have ended.
+pub(crate) struct Abandoned {
+    pub(crate) leftovers: Vec<LogicalContext>,
+    pub(crate) levels: Vec<Level>,
+}
+
+/// Leaves the attach whose top logical context is `top_id`, if that context is the current
+/// one at this scope level: reinstalls what the attach displaced and hands back the attached
+/// frame. Attaches above it (made inside scopes that have ended) are discarded with it.
+/// `None`, with nothing changed, otherwise. Runs no user code.
+#[inline]
+pub(crate) fn detach_frame(top_id: u64) -> Option<Detached> {
+    with_state(|ts| leave(ts, top_id)).flatten()
+}
+
+#[inline]
+fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
+    {
         // A lazily pushed logical context is above the attached one.
-        if ts.frame.top.id != level.top_id || level.top_id == 0 || lazy() > 0 {
+        if ts.frame.top.id != top_id || top_id == 0 || lazy() > 0 {
             return None;
         }
-        ts.frame.swap(&mut level.frame);
-        let leftovers = if ts.pushed.len() > ts.floor {
-            ts.pushed.split_off(ts.floor)
-        } else {
-            Vec::new()
+        let index = match ts.levels.last() {
+            Some(top) if top.top_id == top_id => ts.levels.len() - 1,
+            _ => ts.levels.iter().rposition(|level| level.top_id == top_id)?,
         };
-        ts.floor = level.floor;
-        mem::swap(&mut ts.snapshot, &mut level.snapshot);
-        Some(leftovers)
+        let rest = if index + 1 < ts.levels.len() || ts.pushed.len() > ts.floor {
+            Some(abandon_above(ts, index))
+        } else {
+            None
+        };
+        let Level {
+            mut frame,
+            floor,
+            mut snapshot,
+            ..
+        } = ts.levels.pop().expect("found above");
+        ts.frame.swap(&mut frame);
+        ts.floor = floor;
+        mem::swap(&mut ts.snapshot, &mut snapshot);
+        Some(Detached {
+            frame,
+            snapshot,
+            rest,
+        })
+    }
+}
+
+/// Splits off what lies above level `index` and the current floor (see [`Abandoned`]).
+#[cold]
+#[inline(never)]
+fn abandon_above(ts: &mut ThreadState, index: usize) -> Box<Abandoned> {
+    Box::new(Abandoned {
+        leftovers: ts.pushed.split_off(ts.floor.min(ts.pushed.len())),
+        levels: ts.levels.split_off(index + 1),
     })
-    .flatten()
 }
 
 /// Keeps `snapshot` alive until the outermost open borrow on this thread ends. Only for
-/// callers that were told to retire by `cache::must_retire_any`.
+/// callers that were told to retire by `cache::invalidate_all_and_check_borrowed`.
 pub(crate) fn retire_snapshot(snapshot: ExecutionContext) {
     retire(Retired::Snapshot(snapshot));
 }

@@ -20,8 +20,9 @@
 //! in a thread. Entering and exiting move the context in and out of the thread (no
 //! allocation, no reference counting; a task's first entry takes an id from a process-wide
 //! counter, which later tokens check). `crate::tokio::propagate` (with `--cfg tokio_unstable`)
-//! is built on this, and `crate::async_executor` (feature `async-executor`) shows it on a
-//! second executor.
+//! uses the same thread-state moves through `contextvars::attach_deferred`, which enters a
+//! task's context only in polls that use it. `crate::async_executor` (feature
+//! `async-executor`) shows `TaskContext` on a second executor.
 //!
 //! ```
 //! use contextvars::ContextVar;

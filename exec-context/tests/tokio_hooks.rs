@@ -410,3 +410,104 @@ fn a_spawn_onto_a_shut_down_runtime_captures_nothing_that_could_leak() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn tasks_that_use_their_context_only_in_some_polls_keep_it_across_workers() {
+    // A poll enters the task's context only when it uses it: polls that skip it must not
+    // lose it, whichever worker runs the next one.
+    static SKIPPED: ContextVar<u64> = ContextVar::new("hooks.skipped");
+    let (runtime, workers) = runtime(Some(4));
+    let mismatches = runtime.block_on(async {
+        SKIPPED.set(1);
+        let mut set = JoinSet::new();
+        for id in 0..500u64 {
+            set.spawn(async move {
+                let mut expected = Some(1);
+                let mut mismatches = 0;
+                for round in 0..12u64 {
+                    yield_now().await;
+                    if (round + id) % 3 == 0 {
+                        mismatches += usize::from(SKIPPED.get() != expected);
+                        let next = 1000 * id + round;
+                        SKIPPED.set(next);
+                        expected = Some(next);
+                    }
+                    // The other polls never touch the context.
+                }
+                mismatches
+            });
+        }
+        let mismatches = set.join_all().await.into_iter().sum::<usize>();
+        (mismatches, SKIPPED.get())
+    });
+    assert_eq!(mismatches, (0, Some(1)));
+    drop(runtime);
+    assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn more_live_tasks_than_the_direct_table_holds_each_keep_their_own_context() {
+    // Task ids map onto a table of 4,096 slots; with more tasks alive at once, some share a
+    // slot's position and live in the overflow slab instead. Each must keep its own values,
+    // and every captured value must be released exactly once, used or not.
+    const TASKS: u64 = 4_096 + 904;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (runtime, workers) = runtime(None);
+    let mismatches = runtime.block_on(async {
+        let token = HELD.set(Counter(drops.clone()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut set = JoinSet::new();
+        for id in 0..TASKS {
+            let gate = gate.clone();
+            set.spawn(async move {
+                if id % 2 == 0 {
+                    REQUEST.set(id);
+                }
+                // Every task is alive here at once.
+                let _permit = gate.acquire().await.unwrap();
+                let expected = (id % 2 == 0).then_some(id);
+                usize::from(REQUEST.get() != expected)
+                    + usize::from(HELD.with(|held| held.is_none()))
+            });
+        }
+        yield_now().await;
+        gate.add_permits(TASKS as usize);
+        let mismatches = set.join_all().await.into_iter().sum::<usize>();
+        HELD.reset(token).unwrap();
+        mismatches
+    });
+    assert_eq!(mismatches, 0);
+    drop(runtime);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn aborted_tasks_that_never_used_their_context_release_it_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (runtime, _) = runtime(Some(2));
+    runtime.block_on(async {
+        {
+            let _held = HELD.set(Counter(drops.clone()));
+            let mut handles = Vec::new();
+            for _ in 0..50 {
+                // Captures the spawner's `HELD`, never reads it.
+                handles.push(tokio::spawn(std::future::pending::<()>()));
+            }
+            yield_now().await;
+            for handle in handles {
+                handle.abort();
+                assert!(handle.await.unwrap_err().is_cancelled());
+            }
+        }
+        HELD.delete().unwrap();
+        for _ in 0..1000 {
+            if drops.load(Ordering::SeqCst) >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    drop(runtime);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}

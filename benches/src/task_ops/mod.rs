@@ -52,9 +52,16 @@ crate::case_ops! {
             "One tokio task that loops on `yield_now().await` on a current-thread runtime; \
             per yield (one poll each), timed inside the task. The baseline is a plain \
             task on a plain runtime; `hooks` the same plain task on a runtime built with \
-            `exec_context::tokio::propagate` (task hooks enter and exit the task's \
-            context around every poll; needs `--cfg tokio_unstable`); beside them the \
+            `exec_context::tokio::propagate` (needs `--cfg tokio_unstable`; the task \
+            touches no variable, so its context is never entered); beside them the \
             task wrapped with `.in_current_context()` and with tokio's `KEY.scope(v, f)`."),
+        /// The same, with one `ContextVar::get` per poll.
+        RuntimePollGet => ("tokio task poll reading a variable, runtime hooks",
+            "runtime_poll_get", "ns per poll",
+            "As above, but the task reads one context variable after each yield, so every \
+            poll uses its context: on the `propagate` runtime each poll fetches the task's \
+            context and enters it (two atomic swaps and the move in and out); on the plain \
+            runtime the read sees the thread's context."),
         /// Spawn a ready task on a current-thread tokio runtime and await it.
         SpawnJoin => ("tokio spawn + join", "spawn_join", "ns per spawn + join",
             "`spawn(ready(1)).await` in `block_on` on a current-thread runtime, with 10 \
@@ -122,6 +129,13 @@ pub fn cases() -> Vec<Case<Op>> {
             => |live| Box::new(RuntimePolls::new(live, Mode::Wrapper));
         RuntimePoll Tokio "scope" "`KEY.scope(v, f)`, plain runtime"
             => |live| Box::new(RuntimePolls::new(live, Mode::TokioScope));
+        RuntimePollGet Baseline "bare" "plain task, plain runtime, `get` per poll"
+            => |live| Box::new(RuntimePolls::new(live, Mode::Bare).reading());
+        #[cfg(tokio_unstable)]
+        RuntimePollGet Ours "hooks" "plain task, `propagate` runtime, `get` per poll"
+            => |live| Box::new(RuntimePolls::new(live, Mode::Hooks).reading());
+        RuntimePollGet Ours "in_current_context" "`f.in_current_context()`, `get` per poll"
+            => |live| Box::new(RuntimePolls::new(live, Mode::Wrapper).reading());
         SpawnJoin Tokio "tokio_spawn" "`tokio::spawn(f).await`"
             => |live| Box::new(SpawnJoin::new(live, spawns::tokio_spawn));
         SpawnJoin Ours "exec_context_spawn" "`exec_context::tokio::spawn(f).await`"

@@ -10,7 +10,7 @@ use tokio::task::yield_now;
 
 use crate::clock::thread_cpu_time;
 use crate::harness::Routine;
-use crate::live::{Live, OursLive, TASK_VALUE};
+use crate::live::{LIVE, Live, OursLive, TASK_VALUE};
 
 /// How a task is made and which runtime runs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,7 @@ pub struct RuntimePolls {
     live: OursLive,
     runtime: Runtime,
     mode: Mode,
+    reads: bool,
 }
 
 impl RuntimePolls {
@@ -89,7 +90,14 @@ impl RuntimePolls {
             live: OursLive::new(live),
             runtime: runtime(mode),
             mode,
+            reads: false,
         }
+    }
+
+    /// The task also reads one context variable (`ContextVar::get`) after each yield.
+    pub fn reading(mut self) -> Self {
+        self.reads = true;
+        self
     }
 }
 
@@ -99,14 +107,18 @@ impl Routine for RuntimePolls {
             live,
             runtime,
             mode,
+            reads,
         } = self;
-        let mode = *mode;
+        let (mode, reads) = (*mode, *reads);
         live.run(|| {
             runtime.block_on(async move {
                 spawn(mode, async move {
                     let start = thread_cpu_time();
                     for _ in 0..calls {
                         yield_now().await;
+                        if reads {
+                            black_box(LIVE[0].get());
+                        }
                     }
                     thread_cpu_time().saturating_sub(start)
                 })

@@ -1,11 +1,12 @@
-//! Runtime-level propagation: tokio's task hooks drive one [`TaskContext`] per task.
+//! Runtime-level propagation: tokio's task hooks give every task a context of its own,
+//! entered lazily (`contextvars::attach_deferred`) around each poll.
 //! Compiled only with `--cfg tokio_unstable` (tokio's task hooks are unstable API).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, TaskMeta};
 
-use contextvars::Context;
+use contextvars::{Context, DeferredId, attach_deferred, detach_deferred};
 
-use crate::task_context::TaskContext;
+use crate::task::spawn_context;
 
 /// A hook as tokio takes it.
 type Hook = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
@@ -215,15 +216,56 @@ impl Hasher for IdHasher {
 }
 
 // The registry: one process-wide table for every runtime built with `propagate` (task ids
-// are unique across runtimes).
+// are unique across runtimes, never reused, and handed out in sequence).
 //
-// A task's context waits between polls in a slot of a slab, found by a small index that the
-// task keeps for its whole life. Moving the context out of the slot and back is one atomic
-// swap each way: the only synchronisation on the poll path. The index is found through a
-// per-thread cache of recent (id, index) pairs, filled at spawn and on a miss from a sharded
-// map that only spawn, a cache miss and termination lock. An entry of that cache stays right
-// for as long as its task lives (the index is freed only when the task terminates, and ids
-// are never reused), and a dead task's id is never looked up again.
+// A task's context waits between polls in a slot. Most tasks get the slot of a direct-mapped
+// table picked by their id, claimed with one compare-and-swap of its owner id: live tasks
+// rarely collide there, since ids are sequential. A task whose slot is taken by a
+// longer-lived one goes to a slab instead, found by a small index that the task keeps for
+// its whole life, through a per-thread cache of recent (id, index) pairs filled at spawn and
+// on a miss from a sharded map that only spawn, a cache miss and termination lock. A cache
+// entry stays right for as long as its task lives (the index is freed only when the task
+// terminates), and a dead task's id is never looked up again.
+//
+// A poll does not move the context in and out unless it uses it: the before-poll hook makes
+// a *deferred* attach (`contextvars::attach_deferred`), and only the first context
+// operation of the poll fetches the context from its slot (one atomic swap) and enters it.
+// The after-poll hook then puts it back (another swap). A poll that never reads or writes a
+// variable costs two thread-local updates and touches no shared memory.
+
+/// Entries of the direct-mapped table.
+const DIRECT: usize = 4096;
+
+/// A slot of the direct-mapped table: the owning task's id (0: free) and its context.
+struct Owned {
+    owner: AtomicU64,
+    context: Slot,
+}
+
+static TABLE: [Owned; DIRECT] = [const {
+    Owned {
+        owner: AtomicU64::new(0),
+        context: AtomicCell::new(None),
+    }
+}; DIRECT];
+
+/// Task `id`'s slot in the direct-mapped table, if it owns it.
+#[inline]
+fn owned(id: u64) -> Option<&'static Slot> {
+    let entry = &TABLE[id as usize % DIRECT];
+    // Acquire: pairs with the release that freed the slot for this owner (the slot's
+    // context was taken out before).
+    (entry.owner.load(Ordering::Acquire) == id).then_some(&entry.context)
+}
+
+/// Where task `id`'s context waits, if it is registered.
+#[inline]
+fn slot_of(id: u64) -> Option<&'static Slot> {
+    match owned(id) {
+        Some(slot) => Some(slot),
+        None => index_of(id).map(slot),
+    }
+}
 
 /// Shards of the id → index map: enough that spawning threads rarely meet on one lock.
 const SHARDS: usize = 64;
@@ -238,7 +280,7 @@ const FIRST_BITS: u32 = 6;
 const CHUNKS: usize = 32 - FIRST_BITS as usize;
 
 /// Where a task's context waits between polls: `None` while a poll holds it.
-type Slot = AtomicCell<Option<Box<TaskContext>>>;
+type Slot = AtomicCell<Option<Box<Context>>>;
 
 /// The slab's chunks, allocated on first use and never moved or freed.
 static SLAB: [OnceLock<Box<[Slot]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
@@ -266,9 +308,10 @@ struct CachePadded<T>(T);
 /// A poll in progress on this thread.
 struct Polled {
     id: u64,
-    index: u32,
-    /// The entered context (`None`: the task has none, or it could not be entered).
-    context: Option<Box<TaskContext>>,
+    /// Where the poll fetched the task's context from, once it did.
+    slot: Option<&'static Slot>,
+    /// The poll's deferred attach (`None` during thread teardown).
+    attach: Option<DeferredId>,
     /// The task terminated during this poll: release the context when the poll ends.
     ended: bool,
 }
@@ -277,24 +320,24 @@ std::thread_local! {
     /// Recent tasks' slab indices, by id (direct-mapped).
     static INDICES: [Cell<(u64, u32)>; CACHED] = const { [const { Cell::new((0, 0)) }; CACHED] };
     /// The tasks being polled on this thread (polls nest when a runtime is driven inside a
-    /// task), with their entered contexts.
+    /// task).
     static POLLING: RefCell<Vec<Polled>> = const { RefCell::new(Vec::new()) };
     /// The last task that terminated here without having been registered: on a runtime that
     /// is shutting down, tokio terminates a new task *before* its spawn hook runs.
     static UNREGISTERED_END: Cell<u64> = const { Cell::new(0) };
-    /// Boxes of released contexts (emptied), reused by the next spawns on this thread.
+    /// Emptied boxes, reused by the next spawns and put-backs on this thread.
     #[allow(clippy::vec_box, reason = "the boxes are what is reused")]
-    static SPARE: RefCell<Vec<Box<TaskContext>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: RefCell<Vec<Box<Context>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Spare boxes kept per thread.
 const SPARE_MAX: usize = 64;
 
 /// A box holding `context`: a spare one if this thread has one.
-fn boxed(context: TaskContext) -> Box<TaskContext> {
+fn boxed(context: Context) -> Box<Context> {
     match SPARE.try_with(|spare| spare.borrow_mut().pop()) {
         Ok(Some(mut spare)) => {
-            // The spare holds an empty, exited context: replacing it drops nothing of note.
+            // The spare holds an empty placeholder: replacing it drops nothing of note.
             *spare = context;
             spare
         }
@@ -302,26 +345,23 @@ fn boxed(context: TaskContext) -> Box<TaskContext> {
     }
 }
 
-/// Releases a task's context (its values are dropped here, outside every borrow) and keeps
-/// the box for a later spawn.
-fn release(mut context: Box<TaskContext>) {
-    if context.is_entered() {
-        // Left entered by an unbalanced scope: dropping it exits it if it can.
-        drop(context);
-        return;
-    }
-    drop(std::mem::replace(
-        &mut *context,
-        // `Context::default()`: an empty placeholder that reads nothing from the current
-        // context (`Context::new()` would copy its pinned values into the spare box).
-        TaskContext::from_context(Context::default()),
-    ));
-    let _ = SPARE.try_with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARE_MAX {
-            spare.push(context);
+/// Keeps an emptied box for a later [`boxed`].
+fn keep_spare(spare: Box<Context>) {
+    let _ = SPARE.try_with(|boxes| {
+        let mut boxes = boxes.borrow_mut();
+        if boxes.len() < SPARE_MAX {
+            boxes.push(spare);
         }
     });
+}
+
+/// Releases a task's context (its values are dropped here, outside every borrow) and keeps
+/// the box for a later spawn.
+fn release(mut context: Box<Context>) {
+    // `Context::default()`: an empty placeholder that reads nothing from the current
+    // context (`Context::new()` would copy its pinned values into the spare box).
+    drop(std::mem::take(&mut *context));
+    keep_spare(context);
 }
 
 /// Yields to the scheduler this many times while waiting for a context that a poll ending
@@ -364,27 +404,23 @@ fn index_of(id: u64) -> Option<u32> {
     Some(index)
 }
 
-/// Takes task `id`'s context out of its slot. An empty slot means a poll of the task that
-/// just ended on another thread has not put it back yet (tokio may hand the task to
-/// another worker before that poll's after-poll hook runs): wait for it.
-fn take(index: u32, id: u64) -> Option<Box<TaskContext>> {
-    let slot = slot(index);
+/// Takes the context out of `slot`. An empty slot means a poll of the task that just ended
+/// on another thread has not put it back yet (tokio may hand the task to another worker
+/// before that poll's after-poll hook runs): wait for it.
+#[inline]
+fn take(slot: &Slot) -> Box<Context> {
     if let Some(context) = slot.take() {
-        return Some(context);
+        return context;
     }
-    take_slow(slot, id)
+    take_slow(slot)
 }
 
 #[cold]
 #[inline(never)]
-fn take_slow(slot: &Slot, id: u64) -> Option<Box<TaskContext>> {
-    if polling_here(id) {
-        // A repeated poll hook for a task this thread is polling: nothing to enter.
-        return None;
-    }
+fn take_slow(slot: &Slot) -> Box<Context> {
     // No time limit: the other thread is one hook call away from putting the context back
     // (tokio runs the after-poll hook right after the poll, also when the future panicked).
-    // Giving up would poll the task without its context, or free the slot under a late
+    // Giving up would run the task without its context, or free the slot under a late
     // put-back that would then land in another task's slot.
     let mut looks = 0u32;
     loop {
@@ -395,13 +431,27 @@ fn take_slow(slot: &Slot, id: u64) -> Option<Box<TaskContext>> {
             std::thread::sleep(Duration::from_micros(50));
         }
         if let Some(context) = slot.take() {
-            return Some(context);
+            return context;
         }
     }
 }
 
-fn polling_here(id: u64) -> bool {
-    POLLING.with(|polling| polling.borrow().iter().any(|polled| polled.id == id))
+/// The deferred attach's source: task `id`'s context, fetched on its poll's first context
+/// operation. `None` (the poll then runs in an empty context) for a task that was never
+/// registered.
+fn fetch(id: u64) -> Option<Context> {
+    let slot = slot_of(id)?;
+    // Remembered for the put-back, which must not look the task up again: a termination
+    // on another thread may be unregistering it meanwhile, waiting for this very put-back.
+    POLLING.with(|polling| {
+        if let Some(polled) = polling.borrow_mut().iter_mut().rev().find(|p| p.id == id) {
+            polled.slot = Some(slot);
+        }
+    });
+    let mut context = take(slot);
+    let fetched = std::mem::take(&mut *context);
+    keep_spare(context);
+    Some(fetched)
 }
 
 /// On the spawning thread: capture the spawner's context.
@@ -411,7 +461,17 @@ fn spawned(id: u64) {
         UNREGISTERED_END.with(|end| end.set(0));
         return;
     }
-    let context = boxed(TaskContext::capture());
+    let context = boxed(spawn_context());
+    let entry = &TABLE[id as usize % DIRECT];
+    if entry
+        .owner
+        .compare_exchange(0, id, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        // Always `None`: a freed slot is empty.
+        drop(entry.context.swap(Some(context)));
+        return;
+    }
     let (index, displaced) = {
         let mut shard = shard(id).lock();
         let index = match shard.free.pop() {
@@ -428,23 +488,12 @@ fn spawned(id: u64) {
 }
 
 fn before_poll(id: u64) {
-    let (index, context) = match index_of(id) {
-        Some(index) => (index, take(index, id)),
-        None => (0, None),
-    };
-    let context = context.and_then(|mut context| match context.enter() {
-        Ok(()) => Some(context),
-        Err(_) => {
-            // Thread teardown: nothing can be entered; keep the context for later.
-            drop(slot(index).swap(Some(context)));
-            None
-        }
-    });
+    let attach = attach_deferred(fetch, id).ok();
     POLLING.with(|polling| {
         polling.borrow_mut().push(Polled {
             id,
-            index,
-            context,
+            slot: None,
+            attach,
             ended: false,
         });
     });
@@ -459,50 +508,75 @@ fn after_poll(id: u64) {
         }
     });
     let Some(Polled {
-        index,
-        context: Some(mut context),
+        attach: Some(attach),
         ended,
+        slot,
         ..
     }) = popped
     else {
         return;
     };
-    // Fails only if the task left a scope unbalanced; the context then stays entered
-    // until the scope below it is left, and is released with the task.
-    let _ = context.exit();
+    let used = match detach_deferred(attach) {
+        Ok(used) => used,
+        // The task left a non-scoped attach of its own unbalanced: the context it used stays
+        // entered until the scope below it is left. The task goes on in an empty context
+        // (never in the worker's).
+        Err(_) => Some(Context::default()),
+    };
     if ended {
-        release(context);
-    } else {
+        unregister(id, used);
+    } else if let Some(context) = used
+        && let Some(slot) = slot.or_else(|| slot_of(id))
+    {
         // Always `None` (this poll took the context out).
-        drop(slot(index).swap(Some(context)));
+        drop(slot.swap(Some(boxed(context))));
     }
+}
+
+/// Forgets task `id` and releases its context: `fetched` if a poll holds it, else the one
+/// in its slot. `false` if the task was not registered.
+fn unregister(id: u64, fetched: Option<Context>) -> bool {
+    let entry = &TABLE[id as usize % DIRECT];
+    let taken = if entry.owner.load(Ordering::Acquire) == id {
+        // Empty if a poll holds the context; else wait for any put-back in flight.
+        let taken = fetched.is_none().then(|| take(&entry.context));
+        // Release: the next owner finds the slot empty.
+        entry.owner.store(0, Ordering::Release);
+        taken
+    } else {
+        let Some(index) = shard(id).lock().index.remove(&id) else {
+            return false;
+        };
+        // Waited for outside the lock, which other spawns need.
+        let taken = fetched.is_none().then(|| take(slot(index)));
+        shard(id).lock().free.push(index);
+        taken
+    };
+    // Released outside every lock: a value's `Drop` may run any code.
+    drop(fetched);
+    if let Some(context) = taken {
+        release(context);
+    }
+    true
 }
 
 /// The task ended, was aborted, or was dropped at shutdown.
 fn terminated(id: u64) {
-    // `Some(whether the poll holds the context)` when terminated inside its own poll here.
     let in_own_poll = POLLING.with(|polling| {
         let mut polling = polling.borrow_mut();
-        let polled = polling.iter_mut().rev().find(|polled| polled.id == id)?;
-        // Released when the poll ends.
-        polled.ended = true;
-        Some(polled.context.is_some())
-    });
-    let Some(index) = shard(id).lock().index.remove(&id) else {
-        if in_own_poll.is_none() {
-            UNREGISTERED_END.with(|end| end.set(id));
+        match polling.iter_mut().rev().find(|polled| polled.id == id) {
+            Some(polled) => {
+                // Released when the poll ends: what runs until then still uses it.
+                polled.ended = true;
+                true
+            }
+            None => false,
         }
+    });
+    if in_own_poll {
         return;
-    };
-    let context = match in_own_poll {
-        Some(true) => None,
-        // That poll could not enter the context and left it in the slot.
-        Some(false) => slot(index).take(),
-        None => take(index, id),
-    };
-    shard(id).lock().free.push(index);
-    // Released outside every lock: a value's `Drop` may run any code.
-    if let Some(context) = context {
-        release(context);
+    }
+    if !unregister(id, None) {
+        UNREGISTERED_END.with(|end| end.set(id));
     }
 }

@@ -53,11 +53,16 @@ fn notes(results: &TaskResults, op: Op) -> Vec<String> {
                 ));
             }
         }
-        Op::RuntimePoll => {
+        Op::RuntimePoll | Op::RuntimePollGet => {
             if let Some((_, _, extra)) = targets::over_baseline(results, op, "hooks") {
                 notes.push(format!(
-                    "Runtime-level propagation adds {} ns per poll.",
-                    format_ns(extra)
+                    "Runtime-level propagation adds {} ns per poll{}.",
+                    format_ns(extra),
+                    if op == Op::RuntimePollGet {
+                        " that uses its context"
+                    } else {
+                        " that does not use its context"
+                    }
                 ));
             }
             if !crate::task_ops::runtime::HOOKS_AVAILABLE {

@@ -1,0 +1,352 @@
+//! `attach_deferred` / `detach_deferred`: the context is fetched only by the first operation
+//! that uses it, and otherwise behaves exactly like `attach` / `detach` (a proptest replays
+//! random steps against a model, checking every lookup and the fetch count after each step).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+
+use contextvars::{
+    AttachId, Context, ContextVar, DeferredId, DetachError, LogicalContext, attach,
+    attach_deferred, copy_context, detach, detach_deferred, run_with_logical_context,
+};
+use proptest::prelude::*;
+
+mod common;
+use common::on_fresh_thread;
+
+static VARS: [ContextVar<u32>; 3] = [const { ContextVar::new("deferred.var") }; 3];
+
+std::thread_local! {
+    /// Contexts waiting to be fetched, by key.
+    static PARKED: RefCell<HashMap<u64, Context>> = RefCell::new(HashMap::new());
+    /// How many times `fetch` ran on this thread.
+    static FETCHES: Cell<usize> = const { Cell::new(0) };
+    /// What `fetch` saw of `VARS[0]` when it last ran.
+    static SEEN_BY_FETCH: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+fn fetch(key: u64) -> Option<Context> {
+    FETCHES.with(|fetches| fetches.set(fetches.get() + 1));
+    SEEN_BY_FETCH.with(|seen| seen.set(VARS[0].get()));
+    PARKED.with(|parked| parked.borrow_mut().remove(&key))
+}
+
+fn park(key: u64, context: Context) {
+    PARKED.with(|parked| parked.borrow_mut().insert(key, context));
+}
+
+fn fetches() -> usize {
+    FETCHES.with(Cell::get)
+}
+
+/// A context holding `VARS[0] = value`.
+fn context_with(value: Option<u32>) -> Context {
+    let mut context = Context::new();
+    if let Some(value) = value {
+        context.run(|| VARS[0].set(value));
+    }
+    context
+}
+
+#[test]
+fn a_step_that_never_uses_its_context_does_not_fetch_it() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        park(7, context_with(Some(70)));
+        let id = attach_deferred(fetch, 7).unwrap();
+        let back = detach_deferred(id).unwrap();
+        assert!(back.is_none());
+        assert_eq!(fetches(), 0);
+        assert_eq!(VARS[0].get(), Some(1));
+        let parked = PARKED
+            .with(|parked| parked.borrow_mut().remove(&7))
+            .unwrap();
+        assert_eq!(parked.get(&VARS[0]), Some(70));
+        // Detached: a second detach is refused.
+        assert_eq!(detach_deferred(id).unwrap_err(), DetachError::NotCurrent);
+    });
+}
+
+#[test]
+fn the_first_use_fetches_the_context_once_and_detach_hands_it_back() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        VARS[1].set(2);
+        let _ = VARS[0].get(); // cached for the thread's context
+        park(1, context_with(Some(10)));
+        let id = attach_deferred(fetch, 1).unwrap();
+        assert_eq!(VARS[0].get(), Some(10));
+        assert_eq!(fetches(), 1);
+        // `fetch` ran in the context below.
+        assert_eq!(SEEN_BY_FETCH.with(Cell::get), Some(1));
+        // The given context is a whole context: nothing of the thread's shows through.
+        assert_eq!(VARS[1].get(), None);
+        VARS[1].set(20);
+        assert_eq!(VARS[0].get(), Some(10));
+        assert_eq!(fetches(), 1);
+        let back = detach_deferred(id).unwrap().unwrap();
+        assert_eq!(back.get(&VARS[0]), Some(10));
+        assert_eq!(back.get(&VARS[1]), Some(20));
+        assert_eq!(VARS[0].get(), Some(1));
+        assert_eq!(VARS[1].get(), Some(2));
+    });
+}
+
+#[test]
+fn a_source_with_nothing_gives_an_empty_context_never_the_one_below() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        let id = attach_deferred(fetch, 404).unwrap();
+        assert_eq!(VARS[0].get(), None);
+        VARS[0].set(2);
+        let back = detach_deferred(id).unwrap().unwrap();
+        assert_eq!(back.get(&VARS[0]), Some(2));
+        assert_eq!(VARS[0].get(), Some(1));
+    });
+}
+
+#[test]
+fn logical_contexts_pushed_before_the_first_use_stay_above_the_fetched_context() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        park(3, context_with(Some(30)));
+        let id = attach_deferred(fetch, 3).unwrap();
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || {
+            // An untouched logical context is pushed lazily; this set enters the deferred
+            // context *below* it.
+            VARS[0].set(31);
+            assert_eq!(VARS[0].get(), Some(31));
+        });
+        assert_eq!(lc.get(&VARS[0]), Some(31));
+        assert_eq!(VARS[0].get(), Some(30));
+        let back = detach_deferred(id).unwrap().unwrap();
+        assert_eq!(back.get(&VARS[0]), Some(30));
+        assert_eq!(VARS[0].get(), Some(1));
+    });
+}
+
+#[test]
+fn logical_contexts_pushed_before_the_attach_stay_below_it() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || {
+            park(4, context_with(None));
+            let id = attach_deferred(fetch, 4).unwrap();
+            VARS[0].set(40);
+            let back = detach_deferred(id).unwrap().unwrap();
+            assert_eq!(back.get(&VARS[0]), Some(40));
+            assert_eq!(VARS[0].get(), Some(1));
+            VARS[0].set(2); // into `lc`
+        });
+        assert_eq!(lc.get(&VARS[0]), Some(2));
+        assert_eq!(VARS[0].get(), Some(1));
+    });
+}
+
+#[test]
+fn an_attach_on_top_enters_the_pending_one_first_and_order_is_enforced() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        park(5, context_with(Some(50)));
+        let outer = attach_deferred(fetch, 5).unwrap();
+        let inner = attach(context_with(Some(60))).unwrap();
+        assert_eq!(fetches(), 1);
+        assert_eq!(VARS[0].get(), Some(60));
+        // Out of order: refused, nothing changed.
+        assert_eq!(detach_deferred(outer).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VARS[0].get(), Some(60));
+        assert_eq!(detach(inner).unwrap().get(&VARS[0]), Some(60));
+        assert_eq!(VARS[0].get(), Some(50));
+        assert_eq!(
+            detach_deferred(outer).unwrap().unwrap().get(&VARS[0]),
+            Some(50)
+        );
+        assert_eq!(VARS[0].get(), Some(1));
+    });
+}
+
+#[test]
+fn a_pending_attach_inside_a_scope_is_not_current_outside_it() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        park(6, context_with(Some(60)));
+        let id = Context::new().run(|| attach_deferred(fetch, 6).unwrap());
+        // The scope ended: the pending attach was entered by leaving it, and is gone.
+        assert_eq!(VARS[0].get(), Some(1));
+        assert_eq!(detach_deferred(id).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VARS[0].get(), Some(1));
+    });
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    AttachDeferred(Option<u32>),
+    Attach(Option<u32>),
+    Detach,
+    Set(usize, u32),
+    Get(usize),
+    Snapshot(usize),
+    InLogicalContext(usize, u32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        proptest::option::of(0..100u32).prop_map(Step::AttachDeferred),
+        proptest::option::of(0..100u32).prop_map(Step::Attach),
+        Just(Step::Detach),
+        (0..3usize, 0..100u32).prop_map(|(var, value)| Step::Set(var, value)),
+        (0..3usize).prop_map(Step::Get),
+        (0..3usize).prop_map(Step::Snapshot),
+        (0..3usize, 0..100u32).prop_map(|(var, value)| Step::InLogicalContext(var, value)),
+    ]
+}
+
+enum Handle {
+    Deferred(DeferredId, u64),
+    Plain(AttachId),
+}
+
+/// One attached level of the model: the whole context it shows.
+struct Level {
+    values: BTreeMap<usize, u32>,
+    handle: Handle,
+    /// A deferred level whose context was fetched.
+    used: bool,
+}
+
+struct Model {
+    base: BTreeMap<usize, u32>,
+    levels: Vec<Level>,
+    fetches: usize,
+}
+
+impl Model {
+    /// The current context is used: a pending level on top is fetched.
+    fn use_top(&mut self) {
+        if let Some(top) = self.levels.last_mut()
+            && matches!(top.handle, Handle::Deferred(..))
+            && !top.used
+        {
+            top.used = true;
+            self.fetches += 1;
+        }
+    }
+
+    fn top(&mut self) -> &mut BTreeMap<usize, u32> {
+        match self.levels.last_mut() {
+            Some(level) => &mut level.values,
+            None => &mut self.base,
+        }
+    }
+}
+
+fn replay(steps: &[Step]) {
+    let mut model = Model {
+        base: BTreeMap::new(),
+        levels: Vec::new(),
+        fetches: 0,
+    };
+    let mut next_key = 1u64;
+    for step in steps {
+        match *step {
+            Step::AttachDeferred(preset) => {
+                model.use_top();
+                let key = next_key;
+                next_key += 1;
+                park(key, context_with(preset));
+                let id = attach_deferred(fetch, key).unwrap();
+                model.levels.push(Level {
+                    values: preset.map(|value| (0, value)).into_iter().collect(),
+                    handle: Handle::Deferred(id, key),
+                    used: false,
+                });
+            }
+            Step::Attach(preset) => {
+                model.use_top();
+                let id = attach(context_with(preset)).unwrap();
+                model.levels.push(Level {
+                    values: preset.map(|value| (0, value)).into_iter().collect(),
+                    handle: Handle::Plain(id),
+                    used: true,
+                });
+            }
+            Step::Detach => {
+                let Some(level) = model.levels.pop() else {
+                    continue;
+                };
+                let back = match level.handle {
+                    Handle::Plain(id) => detach(id).unwrap(),
+                    Handle::Deferred(id, key) => match detach_deferred(id).unwrap() {
+                        Some(back) => {
+                            assert!(level.used, "a context nothing used was fetched");
+                            back
+                        }
+                        None => {
+                            assert!(!level.used, "a used context was not handed back");
+                            PARKED
+                                .with(|parked| parked.borrow_mut().remove(&key))
+                                .expect("an unused context stays with its source")
+                        }
+                    },
+                };
+                for (index, var) in VARS.iter().enumerate() {
+                    assert_eq!(back.get(var), level.values.get(&index).copied());
+                }
+            }
+            Step::Set(var, value) => {
+                model.use_top();
+                VARS[var].set(value);
+                model.top().insert(var, value);
+            }
+            Step::Get(var) => {
+                model.use_top();
+                assert_eq!(VARS[var].get(), model.top().get(&var).copied());
+            }
+            Step::Snapshot(var) => {
+                model.use_top();
+                assert_eq!(
+                    copy_context().get(&VARS[var]),
+                    model.top().get(&var).copied()
+                );
+            }
+            Step::InLogicalContext(var, value) => {
+                model.use_top();
+                let before = model.top().get(&var).copied();
+                let mut lc = LogicalContext::new();
+                run_with_logical_context(&mut lc, || {
+                    VARS[var].set(value);
+                    assert_eq!(VARS[var].get(), Some(value));
+                });
+                assert_eq!(lc.get(&VARS[var]), Some(value));
+                assert_eq!(VARS[var].get(), before);
+            }
+        }
+        assert_eq!(fetches(), model.fetches, "after {step:?}");
+    }
+    while let Some(level) = model.levels.pop() {
+        match level.handle {
+            Handle::Plain(id) => drop(detach(id).unwrap()),
+            Handle::Deferred(id, _) => drop(detach_deferred(id).unwrap()),
+        }
+    }
+    for (index, var) in VARS.iter().enumerate() {
+        assert_eq!(var.get(), model.base.get(&index).copied());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 2 } else { 128 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn deferred_attaches_behave_like_attaches_and_fetch_only_when_used(
+        steps in prop::collection::vec(step(), 0..if cfg!(miri) { 6 } else { 24 })
+    ) {
+        on_fresh_thread(|| replay(&steps));
+    }
+}
