@@ -42,12 +42,12 @@ pub fn lua_exec(lua: &mut LuaInterpreter) -> u64 {
 /// Defines `bench(n)`: `n` resumes of one coroutine that yields forever, from a Lua loop; it
 /// returns how many succeeded.
 /// `make` and `resume` name how the coroutine is made and resumed; `first` runs once in the
-/// coroutine before its loop.
-fn bench_source(make: &str, resume: &str, first: &str) -> String {
+/// coroutine before its loop, `each` after every yield.
+fn bench_source(make: &str, resume: &str, first: &str, each: &str) -> String {
     format!(
         "local make, resume, yield = {make}, {resume}, coroutine.yield
          function bench(n)
-           local co = make(function() {first} while true do yield() end end)
+           local co = make(function() {first} while true do yield() {each} end end)
            local resumed = 0
            for _ = 1, n do
              if resume(co) then resumed = resumed + 1 end
@@ -66,6 +66,10 @@ pub enum Resume {
     NoContext,
     /// Our `coroutine.resume`, the coroutine in its own logical context.
     OwnContext,
+    /// [`Resume::NoContext`], the body reading a context variable after each yield.
+    NoContextGet,
+    /// [`Resume::OwnContext`], the body reading a context variable after each yield.
+    OwnContextGet,
 }
 
 enum Driver {
@@ -88,17 +92,17 @@ impl ResumeLoop {
         let driver = match kind {
             Resume::Bare => {
                 let lua = Lua::new();
-                lua.load(bench_source("coroutine.create", "coroutine.resume", ""))
+                lua.load(bench_source("coroutine.create", "coroutine.resume", "", ""))
                     .exec()
                     .expect("defines bench");
                 let bench = lua.globals().get("bench").expect("bench");
                 Driver::Bare { _lua: lua, bench }
             }
-            Resume::NoContext | Resume::OwnContext => {
+            _ => {
                 let lua = LuaInterpreter::new().expect("a Lua interpreter");
                 // The own-context coroutine sets a variable once, so that its logical context
                 // exists (contexts are made at a coroutine's first `set`).
-                let (make, first) = if kind == Resume::NoContext {
+                let (make, first) = if matches!(kind, Resume::NoContext | Resume::NoContextGet) {
                     (
                         "function(f) return contextvars.no_context(coroutine.create(f)) end",
                         "",
@@ -106,9 +110,14 @@ impl ResumeLoop {
                 } else {
                     ("coroutine.create", "VAR:set(1)")
                 };
+                let each = if matches!(kind, Resume::NoContextGet | Resume::OwnContextGet) {
+                    "VAR:get(0)"
+                } else {
+                    ""
+                };
                 lua.exec("VAR = contextvars.ContextVar('bench')")
                     .expect("defines VAR");
-                lua.exec(&bench_source(make, "coroutine.resume", first))
+                lua.exec(&bench_source(make, "coroutine.resume", first, each))
                     .expect("defines bench");
                 Driver::Ours(lua)
             }
@@ -151,7 +160,13 @@ mod tests {
     fn every_variant_runs() {
         assert_eq!(mlua_exec(&mut bare_state()), 1);
         assert_eq!(lua_exec(&mut interpreter()), 1);
-        for kind in [Resume::Bare, Resume::NoContext, Resume::OwnContext] {
+        for kind in [
+            Resume::Bare,
+            Resume::NoContext,
+            Resume::OwnContext,
+            Resume::NoContextGet,
+            Resume::OwnContextGet,
+        ] {
             assert_eq!(ResumeLoop::new(kind).resume(10), 10, "{kind:?}");
         }
     }

@@ -106,7 +106,8 @@ crate::case_ops! {
             Lua's own resume on a bare `mlua` state (the baseline), ours on a coroutine \
             marked `contextvars.no_context` (our Lua-side `coroutine.resume` alone), and ours \
             on a coroutine that set a variable once, so that it has its own logical context \
-            (entered lazily, only when a variable is read or set)."),
+            (entered lazily, only when a variable is read or set). The `_get` rows read a \
+            context variable after every yield, so that each resume enters the context."),
     }
 }
 
@@ -264,6 +265,10 @@ pub fn cases() -> Vec<Case<Op>> {
             => |_| resume_loop(lua::Resume::NoContext);
         LuaResume Ours "resume_own_context" "our `coroutine.resume`, own logical context"
             => |_| resume_loop(lua::Resume::OwnContext);
+        LuaResume Ours "resume_no_context_get" "as `no_context`, `VAR:get(0)` per resume"
+            => |_| resume_loop(lua::Resume::NoContextGet);
+        LuaResume Ours "resume_own_context_get" "own logical context, `VAR:get(0)` per resume"
+            => |_| resume_loop(lua::Resume::OwnContextGet);
     }
 }
 

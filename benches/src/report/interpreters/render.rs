@@ -45,7 +45,7 @@ pub fn markdown(
 }
 
 /// The rows of the summary: (operation, our variant, what it is).
-const SUMMARY: [(Op, &str, &str); 14] = [
+const SUMMARY: [(Op, &str, &str); 15] = [
     (Op::StreamUnbounded, "queue", "`Queue` stream, unbounded"),
     (
         Op::StreamUnbounded,
@@ -87,6 +87,11 @@ const SUMMARY: [(Op, &str, &str); 14] = [
         Op::LuaResume,
         "resume_own_context",
         "Lua coroutine resume, own logical context",
+    ),
+    (
+        Op::LuaResume,
+        "resume_own_context_get",
+        "Lua coroutine resume reading a variable, own logical context",
     ),
 ];
 
@@ -159,15 +164,26 @@ fn notes(results: &InterpreterResults, op: Op) -> Vec<String> {
         }
         Op::LuaResume => {
             let ns = |variant| results.ns(op, Contender::Ours, variant, LIVE);
-            match (ns("resume_own_context"), ns("resume_no_context")) {
-                (Some(own), Some(shared)) => vec![format!(
-                    "Pushing and popping the coroutine's logical context adds {} ns to our \
-                     resume; the rest of the difference from the bare resume is the Rust \
-                     wrapper (a call out of Lua and back in, and the weak-table lookup).",
+            let mut notes = Vec::new();
+            if let (Some(own), Some(shared)) = (ns("resume_own_context"), ns("resume_no_context")) {
+                notes.push(format!(
+                    "The coroutine's own logical context adds {} ns to our resume (it is \
+                     entered only when a variable is used); the rest of the difference from \
+                     the bare resume is our Lua-side `coroutine.resume` recording the \
+                     resumer in a weak table.",
                     format_ns(own - shared)
-                )],
-                _ => Vec::new(),
+                ));
             }
+            if let (Some(own), Some(shared)) =
+                (ns("resume_own_context_get"), ns("resume_no_context_get"))
+            {
+                notes.push(format!(
+                    "With a variable read after each yield, entering the coroutine's logical \
+                     context adds {} ns per resume.",
+                    format_ns(own - shared)
+                ));
+            }
+            notes
         }
         _ => Vec::new(),
     }
