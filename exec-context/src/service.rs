@@ -156,14 +156,22 @@ impl Registry {
     /// assert!(!had_errors);
     /// ```
     pub fn extract(&self, headers: &HeaderMap) -> (Context, bool) {
-        let mut values = headers.get_all(&BAGGAGE_NAME).iter().peekable();
-        if values.peek().is_none() {
+        let mut values = headers.get_all(&BAGGAGE_NAME).iter();
+        let Some(first) = values.next() else {
             return (Context::new(), false);
-        }
-        let parsed = baggage::parse(values.map(HeaderValue::as_bytes));
-        let mut errors = parsed.errors;
-        let (context, decode_errors) = self.decode_context(&parsed.members);
-        errors.extend(decode_errors);
+        };
+        let (context, errors) = match values.next() {
+            // The usual case: one header.
+            None => self.decode_baggage(first.as_bytes()),
+            Some(second) => {
+                let all = [first, second].into_iter().chain(values);
+                let parsed = baggage::parse(all.map(HeaderValue::as_bytes));
+                let mut errors = parsed.errors;
+                let (context, decode_errors) = self.decode_context(&parsed.members);
+                errors.extend(decode_errors);
+                (context, errors)
+            }
+        };
         let had_errors = !errors.is_empty();
         self.report_errors(Carrier::IncomingBaggage, errors);
         (context, had_errors)
@@ -188,21 +196,28 @@ impl Registry {
     /// assert_eq!(headers["baggage"], "other=1,tenant=a%3Db");
     /// ```
     pub fn inject(&self, headers: &mut HeaderMap) {
-        let (ours, mut errors) = self.encode_escaped(&get_execution_context());
-        if !ours.is_empty() {
-            if !headers.contains_key(&BAGGAGE_NAME) {
-                // The usual case: the header is ours alone.
-                let (members, dropped) = baggage::fit(ours, (0, 0));
-                errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
-                    key: key.to_string(),
-                }));
-                if let Some(value) = header_value(&members) {
-                    headers.insert(BAGGAGE_NAME, value);
-                }
-            } else {
+        if headers.contains_key(&BAGGAGE_NAME) {
+            let (ours, mut errors) = self.encode_escaped(&get_execution_context());
+            if !ours.is_empty() {
                 errors.extend(merge(headers, ours));
             }
+            self.report_errors(Carrier::OutgoingBaggage, errors);
+            return;
         }
+        // The usual case: the header is ours alone. The members are joined in a buffer the
+        // thread keeps (taken out while the codecs run, which may send requests themselves).
+        let mut joined = WRITTEN
+            .try_with(|written| std::mem::take(&mut written.borrow_mut().scratch))
+            .unwrap_or_default();
+        joined.clear();
+        let mut errors = Vec::new();
+        let members = self.write_current(&mut joined, &mut errors);
+        if members > 0
+            && let Some(value) = header_value(&joined, members)
+        {
+            headers.insert(BAGGAGE_NAME, value);
+        }
+        let _ = WRITTEN.try_with(|written| written.borrow_mut().scratch = joined);
         self.report_errors(Carrier::OutgoingBaggage, errors);
     }
 }
@@ -269,6 +284,8 @@ struct Written {
     entries: Vec<(u64, String, HeaderValue)>,
     /// The entry replaced next once the cache is full (round robin).
     next: usize,
+    /// The buffer the members of the next request are joined in.
+    scratch: String,
 }
 
 thread_local! {
@@ -282,41 +299,29 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The header value for already escaped `key=value` members: what [`write_members`] makes
-/// of them, remembered per thread, since a context sends the same values with each of its
-/// requests and OpenTelemetry's propagator is most of the cost of writing them.
-fn header_value(members: &[(&str, String)]) -> Option<HeaderValue> {
-    if members.is_empty() {
-        return None;
-    }
-    let key_len = members
-        .iter()
-        .map(|(key, value)| key.len() + 1 + value.len() + 1)
-        .sum::<usize>();
-    if key_len > WRITTEN_CACHE_MAX_LEN {
-        return HeaderValue::try_from(write_members(members)).ok();
+/// The header value for `members` already escaped `key=value` members, each followed by a
+/// comma in `joined`: what [`write_joined`] makes of them, remembered per thread, since a
+/// context sends the same values with each of its requests and OpenTelemetry's propagator is
+/// most of the cost of writing them.
+fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
+    let write = || HeaderValue::try_from(write_joined(joined, members)).ok();
+    if joined.len() > WRITTEN_CACHE_MAX_LEN {
+        return write();
     }
     // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
-    let mut key = String::with_capacity(key_len);
-    for (name, value) in members {
-        key.push_str(name);
-        key.push('=');
-        key.push_str(value);
-        key.push(',');
-    }
-    let hash = fnv1a(key.as_bytes());
+    let hash = fnv1a(joined.as_bytes());
     WRITTEN
         .try_with(|written| {
             let mut written = written.borrow_mut();
             if let Some((_, _, value)) = written
                 .entries
                 .iter()
-                .find(|(h, k, _)| *h == hash && *k == key)
+                .find(|(h, k, _)| *h == hash && k == joined)
             {
                 return Some(value.clone());
             }
-            let value = HeaderValue::try_from(write_members(members)).ok()?;
-            let entry = (hash, key, value.clone());
+            let value = write()?;
+            let entry = (hash, joined.to_owned(), value.clone());
             if written.entries.len() < WRITTEN_CACHE {
                 written.entries.push(entry);
             } else {
@@ -326,7 +331,7 @@ fn header_value(members: &[(&str, String)]) -> Option<HeaderValue> {
             }
             Some(value)
         })
-        .unwrap_or_else(|_| HeaderValue::try_from(write_members(members)).ok())
+        .unwrap_or_else(|_| write())
 }
 
 fn propagator() -> &'static BaggagePropagator {
@@ -348,15 +353,32 @@ impl Injector for Capture {
 /// Joins already escaped `key=value` members into a header value, through OpenTelemetry's
 /// propagator where it can hold them all.
 fn write_members(members: &[(&str, String)]) -> String {
-    if members.is_empty() {
+    let mut joined = String::new();
+    for (key, value) in members {
+        joined.push_str(key);
+        joined.push('=');
+        joined.push_str(value);
+        joined.push(',');
+    }
+    write_joined(&joined, members.len())
+}
+
+/// [`write_members`] for `members` members each followed by a comma in `joined`.
+fn write_joined(joined: &str, members: usize) -> String {
+    let pairs = || {
+        joined
+            .split_terminator(',')
+            .filter_map(|member| member.split_once('='))
+    };
+    if members == 0 {
         return String::new();
     }
-    if members.len() <= OTEL_MAX_MEMBERS {
+    if members <= OTEL_MAX_MEMBERS {
         let mut bag = Baggage::new();
-        for (key, value) in members {
-            bag.insert(key.to_string(), value.clone());
+        for (key, value) in pairs() {
+            bag.insert(key.to_owned(), value.to_owned());
         }
-        if bag.len() == members.len() {
+        if bag.len() == members {
             let cx = opentelemetry::Context::new().with_baggage(bag);
             let mut capture = Capture(None);
             propagator().inject_context(&cx, &mut capture);
@@ -366,16 +388,7 @@ fn write_members(members: &[(&str, String)]) -> String {
         }
     }
     // Escaped values are baggage-octets and keys are tokens: joining them is the whole format.
-    let mut out = String::new();
-    for (i, (key, value)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(key);
-        out.push('=');
-        out.push_str(value);
-    }
-    out
+    joined.strip_suffix(',').unwrap_or(joined).to_owned()
 }
 
 pin_project! {

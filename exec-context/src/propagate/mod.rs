@@ -50,6 +50,7 @@
 
 pub mod baggage;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
@@ -246,6 +247,9 @@ trait Entry: Send + Sync {
     fn inherited(&self) -> bool;
     /// The variable's value in `ec`, encoded; `None` where it has no value.
     fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>>;
+    /// The variable's value in the current context, encoded; `None` where it has no value.
+    #[cfg(feature = "tower")]
+    fn encode_current(&self) -> Option<Result<String, String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
 }
@@ -261,6 +265,13 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
 
     fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>> {
         ec.get_ref(&self.var).map(|value| (self.encode)(value))
+    }
+
+    #[cfg(feature = "tower")]
+    fn encode_current(&self) -> Option<Result<String, String>> {
+        // No snapshot of the whole context: the variable's own cached lookup.
+        self.var
+            .with(|value| value.map(|value| (self.encode)(value)))
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -753,6 +764,48 @@ impl Registry {
         (members, errors)
     }
 
+    /// Appends `key=escaped-value,` to `out` for each registered variable with a value in the
+    /// current context, in registration order, keeping whole members only and the list
+    /// within the W3C limits (the last comma not counted). Returns how many members it wrote.
+    /// Codec failures, then the members left out, are added to `errors`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn write_current(
+        &self,
+        out: &mut String,
+        errors: &mut Vec<PropagationError>,
+    ) -> usize {
+        let (mut bytes, mut count) = (0, 0);
+        let mut dropped = Vec::new();
+        for entry in &self.inner.entries {
+            match entry.encode_current() {
+                None => {}
+                Some(Ok(text)) => {
+                    let start = out.len();
+                    out.push_str(entry.wire());
+                    out.push('=');
+                    baggage::escape_into(&text, out);
+                    let len = out.len() - start + usize::from(count > 0);
+                    if count < baggage::MAX_MEMBERS && bytes + len <= baggage::MAX_BYTES {
+                        out.push(',');
+                        bytes += len;
+                        count += 1;
+                    } else {
+                        out.truncate(start);
+                        dropped.push(entry.wire());
+                    }
+                }
+                Some(Err(message)) => errors.push(PropagationError::Encode {
+                    key: entry.wire().to_string(),
+                    message,
+                }),
+            }
+        }
+        errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
+            key: key.to_string(),
+        }));
+        count
+    }
+
     /// A fresh execution context holding exactly the decodable values of `carried`. Unknown
     /// or repeated keys and values that do not decode are left out and reported (one
     /// [`Report`] for the call).
@@ -796,6 +849,66 @@ impl Registry {
         }
         let errors = context.run(|| self.decode_here(pairs));
         (context, errors)
+    }
+
+    /// Decodes the list-members of one `baggage` header into a fresh [`Context`], with the
+    /// problems met (as [`baggage::parse`] and [`decode_context`](Self::decode_context)
+    /// together would report them).
+    pub(crate) fn decode_baggage(&self, header: &[u8]) -> (Context, Vec<PropagationError>) {
+        if let Some(decoded) = self.decode_clean_baggage(header) {
+            return decoded;
+        }
+        let parsed = baggage::parse([header]);
+        let mut errors = parsed.errors;
+        let (context, decode_errors) = self.decode_context(&parsed.members);
+        errors.extend(decode_errors);
+        (context, errors)
+    }
+
+    /// The usual case of [`decode_baggage`](Self::decode_baggage), in one pass over the
+    /// header and without a list of members: every member well-formed, registered, unique and
+    /// UTF-8 once decoded, values without escapes borrowed from the header. `None` as soon
+    /// as a member is not, before any codec runs: the general path then reports each problem.
+    /// Only the codecs' own errors can come back from here, in the order of the members, as
+    /// from the general path.
+    fn decode_clean_baggage(&self, header: &[u8]) -> Option<(Context, Vec<PropagationError>)> {
+        if header.len() > baggage::MAX_BYTES || self.inner.entries.len() > u64::BITS as usize {
+            return None;
+        }
+        if baggage::trim_ows(header).is_empty() {
+            return Some((Context::new(), Vec::new()));
+        }
+        let mut found = [const { (0, Cow::Borrowed("")) }; SMALL];
+        let mut len = 0;
+        // One bit per entry: whose key came already.
+        let mut seen = 0u64;
+        for raw in header.split(|&b| b == b',') {
+            let slot = found.get_mut(len)?;
+            let member = baggage::scan_member(raw).ok()?;
+            let index = self.index_of(member.key)?;
+            let bit = 1 << index;
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            *slot = (index, member.decoded().ok()?);
+            len += 1;
+        }
+        let mut context = Context::new();
+        let errors = context.run(|| {
+            let mut errors = Vec::new();
+            for (index, text) in &found[..len] {
+                let entry = self.inner.entries[*index];
+                if let Err(message) = entry.decode_set(text) {
+                    errors.push(PropagationError::Decode {
+                        key: entry.wire().to_string(),
+                        message,
+                    });
+                }
+            }
+            errors
+        });
+        Some((context, errors))
     }
 
     /// The index of the entry with wire name `key`. Small registries (the usual case) are
@@ -943,5 +1056,109 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Carried {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static TEXT: Propagated<String> = Propagated::text("t");
+    static NUMBER: Propagated<u32> = Propagated::text("n");
+    static LIST: Propagated<Vec<u8>> = Propagated::json("l");
+
+    fn registry() -> Registry {
+        Registry::builder()
+            .register(&TEXT)
+            .register(&NUMBER)
+            .register(&LIST)
+            .on_error(|_| {})
+            .build()
+            .unwrap()
+    }
+
+    /// What the general path (parse every member, then decode the list) makes of `header`.
+    fn general(registry: &Registry, header: &[u8]) -> (Context, Vec<PropagationError>) {
+        let parsed = baggage::parse([header]);
+        let mut errors = parsed.errors;
+        let (context, decode_errors) = registry.decode_context(&parsed.members);
+        errors.extend(decode_errors);
+        (context, errors)
+    }
+
+    fn values(context: &Context) -> (Option<String>, Option<u32>, Option<Vec<u8>>) {
+        (context.get(&TEXT), context.get(&NUMBER), context.get(&LIST))
+    }
+
+    /// The one-pass decoder answers exactly as the general path wherever it answers, and it
+    /// answers for clean headers.
+    #[test]
+    fn clean_baggage_decodes_as_the_general_path() {
+        let registry = registry();
+        let fixed: &[&[u8]] = &[
+            b"",
+            b" \t ",
+            b"t=a,n=1",
+            b" t = a%20b ; p ; q=1 , n=7",
+            b"n=x",
+            b"n=x,t=y,l=%5B1%2C2%5D",
+            b"l=%5B1,t=a",
+            b"t=%FF",
+            b"t=a,t=b",
+            b"u=1",
+            b"t=a;",
+            b"t=a b",
+            b"t=%2",
+            b",",
+            b"t",
+        ];
+        // A small generator (xorshift) over the characters that matter to the grammar.
+        let alphabet = b"tnlu=,; \t%2F0Ax1\x7f\xc3[]";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut random = Vec::new();
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            random.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect::<Vec<u8>>(),
+            );
+        }
+        let mut answered = 0;
+        for header in fixed
+            .iter()
+            .copied()
+            .chain(random.iter().map(Vec::as_slice))
+        {
+            let (general_context, general_errors) = general(&registry, header);
+            let (context, errors) = registry.decode_baggage(header);
+            assert_eq!(
+                errors,
+                general_errors,
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
+            assert_eq!(values(&context), values(&general_context));
+            if let Some((context, errors)) = registry.decode_clean_baggage(header) {
+                answered += 1;
+                assert_eq!(errors, general_errors);
+                assert_eq!(values(&context), values(&general_context));
+            }
+        }
+        assert!(
+            answered >= 500,
+            "only {answered} headers took the one-pass path"
+        );
+        let clean = registry.decode_clean_baggage(b" t = a%20b ; p ; q=1 , n=7");
+        let (context, errors) = clean.expect("a clean header");
+        assert!(errors.is_empty());
+        assert_eq!(values(&context), (Some("a b".into()), Some(7), None));
+        assert!(registry.decode_clean_baggage(b"t=a,t=a").is_none());
     }
 }
