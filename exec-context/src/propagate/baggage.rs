@@ -123,9 +123,51 @@ pub struct Parsed<'a> {
     pub errors: Vec<PropagationError>,
 }
 
+/// A table of the bytes for which the `const fn` `$pick` holds.
+macro_rules! byte_table {
+    ($pick:ident) => {{
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = $pick(b as u8);
+            b += 1;
+        }
+        table
+    }};
+}
+
 /// RFC 7230 `tchar`.
+const fn tchar_rule(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// W3C `baggage-octet`.
+const fn baggage_octet_rule(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+static TCHAR: [bool; 256] = byte_table!(tchar_rule);
+static BAGGAGE_OCTET: [bool; 256] = byte_table!(baggage_octet_rule);
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 /// Whether `bytes` is a non-empty RFC 7230 token.
@@ -141,7 +183,7 @@ pub fn is_token(bytes: &[u8]) -> bool {
 }
 
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    BAGGAGE_OCTET[usize::from(b)]
 }
 
 fn is_ows(b: u8) -> bool {
@@ -264,8 +306,8 @@ fn check_property(raw: &[u8]) -> Result<(), Syntax> {
 
 /// A list-member checked against the whole grammar (properties included), not yet decoded.
 pub(crate) struct Scanned<'a> {
-    /// The key (a token).
-    pub(crate) key: &'a str,
+    /// The key (a token, so ASCII).
+    pub(crate) key: &'a [u8],
     /// The value as written (baggage-octets, every `%` followed by two hex digits).
     pub(crate) value: &'a [u8],
     /// Whether `value` holds a percent-escape.
@@ -311,8 +353,7 @@ pub(crate) fn scan_member(raw: &[u8]) -> Result<Scanned<'_>, Syntax> {
         }
     }
     Ok(Scanned {
-        // A token is ASCII.
-        key: ascii(key),
+        key,
         value,
         escaped,
         properties,
@@ -332,7 +373,8 @@ fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
         })
         .unwrap_or_default();
     Ok(Member {
-        key: scanned.key,
+        // A token is ASCII.
+        key: ascii(scanned.key),
         value: scanned.decoded().map(std::borrow::Cow::into_owned),
         properties,
     })

@@ -67,6 +67,8 @@ use serde::{Deserialize, Serialize};
 pub type Encode<T> = fn(&T) -> Result<String, String>;
 /// Turns wire text back into a value.
 pub type Decode<T> = fn(&str) -> Result<T, String>;
+/// [`Encode`], appending the text to a buffer.
+type Append<T> = fn(&T, &mut String) -> Result<(), String>;
 
 /// A context variable that may leave the process: a [`ContextVar`] with a wire name and a
 /// codec. Declare it as a `static`, list it in a [`Registry`], and use it as the
@@ -98,10 +100,17 @@ pub struct Propagated<T: 'static> {
     wire: &'static str,
     encode: Encode<T>,
     decode: Decode<T>,
+    /// `encode`, appending to a buffer instead of making a `String` (the text codec's).
+    append: Option<Append<T>>,
 }
 
 fn encode_text<T: fmt::Display>(value: &T) -> Result<String, String> {
     Ok(value.to_string())
+}
+
+fn append_text<T: fmt::Display>(value: &T, out: &mut String) -> Result<(), String> {
+    use fmt::Write;
+    write!(out, "{value}").map_err(|_| "its `Display` implementation failed".to_string())
 }
 
 fn decode_text<T>(text: &str) -> Result<T, String>
@@ -134,7 +143,9 @@ impl<T: Send + Sync + 'static> Propagated<T> {
         T: fmt::Display + FromStr,
         T::Err: fmt::Display,
     {
-        Self::with_codec(wire, encode_text::<T>, decode_text::<T>)
+        let mut var = Self::with_codec(wire, encode_text::<T>, decode_text::<T>);
+        var.append = Some(append_text::<T>);
+        var
     }
 
     /// A variable whose wire form is its JSON text (serde).
@@ -175,6 +186,7 @@ impl<T: Send + Sync + 'static> Propagated<T> {
             wire,
             encode,
             decode,
+            append: None,
         }
     }
 
@@ -247,9 +259,10 @@ trait Entry: Send + Sync {
     fn inherited(&self) -> bool;
     /// The variable's value in `ec`, encoded; `None` where it has no value.
     fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>>;
-    /// The variable's value in the current context, encoded; `None` where it has no value.
+    /// Appends the variable's value in the current context, encoded, to `out`; `None` (and
+    /// `out` untouched) where it has no value. On an error `out` may hold part of the text.
     #[cfg(feature = "tower")]
-    fn encode_current(&self) -> Option<Result<String, String>>;
+    fn append_current(&self, out: &mut String) -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
 }
@@ -268,10 +281,14 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     }
 
     #[cfg(feature = "tower")]
-    fn encode_current(&self) -> Option<Result<String, String>> {
+    fn append_current(&self, out: &mut String) -> Option<Result<(), String>> {
         // No snapshot of the whole context: the variable's own cached lookup.
-        self.var
-            .with(|value| value.map(|value| (self.encode)(value)))
+        self.var.with(|value| {
+            value.map(|value| match self.append {
+                Some(append) => append(value, out),
+                None => (self.encode)(value).map(|text| out.push_str(&text)),
+            })
+        })
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -777,13 +794,17 @@ impl Registry {
         let (mut bytes, mut count) = (0, 0);
         let mut dropped = Vec::new();
         for entry in &self.inner.entries {
-            match entry.encode_current() {
-                None => {}
-                Some(Ok(text)) => {
-                    let start = out.len();
-                    out.push_str(entry.wire());
-                    out.push('=');
-                    baggage::escape_into(&text, out);
+            let start = out.len();
+            out.push_str(entry.wire());
+            out.push('=');
+            let text = out.len();
+            match entry.append_current(out) {
+                None => out.truncate(start),
+                Some(Ok(())) => {
+                    if !baggage::is_unreserved(&out[text..]) {
+                        let raw = out.split_off(text);
+                        baggage::escape_into(&raw, out);
+                    }
                     let len = out.len() - start + usize::from(count > 0);
                     if count < baggage::MAX_MEMBERS && bytes + len <= baggage::MAX_BYTES {
                         out.push(',');
@@ -794,10 +815,13 @@ impl Registry {
                         dropped.push(entry.wire());
                     }
                 }
-                Some(Err(message)) => errors.push(PropagationError::Encode {
-                    key: entry.wire().to_string(),
-                    message,
-                }),
+                Some(Err(message)) => {
+                    out.truncate(start);
+                    errors.push(PropagationError::Encode {
+                        key: entry.wire().to_string(),
+                        message,
+                    });
+                }
             }
         }
         errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
@@ -885,7 +909,7 @@ impl Registry {
         for raw in header.split(|&b| b == b',') {
             let slot = found.get_mut(len)?;
             let member = baggage::scan_member(raw).ok()?;
-            let index = self.index_of(member.key)?;
+            let index = self.index_of_bytes(member.key)?;
             let bit = 1 << index;
             if seen & bit != 0 {
                 return None;
@@ -921,6 +945,18 @@ impl Registry {
                 .position(|entry| entry.wire() == key)
         } else {
             self.inner.by_wire.get(key).copied()
+        }
+    }
+
+    /// [`index_of`](Self::index_of) for a key known to be ASCII.
+    fn index_of_bytes(&self, key: &[u8]) -> Option<usize> {
+        if self.inner.entries.len() <= LINEAR_LOOKUP_MAX {
+            self.inner
+                .entries
+                .iter()
+                .position(|entry| entry.wire().as_bytes() == key)
+        } else {
+            self.index_of(std::str::from_utf8(key).ok()?)
         }
     }
 
