@@ -292,13 +292,6 @@ thread_local! {
     static WRITTEN: RefCell<Written> = RefCell::new(Written::default());
 }
 
-/// FNV-1a: enough to tell a few dozen short keys apart before comparing them.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// The header value for `members` already escaped `key=value` members, each followed by a
 /// comma in `joined`: what [`write_joined`] makes of them, remembered per thread, since a
 /// context sends the same values with each of its requests and OpenTelemetry's propagator is
@@ -309,7 +302,7 @@ fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
         return write();
     }
     // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
-    let hash = fnv1a(joined.as_bytes());
+    let hash = crate::propagate::shared::fnv1a(joined.as_bytes());
     WRITTEN
         .try_with(|written| {
             let mut written = written.borrow_mut();

@@ -49,8 +49,9 @@
 //! ```
 
 pub mod baggage;
+#[cfg(feature = "tower")]
+pub(crate) mod shared;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
@@ -105,12 +106,54 @@ pub struct Propagated<T: 'static> {
 }
 
 fn encode_text<T: fmt::Display>(value: &T) -> Result<String, String> {
-    Ok(value.to_string())
+    use std::fmt::Write;
+    // Not `to_string`, which panics when `Display` fails.
+    let mut text = String::new();
+    write!(text, "{value}").map_err(|_| DISPLAY_FAILED.to_string())?;
+    Ok(text)
 }
 
-fn append_text<T: fmt::Display>(value: &T, out: &mut String) -> Result<(), String> {
-    use fmt::Write;
-    write!(out, "{value}").map_err(|_| "its `Display` implementation failed".to_string())
+/// The message of a text codec whose `Display` failed.
+const DISPLAY_FAILED: &str = "its `Display` implementation failed";
+
+fn append_text<T: fmt::Display + 'static>(value: &T, out: &mut String) -> Result<(), String> {
+    use std::any::Any;
+    use std::fmt::Write;
+    // The usual types without the formatting machinery (the type tests are resolved at
+    // compile time). The text is the same as `Display`'s.
+    let any: &dyn Any = value;
+    if let Some(text) = any.downcast_ref::<String>() {
+        out.push_str(text);
+        return Ok(());
+    }
+    macro_rules! unsigned {
+        ($($t:ty),*) => {$(
+            if let Some(&n) = any.downcast_ref::<$t>() {
+                push_decimal(u64::from(n), out);
+                return Ok(());
+            }
+        )*};
+    }
+    unsigned!(u8, u16, u32, u64);
+    write!(out, "{value}").map_err(|_| DISPLAY_FAILED.to_string())
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // A digit: below 10.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
 }
 
 fn decode_text<T>(text: &str) -> Result<T, String>
@@ -144,6 +187,7 @@ impl<T: Send + Sync + 'static> Propagated<T> {
         T::Err: fmt::Display,
     {
         let mut var = Self::with_codec(wire, encode_text::<T>, decode_text::<T>);
+        // `T: 'static` (the impl's bound): `append_text` may look at its type.
         var.append = Some(append_text::<T>);
         var
     }
@@ -265,6 +309,10 @@ trait Entry: Send + Sync {
     fn append_current(&self, out: &mut String) -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
+    /// Whether its decoded values may be shared between requests (see `shared`): a text
+    /// codec of a plain standard type.
+    #[cfg(feature = "tower")]
+    fn shareable(&self) -> bool;
 }
 
 impl<T: Send + Sync + 'static> Entry for Propagated<T> {
@@ -289,6 +337,12 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
                 None => (self.encode)(value).map(|text| out.push_str(&text)),
             })
         })
+    }
+
+    #[cfg(feature = "tower")]
+    fn shareable(&self) -> bool {
+        // Only `text` sets `append`: the codec is `T`'s own `Display` / `FromStr`.
+        self.append.is_some() && shared::is_plain::<T>()
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -531,6 +585,13 @@ struct Inner {
     entries: Vec<&'static dyn Entry>,
     by_wire: HashMap<&'static str, usize>,
     reporter: Reporter,
+    /// Unique in the process (never reused).
+    #[cfg(feature = "tower")]
+    id: u64,
+    /// One bit per entry (the first 64): its values may be shared between requests (see
+    /// `shared`).
+    #[cfg(feature = "tower")]
+    shareable: u64,
 }
 
 /// The propagated variables a program sends and accepts, keyed by wire name, with the
@@ -637,11 +698,25 @@ impl RegistryBuilder {
                 return Err(RegistryError::DuplicateWireName(wire));
             }
         }
+        #[cfg(feature = "tower")]
+        let shareable = self
+            .entries
+            .iter()
+            .take(u64::BITS as usize)
+            .enumerate()
+            .filter(|(_, entry)| entry.shareable())
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        #[cfg(feature = "tower")]
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Registry {
             inner: Arc::new(Inner {
                 entries: self.entries,
                 by_wire,
                 reporter: self.reporter.unwrap_or_else(|| Arc::new(default_reporter)),
+                #[cfg(feature = "tower")]
+                id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                #[cfg(feature = "tower")]
+                shareable,
             }),
         })
     }
@@ -878,9 +953,22 @@ impl Registry {
     /// Decodes the list-members of one `baggage` header into a fresh [`Context`], with the
     /// problems met (as [`baggage::parse`] and [`decode_context`](Self::decode_context)
     /// together would report them).
+    #[cfg(feature = "tower")]
     pub(crate) fn decode_baggage(&self, header: &[u8]) -> (Context, Vec<PropagationError>) {
-        if let Some(decoded) = self.decode_clean_baggage(header) {
-            return decoded;
+        // A context decoded from the same header may be shared (see `shared`), unless a
+        // fresh context would take pinned values from the current one.
+        let share = self.inner.shareable != 0
+            && header.len() <= shared::MAX_LEN
+            && ExecutionContext::pinned().depth() == 0;
+        let hash = if share { shared::fnv1a(header) } else { 0 };
+        if share && let Some(context) = shared::get(self.inner.id, hash, header) {
+            return (context, Vec::new());
+        }
+        if let Some((context, errors, shareable)) = self.decode_clean_baggage(header) {
+            if share && shareable && errors.is_empty() {
+                shared::put(self.inner.id, hash, header, &context);
+            }
+            return (context, errors);
         }
         let parsed = baggage::parse([header]);
         let mut errors = parsed.errors;
@@ -894,15 +982,19 @@ impl Registry {
     /// UTF-8 once decoded, values without escapes borrowed from the header. `None` as soon
     /// as a member is not, before any codec runs: the general path then reports each problem.
     /// Only the codecs' own errors can come back from here, in the order of the members, as
-    /// from the general path.
-    fn decode_clean_baggage(&self, header: &[u8]) -> Option<(Context, Vec<PropagationError>)> {
+    /// from the general path; with them, whether every member's variable is shareable.
+    #[cfg(feature = "tower")]
+    fn decode_clean_baggage(
+        &self,
+        header: &[u8],
+    ) -> Option<(Context, Vec<PropagationError>, bool)> {
         if header.len() > baggage::MAX_BYTES || self.inner.entries.len() > u64::BITS as usize {
             return None;
         }
         if baggage::trim_ows(header).is_empty() {
-            return Some((Context::new(), Vec::new()));
+            return Some((Context::new(), Vec::new(), false));
         }
-        let mut found = [const { (0, Cow::Borrowed("")) }; SMALL];
+        let mut found = [const { (0, std::borrow::Cow::Borrowed("")) }; SMALL];
         let mut len = 0;
         // One bit per entry: whose key came already.
         let mut seen = 0u64;
@@ -932,7 +1024,7 @@ impl Registry {
             }
             errors
         });
-        Some((context, errors))
+        Some((context, errors, seen & !self.inner.shareable == 0))
     }
 
     /// The index of the entry with wire name `key`. Small registries (the usual case) are
@@ -949,6 +1041,7 @@ impl Registry {
     }
 
     /// [`index_of`](Self::index_of) for a key known to be ASCII.
+    #[cfg(feature = "tower")]
     fn index_of_bytes(&self, key: &[u8]) -> Option<usize> {
         if self.inner.entries.len() <= LINEAR_LOOKUP_MAX {
             self.inner
@@ -1095,7 +1188,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Carried {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tower"))]
 mod tests {
     use super::*;
 
@@ -1181,7 +1274,7 @@ mod tests {
                 String::from_utf8_lossy(header)
             );
             assert_eq!(values(&context), values(&general_context));
-            if let Some((context, errors)) = registry.decode_clean_baggage(header) {
+            if let Some((context, errors, _)) = registry.decode_clean_baggage(header) {
                 answered += 1;
                 assert_eq!(errors, general_errors);
                 assert_eq!(values(&context), values(&general_context));
@@ -1192,7 +1285,7 @@ mod tests {
             "only {answered} headers took the one-pass path"
         );
         let clean = registry.decode_clean_baggage(b" t = a%20b ; p ; q=1 , n=7");
-        let (context, errors) = clean.expect("a clean header");
+        let (context, errors, _) = clean.expect("a clean header");
         assert!(errors.is_empty());
         assert_eq!(values(&context), (Some("a b".into()), Some(7), None));
         assert!(registry.decode_clean_baggage(b"t=a,t=a").is_none());
