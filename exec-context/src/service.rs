@@ -16,15 +16,30 @@
 //!
 //! # Cost
 //!
-//! Per request, with two propagated variables (release build, default target, counted with
-//! callgrind): the client layer about 2,600 instructions, the server layer (parsing, decoding
-//! both values, building the request's context, entering it on each poll) about 6,300.
-//! Nothing is done when no registered variable has a value. OpenTelemetry's propagator (its
-//! `Baggage` map, a `Context`, the join: about 7,700 instructions) runs once per distinct
-//! member list per thread: each thread remembers what it wrote for the last 32 lists (text
-//! only: no value of a variable is kept alive by it), since a context sends the same values
-//! with every request it makes. The report's `service` section measures the layers end to
-//! end on a loopback server.
+//! Per request, with two propagated variables (`u64` and `String`, text codecs; release
+//! build, default target, counted with callgrind): a loopback hyper client and server run
+//! about 4,500 more instructions with both layers than without (34,200), hyper's own work on
+//! the extra header included. Of these, the client layer takes about 1,700 (reading and
+//! encoding the values, one header value) and the server layer about 650 to find the
+//! request's context, plus entering it on each poll. Nothing is done when no registered
+//! variable has a value.
+//!
+//! - Client: OpenTelemetry's propagator (its `Baggage` map, a `Context`, the join: about
+//!   7,700 instructions) runs once per distinct member list per thread: each thread remembers
+//!   what it wrote for the last 32 lists (text only: no value of a variable is kept alive by
+//!   it), since a context sends the same values with every request it makes. Text codecs
+//!   write into one buffer the thread keeps, without a `String` per value.
+//! - Server: a single `baggage` header whose members are all well-formed, registered, unique
+//!   and UTF-8 is read in one pass, without allocating (values without escapes are borrowed
+//!   from the header), and decoded straight into the request's context (about 2,800
+//!   instructions more than a remembered header); anything else takes the general path,
+//!   which reports each problem. A header whose values are all of plain standard types
+//!   (`String`, `bool`, `char`, integers, with `Propagated::text`) and that decoded without a
+//!   problem is remembered per thread (64 headers): a later request with the same bytes gets
+//!   a copy of that context, which nothing can tell from a fresh decode (see
+//!   [`Registry::extract`]).
+//!
+//! The report's `service` section measures the layers end to end on a loopback server.
 //!
 //! ```
 //! use exec_context::propagate::{Propagated, Registry};
@@ -139,6 +154,19 @@ impl Registry {
     /// Decodes the `baggage` headers of `headers` into a fresh [`Context`] holding the
     /// registered variables found there; reports the problems (one [`Report`] for all of
     /// them) and returns whether there were any.
+    ///
+    /// Requests often carry the same header. When every member of a (single) header is a
+    /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
+    /// `char` or an integer type, and the header decoded without a problem, the thread
+    /// remembers the context (for 64 headers) and later gives each request with the same
+    /// header bytes its own copy of it (O(1), PEP 567's `copy()`): what the request's code
+    /// sets stays in its copy. Nothing can tell this from a fresh decode: these values are
+    /// immutable, their `FromStr` is pure, and dropping them only frees memory. What compares
+    /// value objects by identity sees the same objects (`Context`'s `==` holds between two
+    /// such requests' contexts), and context watchers are not told of the sets that built a
+    /// remembered context. Any other codec runs for every request; a header with a problem is
+    /// decoded and reported every time; nothing is remembered while the current context holds
+    /// [pinned](contextvars::ContextVar::pinned) values, which a fresh context takes.
     ///
     /// [`Report`]: crate::propagate::Report
     ///

@@ -30,7 +30,8 @@
 //!   members it cannot read without saying which.
 //!
 //! [`parse`] follows the grammar: a member that does not match is reported and ignored, the
-//! rest are kept.
+//! rest are kept. (The server layer checks a single header against the same grammar in one
+//! pass, without building the list, and falls back to [`parse`] when anything is wrong.)
 //!
 //! Its injector is right for values made only of unreserved characters, which is what
 //! [`escape`] produces: OpenTelemetry 0.33 escapes neither `%` nor `\` and trims values, so

@@ -306,7 +306,8 @@ trait Entry: Send + Sync {
     /// Appends the variable's value in the current context, encoded, to `out`; `None` (and
     /// `out` untouched) where it has no value. On an error `out` may hold part of the text.
     #[cfg(feature = "tower")]
-    fn append_current(&self, out: &mut String) -> Option<Result<(), String>>;
+    fn append_current(&self, ec: &ExecutionContext, out: &mut String)
+    -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
@@ -329,13 +330,14 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     }
 
     #[cfg(feature = "tower")]
-    fn append_current(&self, out: &mut String) -> Option<Result<(), String>> {
-        // No snapshot of the whole context: the variable's own cached lookup.
-        self.var.with(|value| {
-            value.map(|value| match self.append {
-                Some(append) => append(value, out),
-                None => (self.encode)(value).map(|text| out.push_str(&text)),
-            })
+    fn append_current(
+        &self,
+        ec: &ExecutionContext,
+        out: &mut String,
+    ) -> Option<Result<(), String>> {
+        ec.get_ref(&self.var).map(|value| match self.append {
+            Some(append) => append(value, out),
+            None => (self.encode)(value).map(|text| out.push_str(&text)),
         })
     }
 
@@ -868,12 +870,13 @@ impl Registry {
     ) -> usize {
         let (mut bytes, mut count) = (0, 0);
         let mut dropped = Vec::new();
+        let ec = get_execution_context();
         for entry in &self.inner.entries {
             let start = out.len();
             out.push_str(entry.wire());
             out.push('=');
             let text = out.len();
-            match entry.append_current(out) {
+            match entry.append_current(&ec, out) {
                 None => out.truncate(start),
                 Some(Ok(())) => {
                     if !baggage::is_unreserved(&out[text..]) {
