@@ -330,7 +330,7 @@ fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
         return write();
     }
     // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
-    let hash = crate::propagate::shared::fnv1a(joined.as_bytes());
+    let hash = crate::propagate::shared::hash(joined.as_bytes());
     WRITTEN
         .try_with(|written| {
             let mut written = written.borrow_mut();

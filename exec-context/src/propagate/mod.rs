@@ -963,7 +963,7 @@ impl Registry {
         let share = self.inner.shareable != 0
             && header.len() <= shared::MAX_LEN
             && ExecutionContext::pinned().depth() == 0;
-        let hash = if share { shared::fnv1a(header) } else { 0 };
+        let hash = if share { shared::hash(header) } else { 0 };
         if share && let Some(context) = shared::get(self.inner.id, hash, header) {
             return (context, Vec::new());
         }
