@@ -793,3 +793,182 @@ fn headers_written_again_follow_every_change_of_values() {
     });
     assert!(reports.lock().unwrap().is_empty());
 }
+
+/// Counts the decodes of `COUNTED` (a codec of its own).
+static DECODES: AtomicUsize = AtomicUsize::new(0);
+
+fn count_decode(text: &str) -> Result<String, String> {
+    DECODES.fetch_add(1, Ordering::Relaxed);
+    Ok(text.to_owned())
+}
+
+#[allow(clippy::ptr_arg)] // the `Encode<String>` signature
+fn plain_encode(value: &String) -> Result<String, String> {
+    Ok(value.clone())
+}
+
+static COUNTED: Propagated<String> = Propagated::with_codec("counted", plain_encode, count_decode);
+
+/// A text type of its own: its `FromStr` counts too (it could do anything).
+#[derive(Clone, Debug, PartialEq)]
+struct Label(String);
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Label {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        DECODES.fetch_add(1, Ordering::Relaxed);
+        Ok(Label(text.to_owned()))
+    }
+}
+
+static LABEL: Propagated<Label> = Propagated::text("label");
+static PLAIN_ID: Propagated<u64> = Propagated::text("plain-id");
+static PLAIN_NAME: Propagated<String> = Propagated::text("plain-name");
+
+fn baggage(value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("baggage", HeaderValue::from_str(value).unwrap());
+    headers
+}
+
+#[test]
+fn requests_with_the_same_header_get_contexts_of_their_own() {
+    let reports = Arc::new(AtomicUsize::new(0));
+    let counter = reports.clone();
+    let registry = Registry::builder()
+        .register(&PLAIN_ID)
+        .register(&PLAIN_NAME)
+        .register(&COUNTED)
+        .register(&LABEL)
+        .on_error(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .unwrap();
+    let headers = baggage("plain-id=7,plain-name=acme%20co");
+    let (mut first, errors) = registry.extract(&headers);
+    assert!(!errors);
+    // What one request's code sets stays in its context.
+    first.run(|| {
+        PLAIN_ID.set(8);
+        PLAIN_NAME.set("changed".into());
+    });
+    for _ in 0..3 {
+        let (context, errors) = registry.extract(&headers);
+        assert!(!errors);
+        assert_eq!(context.get(&PLAIN_ID), Some(7));
+        assert_eq!(context.get(&PLAIN_NAME).as_deref(), Some("acme co"));
+        assert_eq!(context.get(&COUNTED), None);
+        assert_eq!(context.len(), 2);
+    }
+    assert_eq!(first.get(&PLAIN_ID), Some(8));
+
+    // A codec of its own runs for every request, also next to plain values.
+    DECODES.store(0, Ordering::Relaxed);
+    let mixed = baggage("plain-id=7,counted=x");
+    for _ in 0..3 {
+        let (context, errors) = registry.extract(&mixed);
+        assert!(!errors);
+        assert_eq!(context.get(&COUNTED).as_deref(), Some("x"));
+        assert_eq!(context.get(&PLAIN_ID), Some(7));
+    }
+    assert_eq!(DECODES.load(Ordering::Relaxed), 3);
+    let labelled = baggage("plain-id=7,label=x");
+    for _ in 0..3 {
+        let (context, errors) = registry.extract(&labelled);
+        assert!(!errors);
+        assert_eq!(context.get(&LABEL), Some(Label("x".into())));
+    }
+    assert_eq!(DECODES.load(Ordering::Relaxed), 6);
+
+    // A header with a problem is reported every time it comes.
+    let bad = baggage("plain-id=seven,plain-name=a");
+    for _ in 0..3 {
+        let (context, errors) = registry.extract(&bad);
+        assert!(errors);
+        assert_eq!(context.get(&PLAIN_ID), None);
+        assert_eq!(context.get(&PLAIN_NAME).as_deref(), Some("a"));
+    }
+    assert_eq!(reports.load(Ordering::Relaxed), 3);
+
+    // Another registry does not see this one's contexts.
+    static OTHER_ID: Propagated<u32> = Propagated::text("plain-id");
+    let other = Registry::builder().register(&OTHER_ID).build().unwrap();
+    let (context, errors) = other.extract(&baggage("plain-id=7"));
+    assert!(!errors);
+    assert_eq!(context.get(&OTHER_ID), Some(7));
+    assert_eq!(context.get(&PLAIN_ID), None);
+}
+
+#[test]
+fn a_fresh_request_context_keeps_the_servers_pinned_values() {
+    static ZONE: ContextVar<&str> = ContextVar::new("zone").pinned();
+    let registry = Registry::builder().register(&PLAIN_ID).build().unwrap();
+    let headers = baggage("plain-id=1");
+    // Remembered while nothing is pinned here...
+    let (context, _) = registry.extract(&headers);
+    assert_eq!(context.get(&ZONE), None);
+    // ...not handed out where a fresh context would take a pinned value.
+    contextvars::Context::new().run(|| {
+        ZONE.set("eu");
+        for _ in 0..2 {
+            let (context, errors) = registry.extract(&headers);
+            assert!(!errors);
+            assert_eq!(context.get(&ZONE), Some("eu"));
+            assert_eq!(context.get(&PLAIN_ID), Some(1));
+        }
+    });
+}
+
+/// A value whose `Display` fails.
+#[derive(Clone, Debug)]
+struct Broken;
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Err(std::fmt::Error)
+    }
+}
+
+impl std::str::FromStr for Broken {
+    type Err = std::convert::Infallible;
+
+    fn from_str(_: &str) -> Result<Self, Self::Err> {
+        Ok(Broken)
+    }
+}
+
+#[test]
+fn a_display_that_fails_is_reported_not_sent() {
+    static BROKEN: Propagated<Broken> = Propagated::text("broken");
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let registry = Registry::builder()
+        .register(&PLAIN_ID)
+        .register(&BROKEN)
+        .on_error(move |report| sink.lock().unwrap().push(report.clone()))
+        .build()
+        .unwrap();
+    contextvars::Context::new().run(|| {
+        PLAIN_ID.set(3);
+        BROKEN.set(Broken);
+        let mut headers = HeaderMap::new();
+        registry.inject(&mut headers);
+        assert_eq!(headers["baggage"], "plain-id=3");
+        assert!(BROKEN.encode(&Broken).is_err());
+        assert_eq!(registry.capture().len(), 1);
+    });
+    let reports = reports.lock().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(matches!(
+        &reports[0].errors[..],
+        [PropagationError::Encode { key, .. }] if key == "broken"
+    ));
+}

@@ -30,7 +30,8 @@
 //!   members it cannot read without saying which.
 //!
 //! [`parse`] follows the grammar: a member that does not match is reported and ignored, the
-//! rest are kept.
+//! rest are kept. (The server layer checks a single header against the same grammar in one
+//! pass, without building the list, and falls back to [`parse`] when anything is wrong.)
 //!
 //! Its injector is right for values made only of unreserved characters, which is what
 //! [`escape`] produces: OpenTelemetry 0.33 escapes neither `%` nor `\` and trims values, so
@@ -123,9 +124,51 @@ pub struct Parsed<'a> {
     pub errors: Vec<PropagationError>,
 }
 
+/// A table of the bytes for which the `const fn` `$pick` holds.
+macro_rules! byte_table {
+    ($pick:ident) => {{
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = $pick(b as u8);
+            b += 1;
+        }
+        table
+    }};
+}
+
 /// RFC 7230 `tchar`.
+const fn tchar_rule(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// W3C `baggage-octet`.
+const fn baggage_octet_rule(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+static TCHAR: [bool; 256] = byte_table!(tchar_rule);
+static BAGGAGE_OCTET: [bool; 256] = byte_table!(baggage_octet_rule);
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 /// Whether `bytes` is a non-empty RFC 7230 token.
@@ -141,14 +184,14 @@ pub fn is_token(bytes: &[u8]) -> bool {
 }
 
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    BAGGAGE_OCTET[usize::from(b)]
 }
 
 fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut bytes: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = bytes {
         if !is_ows(*first) {
             break;
@@ -173,6 +216,55 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Checks a value against the grammar; returns whether it holds a percent-escape.
+fn check_value(raw: &[u8]) -> Result<bool, Syntax> {
+    let mut escaped = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if !is_baggage_octet(b) {
+            return Err(Syntax::InvalidValue);
+        }
+        if b == b'%' {
+            if !(raw.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && raw.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return Err(Syntax::BadPercentEscape);
+            }
+            escaped = true;
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(escaped)
+}
+
+/// Percent-decodes a value [`check_value`] accepted.
+fn unescape(raw: &[u8]) -> Result<String, NotUtf8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], raw.get(i + 1..i + 3)) {
+            (b'%', Some(&[hi, lo])) => {
+                // Checked: two hexadecimal digits follow every `%`.
+                out.push(hex(hi).unwrap_or_default() << 4 | hex(lo).unwrap_or_default());
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| NotUtf8)
+}
+
+/// Baggage-octets without escapes as text (they are ASCII).
+fn ascii(raw: &[u8]) -> &str {
+    std::str::from_utf8(raw).unwrap_or_default()
+}
+
 /// Checks a value against the grammar and percent-decodes it.
 ///
 /// ```
@@ -187,32 +279,11 @@ fn hex(b: u8) -> Option<u8> {
 ///
 /// [`Syntax::InvalidValue`] or [`Syntax::BadPercentEscape`].
 pub fn decode_value(raw: &[u8]) -> Result<Result<String, NotUtf8>, Syntax> {
-    if raw.iter().all(|&b| b != b'%' && is_baggage_octet(b)) {
-        // Baggage-octets are ASCII, and there is no escape: nothing to decode.
-        return Ok(Ok(String::from_utf8_lossy(raw).into_owned()));
+    if check_value(raw)? {
+        Ok(unescape(raw))
+    } else {
+        Ok(Ok(ascii(raw).to_owned()))
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if !is_baggage_octet(b) {
-            return Err(Syntax::InvalidValue);
-        }
-        if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                raw.get(i + 1).copied().and_then(hex),
-                raw.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(Syntax::BadPercentEscape);
-            };
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Ok(String::from_utf8(out).map_err(|_| NotUtf8))
 }
 
 fn check_property(raw: &[u8]) -> Result<(), Syntax> {
@@ -226,7 +297,7 @@ fn check_property(raw: &[u8]) -> Result<(), Syntax> {
             if !is_token(key) {
                 return Err(Syntax::InvalidProperty);
             }
-            decode_value(value).map(|_| ()).map_err(|e| match e {
+            check_value(value).map(|_| ()).map_err(|e| match e {
                 Syntax::BadPercentEscape => e,
                 _ => Syntax::InvalidProperty,
             })
@@ -234,13 +305,39 @@ fn check_property(raw: &[u8]) -> Result<(), Syntax> {
     }
 }
 
-fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
+/// A list-member checked against the whole grammar (properties included), not yet decoded.
+pub(crate) struct Scanned<'a> {
+    /// The key (a token, so ASCII).
+    pub(crate) key: &'a [u8],
+    /// The value as written (baggage-octets, every `%` followed by two hex digits).
+    pub(crate) value: &'a [u8],
+    /// Whether `value` holds a percent-escape.
+    pub(crate) escaped: bool,
+    /// What follows the first `;` (each property checked), if any.
+    properties: Option<&'a [u8]>,
+}
+
+impl<'a> Scanned<'a> {
+    /// The percent-decoded value: borrowed from the header when it holds no escape.
+    pub(crate) fn decoded(&self) -> Result<std::borrow::Cow<'a, str>, NotUtf8> {
+        if self.escaped {
+            unescape(self.value).map(std::borrow::Cow::Owned)
+        } else {
+            Ok(std::borrow::Cow::Borrowed(ascii(self.value)))
+        }
+    }
+}
+
+/// Checks one list-member (between two commas) against the grammar, without allocating.
+pub(crate) fn scan_member(raw: &[u8]) -> Result<Scanned<'_>, Syntax> {
     let raw = trim_ows(raw);
     if raw.is_empty() {
         return Err(Syntax::Empty);
     }
-    let mut parts = raw.split(|&b| b == b';');
-    let head = parts.next().unwrap_or_default();
+    let (head, properties) = match raw.iter().position(|&b| b == b';') {
+        Some(semi) => (&raw[..semi], Some(&raw[semi + 1..])),
+        None => (raw, None),
+    };
     let eq = head
         .iter()
         .position(|&b| b == b'=')
@@ -249,17 +346,37 @@ fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
     if !is_token(key) {
         return Err(Syntax::InvalidKey);
     }
-    let value = decode_value(trim_ows(&head[eq + 1..]))?;
-    let mut properties = Vec::new();
-    for property in parts {
-        check_property(property)?;
-        // Checked: ASCII only.
-        properties.push(std::str::from_utf8(trim_ows(property)).unwrap_or_default());
+    let value = trim_ows(&head[eq + 1..]);
+    let escaped = check_value(value)?;
+    if let Some(properties) = properties {
+        for property in properties.split(|&b| b == b';') {
+            check_property(property)?;
+        }
     }
+    Ok(Scanned {
+        key,
+        value,
+        escaped,
+        properties,
+    })
+}
+
+fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
+    let scanned = scan_member(raw)?;
+    let properties = scanned
+        .properties
+        .map(|properties| {
+            properties
+                .split(|&b| b == b';')
+                // Checked: ASCII only.
+                .map(|property| ascii(trim_ows(property)))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Member {
         // A token is ASCII.
-        key: std::str::from_utf8(key).unwrap_or_default(),
-        value,
+        key: ascii(scanned.key),
+        value: scanned.decoded().map(std::borrow::Cow::into_owned),
         properties,
     })
 }
@@ -339,8 +456,19 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
 /// assert_eq!(decode_value(escaped.as_bytes()), Ok(Ok(value.to_string())));
 /// ```
 pub fn escape(value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(value.len());
+    escape_into(value, &mut out);
+    out
+}
+
+/// [`escape`], appending to `out`.
+pub(crate) fn escape_into(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if value.bytes().all(is_unreserved_byte) {
+        // Most values (ids, names, numbers): nothing to escape.
+        out.push_str(value);
+        return;
+    }
     for &b in value.as_bytes() {
         if is_unreserved_byte(b) {
             out.push(char::from(b));
@@ -350,7 +478,6 @@ pub fn escape(value: &str) -> String {
             out.push(char::from(HEX[usize::from(b & 0xF)]));
         }
     }
-    out
 }
 
 fn is_unreserved_byte(b: u8) -> bool {

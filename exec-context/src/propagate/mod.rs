@@ -49,6 +49,8 @@
 //! ```
 
 pub mod baggage;
+#[cfg(feature = "tower")]
+pub(crate) mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +68,8 @@ use serde::{Deserialize, Serialize};
 pub type Encode<T> = fn(&T) -> Result<String, String>;
 /// Turns wire text back into a value.
 pub type Decode<T> = fn(&str) -> Result<T, String>;
+/// [`Encode`], appending the text to a buffer.
+type Append<T> = fn(&T, &mut String) -> Result<(), String>;
 
 /// A context variable that may leave the process: a [`ContextVar`] with a wire name and a
 /// codec. Declare it as a `static`, list it in a [`Registry`], and use it as the
@@ -97,10 +101,59 @@ pub struct Propagated<T: 'static> {
     wire: &'static str,
     encode: Encode<T>,
     decode: Decode<T>,
+    /// `encode`, appending to a buffer instead of making a `String` (the text codec's).
+    append: Option<Append<T>>,
 }
 
 fn encode_text<T: fmt::Display>(value: &T) -> Result<String, String> {
-    Ok(value.to_string())
+    use std::fmt::Write;
+    // Not `to_string`, which panics when `Display` fails.
+    let mut text = String::new();
+    write!(text, "{value}").map_err(|_| DISPLAY_FAILED.to_string())?;
+    Ok(text)
+}
+
+/// The message of a text codec whose `Display` failed.
+const DISPLAY_FAILED: &str = "its `Display` implementation failed";
+
+fn append_text<T: fmt::Display + 'static>(value: &T, out: &mut String) -> Result<(), String> {
+    use std::any::Any;
+    use std::fmt::Write;
+    // The usual types without the formatting machinery (the type tests are resolved at
+    // compile time). The text is the same as `Display`'s.
+    let any: &dyn Any = value;
+    if let Some(text) = any.downcast_ref::<String>() {
+        out.push_str(text);
+        return Ok(());
+    }
+    macro_rules! unsigned {
+        ($($t:ty),*) => {$(
+            if let Some(&n) = any.downcast_ref::<$t>() {
+                push_decimal(u64::from(n), out);
+                return Ok(());
+            }
+        )*};
+    }
+    unsigned!(u8, u16, u32, u64);
+    write!(out, "{value}").map_err(|_| DISPLAY_FAILED.to_string())
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // A digit: below 10.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
 }
 
 fn decode_text<T>(text: &str) -> Result<T, String>
@@ -133,7 +186,10 @@ impl<T: Send + Sync + 'static> Propagated<T> {
         T: fmt::Display + FromStr,
         T::Err: fmt::Display,
     {
-        Self::with_codec(wire, encode_text::<T>, decode_text::<T>)
+        let mut var = Self::with_codec(wire, encode_text::<T>, decode_text::<T>);
+        // `T: 'static` (the impl's bound): `append_text` may look at its type.
+        var.append = Some(append_text::<T>);
+        var
     }
 
     /// A variable whose wire form is its JSON text (serde).
@@ -174,6 +230,7 @@ impl<T: Send + Sync + 'static> Propagated<T> {
             wire,
             encode,
             decode,
+            append: None,
         }
     }
 
@@ -246,8 +303,17 @@ trait Entry: Send + Sync {
     fn inherited(&self) -> bool;
     /// The variable's value in `ec`, encoded; `None` where it has no value.
     fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>>;
+    /// Appends the variable's value in the current context, encoded, to `out`; `None` (and
+    /// `out` untouched) where it has no value. On an error `out` may hold part of the text.
+    #[cfg(feature = "tower")]
+    fn append_current(&self, ec: &ExecutionContext, out: &mut String)
+    -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
+    /// Whether its decoded values may be shared between requests (see `shared`): a text
+    /// codec of a plain standard type.
+    #[cfg(feature = "tower")]
+    fn shareable(&self) -> bool;
 }
 
 impl<T: Send + Sync + 'static> Entry for Propagated<T> {
@@ -261,6 +327,24 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
 
     fn encode_in(&self, ec: &ExecutionContext) -> Option<Result<String, String>> {
         ec.get_ref(&self.var).map(|value| (self.encode)(value))
+    }
+
+    #[cfg(feature = "tower")]
+    fn append_current(
+        &self,
+        ec: &ExecutionContext,
+        out: &mut String,
+    ) -> Option<Result<(), String>> {
+        ec.get_ref(&self.var).map(|value| match self.append {
+            Some(append) => append(value, out),
+            None => (self.encode)(value).map(|text| out.push_str(&text)),
+        })
+    }
+
+    #[cfg(feature = "tower")]
+    fn shareable(&self) -> bool {
+        // Only `text` sets `append`: the codec is `T`'s own `Display` / `FromStr`.
+        self.append.is_some() && shared::is_plain::<T>()
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -503,6 +587,13 @@ struct Inner {
     entries: Vec<&'static dyn Entry>,
     by_wire: HashMap<&'static str, usize>,
     reporter: Reporter,
+    /// Unique in the process (never reused).
+    #[cfg(feature = "tower")]
+    id: u64,
+    /// One bit per entry (the first 64): its values may be shared between requests (see
+    /// `shared`).
+    #[cfg(feature = "tower")]
+    shareable: u64,
 }
 
 /// The propagated variables a program sends and accepts, keyed by wire name, with the
@@ -609,11 +700,25 @@ impl RegistryBuilder {
                 return Err(RegistryError::DuplicateWireName(wire));
             }
         }
+        #[cfg(feature = "tower")]
+        let shareable = self
+            .entries
+            .iter()
+            .take(u64::BITS as usize)
+            .enumerate()
+            .filter(|(_, entry)| entry.shareable())
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        #[cfg(feature = "tower")]
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Registry {
             inner: Arc::new(Inner {
                 entries: self.entries,
                 by_wire,
                 reporter: self.reporter.unwrap_or_else(|| Arc::new(default_reporter)),
+                #[cfg(feature = "tower")]
+                id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                #[cfg(feature = "tower")]
+                shareable,
             }),
         })
     }
@@ -753,6 +858,56 @@ impl Registry {
         (members, errors)
     }
 
+    /// Appends `key=escaped-value,` to `out` for each registered variable with a value in the
+    /// current context, in registration order, keeping whole members only and the list
+    /// within the W3C limits (the last comma not counted). Returns how many members it wrote.
+    /// Codec failures, then the members left out, are added to `errors`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn write_current(
+        &self,
+        out: &mut String,
+        errors: &mut Vec<PropagationError>,
+    ) -> usize {
+        let (mut bytes, mut count) = (0, 0);
+        let mut dropped = Vec::new();
+        let ec = get_execution_context();
+        for entry in &self.inner.entries {
+            let start = out.len();
+            out.push_str(entry.wire());
+            out.push('=');
+            let text = out.len();
+            match entry.append_current(&ec, out) {
+                None => out.truncate(start),
+                Some(Ok(())) => {
+                    if !baggage::is_unreserved(&out[text..]) {
+                        let raw = out.split_off(text);
+                        baggage::escape_into(&raw, out);
+                    }
+                    let len = out.len() - start + usize::from(count > 0);
+                    if count < baggage::MAX_MEMBERS && bytes + len <= baggage::MAX_BYTES {
+                        out.push(',');
+                        bytes += len;
+                        count += 1;
+                    } else {
+                        out.truncate(start);
+                        dropped.push(entry.wire());
+                    }
+                }
+                Some(Err(message)) => {
+                    out.truncate(start);
+                    errors.push(PropagationError::Encode {
+                        key: entry.wire().to_string(),
+                        message,
+                    });
+                }
+            }
+        }
+        errors.extend(dropped.into_iter().map(|key| PropagationError::OverLimit {
+            key: key.to_string(),
+        }));
+        count
+    }
+
     /// A fresh execution context holding exactly the decodable values of `carried`. Unknown
     /// or repeated keys and values that do not decode are left out and reported (one
     /// [`Report`] for the call).
@@ -798,6 +953,83 @@ impl Registry {
         (context, errors)
     }
 
+    /// Decodes the list-members of one `baggage` header into a fresh [`Context`], with the
+    /// problems met (as [`baggage::parse`] and [`decode_context`](Self::decode_context)
+    /// together would report them).
+    #[cfg(feature = "tower")]
+    pub(crate) fn decode_baggage(&self, header: &[u8]) -> (Context, Vec<PropagationError>) {
+        // A context decoded from the same header may be shared (see `shared`), unless a
+        // fresh context would take pinned values from the current one.
+        let share = self.inner.shareable != 0
+            && header.len() <= shared::MAX_LEN
+            && ExecutionContext::pinned().depth() == 0;
+        let hash = if share { shared::hash(header) } else { 0 };
+        if share && let Some(context) = shared::get(self.inner.id, hash, header) {
+            return (context, Vec::new());
+        }
+        if let Some((context, errors, shareable)) = self.decode_clean_baggage(header) {
+            if share && shareable && errors.is_empty() {
+                shared::put(self.inner.id, hash, header, &context);
+            }
+            return (context, errors);
+        }
+        let parsed = baggage::parse([header]);
+        let mut errors = parsed.errors;
+        let (context, decode_errors) = self.decode_context(&parsed.members);
+        errors.extend(decode_errors);
+        (context, errors)
+    }
+
+    /// The usual case of [`decode_baggage`](Self::decode_baggage), in one pass over the
+    /// header and without a list of members: every member well-formed, registered, unique and
+    /// UTF-8 once decoded, values without escapes borrowed from the header. `None` as soon
+    /// as a member is not, before any codec runs: the general path then reports each problem.
+    /// Only the codecs' own errors can come back from here, in the order of the members, as
+    /// from the general path; with them, whether every member's variable is shareable.
+    #[cfg(feature = "tower")]
+    fn decode_clean_baggage(
+        &self,
+        header: &[u8],
+    ) -> Option<(Context, Vec<PropagationError>, bool)> {
+        if header.len() > baggage::MAX_BYTES || self.inner.entries.len() > u64::BITS as usize {
+            return None;
+        }
+        if baggage::trim_ows(header).is_empty() {
+            return Some((Context::new(), Vec::new(), false));
+        }
+        let mut found = [const { (0, std::borrow::Cow::Borrowed("")) }; SMALL];
+        let mut len = 0;
+        // One bit per entry: whose key came already.
+        let mut seen = 0u64;
+        for raw in header.split(|&b| b == b',') {
+            let slot = found.get_mut(len)?;
+            let member = baggage::scan_member(raw).ok()?;
+            let index = self.index_of_bytes(member.key)?;
+            let bit = 1 << index;
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            *slot = (index, member.decoded().ok()?);
+            len += 1;
+        }
+        let mut context = Context::new();
+        let errors = context.run(|| {
+            let mut errors = Vec::new();
+            for (index, text) in &found[..len] {
+                let entry = self.inner.entries[*index];
+                if let Err(message) = entry.decode_set(text) {
+                    errors.push(PropagationError::Decode {
+                        key: entry.wire().to_string(),
+                        message,
+                    });
+                }
+            }
+            errors
+        });
+        Some((context, errors, seen & !self.inner.shareable == 0))
+    }
+
     /// The index of the entry with wire name `key`. Small registries (the usual case) are
     /// scanned, which costs less than hashing the key.
     fn index_of(&self, key: &str) -> Option<usize> {
@@ -808,6 +1040,19 @@ impl Registry {
                 .position(|entry| entry.wire() == key)
         } else {
             self.inner.by_wire.get(key).copied()
+        }
+    }
+
+    /// [`index_of`](Self::index_of) for a key known to be ASCII.
+    #[cfg(feature = "tower")]
+    fn index_of_bytes(&self, key: &[u8]) -> Option<usize> {
+        if self.inner.entries.len() <= LINEAR_LOOKUP_MAX {
+            self.inner
+                .entries
+                .iter()
+                .position(|entry| entry.wire().as_bytes() == key)
+        } else {
+            self.index_of(std::str::from_utf8(key).ok()?)
         }
     }
 
@@ -943,5 +1188,109 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Carried {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(all(test, feature = "tower"))]
+mod tests {
+    use super::*;
+
+    static TEXT: Propagated<String> = Propagated::text("t");
+    static NUMBER: Propagated<u32> = Propagated::text("n");
+    static LIST: Propagated<Vec<u8>> = Propagated::json("l");
+
+    fn registry() -> Registry {
+        Registry::builder()
+            .register(&TEXT)
+            .register(&NUMBER)
+            .register(&LIST)
+            .on_error(|_| {})
+            .build()
+            .unwrap()
+    }
+
+    /// What the general path (parse every member, then decode the list) makes of `header`.
+    fn general(registry: &Registry, header: &[u8]) -> (Context, Vec<PropagationError>) {
+        let parsed = baggage::parse([header]);
+        let mut errors = parsed.errors;
+        let (context, decode_errors) = registry.decode_context(&parsed.members);
+        errors.extend(decode_errors);
+        (context, errors)
+    }
+
+    fn values(context: &Context) -> (Option<String>, Option<u32>, Option<Vec<u8>>) {
+        (context.get(&TEXT), context.get(&NUMBER), context.get(&LIST))
+    }
+
+    /// The one-pass decoder answers exactly as the general path wherever it answers, and it
+    /// answers for clean headers.
+    #[test]
+    fn clean_baggage_decodes_as_the_general_path() {
+        let registry = registry();
+        let fixed: &[&[u8]] = &[
+            b"",
+            b" \t ",
+            b"t=a,n=1",
+            b" t = a%20b ; p ; q=1 , n=7",
+            b"n=x",
+            b"n=x,t=y,l=%5B1%2C2%5D",
+            b"l=%5B1,t=a",
+            b"t=%FF",
+            b"t=a,t=b",
+            b"u=1",
+            b"t=a;",
+            b"t=a b",
+            b"t=%2",
+            b",",
+            b"t",
+        ];
+        // A small generator (xorshift) over the characters that matter to the grammar.
+        let alphabet = b"tnlu=,; \t%2F0Ax1\x7f\xc3[]";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut random = Vec::new();
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            random.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect::<Vec<u8>>(),
+            );
+        }
+        let mut answered = 0;
+        for header in fixed
+            .iter()
+            .copied()
+            .chain(random.iter().map(Vec::as_slice))
+        {
+            let (general_context, general_errors) = general(&registry, header);
+            let (context, errors) = registry.decode_baggage(header);
+            assert_eq!(
+                errors,
+                general_errors,
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
+            assert_eq!(values(&context), values(&general_context));
+            if let Some((context, errors, _)) = registry.decode_clean_baggage(header) {
+                answered += 1;
+                assert_eq!(errors, general_errors);
+                assert_eq!(values(&context), values(&general_context));
+            }
+        }
+        assert!(
+            answered >= 500,
+            "only {answered} headers took the one-pass path"
+        );
+        let clean = registry.decode_clean_baggage(b" t = a%20b ; p ; q=1 , n=7");
+        let (context, errors, _) = clean.expect("a clean header");
+        assert!(errors.is_empty());
+        assert_eq!(values(&context), (Some("a b".into()), Some(7), None));
+        assert!(registry.decode_clean_baggage(b"t=a,t=a").is_none());
     }
 }

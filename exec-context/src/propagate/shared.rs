@@ -1,0 +1,136 @@
+//! Request contexts remembered per thread by the `baggage` header they were decoded from, for
+//! headers whose every value is of a plain standard type read by its `FromStr`.
+//!
+//! Many requests carry the same header (a caller sends the same values with each of its
+//! requests), and decoding one builds a context (a map and one value object per variable).
+//! When every member of the header is a [`Propagated::text`](super::Propagated::text)
+//! variable of a type listed in [`is_plain`] (`String`, `bool`, `char`, the integers), a
+//! context decoded from it without any problem is kept, and a later request with the same
+//! header bytes gets a copy of it (O(1)) instead of decoding again. This is sound because
+//! nothing can tell the copy from a fresh decode:
+//!
+//! - the values are immutable: these types have no interior mutability, and a context gives
+//!   out only shared references to its values or clones of them;
+//! - the codec is the standard library's `FromStr` of the type: pure and deterministic, so
+//!   the same text always gives an equal value, and nothing else happens when it runs;
+//! - dropping these values only frees memory;
+//! - each request gets its own copy (`Context::clone`, PEP 567's `copy()`): what its code
+//!   sets stays in it, as with a fresh context;
+//! - a header with any problem is never kept: each request with one is decoded and reported;
+//! - only while the thread has no [pinned](contextvars::ContextVar::pinned) values, which a
+//!   fresh context would take from the server's own context.
+//!
+//! What does differ is only what compares value objects by identity: two requests' contexts
+//! built from the same header hold the same objects (`Context`'s `==` holds between them), and
+//! the context watchers (`contextvars::watch`) are not told of the sets that built it.
+//! Variables with a codec of their own or JSON (whose types may hold anything) are decoded
+//! for every request.
+
+use std::any::TypeId;
+use std::cell::RefCell;
+
+use contextvars::Context;
+
+/// Contexts remembered per thread.
+const ENTRIES: usize = 64;
+/// Longer headers are not remembered.
+pub(crate) const MAX_LEN: usize = 512;
+
+/// Whether `T` is a standard type whose values are immutable and whose `FromStr` is pure.
+pub(crate) fn is_plain<T: 'static>() -> bool {
+    let id = TypeId::of::<T>();
+    [
+        TypeId::of::<String>(),
+        TypeId::of::<bool>(),
+        TypeId::of::<char>(),
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<u128>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i8>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<i128>(),
+        TypeId::of::<isize>(),
+    ]
+    .contains(&id)
+}
+
+/// A hash of `bytes` (eight at a time, FxHash-style): enough to tell a few dozen short
+/// headers apart before comparing them.
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut hash = bytes.len() as u64;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    let mut word = [0; 8];
+    word[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(hash, u64::from_le_bytes(word))
+}
+
+struct Entry {
+    registry: u64,
+    hash: u64,
+    header: Box<[u8]>,
+    context: Context,
+}
+
+#[derive(Default)]
+struct Shared {
+    entries: Vec<Entry>,
+    /// The entry replaced next once the cache is full (round robin).
+    next: usize,
+}
+
+thread_local! {
+    static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+}
+
+/// A copy of the context remembered for `header` of registry `registry`, if any.
+pub(crate) fn get(registry: u64, hash: u64, header: &[u8]) -> Option<Context> {
+    SHARED
+        .try_with(|shared| {
+            shared
+                .borrow()
+                .entries
+                .iter()
+                .find(|e| e.hash == hash && e.registry == registry && *e.header == *header)
+                .map(|e| e.context.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers `context` (a copy) for `header` of registry `registry`.
+pub(crate) fn put(registry: u64, hash: u64, header: &[u8], context: &Context) {
+    let entry = Entry {
+        registry,
+        hash,
+        header: header.into(),
+        context: context.clone(),
+    };
+    let _ = SHARED.try_with(|shared| {
+        // The replaced entry is dropped after the borrow ends (its values' drops run no
+        // user code, but the order costs nothing).
+        let replaced = {
+            let mut shared = shared.borrow_mut();
+            if shared.entries.len() < ENTRIES {
+                shared.entries.push(entry);
+                None
+            } else {
+                let next = shared.next;
+                shared.next = (next + 1) % ENTRIES;
+                Some(std::mem::replace(&mut shared.entries[next], entry))
+            }
+        };
+        drop(replaced);
+    });
+}
