@@ -6,6 +6,16 @@
 //! `len - 1 - rank(node_map, b)`, so finding a child takes one popcount, not two. A bit is
 //! never set in both maps.
 //!
+//! A child slot also holds a copy of the child's `data_map`, in what would otherwise be padding
+//! after the slot's tag: a lookup loads it with the child pointer and can test and rank the
+//! child's entries before the child's header arrives. Edits of a child refresh the copy in its
+//! parent; `check` verifies it.
+//!
+//! Ranks (the popcount of a bitmap below a bit) are read from an 11-bit table: the default
+//! x86-64 target has no `popcnt` instruction, and `count_ones` there is a longer chain of
+//! dependent arithmetic. A node of 32 children needs no rank at all: its child for bucket `b`
+//! is at `31 - b`.
+//!
 //! Below [`HASH_BITS`] of hash, a node is a *collision node*: its bitmaps are zero and its
 //! slots are entries whose keys share the full hash, in insertion order.
 //!
