@@ -240,7 +240,7 @@ impl<'a, K: Hash + Eq, V: PartialEq, S: BuildHasher> Iterator for Diff<'a, K, V,
             let old_slot = slot_in(old, old_header, bit);
             let new_slot = slot_in(new, new_header, bit);
             match (old_slot, new_slot) {
-                (Some(Slot::Child(_, a)), Some(Slot::Child(_, b))) => self.push(a, b),
+                (Some(Slot::Child(a)), Some(Slot::Child(b))) => self.push(a, b),
                 (a, b) => self.flat = Some(Flat::new(option_slice(a), option_slice(b))),
             }
         }
@@ -432,7 +432,7 @@ fn collect_missing<'a, K: Eq, V>(
         let bit = bits & bits.wrapping_neg();
         bits ^= bit;
         match (slot_for(ours, bit), slot_for(theirs, bit)) {
-            (Some(Slot::Child(_, a)), Some(Slot::Child(_, b))) => {
+            (Some(Slot::Child(a)), Some(Slot::Child(b))) => {
                 collect_missing(a, b, shift + BITS, out)
             }
             (a, Some(b)) => {

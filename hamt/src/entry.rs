@@ -42,30 +42,29 @@ pub(crate) enum Anchor<'a, K, V> {
     /// The map's root, held with the map's root slot so that removing the last entry can
     /// empty the map.
     Root(&'a mut Option<Node<K, V>>),
-    /// A node below the root; the nodes above it were made uniquely owned. With the node:
-    /// the copy of its `data_map` in its parent's slot, refreshed after an edit.
-    Inner(&'a mut u32, &'a mut Node<K, V>),
+    /// A node below the root; the nodes above it were made uniquely owned.
+    Inner(&'a mut Node<K, V>),
 }
 
 impl<'a, K, V> Anchor<'a, K, V> {
     fn node(&self) -> &Node<K, V> {
         match self {
             Anchor::Root(root) => root.as_ref().expect(PRESENT),
-            Anchor::Inner(_, node) => node,
+            Anchor::Inner(node) => node,
         }
     }
 
     fn node_mut(&mut self) -> &mut Node<K, V> {
         match self {
             Anchor::Root(root) => root.as_mut().expect(PRESENT),
-            Anchor::Inner(_, node) => node,
+            Anchor::Inner(node) => node,
         }
     }
 
     fn into_node(self) -> &'a mut Node<K, V> {
         match self {
             Anchor::Root(root) => root.as_mut().expect(PRESENT),
-            Anchor::Inner(_, node) => node,
+            Anchor::Inner(node) => node,
         }
     }
 }
@@ -303,9 +302,6 @@ where
             Removed::Collapse { .. } => unreachable!("an entry's anchor collapsed"),
             Removed::NotFound => unreachable!("{PRESENT}"),
         };
-        if let Anchor::Inner(data_map, node) = &mut anchor {
-            **data_map = node.header.data_map;
-        }
         *len -= 1;
         if *len == 0
             && let Anchor::Root(root) = anchor

@@ -40,7 +40,7 @@ impl<'a, K, V> Iterator for Walk<'a, K, V> {
         while self.depth > 0 {
             match self.stack[self.depth - 1].next() {
                 Some(Slot::Entry(k, v)) => return Some((k, v)),
-                Some(Slot::Child(_, child)) => {
+                Some(Slot::Child(child)) => {
                     // The trie is at most MAX_DEPTH levels deep, so this never overflows.
                     self.stack[self.depth] = child.slice.iter();
                     self.depth += 1;
@@ -230,7 +230,7 @@ impl<'a, K: Clone, V: Clone> Iterator for IterMut<'a, K, V> {
                     self.remaining -= 1;
                     return Some((k, v));
                 }
-                Some(Slot::Child(_, child)) => {
+                Some(Slot::Child(child)) => {
                     // Copy-on-write, one node at a time: a shared child is copied here (its
                     // own children become shared by the copy and are copied in turn when
                     // reached). If a `Clone` panics, the child is left as it was.
@@ -348,7 +348,7 @@ impl<K: Clone, V: Clone> Iterator for IntoIter<K, V> {
                     self.remaining -= 1;
                     return Some((k, v));
                 }
-                Slot::Child(_, node) => {
+                Slot::Child(node) => {
                     self.stack[self.depth] = Some(Frame { node, next: 0 });
                     self.depth += 1;
                 }

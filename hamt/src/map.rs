@@ -506,10 +506,7 @@ where
             let Some(node) = root.as_mut() else {
                 unreachable!("a key was found in an empty map");
             };
-            match node::descend_mut(node, hash, anchor_level) {
-                (Some(data_map), node) => Anchor::Inner(data_map, node),
-                (None, _) => unreachable!("an anchor below the root is at least one level down"),
-            }
+            Anchor::Inner(node::descend_mut(node, hash, anchor_level))
         };
         Entry::Occupied(OccupiedEntry {
             key,

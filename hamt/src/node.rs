@@ -6,11 +6,6 @@
 //! `len - 1 - rank(node_map, b)`, so finding a child takes one popcount, not two. A bit is
 //! never set in both maps.
 //!
-//! A child slot also holds a copy of the child's `data_map`, in what would otherwise be padding
-//! after the slot's tag: a lookup loads it with the child pointer and can test and rank the
-//! child's entries before the child's header arrives. Edits of a child refresh the copy in its
-//! parent; `check` verifies it.
-//!
 //! Ranks (the popcount of a bitmap below a bit) are read from an 11-bit table: the default
 //! x86-64 target has no `popcnt` instruction, and `count_ones` there is a longer chain of
 //! dependent arithmetic. A node of 32 children needs no rank at all: its child for bucket `b`
@@ -78,11 +73,8 @@ type NodeBody<K, V> = HeaderSlice<Header, [Slot<K, V>]>;
 pub(crate) enum Slot<K, V> {
     /// An inline key and value.
     Entry(K, V),
-    /// A sub-trie one level down, with a copy of its `data_map`. The copy sits in what would
-    /// otherwise be padding after the enum's tag, next to the pointer: a lookup that reaches
-    /// the child tests and ranks its entries without waiting for the child's header first.
-    /// Every edit of a child refreshes the copy in its parent (see [`Slot::child`]).
-    Child(u32, Node<K, V>),
+    /// A sub-trie one level down.
+    Child(Node<K, V>),
     /// A slot whose contents were moved out of a uniquely owned node that is about to be
     /// rebuilt or dropped. Never visible in a finished node.
     Vacant,
@@ -93,17 +85,9 @@ impl<K: Clone, V: Clone> Clone for Slot<K, V> {
     fn clone(&self) -> Self {
         match self {
             Slot::Entry(k, v) => Slot::Entry(k.clone(), v.clone()),
-            Slot::Child(data_map, node) => Slot::Child(*data_map, node.clone()),
+            Slot::Child(node) => Slot::Child(node.clone()),
             Slot::Vacant => Slot::Vacant,
         }
-    }
-}
-
-impl<K, V> Slot<K, V> {
-    /// A child slot for `node`, with the copy of its `data_map`.
-    #[inline]
-    pub(crate) fn child(node: Node<K, V>) -> Self {
-        Slot::Child(node.header.data_map, node)
     }
 }
 
@@ -257,11 +241,8 @@ where
     // The hash is consumed five bits at a time by shifting it down: a shift by a constant is
     // cheaper than a shift by the level's (variable) amount.
     let mut rest = hash;
-    // Below the root, the child's `data_map` comes from the parent's slot (see `Slot::Child`),
-    // loaded with the pointer.
-    let mut data_map = node.header.data_map;
     for _ in 0..LEVELS {
-        let node_map = node.header.node_map;
+        let Header { data_map, node_map } = node.header;
         let bucket = rest & 31;
         let bit = 1u32 << bucket;
         if data_map & bit != 0 {
@@ -281,10 +262,7 @@ where
             child_index(node.slice.len(), node_map, bit)
         };
         match node.slice.get(pos) {
-            Some(Slot::Child(child_data_map, child)) => {
-                data_map = *child_data_map;
-                node = child;
-            }
+            Some(Slot::Child(child)) => node = child,
             _ => return None,
         }
         rest >>= BITS;
@@ -312,7 +290,7 @@ where
         }
         match slot_for(node, bit_at(hash, shift))? {
             Slot::Entry(k, _) if k.borrow() == key => return Some(None),
-            Slot::Child(_, child) => node = child,
+            Slot::Child(child) => node = child,
             _ => return None,
         }
         shift += BITS;
@@ -335,7 +313,7 @@ pub(crate) fn get_located<K, V>(
         }
         match slot_for(node, bit_at(hash, shift))? {
             Slot::Entry(_, v) => return Some(v),
-            Slot::Child(_, child) => node = child,
+            Slot::Child(child) => node = child,
             Slot::Vacant => return None,
         }
         shift += BITS;
@@ -372,7 +350,7 @@ where
         }
         match slot_for(node, bit_at(hash, shift))? {
             Slot::Entry(k, _) if k.borrow() == key => break None,
-            Slot::Child(_, child) => node = child,
+            Slot::Child(child) => node = child,
             _ => return None,
         }
         level += 1;
@@ -393,26 +371,21 @@ where
 /// Walks `levels` levels down the path of `hash` from `node` (at shift 0), making every node
 /// it leaves uniquely owned (copying shared ones) so that it can hand out the child mutably.
 /// The path must exist: it was found by [`locate_anchor`].
-///
-/// Also returns the copy of the reached node's `data_map` held in its parent's slot (`None`
-/// when `levels` is 0): whoever edits the node refreshes it.
 pub(crate) fn descend_mut<K: Clone, V: Clone>(
     mut node: &mut Node<K, V>,
     hash: HashBits,
     levels: usize,
-) -> (Option<&mut u32>, &mut Node<K, V>) {
-    let mut copy = None;
+) -> &mut Node<K, V> {
     for level in 0..levels {
         let body = make_mut(node);
         let bit = bit_at(hash, level as u32 * BITS);
         let pos = child_index(body.slice.len(), body.header.node_map, bit);
-        let Slot::Child(data_map, child) = &mut body.slice[pos] else {
-            unreachable!("an anchor's path runs through child slots");
+        node = match &mut body.slice[pos] {
+            Slot::Child(child) => child,
+            _ => unreachable!("an anchor's path runs through child slots"),
         };
-        copy = Some(data_map);
-        node = child;
     }
-    (copy, node)
+    node
 }
 
 /// The value of the entry at a known place (found earlier by [`locate`] or [`insert`]),
@@ -434,7 +407,7 @@ pub(crate) fn get_mut_located<K: Clone, V: Clone>(
     let pos = position(body.header, body.slice.len(), bit_at(hash, shift))?;
     match body.slice.get_mut(pos)? {
         Slot::Entry(_, v) => Some(v),
-        Slot::Child(_, child) => get_mut_located(child, shift + BITS, hash, location),
+        Slot::Child(child) => get_mut_located(child, shift + BITS, hash, location),
         Slot::Vacant => None,
     }
 }
@@ -609,7 +582,7 @@ fn pair<K, V>(
             data_map: 0,
             node_map: bit1,
         };
-        return new_node(header, [Slot::child(child)]);
+        return new_node(header, [Slot::Child(child)]);
     }
     let header = Header {
         data_map: bit1 | bit2,
@@ -685,7 +658,7 @@ where
             (key, value, hash),
             placed,
         );
-        body.slice[pos] = Slot::child(child);
+        body.slice[pos] = Slot::Child(child);
         // Move the new child from the entry region to its place among the children (counted
         // from the end); the entries after it and the children above it shift down by one.
         let child_pos = child_index(body.slice.len(), node_map, bit);
@@ -700,11 +673,7 @@ where
         let pos = child_index(node.slice.len(), node_map, bit);
         let body = make_mut(node);
         return match &mut body.slice[pos] {
-            Slot::Child(data_map, child) => {
-                let replaced = insert(child, shift + BITS, hash, key, value, hasher, placed);
-                *data_map = child.header.data_map;
-                replaced
-            }
+            Slot::Child(child) => insert(child, shift + BITS, hash, key, value, hasher, placed),
             _ => None,
         };
     }
@@ -840,13 +809,10 @@ where
     let pos = child_index(node.slice.len(), node_map, bit);
     let collapse_here = shift > 0 && node.slice.len() == 1;
     let body = make_mut(node);
-    let Slot::Child(child_data_map, child) = &mut body.slice[pos] else {
+    let Slot::Child(child) = &mut body.slice[pos] else {
         return Removed::NotFound;
     };
-    let removed = remove_target(child, shift + BITS, hash, target);
-    // Stale only if the child collapses, and then the slot is replaced or this node dropped.
-    *child_data_map = child.header.data_map;
-    match removed {
+    match remove_target(child, shift + BITS, hash, target) {
         Removed::Collapse { removed, remaining } if !collapse_here => {
             // Inline the child's last entry here, moving it into the entry region.
             body.slice[pos] = Slot::Entry(remaining.0, remaining.1);
@@ -903,7 +869,7 @@ pub(crate) fn for_each_mut<K: Clone, V: Clone>(
     for slot in make_mut(node).slice.iter_mut() {
         match slot {
             Slot::Entry(k, v) => f(k, v),
-            Slot::Child(_, child) => for_each_mut(child, f),
+            Slot::Child(child) => for_each_mut(child, f),
             Slot::Vacant => {}
         }
     }
@@ -938,7 +904,7 @@ pub(crate) fn first_difference<'a, K: Eq, V: PartialEq>(
         let bit = bits & bits.wrapping_neg();
         bits ^= bit;
         let found = match (slot_for(a, bit), slot_for(b, bit)) {
-            (Some(Slot::Child(_, ca)), Some(Slot::Child(_, cb))) => {
+            (Some(Slot::Child(ca)), Some(Slot::Child(cb))) => {
                 first_difference(ca, cb, shift + BITS)
             }
             (Some(sa), Some(sb)) => unmatched(std::slice::from_ref(sa), std::slice::from_ref(sb)),
@@ -1049,12 +1015,8 @@ where
                 assert_eq!(h & mask_here, here & mask_here, "entry in the wrong bucket");
                 count += 1;
             }
-            Some(Slot::Child(copy, child)) => {
+            Some(Slot::Child(child)) => {
                 assert!(node_map & bit != 0, "child in an entry bucket");
-                assert_eq!(
-                    *copy, child.header.data_map,
-                    "a child slot's copy of the child's data_map is stale"
-                );
                 let sub = check(child, shift + BITS, here, false, hasher);
                 assert!(
                     sub >= 2,

@@ -103,9 +103,9 @@ where
                         Bucket::DropEntry
                     }
                 }
-                Some(Slot::Child(_, child)) => {
+                Some(Slot::Child(child)) => {
                     let theirs = match beside {
-                        Some(Slot::Child(_, theirs)) => Some(theirs),
+                        Some(Slot::Child(theirs)) => Some(theirs),
                         _ => None,
                     };
                     Bucket::Child(self.node(child, theirs, shift + BITS, false))
@@ -143,13 +143,13 @@ where
                     data_map |= bit;
                 }
                 Bucket::Child(Filtered::Unchanged) => {
-                    if let Some(slot @ Slot::Child(..)) = slot_for(ours, bit) {
+                    if let Some(slot @ Slot::Child(_)) = slot_for(ours, bit) {
                         children.push(slot.clone());
                         node_map |= bit;
                     }
                 }
                 Bucket::Child(Filtered::Node(node)) => {
-                    children.push(Slot::child(node));
+                    children.push(Slot::Child(node));
                     node_map |= bit;
                 }
             }
