@@ -140,3 +140,58 @@ fn occupied_entries_work_from_their_anchor() {
     assert!(one.is_empty() && one.root.is_none());
     one.check_invariants();
 }
+
+#[test]
+fn table_rank_counts_like_count_ones() {
+    use crate::node::index;
+
+    let mut state = 0x9e37_79b9_u32;
+    let mut maps = vec![0, u32::MAX, 0x8000_0000, 0x7ff, 0x3f_f800, 0xffc0_0000];
+    for _ in 0..2_000 {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        maps.push(state);
+    }
+    for map in maps {
+        for bucket in 0..32 {
+            let bit = 1u32 << bucket;
+            assert_eq!(
+                index(map, bit),
+                (map & (bit - 1)).count_ones() as usize,
+                "map {map:#x}, bucket {bucket}"
+            );
+        }
+    }
+}
+
+/// A root whose 32 buckets all hold children takes the lookup path that finds a child from
+/// the hash alone; hits and misses through it must agree with the entries.
+#[test]
+fn lookups_through_a_node_of_32_children() {
+    let mut map = HamtMap::with_hasher(IdentityState);
+    for bucket in 0..32u32 {
+        // Two keys per root bucket, apart at the next level: every root bucket is a child.
+        map.insert(HashKey::new(bucket, 0), bucket);
+        map.insert(HashKey::new(bucket | (1 << 5), 1), bucket + 100);
+    }
+    map.check_invariants();
+    let root = map.root.as_ref().unwrap();
+    assert_eq!(root.header.node_map, u32::MAX);
+    assert_eq!(root.header.data_map, 0);
+    for bucket in 0..32u32 {
+        assert_eq!(map.get(&HashKey::new(bucket, 0)), Some(&bucket));
+        assert_eq!(
+            map.get(&HashKey::new(bucket | (1 << 5), 1)),
+            Some(&(bucket + 100))
+        );
+        // Same slot, another key; an empty bucket of the child; a deeper miss.
+        assert_eq!(map.get(&HashKey::new(bucket, 7)), None);
+        assert_eq!(map.get(&HashKey::new(bucket | (2 << 5), 0)), None);
+        assert_eq!(map.get(&HashKey::new(bucket | (1 << 10), 0)), None);
+    }
+    // A third level under one child: still found through the full root.
+    map.insert(HashKey::new(3 | (1 << 10), 2), 7);
+    assert_eq!(map.get(&HashKey::new(3 | (1 << 10), 2)), Some(&7));
+    map.check_invariants();
+}
