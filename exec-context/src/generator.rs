@@ -255,37 +255,29 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// assert_eq!(echo.resume_with(6), Ok(GeneratorState::Complete("done")));
     /// ```
     pub fn resume_with(&mut self, arg: A) -> Result<GeneratorState<Y, R>, GenError> {
-        let Some(mut body) = self.body.take() else {
+        if self.body.is_none() {
             return Err(GenError::Finished);
-        };
+        }
         if self.started {
             drop(self.airlock.replace(Exchange::Resumed(arg)));
         } else {
             self.started = true;
             drop(arg);
         }
-        // The body moves into the step so that, if it panics, it is dropped during unwinding
-        // inside the generator's context.
         let airlock = &mut self.airlock;
-        let (poll, body) = self.mode.run(move || {
-            airlock.lend(move || {
-                let mut task = TaskContext::from_waker(Waker::noop());
-                (body.as_mut().poll(&mut task), body)
-            })
-        });
+        let body = &mut self.body;
+        let poll = self.mode.run(move || airlock.lend(move || step(body)));
         let exchange = self.airlock.replace(Exchange::Empty);
         match poll {
             Poll::Ready(result) => {
+                self.body = None;
                 drop(exchange);
                 Ok(GeneratorState::Complete(result))
             }
-            Poll::Pending => {
-                self.body = Some(body);
-                match exchange {
-                    Exchange::Yielded(value) => Ok(GeneratorState::Yielded(value)),
-                    _ => Err(GenError::Stalled),
-                }
-            }
+            Poll::Pending => match exchange {
+                Exchange::Yielded(value) => Ok(GeneratorState::Yielded(value)),
+                _ => Err(GenError::Stalled),
+            },
         }
     }
 
@@ -336,6 +328,30 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     pub fn set_logical_context(&mut self, lc: Option<LogicalContext>) {
         self.mode = lc.map_or(Mode::Caller, Mode::Logical);
     }
+}
+
+/// Polls the body once. If the poll panics, the body is dropped while the panic unwinds
+/// through here, so still inside the step's context, and the generator is finished.
+#[inline]
+fn step<F: Future>(body: &mut Option<Pin<Box<F>>>) -> Poll<F::Output> {
+    struct FinishOnUnwind<'a, F>(&'a mut Option<Pin<Box<F>>>);
+
+    impl<F> Drop for FinishOnUnwind<'_, F> {
+        fn drop(&mut self) {
+            *self.0 = None;
+        }
+    }
+
+    let finish = FinishOnUnwind(body);
+    let poll = match finish.0 {
+        Some(running) => running
+            .as_mut()
+            .poll(&mut TaskContext::from_waker(Waker::noop())),
+        None => Poll::Pending,
+    };
+    // Not unwinding: the body stays.
+    std::mem::forget(finish);
+    poll
 }
 
 impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
@@ -632,6 +648,24 @@ mod tests {
             generator.resume_with(Reentrant(None)),
             Ok(GeneratorState::Complete(()))
         ));
+    }
+
+    #[test]
+    fn a_panicking_inner_step_hands_the_airlock_back_to_the_outer_generator() {
+        let mut outer = Gen::new(|co| async move {
+            let mut inner = Gen::new(|co: Co<u32>| async move {
+                co.yield_(1).await;
+                panic!("inner body");
+            });
+            assert_eq!(inner.resume(), Ok(GeneratorState::Yielded(1)));
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.resume()));
+            assert!(unwound.is_err());
+            assert!(inner.is_finished());
+            // The outer body's own yield still reaches the outer resume.
+            co.yield_(2).await;
+        });
+        assert_eq!(outer.resume(), Ok(GeneratorState::Yielded(2)));
+        assert_eq!(outer.resume(), Ok(GeneratorState::Complete(())));
     }
 
     #[test]
