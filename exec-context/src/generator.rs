@@ -57,6 +57,10 @@ pub struct Co<Y, A = ()> {
 impl<Y, A> Co<Y, A> {
     /// Yields `value` to the caller and suspends until the next resume, whose argument it
     /// returns.
+    ///
+    /// The returned future only makes progress when the generator's own resume polls it;
+    /// polled anywhere else (by another executor, on another thread, inside another
+    /// generator) it stays pending and keeps its value.
     pub fn yield_(&self, value: Y) -> Yield<'_, Y, A> {
         Yield {
             co: self,
@@ -666,6 +670,19 @@ mod tests {
         });
         assert_eq!(outer.resume(), Ok(GeneratorState::Yielded(2)));
         assert_eq!(outer.resume(), Ok(GeneratorState::Complete(())));
+    }
+
+    #[test]
+    fn generators_and_their_handles_stay_send_and_sync() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        let generator = Gen::with_resume_arg(|co: Co<String, Vec<u8>>| async move {
+            send_sync(&co);
+            let yielded = co.yield_(String::from("a"));
+            send_sync(&yielded);
+            yielded.await.len()
+        });
+        send_sync(&generator);
+        drop(generator);
     }
 
     #[test]
