@@ -270,7 +270,12 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         }
         let airlock = &mut self.airlock;
         let body = &mut self.body;
-        let poll = self.mode.run(move || airlock.lend(move || step(body)));
+        // One closure per mode (not `Mode::run`), so that each is inlined on its own merits.
+        let poll = match &mut self.mode {
+            Mode::Logical(lc) => run_with_logical_context(lc, || airlock.lend(|| step(body))),
+            Mode::Caller => airlock.lend(|| step(body)),
+            Mode::Full(ctx) => ctx.run(|| airlock.lend(|| step(body))),
+        };
         let exchange = self.airlock.replace(Exchange::Empty);
         match poll {
             Poll::Ready(result) => {
