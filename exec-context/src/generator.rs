@@ -5,11 +5,9 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use contextvars::{Context, LogicalContext, run_with_logical_context};
-use parking_lot::Mutex;
 
 /// What a resume produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,20 +49,18 @@ enum Exchange<Y, A> {
     Resumed(A),
 }
 
-/// The slot a resume argument and a yielded value pass through. `&mut Gen` already
-/// serialises resumes, so the lock is never contended: each access is one uncontended
-/// acquire and release (`parking_lot`'s, which has no poisoning to check), never held while
-/// user code runs.
-type Airlock<Y, A> = Arc<Mutex<Exchange<Y, A>>>;
-
 /// The generator body's handle for yielding values (and receiving resume arguments).
 pub struct Co<Y, A = ()> {
-    airlock: Airlock<Y, A>,
+    airlock: airlock::Guest<Exchange<Y, A>>,
 }
 
 impl<Y, A> Co<Y, A> {
     /// Yields `value` to the caller and suspends until the next resume, whose argument it
     /// returns.
+    ///
+    /// The returned future only makes progress when the generator's own resume polls it;
+    /// polled anywhere else (by another executor, on another thread, inside another
+    /// generator) it stays pending and keeps its value.
     pub fn yield_(&self, value: Y) -> Yield<'_, Y, A> {
         Yield {
             co: self,
@@ -121,19 +117,30 @@ impl<Y, A> Unpin for Yield<'_, Y, A> {}
 impl<Y, A> Future for Yield<'_, Y, A> {
     type Output = A;
 
+    /// Pending at the first poll (the value goes out to the resume), ready at the next poll
+    /// that finds a resume argument. Polled anywhere but inside a resume of its own generator
+    /// (by another executor, on another thread, inside another generator), it stays pending
+    /// and keeps its value.
     fn poll(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<A> {
         let this = self.get_mut();
-        let mut exchange = this.co.airlock.lock();
         if let Some(value) = this.value.take() {
-            *exchange = Exchange::Yielded(value);
+            match this.co.airlock.replace(Exchange::Yielded(value)) {
+                Ok(previous) => drop(previous),
+                Err(Exchange::Yielded(value)) => this.value = Some(value),
+                Err(_) => unreachable!("a refused exchange is handed back unchanged"),
+            }
             return Poll::Pending;
         }
-        match std::mem::replace(&mut *exchange, Exchange::Empty) {
-            Exchange::Resumed(arg) => Poll::Ready(arg),
-            other => {
-                *exchange = other;
+        match this.co.airlock.replace(Exchange::Empty) {
+            Ok(Exchange::Resumed(arg)) => Poll::Ready(arg),
+            Ok(other) => {
+                // Not ours to take (a value yielded by another `Yield` of this body): put back.
+                if let Ok(empty) = this.co.airlock.replace(other) {
+                    drop(empty);
+                }
                 Poll::Pending
             }
+            Err(_) => Poll::Pending,
         }
     }
 }
@@ -189,7 +196,7 @@ impl Mode {
 /// caller's context, so its writes reach the caller.
 pub struct Gen<Y, R, A, F> {
     mode: Mode,
-    airlock: Airlock<Y, A>,
+    airlock: airlock::Owner<Exchange<Y, A>>,
     body: Option<Pin<Box<F>>>,
     started: bool,
     _result: PhantomData<fn() -> R>,
@@ -215,10 +222,8 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     }
 
     pub(crate) fn with_mode(mode: Mode, producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
-        let airlock: Airlock<Y, A> = Arc::new(Mutex::new(Exchange::Empty));
-        let co = Co {
-            airlock: airlock.clone(),
-        };
+        let (airlock, guest) = airlock::new(Exchange::Empty);
+        let co = Co { airlock: guest };
         Gen {
             mode,
             airlock,
@@ -254,33 +259,34 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// assert_eq!(echo.resume_with(6), Ok(GeneratorState::Complete("done")));
     /// ```
     pub fn resume_with(&mut self, arg: A) -> Result<GeneratorState<Y, R>, GenError> {
-        let Some(mut body) = self.body.take() else {
+        if self.body.is_none() {
             return Err(GenError::Finished);
-        };
+        }
         if self.started {
-            *self.airlock.lock() = Exchange::Resumed(arg);
+            drop(self.airlock.replace(Exchange::Resumed(arg)));
         } else {
             self.started = true;
             drop(arg);
         }
-        // The body moves into the step so that, if it panics, it is dropped during unwinding
-        // inside the generator's context.
-        let (poll, body) = self.mode.run(move || {
-            let mut task = TaskContext::from_waker(Waker::noop());
-            (body.as_mut().poll(&mut task), body)
-        });
+        let airlock = &mut self.airlock;
+        let body = &mut self.body;
+        // One closure per mode (not `Mode::run`), so that each is inlined on its own merits.
+        let poll = match &mut self.mode {
+            Mode::Logical(lc) => run_with_logical_context(lc, || airlock.lend(|| step(body))),
+            Mode::Caller => airlock.lend(|| step(body)),
+            Mode::Full(ctx) => ctx.run(|| airlock.lend(|| step(body))),
+        };
+        let exchange = self.airlock.replace(Exchange::Empty);
         match poll {
             Poll::Ready(result) => {
-                *self.airlock.lock() = Exchange::Empty;
+                self.body = None;
+                drop(exchange);
                 Ok(GeneratorState::Complete(result))
             }
-            Poll::Pending => {
-                self.body = Some(body);
-                match std::mem::replace(&mut *self.airlock.lock(), Exchange::Empty) {
-                    Exchange::Yielded(value) => Ok(GeneratorState::Yielded(value)),
-                    _ => Err(GenError::Stalled),
-                }
-            }
+            Poll::Pending => match exchange {
+                Exchange::Yielded(value) => Ok(GeneratorState::Yielded(value)),
+                _ => Err(GenError::Stalled),
+            },
         }
     }
 
@@ -333,6 +339,30 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     }
 }
 
+/// Polls the body once. If the poll panics, the body is dropped while the panic unwinds
+/// through here, so still inside the step's context, and the generator is finished.
+#[inline]
+fn step<F: Future>(body: &mut Option<Pin<Box<F>>>) -> Poll<F::Output> {
+    struct FinishOnUnwind<'a, F>(&'a mut Option<Pin<Box<F>>>);
+
+    impl<F> Drop for FinishOnUnwind<'_, F> {
+        fn drop(&mut self) {
+            *self.0 = None;
+        }
+    }
+
+    let finish = FinishOnUnwind(body);
+    let poll = match finish.0 {
+        Some(running) => running
+            .as_mut()
+            .poll(&mut TaskContext::from_waker(Waker::noop())),
+        None => Poll::Pending,
+    };
+    // Not unwinding: the body stays.
+    std::mem::forget(finish);
+    poll
+}
+
 impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
     /// Runs the body until its next yield or its end.
     ///
@@ -374,5 +404,307 @@ impl<Y, R, A, F> fmt::Debug for Gen<Y, R, A, F> {
             .field("started", &self.started)
             .field("finished", &self.body.is_none())
             .finish_non_exhaustive()
+    }
+}
+
+/// The slot a resume argument and a yielded value pass through: a [`Cell`](std::cell::Cell)
+/// shared by the generator ([`Owner`](airlock::Owner)) and its body's [`Co`]
+/// ([`Guest`](airlock::Guest)), with no lock and no atomic operation. This module holds the
+/// crate's only `unsafe`: one `Sync` impl.
+///
+/// # Why the cell is never touched by two threads at once
+///
+/// - The owner's end is not `Clone` and reaches the cell only through `&mut self`, so at most
+///   one thread holds it, and while it is lent (below) it is mutably borrowed and cannot be
+///   used at all.
+/// - The guest's end may travel anywhere (the body can move its `Co` to another thread or
+///   into another generator), so it reaches the cell only after checking that this thread is
+///   inside [`Owner::lend`](airlock::Owner::lend) for this very cell: `lend` records the
+///   cell's address in a thread-local for the duration of the closure and restores the
+///   previous address afterwards, also when the closure unwinds. Only the thread holding the
+///   owner's `&mut` can be inside its `lend`, and a cell's address names no other live cell.
+///
+/// So every access happens on the thread that currently holds the owner exclusively; moving
+/// the owner to another thread hands over the cell with it (the move itself synchronises).
+/// No access runs user code while it touches the cell: each is one [`Cell::replace`], and the
+/// displaced value is dropped by the caller afterwards, so even a destructor that re-enters
+/// the airlock on the same thread meets a consistent cell.
+///
+/// [`Cell::replace`]: std::cell::Cell::replace
+mod airlock {
+    use std::cell::Cell;
+    use std::ptr;
+    use std::sync::Arc;
+
+    thread_local! {
+        /// The address of the cell whose owner is lending it on this thread, or null.
+        static LENT: Cell<*const ()> = const { Cell::new(ptr::null()) };
+    }
+
+    /// The shared cell.
+    pub(super) struct Slot<T>(Cell<T>);
+
+    // SAFETY: `Slot` is reached only through `Owner` and `Guest`. `Owner` uses the cell through
+    // `&mut self` (and is not `Clone`); `Guest` uses it only on a thread that is inside
+    // `Owner::lend` of the same slot, during which the owner is mutably borrowed. So all
+    // accesses happen on the one thread that holds the owner, one at a time, and none lends
+    // a reference into the cell (only `Cell::replace`). Values move between threads with the
+    // owner, hence `T: Send`, the bound `Mutex<T>: Sync` has as well.
+    #[allow(unsafe_code)]
+    unsafe impl<T: Send> Sync for Slot<T> {}
+
+    /// The generator's end of an airlock.
+    pub(super) struct Owner<T>(Arc<Slot<T>>);
+
+    /// The body's end of an airlock.
+    pub(super) struct Guest<T>(Arc<Slot<T>>);
+
+    /// An airlock holding `value`: its owner's end and its guest's end.
+    pub(super) fn new<T>(value: T) -> (Owner<T>, Guest<T>) {
+        let slot = Arc::new(Slot(Cell::new(value)));
+        (Owner(slot.clone()), Guest(slot))
+    }
+
+    #[inline]
+    fn address<T>(slot: &Arc<Slot<T>>) -> *const () {
+        Arc::as_ptr(slot).cast()
+    }
+
+    /// Restores the previously lent address when a `lend` ends, also by unwinding.
+    struct Restore(*const ());
+
+    impl Drop for Restore {
+        #[inline]
+        fn drop(&mut self) {
+            LENT.set(self.0);
+        }
+    }
+
+    impl<T> Owner<T> {
+        /// Puts `value` in and returns what was there.
+        #[inline]
+        pub(super) fn replace(&mut self, value: T) -> T {
+            self.0.0.replace(value)
+        }
+
+        /// Runs `f` with the guest's end usable on this thread (and only here).
+        #[inline]
+        pub(super) fn lend<R>(&mut self, f: impl FnOnce() -> R) -> R {
+            let _restore = Restore(LENT.replace(address(&self.0)));
+            f()
+        }
+    }
+
+    impl<T> Guest<T> {
+        /// Puts `value` in and returns what was there, if this thread is inside the owner's
+        /// [`lend`](Owner::lend); otherwise hands `value` back untouched.
+        #[inline]
+        pub(super) fn replace(&self, value: T) -> Result<T, T> {
+            if LENT.get() == address(&self.0) {
+                Ok(self.0.0.replace(value))
+            } else {
+                Err(value)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::{Arc, Barrier, Mutex};
+    use std::task::{Context as TaskContext, Poll, Waker};
+
+    use super::{Co, Gen, GenError, GeneratorState};
+
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        let mut future = pin!(future);
+        future
+            .as_mut()
+            .poll(&mut TaskContext::from_waker(Waker::noop()))
+    }
+
+    /// A generator whose producer hands its `Co` out instead of using it.
+    fn stolen_co() -> (Gen<u32, (), (), impl Future<Output = ()>>, Co<u32>) {
+        let stash = Arc::new(Mutex::new(None));
+        let put = stash.clone();
+        let generator = Gen::new(move |co| {
+            *put.lock().unwrap() = Some(co);
+            async {}
+        });
+        let co = stash.lock().unwrap().take().unwrap();
+        (generator, co)
+    }
+
+    #[test]
+    fn a_yield_polled_outside_any_resume_stays_pending() {
+        let (generator, co) = stolen_co();
+        let mut yielded = co.yield_(7);
+        assert!(poll_once(&mut yielded).is_pending());
+        assert!(poll_once(&mut yielded).is_pending());
+        assert_eq!(yielded.value, Some(7), "the value is kept");
+        drop(generator);
+    }
+
+    #[test]
+    fn a_yield_polled_inside_another_generator_does_not_reach_its_own() {
+        let (mut owner, stolen) = stolen_co();
+        let mut other = Gen::new(move |co| async move {
+            // `stolen` belongs to `owner`, not to `other`: its yield is refused and keeps
+            // its value, while `other`'s own `co` works.
+            let mut refused = stolen.yield_(5);
+            let pending = poll_once(&mut refused).is_pending();
+            co.yield_((pending, refused.value)).await;
+        });
+        assert_eq!(other.resume(), Ok(GeneratorState::Yielded((true, Some(5)))));
+        assert_eq!(other.resume(), Ok(GeneratorState::Complete(())));
+        assert_eq!(owner.resume(), Ok(GeneratorState::Complete(())));
+    }
+
+    #[test]
+    fn a_yield_polled_on_another_thread_during_resumes_stays_pending() {
+        let (mut owner, co) = stolen_co();
+        let rounds = if cfg!(miri) { 5 } else { 200 };
+        let start = Barrier::new(2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                start.wait();
+                for i in 0..rounds {
+                    assert!(poll_once(co.yield_(i)).is_pending());
+                }
+            });
+            // Meanwhile this thread resumes generators, each lending its airlock.
+            start.wait();
+            let mut counter = Gen::new(|co| async move {
+                for i in 0..rounds {
+                    co.yield_(i).await;
+                }
+            });
+            for i in 0..rounds {
+                assert_eq!(counter.next(), Some(i));
+            }
+            assert_eq!(owner.resume(), Ok(GeneratorState::Complete(())));
+        });
+    }
+
+    #[test]
+    fn a_yield_polled_from_a_thread_inside_a_resume_stays_pending() {
+        // The body itself polls a yield of its own `Co` on another thread while this thread is
+        // inside the resume: only this thread may use the airlock.
+        let mut generator = Gen::new(|co: Co<u32>| async move {
+            let pending = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| poll_once(co.yield_(1)).is_pending())
+                    .join()
+                    .unwrap()
+            });
+            co.yield_(u32::from(pending)).await;
+        });
+        assert_eq!(generator.resume(), Ok(GeneratorState::Yielded(1)));
+        assert_eq!(generator.resume(), Ok(GeneratorState::Complete(())));
+    }
+
+    /// A resume argument whose drop yields through the `Co` it carries.
+    struct Reentrant(Option<Arc<Co<u32, Reentrant>>>);
+
+    impl Drop for Reentrant {
+        fn drop(&mut self) {
+            if let Some(co) = self.0.take() {
+                assert!(poll_once(co.yield_(99)).is_pending());
+            }
+        }
+    }
+
+    /// Pending at its first poll, ready at its second.
+    struct PendingOnce(bool);
+
+    impl Future for PendingOnce {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<()> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn a_displaced_value_dropped_inside_a_resume_may_reenter_the_airlock() {
+        let stash = Arc::new(Mutex::new(None));
+        let put = stash.clone();
+        let mut generator = Gen::with_resume_arg(move |co: Co<u32, Reentrant>| {
+            let co = Arc::new(co);
+            *put.lock().unwrap() = Some(co.clone());
+            async move {
+                PendingOnce(false).await;
+                co.yield_(1).await;
+            }
+        });
+        assert_eq!(
+            generator.resume_with(Reentrant(None)).err(),
+            Some(GenError::Stalled)
+        );
+        let co = stash.lock().unwrap().take();
+        // The argument waits in the airlock while the body leaves its stall; the body's yield
+        // displaces it, and its drop yields 99 over the 1 on the same thread.
+        match generator.resume_with(Reentrant(co)) {
+            Ok(GeneratorState::Yielded(value)) => assert_eq!(value, 99),
+            _ => panic!("expected a yield"),
+        }
+        assert!(matches!(
+            generator.resume_with(Reentrant(None)),
+            Ok(GeneratorState::Complete(()))
+        ));
+    }
+
+    #[test]
+    fn a_panicking_inner_step_hands_the_airlock_back_to_the_outer_generator() {
+        let mut outer = Gen::new(|co| async move {
+            let mut inner = Gen::new(|co: Co<u32>| async move {
+                co.yield_(1).await;
+                panic!("inner body");
+            });
+            assert_eq!(inner.resume(), Ok(GeneratorState::Yielded(1)));
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.resume()));
+            assert!(unwound.is_err());
+            assert!(inner.is_finished());
+            // The outer body's own yield still reaches the outer resume.
+            co.yield_(2).await;
+        });
+        assert_eq!(outer.resume(), Ok(GeneratorState::Yielded(2)));
+        assert_eq!(outer.resume(), Ok(GeneratorState::Complete(())));
+    }
+
+    #[test]
+    fn generators_and_their_handles_stay_send_and_sync() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        let generator = Gen::with_resume_arg(|co: Co<String, Vec<u8>>| async move {
+            send_sync(&co);
+            let yielded = co.yield_(String::from("a"));
+            send_sync(&yielded);
+            yielded.await.len()
+        });
+        send_sync(&generator);
+        drop(generator);
+    }
+
+    #[test]
+    fn a_generator_resumes_on_several_threads_in_turn() {
+        let mut generator = Gen::new(|co| async move {
+            for i in 0..4u32 {
+                co.yield_(i).await;
+            }
+        });
+        for i in 0..4 {
+            generator = std::thread::spawn(move || {
+                assert_eq!(generator.next(), Some(i));
+                generator
+            })
+            .join()
+            .unwrap();
+        }
+        assert_eq!(generator.next(), None);
     }
 }
