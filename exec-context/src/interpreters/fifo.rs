@@ -60,12 +60,92 @@ enum Payload {
     Destroyed,
 }
 
-struct Item {
+/// An item with everything it may carry.
+struct Full {
     payload: Payload,
     owner: u64,
     policy: UnboundPolicy,
     /// Set for a blocking send, whose sender waits for the item to be received.
     receipt: Option<Arc<AtomicU8>>,
+}
+
+/// An item as it sits in the queue: 24 bytes. A stream moves every item through memory both
+/// threads touch, so its size counts: the common numbers travel inline (with the interpreter
+/// that put them and their unbound policy), anything else (strings, handles, a receipt, an
+/// unbound marker) in a box.
+enum Item {
+    /// A [`Shareable::Int`] within `i64`.
+    Int(i64, u64, UnboundPolicy),
+    /// A [`Shareable::Float`].
+    Float(f64, u64, UnboundPolicy),
+    Boxed(Box<Full>),
+}
+
+impl Item {
+    fn new(
+        value: Shareable,
+        owner: u64,
+        policy: UnboundPolicy,
+        receipt: Option<Arc<AtomicU8>>,
+    ) -> Item {
+        match (value, receipt) {
+            (Shareable::Int(n), None) if i64::try_from(n).is_ok() => {
+                Item::Int(n as i64, owner, policy)
+            }
+            (Shareable::Float(x), None) => Item::Float(x, owner, policy),
+            (value, receipt) => Item::Boxed(Box::new(Full {
+                payload: Payload::Value(value),
+                owner,
+                policy,
+                receipt,
+            })),
+        }
+    }
+
+    fn owner(&self) -> u64 {
+        match self {
+            Item::Int(_, owner, _) | Item::Float(_, owner, _) => *owner,
+            Item::Boxed(full) => full.owner,
+        }
+    }
+
+    fn receipt(&self) -> Option<&Arc<AtomicU8>> {
+        match self {
+            Item::Int(..) | Item::Float(..) => None,
+            Item::Boxed(full) => full.receipt.as_ref(),
+        }
+    }
+
+    /// The item as it leaves the queue: its value, or the error of a destroyed one.
+    fn take(self) -> Result<Shareable, FifoError> {
+        match self {
+            Item::Int(n, ..) => Ok(Shareable::Int(n.into())),
+            Item::Float(x, ..) => Ok(Shareable::Float(x)),
+            Item::Boxed(full) => match full.payload {
+                Payload::Value(value) => Ok(value),
+                Payload::Destroyed => Err(FifoError::Destroyed),
+            },
+        }
+    }
+
+    /// Everything the item carries, boxed or not.
+    fn into_full(self) -> Full {
+        match self {
+            Item::Int(n, owner, policy) => Full {
+                payload: Payload::Value(Shareable::Int(n.into())),
+                owner,
+                policy,
+                receipt: None,
+            },
+            Item::Float(x, owner, policy) => Full {
+                payload: Payload::Value(Shareable::Float(x)),
+                owner,
+                policy,
+                receipt: None,
+            },
+            Item::Boxed(full) => *full,
+        }
+    }
 }
 
 /// The threads sleeping on one condition variable, and how many of them were signalled and
@@ -151,13 +231,21 @@ fn spin_until(ready: impl Fn() -> bool) {
             return;
         }
     }
-    for _ in 0..4 {
+    // Then yields, for up to `PATIENCE`: longer than a wake-up costs on a loaded or virtual
+    // machine. Sleeping sooner lets a stream settle into waking the other side for every
+    // item, each wake-up slower than the spin it ends: the waker's system call outlasts the
+    // sleeper's spin, so the sleeper is asleep again when the next item comes.
+    let started = Instant::now();
+    loop {
         std::thread::yield_now();
-        if ready() {
+        if ready() || started.elapsed() >= PATIENCE {
             return;
         }
     }
 }
+
+/// How long a blocked side yields before it sleeps.
+const PATIENCE: std::time::Duration = std::time::Duration::from_micros(50);
 
 impl Fifo {
     /// A FIFO holding at most `maxsize` items (0: unbounded).
@@ -229,12 +317,9 @@ impl Fifo {
                 .map_err(|(_, error)| error)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
-        state.items.push_back(Item {
-            payload: Payload::Value(value),
-            owner,
-            policy,
-            receipt: receipt.clone(),
-        });
+        state
+            .items
+            .push_back(Item::new(value, owner, policy, receipt.clone()));
         self.mirror_len(&state);
         let wake = state.getters.signal_one();
         drop(state);
@@ -262,12 +347,7 @@ impl Fifo {
         if self.is_full(&state) {
             return Err(FifoError::Full);
         }
-        state.items.push_back(Item {
-            payload: Payload::Value(value),
-            owner,
-            policy,
-            receipt: None,
-        });
+        state.items.push_back(Item::new(value, owner, policy, None));
         self.mirror_len(&state);
         let wake = state.getters.signal_one();
         drop(state);
@@ -290,7 +370,7 @@ impl Fifo {
                 }
                 self.mirror_len(&state);
                 let wake_putter = self.maxsize != 0 && state.putters.signal_one();
-                let wake_senders = match &item.receipt {
+                let wake_senders = match item.receipt() {
                     Some(receipt) => {
                         receipt.store(RECEIVED, Ordering::Release);
                         state.senders.signal_all()
@@ -304,10 +384,7 @@ impl Fifo {
                 if wake_senders {
                     self.received.notify_all();
                 }
-                return match item.payload {
-                    Payload::Value(value) => Ok(value),
-                    Payload::Destroyed => Err(FifoError::Destroyed),
-                };
+                return item.take();
             }
             if state.closed {
                 if receiving {
@@ -361,11 +438,8 @@ impl Fifo {
                     if receipt.load(Ordering::Acquire) == RECEIVED {
                         return Ok(());
                     }
-                    let mine = |item: &Item| {
-                        item.receipt
-                            .as_ref()
-                            .is_some_and(|r| Arc::ptr_eq(r, receipt))
-                    };
+                    let mine =
+                        |item: &Item| item.receipt().is_some_and(|r| Arc::ptr_eq(r, receipt));
                     if let Some(at) = state.items.iter().position(mine) {
                         let withdrawn = state.items.remove(at);
                         self.mirror_len(&state);
@@ -468,7 +542,7 @@ impl Fifo {
         };
         self.mirror_len(&state);
         for item in &dropped {
-            if let Some(receipt) = &item.receipt {
+            if let Some(receipt) = item.receipt() {
                 receipt.store(DROPPED, Ordering::Release);
             }
         }
@@ -487,32 +561,33 @@ impl Fifo {
     /// them was closed.
     pub(crate) fn unbind(&self, owner: u64) {
         let mut state = self.lock();
-        if !state.items.iter().any(|item| item.owner == owner) {
+        if !state.items.iter().any(|item| item.owner() == owner) {
             return;
         }
         let mut removed = Vec::new();
         let mut kept = VecDeque::with_capacity(state.items.len());
-        for mut item in state.items.drain(..) {
-            if item.owner != owner {
+        for item in state.items.drain(..) {
+            if item.owner() != owner {
                 kept.push_back(item);
                 continue;
             }
+            let mut full = item.into_full();
             // The owner is gone; the item now belongs to nobody (and is never unbound twice).
-            item.owner = u64::MAX;
-            match item.policy {
+            full.owner = u64::MAX;
+            match full.policy {
                 UnboundPolicy::Remove => {
-                    if let Some(receipt) = &item.receipt {
+                    if let Some(receipt) = &full.receipt {
                         receipt.store(DROPPED, Ordering::Release);
                     }
-                    removed.push(item);
+                    removed.push(full);
                 }
                 UnboundPolicy::Replace => {
-                    item.payload = Payload::Value(Shareable::Unbound);
-                    kept.push_back(item);
+                    full.payload = Payload::Value(Shareable::Unbound);
+                    kept.push_back(Item::Boxed(Box::new(full)));
                 }
                 UnboundPolicy::Error => {
-                    item.payload = Payload::Destroyed;
-                    kept.push_back(item);
+                    full.payload = Payload::Destroyed;
+                    kept.push_back(Item::Boxed(Box::new(full)));
                 }
             }
         }
@@ -529,5 +604,71 @@ impl Fifo {
             self.received.notify_all();
         }
         drop(removed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Fifo, FifoError, Item, Wait};
+    use crate::interpreters::UnboundPolicy;
+    use crate::interpreters::shareable::Shareable;
+
+    fn put(fifo: &Fifo, value: Shareable, owner: u64, policy: UnboundPolicy) {
+        fifo.put(value, owner, policy, Wait::No, false).unwrap();
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_item_takes_24_bytes() {
+        assert_eq!(std::mem::size_of::<Item>(), 24);
+    }
+
+    #[test]
+    fn numbers_come_out_as_they_went_in_inline_or_boxed() {
+        let fifo = Fifo::new(0);
+        let values = [
+            Shareable::Int(i64::MIN.into()),
+            Shareable::Int(i64::MAX.into()),
+            Shareable::Int(i128::from(i64::MAX) + 1),
+            Shareable::Int(u64::MAX.into()),
+            Shareable::Int(i128::MIN),
+            Shareable::Float(-0.0),
+            Shareable::Float(f64::INFINITY),
+            Shareable::from("text"),
+            Shareable::None,
+        ];
+        for value in &values {
+            put(&fifo, value.clone(), 0, UnboundPolicy::Replace);
+        }
+        put(&fifo, Shareable::Float(f64::NAN), 0, UnboundPolicy::Replace);
+        assert_eq!(fifo.len(), values.len() + 1);
+        for value in &values {
+            assert_eq!(&fifo.get(Wait::No).unwrap(), value);
+        }
+        match fifo.get(Wait::No) {
+            Ok(Shareable::Float(x)) => assert_eq!(x.to_bits(), f64::NAN.to_bits()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Empty));
+    }
+
+    #[test]
+    fn unbinding_applies_each_inline_number_s_policy() {
+        let fifo = Fifo::new(0);
+        put(&fifo, Shareable::Int(1), 9, UnboundPolicy::Replace);
+        put(&fifo, Shareable::Int(2), 9, UnboundPolicy::Error);
+        put(&fifo, Shareable::Float(3.0), 9, UnboundPolicy::Remove);
+        put(&fifo, Shareable::Int(4), 1, UnboundPolicy::Remove);
+        put(&fifo, Shareable::Float(5.0), 9, UnboundPolicy::Error);
+        fifo.unbind(9);
+        assert_eq!(fifo.len(), 4);
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Unbound));
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Destroyed));
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(4)));
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Destroyed));
+        // Another interpreter closing leaves an item alone.
+        put(&fifo, Shareable::Int(6), 9, UnboundPolicy::Remove);
+        fifo.unbind(1);
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(6)));
     }
 }
