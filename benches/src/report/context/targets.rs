@@ -56,12 +56,12 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
         )
         .detail_opt(net(with)),
     ];
-    for bar in [
-        bars.get_hit_over_thread_local,
-        bars.get_hit_over_thread_local_strict,
+    for (bar, whose) in [
+        (bars.get_hit_over_thread_local, "project bar"),
+        (bars.get_hit_over_thread_local_strict, "issue 13's bar"),
     ] {
         checks.push(ratio(
-            "get, cache hit: `VAR.get()` / `thread_local!` read",
+            &format!("get, cache hit: `VAR.get()` / `thread_local!` read ({whose})"),
             get,
             thread_local,
             bar,
@@ -157,12 +157,15 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
                 .map(|(pair, set)| format!("{} / {}", format_ns(pair), format_ns(set))),
         ),
     );
-    for bar in [bars.lc_each_way_ns, bars.lc_each_way_strict_ns] {
+    for (bar, whose) in [
+        (bars.lc_each_way_ns, "project bar"),
+        (bars.lc_each_way_strict_ns, "issue 13's bar"),
+    ] {
         for (variant, label) in [("empty", "empty"), ("non_empty", "non-empty")] {
             let each_way = lc_each_way(results, variant);
             checks.push(
                 Check::new(
-                    format!("{label} logical context: push or pop (half the pair)"),
+                    format!("{label} logical context: push or pop, half the pair ({whose})"),
                     each_way,
                     bar,
                     Unit::Ns,

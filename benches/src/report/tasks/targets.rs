@@ -63,9 +63,9 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
     let crate_peer = results
         .op(Op::GenResume)
         .and_then(|op| op.best_peer(LIVE_VARS));
-    let poll_check = |bar| {
+    let poll_check = |bar, whose: &str| {
         Check::new(
-            "task poll: `in_current_context` over the bare future",
+            format!("task poll: `in_current_context` over the bare future ({whose})"),
             poll.map(|figures| figures.2),
             bar,
             Unit::Ns,
@@ -129,8 +129,8 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
             Unit::Ns,
         )
         .detail_opt(difference_detail(chain)),
-        poll_check(bars.poll_overhead_ns),
-        poll_check(bars.poll_overhead_strict_ns),
+        poll_check(bars.poll_overhead_ns, "project bar"),
+        poll_check(bars.poll_overhead_strict_ns, "issue 13's bar"),
         Check::new(
             "tokio task poll: runtime hooks (`propagate`) over the plain task",
             hooks_poll.map(|figures| figures.2),
