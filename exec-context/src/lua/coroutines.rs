@@ -28,7 +28,7 @@
 
 use std::sync::Arc;
 
-use contextvars::{LogicalContext, run_with_logical_context};
+use contextvars::{ContextVar, LogicalContext, run_with_logical_context};
 use mlua::thread::ThreadStatus;
 use mlua::{AnyUserData, Function, Lua, Table, Thread, UserData, Value};
 use parking_lot::Mutex;
@@ -96,18 +96,18 @@ impl Frames {
         Ok(())
     }
 
-    /// Runs `f` inside the logical contexts of the running coroutines, outermost first.
-    /// With `create`, the coroutine `f`'s sets go to (the innermost one not marked
-    /// `no_context`) gets its logical context now if it has none yet.
-    pub(crate) fn enter<R>(
+    /// Calls `each` with the logical context holders of the running coroutines, innermost
+    /// first, until it returns `true`. With `create`, the coroutine `f`'s sets go to (the
+    /// innermost one not marked `no_context`) gets its logical context now if it has none
+    /// yet.
+    fn walk(
         &self,
         lua: &Lua,
         create: bool,
-        f: impl FnOnce() -> R,
-    ) -> mlua::Result<R> {
+        mut each: impl FnMut(AnyUserData) -> mlua::Result<bool>,
+    ) -> mlua::Result<()> {
         let barrier = self.barrier.lock().as_ref().map(Thread::to_pointer);
         let mut thread = lua.current_thread();
-        let mut holders = Vec::new();
         let mut innermost = true;
         for _ in 0..MAX_DEPTH {
             if barrier == Some(thread.to_pointer()) {
@@ -121,8 +121,10 @@ impl Frames {
             };
             match self.contexts.raw_get(&thread)? {
                 Value::UserData(holder) => {
-                    holders.push(holder);
                     innermost = false;
+                    if each(holder)? {
+                        break;
+                    }
                 }
                 Value::Boolean(false) => {}
                 _ if create && innermost => {
@@ -130,15 +132,62 @@ impl Frames {
                         lua.create_userdata(CoroutineContext(Mutex::new(LogicalContext::new())))?;
                     self.contexts.raw_set(&thread, &holder)?;
                     self.made_one()?;
-                    holders.push(holder);
                     innermost = false;
+                    if each(holder)? {
+                        break;
+                    }
                 }
                 _ => innermost = false,
             }
             thread = parent;
         }
+        Ok(())
+    }
+
+    /// Runs `f` inside the logical contexts of the running coroutines, outermost first.
+    /// With `create`, the coroutine `f`'s sets go to (the innermost one not marked
+    /// `no_context`) gets its logical context now if it has none yet.
+    pub(crate) fn enter<R>(
+        &self,
+        lua: &Lua,
+        create: bool,
+        f: impl FnOnce() -> R,
+    ) -> mlua::Result<R> {
+        let mut holders = Vec::new();
+        self.walk(lua, create, |holder| {
+            holders.push(holder);
+            Ok(false)
+        })?;
         holders.reverse();
         nest(&holders, f)
+    }
+
+    /// `var`'s value as [`enter`](Self::enter)`(lua, false, || var.get())` sees it, without
+    /// pushing anything: the running coroutines' logical contexts are read innermost first
+    /// (the first that holds `var` answers), and only if none does is `var` read in the
+    /// current context, whose lookup cache stays warm.
+    pub(crate) fn get<T: Clone + Send + Sync + 'static>(
+        &self,
+        lua: &Lua,
+        var: &ContextVar<T>,
+    ) -> mlua::Result<Option<T>> {
+        let mut found = None;
+        self.walk(lua, false, |holder| {
+            let state = holder.borrow::<CoroutineContext>()?;
+            // Locked only while a set runs in it, which runs no Lua code: never here.
+            let Some(lc) = state.0.try_lock() else {
+                return Ok(false);
+            };
+            if lc.contains(var) {
+                found = Some(lc.get(var));
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        Ok(match found {
+            Some(value) => value,
+            None => var.get(),
+        })
     }
 
     /// Hides the running coroutines from [`enter`](Self::enter) until the guard drops (for
