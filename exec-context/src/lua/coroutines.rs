@@ -305,3 +305,68 @@ pub(crate) fn live_contexts(lua: &Lua) -> mlua::Result<usize> {
         .ok_or_else(|| mlua::Error::runtime("the state has no coroutine frames"))?;
     frames.sweep()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::lua::LuaInterpreter;
+
+    /// `ContextVar:get` reads the coroutines' logical contexts in place (innermost first, the
+    /// first holding the variable answers); it must agree with a lookup that pushes them.
+    #[test]
+    fn get_reads_the_innermost_context_holding_the_variable() {
+        let lua = LuaInterpreter::new().unwrap();
+        lua.exec(
+            r#"
+            local v = contextvars.ContextVar("v")
+            local w = contextvars.ContextVar("w")
+            local seen = {}
+            local function see(tag) seen[#seen + 1] = tag .. "=" .. tostring(v:get("none")) end
+            v:set("main")
+            local inner = coroutine.create(function()
+              w:set(1) -- a context of its own, without `v`
+              see("inner")
+              local token = v:set("inner")
+              see("inner")
+              coroutine.yield()
+              see("inner")
+              v:reset(token)
+              see("inner")
+              local ctx = contextvars.copy_context()
+              ctx:run(function() v:set("run"); see("run") end)
+              see("inner")
+              coroutine.yield()
+              see("inner")
+            end)
+            local outer = coroutine.create(function()
+              see("outer")
+              v:set("outer")
+              coroutine.resume(inner)
+              see("outer")
+              coroutine.resume(inner)
+              coroutine.yield()
+              coroutine.resume(inner)
+            end)
+            coroutine.resume(outer)
+            see("main")
+            v:set("main2")
+            coroutine.resume(outer)
+            see("main")
+            local shared = contextvars.no_context(coroutine.create(function()
+              see("shared")
+              coroutine.yield()
+              see("shared")
+            end))
+            coroutine.resume(shared)
+            v:set("main3")
+            coroutine.resume(shared)
+            result = table.concat(seen, " ")
+            "#,
+        )
+        .unwrap();
+        let result = lua.get_main_attr("result").unwrap().unwrap();
+        let expected = "outer=main inner=outer inner=inner outer=outer inner=inner \
+                        inner=outer run=run inner=outer main=main inner=outer main=main2 \
+                        shared=main2 shared=main3";
+        assert_eq!(result, crate::interpreters::Shareable::from(expected));
+    }
+}
