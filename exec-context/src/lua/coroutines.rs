@@ -6,7 +6,8 @@
 //! resume reports it) and tail-calls Lua's resume. The context switch is lazy: the
 //! Rust side of `ContextVar:get`, `:set`, `:reset` and `copy_context()` (see
 //! [`Frames::enter`]) walks from the running coroutine through its resumers and runs inside
-//! their logical contexts, outermost first. So each coroutine still runs in its own
+//! their logical contexts, outermost first (`ContextVar:get` only reads them, innermost
+//! first, without pushing: see [`Frames::get`]). So each coroutine still runs in its own
 //! [`LogicalContext`]: a `ContextVar:set` inside it stays in it, and the resumer's later
 //! changes show through unless the coroutine set the variable itself.
 //!
@@ -54,6 +55,9 @@ pub(crate) struct Frames {
     sweep: Arc<Mutex<Sweep>>,
     /// The thread running the innermost `Context:run`: it and its resumers are hidden.
     barrier: Arc<Mutex<Option<Thread>>>,
+    /// The address of the state's main thread ([`Thread::to_pointer`]): a walk ends there,
+    /// since the main thread is never resumed.
+    main: usize,
 }
 
 struct Sweep {
@@ -110,7 +114,7 @@ impl Frames {
         let mut thread = lua.current_thread();
         let mut innermost = true;
         for _ in 0..MAX_DEPTH {
-            if barrier == Some(thread.to_pointer()) {
+            if barrier.is_some_and(|barrier| barrier == thread.to_pointer()) {
                 break;
             }
             let parent = match self.parents.raw_get(&thread)? {
@@ -138,6 +142,11 @@ impl Frames {
                     }
                 }
                 _ => innermost = false,
+            }
+            if parent.to_pointer() as usize == self.main {
+                // It has no resumer (a record for it is left by a failed resume): saves
+                // its lookup.
+                break;
             }
             thread = parent;
         }
@@ -291,6 +300,8 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
             next: FIRST_SWEEP,
         })),
         barrier: Arc::new(Mutex::new(None)),
+        // `install` runs on the main thread (in `setup`, outside any coroutine).
+        main: lua.current_thread().to_pointer() as usize,
     };
     lua.set_app_data(frames.clone());
     Ok(frames)
@@ -368,5 +379,40 @@ mod tests {
                         inner=outer run=run inner=outer main=main inner=outer main=main2 \
                         shared=main2 shared=main3";
         assert_eq!(result, crate::interpreters::Shareable::from(expected));
+    }
+
+    /// A failed resume of the main thread leaves a record for it; the walk ends at the main
+    /// thread all the same, and gets and sets see the right contexts.
+    #[test]
+    fn a_record_for_the_main_thread_ends_no_walk_elsewhere() {
+        let lua = LuaInterpreter::new().unwrap();
+        lua.exec(
+            r#"
+            local v = contextvars.ContextVar("v")
+            local main = coroutine.running()
+            v:set("main")
+            local seen = {}
+            local inner = coroutine.create(function()
+              seen[#seen + 1] = v:get()
+              v:set("inner")
+              seen[#seen + 1] = v:get()
+            end)
+            local outer = coroutine.create(function()
+              assert(not coroutine.resume(main)) -- records `outer` as main's resumer
+              v:set("outer")
+              coroutine.resume(inner)
+              seen[#seen + 1] = v:get()
+            end)
+            assert(coroutine.resume(outer))
+            seen[#seen + 1] = v:get()
+            result = table.concat(seen, " ")
+            "#,
+        )
+        .unwrap();
+        let result = lua.get_main_attr("result").unwrap().unwrap();
+        assert_eq!(
+            result,
+            crate::interpreters::Shareable::from("outer inner outer main")
+        );
     }
 }
