@@ -162,13 +162,25 @@ impl Frames {
         create: bool,
         f: impl FnOnce() -> R,
     ) -> mlua::Result<R> {
-        let mut holders = Vec::new();
+        // The innermost holder apart, so that the common chain of one allocates nothing.
+        let mut innermost = None;
+        let mut outer = Vec::new();
         self.walk(lua, create, |holder| {
-            holders.push(holder);
+            match innermost {
+                None => innermost = Some(holder),
+                Some(_) => outer.push(holder),
+            }
             Ok(false)
         })?;
-        holders.reverse();
-        nest(&holders, f)
+        let Some(innermost) = innermost else {
+            return Ok(f());
+        };
+        if outer.is_empty() {
+            return nest(std::slice::from_ref(&innermost), f);
+        }
+        outer.reverse();
+        outer.push(innermost);
+        nest(&outer, f)
     }
 
     /// `var`'s value as [`enter`](Self::enter)`(lua, false, || var.get())` sees it, without
