@@ -6,7 +6,8 @@
 //! resume reports it) and tail-calls Lua's resume. The context switch is lazy: the
 //! Rust side of `ContextVar:get`, `:set`, `:reset` and `copy_context()` (see
 //! [`Frames::enter`]) walks from the running coroutine through its resumers and runs inside
-//! their logical contexts, outermost first. So each coroutine still runs in its own
+//! their logical contexts, outermost first (`ContextVar:get` only reads them, innermost
+//! first, without pushing: see [`Frames::get`]). So each coroutine still runs in its own
 //! [`LogicalContext`]: a `ContextVar:set` inside it stays in it, and the resumer's later
 //! changes show through unless the coroutine set the variable itself.
 //!
@@ -28,7 +29,7 @@
 
 use std::sync::Arc;
 
-use contextvars::{LogicalContext, run_with_logical_context};
+use contextvars::{ContextVar, LogicalContext, run_with_logical_context};
 use mlua::thread::ThreadStatus;
 use mlua::{AnyUserData, Function, Lua, Table, Thread, UserData, Value};
 use parking_lot::Mutex;
@@ -54,6 +55,9 @@ pub(crate) struct Frames {
     sweep: Arc<Mutex<Sweep>>,
     /// The thread running the innermost `Context:run`: it and its resumers are hidden.
     barrier: Arc<Mutex<Option<Thread>>>,
+    /// The address of the state's main thread ([`Thread::to_pointer`]): a walk ends there,
+    /// since the main thread is never resumed.
+    main: usize,
 }
 
 struct Sweep {
@@ -96,21 +100,21 @@ impl Frames {
         Ok(())
     }
 
-    /// Runs `f` inside the logical contexts of the running coroutines, outermost first.
-    /// With `create`, the coroutine `f`'s sets go to (the innermost one not marked
-    /// `no_context`) gets its logical context now if it has none yet.
-    pub(crate) fn enter<R>(
+    /// Calls `each` with the logical context holders of the running coroutines, innermost
+    /// first, until it returns `true`. With `create`, the coroutine `f`'s sets go to (the
+    /// innermost one not marked `no_context`) gets its logical context now if it has none
+    /// yet.
+    fn walk(
         &self,
         lua: &Lua,
         create: bool,
-        f: impl FnOnce() -> R,
-    ) -> mlua::Result<R> {
+        mut each: impl FnMut(AnyUserData) -> mlua::Result<bool>,
+    ) -> mlua::Result<()> {
         let barrier = self.barrier.lock().as_ref().map(Thread::to_pointer);
         let mut thread = lua.current_thread();
-        let mut holders = Vec::new();
         let mut innermost = true;
         for _ in 0..MAX_DEPTH {
-            if barrier == Some(thread.to_pointer()) {
+            if barrier.is_some_and(|barrier| barrier == thread.to_pointer()) {
                 break;
             }
             let parent = match self.parents.raw_get(&thread)? {
@@ -121,8 +125,10 @@ impl Frames {
             };
             match self.contexts.raw_get(&thread)? {
                 Value::UserData(holder) => {
-                    holders.push(holder);
                     innermost = false;
+                    if each(holder)? {
+                        break;
+                    }
                 }
                 Value::Boolean(false) => {}
                 _ if create && innermost => {
@@ -130,15 +136,79 @@ impl Frames {
                         lua.create_userdata(CoroutineContext(Mutex::new(LogicalContext::new())))?;
                     self.contexts.raw_set(&thread, &holder)?;
                     self.made_one()?;
-                    holders.push(holder);
                     innermost = false;
+                    if each(holder)? {
+                        break;
+                    }
                 }
                 _ => innermost = false,
             }
+            if parent.to_pointer() as usize == self.main {
+                // It has no resumer (a record for it is left by a failed resume): saves
+                // its lookup.
+                break;
+            }
             thread = parent;
         }
-        holders.reverse();
-        nest(&holders, f)
+        Ok(())
+    }
+
+    /// Runs `f` inside the logical contexts of the running coroutines, outermost first.
+    /// With `create`, the coroutine `f`'s sets go to (the innermost one not marked
+    /// `no_context`) gets its logical context now if it has none yet.
+    pub(crate) fn enter<R>(
+        &self,
+        lua: &Lua,
+        create: bool,
+        f: impl FnOnce() -> R,
+    ) -> mlua::Result<R> {
+        // The innermost holder apart, so that the common chain of one allocates nothing.
+        let mut innermost = None;
+        let mut outer = Vec::new();
+        self.walk(lua, create, |holder| {
+            match innermost {
+                None => innermost = Some(holder),
+                Some(_) => outer.push(holder),
+            }
+            Ok(false)
+        })?;
+        let Some(innermost) = innermost else {
+            return Ok(f());
+        };
+        if outer.is_empty() {
+            return nest(std::slice::from_ref(&innermost), f);
+        }
+        outer.reverse();
+        outer.push(innermost);
+        nest(&outer, f)
+    }
+
+    /// `var`'s value as [`enter`](Self::enter)`(lua, false, || var.get())` sees it, without
+    /// pushing anything: the running coroutines' logical contexts are read innermost first
+    /// (the first that holds `var` answers), and only if none does is `var` read in the
+    /// current context, whose lookup cache stays warm.
+    pub(crate) fn get<T: Clone + Send + Sync + 'static>(
+        &self,
+        lua: &Lua,
+        var: &ContextVar<T>,
+    ) -> mlua::Result<Option<T>> {
+        let mut found = None;
+        self.walk(lua, false, |holder| {
+            let state = holder.borrow::<CoroutineContext>()?;
+            // Locked only while a set runs in it, which runs no Lua code: never here.
+            let Some(lc) = state.0.try_lock() else {
+                return Ok(false);
+            };
+            if lc.contains(var) {
+                found = Some(lc.get(var));
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        Ok(match found {
+            Some(value) => value,
+            None => var.get(),
+        })
     }
 
     /// Hides the running coroutines from [`enter`](Self::enter) until the guard drops (for
@@ -242,6 +312,8 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
             next: FIRST_SWEEP,
         })),
         barrier: Arc::new(Mutex::new(None)),
+        // `install` runs on the main thread (in `setup`, outside any coroutine).
+        main: lua.current_thread().to_pointer() as usize,
     };
     lua.set_app_data(frames.clone());
     Ok(frames)
@@ -255,4 +327,104 @@ pub(crate) fn live_contexts(lua: &Lua) -> mlua::Result<usize> {
         .map(|frames| frames.clone())
         .ok_or_else(|| mlua::Error::runtime("the state has no coroutine frames"))?;
     frames.sweep()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lua::LuaInterpreter;
+
+    /// `ContextVar:get` reads the coroutines' logical contexts in place (innermost first, the
+    /// first holding the variable answers); it must agree with a lookup that pushes them.
+    #[test]
+    fn get_reads_the_innermost_context_holding_the_variable() {
+        let lua = LuaInterpreter::new().unwrap();
+        lua.exec(
+            r#"
+            local v = contextvars.ContextVar("v")
+            local w = contextvars.ContextVar("w")
+            local seen = {}
+            local function see(tag) seen[#seen + 1] = tag .. "=" .. tostring(v:get("none")) end
+            v:set("main")
+            local inner = coroutine.create(function()
+              w:set(1) -- a context of its own, without `v`
+              see("inner")
+              local token = v:set("inner")
+              see("inner")
+              coroutine.yield()
+              see("inner")
+              v:reset(token)
+              see("inner")
+              local ctx = contextvars.copy_context()
+              ctx:run(function() v:set("run"); see("run") end)
+              see("inner")
+              coroutine.yield()
+              see("inner")
+            end)
+            local outer = coroutine.create(function()
+              see("outer")
+              v:set("outer")
+              coroutine.resume(inner)
+              see("outer")
+              coroutine.resume(inner)
+              coroutine.yield()
+              coroutine.resume(inner)
+            end)
+            coroutine.resume(outer)
+            see("main")
+            v:set("main2")
+            coroutine.resume(outer)
+            see("main")
+            local shared = contextvars.no_context(coroutine.create(function()
+              see("shared")
+              coroutine.yield()
+              see("shared")
+            end))
+            coroutine.resume(shared)
+            v:set("main3")
+            coroutine.resume(shared)
+            result = table.concat(seen, " ")
+            "#,
+        )
+        .unwrap();
+        let result = lua.get_main_attr("result").unwrap().unwrap();
+        let expected = "outer=main inner=outer inner=inner outer=outer inner=inner \
+                        inner=outer run=run inner=outer main=main inner=outer main=main2 \
+                        shared=main2 shared=main3";
+        assert_eq!(result, crate::interpreters::Shareable::from(expected));
+    }
+
+    /// A failed resume of the main thread leaves a record for it; the walk ends at the main
+    /// thread all the same, and gets and sets see the right contexts.
+    #[test]
+    fn a_record_for_the_main_thread_ends_no_walk_elsewhere() {
+        let lua = LuaInterpreter::new().unwrap();
+        lua.exec(
+            r#"
+            local v = contextvars.ContextVar("v")
+            local main = coroutine.running()
+            v:set("main")
+            local seen = {}
+            local inner = coroutine.create(function()
+              seen[#seen + 1] = v:get()
+              v:set("inner")
+              seen[#seen + 1] = v:get()
+            end)
+            local outer = coroutine.create(function()
+              assert(not coroutine.resume(main)) -- records `outer` as main's resumer
+              v:set("outer")
+              coroutine.resume(inner)
+              seen[#seen + 1] = v:get()
+            end)
+            assert(coroutine.resume(outer))
+            seen[#seen + 1] = v:get()
+            result = table.concat(seen, " ")
+            "#,
+        )
+        .unwrap();
+        let result = lua.get_main_attr("result").unwrap().unwrap();
+        assert_eq!(
+            result,
+            crate::interpreters::Shareable::from("outer inner outer main")
+        );
+    }
 }

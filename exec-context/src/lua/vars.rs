@@ -50,7 +50,7 @@ pub(crate) struct LuaVar {
 
 impl LuaVar {
     fn get(&self, lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
-        if let Some(slot) = self.frames.enter(lua, false, || self.var.get())? {
+        if let Some(slot) = self.frames.get(lua, self.var)? {
             return load(lua, &slot);
         }
         if let Some(default) = args.into_iter().next() {
