@@ -25,6 +25,9 @@
 //!   or retires it while an open borrow lends it (see `cache`).
 //! - Every other change that alters what a lookup of some variable would find invalidates the
 //!   whole cache.
+//! - A deferred attach (`crate::attach_deferred`) waits in `pending` until the state is next
+//!   used: every access (`with_state`, `lookup`) enters it first, so no function here ever
+//!   sees the context below a pending attach.
 
 use std::cell::{Cell, RefCell};
 use std::mem;
@@ -625,7 +628,6 @@ fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
 }
 
 /// Where a deferred attach's context comes from: `fetch(key)`, called once, on first use.
-#[derive(Clone, Copy)]
 struct Pending {
     fetch: fn(u64) -> Option<Context>,
     key: u64,
@@ -728,37 +730,36 @@ pub(crate) fn detach_frame(top_id: u64) -> Option<Detached> {
     with_state(|ts| leave(ts, top_id)).flatten()
 }
 
+/// [`detach_frame`] on a borrowed state.
 #[inline]
 fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
-    {
-        // A lazily pushed logical context is above the attached one.
-        if ts.frame.top.id != top_id || top_id == 0 || lazy() > 0 {
-            return None;
-        }
-        let index = match ts.levels.last() {
-            Some(top) if top.top_id == top_id => ts.levels.len() - 1,
-            _ => ts.levels.iter().rposition(|level| level.top_id == top_id)?,
-        };
-        let rest = if index + 1 < ts.levels.len() || ts.pushed.len() > ts.floor {
-            Some(abandon_above(ts, index))
-        } else {
-            None
-        };
-        let Level {
-            mut frame,
-            floor,
-            mut snapshot,
-            ..
-        } = ts.levels.pop().expect("found above");
-        ts.frame.swap(&mut frame);
-        ts.floor = floor;
-        mem::swap(&mut ts.snapshot, &mut snapshot);
-        Some(Detached {
-            frame,
-            snapshot,
-            rest,
-        })
+    // A lazily pushed logical context is above the attached one.
+    if ts.frame.top.id != top_id || top_id == 0 || lazy() > 0 {
+        return None;
     }
+    let index = match ts.levels.last() {
+        Some(top) if top.top_id == top_id => ts.levels.len() - 1,
+        _ => ts.levels.iter().rposition(|level| level.top_id == top_id)?,
+    };
+    let rest = if index + 1 < ts.levels.len() || ts.pushed.len() > ts.floor {
+        Some(abandon_above(ts, index))
+    } else {
+        None
+    };
+    let Level {
+        mut frame,
+        floor,
+        mut snapshot,
+        ..
+    } = ts.levels.pop().expect("found above");
+    ts.frame.swap(&mut frame);
+    ts.floor = floor;
+    mem::swap(&mut ts.snapshot, &mut snapshot);
+    Some(Detached {
+        frame,
+        snapshot,
+        rest,
+    })
 }
 
 /// Splits off what lies above level `index` and the current floor (see [`Abandoned`]).
