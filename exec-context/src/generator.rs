@@ -42,16 +42,9 @@ impl fmt::Display for GenError {
 
 impl std::error::Error for GenError {}
 
-/// Values passed between a generator and its caller.
-enum Exchange<Y, A> {
-    Empty,
-    Yielded(Y),
-    Resumed(A),
-}
-
 /// The generator body's handle for yielding values (and receiving resume arguments).
 pub struct Co<Y, A = ()> {
-    airlock: airlock::Guest<Exchange<Y, A>>,
+    airlock: airlock::Guest<Y, A>,
 }
 
 impl<Y, A> Co<Y, A> {
@@ -124,23 +117,17 @@ impl<Y, A> Future for Yield<'_, Y, A> {
     fn poll(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<A> {
         let this = self.get_mut();
         if let Some(value) = this.value.take() {
-            match this.co.airlock.replace(Exchange::Yielded(value)) {
-                Ok(previous) => drop(previous),
-                Err(Exchange::Yielded(value)) => this.value = Some(value),
-                Err(_) => unreachable!("a refused exchange is handed back unchanged"),
+            match this.co.airlock.put_yielded(value) {
+                // A value yielded before in this step (by another `Yield` of this body) is
+                // displaced.
+                Ok(displaced) => drop(displaced),
+                Err(refused) => this.value = Some(refused),
             }
             return Poll::Pending;
         }
-        match this.co.airlock.replace(Exchange::Empty) {
-            Ok(Exchange::Resumed(arg)) => Poll::Ready(arg),
-            Ok(other) => {
-                // Not ours to take (a value yielded by another `Yield` of this body): put back.
-                if let Ok(empty) = this.co.airlock.replace(other) {
-                    drop(empty);
-                }
-                Poll::Pending
-            }
-            Err(_) => Poll::Pending,
+        match this.co.airlock.take_resumed() {
+            Some(arg) => Poll::Ready(arg),
+            None => Poll::Pending,
         }
     }
 }
@@ -196,7 +183,7 @@ impl Mode {
 /// caller's context, so its writes reach the caller.
 pub struct Gen<Y, R, A, F> {
     mode: Mode,
-    airlock: airlock::Owner<Exchange<Y, A>>,
+    airlock: airlock::Owner<Y, A>,
     body: Option<Pin<Box<F>>>,
     started: bool,
     _result: PhantomData<fn() -> R>,
@@ -222,7 +209,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     }
 
     pub(crate) fn with_mode(mode: Mode, producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
-        let (airlock, guest) = airlock::new(Exchange::Empty);
+        let (airlock, guest) = airlock::new();
         let co = Co { airlock: guest };
         Gen {
             mode,
@@ -263,7 +250,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
             return Err(GenError::Finished);
         }
         if self.started {
-            drop(self.airlock.replace(Exchange::Resumed(arg)));
+            drop(self.airlock.put_resumed(arg));
         } else {
             self.started = true;
             drop(arg);
@@ -276,18 +263,20 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
             Mode::Caller => airlock.lend(|| step(body)),
             Mode::Full(ctx) => ctx.run(|| airlock.lend(|| step(body))),
         };
-        let exchange = self.airlock.replace(Exchange::Empty);
-        match poll {
-            Poll::Ready(result) => {
+        let yielded = self.airlock.take_yielded();
+        // An argument the body did not take (it stalled, or returned) is dropped.
+        let unused = self.airlock.take_resumed();
+        let result = match (poll, yielded) {
+            (Poll::Pending, Some(value)) => Ok(GeneratorState::Yielded(value)),
+            (Poll::Pending, None) => Err(GenError::Stalled),
+            (Poll::Ready(result), yielded) => {
                 self.body = None;
-                drop(exchange);
+                drop(yielded);
                 Ok(GeneratorState::Complete(result))
             }
-            Poll::Pending => match exchange {
-                Exchange::Yielded(value) => Ok(GeneratorState::Yielded(value)),
-                _ => Err(GenError::Stalled),
-            },
-        }
+        };
+        drop(unused);
+        result
     }
 
     pub(crate) fn full_context(&self) -> Option<&Context> {
@@ -407,28 +396,32 @@ impl<Y, R, A, F> fmt::Debug for Gen<Y, R, A, F> {
     }
 }
 
-/// The slot a resume argument and a yielded value pass through: a [`Cell`](std::cell::Cell)
+/// The slot a resume argument and a yielded value pass through: two [`Cell`](std::cell::Cell)s
 /// shared by the generator ([`Owner`](airlock::Owner)) and its body's [`Co`]
 /// ([`Guest`](airlock::Guest)), with no lock and no atomic operation. This module holds the
 /// crate's only `unsafe`: one `Sync` impl.
 ///
-/// # Why the cell is never touched by two threads at once
+/// The argument and the value have a cell each, so that each side reads only the part it
+/// takes (a whole-slot read right after the other side's smaller write cannot be served from
+/// the store buffer and stalls).
 ///
-/// - The owner's end is not `Clone` and reaches the cell only through `&mut self`, so at most
-///   one thread holds it, and while it is lent (below) it is mutably borrowed and cannot be
-///   used at all.
+/// # Why the cells are never touched by two threads at once
+///
+/// - The owner's end is not `Clone` and reaches the cells only through `&mut self`, so at
+///   most one thread holds it, and while it is lent (below) it is mutably borrowed and cannot
+///   be used at all.
 /// - The guest's end may travel anywhere (the body can move its `Co` to another thread or
-///   into another generator), so it reaches the cell only after checking that this thread is
-///   inside [`Owner::lend`](airlock::Owner::lend) for this very cell: `lend` records the
-///   cell's address in a thread-local for the duration of the closure and restores the
+///   into another generator), so it reaches the cells only after checking that this thread is
+///   inside [`Owner::lend`](airlock::Owner::lend) for this very slot: `lend` records the
+///   slot's address in a thread-local for the duration of the closure and restores the
 ///   previous address afterwards, also when the closure unwinds. Only the thread holding the
-///   owner's `&mut` can be inside its `lend`, and a cell's address names no other live cell.
+///   owner's `&mut` can be inside its `lend`, and a slot's address names no other live slot.
 ///
 /// So every access happens on the thread that currently holds the owner exclusively; moving
-/// the owner to another thread hands over the cell with it (the move itself synchronises).
-/// No access runs user code while it touches the cell: each is one [`Cell::replace`], and the
-/// displaced value is dropped by the caller afterwards, so even a destructor that re-enters
-/// the airlock on the same thread meets a consistent cell.
+/// the owner to another thread hands over the cells with it (the move itself synchronises).
+/// No access runs user code while it touches a cell: each is one [`Cell::replace`] (or
+/// `take`), and the displaced value is dropped by the caller afterwards, so even a destructor
+/// that re-enters the airlock on the same thread meets consistent cells.
 ///
 /// [`Cell::replace`]: std::cell::Cell::replace
 mod airlock {
@@ -437,36 +430,42 @@ mod airlock {
     use std::sync::Arc;
 
     thread_local! {
-        /// The address of the cell whose owner is lending it on this thread, or null.
+        /// The address of the slot whose owner is lending it on this thread, or null.
         static LENT: Cell<*const ()> = const { Cell::new(ptr::null()) };
     }
 
-    /// The shared cell.
-    pub(super) struct Slot<T>(Cell<T>);
+    /// The shared cells: the value the body yielded, the argument of the resume.
+    pub(super) struct Slot<Y, A> {
+        yielded: Cell<Option<Y>>,
+        resumed: Cell<Option<A>>,
+    }
 
-    // SAFETY: `Slot` is reached only through `Owner` and `Guest`. `Owner` uses the cell through
-    // `&mut self` (and is not `Clone`); `Guest` uses it only on a thread that is inside
-    // `Owner::lend` of the same slot, during which the owner is mutably borrowed. So all
+    // SAFETY: `Slot` is reached only through `Owner` and `Guest`. `Owner` uses the cells
+    // through `&mut self` (and is not `Clone`); `Guest` uses them only on a thread that is
+    // inside `Owner::lend` of the same slot, during which the owner is mutably borrowed. So all
     // accesses happen on the one thread that holds the owner, one at a time, and none lends
-    // a reference into the cell (only `Cell::replace`). Values move between threads with the
-    // owner, hence `T: Send`, the bound `Mutex<T>: Sync` has as well.
+    // a reference into a cell (only `Cell::replace`/`take`). Values move between threads with
+    // the owner, hence `Y: Send, A: Send`, the bound `Mutex<T>: Sync` has as well.
     #[allow(unsafe_code)]
-    unsafe impl<T: Send> Sync for Slot<T> {}
+    unsafe impl<Y: Send, A: Send> Sync for Slot<Y, A> {}
 
     /// The generator's end of an airlock.
-    pub(super) struct Owner<T>(Arc<Slot<T>>);
+    pub(super) struct Owner<Y, A>(Arc<Slot<Y, A>>);
 
     /// The body's end of an airlock.
-    pub(super) struct Guest<T>(Arc<Slot<T>>);
+    pub(super) struct Guest<Y, A>(Arc<Slot<Y, A>>);
 
-    /// An airlock holding `value`: its owner's end and its guest's end.
-    pub(super) fn new<T>(value: T) -> (Owner<T>, Guest<T>) {
-        let slot = Arc::new(Slot(Cell::new(value)));
+    /// An empty airlock: its owner's end and its guest's end.
+    pub(super) fn new<Y, A>() -> (Owner<Y, A>, Guest<Y, A>) {
+        let slot = Arc::new(Slot {
+            yielded: Cell::new(None),
+            resumed: Cell::new(None),
+        });
         (Owner(slot.clone()), Guest(slot))
     }
 
     #[inline]
-    fn address<T>(slot: &Arc<Slot<T>>) -> *const () {
+    fn address<Y, A>(slot: &Arc<Slot<Y, A>>) -> *const () {
         Arc::as_ptr(slot).cast()
     }
 
@@ -480,11 +479,23 @@ mod airlock {
         }
     }
 
-    impl<T> Owner<T> {
-        /// Puts `value` in and returns what was there.
+    impl<Y, A> Owner<Y, A> {
+        /// Puts the resume argument in and returns the one that was there.
         #[inline]
-        pub(super) fn replace(&mut self, value: T) -> T {
-            self.0.0.replace(value)
+        pub(super) fn put_resumed(&mut self, arg: A) -> Option<A> {
+            self.0.resumed.replace(Some(arg))
+        }
+
+        /// Takes the resume argument out (one the body did not take).
+        #[inline]
+        pub(super) fn take_resumed(&mut self) -> Option<A> {
+            self.0.resumed.take()
+        }
+
+        /// Takes the yielded value out.
+        #[inline]
+        pub(super) fn take_yielded(&mut self) -> Option<Y> {
+            self.0.yielded.take()
         }
 
         /// Runs `f` with the guest's end usable on this thread (and only here).
@@ -495,15 +506,32 @@ mod airlock {
         }
     }
 
-    impl<T> Guest<T> {
-        /// Puts `value` in and returns what was there, if this thread is inside the owner's
-        /// [`lend`](Owner::lend); otherwise hands `value` back untouched.
+    impl<Y, A> Guest<Y, A> {
+        /// Whether this thread is inside the owner's [`lend`](Owner::lend).
         #[inline]
-        pub(super) fn replace(&self, value: T) -> Result<T, T> {
-            if LENT.get() == address(&self.0) {
-                Ok(self.0.0.replace(value))
+        fn lent(&self) -> bool {
+            LENT.get() == address(&self.0)
+        }
+
+        /// Puts a yielded value in and returns the one it displaced, if this thread is inside
+        /// the owner's [`lend`](Owner::lend); otherwise hands `value` back untouched.
+        #[inline]
+        pub(super) fn put_yielded(&self, value: Y) -> Result<Option<Y>, Y> {
+            if self.lent() {
+                Ok(self.0.yielded.replace(Some(value)))
             } else {
                 Err(value)
+            }
+        }
+
+        /// Takes the resume argument out, if this thread is inside the owner's
+        /// [`lend`](Owner::lend) and there is one.
+        #[inline]
+        pub(super) fn take_resumed(&self) -> Option<A> {
+            if self.lent() {
+                self.0.resumed.take()
+            } else {
+                None
             }
         }
     }
@@ -513,6 +541,7 @@ mod airlock {
 mod tests {
     use std::future::Future;
     use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Barrier, Mutex};
     use std::task::{Context as TaskContext, Poll, Waker};
 
@@ -605,13 +634,13 @@ mod tests {
         assert_eq!(generator.resume(), Ok(GeneratorState::Complete(())));
     }
 
-    /// A resume argument whose drop yields through the `Co` it carries.
-    struct Reentrant(Option<Arc<Co<u32, Reentrant>>>);
+    /// A yielded value whose drop yields 99 through the `Co` it carries.
+    struct Reentrant(u32, Option<Arc<Co<Reentrant>>>);
 
     impl Drop for Reentrant {
         fn drop(&mut self) {
-            if let Some(co) = self.0.take() {
-                assert!(poll_once(co.yield_(99)).is_pending());
+            if let Some(co) = self.1.take() {
+                assert!(poll_once(co.yield_(Reentrant(99, None))).is_pending());
             }
         }
     }
@@ -632,31 +661,67 @@ mod tests {
 
     #[test]
     fn a_displaced_value_dropped_inside_a_resume_may_reenter_the_airlock() {
-        let stash = Arc::new(Mutex::new(None));
-        let put = stash.clone();
-        let mut generator = Gen::with_resume_arg(move |co: Co<u32, Reentrant>| {
+        let mut generator = Gen::new(|co: Co<Reentrant>| {
             let co = Arc::new(co);
-            *put.lock().unwrap() = Some(co.clone());
+            let carried = co.clone();
             async move {
-                PendingOnce(false).await;
-                co.yield_(1).await;
+                // Polled by hand inside the step, this yield leaves its value in the airlock;
+                // the next one displaces it, and its drop yields 99 over the 2.
+                assert!(poll_once(co.yield_(Reentrant(1, Some(carried)))).is_pending());
+                co.yield_(Reentrant(2, None)).await;
             }
         });
-        assert_eq!(
-            generator.resume_with(Reentrant(None)).err(),
-            Some(GenError::Stalled)
-        );
-        let co = stash.lock().unwrap().take();
-        // The argument waits in the airlock while the body leaves its stall; the body's yield
-        // displaces it, and its drop yields 99 over the 1 on the same thread.
-        match generator.resume_with(Reentrant(co)) {
-            Ok(GeneratorState::Yielded(value)) => assert_eq!(value, 99),
+        match generator.resume() {
+            Ok(GeneratorState::Yielded(value)) => assert_eq!(value.0, 99),
             _ => panic!("expected a yield"),
         }
         assert!(matches!(
-            generator.resume_with(Reentrant(None)),
+            generator.resume(),
             Ok(GeneratorState::Complete(()))
         ));
+    }
+
+    /// A resume argument that counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn an_argument_the_body_does_not_take_is_dropped_by_its_resume() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let arg = || Counted(drops.clone());
+        let mut generator = Gen::with_resume_arg(|co: Co<u32, Counted>| async move {
+            PendingOnce(false).await;
+            co.yield_(1).await;
+            drop(co.yield_(2).await);
+        });
+        // The first argument has no `yield_` to go to.
+        assert_eq!(generator.resume_with(arg()).err(), Some(GenError::Stalled));
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        // The body leaves its stall and yields: nothing took this argument either.
+        assert!(matches!(
+            generator.resume_with(arg()),
+            Ok(GeneratorState::Yielded(1))
+        ));
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        // This one is taken by the first yield and dropped by the body.
+        assert!(matches!(
+            generator.resume_with(arg()),
+            Ok(GeneratorState::Yielded(2))
+        ));
+        assert_eq!(drops.load(Ordering::Relaxed), 3);
+        assert!(matches!(
+            generator.resume_with(arg()),
+            Ok(GeneratorState::Complete(()))
+        ));
+        assert_eq!(drops.load(Ordering::Relaxed), 4);
+        // A finished generator drops the argument too.
+        assert_eq!(generator.resume_with(arg()).err(), Some(GenError::Finished));
+        assert_eq!(drops.load(Ordering::Relaxed), 5);
     }
 
     #[test]
