@@ -184,9 +184,18 @@ impl Mode {
 pub struct Gen<Y, R, A, F> {
     mode: Mode,
     airlock: airlock::Owner<Y, A>,
-    body: Option<Pin<Box<F>>>,
-    started: bool,
+    body: Body<F>,
     _result: PhantomData<fn() -> R>,
+}
+
+/// A generator's body and how far it got, in one field (checked once per resume).
+enum Body<F> {
+    /// Not resumed yet.
+    Fresh(Pin<Box<F>>),
+    /// Resumed at least once, not finished.
+    Started(Pin<Box<F>>),
+    /// Returned or panicked (and dropped).
+    Finished,
 }
 
 impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
@@ -214,8 +223,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         Gen {
             mode,
             airlock,
-            body: Some(Box::pin(producer(co))),
-            started: false,
+            body: Body::Fresh(Box::pin(producer(co))),
             _result: PhantomData,
         }
     }
@@ -246,22 +254,21 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// assert_eq!(echo.resume_with(6), Ok(GeneratorState::Complete("done")));
     /// ```
     pub fn resume_with(&mut self, arg: A) -> Result<GeneratorState<Y, R>, GenError> {
-        if self.body.is_none() {
-            return Err(GenError::Finished);
-        }
-        if self.started {
+        if let Body::Started(_) = self.body {
             drop(self.airlock.put_resumed(arg));
         } else {
-            self.started = true;
+            // The first resume's argument has no `yield_` to go to.
             drop(arg);
+            self.start()?;
         }
         let airlock = &mut self.airlock;
         let body = &mut self.body;
-        // One closure per mode (not `Mode::run`), so that each is inlined on its own merits.
+        // One closure per common mode (not `Mode::run`), so that each is inlined on its own
+        // merits; a fiber's whole context is swapped out of line, off their path.
         let poll = match &mut self.mode {
             Mode::Logical(lc) => run_with_logical_context(lc, || airlock.lend(|| step(body))),
             Mode::Caller => airlock.lend(|| step(body)),
-            Mode::Full(ctx) => ctx.run(|| airlock.lend(|| step(body))),
+            Mode::Full(ctx) => step_in_context(ctx, airlock, body),
         };
         let yielded = self.airlock.take_yielded();
         // An argument the body did not take (it stalled, or returned) is dropped.
@@ -270,13 +277,25 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
             (Poll::Pending, Some(value)) => Ok(GeneratorState::Yielded(value)),
             (Poll::Pending, None) => Err(GenError::Stalled),
             (Poll::Ready(result), yielded) => {
-                self.body = None;
+                self.body = Body::Finished;
                 drop(yielded);
                 Ok(GeneratorState::Complete(result))
             }
         };
         drop(unused);
         result
+    }
+
+    /// Marks a fresh body started; [`GenError::Finished`] if it finished.
+    #[cold]
+    fn start(&mut self) -> Result<(), GenError> {
+        match std::mem::replace(&mut self.body, Body::Finished) {
+            Body::Fresh(body) | Body::Started(body) => {
+                self.body = Body::Started(body);
+                Ok(())
+            }
+            Body::Finished => Err(GenError::Finished),
+        }
     }
 
     pub(crate) fn full_context(&self) -> Option<&Context> {
@@ -292,7 +311,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
 
     /// Whether the body has returned (or panicked).
     pub fn is_finished(&self) -> bool {
-        self.body.is_none()
+        matches!(self.body, Body::Finished)
     }
 
     /// The generator's own logical context, or `None` in context manager mode.
@@ -331,25 +350,36 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
 /// Polls the body once. If the poll panics, the body is dropped while the panic unwinds
 /// through here, so still inside the step's context, and the generator is finished.
 #[inline]
-fn step<F: Future>(body: &mut Option<Pin<Box<F>>>) -> Poll<F::Output> {
-    struct FinishOnUnwind<'a, F>(&'a mut Option<Pin<Box<F>>>);
+fn step<F: Future>(body: &mut Body<F>) -> Poll<F::Output> {
+    struct FinishOnUnwind<'a, F>(&'a mut Body<F>);
 
     impl<F> Drop for FinishOnUnwind<'_, F> {
         fn drop(&mut self) {
-            *self.0 = None;
+            *self.0 = Body::Finished;
         }
     }
 
     let finish = FinishOnUnwind(body);
-    let poll = match finish.0 {
-        Some(running) => running
+    let poll = match &mut *finish.0 {
+        Body::Started(running) => running
             .as_mut()
             .poll(&mut TaskContext::from_waker(Waker::noop())),
-        None => Poll::Pending,
+        _ => Poll::Pending,
     };
     // Not unwinding: the body stays.
     std::mem::forget(finish);
     poll
+}
+
+/// A step in a whole context of the coroutine's own (a fiber's), out of line.
+#[cold]
+#[inline(never)]
+fn step_in_context<F: Future, Y, A>(
+    ctx: &mut Context,
+    airlock: &mut airlock::Owner<Y, A>,
+    body: &mut Body<F>,
+) -> Poll<F::Output> {
+    ctx.run(|| airlock.lend(|| step(body)))
 }
 
 impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
@@ -379,9 +409,7 @@ impl<Y, R, A, F> Drop for Gen<Y, R, A, F> {
     /// A suspended body is dropped inside the generator's context, so the destructors of its
     /// locals see the same context variables its steps did.
     fn drop(&mut self) {
-        if let Some(body) = self.body.take()
-            && self.started
-        {
+        if let Body::Started(body) = std::mem::replace(&mut self.body, Body::Finished) {
             self.mode.run(move || drop(body));
         }
     }
@@ -390,8 +418,8 @@ impl<Y, R, A, F> Drop for Gen<Y, R, A, F> {
 impl<Y, R, A, F> fmt::Debug for Gen<Y, R, A, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gen")
-            .field("started", &self.started)
-            .field("finished", &self.body.is_none())
+            .field("started", &!matches!(self.body, Body::Fresh(_)))
+            .field("finished", &matches!(self.body, Body::Finished))
             .finish_non_exhaustive()
     }
 }
