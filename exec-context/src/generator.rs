@@ -230,7 +230,8 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
 
     /// Runs the body until its next yield (or its end), passing `arg` as the value of the
     /// `yield_` it is suspended at (Python's `send()`). The argument of the first resume has
-    /// no `yield_` to go to and is dropped.
+    /// no `yield_` to go to and is dropped; so is one the body does not take (it stalled or
+    /// returned first), at the end of the resume.
     ///
     /// # Errors
     ///
