@@ -37,6 +37,9 @@ use crate::var::ContextVar;
 #[derive(Default)]
 pub struct Context {
     pub(crate) frame: Frame,
+    /// The lookup cache's stamp for `frame` (see `thread_state::run_in_frame`): kept by
+    /// `run`, 0 for a context built any other way.
+    pub(crate) stamp: u64,
 }
 
 impl Context {
@@ -82,7 +85,7 @@ impl Context {
     /// assert_eq!(COUNT.get(), Some(0));
     /// ```
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        thread_state::run_in_frame(&mut self.frame, f)
+        thread_state::run_in_frame(&mut self.frame, &mut self.stamp, f)
     }
 
     /// `var`'s value in this context (its default does not count): PEP 567's
@@ -214,6 +217,7 @@ impl Clone for Context {
                 top: self.frame.top.clone(),
                 base: self.frame.base.clone(),
             },
+            stamp: 0,
         }
     }
 }
@@ -226,6 +230,7 @@ impl From<ExecutionContext> for Context {
                 top: LogicalContext::new(),
                 base: ec,
             },
+            stamp: 0,
         }
     }
 }
