@@ -75,6 +75,8 @@ struct Cache {
     version: Cell<u64>,
     /// The last version handed out by [`fresh`] on this thread (see [`enter`]).
     last: Cell<u64>,
+    /// The start of this thread's current block of versions (see [`enter`]).
+    block: Cell<u64>,
     /// Open borrows handed out by [`read`] on this thread.
     borrows: Cell<usize>,
     /// The address lent by the open borrow at each depth (the first [`LENT_MAX`]).
@@ -91,6 +93,8 @@ crate::loom::thread_local_const! {
             version: Cell::new(1),
             // The first `fresh` version opens a block.
             last: Cell::new(BLOCK - 1),
+            // No block yet: a start that no stamp lies just above.
+            block: Cell::new(NO_BLOCK),
             borrows: Cell::new(0),
             lent: [const { Cell::new(ptr::null()) }; LENT_MAX],
             retired: Cell::new(false),
@@ -262,13 +266,17 @@ const BLOCK: u64 = 1 << 32;
 /// version, 1, lies in it).
 static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// The block start of a thread that has none yet. Blocks are handed out from 1 upwards and
+/// never reach it, and neither 0 nor any version lies in `NO_BLOCK .. NO_BLOCK + BLOCK`.
+const NO_BLOCK: u64 = 1 << 63;
+
 /// A version never used before, by any thread: the next one of this thread's block, or the
 /// first of a new block.
 #[inline]
 fn fresh(cache: &Cache) -> u64 {
     let mut next = cache.last.get() + 1;
     if next.is_multiple_of(BLOCK) {
-        next = new_block();
+        next = new_block(cache);
     }
     cache.last.set(next);
     next
@@ -276,9 +284,12 @@ fn fresh(cache: &Cache) -> u64 {
 
 #[cold]
 #[inline(never)]
-fn new_block() -> u64 {
+fn new_block(cache: &Cache) -> u64 {
     // Relaxed: only the uniqueness of the numbers matters, which any ordering gives.
-    NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * BLOCK + 1
+    let start = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * BLOCK;
+    cache.block.set(start);
+    // The block's start itself is never handed out, so no stamp is ever 0 modulo `BLOCK`.
+    start + 1
 }
 
 /// Makes the cache describe a context being entered, and returns the version to give back to
@@ -293,8 +304,8 @@ fn new_block() -> u64 {
 #[inline]
 pub(crate) fn enter(stamp: u64) -> u64 {
     CACHE.with(|cache| {
-        // Fresh versions are at least `BLOCK + 1`, so a stamp of 0 is never mine.
-        let mine = stamp > BLOCK && stamp / BLOCK == cache.last.get() / BLOCK;
+        // Whether `stamp` lies in this thread's current block (0 never does).
+        let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
         let version = if mine { stamp } else { fresh(cache) };
         cache.version.replace(version)
     })

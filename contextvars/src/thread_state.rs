@@ -448,15 +448,14 @@ impl Frame {
 #[inline]
 pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce() -> R) -> R {
     /// Holds the caller's frame while `f` runs (the two are swapped in and out), and what the
-    /// level below had: its floor, lazy pushes, cached snapshot and cache version.
+    /// level below had: its floor, lazy pushes and cached snapshot. While `f` runs, `stamp`
+    /// holds the cache version of the level below (from `cache::enter`).
     struct Guard<'a> {
         state: &'a RefCell<ThreadState>,
         frame: &'a mut Frame,
         stamp: &'a mut u64,
         floor: usize,
         lazy: usize,
-        /// The cache version of the context below (from `cache::enter`).
-        outer: u64,
         snapshot: Option<ExecutionContext>,
     }
 
@@ -481,7 +480,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             mem::swap(&mut ts.snapshot, &mut self.snapshot);
             set_lazy(self.lazy);
             drop(ts);
-            let inner = cache::leave(self.outer);
+            let inner = cache::leave(*self.stamp);
             *self.stamp = if intact { inner } else { 0 };
             // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
             // outside the borrow.
@@ -504,14 +503,14 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         let snapshot = ts.snapshot.take();
         // No borrow is held while `f` runs.
         drop(borrowed);
+        *stamp = cache::enter(*stamp);
         let _guard = Guard {
             state,
             frame,
+            stamp,
             floor,
             // The lazily pushed logical contexts belong to the context being left.
             lazy: take_lazy(),
-            outer: cache::enter(*stamp),
-            stamp,
             snapshot,
         };
         watch::notify(|| ContextEvent::Entered);
