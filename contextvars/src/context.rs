@@ -17,6 +17,10 @@ use crate::var::ContextVar;
 /// traffic). Because `run` takes `&mut self`, a context cannot be entered twice at once —
 /// PEP 567's "already entered" `RuntimeError` cannot happen.
 ///
+/// Reads stay cached across runs: a `Context` run again on the thread it last ran on finds
+/// the variables it read there still in the thread's lookup cache (a task polled repeatedly
+/// on one worker, for instance), and so does the caller's context once `run` returns.
+///
 /// `clone` is PEP 567's `Context.copy()`: O(1), and the copy is isolated from the original
 /// in both directions.
 ///

@@ -462,6 +462,9 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
     impl Drop for Guard<'_> {
         #[inline(always)]
         fn drop(&mut self) {
+            // The outer cache version; the stamp stays 0 unless leaving completes (a deferred
+            // attach's fetch, below, is user code and may panic).
+            let outer = mem::take(self.stamp);
             watch::notify(|| ContextEvent::Exited);
             let mut ts = self.state.borrow_mut();
             if ts.pending.is_some() {
@@ -480,7 +483,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             mem::swap(&mut ts.snapshot, &mut self.snapshot);
             set_lazy(self.lazy);
             drop(ts);
-            let inner = cache::leave(*self.stamp);
+            let inner = cache::leave(outer);
             *self.stamp = if intact { inner } else { 0 };
             // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
             // outside the borrow.
