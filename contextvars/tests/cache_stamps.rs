@@ -1,10 +1,14 @@
 //! The lookup cache across context switches: a `Context` left on a thread keeps its cache
 //! entries for its next `run` there, and the context below a `run` gets its entries back when
-//! the run ends. These tests check that neither ever serves a value the current context does
+//! the run ends. Pushing and popping logical contexts, with attaches inside, must not serve
+//! stale entries either. These tests check that neither ever serves a value the current context does
 //! not hold: after changes made in between, in clones, on other threads, after attaches.
 //! (Debug builds also check every cache hit against a plain lookup.)
 
-use contextvars::{Context, ContextVar, attach, copy_context, detach};
+use contextvars::{
+    Context, ContextVar, LogicalContext, attach, copy_context, detach, get_execution_context,
+    run_with_logical_context,
+};
 
 mod common;
 use common::on_fresh_thread;
@@ -170,6 +174,65 @@ fn a_panicking_run_keeps_both_sides_readable() {
             read(&mut ctx),
             (Some("during".into()), Some("during".into()))
         );
+    });
+}
+
+#[test]
+fn the_context_below_a_pushed_logical_context_reads_right_after_the_pop() {
+    on_fresh_thread(|| {
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || drop(B.set(100)));
+        for round in 0..4u64 {
+            A.set(format!("below {round}"));
+            B.set(round);
+            assert_eq!(B.get(), Some(round));
+            let seen = run_with_logical_context(&mut lc, || {
+                let seen = (A.get(), B.get());
+                // Shadows `A` in the pushed logical context, replaces its `B`.
+                drop(A.set(format!("pushed {round}")));
+                drop(B.set(100 + round + 1));
+                assert_eq!(A.get(), Some(format!("pushed {round}")));
+                seen
+            });
+            let expected_a = if round == 0 {
+                format!("below {round}")
+            } else {
+                format!("pushed {}", round - 1)
+            };
+            assert_eq!(seen, (Some(expected_a), Some(100 + round)));
+            assert_eq!(A.get(), Some(format!("below {round}")));
+            assert_eq!(B.get(), Some(round));
+        }
+    });
+}
+
+#[test]
+fn attaches_inside_a_pushed_logical_context_never_leave_stale_reads() {
+    on_fresh_thread(|| {
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || drop(B.set(5)));
+        B.set(1);
+        A.set("below".into());
+        assert_eq!((B.get(), A.get().as_deref()), (Some(1), Some("below")));
+        let mut attached = Context::new();
+        attached.run(|| drop(B.set(9)));
+        let attached = run_with_logical_context(&mut lc, || {
+            assert_eq!(B.get(), Some(5));
+            let id = attach(attached).unwrap();
+            assert_eq!((B.get(), A.get()), (Some(9), None));
+            // Replaces (and drops) the value just read through the cache.
+            drop(B.set(10));
+            assert_eq!(B.get(), Some(10));
+            detach(id).unwrap()
+        });
+        assert_eq!(attached.get(&B), Some(10));
+        assert_eq!((B.get(), A.get().as_deref()), (Some(1), Some("below")));
+        let snapshot = get_execution_context();
+        assert_eq!(
+            (snapshot.get(&B), snapshot.get(&A).as_deref()),
+            (Some(1), Some("below"))
+        );
+        assert_eq!(lc.get(&B), Some(5));
     });
 }
 
