@@ -117,7 +117,7 @@ pub fn attach(context: Context) -> Result<AttachId, AttachError> {
             Ok(AttachId(id))
         }
         Err(frame) => Err(AttachError {
-            context: Context { frame },
+            context: Context { frame, stamp: 0 },
         }),
     }
 }
@@ -243,7 +243,7 @@ fn finish_detach(detached: Detached) -> Context {
         snapshot,
         rest,
     } = detached;
-    let context = Context { frame };
+    let context = Context { frame, stamp: 0 };
     // The one place this module asks whether a borrowed value may be in use: if so, nothing
     // that may hold it is dropped before the borrow ends.
     if cache::invalidate_all_and_check_borrowed() {

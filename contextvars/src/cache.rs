@@ -13,9 +13,16 @@
 //! current execution context stops holding it, and that happens only through this thread:
 //!
 //! 1. **Switching or restacking** (entering/leaving a `Context`, `run_with_execution_context`,
-//!    pushing or popping a non-empty logical context, thread teardown) bumps the version,
-//!    which invalidates every entry at once. The context switched away from is kept by the
-//!    switch's guard and comes back unchanged.
+//!    pushing or popping a non-empty logical context, thread teardown) changes the version,
+//!    which invalidates every entry at once. Versions are never reused: each thread hands
+//!    them out from blocks of its own ([`fresh`]). Two versions come back, because what they
+//!    describe is unchanged: the context switched away from is kept by the switch's guard
+//!    and comes back unchanged, so leaving restores its version ([`leave`]); and a `Context`
+//!    left on this thread keeps the version it had (its *stamp*), which is current again
+//!    when it is next entered on this thread ([`enter`]), provided it was not current
+//!    anywhere else in between (a run elsewhere gives it a stamp of another thread's block).
+//!    A `Context` can only change while it is current, so its values are still the ones the
+//!    stamped entries point to.
 //! 2. **Changing one variable** (`set`, `delete`, `reset`) goes through the thread state's
 //!    one mutator of the topmost logical context, which rewrites or clears that variable's
 //!    entry and hands back the value it displaced. Changing variable X never frees the value
@@ -66,6 +73,10 @@ const EMPTY: Entry = Entry {
 
 struct Cache {
     version: Cell<u64>,
+    /// The last version handed out by [`fresh`] on this thread (see [`enter`]).
+    last: Cell<u64>,
+    /// The start of this thread's current block of versions (see [`enter`]).
+    block: Cell<u64>,
     /// Open borrows handed out by [`read`] on this thread.
     borrows: Cell<usize>,
     /// The address lent by the open borrow at each depth (the first [`LENT_MAX`]).
@@ -80,6 +91,10 @@ crate::loom::thread_local_const! {
         Cache {
             // Entries start at version 0, so version 1 makes them all stale.
             version: Cell::new(1),
+            // The first `fresh` version opens a block.
+            last: Cell::new(BLOCK - 1),
+            // No block yet: a start that no stamp lies just above.
+            block: Cell::new(NO_BLOCK),
             borrows: Cell::new(0),
             lent: [const { Cell::new(ptr::null()) }; LENT_MAX],
             retired: Cell::new(false),
@@ -244,6 +259,67 @@ pub(crate) fn forget(var: VarId) {
     });
 }
 
+/// Versions come in blocks of this many, each block owned by one thread; see [`enter`].
+const BLOCK: u64 = 1 << 32;
+
+/// The next block of versions to hand out (block 0 is never handed out: a thread's first
+/// version, 1, lies in it).
+static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The block start of a thread that has none yet. Blocks are handed out from 1 upwards and
+/// never reach it, and neither 0 nor any version lies in `NO_BLOCK .. NO_BLOCK + BLOCK`.
+const NO_BLOCK: u64 = 1 << 63;
+
+/// A version never used before, by any thread: the next one of this thread's block, or the
+/// first of a new block.
+#[inline]
+fn fresh(cache: &Cache) -> u64 {
+    let mut next = cache.last.get() + 1;
+    if next.is_multiple_of(BLOCK) {
+        next = new_block(cache);
+    }
+    cache.last.set(next);
+    next
+}
+
+#[cold]
+#[inline(never)]
+fn new_block(cache: &Cache) -> u64 {
+    // Relaxed: only the uniqueness of the numbers matters, which any ordering gives.
+    let start = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * BLOCK;
+    cache.block.set(start);
+    // The block's start itself is never handed out, so no stamp is ever 0 modulo `BLOCK`.
+    start + 1
+}
+
+/// Makes the cache describe a context being entered, and returns the version to give back to
+/// [`leave`] when it is left. `stamp` is what `leave` returned when that context was last
+/// left (0 if never): if it is a version of this thread's current block, the context has
+/// not been current anywhere else since and has not changed, so the entries stamped with it
+/// still describe it, and it becomes the current version again (a warm cache). Otherwise
+/// the context gets a fresh version.
+///
+/// The caller guarantees that a context's stamp is only kept while nothing but running it
+/// (through this pair) can change it.
+#[inline]
+pub(crate) fn enter(stamp: u64) -> u64 {
+    CACHE.with(|cache| {
+        // Whether `stamp` lies in this thread's current block (0 never does).
+        let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
+        let version = if mine { stamp } else { fresh(cache) };
+        cache.version.replace(version)
+    })
+}
+
+/// Leaves the context entered with [`enter`], whose result is `outer`: the cache describes
+/// the outer context again, and its entries are warm, since nothing can change the outer
+/// context while another one is current. Returns the stamp that describes the context that
+/// was current until now, for its next `enter`.
+#[inline]
+pub(crate) fn leave(outer: u64) -> u64 {
+    CACHE.with(|cache| cache.version.replace(outer))
+}
+
 /// Invalidates every entry (as [`invalidate_all`]), and says whether any borrow is open on
 /// this thread. When it returns `true`, the caller must retire what it displaces (anything
 /// it cannot check address by address): the outermost borrow's end will call `release`.
@@ -251,7 +327,7 @@ pub(crate) fn forget(var: VarId) {
 pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
     CACHE
         .try_with(|cache| {
-            cache.version.set(cache.version.get() + 1);
+            cache.version.set(fresh(cache));
             let borrowed = cache.borrows.get() > 0;
             if borrowed {
                 cache.retired.set(true);
@@ -265,5 +341,5 @@ pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
 #[inline]
 pub(crate) fn invalidate_all() {
     // `try_with`: this also runs from the thread state's destructor, at thread exit.
-    let _ = CACHE.try_with(|cache| cache.version.set(cache.version.get() + 1));
+    let _ = CACHE.try_with(|cache| cache.version.set(fresh(cache)));
 }

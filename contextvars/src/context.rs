@@ -17,6 +17,10 @@ use crate::var::ContextVar;
 /// traffic). Because `run` takes `&mut self`, a context cannot be entered twice at once —
 /// PEP 567's "already entered" `RuntimeError` cannot happen.
 ///
+/// Reads stay cached across runs: a `Context` run again on the thread it last ran on finds
+/// the variables it read there still in the thread's lookup cache (a task polled repeatedly
+/// on one worker, for instance), and so does the caller's context once `run` returns.
+///
 /// `clone` is PEP 567's `Context.copy()`: O(1), and the copy is isolated from the original
 /// in both directions.
 ///
@@ -37,6 +41,9 @@ use crate::var::ContextVar;
 #[derive(Default)]
 pub struct Context {
     pub(crate) frame: Frame,
+    /// The lookup cache's stamp for `frame` (see `thread_state::run_in_frame`): kept by
+    /// `run`, 0 for a context built any other way.
+    pub(crate) stamp: u64,
 }
 
 impl Context {
@@ -82,7 +89,7 @@ impl Context {
     /// assert_eq!(COUNT.get(), Some(0));
     /// ```
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        thread_state::run_in_frame(&mut self.frame, f)
+        thread_state::run_in_frame(&mut self.frame, &mut self.stamp, f)
     }
 
     /// `var`'s value in this context (its default does not count): PEP 567's
@@ -214,6 +221,7 @@ impl Clone for Context {
                 top: self.frame.top.clone(),
                 base: self.frame.base.clone(),
             },
+            stamp: 0,
         }
     }
 }
@@ -226,6 +234,7 @@ impl From<ExecutionContext> for Context {
                 top: LogicalContext::new(),
                 base: ec,
             },
+            stamp: 0,
         }
     }
 }

@@ -127,7 +127,8 @@ pub fn run_with_execution_context<R>(ec: &ExecutionContext, f: impl FnOnce() -> 
         top: LogicalContext::new(),
         base: ec.clone(),
     };
-    thread_state::run_in_frame(&mut frame, f)
+    // A frame run once: its cache stamp is of no further use.
+    thread_state::run_in_frame(&mut frame, &mut 0, f)
 }
 
 /// Runs `f` with `lc` pushed onto the current execution context, then pops it: the changes

@@ -441,58 +441,89 @@ impl Frame {
 
 /// Runs `f` with `frame` as the thread's current context; the changes `f` makes are written
 /// back into `frame`, and the previous context is restored, even if `f` panics.
+///
+/// `stamp` is the frame's lookup-cache stamp (see `cache::enter`): 0 for a frame never run, or
+/// what the last run left there. Whoever changes the frame other than through this function
+/// must reset it to 0.
 #[inline]
-pub(crate) fn run_in_frame<R>(frame: &mut Frame, f: impl FnOnce() -> R) -> R {
+pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce() -> R) -> R {
     /// Holds the caller's frame while `f` runs (the two are swapped in and out), and what the
-    /// level below had: its floor, lazy pushes and cached snapshot.
+    /// level below had: its floor, lazy pushes and cached snapshot. While `f` runs, `stamp`
+    /// holds the cache version of the level below (from `cache::enter`).
     struct Guard<'a> {
+        state: &'a RefCell<ThreadState>,
         frame: &'a mut Frame,
+        stamp: &'a mut u64,
         floor: usize,
         lazy: usize,
         snapshot: Option<ExecutionContext>,
     }
 
     impl Drop for Guard<'_> {
-        #[inline]
+        #[inline(always)]
         fn drop(&mut self) {
+            // The outer cache version; the stamp stays 0 unless leaving completes (a deferred
+            // attach's fetch, below, is user code and may panic).
+            let outer = mem::take(self.stamp);
             watch::notify(|| ContextEvent::Exited);
-            let leftovers = with_state(|ts| {
-                ts.frame.swap(self.frame);
-                // Scoped pushes are balanced, so normally nothing is left above the floor.
-                let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(ts));
-                ts.floor = self.floor;
-                mem::swap(&mut ts.snapshot, &mut self.snapshot);
-                set_lazy(self.lazy);
-                leftovers
-            });
-            cache::invalidate_all();
+            let mut ts = self.state.borrow_mut();
+            if ts.pending.is_some() {
+                drop(ts);
+                enter_pending(self.state);
+                ts = self.state.borrow_mut();
+            }
+            ts.frame.swap(self.frame);
+            // Scoped pushes are balanced, so normally nothing is left above the floor.
+            let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
+            // The cache describes the current context, which is the frame handed back unless
+            // `f` left logical contexts pushed above it. (After an attach left attached, the
+            // frame handed back is the attached one: still the current context.)
+            let intact = leftovers.is_none();
+            ts.floor = self.floor;
+            mem::swap(&mut ts.snapshot, &mut self.snapshot);
+            set_lazy(self.lazy);
+            drop(ts);
+            let inner = cache::leave(outer);
+            *self.stamp = if intact { inner } else { 0 };
             // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
             // outside the borrow.
             drop(leftovers);
         }
     }
 
-    let Some((floor, lazy, snapshot)) = with_state(|ts| {
+    let mut f = Some(f);
+    // `f` runs inside the access, so that leaving needs no second one.
+    let result = STATE.try_with(|state| {
+        let mut borrowed = state.borrow_mut();
+        if borrowed.pending.is_some() {
+            drop(borrowed);
+            enter_pending(state);
+            borrowed = state.borrow_mut();
+        }
+        let ts = &mut *borrowed;
         ts.frame.swap(frame);
-        // The lazily pushed logical contexts belong to the context being left.
-        (
-            mem::replace(&mut ts.floor, ts.pushed.len()),
-            take_lazy(),
-            ts.snapshot.take(),
-        )
-    }) else {
+        let floor = mem::replace(&mut ts.floor, ts.pushed.len());
+        let snapshot = ts.snapshot.take();
+        // No borrow is held while `f` runs.
+        drop(borrowed);
+        *stamp = cache::enter(*stamp);
+        let _guard = Guard {
+            state,
+            frame,
+            stamp,
+            floor,
+            // The lazily pushed logical contexts belong to the context being left.
+            lazy: take_lazy(),
+            snapshot,
+        };
+        watch::notify(|| ContextEvent::Entered);
+        (f.take().expect("called once"))()
+    });
+    match result {
+        Ok(r) => r,
         // Thread teardown: there is no current context to switch.
-        return f();
-    };
-    let _guard = Guard {
-        frame,
-        floor,
-        lazy,
-        snapshot,
-    };
-    cache::invalidate_all();
-    watch::notify(|| ContextEvent::Entered);
-    f()
+        Err(_) => (f.take().expect("called once"))(),
+    }
 }
 
 /// The logical contexts left pushed above the floor when a frame is left (unbalanced pushes
