@@ -595,25 +595,107 @@ fn push_real(lc: &mut LogicalContext) -> bool {
 
 /// Pops the topmost real logical context into `lc` (which is empty: its content was moved
 /// out by the push, or it was pushed lazily and then materialised).
+///
+/// If an attach made inside the scope is still the current context (it was never detached),
+/// the scope takes it with it: the context the scope pushed into is reinstalled first, and
+/// what the attach held is dropped (see [`abandon_attaches`]).
 #[inline(never)]
 fn pop_into(lc: &mut LogicalContext) {
-    let stale = with_state(|ts| {
+    let (stale, abandoned) = with_state(|ts| {
+        // Our push left the logical context below ours above the floor; at the floor means
+        // the current context is an attach made after the push.
+        let abandoned = if ts.pushed.len() <= ts.floor {
+            abandon_attaches(ts)
+        } else {
+            None
+        };
         let below = ts.pushed.pop().unwrap_or_default();
         *lc = mem::replace(&mut ts.frame.top, below);
         // An empty logical context changes no lookup: keep the cache and snapshot.
-        if lc.map.is_empty() {
+        let stale = if lc.map.is_empty() {
             None
         } else {
             ts.take_snapshot()
-        }
+        };
+        (stale, abandoned)
     })
-    .flatten();
-    if !lc.map.is_empty() {
+    .unwrap_or((None, None));
+    if !lc.map.is_empty() || abandoned.is_some() {
         cache::invalidate_all();
     }
     // A stale snapshot never holds the last reference to a value a borrow lends: the
     // popped logical context is in `lc`, everything else is still installed.
     drop(stale);
+    if let Some(abandoned) = abandoned {
+        drop_abandoned(abandoned);
+    }
+}
+
+/// What a logical context scope took with it when it ended under an attach made inside it:
+/// the attached frame (and its cached snapshot), and whatever lay above it. Held only to be
+/// dropped.
+struct LeftAttached {
+    _frame: Frame,
+    _snapshot: Option<ExecutionContext>,
+    _rest: Abandoned,
+}
+
+/// Reinstalls the context that was current when the logical context now on top of the
+/// pushed stack was pushed, abandoning every attach made since (those still current, and
+/// those left inside scopes that have ended). `None`, with nothing changed, if no attach
+/// lies between (not reachable through the scoped API).
+///
+/// The level that displaced the pushing context is found by walking down the levels: each
+/// level of the current chain made its frame current at `attached_floor`, the floor of the
+/// frame above it in the chain; a level that does not match was left inside a finished
+/// `run` and is skipped. The first chain level whose displaced frame had logical contexts
+/// pushed (its floor is below the attach's) displaced the pushing context: a frame made
+/// current by an attach has none pushed until a scope pushes one.
+#[cold]
+#[inline(never)]
+fn abandon_attaches(ts: &mut ThreadState) -> Option<Box<LeftAttached>> {
+    let mut floor = ts.floor;
+    let index = ts.levels.iter().rposition(|level| {
+        if level.attached_floor != floor {
+            return false;
+        }
+        if level.floor < floor {
+            return true;
+        }
+        floor = level.floor;
+        false
+    })?;
+    let mut levels = ts.levels.split_off(index);
+    let Level {
+        mut frame,
+        floor,
+        mut snapshot,
+        attached_floor,
+        ..
+    } = levels.remove(0);
+    let leftovers = ts.pushed.split_off(attached_floor.min(ts.pushed.len()));
+    ts.frame.swap(&mut frame);
+    ts.floor = floor;
+    mem::swap(&mut ts.snapshot, &mut snapshot);
+    Some(Box::new(LeftAttached {
+        _frame: frame,
+        _snapshot: snapshot,
+        _rest: Abandoned { leftovers, levels },
+    }))
+}
+
+/// Drops what a scope took with it, outside the state's borrow. No open borrow lends from
+/// it: a borrow open across the scope began before the attach, in a context the scope
+/// reinstalled (a value displaced meanwhile is retired by the displacing operation). A
+/// `Drop` that panics while the thread is already unwinding is discarded, not an abort.
+#[cold]
+#[inline(never)]
+fn drop_abandoned(abandoned: Box<LeftAttached>) {
+    if thread::panicking() {
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(abandoned)));
+    } else {
+        drop(abandoned);
+    }
 }
 
 /// What one non-scoped attach (`crate::attach`) displaced: the frame, floor and cached
@@ -625,6 +707,9 @@ pub(crate) struct Level {
     pub(crate) top_id: u64,
     /// The deferred attach's id, or 0 for a plain attach.
     pub(crate) deferred: u64,
+    /// The attached frame's floor: how many logical contexts were pushed when it became
+    /// current.
+    pub(crate) attached_floor: usize,
 }
 
 /// Makes `frame` the current context at a new level, keeping the displaced one in the thread
@@ -646,7 +731,8 @@ pub(crate) fn attach_frame(frame: Frame) -> Result<u64, Frame> {
 fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
     let top_id = frame.top.ensure_id();
     ts.frame.swap(&mut frame);
-    let floor = mem::replace(&mut ts.floor, ts.pushed.len());
+    let attached_floor = ts.pushed.len();
+    let floor = mem::replace(&mut ts.floor, attached_floor);
     let snapshot = ts.snapshot.take();
     ts.levels.push(Level {
         frame,
@@ -654,6 +740,7 @@ fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
         snapshot,
         top_id,
         deferred,
+        attached_floor,
     });
     top_id
 }

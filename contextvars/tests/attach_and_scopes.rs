@@ -333,3 +333,154 @@ fn set_guard_in_another_context_changes_nothing() {
         assert_eq!(ec.vars().filter(|v| v.name() == "guard.other").count(), 1);
     });
 }
+
+/// A context holding `VAR = value`, whose drop the counter sees.
+fn counted_context(var: &'static ContextVar<Arc<Counted>>, drops: &Arc<AtomicUsize>) -> Context {
+    let mut context = Context::new();
+    let value = Arc::new(Counted(Arc::clone(drops)));
+    context.run(|| var.set(value));
+    context
+}
+
+#[test]
+fn an_attach_left_inside_a_logical_context_scope_ends_with_the_scope() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.lc_scope");
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut lc = LogicalContext::new();
+        let left = run_with_logical_context(&mut lc, || {
+            VAR.set(2);
+            let mut given = Context::new();
+            given.run(|| VAR.set(10));
+            let id = attach(given).unwrap();
+            assert_eq!(VAR.get(), Some(10));
+            VAR.set(11);
+            id
+        });
+        // The scope's context is back, with the logical context popped into `lc`.
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(lc.get(&VAR), Some(2));
+        assert_eq!(get_execution_context().get(&VAR), Some(1));
+        assert_eq!(get_execution_context().depth(), 1);
+        // The attach went with the scope.
+        assert_eq!(detach(left).unwrap_err(), DetachError::NotCurrent);
+        // The logical context can be pushed again and reads its own value.
+        run_with_logical_context(&mut lc, || assert_eq!(VAR.get(), Some(2)));
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+#[test]
+fn nested_attaches_left_inside_nested_scopes_end_with_their_scopes() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.lc_nested");
+    on_fresh_thread(|| {
+        VAR.set(0);
+        let outer_attach = attach(Context::new()).unwrap();
+        VAR.set(1);
+        let mut outer = LogicalContext::new();
+        let mut inner = LogicalContext::new();
+        run_with_logical_context(&mut outer, || {
+            // Nothing set in `outer` before the attach: it was pushed lazily.
+            let first = attach(Context::new()).unwrap();
+            VAR.set(20);
+            let second = attach(Context::new()).unwrap();
+            VAR.set(30);
+            run_with_logical_context(&mut inner, || {
+                VAR.set(40);
+                let third = attach(Context::new()).unwrap();
+                assert_eq!(VAR.get(), None);
+                VAR.set(50);
+                let _ = third;
+            });
+            // The inner scope took its attach with it: `second`'s context is current.
+            assert_eq!(VAR.get(), Some(30));
+            assert_eq!(inner.get(&VAR), Some(40));
+            let _ = (first, second);
+        });
+        assert_eq!(VAR.get(), Some(1));
+        assert!(outer.is_empty());
+        // The attach made before the scopes is still the current one, and detaches.
+        assert_eq!(detach(outer_attach).unwrap().get(&VAR), Some(1));
+        assert_eq!(VAR.get(), Some(0));
+        assert_eq!(get_execution_context().depth(), 1);
+    });
+}
+
+#[test]
+fn an_attach_left_inside_a_run_inside_a_logical_context_keeps_the_run_rule() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.lc_run");
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut lc = LogicalContext::new();
+        let mut scope = Context::new();
+        run_with_logical_context(&mut lc, || {
+            VAR.set(2);
+            // Left attached inside a finished `run`: the run restores its caller.
+            let abandoned = scope.run(|| attach(Context::new()).unwrap());
+            assert_eq!(VAR.get(), Some(2));
+            assert_eq!(detach(abandoned).unwrap_err(), DetachError::NotCurrent);
+            // And one left directly in the scope.
+            let _left = attach(Context::new()).unwrap();
+            VAR.set(3);
+        });
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(lc.get(&VAR), Some(2));
+        let id = attach(Context::new()).unwrap();
+        assert_eq!(VAR.get(), None);
+        detach(id).unwrap();
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+#[test]
+fn a_deferred_attach_left_inside_a_logical_context_scope_ends_with_the_scope() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.lc_deferred");
+    fn fetch(key: u64) -> Option<Context> {
+        let mut context = Context::new();
+        context.run(|| VAR.set(key as u32));
+        Some(context)
+    }
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || {
+            VAR.set(2);
+            let _entered = contextvars::attach_deferred(fetch, 7).unwrap();
+            assert_eq!(VAR.get(), Some(7));
+            let _pending = contextvars::attach_deferred(fetch, 8).unwrap();
+        });
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(lc.get(&VAR), Some(2));
+        assert_eq!(get_execution_context().depth(), 1);
+    });
+}
+
+#[test]
+fn what_an_abandoned_attach_holds_is_dropped_when_its_scope_ends() {
+    static VAR: ContextVar<Arc<Counted>> = ContextVar::new("attach.lc_drops");
+    let drops = Arc::new(AtomicUsize::new(0));
+    on_fresh_thread(|| {
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || {
+            let _left = attach(counted_context(&VAR, &drops)).unwrap();
+            let _above = attach(counted_context(&VAR, &drops)).unwrap();
+            assert_eq!(drops.load(Ordering::SeqCst), 0);
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert!(VAR.get().is_none());
+        // A borrow open across the scope lends from the context below the attach: what the
+        // attach held is not kept for it.
+        let mut lc = LogicalContext::new();
+        VAR.set(Arc::new(Counted(Arc::clone(&drops))));
+        VAR.with(|held| {
+            run_with_logical_context(&mut lc, || {
+                let _left = attach(counted_context(&VAR, &drops)).unwrap();
+            });
+            assert_eq!(drops.load(Ordering::SeqCst), 3);
+            assert!(held.is_some());
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+    });
+    // Everything is gone with the thread.
+    assert_eq!(drops.load(Ordering::SeqCst), 4);
+}
