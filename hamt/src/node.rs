@@ -464,21 +464,38 @@ fn insert_slot<K: Clone, V: Clone>(
     pos: usize,
     slot: Slot<K, V>,
 ) {
-    // A closure over the index beats splicing two slice iterators here (callgrind, persistent
-    // insert at N=10: 617 against 680 instructions per insert), unlike in `remove_slot`.
+    // A closure over the index beats splicing slice iterators here (callgrind, snapshot + set
+    // at N=10: 780 against 800 instructions per operation), unlike in `remove_slot`.
     let len = node.slice.len() + 1;
     let mut slot = Some(slot);
-    let mut source = Slots::of(node);
-    let copy = new_node(
-        header,
-        (0..len).map(|i| {
-            if i == pos {
-                slot.take().unwrap_or(Slot::Vacant)
-            } else {
-                source.next_slot()
-            }
-        }),
-    );
+    let copy = if node.is_unique() {
+        let Some(body) = Arc::get_mut(node) else {
+            unreachable!("a unique node is shared");
+        };
+        let mut source = body.slice.iter_mut();
+        new_node(
+            header,
+            (0..len).map(|i| {
+                if i == pos {
+                    slot.take().unwrap_or(Slot::Vacant)
+                } else {
+                    source.next().map_or(Slot::Vacant, take)
+                }
+            }),
+        )
+    } else {
+        let mut source = node.slice.iter();
+        new_node(
+            header,
+            (0..len).map(|i| {
+                if i == pos {
+                    slot.take().unwrap_or(Slot::Vacant)
+                } else {
+                    source.next().map_or(Slot::Vacant, Slot::clone)
+                }
+            }),
+        )
+    };
     *node = copy;
 }
 
