@@ -275,27 +275,6 @@ pub(crate) fn singleton<K, V>(hash: HashBits, key: K, value: V) -> Node<K, V> {
 /// Bitmap levels before the collision level (shifts 0, 5, …, 30).
 const LEVELS: u32 = HASH_BITS.div_ceil(BITS);
 
-/// The slot for `bucket` in a bitmap node, if the bucket is occupied (a dense node may hand
-/// out its vacant slot for an empty bucket).
-#[inline(always)]
-fn slot_in_level<K, V>(node: &Node<K, V>, bucket: u32) -> Option<&Slot<K, V>> {
-    let slots = &node.slice;
-    // A dense node's slot follows from the hash alone: no bitmap to read (the length comes
-    // with the pointer), no rank to count.
-    if is_dense(slots.len()) {
-        return slots.get((31 - bucket) as usize);
-    }
-    let Header { data_map, node_map } = node.header;
-    let bit = 1u32 << bucket;
-    if data_map & bit != 0 {
-        slots.get(index(data_map, bit))
-    } else if node_map & bit != 0 {
-        slots.get(slots.len() - 1 - index(node_map, bit))
-    } else {
-        None
-    }
-}
-
 /// Finds `key` in the trie under `node`.
 ///
 /// Always inlined: it is the hot path of every lookup, and left to itself the compiler may
@@ -317,11 +296,34 @@ where
     // One level: the slot for the next five bits of hash, if the bucket is occupied.
     macro_rules! level {
         () => {
-            match slot_in_level(node, rest & 31) {
-                Some(Slot::Entry(k, v)) => return (k.borrow() == key).then_some((k, v)),
-                Some(Slot::Child(child)) => node = child,
-                _ => return None,
-            }
+            let bucket = rest & 31;
+            let slots = &node.slice;
+            let child = if is_dense(slots.len()) {
+                // The slot follows from the hash alone: no bitmap to read (the length comes
+                // with the pointer), no rank to count. A vacant slot is an empty bucket.
+                match slots.get((31 - bucket) as usize) {
+                    Some(Slot::Entry(k, v)) => return (k.borrow() == key).then_some((k, v)),
+                    Some(Slot::Child(child)) => child,
+                    _ => return None,
+                }
+            } else {
+                let Header { data_map, node_map } = node.header;
+                let bit = 1u32 << bucket;
+                if data_map & bit != 0 {
+                    return match slots.get(index(data_map, bit)) {
+                        Some(Slot::Entry(k, v)) if k.borrow() == key => Some((k, v)),
+                        _ => None,
+                    };
+                }
+                if node_map & bit == 0 {
+                    return None;
+                }
+                match slots.get(slots.len() - 1 - index(node_map, bit)) {
+                    Some(Slot::Child(child)) => child,
+                    _ => return None,
+                }
+            };
+            node = child;
             rest >>= BITS;
         };
     }
