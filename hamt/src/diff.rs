@@ -14,7 +14,9 @@ use triomphe::Arc;
 
 use crate::iter::Walk;
 use crate::map::HamtMap;
-use crate::node::{BITS, HASH_BITS, Header, Node, Slot, child_index, hash_key, index, slot_for};
+use crate::node::{
+    BITS, HASH_BITS, Header, Node, Slot, child_index, entry_index, hash_key, slot_for,
+};
 
 /// One difference between two versions of a map, from [`HamtMap::diff`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,7 +284,7 @@ impl<K, V, S> fmt::Debug for Diff<'_, K, V, S> {
 /// The slot for `bit` in a bitmap node given as its header and slots.
 fn slot_in<K, V>(slots: &[Slot<K, V>], header: Header, bit: u32) -> Option<&Slot<K, V>> {
     if header.data_map & bit != 0 {
-        slots.get(index(header.data_map, bit))
+        slots.get(entry_index(slots.len(), header.data_map, bit))
     } else if header.node_map & bit != 0 {
         slots.get(child_index(slots.len(), header.node_map, bit))
     } else {

@@ -31,7 +31,9 @@
 //!
 //! - **Compact nodes.** Each node is a single allocation: two 32-bit bitmaps (`data_map` for
 //!   buckets holding an entry inline, `node_map` for buckets holding a child), then exactly as
-//!   many slots as bits set, entries first. No 32-slot arrays, no per-entry boxes.
+//!   many slots as bits set, entries first. No per-entry boxes, and 32-slot arrays only for
+//!   nodes with at least 28 buckets occupied: those are indexed by the hash directly (no rank),
+//!   at a cost of at most four empty slots.
 //! - **Canonical shape.** Removal inlines a sub-node left with a single entry into its parent,
 //!   so a set of keys has exactly one shape. Equality and [`diff`](HamtMap::diff) rely on it
 //!   to compare node by node and skip pointer-equal subtrees.

@@ -570,6 +570,7 @@ where
     /// assert_eq!(one["k"], 1);
     /// ```
     #[must_use = "update returns a new map and leaves `self` unchanged"]
+    #[inline]
     pub fn update(&self, key: K, value: V) -> Self
     where
         S: Clone,
@@ -589,6 +590,7 @@ where
     /// assert!(one.without("x").ptr_eq(&one));
     /// ```
     #[must_use = "without returns a new map and leaves `self` unchanged"]
+    #[inline]
     pub fn without<Q>(&self, key: &Q) -> Self
     where
         K: Borrow<Q>,

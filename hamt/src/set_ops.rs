@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, Hash};
 use triomphe::Arc;
 
 use crate::map::HamtMap;
-use crate::node::{BITS, HASH_BITS, Header, Node, Slot, new_node, slot_for};
+use crate::node::{BITS, HASH_BITS, Header, Node, Slot, build_bitmap_node, new_node, slot_for};
 
 /// What filtering a subtree left of it.
 enum Filtered<K, V> {
@@ -124,9 +124,8 @@ where
             return Filtered::Unchanged;
         }
 
-        // Rebuild: entries in bucket order, then children in reverse bucket order.
-        let mut entries = Vec::new();
-        let mut children = Vec::new();
+        // Rebuild from the kept slots in bucket order.
+        let mut kept = Vec::new();
         let mut data_map = 0;
         let mut node_map = 0;
         for (bit, bucket) in buckets {
@@ -134,39 +133,37 @@ where
                 Bucket::DropEntry | Bucket::Child(Filtered::Empty) => {}
                 Bucket::KeepEntry => {
                     if let Some(slot @ Slot::Entry(..)) = slot_for(ours, bit) {
-                        entries.push(slot.clone());
+                        kept.push((bit, slot.clone()));
                         data_map |= bit;
                     }
                 }
                 Bucket::Child(Filtered::Single(k, v)) => {
-                    entries.push(Slot::Entry(k, v));
+                    kept.push((bit, Slot::Entry(k, v)));
                     data_map |= bit;
                 }
                 Bucket::Child(Filtered::Unchanged) => {
                     if let Some(slot @ Slot::Child(_)) = slot_for(ours, bit) {
-                        children.push(slot.clone());
+                        kept.push((bit, slot.clone()));
                         node_map |= bit;
                     }
                 }
                 Bucket::Child(Filtered::Node(node)) => {
-                    children.push(Slot::Child(node));
+                    kept.push((bit, Slot::Child(node)));
                     node_map |= bit;
                 }
             }
         }
-        if entries.is_empty() && children.is_empty() {
+        if kept.is_empty() {
             return Filtered::Empty;
         }
         if !is_root
-            && children.is_empty()
-            && entries.len() == 1
-            && let Some(Slot::Entry(k, v)) = entries.pop()
+            && node_map == 0
+            && kept.len() == 1
+            && let Some((_, Slot::Entry(k, v))) = kept.pop()
         {
             return Filtered::Single(k, v);
         }
-        children.reverse();
-        entries.append(&mut children);
-        Filtered::Node(new_node(Header { data_map, node_map }, entries))
+        Filtered::Node(build_bitmap_node(Header { data_map, node_map }, kept))
     }
 
     /// Filters a collision node entry by entry.

@@ -195,3 +195,179 @@ fn lookups_through_a_node_of_32_children() {
     assert_eq!(map.get(&HashKey::new(3 | (1 << 10), 2)), Some(&7));
     map.check_invariants();
 }
+
+/// The slot count of the root node.
+fn root_len<K, V, S>(map: &HamtMap<K, V, S>) -> usize {
+    map.root.as_ref().map_or(0, |root| root.slice.len())
+}
+
+#[test]
+fn dense_nodes_grow_and_shrink_at_the_threshold() {
+    use crate::DiffItem;
+    use crate::node::{DENSE_LEN, DENSE_MIN};
+
+    // With the identity hash, key `k < 32` lands in root bucket `k`.
+    let below = u64::from(DENSE_MIN) - 1;
+    let mut map = HamtMap::with_hasher(IdentityState);
+    for k in 0..below {
+        map.insert(k, k);
+    }
+    map.check_invariants();
+    assert_eq!(root_len(&map), below as usize, "sparse below the threshold");
+    let sparse = map.clone();
+
+    // One more bucket: the root turns dense, in the new version only.
+    map.insert(below, below);
+    map.check_invariants();
+    assert_eq!(root_len(&map), DENSE_LEN);
+    assert_eq!(root_len(&sparse), below as usize);
+    sparse.check_invariants();
+    assert_eq!(sparse.get(&below), None);
+
+    // A key sharing bucket 0 with key 0 becomes a child of the dense root, in place.
+    map.insert(32, 32);
+    map.check_invariants();
+    assert_eq!(root_len(&map), DENSE_LEN);
+    for k in (0..=below).chain([32]) {
+        assert_eq!(map.get(&k), Some(&k));
+    }
+    assert_eq!(
+        map.get(&31),
+        None,
+        "an empty bucket of a dense node is a miss"
+    );
+    assert_eq!(map.get(&64), None, "a miss below a dense node's child");
+
+    // A persistent insert into an empty bucket leaves the dense original as it was.
+    let dense = map.clone();
+    let more = map.update(31, 31);
+    more.check_invariants();
+    assert_eq!(more.get(&31), Some(&31));
+    assert_eq!(map.get(&31), None);
+
+    // Collapsing the child back into an entry keeps the node dense.
+    assert_eq!(map.remove(&0), Some(0));
+    map.check_invariants();
+    assert_eq!(root_len(&map), DENSE_LEN);
+    assert_eq!(map.get(&32), Some(&32));
+
+    // Leaving a bucket empty below the threshold turns the root sparse again.
+    assert_eq!(map.remove(&below), Some(below));
+    map.check_invariants();
+    assert_eq!(root_len(&map), below as usize);
+    for k in 1..below {
+        assert_eq!(map.get(&k), Some(&k));
+    }
+
+    // The dense snapshot is intact, and diff and equality see across the two layouts.
+    dense.check_invariants();
+    assert_eq!(dense.len(), below as usize + 2);
+    let changes: Vec<_> = dense.diff(&map).collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes.contains(&DiffItem::Removed(&0, &0)));
+    assert!(changes.contains(&DiffItem::Removed(&below, &below)));
+    let rebuilt: HamtMap<u64, u64, IdentityState> = dense.iter().map(|(k, v)| (*k, *v)).collect();
+    assert!(rebuilt == dense);
+    assert!(dense.without(&0).without(&below) == map);
+}
+
+mod dense_model {
+    use crate::HamtMap;
+    use crate::testing::IdentityState;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Keys that fill the root's buckets (1..32), the buckets of the child under root bucket
+    /// 0 (`b << 5`), and a level below that (`c << 10`), so that both levels cross the dense
+    /// threshold both ways.
+    fn key(seed: u8) -> u64 {
+        let seed = u64::from(seed) % 66;
+        match seed {
+            0..=30 => seed + 1,
+            31..=62 => (seed - 31) << 5,
+            _ => (seed - 62) << 10,
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u8, u8),
+        Remove(u8),
+        Update(u8, u8),
+        Without(u8),
+        Retain(u8),
+        Snapshot,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => any::<u8>().prop_map(Op::Remove),
+            3 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Update(k, v)),
+            3 => any::<u8>().prop_map(Op::Without),
+            1 => (6..10u8).prop_map(Op::Retain),
+            2 => Just(Op::Snapshot),
+        ]
+    }
+
+    type Map = HamtMap<u64, u8, IdentityState>;
+
+    fn same(map: &Map, model: &HashMap<u64, u8>) {
+        map.check_invariants();
+        assert_eq!(map.len(), model.len());
+        for seed in 0..66 {
+            let k = key(seed);
+            assert_eq!(map.get(&k), model.get(&k), "key {k}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 2 } else { 128 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Dense and sparse nodes against a model after every step, with old versions kept
+        /// (so edits copy shared dense nodes) and removals that turn dense nodes sparse.
+        #[test]
+        fn dense_and_sparse_nodes_match_a_model(ops in proptest::collection::vec(op(), 0..400)) {
+            // Start full (both levels dense): the mix of edits then drifts to about 60% of
+            // the keys, so that both levels cross the dense threshold, down and back up.
+            let mut model: HashMap<u64, u8> = (0..66).map(|seed| (key(seed), seed)).collect();
+            let mut map: Map = model.iter().map(|(k, v)| (*k, *v)).collect();
+            let mut versions = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        prop_assert_eq!(map.insert(key(k), v), model.insert(key(k), v));
+                    }
+                    Op::Remove(k) => prop_assert_eq!(map.remove(&key(k)), model.remove(&key(k))),
+                    Op::Update(k, v) => {
+                        let next = map.update(key(k), v);
+                        versions.push((map, model.clone()));
+                        map = next;
+                        model.insert(key(k), v);
+                    }
+                    Op::Without(k) => {
+                        let next = map.without(&key(k));
+                        versions.push((map, model.clone()));
+                        map = next;
+                        model.remove(&key(k));
+                    }
+                    Op::Retain(m) => {
+                        map.retain(|k, _| k % u64::from(m) != 0);
+                        model.retain(|k, _| k % u64::from(m) != 0);
+                    }
+                    Op::Snapshot => versions.push((map.clone(), model.clone())),
+                }
+                same(&map, &model);
+            }
+            for (version, expected) in &versions {
+                same(version, expected);
+                let rebuilt: Map = expected.iter().map(|(k, v)| (*k, *v)).collect();
+                prop_assert!(rebuilt == *version);
+            }
+        }
+    }
+}
