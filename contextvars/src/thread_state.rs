@@ -467,11 +467,10 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             let outer = mem::take(self.stamp);
             watch::notify(|| ContextEvent::Exited);
             let mut ts = self.state.borrow_mut();
-            if ts.pending.is_some() {
-                drop(ts);
-                enter_pending(self.state);
-                ts = self.state.borrow_mut();
-            }
+            // A deferred attach made inside `f`, never used and never detached, ends with
+            // the run like any attach left inside it; as it was never entered, the frame is
+            // as it was and nothing is fetched (no user code runs while leaving).
+            ts.pending = None;
             ts.frame.swap(self.frame);
             // Scoped pushes are balanced, so normally nothing is left above the floor.
             let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));

@@ -484,3 +484,29 @@ fn what_an_abandoned_attach_holds_is_dropped_when_its_scope_ends() {
     // Everything is gone with the thread.
     assert_eq!(drops.load(Ordering::SeqCst), 4);
 }
+
+#[test]
+fn a_deferred_attach_left_unused_inside_a_run_is_never_fetched() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.run_deferred");
+    static FETCHES: AtomicUsize = AtomicUsize::new(0);
+    fn fetch(_: u64) -> Option<Context> {
+        FETCHES.fetch_add(1, Ordering::SeqCst);
+        panic!("a source that fails");
+    }
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut scope = Context::new();
+        scope.run(|| VAR.set(2));
+        let left = scope.run(|| contextvars::attach_deferred(fetch, 1).unwrap());
+        // Leaving the run fetched nothing, and the attach ended with it.
+        assert_eq!(FETCHES.load(Ordering::SeqCst), 0);
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(scope.get(&VAR), Some(2));
+        assert_eq!(
+            contextvars::detach_deferred(left).unwrap_err(),
+            DetachError::NotCurrent
+        );
+        assert_eq!(scope.run(|| VAR.get()), Some(2));
+        assert_eq!(FETCHES.load(Ordering::SeqCst), 0);
+    });
+}
