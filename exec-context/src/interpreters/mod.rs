@@ -128,6 +128,7 @@ mod error;
 mod fifo;
 mod pool;
 mod queue;
+mod queue_core;
 mod registry;
 mod shareable;
 mod sync;
