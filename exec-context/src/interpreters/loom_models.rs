@@ -277,3 +277,156 @@ fn loom_one_getter_takes_at_most_one_hand_off() {
         assert_eq!(fifo.len(), 0);
     });
 }
+
+/// The models of [`QueueCore`](super::queue_core::QueueCore), `Queue`'s lock-free core (its
+/// storage is a loom mutex around a deque under `--cfg loom`; the reservation counter, the
+/// waiter counts and the sleep/notify protocol are the real ones).
+mod queue_core {
+    use loom::thread;
+
+    use super::int;
+    use crate::interpreters::UnboundPolicy;
+    use crate::interpreters::fifo::{FifoError, Wait};
+    use crate::interpreters::queue_core::QueueCore;
+    use crate::interpreters::sync::Arc;
+
+    fn put(core: &QueueCore, n: i128, wait: Wait) -> Result<(), FifoError> {
+        core.put(int(n), 0, UnboundPolicy::Replace, wait)
+    }
+
+    #[test]
+    fn loom_core_bounded_put_get_hands_over_every_item_in_order() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(1));
+            let producer = {
+                let core = core.clone();
+                thread::spawn(move || {
+                    for n in 0..2 {
+                        put(&core, n, Wait::Forever).unwrap();
+                    }
+                })
+            };
+            let got: Vec<_> = (0..2).map(|_| core.get(Wait::Forever).unwrap()).collect();
+            producer.join().unwrap();
+            assert_eq!(got, [int(0), int(1)]);
+            assert_eq!(core.len(), 0);
+        });
+    }
+
+    #[test]
+    fn loom_core_close_alone_wakes_a_blocked_getter() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(0));
+            let getter = {
+                let core = core.clone();
+                thread::spawn(move || core.get(Wait::Forever))
+            };
+            core.close();
+            assert_eq!(getter.join().unwrap(), Err(FifoError::Closed));
+        });
+    }
+
+    #[test]
+    fn loom_core_close_wakes_a_blocked_putter() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(1));
+            put(&core, 1, Wait::No).unwrap();
+            let putter = {
+                let core = core.clone();
+                thread::spawn(move || put(&core, 2, Wait::Forever))
+            };
+            core.close();
+            assert_eq!(putter.join().unwrap(), Err(FifoError::Closed));
+            assert_eq!(core.get(Wait::No), Ok(int(1)));
+            assert_eq!(core.get(Wait::No), Err(FifoError::Closed));
+        });
+    }
+
+    /// A put racing the close either fails with `Closed` or its item is taken before a
+    /// blocked getter hears `Closed`.
+    #[test]
+    fn loom_core_close_racing_a_put_loses_no_accepted_item() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(0));
+            let getter = {
+                let core = core.clone();
+                thread::spawn(move || {
+                    let mut taken = Vec::new();
+                    while let Ok(value) = core.get(Wait::Forever) {
+                        taken.push(value);
+                    }
+                    taken
+                })
+            };
+            let putter = {
+                let core = core.clone();
+                thread::spawn(move || put(&core, 5, Wait::Forever))
+            };
+            core.close();
+            let accepted = putter.join().unwrap();
+            let taken = getter.join().unwrap();
+            match accepted {
+                Ok(()) => assert_eq!(taken, [int(5)]),
+                Err(error) => {
+                    assert_eq!(error, FifoError::Closed);
+                    assert!(taken.is_empty());
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn loom_core_two_getters_two_puts_no_lost_wakeup() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(0));
+            let getters: Vec<_> = (0..2)
+                .map(|_| {
+                    let core = core.clone();
+                    thread::spawn(move || core.get(Wait::Forever).unwrap())
+                })
+                .collect();
+            for n in 0..2 {
+                put(&core, n, Wait::Forever).unwrap();
+            }
+            let mut got: Vec<_> = getters.into_iter().map(|g| g.join().unwrap()).collect();
+            got.sort_by_key(|v| format!("{v:?}"));
+            assert_eq!(got, [int(0), int(1)]);
+        });
+    }
+
+    #[test]
+    fn loom_core_unbind_remove_wakes_a_blocked_putter() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(1));
+            core.put(int(1), 9, UnboundPolicy::Remove, Wait::No)
+                .unwrap();
+            let putter = {
+                let core = core.clone();
+                thread::spawn(move || put(&core, 2, Wait::Forever))
+            };
+            core.unbind(9);
+            putter.join().unwrap().unwrap();
+            assert_eq!(core.get(Wait::No), Ok(int(2)));
+            assert_eq!(core.len(), 0);
+        });
+    }
+
+    #[test]
+    fn loom_core_unbind_races_with_get() {
+        loom::model(|| {
+            let core = Arc::new(QueueCore::new(0));
+            core.put(int(1), 9, UnboundPolicy::Error, Wait::No).unwrap();
+            let getter = {
+                let core = core.clone();
+                thread::spawn(move || core.get(Wait::No))
+            };
+            core.unbind(9);
+            let got = getter.join().unwrap();
+            assert!(
+                got == Ok(int(1)) || got == Err(FifoError::Destroyed),
+                "{got:?}"
+            );
+            assert_eq!(core.len(), 0);
+        });
+    }
+}
