@@ -15,11 +15,12 @@
 //!   `dead`, so a bounded queue has their room back at once), replaced ones come out as
 //!   [`Shareable::Unbound`], the others as [`FifoError::Destroyed`].
 //! - A side that must wait spins briefly (as [`Fifo`](super::fifo::Fifo) does), then sleeps
-//!   on a condition variable after setting a bit in the other side's word (see
-//!   [`QueueCore::sleep`]); the other side learns of sleepers from the read-modify-write it
-//!   does anyway, and notifies only then, so a stream whose sides keep up does no wake-up
-//!   work. The loom models check this protocol; under `--cfg loom` the storage is a loom mutex
-//!   around a `VecDeque`, since crossbeam-queue is not loom-aware.
+//!   on a condition variable after registering in a waiter count; the other side notifies
+//!   only when it reads a non-zero count, so a stream whose sides keep up does no wake-up work.
+//!   Registration and the counters are sequentially consistent read-modify-writes and loads,
+//!   so a waiter either sees the change it waits for or is seen by the thread making it (the
+//!   loom models check this protocol; under `--cfg loom` the storage is a loom mutex around a
+//!   `VecDeque`, since crossbeam-queue is not loom-aware).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -29,13 +30,10 @@ use super::fifo::{FifoError, Item, Wait, spin_until};
 use super::shareable::Shareable;
 use super::sync::{AtomicUsize, Condvar, Mutex, Ordering::SeqCst};
 
-/// [`PutSide::word`]: the closed bit, the getters-asleep bit, the reservation count above.
+/// The closed bit of [`QueueCore::puts`]; the reservation count is above it.
 const CLOSED: usize = 1;
-const GETTERS_ASLEEP: usize = 2;
-const ONE: usize = 4;
-/// [`QueueCore::popped`]: the putters-asleep bit, the count of taken items above.
-const PUTTERS_ASLEEP: usize = 1;
-const POP_ONE: usize = 2;
+/// One reservation in [`QueueCore::puts`].
+const ONE: usize = 2;
 
 /// The main interpreter's ID: it is never closed, so its items are never unbound.
 const MAIN: u64 = 0;
@@ -59,10 +57,6 @@ impl Storage {
     fn pop(&self) -> Option<Item> {
         self.0.pop()
     }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// The items, in order: a plain locked deque, so loom sees every access.
@@ -79,10 +73,6 @@ impl Storage {
     fn pop(&self) -> Option<Item> {
         self.0.lock().pop_front()
     }
-
-    fn is_empty(&self) -> bool {
-        self.0.lock().is_empty()
-    }
 }
 
 /// The items one subinterpreter has in the queue.
@@ -96,41 +86,27 @@ struct Owned {
     closed: bool,
 }
 
-/// The producers' line.
+/// The producers' line: reservations and the closed bit, and the last `popped` they read.
 #[derive(Default)]
 struct PutSide {
-    /// Reservations (× [`ONE`]), [`GETTERS_ASLEEP`] and [`CLOSED`].
     word: AtomicUsize,
-    /// The last `popped` a bounded queue's producer read (a lower bound of it).
     popped_seen: AtomicUsize,
-}
-
-/// Threads asleep on each condition variable (under [`QueueCore::sleep`]).
-#[derive(Default)]
-struct Sleepers {
-    getters: usize,
-    putters: usize,
 }
 
 pub(crate) struct QueueCore {
     maxsize: usize,
     puts: Padded<PutSide>,
-    /// Items taken, removed ones skipped included (× [`POP_ONE`]), and [`PUTTERS_ASLEEP`]:
-    /// the consumers' line.
+    /// Items taken (including removed ones skipped), on the consumers' line.
     popped: Padded<AtomicUsize>,
     /// Removed items still in `storage` (their interpreter was closed).
     dead: AtomicUsize,
+    getters_waiting: AtomicUsize,
+    putters_waiting: AtomicUsize,
     storage: Storage,
     /// Per subinterpreter, what it has in the queue.
     owners: Mutex<HashMap<u64, Owned>>,
-    /// Taken only to sleep and to wake sleepers. A sleeper counts itself here and sets its
-    /// side's bit with a read-modify-write on the word the other side also reads with one
-    /// after its change (a putter after pushing, a getter when it counts what it took), so
-    /// of the two the later sees the other: the sleeper sees the change (a getter pops once
-    /// more after setting its bit), or the changer sees the bit and wakes it (under this
-    /// lock, which the sleeper holds until it waits). Closing and unbinding change what
-    /// sleepers wait for before taking this lock, and sleepers look at both under it.
-    sleep: Mutex<Sleepers>,
+    /// Taken only to sleep and to notify sleepers.
+    sleep: Mutex<()>,
     readable: Condvar,
     writable: Condvar,
 }
@@ -158,9 +134,11 @@ impl QueueCore {
             puts: Padded::default(),
             popped: Padded::default(),
             dead: AtomicUsize::new(0),
+            getters_waiting: AtomicUsize::new(0),
+            putters_waiting: AtomicUsize::new(0),
             storage: Storage::default(),
             owners: Mutex::new(HashMap::new()),
-            sleep: Mutex::new(Sleepers::default()),
+            sleep: Mutex::new(()),
             readable: Condvar::new(),
             writable: Condvar::new(),
         }
@@ -170,15 +148,11 @@ impl QueueCore {
         self.maxsize
     }
 
-    fn popped(&self) -> usize {
-        self.popped.0.load(SeqCst) / POP_ONE
-    }
-
     /// Items in the queue: pushed (or being pushed), not taken, not removed. A snapshot.
     pub(crate) fn len(&self) -> usize {
         let pushed = self.puts.0.word.load(SeqCst) / ONE;
         let dead = self.dead.load(SeqCst);
-        let popped = self.popped();
+        let popped = self.popped.0.load(SeqCst);
         let len = pushed.wrapping_sub(popped).wrapping_sub(dead);
         // Read one after the other, the counters may be a step apart for a moment.
         if len > usize::MAX / 2 { 0 } else { len }
@@ -192,43 +166,28 @@ impl QueueCore {
         self.puts.0.word.load(SeqCst) & CLOSED != 0
     }
 
-    /// Whether a bounded queue with `pushed` reservations and `popped` taken items (if
-    /// known) has room for `want` more.
-    fn has_room(&self, pushed: usize, popped: Option<usize>, want: usize) -> bool {
-        let popped = match popped {
-            Some(popped) => popped,
-            None => {
-                // `popped` only grows: room by an old reading is room now.
-                let seen = self.puts.0.popped_seen.load(SeqCst);
-                if pushed.wrapping_sub(seen) <= self.maxsize - want {
-                    return true;
-                }
-                self.popped()
-            }
-        };
+    /// Whether a bounded queue with `pushed` reservations has room for one more.
+    fn has_room(&self, pushed: usize) -> bool {
+        // `popped` only grows: room by an old reading is room now.
+        let seen = self.puts.0.popped_seen.load(SeqCst);
+        if pushed.wrapping_sub(seen) < self.maxsize {
+            return true;
+        }
+        let popped = self.popped.0.load(SeqCst);
         self.puts.0.popped_seen.store(popped, SeqCst);
         let dead = self.dead.load(SeqCst);
-        pushed.wrapping_sub(popped).wrapping_sub(dead) <= self.maxsize - want
+        pushed.wrapping_sub(popped).wrapping_sub(dead) < self.maxsize
     }
 
     /// Reserves a place for one item: `Closed`, `Full`, or done.
     fn reserve(&self) -> Result<(), FifoError> {
         let word = &self.puts.0.word;
-        if self.maxsize == 0 {
-            // Nothing to check but the closed bit: one add. A reservation made on a closed
-            // queue is cancelled by counting it as taken, so the counts still balance.
-            if word.fetch_add(ONE, SeqCst) & CLOSED != 0 {
-                self.popped.0.fetch_add(POP_ONE, SeqCst);
-                return Err(FifoError::Closed);
-            }
-            return Ok(());
-        }
         let mut current = word.load(SeqCst);
         loop {
             if current & CLOSED != 0 {
                 return Err(FifoError::Closed);
             }
-            if !self.has_room(current / ONE, None, 1) {
+            if self.maxsize != 0 && !self.has_room(current / ONE) {
                 return Err(FifoError::Full);
             }
             match word.compare_exchange_weak(current, current.wrapping_add(ONE), SeqCst, SeqCst) {
@@ -238,19 +197,16 @@ impl QueueCore {
         }
     }
 
-    /// Whether a spinning waiter of `side` has something to look at; a putter, room for
-    /// `want` items.
-    fn ready(&self, side: Side, want: usize) -> bool {
-        if let Side::Get = side {
-            // Only the storage: the producers' word stays theirs while a getter spins (a
-            // close ends the spin when it runs out; the getter then sees it before sleeping).
-            return !self.storage.is_empty();
-        }
+    /// Whether a waiter of `side` has something to look at.
+    fn ready(&self, side: Side) -> bool {
         let word = self.puts.0.word.load(SeqCst);
         if word & CLOSED != 0 {
             return true;
         }
-        self.has_room(word / ONE, None, want)
+        match side {
+            Side::Get => word / ONE != self.popped.0.load(SeqCst),
+            Side::Put => self.has_room(word / ONE),
+        }
     }
 
     /// Appends `value`, put by interpreter `owner`, waiting for room as `wait` allows.
@@ -265,9 +221,7 @@ impl QueueCore {
         loop {
             match self.reserve() {
                 Ok(()) => break,
-                Err(FifoError::Full) => {
-                    self.block(Side::Put, wait, &mut spun, FifoError::Full)?;
-                }
+                Err(FifoError::Full) => self.block(Side::Put, wait, &mut spun, FifoError::Full)?,
                 Err(error) => return Err(error),
             }
         }
@@ -280,9 +234,7 @@ impl QueueCore {
             }
         }
         self.storage.push(Item::new(value, owner, policy, None));
-        // After the push, a read-modify-write (it reads the latest word): a getter that set
-        // its bit before it is woken, one that sets it after finds the item.
-        if self.puts.0.word.fetch_or(0, SeqCst) & GETTERS_ASLEEP != 0 {
+        if self.getters_waiting.load(SeqCst) > 0 {
             let _sleep = self.sleep.lock();
             self.readable.notify_one();
         }
@@ -292,15 +244,15 @@ impl QueueCore {
     /// Takes the first item, waiting for one as `wait` allows.
     pub(crate) fn get(&self, wait: Wait) -> Result<Shareable, FifoError> {
         let mut spun = false;
-        let mut found = None;
         loop {
-            if let Some(item) = found.take().or_else(|| self.storage.pop()) {
+            if let Some(item) = self.storage.pop() {
                 let taken = if item.owner() == MAIN {
                     Some(item.take())
                 } else {
                     self.settle(item)
                 };
-                if self.popped.0.fetch_add(POP_ONE, SeqCst) & PUTTERS_ASLEEP != 0 {
+                self.popped.0.fetch_add(1, SeqCst);
+                if self.maxsize != 0 && self.putters_waiting.load(SeqCst) > 0 {
                     let _sleep = self.sleep.lock();
                     self.writable.notify_one();
                 }
@@ -311,7 +263,7 @@ impl QueueCore {
             }
             let word = self.puts.0.word.load(SeqCst);
             if word & CLOSED != 0 {
-                if word / ONE == self.popped() {
+                if word / ONE == self.popped.0.load(SeqCst) {
                     return Err(FifoError::Closed);
                 }
                 // A put reserved before the close is still pushing, or another getter is
@@ -319,7 +271,7 @@ impl QueueCore {
                 pause();
                 continue;
             }
-            found = self.block(Side::Get, wait, &mut spun, FifoError::Empty)?;
+            self.block(Side::Get, wait, &mut spun, FifoError::Empty)?;
         }
     }
 
@@ -362,16 +314,15 @@ impl QueueCore {
     }
 
     /// Waits once for `side`'s condition as `wait` allows: the first time a short spin, then
-    /// asleep. Returns for the caller to re-check (with the item a getter found as it was
-    /// about to sleep); fails with `now` when `wait` is [`Wait::No`], with
-    /// [`FifoError::Timeout`] once the deadline has passed.
+    /// asleep. Returns for the caller to re-check; fails with `now` when `wait` is
+    /// [`Wait::No`], with [`FifoError::Timeout`] once the deadline has passed.
     fn block(
         &self,
         side: Side,
         wait: Wait,
         spun: &mut bool,
         now: FifoError,
-    ) -> Result<Option<Item>, FifoError> {
+    ) -> Result<(), FifoError> {
         let deadline = match wait {
             Wait::No => return Err(now),
             Wait::Forever => None,
@@ -384,64 +335,34 @@ impl QueueCore {
         };
         if !*spun {
             *spun = true;
-            // A putter facing a full queue spins until a few slots are free, not just one: it
-            // then puts a run of items instead of meeting the getter at the boundary for every
-            // slot. This only shapes the bounded spin; after it any free slot will do.
-            let want = match side {
-                Side::Get => 1,
-                Side::Put => (self.maxsize / 8).clamp(1, 64),
-            };
-            spin_until(|| self.ready(side, want));
-            return Ok(None);
+            spin_until(|| self.ready(side));
+            return Ok(());
         }
-        let mut sleepers = self.sleep.lock();
-        let mut found = None;
-        // Count in, set the bit, and look once more, all under the lock.
-        let ready = match side {
-            Side::Get => {
-                sleepers.getters += 1;
-                let word = self.puts.0.word.fetch_or(GETTERS_ASLEEP, SeqCst);
-                if word & CLOSED == 0 {
-                    found = self.storage.pop();
-                }
-                word & CLOSED != 0 || found.is_some()
-            }
-            Side::Put => {
-                sleepers.putters += 1;
-                let popped = self.popped.0.fetch_or(PUTTERS_ASLEEP, SeqCst) / POP_ONE;
-                let word = self.puts.0.word.load(SeqCst);
-                word & CLOSED != 0 || self.has_room(word / ONE, Some(popped), 1)
-            }
+        let (condvar, waiting) = match side {
+            Side::Get => (&self.readable, &self.getters_waiting),
+            Side::Put => (&self.writable, &self.putters_waiting),
         };
-        if !ready {
-            let condvar = match side {
-                Side::Get => &self.readable,
-                Side::Put => &self.writable,
-            };
-            sleepers = match deadline {
-                None => condvar.wait(sleepers),
+        let sleep = self.sleep.lock();
+        waiting.fetch_add(1, SeqCst);
+        let ready = self.ready(side);
+        let sleep = if ready {
+            sleep
+        } else {
+            match deadline {
+                None => condvar.wait(sleep),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    condvar.wait_timeout(sleepers, left)
-                }
-            };
-        }
-        match side {
-            Side::Get => {
-                sleepers.getters -= 1;
-                if sleepers.getters == 0 {
-                    self.puts.0.word.fetch_and(!GETTERS_ASLEEP, SeqCst);
+                    condvar.wait_timeout(sleep, left)
                 }
             }
-            Side::Put => {
-                sleepers.putters -= 1;
-                if sleepers.putters == 0 {
-                    self.popped.0.fetch_and(!PUTTERS_ASLEEP, SeqCst);
-                }
-            }
+        };
+        waiting.fetch_sub(1, SeqCst);
+        drop(sleep);
+        if ready {
+            // Ready but not yet there (a push or a count in progress): let it finish.
+            pause();
         }
-        drop(sleepers);
-        Ok(found)
+        Ok(())
     }
 
     /// No more puts; gets drain what is left, then fail with `Closed`. Returns whether this
@@ -471,7 +392,7 @@ impl QueueCore {
             }
             owned.removable
         };
-        if removed > 0 && self.maxsize != 0 {
+        if removed > 0 && self.putters_waiting.load(SeqCst) > 0 {
             let _sleep = self.sleep.lock();
             self.writable.notify_all();
         }
