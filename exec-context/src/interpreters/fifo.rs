@@ -1,6 +1,4 @@
-//! The FIFO under the channels (PEP 554), whose receipts and hand-offs need one lock over
-//! the items and the waiters ([`Queue`](super::Queue) has its own lock-free core,
-//! `queue_core`, which shares [`Item`], [`Wait`] and [`FifoError`] with this one): a
+//! The one FIFO under both [`Queue`](super::Queue) (PEP 734) and the channels (PEP 554): a
 //! mutex-protected deque with condition variables for the blocking sides. Nobody sleep-polls:
 //! a side that must wait first spins briefly on an atomic mirror of the state (a hand-off
 //! between two running threads then costs no sleep), then sleeps on a condition variable.
@@ -63,7 +61,7 @@ enum Payload {
 }
 
 /// An item with everything it may carry.
-pub(super) struct Full {
+struct Full {
     payload: Payload,
     owner: u64,
     policy: UnboundPolicy,
@@ -75,7 +73,7 @@ pub(super) struct Full {
 /// threads touch, so its size counts: the common numbers travel inline (with the interpreter
 /// that put them and their unbound policy), anything else (strings, handles, a receipt, an
 /// unbound marker) in a box.
-pub(super) enum Item {
+enum Item {
     /// A [`Shareable::Int`] within `i64`.
     Int(i64, u64, UnboundPolicy),
     /// A [`Shareable::Float`].
@@ -84,7 +82,7 @@ pub(super) enum Item {
 }
 
 impl Item {
-    pub(super) fn new(
+    fn new(
         value: Shareable,
         owner: u64,
         policy: UnboundPolicy,
@@ -104,18 +102,10 @@ impl Item {
         }
     }
 
-    pub(super) fn owner(&self) -> u64 {
+    fn owner(&self) -> u64 {
         match self {
             Item::Int(_, owner, _) | Item::Float(_, owner, _) => *owner,
             Item::Boxed(full) => full.owner,
-        }
-    }
-
-    /// The policy the item follows when its interpreter is closed before it is taken.
-    pub(super) fn policy(&self) -> UnboundPolicy {
-        match self {
-            Item::Int(_, _, policy) | Item::Float(_, _, policy) => *policy,
-            Item::Boxed(full) => full.policy,
         }
     }
 
@@ -127,7 +117,7 @@ impl Item {
     }
 
     /// The item as it leaves the queue: its value, or the error of a destroyed one.
-    pub(super) fn take(self) -> Result<Shareable, FifoError> {
+    fn take(self) -> Result<Shareable, FifoError> {
         match self {
             Item::Int(n, ..) => Ok(Shareable::Int(n.into())),
             Item::Float(x, ..) => Ok(Shareable::Float(x)),
@@ -229,7 +219,7 @@ enum Side {
 
 /// Spins, then yields, while `ready` is false — a short bounded wait that lets a hand-off
 /// between two running threads complete without either sleeping. Returns early once ready.
-pub(super) fn spin_until(ready: impl Fn() -> bool) {
+fn spin_until(ready: impl Fn() -> bool) {
     if cfg!(loom) {
         return;
     }
@@ -271,6 +261,10 @@ impl Fifo {
         }
     }
 
+    pub(crate) fn maxsize(&self) -> usize {
+        self.maxsize
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under the lock, so a poisoned lock still guards a consistent state.
         self.state.lock()
@@ -288,6 +282,11 @@ impl Fifo {
 
     pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
+    }
+
+    pub(crate) fn full(&self) -> bool {
+        let state = self.lock();
+        self.is_full(&state)
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -128,7 +128,6 @@ mod error;
 mod fifo;
 mod pool;
 mod queue;
-mod queue_core;
 mod registry;
 mod shareable;
 mod sync;

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{RecvError, SendError};
-use super::fifo::Wait;
-use super::queue_core::QueueCore;
+use super::fifo::{Fifo, Wait};
 use super::registry::{self, Endpoint};
 use super::shareable::{Share, Shareable};
 use super::{UnboundPolicy, current_id};
 
 pub(crate) struct QueueInner {
     pub(crate) id: u64,
-    pub(crate) fifo: QueueCore,
+    pub(crate) fifo: Fifo,
     policy: UnboundPolicy,
 }
 
@@ -23,9 +22,8 @@ pub(crate) struct QueueInner {
 /// a queue into a queue sends the same queue, not a copy. (A queue holding a handle to itself
 /// keeps itself alive, like any reference cycle: take the handle out, or close and drain it.)
 ///
-/// Items travel through a lock-free segmented queue (crossbeam-queue's `SegQueue`); blocking
-/// `put`/`get` spin briefly, then sleep on a condition variable and wake as soon as the other
-/// side acts — CPython 3.14's queue polls every 10 ms instead (python/cpython#143017).
+/// Blocking `put`/`get` sleep on a condition variable and wake as soon as the other side
+/// acts — CPython 3.14's queue polls every 10 ms instead (python/cpython#143017).
 ///
 /// Failures are [`SendError`]s and [`RecvError`]s, shared with the channels; the
 /// [module docs](super#sending-and-receiving-one-set-of-outcomes) have the table. The PEP's
@@ -109,7 +107,7 @@ impl Queue {
     pub fn with_policy(maxsize: usize, policy: UnboundPolicy) -> Queue {
         let inner = Arc::new(QueueInner {
             id: registry::next_endpoint_id(),
-            fifo: QueueCore::new(maxsize),
+            fifo: Fifo::new(maxsize),
             policy,
         });
         registry::register(Endpoint::Queue(Arc::downgrade(&inner)));
@@ -252,7 +250,8 @@ impl Queue {
     ) -> Result<(), SendError> {
         self.inner
             .fifo
-            .put(value.into_shareable(), current_id(), policy, wait)
+            .put(value.into_shareable(), current_id(), policy, wait, false)
+            .map(drop)
             .map_err(SendError::from_fifo)
     }
 
@@ -294,7 +293,7 @@ impl Queue {
     /// [`SendError::Closed`], getters take what is left and then fail with [`RecvError::Closed`]. Returns
     /// whether this call closed it (closing twice is harmless).
     pub fn close(&self) -> bool {
-        self.inner.fifo.close()
+        self.inner.fifo.close(false)
     }
 
     /// Whether the queue was closed.
