@@ -609,6 +609,9 @@ impl Fifo {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Barrier};
+
     use super::{Fifo, FifoError, Item, Wait};
     use crate::interpreters::UnboundPolicy;
     use crate::interpreters::shareable::Shareable;
@@ -670,5 +673,152 @@ mod tests {
         put(&fifo, Shareable::Int(6), 9, UnboundPolicy::Remove);
         fifo.unbind(1);
         assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(6)));
+    }
+
+    /// Every put that returned `Ok` while the queue was being closed is taken before the
+    /// getter hears `Closed`; every other put failed with `Closed`.
+    #[test]
+    fn close_racing_puts_loses_no_accepted_item() {
+        for round in 0..20 {
+            let fifo = Arc::new(Fifo::new(if round % 2 == 0 { 0 } else { 4 }));
+            let start = Arc::new(Barrier::new(4));
+            let putters: Vec<_> = (0..2)
+                .map(|p| {
+                    let (fifo, start) = (fifo.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        let mut accepted = 0;
+                        for n in 0..1000 {
+                            let put = fifo.put(
+                                Shareable::Int(n),
+                                0,
+                                UnboundPolicy::Replace,
+                                Wait::Forever,
+                                false,
+                            );
+                            match put {
+                                Ok(_) => accepted += 1,
+                                Err(error) => {
+                                    assert_eq!(error, FifoError::Closed, "putter {p}");
+                                    break;
+                                }
+                            }
+                        }
+                        accepted
+                    })
+                })
+                .collect();
+            let getter = {
+                let (fifo, start) = (fifo.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut taken = 0;
+                    loop {
+                        match fifo.get(Wait::Forever) {
+                            Ok(_) => taken += 1,
+                            Err(error) => {
+                                assert_eq!(error, FifoError::Closed);
+                                return taken;
+                            }
+                        }
+                    }
+                })
+            };
+            start.wait();
+            std::thread::yield_now();
+            fifo.close(false);
+            let accepted: usize = putters.into_iter().map(|p| p.join().unwrap()).sum();
+            let taken = getter.join().unwrap();
+            assert_eq!(taken, accepted, "round {round}");
+            assert_eq!(fifo.len(), 0);
+        }
+    }
+
+    /// A small deterministic generator, so the model test needs no dependency.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Single-thread sequences of put, get, unbind and close against a `VecDeque` model.
+    #[test]
+    fn single_thread_sequences_match_a_vecdeque_model() {
+        const POLICIES: [UnboundPolicy; 3] = [
+            UnboundPolicy::Replace,
+            UnboundPolicy::Error,
+            UnboundPolicy::Remove,
+        ];
+        for seed in 1..200u64 {
+            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let maxsize = (rng.next() % 4) as usize;
+            let fifo = Fifo::new(maxsize);
+            // The model: (value, owner, policy) in order, and the owners closed so far.
+            let mut model: VecDeque<(i128, u64, UnboundPolicy)> = VecDeque::new();
+            let mut gone: Vec<u64> = Vec::new();
+            let mut closed = false;
+            let mut next_owner = 1;
+            for step in 0..60 {
+                match rng.next() % 10 {
+                    0..=4 => {
+                        let n = i128::from(step);
+                        let owner = if rng.next().is_multiple_of(2) {
+                            0
+                        } else {
+                            next_owner
+                        };
+                        let policy = POLICIES[(rng.next() % 3) as usize];
+                        let expected = if closed {
+                            Err(FifoError::Closed)
+                        } else if maxsize != 0 && model.len() >= maxsize {
+                            Err(FifoError::Full)
+                        } else {
+                            model.push_back((n, owner, policy));
+                            Ok(None)
+                        };
+                        let put = fifo
+                            .put(Shareable::Int(n), owner, policy, Wait::No, false)
+                            .map(|receipt| receipt.map(drop));
+                        assert_eq!(put, expected, "seed {seed}");
+                    }
+                    5..=7 => {
+                        let expected = match model.pop_front() {
+                            None if closed => Err(FifoError::Closed),
+                            None => Err(FifoError::Empty),
+                            Some((_, owner, policy)) if gone.contains(&owner) => match policy {
+                                UnboundPolicy::Replace => Ok(Shareable::Unbound),
+                                UnboundPolicy::Error => Err(FifoError::Destroyed),
+                                UnboundPolicy::Remove => unreachable!("removed at unbind"),
+                            },
+                            Some((n, ..)) => Ok(Shareable::Int(n)),
+                        };
+                        assert_eq!(fifo.get(Wait::No), expected, "seed {seed}");
+                    }
+                    8 => {
+                        // The current subinterpreter closes; later puts come from a new one.
+                        fifo.unbind(next_owner);
+                        model.retain(|&(_, owner, policy)| {
+                            owner != next_owner || policy != UnboundPolicy::Remove
+                        });
+                        gone.push(next_owner);
+                        next_owner += 1;
+                    }
+                    _ => {
+                        if rng.next().is_multiple_of(4) {
+                            assert_eq!(fifo.close(false), !closed);
+                            closed = true;
+                        }
+                    }
+                }
+                assert_eq!(fifo.len(), model.len(), "seed {seed}");
+                assert_eq!(fifo.full(), maxsize != 0 && model.len() >= maxsize);
+                assert_eq!(fifo.is_closed(), closed);
+            }
+        }
     }
 }

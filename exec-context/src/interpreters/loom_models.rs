@@ -277,3 +277,39 @@ fn loom_one_getter_takes_at_most_one_hand_off() {
         assert_eq!(fifo.len(), 0);
     });
 }
+
+/// A put racing the close either fails with `Closed` or its item is taken before a blocked
+/// getter hears `Closed`.
+#[test]
+fn loom_close_racing_a_put_loses_no_accepted_item() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                let mut taken = Vec::new();
+                while let Ok(value) = fifo.get(Wait::Forever) {
+                    taken.push(value);
+                }
+                taken
+            })
+        };
+        let putter = {
+            let fifo = fifo.clone();
+            thread::spawn(move || {
+                fifo.put(int(5), 0, UnboundPolicy::Replace, Wait::Forever, false)
+                    .map(drop)
+            })
+        };
+        fifo.close(false);
+        let accepted = putter.join().unwrap();
+        let taken = getter.join().unwrap();
+        match accepted {
+            Ok(()) => assert_eq!(taken, [int(5)]),
+            Err(error) => {
+                assert_eq!(error, FifoError::Closed);
+                assert!(taken.is_empty());
+            }
+        }
+    });
+}
