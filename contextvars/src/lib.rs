@@ -53,6 +53,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod attach;
+mod build;
 mod cache;
 mod context;
 pub mod docs;

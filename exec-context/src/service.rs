@@ -24,11 +24,16 @@
 //! request's context, plus entering it on each poll. Nothing is done when no registered
 //! variable has a value.
 //!
-//! - Client: OpenTelemetry's propagator (its `Baggage` map, a `Context`, the join: about
-//!   7,700 instructions) runs once per distinct member list per thread: each thread remembers
-//!   what it wrote for the last 32 lists (text only: no value of a variable is kept alive by
-//!   it), since a context sends the same values with every request it makes. Text codecs
-//!   write into one buffer the thread keeps, without a `String` per value.
+//! - Client: a context sends the same value objects with every request it makes. When every
+//!   variable of the registry is a `Propagated::text` variable of a plain standard type
+//!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
+//!   last 64 sets of value objects (4-way, by their addresses), keeping those values alive
+//!   (and nothing else of the context) so that no other object can take their addresses: a
+//!   request whose variables hold the same objects sends that header again without encoding
+//!   anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
+//!   join: about 7,700 instructions) runs once per distinct member list per thread: each
+//!   thread remembers what it wrote for the last 32 lists (text only), and text codecs write
+//!   into one buffer the thread keeps, without a `String` per value.
 //! - Server: a single `baggage` header whose members are all well-formed, registered, unique
 //!   and UTF-8 is read in one pass, without allocating (values without escapes are borrowed
 //!   from the header), and decoded straight into the request's context (about 2,800
@@ -232,17 +237,43 @@ impl Registry {
             self.report_errors(Carrier::OutgoingBaggage, errors);
             return;
         }
-        // The usual case: the header is ours alone. The members are joined in a buffer the
-        // thread keeps (taken out while the codecs run, which may send requests themselves).
+        // The usual case: the header is ours alone. When the values are the very objects a
+        // header was written from lately, that header is sent again (see `by_identity`).
+        let by_identity = self.all_shareable(by_identity::MAX_VARS);
+        let mut addrs = [0; by_identity::MAX_VARS];
+        let addrs = &mut addrs[..self.var_count().min(by_identity::MAX_VARS)];
+        if by_identity {
+            self.current_addrs(addrs);
+            if addrs.iter().all(|&addr| addr == 0) {
+                // No value: nothing to write, nothing to report.
+                return;
+            }
+            if let Some(value) = by_identity::get(self.id(), addrs) {
+                headers.insert(BAGGAGE_NAME, value);
+                return;
+            }
+        }
+        // The members are joined in a buffer the thread keeps (taken out while the codecs
+        // run, which may send requests themselves).
+        let ec = get_execution_context();
         let mut joined = WRITTEN
             .try_with(|written| std::mem::take(&mut written.borrow_mut().scratch))
             .unwrap_or_default();
         joined.clear();
         let mut errors = Vec::new();
-        let members = self.write_current(&mut joined, &mut errors);
+        let members = self.write_current(&ec, &mut joined, &mut errors);
         if members > 0
             && let Some(value) = header_value(&joined, members)
         {
+            if by_identity && errors.is_empty() {
+                let mut written_from = [0; by_identity::MAX_VARS];
+                let written_from = &mut written_from[..addrs.len()];
+                let held = self.addrs_in(&ec, written_from);
+                // The same objects as read through the variables above (nothing ran between).
+                if written_from == addrs {
+                    by_identity::put(self.id(), written_from, held, value.clone());
+                }
+            }
             headers.insert(BAGGAGE_NAME, value);
         }
         let _ = WRITTEN.try_with(|written| written.borrow_mut().scratch = joined);
@@ -297,6 +328,117 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
         _ => {}
     }
     errors
+}
+
+/// Header values remembered per thread by the identity of the values they were written from.
+///
+/// A context sends the same value objects with each of its requests. When every variable of
+/// the registry is a [`Propagated::text`](crate::propagate::Propagated::text) variable of a
+/// plain standard type (as for the server's remembered contexts, see `shared`), the header
+/// written from some value objects is a function of those objects alone: they are immutable
+/// and their `Display` is the standard library's, pure and deterministic. So the thread
+/// remembers, for the last headers it wrote without a problem, the addresses of the values
+/// they were written from, and keeps those values alive (a context holding only them,
+/// [`ExecutionContext::select`](contextvars::ExecutionContext::select)): while they live, no
+/// other object can have their addresses, so a request whose variables hold values at the
+/// same addresses holds the same objects, and gets the same header. The request's code reads
+/// nothing else: no value is encoded, no text compared. The values kept are plain text and
+/// numbers, whose drop only frees memory; nothing else of the context is kept.
+mod by_identity {
+    use std::cell::RefCell;
+
+    use contextvars::ExecutionContext;
+    use http::HeaderValue;
+
+    /// Registries with more variables are not remembered this way.
+    pub(super) const MAX_VARS: usize = 8;
+    /// Sets of [`WAYS`] entries, chosen by a hash of the addresses.
+    const SETS: usize = 16;
+    const WAYS: usize = 4;
+
+    struct Entry {
+        registry: u64,
+        addrs: [usize; MAX_VARS],
+        /// Keeps the values at `addrs` alive (and only them).
+        _held: ExecutionContext,
+        value: HeaderValue,
+    }
+
+    #[derive(Default)]
+    struct Sets {
+        entries: Vec<Option<Entry>>,
+        /// Per set: the way replaced next once it is full (round robin).
+        next: [u8; SETS],
+    }
+
+    thread_local! {
+        static SETS_: RefCell<Sets> = RefCell::new(Sets::default());
+    }
+
+    fn set_of(registry: u64, addrs: &[usize]) -> usize {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let hash = addrs.iter().fold(registry.wrapping_mul(K), |hash, &addr| {
+            (hash ^ addr as u64).wrapping_mul(K)
+        });
+        // The top bits are the best mixed.
+        (hash >> (u64::BITS - SETS.trailing_zeros())) as usize
+    }
+
+    fn padded(addrs: &[usize]) -> [usize; MAX_VARS] {
+        let mut all = [0; MAX_VARS];
+        all[..addrs.len()].copy_from_slice(addrs);
+        all
+    }
+
+    /// The header remembered for values at `addrs` (at most [`MAX_VARS`]) of `registry`.
+    pub(super) fn get(registry: u64, addrs: &[usize]) -> Option<HeaderValue> {
+        let set = set_of(registry, addrs);
+        let addrs = padded(addrs);
+        SETS_
+            .try_with(|sets| {
+                let sets = sets.borrow();
+                sets.entries
+                    .get(set * WAYS..(set + 1) * WAYS)?
+                    .iter()
+                    .flatten()
+                    .find(|entry| entry.addrs == addrs && entry.registry == registry)
+                    .map(|entry| entry.value.clone())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Remembers `value`, written from the values at `addrs` of `registry`, which `held`
+    /// keeps alive.
+    pub(super) fn put(registry: u64, addrs: &[usize], held: ExecutionContext, value: HeaderValue) {
+        let set = set_of(registry, addrs);
+        let entry = Entry {
+            registry,
+            addrs: padded(addrs),
+            _held: held,
+            value,
+        };
+        let _ = SETS_.try_with(|sets| {
+            // The replaced entry is dropped after the borrow ends.
+            let replaced = {
+                let mut sets = sets.borrow_mut();
+                if sets.entries.is_empty() {
+                    sets.entries.resize_with(SETS * WAYS, || None);
+                }
+                let ways = set * WAYS..(set + 1) * WAYS;
+                let way = match sets.entries[ways.clone()].iter().position(Option::is_none) {
+                    Some(free) => free,
+                    None => {
+                        let next = usize::from(sets.next[set]);
+                        sets.next[set] = ((next + 1) % WAYS) as u8;
+                        next
+                    }
+                };
+                sets.entries[ways.start + way].replace(entry)
+            };
+            drop(replaced);
+        });
+    }
 }
 
 /// Header values remembered per thread, by the members they hold.
@@ -530,5 +672,107 @@ where
     fn call(&mut self, mut request: Request<B>) -> S::Future {
         self.registry.inject(request.headers_mut());
         self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::propagate::Propagated;
+
+    static ID: Propagated<u64> = Propagated::text("id");
+    static NAME: Propagated<String> = Propagated::text("name");
+    static TAGS: Propagated<Vec<String>> = Propagated::json("tags");
+
+    /// The members of the header `registry` writes here, sorted (OpenTelemetry's propagator
+    /// does not keep their order).
+    fn sent(registry: &Registry) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        registry.inject(&mut headers);
+        headers.get(BAGGAGE).map(|value| {
+            let mut members: Vec<_> = value.to_str().unwrap().split(',').collect();
+            members.sort_unstable();
+            members.join(",")
+        })
+    }
+
+    fn addrs(registry: &Registry) -> Vec<usize> {
+        let mut addrs = vec![0; registry.var_count()];
+        registry.current_addrs(&mut addrs);
+        addrs
+    }
+
+    /// Values made one after the other, each dropped before the next is made, often land at
+    /// the same address: each still gets a header of its own, because a remembered header
+    /// keeps the values it was written from alive.
+    #[test]
+    fn values_at_reused_addresses_get_their_own_header() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        assert!(registry.all_shareable(by_identity::MAX_VARS));
+        let rounds = if cfg!(miri) { 20 } else { 300 };
+        let mut remembered = 0;
+        for i in 0..rounds {
+            let mut context = contextvars::Context::new();
+            context.run(|| {
+                ID.set(i);
+                NAME.set(format!("n{i}"));
+                let expected = format!("id={i},name=n{i}");
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // Sent again from the same values: the remembered header.
+                let hit = by_identity::get(registry.id(), &addrs(&registry));
+                remembered += usize::from(hit.is_some());
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // A value replaced in the same context is sent as it is now.
+                ID.set(i + 1);
+                let expected = format!("id={},name=n{i}", i + 1);
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+            });
+        }
+        assert_eq!(remembered, rounds as usize);
+        // Nothing set: no header.
+        contextvars::Context::new().run(|| assert_eq!(sent(&registry), None));
+    }
+
+    /// A registry with a variable of another codec writes every header afresh.
+    #[test]
+    fn other_codecs_are_not_remembered_by_identity() {
+        let registry = Registry::builder()
+            .register(&NAME)
+            .register(&TAGS)
+            .build()
+            .unwrap();
+        assert!(!registry.all_shareable(by_identity::MAX_VARS));
+        contextvars::Context::new().run(|| {
+            NAME.set("a".into());
+            TAGS.set(vec!["x".into()]);
+            assert_eq!(
+                sent(&registry).as_deref(),
+                Some("name=a,tags=%5B%22x%22%5D")
+            );
+            assert_eq!(by_identity::get(registry.id(), &addrs(&registry)), None);
+        });
+    }
+
+    /// Two registries over the same values each get their own header.
+    #[test]
+    fn registries_are_remembered_apart() {
+        let one = Registry::builder().register(&NAME).build().unwrap();
+        let both = Registry::builder()
+            .register(&NAME)
+            .register(&ID)
+            .build()
+            .unwrap();
+        contextvars::Context::new().run(|| {
+            NAME.set("a".into());
+            ID.set(1);
+            for _ in 0..2 {
+                assert_eq!(sent(&one).as_deref(), Some("name=a"));
+                assert_eq!(sent(&both).as_deref(), Some("id=1,name=a"));
+            }
+        });
     }
 }

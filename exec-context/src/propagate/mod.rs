@@ -310,6 +310,16 @@ trait Entry: Send + Sync {
     -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
+    /// The variable's identity.
+    #[cfg(feature = "tower")]
+    fn var_id(&self) -> contextvars::VarId;
+    /// The address of the variable's value in the current context (0: no value). Only a
+    /// comparison with the address of a value kept alive says anything: see `service`.
+    #[cfg(feature = "tower")]
+    fn current_addr(&self) -> usize;
+    /// [`current_addr`](Entry::current_addr) in `ec`.
+    #[cfg(feature = "tower")]
+    fn addr_in(&self, ec: &ExecutionContext) -> usize;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
     /// codec of a plain standard type.
     #[cfg(feature = "tower")]
@@ -345,6 +355,24 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     fn shareable(&self) -> bool {
         // Only `text` sets `append`: the codec is `T`'s own `Display` / `FromStr`.
         self.append.is_some() && shared::is_plain::<T>()
+    }
+
+    #[cfg(feature = "tower")]
+    fn var_id(&self) -> contextvars::VarId {
+        self.var.id()
+    }
+
+    #[cfg(feature = "tower")]
+    fn current_addr(&self) -> usize {
+        // A `Propagated` has no default: `with` sees only a value the context holds.
+        self.var
+            .with(|value| value.map_or(0, |value| std::ptr::from_ref(value).addr()))
+    }
+
+    #[cfg(feature = "tower")]
+    fn addr_in(&self, ec: &ExecutionContext) -> usize {
+        ec.get_ref(&self.var)
+            .map_or(0, |value| std::ptr::from_ref(value).addr())
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -858,25 +886,25 @@ impl Registry {
         (members, errors)
     }
 
-    /// Appends `key=escaped-value,` to `out` for each registered variable with a value in the
-    /// current context, in registration order, keeping whole members only and the list
-    /// within the W3C limits (the last comma not counted). Returns how many members it wrote.
-    /// Codec failures, then the members left out, are added to `errors`.
+    /// Appends `key=escaped-value,` to `out` for each registered variable with a value in
+    /// `ec` (the current context), in registration order, keeping whole members only and the
+    /// list within the W3C limits (the last comma not counted). Returns how many members it
+    /// wrote. Codec failures, then the members left out, are added to `errors`.
     #[cfg(feature = "tower")]
     pub(crate) fn write_current(
         &self,
+        ec: &ExecutionContext,
         out: &mut String,
         errors: &mut Vec<PropagationError>,
     ) -> usize {
         let (mut bytes, mut count) = (0, 0);
         let mut dropped = Vec::new();
-        let ec = get_execution_context();
         for entry in &self.inner.entries {
             let start = out.len();
             out.push_str(entry.wire());
             out.push('=');
             let text = out.len();
-            match entry.append_current(&ec, out) {
+            match entry.append_current(ec, out) {
                 None => out.truncate(start),
                 Some(Ok(())) => {
                     if !baggage::is_unreserved(&out[text..]) {
@@ -1028,6 +1056,46 @@ impl Registry {
             errors
         });
         Some((context, errors, seen & !self.inner.shareable == 0))
+    }
+
+    /// Whether every variable is shareable (see `shared`) and there are at most `max`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn all_shareable(&self, max: usize) -> bool {
+        let len = self.inner.entries.len();
+        len <= max && len < u64::BITS as usize && self.inner.shareable == (1u64 << len) - 1
+    }
+
+    /// How many variables.
+    #[cfg(feature = "tower")]
+    pub(crate) fn var_count(&self) -> usize {
+        self.inner.entries.len()
+    }
+
+    /// The registry's id, unique in the process.
+    #[cfg(feature = "tower")]
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The addresses of the variables' values in the current context (0: no value), in
+    /// registration order, into `out` (as long as the registry).
+    #[cfg(feature = "tower")]
+    pub(crate) fn current_addrs(&self, out: &mut [usize]) {
+        for (entry, addr) in self.inner.entries.iter().zip(out) {
+            *addr = entry.current_addr();
+        }
+    }
+
+    /// [`current_addrs`](Self::current_addrs) in `ec`, with the context that keeps those
+    /// values (and only those) alive.
+    #[cfg(feature = "tower")]
+    pub(crate) fn addrs_in(&self, ec: &ExecutionContext, out: &mut [usize]) -> ExecutionContext {
+        let mut ids = Vec::with_capacity(self.inner.entries.len());
+        for (entry, addr) in self.inner.entries.iter().zip(out) {
+            *addr = entry.addr_in(ec);
+            ids.push(entry.var_id());
+        }
+        ec.select(&ids)
     }
 
     /// The index of the entry with wire name `key`. Small registries (the usual case) are
