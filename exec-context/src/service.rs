@@ -95,6 +95,9 @@ pub const BAGGAGE: &str = "baggage";
 /// [`BAGGAGE`] as a header name, so that no lookup parses it again.
 const BAGGAGE_NAME: HeaderName = HeaderName::from_static(BAGGAGE);
 
+/// Up to this many header names, a request's `baggage` headers are found by comparing names.
+const SCAN_HEADERS_MAX: usize = 8;
+
 /// Most members OpenTelemetry 0.33's `Baggage` holds (it drops the rest silently); a longer
 /// list is joined here instead.
 const OTEL_MAX_MEMBERS: usize = 64;
@@ -189,7 +192,19 @@ impl Registry {
     /// assert!(!had_errors);
     /// ```
     pub fn extract(&self, headers: &HeaderMap) -> (Context, bool) {
-        let mut values = headers.get_all(&BAGGAGE_NAME).iter();
+        // A request has few headers: comparing their names costs less than hashing ours.
+        let scan = headers.keys_len() <= SCAN_HEADERS_MAX;
+        let scanned = scan.then(|| {
+            headers
+                .iter()
+                .filter(|(name, _)| *name == BAGGAGE_NAME)
+                .map(|(_, value)| value)
+        });
+        let looked_up = (!scan).then(|| headers.get_all(&BAGGAGE_NAME).iter());
+        let mut values = scanned
+            .into_iter()
+            .flatten()
+            .chain(looked_up.into_iter().flatten());
         let Some(first) = values.next() else {
             return (Context::new(), false);
         };
@@ -239,11 +254,12 @@ impl Registry {
         }
         // The usual case: the header is ours alone. When the values are the very objects a
         // header was written from lately, that header is sent again (see `by_identity`).
+        let ec = get_execution_context();
         let by_identity = self.all_shareable(by_identity::MAX_VARS);
         let mut addrs = [0; by_identity::MAX_VARS];
         let addrs = &mut addrs[..self.var_count().min(by_identity::MAX_VARS)];
         if by_identity {
-            self.current_addrs(addrs);
+            self.addrs_in(&ec, addrs);
             if addrs.iter().all(|&addr| addr == 0) {
                 // No value: nothing to write, nothing to report.
                 return;
@@ -255,7 +271,6 @@ impl Registry {
         }
         // The members are joined in a buffer the thread keeps (taken out while the codecs
         // run, which may send requests themselves).
-        let ec = get_execution_context();
         let mut joined = WRITTEN
             .try_with(|written| std::mem::take(&mut written.borrow_mut().scratch))
             .unwrap_or_default();
@@ -266,13 +281,7 @@ impl Registry {
             && let Some(value) = header_value(&joined, members)
         {
             if by_identity && errors.is_empty() {
-                let mut written_from = [0; by_identity::MAX_VARS];
-                let written_from = &mut written_from[..addrs.len()];
-                let held = self.addrs_in(&ec, written_from);
-                // The same objects as read through the variables above (nothing ran between).
-                if written_from == addrs {
-                    by_identity::put(self.id(), written_from, held, value.clone());
-                }
+                by_identity::put(self.id(), addrs, self.select(&ec), value.clone());
             }
             headers.insert(BAGGAGE_NAME, value);
         }
@@ -698,7 +707,7 @@ mod tests {
 
     fn addrs(registry: &Registry) -> Vec<usize> {
         let mut addrs = vec![0; registry.var_count()];
-        registry.current_addrs(&mut addrs);
+        registry.addrs_in(&contextvars::get_execution_context(), &mut addrs);
         addrs
     }
 

@@ -313,11 +313,8 @@ trait Entry: Send + Sync {
     /// The variable's identity.
     #[cfg(feature = "tower")]
     fn var_id(&self) -> contextvars::VarId;
-    /// The address of the variable's value in the current context (0: no value). Only a
-    /// comparison with the address of a value kept alive says anything: see `service`.
-    #[cfg(feature = "tower")]
-    fn current_addr(&self) -> usize;
-    /// [`current_addr`](Entry::current_addr) in `ec`.
+    /// The address of the variable's value in `ec` (0: no value). Only a comparison with
+    /// the address of a value kept alive says anything: see `service`.
     #[cfg(feature = "tower")]
     fn addr_in(&self, ec: &ExecutionContext) -> usize;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
@@ -360,13 +357,6 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     #[cfg(feature = "tower")]
     fn var_id(&self) -> contextvars::VarId {
         self.var.id()
-    }
-
-    #[cfg(feature = "tower")]
-    fn current_addr(&self) -> usize {
-        // A `Propagated` has no default: `with` sees only a value the context holds.
-        self.var
-            .with(|value| value.map_or(0, |value| std::ptr::from_ref(value).addr()))
     }
 
     #[cfg(feature = "tower")]
@@ -1077,24 +1067,19 @@ impl Registry {
         self.inner.id
     }
 
-    /// The addresses of the variables' values in the current context (0: no value), in
-    /// registration order, into `out` (as long as the registry).
+    /// The addresses of the variables' values in `ec` (0: no value), in registration order,
+    /// into `out` (as long as the registry, or shorter).
     #[cfg(feature = "tower")]
-    pub(crate) fn current_addrs(&self, out: &mut [usize]) {
+    pub(crate) fn addrs_in(&self, ec: &ExecutionContext, out: &mut [usize]) {
         for (entry, addr) in self.inner.entries.iter().zip(out) {
-            *addr = entry.current_addr();
+            *addr = entry.addr_in(ec);
         }
     }
 
-    /// [`current_addrs`](Self::current_addrs) in `ec`, with the context that keeps those
-    /// values (and only those) alive.
+    /// A context holding only the registered variables' values in `ec` (the same objects).
     #[cfg(feature = "tower")]
-    pub(crate) fn addrs_in(&self, ec: &ExecutionContext, out: &mut [usize]) -> ExecutionContext {
-        let mut ids = Vec::with_capacity(self.inner.entries.len());
-        for (entry, addr) in self.inner.entries.iter().zip(out) {
-            *addr = entry.addr_in(ec);
-            ids.push(entry.var_id());
-        }
+    pub(crate) fn select(&self, ec: &ExecutionContext) -> ExecutionContext {
+        let ids: Vec<_> = self.inner.entries.iter().map(|e| e.var_id()).collect();
         ec.select(&ids)
     }
 

@@ -31,8 +31,9 @@ use std::cell::RefCell;
 
 use contextvars::Context;
 
-/// Contexts remembered per thread.
-const ENTRIES: usize = 64;
+/// Contexts remembered per thread: [`SETS`] sets of [`WAYS`], chosen by the header's hash.
+const SETS: usize = 16;
+const WAYS: usize = 4;
 /// Longer headers are not remembered.
 pub(crate) const MAX_LEN: usize = 512;
 
@@ -85,13 +86,21 @@ struct Entry {
 
 #[derive(Default)]
 struct Shared {
-    entries: Vec<Entry>,
-    /// The entry replaced next once the cache is full (round robin).
-    next: usize,
+    /// `SETS * WAYS` slots once the first context is remembered.
+    entries: Vec<Option<Entry>>,
+    /// Per set: the way replaced next once it is full (round robin).
+    next: [u8; SETS],
 }
 
 thread_local! {
     static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+}
+
+/// The slots of the set for `hash`.
+fn ways(hash: u64) -> std::ops::Range<usize> {
+    // The top bits: the hash's last step is a multiplication, which mixes them best.
+    let set = (hash >> (u64::BITS - SETS.trailing_zeros())) as usize;
+    set * WAYS..(set + 1) * WAYS
 }
 
 /// A copy of the context remembered for `header` of registry `registry`, if any.
@@ -101,7 +110,9 @@ pub(crate) fn get(registry: u64, hash: u64, header: &[u8]) -> Option<Context> {
             shared
                 .borrow()
                 .entries
+                .get(ways(hash))?
                 .iter()
+                .flatten()
                 .find(|e| e.hash == hash && e.registry == registry && *e.header == *header)
                 .map(|e| e.context.clone())
         })
@@ -122,15 +133,59 @@ pub(crate) fn put(registry: u64, hash: u64, header: &[u8], context: &Context) {
         // user code, but the order costs nothing).
         let replaced = {
             let mut shared = shared.borrow_mut();
-            if shared.entries.len() < ENTRIES {
-                shared.entries.push(entry);
-                None
-            } else {
-                let next = shared.next;
-                shared.next = (next + 1) % ENTRIES;
-                Some(std::mem::replace(&mut shared.entries[next], entry))
+            if shared.entries.is_empty() {
+                shared.entries.resize_with(SETS * WAYS, || None);
             }
+            let ways = ways(hash);
+            let set = ways.start / WAYS;
+            let way = match shared.entries[ways.clone()]
+                .iter()
+                .position(Option::is_none)
+            {
+                Some(free) => free,
+                None => {
+                    let next = usize::from(shared.next[set]);
+                    shared.next[set] = ((next + 1) % WAYS) as u8;
+                    next
+                }
+            };
+            shared.entries[ways.start + way].replace(entry)
         };
         drop(replaced);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contextvars::ContextVar;
+
+    static MARK: ContextVar<usize> = ContextVar::new("mark");
+
+    /// More headers than the thread remembers: each is found right after it is put, never
+    /// another's context is returned, and at most `SETS * WAYS` are kept.
+    #[test]
+    fn remembered_contexts_are_found_by_their_own_header() {
+        std::thread::spawn(|| {
+            let headers: Vec<Vec<u8>> = (0..200).map(|i| format!("t=v{i}").into_bytes()).collect();
+            for (i, header) in headers.iter().enumerate() {
+                let mut context = Context::new();
+                context.run(|| MARK.set(i));
+                put(7, hash(header), header, &context);
+                let found = get(7, hash(header), header).expect("just remembered");
+                assert_eq!(found.get(&MARK), Some(i));
+                assert!(get(8, hash(header), header).is_none(), "another registry");
+            }
+            let mut kept = 0;
+            for (i, header) in headers.iter().enumerate() {
+                if let Some(found) = get(7, hash(header), header) {
+                    assert_eq!(found.get(&MARK), Some(i));
+                    kept += 1;
+                }
+            }
+            assert!((WAYS..=SETS * WAYS).contains(&kept), "{kept} kept");
+        })
+        .join()
+        .unwrap();
+    }
 }
