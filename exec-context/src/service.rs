@@ -161,7 +161,9 @@ pub struct Server<S> {
 impl Registry {
     /// Decodes the `baggage` headers of `headers` into a fresh [`Context`] holding the
     /// registered variables found there; reports the problems (one [`Report`] for all of
-    /// them) and returns whether there were any.
+    /// them) and returns whether there were any. The values go straight into the new context
+    /// ([`contextvars::ContextBuilder`]): it is not entered to build it, so context watchers
+    /// are not told of them, and the codecs run in the caller's context.
     ///
     /// Requests often carry the same header. When every member of a (single) header is a
     /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
@@ -171,8 +173,7 @@ impl Registry {
     /// sets stays in its copy. Nothing can tell this from a fresh decode: these values are
     /// immutable, their `FromStr` is pure, and dropping them only frees memory. What compares
     /// value objects by identity sees the same objects (`Context`'s `==` holds between two
-    /// such requests' contexts), and context watchers are not told of the sets that built a
-    /// remembered context. Any other codec runs for every request; a header with a problem is
+    /// such requests' contexts). Any other codec runs for every request; a header with a problem is
     /// decoded and reported every time; nothing is remembered while the current context holds
     /// [pinned](contextvars::ContextVar::pinned) values, which a fresh context takes.
     ///

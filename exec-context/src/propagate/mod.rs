@@ -59,7 +59,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use contextvars::{
-    Context, ContextVar, ExecutionContext, get_execution_context, run_with_execution_context,
+    Context, ContextBuilder, ContextVar, ExecutionContext, get_execution_context,
+    run_with_execution_context,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -310,6 +311,8 @@ trait Entry: Send + Sync {
     -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
+    /// Decodes `text` and gives the variable that value in the context `builder` builds.
+    fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String>;
     /// The variable's identity.
     #[cfg(feature = "tower")]
     fn var_id(&self) -> contextvars::VarId;
@@ -363,6 +366,12 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     fn addr_in(&self, ec: &ExecutionContext) -> usize {
         ec.get_ref(&self.var)
             .map_or(0, |value| std::ptr::from_ref(value).addr())
+    }
+
+    fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String> {
+        let value = (self.decode)(text)?;
+        builder.set(&self.var, value);
+        Ok(())
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -962,13 +971,15 @@ impl Registry {
     }
 
     /// As `decode_all`, as a [`Context`] to run a task in.
+    /// The values go straight into the new context ([`ContextBuilder`]): the codecs run in
+    /// the caller's context.
     pub(crate) fn decode_context<P: Pair>(&self, pairs: &[P]) -> (Context, Vec<PropagationError>) {
-        let mut context = Context::new();
+        let mut builder = ContextBuilder::new();
         if pairs.is_empty() {
-            return (context, Vec::new());
+            return (builder.build(), Vec::new());
         }
-        let errors = context.run(|| self.decode_here(pairs));
-        (context, errors)
+        let errors = self.decode_pairs(pairs, |entry, text| entry.decode_into(text, &mut builder));
+        (builder.build(), errors)
     }
 
     /// Decodes the list-members of one `baggage` header into a fresh [`Context`], with the
@@ -1031,21 +1042,18 @@ impl Registry {
             *slot = (index, member.decoded().ok()?);
             len += 1;
         }
-        let mut context = Context::new();
-        let errors = context.run(|| {
-            let mut errors = Vec::new();
-            for (index, text) in &found[..len] {
-                let entry = self.inner.entries[*index];
-                if let Err(message) = entry.decode_set(text) {
-                    errors.push(PropagationError::Decode {
-                        key: entry.wire().to_string(),
-                        message,
-                    });
-                }
+        let mut builder = ContextBuilder::new();
+        let mut errors = Vec::new();
+        for (index, text) in &found[..len] {
+            let entry = self.inner.entries[*index];
+            if let Err(message) = entry.decode_into(text, &mut builder) {
+                errors.push(PropagationError::Decode {
+                    key: entry.wire().to_string(),
+                    message,
+                });
             }
-            errors
-        });
-        Some((context, errors, seen & !self.inner.shareable == 0))
+        }
+        Some((builder.build(), errors, seen & !self.inner.shareable == 0))
     }
 
     /// Whether every variable is shareable (see `shared`) and there are at most `max`.
@@ -1113,6 +1121,16 @@ impl Registry {
     /// is unknown, repeated, not UTF-8 or not decodable sets nothing and comes back as an
     /// error (a repeated key once).
     pub(crate) fn decode_here<P: Pair>(&self, pairs: &[P]) -> Vec<PropagationError> {
+        self.decode_pairs(pairs, |entry, text| entry.decode_set(text))
+    }
+
+    /// [`decode_here`](Self::decode_here), with `set` decoding a text for an entry and
+    /// keeping the value.
+    fn decode_pairs<P: Pair>(
+        &self,
+        pairs: &[P],
+        mut set: impl FnMut(&dyn Entry, &str) -> Result<(), String>,
+    ) -> Vec<PropagationError> {
         let mut errors = Vec::new();
         let entries = self.inner.entries.len();
         // Per entry: how often its key came; per pair: its entry. On the stack for the usual
@@ -1163,7 +1181,7 @@ impl Registry {
                     key: key.to_string(),
                 }),
                 Ok(text) => {
-                    if let Err(message) = self.inner.entries[index].decode_set(text) {
+                    if let Err(message) = set(self.inner.entries[index], text) {
                         errors.push(PropagationError::Decode {
                             key: key.to_string(),
                             message,

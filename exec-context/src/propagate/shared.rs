@@ -21,8 +21,7 @@
 //!   fresh context would take from the server's own context.
 //!
 //! What does differ is only what compares value objects by identity: two requests' contexts
-//! built from the same header hold the same objects (`Context`'s `==` holds between them), and
-//! the context watchers (`contextvars::watch`) are not told of the sets that built it.
+//! built from the same header hold the same objects (`Context`'s `==` holds between them).
 //! Variables with a codec of their own or JSON (whose types may hold anything) are decoded
 //! for every request.
 
