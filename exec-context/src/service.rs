@@ -86,7 +86,6 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::WithContext;
 use crate::propagate::{Carrier, PropagationError, Registry, baggage};
 
 /// The header's name.
@@ -566,11 +565,24 @@ fn write_joined(joined: &str, members: usize) -> String {
 
 pin_project! {
     /// The future of [`Server`]: the inner service's future, run in the request's context
-    /// (or strict mode's `400 Bad Request`).
+    /// (or strict mode's `400 Bad Request`). Each poll runs in the context, and the inner
+    /// future is dropped in it: at once when it completes (in the poll that completed it),
+    /// otherwise when this future is dropped.
     pub struct ServerFuture<F, B> {
         #[pin]
-        inner: Option<WithContext<F>>,
+        inner: Option<F>,
+        context: Context,
         rejected: Option<Response<B>>,
+    }
+
+    impl<F, B> PinnedDrop for ServerFuture<F, B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut inner = this.inner;
+            if inner.as_mut().as_pin_mut().is_some() {
+                this.context.run(|| inner.set(None));
+            }
+        }
     }
 }
 
@@ -582,14 +594,25 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx),
-            None => match this.rejected.take() {
+        let mut inner = this.inner;
+        if inner.is_none() {
+            return match this.rejected.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 // Polled again after completion.
                 None => Poll::Pending,
-            },
+            };
         }
+        this.context.run(|| {
+            let Some(future) = inner.as_mut().as_pin_mut() else {
+                return Poll::Pending;
+            };
+            let output = future.poll(cx);
+            if output.is_ready() {
+                // Dropped here, in the context, rather than by a later entry into it.
+                inner.set(None);
+            }
+            output
+        })
     }
 }
 
@@ -613,13 +636,15 @@ where
             *response.status_mut() = StatusCode::BAD_REQUEST;
             return ServerFuture {
                 inner: None,
+                context: Context::default(),
                 rejected: Some(response),
             };
         }
         // `call` itself may read the context (a handler's synchronous part): it runs inside.
         let inner = context.run(|| self.inner.call(request));
         ServerFuture {
-            inner: Some(WithContext::new(inner, context)),
+            inner: Some(inner),
+            context,
             rejected: None,
         }
     }
@@ -784,5 +809,87 @@ mod tests {
                 assert_eq!(sent(&both).as_deref(), Some("id=1,name=a"));
             }
         });
+    }
+
+    /// Records the context's `NAME` when dropped.
+    struct DropProbe(std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+    impl Drop for DropProbe {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(NAME.get());
+        }
+    }
+
+    /// A handler whose future holds a probe, finishes after `pending` polls, and panics in
+    /// its last poll if `panics`.
+    fn probed(
+        drops: &std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        pending: usize,
+        panics: bool,
+    ) -> Server<impl Service<Request<()>, Response = Response<()>, Error = (), Future: Unpin> + use<>>
+    {
+        let registry = Registry::builder().register(&NAME).build().unwrap();
+        let drops = drops.clone();
+        let handler = tower::service_fn(move |_request: Request<()>| {
+            let probe = DropProbe(drops.clone());
+            let mut left = pending;
+            std::future::poll_fn(move |cx| {
+                let _held = &probe;
+                if left > 0 {
+                    left -= 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                assert!(!panics, "the handler gave up");
+                Poll::Ready(Ok(Response::new(())))
+            })
+        });
+        ServerLayer::new(registry).layer(handler)
+    }
+
+    fn request() -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(BAGGAGE, HeaderValue::from_static("name=acme"));
+        request
+    }
+
+    /// The inner future is dropped in the request's context: in the poll that completes it,
+    /// when the server's future is dropped before, and after a panic in its poll.
+    #[test]
+    fn the_handlers_future_is_dropped_in_the_requests_context() {
+        use std::sync::{Arc, Mutex};
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        let acme = Some("acme".to_owned());
+
+        // Completed: dropped by the poll that completed it, once.
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let mut future = probed(&drops, 1, false).call(request());
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        assert!(drops.lock().unwrap().is_empty());
+        assert!(Pin::new(&mut future).poll(&mut cx).is_ready());
+        assert_eq!(*drops.lock().unwrap(), vec![acme.clone()]);
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(future);
+        assert_eq!(drops.lock().unwrap().len(), 1);
+
+        // Dropped before it completed.
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let mut future = probed(&drops, 5, false).call(request());
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(future);
+        assert_eq!(*drops.lock().unwrap(), vec![acme.clone()]);
+
+        // A panic in its poll: the caller's context is back, and the drop still runs inside.
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let mut future = probed(&drops, 0, true).call(request());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = Pin::new(&mut future).poll(&mut cx);
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(NAME.get(), None);
+        drop(future);
+        assert_eq!(*drops.lock().unwrap(), [acme]);
     }
 }
