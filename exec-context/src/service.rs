@@ -28,7 +28,7 @@
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
 //!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
-//!   last 64 sets of value objects (4-way, by their addresses), keeping those values alive
+//!   last 64 sets of value objects it wrote twice (4-way, by their addresses), keeping those values alive
 //!   (and nothing else of the context) so that no other object can take their addresses: a
 //!   request whose variables hold the same objects sends that header again without encoding
 //!   anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
@@ -280,9 +280,11 @@ impl Registry {
         let mut errors = Vec::new();
         let members = self.write_current(&ec, &mut joined, &mut errors);
         if members > 0
-            && let Some(value) = header_value(&joined, members)
+            && let Some((value, again)) = header_value(&joined, members)
         {
-            if by_identity && errors.is_empty() {
+            // Remembered by identity once the same members come a second time: values that
+            // change with every request (a fresh id each time) are not kept for nothing.
+            if by_identity && again && errors.is_empty() {
                 by_identity::put(self.id(), addrs, self.select(&ec), value.clone());
             }
             headers.insert(BAGGAGE_NAME, value);
@@ -349,7 +351,8 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
 /// written from some value objects is a function of those objects alone: they are immutable
 /// and their `Display` is the standard library's, pure and deterministic. So the thread
 /// remembers, for the last headers it wrote without a problem, the addresses of the values
-/// they were written from, and keeps those values alive (a context holding only them,
+/// they were written from (from the second time the same members are written: values that
+/// change with every request are not remembered), and keeps those values alive (a context holding only them,
 /// [`ExecutionContext::select`](contextvars::ExecutionContext::select)): while they live, no
 /// other object can have their addresses, so a request whose variables hold values at the
 /// same addresses holds the same objects, and gets the same header. The request's code reads
@@ -477,10 +480,12 @@ thread_local! {
 /// comma in `joined`: what [`write_joined`] makes of them, remembered per thread, since a
 /// context sends the same values with each of its requests and OpenTelemetry's propagator is
 /// most of the cost of writing them.
-fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
+///
+/// With the value: whether it was remembered (the same members were written before).
+fn header_value(joined: &str, members: usize) -> Option<(HeaderValue, bool)> {
     let write = || HeaderValue::try_from(write_joined(joined, members)).ok();
     if joined.len() > WRITTEN_CACHE_MAX_LEN {
-        return write();
+        return write().map(|value| (value, false));
     }
     // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
     let hash = crate::propagate::shared::hash(joined.as_bytes());
@@ -492,7 +497,7 @@ fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
                 .iter()
                 .find(|(h, k, _)| *h == hash && k == joined)
             {
-                return Some(value.clone());
+                return Some((value.clone(), true));
             }
             let value = write()?;
             let entry = (hash, joined.to_owned(), value.clone());
@@ -503,9 +508,9 @@ fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
                 written.entries[next] = entry;
                 written.next = (next + 1) % WRITTEN_CACHE;
             }
-            Some(value)
+            Some((value, false))
         })
-        .unwrap_or_else(|_| write())
+        .unwrap_or_else(|_| write().map(|value| (value, false)))
 }
 
 fn propagator() -> &'static BaggagePropagator {
@@ -759,7 +764,10 @@ mod tests {
                 NAME.set(format!("n{i}"));
                 let expected = format!("id={i},name=n{i}");
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
-                // Sent again from the same values: the remembered header.
+                // Written once: not remembered by identity yet.
+                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // Written twice: remembered, and sent from memory.
                 let hit = by_identity::get(registry.id(), &addrs(&registry));
                 remembered += usize::from(hit.is_some());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
@@ -806,7 +814,7 @@ mod tests {
         contextvars::Context::new().run(|| {
             NAME.set("a".into());
             ID.set(1);
-            for _ in 0..2 {
+            for _ in 0..3 {
                 assert_eq!(sent(&one).as_deref(), Some("name=a"));
                 assert_eq!(sent(&both).as_deref(), Some("id=1,name=a"));
             }
