@@ -28,10 +28,10 @@
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
 //!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
-//!   last 64 sets of value objects it wrote twice (4-way, by their addresses), keeping those values alive
-//!   (and nothing else of the context) so that no other object can take their addresses: a
-//!   request whose variables hold the same objects sends that header again without encoding
-//!   anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
+//!   last 64 sets of value objects whose members it wrote twice (4-way, by their addresses),
+//!   keeping those values alive (and nothing else of the context) so that no other object can
+//!   take their addresses: a request whose variables hold the same objects sends that header
+//!   again without encoding anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
 //!   join: about 7,700 instructions) runs once per distinct member list per thread: each
 //!   thread remembers what it wrote for the last 32 lists (text only), and text codecs write
 //!   into one buffer the thread keeps, without a `String` per value.
@@ -39,12 +39,12 @@
 //!   and UTF-8 is read in one pass, without allocating (values without escapes are borrowed
 //!   from the header), and decoded straight into the request's context's map, without
 //!   entering it ([`contextvars::ContextBuilder`]; about 2,300 instructions more than a
-//!   remembered header); anything else takes the general path,
-//!   which reports each problem. A header whose values are all of plain standard types
-//!   (`String`, `bool`, `char`, integers, with `Propagated::text`) and that decoded without a
-//!   problem is remembered per thread (64 headers, 4-way by a hash of the header): a later request with the same bytes gets
-//!   a copy of that context, which nothing can tell from a fresh decode (see
-//!   [`Registry::extract`]).
+//!   remembered header); anything else takes the general path, which reports each problem.
+//!   A header whose values are all of plain standard types (`String`, `bool`, `char`,
+//!   integers, with `Propagated::text`) and that decoded without a problem is remembered per
+//!   thread (64 headers, 4-way by a hash of the header, from its second coming): a later
+//!   request with the same bytes gets a copy of that context, which nothing can tell from a
+//!   fresh decode (see [`Registry::extract`]).
 //!
 //! The report's `service` section measures the layers end to end on a loopback server.
 //!
@@ -169,14 +169,15 @@ impl Registry {
     /// Requests often carry the same header. When every member of a (single) header is a
     /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
     /// `char` or an integer type, and the header decoded without a problem, the thread
-    /// remembers the context (for 64 headers) and later gives each request with the same
-    /// header bytes its own copy of it (O(1), PEP 567's `copy()`): what the request's code
-    /// sets stays in its copy. Nothing can tell this from a fresh decode: these values are
-    /// immutable, their `FromStr` is pure, and dropping them only frees memory. What compares
-    /// value objects by identity sees the same objects (`Context`'s `==` holds between two
-    /// such requests' contexts). Any other codec runs for every request; a header with a problem is
-    /// decoded and reported every time; nothing is remembered while the current context holds
-    /// [pinned](contextvars::ContextVar::pinned) values, which a fresh context takes.
+    /// remembers the context (for 64 headers, from the second request that brings one) and
+    /// later gives each request with the same header bytes its own copy of it (O(1), PEP
+    /// 567's `copy()`): what the request's code sets stays in its copy. Nothing can tell this
+    /// from a fresh decode: these values are immutable, their `FromStr` is pure, and dropping
+    /// them only frees memory. What compares value objects by identity sees the same objects
+    /// (`Context`'s `==` holds between two such requests' contexts). Any other codec runs for
+    /// every request; a header with a problem is decoded and reported every time; nothing is
+    /// remembered while the current context holds [pinned](contextvars::ContextVar::pinned)
+    /// values, which a fresh context takes.
     ///
     /// [`Report`]: crate::propagate::Report
     ///
@@ -352,12 +353,13 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
 /// and their `Display` is the standard library's, pure and deterministic. So the thread
 /// remembers, for the last headers it wrote without a problem, the addresses of the values
 /// they were written from (from the second time the same members are written: values that
-/// change with every request are not remembered), and keeps those values alive (a context holding only them,
-/// [`ExecutionContext::select`](contextvars::ExecutionContext::select)): while they live, no
-/// other object can have their addresses, so a request whose variables hold values at the
-/// same addresses holds the same objects, and gets the same header. The request's code reads
-/// nothing else: no value is encoded, no text compared. The values kept are plain text and
-/// numbers, whose drop only frees memory; nothing else of the context is kept.
+/// change with every request are not remembered), and keeps those values alive (a context
+/// holding only them, [`ExecutionContext::select`](contextvars::ExecutionContext::select)):
+/// while they live, no other object can have their addresses, so a request whose variables
+/// hold values at the same addresses holds the same objects, and gets the same header. The
+/// request's code reads nothing else: no value is encoded, no text compared. The values kept
+/// are plain text and numbers, whose drop only frees memory; nothing else of the context is
+/// kept.
 mod by_identity {
     use std::cell::RefCell;
 

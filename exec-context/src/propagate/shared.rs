@@ -5,9 +5,10 @@
 //! requests), and decoding one builds a context (a map and one value object per variable).
 //! When every member of the header is a [`Propagated::text`](super::Propagated::text)
 //! variable of a type listed in [`is_plain`] (`String`, `bool`, `char`, the integers), a
-//! context decoded from it without any problem is kept, and a later request with the same
-//! header bytes gets a copy of it (O(1)) instead of decoding again. This is sound because
-//! nothing can tell the copy from a fresh decode:
+//! context decoded from it without any problem is kept (from the second time the header
+//! comes, so that headers new with every request cost no entry), and a later request with
+//! the same header bytes gets a copy of it (O(1)) instead of decoding again. This is sound
+//! because nothing can tell the copy from a fresh decode:
 //!
 //! - the values are immutable: these types have no interior mutability, and a context gives
 //!   out only shared references to its values or clones of them;
@@ -83,12 +84,31 @@ struct Entry {
     context: Context,
 }
 
-#[derive(Default)]
 struct Shared {
     /// `SETS * WAYS` slots once the first context is remembered.
     entries: Vec<Option<Entry>>,
     /// Per set: the way replaced next once it is full (round robin).
     next: [u8; SETS],
+    /// Keys (header hash and registry) of the last [`SEEN`] headers offered once: a context
+    /// is remembered the second time its header comes, so that headers new with every
+    /// request (a fresh id each time) cost no entry.
+    seen: [u64; SEEN],
+    /// The slot of `seen` written next (round robin).
+    seen_next: usize,
+}
+
+/// Headers offered once that a thread keeps track of.
+const SEEN: usize = 64;
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            entries: Vec::new(),
+            next: [0; SETS],
+            seen: [0; SEEN],
+            seen_next: 0,
+        }
+    }
 }
 
 thread_local! {
@@ -119,19 +139,28 @@ pub(crate) fn get(registry: u64, hash: u64, header: &[u8]) -> Option<Context> {
         .flatten()
 }
 
-/// Remembers `context` (a copy) for `header` of registry `registry`.
+/// Remembers `context` (a copy) for `header` of registry `registry`, if the header was
+/// offered before (lately, on this thread); otherwise only notes that it was.
 pub(crate) fn put(registry: u64, hash: u64, header: &[u8], context: &Context) {
-    let entry = Entry {
-        registry,
-        hash,
-        header: header.into(),
-        context: context.clone(),
-    };
     let _ = SHARED.try_with(|shared| {
         // The replaced entry is dropped after the borrow ends (its values' drops run no
         // user code, but the order costs nothing).
         let replaced = {
             let mut shared = shared.borrow_mut();
+            // A collision only remembers a header at its first offer: `get` compares bytes.
+            let key = hash ^ registry.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            if !shared.seen.contains(&key) {
+                let slot = shared.seen_next;
+                shared.seen[slot] = key;
+                shared.seen_next = (slot + 1) % SEEN;
+                return;
+            }
+            let entry = Entry {
+                registry,
+                hash,
+                header: header.into(),
+                context: context.clone(),
+            };
             if shared.entries.is_empty() {
                 shared.entries.resize_with(SETS * WAYS, || None);
             }
@@ -161,8 +190,9 @@ mod tests {
 
     static MARK: ContextVar<usize> = ContextVar::new("mark");
 
-    /// More headers than the thread remembers: each is found right after it is put, never
-    /// another's context is returned, and at most `SETS * WAYS` are kept.
+    /// More headers than the thread remembers: each is remembered at its second offer and
+    /// found right after, never another's context is returned, and at most `SETS * WAYS` are
+    /// kept.
     #[test]
     fn remembered_contexts_are_found_by_their_own_header() {
         std::thread::spawn(|| {
@@ -170,6 +200,8 @@ mod tests {
             for (i, header) in headers.iter().enumerate() {
                 let mut context = Context::new();
                 context.run(|| MARK.set(i));
+                put(7, hash(header), header, &context);
+                assert!(get(7, hash(header), header).is_none(), "offered once");
                 put(7, hash(header), header, &context);
                 let found = get(7, hash(header), header).expect("just remembered");
                 assert_eq!(found.get(&MARK), Some(i));
