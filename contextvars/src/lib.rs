@@ -53,6 +53,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod attach;
+mod build;
 mod cache;
 mod context;
 pub mod docs;
@@ -78,6 +79,7 @@ pub use attach::{
     AttachError, AttachId, DeferredId, DetachError, attach, attach_deferred, detach,
     detach_deferred,
 };
+pub use build::ContextBuilder;
 pub use context::{Context, copy_context};
 pub use entries::{AnyValue, Iter};
 pub use error::{LookupError, TokenError};

@@ -17,27 +17,34 @@
 //! # Cost
 //!
 //! Per request, with two propagated variables (`u64` and `String`, text codecs; release
-//! build, default target, counted with callgrind): a loopback hyper client and server run
-//! about 4,500 more instructions with both layers than without (34,200), hyper's own work on
-//! the extra header included. Of these, the client layer takes about 1,700 (reading and
-//! encoding the values, one header value) and the server layer about 650 to find the
-//! request's context, plus entering it on each poll. Nothing is done when no registered
-//! variable has a value.
+//! build, default target, counted with callgrind on a current-thread runtime, one request id
+//! per caller): a loopback hyper client and server run about 3,200 more instructions with
+//! both layers than without (34,200), hyper's own work on the extra header included. Of
+//! these, the client layer takes about 1,070 (a snapshot of the context, the values'
+//! identities, the remembered header value, its insertion into the request's map) and the
+//! server layer about 400 to find the request's context, plus entering it for `call` and
+//! for each poll. Nothing is done when no registered variable has a value.
 //!
-//! - Client: OpenTelemetry's propagator (its `Baggage` map, a `Context`, the join: about
-//!   7,700 instructions) runs once per distinct member list per thread: each thread remembers
-//!   what it wrote for the last 32 lists (text only: no value of a variable is kept alive by
-//!   it), since a context sends the same values with every request it makes. Text codecs
-//!   write into one buffer the thread keeps, without a `String` per value.
+//! - Client: a context sends the same value objects with every request it makes. When every
+//!   variable of the registry is a `Propagated::text` variable of a plain standard type
+//!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
+//!   last 64 sets of value objects whose members it wrote twice (4-way, by their addresses),
+//!   keeping those values alive (and nothing else of the context) so that no other object can
+//!   take their addresses: a request whose variables hold the same objects sends that header
+//!   again without encoding anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
+//!   join: about 7,700 instructions) runs once per distinct member list per thread: each
+//!   thread remembers what it wrote for the last 32 lists (text only), and text codecs write
+//!   into one buffer the thread keeps, without a `String` per value.
 //! - Server: a single `baggage` header whose members are all well-formed, registered, unique
 //!   and UTF-8 is read in one pass, without allocating (values without escapes are borrowed
-//!   from the header), and decoded straight into the request's context (about 2,800
-//!   instructions more than a remembered header); anything else takes the general path,
-//!   which reports each problem. A header whose values are all of plain standard types
-//!   (`String`, `bool`, `char`, integers, with `Propagated::text`) and that decoded without a
-//!   problem is remembered per thread (64 headers): a later request with the same bytes gets
-//!   a copy of that context, which nothing can tell from a fresh decode (see
-//!   [`Registry::extract`]).
+//!   from the header), and decoded straight into the request's context's map, without
+//!   entering it ([`contextvars::ContextBuilder`]; about 2,300 instructions more than a
+//!   remembered header); anything else takes the general path, which reports each problem.
+//!   A header whose values are all of plain standard types (`String`, `bool`, `char`,
+//!   integers, with `Propagated::text`) and that decoded without a problem is remembered per
+//!   thread (64 headers, 4-way by a hash of the header, from its second coming): a later
+//!   request with the same bytes gets a copy of that context, which nothing can tell from a
+//!   fresh decode (see [`Registry::extract`]).
 //!
 //! The report's `service` section measures the layers end to end on a loopback server.
 //!
@@ -81,7 +88,6 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::WithContext;
 use crate::propagate::{Carrier, PropagationError, Registry, baggage};
 
 /// The header's name.
@@ -89,6 +95,9 @@ pub const BAGGAGE: &str = "baggage";
 
 /// [`BAGGAGE`] as a header name, so that no lookup parses it again.
 const BAGGAGE_NAME: HeaderName = HeaderName::from_static(BAGGAGE);
+
+/// Up to this many header names, a request's `baggage` headers are found by comparing names.
+const SCAN_HEADERS_MAX: usize = 8;
 
 /// Most members OpenTelemetry 0.33's `Baggage` holds (it drops the rest silently); a longer
 /// list is joined here instead.
@@ -153,20 +162,22 @@ pub struct Server<S> {
 impl Registry {
     /// Decodes the `baggage` headers of `headers` into a fresh [`Context`] holding the
     /// registered variables found there; reports the problems (one [`Report`] for all of
-    /// them) and returns whether there were any.
+    /// them) and returns whether there were any. The values go straight into the new context
+    /// ([`contextvars::ContextBuilder`]): it is not entered to build it, so context watchers
+    /// are not told of them, and the codecs run in the caller's context.
     ///
     /// Requests often carry the same header. When every member of a (single) header is a
     /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
     /// `char` or an integer type, and the header decoded without a problem, the thread
-    /// remembers the context (for 64 headers) and later gives each request with the same
-    /// header bytes its own copy of it (O(1), PEP 567's `copy()`): what the request's code
-    /// sets stays in its copy. Nothing can tell this from a fresh decode: these values are
-    /// immutable, their `FromStr` is pure, and dropping them only frees memory. What compares
-    /// value objects by identity sees the same objects (`Context`'s `==` holds between two
-    /// such requests' contexts), and context watchers are not told of the sets that built a
-    /// remembered context. Any other codec runs for every request; a header with a problem is
-    /// decoded and reported every time; nothing is remembered while the current context holds
-    /// [pinned](contextvars::ContextVar::pinned) values, which a fresh context takes.
+    /// remembers the context (for 64 headers, from the second request that brings one) and
+    /// later gives each request with the same header bytes its own copy of it (O(1), PEP
+    /// 567's `copy()`): what the request's code sets stays in its copy. Nothing can tell this
+    /// from a fresh decode: these values are immutable, their `FromStr` is pure, and dropping
+    /// them only frees memory. What compares value objects by identity sees the same objects
+    /// (`Context`'s `==` holds between two such requests' contexts). Any other codec runs for
+    /// every request; a header with a problem is decoded and reported every time; nothing is
+    /// remembered while the current context holds [pinned](contextvars::ContextVar::pinned)
+    /// values, which a fresh context takes.
     ///
     /// [`Report`]: crate::propagate::Report
     ///
@@ -184,7 +195,19 @@ impl Registry {
     /// assert!(!had_errors);
     /// ```
     pub fn extract(&self, headers: &HeaderMap) -> (Context, bool) {
-        let mut values = headers.get_all(&BAGGAGE_NAME).iter();
+        // A request has few headers: comparing their names costs less than hashing ours.
+        let scan = headers.keys_len() <= SCAN_HEADERS_MAX;
+        let scanned = scan.then(|| {
+            headers
+                .iter()
+                .filter(|(name, _)| *name == BAGGAGE_NAME)
+                .map(|(_, value)| value)
+        });
+        let looked_up = (!scan).then(|| headers.get_all(&BAGGAGE_NAME).iter());
+        let mut values = scanned
+            .into_iter()
+            .flatten()
+            .chain(looked_up.into_iter().flatten());
         let Some(first) = values.next() else {
             return (Context::new(), false);
         };
@@ -232,17 +255,39 @@ impl Registry {
             self.report_errors(Carrier::OutgoingBaggage, errors);
             return;
         }
-        // The usual case: the header is ours alone. The members are joined in a buffer the
-        // thread keeps (taken out while the codecs run, which may send requests themselves).
+        // The usual case: the header is ours alone. When the values are the very objects a
+        // header was written from lately, that header is sent again (see `by_identity`).
+        let ec = get_execution_context();
+        let by_identity = self.all_shareable(by_identity::MAX_VARS);
+        let mut addrs = [0; by_identity::MAX_VARS];
+        let addrs = &mut addrs[..self.var_count().min(by_identity::MAX_VARS)];
+        if by_identity {
+            self.addrs_in(&ec, addrs);
+            if addrs.iter().all(|&addr| addr == 0) {
+                // No value: nothing to write, nothing to report.
+                return;
+            }
+            if let Some(value) = by_identity::get(self.id(), addrs) {
+                headers.insert(BAGGAGE_NAME, value);
+                return;
+            }
+        }
+        // The members are joined in a buffer the thread keeps (taken out while the codecs
+        // run, which may send requests themselves).
         let mut joined = WRITTEN
             .try_with(|written| std::mem::take(&mut written.borrow_mut().scratch))
             .unwrap_or_default();
         joined.clear();
         let mut errors = Vec::new();
-        let members = self.write_current(&mut joined, &mut errors);
+        let members = self.write_current(&ec, &mut joined, &mut errors);
         if members > 0
-            && let Some(value) = header_value(&joined, members)
+            && let Some((value, again)) = header_value(&joined, members)
         {
+            // Remembered by identity once the same members come a second time: values that
+            // change with every request (a fresh id each time) are not kept for nothing.
+            if by_identity && again && errors.is_empty() {
+                by_identity::put(self.id(), addrs, self.select(&ec), value.clone());
+            }
             headers.insert(BAGGAGE_NAME, value);
         }
         let _ = WRITTEN.try_with(|written| written.borrow_mut().scratch = joined);
@@ -299,6 +344,119 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
     errors
 }
 
+/// Header values remembered per thread by the identity of the values they were written from.
+///
+/// A context sends the same value objects with each of its requests. When every variable of
+/// the registry is a [`Propagated::text`](crate::propagate::Propagated::text) variable of a
+/// plain standard type (as for the server's remembered contexts, see `shared`), the header
+/// written from some value objects is a function of those objects alone: they are immutable
+/// and their `Display` is the standard library's, pure and deterministic. So the thread
+/// remembers, for the last headers it wrote without a problem, the addresses of the values
+/// they were written from (from the second time the same members are written: values that
+/// change with every request are not remembered), and keeps those values alive (a context
+/// holding only them, [`ExecutionContext::select`](contextvars::ExecutionContext::select)):
+/// while they live, no other object can have their addresses, so a request whose variables
+/// hold values at the same addresses holds the same objects, and gets the same header. The
+/// request's code reads nothing else: no value is encoded, no text compared. The values kept
+/// are plain text and numbers, whose drop only frees memory; nothing else of the context is
+/// kept.
+mod by_identity {
+    use std::cell::RefCell;
+
+    use contextvars::ExecutionContext;
+    use http::HeaderValue;
+
+    /// Registries with more variables are not remembered this way.
+    pub(super) const MAX_VARS: usize = 8;
+    /// Sets of [`WAYS`] entries, chosen by a hash of the addresses.
+    const SETS: usize = 16;
+    const WAYS: usize = 4;
+
+    struct Entry {
+        registry: u64,
+        addrs: [usize; MAX_VARS],
+        /// Keeps the values at `addrs` alive (and only them).
+        _held: ExecutionContext,
+        value: HeaderValue,
+    }
+
+    #[derive(Default)]
+    struct Sets {
+        entries: Vec<Option<Entry>>,
+        /// Per set: the way replaced next once it is full (round robin).
+        next: [u8; SETS],
+    }
+
+    thread_local! {
+        static SETS_: RefCell<Sets> = RefCell::new(Sets::default());
+    }
+
+    fn set_of(registry: u64, addrs: &[usize]) -> usize {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let hash = addrs.iter().fold(registry.wrapping_mul(K), |hash, &addr| {
+            (hash ^ addr as u64).wrapping_mul(K)
+        });
+        // The top bits are the best mixed.
+        (hash >> (u64::BITS - SETS.trailing_zeros())) as usize
+    }
+
+    fn padded(addrs: &[usize]) -> [usize; MAX_VARS] {
+        let mut all = [0; MAX_VARS];
+        all[..addrs.len()].copy_from_slice(addrs);
+        all
+    }
+
+    /// The header remembered for values at `addrs` (at most [`MAX_VARS`]) of `registry`.
+    pub(super) fn get(registry: u64, addrs: &[usize]) -> Option<HeaderValue> {
+        let set = set_of(registry, addrs);
+        let addrs = padded(addrs);
+        SETS_
+            .try_with(|sets| {
+                let sets = sets.borrow();
+                sets.entries
+                    .get(set * WAYS..(set + 1) * WAYS)?
+                    .iter()
+                    .flatten()
+                    .find(|entry| entry.addrs == addrs && entry.registry == registry)
+                    .map(|entry| entry.value.clone())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Remembers `value`, written from the values at `addrs` of `registry`, which `held`
+    /// keeps alive.
+    pub(super) fn put(registry: u64, addrs: &[usize], held: ExecutionContext, value: HeaderValue) {
+        let set = set_of(registry, addrs);
+        let entry = Entry {
+            registry,
+            addrs: padded(addrs),
+            _held: held,
+            value,
+        };
+        let _ = SETS_.try_with(|sets| {
+            // The replaced entry is dropped after the borrow ends.
+            let replaced = {
+                let mut sets = sets.borrow_mut();
+                if sets.entries.is_empty() {
+                    sets.entries.resize_with(SETS * WAYS, || None);
+                }
+                let ways = set * WAYS..(set + 1) * WAYS;
+                let way = match sets.entries[ways.clone()].iter().position(Option::is_none) {
+                    Some(free) => free,
+                    None => {
+                        let next = usize::from(sets.next[set]);
+                        sets.next[set] = ((next + 1) % WAYS) as u8;
+                        next
+                    }
+                };
+                sets.entries[ways.start + way].replace(entry)
+            };
+            drop(replaced);
+        });
+    }
+}
+
 /// Header values remembered per thread, by the members they hold.
 const WRITTEN_CACHE: usize = 32;
 /// Longer member lists are written afresh every time.
@@ -324,10 +482,12 @@ thread_local! {
 /// comma in `joined`: what [`write_joined`] makes of them, remembered per thread, since a
 /// context sends the same values with each of its requests and OpenTelemetry's propagator is
 /// most of the cost of writing them.
-fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
+///
+/// With the value: whether it was remembered (the same members were written before).
+fn header_value(joined: &str, members: usize) -> Option<(HeaderValue, bool)> {
     let write = || HeaderValue::try_from(write_joined(joined, members)).ok();
     if joined.len() > WRITTEN_CACHE_MAX_LEN {
-        return write();
+        return write().map(|value| (value, false));
     }
     // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
     let hash = crate::propagate::shared::hash(joined.as_bytes());
@@ -339,7 +499,7 @@ fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
                 .iter()
                 .find(|(h, k, _)| *h == hash && k == joined)
             {
-                return Some(value.clone());
+                return Some((value.clone(), true));
             }
             let value = write()?;
             let entry = (hash, joined.to_owned(), value.clone());
@@ -350,9 +510,9 @@ fn header_value(joined: &str, members: usize) -> Option<HeaderValue> {
                 written.entries[next] = entry;
                 written.next = (next + 1) % WRITTEN_CACHE;
             }
-            Some(value)
+            Some((value, false))
         })
-        .unwrap_or_else(|_| write())
+        .unwrap_or_else(|_| write().map(|value| (value, false)))
 }
 
 fn propagator() -> &'static BaggagePropagator {
@@ -414,11 +574,24 @@ fn write_joined(joined: &str, members: usize) -> String {
 
 pin_project! {
     /// The future of [`Server`]: the inner service's future, run in the request's context
-    /// (or strict mode's `400 Bad Request`).
+    /// (or strict mode's `400 Bad Request`). Each poll runs in the context, and the inner
+    /// future is dropped in it: at once when it completes (in the poll that completed it),
+    /// otherwise when this future is dropped.
     pub struct ServerFuture<F, B> {
         #[pin]
-        inner: Option<WithContext<F>>,
+        inner: Option<F>,
+        context: Context,
         rejected: Option<Response<B>>,
+    }
+
+    impl<F, B> PinnedDrop for ServerFuture<F, B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut inner = this.inner;
+            if inner.as_mut().as_pin_mut().is_some() {
+                this.context.run(|| inner.set(None));
+            }
+        }
     }
 }
 
@@ -430,14 +603,25 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx),
-            None => match this.rejected.take() {
+        let mut inner = this.inner;
+        if inner.is_none() {
+            return match this.rejected.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 // Polled again after completion.
                 None => Poll::Pending,
-            },
+            };
         }
+        this.context.run(|| {
+            let Some(future) = inner.as_mut().as_pin_mut() else {
+                return Poll::Pending;
+            };
+            let output = future.poll(cx);
+            if output.is_ready() {
+                // Dropped here, in the context, rather than by a later entry into it.
+                inner.set(None);
+            }
+            output
+        })
     }
 }
 
@@ -461,13 +645,15 @@ where
             *response.status_mut() = StatusCode::BAD_REQUEST;
             return ServerFuture {
                 inner: None,
+                context: Context::default(),
                 rejected: Some(response),
             };
         }
         // `call` itself may read the context (a handler's synchronous part): it runs inside.
         let inner = context.run(|| self.inner.call(request));
         ServerFuture {
-            inner: Some(WithContext::new(inner, context)),
+            inner: Some(inner),
+            context,
             rejected: None,
         }
     }
@@ -530,5 +716,192 @@ where
     fn call(&mut self, mut request: Request<B>) -> S::Future {
         self.registry.inject(request.headers_mut());
         self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::propagate::Propagated;
+
+    static ID: Propagated<u64> = Propagated::text("id");
+    static NAME: Propagated<String> = Propagated::text("name");
+    static TAGS: Propagated<Vec<String>> = Propagated::json("tags");
+
+    /// The members of the header `registry` writes here, sorted (OpenTelemetry's propagator
+    /// does not keep their order).
+    fn sent(registry: &Registry) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        registry.inject(&mut headers);
+        headers.get(BAGGAGE).map(|value| {
+            let mut members: Vec<_> = value.to_str().unwrap().split(',').collect();
+            members.sort_unstable();
+            members.join(",")
+        })
+    }
+
+    fn addrs(registry: &Registry) -> Vec<usize> {
+        let mut addrs = vec![0; registry.var_count()];
+        registry.addrs_in(&contextvars::get_execution_context(), &mut addrs);
+        addrs
+    }
+
+    /// Values made one after the other, each dropped before the next is made, often land at
+    /// the same address: each still gets a header of its own, because a remembered header
+    /// keeps the values it was written from alive.
+    #[test]
+    fn values_at_reused_addresses_get_their_own_header() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        assert!(registry.all_shareable(by_identity::MAX_VARS));
+        let rounds = if cfg!(miri) { 20 } else { 300 };
+        let mut remembered = 0;
+        for i in 0..rounds {
+            let mut context = contextvars::Context::new();
+            context.run(|| {
+                ID.set(i);
+                NAME.set(format!("n{i}"));
+                let expected = format!("id={i},name=n{i}");
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // Written once: not remembered by identity yet.
+                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // Written twice: remembered, and sent from memory.
+                let hit = by_identity::get(registry.id(), &addrs(&registry));
+                remembered += usize::from(hit.is_some());
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // A value replaced in the same context is sent as it is now.
+                ID.set(i + 1);
+                let expected = format!("id={},name=n{i}", i + 1);
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+            });
+        }
+        assert_eq!(remembered, rounds as usize);
+        // Nothing set: no header.
+        contextvars::Context::new().run(|| assert_eq!(sent(&registry), None));
+    }
+
+    /// A registry with a variable of another codec writes every header afresh.
+    #[test]
+    fn other_codecs_are_not_remembered_by_identity() {
+        let registry = Registry::builder()
+            .register(&NAME)
+            .register(&TAGS)
+            .build()
+            .unwrap();
+        assert!(!registry.all_shareable(by_identity::MAX_VARS));
+        contextvars::Context::new().run(|| {
+            NAME.set("a".into());
+            TAGS.set(vec!["x".into()]);
+            assert_eq!(
+                sent(&registry).as_deref(),
+                Some("name=a,tags=%5B%22x%22%5D")
+            );
+            assert_eq!(by_identity::get(registry.id(), &addrs(&registry)), None);
+        });
+    }
+
+    /// Two registries over the same values each get their own header.
+    #[test]
+    fn registries_are_remembered_apart() {
+        let one = Registry::builder().register(&NAME).build().unwrap();
+        let both = Registry::builder()
+            .register(&NAME)
+            .register(&ID)
+            .build()
+            .unwrap();
+        contextvars::Context::new().run(|| {
+            NAME.set("a".into());
+            ID.set(1);
+            for _ in 0..3 {
+                assert_eq!(sent(&one).as_deref(), Some("name=a"));
+                assert_eq!(sent(&both).as_deref(), Some("id=1,name=a"));
+            }
+        });
+    }
+
+    /// Records the context's `NAME` when dropped.
+    struct DropProbe(std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+    impl Drop for DropProbe {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(NAME.get());
+        }
+    }
+
+    /// A handler whose future holds a probe, finishes after `pending` polls, and panics in
+    /// its last poll if `panics`.
+    fn probed(
+        drops: &std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        pending: usize,
+        panics: bool,
+    ) -> Server<impl Service<Request<()>, Response = Response<()>, Error = (), Future: Unpin> + use<>>
+    {
+        let registry = Registry::builder().register(&NAME).build().unwrap();
+        let drops = drops.clone();
+        let handler = tower::service_fn(move |_request: Request<()>| {
+            let probe = DropProbe(drops.clone());
+            let mut left = pending;
+            std::future::poll_fn(move |cx| {
+                let _held = &probe;
+                if left > 0 {
+                    left -= 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                assert!(!panics, "the handler gave up");
+                Poll::Ready(Ok(Response::new(())))
+            })
+        });
+        ServerLayer::new(registry).layer(handler)
+    }
+
+    fn request() -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(BAGGAGE, HeaderValue::from_static("name=acme"));
+        request
+    }
+
+    /// The inner future is dropped in the request's context: in the poll that completes it,
+    /// when the server's future is dropped before, and after a panic in its poll.
+    #[test]
+    fn the_handlers_future_is_dropped_in_the_requests_context() {
+        use std::sync::{Arc, Mutex};
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        let acme = Some("acme".to_owned());
+
+        // Completed: dropped by the poll that completed it, once.
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let mut future = probed(&drops, 1, false).call(request());
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        assert!(drops.lock().unwrap().is_empty());
+        assert!(Pin::new(&mut future).poll(&mut cx).is_ready());
+        assert_eq!(*drops.lock().unwrap(), vec![acme.clone()]);
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(future);
+        assert_eq!(drops.lock().unwrap().len(), 1);
+
+        // Dropped before it completed.
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let mut future = probed(&drops, 5, false).call(request());
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(future);
+        assert_eq!(*drops.lock().unwrap(), vec![acme.clone()]);
+
+        // A panic in its poll: the caller's context is back, and the drop still runs inside.
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let mut future = probed(&drops, 0, true).call(request());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = Pin::new(&mut future).poll(&mut cx);
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(NAME.get(), None);
+        drop(future);
+        assert_eq!(*drops.lock().unwrap(), [acme]);
     }
 }

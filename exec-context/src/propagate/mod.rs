@@ -59,7 +59,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use contextvars::{
-    Context, ContextVar, ExecutionContext, get_execution_context, run_with_execution_context,
+    Context, ContextBuilder, ContextVar, ExecutionContext, get_execution_context,
+    run_with_execution_context,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -310,6 +311,15 @@ trait Entry: Send + Sync {
     -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
     fn decode_set(&self, text: &str) -> Result<(), String>;
+    /// Decodes `text` and gives the variable that value in the context `builder` builds.
+    fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String>;
+    /// The variable's identity.
+    #[cfg(feature = "tower")]
+    fn var_id(&self) -> contextvars::VarId;
+    /// The address of the variable's value in `ec` (0: no value). Only a comparison with
+    /// the address of a value kept alive says anything: see `service`.
+    #[cfg(feature = "tower")]
+    fn addr_in(&self, ec: &ExecutionContext) -> usize;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
     /// codec of a plain standard type.
     #[cfg(feature = "tower")]
@@ -345,6 +355,23 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     fn shareable(&self) -> bool {
         // Only `text` sets `append`: the codec is `T`'s own `Display` / `FromStr`.
         self.append.is_some() && shared::is_plain::<T>()
+    }
+
+    #[cfg(feature = "tower")]
+    fn var_id(&self) -> contextvars::VarId {
+        self.var.id()
+    }
+
+    #[cfg(feature = "tower")]
+    fn addr_in(&self, ec: &ExecutionContext) -> usize {
+        ec.get_ref(&self.var)
+            .map_or(0, |value| std::ptr::from_ref(value).addr())
+    }
+
+    fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String> {
+        let value = (self.decode)(text)?;
+        builder.set(&self.var, value);
+        Ok(())
     }
 
     fn decode_set(&self, text: &str) -> Result<(), String> {
@@ -858,25 +885,25 @@ impl Registry {
         (members, errors)
     }
 
-    /// Appends `key=escaped-value,` to `out` for each registered variable with a value in the
-    /// current context, in registration order, keeping whole members only and the list
-    /// within the W3C limits (the last comma not counted). Returns how many members it wrote.
-    /// Codec failures, then the members left out, are added to `errors`.
+    /// Appends `key=escaped-value,` to `out` for each registered variable with a value in
+    /// `ec` (the current context), in registration order, keeping whole members only and the
+    /// list within the W3C limits (the last comma not counted). Returns how many members it
+    /// wrote. Codec failures, then the members left out, are added to `errors`.
     #[cfg(feature = "tower")]
     pub(crate) fn write_current(
         &self,
+        ec: &ExecutionContext,
         out: &mut String,
         errors: &mut Vec<PropagationError>,
     ) -> usize {
         let (mut bytes, mut count) = (0, 0);
         let mut dropped = Vec::new();
-        let ec = get_execution_context();
         for entry in &self.inner.entries {
             let start = out.len();
             out.push_str(entry.wire());
             out.push('=');
             let text = out.len();
-            match entry.append_current(&ec, out) {
+            match entry.append_current(ec, out) {
                 None => out.truncate(start),
                 Some(Ok(())) => {
                     if !baggage::is_unreserved(&out[text..]) {
@@ -944,13 +971,15 @@ impl Registry {
     }
 
     /// As `decode_all`, as a [`Context`] to run a task in.
+    /// The values go straight into the new context ([`ContextBuilder`]): the codecs run in
+    /// the caller's context.
     pub(crate) fn decode_context<P: Pair>(&self, pairs: &[P]) -> (Context, Vec<PropagationError>) {
-        let mut context = Context::new();
+        let mut builder = ContextBuilder::new();
         if pairs.is_empty() {
-            return (context, Vec::new());
+            return (builder.build(), Vec::new());
         }
-        let errors = context.run(|| self.decode_here(pairs));
-        (context, errors)
+        let errors = self.decode_pairs(pairs, |entry, text| entry.decode_into(text, &mut builder));
+        (builder.build(), errors)
     }
 
     /// Decodes the list-members of one `baggage` header into a fresh [`Context`], with the
@@ -1013,21 +1042,53 @@ impl Registry {
             *slot = (index, member.decoded().ok()?);
             len += 1;
         }
-        let mut context = Context::new();
-        let errors = context.run(|| {
-            let mut errors = Vec::new();
-            for (index, text) in &found[..len] {
-                let entry = self.inner.entries[*index];
-                if let Err(message) = entry.decode_set(text) {
-                    errors.push(PropagationError::Decode {
-                        key: entry.wire().to_string(),
-                        message,
-                    });
-                }
+        let mut builder = ContextBuilder::new();
+        let mut errors = Vec::new();
+        for (index, text) in &found[..len] {
+            let entry = self.inner.entries[*index];
+            if let Err(message) = entry.decode_into(text, &mut builder) {
+                errors.push(PropagationError::Decode {
+                    key: entry.wire().to_string(),
+                    message,
+                });
             }
-            errors
-        });
-        Some((context, errors, seen & !self.inner.shareable == 0))
+        }
+        Some((builder.build(), errors, seen & !self.inner.shareable == 0))
+    }
+
+    /// Whether every variable is shareable (see `shared`) and there are at most `max`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn all_shareable(&self, max: usize) -> bool {
+        let len = self.inner.entries.len();
+        len <= max && len < u64::BITS as usize && self.inner.shareable == (1u64 << len) - 1
+    }
+
+    /// How many variables.
+    #[cfg(feature = "tower")]
+    pub(crate) fn var_count(&self) -> usize {
+        self.inner.entries.len()
+    }
+
+    /// The registry's id, unique in the process.
+    #[cfg(feature = "tower")]
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The addresses of the variables' values in `ec` (0: no value), in registration order,
+    /// into `out` (as long as the registry, or shorter).
+    #[cfg(feature = "tower")]
+    pub(crate) fn addrs_in(&self, ec: &ExecutionContext, out: &mut [usize]) {
+        for (entry, addr) in self.inner.entries.iter().zip(out) {
+            *addr = entry.addr_in(ec);
+        }
+    }
+
+    /// A context holding only the registered variables' values in `ec` (the same objects).
+    #[cfg(feature = "tower")]
+    pub(crate) fn select(&self, ec: &ExecutionContext) -> ExecutionContext {
+        let ids: Vec<_> = self.inner.entries.iter().map(|e| e.var_id()).collect();
+        ec.select(&ids)
     }
 
     /// The index of the entry with wire name `key`. Small registries (the usual case) are
@@ -1060,6 +1121,16 @@ impl Registry {
     /// is unknown, repeated, not UTF-8 or not decodable sets nothing and comes back as an
     /// error (a repeated key once).
     pub(crate) fn decode_here<P: Pair>(&self, pairs: &[P]) -> Vec<PropagationError> {
+        self.decode_pairs(pairs, |entry, text| entry.decode_set(text))
+    }
+
+    /// [`decode_here`](Self::decode_here), with `set` decoding a text for an entry and
+    /// keeping the value.
+    fn decode_pairs<P: Pair>(
+        &self,
+        pairs: &[P],
+        mut set: impl FnMut(&dyn Entry, &str) -> Result<(), String>,
+    ) -> Vec<PropagationError> {
         let mut errors = Vec::new();
         let entries = self.inner.entries.len();
         // Per entry: how often its key came; per pair: its entry. On the stack for the usual
@@ -1110,7 +1181,7 @@ impl Registry {
                     key: key.to_string(),
                 }),
                 Ok(text) => {
-                    if let Err(message) = self.inner.entries[index].decode_set(text) {
+                    if let Err(message) = set(self.inner.entries[index], text) {
                         errors.push(PropagationError::Decode {
                             key: key.to_string(),
                             message,
