@@ -317,10 +317,14 @@ macro_rules! share_int {
             #[inline]
             fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
                 match value {
-                    Shareable::Int(v) => <$ty>::try_from(v).map_err(|_| ShareError::WrongType {
+                    Shareable::Int(v) => {
+                        // A number owns nothing: skipping its drop skips an out-of-line call.
+                        std::mem::forget(value);
+                        <$ty>::try_from(v).map_err(|_| ShareError::WrongType {
                         expected: stringify!($ty),
                         found: "int out of range",
-                    }),
+                        })
+                    }
                     other => wrong(stringify!($ty), &other),
                 }
             }
