@@ -82,24 +82,48 @@ enum Item {
 }
 
 impl Item {
+    #[inline]
     fn new(
         value: Shareable,
         owner: u64,
         policy: UnboundPolicy,
         receipt: Option<Arc<AtomicU8>>,
     ) -> Item {
-        match (value, receipt) {
-            (Shareable::Int(n), None) if i64::try_from(n).is_ok() => {
-                Item::Int(n as i64, owner, policy)
+        if receipt.is_none() {
+            match value {
+                Shareable::Int(n) => {
+                    if let Ok(n) = i64::try_from(n) {
+                        // A number owns nothing: skipping its drop skips an out-of-line call.
+                        std::mem::forget(value);
+                        return Item::Int(n, owner, policy);
+                    }
+                }
+                Shareable::Float(x) => {
+                    std::mem::forget(value);
+                    return Item::Float(x, owner, policy);
+                }
+                _ => {}
             }
-            (Shareable::Float(x), None) => Item::Float(x, owner, policy),
-            (value, receipt) => Item::Boxed(Box::new(Full {
-                payload: Payload::Value(value),
-                owner,
-                policy,
-                receipt,
-            })),
         }
+        Item::boxed(value, owner, policy, receipt)
+    }
+
+    /// An item that does not fit inline (kept out of line: the stream of numbers never
+    /// takes it).
+    #[cold]
+    #[inline(never)]
+    fn boxed(
+        value: Shareable,
+        owner: u64,
+        policy: UnboundPolicy,
+        receipt: Option<Arc<AtomicU8>>,
+    ) -> Item {
+        Item::Boxed(Box::new(Full {
+            payload: Payload::Value(value),
+            owner,
+            policy,
+            receipt,
+        }))
     }
 
     fn owner(&self) -> u64 {
@@ -117,6 +141,7 @@ impl Item {
     }
 
     /// The item as it leaves the queue: its value, or the error of a destroyed one.
+    #[inline]
     fn take(self) -> Result<Shareable, FifoError> {
         match self {
             Item::Int(n, ..) => Ok(Shareable::Int(n.into())),
@@ -304,17 +329,8 @@ impl Fifo {
         receipt: bool,
     ) -> Result<Option<Arc<AtomicU8>>, FifoError> {
         let mut state = self.lock();
-        let mut spun = false;
-        loop {
-            if state.closed {
-                return Err(FifoError::Closed);
-            }
-            if !self.is_full(&state) {
-                break;
-            }
-            state = self
-                .block(state, Side::Put, wait, &mut spun, FifoError::Full)
-                .map_err(|(_, error)| error)?;
+        if state.closed || self.is_full(&state) {
+            state = self.wait_for_room(state, wait)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
         state
@@ -327,6 +343,29 @@ impl Fifo {
             self.readable.notify_one();
         }
         Ok(receipt)
+    }
+
+    /// The slow side of [`put`](Self::put): waits, as `wait` allows, until the queue has
+    /// room (returning the lock) or is closed.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_room<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        wait: Wait,
+    ) -> Result<MutexGuard<'a, State>, FifoError> {
+        let mut spun = false;
+        loop {
+            if state.closed {
+                return Err(FifoError::Closed);
+            }
+            if !self.is_full(&state) {
+                return Ok(state);
+            }
+            state = self
+                .block(state, Side::Put, wait, &mut spun, FifoError::Full)
+                .map_err(|(_, error)| error)?;
+        }
     }
 
     /// Appends `value` only if a getter is waiting for it (PEP 554's `send_nowait`): the
@@ -361,6 +400,45 @@ impl Fifo {
     /// counts as a receiver for [`hand_off`](Self::hand_off).
     pub(crate) fn get(&self, wait: Wait) -> Result<Shareable, FifoError> {
         let mut state = self.lock();
+        match state.items.pop_front() {
+            Some(item) => self.took(state, item),
+            None => self.wait_for_item(state, wait),
+        }
+    }
+
+    /// Finishes a get that popped `item`: wakes whoever waits for room or for the item's
+    /// receipt, and releases the lock.
+    #[inline(always)]
+    fn took(&self, state: MutexGuard<'_, State>, item: Item) -> Result<Shareable, FifoError> {
+        let mut state = state;
+        self.mirror_len(&state);
+        let wake_putter = self.maxsize != 0 && state.putters.signal_one();
+        let wake_senders = match item.receipt() {
+            Some(receipt) => {
+                receipt.store(RECEIVED, Ordering::Release);
+                state.senders.signal_all()
+            }
+            None => false,
+        };
+        drop(state);
+        if wake_putter {
+            self.writable.notify_one();
+        }
+        if wake_senders {
+            self.received.notify_all();
+        }
+        item.take()
+    }
+
+    /// The slow side of [`get`](Self::get), entered with the lock and an empty queue: waits
+    /// for an item as `wait` allows, counting as a receiver meanwhile.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_item<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        wait: Wait,
+    ) -> Result<Shareable, FifoError> {
         let mut spun = false;
         let mut receiving = false;
         loop {
@@ -368,23 +446,7 @@ impl Fifo {
                 if receiving {
                     state.receivers -= 1;
                 }
-                self.mirror_len(&state);
-                let wake_putter = self.maxsize != 0 && state.putters.signal_one();
-                let wake_senders = match item.receipt() {
-                    Some(receipt) => {
-                        receipt.store(RECEIVED, Ordering::Release);
-                        state.senders.signal_all()
-                    }
-                    None => false,
-                };
-                drop(state);
-                if wake_putter {
-                    self.writable.notify_one();
-                }
-                if wake_senders {
-                    self.received.notify_all();
-                }
-                return item.take();
+                return self.took(state, item);
             }
             if state.closed {
                 if receiving {

@@ -167,6 +167,7 @@ impl Queue {
     /// # Errors
     ///
     /// [`SendError::Closed`] if the queue is (or gets) closed.
+    #[inline]
     pub fn put(&self, value: impl Share) -> Result<(), SendError> {
         self.put_as(value, self.inner.policy, Wait::Forever)
     }
@@ -242,6 +243,7 @@ impl Queue {
         self.put_as(value, policy, Wait::No)
     }
 
+    #[inline]
     fn put_as(
         &self,
         value: impl Share,
@@ -261,6 +263,7 @@ impl Queue {
     ///
     /// [`RecvError::Closed`] once a closed queue is drained;
     /// [`RecvError::ItemInterpreterDestroyed`] for an item under [`UnboundPolicy::Error`].
+    #[inline]
     pub fn get(&self) -> Result<Shareable, RecvError> {
         self.inner
             .fifo
@@ -285,6 +288,7 @@ impl Queue {
     /// # Errors
     ///
     /// [`RecvError::Empty`]; as [`get`](Self::get).
+    #[inline]
     pub fn get_nowait(&self) -> Result<Shareable, RecvError> {
         self.inner.fifo.get(Wait::No).map_err(RecvError::from_fifo)
     }

@@ -103,6 +103,7 @@ impl Shareable {
     /// assert!(matches!(Shareable::from(300).extract::<u8>(), Err(ShareError::WrongType { .. })));
     /// assert_eq!(Shareable::from("x").extract::<Option<String>>(), Ok(Some("x".to_owned())));
     /// ```
+    #[inline]
     pub fn extract<T: Share>(self) -> Result<T, ShareError> {
         T::from_shareable(self)
     }
@@ -236,6 +237,7 @@ pub trait Share: Sized + Send + 'static {
     fn from_shareable(value: Shareable) -> Result<Self, ShareError>;
 }
 
+#[cold]
 fn wrong<T>(expected: &'static str, found: &Shareable) -> Result<T, ShareError> {
     Err(ShareError::WrongType {
         expected,
@@ -244,10 +246,12 @@ fn wrong<T>(expected: &'static str, found: &Shareable) -> Result<T, ShareError> 
 }
 
 impl Share for Shareable {
+    #[inline]
     fn into_shareable(self) -> Shareable {
         self
     }
 
+    #[inline]
     fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
         Ok(value)
     }
@@ -271,11 +275,13 @@ impl Share for () {
 macro_rules! share_as {
     ($($ty:ty => $variant:ident($expected:literal), |$v:ident| $into:expr, |$c:ident| $from:expr;)*) => {$(
         impl Share for $ty {
+            #[inline]
             fn into_shareable(self) -> Shareable {
                 let $v = self;
                 Shareable::$variant($into)
             }
 
+            #[inline]
             fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
                 match value {
                     Shareable::$variant($c) => Ok($from),
@@ -303,22 +309,29 @@ share_as! {
 macro_rules! share_int {
     ($($ty:ty),*) => {$(
         impl Share for $ty {
+            #[inline]
             fn into_shareable(self) -> Shareable {
                 Shareable::Int(self as i128)
             }
 
+            #[inline]
             fn from_shareable(value: Shareable) -> Result<Self, ShareError> {
                 match value {
-                    Shareable::Int(v) => <$ty>::try_from(v).map_err(|_| ShareError::WrongType {
+                    Shareable::Int(v) => {
+                        // A number owns nothing: skipping its drop skips an out-of-line call.
+                        std::mem::forget(value);
+                        <$ty>::try_from(v).map_err(|_| ShareError::WrongType {
                         expected: stringify!($ty),
                         found: "int out of range",
-                    }),
+                        })
+                    }
                     other => wrong(stringify!($ty), &other),
                 }
             }
         }
 
         impl From<$ty> for Shareable {
+            #[inline]
             fn from(value: $ty) -> Self {
                 value.into_shareable()
             }
@@ -331,6 +344,7 @@ share_int!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, usize);
 macro_rules! share_plain {
     ($($ty:ty),*) => {$(
         impl From<$ty> for Shareable {
+            #[inline]
             fn from(value: $ty) -> Self {
                 value.into_shareable()
             }
