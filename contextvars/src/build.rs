@@ -119,7 +119,7 @@ impl ExecutionContext {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::ContextBuilder;
     use crate::{Context, ContextVar, ExecutionContext, LogicalContext, get_execution_context};
