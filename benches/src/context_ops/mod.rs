@@ -33,13 +33,15 @@ crate::case_ops! {
             `#[inline(never)]` function called through a function pointer, so no read can \
             be hoisted out of the loop; the baseline row is that call alone (a function \
             returning a constant), which every other row includes."),
-        /// Enter a context and read a variable there (the cache cannot answer), against entering
-        /// alone.
+        /// Enter a context and read a variable there, against entering alone.
         GetAfterSwitch => ("get after a context switch", "get_after_switch", "ns per enter + read + exit",
-            "`ctx.run(|| VAR.get())` where `ctx` is a copy of the live context: entering \
-            invalidates the lookup cache, so the read walks the context's map. The cost of \
-            the read after a switch is the difference from `ctx.run(|| ())`, shown in the \
-            targets. tokio's `sync_scope` pair is for comparison (its read needs no lookup)."),
+            "`ctx.run(|| VAR.get())` where `ctx` is a copy of the live context, entered again \
+            and again on one thread, as an executor re-enters a task's context: a context \
+            run again on the thread it last left keeps its cached reads, so the read is a \
+            cache hit (a context entered for the first time on a thread walks its map, \
+            ≈ 10 ns). The cost of the read after a switch is the difference from \
+            `ctx.run(|| ())`, shown in the targets. tokio's `sync_scope` pair is for \
+            comparison (its read needs no lookup)."),
         /// Snapshot the current context and drop the snapshot.
         Snapshot => ("snapshot (copy_context) + drop", "snapshot", "ns per snapshot + drop",
             "Take a snapshot of the current context and drop it, with 1, 10 and 1000 \

@@ -23,7 +23,7 @@ pub fn with(_: &mut ()) -> u64 {
     VAR.with(|value| value.copied().unwrap_or(0))
 }
 
-/// `ctx.run(|| VAR.get())`: entering `ctx` invalidates the lookup cache, so the read misses.
+/// `ctx.run(|| VAR.get())`: re-entering `ctx` on the thread it last left keeps its cached reads.
 #[inline(never)]
 pub fn run_get(context: &mut Context) -> u64 {
     context.run(|| VAR.get().unwrap_or(0))
