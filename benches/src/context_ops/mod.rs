@@ -38,10 +38,10 @@ crate::case_ops! {
             "`ctx.run(|| VAR.get())` where `ctx` is a copy of the live context, entered again \
             and again on one thread, as an executor re-enters a task's context: a context \
             run again on the thread it last left keeps its cached reads, so the read is a \
-            cache hit (a context entered for the first time on a thread walks its map, \
-            ≈ 10 ns). The cost of the read after a switch is the difference from \
-            `ctx.run(|| ())`, shown in the targets. tokio's `sync_scope` pair is for \
-            comparison (its read needs no lookup)."),
+            cache hit (a context entered for the first time on a thread walks its map, as \
+            shown by the `ctx.clone()` pair: a clone is new to every thread). The cost of \
+            the read after a switch is the difference from `ctx.run(|| ())`, shown in the \
+            targets. tokio's `sync_scope` pair is for comparison (its read needs no lookup)."),
         /// Snapshot the current context and drop the snapshot.
         Snapshot => ("snapshot (copy_context) + drop", "snapshot", "ns per snapshot + drop",
             "Take a snapshot of the current context and drop it, with 1, 10 and 1000 \
@@ -96,6 +96,10 @@ pub fn cases() -> Vec<Case<Op>> {
         GetAfterSwitch Ours "run_get" "`ctx.run(|| VAR.get())`"
             => |live| entered_copy(live, ours::run_get);
         GetAfterSwitch Ours "run" "`ctx.run(|| ())`" => |live| entered_copy(live, ours::run);
+        GetAfterSwitch Ours "fresh_run_get" "`ctx.clone().run(|| VAR.get())`"
+            => |live| entered_copy(live, ours::fresh_run_get);
+        GetAfterSwitch Ours "fresh_run" "`ctx.clone().run(|| ())`"
+            => |live| entered_copy(live, ours::fresh_run);
         GetAfterSwitch Tokio "scope_with" "`sync_scope(v, || KEY.with(|v| *v))`"
             => |_| Repeat::new(TokioLive, (), peers::tokio_scope_with).boxed();
         GetAfterSwitch Tokio "scope" "`sync_scope(v, || ())`"

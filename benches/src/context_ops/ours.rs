@@ -29,6 +29,19 @@ pub fn run_get(context: &mut Context) -> u64 {
     context.run(|| VAR.get().unwrap_or(0))
 }
 
+/// `ctx.clone().run(|| VAR.get())`: a clone is new to every thread, so its first read of
+/// each variable walks its map.
+#[inline(never)]
+pub fn fresh_run_get(context: &mut Context) -> u64 {
+    context.clone().run(|| VAR.get().unwrap_or(0))
+}
+
+/// `ctx.clone().run(|| ())`: clone, enter, exit and drop.
+#[inline(never)]
+pub fn fresh_run(context: &mut Context) -> u64 {
+    context.clone().run(|| 0)
+}
+
 /// `ctx.run(|| ())`: enter and exit.
 #[inline(never)]
 pub fn run(context: &mut Context) -> u64 {

@@ -81,6 +81,18 @@ fn notes(results: &ContextResults, op: Op) -> Vec<String> {
                     format_ns(read)
                 ));
             }
+            let fresh = results
+                .ns(op, Ours, "fresh_run_get", LIVE_VARS)
+                .zip(results.ns(op, Ours, "fresh_run", LIVE_VARS));
+            if let Some((with_get, alone)) = fresh {
+                notes.push(format!(
+                    "Ours, the first read in a context new to the thread (a clone): {} − {} = \
+                     **{} ns**.",
+                    format_ns(with_get),
+                    format_ns(alone),
+                    format_ns(with_get - alone)
+                ));
+            }
         }
         Op::SetReset => {
             let pair = results.ns(op, Ours, "set_reset", LIVE_VARS);
