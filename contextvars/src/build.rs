@@ -59,7 +59,10 @@ impl ContextBuilder {
             pinned: false,
             value,
         });
-        // Not running: the map is the context's own data, seen by no thread's cache.
+        // Not running: the map is the context's own data. A `run` above (for a pinned or
+        // not-inherited variable) may have left cache entries that point into it, kept for
+        // the context's next run by its stamp: changing the map outside a run voids them.
+        self.context.stamp = 0;
         self.context.frame.top.map.insert(var.id(), stored);
         self
     }

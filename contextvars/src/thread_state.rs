@@ -600,7 +600,13 @@ fn push_real(lc: &mut LogicalContext) -> bool {
 /// what the attach held is dropped (see [`abandon_attaches`]).
 #[inline(never)]
 fn pop_into(lc: &mut LogicalContext) {
-    let (stale, abandoned) = with_state(|ts| {
+    let popped = STATE.try_with(|state| {
+        let ts = &mut *state.borrow_mut();
+        // A deferred attach still pending was recorded inside this scope (every real push
+        // enters a pending one first, and so does materialising a lazy one): like any attach
+        // left inside the scope, it ends with it, and as it was never entered, nothing is
+        // fetched (no user code runs while the scope ends).
+        ts.pending = None;
         // Our push left the logical context below ours above the floor; at the floor means
         // the current context is an attach made after the push.
         let abandoned = if ts.pushed.len() <= ts.floor {
@@ -617,8 +623,8 @@ fn pop_into(lc: &mut LogicalContext) {
             ts.take_snapshot()
         };
         (stale, abandoned)
-    })
-    .unwrap_or((None, None));
+    });
+    let (stale, abandoned) = popped.unwrap_or((None, None));
     if !lc.map.is_empty() || abandoned.is_some() {
         cache::invalidate_all();
     }

@@ -510,3 +510,32 @@ fn a_deferred_attach_left_unused_inside_a_run_is_never_fetched() {
         assert_eq!(FETCHES.load(Ordering::SeqCst), 0);
     });
 }
+
+#[test]
+fn a_deferred_attach_left_unused_inside_a_logical_context_scope_is_never_fetched() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.lc_unused_deferred");
+    static FETCHES: AtomicUsize = AtomicUsize::new(0);
+    fn fetch(_: u64) -> Option<Context> {
+        FETCHES.fetch_add(1, Ordering::SeqCst);
+        panic!("a source that fails");
+    }
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut lc = LogicalContext::new();
+        let left = run_with_logical_context(&mut lc, || {
+            VAR.set(2);
+            contextvars::attach_deferred(fetch, 1).unwrap()
+        });
+        // The scope ended without fetching, and the attach ended with it.
+        assert_eq!(FETCHES.load(Ordering::SeqCst), 0);
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(lc.get(&VAR), Some(2));
+        assert_eq!(
+            contextvars::detach_deferred(left).unwrap_err(),
+            DetachError::NotCurrent
+        );
+        assert_eq!(get_execution_context().depth(), 1);
+        run_with_logical_context(&mut lc, || assert_eq!(VAR.get(), Some(2)));
+        assert_eq!(FETCHES.load(Ordering::SeqCst), 0);
+    });
+}

@@ -6,8 +6,8 @@
 //! (Debug builds also check every cache hit against a plain lookup.)
 
 use contextvars::{
-    Context, ContextVar, LogicalContext, attach, copy_context, detach, get_execution_context,
-    run_with_logical_context,
+    Context, ContextBuilder, ContextVar, LogicalContext, attach, copy_context, detach,
+    get_execution_context, run_with_logical_context,
 };
 
 mod common;
@@ -313,5 +313,37 @@ fn a_random_walk_over_contexts_always_reads_what_they_hold() {
                 assert_eq!(ctx.get(&B), *expected, "step {step}");
             }
         }
+    });
+}
+
+static BUILT_PLAIN: ContextVar<String> = ContextVar::new("stamps.built_plain");
+static BUILT_LOCAL: ContextVar<u8> = ContextVar::new("stamps.built_local").not_inherited();
+
+thread_local! {
+    /// Set on the one test thread whose context entries the watcher below reads in.
+    static ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[test]
+fn a_builder_that_ran_and_then_changed_its_context_reads_its_latest_values() {
+    // A watcher reads `BUILT_PLAIN` whenever a context is entered on the armed thread: so the
+    // builder's own run (for the not-inherited variable) caches what its context holds.
+    let _watcher = contextvars::watch::add_watcher(|event| {
+        if matches!(event, contextvars::watch::ContextEvent::Entered) && ARMED.with(|a| a.get()) {
+            let _ = BUILT_PLAIN.get();
+        }
+    });
+    on_fresh_thread(|| {
+        ARMED.with(|a| a.set(true));
+        let mut builder = ContextBuilder::new();
+        builder.set(&BUILT_PLAIN, "first".to_string());
+        // Set by running the context: the watcher reads "first" there.
+        builder.set(&BUILT_LOCAL, 1);
+        // A direct insert: "first" is replaced and dropped.
+        builder.set(&BUILT_PLAIN, "second".to_string());
+        ARMED.with(|a| a.set(false));
+        let mut context = builder.build();
+        assert_eq!(context.run(|| BUILT_PLAIN.get()).as_deref(), Some("second"));
+        assert_eq!(context.get(&BUILT_PLAIN).as_deref(), Some("second"));
     });
 }
