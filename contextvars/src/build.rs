@@ -1,12 +1,13 @@
 //! Building contexts in one step: [`ContextBuilder`], and from parts of others:
-//! [`ExecutionContext::select`].
+//! [`ExecutionContext::select`]; telling values apart by identity without keeping them:
+//! [`Identities`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::context::Context;
 use crate::execution::ExecutionContext;
-use crate::value::{Stored, Value, VarId, VarIdHasher, VarMap};
+use crate::value::{Erased, Stored, Value, VarId, VarIdHasher, VarMap};
 use crate::var::ContextVar;
 
 /// Builds a fresh [`Context`] holding several values, without entering it: what
@@ -119,6 +120,83 @@ impl ExecutionContext {
             }
         }
         ExecutionContext::new().with_layer(map)
+    }
+}
+
+/// Weak handles on some values of a context, made by [`ExecutionContext::identities`]: for
+/// remembering *which objects* some variables held without keeping those objects alive.
+///
+/// While the handles live, no other value can be allocated where one of these values is (the
+/// allocation outlives the value by its few bytes of header and fields), so an address taken
+/// from a live context and equal to one of theirs is the very same object. Yet a value is
+/// dropped as soon as its last context drops it; the handles do not delay its `Drop`.
+///
+/// ```
+/// use contextvars::{ContextVar, get_execution_context};
+///
+/// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+///
+/// TENANT.set("acme".into());
+/// let identities = get_execution_context().identities(&[TENANT.id()]);
+/// assert_eq!((identities.len(), identities.live()), (1, 1));
+/// TENANT.set("other".into()); // the last context holding "acme" lets go of it
+/// assert_eq!((identities.len(), identities.live()), (1, 0));
+/// ```
+pub struct Identities {
+    held: Vec<Weak<dyn Erased>>,
+}
+
+impl Identities {
+    /// How many values the handles were made for.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether no value was found to make a handle for.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// How many of the values are still held by some context (a snapshot).
+    pub fn live(&self) -> usize {
+        self.held
+            .iter()
+            .filter(|weak| weak.strong_count() > 0)
+            .count()
+    }
+}
+
+impl fmt::Debug for Identities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identities")
+            .field("len", &self.len())
+            .field("live", &self.live())
+            .finish()
+    }
+}
+
+impl ExecutionContext {
+    /// [`Identities`] of the values of `vars` that this context holds (as a lookup sees them):
+    /// weak handles that keep the values' allocations, so that their addresses stay theirs,
+    /// but not the values. Ids without a value here are skipped.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    ///
+    /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+    /// static UNSET: ContextVar<u8> = ContextVar::new("unset");
+    ///
+    /// REQUEST_ID.set(7);
+    /// let identities = get_execution_context().identities(&[REQUEST_ID.id(), UNSET.id()]);
+    /// assert_eq!(identities.len(), 1);
+    /// ```
+    pub fn identities(&self, vars: &[VarId]) -> Identities {
+        Identities {
+            held: vars
+                .iter()
+                .filter_map(|&id| self.find(id).map(Arc::downgrade))
+                .collect(),
+        }
     }
 }
 
@@ -254,5 +332,41 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// Identities keep the values' allocations, not the values: each value is dropped with its
+    /// last context, and an address compared against the handles stays its own.
+    #[test]
+    fn identities_keep_no_value_alive() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        static HELD: ContextVar<Arc<Counted>> = ContextVar::new("identities.held");
+        static OTHER: ContextVar<u8> = ContextVar::new("identities.other");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let drops_in = Arc::clone(&drops);
+        let identities = std::thread::spawn(move || {
+            let mut context = Context::new();
+            let identities = context.run(|| {
+                HELD.set(Arc::new(Counted(drops_in)));
+                get_execution_context().identities(&[HELD.id(), OTHER.id()])
+            });
+            assert_eq!((identities.len(), identities.live()), (1, 1));
+            assert_eq!(format!("{identities:?}"), "Identities { len: 1, live: 1 }");
+            drop(context);
+            identities
+        })
+        .join()
+        .unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!((identities.len(), identities.live()), (1, 0));
+        assert!(!identities.is_empty());
+        assert!(ExecutionContext::new().identities(&[HELD.id()]).is_empty());
     }
 }

@@ -79,7 +79,7 @@ pub use attach::{
     AttachError, AttachId, DeferredId, DetachError, attach, attach_deferred, detach,
     detach_deferred,
 };
-pub use build::ContextBuilder;
+pub use build::{ContextBuilder, Identities};
 pub use context::{Context, copy_context};
 pub use entries::{AnyValue, Iter};
 pub use error::{LookupError, TokenError};

@@ -286,7 +286,7 @@ impl Registry {
             // Remembered by identity once the same members come a second time: values that
             // change with every request (a fresh id each time) are not kept for nothing.
             if by_identity && again && errors.is_empty() {
-                by_identity::put(self.id(), addrs, self.select(&ec), value.clone());
+                by_identity::put(self.id(), addrs, self.identities(&ec), value.clone());
             }
             headers.insert(BAGGAGE_NAME, value);
         }
@@ -353,17 +353,16 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
 /// and their `Display` is the standard library's, pure and deterministic. So the thread
 /// remembers, for the last headers it wrote without a problem, the addresses of the values
 /// they were written from (from the second time the same members are written: values that
-/// change with every request are not remembered), and keeps those values alive (a context
-/// holding only them, [`ExecutionContext::select`](contextvars::ExecutionContext::select)):
-/// while they live, no other object can have their addresses, so a request whose variables
-/// hold values at the same addresses holds the same objects, and gets the same header. The
-/// request's code reads nothing else: no value is encoded, no text compared. The values kept
-/// are plain text and numbers, whose drop only frees memory; nothing else of the context is
-/// kept.
+/// change with every request are not remembered), and keeps weak handles on those values
+/// ([`ExecutionContext::identities`](contextvars::ExecutionContext::identities)): while they
+/// live, the values' allocations stay (not the values: each is dropped with its last
+/// context), so no other object can have their addresses, and a request whose variables hold
+/// live values at the same addresses holds the same objects, and gets the same header. The
+/// request's code reads nothing else: no value is encoded, no text compared.
 mod by_identity {
     use std::cell::RefCell;
 
-    use contextvars::ExecutionContext;
+    use contextvars::Identities;
     use http::HeaderValue;
 
     /// Registries with more variables are not remembered this way.
@@ -375,8 +374,9 @@ mod by_identity {
     struct Entry {
         registry: u64,
         addrs: [usize; MAX_VARS],
-        /// Keeps the values at `addrs` alive (and only them).
-        _held: ExecutionContext,
+        /// Keeps the allocations at `addrs` (not the values): no other value can be
+        /// allocated there while the entry lives.
+        _held: Identities,
         value: HeaderValue,
     }
 
@@ -424,9 +424,22 @@ mod by_identity {
             .flatten()
     }
 
-    /// Remembers `value`, written from the values at `addrs` of `registry`, which `held`
-    /// keeps alive.
-    pub(super) fn put(registry: u64, addrs: &[usize], held: ExecutionContext, value: HeaderValue) {
+    /// How many remembered values are still alive (held by some context), on this thread.
+    #[cfg(test)]
+    pub(super) fn live_values() -> usize {
+        SETS_.with(|sets| {
+            let sets = sets.borrow();
+            sets.entries
+                .iter()
+                .flatten()
+                .map(|entry| entry._held.live())
+                .sum()
+        })
+    }
+
+    /// Remembers `value`, written from the values at `addrs` of `registry`, whose
+    /// allocations `held` keeps.
+    pub(super) fn put(registry: u64, addrs: &[usize], held: Identities, value: HeaderValue) {
         let set = set_of(registry, addrs);
         let entry = Entry {
             registry,
@@ -782,6 +795,28 @@ mod tests {
         assert_eq!(remembered, rounds as usize);
         // Nothing set: no header.
         contextvars::Context::new().run(|| assert_eq!(sent(&registry), None));
+    }
+
+    /// What the client remembers keeps no value alive: the values leave with their last
+    /// context, and the memory still answers for the objects that live.
+    #[test]
+    fn remembered_values_leave_with_their_last_context() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let mut context = contextvars::Context::new();
+        context.run(|| {
+            ID.set(41);
+            NAME.set("kept".into());
+            assert_eq!(sent(&registry).as_deref(), Some("id=41,name=kept"));
+            assert_eq!(sent(&registry).as_deref(), Some("id=41,name=kept"));
+            assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+        });
+        assert_eq!(by_identity::live_values(), 2);
+        drop(context);
+        assert_eq!(by_identity::live_values(), 0);
     }
 
     /// A registry with a variable of another codec writes every header afresh.

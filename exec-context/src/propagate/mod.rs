@@ -1084,11 +1084,12 @@ impl Registry {
         }
     }
 
-    /// A context holding only the registered variables' values in `ec` (the same objects).
+    /// Weak handles on the registered variables' values in `ec`: their addresses stay
+    /// theirs while the handles live, but the values are not kept alive.
     #[cfg(feature = "tower")]
-    pub(crate) fn select(&self, ec: &ExecutionContext) -> ExecutionContext {
+    pub(crate) fn identities(&self, ec: &ExecutionContext) -> contextvars::Identities {
         let ids: Vec<_> = self.inner.entries.iter().map(|e| e.var_id()).collect();
-        ec.select(&ids)
+        ec.identities(&ids)
     }
 
     /// The index of the entry with wire name `key`. Small registries (the usual case) are
