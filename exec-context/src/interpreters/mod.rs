@@ -130,6 +130,7 @@ mod pool;
 mod queue;
 mod registry;
 mod shareable;
+mod stream;
 mod sync;
 
 use std::cell::RefCell;
