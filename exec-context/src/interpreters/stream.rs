@@ -17,9 +17,10 @@
 //!   order. Only queues that ever held an item from a subinterpreter are unbound at all.
 //!
 //! Waiting: a blocked side spins briefly, then yields (as the FIFO does), then sleeps on a
-//! condition variable after announcing itself as a sleeper; the other side wakes it after a
-//! `SeqCst` fence that pairs with the sleeper's own fence, so no wake-up is lost. Close and
-//! unbind notify under the sleepers' lock.
+//! condition variable after announcing itself as a sleeper and touching the other side's
+//! counter with a read-modify-write; the other side, after its push or pop, decrements that
+//! counter and then checks for sleepers, so no wake-up is lost (the fast paths need no
+//! fence). Close and unbind notify under the sleepers' lock.
 //!
 //! Under `--cfg loom` the storage is a mutex-guarded deque (crossbeam is not loom-aware): the
 //! models then check the gate and the wake-up protocol above, not crossbeam itself.
@@ -29,7 +30,7 @@ use std::time::Instant;
 use super::UnboundPolicy;
 use super::fifo::{FifoError, Item, Wait, spin_until};
 use super::shareable::Shareable;
-use super::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, pause};
+use super::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, pause};
 
 /// The gate bit set by [`Stream::close`], never cleared.
 const CLOSED: usize = 1;
@@ -316,12 +317,10 @@ impl Stream {
     }
 
     /// Wakes one sleeper of `side`, if there is one: called after a push (for getters) or
-    /// a pop (for putters).
+    /// a pop (for putters), and after the caller's `SeqCst` decrement of its own side's
+    /// counter, which is what pairs with the sleeper (see [`wait`](Self::wait)).
     #[inline]
     fn wake(&self, side: Side) {
-        // Pairs with the sleeper's fence: either it sees this side's push or pop, or this
-        // side sees it announced.
-        fence(Ordering::SeqCst);
         let (sleepers, condvar) = match side {
             Side::Get => (&self.get_sleepers, &self.readable),
             Side::Put => (&self.put_sleepers, &self.writable),
@@ -378,13 +377,18 @@ impl Stream {
             spin_until(|| self.ready(side, true));
             return Ok(());
         }
-        let (sleepers, condvar) = match side {
-            Side::Get => (&self.get_sleepers, &self.readable),
-            Side::Put => (&self.put_sleepers, &self.writable),
+        let (sleepers, condvar, other) = match side {
+            Side::Get => (&self.get_sleepers, &self.readable, &self.putting.0),
+            Side::Put => (&self.put_sleepers, &self.writable, &self.getting.0),
         };
         let sleep = self.sleep.lock();
-        sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        sleepers.fetch_add(1, Ordering::Relaxed);
+        // The handshake with the other side, on its counter: the other side decrements it
+        // (a `SeqCst` read-modify-write) after every push or pop, then reads `sleepers`.
+        // Read-modify-writes of one atomic are totally ordered and each acquires from the
+        // one before: if the other side's decrement comes first, its push or pop is visible
+        // to the look below; if this one comes first, the other side sees this sleeper.
+        other.fetch_add(0, Ordering::SeqCst);
         let sleep = if self.ready(side, false) {
             sleep
         } else {

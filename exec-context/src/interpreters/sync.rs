@@ -10,12 +10,12 @@ use std::time::Duration;
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence},
+    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence},
+    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
 };
 
 /// Lets another thread run: a waiter's pause between two looks at shared state (under loom,
