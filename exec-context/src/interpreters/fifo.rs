@@ -61,7 +61,7 @@ enum Payload {
 }
 
 /// An item with everything it may carry.
-pub(super) struct Full {
+struct Full {
     payload: Payload,
     owner: u64,
     policy: UnboundPolicy,
@@ -73,7 +73,7 @@ pub(super) struct Full {
 /// threads touch, so its size counts: the common numbers travel inline (with the interpreter
 /// that put them and their unbound policy), anything else (strings, handles, a receipt, an
 /// unbound marker) in a box.
-pub(super) enum Item {
+enum Item {
     /// A [`Shareable::Int`] within `i64`.
     Int(i64, u64, UnboundPolicy),
     /// A [`Shareable::Float`].
@@ -83,7 +83,7 @@ pub(super) enum Item {
 
 impl Item {
     #[inline]
-    pub(super) fn new(
+    fn new(
         value: Shareable,
         owner: u64,
         policy: UnboundPolicy,
@@ -126,7 +126,7 @@ impl Item {
         }))
     }
 
-    pub(super) fn owner(&self) -> u64 {
+    fn owner(&self) -> u64 {
         match self {
             Item::Int(_, owner, _) | Item::Float(_, owner, _) => *owner,
             Item::Boxed(full) => full.owner,
@@ -142,7 +142,7 @@ impl Item {
 
     /// The item as it leaves the queue: its value, or the error of a destroyed one.
     #[inline]
-    pub(super) fn take(self) -> Result<Shareable, FifoError> {
+    fn take(self) -> Result<Shareable, FifoError> {
         match self {
             Item::Int(n, ..) => Ok(Shareable::Int(n.into())),
             Item::Float(x, ..) => Ok(Shareable::Float(x)),
@@ -150,31 +150,6 @@ impl Item {
                 Payload::Value(value) => Ok(value),
                 Payload::Destroyed => Err(FifoError::Destroyed),
             },
-        }
-    }
-
-    /// Applies the item's unbound policy: its interpreter was closed. `Ok` holds the item to
-    /// keep in its place (now the unbound marker, or a destroyed-item error); `Err` the removed
-    /// one (its receipt, if any, marked dropped), for the caller to drop outside any lock.
-    pub(super) fn unbound(self) -> Result<Item, Full> {
-        let mut full = self.into_full();
-        // The owner is gone; the item now belongs to nobody (and is never unbound twice).
-        full.owner = u64::MAX;
-        match full.policy {
-            UnboundPolicy::Remove => {
-                if let Some(receipt) = &full.receipt {
-                    receipt.store(DROPPED, Ordering::Release);
-                }
-                Err(full)
-            }
-            UnboundPolicy::Replace => {
-                full.payload = Payload::Value(Shareable::Unbound);
-                Ok(Item::Boxed(Box::new(full)))
-            }
-            UnboundPolicy::Error => {
-                full.payload = Payload::Destroyed;
-                Ok(Item::Boxed(Box::new(full)))
-            }
         }
     }
 
@@ -269,7 +244,7 @@ enum Side {
 
 /// Spins, then yields, while `ready` is false — a short bounded wait that lets a hand-off
 /// between two running threads complete without either sleeping. Returns early once ready.
-pub(super) fn spin_until(ready: impl Fn() -> bool) {
+fn spin_until(ready: impl Fn() -> bool) {
     if cfg!(loom) {
         return;
     }
@@ -311,6 +286,10 @@ impl Fifo {
         }
     }
 
+    pub(crate) fn maxsize(&self) -> usize {
+        self.maxsize
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under the lock, so a poisoned lock still guards a consistent state.
         self.state.lock()
@@ -330,7 +309,6 @@ impl Fifo {
         self.lock().items.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn full(&self) -> bool {
         let state = self.lock();
         self.is_full(&state)
@@ -655,9 +633,24 @@ impl Fifo {
                 kept.push_back(item);
                 continue;
             }
-            match item.unbound() {
-                Ok(kept_item) => kept.push_back(kept_item),
-                Err(full) => removed.push(full),
+            let mut full = item.into_full();
+            // The owner is gone; the item now belongs to nobody (and is never unbound twice).
+            full.owner = u64::MAX;
+            match full.policy {
+                UnboundPolicy::Remove => {
+                    if let Some(receipt) = &full.receipt {
+                        receipt.store(DROPPED, Ordering::Release);
+                    }
+                    removed.push(full);
+                }
+                UnboundPolicy::Replace => {
+                    full.payload = Payload::Value(Shareable::Unbound);
+                    kept.push_back(Item::Boxed(Box::new(full)));
+                }
+                UnboundPolicy::Error => {
+                    full.payload = Payload::Destroyed;
+                    kept.push_back(Item::Boxed(Box::new(full)));
+                }
             }
         }
         state.items = kept;

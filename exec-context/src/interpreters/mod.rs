@@ -130,7 +130,6 @@ mod pool;
 mod queue;
 mod registry;
 mod shareable;
-mod stream;
 mod sync;
 
 use std::cell::RefCell;

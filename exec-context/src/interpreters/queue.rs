@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{RecvError, SendError};
-use super::fifo::Wait;
+use super::fifo::{Fifo, Wait};
 use super::registry::{self, Endpoint};
 use super::shareable::{Share, Shareable};
-use super::stream::Stream;
 use super::{UnboundPolicy, current_id};
 
 pub(crate) struct QueueInner {
     pub(crate) id: u64,
-    pub(crate) fifo: Stream,
+    pub(crate) fifo: Fifo,
     policy: UnboundPolicy,
 }
 
@@ -108,7 +107,7 @@ impl Queue {
     pub fn with_policy(maxsize: usize, policy: UnboundPolicy) -> Queue {
         let inner = Arc::new(QueueInner {
             id: registry::next_endpoint_id(),
-            fifo: Stream::new(maxsize),
+            fifo: Fifo::new(maxsize),
             policy,
         });
         registry::register(Endpoint::Queue(Arc::downgrade(&inner)));
@@ -253,7 +252,8 @@ impl Queue {
     ) -> Result<(), SendError> {
         self.inner
             .fifo
-            .put(value.into_shareable(), current_id(), policy, wait)
+            .put(value.into_shareable(), current_id(), policy, wait, false)
+            .map(drop)
             .map_err(SendError::from_fifo)
     }
 
@@ -297,7 +297,7 @@ impl Queue {
     /// [`SendError::Closed`], getters take what is left and then fail with [`RecvError::Closed`]. Returns
     /// whether this call closed it (closing twice is harmless).
     pub fn close(&self) -> bool {
-        self.inner.fifo.close()
+        self.inner.fifo.close(false)
     }
 
     /// Whether the queue was closed.

@@ -18,15 +18,6 @@ pub(crate) use std::sync::{
     atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
 };
 
-/// Lets another thread run: a waiter's pause between two looks at shared state (under loom,
-/// a yield the model checker can schedule around).
-pub(crate) fn pause() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-}
-
 #[cfg(not(loom))]
 pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 #[cfg(loom)]
