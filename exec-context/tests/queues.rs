@@ -630,3 +630,120 @@ fn put_with_policy_has_the_nowait_and_timeout_forms_of_put() {
         .unwrap();
     assert_eq!(queue.get_nowait(), Ok(Shareable::from(3)));
 }
+
+/// Close racing blocked and running puts and gets, through the public API: every put that
+/// returned `Ok` is taken by a getter before the getters hear `Closed`, each putter's items
+/// arrive in its order, and every failed put failed with `Closed`.
+#[test]
+fn close_racing_blocked_puts_and_gets_loses_no_accepted_item() {
+    for round in 0..12 {
+        let queue = create_queue([0, 1, 3][round % 3]);
+        let start = Arc::new(Barrier::new(5));
+        let putters: Vec<_> = (0..2i64)
+            .map(|p| {
+                let (q, start) = (queue.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut accepted = 0;
+                    for n in 0..2000i64 {
+                        match q.put(p * 1_000_000 + n) {
+                            Ok(()) => accepted += 1,
+                            Err(error) => {
+                                assert_eq!(error, SendError::Closed);
+                                break;
+                            }
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, start) = (queue.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut last = [-1i64; 2];
+                    let mut taken = 0;
+                    loop {
+                        match q.get() {
+                            Ok(value) => {
+                                let n = value.extract::<i64>().unwrap();
+                                let p = usize::try_from(n / 1_000_000).unwrap();
+                                assert!(n > last[p], "{n} after {}", last[p]);
+                                last[p] = n;
+                                taken += 1;
+                            }
+                            Err(error) => {
+                                assert_eq!(error, RecvError::Closed);
+                                return taken;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        // Some rounds close at once (putters and getters still starting or blocked), others
+        // mid-stream.
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(queue.close());
+        let accepted: usize = putters.into_iter().map(|t| t.join().unwrap()).sum();
+        let taken: usize = getters.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(taken, accepted, "round {round}");
+        assert!(queue.is_empty());
+    }
+}
+
+/// An interpreter closing while a stream runs through the queue: its removed items vanish,
+/// everything else arrives once and in order.
+#[test]
+fn an_interpreter_closing_mid_stream_removes_only_its_items() {
+    for maxsize in [0, 16] {
+        let queue = create_queue_with(maxsize, UnboundPolicy::Remove);
+        let interp = interpreters::create();
+        let q = queue.clone();
+        interp
+            .exec(move || {
+                for n in 0..8 {
+                    q.put(format!("sub {n}")).unwrap();
+                }
+            })
+            .unwrap();
+        let putter = {
+            let q = queue.clone();
+            std::thread::spawn(move || {
+                for n in 0..3000i64 {
+                    q.put(n).unwrap();
+                }
+            })
+        };
+        let getter = {
+            let q = queue.clone();
+            std::thread::spawn(move || {
+                let mut last = -1i64;
+                let mut subs = 0;
+                while last < 2999 {
+                    match q.get().unwrap() {
+                        Shareable::Int(n) => {
+                            let n = i64::try_from(n).unwrap();
+                            assert_eq!(n, last + 1);
+                            last = n;
+                        }
+                        Shareable::Str(_) => subs += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                subs
+            })
+        };
+        interp.close().unwrap();
+        putter.join().unwrap();
+        let subs = getter.join().unwrap();
+        assert!(subs <= 8);
+        // Whatever of the interpreter's items the getter did not take before the close is gone.
+        assert!(queue.is_empty(), "{} left", queue.len());
+    }
+}
