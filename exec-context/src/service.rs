@@ -28,10 +28,11 @@
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
 //!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
-//!   last 64 sets of value objects whose members it wrote twice (4-way, by their addresses),
-//!   keeping those values alive (and nothing else of the context) so that no other object can
-//!   take their addresses: a request whose variables hold the same objects sends that header
-//!   again without encoding anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
+//!   last 64 sets of value objects whose members it wrote twice (4-way, by their addresses,
+//!   read through the variables' own lookups without a snapshot of the context), with weak
+//!   handles on those values that keep their allocations but not the values, so that no
+//!   other object can take their addresses: a request whose variables hold the same objects
+//!   sends that header again without encoding anything. Otherwise OpenTelemetry's propagator (its `Baggage` map, a `Context`, the
 //!   join: about 7,700 instructions) runs once per distinct member list per thread: each
 //!   thread remembers what it wrote for the last 32 lists (text only), and text codecs write
 //!   into one buffer the thread keeps, without a `String` per value.
@@ -257,12 +258,15 @@ impl Registry {
         }
         // The usual case: the header is ours alone. When the values are the very objects a
         // header was written from lately, that header is sent again (see `by_identity`).
-        let ec = get_execution_context();
+        // The addresses are read through the variables' own lookups, without a snapshot of
+        // the context (which costs an allocation whenever the thread's cached one was let go,
+        // as after each poll of a task that carries its context): a remembered header needs
+        // nothing else.
         let by_identity = self.all_shareable(by_identity::MAX_VARS);
         let mut addrs = [0; by_identity::MAX_VARS];
         let addrs = &mut addrs[..self.var_count().min(by_identity::MAX_VARS)];
         if by_identity {
-            self.addrs_in(&ec, addrs);
+            self.addrs_current(addrs);
             if addrs.iter().all(|&addr| addr == 0) {
                 // No value: nothing to write, nothing to report.
                 return;
@@ -272,6 +276,9 @@ impl Registry {
                 return;
             }
         }
+        // Nothing changed the context since the addresses were read: the snapshot holds the
+        // same value objects.
+        let ec = get_execution_context();
         // The members are joined in a buffer the thread keeps (taken out while the codecs
         // run, which may send requests themselves).
         let mut joined = WRITTEN
@@ -365,11 +372,12 @@ mod by_identity {
     use contextvars::Identities;
     use http::HeaderValue;
 
+    use crate::propagate::shared::Table;
+
     /// Registries with more variables are not remembered this way.
     pub(super) const MAX_VARS: usize = 8;
-    /// Sets of [`WAYS`] entries, chosen by a hash of the addresses.
+    /// Sets of the table (of four entries each), chosen by a hash of the addresses.
     const SETS: usize = 16;
-    const WAYS: usize = 4;
 
     struct Entry {
         registry: u64,
@@ -380,24 +388,15 @@ mod by_identity {
         value: HeaderValue,
     }
 
-    #[derive(Default)]
-    struct Sets {
-        entries: Vec<Option<Entry>>,
-        /// Per set: the way replaced next once it is full (round robin).
-        next: [u8; SETS],
-    }
-
     thread_local! {
-        static SETS_: RefCell<Sets> = RefCell::new(Sets::default());
+        static TABLE: RefCell<Table<Entry, SETS>> = const { RefCell::new(Table::new()) };
     }
 
-    fn set_of(registry: u64, addrs: &[usize]) -> usize {
+    fn hash(registry: u64, addrs: &[usize]) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let hash = addrs.iter().fold(registry.wrapping_mul(K), |hash, &addr| {
+        addrs.iter().fold(registry.wrapping_mul(K), |hash, &addr| {
             (hash ^ addr as u64).wrapping_mul(K)
-        });
-        // The top bits are the best mixed.
-        (hash >> (u64::BITS - SETS.trailing_zeros())) as usize
+        })
     }
 
     fn padded(addrs: &[usize]) -> [usize; MAX_VARS] {
@@ -408,16 +407,15 @@ mod by_identity {
 
     /// The header remembered for values at `addrs` (at most [`MAX_VARS`]) of `registry`.
     pub(super) fn get(registry: u64, addrs: &[usize]) -> Option<HeaderValue> {
-        let set = set_of(registry, addrs);
+        let hash = hash(registry, addrs);
         let addrs = padded(addrs);
-        SETS_
-            .try_with(|sets| {
-                let sets = sets.borrow();
-                sets.entries
-                    .get(set * WAYS..(set + 1) * WAYS)?
-                    .iter()
-                    .flatten()
-                    .find(|entry| entry.addrs == addrs && entry.registry == registry)
+        TABLE
+            .try_with(|table| {
+                table
+                    .borrow()
+                    .find(hash, |entry| {
+                        entry.addrs == addrs && entry.registry == registry
+                    })
                     .map(|entry| entry.value.clone())
             })
             .ok()
@@ -427,44 +425,22 @@ mod by_identity {
     /// How many remembered values are still alive (held by some context), on this thread.
     #[cfg(test)]
     pub(super) fn live_values() -> usize {
-        SETS_.with(|sets| {
-            let sets = sets.borrow();
-            sets.entries
-                .iter()
-                .flatten()
-                .map(|entry| entry._held.live())
-                .sum()
-        })
+        TABLE.with(|table| table.borrow().iter().map(|entry| entry._held.live()).sum())
     }
 
     /// Remembers `value`, written from the values at `addrs` of `registry`, whose
     /// allocations `held` keeps.
     pub(super) fn put(registry: u64, addrs: &[usize], held: Identities, value: HeaderValue) {
-        let set = set_of(registry, addrs);
+        let hash = hash(registry, addrs);
         let entry = Entry {
             registry,
             addrs: padded(addrs),
             _held: held,
             value,
         };
-        let _ = SETS_.try_with(|sets| {
+        let _ = TABLE.try_with(|table| {
             // The replaced entry is dropped after the borrow ends.
-            let replaced = {
-                let mut sets = sets.borrow_mut();
-                if sets.entries.is_empty() {
-                    sets.entries.resize_with(SETS * WAYS, || None);
-                }
-                let ways = set * WAYS..(set + 1) * WAYS;
-                let way = match sets.entries[ways.clone()].iter().position(Option::is_none) {
-                    Some(free) => free,
-                    None => {
-                        let next = usize::from(sets.next[set]);
-                        sets.next[set] = ((next + 1) % WAYS) as u8;
-                        next
-                    }
-                };
-                sets.entries[ways.start + way].replace(entry)
-            };
+            let replaced = table.borrow_mut().insert(hash, entry);
             drop(replaced);
         });
     }
@@ -755,7 +731,7 @@ mod tests {
 
     fn addrs(registry: &Registry) -> Vec<usize> {
         let mut addrs = vec![0; registry.var_count()];
-        registry.addrs_in(&contextvars::get_execution_context(), &mut addrs);
+        registry.addrs_current(&mut addrs);
         addrs
     }
 

@@ -316,10 +316,11 @@ trait Entry: Send + Sync {
     /// The variable's identity.
     #[cfg(feature = "tower")]
     fn var_id(&self) -> contextvars::VarId;
-    /// The address of the variable's value in `ec` (0: no value). Only a comparison with
-    /// the address of a value kept alive says anything: see `service`.
+    /// The address of the variable's value in the current context (0: no value), read
+    /// through the variable's own lookup (no snapshot of the context is made). Only a
+    /// comparison with the address of a value kept alive says anything: see `service`.
     #[cfg(feature = "tower")]
-    fn addr_in(&self, ec: &ExecutionContext) -> usize;
+    fn addr_current(&self) -> usize;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
     /// codec of a plain standard type.
     #[cfg(feature = "tower")]
@@ -363,9 +364,10 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     }
 
     #[cfg(feature = "tower")]
-    fn addr_in(&self, ec: &ExecutionContext) -> usize {
-        ec.get_ref(&self.var)
-            .map_or(0, |value| std::ptr::from_ref(value).addr())
+    fn addr_current(&self) -> usize {
+        // A propagated variable has no default: `with` lends exactly the context's value.
+        self.var
+            .with(|value| value.map_or(0, |value| std::ptr::from_ref(value).addr()))
     }
 
     fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String> {
@@ -1075,12 +1077,13 @@ impl Registry {
         self.inner.id
     }
 
-    /// The addresses of the variables' values in `ec` (0: no value), in registration order,
-    /// into `out` (as long as the registry, or shorter).
+    /// The addresses of the variables' values in the current context (0: no value), in
+    /// registration order, into `out` (as long as the registry, or shorter), read without a
+    /// snapshot of the context.
     #[cfg(feature = "tower")]
-    pub(crate) fn addrs_in(&self, ec: &ExecutionContext, out: &mut [usize]) {
+    pub(crate) fn addrs_current(&self, out: &mut [usize]) {
         for (entry, addr) in self.inner.entries.iter().zip(out) {
-            *addr = entry.addr_in(ec);
+            *addr = entry.addr_current();
         }
     }
 

@@ -31,9 +31,6 @@ use std::cell::RefCell;
 
 use contextvars::Context;
 
-/// Contexts remembered per thread: [`SETS`] sets of [`WAYS`], chosen by the header's hash.
-const SETS: usize = 16;
-const WAYS: usize = 4;
 /// Longer headers are not remembered.
 pub(crate) const MAX_LEN: usize = 512;
 
@@ -77,6 +74,91 @@ pub(crate) fn hash(bytes: &[u8]) -> u64 {
     mix(hash, u64::from_le_bytes(word))
 }
 
+/// A small per-thread memory: `SETS` sets of [`WAYS`] entries, the set chosen by the top bits
+/// of a 64-bit hash of the key (so `SETS` is a power of two), and within a full set the
+/// entry replaced next taken round robin. Both remembered kinds of this crate use it: the
+/// server's contexts (here) and the client's header values (in `service`).
+///
+/// What an entry's key is, and how it is compared, is the caller's: [`find`](Self::find)
+/// takes the hash and a predicate. Nothing is allocated before the first
+/// [`insert`](Self::insert).
+pub(crate) struct Table<E, const SETS: usize> {
+    /// `SETS * WAYS` slots once the first entry is inserted, set by set.
+    entries: Vec<Option<E>>,
+    /// Per set: the way replaced next once the set is full.
+    next: [u8; SETS],
+}
+
+/// Entries per set of a [`Table`].
+pub(crate) const WAYS: usize = 4;
+
+impl<E, const SETS: usize> Table<E, SETS> {
+    const CHECK: () = assert!(SETS.is_power_of_two() && SETS <= 1 << 16);
+
+    /// An empty table.
+    pub(crate) const fn new() -> Self {
+        let () = Self::CHECK;
+        Table {
+            entries: Vec::new(),
+            next: [0; SETS],
+        }
+    }
+
+    /// The set of keys with hash `hash`: its top bits (a multiplicative hash's best mixed).
+    pub(crate) fn set_of(hash: u64) -> usize {
+        if SETS == 1 {
+            0
+        } else {
+            (hash >> (u64::BITS - SETS.trailing_zeros())) as usize
+        }
+    }
+
+    /// The first entry of `hash`'s set that `matches`.
+    pub(crate) fn find(&self, hash: u64, mut matches: impl FnMut(&E) -> bool) -> Option<&E> {
+        let set = Self::set_of(hash);
+        self.entries
+            .get(set * WAYS..(set + 1) * WAYS)?
+            .iter()
+            .flatten()
+            .find(|entry| matches(entry))
+    }
+
+    /// Puts `entry` into `hash`'s set: in its first free way, or else in place of the way
+    /// whose turn it is (round robin). Returns the entry replaced, for the caller to drop
+    /// when it no longer borrows the table (its `Drop` may run any code).
+    pub(crate) fn insert(&mut self, hash: u64, entry: E) -> Option<E> {
+        if self.entries.is_empty() {
+            self.entries.resize_with(SETS * WAYS, || None);
+        }
+        let set = Self::set_of(hash);
+        let ways = &mut self.entries[set * WAYS..(set + 1) * WAYS];
+        let way = match ways.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                let next = usize::from(self.next[set]);
+                self.next[set] = ((next + 1) % WAYS) as u8;
+                next
+            }
+        };
+        ways[way].replace(entry)
+    }
+
+    /// The entries held.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &E> {
+        self.entries.iter().flatten()
+    }
+}
+
+impl<E, const SETS: usize> Default for Table<E, SETS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sets of the server's table of remembered contexts.
+const SETS: usize = 16;
+
 struct Entry {
     registry: u64,
     hash: u64,
@@ -85,10 +167,7 @@ struct Entry {
 }
 
 struct Shared {
-    /// `SETS * WAYS` slots once the first context is remembered.
-    entries: Vec<Option<Entry>>,
-    /// Per set: the way replaced next once it is full (round robin).
-    next: [u8; SETS],
+    contexts: Table<Entry, SETS>,
     /// Keys (header hash and registry) of the last [`SEEN`] headers offered once: a context
     /// is remembered the second time its header comes, so that headers new with every
     /// request (a fresh id each time) cost no entry.
@@ -103,8 +182,7 @@ const SEEN: usize = 64;
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            entries: Vec::new(),
-            next: [0; SETS],
+            contexts: Table::new(),
             seen: [0; SEEN],
             seen_next: 0,
         }
@@ -115,24 +193,16 @@ thread_local! {
     static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
 }
 
-/// The slots of the set for `hash`.
-fn ways(hash: u64) -> std::ops::Range<usize> {
-    // The top bits: the hash's last step is a multiplication, which mixes them best.
-    let set = (hash >> (u64::BITS - SETS.trailing_zeros())) as usize;
-    set * WAYS..(set + 1) * WAYS
-}
-
 /// A copy of the context remembered for `header` of registry `registry`, if any.
 pub(crate) fn get(registry: u64, hash: u64, header: &[u8]) -> Option<Context> {
     SHARED
         .try_with(|shared| {
             shared
                 .borrow()
-                .entries
-                .get(ways(hash))?
-                .iter()
-                .flatten()
-                .find(|e| e.hash == hash && e.registry == registry && *e.header == *header)
+                .contexts
+                .find(hash, |e| {
+                    e.hash == hash && e.registry == registry && *e.header == *header
+                })
                 .map(|e| e.context.clone())
         })
         .ok()
@@ -161,23 +231,7 @@ pub(crate) fn put(registry: u64, hash: u64, header: &[u8], context: &Context) {
                 header: header.into(),
                 context: context.clone(),
             };
-            if shared.entries.is_empty() {
-                shared.entries.resize_with(SETS * WAYS, || None);
-            }
-            let ways = ways(hash);
-            let set = ways.start / WAYS;
-            let way = match shared.entries[ways.clone()]
-                .iter()
-                .position(Option::is_none)
-            {
-                Some(free) => free,
-                None => {
-                    let next = usize::from(shared.next[set]);
-                    shared.next[set] = ((next + 1) % WAYS) as u8;
-                    next
-                }
-            };
-            shared.entries[ways.start + way].replace(entry)
+            shared.contexts.insert(hash, entry)
         };
         drop(replaced);
     });
@@ -189,6 +243,135 @@ mod tests {
     use contextvars::ContextVar;
 
     static MARK: ContextVar<usize> = ContextVar::new("mark");
+
+    /// A key's hash in the table tests: its set is the key's low bits (the hash's top bits).
+    fn spread<const SETS: usize>(key: u64) -> u64 {
+        (key % SETS as u64) << (u64::BITS - SETS.trailing_zeros().max(1)) | key >> 8
+    }
+
+    fn find<const SETS: usize>(table: &Table<(u64, u32), SETS>, key: u64) -> Option<u32> {
+        let hash = spread::<SETS>(key);
+        table.find(hash, |e| e.0 == key).map(|e| e.1)
+    }
+
+    fn insert<const SETS: usize>(
+        table: &mut Table<(u64, u32), SETS>,
+        key: u64,
+        value: u32,
+    ) -> Option<(u64, u32)> {
+        table.insert(spread::<SETS>(key), (key, value))
+    }
+
+    #[test]
+    fn table_finds_what_it_holds_and_nothing_else() {
+        let mut table: Table<(u64, u32), 4> = Table::new();
+        assert_eq!(find(&table, 1), None, "empty");
+        assert_eq!(table.iter().count(), 0);
+        for key in 0..8 {
+            assert_eq!(insert(&mut table, key, key as u32 * 10), None);
+        }
+        for key in 0..8 {
+            assert_eq!(find(&table, key), Some(key as u32 * 10));
+        }
+        // Same set as key 1, never inserted; and a key whose set is empty.
+        assert_eq!(find(&table, 1 + 4 * 100), None);
+        assert_eq!(find(&table, 8 * 4 + 2 + 400), None);
+        assert_eq!(table.iter().count(), 8);
+        // The predicate decides: an entry of the set that does not match is not returned.
+        assert!(table.find(spread::<4>(1), |e| e.1 == 999).is_none());
+    }
+
+    #[test]
+    fn table_replaces_round_robin_within_a_full_set() {
+        let mut table: Table<(u64, u32), 4> = Table::new();
+        // Keys 0, 4, 8, ... all go to set 0.
+        let key = |i: u64| i * 4;
+        for i in 0..4 {
+            assert_eq!(insert(&mut table, key(i), i as u32), None, "free way");
+        }
+        // Full: ways 0, 1, 2, 3, 0, ... are replaced in turn.
+        for i in 4..12 {
+            let replaced = insert(&mut table, key(i), i as u32).expect("full set");
+            assert_eq!(replaced, (key(i - 4), (i - 4) as u32));
+            assert_eq!(find(&table, key(i - 4)), None);
+            for kept in i - 3..=i {
+                assert_eq!(find(&table, key(kept)), Some(kept as u32));
+            }
+        }
+        // Other sets are untouched and still have their free ways.
+        assert_eq!(insert(&mut table, 1, 1), None);
+        assert_eq!(table.iter().count(), 5);
+    }
+
+    /// A simple model of the table: per set, the keys held in the order of their ways, and
+    /// whose turn it is once four are held.
+    #[derive(Default)]
+    struct Model {
+        sets: Vec<(Vec<(u64, u32)>, usize)>,
+    }
+
+    impl Model {
+        fn insert(&mut self, set: usize, entry: (u64, u32)) -> Option<(u64, u32)> {
+            let (ways, next) = &mut self.sets[set];
+            if ways.len() < WAYS {
+                ways.push(entry);
+                return None;
+            }
+            let replaced = std::mem::replace(&mut ways[*next], entry);
+            *next = (*next + 1) % WAYS;
+            Some(replaced)
+        }
+
+        fn find(&self, set: usize, key: u64) -> Option<u32> {
+            let (ways, _) = &self.sets[set];
+            ways.iter().find(|e| e.0 == key).map(|e| e.1)
+        }
+    }
+
+    /// Random inserts and lookups (a fixed-seed xorshift, many seeds) give what the model
+    /// gives, including which entry each insert replaces.
+    #[test]
+    fn table_behaves_as_its_model() {
+        const SETS: usize = 8;
+        let seeds: u64 = if cfg!(miri) { 4 } else { 200 };
+        let steps = if cfg!(miri) { 100 } else { 2_000 };
+        for seed in 1..=seeds {
+            let mut state: u64 = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut random = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let mut table: Table<(u64, u32), SETS> = Table::new();
+            let mut model = Model {
+                sets: (0..SETS).map(|_| Default::default()).collect(),
+            };
+            // Few distinct keys, so that lookups hit as well as miss.
+            let keys = 1 + random() % 64;
+            for step in 0..steps {
+                let key = random() % keys;
+                let set = (key % SETS as u64) as usize;
+                assert_eq!(Table::<(u64, u32), SETS>::set_of(spread::<SETS>(key)), set);
+                if random() % 3 == 0 && model.find(set, key).is_none() {
+                    let value = step as u32;
+                    assert_eq!(
+                        insert(&mut table, key, value),
+                        model.insert(set, (key, value)),
+                        "seed {seed} step {step}: replaced"
+                    );
+                } else {
+                    assert_eq!(
+                        find(&table, key),
+                        model.find(set, key),
+                        "seed {seed} step {step}: lookup of {key}"
+                    );
+                }
+            }
+            let held: usize = model.sets.iter().map(|(ways, _)| ways.len()).sum();
+            assert_eq!(table.iter().count(), held);
+        }
+    }
 
     /// More headers than the thread remembers: each is remembered at its second offer and
     /// found right after, never another's context is returned, and at most `SETS * WAYS` are
@@ -214,7 +397,7 @@ mod tests {
                     kept += 1;
                 }
             }
-            assert!((WAYS..=SETS * WAYS).contains(&kept), "{kept} kept");
+            assert!((WAYS..=super::SETS * WAYS).contains(&kept), "{kept} kept");
         })
         .join()
         .unwrap();
