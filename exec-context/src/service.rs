@@ -281,23 +281,21 @@ impl Registry {
         let ec = get_execution_context();
         // The members are joined in a buffer the thread keeps (taken out while the codecs
         // run, which may send requests themselves).
-        let mut joined = WRITTEN
-            .try_with(|written| std::mem::take(&mut written.borrow_mut().scratch))
+        let mut joined = SCRATCH
+            .try_with(|scratch| std::mem::take(&mut *scratch.borrow_mut()))
             .unwrap_or_default();
         joined.clear();
         let mut errors = Vec::new();
         let members = self.write_current(&ec, &mut joined, &mut errors);
         if members > 0
-            && let Some((value, again)) = header_value(&joined, members)
+            && let Ok(value) = HeaderValue::from_str(join_direct(&joined, members))
         {
-            // Remembered by identity once the same members come a second time: values that
-            // change with every request (a fresh id each time) are not kept for nothing.
-            if by_identity && again && errors.is_empty() {
-                by_identity::put(self.id(), addrs, self.identities(&ec), value.clone());
+            if by_identity && errors.is_empty() {
+                by_identity::put(self.id(), addrs, || self.identities(&ec), &value);
             }
             headers.insert(BAGGAGE_NAME, value);
         }
-        let _ = WRITTEN.try_with(|written| written.borrow_mut().scratch = joined);
+        let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = joined);
         self.report_errors(Carrier::OutgoingBaggage, errors);
     }
 }
@@ -372,7 +370,7 @@ mod by_identity {
     use contextvars::Identities;
     use http::HeaderValue;
 
-    use crate::propagate::shared::Table;
+    use crate::propagate::shared::{Seen, Table};
 
     /// Registries with more variables are not remembered this way.
     pub(super) const MAX_VARS: usize = 8;
@@ -388,8 +386,24 @@ mod by_identity {
         value: HeaderValue,
     }
 
+    /// The headers remembered, and the keys of those written once lately: a header is
+    /// remembered the second time the same values are written, so that values that change
+    /// with every request (a fresh id each time) cost no entry.
+    struct Memory {
+        table: Table<Entry, SETS>,
+        seen: Seen<SEEN>,
+    }
+
+    /// Value sets written once that a thread keeps track of.
+    const SEEN: usize = 64;
+
     thread_local! {
-        static TABLE: RefCell<Table<Entry, SETS>> = const { RefCell::new(Table::new()) };
+        static MEMORY: RefCell<Memory> = const {
+            RefCell::new(Memory {
+                table: Table::new(),
+                seen: Seen::new(),
+            })
+        };
     }
 
     fn hash(registry: u64, addrs: &[usize]) -> u64 {
@@ -409,10 +423,11 @@ mod by_identity {
     pub(super) fn get(registry: u64, addrs: &[usize]) -> Option<HeaderValue> {
         let hash = hash(registry, addrs);
         let addrs = padded(addrs);
-        TABLE
-            .try_with(|table| {
-                table
+        MEMORY
+            .try_with(|memory| {
+                memory
                     .borrow()
+                    .table
                     .find(hash, |entry| {
                         entry.addrs == addrs && entry.registry == registry
                     })
@@ -425,83 +440,42 @@ mod by_identity {
     /// How many remembered values are still alive (held by some context), on this thread.
     #[cfg(test)]
     pub(super) fn live_values() -> usize {
-        TABLE.with(|table| table.borrow().iter().map(|entry| entry._held.live()).sum())
+        MEMORY.with(|memory| {
+            let memory = memory.borrow();
+            memory.table.iter().map(|entry| entry._held.live()).sum()
+        })
     }
 
-    /// Remembers `value`, written from the values at `addrs` of `registry`, whose
-    /// allocations `held` keeps.
-    pub(super) fn put(registry: u64, addrs: &[usize], held: Identities, value: HeaderValue) {
+    /// Remembers `value`, written from the values at `addrs` of `registry`, with handles
+    /// (made by `held`) that keep their allocations, if the same values were written before
+    /// (lately, on this thread); otherwise only notes that they were.
+    pub(super) fn put(
+        registry: u64,
+        addrs: &[usize],
+        held: impl FnOnce() -> Identities,
+        value: &HeaderValue,
+    ) {
         let hash = hash(registry, addrs);
-        let entry = Entry {
-            registry,
-            addrs: padded(addrs),
-            _held: held,
-            value,
-        };
-        let _ = TABLE.try_with(|table| {
+        let _ = MEMORY.try_with(|memory| {
+            if !memory.borrow_mut().seen.offer(hash) {
+                return;
+            }
+            let entry = Entry {
+                registry,
+                addrs: padded(addrs),
+                _held: held(),
+                value: value.clone(),
+            };
             // The replaced entry is dropped after the borrow ends.
-            let replaced = table.borrow_mut().insert(hash, entry);
+            let replaced = memory.borrow_mut().table.insert(hash, entry);
             drop(replaced);
         });
     }
 }
 
-/// Header values remembered per thread, by the members they hold.
-const WRITTEN_CACHE: usize = 32;
-/// Longer member lists are written afresh every time.
-const WRITTEN_CACHE_MAX_LEN: usize = 512;
-
-/// What OpenTelemetry's propagator wrote for recently sent member lists, each keyed by the
-/// plain join of its members (and a hash of it, compared first). Only text is kept: no value
-/// of a variable outlives its context here.
-#[derive(Default)]
-struct Written {
-    entries: Vec<(u64, String, HeaderValue)>,
-    /// The entry replaced next once the cache is full (round robin).
-    next: usize,
-    /// The buffer the members of the next request are joined in.
-    scratch: String,
-}
-
 thread_local! {
-    static WRITTEN: RefCell<Written> = RefCell::new(Written::default());
-}
-
-/// The header value for `members` already escaped `key=value` members, each followed by a
-/// comma in `joined`: what [`write_joined`] makes of them, remembered per thread, since a
-/// context sends the same values with each of its requests and OpenTelemetry's propagator is
-/// most of the cost of writing them.
-///
-/// With the value: whether it was remembered (the same members were written before).
-fn header_value(joined: &str, members: usize) -> Option<(HeaderValue, bool)> {
-    let write = || HeaderValue::try_from(write_joined(joined, members)).ok();
-    if joined.len() > WRITTEN_CACHE_MAX_LEN {
-        return write().map(|value| (value, false));
-    }
-    // Keys are tokens and values escaped, so neither holds `=` or `,`: the join is unambiguous.
-    let hash = crate::propagate::shared::hash(joined.as_bytes());
-    WRITTEN
-        .try_with(|written| {
-            let mut written = written.borrow_mut();
-            if let Some((_, _, value)) = written
-                .entries
-                .iter()
-                .find(|(h, k, _)| *h == hash && k == joined)
-            {
-                return Some((value.clone(), true));
-            }
-            let value = write()?;
-            let entry = (hash, joined.to_owned(), value.clone());
-            if written.entries.len() < WRITTEN_CACHE {
-                written.entries.push(entry);
-            } else {
-                let next = written.next;
-                written.entries[next] = entry;
-                written.next = (next + 1) % WRITTEN_CACHE;
-            }
-            Some((value, false))
-        })
-        .unwrap_or_else(|_| write().map(|value| (value, false)))
+    /// The buffer the client joins the members of a request's header in.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 fn propagator() -> &'static BaggagePropagator {
@@ -531,6 +505,25 @@ fn write_members(members: &[(&str, String)]) -> String {
         joined.push(',');
     }
     write_joined(&joined, members.len())
+}
+
+/// The header value for `members` members, each followed by a comma in `joined`, written
+/// by [`Registry::write_current`](crate::propagate::Registry): the members joined, as they
+/// are.
+///
+/// This is byte for byte what OpenTelemetry's propagator writes for them ([`write_joined`]),
+/// but for the order of the members (its `Baggage` is a hash map), without its cost (a
+/// `Baggage` map, a `Context`, a `String` per key and value: about 8,500 instructions for
+/// two members). What the propagator checks and does holds here already: the keys are wire
+/// names, checked to be tokens when the registry is built; the values are escaped to
+/// unreserved characters and `%XX`, which its percent-encoding set (spaces, quotes, `<`,
+/// `>`, backquotes, controls, non-ASCII) leaves as they are and its trim does not touch;
+/// and `write_current` keeps the list within the W3C limits (8,192 bytes, 180 members),
+/// which are wider than its own (64 members): a longer list is joined here in any case.
+/// `join_is_what_opentelemetry_writes` checks this against the propagator.
+fn join_direct(joined: &str, members: usize) -> &str {
+    debug_assert_eq!(joined.matches(',').count(), members);
+    joined.strip_suffix(',').unwrap_or(joined)
 }
 
 /// [`write_members`] for `members` members each followed by a comma in `joined`.
@@ -755,8 +748,6 @@ mod tests {
                 NAME.set(format!("n{i}"));
                 let expected = format!("id={i},name=n{i}");
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
-                // Written once: not remembered by identity yet.
-                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // Written twice: remembered, and sent from memory.
                 let hit = by_identity::get(registry.id(), &addrs(&registry));
@@ -771,6 +762,93 @@ mod tests {
         assert_eq!(remembered, rounds as usize);
         // Nothing set: no header.
         contextvars::Context::new().run(|| assert_eq!(sent(&registry), None));
+    }
+
+    /// Values written once (a fresh id with each request) are not remembered: only the
+    /// second write of the same value objects is.
+    #[test]
+    fn values_written_once_are_not_remembered() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let rounds = if cfg!(miri) { 10 } else { 100 };
+        // Every context is kept, so that no two rounds' values share an address.
+        let mut contexts = Vec::new();
+        for i in 0..rounds {
+            let mut context = contextvars::Context::new();
+            context.run(|| {
+                ID.set(i);
+                NAME.set("same".into());
+                let expected = format!("id={i},name=same");
+                assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+            });
+            contexts.push(context);
+        }
+        // The last round's values, written a second time, are.
+        let last = rounds - 1;
+        contexts[last as usize].run(|| {
+            assert_eq!(sent(&registry), Some(format!("id={last},name=same")));
+            assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+        });
+    }
+
+    /// What the client writes is what OpenTelemetry's propagator writes for the same
+    /// members, but for their order: keys and values of every kind of character, escaped by
+    /// `write_current`.
+    #[test]
+    fn join_is_what_opentelemetry_writes() {
+        let values = [
+            "plain",
+            "a=b",
+            "with space",
+            " lead and trail ",
+            "100%",
+            "%41",
+            "a,b;c",
+            "\"quoted\" <tag> `tick`",
+            "naïve ☃ 𝄞",
+            "\u{0}\t\n\u{7f}",
+            "",
+            "~._-",
+        ];
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let sorted = |header: &str| {
+            let mut members: Vec<_> = header.split(',').map(str::to_owned).collect();
+            members.sort_unstable();
+            members
+        };
+        for value in values {
+            contextvars::Context::new().run(|| {
+                ID.set(7);
+                NAME.set(value.to_owned());
+                let mut joined = String::new();
+                let mut errors = Vec::new();
+                let ec = get_execution_context();
+                let members = registry.write_current(&ec, &mut joined, &mut errors);
+                assert!(errors.is_empty());
+                assert_eq!(members, 2);
+                let direct = join_direct(&joined, members);
+                let otel = write_joined(&joined, members);
+                assert_eq!(sorted(direct), sorted(&otel), "{value:?}");
+                assert_eq!(sent(&registry).unwrap(), sorted(direct).join(","));
+                // And OpenTelemetry reads the value back.
+                let mut carrier = std::collections::HashMap::new();
+                carrier.insert(BAGGAGE.to_owned(), direct.to_owned());
+                let cx = propagator().extract(&carrier);
+                let read = cx.baggage().get("name").map(|v| v.as_str().to_owned());
+                if !value.contains('=') && value.trim() == value {
+                    // (Where OpenTelemetry 0.33 reads correctly: see `propagate::baggage`.)
+                    assert_eq!(read.as_deref(), Some(value), "{value:?}");
+                }
+            });
+        }
     }
 
     /// What the client remembers keeps no value alive: the values leave with their last

@@ -156,6 +156,36 @@ impl<E, const SETS: usize> Default for Table<E, SETS> {
     }
 }
 
+/// The keys of the last `N` things offered once (a ring): what is remembered is remembered
+/// the second time it comes, so that what is new with every request (a fresh id each time)
+/// costs no entry. Key 0 counts as offered from the start: callers mix their keys.
+pub(crate) struct Seen<const N: usize> {
+    keys: [u64; N],
+    /// The slot written next.
+    next: usize,
+}
+
+impl<const N: usize> Seen<N> {
+    /// Nothing seen yet.
+    pub(crate) const fn new() -> Self {
+        Seen {
+            keys: [0; N],
+            next: 0,
+        }
+    }
+
+    /// Whether `key` was offered among the last `N` keys that were new; if it was not, it is
+    /// noted (in place of the oldest).
+    pub(crate) fn offer(&mut self, key: u64) -> bool {
+        if self.keys.contains(&key) {
+            return true;
+        }
+        self.keys[self.next] = key;
+        self.next = (self.next + 1) % N;
+        false
+    }
+}
+
 /// Sets of the server's table of remembered contexts.
 const SETS: usize = 16;
 
@@ -169,28 +199,20 @@ struct Entry {
 struct Shared {
     contexts: Table<Entry, SETS>,
     /// Keys (header hash and registry) of the last [`SEEN`] headers offered once: a context
-    /// is remembered the second time its header comes, so that headers new with every
-    /// request (a fresh id each time) cost no entry.
-    seen: [u64; SEEN],
-    /// The slot of `seen` written next (round robin).
-    seen_next: usize,
+    /// is remembered the second time its header comes.
+    seen: Seen<SEEN>,
 }
 
 /// Headers offered once that a thread keeps track of.
 const SEEN: usize = 64;
 
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            contexts: Table::new(),
-            seen: [0; SEEN],
-            seen_next: 0,
-        }
-    }
-}
-
 thread_local! {
-    static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+    static SHARED: RefCell<Shared> = const {
+        RefCell::new(Shared {
+            contexts: Table::new(),
+            seen: Seen::new(),
+        })
+    };
 }
 
 /// A copy of the context remembered for `header` of registry `registry`, if any.
@@ -219,10 +241,7 @@ pub(crate) fn put(registry: u64, hash: u64, header: &[u8], context: &Context) {
             let mut shared = shared.borrow_mut();
             // A collision only remembers a header at its first offer: `get` compares bytes.
             let key = hash ^ registry.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            if !shared.seen.contains(&key) {
-                let slot = shared.seen_next;
-                shared.seen[slot] = key;
-                shared.seen_next = (slot + 1) % SEEN;
+            if !shared.seen.offer(key) {
                 return;
             }
             let entry = Entry {
@@ -301,6 +320,21 @@ mod tests {
         // Other sets are untouched and still have their free ways.
         assert_eq!(insert(&mut table, 1, 1), None);
         assert_eq!(table.iter().count(), 5);
+    }
+
+    #[test]
+    fn seen_answers_for_the_last_keys_offered() {
+        let mut seen: Seen<4> = Seen::new();
+        assert!(!seen.offer(1), "new");
+        assert!(seen.offer(1), "offered before");
+        for key in 2..=4 {
+            assert!(!seen.offer(key));
+        }
+        assert!(seen.offer(1) && seen.offer(4));
+        // A fifth new key takes the place of the oldest.
+        assert!(!seen.offer(5));
+        assert!(!seen.offer(1), "forgotten");
+        assert!(seen.offer(5) && seen.offer(3));
     }
 
     /// A simple model of the table: per set, the keys held in the order of their ways, and
