@@ -366,8 +366,9 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
 /// written from some value objects is a function of those objects alone: they are immutable
 /// and their `Display` is the standard library's, pure and deterministic. So the thread
 /// remembers, for the last headers it wrote without a problem, the addresses of the values
-/// they were written from (from the second time the same members are written: values that
-/// change with every request are not remembered), and keeps weak handles on those values
+/// they were written from (from the second time values at the same addresses are written:
+/// values that change with every request are not remembered; the thread notes the addresses
+/// of the last 64 sets written once, `shared::Seen`), and keeps weak handles on those values
 /// ([`ExecutionContext::identities`](contextvars::ExecutionContext::identities)): while they
 /// live, the values' allocations stay (not the values: each is dropped with its last
 /// context), so no other object can have their addresses, and a request whose variables hold
