@@ -1284,6 +1284,26 @@ mod tests {
             .unwrap()
     }
 
+    /// The text codec's fast path for unsigned integers writes what `Display` writes.
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        let mut n = 1u64;
+        let mut values = vec![0, 9, 10, 99, 100, u64::MAX, u64::MAX - 1];
+        while let Some(next) = n.checked_mul(7) {
+            values.extend([next - 1, next, next + 1]);
+            n = next;
+        }
+        for value in values {
+            let mut out = String::from("x=");
+            push_decimal(value, &mut out);
+            assert_eq!(out, format!("x={value}"));
+        }
+        let mut out = String::new();
+        append_text(&u8::MAX, &mut out).unwrap();
+        append_text(&u16::MAX, &mut out).unwrap();
+        assert_eq!(out, format!("{}{}", u8::MAX, u16::MAX));
+    }
+
     /// What the general path (parse every member, then decode the list) makes of `header`.
     fn general(registry: &Registry, header: &[u8]) -> (Context, Vec<PropagationError>) {
         let parsed = baggage::parse([header]);
