@@ -35,9 +35,10 @@
 //! (callgrind, release build, hyper-util client and hyper server on loopback, 8 callers with
 //! one request id each, two variables `u64` and `String`) and cost too much:
 //!
-//! - Remembering nothing: every request decodes its header, about 3,600 instructions more
-//!   per request, which doubles what the two layers cost (from about 3,400 to about 7,000
-//!   instructions, against about 34,000 for a plain request).
+//! - Remembering nothing: every request decodes its header, about 3,000 instructions more
+//!   per request (a decode costs about 3,300, finding a remembered context about 430),
+//!   which nearly doubles what the two layers cost (about 3,500 instructions, against about
+//!   34,000 for a plain request).
 //! - Weak handles, as on the client: the values could not be had back from them
 //!   (`contextvars` gives weak handles only to compare addresses), and even a weak handle on
 //!   the whole context would find it gone nearly every time: a caller's requests on a
@@ -45,7 +46,7 @@
 //!   when its response is done, before the next one arrives.
 //! - Remembering the header bytes only, and building the context from them on demand: the
 //!   part that could be skipped is the scan of the header (about 700 instructions of the
-//!   2,900 a decode costs); the rest (running `FromStr`, allocating the values and the map)
+//!   3,300 a decode costs); the rest (running `FromStr`, allocating the values and the map)
 //!   is the decode itself.
 //!
 //! Keeping them is safe for the reasons above, and invisible but for memory: only values
