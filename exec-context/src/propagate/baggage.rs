@@ -14,11 +14,12 @@
 //! Several `baggage` headers form one list. Limits (both directions): [`MAX_BYTES`] in total
 //! and [`MAX_MEMBERS`] list-members.
 //!
-//! # Why not OpenTelemetry's extractor
+//! # Why not OpenTelemetry's propagator
 //!
-//! The service layers use OpenTelemetry's `BaggagePropagator` to *write* the header, with
-//! values escaped here first (see below). They do not use it to *read* one, because the
-//! extractor of `opentelemetry_sdk` 0.33 departs from the specification:
+//! The service layers write the header as OpenTelemetry's `BaggagePropagator` does for the
+//! same members (a test holds the two to the same bytes), without running it for each
+//! request (see below). They do not use it to *read* one, because the extractor of
+//! `opentelemetry_sdk` 0.33 departs from the specification:
 //!
 //! - it splits a member at every `=`, so a value containing `=` (allowed: `%x3C-5B`) is cut
 //!   at its second `=`;
@@ -36,7 +37,11 @@
 //! Its injector is right for values made only of unreserved characters, which is what
 //! [`escape`] produces: OpenTelemetry 0.33 escapes neither `%` nor `\` and trims values, so
 //! a raw `50% off` or ` x` would be sent wrongly, while their escaped forms pass through it
-//! unchanged.
+//! unchanged. On such members (token keys, escaped values, within the limits) all it does
+//! is join them with commas in the order of its hash map, at a cost of about 8,500
+//! instructions for two members (a `Baggage` map, a `Context`, a `String` per key and
+//! value). The client layer joins them itself, in registration order; it keeps the
+//! propagator for a header it merges into (one that already had members of other keys).
 //!
 //! One deliberate departure from the specification: it says to replace percent-encoded bytes
 //! that are not UTF-8 with U+FFFD. A propagated variable holds typed data, so a value like

@@ -316,10 +316,11 @@ trait Entry: Send + Sync {
     /// The variable's identity.
     #[cfg(feature = "tower")]
     fn var_id(&self) -> contextvars::VarId;
-    /// The address of the variable's value in `ec` (0: no value). Only a comparison with
-    /// the address of a value kept alive says anything: see `service`.
+    /// The address of the variable's value in the current context (0: no value), read
+    /// through the variable's own lookup (no snapshot of the context is made). Only a
+    /// comparison with the address of a value kept alive says anything: see `service`.
     #[cfg(feature = "tower")]
-    fn addr_in(&self, ec: &ExecutionContext) -> usize;
+    fn addr_current(&self) -> usize;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
     /// codec of a plain standard type.
     #[cfg(feature = "tower")]
@@ -363,9 +364,10 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     }
 
     #[cfg(feature = "tower")]
-    fn addr_in(&self, ec: &ExecutionContext) -> usize {
-        ec.get_ref(&self.var)
-            .map_or(0, |value| std::ptr::from_ref(value).addr())
+    fn addr_current(&self) -> usize {
+        // A propagated variable has no default: `with` lends exactly the context's value.
+        self.var
+            .with(|value| value.map_or(0, |value| std::ptr::from_ref(value).addr()))
     }
 
     fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String> {
@@ -1075,12 +1077,13 @@ impl Registry {
         self.inner.id
     }
 
-    /// The addresses of the variables' values in `ec` (0: no value), in registration order,
-    /// into `out` (as long as the registry, or shorter).
+    /// The addresses of the variables' values in the current context (0: no value), in
+    /// registration order, into `out` (as long as the registry, or shorter), read without a
+    /// snapshot of the context.
     #[cfg(feature = "tower")]
-    pub(crate) fn addrs_in(&self, ec: &ExecutionContext, out: &mut [usize]) {
+    pub(crate) fn addrs_current(&self, out: &mut [usize]) {
         for (entry, addr) in self.inner.entries.iter().zip(out) {
-            *addr = entry.addr_in(ec);
+            *addr = entry.addr_current();
         }
     }
 
@@ -1279,6 +1282,26 @@ mod tests {
             .on_error(|_| {})
             .build()
             .unwrap()
+    }
+
+    /// The text codec's fast path for unsigned integers writes what `Display` writes.
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        let mut n = 1u64;
+        let mut values = vec![0, 9, 10, 99, 100, u64::MAX, u64::MAX - 1];
+        while let Some(next) = n.checked_mul(7) {
+            values.extend([next - 1, next, next + 1]);
+            n = next;
+        }
+        for value in values {
+            let mut out = String::from("x=");
+            push_decimal(value, &mut out);
+            assert_eq!(out, format!("x={value}"));
+        }
+        let mut out = String::new();
+        append_text(&u8::MAX, &mut out).unwrap();
+        append_text(&u16::MAX, &mut out).unwrap();
+        assert_eq!(out, format!("{}{}", u8::MAX, u16::MAX));
     }
 
     /// What the general path (parse every member, then decode the list) makes of `header`.
