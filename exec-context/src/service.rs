@@ -11,7 +11,7 @@
 //!
 //! Only `baggage` is touched: a `traceparent` (or any other) header passes through both layers
 //! unchanged, so they compose with OpenTelemetry tracing. The header is written as
-//! OpenTelemetry's `BaggagePropagator` writes it (a test holds the two to the same bytes)
+//! OpenTelemetry's `BaggagePropagator` writes it (a test holds the two to the same members)
 //! and read by [`propagate::baggage::parse`](crate::propagate::baggage::parse);
 //! [`crate::propagate::baggage`] says why.
 //!
@@ -34,7 +34,7 @@
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
 //!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
-//!   last 64 sets of value objects whose members it wrote twice (4-way, by their addresses,
+//!   last sets of value objects (up to 64) whose members it wrote twice (4-way, by their addresses,
 //!   read through the variables' own lookups without a snapshot of the context), with weak
 //!   handles on those values that keep their allocations but not the values, so that no
 //!   other object can take their addresses: a request whose variables hold the same objects
@@ -366,9 +366,9 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
 /// written from some value objects is a function of those objects alone: they are immutable
 /// and their `Display` is the standard library's, pure and deterministic. So the thread
 /// remembers, for the last headers it wrote without a problem, the addresses of the values
-/// they were written from (from the second time values at the same addresses are written:
-/// values that change with every request are not remembered; the thread notes the addresses
-/// of the last 64 sets written once, `shared::Seen`), and keeps weak handles on those values
+/// they were written from (from the second time the same header is written from values at
+/// the same addresses: values that change with every request are not remembered; the thread
+/// notes a hash of both for the last 64 headers written once, `shared::Seen`), and keeps weak handles on those values
 /// ([`ExecutionContext::identities`](contextvars::ExecutionContext::identities)): while they
 /// live, the values' allocations stay (not the values: each is dropped with its last
 /// context), so no other object can have their addresses, and a request whose variables hold
@@ -459,6 +459,12 @@ mod by_identity {
     /// Remembers `value`, written from the values at `addrs` of `registry`, with handles
     /// (made by `held`) that keep their allocations, if the same values were written before
     /// (lately, on this thread); otherwise only notes that they were.
+    ///
+    /// "The same values" is told by their addresses and the header written from them: the
+    /// addresses alone would not do, since values dropped with their context leave their
+    /// addresses to the next context's values (a server making a fresh context per request
+    /// gets its new request id at the old one's address), and one-off values would then be
+    /// remembered from their first write.
     pub(super) fn put(
         registry: u64,
         addrs: &[usize],
@@ -466,8 +472,10 @@ mod by_identity {
         value: &HeaderValue,
     ) {
         let hash = hash(registry, addrs);
+        let written =
+            hash ^ crate::propagate::shared::hash(value.as_bytes()).rotate_left(u64::BITS / 2);
         let _ = MEMORY.try_with(|memory| {
-            if !memory.borrow_mut().seen.offer(hash) {
+            if !memory.borrow_mut().seen.offer(written) {
                 return;
             }
             let entry = Entry {
@@ -521,13 +529,13 @@ fn write_members(members: &[(&str, String)]) -> String {
 /// by [`Registry::write_current`](crate::propagate::Registry): the members joined, as they
 /// are.
 ///
-/// This is byte for byte what OpenTelemetry's propagator writes for them ([`write_joined`]),
-/// but for the order of the members (its `Baggage` is a hash map), without its cost (a
+/// Up to its 64 members, these are the members OpenTelemetry's propagator writes for them
+/// ([`write_joined`]), in the registry's order (its `Baggage` is a hash map), without its cost (a
 /// `Baggage` map, a `Context`, a `String` per key and value: about 8,500 instructions for
 /// two members). What the propagator checks and does holds here already: the keys are wire
 /// names, checked to be tokens when the registry is built; the values are escaped to
-/// unreserved characters and `%XX`, which its percent-encoding set (spaces, quotes, `<`,
-/// `>`, backquotes, controls, non-ASCII) leaves as they are and its trim does not touch;
+/// unreserved characters and `%XX`, which its percent-encoding set (controls, space, `"`,
+/// `;`, `,`, `=`, non-ASCII) leaves as they are and its trim does not touch;
 /// and `write_current` keeps the list within the W3C limits (8,192 bytes, 180 members),
 /// which are wider than its own (64 members): a longer list is joined here in any case.
 /// `join_is_what_opentelemetry_writes` checks this against the propagator.
@@ -758,6 +766,9 @@ mod tests {
                 NAME.set(format!("n{i}"));
                 let expected = format!("id={i},name=n{i}");
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
+                // Written once: not remembered by identity yet, though the values may sit
+                // at the addresses of an earlier round's.
+                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // Written twice: remembered, and sent from memory.
                 let hit = by_identity::get(registry.id(), &addrs(&registry));
@@ -805,8 +816,74 @@ mod tests {
         });
     }
 
+    /// The members are written in the order the registry lists its variables.
+    #[test]
+    fn members_are_written_in_registration_order() {
+        for id_first in [true, false] {
+            let builder = Registry::builder();
+            let builder = if id_first {
+                builder.register(&ID).register(&NAME)
+            } else {
+                builder.register(&NAME).register(&ID)
+            };
+            let registry = builder.build().unwrap();
+            contextvars::Context::new().run(|| {
+                ID.set(7);
+                NAME.set("x".into());
+                let mut headers = HeaderMap::new();
+                registry.inject(&mut headers);
+                let expected = if id_first {
+                    "id=7,name=x"
+                } else {
+                    "name=x,id=7"
+                };
+                assert_eq!(headers.get(BAGGAGE).unwrap(), expected);
+            });
+        }
+    }
+
+    /// A server's pattern: a fresh context per request, with a fresh id, dropped when the
+    /// request ends. The next request's values usually take the last one's addresses; they
+    /// are still written once each, and not remembered, and a context that does repeat keeps
+    /// its remembered header meanwhile.
+    #[test]
+    fn fresh_values_at_reused_addresses_are_not_remembered() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let rounds = if cfg!(miri) { 10 } else { 500 };
+        let mut hot = contextvars::Context::new();
+        hot.run(|| {
+            ID.set(u64::MAX);
+            NAME.set("hot".into());
+            sent(&registry);
+            sent(&registry);
+            assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+        });
+        for i in 0..rounds {
+            contextvars::Context::new().run(|| {
+                ID.set(1_000_000 + i);
+                NAME.set("same".into());
+                assert_eq!(
+                    sent(&registry),
+                    Some(format!("id={},name=same", 1_000_000 + i))
+                );
+                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+            });
+            hot.run(|| {
+                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+                assert_eq!(
+                    sent(&registry).as_deref(),
+                    Some("id=18446744073709551615,name=hot")
+                );
+            });
+        }
+    }
+
     /// What the client writes is what OpenTelemetry's propagator writes for the same
-    /// members, but for their order: keys and values of every kind of character, escaped by
+    /// members, but for their order: values of every kind of character, escaped by
     /// `write_current`.
     #[test]
     fn join_is_what_opentelemetry_writes() {

@@ -17,7 +17,7 @@
 //! # Why not OpenTelemetry's propagator
 //!
 //! The service layers write the header as OpenTelemetry's `BaggagePropagator` does for the
-//! same members (a test holds the two to the same bytes), without running it for each
+//! same members (a test holds the two to the same members), without running it for each
 //! request (see below). They do not use it to *read* one, because the extractor of
 //! `opentelemetry_sdk` 0.33 departs from the specification:
 //!
