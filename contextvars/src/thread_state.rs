@@ -47,7 +47,9 @@ pub(crate) struct ThreadState {
     frame: Frame,
     pushed: Vec<LogicalContext>,
     floor: usize,
-    snapshot: Option<ExecutionContext>,
+    /// The cached snapshot of the current context, or an empty one when none is cached (an
+    /// empty context is described anew at no cost): one word to save and restore.
+    snapshot: ExecutionContext,
     /// The contexts displaced by each non-scoped attach (`crate::attach`), bottom to top.
     levels: Vec<Level>,
     /// A deferred attach not entered yet: entered by the first operation that uses the
@@ -76,7 +78,7 @@ crate::loom::thread_local_const! {
             },
             pushed: Vec::new(),
             floor: 0,
-            snapshot: None,
+            snapshot: ExecutionContext::new(),
             levels: Vec::new(),
             pending: None,
             deferred_seq: 0,
@@ -253,8 +255,8 @@ impl ThreadState {
         self.frame.base.find(id)
     }
 
-    fn take_snapshot(&mut self) -> Option<ExecutionContext> {
-        self.snapshot.take()
+    fn take_snapshot(&mut self) -> ExecutionContext {
+        mem::take(&mut self.snapshot)
     }
 
     /// Forgets the cached snapshot before the current context is edited. Dropping it here,
@@ -262,7 +264,7 @@ impl ThreadState {
     /// context, so every value it holds is also held by the state. Dropping it *before* the
     /// edit lets a map that only the cache shared be edited in place.
     fn forget_snapshot(&mut self) {
-        self.snapshot = None;
+        self.snapshot = ExecutionContext::new();
     }
 
     /// Stores `value` for `id` in the topmost logical context: one of the two ways a value
@@ -405,8 +407,8 @@ pub(crate) fn restore(
 /// the last one). Squashed into one logical context when the chain exceeds [`EC_LEN_MAX`].
 pub(crate) fn snapshot() -> ExecutionContext {
     with_state(|ts| {
-        if let Some(snapshot) = &ts.snapshot {
-            return snapshot.clone();
+        if ts.snapshot.head.is_some() {
+            return ts.snapshot.clone();
         }
         let mut ec = ts.frame.base.clone();
         for lc in &ts.pushed[ts.floor..] {
@@ -416,7 +418,7 @@ pub(crate) fn snapshot() -> ExecutionContext {
         if ec.depth() > EC_LEN_MAX {
             ec = ec.squashed();
         }
-        ts.snapshot = Some(ec.clone());
+        ts.snapshot = ec.clone();
         ec
     })
     .unwrap_or_default()
@@ -447,49 +449,6 @@ impl Frame {
 /// must reset it to 0.
 #[inline]
 pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce() -> R) -> R {
-    /// Holds the caller's frame while `f` runs (the two are swapped in and out), and what the
-    /// level below had: its floor, lazy pushes and cached snapshot. While `f` runs, `stamp`
-    /// holds the cache version of the level below (from `cache::enter`).
-    struct Guard<'a> {
-        state: &'a RefCell<ThreadState>,
-        frame: &'a mut Frame,
-        stamp: &'a mut u64,
-        floor: usize,
-        lazy: usize,
-        snapshot: Option<ExecutionContext>,
-    }
-
-    impl Drop for Guard<'_> {
-        #[inline(always)]
-        fn drop(&mut self) {
-            // The outer cache version; the stamp stays 0 unless leaving completes (a deferred
-            // attach's fetch, below, is user code and may panic).
-            let outer = mem::take(self.stamp);
-            watch::notify(|| ContextEvent::Exited);
-            let mut ts = self.state.borrow_mut();
-            // A deferred attach made inside `f`, never used and never detached, ends with
-            // the run like any attach left inside it; as it was never entered, the frame is
-            // as it was and nothing is fetched (no user code runs while leaving).
-            ts.pending = None;
-            ts.frame.swap(self.frame);
-            // Scoped pushes are balanced, so normally nothing is left above the floor.
-            let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
-            // The cache describes the current context, which is the frame handed back unless
-            // `f` left logical contexts pushed above it. (After an attach left attached, the
-            // frame handed back is the attached one: still the current context.)
-            let intact = leftovers.is_none();
-            ts.floor = self.floor;
-            mem::swap(&mut ts.snapshot, &mut self.snapshot);
-            set_lazy(self.lazy);
-            drop(ts);
-            let inner = cache::leave(outer);
-            *self.stamp = if intact { inner } else { 0 };
-            // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
-            // outside the borrow.
-            drop(leftovers);
-        }
-    }
-
     let mut f = Some(f);
     // `f` runs inside the access, so that leaving needs no second one.
     let result = STATE.try_with(|state| {
@@ -501,27 +460,116 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         }
         let ts = &mut *borrowed;
         ts.frame.swap(frame);
-        let floor = mem::replace(&mut ts.floor, ts.pushed.len());
-        let snapshot = ts.snapshot.take();
+        let saved = Saved {
+            floor: mem::replace(&mut ts.floor, ts.pushed.len()),
+            snapshot: mem::take(&mut ts.snapshot),
+            // The lazily pushed logical contexts belong to the context being left.
+            lazy: take_lazy(),
+        };
         // No borrow is held while `f` runs.
         drop(borrowed);
         *stamp = cache::enter(*stamp);
-        let _guard = Guard {
+        let mut guard = RunGuard {
             state,
             frame,
             stamp,
-            floor,
-            // The lazily pushed logical contexts belong to the context being left.
-            lazy: take_lazy(),
-            snapshot,
+            saved,
         };
+        let on_panic = LeaveOnPanic(&mut guard);
         watch::notify(|| ContextEvent::Entered);
-        (f.take().expect("called once"))()
+        let result = (f.take().expect("called once"))();
+        // The normal way out, inlined; a panic leaves through `LeaveOnPanic` instead.
+        mem::forget(on_panic);
+        guard.leave();
+        result
     });
     match result {
         Ok(r) => r,
         // Thread teardown: there is no current context to switch.
         Err(_) => (f.take().expect("called once"))(),
+    }
+}
+
+/// What the level below a running frame had, put back when the frame is left: its floor,
+/// cached snapshot and lazily pushed logical contexts.
+struct Saved {
+    floor: usize,
+    snapshot: ExecutionContext,
+    lazy: usize,
+}
+
+/// Holds the caller's frame while `f` runs in `run_in_frame` (the two are swapped in and
+/// out), and what the level below had. While `f` runs, `stamp` holds the cache version of the
+/// level below (from `cache::enter`).
+///
+/// `run_in_frame` leaves through [`RunGuard::leave`] when `f` returns, and through
+/// [`LeaveOnPanic`] (out of line) when it panics.
+struct RunGuard<'a> {
+    state: &'a RefCell<ThreadState>,
+    frame: &'a mut Frame,
+    stamp: &'a mut u64,
+    saved: Saved,
+}
+
+impl RunGuard<'_> {
+    /// Puts the level below back and hands the frame back. Called once, by `run_in_frame`
+    /// or by `drop`; the guard's fields are left holding nothing to drop.
+    #[inline(always)]
+    fn leave(&mut self) {
+        // The outer cache version; the stamp stays 0 unless leaving completes.
+        let outer = mem::take(self.stamp);
+        watch::notify(|| ContextEvent::Exited);
+        let mut ts = self.state.borrow_mut();
+        // A deferred attach made inside `f`, never used and never detached, ends with
+        // the run like any attach left inside it; as it was never entered, the frame is
+        // as it was and nothing is fetched (no user code runs while leaving).
+        ts.pending = None;
+        // Scoped pushes are balanced, so normally nothing is left above the floor.
+        if ts.pushed.len() > ts.floor {
+            drop(ts);
+            self.leave_with_leftovers(outer);
+            return;
+        }
+        ts.frame.swap(self.frame);
+        ts.floor = self.saved.floor;
+        let inner = mem::replace(&mut ts.snapshot, mem::take(&mut self.saved.snapshot));
+        drop(ts);
+        set_lazy(self.saved.lazy);
+        // The cache describes the frame handed back (after an attach left attached, the
+        // frame handed back is the attached one: still the current context).
+        *self.stamp = cache::leave(outer);
+        // The inner snapshot drops here, outside the borrow.
+        drop(inner);
+    }
+
+    /// `leave` when `f` left logical contexts pushed above the floor: they are split off and
+    /// dropped outside the borrow, and the frame's stamp stays 0 (the cache described the
+    /// context with them).
+    #[cold]
+    #[inline(never)]
+    fn leave_with_leftovers(&mut self, outer: u64) {
+        let mut ts = self.state.borrow_mut();
+        ts.frame.swap(self.frame);
+        let leftovers = split_leftovers(&mut ts);
+        ts.floor = self.saved.floor;
+        let inner = mem::replace(&mut ts.snapshot, mem::take(&mut self.saved.snapshot));
+        drop(ts);
+        set_lazy(self.saved.lazy);
+        cache::leave(outer);
+        drop(inner);
+        drop(leftovers);
+    }
+}
+
+/// Leaves the frame when `f` panics (out of line: the normal way out is `RunGuard::leave`,
+/// called after this is forgotten).
+struct LeaveOnPanic<'a, 'b>(&'a mut RunGuard<'b>);
+
+impl Drop for LeaveOnPanic<'_, '_> {
+    #[cold]
+    #[inline(never)]
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -580,7 +628,11 @@ fn push_real(lc: &mut LogicalContext) -> bool {
         ts.materialize();
         mem::swap(&mut ts.frame.top, lc);
         ts.pushed.push(mem::take(lc));
-        if nonempty { ts.take_snapshot() } else { None }
+        if nonempty {
+            ts.take_snapshot()
+        } else {
+            ExecutionContext::new()
+        }
     }) else {
         return false;
     };
@@ -618,13 +670,13 @@ fn pop_into(lc: &mut LogicalContext) {
         *lc = mem::replace(&mut ts.frame.top, below);
         // An empty logical context changes no lookup: keep the cache and snapshot.
         let stale = if lc.map.is_empty() {
-            None
+            ExecutionContext::new()
         } else {
             ts.take_snapshot()
         };
         (stale, abandoned)
     });
-    let (stale, abandoned) = popped.unwrap_or((None, None));
+    let (stale, abandoned) = popped.unwrap_or((ExecutionContext::new(), None));
     if !lc.map.is_empty() || abandoned.is_some() {
         cache::invalidate_all();
     }
@@ -641,7 +693,7 @@ fn pop_into(lc: &mut LogicalContext) {
 /// dropped.
 struct LeftAttached {
     _frame: Frame,
-    _snapshot: Option<ExecutionContext>,
+    _snapshot: ExecutionContext,
     _rest: Abandoned,
 }
 
@@ -708,7 +760,8 @@ fn drop_abandoned(abandoned: Box<LeftAttached>) {
 pub(crate) struct Level {
     pub(crate) frame: Frame,
     pub(crate) floor: usize,
-    pub(crate) snapshot: Option<ExecutionContext>,
+    /// Empty if none was cached.
+    pub(crate) snapshot: ExecutionContext,
     pub(crate) top_id: u64,
     /// The deferred attach's id, or 0 for a plain attach.
     pub(crate) deferred: u64,
@@ -738,7 +791,7 @@ fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
     ts.frame.swap(&mut frame);
     let attached_floor = ts.pushed.len();
     let floor = mem::replace(&mut ts.floor, attached_floor);
-    let snapshot = ts.snapshot.take();
+    let snapshot = mem::take(&mut ts.snapshot);
     ts.levels.push(Level {
         frame,
         floor,
@@ -833,7 +886,8 @@ pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
 /// all but the frame, outside the borrow.
 pub(crate) struct Detached {
     pub(crate) frame: Frame,
-    pub(crate) snapshot: Option<ExecutionContext>,
+    /// Empty if none was cached.
+    pub(crate) snapshot: ExecutionContext,
     pub(crate) rest: Option<Box<Abandoned>>,
 }
 
