@@ -15,9 +15,12 @@
 //! 1. **Switching or restacking** (entering/leaving a `Context`, `run_with_execution_context`,
 //!    pushing or popping a non-empty logical context, thread teardown) changes the version,
 //!    which invalidates every entry at once. Versions are never reused: each thread hands
-//!    them out from blocks of its own ([`fresh`]). Two versions come back, because what they
+//!    them out from blocks of its own ([`fresh`]). Three versions come back, because what they
 //!    describe is unchanged: the context switched away from is kept by the switch's guard
-//!    and comes back unchanged, so leaving restores its version ([`leave`]); and a `Context`
+//!    and comes back unchanged, so leaving restores its version ([`leave`]); so does the
+//!    context below a non-empty logical context, which nothing can change until the logical
+//!    context is popped (its push [`renew`]s the version, its pop restores the old one,
+//!    unless an attach made inside the scope ended with it); and a `Context`
 //!    left on this thread keeps the version it had (its *stamp*), which is current again
 //!    when it is next entered on this thread ([`enter`]), provided it was not current
 //!    anywhere else in between (a run elsewhere gives it a stamp of another thread's block).
@@ -337,9 +340,26 @@ pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
         .unwrap_or(false)
 }
 
+/// Invalidates every entry, as [`invalidate_all`], and returns the version that described
+/// the context until now: a caller that puts that context back unchanged (the pop matching a
+/// logical context push) gives it to [`leave`], and its entries are warm again.
+#[inline]
+pub(crate) fn renew() -> u64 {
+    CACHE.with(|cache| cache.version.replace(fresh(cache)))
+}
+
 /// Invalidates every entry: the thread's current execution context changed shape.
 #[inline]
 pub(crate) fn invalidate_all() {
     // `try_with`: this also runs from the thread state's destructor, at thread exit.
     let _ = CACHE.try_with(|cache| cache.version.set(fresh(cache)));
+}
+
+/// Whether a valid entry for `var` is cached (for tests of which changes keep the cache warm).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn is_cached(var: VarId) -> bool {
+    CACHE.with(|cache| {
+        let entry = cache.entries[slot(var.0)].get();
+        entry.var == var.0 && entry.version == cache.version.get()
+    })
 }

@@ -585,15 +585,15 @@ fn split_leftovers(ts: &mut ThreadState) -> Vec<LogicalContext> {
 /// `lc`, even if `f` panics.
 #[inline]
 pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
-    /// Pops what the matching push pushed: a lazy logical context while any is counted
+    /// Pops what the matching lazy push pushed: a lazy logical context while any is counted
     /// (pushes and pops nest, and materialising only ever turns lazy ones into real ones), a
-    /// real one otherwise.
-    struct Guard<'a> {
+    /// real one otherwise (it was materialised).
+    struct LazyGuard<'a> {
         lc: &'a mut LogicalContext,
         pushed: bool,
     }
 
-    impl Drop for Guard<'_> {
+    impl Drop for LazyGuard<'_> {
         #[inline]
         fn drop(&mut self) {
             if !self.pushed {
@@ -605,26 +605,55 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
                 set_lazy(count - 1);
                 return;
             }
-            pop_into(self.lc);
+            pop_into(self.lc, 0);
+        }
+    }
+
+    /// Pops what the matching real push pushed (the same rule as `LazyGuard`: a lazy one is
+    /// only counted here if pushes and pops did not nest), putting back the cache version the
+    /// push replaced.
+    struct Guard<'a> {
+        lc: &'a mut LogicalContext,
+        below: u64,
+    }
+
+    impl Drop for Guard<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            let count = lazy();
+            if count > 0 {
+                set_lazy(count - 1);
+                return;
+            }
+            pop_into(self.lc, self.below);
         }
     }
 
     if lc.is_untouched() {
         let pushed = LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_ok();
-        let _guard = Guard { lc, pushed };
+        let _guard = LazyGuard { lc, pushed };
         return f();
     }
-    let mut guard = Guard { lc, pushed: false };
-    guard.pushed = push_real(guard.lc);
+    let Some(below) = push_real(lc) else {
+        return f();
+    };
+    let _guard = Guard { lc, below };
     f()
 }
 
 /// Pushes `lc` as a real logical context (materialising any lazy ones first), leaving `lc`
-/// empty. `false`, with nothing changed, during thread teardown.
+/// empty. `None`, with nothing changed, during thread teardown.
+///
+/// Returns the cache version of the context below if the push replaced it (`lc` was not
+/// empty), else 0, for the matching [`pop_into`] to put back: nothing can change the context
+/// below while the scope lasts (`set`, `delete` and `reset` reach the topmost logical context
+/// only; an attach made inside the scope ends with it), so, like the outer version
+/// `cache::leave` restores, that version still describes it and its entries are warm again
+/// after the pop.
 #[inline(never)]
-fn push_real(lc: &mut LogicalContext) -> bool {
+fn push_real(lc: &mut LogicalContext) -> Option<u64> {
     let nonempty = !lc.map.is_empty();
-    let Some(stale) = with_state(|ts| {
+    let stale = with_state(|ts| {
         ts.materialize();
         mem::swap(&mut ts.frame.top, lc);
         ts.pushed.push(mem::take(lc));
@@ -633,25 +662,22 @@ fn push_real(lc: &mut LogicalContext) -> bool {
         } else {
             ExecutionContext::new()
         }
-    }) else {
-        return false;
-    };
-    if nonempty {
-        cache::invalidate_all();
-    }
+    })?;
+    let below = if nonempty { cache::renew() } else { 0 };
     // Every value of the stale snapshot is still installed: dropping it frees none of them.
     drop(stale);
-    true
+    Some(below)
 }
 
 /// Pops the topmost real logical context into `lc` (which is empty: its content was moved
-/// out by the push, or it was pushed lazily and then materialised).
+/// out by the push, or it was pushed lazily and then materialised). `below` is what the push
+/// returned (0 for a lazy push): the cache version to put back, unless 0.
 ///
 /// If an attach made inside the scope is still the current context (it was never detached),
 /// the scope takes it with it: the context the scope pushed into is reinstalled first, and
-/// what the attach held is dropped (see [`abandon_attaches`]).
+/// what the attach held is dropped (see [`abandon_attaches`]); the cache is then invalidated.
 #[inline(never)]
-fn pop_into(lc: &mut LogicalContext) {
+fn pop_into(lc: &mut LogicalContext, below: u64) {
     let popped = STATE.try_with(|state| {
         let ts = &mut *state.borrow_mut();
         // A deferred attach still pending was recorded inside this scope (every real push
@@ -661,23 +687,26 @@ fn pop_into(lc: &mut LogicalContext) {
         ts.pending = None;
         // Our push left the logical context below ours above the floor; at the floor means
         // the current context is an attach made after the push.
-        let abandoned = if ts.pushed.len() <= ts.floor {
-            abandon_attaches(ts)
-        } else {
-            None
-        };
-        let below = ts.pushed.pop().unwrap_or_default();
-        *lc = mem::replace(&mut ts.frame.top, below);
+        let intact = ts.pushed.len() > ts.floor;
+        let abandoned = if intact { None } else { abandon_attaches(ts) };
+        let lower = ts.pushed.pop().unwrap_or_default();
+        *lc = mem::replace(&mut ts.frame.top, lower);
         // An empty logical context changes no lookup: keep the cache and snapshot.
         let stale = if lc.map.is_empty() {
             ExecutionContext::new()
         } else {
             ts.take_snapshot()
         };
-        (stale, abandoned)
+        (stale, abandoned, intact)
     });
-    let (stale, abandoned) = popped.unwrap_or((ExecutionContext::new(), None));
-    if !lc.map.is_empty() || abandoned.is_some() {
+    let Ok((stale, abandoned, intact)) = popped else {
+        return;
+    };
+    if !intact {
+        cache::invalidate_all();
+    } else if below != 0 {
+        cache::leave(below);
+    } else if !lc.map.is_empty() {
         cache::invalidate_all();
     }
     // A stale snapshot never holds the last reference to a value a borrow lends: the
@@ -953,4 +982,91 @@ fn abandon_above(ts: &mut ThreadState, index: usize) -> Box<Abandoned> {
 /// callers that were told to retire by `cache::invalidate_all_and_check_borrowed`.
 pub(crate) fn retire_snapshot(snapshot: ExecutionContext) {
     retire(Retired::Snapshot(snapshot));
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::panic::{self, AssertUnwindSafe};
+
+    use crate::cache::is_cached;
+    use crate::{ContextVar, LogicalContext, get_execution_context, run_with_logical_context};
+
+    /// After a non-empty logical context is popped, the reads made below it before the push
+    /// are cache hits again (unless a read inside took their entry), and serve what the
+    /// context below holds, also when the pushed one set the same variable or the scope
+    /// panicked.
+    #[test]
+    fn the_cache_below_a_popped_logical_context_is_warm_again() {
+        static A: ContextVar<String> = ContextVar::new("a");
+        static B: ContextVar<u64> = ContextVar::new("b");
+        std::thread::spawn(|| {
+            A.set("below".into());
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert!(is_cached(A.id()));
+            let mut lc = LogicalContext::new();
+            run_with_logical_context(&mut lc, || drop(B.set(1)));
+            // That pop invalidated the cache (see the next test): read again.
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert!(is_cached(A.id()));
+            // Non-empty: pushing it changes lookups.
+            run_with_logical_context(&mut lc, || {
+                assert!(!is_cached(A.id()));
+                assert_eq!(B.get(), Some(1));
+                B.set(2);
+            });
+            assert!(is_cached(A.id()));
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert_eq!(B.get(), None);
+            assert_eq!(lc.get(&B), Some(2));
+            // A read inside takes the variable's entry; the pop does not bring it back.
+            run_with_logical_context(&mut lc, || {
+                assert_eq!(A.get().as_deref(), Some("below"));
+                A.set("inside".into());
+                assert_eq!(A.get().as_deref(), Some("inside"));
+                assert!(is_cached(A.id()));
+            });
+            assert!(!is_cached(A.id()));
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert_eq!(lc.get(&A).as_deref(), Some("inside"));
+            // The snapshot of the context below is right too.
+            assert_eq!(get_execution_context().get(&A).as_deref(), Some("below"));
+            assert!(is_cached(A.id()));
+            let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
+                run_with_logical_context(&mut lc, || {
+                    B.set(3);
+                    panic!("inside the scope");
+                })
+            }));
+            assert!(panicked.is_err());
+            assert!(is_cached(A.id()));
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert_eq!(B.get(), None);
+            assert_eq!(lc.get(&B), Some(3));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A logical context pushed empty and set inside changes lookups only from the set on:
+    /// its pop invalidates the cache, since the push kept the version.
+    #[test]
+    fn a_logical_context_pushed_empty_and_set_inside_invalidates_on_pop() {
+        static A: ContextVar<u64> = ContextVar::new("a");
+        std::thread::spawn(|| {
+            A.set(1);
+            assert_eq!(A.get(), Some(1));
+            let mut lc = LogicalContext::new();
+            run_with_logical_context(&mut lc, || {
+                // Pushed lazily: the cache is kept.
+                assert!(is_cached(A.id()));
+                A.set(2);
+                assert_eq!(A.get(), Some(2));
+            });
+            assert!(!is_cached(A.id()));
+            assert_eq!(A.get(), Some(1));
+            assert_eq!(lc.get(&A), Some(2));
+        })
+        .join()
+        .unwrap();
+    }
 }
