@@ -449,6 +449,48 @@ impl Frame {
 /// must reset it to 0.
 #[inline]
 pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce() -> R) -> R {
+    /// Holds the caller's frame while `f` runs (the two are swapped in and out), and what the
+    /// level below had: its floor, lazy pushes and cached snapshot. While `f` runs, `stamp`
+    /// holds the cache version of the level below (from `cache::enter`).
+    struct Guard<'a> {
+        state: &'a RefCell<ThreadState>,
+        frame: &'a mut Frame,
+        stamp: &'a mut u64,
+        floor: usize,
+        lazy: usize,
+        snapshot: ExecutionContext,
+    }
+
+    impl Drop for Guard<'_> {
+        #[inline(always)]
+        fn drop(&mut self) {
+            // The outer cache version; the stamp stays 0 unless leaving completes.
+            let outer = mem::take(self.stamp);
+            watch::notify(|| ContextEvent::Exited);
+            let mut ts = self.state.borrow_mut();
+            // A deferred attach made inside `f`, never used and never detached, ends with
+            // the run like any attach left inside it; as it was never entered, the frame is
+            // as it was and nothing is fetched (no user code runs while leaving).
+            ts.pending = None;
+            ts.frame.swap(self.frame);
+            // Scoped pushes are balanced, so normally nothing is left above the floor.
+            let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
+            // The cache describes the current context, which is the frame handed back unless
+            // `f` left logical contexts pushed above it. (After an attach left attached, the
+            // frame handed back is the attached one: still the current context.)
+            let intact = leftovers.is_none();
+            ts.floor = self.floor;
+            mem::swap(&mut ts.snapshot, &mut self.snapshot);
+            set_lazy(self.lazy);
+            drop(ts);
+            let inner = cache::leave(outer);
+            *self.stamp = if intact { inner } else { 0 };
+            // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
+            // outside the borrow.
+            drop(leftovers);
+        }
+    }
+
     let mut f = Some(f);
     // `f` runs inside the access, so that leaving needs no second one.
     let result = STATE.try_with(|state| {
@@ -460,116 +502,27 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         }
         let ts = &mut *borrowed;
         ts.frame.swap(frame);
-        let saved = Saved {
-            floor: mem::replace(&mut ts.floor, ts.pushed.len()),
-            snapshot: mem::take(&mut ts.snapshot),
-            // The lazily pushed logical contexts belong to the context being left.
-            lazy: take_lazy(),
-        };
+        let floor = mem::replace(&mut ts.floor, ts.pushed.len());
+        let snapshot = mem::take(&mut ts.snapshot);
         // No borrow is held while `f` runs.
         drop(borrowed);
         *stamp = cache::enter(*stamp);
-        let mut guard = RunGuard {
+        let _guard = Guard {
             state,
             frame,
             stamp,
-            saved,
+            floor,
+            // The lazily pushed logical contexts belong to the context being left.
+            lazy: take_lazy(),
+            snapshot,
         };
-        let on_panic = LeaveOnPanic(&mut guard);
         watch::notify(|| ContextEvent::Entered);
-        let result = (f.take().expect("called once"))();
-        // The normal way out, inlined; a panic leaves through `LeaveOnPanic` instead.
-        mem::forget(on_panic);
-        guard.leave();
-        result
+        (f.take().expect("called once"))()
     });
     match result {
         Ok(r) => r,
         // Thread teardown: there is no current context to switch.
         Err(_) => (f.take().expect("called once"))(),
-    }
-}
-
-/// What the level below a running frame had, put back when the frame is left: its floor,
-/// cached snapshot and lazily pushed logical contexts.
-struct Saved {
-    floor: usize,
-    snapshot: ExecutionContext,
-    lazy: usize,
-}
-
-/// Holds the caller's frame while `f` runs in `run_in_frame` (the two are swapped in and
-/// out), and what the level below had. While `f` runs, `stamp` holds the cache version of the
-/// level below (from `cache::enter`).
-///
-/// `run_in_frame` leaves through [`RunGuard::leave`] when `f` returns, and through
-/// [`LeaveOnPanic`] (out of line) when it panics.
-struct RunGuard<'a> {
-    state: &'a RefCell<ThreadState>,
-    frame: &'a mut Frame,
-    stamp: &'a mut u64,
-    saved: Saved,
-}
-
-impl RunGuard<'_> {
-    /// Puts the level below back and hands the frame back. Called once, by `run_in_frame`
-    /// or by `drop`; the guard's fields are left holding nothing to drop.
-    #[inline(always)]
-    fn leave(&mut self) {
-        // The outer cache version; the stamp stays 0 unless leaving completes.
-        let outer = mem::take(self.stamp);
-        watch::notify(|| ContextEvent::Exited);
-        let mut ts = self.state.borrow_mut();
-        // A deferred attach made inside `f`, never used and never detached, ends with
-        // the run like any attach left inside it; as it was never entered, the frame is
-        // as it was and nothing is fetched (no user code runs while leaving).
-        ts.pending = None;
-        // Scoped pushes are balanced, so normally nothing is left above the floor.
-        if ts.pushed.len() > ts.floor {
-            drop(ts);
-            self.leave_with_leftovers(outer);
-            return;
-        }
-        ts.frame.swap(self.frame);
-        ts.floor = self.saved.floor;
-        let inner = mem::replace(&mut ts.snapshot, mem::take(&mut self.saved.snapshot));
-        drop(ts);
-        set_lazy(self.saved.lazy);
-        // The cache describes the frame handed back (after an attach left attached, the
-        // frame handed back is the attached one: still the current context).
-        *self.stamp = cache::leave(outer);
-        // The inner snapshot drops here, outside the borrow.
-        drop(inner);
-    }
-
-    /// `leave` when `f` left logical contexts pushed above the floor: they are split off and
-    /// dropped outside the borrow, and the frame's stamp stays 0 (the cache described the
-    /// context with them).
-    #[cold]
-    #[inline(never)]
-    fn leave_with_leftovers(&mut self, outer: u64) {
-        let mut ts = self.state.borrow_mut();
-        ts.frame.swap(self.frame);
-        let leftovers = split_leftovers(&mut ts);
-        ts.floor = self.saved.floor;
-        let inner = mem::replace(&mut ts.snapshot, mem::take(&mut self.saved.snapshot));
-        drop(ts);
-        set_lazy(self.saved.lazy);
-        cache::leave(outer);
-        drop(inner);
-        drop(leftovers);
-    }
-}
-
-/// Leaves the frame when `f` panics (out of line: the normal way out is `RunGuard::leave`,
-/// called after this is forgotten).
-struct LeaveOnPanic<'a, 'b>(&'a mut RunGuard<'b>);
-
-impl Drop for LeaveOnPanic<'_, '_> {
-    #[cold]
-    #[inline(never)]
-    fn drop(&mut self) {
-        self.0.leave();
     }
 }
 
