@@ -262,11 +262,11 @@ fn finish_detach(detached: Detached) -> Context {
 #[inline(never)]
 fn retire_detached(
     context: &Context,
-    snapshot: Option<crate::ExecutionContext>,
+    snapshot: crate::ExecutionContext,
     rest: Option<Box<Abandoned>>,
 ) {
     thread_state::retire_snapshot(context.execution_context());
-    if let Some(snapshot) = snapshot {
+    if snapshot.head.is_some() {
         thread_state::retire_snapshot(snapshot);
     }
     let Some(rest) = rest else {
@@ -288,7 +288,7 @@ fn retire_level(level: Level) {
         ..
     } = level;
     thread_state::retire_snapshot(base.with_layer(top.map));
-    if let Some(snapshot) = snapshot {
+    if snapshot.head.is_some() {
         thread_state::retire_snapshot(snapshot);
     }
 }

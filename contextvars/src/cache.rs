@@ -15,9 +15,12 @@
 //! 1. **Switching or restacking** (entering/leaving a `Context`, `run_with_execution_context`,
 //!    pushing or popping a non-empty logical context, thread teardown) changes the version,
 //!    which invalidates every entry at once. Versions are never reused: each thread hands
-//!    them out from blocks of its own ([`fresh`]). Two versions come back, because what they
+//!    them out from blocks of its own ([`fresh`]). Three versions come back, because what they
 //!    describe is unchanged: the context switched away from is kept by the switch's guard
-//!    and comes back unchanged, so leaving restores its version ([`leave`]); and a `Context`
+//!    and comes back unchanged, so leaving restores its version ([`leave`]); so does the
+//!    context below a non-empty logical context, which nothing can change until the logical
+//!    context is popped (its push [`renew`]s the version, its pop restores the old one,
+//!    unless an attach made inside the scope ended with it); and a `Context`
 //!    left on this thread keeps the version it had (its *stamp*), which is current again
 //!    when it is next entered on this thread ([`enter`]), provided it was not current
 //!    anywhere else in between (a run elsewhere gives it a stamp of another thread's block).
@@ -57,19 +60,23 @@ pub(crate) const SLOTS: usize = 32;
 /// Nested borrows whose lent address is recorded; deeper borrows retire conservatively.
 pub(crate) const LENT_MAX: usize = 16;
 
-#[derive(Clone, Copy)]
-struct Entry {
-    var: u64,
-    version: u64,
-    /// The cached `&T`, or null when the context holds no value for the variable.
-    value: *const (),
+/// The entries, one slot of each array per entry: a slot's variable, the version it was
+/// stored at, and the cached `&T` (null when the context holds no value for the variable).
+/// Separate arrays, so that each field is addressed from the thread-local's base directly.
+struct Entries {
+    vars: [Cell<u64>; SLOTS],
+    versions: [Cell<u64>; SLOTS],
+    values: [Cell<*const ()>; SLOTS],
 }
 
-const EMPTY: Entry = Entry {
-    var: 0,
-    version: 0,
-    value: ptr::null(),
-};
+impl Entries {
+    #[inline(always)]
+    fn set(&self, slot: usize, var: u64, version: u64, value: *const ()) {
+        self.vars[slot].set(var);
+        self.versions[slot].set(version);
+        self.values[slot].set(value);
+    }
+}
 
 struct Cache {
     version: Cell<u64>,
@@ -83,7 +90,7 @@ struct Cache {
     lent: [Cell<*const ()>; LENT_MAX],
     /// Whether values were retired during the open borrows.
     retired: Cell<bool>,
-    entries: [Cell<Entry>; SLOTS],
+    entries: Entries,
 }
 
 crate::loom::thread_local_const! {
@@ -98,7 +105,11 @@ crate::loom::thread_local_const! {
             borrows: Cell::new(0),
             lent: [const { Cell::new(ptr::null()) }; LENT_MAX],
             retired: Cell::new(false),
-            entries: [const { Cell::new(EMPTY) }; SLOTS],
+            entries: Entries {
+                vars: [const { Cell::new(0) }; SLOTS],
+                versions: [const { Cell::new(0) }; SLOTS],
+                values: [const { Cell::new(ptr::null()) }; SLOTS],
+            },
         }
     };
 }
@@ -139,18 +150,20 @@ pub(crate) unsafe fn read<T, R, F: FnOnce(Option<&T>) -> R>(
     // given to `with` stay small so that they inline: the borrow is opened inside, and
     // `f` runs outside.
     let found = CACHE.with(|cache| {
-        let entry = cache.entries[slot(var)].get();
-        if entry.var != var || entry.version != cache.version.get() {
+        let slot = slot(var);
+        let entries = &cache.entries;
+        if entries.vars[slot].get() != var || entries.versions[slot].get() != cache.version.get() {
             return None;
         }
-        if !entry.value.is_null() {
+        let value = entries.values[slot].get();
+        if !value.is_null() {
             let depth = cache.borrows.get();
             if let Some(lent) = cache.lent.get(depth) {
-                lent.set(entry.value);
+                lent.set(value);
             }
             cache.borrows.set(depth + 1);
         }
-        Some(entry.value)
+        Some(value)
     });
     let Some(cached) = found else {
         return unknown(f);
@@ -240,11 +253,9 @@ pub(crate) unsafe fn store<T>(var: VarId, value: Option<&T>) {
 #[allow(unsafe_code)]
 pub(crate) unsafe fn store_ptr<T>(var: VarId, value: *const T) {
     CACHE.with(|cache| {
-        cache.entries[slot(var.0)].set(Entry {
-            var: var.0,
-            version: cache.version.get(),
-            value: value.cast(),
-        });
+        cache
+            .entries
+            .set(slot(var.0), var.0, cache.version.get(), value.cast());
     });
 }
 
@@ -252,9 +263,9 @@ pub(crate) unsafe fn store_ptr<T>(var: VarId, value: *const T) {
 #[inline]
 pub(crate) fn forget(var: VarId) {
     CACHE.with(|cache| {
-        let entry = &cache.entries[slot(var.0)];
-        if entry.get().var == var.0 {
-            entry.set(EMPTY);
+        let slot = slot(var.0);
+        if cache.entries.vars[slot].get() == var.0 {
+            cache.entries.set(slot, 0, 0, ptr::null());
         }
     });
 }
@@ -337,9 +348,27 @@ pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
         .unwrap_or(false)
 }
 
+/// Invalidates every entry, as [`invalidate_all`], and returns the version that described
+/// the context until now: a caller that puts that context back unchanged (the pop matching a
+/// logical context push) gives it to [`leave`], and its entries are warm again.
+#[inline]
+pub(crate) fn renew() -> u64 {
+    CACHE.with(|cache| cache.version.replace(fresh(cache)))
+}
+
 /// Invalidates every entry: the thread's current execution context changed shape.
 #[inline]
 pub(crate) fn invalidate_all() {
     // `try_with`: this also runs from the thread state's destructor, at thread exit.
     let _ = CACHE.try_with(|cache| cache.version.set(fresh(cache)));
+}
+
+/// Whether a valid entry for `var` is cached (for tests of which changes keep the cache warm).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn is_cached(var: VarId) -> bool {
+    CACHE.with(|cache| {
+        let slot = slot(var.0);
+        cache.entries.vars[slot].get() == var.0
+            && cache.entries.versions[slot].get() == cache.version.get()
+    })
 }

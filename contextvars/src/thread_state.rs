@@ -47,7 +47,9 @@ pub(crate) struct ThreadState {
     frame: Frame,
     pushed: Vec<LogicalContext>,
     floor: usize,
-    snapshot: Option<ExecutionContext>,
+    /// The cached snapshot of the current context, or an empty one when none is cached (an
+    /// empty context is described anew at no cost): one word to save and restore.
+    snapshot: ExecutionContext,
     /// The contexts displaced by each non-scoped attach (`crate::attach`), bottom to top.
     levels: Vec<Level>,
     /// A deferred attach not entered yet: entered by the first operation that uses the
@@ -76,7 +78,7 @@ crate::loom::thread_local_const! {
             },
             pushed: Vec::new(),
             floor: 0,
-            snapshot: None,
+            snapshot: ExecutionContext::new(),
             levels: Vec::new(),
             pending: None,
             deferred_seq: 0,
@@ -253,8 +255,8 @@ impl ThreadState {
         self.frame.base.find(id)
     }
 
-    fn take_snapshot(&mut self) -> Option<ExecutionContext> {
-        self.snapshot.take()
+    fn take_snapshot(&mut self) -> ExecutionContext {
+        mem::take(&mut self.snapshot)
     }
 
     /// Forgets the cached snapshot before the current context is edited. Dropping it here,
@@ -262,7 +264,7 @@ impl ThreadState {
     /// context, so every value it holds is also held by the state. Dropping it *before* the
     /// edit lets a map that only the cache shared be edited in place.
     fn forget_snapshot(&mut self) {
-        self.snapshot = None;
+        self.snapshot = ExecutionContext::new();
     }
 
     /// Stores `value` for `id` in the topmost logical context: one of the two ways a value
@@ -405,8 +407,8 @@ pub(crate) fn restore(
 /// the last one). Squashed into one logical context when the chain exceeds [`EC_LEN_MAX`].
 pub(crate) fn snapshot() -> ExecutionContext {
     with_state(|ts| {
-        if let Some(snapshot) = &ts.snapshot {
-            return snapshot.clone();
+        if ts.snapshot.head.is_some() {
+            return ts.snapshot.clone();
         }
         let mut ec = ts.frame.base.clone();
         for lc in &ts.pushed[ts.floor..] {
@@ -416,7 +418,7 @@ pub(crate) fn snapshot() -> ExecutionContext {
         if ec.depth() > EC_LEN_MAX {
             ec = ec.squashed();
         }
-        ts.snapshot = Some(ec.clone());
+        ts.snapshot = ec.clone();
         ec
     })
     .unwrap_or_default()
@@ -456,14 +458,13 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         stamp: &'a mut u64,
         floor: usize,
         lazy: usize,
-        snapshot: Option<ExecutionContext>,
+        snapshot: ExecutionContext,
     }
 
     impl Drop for Guard<'_> {
         #[inline(always)]
         fn drop(&mut self) {
-            // The outer cache version; the stamp stays 0 unless leaving completes (a deferred
-            // attach's fetch, below, is user code and may panic).
+            // The outer cache version; the stamp stays 0 unless leaving completes.
             let outer = mem::take(self.stamp);
             watch::notify(|| ContextEvent::Exited);
             let mut ts = self.state.borrow_mut();
@@ -502,7 +503,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         let ts = &mut *borrowed;
         ts.frame.swap(frame);
         let floor = mem::replace(&mut ts.floor, ts.pushed.len());
-        let snapshot = ts.snapshot.take();
+        let snapshot = mem::take(&mut ts.snapshot);
         // No borrow is held while `f` runs.
         drop(borrowed);
         *stamp = cache::enter(*stamp);
@@ -537,15 +538,15 @@ fn split_leftovers(ts: &mut ThreadState) -> Vec<LogicalContext> {
 /// `lc`, even if `f` panics.
 #[inline]
 pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
-    /// Pops what the matching push pushed: a lazy logical context while any is counted
+    /// Pops what the matching lazy push pushed: a lazy logical context while any is counted
     /// (pushes and pops nest, and materialising only ever turns lazy ones into real ones), a
-    /// real one otherwise.
-    struct Guard<'a> {
+    /// real one otherwise (it was materialised).
+    struct LazyGuard<'a> {
         lc: &'a mut LogicalContext,
         pushed: bool,
     }
 
-    impl Drop for Guard<'_> {
+    impl Drop for LazyGuard<'_> {
         #[inline]
         fn drop(&mut self) {
             if !self.pushed {
@@ -557,49 +558,79 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
                 set_lazy(count - 1);
                 return;
             }
-            pop_into(self.lc);
+            pop_into(self.lc, 0);
+        }
+    }
+
+    /// Pops what the matching real push pushed (the same rule as `LazyGuard`: a lazy one is
+    /// only counted here if pushes and pops did not nest), putting back the cache version the
+    /// push replaced.
+    struct Guard<'a> {
+        lc: &'a mut LogicalContext,
+        below: u64,
+    }
+
+    impl Drop for Guard<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            let count = lazy();
+            if count > 0 {
+                set_lazy(count - 1);
+                return;
+            }
+            pop_into(self.lc, self.below);
         }
     }
 
     if lc.is_untouched() {
         let pushed = LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_ok();
-        let _guard = Guard { lc, pushed };
+        let _guard = LazyGuard { lc, pushed };
         return f();
     }
-    let mut guard = Guard { lc, pushed: false };
-    guard.pushed = push_real(guard.lc);
+    let Some(below) = push_real(lc) else {
+        return f();
+    };
+    let _guard = Guard { lc, below };
     f()
 }
 
 /// Pushes `lc` as a real logical context (materialising any lazy ones first), leaving `lc`
-/// empty. `false`, with nothing changed, during thread teardown.
+/// empty. `None`, with nothing changed, during thread teardown.
+///
+/// Returns the cache version of the context below if the push replaced it (`lc` was not
+/// empty), else 0, for the matching [`pop_into`] to put back: nothing can change the context
+/// below while the scope lasts (`set`, `delete` and `reset` reach the topmost logical context
+/// only; an attach made inside the scope ends with it), so, like the outer version
+/// `cache::leave` restores, that version still describes it and its entries are warm again
+/// after the pop.
 #[inline(never)]
-fn push_real(lc: &mut LogicalContext) -> bool {
+fn push_real(lc: &mut LogicalContext) -> Option<u64> {
     let nonempty = !lc.map.is_empty();
-    let Some(stale) = with_state(|ts| {
+    let stale = with_state(|ts| {
         ts.materialize();
         mem::swap(&mut ts.frame.top, lc);
         ts.pushed.push(mem::take(lc));
-        if nonempty { ts.take_snapshot() } else { None }
-    }) else {
-        return false;
-    };
-    if nonempty {
-        cache::invalidate_all();
-    }
+        if nonempty {
+            ts.take_snapshot()
+        } else {
+            ExecutionContext::new()
+        }
+    })?;
+    let below = if nonempty { cache::renew() } else { 0 };
     // Every value of the stale snapshot is still installed: dropping it frees none of them.
     drop(stale);
-    true
+    Some(below)
 }
 
 /// Pops the topmost real logical context into `lc` (which is empty: its content was moved
-/// out by the push, or it was pushed lazily and then materialised).
+/// out by the push, or it was pushed lazily and then materialised). `below` is what the push
+/// returned (0 for a lazy push): the cache version to put back, unless 0.
 ///
 /// If an attach made inside the scope is still the current context (it was never detached),
 /// the scope takes it with it: the context the scope pushed into is reinstalled first, and
-/// what the attach held is dropped (see [`abandon_attaches`]).
+/// what the attach held is dropped (see [`abandon_attaches`]); the cache is then invalidated.
 #[inline(never)]
-fn pop_into(lc: &mut LogicalContext) {
+fn pop_into(lc: &mut LogicalContext, below: u64) {
     let popped = STATE.try_with(|state| {
         let ts = &mut *state.borrow_mut();
         // A deferred attach still pending was recorded inside this scope (every real push
@@ -609,23 +640,26 @@ fn pop_into(lc: &mut LogicalContext) {
         ts.pending = None;
         // Our push left the logical context below ours above the floor; at the floor means
         // the current context is an attach made after the push.
-        let abandoned = if ts.pushed.len() <= ts.floor {
-            abandon_attaches(ts)
-        } else {
-            None
-        };
-        let below = ts.pushed.pop().unwrap_or_default();
-        *lc = mem::replace(&mut ts.frame.top, below);
+        let intact = ts.pushed.len() > ts.floor;
+        let abandoned = if intact { None } else { abandon_attaches(ts) };
+        let lower = ts.pushed.pop().unwrap_or_default();
+        *lc = mem::replace(&mut ts.frame.top, lower);
         // An empty logical context changes no lookup: keep the cache and snapshot.
         let stale = if lc.map.is_empty() {
-            None
+            ExecutionContext::new()
         } else {
             ts.take_snapshot()
         };
-        (stale, abandoned)
+        (stale, abandoned, intact)
     });
-    let (stale, abandoned) = popped.unwrap_or((None, None));
-    if !lc.map.is_empty() || abandoned.is_some() {
+    let Ok((stale, abandoned, intact)) = popped else {
+        return;
+    };
+    if !intact {
+        cache::invalidate_all();
+    } else if below != 0 {
+        cache::leave(below);
+    } else if !lc.map.is_empty() {
         cache::invalidate_all();
     }
     // A stale snapshot never holds the last reference to a value a borrow lends: the
@@ -641,7 +675,7 @@ fn pop_into(lc: &mut LogicalContext) {
 /// dropped.
 struct LeftAttached {
     _frame: Frame,
-    _snapshot: Option<ExecutionContext>,
+    _snapshot: ExecutionContext,
     _rest: Abandoned,
 }
 
@@ -708,7 +742,8 @@ fn drop_abandoned(abandoned: Box<LeftAttached>) {
 pub(crate) struct Level {
     pub(crate) frame: Frame,
     pub(crate) floor: usize,
-    pub(crate) snapshot: Option<ExecutionContext>,
+    /// Empty if none was cached.
+    pub(crate) snapshot: ExecutionContext,
     pub(crate) top_id: u64,
     /// The deferred attach's id, or 0 for a plain attach.
     pub(crate) deferred: u64,
@@ -738,7 +773,7 @@ fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
     ts.frame.swap(&mut frame);
     let attached_floor = ts.pushed.len();
     let floor = mem::replace(&mut ts.floor, attached_floor);
-    let snapshot = ts.snapshot.take();
+    let snapshot = mem::take(&mut ts.snapshot);
     ts.levels.push(Level {
         frame,
         floor,
@@ -833,7 +868,8 @@ pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
 /// all but the frame, outside the borrow.
 pub(crate) struct Detached {
     pub(crate) frame: Frame,
-    pub(crate) snapshot: Option<ExecutionContext>,
+    /// Empty if none was cached.
+    pub(crate) snapshot: ExecutionContext,
     pub(crate) rest: Option<Box<Abandoned>>,
 }
 
@@ -899,4 +935,91 @@ fn abandon_above(ts: &mut ThreadState, index: usize) -> Box<Abandoned> {
 /// callers that were told to retire by `cache::invalidate_all_and_check_borrowed`.
 pub(crate) fn retire_snapshot(snapshot: ExecutionContext) {
     retire(Retired::Snapshot(snapshot));
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::panic::{self, AssertUnwindSafe};
+
+    use crate::cache::is_cached;
+    use crate::{ContextVar, LogicalContext, get_execution_context, run_with_logical_context};
+
+    /// After a non-empty logical context is popped, the reads made below it before the push
+    /// are cache hits again (unless a read inside took their entry), and serve what the
+    /// context below holds, also when the pushed one set the same variable or the scope
+    /// panicked.
+    #[test]
+    fn the_cache_below_a_popped_logical_context_is_warm_again() {
+        static A: ContextVar<String> = ContextVar::new("a");
+        static B: ContextVar<u64> = ContextVar::new("b");
+        std::thread::spawn(|| {
+            A.set("below".into());
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert!(is_cached(A.id()));
+            let mut lc = LogicalContext::new();
+            run_with_logical_context(&mut lc, || drop(B.set(1)));
+            // That pop invalidated the cache (see the next test): read again.
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert!(is_cached(A.id()));
+            // Non-empty: pushing it changes lookups.
+            run_with_logical_context(&mut lc, || {
+                assert!(!is_cached(A.id()));
+                assert_eq!(B.get(), Some(1));
+                B.set(2);
+            });
+            assert!(is_cached(A.id()));
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert_eq!(B.get(), None);
+            assert_eq!(lc.get(&B), Some(2));
+            // A read inside takes the variable's entry; the pop does not bring it back.
+            run_with_logical_context(&mut lc, || {
+                assert_eq!(A.get().as_deref(), Some("below"));
+                A.set("inside".into());
+                assert_eq!(A.get().as_deref(), Some("inside"));
+                assert!(is_cached(A.id()));
+            });
+            assert!(!is_cached(A.id()));
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert_eq!(lc.get(&A).as_deref(), Some("inside"));
+            // The snapshot of the context below is right too.
+            assert_eq!(get_execution_context().get(&A).as_deref(), Some("below"));
+            assert!(is_cached(A.id()));
+            let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
+                run_with_logical_context(&mut lc, || {
+                    B.set(3);
+                    panic!("inside the scope");
+                })
+            }));
+            assert!(panicked.is_err());
+            assert!(is_cached(A.id()));
+            assert_eq!(A.get().as_deref(), Some("below"));
+            assert_eq!(B.get(), None);
+            assert_eq!(lc.get(&B), Some(3));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A logical context pushed empty and set inside changes lookups only from the set on:
+    /// its pop invalidates the cache, since the push kept the version.
+    #[test]
+    fn a_logical_context_pushed_empty_and_set_inside_invalidates_on_pop() {
+        static A: ContextVar<u64> = ContextVar::new("a");
+        std::thread::spawn(|| {
+            A.set(1);
+            assert_eq!(A.get(), Some(1));
+            let mut lc = LogicalContext::new();
+            run_with_logical_context(&mut lc, || {
+                // Pushed lazily: the cache is kept.
+                assert!(is_cached(A.id()));
+                A.set(2);
+                assert_eq!(A.get(), Some(2));
+            });
+            assert!(!is_cached(A.id()));
+            assert_eq!(A.get(), Some(1));
+            assert_eq!(lc.get(&A), Some(2));
+        })
+        .join()
+        .unwrap();
+    }
 }
