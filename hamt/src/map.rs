@@ -575,9 +575,21 @@ where
     where
         S: Clone,
     {
-        let mut next = self.clone();
-        next.insert(key, value);
-        next
+        let Some(root) = &self.root else {
+            let mut next = self.clone();
+            next.insert(key, value);
+            return next;
+        };
+        // Build the new root from the shared one directly: cloning the map first would add
+        // a reference count increment and decrement on the root for nothing.
+        let hash = self.hash_of(&key);
+        let mut placed = None;
+        let (root, old) = node::insert_copy(root, 0, hash, key, value, &self.hasher, &mut placed);
+        HamtMap {
+            root: Some(root),
+            len: self.len + usize::from(old.is_none()),
+            hasher: self.hasher.clone(),
+        }
     }
 
     /// A new version without `key`; `self` is unchanged. When `key` is absent the result

@@ -690,6 +690,148 @@ fn pair<K, V>(
 /// Where an entry sits beyond what its hash says: its index when it is in a collision node.
 pub(crate) type Location = Option<usize>;
 
+/// A copy of the trie under the shared `node` with `key → value` inserted (or its value
+/// replaced; the replaced value is returned, cloned), leaving `node` as it is.
+///
+/// Along the key's path each node is copied once, holding the copy of the next node down in
+/// place of the original: the original child is never cloned into the copy only to be
+/// dropped again. User code (`Eq`, `Hash`, `Clone`) runs before or while a copy is built; a
+/// panic drops the copies built so far and leaves `node` untouched.
+pub(crate) fn insert_copy<K, V, S>(
+    node: &Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    key: K,
+    value: V,
+    hasher: &S,
+    placed: &mut Location,
+) -> (Node<K, V>, Option<V>)
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    if shift < HASH_BITS {
+        let Header { data_map, node_map } = node.header;
+        let bit = bit_at(hash, shift);
+        let len = node.slice.len();
+        if node_map & bit != 0 {
+            let pos = child_index(len, node_map, bit);
+            if let Some(Slot::Child(child)) = node.slice.get(pos) {
+                let (child, old) =
+                    insert_copy(child, shift + BITS, hash, key, value, hasher, placed);
+                return (
+                    copy_replacing(node, node.header, pos, Slot::Child(child)),
+                    old,
+                );
+            }
+        } else if data_map & bit != 0 {
+            let pos = entry_index(len, data_map, bit);
+            if let Some(Slot::Entry(k, v)) = node.slice.get(pos)
+                && *k == key
+            {
+                // The stored key stays, as in `replace_value`.
+                let old = v.clone();
+                let slot = Slot::Entry(k.clone(), value);
+                return (copy_replacing(node, node.header, pos, slot), Some(old));
+            }
+        } else {
+            let header = Header {
+                data_map: data_map | bit,
+                node_map,
+            };
+            if is_dense(len) {
+                let slot = Slot::Entry(key, value);
+                return (copy_replacing(node, header, dense_index(bit), slot), None);
+            }
+            if len + 1 < DENSE_MIN as usize {
+                let slot = Slot::Entry(key, value);
+                return (
+                    copy_inserting(node, header, index(data_map, bit), slot),
+                    None,
+                );
+            }
+        }
+    }
+    // The rarer shapes (a new sub-node for two keys in one bucket, a node turning dense, a
+    // collision node): copy this node and edit the copy, which is uniquely owned.
+    let mut copy = new_node(node.header, node.slice.iter().cloned());
+    let old = insert(&mut copy, shift, hash, key, value, hasher, placed);
+    (copy, old)
+}
+
+/// A copy of the shared `node` with the slot at `pos` replaced by `slot` and the given header.
+fn copy_replacing<K: Clone, V: Clone>(
+    node: &Node<K, V>,
+    header: Header,
+    pos: usize,
+    slot: Slot<K, V>,
+) -> Node<K, V> {
+    let (before, rest) = node.slice.split_at(pos.min(node.slice.len()));
+    let after = rest.get(1..).unwrap_or_default();
+    new_node(
+        header,
+        Replaced {
+            before: before.iter(),
+            slot: Some(slot),
+            after: after.iter(),
+        },
+    )
+}
+
+/// The slots of a shared node copied with one slot replaced: clones of those before it, the
+/// new slot, clones of those after it. An exact-size iterator (which `Chain` is not).
+struct Replaced<'a, K, V> {
+    before: std::slice::Iter<'a, Slot<K, V>>,
+    slot: Option<Slot<K, V>>,
+    after: std::slice::Iter<'a, Slot<K, V>>,
+}
+
+impl<K: Clone, V: Clone> Iterator for Replaced<'_, K, V> {
+    type Item = Slot<K, V>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Slot<K, V>> {
+        if let Some(slot) = self.before.next() {
+            return Some(slot.clone());
+        }
+        if let Some(slot) = self.slot.take() {
+            return Some(slot);
+        }
+        self.after.next().cloned()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.before.len() + usize::from(self.slot.is_some()) + self.after.len();
+        (len, Some(len))
+    }
+}
+
+impl<K: Clone, V: Clone> ExactSizeIterator for Replaced<'_, K, V> {}
+
+/// A copy of the shared `node` with `slot` inserted at `pos` and the given header.
+fn copy_inserting<K: Clone, V: Clone>(
+    node: &Node<K, V>,
+    header: Header,
+    pos: usize,
+    slot: Slot<K, V>,
+) -> Node<K, V> {
+    let len = node.slice.len() + 1;
+    let mut slot = Some(slot);
+    let mut source = node.slice.iter();
+    new_node(
+        header,
+        (0..len).map(|i| {
+            if i == pos {
+                slot.take().unwrap_or(Slot::Vacant)
+            } else {
+                source.next().map_or(Slot::Vacant, Slot::clone)
+            }
+        }),
+    )
+}
+
 /// Inserts or replaces `key` in the trie under `node`; returns the replaced value, and sets
 /// `placed` to where the entry landed.
 pub(crate) fn insert<K, V, S>(
