@@ -609,9 +609,21 @@ where
         Q: Hash + Eq + ?Sized,
         S: Clone,
     {
-        let mut next = self.clone();
-        next.remove(key);
-        next
+        let Some(root) = &self.root else {
+            return self.clone();
+        };
+        // Copy the path from the shared root directly (see `update`); an absent key copies
+        // nothing.
+        let hash = self.hash_of(key);
+        match node::remove_copy(root, 0, hash, key) {
+            None => self.clone(),
+            Some(node::RemovedCopy::Node(root)) => HamtMap {
+                root: (self.len > 1).then_some(root),
+                len: self.len - 1,
+                hasher: self.hasher.clone(),
+            },
+            Some(node::RemovedCopy::Collapse(..)) => unreachable!("the root never collapses"),
+        }
     }
 }
 

@@ -1206,6 +1206,148 @@ fn remove_entry<K: Clone, V: Clone>(
     }
 }
 
+/// What [`remove_copy`] built.
+pub(crate) enum RemovedCopy<K, V> {
+    /// The copy of the node without the key.
+    Node(Node<K, V>),
+    /// The (non-root) node would be left with a single entry: a clone of it, for the parent
+    /// to inline.
+    Collapse(K, V),
+}
+
+/// A copy of the trie under the shared `node` without `key`, or `None` if the key is absent
+/// (then nothing is copied), leaving `node` as it is.
+///
+/// The persistent counterpart of [`remove`], as [`insert_copy`] is of [`insert`]: each node
+/// on the path is copied once, holding the copy of the next node down, so the original
+/// children on the path are never cloned into a copy only to be dropped again. Key
+/// comparisons run before any copy is built; a panicking `Clone` drops the copies built so
+/// far and leaves `node` untouched.
+pub(crate) fn remove_copy<K, V, Q>(
+    node: &Node<K, V>,
+    shift: u32,
+    hash: HashBits,
+    key: &Q,
+) -> Option<RemovedCopy<K, V>>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    if shift < HASH_BITS {
+        let Header { data_map, node_map } = node.header;
+        let bit = bit_at(hash, shift);
+        let len = node.slice.len();
+        if node_map & bit != 0 {
+            let pos = child_index(len, node_map, bit);
+            let Some(Slot::Child(child)) = node.slice.get(pos) else {
+                return None;
+            };
+            let copy = match remove_copy(child, shift + BITS, hash, key)? {
+                RemovedCopy::Node(child) => {
+                    copy_replacing(node, node.header, pos, Slot::Child(child))
+                }
+                // This node held only that child: pass the entry further up.
+                RemovedCopy::Collapse(k, v) if shift > 0 && len == 1 => {
+                    return Some(RemovedCopy::Collapse(k, v));
+                }
+                RemovedCopy::Collapse(k, v) => {
+                    let header = Header {
+                        data_map: data_map | bit,
+                        node_map: node_map ^ bit,
+                    };
+                    let slot = Slot::Entry(k, v);
+                    if is_dense(len) {
+                        // Same occupancy: the bucket's slot changes kind in place.
+                        copy_replacing(node, header, pos, slot)
+                    } else {
+                        copy_moving(node, header, pos, index(data_map, bit), slot)
+                    }
+                }
+            };
+            return Some(RemovedCopy::Node(copy));
+        }
+        if data_map & bit == 0 {
+            return None;
+        }
+        let pos = entry_index(len, data_map, bit);
+        match node.slice.get(pos) {
+            Some(Slot::Entry(k, _)) if k.borrow() == key => {}
+            _ => return None,
+        }
+        let header = Header {
+            data_map: data_map ^ bit,
+            node_map,
+        };
+        // The same test as `remove_entry`: a non-root node of two entries and no children.
+        if shift > 0 && node_map == 0 && len == 2 {
+            return match node.slice.get(1 - pos) {
+                Some(Slot::Entry(k, v)) => Some(RemovedCopy::Collapse(k.clone(), v.clone())),
+                _ => None,
+            };
+        }
+        if !is_dense(len) {
+            return Some(RemovedCopy::Node(copy_removing(node, header, pos)));
+        }
+        if must_be_dense(header) {
+            return Some(RemovedCopy::Node(copy_replacing(
+                node,
+                header,
+                pos,
+                Slot::Vacant,
+            )));
+        }
+    }
+    // The rarer shapes (a dense node turning sparse, a collision node): remove through a
+    // second handle on this node, which copies it first.
+    let mut copy = node.clone();
+    match remove(&mut copy, shift, hash, key) {
+        Removed::NotFound => None,
+        Removed::Done(..) => Some(RemovedCopy::Node(copy)),
+        Removed::Collapse {
+            remaining: (k, v), ..
+        } => Some(RemovedCopy::Collapse(k, v)),
+    }
+}
+
+/// A copy of the shared sparse `node` without the slot at `pos`, with the given header.
+fn copy_removing<K: Clone, V: Clone>(node: &Node<K, V>, header: Header, pos: usize) -> Node<K, V> {
+    let (before, rest) = node.slice.split_at(pos.min(node.slice.len()));
+    let after = rest.get(1..).unwrap_or_default();
+    new_node(
+        header,
+        Spliced {
+            before: before.iter().cloned(),
+            after: after.iter().cloned(),
+        },
+    )
+}
+
+/// A copy of the shared sparse `node` whose child at `child_pos` is replaced by the entry
+/// `slot` at `entry_pos` (in the entry region, so `entry_pos <= child_pos`), with the given
+/// header: the slots in between shift up by one.
+fn copy_moving<K: Clone, V: Clone>(
+    node: &Node<K, V>,
+    header: Header,
+    child_pos: usize,
+    entry_pos: usize,
+    slot: Slot<K, V>,
+) -> Node<K, V> {
+    let mut slot = Some(slot);
+    let slots = &node.slice;
+    new_node(
+        header,
+        (0..slots.len()).map(|i| {
+            let from = match i {
+                _ if i == entry_pos => return slot.take().unwrap_or(Slot::Vacant),
+                _ if i > entry_pos && i <= child_pos => i - 1,
+                _ => i,
+            };
+            slots.get(from).map_or(Slot::Vacant, Slot::clone)
+        }),
+    )
+}
+
 /// Calls `f` on every entry under `node`, making every node uniquely owned first.
 pub(crate) fn for_each_mut<K: Clone, V: Clone>(
     node: &mut Node<K, V>,

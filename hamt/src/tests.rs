@@ -451,3 +451,61 @@ fn update_keeps_the_stored_key() {
     before.sort_unstable();
     assert_eq!(before, [(1, 'a'), (2, 'c'), (33, 'b')]);
 }
+
+/// `without` copies the shared path directly (`node::remove_copy`): over growth and
+/// shrinking phases (dense roots turning sparse, sub-nodes collapsing into their parents,
+/// collision nodes emptying) it must give the map an in-place `remove` on a clone gives,
+/// share the root when the key is absent, and leave earlier versions as they were.
+#[test]
+fn without_matches_remove_on_a_clone_for_every_shape() {
+    use crate::testing::MaskedState;
+    use std::collections::HashMap;
+
+    let mut map = HamtMap::with_hasher(MaskedState::new(9));
+    let mut model: HashMap<u64, u64> = HashMap::new();
+    let mut versions = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut removed = 0;
+    for step in 0..6000_u64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let key = state % 900;
+        // Grow for 1000 steps, then mostly remove for 1000, and again.
+        let growing = (step / 1000) % 2 == 0;
+        if growing != state.is_multiple_of(8) {
+            map = map.update(key, step);
+            model.insert(key, step);
+            continue;
+        }
+        let next = map.without(&key);
+        let mut expected = map.clone();
+        let was = expected.remove(&key);
+        assert_eq!(was, model.remove(&key), "step {step}");
+        next.check_invariants();
+        assert_eq!(next, expected, "step {step}");
+        assert_eq!(next.len(), model.len());
+        assert_eq!(next.get(&key), None);
+        assert_eq!(
+            next.ptr_eq(&map),
+            was.is_none(),
+            "an absent key shares the root"
+        );
+        removed += usize::from(was.is_some());
+        if step % 500 == 0 {
+            versions.push((map.clone(), map.len()));
+        }
+        map = next;
+    }
+    assert!(removed > 1000, "the removals ran: {removed}");
+    for (version, len) in &versions {
+        version.check_invariants();
+        assert_eq!(version.iter().count(), *len);
+    }
+    // Down to empty, the last removal included.
+    for key in model.keys() {
+        map = map.without(key);
+        map.check_invariants();
+    }
+    assert!(map.is_empty() && map.root.is_none());
+}
