@@ -372,8 +372,8 @@ mod dense_model {
     }
 }
 
-/// `update` builds its version by copying the shared path directly (`node::insert_copy`):
-/// every shape it meets (a new entry in a sparse node, one that makes a node dense, a vacant
+/// `update` builds its version from the shared root directly (`node::insert_copy`), without
+/// cloning the map first: every shape it meets (a new entry in a sparse node, one that makes a node dense, a vacant
 /// bucket of a dense node, a replaced value, a split bucket, a collision node, a descent into
 /// a child) must give the map an in-place `insert` on a clone gives, and leave the original
 /// and every earlier version as they were.
