@@ -575,9 +575,21 @@ where
     where
         S: Clone,
     {
-        let mut next = self.clone();
-        next.insert(key, value);
-        next
+        let Some(root) = &self.root else {
+            let mut next = self.clone();
+            next.insert(key, value);
+            return next;
+        };
+        // Build the new root from the shared one directly: cloning the map first would add
+        // a reference count increment and decrement on the root for nothing.
+        let hash = self.hash_of(&key);
+        let mut placed = None;
+        let (root, old) = node::insert_copy(root, 0, hash, key, value, &self.hasher, &mut placed);
+        HamtMap {
+            root: Some(root),
+            len: self.len + usize::from(old.is_none()),
+            hasher: self.hasher.clone(),
+        }
     }
 
     /// A new version without `key`; `self` is unchanged. When `key` is absent the result
@@ -597,9 +609,21 @@ where
         Q: Hash + Eq + ?Sized,
         S: Clone,
     {
-        let mut next = self.clone();
-        next.remove(key);
-        next
+        let Some(root) = &self.root else {
+            return self.clone();
+        };
+        // Copy the path from the shared root directly (see `update`); an absent key copies
+        // nothing.
+        let hash = self.hash_of(key);
+        match node::remove_copy(root, 0, hash, key) {
+            None => self.clone(),
+            Some(node::RemovedCopy::Node(root)) => HamtMap {
+                root: (self.len > 1).then_some(root),
+                len: self.len - 1,
+                hasher: self.hasher.clone(),
+            },
+            Some(node::RemovedCopy::Collapse(..)) => unreachable!("the root never collapses"),
+        }
     }
 }
 

@@ -371,3 +371,141 @@ mod dense_model {
         }
     }
 }
+
+/// `update` builds its version from the shared root directly (`node::insert_copy`), without
+/// cloning the map first: every shape it meets (a new entry in a sparse node, one that makes a node dense, a vacant
+/// bucket of a dense node, a replaced value, a split bucket, a collision node, a descent into
+/// a child) must give the map an in-place `insert` on a clone gives, and leave the original
+/// and every earlier version as they were.
+#[test]
+fn update_matches_insert_on_a_clone_for_every_shape() {
+    use crate::testing::MaskedState;
+    use std::collections::HashMap;
+
+    // 9 hash bits: 32 root buckets, dense roots, sub-nodes, and collision nodes once keys
+    // outnumber 512 hashes.
+    let mut map = HamtMap::with_hasher(MaskedState::new(9));
+    let mut model: HashMap<u64, u64> = HashMap::new();
+    let mut versions = Vec::new();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for step in 0..3000_u64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let key = state % 900;
+        let next = map.update(key, step);
+        let mut expected = map.clone();
+        let replaced = expected.insert(key, step);
+        assert_eq!(replaced, model.insert(key, step));
+        next.check_invariants();
+        assert_eq!(next, expected, "step {step}");
+        assert_eq!(next.len(), model.len());
+        assert_eq!(next.get(&key), Some(&step));
+        if step % 300 == 0 {
+            versions.push((map.clone(), map.len()));
+        }
+        map = next;
+    }
+    for (version, len) in &versions {
+        version.check_invariants();
+        assert_eq!(version.len(), *len);
+        assert_eq!(version.iter().count(), *len);
+    }
+    for (k, v) in &model {
+        assert_eq!(map.get(k), Some(v));
+    }
+}
+
+/// An `update` that replaces a value keeps the stored key, as `insert` does, at the root and
+/// below it.
+#[test]
+fn update_keeps_the_stored_key() {
+    /// Equal (and hashed) by the number alone; the tag tells which key object is stored.
+    #[derive(Clone, Debug)]
+    struct Tagged(u32, &'static str);
+    impl PartialEq for Tagged {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl Eq for Tagged {}
+    impl std::hash::Hash for Tagged {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            state.write_u32(self.0);
+        }
+    }
+
+    // 1 and 33 share the root bucket, so 33 sits in a sub-node.
+    let map = HamtMap::with_hasher(IdentityState)
+        .update(Tagged(1, "old"), 'a')
+        .update(Tagged(33, "old"), 'b')
+        .update(Tagged(2, "old"), 'c');
+    let next = map
+        .update(Tagged(2, "new"), 'C')
+        .update(Tagged(33, "new"), 'B');
+    next.check_invariants();
+    let mut stored: Vec<_> = next.iter().map(|(k, v)| (k.0, k.1, *v)).collect();
+    stored.sort_unstable();
+    assert_eq!(stored, [(1, "old", 'a'), (2, "old", 'C'), (33, "old", 'B')]);
+    let mut before: Vec<_> = map.iter().map(|(k, v)| (k.0, *v)).collect();
+    before.sort_unstable();
+    assert_eq!(before, [(1, 'a'), (2, 'c'), (33, 'b')]);
+}
+
+/// `without` copies the shared path directly (`node::remove_copy`): over growth and
+/// shrinking phases (dense roots turning sparse, sub-nodes collapsing into their parents,
+/// collision nodes emptying) it must give the map an in-place `remove` on a clone gives,
+/// share the root when the key is absent, and leave earlier versions as they were.
+#[test]
+fn without_matches_remove_on_a_clone_for_every_shape() {
+    use crate::testing::MaskedState;
+    use std::collections::HashMap;
+
+    let mut map = HamtMap::with_hasher(MaskedState::new(9));
+    let mut model: HashMap<u64, u64> = HashMap::new();
+    let mut versions = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut removed = 0;
+    for step in 0..6000_u64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let key = state % 900;
+        // Grow for 1000 steps, then mostly remove for 1000, and again.
+        let growing = (step / 1000) % 2 == 0;
+        if growing != state.is_multiple_of(8) {
+            map = map.update(key, step);
+            model.insert(key, step);
+            continue;
+        }
+        let next = map.without(&key);
+        let mut expected = map.clone();
+        let was = expected.remove(&key);
+        assert_eq!(was, model.remove(&key), "step {step}");
+        next.check_invariants();
+        assert_eq!(next, expected, "step {step}");
+        assert_eq!(next.len(), model.len());
+        assert_eq!(next.get(&key), None);
+        assert_eq!(
+            next.ptr_eq(&map),
+            was.is_none(),
+            "an absent key shares the root"
+        );
+        removed += usize::from(was.is_some());
+        if step % 500 == 0 {
+            versions.push((map.clone(), map.len()));
+        }
+        map = next;
+    }
+    assert!(removed > 1000, "the removals ran: {removed}");
+    for (version, len) in &versions {
+        version.check_invariants();
+        assert_eq!(version.iter().count(), *len);
+    }
+    // Down to empty, the last removal included.
+    for key in model.keys() {
+        map = map.without(key);
+        map.check_invariants();
+    }
+    assert!(map.is_empty() && map.root.is_none());
+}
