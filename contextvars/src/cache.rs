@@ -122,8 +122,9 @@ fn slot(var: u64) -> usize {
 /// Looks variable `var` up in this thread's cache. On a hit, passes the value to `f`; if the
 /// cache knows the current context holds no value, hands `f` to `absent`; if nothing valid is
 /// cached, hands it to `unknown`. `var` may be 0 (a variable whose id is not assigned yet),
-/// which no entry matches: entries are stamped with a version of at least 1 and only EMPTY
-/// ones carry the variable 0, at version 0.
+/// which no entry matches: entries are stamped with a version of at least 1, and only
+/// entries that hold nothing (as initialised, or forgotten) carry the variable 0, at
+/// version 0.
 ///
 /// While `f` holds a borrowed value, a displaced value that contains it is retired rather
 /// than dropped (point 4 above); `release` is called when the outermost borrow ends if
@@ -361,6 +362,12 @@ pub(crate) fn renew() -> u64 {
 pub(crate) fn invalidate_all() {
     // `try_with`: this also runs from the thread state's destructor, at thread exit.
     let _ = CACHE.try_with(|cache| cache.version.set(fresh(cache)));
+}
+
+/// Whether two variables share a cache slot (one's read evicts the other's entry).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn same_slot(a: VarId, b: VarId) -> bool {
+    slot(a.0) == slot(b.0)
 }
 
 /// Whether a valid entry for `var` is cached (for tests of which changes keep the cache warm).

@@ -459,6 +459,8 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         floor: usize,
         lazy: usize,
         snapshot: ExecutionContext,
+        /// How many attach levels there were when `f` began.
+        levels: usize,
     }
 
     impl Drop for Guard<'_> {
@@ -472,6 +474,14 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             // the run like any attach left inside it; as it was never entered, the frame is
             // as it was and nothing is fetched (no user code runs while leaving).
             ts.pending = None;
+            // An attach made inside `f` and left attached ends with the run: its frame goes
+            // back into the caller's `Context`, so a later run of that context would make
+            // its top logical context current again, and a `detach` made there, at another
+            // depth, must not match this level (it would reinstate this level's floor and
+            // displaced frame in a stack that has changed since). Nothing may match it.
+            if ts.levels.len() > self.levels {
+                forget_levels_above(&mut ts, self.levels);
+            }
             ts.frame.swap(self.frame);
             // Scoped pushes are balanced, so normally nothing is left above the floor.
             let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
@@ -504,6 +514,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         ts.frame.swap(frame);
         let floor = mem::replace(&mut ts.floor, ts.pushed.len());
         let snapshot = mem::take(&mut ts.snapshot);
+        let levels = ts.levels.len();
         // No borrow is held while `f` runs.
         drop(borrowed);
         *stamp = cache::enter(*stamp);
@@ -515,6 +526,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             // The lazily pushed logical contexts belong to the context being left.
             lazy: take_lazy(),
             snapshot,
+            levels,
         };
         watch::notify(|| ContextEvent::Entered);
         (f.take().expect("called once"))()
@@ -523,6 +535,18 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
         Ok(r) => r,
         // Thread teardown: there is no current context to switch.
         Err(_) => (f.take().expect("called once"))(),
+    }
+}
+
+/// Makes the attach levels above the first `from` unmatchable by any `detach` or
+/// `detach_deferred` (they are refused with `NotCurrent`): what a run leaving does to the
+/// attaches made inside it.
+#[cold]
+#[inline(never)]
+fn forget_levels_above(ts: &mut ThreadState, from: usize) {
+    for level in &mut ts.levels[from..] {
+        level.top_id = 0;
+        level.deferred = 0;
     }
 }
 
@@ -558,7 +582,7 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
                 set_lazy(count - 1);
                 return;
             }
-            pop_into(self.lc, 0);
+            pop_into(self.lc, Below::NONE);
         }
     }
 
@@ -567,7 +591,7 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
     /// push replaced.
     struct Guard<'a> {
         lc: &'a mut LogicalContext,
-        below: u64,
+        below: Below,
     }
 
     impl Drop for Guard<'_> {
@@ -594,6 +618,22 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
     f()
 }
 
+/// What a real push hands to its pop: the cache version of the context below, if the push
+/// replaced it (else 0), and how many logical contexts the pushed stack held after the push.
+#[derive(Clone, Copy)]
+struct Below {
+    version: u64,
+    depth: usize,
+}
+
+impl Below {
+    /// Nothing to put back (a lazy push, or an empty logical context).
+    const NONE: Below = Below {
+        version: 0,
+        depth: usize::MAX,
+    };
+}
+
 /// Pushes `lc` as a real logical context (materialising any lazy ones first), leaving `lc`
 /// empty. `None`, with nothing changed, during thread teardown.
 ///
@@ -604,22 +644,23 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
 /// `cache::leave` restores, that version still describes it and its entries are warm again
 /// after the pop.
 #[inline(never)]
-fn push_real(lc: &mut LogicalContext) -> Option<u64> {
+fn push_real(lc: &mut LogicalContext) -> Option<Below> {
     let nonempty = !lc.map.is_empty();
-    let stale = with_state(|ts| {
+    let (stale, depth) = with_state(|ts| {
         ts.materialize();
         mem::swap(&mut ts.frame.top, lc);
         ts.pushed.push(mem::take(lc));
-        if nonempty {
+        let stale = if nonempty {
             ts.take_snapshot()
         } else {
             ExecutionContext::new()
-        }
+        };
+        (stale, ts.pushed.len())
     })?;
-    let below = if nonempty { cache::renew() } else { 0 };
+    let version = if nonempty { cache::renew() } else { 0 };
     // Every value of the stale snapshot is still installed: dropping it frees none of them.
     drop(stale);
-    Some(below)
+    Some(Below { version, depth })
 }
 
 /// Pops the topmost real logical context into `lc` (which is empty: its content was moved
@@ -630,7 +671,7 @@ fn push_real(lc: &mut LogicalContext) -> Option<u64> {
 /// the scope takes it with it: the context the scope pushed into is reinstalled first, and
 /// what the attach held is dropped (see [`abandon_attaches`]); the cache is then invalidated.
 #[inline(never)]
-fn pop_into(lc: &mut LogicalContext, below: u64) {
+fn pop_into(lc: &mut LogicalContext, below: Below) {
     let popped = STATE.try_with(|state| {
         let ts = &mut *state.borrow_mut();
         // A deferred attach still pending was recorded inside this scope (every real push
@@ -642,6 +683,9 @@ fn pop_into(lc: &mut LogicalContext, below: u64) {
         // the current context is an attach made after the push.
         let intact = ts.pushed.len() > ts.floor;
         let abandoned = if intact { None } else { abandon_attaches(ts) };
+        // The version below is put back only if the stack is as the push left it (a belt
+        // to the braces above: nothing inside the scope can change what lies below it).
+        let intact = intact && ts.pushed.len() == below.depth;
         let lower = ts.pushed.pop().unwrap_or_default();
         *lc = mem::replace(&mut ts.frame.top, lower);
         // An empty logical context changes no lookup: keep the cache and snapshot.
@@ -657,8 +701,8 @@ fn pop_into(lc: &mut LogicalContext, below: u64) {
     };
     if !intact {
         cache::invalidate_all();
-    } else if below != 0 {
-        cache::leave(below);
+    } else if below.version != 0 {
+        cache::leave(below.version);
     } else if !lc.map.is_empty() {
         cache::invalidate_all();
     }
@@ -951,26 +995,33 @@ mod tests {
     #[test]
     fn the_cache_below_a_popped_logical_context_is_warm_again() {
         static A: ContextVar<String> = ContextVar::new("a");
-        static B: ContextVar<u64> = ContextVar::new("b");
         std::thread::spawn(|| {
+            // B must not share A's cache slot, or its reads would evict A's entry. Variable
+            // ids come from a process-wide counter, which other tests draw from meanwhile.
+            let b: &'static ContextVar<u64> = loop {
+                let b = Box::leak(Box::new(ContextVar::new("b")));
+                if !crate::cache::same_slot(A.id(), b.id()) {
+                    break b;
+                }
+            };
             A.set("below".into());
             assert_eq!(A.get().as_deref(), Some("below"));
             assert!(is_cached(A.id()));
             let mut lc = LogicalContext::new();
-            run_with_logical_context(&mut lc, || drop(B.set(1)));
+            run_with_logical_context(&mut lc, || drop(b.set(1)));
             // That pop invalidated the cache (see the next test): read again.
             assert_eq!(A.get().as_deref(), Some("below"));
             assert!(is_cached(A.id()));
             // Non-empty: pushing it changes lookups.
             run_with_logical_context(&mut lc, || {
                 assert!(!is_cached(A.id()));
-                assert_eq!(B.get(), Some(1));
-                B.set(2);
+                assert_eq!(b.get(), Some(1));
+                b.set(2);
             });
             assert!(is_cached(A.id()));
             assert_eq!(A.get().as_deref(), Some("below"));
-            assert_eq!(B.get(), None);
-            assert_eq!(lc.get(&B), Some(2));
+            assert_eq!(b.get(), None);
+            assert_eq!(lc.get(b), Some(2));
             // A read inside takes the variable's entry; the pop does not bring it back.
             run_with_logical_context(&mut lc, || {
                 assert_eq!(A.get().as_deref(), Some("below"));
@@ -986,15 +1037,15 @@ mod tests {
             assert!(is_cached(A.id()));
             let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
                 run_with_logical_context(&mut lc, || {
-                    B.set(3);
+                    b.set(3);
                     panic!("inside the scope");
                 })
             }));
             assert!(panicked.is_err());
             assert!(is_cached(A.id()));
             assert_eq!(A.get().as_deref(), Some("below"));
-            assert_eq!(B.get(), None);
-            assert_eq!(lc.get(&B), Some(3));
+            assert_eq!(b.get(), None);
+            assert_eq!(lc.get(b), Some(3));
         })
         .join()
         .unwrap();

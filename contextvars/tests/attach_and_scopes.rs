@@ -539,3 +539,77 @@ fn a_deferred_attach_left_unused_inside_a_logical_context_scope_is_never_fetched
         assert_eq!(FETCHES.load(Ordering::SeqCst), 0);
     });
 }
+
+/// A logical context holding `var = value`.
+fn holding(var: &'static ContextVar<String>, value: &str) -> LogicalContext {
+    let mut lc = LogicalContext::new();
+    run_with_logical_context(&mut lc, || drop(var.set(value.to_owned())));
+    lc
+}
+
+/// An attach left inside a finished `run` goes back into the `Context` with the run's frame.
+/// Running that context again, at another depth, makes the attached frame current again;
+/// a `detach` made there must still be refused (it would reinstate the attach's floor and
+/// displaced frame in a stack that has changed since), and every read stays right.
+#[test]
+fn an_attach_left_inside_a_run_cannot_be_detached_from_a_later_run_of_that_context() {
+    static X: ContextVar<String> = ContextVar::new("attach.later_run.x");
+    static Y: ContextVar<u64> = ContextVar::new("attach.later_run.y");
+    on_fresh_thread(|| {
+        X.set("t0".into());
+        let mut ctx = Context::new();
+        let mut p1 = holding(&X, "p1");
+        let id = run_with_logical_context(&mut p1, || ctx.run(|| attach(Context::new()).unwrap()));
+        assert_eq!(X.get().as_deref(), Some("t0"));
+        let mut q1 = holding(&X, "q1");
+        let mut q2 = LogicalContext::new();
+        run_with_logical_context(&mut q2, || drop(Y.set(1)));
+        run_with_logical_context(&mut q1, || {
+            // Cached at the version of the context below `q2`.
+            assert_eq!(X.get().as_deref(), Some("q1"));
+            run_with_logical_context(&mut q2, || {
+                assert_eq!(X.get().as_deref(), Some("q1"));
+                assert_eq!(ctx.run(|| detach(id)).unwrap_err(), DetachError::NotCurrent);
+                assert_eq!(X.get().as_deref(), Some("q1"));
+                assert_eq!(Y.get(), Some(1));
+            });
+            assert_eq!(X.get().as_deref(), Some("q1"));
+            assert_eq!(Y.get(), None);
+        });
+        assert_eq!(X.get().as_deref(), Some("t0"));
+        // Nor at the depth it was made at.
+        run_with_logical_context(&mut p1, || {
+            assert_eq!(ctx.run(|| detach(id)).unwrap_err(), DetachError::NotCurrent);
+            assert_eq!(X.get().as_deref(), Some("p1"));
+        });
+        assert_eq!(get_execution_context().get(&X).as_deref(), Some("t0"));
+    });
+}
+
+/// The same for a deferred attach entered inside a run and left there.
+#[test]
+fn a_deferred_attach_left_inside_a_run_cannot_be_detached_from_a_later_run() {
+    static X: ContextVar<String> = ContextVar::new("attach.later_run.deferred");
+    fn fetch(_: u64) -> Option<Context> {
+        Some(Context::new())
+    }
+    on_fresh_thread(|| {
+        X.set("t0".into());
+        let mut ctx = Context::new();
+        let mut p1 = holding(&X, "p1");
+        let id = run_with_logical_context(&mut p1, || {
+            ctx.run(|| {
+                let id = contextvars::attach_deferred(fetch, 1).unwrap();
+                // Entered: the attached context is current.
+                assert_eq!(X.get(), None);
+                id
+            })
+        });
+        let mut q1 = holding(&X, "q1");
+        run_with_logical_context(&mut q1, || {
+            assert!(ctx.run(|| contextvars::detach_deferred(id)).is_err());
+            assert_eq!(X.get().as_deref(), Some("q1"));
+        });
+        assert_eq!(X.get().as_deref(), Some("t0"));
+    });
+}
