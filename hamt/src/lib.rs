@@ -50,8 +50,12 @@
 //! # Panics in user code
 //!
 //! `Hash`, `Eq` and `Clone` of keys and values run only before a node is changed, or while a
-//! fresh copy is being built. If they panic, the map and all of its versions are as they were
-//! (a partially built copy may leak its memory, never double-drop).
+//! fresh copy is being built. If they panic, the map and all of its versions are as they were,
+//! and nothing is dropped twice. When keys or values have a destructor, nothing leaks either:
+//! whatever was cloned into the partial copy is dropped once. When neither has one (their
+//! `Clone` panicking is rare then), the partial copy is not unwound: its memory leaks, with
+//! one reference to each subtree already copied into it, so those subtrees' memory stays too
+//! (a landing pad per copied slot would cost every such map on its hot paths).
 //!
 //! # Features
 //!

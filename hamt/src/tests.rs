@@ -453,9 +453,10 @@ fn update_keeps_the_stored_key() {
 }
 
 /// `without` copies the shared path directly (`node::remove_copy`): over growth and
-/// shrinking phases (dense roots turning sparse, sub-nodes collapsing into their parents,
-/// collision nodes emptying) it must give the map an in-place `remove` on a clone gives,
-/// share the root when the key is absent, and leave earlier versions as they were.
+/// shrinking phases (sub-nodes collapsing into their parents, collision nodes emptying) it
+/// must give the map an in-place `remove` on a clone gives, share the root when the key is
+/// absent, and leave earlier versions as they were. (Dense nodes turning sparse happen in
+/// the final drain, which checks the invariants after each step.)
 #[test]
 fn without_matches_remove_on_a_clone_for_every_shape() {
     use crate::testing::MaskedState;

@@ -198,6 +198,7 @@ fn panic_at_each_call(
 ) -> (u32, Map) {
     quiet_traps();
     for countdown in 0.. {
+        let baseline = LEDGER.with(|ledger| ledger.live());
         let mut map = make();
         let before = contents(&map);
         let clone = shared.then(|| map.clone());
@@ -214,6 +215,11 @@ fn panic_at_each_call(
                 assert_holds(&clone, &before);
                 keep_using(clone);
             }
+            assert_eq!(
+                LEDGER.with(|ledger| ledger.live()),
+                baseline,
+                "values leaked by a panic ({kind:?} at call {countdown})"
+            );
             continue;
         }
         if let Some(clone) = &clone {
@@ -358,6 +364,28 @@ fn panics_mid_persistent_update_and_without_leave_maps_intact() {
     for op in [&update as &dyn Fn(&mut Map), &without] {
         let [unique, shared] = every_kind_and_sharing(&layout(), op);
         assert!(unique.iter().chain(&shared).all(|&panics| panics >= 1));
+    }
+    // The shapes `insert_copy` and `remove_copy` build directly, in nodes where entries are
+    // copied before the clone that panics: a replaced value and a new entry at the root, a
+    // path copy through the root, entries removed at the root and in a sub-node, a sub-node
+    // collapsing into the root.
+    let mut wide = layout();
+    for hash in [3, 4, 5, 6 | 1 << 5, 6 | 2 << 5] {
+        wide.insert((hash, 100), u64::from(hash));
+    }
+    for (hash, id, replaces) in [(5, 100, true), (7, 9, false)] {
+        let op = move |map: &mut Map| {
+            let next = map.update(key(hash, id), val(1000));
+            assert_eq!(next.len(), map.len() + usize::from(!replaces));
+        };
+        every_kind_and_sharing(&wide, &op);
+    }
+    for (hash, id) in [(COLLIDING, 1), (5, 100), (65, 100), (6 | 1 << 5, 100)] {
+        let op = move |map: &mut Map| {
+            let next = map.without(&key(hash, id));
+            assert_eq!(next.len(), map.len() - 1);
+        };
+        every_kind_and_sharing(&wide, &op);
     }
 }
 
