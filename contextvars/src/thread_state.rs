@@ -995,15 +995,19 @@ mod tests {
     #[test]
     fn the_cache_below_a_popped_logical_context_is_warm_again() {
         static A: ContextVar<String> = ContextVar::new("a");
+        static B: [ContextVar<u64>; 2] = [ContextVar::new("b0"), ContextVar::new("b1")];
         std::thread::spawn(|| {
-            // B must not share A's cache slot, or its reads would evict A's entry. Variable
-            // ids come from a process-wide counter, which other tests draw from meanwhile.
-            let b: &'static ContextVar<u64> = loop {
-                let b = Box::leak(Box::new(ContextVar::new("b")));
-                if !crate::cache::same_slot(A.id(), b.id()) {
-                    break b;
-                }
+            // `b` must not share A's cache slot, or its reads would evict A's entry. Variable
+            // ids come from a process-wide counter, which other tests draw from meanwhile;
+            // two taken one after the other cannot both share A's slot unless 32 ids were
+            // drawn in between.
+            let (b0, b1) = (B[0].id(), B[1].id());
+            let b = if crate::cache::same_slot(A.id(), b0) {
+                &B[1]
+            } else {
+                &B[0]
             };
+            assert!(!crate::cache::same_slot(A.id(), b.id()), "{b0:?} {b1:?}");
             A.set("below".into());
             assert_eq!(A.get().as_deref(), Some("below"));
             assert!(is_cached(A.id()));
