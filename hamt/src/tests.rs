@@ -388,11 +388,13 @@ fn update_matches_insert_on_a_clone_for_every_shape() {
     let mut model: HashMap<u64, u64> = HashMap::new();
     let mut versions = Vec::new();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    for step in 0..3000_u64 {
+    // Under Miri, fewer steps over fewer keys (each step compares whole maps).
+    let (steps, keys) = if cfg!(miri) { (200, 90) } else { (3000, 900) };
+    for step in 0..steps {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let key = state % 900;
+        let key = state % keys;
         let next = map.update(key, step);
         let mut expected = map.clone();
         let replaced = expected.insert(key, step);
@@ -401,7 +403,7 @@ fn update_matches_insert_on_a_clone_for_every_shape() {
         assert_eq!(next, expected, "step {step}");
         assert_eq!(next.len(), model.len());
         assert_eq!(next.get(&key), Some(&step));
-        if step % 300 == 0 {
+        if step % (steps / 10) == 0 {
             versions.push((map.clone(), map.len()));
         }
         map = next;
@@ -467,13 +469,19 @@ fn without_matches_remove_on_a_clone_for_every_shape() {
     let mut versions = Vec::new();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut removed = 0;
-    for step in 0..6000_u64 {
+    // Under Miri, shorter phases over fewer keys (each step compares whole maps).
+    let (steps, phase, keys) = if cfg!(miri) {
+        (600, 100, 90)
+    } else {
+        (6000, 1000, 900)
+    };
+    for step in 0..steps {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let key = state % 900;
-        // Grow for 1000 steps, then mostly remove for 1000, and again.
-        let growing = (step / 1000) % 2 == 0;
+        let key = state % keys;
+        // Grow for a phase, then mostly remove for a phase, and again.
+        let growing = (step / phase) % 2 == 0;
         if growing != state.is_multiple_of(8) {
             map = map.update(key, step);
             model.insert(key, step);
@@ -493,12 +501,12 @@ fn without_matches_remove_on_a_clone_for_every_shape() {
             "an absent key shares the root"
         );
         removed += usize::from(was.is_some());
-        if step % 500 == 0 {
+        if step % (phase / 2) == 0 {
             versions.push((map.clone(), map.len()));
         }
         map = next;
     }
-    assert!(removed > 1000, "the removals ran: {removed}");
+    assert!(removed as u64 > steps / 6, "the removals ran: {removed}");
     for (version, len) in &versions {
         version.check_invariants();
         assert_eq!(version.iter().count(), *len);
