@@ -3,10 +3,12 @@
 //!
 //! - **Load**: a hyper-util client calls a hyper server on 127.0.0.1 (an ephemeral port),
 //!   [`REQUESTS`] requests from [`CONCURRENCY`] concurrent callers, once with
-//!   `ClientLayer` → `ServerLayer` (two propagated variables set, the request id one per caller, so the `baggage` header is
-//!   written, parsed and decoded for every request, and the handler reads both) and once
-//!   without the layers (the handler reads the same variables, unset). The rounds alternate
-//!   ([`ROUNDS`] each, the two orders taking turns); the table shows the round with the
+//!   `ClientLayer` → `ServerLayer` (two propagated variables set, the request id one per
+//!   caller, so the `baggage` header is written, parsed and decoded for every request, and the
+//!   handler reads both), once more with the layers and a new request id for every request
+//!   (so no header repeats: what a server whose callers send one id per request pays), and
+//!   once without the layers (the handler reads the same variables, unset). The rounds
+//!   rotate ([`ROUNDS`] of each, the three orders taking turns); the table shows the round with the
 //!   median throughput of each, with its p50 and p99 latency (per request, wall clock, from
 //!   send to complete body), and the process CPU time per request (client and server run in
 //!   this process). The targets compare each round with its partner and take the median of
@@ -102,15 +104,28 @@ pub struct SpawnRow {
     pub wrong: usize,
 }
 
+/// Which request ids the callers send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ids {
+    /// One per caller, for all its requests.
+    PerCaller,
+    /// A new one for every request.
+    PerRequest,
+}
+
 /// What the section measured.
 #[derive(Clone, Debug)]
 pub struct ServiceResults {
     /// Without the layers: the median round.
     pub plain: LoadRun,
-    /// With both layers: the median round.
+    /// With both layers, one request id per caller: the median round.
     pub layered: LoadRun,
     /// The layers' cost, from the paired rounds.
     pub cost: LayerCost,
+    /// With both layers and a new request id for every request: the median round.
+    pub fresh: LoadRun,
+    /// Its cost against the rounds without layers (no target: reported).
+    pub fresh_cost: LayerCost,
     /// Process spawn + join, per policy.
     pub spawns: Vec<SpawnRow>,
 }
@@ -153,9 +168,9 @@ where
 /// The request id of the first caller; the others follow.
 const FIRST_CALLER_ID: u64 = 1000;
 
-/// Whether `id` is the request id of one of the callers.
+/// Whether `id` is a request id the callers send (per caller, or per request above them).
 fn caller_id(id: u64) -> bool {
-    (FIRST_CALLER_ID..FIRST_CALLER_ID + CONCURRENCY as u64).contains(&id)
+    id >= FIRST_CALLER_ID
 }
 
 /// The handler: answers whether it sees the values the client set (`expect` = with layers).
@@ -177,7 +192,7 @@ fn handler(
     }
 }
 
-async fn load<C>(client: C, addr: SocketAddr, requests: usize) -> LoadRun
+async fn load<C>(client: C, addr: SocketAddr, requests: usize, ids: Ids) -> LoadRun
 where
     C: Service<Request<Body>, Response = Response<Incoming>> + Clone + Send + 'static,
     C::Future: Send,
@@ -192,13 +207,18 @@ where
         let uri = uri.clone();
         let share = requests / CONCURRENCY + usize::from(caller < requests % CONCURRENCY);
         callers.push(exec_context::tokio::spawn(async move {
-            // Each caller has its own request id, so the server sees as many different
-            // headers as there are callers.
+            // Each caller has its own request id (so the server sees as many different
+            // headers as there are callers), or, with `Ids::PerRequest`, a new one below.
             REQUEST_ID.set(FIRST_CALLER_ID + caller as u64);
             TENANT.set("acme".into());
             let mut latencies = Vec::with_capacity(share);
             let mut wrong = 0;
-            for _ in 0..share {
+            for sent in 0..share {
+                if ids == Ids::PerRequest {
+                    // Ids above the callers' own, none repeated.
+                    let id = FIRST_CALLER_ID + ((sent + 1) * CONCURRENCY + caller) as u64;
+                    REQUEST_ID.set(id);
+                }
                 let request = Request::get(uri.clone())
                     .body(Body::default())
                     .expect("request");
@@ -260,7 +280,10 @@ fn paired_cost(plain: &[LoadRun], layered: &[LoadRun]) -> LayerCost {
     }
 }
 
-fn measure_load(requests: usize) -> (LoadRun, LoadRun, LayerCost) {
+/// The three configurations' runs, in the order `[plain, layered, fresh]`.
+type Rounds = [Vec<LoadRun>; 3];
+
+fn measure_load(requests: usize) -> Rounds {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -274,27 +297,33 @@ fn measure_load(requests: usize) -> (LoadRun, LoadRun, LayerCost) {
             .pool_max_idle_per_host(CONCURRENCY)
             .build_http::<Body>();
         let layered_client = ClientLayer::new(registry).layer(http.clone());
+        let run = |which: usize, requests: usize| {
+            let (http, layered_client) = (http.clone(), layered_client.clone());
+            async move {
+                match which {
+                    0 => load(http, plain_addr, requests, Ids::PerCaller).await,
+                    1 => load(layered_client, layered_addr, requests, Ids::PerCaller).await,
+                    _ => load(layered_client, layered_addr, requests, Ids::PerRequest).await,
+                }
+            }
+        };
 
-        // Warm up both paths (connections, allocator, caches).
-        load(http.clone(), plain_addr, requests / 10).await;
-        load(layered_client.clone(), layered_addr, requests / 10).await;
+        // Warm up every path (connections, allocator, caches).
+        for which in 0..3 {
+            run(which, requests / 10).await;
+        }
         progress::step();
 
-        let mut plain = Vec::new();
-        let mut layered = Vec::new();
+        let mut rounds: Rounds = Default::default();
         for round in 0..ROUNDS {
-            // The two orders take turns, so that neither always runs second.
-            if round % 2 == 0 {
-                plain.push(load(http.clone(), plain_addr, requests).await);
-                layered.push(load(layered_client.clone(), layered_addr, requests).await);
-            } else {
-                layered.push(load(layered_client.clone(), layered_addr, requests).await);
-                plain.push(load(http.clone(), plain_addr, requests).await);
+            // The three orders take turns, so that none always runs first or last.
+            for turn in 0..3 {
+                let which = (round + turn) % 3;
+                rounds[which].push(run(which, requests).await);
             }
             progress::step();
         }
-        let cost = paired_cost(&plain, &layered);
-        (median_round(plain), median_round(layered), cost)
+        rounds
     })
 }
 
@@ -354,12 +383,16 @@ pub fn measure(config: &Config) -> ServiceResults {
         Mode::Smoke => SMOKE_REQUESTS,
         Mode::Quick | Mode::Full => REQUESTS,
     };
-    let (plain, layered, cost) = measure_load(requests);
+    let [plain, layered, fresh] = measure_load(requests);
+    let cost = paired_cost(&plain, &layered);
+    let fresh_cost = paired_cost(&plain, &fresh);
     let spawns = measure_spawns();
     ServiceResults {
-        plain,
-        layered,
+        plain: median_round(plain),
+        layered: median_round(layered),
         cost,
+        fresh: median_round(fresh),
+        fresh_cost,
         spawns,
     }
 }
@@ -377,14 +410,22 @@ pub fn json(results: &ServiceResults) -> serde_json::Value {
             "wrong": run.wrong,
         })
     };
-    serde_json::json!({
-        "load": { "without_layers": run(&results.plain), "with_layers": run(&results.layered) },
-        "layer_cost": {
+    let cost = |cost: &LayerCost| {
+        serde_json::json!({
             "rounds": ROUNDS,
-            "throughput_loss": results.cost.throughput_loss,
-            "cpu_throughput_loss": results.cost.cpu_throughput_loss,
-            "p99_added_us": results.cost.p99_added_us,
+            "throughput_loss": cost.throughput_loss,
+            "cpu_throughput_loss": cost.cpu_throughput_loss,
+            "p99_added_us": cost.p99_added_us,
+        })
+    };
+    serde_json::json!({
+        "load": {
+            "without_layers": run(&results.plain),
+            "with_layers": run(&results.layered),
+            "with_layers_new_id_per_request": run(&results.fresh),
         },
+        "layer_cost": cost(&results.cost),
+        "layer_cost_new_id_per_request": cost(&results.fresh_cost),
         "process_spawn_join": results.spawns.iter().map(|row| serde_json::json!({
             "policy": row.policy,
             "median_us": row.median_us,
