@@ -713,16 +713,14 @@ fn pop(lc: &mut LogicalContext, below: Below) {
         if len != below.depth.get() || len <= ts.floor {
             return false;
         }
-        let Some(mut lower) = ts.pushed.pop() else {
-            return false;
-        };
         // As in `pop_into`: a deferred attach still pending was recorded inside this scope
         // and ends with it, never entered.
         ts.pending = None;
-        // Field by field (see `push`); `lower` ends up with what `lc` held: nothing, since
-        // the push took it.
-        ts.frame.top.swap(&mut lower);
-        lc.swap(&mut lower);
+        let Some(lower) = ts.pushed.pop() else {
+            return false;
+        };
+        // What `lc` held is dropped: nothing, since the push took it.
+        *lc = mem::replace(&mut ts.frame.top, lower);
         // The cached snapshot describes the context with `lc` on top: forgotten (inside the
         // borrow, see `forget_snapshot`) unless `lc` left the lookups unchanged. Forgetting
         // it is always correct, so a push that was non-empty need not look again.
