@@ -579,8 +579,11 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
     /// real one otherwise (pushed real, or pushed lazily and materialised since).
     struct Guard<'a> {
         lc: &'a mut LogicalContext,
-        /// What a real push handed back, [`Below::NONE`] for a lazy one.
-        below: Below,
+        /// What a real push handed back, [`Below::NONE`] for a lazy one. By reference: a
+        /// real push's is spilled to the caller's frame while `f` runs, instead of holding
+        /// two callee-saved registers in every caller (whose saves the lazy path would pay
+        /// for too), and a lazy push's is the constant's address.
+        below: &'a Below,
     }
 
     impl Drop for Guard<'_> {
@@ -601,18 +604,19 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
         if LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_err() {
             return f();
         }
-        // A guard of its own (not one shared with the real push's, holding whichever
-        // `Below`), so that the lazy path carries no `Below` at all.
+        // A guard built here, not one built after both branches from whichever `Below`:
+        // the lazy path then only loads the constant's address, and only to pop a lazy
+        // push that was materialised since.
         let _guard = Guard {
             lc,
-            below: Below::NONE,
+            below: &Below::NONE,
         };
         return f();
     }
     let Some(below) = push(lc) else {
         return f();
     };
-    let _guard = Guard { lc, below };
+    let _guard = Guard { lc, below: &below };
     f()
 }
 
@@ -704,7 +708,7 @@ fn push_real(lc: &mut LogicalContext) -> Option<Below> {
 /// thread state when the pushed stack is as the push left it (no attach made inside the scope
 /// is still current), which moves each logical context once; through [`pop_into`] otherwise.
 #[inline(never)]
-fn pop(lc: &mut LogicalContext, below: Below) {
+fn pop(lc: &mut LogicalContext, below: &Below) {
     let popped = STATE.try_with(|state| {
         let ts = &mut *state.borrow_mut();
         let len = ts.pushed.len();
@@ -734,7 +738,7 @@ fn pop(lc: &mut LogicalContext, below: Below) {
         true
     });
     if let Ok(false) = popped {
-        pop_into(lc, below);
+        pop_into(lc, *below);
     }
 }
 
