@@ -630,7 +630,8 @@ struct Below {
 }
 
 impl Below {
-    /// Nothing to put back (a lazy push, or an empty logical context).
+    /// Nothing to put back (a lazy push, or an empty logical context). Its depth matches
+    /// no stack, so its pop takes the general path ([`pop_into`]).
     const NONE: Below = Below {
         version: 0,
         depth: NonZeroUsize::MAX,
@@ -712,8 +713,8 @@ fn pop(lc: &mut LogicalContext, below: &Below) {
     let popped = STATE.try_with(|state| {
         let ts = &mut *state.borrow_mut();
         let len = ts.pushed.len();
-        // At the floor (or below the push's depth), an attach made inside the scope is
-        // current, or the stack changed otherwise: `pop_into` sorts that out.
+        // Not at the depth the push left, or at the floor: an attach made inside the scope
+        // is current (or the push was lazy, then materialised): `pop_into` sorts that out.
         if len != below.depth.get() || len <= ts.floor {
             return false;
         }
