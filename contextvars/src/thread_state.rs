@@ -31,6 +31,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem;
+use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
@@ -263,8 +264,11 @@ impl ThreadState {
     /// inside the borrow, runs no user code: the cached snapshot always describes the current
     /// context, so every value it holds is also held by the state. Dropping it *before* the
     /// edit lets a map that only the cache shared be edited in place.
+    #[inline]
     fn forget_snapshot(&mut self) {
-        self.snapshot = ExecutionContext::new();
+        if self.snapshot.head.is_some() {
+            drop_snapshot(mem::take(&mut self.snapshot));
+        }
     }
 
     /// Stores `value` for `id` in the topmost logical context: one of the two ways a value
@@ -292,6 +296,14 @@ impl ThreadState {
         cache::forget(id);
         Displaced(self.frame.top.map.remove(&id))
     }
+}
+
+/// Drops a cached snapshot that was forgotten (see `ThreadState::forget_snapshot`), out of
+/// line: most edits find none cached.
+#[cold]
+#[inline(never)]
+fn drop_snapshot(snapshot: ExecutionContext) {
+    drop(snapshot);
 }
 
 /// Looks `id` up in the current execution context (no cache) and hands the value to `f`
@@ -562,36 +574,16 @@ fn split_leftovers(ts: &mut ThreadState) -> Vec<LogicalContext> {
 /// `lc`, even if `f` panics.
 #[inline]
 pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
-    /// Pops what the matching lazy push pushed: a lazy logical context while any is counted
+    /// Pops what the matching push pushed: a lazy logical context while any is counted
     /// (pushes and pops nest, and materialising only ever turns lazy ones into real ones), a
-    /// real one otherwise (it was materialised).
-    struct LazyGuard<'a> {
-        lc: &'a mut LogicalContext,
-        pushed: bool,
-    }
-
-    impl Drop for LazyGuard<'_> {
-        #[inline]
-        fn drop(&mut self) {
-            if !self.pushed {
-                return;
-            }
-            let count = lazy();
-            if count > 0 {
-                // Still untouched: `lc` is as it was pushed.
-                set_lazy(count - 1);
-                return;
-            }
-            pop_into(self.lc, Below::NONE);
-        }
-    }
-
-    /// Pops what the matching real push pushed (the same rule as `LazyGuard`: a lazy one is
-    /// only counted here if pushes and pops did not nest), putting back the cache version the
-    /// push replaced.
+    /// real one otherwise (pushed real, or pushed lazily and materialised since).
     struct Guard<'a> {
         lc: &'a mut LogicalContext,
-        below: Below,
+        /// What a real push handed back, [`Below::NONE`] for a lazy one. By reference: a
+        /// real push's is spilled to the caller's frame while `f` runs, instead of holding
+        /// two callee-saved registers in every caller (whose saves the lazy path would pay
+        /// for too), and a lazy push's is the constant's address.
+        below: &'a Below,
     }
 
     impl Drop for Guard<'_> {
@@ -599,22 +591,32 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
         fn drop(&mut self) {
             let count = lazy();
             if count > 0 {
+                // Still untouched: `lc` is as it was pushed.
                 set_lazy(count - 1);
                 return;
             }
-            pop_into(self.lc, self.below);
+            pop(self.lc, self.below);
         }
     }
 
+    // Thread teardown (a push gives `None`): there is no current context to push onto.
     if lc.is_untouched() {
-        let pushed = LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_ok();
-        let _guard = LazyGuard { lc, pushed };
+        if LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_err() {
+            return f();
+        }
+        // A guard built here, not one built after both branches from whichever `Below`:
+        // the lazy path then only loads the constant's address, and only to pop a lazy
+        // push that was materialised since.
+        let _guard = Guard {
+            lc,
+            below: &Below::NONE,
+        };
         return f();
     }
-    let Some(below) = push_real(lc) else {
+    let Some(below) = push(lc) else {
         return f();
     };
-    let _guard = Guard { lc, below };
+    let _guard = Guard { lc, below: &below };
     f()
 }
 
@@ -623,15 +625,51 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
 #[derive(Clone, Copy)]
 struct Below {
     version: u64,
-    depth: usize,
+    /// Non-zero, so that an `Option<Below>` fits in two registers.
+    depth: NonZeroUsize,
 }
 
 impl Below {
-    /// Nothing to put back (a lazy push, or an empty logical context).
+    /// Nothing to put back (a lazy push, or an empty logical context). Its depth matches
+    /// no stack, so its pop takes the general path ([`pop_into`]).
     const NONE: Below = Below {
         version: 0,
-        depth: usize::MAX,
+        depth: NonZeroUsize::MAX,
     };
+}
+
+/// Pushes `lc` as a real logical context, leaving `lc` empty: [`push_real`] in one borrow
+/// of the thread state when nothing else needs doing (no deferred attach pending, no lazily
+/// pushed logical context to materialise, room in the pushed stack), which moves each
+/// logical context once. `None`, with nothing changed, during thread teardown.
+#[inline(never)]
+fn push(lc: &mut LogicalContext) -> Option<Below> {
+    let pushed = STATE.try_with(|state| {
+        let ts = &mut *state.borrow_mut();
+        if ts.pending.is_some() || ts.pushed.len() == ts.pushed.capacity() || lazy() > 0 {
+            return None;
+        }
+        let nonempty = !lc.map.is_empty();
+        let depth = NonZeroUsize::MIN.saturating_add(ts.pushed.len());
+        // Field by field, so that each logical context is moved once, not through a copy.
+        let mut lower = LogicalContext::new();
+        ts.frame.top.swap(&mut lower);
+        ts.frame.top.swap(lc);
+        ts.pushed.push(lower);
+        let version = if nonempty {
+            // Runs no user code: see `forget_snapshot`.
+            ts.forget_snapshot();
+            cache::renew()
+        } else {
+            0
+        };
+        Some(Below { version, depth })
+    });
+    match pushed {
+        Ok(Some(below)) => Some(below),
+        Ok(None) => push_real(lc),
+        Err(_) => None,
+    }
 }
 
 /// Pushes `lc` as a real logical context (materialising any lazy ones first), leaving `lc`
@@ -643,6 +681,7 @@ impl Below {
 /// only; an attach made inside the scope ends with it), so, like the outer version
 /// `cache::leave` restores, that version still describes it and its entries are warm again
 /// after the pop.
+#[cold]
 #[inline(never)]
 fn push_real(lc: &mut LogicalContext) -> Option<Below> {
     let nonempty = !lc.map.is_empty();
@@ -655,12 +694,53 @@ fn push_real(lc: &mut LogicalContext) -> Option<Below> {
         } else {
             ExecutionContext::new()
         };
-        (stale, ts.pushed.len())
+        (
+            stale,
+            NonZeroUsize::new(ts.pushed.len()).unwrap_or(NonZeroUsize::MAX),
+        )
     })?;
     let version = if nonempty { cache::renew() } else { 0 };
     // Every value of the stale snapshot is still installed: dropping it frees none of them.
     drop(stale);
     Some(Below { version, depth })
+}
+
+/// Pops the topmost real logical context into `lc` (see [`pop_into`]): in one borrow of the
+/// thread state when the pushed stack is as the push left it (no attach made inside the scope
+/// is still current), which moves each logical context once; through [`pop_into`] otherwise.
+#[inline(never)]
+fn pop(lc: &mut LogicalContext, below: &Below) {
+    let popped = STATE.try_with(|state| {
+        let ts = &mut *state.borrow_mut();
+        let len = ts.pushed.len();
+        // Not at the depth the push left, or at the floor: an attach made inside the scope
+        // is current (or the push was lazy, then materialised): `pop_into` sorts that out.
+        if len != below.depth.get() || len <= ts.floor {
+            return false;
+        }
+        // As in `pop_into`: a deferred attach still pending was recorded inside this scope
+        // and ends with it, never entered.
+        ts.pending = None;
+        let Some(lower) = ts.pushed.pop() else {
+            return false;
+        };
+        // What `lc` held is dropped: nothing, since the push took it.
+        *lc = mem::replace(&mut ts.frame.top, lower);
+        // The cached snapshot describes the context with `lc` on top: forgotten (inside the
+        // borrow, see `forget_snapshot`) unless `lc` left the lookups unchanged. Forgetting
+        // it is always correct, so a push that was non-empty need not look again.
+        if below.version != 0 {
+            ts.forget_snapshot();
+            cache::leave(below.version);
+        } else if !lc.map.is_empty() {
+            ts.forget_snapshot();
+            cache::invalidate_all();
+        }
+        true
+    });
+    if let Ok(false) = popped {
+        pop_into(lc, *below);
+    }
 }
 
 /// Pops the topmost real logical context into `lc` (which is empty: its content was moved
@@ -670,6 +750,7 @@ fn push_real(lc: &mut LogicalContext) -> Option<Below> {
 /// If an attach made inside the scope is still the current context (it was never detached),
 /// the scope takes it with it: the context the scope pushed into is reinstalled first, and
 /// what the attach held is dropped (see [`abandon_attaches`]); the cache is then invalidated.
+#[cold]
 #[inline(never)]
 fn pop_into(lc: &mut LogicalContext, below: Below) {
     let popped = STATE.try_with(|state| {
@@ -685,7 +766,7 @@ fn pop_into(lc: &mut LogicalContext, below: Below) {
         let abandoned = if intact { None } else { abandon_attaches(ts) };
         // The version below is put back only if the stack is as the push left it (a belt
         // to the braces above: nothing inside the scope can change what lies below it).
-        let intact = intact && ts.pushed.len() == below.depth;
+        let intact = intact && ts.pushed.len() == below.depth.get();
         let lower = ts.pushed.pop().unwrap_or_default();
         *lc = mem::replace(&mut ts.frame.top, lower);
         // An empty logical context changes no lookup: keep the cache and snapshot.
