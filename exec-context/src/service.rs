@@ -34,7 +34,7 @@
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
 //!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
-//!   last sets of value objects (up to 64) whose members it wrote twice (4-way, by their addresses,
+//!   last sets of value objects (up to 256) whose members it wrote twice (4-way, by their addresses,
 //!   read through the variables' own lookups without a snapshot of the context), with weak
 //!   handles on those values that keep their allocations but not the values, so that no
 //!   other object can take their addresses: a request whose variables hold the same objects
@@ -50,7 +50,7 @@
 //!   remembered header); anything else takes the general path, which reports each problem.
 //!   A header whose values are all of plain standard types (`String`, `bool`, `char`,
 //!   integers, with `Propagated::text`) and that decoded without a problem is remembered per
-//!   thread (64 headers, 4-way by a hash of the header, from its second coming): a later
+//!   thread (256 headers, 4-way by a hash of the header, from its second coming): a later
 //!   request with the same bytes gets a copy of that context, which nothing can tell from a
 //!   fresh decode (see [`Registry::extract`]). The remembered contexts hold their values
 //!   until they are replaced: the module `propagate::shared` says why (not remembering
@@ -179,7 +179,7 @@ impl Registry {
     /// Requests often carry the same header. When every member of a (single) header is a
     /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
     /// `char` or an integer type, and the header decoded without a problem, the thread
-    /// remembers the context (for 64 headers, from the second request that brings one) and
+    /// remembers the context (for 256 headers, from the second request that brings one) and
     /// later gives each request with the same header bytes its own copy of it (O(1), PEP
     /// 567's `copy()`): what the request's code sets stays in its copy. Nothing can tell this
     /// from a fresh decode: these values are immutable, their `FromStr` is pure, and dropping
@@ -384,8 +384,11 @@ mod by_identity {
 
     /// Registries with more variables are not remembered this way.
     pub(super) const MAX_VARS: usize = 8;
-    /// Sets of the table (of four entries each), chosen by a hash of the addresses.
-    const SETS: usize = 16;
+    /// Sets of the table (of four entries each), chosen by a hash of the addresses: 256
+    /// entries, so that a few dozen callers per thread, each with its own values, rarely
+    /// fill a set (with 64 entries, 32 callers overflowed some set more often than not, and
+    /// the callers of that set wrote their headers afresh in turn).
+    const SETS: usize = 64;
 
     /// No registry is part of the key: a value object belongs to one variable, and each
     /// variable has one wire name and one codec, so the addresses, position by position (0

@@ -52,7 +52,7 @@
 //! Keeping them is safe for the reasons above, and invisible but for memory: only values
 //! of the plain types are kept, whose drop runs no code but the allocator's, never a value
 //! with a `Drop` that matters (a handle, a guard, anything of a custom or JSON codec); and
-//! the memory is bounded per thread (64 contexts, of headers of at most [`MAX_LEN`] bytes).
+//! the memory is bounded per thread (256 contexts, of headers of at most [`MAX_LEN`] bytes).
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -214,8 +214,10 @@ impl<const N: usize> Seen<N> {
     }
 }
 
-/// Sets of the server's table of remembered contexts.
-const SETS: usize = 16;
+/// Sets of the server's table of remembered contexts: 256 entries, so that the headers of a
+/// few dozen callers rarely overflow a set (with 64 entries, the headers of 32 callers did
+/// more often than not, and those of the full set were decoded again in turn).
+const SETS: usize = 64;
 
 struct Entry {
     registry: u64,
