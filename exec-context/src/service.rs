@@ -20,16 +20,20 @@
 //! Per request, with two propagated variables (`u64` and `String`, text codecs; release
 //! build, default target, counted with callgrind on a current-thread runtime, 8 callers):
 //! a loopback hyper client and server run about 34,000 instructions without the layers.
-//! With both, and one request id per caller, they run about 3,500 more, hyper's own work on
-//! the extra header included (about 1,000: on the server, `baggage` is not a name `http`
-//! knows, so hyper allocates it for each request; no option of hyper's avoids that). Of
-//! these, the client layer takes about 930 (two lookups of the variables, which each poll
-//! of a task that carries its context sends past the thread's cache; the remembered header
-//! value; its insertion into the request's map) and the server layer about 430 to find the
-//! request's context, plus entering it for `call` and for each poll. With a new request id
-//! for every request, the layers cost about 8,900 (writing the header on the client, about
-//! 2,300, and decoding it on the server, about 3,300). Nothing is done when no registered
-//! variable has a value.
+//! With both, and one request id per caller, they run about 3,300 more (3,650 with 32
+//! callers), hyper's own work on the extra header included (about 1,000: on the server,
+//! `baggage` is not a name `http` knows, so hyper allocates it for each request; no option
+//! of hyper's avoids that, and nothing the client writes changes it). Of these, the client
+//! layer takes about 930 (two lookups of the variables; the remembered header value; its
+//! insertion into the request's map) and the server layer about 430 to find the request's
+//! context, plus entering it for `call` and for each poll. The lookups miss the thread's
+//! cache whenever another context on the thread read the same variables since (the cache
+//! keeps one entry per variable: with several callers per thread, each caller's reads evict
+//! the others'; a lone caller's task keeps its entries from poll to poll), and so do the
+//! handler's first reads in each request's new context: about 150 instructions a miss.
+//! With a new request id for every request, the layers cost about 8,700 (writing the header
+//! on the client, about 2,300, and decoding it on the server, about 3,300). Nothing is done
+//! when no registered variable has a value.
 //!
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
