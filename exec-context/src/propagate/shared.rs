@@ -437,6 +437,30 @@ mod tests {
         }
     }
 
+    /// The headers of 32 callers, each with a request id of its own (the report's load), all
+    /// stay remembered together: none of them overflows its set and pushes another out.
+    #[test]
+    fn the_headers_of_32_callers_stay_remembered_together() {
+        std::thread::spawn(|| {
+            let headers: Vec<Vec<u8>> = (0..32)
+                .map(|i| format!("request-id={},tenant=acme", 1000 + i).into_bytes())
+                .collect();
+            for _ in 0..2 {
+                for (i, header) in headers.iter().enumerate() {
+                    let mut context = Context::new();
+                    context.run(|| MARK.set(i));
+                    put(7, hash(header), header, &context);
+                }
+            }
+            for (i, header) in headers.iter().enumerate() {
+                let found = get(7, hash(header), header);
+                assert_eq!(found.map(|found| found.get(&MARK)), Some(Some(i)), "{i}");
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
     /// More headers than the thread remembers: each is remembered at its second offer and
     /// found right after, never another's context is returned, and at most `SETS * WAYS` are
     /// kept.
