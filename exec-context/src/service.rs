@@ -20,21 +20,25 @@
 //! Per request, with two propagated variables (`u64` and `String`, text codecs; release
 //! build, default target, counted with callgrind on a current-thread runtime, 8 callers):
 //! a loopback hyper client and server run about 34,000 instructions without the layers.
-//! With both, and one request id per caller, they run about 3,500 more, hyper's own work on
-//! the extra header included (about 1,000: on the server, `baggage` is not a name `http`
-//! knows, so hyper allocates it for each request; no option of hyper's avoids that). Of
-//! these, the client layer takes about 930 (two lookups of the variables, which each poll
-//! of a task that carries its context sends past the thread's cache; the remembered header
-//! value; its insertion into the request's map) and the server layer about 430 to find the
-//! request's context, plus entering it for `call` and for each poll. With a new request id
-//! for every request, the layers cost about 8,900 (writing the header on the client, about
-//! 2,300, and decoding it on the server, about 3,300). Nothing is done when no registered
-//! variable has a value.
+//! With both, and one request id per caller, they run about 3,300 more (3,650 with 32
+//! callers), hyper's own work on the extra header included (about 1,000: on the server,
+//! `baggage` is not a name `http` knows, so hyper allocates it for each request; no option
+//! of hyper's avoids that, and nothing the client writes changes it). Of these, the client
+//! layer takes about 930 (two lookups of the variables; the remembered header value; its
+//! insertion into the request's map) and the server layer about 430 to find the request's
+//! context, plus entering it for `call` and for each poll. The lookups miss the thread's
+//! cache whenever another context on the thread read the same variables since (the cache
+//! keeps one entry per variable: with several callers per thread, each caller's reads evict
+//! the others'; a lone caller's task keeps its entries from poll to poll), and so do the
+//! handler's first reads in each request's new context: about 150 instructions a miss.
+//! With a new request id for every request, the layers cost about 8,700 (writing the header
+//! on the client, about 2,300, and decoding it on the server, about 3,300). Nothing is done
+//! when no registered variable has a value.
 //!
 //! - Client: a context sends the same value objects with every request it makes. When every
 //!   variable of the registry is a `Propagated::text` variable of a plain standard type
 //!   (`String`, `bool`, `char`, integers), each thread remembers the header it wrote for the
-//!   last sets of value objects (up to 64) whose members it wrote twice (4-way, by their addresses,
+//!   last sets of value objects (up to 256) whose members it wrote twice (4-way, by their addresses,
 //!   read through the variables' own lookups without a snapshot of the context), with weak
 //!   handles on those values that keep their allocations but not the values, so that no
 //!   other object can take their addresses: a request whose variables hold the same objects
@@ -50,7 +54,7 @@
 //!   remembered header); anything else takes the general path, which reports each problem.
 //!   A header whose values are all of plain standard types (`String`, `bool`, `char`,
 //!   integers, with `Propagated::text`) and that decoded without a problem is remembered per
-//!   thread (64 headers, 4-way by a hash of the header, from its second coming): a later
+//!   thread (256 headers, 4-way by a hash of the header, from its second coming): a later
 //!   request with the same bytes gets a copy of that context, which nothing can tell from a
 //!   fresh decode (see [`Registry::extract`]). The remembered contexts hold their values
 //!   until they are replaced: the module `propagate::shared` says why (not remembering
@@ -179,7 +183,7 @@ impl Registry {
     /// Requests often carry the same header. When every member of a (single) header is a
     /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
     /// `char` or an integer type, and the header decoded without a problem, the thread
-    /// remembers the context (for 64 headers, from the second request that brings one) and
+    /// remembers the context (for 256 headers, from the second request that brings one) and
     /// later gives each request with the same header bytes its own copy of it (O(1), PEP
     /// 567's `copy()`): what the request's code sets stays in its copy. Nothing can tell this
     /// from a fresh decode: these values are immutable, their `FromStr` is pure, and dropping
@@ -280,7 +284,7 @@ impl Registry {
                 // No value: nothing to write, nothing to report.
                 return;
             }
-            if let Some(value) = by_identity::get(self.id(), addrs) {
+            if let Some(value) = by_identity::get(addrs) {
                 headers.insert(BAGGAGE_NAME, value);
                 return;
             }
@@ -300,7 +304,7 @@ impl Registry {
             && let Ok(value) = HeaderValue::from_str(join_direct(&joined, members))
         {
             if by_identity && errors.is_empty() {
-                by_identity::put(self.id(), addrs, || self.identities(&ec), &value);
+                by_identity::put(addrs, || self.identities(&ec), &value);
             }
             headers.insert(BAGGAGE_NAME, value);
         }
@@ -384,11 +388,17 @@ mod by_identity {
 
     /// Registries with more variables are not remembered this way.
     pub(super) const MAX_VARS: usize = 8;
-    /// Sets of the table (of four entries each), chosen by a hash of the addresses.
-    const SETS: usize = 16;
+    /// Sets of the table (of four entries each), chosen by a hash of the addresses: 256
+    /// entries, so that a few dozen callers per thread, each with its own values, rarely
+    /// fill a set (with 64 entries, 32 callers overflowed some set more often than not, and
+    /// the callers of that set wrote their headers afresh in turn).
+    const SETS: usize = 64;
 
+    /// No registry is part of the key: a value object belongs to one variable, and each
+    /// variable has one wire name and one codec, so the addresses, position by position (0
+    /// for a variable without a value), say which members the header holds and in which
+    /// order, whichever registry reads them.
     struct Entry {
-        registry: u64,
         addrs: [usize; MAX_VARS],
         /// Keeps the allocations at `addrs` (not the values): no other value can be
         /// allocated there while the entry lives.
@@ -416,11 +426,17 @@ mod by_identity {
         };
     }
 
-    fn hash(registry: u64, addrs: &[usize]) -> u64 {
+    /// A hash of `addrs` without its trailing zeros (variables without a value), as the
+    /// padded key is compared.
+    fn hash(addrs: &[usize]) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        addrs.iter().fold(registry.wrapping_mul(K), |hash, &addr| {
-            (hash ^ addr as u64).wrapping_mul(K)
-        })
+        let len = addrs
+            .iter()
+            .rposition(|&addr| addr != 0)
+            .map_or(0, |last| last + 1);
+        addrs[..len]
+            .iter()
+            .fold(K, |hash, &addr| (hash ^ addr as u64).wrapping_mul(K))
     }
 
     fn padded(addrs: &[usize]) -> [usize; MAX_VARS] {
@@ -429,18 +445,17 @@ mod by_identity {
         all
     }
 
-    /// The header remembered for values at `addrs` (at most [`MAX_VARS`]) of `registry`.
-    pub(super) fn get(registry: u64, addrs: &[usize]) -> Option<HeaderValue> {
-        let hash = hash(registry, addrs);
+    /// The header remembered for values at `addrs` (at most [`MAX_VARS`], in the order of a
+    /// registry's variables).
+    pub(super) fn get(addrs: &[usize]) -> Option<HeaderValue> {
+        let hash = hash(addrs);
         let addrs = padded(addrs);
         MEMORY
             .try_with(|memory| {
                 memory
                     .borrow()
                     .table
-                    .find(hash, |entry| {
-                        entry.addrs == addrs && entry.registry == registry
-                    })
+                    .find(hash, |entry| entry.addrs == addrs)
                     .map(|entry| entry.value.clone())
             })
             .ok()
@@ -456,7 +471,7 @@ mod by_identity {
         })
     }
 
-    /// Remembers `value`, written from the values at `addrs` of `registry`, with handles
+    /// Remembers `value`, written from the values at `addrs`, with handles
     /// (made by `held`) that keep their allocations, if the same values were written before
     /// (lately, on this thread); otherwise only notes that they were.
     ///
@@ -465,13 +480,8 @@ mod by_identity {
     /// addresses to the next context's values (a server making a fresh context per request
     /// gets its new request id at the old one's address), and one-off values would then be
     /// remembered from their first write.
-    pub(super) fn put(
-        registry: u64,
-        addrs: &[usize],
-        held: impl FnOnce() -> Identities,
-        value: &HeaderValue,
-    ) {
-        let hash = hash(registry, addrs);
+    pub(super) fn put(addrs: &[usize], held: impl FnOnce() -> Identities, value: &HeaderValue) {
+        let hash = hash(addrs);
         let written =
             hash ^ crate::propagate::shared::hash(value.as_bytes()).rotate_left(u64::BITS / 2);
         let _ = MEMORY.try_with(|memory| {
@@ -479,7 +489,6 @@ mod by_identity {
                 return;
             }
             let entry = Entry {
-                registry,
                 addrs: padded(addrs),
                 _held: held(),
                 value: value.clone(),
@@ -581,7 +590,9 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         context: Context,
-        rejected: Option<Response<B>>,
+        // Boxed: strict mode's rare answer should not make every request's future (moved
+        // several times by hyper and tower) larger by a whole `Response`.
+        rejected: Option<Box<Response<B>>>,
     }
 
     impl<F, B> PinnedDrop for ServerFuture<F, B> {
@@ -606,7 +617,7 @@ where
         let mut inner = this.inner;
         if inner.is_none() {
             return match this.rejected.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+                Some(response) => Poll::Ready(Ok(*response)),
                 // Polled again after completion.
                 None => Poll::Pending,
             };
@@ -646,7 +657,7 @@ where
             return ServerFuture {
                 inner: None,
                 context: Context::default(),
-                rejected: Some(response),
+                rejected: Some(Box::new(response)),
             };
         }
         // `call` itself may read the context (a handler's synchronous part): it runs inside.
@@ -768,10 +779,10 @@ mod tests {
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // Written once: not remembered by identity yet, though the values may sit
                 // at the addresses of an earlier round's.
-                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+                assert!(by_identity::get(&addrs(&registry)).is_none());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // Written twice: remembered, and sent from memory.
-                let hit = by_identity::get(registry.id(), &addrs(&registry));
+                let hit = by_identity::get(&addrs(&registry));
                 remembered += usize::from(hit.is_some());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // A value replaced in the same context is sent as it is now.
@@ -804,7 +815,7 @@ mod tests {
                 NAME.set("same".into());
                 let expected = format!("id={i},name=same");
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
-                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+                assert!(by_identity::get(&addrs(&registry)).is_none());
             });
             contexts.push(context);
         }
@@ -812,7 +823,7 @@ mod tests {
         let last = rounds - 1;
         contexts[last as usize].run(|| {
             assert_eq!(sent(&registry), Some(format!("id={last},name=same")));
-            assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+            assert!(by_identity::get(&addrs(&registry)).is_some());
         });
     }
 
@@ -860,7 +871,7 @@ mod tests {
             NAME.set("hot".into());
             sent(&registry);
             sent(&registry);
-            assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+            assert!(by_identity::get(&addrs(&registry)).is_some());
         });
         for i in 0..rounds {
             contextvars::Context::new().run(|| {
@@ -870,10 +881,10 @@ mod tests {
                     sent(&registry),
                     Some(format!("id={},name=same", 1_000_000 + i))
                 );
-                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_none());
+                assert!(by_identity::get(&addrs(&registry)).is_none());
             });
             hot.run(|| {
-                assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+                assert!(by_identity::get(&addrs(&registry)).is_some());
                 assert_eq!(
                     sent(&registry).as_deref(),
                     Some("id=18446744073709551615,name=hot")
@@ -953,7 +964,7 @@ mod tests {
             NAME.set("kept".into());
             assert_eq!(sent(&registry).as_deref(), Some("id=41,name=kept"));
             assert_eq!(sent(&registry).as_deref(), Some("id=41,name=kept"));
-            assert!(by_identity::get(registry.id(), &addrs(&registry)).is_some());
+            assert!(by_identity::get(&addrs(&registry)).is_some());
         });
         assert_eq!(by_identity::live_values(), 2);
         drop(context);
@@ -976,26 +987,64 @@ mod tests {
                 sent(&registry).as_deref(),
                 Some("name=a,tags=%5B%22x%22%5D")
             );
-            assert_eq!(by_identity::get(registry.id(), &addrs(&registry)), None);
+            assert_eq!(by_identity::get(&addrs(&registry)), None);
         });
     }
 
-    /// Two registries over the same values each get their own header.
+    /// The header `registry` writes here, as it is (members in the order written).
+    fn sent_raw(registry: &Registry) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        registry.inject(&mut headers);
+        headers
+            .get(BAGGAGE)
+            .map(|value| value.to_str().unwrap().to_owned())
+    }
+
+    /// A remembered header is keyed by the addresses of the values in the order a registry
+    /// lists its variables, without the registry: two registries over the same variables in
+    /// another order each get their members in their own order, also from memory; and a
+    /// registry whose extra variables have no value is answered from the header another
+    /// registry wrote, which is the same header.
     #[test]
-    fn registries_are_remembered_apart() {
-        let one = Registry::builder().register(&NAME).build().unwrap();
-        let both = Registry::builder()
+    fn remembered_headers_follow_the_order_of_the_variables() {
+        let name_id = Registry::builder()
             .register(&NAME)
             .register(&ID)
             .build()
             .unwrap();
+        let id_name = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let name_only = Registry::builder().register(&NAME).build().unwrap();
         contextvars::Context::new().run(|| {
             NAME.set("a".into());
             ID.set(1);
-            for _ in 0..3 {
-                assert_eq!(sent(&one).as_deref(), Some("name=a"));
-                assert_eq!(sent(&both).as_deref(), Some("id=1,name=a"));
+            for round in 0..3 {
+                if round == 2 {
+                    // Both remembered, apart.
+                    let one = by_identity::get(&addrs(&name_id)).unwrap();
+                    let other = by_identity::get(&addrs(&id_name)).unwrap();
+                    assert_eq!(one, "name=a,id=1");
+                    assert_eq!(other, "id=1,name=a");
+                }
+                assert_eq!(sent_raw(&name_id).as_deref(), Some("name=a,id=1"));
+                assert_eq!(sent_raw(&id_name).as_deref(), Some("id=1,name=a"));
             }
+        });
+        contextvars::Context::new().run(|| {
+            NAME.set("b".into());
+            assert_eq!(sent_raw(&name_only).as_deref(), Some("name=b"));
+            assert_eq!(sent_raw(&name_only).as_deref(), Some("name=b"));
+            // Remembered by `name_only`, found for `name_id`, whose `ID` has no value.
+            assert_eq!(by_identity::get(&addrs(&name_id)).unwrap(), "name=b");
+            assert_eq!(sent_raw(&name_id).as_deref(), Some("name=b"));
+            // Not for `id_name`, whose members start at another position.
+            assert!(by_identity::get(&addrs(&id_name)).is_none());
+            assert_eq!(sent_raw(&id_name).as_deref(), Some("name=b"));
+            ID.set(2);
+            assert_eq!(sent_raw(&name_id).as_deref(), Some("name=b,id=2"));
         });
     }
 

@@ -1071,12 +1071,6 @@ impl Registry {
         self.inner.entries.len()
     }
 
-    /// The registry's id, unique in the process.
-    #[cfg(feature = "tower")]
-    pub(crate) fn id(&self) -> u64 {
-        self.inner.id
-    }
-
     /// The addresses of the variables' values in the current context (0: no value), in
     /// registration order, into `out` (as long as the registry, or shorter), read without a
     /// snapshot of the context.
