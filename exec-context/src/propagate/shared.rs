@@ -467,7 +467,10 @@ mod tests {
     #[test]
     fn remembered_contexts_are_found_by_their_own_header() {
         std::thread::spawn(|| {
-            let headers: Vec<Vec<u8>> = (0..200).map(|i| format!("t=v{i}").into_bytes()).collect();
+            // Twice as many as the table holds.
+            let headers: Vec<Vec<u8>> = (0..2 * super::SETS * WAYS)
+                .map(|i| format!("t=v{i}").into_bytes())
+                .collect();
             for (i, header) in headers.iter().enumerate() {
                 let mut context = Context::new();
                 context.run(|| MARK.set(i));
