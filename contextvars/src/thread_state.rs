@@ -490,10 +490,10 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             // back into the caller's `Context`, so a later run of that context would make
             // its top logical context current again, and a `detach` made there, at another
             // depth, must not match this level (it would reinstate this level's floor and
-            // displaced frame in a stack that has changed since). Nothing may match it.
-            if ts.levels.len() > self.levels {
-                forget_levels_above(&mut ts, self.levels);
-            }
+            // displaced frame in a stack that has changed since). So the levels made inside
+            // `f` leave the thread with the run (nothing can detach them now), and what they
+            // displaced is dropped below, outside the borrow.
+            let ended = (ts.levels.len() > self.levels).then(|| split_levels(&mut ts, self.levels));
             ts.frame.swap(self.frame);
             // Scoped pushes are balanced, so normally nothing is left above the floor.
             let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
@@ -507,9 +507,12 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
             drop(ts);
             let inner = cache::leave(outer);
             *self.stamp = if intact { inner } else { 0 };
-            // The inner snapshot (now in `self.snapshot`) and any leftovers drop here,
-            // outside the borrow.
+            // The inner snapshot (now in `self.snapshot`), any leftovers and the ended
+            // levels drop here, outside the borrow.
             drop(leftovers);
+            if let Some(ended) = ended {
+                drop_ended(ended);
+            }
         }
     }
 
@@ -550,15 +553,27 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
     }
 }
 
-/// Makes the attach levels above the first `from` unmatchable by any `detach` or
-/// `detach_deferred` (they are refused with `NotCurrent`): what a run leaving does to the
-/// attaches made inside it.
+/// The attach levels above the first `from`: those of the attaches made inside a run that is
+/// ending (see `run_in_frame`). No `detach` or `detach_deferred` can match them once they are
+/// gone (it is refused with `NotCurrent`).
 #[cold]
 #[inline(never)]
-fn forget_levels_above(ts: &mut ThreadState, from: usize) {
-    for level in &mut ts.levels[from..] {
-        level.top_id = 0;
-        level.deferred = 0;
+fn split_levels(ts: &mut ThreadState, from: usize) -> Vec<Level> {
+    ts.levels.split_off(from)
+}
+
+/// Drops the levels a run's end took off the thread: the frames its attaches displaced (the
+/// context the run began in, and any attached in between), outside the state's borrow, so
+/// their values leave memory with the run, not with the thread. No open borrow lends from
+/// them: a borrow open across the run lends from the caller's context, which holds its own
+/// reference. A `Drop` that panics while the thread is already unwinding is discarded.
+#[cold]
+#[inline(never)]
+fn drop_ended(levels: Vec<Level>) {
+    if thread::panicking() {
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(levels)));
+    } else {
+        drop(levels);
     }
 }
 

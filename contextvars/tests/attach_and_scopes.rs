@@ -586,6 +586,55 @@ fn an_attach_left_inside_a_run_cannot_be_detached_from_a_later_run_of_that_conte
     });
 }
 
+/// The context an attach left inside a `Context::run` displaced (the one the run began in)
+/// leaves memory when the run ends, not when the thread does: nothing can detach that attach
+/// any more. A worker that keeps doing this must not accumulate those contexts.
+#[test]
+fn what_an_attach_left_inside_a_run_displaced_is_dropped_when_the_run_ends() {
+    static D: ContextVar<Arc<Counted>> = ContextVar::new("attach.left_in_run.dropped");
+    static L: ContextVar<u64> = ContextVar::new("attach.left_in_run.lc");
+    let drops = Arc::new(AtomicUsize::new(0));
+    let seen = drops.clone();
+    on_fresh_thread(move || {
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || drop(L.set(1)));
+        for round in 0..3 {
+            let mut ctx = Context::new();
+            ctx.run(|| drop(D.set(Arc::new(Counted(seen.clone())))));
+            // Plain, and inside a logical context pushed around the run.
+            if round % 2 == 0 {
+                ctx.run(|| {
+                    attach(Context::new()).unwrap();
+                });
+            } else {
+                run_with_logical_context(&mut lc, || {
+                    ctx.run(|| {
+                        attach(Context::new()).unwrap();
+                    });
+                    assert_eq!(L.get(), Some(1));
+                });
+            }
+            // `ctx` now holds the attached (empty) context; its own one has gone.
+            assert_eq!(seen.load(Ordering::SeqCst), round + 1);
+            assert!(ctx.run(|| D.get()).is_none());
+            drop(ctx);
+        }
+        // A panic inside the run ends it the same way.
+        let mut ctx = Context::new();
+        ctx.run(|| drop(D.set(Arc::new(Counted(seen.clone())))));
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            ctx.run(|| {
+                attach(Context::new()).unwrap();
+                panic!("inside the run");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(seen.load(Ordering::SeqCst), 4);
+        assert_eq!(L.get(), None);
+    });
+    assert_eq!(drops.load(Ordering::SeqCst), 4);
+}
+
 /// The same for a deferred attach entered inside a run and left there.
 #[test]
 fn a_deferred_attach_left_inside_a_run_cannot_be_detached_from_a_later_run() {

@@ -299,3 +299,39 @@ fn a_context_with_an_identity_but_no_values_invalidates_what_it_gained() {
         assert_eq!(get_execution_context().depth(), 1);
     });
 }
+
+/// A `with` borrow open across fast pushes and pops keeps its value, and so does one opened
+/// inside the scope on a value the scope then displaces.
+#[test]
+fn with_borrows_open_across_fast_scopes_keep_their_values() {
+    static S: ContextVar<String> = ContextVar::new("paths.with_borrows");
+    on_fresh_thread(|| {
+        warm_up();
+        S.set("below".repeat(10));
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || S.set("lc".repeat(10)));
+        S.with(|outer| {
+            let outer = outer.unwrap();
+            for _ in 0..3 {
+                run_with_logical_context(&mut lc, || {
+                    S.with(|inner| {
+                        let inner = inner.unwrap();
+                        // The lent value leaves the pushed context while lent.
+                        S.set("lc2".repeat(10));
+                        assert_eq!(inner, &"lc".repeat(10));
+                        assert_eq!(S.get().unwrap(), "lc2".repeat(10));
+                    });
+                    S.set("lc".repeat(10));
+                });
+                assert_eq!(outer, &"below".repeat(10));
+                assert_eq!(S.get().unwrap(), "below".repeat(10));
+            }
+            // The outer lent value itself displaced, then a push and pop.
+            S.set("new below".into());
+            run_with_logical_context(&mut lc, || assert_eq!(S.get().unwrap(), "lc".repeat(10)));
+            assert_eq!(outer, &"below".repeat(10));
+            assert_eq!(S.get().unwrap(), "new below");
+        });
+        assert_eq!(S.get().unwrap(), "new below");
+    });
+}
