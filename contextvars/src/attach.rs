@@ -87,8 +87,9 @@ impl std::error::Error for DetachError {}
 ///
 /// Attaches nest: each `detach` must come on the same thread, in last-in first-out order,
 /// and at the scope level of its `attach` (an attach made inside a [`Context::run`] must be
-/// detached before the closure returns). An attach left behind when its scope ends is
-/// discarded by the next `detach` below it.
+/// detached before the closure returns). An attach left behind when its scope ends ends
+/// with it: the context it displaced is dropped then, and its `detach` is refused with
+/// [`DetachError::NotCurrent`].
 ///
 /// # Errors
 ///

@@ -826,8 +826,8 @@ struct LeftAttached {
 ///
 /// The level that displaced the pushing context is found by walking down the levels: each
 /// level of the current chain made its frame current at `attached_floor`, the floor of the
-/// frame above it in the chain; a level that does not match was left inside a finished
-/// `run` and is skipped. The first chain level whose displaced frame had logical contexts
+/// frame above it in the chain (a level that does not match is skipped: none is left by the
+/// scoped API, since a `run` that ends takes its levels with it). The first chain level whose displaced frame had logical contexts
 /// pushed (its floor is below the attach's) displaced the pushing context: a frame made
 /// current by an attach has none pushed until a scope pushes one.
 #[cold]
@@ -1014,7 +1014,8 @@ pub(crate) struct Detached {
 }
 
 /// Left behind above a detached level: logical contexts pushed and never popped, and
-/// attaches made inside scopes that have ended.
+/// attach levels above it (neither is left by the scoped API: scopes and runs that end take
+/// theirs with them).
 pub(crate) struct Abandoned {
     pub(crate) leftovers: Vec<LogicalContext>,
     pub(crate) levels: Vec<Level>,

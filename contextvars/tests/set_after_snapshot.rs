@@ -72,6 +72,11 @@ fn a_set_after_a_snapshot_copies_only_the_root() {
                 for (value, var) in (0..).zip(&VARS) {
                     var.set(value);
                 }
+                // The premise: consecutive ids (else two may share a bucket for another reason).
+                let first = VARS[0].id().get();
+                for (offset, var) in (0..).zip(&VARS) {
+                    assert_eq!(var.id().get(), first + offset, "ids not consecutive");
+                }
                 for (value, var) in (100..).zip(&VARS) {
                     let snapshot = copy_context();
                     // The snapshot itself was built by `copy_context`; the set allocates the
