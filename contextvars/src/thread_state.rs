@@ -566,14 +566,21 @@ fn split_levels(ts: &mut ThreadState, from: usize) -> Vec<Level> {
 /// context the run began in, and any attached in between), outside the state's borrow, so
 /// their values leave memory with the run, not with the thread. No open borrow lends from
 /// them: a borrow open across the run lends from the caller's context, which holds its own
-/// reference. A `Drop` that panics while the thread is already unwinding is discarded.
+/// reference.
 #[cold]
 #[inline(never)]
 fn drop_ended(levels: Vec<Level>) {
+    drop_unwinding_safely(levels);
+}
+
+/// Drops `taken` (contexts a scope or a run took off the thread, dropped outside the state's
+/// borrow). A `Drop` that panics while the thread is already unwinding is discarded, not an
+/// abort.
+fn drop_unwinding_safely<T>(taken: T) {
     if thread::panicking() {
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(levels)));
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(taken)));
     } else {
-        drop(levels);
+        drop(taken);
     }
 }
 
@@ -870,11 +877,7 @@ fn abandon_attaches(ts: &mut ThreadState) -> Option<Box<LeftAttached>> {
 #[cold]
 #[inline(never)]
 fn drop_abandoned(abandoned: Box<LeftAttached>) {
-    if thread::panicking() {
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(abandoned)));
-    } else {
-        drop(abandoned);
-    }
+    drop_unwinding_safely(abandoned);
 }
 
 /// What one non-scoped attach (`crate::attach`) displaced: the frame, floor and cached
