@@ -834,9 +834,10 @@ struct LeftAttached {
 /// The level that displaced the pushing context is found by walking down the levels: each
 /// level of the current chain made its frame current at `attached_floor`, the floor of the
 /// frame above it in the chain (a level that does not match is skipped: none is left by the
-/// scoped API, since a `run` that ends takes its levels with it). The first chain level whose displaced frame had logical contexts
-/// pushed (its floor is below the attach's) displaced the pushing context: a frame made
-/// current by an attach has none pushed until a scope pushes one.
+/// scoped API, since a `run` that ends takes its levels with it). The first chain level
+/// whose displaced frame had logical contexts pushed (its floor is below the attach's)
+/// displaced the pushing context: a frame made current by an attach has none pushed until
+/// a scope pushes one.
 #[cold]
 #[inline(never)]
 fn abandon_attaches(ts: &mut ThreadState) -> Option<Box<LeftAttached>> {
