@@ -201,16 +201,23 @@ fn a_job_handle_is_a_future() {
     let handle = pool.submit(|| "async").unwrap();
     let value = futures_executor::block_on(handle).unwrap();
     assert_eq!(value, "async");
+    // The job cannot finish before the gate opens, so the first wait times out however the
+    // threads are scheduled.
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
     let slow = pool
-        .submit(|| {
-            std::thread::sleep(Duration::from_millis(50));
-            1
+        .submit({
+            let gate = std::sync::Arc::clone(&gate);
+            move || {
+                gate.wait();
+                1
+            }
         })
         .unwrap();
     assert!(matches!(
         slow.wait_timeout(Duration::from_millis(1)),
         Err(PoolError::Timeout)
     ));
+    gate.wait();
     assert_eq!(slow.wait_timeout(Duration::from_secs(600)).unwrap(), 1);
     assert!(matches!(
         slow.wait_timeout(Duration::from_millis(1)),

@@ -334,14 +334,27 @@ fn a_closed_channel_wakes_blocked_receivers_with_an_error() {
 #[test]
 fn a_blocking_send_waits_for_the_receiver() {
     let (recv, send) = create_channel();
-    let sender = std::thread::spawn(move || {
-        let start = Instant::now();
-        send.send("hello").unwrap();
-        start.elapsed()
+    let started = Arc::new(Barrier::new(2));
+    let sender = std::thread::spawn({
+        let started = Arc::clone(&started);
+        move || {
+            started.wait();
+            send.send("hello").unwrap();
+            Instant::now()
+        }
     });
+    // The sender is running (and soon blocked in `send`) well before the receive begins. The
+    // order of events is checked, not a duration: a late start of the sender's thread on a
+    // busy machine cannot make this fail, and a `send` that returned without waiting would
+    // return ≈ 50 ms before the receive began.
+    started.wait();
     std::thread::sleep(Duration::from_millis(50));
+    let receiving = Instant::now();
     assert_eq!(recv.recv().unwrap(), Shareable::from("hello"));
-    assert!(sender.join().unwrap() >= Duration::from_millis(40));
+    assert!(
+        sender.join().unwrap() >= receiving,
+        "send returned before anyone received"
+    );
 }
 
 #[test]
