@@ -1131,10 +1131,10 @@ mod tests {
             })
             .sum();
         // A set overflows by chance now and then: with 32 callers hashed into 64 sets of 4,
-        // a set receives a fifth in about 1 trial of 120, so 50 trials miss ≈ 0.4 callers on
+        // a set receives a fifth in about 1 trial of 120, so 50 trials miss ≈ 0.45 callers on
         // average (2 in a LeakSanitizer run, whose allocator hands out other addresses; the
         // bound was once "at most 1", which that run broke). With 16 sets, 35-53 callers of
-        // 1,600 missed; a bound of 1% (16) keeps that apart with room on both sides.
+        // 1,600 missed; fewer than 1% (16) keeps that apart with room on both sides.
         assert!(
             missed * 100 < 32 * trials as usize,
             "{missed} of {} missed",

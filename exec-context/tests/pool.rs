@@ -202,22 +202,20 @@ fn a_job_handle_is_a_future() {
     let value = futures_executor::block_on(handle).unwrap();
     assert_eq!(value, "async");
     // The job cannot finish before the gate opens, so the first wait times out however the
-    // threads are scheduled.
-    let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+    // threads are scheduled. If an assertion fails first, `open` is dropped before `pool`
+    // (declared later), the job's wait ends, and the pool's drop can join its worker.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
     let slow = pool
-        .submit({
-            let gate = std::sync::Arc::clone(&gate);
-            move || {
-                gate.wait();
-                1
-            }
+        .submit(move || {
+            let _ = gate.recv_timeout(Duration::from_secs(60));
+            1
         })
         .unwrap();
     assert!(matches!(
         slow.wait_timeout(Duration::from_millis(1)),
         Err(PoolError::Timeout)
     ));
-    gate.wait();
+    open.send(()).unwrap();
     assert_eq!(slow.wait_timeout(Duration::from_secs(600)).unwrap(), 1);
     assert!(matches!(
         slow.wait_timeout(Duration::from_millis(1)),

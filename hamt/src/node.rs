@@ -137,8 +137,15 @@ static POPCOUNT_11: [u8; 1 << 11] = {
 #[inline]
 fn rank(bits: u32) -> usize {
     if cfg!(target_feature = "popcnt") {
-        return bits.count_ones() as usize;
+        bits.count_ones() as usize
+    } else {
+        rank_by_table(bits)
     }
+}
+
+/// `bits.count_ones()` by three reads of [`POPCOUNT_11`].
+#[inline]
+pub(crate) fn rank_by_table(bits: u32) -> usize {
     let mask = (1 << 11) - 1;
     let bits = bits as usize;
     POPCOUNT_11[bits & mask] as usize
