@@ -1,15 +1,27 @@
 //! The one FIFO under both [`Queue`](super::Queue) (PEP 734) and the channels (PEP 554): a
-//! mutex-protected deque with condition variables for the blocking sides. Nobody sleep-polls:
-//! a side that must wait first spins briefly on an atomic mirror of the state (a hand-off
+//! deque with a lock at each end, and condition variables for the blocking sides. Putters
+//! append to the tail under the `state` lock, which also keeps every waiter's bookkeeping;
+//! getters take from the head under the `head` lock, and a getter that finds the head empty
+//! moves the whole tail there at once. A producer and a consumer streaming through one queue
+//! each take their own lock per item, and meet once per batch: with one lock for both ends,
+//! that lock's cache line moved between their cores twice per item, which made a stream take
+//! 2-3× crossbeam-channel's time per message. Each end and each counter has a cache line of
+//! its own.
+//!
+//! Nobody sleep-polls: a side that must wait first spins briefly on the counters (a hand-off
 //! between two running threads then costs no sleep), then sleeps on a condition variable.
-//! Waiters are counted, and a put or get signals only when a waiter has not been signalled
-//! already, after releasing the lock (so the woken thread does not block on it at once).
+//! Waiters are counted, and a put signals a sleeping getter only when one has not been
+//! signalled already, after releasing the lock (so the woken thread does not block on it at
+//! once). A get takes no state lock of its own, so it signals only when asked: a putter sets
+//! `room_wanted` before it sleeps for room, and a sender's item carries a receipt.
 //!
 //! The structure is pure (no globals, no thread-locals): the owning interpreter of an item is
 //! passed in, which keeps it checkable under loom.
 
 use std::collections::VecDeque;
 use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
 
 use super::UnboundPolicy;
 use super::shareable::Shareable;
@@ -204,31 +216,53 @@ impl Waiters {
     }
 }
 
+/// The tail end and every waiter's bookkeeping, under the `state` lock.
 #[derive(Default)]
 struct State {
+    /// The newest items, oldest first; all of them come after those in [`Head`].
     items: VecDeque<Item>,
     closed: bool,
     getters: Waiters,
     putters: Waiters,
     senders: Waiters,
-    /// Getters blocked in `get` (spinning or asleep) and not yet returned. Each item in
-    /// `items` is bound for one of them, so `receivers > items.len()` means a getter is
-    /// waiting for an item nobody has put yet: what [`Fifo::hand_off`] needs.
+    /// Getters blocked in `get` (spinning or asleep) and not yet returned. When
+    /// `receivers > len`, at least one of them waits for an item nobody has put yet: what
+    /// [`Fifo::hand_off`] needs (a getter that does not wait may still take the item first).
     receivers: usize,
-    /// Threads spinning on the mirrors: only while there are some is `len` kept up to date,
-    /// so a steady stream does not write a second cache line per item.
-    spinning: usize,
+    /// [`Fifo::removed`] as a putter of a bounded queue last read it: `added - removed_seen`
+    /// is never below the true length, so a put reads the getters' counter only when this
+    /// estimate says the queue is full.
+    removed_seen: usize,
 }
 
+/// The head end, under the `head` lock: the oldest items, taken over from the tail in one
+/// batch whenever it runs dry.
+#[derive(Default)]
+struct Head {
+    items: VecDeque<Item>,
+    /// A putter is about to sleep, or sleeps, until a get makes room: the next get signals
+    /// it through the state lock (see [`Fifo::want_room`]).
+    room_wanted: bool,
+}
+
+/// A FIFO with a lock at each end, so that a producer and a consumer each take their own
+/// lock per item and meet only once per batch: a get that finds the head empty takes the
+/// whole tail (lock order: `head`, then `state`). Each end, and each counter, sits on a
+/// cache line of its own.
 pub(crate) struct Fifo {
     maxsize: usize,
-    state: Mutex<State>,
-    /// Mirrors of `items.len()` and `closed`, for waiters spinning without the lock.
-    len: AtomicUsize,
+    /// Mirror of `closed`, for waiters spinning without the lock.
     closed: AtomicBool,
     readable: Condvar,
     writable: Condvar,
     received: Condvar,
+    head: CachePadded<Mutex<Head>>,
+    state: CachePadded<Mutex<State>>,
+    /// Items ever put: written only under the state lock.
+    added: CachePadded<AtomicUsize>,
+    /// Items ever taken out, by gets, withdrawn sends, unbinding and discarding close:
+    /// written only under the head lock. `added - removed` is the length.
+    removed: CachePadded<AtomicUsize>,
 }
 
 /// The re-taken lock after a wait, or the lock with the reason to stop waiting.
@@ -272,17 +306,31 @@ fn spin_until(ready: impl Fn() -> bool) {
 /// How long a blocked side yields before it sleeps.
 const PATIENCE: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// Adds `n` to a counter that only the holder of one lock writes (a plain load and store,
+/// not a read-modify-write: the lock orders the writers).
+#[inline(always)]
+fn bump(counter: &AtomicUsize, n: usize) {
+    // Wrapping: only differences of the two counters are used, and a 32-bit count of every
+    // item ever put can wrap.
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Release,
+    );
+}
+
 impl Fifo {
     /// A FIFO holding at most `maxsize` items (0: unbounded).
     pub(crate) fn new(maxsize: usize) -> Self {
         Fifo {
             maxsize,
-            state: Mutex::new(State::default()),
-            len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             readable: Condvar::new(),
             writable: Condvar::new(),
             received: Condvar::new(),
+            head: CachePadded::new(Mutex::new(Head::default())),
+            state: CachePadded::new(Mutex::new(State::default())),
+            added: CachePadded::new(AtomicUsize::new(0)),
+            removed: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -290,28 +338,53 @@ impl Fifo {
         self.maxsize
     }
 
+    // No user code runs under either lock, so a poisoned lock still guards a consistent state.
     fn lock(&self) -> MutexGuard<'_, State> {
-        // No user code runs under the lock, so a poisoned lock still guards a consistent state.
         self.state.lock()
     }
 
-    fn mirror_len(&self, state: &State) {
-        if state.spinning > 0 {
-            self.len.store(state.items.len(), Ordering::Release);
-        }
+    fn lock_head(&self) -> MutexGuard<'_, Head> {
+        self.head.lock()
     }
 
-    fn is_full(&self, state: &State) -> bool {
-        self.maxsize != 0 && state.items.len() >= self.maxsize
+    /// Both ends, in lock order: for what must see or change every item.
+    fn lock_both(&self) -> (MutexGuard<'_, Head>, MutexGuard<'_, State>) {
+        let head = self.lock_head();
+        (head, self.lock())
+    }
+
+    /// The number of items, read by a holder of the state lock: never below the true length
+    /// (`added` is written under that lock), and exact for every removal that happened
+    /// before the call; a get racing it may be counted or not.
+    fn len_locked(&self) -> usize {
+        self.added
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.removed.load(Ordering::Acquire))
+    }
+
+    /// Whether a put must wait for room, for a holder of the state lock. Reads the getters'
+    /// counter only when the estimate says full.
+    #[inline]
+    fn is_full(&self, state: &mut State) -> bool {
+        if self.maxsize == 0 {
+            return false;
+        }
+        let added = self.added.load(Ordering::Relaxed);
+        if added.wrapping_sub(state.removed_seen) < self.maxsize {
+            return false;
+        }
+        state.removed_seen = self.removed.load(Ordering::Acquire);
+        added.wrapping_sub(state.removed_seen) >= self.maxsize
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        let _state = self.lock();
+        self.len_locked()
     }
 
     pub(crate) fn full(&self) -> bool {
-        let state = self.lock();
-        self.is_full(&state)
+        let _state = self.lock();
+        self.maxsize != 0 && self.len_locked() >= self.maxsize
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -329,14 +402,14 @@ impl Fifo {
         receipt: bool,
     ) -> Result<Option<Arc<AtomicU8>>, FifoError> {
         let mut state = self.lock();
-        if state.closed || self.is_full(&state) {
+        if state.closed || self.is_full(&mut state) {
             state = self.wait_for_room(state, wait)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
         state
             .items
             .push_back(Item::new(value, owner, policy, receipt.clone()));
-        self.mirror_len(&state);
+        bump(&self.added, 1);
         let wake = state.getters.signal_one();
         drop(state);
         if wake {
@@ -359,7 +432,7 @@ impl Fifo {
             if state.closed {
                 return Err(FifoError::Closed);
             }
-            if !self.is_full(&state) {
+            if !self.is_full(&mut state) {
                 return Ok(state);
             }
             state = self
@@ -380,14 +453,15 @@ impl Fifo {
         if state.closed {
             return Err(FifoError::Closed);
         }
-        if state.receivers <= state.items.len() {
+        let len = self.len_locked();
+        if state.receivers <= len {
             return Err(FifoError::NotReceiving);
         }
-        if self.is_full(&state) {
+        if self.maxsize != 0 && len >= self.maxsize {
             return Err(FifoError::Full);
         }
         state.items.push_back(Item::new(value, owner, policy, None));
-        self.mirror_len(&state);
+        bump(&self.added, 1);
         let wake = state.getters.signal_one();
         drop(state);
         if wake {
@@ -399,20 +473,47 @@ impl Fifo {
     /// Takes the first item, waiting for one as `wait` allows. While it waits, the getter
     /// counts as a receiver for [`hand_off`](Self::hand_off).
     pub(crate) fn get(&self, wait: Wait) -> Result<Shareable, FifoError> {
-        let mut state = self.lock();
-        match state.items.pop_front() {
-            Some(item) => self.took(state, item),
-            None => self.wait_for_item(state, wait),
+        let mut head = self.lock_head();
+        if head.items.is_empty() {
+            self.refill(&mut head);
+        }
+        match head.items.pop_front() {
+            Some(item) => self.took(head, item),
+            None => self.wait_for_item(head, wait),
         }
     }
 
-    /// Finishes a get that popped `item`: wakes whoever waits for room or for the item's
-    /// receipt, and releases the lock.
+    /// Moves the whole tail to the (empty) head: one meeting of the two ends per batch.
+    #[inline(never)]
+    fn refill(&self, head: &mut Head) {
+        let mut state = self.lock();
+        std::mem::swap(&mut head.items, &mut state.items);
+    }
+
+    /// Finishes a get that popped `item` from the head: counts it out, wakes whoever waits
+    /// for room or for the item's receipt, and releases the head lock.
     #[inline(always)]
-    fn took(&self, state: MutexGuard<'_, State>, item: Item) -> Result<Shareable, FifoError> {
-        let mut state = state;
-        self.mirror_len(&state);
-        let wake_putter = self.maxsize != 0 && state.putters.signal_one();
+    fn took(&self, head: MutexGuard<'_, Head>, item: Item) -> Result<Shareable, FifoError> {
+        bump(&self.removed, 1);
+        if head.room_wanted || item.receipt().is_some() {
+            self.took_and_signal(head, &item);
+        } else {
+            drop(head);
+        }
+        item.take()
+    }
+
+    /// The side of [`took`](Self::took) that needs the state lock: a putter waits for room,
+    /// or the item's sender waits for its receipt.
+    #[cold]
+    #[inline(never)]
+    fn took_and_signal(&self, mut head: MutexGuard<'_, Head>, item: &Item) {
+        let mut state = self.lock();
+        let wake_putter = head.room_wanted && state.putters.signal_one();
+        // Putters still asleep and not signalled keep asking. A putter that set the flag is
+        // asleep by now, or found room and went on: it held the state lock from setting the
+        // flag until it slept or put.
+        head.room_wanted = state.putters.waiting > state.putters.signalled;
         let wake_senders = match item.receipt() {
             Some(receipt) => {
                 receipt.store(RECEIVED, Ordering::Release);
@@ -421,32 +522,39 @@ impl Fifo {
             None => false,
         };
         drop(state);
+        drop(head);
         if wake_putter {
             self.writable.notify_one();
         }
         if wake_senders {
             self.received.notify_all();
         }
-        item.take()
     }
 
-    /// The slow side of [`get`](Self::get), entered with the lock and an empty queue: waits
-    /// for an item as `wait` allows, counting as a receiver meanwhile.
+    /// The slow side of [`get`](Self::get), entered with the head lock after the head and
+    /// then the tail were found empty (a put may have come since: the loop looks again under
+    /// both locks): waits for an item as `wait` allows, counting as a receiver meanwhile. It
+    /// never sleeps holding the head lock.
     #[cold]
     #[inline(never)]
     fn wait_for_item<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State>,
+        mut head: MutexGuard<'a, Head>,
         wait: Wait,
     ) -> Result<Shareable, FifoError> {
         let mut spun = false;
         let mut receiving = false;
         loop {
-            if let Some(item) = state.items.pop_front() {
+            let mut state = self.lock();
+            if head.items.is_empty() {
+                std::mem::swap(&mut head.items, &mut state.items);
+            }
+            if let Some(item) = head.items.pop_front() {
                 if receiving {
                     state.receivers -= 1;
                 }
-                return self.took(state, item);
+                drop(state);
+                return self.took(head, item);
             }
             if state.closed {
                 if receiving {
@@ -458,8 +566,9 @@ impl Fifo {
                 receiving = true;
                 state.receivers += 1;
             }
-            state = match self.block(state, Side::Get, wait, &mut spun, FifoError::Empty) {
-                Ok(state) => state,
+            drop(head);
+            match self.block(state, Side::Get, wait, &mut spun, FifoError::Empty) {
+                Ok(state) => drop(state),
                 Err((mut state, error)) => {
                     // Still under the lock: no hand-off can count on this getter any more.
                     if receiving {
@@ -467,7 +576,8 @@ impl Fifo {
                     }
                     return Err(error);
                 }
-            };
+            }
+            head = self.lock_head();
         }
     }
 
@@ -496,26 +606,41 @@ impl Fifo {
             );
             match blocked {
                 Ok(next) => state = next,
-                Err((mut state, error)) => {
-                    if receipt.load(Ordering::Acquire) == RECEIVED {
-                        return Ok(());
-                    }
-                    let mine =
-                        |item: &Item| item.receipt().is_some_and(|r| Arc::ptr_eq(r, receipt));
-                    if let Some(at) = state.items.iter().position(mine) {
-                        let withdrawn = state.items.remove(at);
-                        self.mirror_len(&state);
-                        let wake = self.maxsize != 0 && state.putters.signal_one();
-                        drop(state);
-                        if wake {
-                            self.writable.notify_one();
-                        }
-                        drop(withdrawn);
-                    }
-                    return Err(error);
+                Err((state, error)) => {
+                    drop(state);
+                    return self.withdraw(receipt, error);
                 }
             }
         }
+    }
+
+    /// Withdraws the item behind `receipt` after its sender gave up with `error`, unless a
+    /// receiver took it meanwhile (then the send succeeded after all).
+    #[cold]
+    fn withdraw(&self, receipt: &Arc<AtomicU8>, error: FifoError) -> Result<(), FifoError> {
+        let (mut head, mut state) = self.lock_both();
+        if receipt.load(Ordering::Acquire) == RECEIVED {
+            return Ok(());
+        }
+        let mine = |item: &Item| item.receipt().is_some_and(|r| Arc::ptr_eq(r, receipt));
+        let withdrawn = match head.items.iter().position(mine) {
+            Some(at) => head.items.remove(at),
+            None => match state.items.iter().position(mine) {
+                Some(at) => state.items.remove(at),
+                None => None,
+            },
+        };
+        if withdrawn.is_some() {
+            bump(&self.removed, 1);
+        }
+        let wake = withdrawn.is_some() && self.maxsize != 0 && state.putters.signal_one();
+        drop(state);
+        drop(head);
+        if wake {
+            self.writable.notify_one();
+        }
+        drop(withdrawn);
+        Err(error)
     }
 
     /// Waits once for the condition of `side` (as `wait` allows): the first time with a short
@@ -531,16 +656,20 @@ impl Fifo {
         now: FifoError,
     ) -> Blocked<'a> {
         // A putter facing a full queue spins until a few slots are free, not just one: it then
-        // puts a run of items instead of meeting the getter at the lock for every single slot.
-        // This only shapes the bounded spin; once it is over the putter takes any free slot.
+        // puts a run of items instead of meeting the getter for every single slot. This only
+        // shapes the bounded spin; once it is over the putter takes any free slot.
         let room = self.maxsize - (self.maxsize / 8).min(64);
         self.block_on(state, side, wait, spun, now, || {
-            self.closed.load(Ordering::Acquire)
-                || match side {
-                    Side::Get => self.len.load(Ordering::Acquire) > 0,
-                    Side::Put => self.len.load(Ordering::Acquire) < room,
+            self.closed.load(Ordering::Acquire) || {
+                let removed = self.removed.load(Ordering::Acquire);
+                let added = self.added.load(Ordering::Acquire);
+                // `removed` first: the difference is never negative.
+                match side {
+                    Side::Get => added != removed,
+                    Side::Put => added.wrapping_sub(removed) < room,
                     Side::Send => true,
                 }
+            }
         })
     }
 
@@ -565,13 +694,16 @@ impl Fifo {
         };
         if !*spun {
             *spun = true;
-            state.spinning += 1;
-            self.len.store(state.items.len(), Ordering::Release);
             drop(state);
             spin_until(&ready);
-            let mut state = self.lock();
-            state.spinning -= 1;
-            return Ok(state);
+            return Ok(self.lock());
+        }
+        if let Side::Put = side {
+            // Gets take no state lock of their own: ask the next one to signal.
+            state = self.want_room(state);
+            if state.closed || !self.is_full(&mut state) {
+                return Ok(state);
+            }
         }
         let (condvar, waiters): (&Condvar, fn(&mut State) -> &mut Waiters) = match side {
             Side::Get => (&self.readable, |s| &mut s.getters),
@@ -590,19 +722,31 @@ impl Fifo {
         Ok(state)
     }
 
+    /// Before a putter sleeps for room: sets [`Head::room_wanted`] while holding both locks,
+    /// and keeps the state lock, under which the caller re-checks and sleeps. A get before
+    /// this is counted in `removed`, which the caller re-reads; a get after it sees the flag
+    /// and signals through the state lock, which it can take only once the putter sleeps (no
+    /// other putter can take the room in between: the state lock is held throughout).
+    fn want_room<'a>(&'a self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        drop(state);
+        let (mut head, state) = self.lock_both();
+        head.room_wanted = true;
+        state
+    }
+
     /// No more puts; gets drain what is left, then fail with `Closed`. With `discard`, what is
     /// left is dropped too (its blocked senders fail). Returns whether this call closed it.
     pub(crate) fn close(&self, discard: bool) -> bool {
-        let mut state = self.lock();
+        let (mut head, mut state) = self.lock_both();
         let first = !state.closed;
         state.closed = true;
         self.closed.store(true, Ordering::Release);
         let dropped: Vec<Item> = if discard {
-            state.items.drain(..).collect()
+            head.items.drain(..).chain(state.items.drain(..)).collect()
         } else {
             Vec::new()
         };
-        self.mirror_len(&state);
+        bump(&self.removed, dropped.len());
         for item in &dropped {
             if let Some(receipt) = item.receipt() {
                 receipt.store(DROPPED, Ordering::Release);
@@ -612,6 +756,7 @@ impl Fifo {
         state.putters.signal_all();
         state.senders.signal_all();
         drop(state);
+        drop(head);
         self.readable.notify_all();
         self.writable.notify_all();
         self.received.notify_all();
@@ -622,51 +767,65 @@ impl Fifo {
     /// Applies each item's unbound policy to the items `owner` put: the interpreter that put
     /// them was closed.
     pub(crate) fn unbind(&self, owner: u64) {
-        let mut state = self.lock();
-        if !state.items.iter().any(|item| item.owner() == owner) {
+        // Every closing interpreter visits every queue: an empty one answers from one lock
+        // (the count is never below the true length).
+        if self.len() == 0 {
+            return;
+        }
+        let (mut head, mut state) = self.lock_both();
+        let mine = |item: &Item| item.owner() == owner;
+        if !head.items.iter().any(mine) && !state.items.iter().any(mine) {
             return;
         }
         let mut removed = Vec::new();
-        let mut kept = VecDeque::with_capacity(state.items.len());
-        for item in state.items.drain(..) {
-            if item.owner() != owner {
-                kept.push_back(item);
-                continue;
-            }
-            let mut full = item.into_full();
-            // The owner is gone; the item now belongs to nobody (and is never unbound twice).
-            full.owner = u64::MAX;
-            match full.policy {
-                UnboundPolicy::Remove => {
-                    if let Some(receipt) = &full.receipt {
-                        receipt.store(DROPPED, Ordering::Release);
-                    }
-                    removed.push(full);
-                }
-                UnboundPolicy::Replace => {
-                    full.payload = Payload::Value(Shareable::Unbound);
-                    kept.push_back(Item::Boxed(Box::new(full)));
-                }
-                UnboundPolicy::Error => {
-                    full.payload = Payload::Destroyed;
-                    kept.push_back(Item::Boxed(Box::new(full)));
-                }
-            }
-        }
-        state.items = kept;
-        self.mirror_len(&state);
+        head.items = unbind_items(std::mem::take(&mut head.items), owner, &mut removed);
+        state.items = unbind_items(std::mem::take(&mut state.items), owner, &mut removed);
+        bump(&self.removed, removed.len());
         let wake = !removed.is_empty();
         if wake {
             state.putters.signal_all();
             state.senders.signal_all();
         }
         drop(state);
+        drop(head);
         if wake {
             self.writable.notify_all();
             self.received.notify_all();
         }
         drop(removed);
     }
+}
+
+/// `items` after applying each unbound policy to those `owner` put; removed items go to
+/// `removed`, their senders told.
+fn unbind_items(items: VecDeque<Item>, owner: u64, removed: &mut Vec<Full>) -> VecDeque<Item> {
+    let mut kept = VecDeque::with_capacity(items.len());
+    for item in items {
+        if item.owner() != owner {
+            kept.push_back(item);
+            continue;
+        }
+        let mut full = item.into_full();
+        // The owner is gone; the item now belongs to nobody (and is never unbound twice).
+        full.owner = u64::MAX;
+        match full.policy {
+            UnboundPolicy::Remove => {
+                if let Some(receipt) = &full.receipt {
+                    receipt.store(DROPPED, Ordering::Release);
+                }
+                removed.push(full);
+            }
+            UnboundPolicy::Replace => {
+                full.payload = Payload::Value(Shareable::Unbound);
+                kept.push_back(Item::Boxed(Box::new(full)));
+            }
+            UnboundPolicy::Error => {
+                full.payload = Payload::Destroyed;
+                kept.push_back(Item::Boxed(Box::new(full)));
+            }
+        }
+    }
+    kept
 }
 
 #[cfg(all(test, not(loom)))]
@@ -794,6 +953,162 @@ mod tests {
             assert_eq!(taken, accepted, "round {round}");
             assert_eq!(fifo.len(), 0);
         }
+    }
+
+    /// A get moves the whole tail to the head: items at either end, and a withdrawal, an
+    /// unbinding or a discarding close must find them there.
+    fn fifo_with_items_at_both_ends() -> Fifo {
+        let fifo = Fifo::new(0);
+        put(&fifo, Shareable::Int(0), 1, UnboundPolicy::Replace);
+        put(&fifo, Shareable::Int(1), 9, UnboundPolicy::Replace);
+        put(&fifo, Shareable::Int(2), 9, UnboundPolicy::Remove);
+        // Takes 0 and leaves 1 and 2 at the head.
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(0)));
+        put(&fifo, Shareable::Int(3), 9, UnboundPolicy::Error);
+        put(&fifo, Shareable::Int(4), 1, UnboundPolicy::Remove);
+        assert_eq!(fifo.len(), 4);
+        fifo
+    }
+
+    #[test]
+    fn unbinding_reaches_the_items_at_both_ends() {
+        let fifo = fifo_with_items_at_both_ends();
+        fifo.unbind(9);
+        assert_eq!(fifo.len(), 3);
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Unbound));
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Destroyed));
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(4)));
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Empty));
+        assert_eq!(fifo.len(), 0);
+    }
+
+    #[test]
+    fn a_discarding_close_drops_the_items_at_both_ends() {
+        let fifo = fifo_with_items_at_both_ends();
+        assert!(fifo.close(true));
+        assert_eq!(fifo.len(), 0);
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Closed));
+    }
+
+    #[test]
+    fn a_closed_queue_drains_both_ends_in_order_before_it_fails() {
+        let fifo = fifo_with_items_at_both_ends();
+        assert!(fifo.close(false));
+        for n in 1..=4 {
+            assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(n)));
+        }
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Closed));
+    }
+
+    #[test]
+    fn a_timed_out_send_is_withdrawn_from_either_end() {
+        let soon = || Wait::within(std::time::Duration::from_millis(5));
+        // At the tail: nobody took anything.
+        let fifo = Fifo::new(0);
+        let receipt = fifo
+            .put(Shareable::Int(1), 0, UnboundPolicy::Replace, Wait::No, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            fifo.await_receipt(&receipt, soon()),
+            Err(FifoError::Timeout)
+        );
+        assert_eq!(fifo.len(), 0);
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Empty));
+        // At the head: a get took the item before it and moved it there.
+        put(&fifo, Shareable::Int(2), 0, UnboundPolicy::Replace);
+        let receipt = fifo
+            .put(Shareable::Int(3), 0, UnboundPolicy::Replace, Wait::No, true)
+            .unwrap()
+            .unwrap();
+        put(&fifo, Shareable::Int(4), 0, UnboundPolicy::Replace);
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(2)));
+        assert_eq!(
+            fifo.await_receipt(&receipt, soon()),
+            Err(FifoError::Timeout)
+        );
+        assert_eq!(fifo.len(), 1);
+        assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(4)));
+        assert_eq!(fifo.get(Wait::No), Err(FifoError::Empty));
+    }
+
+    /// A bounded queue's putter keeps an estimate of the length; a get that happened before
+    /// a put (here on another thread, joined) must make room for it, also without waiting.
+    #[test]
+    fn a_get_on_another_thread_makes_room_for_a_put_that_may_not_wait() {
+        let fifo = Arc::new(Fifo::new(2));
+        for round in 0..100 {
+            while fifo.len() < 2 {
+                put(&fifo, Shareable::Int(round), 0, UnboundPolicy::Replace);
+            }
+            let full = fifo.put(
+                Shareable::Int(-1),
+                0,
+                UnboundPolicy::Replace,
+                Wait::No,
+                false,
+            );
+            assert_eq!(full.map(|_| ()), Err(FifoError::Full));
+            let getter = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || fifo.get(Wait::No).map(|_| ()))
+            };
+            assert_eq!(getter.join().unwrap(), Ok(()));
+            put(&fifo, Shareable::Int(round), 0, UnboundPolicy::Replace);
+            assert!(fifo.full());
+        }
+    }
+
+    /// Two putters and two getters through a queue of 3: every item arrives once, and each
+    /// getter sees each putter's items in the order they were put.
+    #[test]
+    fn two_by_two_through_a_small_bounded_queue_keeps_each_putter_s_order() {
+        const PER_PUTTER: i128 = 20_000;
+        let fifo = Arc::new(Fifo::new(3));
+        let putters: Vec<_> = (0..2)
+            .map(|p| {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || {
+                    for n in 0..PER_PUTTER {
+                        let value = Shareable::Int(p * PER_PUTTER + n);
+                        fifo.put(value, 0, UnboundPolicy::Replace, Wait::Forever, false)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || {
+                    let mut last = [-1, -1];
+                    let mut got = Vec::new();
+                    loop {
+                        match fifo.get(Wait::Forever) {
+                            Ok(Shareable::Int(n)) => {
+                                let p = usize::from(n >= PER_PUTTER);
+                                assert!(n > last[p], "{n} after {}", last[p]);
+                                last[p] = n;
+                                got.push(n);
+                            }
+                            Err(FifoError::Closed) => return got,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for putter in putters {
+            putter.join().unwrap();
+        }
+        fifo.close(false);
+        let mut all: Vec<i128> = getters
+            .into_iter()
+            .flat_map(|getter| getter.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert!(all.iter().copied().eq(0..2 * PER_PUTTER));
+        assert_eq!(fifo.len(), 0);
     }
 
     /// A small deterministic generator, so the model test needs no dependency.
