@@ -41,7 +41,9 @@
 //!    Every other displaced value is dropped at once: a long borrow of one variable delays no
 //!    other drop. Up to [`LENT_MAX`] nested borrows are recorded exactly; deeper than that,
 //!    every displaced value is retired until the nesting falls back (a conservative answer,
-//!    never an unsound one).
+//!    never an unsound one). [`read_plain`] lends nothing: it serves only primitives, whose
+//!    `Clone` is the standard library's and runs no user code, and clones them inside the
+//!    cache access.
 //!
 //! So an entry whose variable id and version match points to a live value, and it stays live
 //! for as long as [`read`] lends it. This is PEP 550's cache (§Context Variables) with the key
@@ -184,6 +186,49 @@ pub(crate) unsafe fn read<T, R, F: FnOnce(Option<&T>) -> R>(
     // contract.
     let value = unsafe { &*cached.cast::<T>() };
     f(Some(value))
+}
+
+/// What [`read_plain`] found for a variable.
+pub(crate) enum Plain<T> {
+    /// The current context's value, cloned.
+    Value(T),
+    /// The current context holds no value.
+    Absent,
+    /// The cache has no valid entry: take the general path.
+    Unknown,
+}
+
+/// Reads `var`'s cached value by cloning it inside the cache access, without opening a
+/// borrow: for values whose `Clone` cannot change the context while it runs, no borrow
+/// needs to keep them alive (point 4 of the module docs concerns user code only).
+///
+/// # Safety
+///
+/// Every value stored for `var` is a `T`, and `T::clone` runs no code of the caller's: it
+/// is the standard library's clone of a primitive type (see `var::is_plain`), which only
+/// copies bits and cannot reach this thread's context.
+#[allow(unsafe_code)]
+#[inline(always)]
+pub(crate) unsafe fn read_plain<T: Clone>(var: u64, check: fn(VarId, *const ())) -> Plain<T> {
+    CACHE.with(|cache| {
+        let slot = slot(var);
+        let entries = &cache.entries;
+        if entries.vars[slot].get() != var || entries.versions[slot].get() != cache.version.get() {
+            return Plain::Unknown;
+        }
+        let value = entries.values[slot].get();
+        if value.is_null() {
+            return Plain::Absent;
+        }
+        if cfg!(debug_assertions) {
+            check(VarId(var), value);
+        }
+        // SAFETY: the entry matched `var` and the current version, so the value it points to
+        // is owned by this thread's current execution context (points 1-3 of the module
+        // docs) and is a `T` by this function's contract; nothing runs between this check
+        // and the end of the clone that could change the context (the clone is std's).
+        Plain::Value(unsafe { &*value.cast::<T>() }.clone())
+    })
 }
 
 /// An open borrow; closing the outermost one releases retired values.

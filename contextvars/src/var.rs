@@ -292,7 +292,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// The value is lent to `T::clone` as by [`with`](Self::with), with the same (only)
     /// deferral: if the clone replaces the very value it is cloning, the old value is dropped
-    /// when `get` returns.
+    /// when `get` returns. A primitive (an integer, a float, `bool`, `char` or
+    /// `&'static str`), whose `Clone` is the standard library's and runs no user code, is
+    /// copied straight out of the lookup cache instead, without lending it.
     ///
     /// ```
     /// static N: contextvars::ContextVar<u8> = contextvars::ContextVar::new("n");
@@ -305,6 +307,16 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     where
         T: Clone,
     {
+        if is_plain::<T>() {
+            // SAFETY: every value stored under this variable's id is a `T` (0, the id before
+            // first use, matches no entry), and `T` is a primitive whose `Clone` is std's.
+            #[allow(unsafe_code)]
+            match unsafe { cache::read_plain::<T>(self.id.peek(), thread_state::check_cached) } {
+                cache::Plain::Value(value) => return Some(value),
+                cache::Plain::Absent => return self.call_with_default(|value| value.cloned()),
+                cache::Plain::Unknown => {}
+            }
+        }
         self.with(|value| value.cloned())
     }
 }
@@ -511,5 +523,77 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 impl<T> fmt::Debug for ContextVar<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<ContextVar name={:?}>", self.name)
+    }
+}
+
+/// Whether `T` is a primitive type whose `Clone` is the standard library's, which copies
+/// bits and runs no code of ours or the user's: `get` then clones its value inside the cache
+/// access, without the borrow that protects a user-written `Clone` (which may change the
+/// very variable it reads). A constant after monomorphisation.
+#[inline(always)]
+fn is_plain<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    t == TypeId::of::<u8>()
+        || t == TypeId::of::<u16>()
+        || t == TypeId::of::<u32>()
+        || t == TypeId::of::<u64>()
+        || t == TypeId::of::<u128>()
+        || t == TypeId::of::<usize>()
+        || t == TypeId::of::<i8>()
+        || t == TypeId::of::<i16>()
+        || t == TypeId::of::<i32>()
+        || t == TypeId::of::<i64>()
+        || t == TypeId::of::<i128>()
+        || t == TypeId::of::<isize>()
+        || t == TypeId::of::<bool>()
+        || t == TypeId::of::<char>()
+        || t == TypeId::of::<f32>()
+        || t == TypeId::of::<f64>()
+        || t == TypeId::of::<&'static str>()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{ContextVar, is_plain};
+
+    #[test]
+    fn only_std_primitives_read_without_a_borrow() {
+        assert!(is_plain::<u64>() && is_plain::<i8>() && is_plain::<bool>());
+        assert!(is_plain::<char>() && is_plain::<f64>() && is_plain::<&'static str>());
+        // A `Clone` written by a user may change the variable it reads: never plain.
+        #[derive(Clone, Copy)]
+        struct Mine(#[allow(dead_code)] u64);
+        assert!(!is_plain::<Mine>());
+        assert!(!is_plain::<String>() && !is_plain::<Arc<u64>>() && !is_plain::<Option<u64>>());
+    }
+
+    /// `get` of a primitive takes the plain read on a cache hit, and the general path on a
+    /// miss; both give the same answers, with and without defaults.
+    #[test]
+    fn a_plain_get_answers_as_the_general_path_does() {
+        static WITH_DEFAULT: ContextVar<u32> = ContextVar::with_default("with_default", 7);
+        static WITHOUT: ContextVar<&str> = ContextVar::new("without");
+        for _ in 0..2 {
+            // The first read of each is a miss, the second a hit.
+            assert_eq!(WITH_DEFAULT.get(), Some(7));
+            assert_eq!(WITHOUT.get(), None);
+        }
+        let mut context = crate::Context::new();
+        context.run(|| {
+            for round in 0..3 {
+                WITH_DEFAULT.set(round);
+                WITHOUT.set("set");
+                assert_eq!(WITH_DEFAULT.get(), Some(round));
+                assert_eq!(WITH_DEFAULT.get(), Some(round));
+                assert_eq!(WITHOUT.get(), Some("set"));
+                WITH_DEFAULT.delete().unwrap();
+                assert_eq!(WITH_DEFAULT.get(), Some(7));
+            }
+        });
+        assert_eq!(WITH_DEFAULT.get(), Some(7));
+        assert_eq!(WITHOUT.get(), None);
     }
 }
