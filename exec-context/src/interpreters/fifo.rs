@@ -12,8 +12,9 @@
 //! between two running threads then costs no sleep), then sleeps on a condition variable.
 //! Waiters are counted, and a put signals a sleeping getter only when one has not been
 //! signalled already, after releasing the lock (so the woken thread does not block on it at
-//! once). A get takes no state lock of its own, so it signals only when asked: a putter sets
-//! `room_wanted` before it sleeps for room, and a sender's item carries a receipt.
+//! once). A get takes the state lock only once per batch (or when it must wait), so it
+//! signals only when asked: a putter sets `room_wanted` before it sleeps for room, and a
+//! sender's item carries a receipt.
 //!
 //! The structure is pure (no globals, no thread-locals): the owning interpreter of an item is
 //! passed in, which keeps it checkable under loom.
@@ -240,8 +241,9 @@ struct State {
 #[derive(Default)]
 struct Head {
     items: VecDeque<Item>,
-    /// A putter is about to sleep, or sleeps, until a get makes room: the next get signals
-    /// it through the state lock (see [`Fifo::want_room`]).
+    /// A putter asked to be signalled when a get makes room (see [`Fifo::want_room`]): the
+    /// next get signals through the state lock. It may be stale (the putter found room after
+    /// all, timed out, or was woken by a close): that costs one get a visit to the state lock.
     room_wanted: bool,
 }
 
@@ -725,8 +727,9 @@ impl Fifo {
     /// Before a putter sleeps for room: sets [`Head::room_wanted`] while holding both locks,
     /// and keeps the state lock, under which the caller re-checks and sleeps. A get before
     /// this is counted in `removed`, which the caller re-reads; a get after it sees the flag
-    /// and signals through the state lock, which it can take only once the putter sleeps (no
-    /// other putter can take the room in between: the state lock is held throughout).
+    /// and signals through the state lock, which it can take only once the putter sleeps or
+    /// has found room and put (no other putter can take the room in between: the state lock
+    /// is held throughout).
     fn want_room<'a>(&'a self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         drop(state);
         let (mut head, state) = self.lock_both();
