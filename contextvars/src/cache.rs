@@ -121,6 +121,20 @@ fn slot(var: u64) -> usize {
     (var as usize) % SLOTS
 }
 
+impl Cache {
+    /// `var`'s entry if it is valid (its variable, at the current version): the cached
+    /// pointer, null when the context holds no value. `None` when the cache cannot answer.
+    #[inline(always)]
+    fn entry(&self, var: u64) -> Option<*const ()> {
+        let slot = slot(var);
+        let entries = &self.entries;
+        if entries.vars[slot].get() != var || entries.versions[slot].get() != self.version.get() {
+            return None;
+        }
+        Some(entries.values[slot].get())
+    }
+}
+
 /// Looks variable `var` up in this thread's cache. On a hit, passes the value to `f`; if the
 /// cache knows the current context holds no value, hands `f` to `absent`; if nothing valid is
 /// cached, hands it to `unknown`. `var` may be 0 (a variable whose id is not assigned yet),
@@ -153,12 +167,7 @@ pub(crate) unsafe fn read<T, R, F: FnOnce(Option<&T>) -> R>(
     // given to `with` stay small so that they inline: the borrow is opened inside, and
     // `f` runs outside.
     let found = CACHE.with(|cache| {
-        let slot = slot(var);
-        let entries = &cache.entries;
-        if entries.vars[slot].get() != var || entries.versions[slot].get() != cache.version.get() {
-            return None;
-        }
-        let value = entries.values[slot].get();
+        let value = cache.entry(var)?;
         if !value.is_null() {
             let depth = cache.borrows.get();
             if let Some(lent) = cache.lent.get(depth) {
@@ -211,12 +220,9 @@ pub(crate) enum Plain<T> {
 #[inline(always)]
 pub(crate) unsafe fn read_plain<T: Clone>(var: u64, check: fn(VarId, *const ())) -> Plain<T> {
     CACHE.with(|cache| {
-        let slot = slot(var);
-        let entries = &cache.entries;
-        if entries.vars[slot].get() != var || entries.versions[slot].get() != cache.version.get() {
+        let Some(value) = cache.entry(var) else {
             return Plain::Unknown;
-        }
-        let value = entries.values[slot].get();
+        };
         if value.is_null() {
             return Plain::Absent;
         }

@@ -314,7 +314,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             match unsafe { cache::read_plain::<T>(self.id.peek(), thread_state::check_cached) } {
                 cache::Plain::Value(value) => return Some(value),
                 cache::Plain::Absent => return self.call_with_default(|value| value.cloned()),
-                cache::Plain::Unknown => {}
+                // What the general path's own read would find: go straight to its miss.
+                cache::Plain::Unknown => return self.with_miss(|value| value.cloned(), true),
             }
         }
         self.with(|value| value.cloned())

@@ -408,16 +408,21 @@ impl Fifo {
             state = self.wait_for_room(state, wait)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
-        state
-            .items
-            .push_back(Item::new(value, owner, policy, receipt.clone()));
+        self.append(state, Item::new(value, owner, policy, receipt.clone()));
+        Ok(receipt)
+    }
+
+    /// Appends `item` at the tail, counts it in, releases the lock and wakes a getter that
+    /// sleeps and has not been signalled already.
+    #[inline(always)]
+    fn append(&self, mut state: MutexGuard<'_, State>, item: Item) {
+        state.items.push_back(item);
         bump(&self.added, 1);
         let wake = state.getters.signal_one();
         drop(state);
         if wake {
             self.readable.notify_one();
         }
-        Ok(receipt)
     }
 
     /// The slow side of [`put`](Self::put): waits, as `wait` allows, until the queue has
@@ -451,7 +456,7 @@ impl Fifo {
         owner: u64,
         policy: UnboundPolicy,
     ) -> Result<(), FifoError> {
-        let mut state = self.lock();
+        let state = self.lock();
         if state.closed {
             return Err(FifoError::Closed);
         }
@@ -462,13 +467,7 @@ impl Fifo {
         if self.maxsize != 0 && len >= self.maxsize {
             return Err(FifoError::Full);
         }
-        state.items.push_back(Item::new(value, owner, policy, None));
-        bump(&self.added, 1);
-        let wake = state.getters.signal_one();
-        drop(state);
-        if wake {
-            self.readable.notify_one();
-        }
+        self.append(state, Item::new(value, owner, policy, None));
         Ok(())
     }
 

@@ -12,24 +12,31 @@ fn int(n: i128) -> Shareable {
     Shareable::Int(n)
 }
 
+/// A producer puts `0..count` (waiting for room as `put_wait` allows) into a FIFO of
+/// `maxsize` while the main thread gets `count` items: all arrive, in order, and the FIFO
+/// ends empty.
+fn stream_in_order(maxsize: usize, count: i128, put_wait: Wait) {
+    let fifo = Arc::new(Fifo::new(maxsize));
+    let producer = {
+        let fifo = fifo.clone();
+        thread::spawn(move || {
+            for n in 0..count {
+                fifo.put(int(n), 0, UnboundPolicy::Replace, put_wait, false)
+                    .unwrap();
+            }
+        })
+    };
+    let got: Vec<_> = (0..count)
+        .map(|_| fifo.get(Wait::Forever).unwrap())
+        .collect();
+    producer.join().unwrap();
+    assert!(got.iter().cloned().eq((0..count).map(int)));
+    assert_eq!(fifo.len(), 0);
+}
+
 #[test]
 fn loom_put_get_hands_over_every_item_in_order() {
-    loom::model(|| {
-        let fifo = Arc::new(Fifo::new(1));
-        let producer = {
-            let fifo = fifo.clone();
-            thread::spawn(move || {
-                for n in 0..2 {
-                    fifo.put(int(n), 0, UnboundPolicy::Replace, Wait::Forever, false)
-                        .unwrap();
-                }
-            })
-        };
-        let got: Vec<_> = (0..2).map(|_| fifo.get(Wait::Forever).unwrap()).collect();
-        producer.join().unwrap();
-        assert_eq!(got, [int(0), int(1)]);
-        assert_eq!(fifo.len(), 0);
-    });
+    loom::model(|| stream_in_order(1, 2, Wait::Forever));
 }
 
 #[test]
@@ -338,22 +345,7 @@ fn loom_a_get_that_happened_before_makes_room_for_a_put_that_may_not_wait() {
 /// order.
 #[test]
 fn loom_a_getter_taking_the_tail_while_puts_go_on_keeps_the_order() {
-    loom::model(|| {
-        let fifo = Arc::new(Fifo::new(0));
-        let producer = {
-            let fifo = fifo.clone();
-            thread::spawn(move || {
-                for n in 0..3 {
-                    fifo.put(int(n), 0, UnboundPolicy::Replace, Wait::No, false)
-                        .unwrap();
-                }
-            })
-        };
-        let got: Vec<_> = (0..3).map(|_| fifo.get(Wait::Forever).unwrap()).collect();
-        producer.join().unwrap();
-        assert_eq!(got, [int(0), int(1), int(2)]);
-        assert_eq!(fifo.len(), 0);
-    });
+    loom::model(|| stream_in_order(0, 3, Wait::No));
 }
 
 /// A putter about to sleep for room, and a second putter that may take the room a get
