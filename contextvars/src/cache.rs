@@ -25,7 +25,12 @@
 //!    when it is next entered on this thread ([`enter`]), provided it was not current
 //!    anywhere else in between (a run elsewhere gives it a stamp of another thread's block).
 //!    A `Context` can only change while it is current, so its values are still the ones the
-//!    stamped entries point to.
+//!    stamped entries point to. A run switches the version as it begins, before its context
+//!    is moved into the thread state: until an operation needs the thread state, the run
+//!    *waits* (see `thread_state::run_in_frame`), its reads are served from here or looked
+//!    up in the waiting context where it lies, and the context cannot change, since every
+//!    change goes through the thread state, which enters the run first. The run holds the
+//!    `Context` borrowed throughout, so the values stay where the entries point.
 //! 2. **Changing one variable** (`set`, `delete`, `reset`) goes through the thread state's
 //!    one mutator of the topmost logical context, which rewrites or clears that variable's
 //!    entry and hands back the value it displaced. Changing variable X never frees the value
@@ -413,6 +418,16 @@ pub(crate) fn renew() -> u64 {
 pub(crate) fn invalidate_all() {
     // `try_with`: this also runs from the thread state's destructor, at thread exit.
     let _ = CACHE.try_with(|cache| cache.version.set(fresh(cache)));
+}
+
+/// Invalidates every entry for good: from now on no stamp is this thread's, so no context
+/// run again on the thread finds its old entries (thread teardown, after the thread state is
+/// gone: a `Context` run by a later destructor sees no value, cached or not).
+pub(crate) fn close() {
+    let _ = CACHE.try_with(|cache| {
+        cache.block.set(NO_BLOCK);
+        cache.version.set(fresh(cache));
+    });
 }
 
 /// Whether two variables share a cache slot (one's read evicts the other's entry).

@@ -28,8 +28,13 @@
 //! - A deferred attach (`crate::attach_deferred`) waits in `pending` until the state is next
 //!   used: every access (`with_state`, `lookup`) enters it first, so no function here ever
 //!   sees the context below a pending attach.
+//! - A run (`run_in_frame`) waits the same way, in `WAITING`, until an operation needs the
+//!   thread state: every access but a lookup enters it first (`borrow_settled`); a lookup
+//!   reads the waiting context where it lies. A run's context replaces the whole current
+//!   one, so a deferred attach pending below a run is kept aside while the run is entered,
+//!   and waits again after it; nested runs that wait do the same.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::mem;
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
@@ -114,8 +119,9 @@ fn set_lazy(count: usize) {
 
 impl Drop for ThreadState {
     fn drop(&mut self) {
-        // The thread is ending and its context with it: nothing cached may be used again.
-        cache::invalidate_all();
+        // The thread is ending and its context with it: nothing cached may be used again,
+        // not even by a context that ran here before and is run again by a later destructor.
+        cache::close();
     }
 }
 
@@ -123,17 +129,7 @@ impl Drop for ThreadState {
 /// state is gone.
 #[inline]
 fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
-    STATE
-        .try_with(|state| {
-            let mut ts = state.borrow_mut();
-            if ts.pending.is_some() {
-                drop(ts);
-                enter_pending(state);
-                ts = state.borrow_mut();
-            }
-            f(&mut ts)
-        })
-        .ok()
+    STATE.try_with(|state| f(&mut borrow_settled(state))).ok()
 }
 
 /// A value that left the topmost logical context. Dropping it drops the value, unless an
@@ -312,13 +308,19 @@ fn drop_snapshot(snapshot: ExecutionContext) {
 pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
     let mut f = Some(f);
     let result = STATE.try_with(|state| {
+        let f = f.take().expect("called once");
+        // A waiting run is read where it waits: a read does not enter it.
+        let run = waiting();
+        if !run.is_null() {
+            return find_waiting(run, id, f);
+        }
         let mut ts = state.borrow();
         if ts.pending.is_some() {
             drop(ts);
             enter_pending(state);
             ts = state.borrow();
         }
-        (f.take().expect("called once"))(ts.find(id))
+        f(ts.find(id))
     });
     match result {
         Ok(r) => r,
@@ -453,103 +455,252 @@ impl Frame {
     }
 }
 
+/// A [`run_in_frame`] in progress, on its stack. Until the first operation that needs the
+/// thread state, the run's context is not entered: the run *waits* in [`WAITING`], and only
+/// the lookup cache describes its context. Entering it ([`enter_run`]) fills in `entered`.
+struct Run {
+    /// The context being run, borrowed by `run_in_frame` for the whole run.
+    frame: *mut Frame,
+    /// The run that was waiting when this one began (null if none): it waits again once this
+    /// one ends. Its context is not needed meanwhile, since this run's replaces it whole.
+    below: *mut Run,
+    /// The cache version of the context below (from `cache::enter`).
+    outer: u64,
+    /// The lazily pushed logical contexts of the context below.
+    lazy: usize,
+    /// Once entered: what the level below had.
+    entered: Option<Entered>,
+}
+
+/// What entering a run displaced from the thread state, put back when the run ends.
+struct Entered {
+    floor: usize,
+    snapshot: ExecutionContext,
+    /// How many attach levels there were.
+    levels: usize,
+    /// A deferred attach of the level below, not entered: it waits again after the run.
+    pending: Option<Pending>,
+}
+
+crate::loom::thread_local_const! {
+    /// The run whose context waits to be entered (see [`Run`]), or null. A separate
+    /// thread-local without a destructor, so that a run that never uses its context touches
+    /// neither the thread state nor its `RefCell`.
+    static WAITING: Cell<*mut Run> = Cell::new(std::ptr::null_mut());
+}
+
+/// The waiting run, or null (also during thread teardown).
+#[inline(always)]
+fn waiting() -> *mut Run {
+    WAITING.try_with(Cell::get).unwrap_or(std::ptr::null_mut())
+}
+
+#[inline(always)]
+fn set_waiting(run: *mut Run) {
+    let _ = WAITING.try_with(|waiting| waiting.set(run));
+}
+
+/// Borrows the thread state for an operation that uses the current context, entering first
+/// whatever waits to be entered (see [`settle`]).
+#[inline(always)]
+fn borrow_settled(state: &RefCell<ThreadState>) -> RefMut<'_, ThreadState> {
+    let ts = state.borrow_mut();
+    if ts.pending.is_none() && waiting().is_null() {
+        return ts;
+    }
+    drop(ts);
+    settle(state);
+    state.borrow_mut()
+}
+
+/// Enters what waits to be entered on this thread: a waiting run's context (the newest: a
+/// deferred attach waiting below it is kept in the run until it ends, as the run's context
+/// replaces the whole current one), else a deferred attach.
+#[cold]
+#[inline(never)]
+fn settle(state: &RefCell<ThreadState>) {
+    let run = waiting();
+    if run.is_null() {
+        enter_pending(state);
+        return;
+    }
+    set_waiting(std::ptr::null_mut());
+    enter_run(&mut state.borrow_mut(), run);
+}
+
+/// Hands `f` the value for `id` in the context of the waiting run `run` (the current context:
+/// the logical contexts pushed lazily since the run began are empty), without entering it.
+#[cold]
+#[inline(never)]
+#[allow(unsafe_code)]
+fn find_waiting<R>(run: *mut Run, id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
+    // SAFETY: `run` is the waiting run, published in `WAITING` by `run_in_frame` and still on
+    // its stack (see `enter_run`); only its `frame` field is read, and the frame is borrowed
+    // by `run_in_frame`, which does not use it while `f` runs. Nothing else refers to the
+    // frame mutably meanwhile: entering the run, the one other access, happens only from an
+    // operation on the thread state, and `f` runs no user code.
+    let frame = unsafe { &*(*run).frame };
+    f(match frame.top.map.get(&id) {
+        Some(value) => Some(value),
+        None => frame.base.find(id),
+    })
+}
+
+/// Makes the waiting run's context the thread's current one. Runs no user code.
+#[allow(unsafe_code)]
+fn enter_run(ts: &mut ThreadState, run: *mut Run) {
+    // SAFETY: `run` was published in `WAITING` by `run_in_frame`, whose stack holds it
+    // until its guard has taken it out of `WAITING` (also when unwinding), and nothing else
+    // refers to it while this runs: `run_in_frame` reaches it only through this pointer,
+    // once `f` is over, and this is the only other place that does (`WAITING` was cleared
+    // before this call, so it is entered once).
+    let run = unsafe { &mut *run };
+    // SAFETY: `run.frame` comes from the `&mut Frame` that `run_in_frame` holds, unused,
+    // for the whole run.
+    let frame = unsafe { &mut *run.frame };
+    ts.frame.swap(frame);
+    let floor = mem::replace(&mut ts.floor, ts.pushed.len());
+    run.entered = Some(Entered {
+        floor,
+        snapshot: mem::take(&mut ts.snapshot),
+        levels: ts.levels.len(),
+        pending: ts.pending.take(),
+    });
+}
+
 /// Runs `f` with `frame` as the thread's current context; the changes `f` makes are written
 /// back into `frame`, and the previous context is restored, even if `f` panics.
+///
+/// The context is entered only if `f` uses it (reads the thread state, or a variable that
+/// the lookup cache does not answer): until then the run waits (see [`Run`]), and ending it
+/// only puts back the cache version, the lazy count and the waiting run below. With a
+/// watcher registered, the context is entered at once, so that watchers see it current.
 ///
 /// `stamp` is the frame's lookup-cache stamp (see `cache::enter`): 0 for a frame never run, or
 /// what the last run left there. Whoever changes the frame other than through this function
 /// must reset it to 0.
 #[inline]
 pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce() -> R) -> R {
-    /// Holds the caller's frame while `f` runs (the two are swapped in and out), and what the
-    /// level below had: its floor, lazy pushes and cached snapshot. While `f` runs, `stamp`
-    /// holds the cache version of the level below (from `cache::enter`).
     struct Guard<'a> {
-        state: &'a RefCell<ThreadState>,
-        frame: &'a mut Frame,
+        run: *mut Run,
         stamp: &'a mut u64,
-        floor: usize,
-        lazy: usize,
-        snapshot: ExecutionContext,
-        /// How many attach levels there were when `f` began.
-        levels: usize,
     }
 
     impl Drop for Guard<'_> {
         #[inline(always)]
         fn drop(&mut self) {
-            // The outer cache version; the stamp stays 0 unless leaving completes.
-            let outer = mem::take(self.stamp);
-            watch::notify(|| ContextEvent::Exited);
-            let mut ts = self.state.borrow_mut();
-            // A deferred attach made inside `f`, never used and never detached, ends with
-            // the run like any attach left inside it; as it was never entered, the frame is
-            // as it was and nothing is fetched (no user code runs while leaving).
-            ts.pending = None;
-            // An attach made inside `f` and left attached ends with the run: its frame goes
-            // back into the caller's `Context`, so a later run of that context would make
-            // its top logical context current again, and a `detach` made there, at another
-            // depth, must not match this level (it would reinstate this level's floor and
-            // displaced frame in a stack that has changed since). So the levels made inside
-            // `f` leave the thread with the run (nothing can detach them now), and what they
-            // displaced is dropped below, outside the borrow.
-            let ended = (ts.levels.len() > self.levels).then(|| split_levels(&mut ts, self.levels));
-            ts.frame.swap(self.frame);
-            // Scoped pushes are balanced, so normally nothing is left above the floor.
-            let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
-            // The cache describes the current context, which is the frame handed back unless
-            // `f` left logical contexts pushed above it. (After an attach left attached, the
-            // frame handed back is the attached one: still the current context.)
-            let intact = leftovers.is_none();
-            ts.floor = self.floor;
-            mem::swap(&mut ts.snapshot, &mut self.snapshot);
-            set_lazy(self.lazy);
-            drop(ts);
-            let inner = cache::leave(outer);
-            *self.stamp = if intact { inner } else { 0 };
-            // The inner snapshot (now in `self.snapshot`), any leftovers and the ended
-            // levels drop here, outside the borrow.
-            drop(leftovers);
-            if let Some(ended) = ended {
-                drop_ended(ended);
-            }
+            leave_run(self.run, self.stamp);
         }
     }
 
-    let mut f = Some(f);
-    // `f` runs inside the access, so that leaving needs no second one.
-    let result = STATE.try_with(|state| {
-        let mut borrowed = state.borrow_mut();
-        if borrowed.pending.is_some() {
-            drop(borrowed);
-            enter_pending(state);
-            borrowed = state.borrow_mut();
-        }
-        let ts = &mut *borrowed;
-        ts.frame.swap(frame);
-        let floor = mem::replace(&mut ts.floor, ts.pushed.len());
-        let snapshot = mem::take(&mut ts.snapshot);
-        let levels = ts.levels.len();
-        // No borrow is held while `f` runs.
-        drop(borrowed);
-        *stamp = cache::enter(*stamp);
-        let _guard = Guard {
-            state,
-            frame,
-            stamp,
-            floor,
-            // The lazily pushed logical contexts belong to the context being left.
-            lazy: take_lazy(),
-            snapshot,
-            levels,
-        };
+    let mut run = Run {
+        frame,
+        below: waiting(),
+        // The lookup cache describes the run's context from here on: the entries stamped
+        // with its stamp are warm again (see `cache`, point 1).
+        outer: cache::enter(*stamp),
+        // The lazily pushed logical contexts belong to the context being left.
+        lazy: take_lazy(),
+        entered: None,
+    };
+    let run: *mut Run = &raw mut run;
+    set_waiting(run);
+    let _guard = Guard { run, stamp };
+    if watch::active() {
+        let _ = STATE.try_with(settle);
         watch::notify(|| ContextEvent::Entered);
-        (f.take().expect("called once"))()
-    });
-    match result {
-        Ok(r) => r,
-        // Thread teardown: there is no current context to switch.
-        Err(_) => (f.take().expect("called once"))(),
+    }
+    f()
+}
+
+/// Ends the run `run` (see [`run_in_frame`]): the thread's previous context is current
+/// again, and `stamp` is what the next run of the frame gives `cache::enter`.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn leave_run(run: *mut Run, stamp: &mut u64) {
+    // SAFETY: `run` points to the record on the calling `run_in_frame`'s stack, which
+    // outlives this call; no reference to it is live (`enter_run`'s ended with it).
+    let record = unsafe { &mut *run };
+    if record.entered.is_none() && !watch::active() {
+        // Never entered: the thread state is as the run found it. Nested runs that began
+        // since have ended and put this one back as the waiting one.
+        debug_assert_eq!(waiting(), run);
+        set_waiting(record.below);
+        set_lazy(record.lazy);
+        *stamp = cache::leave(record.outer);
+        return;
+    }
+    leave_entered(record, stamp);
+}
+
+/// [`leave_run`] for a run whose context was entered (or is entered now, for a watcher).
+#[cold]
+#[inline(never)]
+#[allow(unsafe_code)]
+fn leave_entered(run: &mut Run, stamp: &mut u64) {
+    if run.entered.is_none() {
+        // A watcher came since the run began: it sees the run's context current as it exits.
+        let _ = STATE.try_with(settle);
+    }
+    // The stamp stays 0 unless leaving completes.
+    *stamp = 0;
+    let Some(entered) = run.entered.take() else {
+        // Thread teardown: the state is gone, and the run was never entered.
+        set_waiting(run.below);
+        set_lazy(run.lazy);
+        cache::leave(run.outer);
+        return;
+    };
+    watch::notify(|| ContextEvent::Exited);
+    // SAFETY: as in `enter_run`: `run_in_frame` holds the frame's `&mut` for the whole run,
+    // and uses it only through this pointer.
+    let frame = unsafe { &mut *run.frame };
+    let Entered {
+        floor,
+        mut snapshot,
+        levels,
+        pending,
+    } = entered;
+    let Ok((ended, leftovers)) = STATE.try_with(|state| {
+        let mut ts = state.borrow_mut();
+        // A deferred attach made inside `f`, never used and never detached, ends with the
+        // run like any attach left inside it; as it was never entered, the frame is as it
+        // was and nothing is fetched (no user code runs while leaving). The one waiting
+        // below the run waits again.
+        ts.pending = pending;
+        // An attach made inside `f` and left attached ends with the run: its frame goes
+        // back into the caller's `Context`, so a later run of that context would make its
+        // top logical context current again, and a `detach` made there, at another depth,
+        // must not match this level (it would reinstate this level's floor and displaced
+        // frame in a stack that has changed since). So the levels made inside `f` leave the
+        // thread with the run (nothing can detach them now), and what they displaced is
+        // dropped below, outside the borrow.
+        let ended = (ts.levels.len() > levels).then(|| split_levels(&mut ts, levels));
+        ts.frame.swap(frame);
+        // Scoped pushes are balanced, so normally nothing is left above the floor.
+        let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
+        ts.floor = floor;
+        mem::swap(&mut ts.snapshot, &mut snapshot);
+        (ended, leftovers)
+    }) else {
+        // Thread teardown began inside the run: nothing to put back.
+        set_waiting(run.below);
+        set_lazy(run.lazy);
+        cache::leave(run.outer);
+        return;
+    };
+    set_waiting(run.below);
+    set_lazy(run.lazy);
+    let inner = cache::leave(run.outer);
+    // The cache describes the current context, which is the frame handed back unless `f`
+    // left logical contexts pushed above it. (After an attach left attached, the frame
+    // handed back is the attached one: still the current context.)
+    *stamp = if leftovers.is_none() { inner } else { 0 };
+    // The inner snapshot, any leftovers and the ended levels drop here, outside the borrow.
+    drop(snapshot);
+    drop(leftovers);
+    if let Some(ended) = ended {
+        drop_ended(ended);
     }
 }
 
@@ -668,7 +819,11 @@ impl Below {
 fn push(lc: &mut LogicalContext) -> Option<Below> {
     let pushed = STATE.try_with(|state| {
         let ts = &mut *state.borrow_mut();
-        if ts.pending.is_some() || ts.pushed.len() == ts.pushed.capacity() || lazy() > 0 {
+        if ts.pending.is_some()
+            || !waiting().is_null()
+            || ts.pushed.len() == ts.pushed.capacity()
+            || lazy() > 0
+        {
             return None;
         }
         let nonempty = !lc.map.is_empty();
@@ -987,6 +1142,11 @@ fn enter_pending(state: &RefCell<ThreadState>) {
 pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
     STATE
         .try_with(|state| {
+            // A waiting run is entered first (its context is the current one, so the attach
+            // is not current at this scope level); a pending attach is looked at as it is.
+            if !waiting().is_null() {
+                settle(state);
+            }
             let ts = &mut *state.borrow_mut();
             if let Some(pending) = &ts.pending {
                 if pending.id != id || lazy() > 0 {

@@ -144,6 +144,12 @@ impl fmt::Debug for WatcherGuard {
     }
 }
 
+/// Whether any watcher is registered.
+#[inline(always)]
+pub(crate) fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
 /// Tells the watchers about `event`, if there are any. The check is inlined; the rest is not.
 #[inline(always)]
 pub(crate) fn notify(event: impl FnOnce() -> ContextEvent) {

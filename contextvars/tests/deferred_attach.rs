@@ -189,6 +189,9 @@ enum Step {
     Get(usize),
     Snapshot(usize),
     InLogicalContext(usize, u32),
+    /// `Context::run` of a context holding `VARS[var] = value`: it replaces the whole current
+    /// context, so it never fetches a pending attach, and the attach is not current in it.
+    InContext(usize, u32),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -200,6 +203,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0..3usize).prop_map(Step::Get),
         (0..3usize).prop_map(Step::Snapshot),
         (0..3usize, 0..100u32).prop_map(|(var, value)| Step::InLogicalContext(var, value)),
+        (0..3usize, 0..100u32).prop_map(|(var, value)| Step::InContext(var, value)),
     ]
 }
 
@@ -321,6 +325,28 @@ fn replay(steps: &[Step]) {
                 });
                 assert_eq!(lc.get(&VARS[var]), Some(value));
                 assert_eq!(VARS[var].get(), before);
+            }
+            Step::InContext(var, value) => {
+                let mut context = Context::new();
+                context.run(|| VARS[var].set(value));
+                let top = model.levels.last().map(|level| &level.handle);
+                let seen = context.run(|| {
+                    // The attach on top is not the current one inside the run.
+                    match top {
+                        Some(Handle::Deferred(id, _)) => {
+                            assert_eq!(detach_deferred(*id).unwrap_err(), DetachError::NotCurrent);
+                        }
+                        Some(Handle::Plain(id)) => {
+                            assert_eq!(detach(*id).unwrap_err(), DetachError::NotCurrent);
+                        }
+                        None => {}
+                    }
+                    VARS.iter().map(ContextVar::get).collect::<Vec<_>>()
+                });
+                let expected: Vec<_> = (0..VARS.len())
+                    .map(|i| (i == var).then_some(value))
+                    .collect();
+                assert_eq!(seen, expected);
             }
         }
         assert_eq!(fetches(), model.fetches, "after {step:?}");

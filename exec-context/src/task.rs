@@ -21,7 +21,9 @@ pin_project! {
     /// The context is installed for each poll and taken back after it, so what the future
     /// sets persists across its polls and never leaks into the executor's thread — whichever
     /// worker thread polls it. The inner future is also dropped inside the context.
-    /// Installing costs two moves in and two out: no allocation, no atomic operation.
+    /// A poll that only reads variables, or uses none, does not move the context at all (see
+    /// [`Context::run`]); one that sets a variable, takes a snapshot or opens a scope moves
+    /// it in and out. No allocation, no atomic operation either way.
     ///
     /// Made by [`FutureExt::in_current_context`], [`FutureExt::with_execution_context`] or
     /// [`FutureExt::with_context`].

@@ -1,0 +1,231 @@
+//! `Context::run` enters its context only when the code run uses it: until then the run
+//! *waits*, and reads the lookup cache answers come from the run's context. These tests pin
+//! what that must not change: every read, set, scope, nested run, panic and thread teardown
+//! sees exactly what an eager switch would show. (Whether a run was entered is observed
+//! through a deferred attach below it, whose source counts its fetches.)
+
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use contextvars::{
+    Context, ContextVar, DetachError, LogicalContext, attach_deferred, copy_context,
+    detach_deferred, run_with_logical_context,
+};
+
+mod common;
+use common::on_fresh_thread;
+
+static A: ContextVar<u64> = ContextVar::new("waiting.a");
+static B: ContextVar<String> = ContextVar::new("waiting.b");
+
+thread_local! {
+    static PARKED: RefCell<Option<Context>> = const { RefCell::new(None) };
+    static FETCHES: Cell<usize> = const { Cell::new(0) };
+}
+
+fn fetch(_key: u64) -> Option<Context> {
+    FETCHES.with(|fetches| fetches.set(fetches.get() + 1));
+    PARKED.with(|parked| parked.borrow_mut().take())
+}
+
+fn fetches() -> usize {
+    FETCHES.with(Cell::get)
+}
+
+/// A context holding `A = a` and `B = b`.
+fn context(a: u64, b: &str) -> Context {
+    let mut context = Context::new();
+    context.run(|| {
+        A.set(a);
+        B.set(b.to_owned());
+    });
+    context
+}
+
+#[test]
+fn a_run_shows_its_own_context_whether_or_not_it_was_entered() {
+    on_fresh_thread(|| {
+        A.set(1);
+        B.set("thread".into());
+        let mut ctx = context(2, "ctx");
+        for round in 0..3 {
+            // The first round misses the cache (and enters); later ones are served from it.
+            let seen = ctx.run(|| (A.get(), B.get()));
+            assert_eq!(seen, (Some(2), Some("ctx".into())), "round {round}");
+            assert_eq!((A.get(), B.get()), (Some(1), Some("thread".into())));
+        }
+        // A set after cached reads lands in the run's context, and nowhere else.
+        ctx.run(|| {
+            assert_eq!(A.get(), Some(2));
+            A.set(3);
+            assert_eq!(A.get(), Some(3));
+        });
+        assert_eq!(ctx.get(&A), Some(3));
+        assert_eq!(A.get(), Some(1));
+        // Snapshots taken inside describe the run's context.
+        let inner = ctx.run(|| {
+            assert_eq!(A.get(), Some(3));
+            copy_context()
+        });
+        assert_eq!(inner.get(&A), Some(3));
+        assert_eq!(inner.get(&B).as_deref(), Some("ctx"));
+    });
+}
+
+#[test]
+fn a_run_that_uses_no_variable_is_never_entered_and_leaves_a_waiting_attach_alone() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut ctx = context(2, "ctx");
+        PARKED.with(|parked| *parked.borrow_mut() = Some(context(9, "attached")));
+        let id = attach_deferred(fetch, 0).unwrap();
+        // Runs above the waiting attach: the run's context replaces the whole current one,
+        // so the attach is never needed, whether the run reads (a miss, then hits) or not.
+        for _ in 0..3 {
+            assert_eq!(ctx.run(|| A.get()), Some(2));
+            ctx.run(|| ());
+        }
+        assert_eq!(fetches(), 0);
+        // Inside a run, the attach made below it is not the current one.
+        ctx.run(|| {
+            let refused = detach_deferred(id);
+            assert_eq!(refused.unwrap_err(), DetachError::NotCurrent);
+        });
+        assert_eq!(fetches(), 0);
+        // After the runs the attach still waits, and is fetched by the first use.
+        assert_eq!(A.get(), Some(9));
+        assert_eq!(fetches(), 1);
+        let back = detach_deferred(id).unwrap().expect("it was used");
+        assert_eq!(back.get(&A), Some(9));
+        assert_eq!(A.get(), Some(1));
+    });
+}
+
+#[test]
+fn nested_runs_each_see_their_own_context_entered_or_not() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut outer = context(2, "outer");
+        let mut inner = context(3, "inner");
+        // Warm both contexts' cache entries.
+        outer.run(|| A.get());
+        inner.run(|| A.get());
+        outer.run(|| {
+            // `outer` waits (a cached read) while `inner` runs and is entered by a set.
+            assert_eq!(A.get(), Some(2));
+            inner.run(|| {
+                assert_eq!(A.get(), Some(3));
+                A.set(30);
+                assert_eq!(B.get().as_deref(), Some("inner"));
+            });
+            // Back in `outer`, still waiting: its reads and its own set are its own.
+            assert_eq!(A.get(), Some(2));
+            assert_eq!(B.get().as_deref(), Some("outer"));
+            A.set(20);
+            // And a run nested in an entered one.
+            inner.run(|| assert_eq!(A.get(), Some(30)));
+            assert_eq!(A.get(), Some(20));
+        });
+        assert_eq!(outer.get(&A), Some(20));
+        assert_eq!(inner.get(&A), Some(30));
+        assert_eq!(A.get(), Some(1));
+    });
+}
+
+#[test]
+fn a_logical_context_pushed_in_a_waiting_run_takes_the_set_made_inside_it() {
+    on_fresh_thread(|| {
+        let mut ctx = context(2, "ctx");
+        ctx.run(|| A.get());
+        let mut lc = LogicalContext::new();
+        ctx.run(|| {
+            assert_eq!(A.get(), Some(2));
+            // Pushed lazily while the run waits; the set enters the run, then materialises
+            // the pushed context above the run's own.
+            run_with_logical_context(&mut lc, || {
+                assert_eq!(A.get(), Some(2));
+                A.set(5);
+                assert_eq!(A.get(), Some(5));
+            });
+            assert_eq!(A.get(), Some(2));
+        });
+        assert_eq!(lc.get(&A), Some(5));
+        assert_eq!(ctx.get(&A), Some(2));
+        assert_eq!(A.get(), None);
+    });
+}
+
+#[test]
+fn a_panic_in_a_run_restores_the_caller_whether_or_not_it_was_entered() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut ctx = context(2, "ctx");
+        ctx.run(|| A.get());
+        // Waiting when it panics.
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            ctx.run(|| {
+                assert_eq!(A.get(), Some(2));
+                panic!("waiting");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(A.get(), Some(1));
+        // Entered when it panics: the change made before the panic stays in `ctx`.
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            ctx.run(|| {
+                A.set(4);
+                panic!("entered");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(A.get(), Some(1));
+        assert_eq!(ctx.run(|| A.get()), Some(4));
+        A.set(6);
+        assert_eq!(A.get(), Some(6));
+        assert_eq!(ctx.get(&A), Some(4));
+    });
+}
+
+/// What a `Context` run by a thread-local's destructor saw: inside the run, and outside it.
+static SEEN_AT_TEARDOWN: Mutex<Option<(Option<u64>, Option<u64>)>> = Mutex::new(None);
+
+struct RunsAtTeardown(Context);
+
+impl Drop for RunsAtTeardown {
+    fn drop(&mut self) {
+        let inside = self.0.run(|| A.get());
+        let outside = A.get();
+        *SEEN_AT_TEARDOWN.lock().unwrap() = Some((inside, outside));
+    }
+}
+
+thread_local! {
+    static HOLDER: RefCell<Option<RunsAtTeardown>> = const { RefCell::new(None) };
+}
+
+/// A context run after the thread state is gone sees no value, even one its earlier runs on
+/// the thread left in the lookup cache; run before, it sees its own.
+#[test]
+fn a_run_during_thread_teardown_shows_nothing_stale() {
+    std::thread::spawn(|| {
+        // The holder's destructor is registered before the thread state's, so on this
+        // platform it runs after the state is gone (the assertion below holds either way).
+        HOLDER.with(|holder| holder.borrow_mut().is_none());
+        A.set(1);
+        let mut ctx = context(2, "ctx");
+        assert_eq!(ctx.run(|| A.get()), Some(2));
+        HOLDER.with(|holder| *holder.borrow_mut() = Some(RunsAtTeardown(ctx)));
+    })
+    .join()
+    .unwrap();
+    let (inside, outside) = SEEN_AT_TEARDOWN.lock().unwrap().take().expect("it ran");
+    match outside {
+        // The state was gone: no context at all.
+        None => assert_eq!(inside, None),
+        Some(value) => {
+            assert_eq!(value, 1);
+            assert_eq!(inside, Some(2));
+        }
+    }
+}
