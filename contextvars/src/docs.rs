@@ -20,7 +20,12 @@
 //!
 //! Entering a [`Context`](crate::Context) *moves* its parts into the thread and moves them back
 //! on exit (a drop guard does it, so panics restore too): no allocation and no atomic
-//! operation.
+//! operation. The move is deferred until the code run needs the context in the thread (to
+//! set a variable, take a snapshot, open a scope or attach): until then the run *waits*, the
+//! thread keeps a pointer to it, and reads are served from the lookup cache or from the
+//! waiting context where it lies. Pushing a non-empty logical context
+//! ([`run_with_logical_context`](crate::run_with_logical_context)) waits the same way, so a
+//! task poll or a generator step that only reads its context moves nothing.
 //!
 //! # The lookup cache
 //!
@@ -35,7 +40,7 @@
 //! valid when both the id and the thread's current cache version match. The version is bumped
 //! when the thread's context changes shape: entering or leaving a `Context`,
 //! `run_with_execution_context`, pushing or popping a *non-empty* logical context, and thread
-//! teardown. `set`, `delete` and `reset` refresh or clear the one entry they affect.
+//! teardown (the version changes as a run or a push begins, whether it waits or not). `set`, `delete` and `reset` refresh or clear the one entry they affect.
 //!
 //! The pointer is *borrowed*: the cache never keeps a value alive, so values are dropped as
 //! soon as no context holds them. Two rules make the borrow sound:

@@ -28,11 +28,13 @@
 //! - A deferred attach (`crate::attach_deferred`) waits in `pending` until the state is next
 //!   used: every access (`with_state`, `lookup`) enters it first, so no function here ever
 //!   sees the context below a pending attach.
-//! - A run (`run_in_frame`) waits the same way, in `WAITING`, until an operation needs the
-//!   thread state: every access but a lookup enters it first (`borrow_settled`); a lookup
-//!   reads the waiting context where it lies. A run's context replaces the whole current
-//!   one, so a deferred attach pending below a run is kept aside while the run is entered,
-//!   and waits again after it; nested runs that wait do the same.
+//! - A run (`run_in_frame`) waits the same way, in `WAITING`, and so do non-empty logical
+//!   context pushes (`run_with_pushed`), listed in `WAITING_PUSHED` above the waiting run,
+//!   until an operation needs the thread state: every access but a lookup enters them first
+//!   (`borrow_settled`: the run, then the pushes, bottom first); a lookup reads them where
+//!   they lie (`find_waiting`). A run's context replaces the whole current one, so a
+//!   deferred attach pending below a run is kept aside while the run is entered, and the
+//!   runs and pushes waiting below it are hidden until it ends.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::mem;
@@ -309,10 +311,10 @@ pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
     let mut f = Some(f);
     let result = STATE.try_with(|state| {
         let f = f.take().expect("called once");
-        // A waiting run is read where it waits: a read does not enter it.
-        let run = waiting();
-        if !run.is_null() {
-            return find_waiting(run, id, f);
+        // Waiting pushes and a waiting run are read where they wait: a read enters nothing.
+        let (pushed, run) = (waiting_pushed(), waiting());
+        if !pushed.is_null() || !run.is_null() {
+            return find_waiting(state, pushed, run, id, f);
         }
         let mut ts = state.borrow();
         if ts.pending.is_some() {
@@ -464,6 +466,9 @@ struct Run {
     /// The run that was waiting when this one began (null if none): it waits again once this
     /// one ends. Its context is not needed meanwhile, since this run's replaces it whole.
     below: *mut Run,
+    /// The pushes that were waiting when this one began (see [`Pushed`]): hidden for the
+    /// same reason, and listed again once this run ends.
+    pushed: *mut Pushed,
     /// The cache version of the context below (from `cache::enter`).
     outer: u64,
     /// The lazily pushed logical contexts of the context below.
@@ -505,7 +510,7 @@ fn set_waiting(run: *mut Run) {
 #[inline(always)]
 fn borrow_settled(state: &RefCell<ThreadState>) -> RefMut<'_, ThreadState> {
     let ts = state.borrow_mut();
-    if ts.pending.is_none() && waiting().is_null() {
+    if ts.pending.is_none() && waiting().is_null() && waiting_pushed().is_null() {
         return ts;
     }
     drop(ts);
@@ -521,29 +526,62 @@ fn borrow_settled(state: &RefCell<ThreadState>) -> RefMut<'_, ThreadState> {
 fn settle(state: &RefCell<ThreadState>) {
     let run = waiting();
     if run.is_null() {
+        // A deferred attach lies below every waiting push (an attach enters those first).
         enter_pending(state);
-        return;
+    } else {
+        set_waiting(std::ptr::null_mut());
+        enter_run(&mut state.borrow_mut(), run);
     }
-    set_waiting(std::ptr::null_mut());
-    enter_run(&mut state.borrow_mut(), run);
+    let pushed = waiting_pushed();
+    if !pushed.is_null() {
+        set_waiting_pushed(std::ptr::null_mut());
+        // The lazily pushed logical contexts above the topmost waiting push stay above it.
+        let above = take_lazy();
+        enter_pushed(&mut state.borrow_mut(), pushed);
+        set_lazy(above);
+    }
 }
 
-/// Hands `f` the value for `id` in the context of the waiting run `run` (the current context:
-/// the logical contexts pushed lazily since the run began are empty), without entering it.
+/// Hands `f` the value for `id` in the current context while pushes or a run wait: the
+/// waiting pushes, topmost first, then the waiting run's context, else the thread state's
+/// (the logical contexts pushed lazily in between are empty), without entering anything.
 #[cold]
 #[inline(never)]
 #[allow(unsafe_code)]
-fn find_waiting<R>(run: *mut Run, id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
-    // SAFETY: `run` is the waiting run, published in `WAITING` by `run_in_frame` and still on
-    // its stack (see `enter_run`); only its `frame` field is read, and the frame is borrowed
-    // by `run_in_frame`, which does not use it while `f` runs. Nothing else refers to the
-    // frame mutably meanwhile: entering the run, the one other access, happens only from an
-    // operation on the thread state, and `f` runs no user code.
-    let frame = unsafe { &*(*run).frame };
-    f(match frame.top.map.get(&id) {
-        Some(value) => Some(value),
-        None => frame.base.find(id),
-    })
+fn find_waiting<R>(
+    state: &RefCell<ThreadState>,
+    mut pushed: *mut Pushed,
+    run: *mut Run,
+    id: VarId,
+    f: impl FnOnce(Option<&Value>) -> R,
+) -> R {
+    while !pushed.is_null() {
+        // SAFETY: a waiting push, published by `run_with_pushed` and still on its stack (see
+        // `enter_pushed`); only its `lc` and `below` fields are read, and the logical context
+        // is borrowed by `run_with_pushed`, which does not use it while `f` runs. Nothing
+        // else refers to either mutably meanwhile: entering them, the one other access,
+        // happens only from an operation on the thread state, and `f` runs no user code.
+        let (lc, below) = unsafe { (&*(*pushed).lc, (*pushed).below) };
+        if let Some(value) = lc.map.get(&id) {
+            return f(Some(value));
+        }
+        pushed = below;
+    }
+    if !run.is_null() {
+        // SAFETY: as above, for the waiting run (see `enter_run`): only its `frame` is read.
+        let frame = unsafe { &*(*run).frame };
+        return f(match frame.top.map.get(&id) {
+            Some(value) => Some(value),
+            None => frame.base.find(id),
+        });
+    }
+    let mut ts = state.borrow();
+    if ts.pending.is_some() {
+        drop(ts);
+        enter_pending(state);
+        ts = state.borrow();
+    }
+    f(ts.find(id))
 }
 
 /// Makes the waiting run's context the thread's current one. Runs no user code.
@@ -596,6 +634,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
     let mut run = Run {
         frame,
         below: waiting(),
+        pushed: waiting_pushed(),
         // The lookup cache describes the run's context from here on: the entries stamped
         // with its stamp are warm again (see `cache`, point 1).
         outer: cache::enter(*stamp),
@@ -605,6 +644,7 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
     };
     let run: *mut Run = &raw mut run;
     set_waiting(run);
+    set_waiting_pushed(std::ptr::null_mut());
     let _guard = Guard { run, stamp };
     if watch::active() {
         let _ = STATE.try_with(settle);
@@ -625,7 +665,9 @@ fn leave_run(run: *mut Run, stamp: &mut u64) {
         // Never entered: the thread state is as the run found it. Nested runs that began
         // since have ended and put this one back as the waiting one.
         debug_assert_eq!(waiting(), run);
+        debug_assert!(waiting_pushed().is_null());
         set_waiting(record.below);
+        set_waiting_pushed(record.pushed);
         set_lazy(record.lazy);
         *stamp = cache::leave(record.outer);
         return;
@@ -647,6 +689,7 @@ fn leave_entered(run: &mut Run, stamp: &mut u64) {
     let Some(entered) = run.entered.take() else {
         // Thread teardown: the state is gone, and the run was never entered.
         set_waiting(run.below);
+        set_waiting_pushed(run.pushed);
         set_lazy(run.lazy);
         cache::leave(run.outer);
         return;
@@ -685,11 +728,13 @@ fn leave_entered(run: &mut Run, stamp: &mut u64) {
     }) else {
         // Thread teardown began inside the run: nothing to put back.
         set_waiting(run.below);
+        set_waiting_pushed(run.pushed);
         set_lazy(run.lazy);
         cache::leave(run.outer);
         return;
     };
     set_waiting(run.below);
+    set_waiting_pushed(run.pushed);
     set_lazy(run.lazy);
     let inner = cache::leave(run.outer);
     // The cache describes the current context, which is the frame handed back unless `f`
@@ -745,21 +790,19 @@ fn split_leftovers(ts: &mut ThreadState) -> Vec<LogicalContext> {
 
 /// Runs `f` with `lc` pushed on top of the current execution context, then pops it back into
 /// `lc`, even if `f` panics.
+///
+/// An untouched `lc` is pushed lazily (a count, see the module docs). Any other waits, as a
+/// run does (see [`Pushed`]): it is moved into the thread state only if `f` needs it there.
 #[inline]
 pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
-    /// Pops what the matching push pushed: a lazy logical context while any is counted
-    /// (pushes and pops nest, and materialising only ever turns lazy ones into real ones), a
-    /// real one otherwise (pushed real, or pushed lazily and materialised since).
-    struct Guard<'a> {
+    /// Pops a lazy push: a lazy logical context while any is counted (pushes and pops nest,
+    /// and materialising only ever turns lazy ones into real ones), a real one otherwise
+    /// (pushed lazily and materialised since).
+    struct Lazy<'a> {
         lc: &'a mut LogicalContext,
-        /// What a real push handed back, [`Below::NONE`] for a lazy one. By reference: a
-        /// real push's is spilled to the caller's frame while `f` runs, instead of holding
-        /// two callee-saved registers in every caller (whose saves the lazy path would pay
-        /// for too), and a lazy push's is the constant's address.
-        below: &'a Below,
     }
 
-    impl Drop for Guard<'_> {
+    impl Drop for Lazy<'_> {
         #[inline]
         fn drop(&mut self) {
             let count = lazy();
@@ -768,29 +811,141 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
                 set_lazy(count - 1);
                 return;
             }
-            pop(self.lc, self.below);
+            pop(self.lc, &Below::NONE);
         }
     }
 
-    // Thread teardown (a push gives `None`): there is no current context to push onto.
+    /// Ends a waiting push.
+    struct Waiting {
+        pushed: *mut Pushed,
+    }
+
+    impl Drop for Waiting {
+        #[inline(always)]
+        fn drop(&mut self) {
+            leave_pushed(self.pushed);
+        }
+    }
+
     if lc.is_untouched() {
+        // Thread teardown: there is no current context to push onto.
         if LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_err() {
             return f();
         }
-        // A guard built here, not one built after both branches from whichever `Below`:
-        // the lazy path then only loads the constant's address, and only to pop a lazy
-        // push that was materialised since.
-        let _guard = Guard {
-            lc,
-            below: &Below::NONE,
-        };
+        let _guard = Lazy { lc };
         return f();
     }
-    let Some(below) = push(lc) else {
-        return f();
+    let nonempty = !lc.map.is_empty();
+    let mut pushed = Pushed {
+        lc,
+        below: waiting_pushed(),
+        // The lazily pushed logical contexts lie below this one.
+        lazy: take_lazy(),
+        // A non-empty logical context changes lookups: the cache describes the context with
+        // it on top from here on (see `cache`, point 1).
+        version: if nonempty { cache::renew() } else { 0 },
+        entered: None,
     };
-    let _guard = Guard { lc, below: &below };
+    let pushed: *mut Pushed = &raw mut pushed;
+    set_waiting_pushed(pushed);
+    let _guard = Waiting { pushed };
     f()
+}
+
+/// A logical context pushed by [`run_with_pushed`] and not moved into the thread state yet:
+/// it *waits* on the pushing function's stack, listed in [`WAITING_PUSHED`], until an
+/// operation needs the thread state, as a [`Run`] waits. Reads look it up where it lies.
+struct Pushed {
+    /// The logical context, borrowed by `run_with_pushed` for the whole push.
+    lc: *mut LogicalContext,
+    /// The push that was waiting when this one began (null if none): it lies below.
+    below: *mut Pushed,
+    /// The lazily pushed logical contexts below this one.
+    lazy: usize,
+    /// The cache version of the context below, if `lc` is not empty (else 0: lookups are
+    /// unchanged, and so is the version).
+    version: u64,
+    /// Once entered: what its pop needs.
+    entered: Option<Below>,
+}
+
+crate::loom::thread_local_const! {
+    /// The topmost waiting push (see [`Pushed`]), or null. A run hides the pushes that wait
+    /// when it begins (its context replaces the whole current one) and lists them again
+    /// when it ends.
+    static WAITING_PUSHED: Cell<*mut Pushed> = Cell::new(std::ptr::null_mut());
+}
+
+/// The topmost waiting push, or null (also during thread teardown).
+#[inline(always)]
+fn waiting_pushed() -> *mut Pushed {
+    WAITING_PUSHED
+        .try_with(Cell::get)
+        .unwrap_or(std::ptr::null_mut())
+}
+
+#[inline(always)]
+fn set_waiting_pushed(pushed: *mut Pushed) {
+    let _ = WAITING_PUSHED.try_with(|waiting| waiting.set(pushed));
+}
+
+/// Moves the waiting push `pushed` and those below it into the thread state, bottom first,
+/// each above the lazily pushed logical contexts it lies on. Runs no user code.
+#[allow(unsafe_code)]
+fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed) {
+    // SAFETY: `pushed` is a waiting push: `run_with_pushed` published it (directly, or as
+    // the `below` of a later waiting push) and its stack holds it until its guard has taken
+    // it off the list, also when unwinding. Nothing else refers to it while this runs:
+    // `run_with_pushed` reaches it only through this pointer once `f` is over, lookups only
+    // read its `lc` and never while this runs, and the list was cleared before this call, so
+    // each push is entered once.
+    let pushed = unsafe { &mut *pushed };
+    if !pushed.below.is_null() {
+        enter_pushed(ts, pushed.below);
+    }
+    set_lazy(pushed.lazy);
+    ts.materialize();
+    // SAFETY: `pushed.lc` comes from the `&mut LogicalContext` that `run_with_pushed` holds,
+    // unused, for the whole push.
+    let lc = unsafe { &mut *pushed.lc };
+    // Field by field, so that each logical context is moved once, not through a copy.
+    let mut lower = LogicalContext::new();
+    ts.frame.top.swap(&mut lower);
+    ts.frame.top.swap(lc);
+    ts.pushed.push(lower);
+    if pushed.version != 0 {
+        // Runs no user code: see `forget_snapshot`.
+        ts.forget_snapshot();
+    }
+    pushed.entered = Some(Below {
+        // The version the push took stays: it describes the same context.
+        version: pushed.version,
+        depth: NonZeroUsize::new(ts.pushed.len()).unwrap_or(NonZeroUsize::MAX),
+    });
+}
+
+/// Ends the push `pushed` (see [`run_with_pushed`]): if it never entered the thread state,
+/// puts back the cache version, the lazy count and the waiting push below; else pops it.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn leave_pushed(pushed: *mut Pushed) {
+    // SAFETY: `pushed` points to the record on the calling `run_with_pushed`'s stack, which
+    // outlives this call; no reference to it is live (`enter_pushed`'s ended with it).
+    let record = unsafe { &mut *pushed };
+    match record.entered {
+        None => {
+            // Nested pushes and runs that began since have ended and listed this one again.
+            debug_assert_eq!(waiting_pushed(), pushed);
+            set_waiting_pushed(record.below);
+            set_lazy(record.lazy);
+            if record.version != 0 {
+                cache::leave(record.version);
+            }
+        }
+        // SAFETY: as in `enter_pushed`: the `&mut` that `record.lc` comes from is unused
+        // until `run_with_pushed` returns.
+        Some(below) => pop(unsafe { &mut *record.lc }, &below),
+    }
 }
 
 /// What a real push hands to its pop: the cache version of the context below, if the push
@@ -809,77 +964,6 @@ impl Below {
         version: 0,
         depth: NonZeroUsize::MAX,
     };
-}
-
-/// Pushes `lc` as a real logical context, leaving `lc` empty: [`push_real`] in one borrow
-/// of the thread state when nothing else needs doing (no deferred attach pending, no lazily
-/// pushed logical context to materialise, room in the pushed stack), which moves each
-/// logical context once. `None`, with nothing changed, during thread teardown.
-#[inline(never)]
-fn push(lc: &mut LogicalContext) -> Option<Below> {
-    let pushed = STATE.try_with(|state| {
-        let ts = &mut *state.borrow_mut();
-        if ts.pending.is_some()
-            || !waiting().is_null()
-            || ts.pushed.len() == ts.pushed.capacity()
-            || lazy() > 0
-        {
-            return None;
-        }
-        let nonempty = !lc.map.is_empty();
-        let depth = NonZeroUsize::MIN.saturating_add(ts.pushed.len());
-        // Field by field, so that each logical context is moved once, not through a copy.
-        let mut lower = LogicalContext::new();
-        ts.frame.top.swap(&mut lower);
-        ts.frame.top.swap(lc);
-        ts.pushed.push(lower);
-        let version = if nonempty {
-            // Runs no user code: see `forget_snapshot`.
-            ts.forget_snapshot();
-            cache::renew()
-        } else {
-            0
-        };
-        Some(Below { version, depth })
-    });
-    match pushed {
-        Ok(Some(below)) => Some(below),
-        Ok(None) => push_real(lc),
-        Err(_) => None,
-    }
-}
-
-/// Pushes `lc` as a real logical context (materialising any lazy ones first), leaving `lc`
-/// empty. `None`, with nothing changed, during thread teardown.
-///
-/// Returns the cache version of the context below if the push replaced it (`lc` was not
-/// empty), else 0, for the matching [`pop_into`] to put back: nothing can change the context
-/// below while the scope lasts (`set`, `delete` and `reset` reach the topmost logical context
-/// only; an attach made inside the scope ends with it), so, like the outer version
-/// `cache::leave` restores, that version still describes it and its entries are warm again
-/// after the pop.
-#[cold]
-#[inline(never)]
-fn push_real(lc: &mut LogicalContext) -> Option<Below> {
-    let nonempty = !lc.map.is_empty();
-    let (stale, depth) = with_state(|ts| {
-        ts.materialize();
-        mem::swap(&mut ts.frame.top, lc);
-        ts.pushed.push(mem::take(lc));
-        let stale = if nonempty {
-            ts.take_snapshot()
-        } else {
-            ExecutionContext::new()
-        };
-        (
-            stale,
-            NonZeroUsize::new(ts.pushed.len()).unwrap_or(NonZeroUsize::MAX),
-        )
-    })?;
-    let version = if nonempty { cache::renew() } else { 0 };
-    // Every value of the stale snapshot is still installed: dropping it frees none of them.
-    drop(stale);
-    Some(Below { version, depth })
 }
 
 /// Pops the topmost real logical context into `lc` (see [`pop_into`]): in one borrow of the
@@ -1144,7 +1228,7 @@ pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
         .try_with(|state| {
             // A waiting run is entered first (its context is the current one, so the attach
             // is not current at this scope level); a pending attach is looked at as it is.
-            if !waiting().is_null() {
+            if !waiting().is_null() || !waiting_pushed().is_null() {
                 settle(state);
             }
             let ts = &mut *state.borrow_mut();

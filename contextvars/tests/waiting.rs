@@ -1,8 +1,10 @@
-//! `Context::run` enters its context only when the code run uses it: until then the run
-//! *waits*, and reads the lookup cache answers come from the run's context. These tests pin
-//! what that must not change: every read, set, scope, nested run, panic and thread teardown
-//! sees exactly what an eager switch would show. (Whether a run was entered is observed
-//! through a deferred attach below it, whose source counts its fetches.)
+//! `Context::run` and `run_with_logical_context` move their context into the thread only
+//! when the code they run needs it there (a set, a snapshot, a scope, an attach): until then
+//! the run or the push *waits*, and reads are served from the lookup cache or from the
+//! waiting context where it lies. These tests pin what that must not change: every read,
+//! set, scope, nested run, panic and thread teardown sees exactly what moving the context in
+//! at once would show. (A deferred attach below, whose source counts its fetches, shows
+//! which contexts a read had to enter.)
 
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -10,7 +12,7 @@ use std::sync::Mutex;
 
 use contextvars::{
     Context, ContextVar, DetachError, LogicalContext, attach_deferred, copy_context,
-    detach_deferred, run_with_logical_context,
+    detach_deferred, get_execution_context, run_with_logical_context,
 };
 
 mod common;
@@ -228,4 +230,173 @@ fn a_run_during_thread_teardown_shows_nothing_stale() {
             assert_eq!(inside, Some(2));
         }
     }
+}
+
+/// A logical context holding `A = a`.
+fn logical(a: u64) -> LogicalContext {
+    let mut lc = LogicalContext::new();
+    run_with_logical_context(&mut lc, || A.set(a));
+    lc
+}
+
+#[test]
+fn nested_waiting_pushes_show_the_topmost_value_and_take_the_sets_made_in_them() {
+    on_fresh_thread(|| {
+        A.set(1);
+        B.set("thread".into());
+        let (mut l1, mut l2) = (logical(10), LogicalContext::new());
+        run_with_logical_context(&mut l2, || B.set("l2".into()));
+        let mut l3 = logical(30);
+        run_with_logical_context(&mut l1, || {
+            assert_eq!((A.get(), B.get().as_deref()), (Some(10), Some("thread")));
+            run_with_logical_context(&mut l2, || {
+                assert_eq!((A.get(), B.get().as_deref()), (Some(10), Some("l2")));
+                run_with_logical_context(&mut l3, || {
+                    assert_eq!((A.get(), B.get().as_deref()), (Some(30), Some("l2")));
+                    // Enters all three, bottom first.
+                    B.set("l3".into());
+                    assert_eq!((A.get(), B.get().as_deref()), (Some(30), Some("l3")));
+                    let snapshot = get_execution_context();
+                    assert_eq!(snapshot.get(&A), Some(30));
+                    assert_eq!(snapshot.get(&B).as_deref(), Some("l3"));
+                });
+                assert_eq!((A.get(), B.get().as_deref()), (Some(10), Some("l2")));
+                A.set(20);
+            });
+            assert_eq!((A.get(), B.get().as_deref()), (Some(10), Some("thread")));
+        });
+        assert_eq!((A.get(), B.get().as_deref()), (Some(1), Some("thread")));
+        assert_eq!((l1.get(&A), l1.get(&B)), (Some(10), None));
+        assert_eq!((l2.get(&A), l2.get(&B).as_deref()), (Some(20), Some("l2")));
+        assert_eq!((l3.get(&A), l3.get(&B).as_deref()), (Some(30), Some("l3")));
+    });
+}
+
+#[test]
+fn lazy_pushes_around_a_waiting_one_keep_their_order_when_a_set_enters_them() {
+    on_fresh_thread(|| {
+        let (mut below, mut waiting, mut above) =
+            (LogicalContext::new(), logical(2), LogicalContext::new());
+        A.set(1);
+        run_with_logical_context(&mut below, || {
+            run_with_logical_context(&mut waiting, || {
+                run_with_logical_context(&mut above, || {
+                    assert_eq!(A.get(), Some(2));
+                    A.set(3);
+                    assert_eq!(A.get(), Some(3));
+                });
+                assert_eq!(A.get(), Some(2));
+                B.set("waiting".into());
+            });
+            assert_eq!((A.get(), B.get()), (Some(1), None));
+            B.set("below".into());
+        });
+        assert_eq!((A.get(), B.get()), (Some(1), None));
+        assert_eq!((above.get(&A), above.get(&B)), (Some(3), None));
+        assert_eq!(
+            (waiting.get(&A), waiting.get(&B).as_deref()),
+            (Some(2), Some("waiting"))
+        );
+        assert_eq!(
+            (below.get(&A), below.get(&B).as_deref()),
+            (None, Some("below"))
+        );
+    });
+}
+
+#[test]
+fn a_run_inside_a_waiting_push_hides_it_and_a_push_inside_a_waiting_run_lies_above_it() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut lc = logical(2);
+        let mut ctx = context(3, "ctx");
+        run_with_logical_context(&mut lc, || {
+            assert_eq!(A.get(), Some(2));
+            ctx.run(|| {
+                assert_eq!((A.get(), B.get().as_deref()), (Some(3), Some("ctx")));
+                let mut inner = logical(4);
+                run_with_logical_context(&mut inner, || {
+                    assert_eq!((A.get(), B.get().as_deref()), (Some(4), Some("ctx")));
+                    // Enters the run, then the push above it.
+                    B.set("inner".into());
+                    assert_eq!(B.get().as_deref(), Some("inner"));
+                });
+                assert_eq!((A.get(), B.get().as_deref()), (Some(3), Some("ctx")));
+                assert_eq!(inner.get(&B).as_deref(), Some("inner"));
+            });
+            // The push waits again under the run that ended.
+            assert_eq!((A.get(), B.get()), (Some(2), None));
+        });
+        assert_eq!(A.get(), Some(1));
+        assert_eq!(ctx.get(&B).as_deref(), Some("ctx"));
+    });
+}
+
+#[test]
+fn a_read_answered_by_a_waiting_push_does_not_fetch_the_attach_below_it() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut lc = logical(2);
+        PARKED.with(|parked| *parked.borrow_mut() = Some(context(9, "attached")));
+        let id = attach_deferred(fetch, 0).unwrap();
+        run_with_logical_context(&mut lc, || {
+            assert_eq!(A.get(), Some(2));
+            assert_eq!(fetches(), 0);
+            // `B` is not in `lc`: the read needs the context below, so the attach is entered.
+            assert_eq!(B.get().as_deref(), Some("attached"));
+            assert_eq!(fetches(), 1);
+            A.set(3);
+        });
+        assert_eq!(lc.get(&A), Some(3));
+        assert_eq!(A.get(), Some(9));
+        let back = detach_deferred(id).unwrap().expect("it was used");
+        assert_eq!(back.get(&A), Some(9));
+        assert_eq!(A.get(), Some(1));
+    });
+}
+
+#[test]
+fn a_value_borrowed_from_a_waiting_push_survives_a_set_that_enters_it() {
+    on_fresh_thread(|| {
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || B.set("borrowed".into()));
+        run_with_logical_context(&mut lc, || {
+            B.with(|value| {
+                let value = value.expect("set");
+                B.set("replacement".into());
+                assert_eq!(value, "borrowed");
+            });
+            assert_eq!(B.get().as_deref(), Some("replacement"));
+        });
+        assert_eq!(lc.get(&B).as_deref(), Some("replacement"));
+        assert_eq!(B.get(), None);
+    });
+}
+
+#[test]
+fn a_panic_in_a_push_restores_the_caller_whether_or_not_it_was_entered() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut lc = logical(2);
+        for set_first in [false, true] {
+            let panicked = catch_unwind(AssertUnwindSafe(|| {
+                run_with_logical_context(&mut lc, || {
+                    assert_eq!(A.get(), Some(2));
+                    if set_first {
+                        B.set("inside".into());
+                    }
+                    panic!("in the push");
+                })
+            }));
+            assert!(panicked.is_err());
+            assert_eq!((A.get(), B.get()), (Some(1), None));
+        }
+        assert_eq!(
+            (lc.get(&A), lc.get(&B).as_deref()),
+            (Some(2), Some("inside"))
+        );
+        A.set(5);
+        run_with_logical_context(&mut lc, || assert_eq!(A.get(), Some(2)));
+        assert_eq!(A.get(), Some(5));
+    });
 }
