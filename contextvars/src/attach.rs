@@ -112,11 +112,8 @@ impl std::error::Error for DetachError {}
 /// ```
 #[inline]
 pub fn attach(context: Context) -> Result<AttachId, AttachError> {
-    match thread_state::attach_frame(context.frame) {
-        Ok(id) => {
-            cache::invalidate_all();
-            Ok(AttachId(id))
-        }
+    match thread_state::attach_frame(context.frame, context.stamp) {
+        Ok(id) => Ok(AttachId(id)),
         Err(frame) => Err(AttachError {
             context: Context { frame, stamp: 0 },
         }),
@@ -205,10 +202,7 @@ pub fn attach_deferred(
     key: u64,
 ) -> Result<DeferredId, AttachError> {
     match thread_state::attach_deferred(fetch, key) {
-        Some(id) => {
-            cache::invalidate_all();
-            Ok(DeferredId(id))
-        }
+        Some(id) => Ok(DeferredId(id)),
         None => Err(AttachError {
             context: Context::default(),
         }),
@@ -226,12 +220,8 @@ pub fn attach_deferred(
 pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
     match thread_state::detach_deferred(id.0) {
         Err(()) => Err(DetachError::NotCurrent),
-        Ok(None) => {
-            // Nothing was entered, so nothing cached since the attach is wrong for the
-            // context below; entries from before it are stale by version, which is only a
-            // miss.
-            Ok(None)
-        }
+        // Nothing was entered: the context below and its cache entries are as they were.
+        Ok(None) => Ok(None),
         Ok(Some(detached)) => Ok(Some(finish_detach(detached))),
     }
 }
@@ -243,11 +233,19 @@ fn finish_detach(detached: Detached) -> Context {
         frame,
         snapshot,
         rest,
+        outer,
     } = detached;
-    let context = Context { frame, stamp: 0 };
+    // The reinstalled context's entries are warm again when its version is known; the
+    // detached context keeps the version that described it, for its next attach or run.
+    let (stamp, borrowed) = if outer != 0 {
+        (cache::leave(outer), cache::check_borrowed())
+    } else {
+        (0, cache::invalidate_all_and_check_borrowed())
+    };
+    let context = Context { frame, stamp };
     // The one place this module asks whether a borrowed value may be in use: if so, nothing
     // that may hold it is dropped before the borrow ends.
-    if cache::invalidate_all_and_check_borrowed() {
+    if borrowed {
         retire_detached(&context, snapshot, rest);
     } else {
         // Dropped here, outside every borrow of the thread state (a value's `Drop` may panic;

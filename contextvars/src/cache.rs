@@ -17,12 +17,15 @@
 //!    which invalidates every entry at once. Versions are never reused: each thread hands
 //!    them out from blocks of its own ([`fresh`]). Three versions come back, because what they
 //!    describe is unchanged: the context switched away from is kept by the switch's guard
-//!    and comes back unchanged, so leaving restores its version ([`leave`]); so does the
+//!    (or, for an attach, by its level in the thread state, until the matching detach) and
+//!    comes back unchanged, so leaving restores its version ([`leave`]; a detach that
+//!    discards attaches left above it gets a fresh one instead); so does the
 //!    context below a non-empty logical context, which nothing can change until the logical
 //!    context is popped (its push [`renew`]s the version, its pop restores the old one,
 //!    unless an attach made inside the scope ended with it); and a `Context`
-//!    left on this thread keeps the version it had (its *stamp*), which is current again
-//!    when it is next entered on this thread ([`enter`]), provided it was not current
+//!    left on this thread (by a run's end or a detach) keeps the version it had (its
+//!    *stamp*), which is current again when it is next entered (run or attached) on this
+//!    thread ([`enter`]), provided it was not current
 //!    anywhere else in between (a run elsewhere gives it a stamp of another thread's block).
 //!    A `Context` can only change while it is current, so its values are still the ones the
 //!    stamped entries point to. A run switches the version as it begins, before its context
@@ -396,6 +399,22 @@ pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
     CACHE
         .try_with(|cache| {
             cache.version.set(fresh(cache));
+            let borrowed = cache.borrows.get() > 0;
+            if borrowed {
+                cache.retired.set(true);
+            }
+            borrowed
+        })
+        .unwrap_or(false)
+}
+
+/// Says whether any borrow is open on this thread, as [`invalidate_all_and_check_borrowed`]
+/// does, without invalidating anything (the caller put back a version that describes the
+/// current context).
+#[inline]
+pub(crate) fn check_borrowed() -> bool {
+    CACHE
+        .try_with(|cache| {
             let borrowed = cache.borrows.get() > 0;
             if borrowed {
                 cache.retired.set(true);

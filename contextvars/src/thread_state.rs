@@ -1133,17 +1133,23 @@ pub(crate) struct Level {
     /// The attached frame's floor: how many logical contexts were pushed when it became
     /// current.
     pub(crate) attached_floor: usize,
+    /// The lookup cache's version for the displaced context, or 0 if unknown: detaching
+    /// puts it back, as leaving a run does (nothing can change the displaced context while
+    /// it is kept here).
+    pub(crate) outer: u64,
 }
 
 /// Makes `frame` the current context at a new level, keeping the displaced one in the thread
-/// state, and returns the id of the attached top logical context. `Err(frame)`, with nothing
-/// changed, during thread teardown. Runs no user code: nothing is dropped.
+/// state, and returns the id of the attached top logical context. `stamp` is the frame's
+/// lookup-cache stamp (see `run_in_frame`). `Err(frame)`, with nothing changed, during
+/// thread teardown. Runs no user code: nothing is dropped.
 #[inline]
-pub(crate) fn attach_frame(frame: Frame) -> Result<u64, Frame> {
+pub(crate) fn attach_frame(frame: Frame, stamp: u64) -> Result<u64, Frame> {
     let mut given = Some(frame);
     let attached = with_state(|ts| {
         ts.materialize();
-        push_level(ts, given.take().unwrap_or_default(), 0)
+        let outer = cache::enter(stamp);
+        push_level(ts, given.take().unwrap_or_default(), 0, outer)
     });
     attached.ok_or_else(|| given.take().unwrap_or_default())
 }
@@ -1151,7 +1157,7 @@ pub(crate) fn attach_frame(frame: Frame) -> Result<u64, Frame> {
 /// Makes `frame` the current context at a new level (see [`attach_frame`]), on a state whose
 /// lazily pushed logical contexts that belong below it are materialised.
 #[inline]
-fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
+fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64, outer: u64) -> u64 {
     let top_id = frame.top.ensure_id();
     ts.frame.swap(&mut frame);
     let attached_floor = ts.pushed.len();
@@ -1164,6 +1170,7 @@ fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64) -> u64 {
         top_id,
         deferred,
         attached_floor,
+        outer,
     });
     top_id
 }
@@ -1173,6 +1180,9 @@ struct Pending {
     fetch: fn(u64) -> Option<Context>,
     key: u64,
     id: u64,
+    /// The lookup cache's version for the context below (see [`Level::outer`]). While the
+    /// attach is pending, the cache has a fresh version: nothing is cached for it.
+    outer: u64,
 }
 
 /// Deferred attach ids carry this bit; logical context ids never reach it.
@@ -1189,7 +1199,13 @@ pub(crate) fn attach_deferred(fetch: fn(u64) -> Option<Context>, key: u64) -> Op
         ts.materialize();
         ts.deferred_seq += 1;
         let id = DEFERRED | ts.deferred_seq;
-        ts.pending = Some(Pending { fetch, key, id });
+        let outer = cache::renew();
+        ts.pending = Some(Pending {
+            fetch,
+            key,
+            id,
+            outer,
+        });
         id
     })
 }
@@ -1206,17 +1222,21 @@ fn enter_pending(state: &RefCell<ThreadState>) {
     // A source with nothing to give: an empty context, never the one below.
     let context = (pending.fetch)(pending.key).unwrap_or_default();
     let mut ts = state.borrow_mut();
+    let mut outer = pending.outer;
     if ts.pending.is_some() {
         // The fetch attached again (it must not): enter that first, so levels stay ordered.
+        // The context below this attach is then that one, whose version is not `outer`.
         drop(ts);
         enter_pending(state);
         ts = state.borrow_mut();
+        outer = 0;
     }
     let lazy = take_lazy();
-    push_level(&mut ts, context.frame, pending.id);
+    push_level(&mut ts, context.frame, pending.id, outer);
     set_lazy(lazy);
     drop(ts);
-    cache::invalidate_all();
+    // The context's entries from its last attach or run on this thread are warm again.
+    cache::enter(context.stamp);
 }
 
 /// Leaves the deferred attach `id`: `Ok(None)` if it was never entered (nothing changed but
@@ -1236,6 +1256,9 @@ pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
                 if pending.id != id || lazy() > 0 {
                     return Err(());
                 }
+                // Never entered: the context below is as the attach found it, and so are
+                // its cache entries.
+                cache::leave(pending.outer);
                 ts.pending = None;
                 return Ok(None);
             }
@@ -1259,6 +1282,9 @@ pub(crate) struct Detached {
     /// Empty if none was cached.
     pub(crate) snapshot: ExecutionContext,
     pub(crate) rest: Option<Box<Abandoned>>,
+    /// The cache version of the context reinstalled, if it is known and still describes it
+    /// (nothing was left above the detached level), else 0.
+    pub(crate) outer: u64,
 }
 
 /// Left behind above a detached level: logical contexts pushed and never popped, and
@@ -1298,6 +1324,7 @@ fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
         mut frame,
         floor,
         mut snapshot,
+        outer,
         ..
     } = ts.levels.pop().expect("found above");
     ts.frame.swap(&mut frame);
@@ -1306,6 +1333,7 @@ fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
     Some(Detached {
         frame,
         snapshot,
+        outer: if rest.is_none() { outer } else { 0 },
         rest,
     })
 }

@@ -6,8 +6,8 @@
 //! (Debug builds also check every cache hit against a plain lookup.)
 
 use contextvars::{
-    Context, ContextBuilder, ContextVar, LogicalContext, attach, copy_context, detach,
-    get_execution_context, run_with_logical_context,
+    Context, ContextBuilder, ContextVar, LogicalContext, attach, attach_deferred, copy_context,
+    detach, detach_deferred, get_execution_context, run_with_logical_context,
 };
 
 mod common;
@@ -251,9 +251,16 @@ impl Rng {
 
 #[test]
 fn a_random_walk_over_contexts_always_reads_what_they_hold() {
+    on_fresh_thread(random_walk);
+    // Inside a run the thread's own context has a version a stamp can name (a fresh thread's
+    // first one is no stamp's), so a stamp that wrongly named it would be caught.
+    on_fresh_thread(|| Context::new().run(random_walk));
+}
+
+fn random_walk() {
     const CONTEXTS: usize = 4;
     let steps = if cfg!(miri) { 60 } else { 3000 };
-    on_fresh_thread(|| {
+    {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut contexts: Vec<Context> = (0..CONTEXTS).map(|_| Context::new()).collect();
         // The model: each context's value of `B`, and the thread's own.
@@ -261,7 +268,7 @@ fn a_random_walk_over_contexts_always_reads_what_they_hold() {
         let mut outer: Option<u64> = None;
         for step in 0..steps {
             let i = rng.below(CONTEXTS as u64) as usize;
-            match rng.below(7) {
+            match rng.below(10) {
                 0 | 1 => {
                     contexts[i].run(|| drop(B.set(step)));
                     model[i] = Some(step);
@@ -300,6 +307,34 @@ fn a_random_walk_over_contexts_always_reads_what_they_hold() {
                     });
                     model[j] = Some(step);
                 }
+                7 | 8 => {
+                    // Attached (deferred or not), read, maybe changed, detached: the context
+                    // keeps its stamp for its next attach or run, and the thread's context
+                    // reads right after.
+                    let set = rng.below(2) == 0;
+                    let context = std::mem::take(&mut contexts[i]);
+                    let back = if rng.below(2) == 0 {
+                        let id = attach(context).unwrap();
+                        assert_eq!((B.get(), B.get()), (model[i], model[i]), "step {step}");
+                        if set {
+                            drop(B.set(step));
+                        }
+                        detach(id).unwrap()
+                    } else {
+                        PARKED.with(|parked| *parked.borrow_mut() = Some(context));
+                        let id = attach_deferred(fetch_parked, 0).unwrap();
+                        assert_eq!((B.get(), B.get()), (model[i], model[i]), "step {step}");
+                        if set {
+                            drop(B.set(step));
+                        }
+                        detach_deferred(id).unwrap().expect("it was used")
+                    };
+                    contexts[i] = back;
+                    if set {
+                        model[i] = Some(step);
+                    }
+                    assert_eq!(B.get(), outer, "step {step}");
+                }
                 _ => {
                     if contexts[i].run(|| B.delete()).is_ok() {
                         model[i] = None;
@@ -313,7 +348,16 @@ fn a_random_walk_over_contexts_always_reads_what_they_hold() {
                 assert_eq!(ctx.get(&B), *expected, "step {step}");
             }
         }
-    });
+    }
+}
+
+thread_local! {
+    /// The context a deferred attach of the random walk fetches.
+    static PARKED: std::cell::RefCell<Option<Context>> = const { std::cell::RefCell::new(None) };
+}
+
+fn fetch_parked(_key: u64) -> Option<Context> {
+    PARKED.with(|parked| parked.borrow_mut().take())
 }
 
 static BUILT_PLAIN: ContextVar<String> = ContextVar::new("stamps.built_plain");
