@@ -659,45 +659,67 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
 #[allow(unsafe_code)]
 fn leave_run(run: *mut Run, stamp: &mut u64) {
     // SAFETY: `run` points to the record on the calling `run_in_frame`'s stack, which
-    // outlives this call; no reference to it is live (`enter_run`'s ended with it).
-    let record = unsafe { &mut *run };
-    if record.entered.is_none() && !watch::active() {
-        // Never entered: the thread state is as the run found it. Nested runs that began
-        // since have ended and put this one back as the waiting one.
-        debug_assert_eq!(waiting(), run);
-        debug_assert!(waiting_pushed().is_null());
-        set_waiting(record.below);
-        set_waiting_pushed(record.pushed);
-        set_lazy(record.lazy);
-        *stamp = cache::leave(record.outer);
-        return;
+    // outlives this call, and no reference to it is live (`enter_run`'s ended with it); this
+    // reads one field.
+    if unsafe { (*run).entered.is_none() } {
+        if !watch::active() {
+            // SAFETY: as above; the reference ends before anything else can reach the
+            // record.
+            let record = unsafe { &*run };
+            // Never entered: the thread state is as the run found it. Nested runs that
+            // began since have ended and put this one back as the waiting one.
+            debug_assert_eq!(waiting(), run);
+            debug_assert!(waiting_pushed().is_null());
+            set_waiting(record.below);
+            set_waiting_pushed(record.pushed);
+            set_lazy(record.lazy);
+            *stamp = cache::leave(record.outer);
+            return;
+        }
+        // A watcher came since the run began: the run is entered now, so that the watcher
+        // sees its context current as it exits. `settle` reaches the record through
+        // `WAITING`: no reference to it may be held across this call.
+        let _ = STATE.try_with(settle);
     }
-    leave_entered(record, stamp);
+    leave_entered(run, stamp);
 }
 
 /// [`leave_run`] for a run whose context was entered (or is entered now, for a watcher).
 #[cold]
 #[inline(never)]
 #[allow(unsafe_code)]
-fn leave_entered(run: &mut Run, stamp: &mut u64) {
-    if run.entered.is_none() {
-        // A watcher came since the run began: it sees the run's context current as it exits.
-        let _ = STATE.try_with(settle);
-    }
+fn leave_entered(run: *mut Run, stamp: &mut u64) {
     // The stamp stays 0 unless leaving completes.
     *stamp = 0;
-    let Some(entered) = run.entered.take() else {
+    // SAFETY: as in `leave_run`. The record is reached through this one reference, which
+    // ends here: once it is entered, `WAITING` no longer points to it, so only this
+    // function does, and the user code run below (a watcher, drops) cannot reach it.
+    let (entered, below, pushed, lazy, outer, frame) = unsafe {
+        let run = &mut *run;
+        (
+            run.entered.take(),
+            run.below,
+            run.pushed,
+            run.lazy,
+            run.outer,
+            run.frame,
+        )
+    };
+    let restore = || {
+        set_waiting(below);
+        set_waiting_pushed(pushed);
+        set_lazy(lazy);
+        cache::leave(outer)
+    };
+    let Some(entered) = entered else {
         // Thread teardown: the state is gone, and the run was never entered.
-        set_waiting(run.below);
-        set_waiting_pushed(run.pushed);
-        set_lazy(run.lazy);
-        cache::leave(run.outer);
+        restore();
         return;
     };
     watch::notify(|| ContextEvent::Exited);
     // SAFETY: as in `enter_run`: `run_in_frame` holds the frame's `&mut` for the whole run,
     // and uses it only through this pointer.
-    let frame = unsafe { &mut *run.frame };
+    let frame = unsafe { &mut *frame };
     let Entered {
         floor,
         mut snapshot,
@@ -727,16 +749,10 @@ fn leave_entered(run: &mut Run, stamp: &mut u64) {
         (ended, leftovers)
     }) else {
         // Thread teardown began inside the run: nothing to put back.
-        set_waiting(run.below);
-        set_waiting_pushed(run.pushed);
-        set_lazy(run.lazy);
-        cache::leave(run.outer);
+        restore();
         return;
     };
-    set_waiting(run.below);
-    set_waiting_pushed(run.pushed);
-    set_lazy(run.lazy);
-    let inner = cache::leave(run.outer);
+    let inner = restore();
     // The cache describes the current context, which is the frame handed back unless `f`
     // left logical contexts pushed above it. (After an attach left attached, the frame
     // handed back is the attached one: still the current context.)

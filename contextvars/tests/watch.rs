@@ -162,3 +162,41 @@ fn events_happen_on_the_thread_that_switches() {
     }
     take_log();
 }
+
+/// A run that began while no watcher was registered and ends with one (registered inside
+/// it, or by another thread meanwhile) is left like any other: the thread's context and the
+/// run's are each back where they belong, and the watcher sees the run's context as it exits.
+/// (A run that waited and was entered only for the watcher once swapped nothing back: the
+/// run's context stayed the thread's, and the thread's went into the `Context`.)
+#[test]
+fn a_run_that_ends_with_a_watcher_it_began_without_is_left_in_place() {
+    static VAR: ContextVar<u32> = ContextVar::new("late_watcher");
+    static TEXT: ContextVar<String> = ContextVar::new("late_watcher.text");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        VAR.set(1);
+        TEXT.set("the thread's".into());
+        assert_eq!(TEXT.get().as_deref(), Some("the thread's"));
+        let mut ctx = Context::new();
+        ctx.run(|| VAR.set(2));
+        for read_first in [false, true] {
+            let mut guard = None;
+            let seen = ctx.run(|| {
+                // The run waits: a read does not enter it.
+                let seen = read_first.then(|| VAR.get());
+                guard = Some(watch::add_watcher(|event| log(describe(event, &VAR))));
+                seen
+            });
+            drop(guard);
+            assert_eq!(seen, read_first.then_some(Some(2)));
+            assert_eq!(take_log(), ["exit Some(2)"]);
+            assert_eq!(VAR.get(), Some(1));
+            assert_eq!(ctx.get(&VAR), Some(2));
+        }
+        // The thread's values are its own: dropping the run's context frees none of them.
+        drop(ctx);
+        assert_eq!(TEXT.get().as_deref(), Some("the thread's"));
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
