@@ -1,4 +1,5 @@
-//! The per-thread lookup cache: the only `unsafe` in this crate.
+//! The per-thread lookup cache, and most of this crate's `unsafe` (the rest is the thread
+//! state's pointers to waiting runs and pushes, in `thread_state`).
 //!
 //! `ContextVar::get` first looks here. The cache is a direct-mapped table of
 //! [`SLOTS`] entries in a `const`-initialised thread-local (no lazy initialisation, no
