@@ -1235,8 +1235,15 @@ fn enter_pending(state: &RefCell<ThreadState>) {
     let Some(pending) = state.borrow_mut().pending.take() else {
         return;
     };
+    // The fetch sees the context below the attach: pushes waiting above it are hidden
+    // meanwhile, as a run hides them, and it runs under a version of its own, so that what
+    // it might read (it must not) is cached under no version that describes another context.
+    let pushed = waiting_pushed();
+    set_waiting_pushed(std::ptr::null_mut());
+    cache::invalidate_all();
     // A source with nothing to give: an empty context, never the one below.
     let context = (pending.fetch)(pending.key).unwrap_or_default();
+    set_waiting_pushed(pushed);
     let mut ts = state.borrow_mut();
     let mut outer = pending.outer;
     if ts.pending.is_some() {
@@ -1251,8 +1258,14 @@ fn enter_pending(state: &RefCell<ThreadState>) {
     push_level(&mut ts, context.frame, pending.id, outer);
     set_lazy(lazy);
     drop(ts);
-    // The context's entries from its last attach or run on this thread are warm again.
-    cache::enter(context.stamp);
+    if pushed.is_null() {
+        // The context's entries from its last attach or run on this thread are warm again.
+        cache::enter(context.stamp);
+    } else {
+        // Pushes wait above the attached context: the current context is they over it,
+        // which no stamp of the attached context describes.
+        cache::invalidate_all();
+    }
 }
 
 /// Leaves the deferred attach `id`: `Ok(None)` if it was never entered (nothing changed but

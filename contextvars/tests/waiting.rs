@@ -400,3 +400,76 @@ fn a_panic_in_a_push_restores_the_caller_whether_or_not_it_was_entered() {
         assert_eq!(A.get(), Some(5));
     });
 }
+
+/// A deferred attach entered while a non-empty push waits above it (by a read the push
+/// cannot answer, or by a set) must not bring back the attached context's cache stamp: the
+/// current context is the push over it. Found by review: a read then served the attached
+/// context's old cached value of a variable the push holds.
+#[test]
+fn a_deferred_attach_entered_under_a_waiting_push_keeps_the_push_on_top() {
+    static X: ContextVar<u64> = ContextVar::new("waiting.x");
+    static Y: ContextVar<u64> = ContextVar::new("waiting.y");
+    for set_first in [false, true] {
+        on_fresh_thread(|| {
+            let mut lc = LogicalContext::new();
+            run_with_logical_context(&mut lc, || Y.set(1));
+            // The attached context has run here, so its stamp names cached entries (Y = 10).
+            let mut attached = Context::new();
+            attached.run(|| {
+                Y.set(10);
+                assert_eq!(Y.get(), Some(10));
+            });
+            PARKED.with(|parked| *parked.borrow_mut() = Some(attached));
+            let id = attach_deferred(fetch, 0).unwrap();
+            run_with_logical_context(&mut lc, || {
+                if set_first {
+                    X.set(5);
+                } else {
+                    assert_eq!(X.get(), None);
+                }
+                assert_eq!(fetches(), 1);
+                assert_eq!(Y.get(), Some(1));
+                assert_eq!(Y.with(|y| y.copied()), Some(1));
+            });
+            assert_eq!(Y.get(), Some(10));
+            let back = detach_deferred(id).unwrap().expect("it was used");
+            assert_eq!(back.get(&Y), Some(10));
+            assert_eq!(lc.get(&X), set_first.then_some(5));
+        });
+    }
+}
+
+thread_local! {
+    static REATTACHED: Cell<Option<contextvars::DeferredId>> = const { Cell::new(None) };
+}
+
+/// A source that (against its docs) records a deferred attach of its own.
+fn fetch_and_attach(_key: u64) -> Option<Context> {
+    REATTACHED.with(|id| id.set(Some(attach_deferred(fetch, 1).unwrap())));
+    Some(context(20, "outer attach"))
+}
+
+/// A fetch that attaches again while a push waits sees the context below the attach, and
+/// the push stays on top of both attaches: each detaches in order afterwards.
+#[test]
+fn a_fetch_that_attaches_under_a_waiting_push_leaves_the_push_on_top() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut lc = logical(2);
+        PARKED.with(|parked| *parked.borrow_mut() = Some(context(30, "inner attach")));
+        let outer = attach_deferred(fetch_and_attach, 0).unwrap();
+        run_with_logical_context(&mut lc, || {
+            B.set("set".into());
+            assert_eq!((A.get(), B.get().as_deref()), (Some(2), Some("set")));
+        });
+        assert_eq!(lc.get(&B).as_deref(), Some("set"));
+        // The attach the fetch made is entered first, below the outer one.
+        assert_eq!(A.get(), Some(20));
+        let back = detach_deferred(outer).unwrap().expect("it was used");
+        assert_eq!(back.get(&A), Some(20));
+        let inner = REATTACHED.with(Cell::get).expect("the fetch attached");
+        assert_eq!(A.get(), Some(30));
+        assert!(detach_deferred(inner).unwrap().is_some());
+        assert_eq!(A.get(), Some(1));
+    });
+}
