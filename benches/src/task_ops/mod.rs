@@ -43,8 +43,9 @@ crate::case_ops! {
         Poll => ("task poll wrapper", "poll", "ns per poll",
             "A future that returns `Pending` N times, waking itself, polled through \
             `&mut dyn Future` with a no-op waker until it completes; per poll. The wrapper \
-            is built before the clock starts: ours `.in_current_context()` (swaps the \
-            task's context in and out per poll), tokio `KEY.scope(v, f)` (swaps a \
+            is built before the clock starts: ours `.in_current_context()` (runs each \
+            poll in the task's context, which a poll that uses no variable never moves \
+            into the thread), tokio `KEY.scope(v, f)` (swaps a \
             task-local), opentelemetry `f.with_context(cx)` (clones and attaches its \
             context per poll)."),
         /// Poll a tokio task that yields, on a current-thread runtime.
