@@ -312,17 +312,7 @@ pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
     let result = STATE.try_with(|state| {
         let f = f.take().expect("called once");
         // Waiting pushes and a waiting run are read where they wait: a read enters nothing.
-        let (pushed, run) = (waiting_pushed(), waiting());
-        if !pushed.is_null() || !run.is_null() {
-            return find_waiting(state, pushed, run, id, f);
-        }
-        let mut ts = state.borrow();
-        if ts.pending.is_some() {
-            drop(ts);
-            enter_pending(state);
-            ts = state.borrow();
-        }
-        f(ts.find(id))
+        find_waiting(state, waiting_pushed(), waiting(), id, f)
     });
     match result {
         Ok(r) => r,
@@ -542,11 +532,11 @@ fn settle(state: &RefCell<ThreadState>) {
     }
 }
 
-/// Hands `f` the value for `id` in the current context while pushes or a run wait: the
-/// waiting pushes, topmost first, then the waiting run's context, else the thread state's
-/// (the logical contexts pushed lazily in between are empty), without entering anything.
-#[cold]
-#[inline(never)]
+/// Hands `f` the value for `id` in the current context: the waiting pushes (`pushed`, null if
+/// none), topmost first, then the waiting run's context (`run`, null if none), else the
+/// thread state's (the logical contexts pushed lazily in between are empty), entering only a
+/// pending deferred attach, and only when the thread state is read.
+#[inline]
 #[allow(unsafe_code)]
 fn find_waiting<R>(
     state: &RefCell<ThreadState>,

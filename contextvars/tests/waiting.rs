@@ -76,7 +76,7 @@ fn a_run_shows_its_own_context_whether_or_not_it_was_entered() {
 }
 
 #[test]
-fn a_run_that_uses_no_variable_is_never_entered_and_leaves_a_waiting_attach_alone() {
+fn a_run_never_fetches_a_deferred_attach_waiting_below_it() {
     on_fresh_thread(|| {
         A.set(1);
         let mut ctx = context(2, "ctx");
