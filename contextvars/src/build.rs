@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use crate::context::Context;
 use crate::execution::ExecutionContext;
-use crate::value::{Erased, Stored, Value, VarId, VarIdHasher, VarMap};
+use crate::value::{Erased, Value, VarId, VarIdHasher, VarMap};
 use crate::var::ContextVar;
 
 /// Builds a fresh [`Context`] holding several values, without entering it: what
@@ -54,12 +54,7 @@ impl ContextBuilder {
             let _token = self.context.run(|| var.set(value));
             return self;
         }
-        let stored: Value = Arc::new(Stored {
-            name: var.name(),
-            inherit: true,
-            pinned: false,
-            value,
-        });
+        let stored = Value::new(var.name(), true, false, value);
         // Not running: the map is the context's own data. A `run` above (for a pinned or
         // not-inherited variable) may have left cache entries that point into it, kept for
         // the context's next run by its stamp: changing the map outside a run voids them.
@@ -92,8 +87,9 @@ impl ExecutionContext {
     /// An execution context holding only the values of `vars` that this one holds (a value
     /// from an upper logical context hiding a lower one, as a lookup sees it), in a single
     /// logical context. The values are the same objects, not copies: what compares them by
-    /// address sees them equal, and holding the result keeps only those values alive, not
-    /// the rest of this context. Ids without a value here are skipped.
+    /// address sees them equal (inline values, integers of up to 64 bits, `f32`, `f64` and
+    /// `bool`, are copied, and compare by value), and holding the result keeps only those
+    /// values alive, not the rest of this context. Ids without a value here are skipped.
     ///
     /// ```
     /// use contextvars::{ContextVar, get_execution_context};
@@ -178,23 +174,31 @@ impl fmt::Debug for Identities {
 impl ExecutionContext {
     /// [`Identities`] of the values of `vars` that this context holds (as a lookup sees them):
     /// weak handles that keep the values' allocations, so that their addresses stay theirs,
-    /// but not the values. Ids without a value here are skipped.
+    /// but not the values. Ids without a value here are skipped, and so are values stored
+    /// inline (integers of up to 64 bits, `f32`, `f64`, `bool`), which have no allocation:
+    /// such a value is lent as a copy, so its address says nothing; its value says all.
     ///
     /// ```
     /// use contextvars::{ContextVar, get_execution_context};
     ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
     /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
-    /// static UNSET: ContextVar<u8> = ContextVar::new("unset");
+    /// static UNSET: ContextVar<String> = ContextVar::new("unset");
     ///
-    /// REQUEST_ID.set(7);
-    /// let identities = get_execution_context().identities(&[REQUEST_ID.id(), UNSET.id()]);
-    /// assert_eq!(identities.len(), 1);
+    /// TENANT.set("acme".into());
+    /// REQUEST_ID.set(7); // inline: no allocation to keep
+    /// let ids = [TENANT.id(), REQUEST_ID.id(), UNSET.id()];
+    /// assert_eq!(get_execution_context().identities(&ids).len(), 1);
     /// ```
     pub fn identities(&self, vars: &[VarId]) -> Identities {
         Identities {
             held: vars
                 .iter()
-                .filter_map(|&id| self.find(id).map(Arc::downgrade))
+                .filter_map(|&id| match self.find(id)? {
+                    Value::Shared(shared) => Some(Arc::downgrade(shared)),
+                    // No allocation, so no address to keep (see `Identities`).
+                    Value::Inline(_) => None,
+                })
                 .collect(),
         }
     }
@@ -355,6 +359,7 @@ mod tests {
             let mut context = Context::new();
             let identities = context.run(|| {
                 HELD.set(Arc::new(Counted(drops_in)));
+                OTHER.set(3); // inline: no allocation, no handle
                 get_execution_context().identities(&[HELD.id(), OTHER.id()])
             });
             assert_eq!((identities.len(), identities.live()), (1, 1));

@@ -4,8 +4,8 @@
 //! `ContextVar::get` first looks here. The cache is a direct-mapped table of
 //! [`SLOTS`] entries in a `const`-initialised thread-local (no lazy initialisation, no
 //! destructor, so reaching it is a plain TLS access). Each entry remembers, for one variable,
-//! a *borrowed* pointer to the value the current execution context holds for it (or that it
-//! holds none), stamped with the thread's cache version at the time.
+//! a *borrowed* pointer to the value the current execution context holds for it, or a copy
+//! of it (or that it holds none), stamped with the thread's cache version at the time.
 //!
 //! # Why a borrowed pointer stays valid
 //!
@@ -54,15 +54,22 @@
 //!    `Clone` is the standard library's and runs no user code, and clones them inside the
 //!    cache access.
 //!
-//! So an entry whose variable id and version match points to a live value, and it stays live
-//! for as long as [`read`] lends it. This is PEP 550's cache (§Context Variables) with the key
+//! Values of the inline kinds (integers of up to 64 bits, `f32`, `f64`, `bool`: see
+//! `value::is_inline`) are cached *by copy*: the entry holds their bits (its pointer is the
+//! [`INLINE`] marker), and [`read`] lends a copy of them on the stack, which borrows nothing,
+//! so such a value never needs retiring. The rules above keep the copy equal to the value the
+//! context holds, exactly as they keep a pointer pointing to it. (Stored inline, such a value
+//! has no address that would stay put: the map's nodes are edited and reallocated.)
+//!
+//! So an entry whose variable id and version match points to a live value (or holds a copy of
+//! it), and it stays live for as long as [`read`] lends it. This is PEP 550's cache (§Context Variables) with the key
 //! moved out of the variable and into the thread, which removes the data race CPython hit
 //! without a GIL (gh-121546): nothing here is shared between threads.
 
 use std::cell::Cell;
 use std::ptr;
 
-use crate::value::VarId;
+use crate::value::{VarId, inline_bits, is_inline};
 
 /// Entries in the table; variable ids are sequential, so up to this many variables never
 /// evict one another.
@@ -72,12 +79,27 @@ pub(crate) const SLOTS: usize = 32;
 pub(crate) const LENT_MAX: usize = 16;
 
 /// The entries, one slot of each array per entry: a slot's variable, the version it was
-/// stored at, and the cached `&T` (null when the context holds no value for the variable).
-/// Separate arrays, so that each field is addressed from the thread-local's base directly.
+/// stored at, and the cached `&T` (null when the context holds no value for the variable;
+/// [`INLINE`] when the value is inline, with its bits in `bits`). Separate arrays, so that
+/// each field is addressed from the thread-local's base directly.
 struct Entries {
     vars: [Cell<u64>; SLOTS],
     versions: [Cell<u64>; SLOTS],
     values: [Cell<*const ()>; SLOTS],
+    bits: [Cell<u64>; SLOTS],
+}
+
+/// The `values` entry of an inline value (whose bits are cached, not its address): never the
+/// address of a `T` that is cached, since no inline value is ever cached by address.
+const INLINE: *const () = ptr::dangling();
+
+/// What the cache records for a variable's value (see [`store_held`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Held {
+    /// Where a shared value's `T` lies.
+    At(*const ()),
+    /// An inline value's bits (see `value::inline_bits`).
+    Bits(u64),
 }
 
 impl Entries {
@@ -87,6 +109,21 @@ impl Entries {
         self.versions[slot].set(version);
         self.values[slot].set(value);
     }
+}
+
+/// The `T` whose bytes start `bits`.
+///
+/// # Safety
+///
+/// `bits` must come from `value::inline_bits` of a `T`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn bits_as<T>(bits: u64) -> T {
+    debug_assert!(size_of::<T>() <= size_of::<u64>() && align_of::<T>() <= align_of::<u64>());
+    // SAFETY: `inline_bits` put a `T`'s bytes at the start of `bits`, which is aligned for
+    // it (inline types are at most 8 bytes and 8-aligned); inline types own nothing, so a
+    // bitwise copy is a copy.
+    unsafe { ptr::from_ref(&bits).cast::<T>().read() }
 }
 
 struct Cache {
@@ -120,6 +157,7 @@ crate::loom::thread_local_const! {
                 vars: [const { Cell::new(0) }; SLOTS],
                 versions: [const { Cell::new(0) }; SLOTS],
                 values: [const { Cell::new(ptr::null()) }; SLOTS],
+                bits: [const { Cell::new(0) }; SLOTS],
             },
         }
     };
@@ -153,25 +191,46 @@ impl Cache {
 ///
 /// While `f` holds a borrowed value, a displaced value that contains it is retired rather
 /// than dropped (point 4 above); `release` is called when the outermost borrow ends if
-/// anything was retired meanwhile. In debug builds, `check` is called on every hit with the
-/// variable and the cached address, and must panic if the current context does not hold the
-/// value there.
+/// anything was retired meanwhile. An inline value is lent as a copy instead, which borrows
+/// nothing. In debug builds, `check` is called on every hit with the variable and what is
+/// cached, and must panic if the current context does not hold that value.
 ///
 /// # Safety
 ///
 /// `T` must be the type of `var`'s values: every pointer stored for `var` (by [`store`] or
-/// [`store_ptr`]) must point to a `T`. A `ContextVar<T>` guarantees it, since variable ids are
+/// [`store_held`]) must point to a `T`, and every inline value's bits must be a `T`'s. A `ContextVar<T>` guarantees it, since variable ids are
 /// never shared between variables.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) unsafe fn read<T, R, F: FnOnce(Option<&T>) -> R>(
+pub(crate) unsafe fn read<T: 'static, R, F: FnOnce(Option<&T>) -> R>(
     var: u64,
     f: F,
     absent: impl FnOnce(F) -> R,
     unknown: impl FnOnce(F) -> R,
     release: fn(),
-    check: fn(VarId, *const ()),
+    check: fn(VarId, Held),
 ) -> R {
+    if is_inline::<T>() {
+        // An inline value is lent as a copy: nothing of the context is borrowed.
+        let found = CACHE.with(|cache| {
+            let value = cache.entry(var)?;
+            Some((!value.is_null()).then(|| cache.entries.bits[slot(var)].get()))
+        });
+        return match found {
+            None => unknown(f),
+            Some(None) => absent(f),
+            Some(Some(bits)) => {
+                if cfg!(debug_assertions) {
+                    check(VarId(var), Held::Bits(bits));
+                }
+                // SAFETY: the entry matched `var` and the current version, so `bits` are the
+                // inline value the current context holds for `var`, a `T` by this
+                // function's contract.
+                let copy = unsafe { bits_as::<T>(bits) };
+                f(Some(&copy))
+            }
+        };
+    }
     // `Cache` has no destructor, so this thread-local is always accessible. The closures
     // given to `with` stay small so that they inline: the borrow is opened inside, and
     // `f` runs outside.
@@ -194,7 +253,7 @@ pub(crate) unsafe fn read<T, R, F: FnOnce(Option<&T>) -> R>(
     }
     let _borrow = Borrow { release };
     if cfg!(debug_assertions) {
-        check(VarId(var), cached);
+        check(VarId(var), Held::At(cached));
     }
     // SAFETY: the entry matched `var` and the current version, so the value it points to is
     // owned by this thread's current execution context (points 1-3 of the module docs), and
@@ -227,7 +286,7 @@ pub(crate) enum Plain<T> {
 /// copies bits and cannot reach this thread's context.
 #[allow(unsafe_code)]
 #[inline(always)]
-pub(crate) unsafe fn read_plain<T: Clone>(var: u64, check: fn(VarId, *const ())) -> Plain<T> {
+pub(crate) unsafe fn read_plain<T: Clone + 'static>(var: u64, check: fn(VarId, Held)) -> Plain<T> {
     CACHE.with(|cache| {
         let Some(value) = cache.entry(var) else {
             return Plain::Unknown;
@@ -235,8 +294,18 @@ pub(crate) unsafe fn read_plain<T: Clone>(var: u64, check: fn(VarId, *const ()))
         if value.is_null() {
             return Plain::Absent;
         }
+        if is_inline::<T>() {
+            let bits = cache.entries.bits[slot(var)].get();
+            if cfg!(debug_assertions) {
+                check(VarId(var), Held::Bits(bits));
+            }
+            // SAFETY: the entry matched `var` and the current version, so `bits` are the
+            // inline value the current context holds for `var`, a `T` by this function's
+            // contract.
+            return Plain::Value(unsafe { bits_as::<T>(bits) });
+        }
         if cfg!(debug_assertions) {
-            check(VarId(var), value);
+            check(VarId(var), Held::At(value));
         }
         // SAFETY: the entry matched `var` and the current version, so the value it points to
         // is owned by this thread's current execution context (points 1-3 of the module
@@ -294,29 +363,42 @@ pub(crate) fn must_retire(start: *const (), len: usize) -> bool {
 ///
 /// # Safety
 ///
-/// As for [`store_ptr`].
+/// As for [`store_held`]: `value` is the `T` the current context holds for `var` (inside its
+/// `Arc`, unless `T` is an inline type).
 #[inline]
 #[allow(unsafe_code)]
-pub(crate) unsafe fn store<T>(var: VarId, value: Option<&T>) {
+pub(crate) unsafe fn store<T: 'static>(var: VarId, value: Option<&T>) {
+    let held = value.map(|value| match inline_bits(value) {
+        Some(bits) => Held::Bits(bits),
+        None => Held::At(ptr::from_ref(value).cast()),
+    });
     // SAFETY: forwarded; a reference is a valid pointer to a `T`.
-    unsafe { store_ptr(var, value.map_or(ptr::null(), ptr::from_ref)) }
+    unsafe { store_held(var, held) }
 }
 
-/// Records that the current context holds the value at `value` (null: no value) for `var`.
+/// Records that the current context holds `held` (`None`: no value) for `var`.
 ///
 /// # Safety
 ///
-/// `value` must be null or point to the `T` inside an `Arc` allocation that this thread's
-/// current execution context holds for `var`, and `T` must be `var`'s value type. Whatever
-/// later removes that value from the current context must go through the thread state's
-/// mutators (which refresh or clear this entry) or invalidate the whole cache.
+/// `held` must describe the value this thread's current execution context holds for `var`,
+/// whose type is `var`'s value type: `Held::At` the `T` inside its `Arc` allocation,
+/// `Held::Bits` an inline value's bits. Whatever later removes that value from the current
+/// context must go through the thread state's mutators (which refresh or clear this entry)
+/// or invalidate the whole cache.
 #[inline]
 #[allow(unsafe_code)]
-pub(crate) unsafe fn store_ptr<T>(var: VarId, value: *const T) {
+pub(crate) unsafe fn store_held(var: VarId, held: Option<Held>) {
     CACHE.with(|cache| {
-        cache
-            .entries
-            .set(slot(var.0), var.0, cache.version.get(), value.cast());
+        let slot = slot(var.0);
+        let value = match held {
+            None => ptr::null(),
+            Some(Held::At(at)) => at,
+            Some(Held::Bits(bits)) => {
+                cache.entries.bits[slot].set(bits);
+                INLINE
+            }
+        };
+        cache.entries.set(slot, var.0, cache.version.get(), value);
     });
 }
 

@@ -6,7 +6,7 @@ use crate::entries::{AnyValue, Iter};
 use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
 use crate::thread_state::{self, Frame};
-use crate::value::{VarInfo, downcast};
+use crate::value::{Value, VarInfo, downcast};
 use crate::var::ContextVar;
 
 /// A mutable context that code can run in: PEP 567's `contextvars.Context`.
@@ -251,15 +251,22 @@ impl PartialEq for Context {
     /// Two contexts are equal when they hold the same variables bound to the same value
     /// *objects* (values are type-erased and need not implement `PartialEq`, so they are
     /// compared by identity: a copy of a context equals it until either side sets something).
+    /// A value stored inline (an integer of up to 64 bits, `f32`, `f64` or `bool`, of a
+    /// variable that is inherited and not pinned) has no identity of its own: it is compared
+    /// by its bits, so two contexts that set it to the same value are equal.
     ///
     /// ```
     /// use contextvars::{ContextVar, copy_context};
     ///
-    /// static A: ContextVar<u8> = ContextVar::new("a");
-    /// A.set(1);
+    /// static A: ContextVar<String> = ContextVar::new("a");
+    /// static N: ContextVar<u8> = ContextVar::new("n");
+    /// A.set("x".into());
     /// let mut copy = copy_context();
     /// assert_eq!(copy, copy_context());
-    /// copy.run(|| A.set(1)); // an equal value, but another object
+    /// copy.run(|| N.set(2));
+    /// N.set(2); // inline: compared by value
+    /// assert_eq!(copy, copy_context());
+    /// copy.run(|| A.set("x".into())); // an equal value, but another object
     /// assert_ne!(copy, copy_context());
     /// ```
     fn eq(&self, other: &Self) -> bool {
@@ -267,27 +274,27 @@ impl PartialEq for Context {
             return true;
         }
         let mut count = 0;
-        let same = self.iter().all(|(var, value)| {
+        let mut mine = self.iter();
+        while let Some((var, value)) = mine.next_stored() {
             count += 1;
-            other
-                .find(var)
-                .is_some_and(|theirs| std::ptr::addr_eq(value, theirs))
-        });
-        same && count == other.len()
+            if !other.find(var).is_some_and(|theirs| value.same(theirs)) {
+                return false;
+            }
+        }
+        count == other.len()
     }
 }
 
 impl Eq for Context {}
 
 impl Context {
-    /// The type-erased value for `var`, as a lookup would find it.
-    fn find(&self, var: VarInfo) -> Option<&AnyValue> {
+    /// The value for `var` as stored, as a lookup would find it.
+    fn find(&self, var: VarInfo) -> Option<&Value> {
         self.frame
             .top
             .map
             .get(&var.id)
             .or_else(|| self.frame.base.find(var.id))
-            .map(|value| value.value_any())
     }
 }
 

@@ -97,15 +97,14 @@ impl<'a> Iter<'a> {
     }
 }
 
-impl<'a> Iterator for Iter<'a> {
-    type Item = (VarInfo, &'a AnyValue);
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Iter<'a> {
+    /// The next variable listed and its value as stored.
+    pub(crate) fn next_stored(&mut self) -> Option<(VarInfo, &'a Value)> {
         loop {
             while let Some((id, value)) = self.entries.next() {
                 // Pinned variables are part of a context's surroundings, not of its listing.
                 if !value.pinned() && !self.hidden(id) {
-                    return Some((info(*id, value), value.value_any()));
+                    return Some((info(*id, value), value));
                 }
             }
             let next = match self.level {
@@ -120,6 +119,15 @@ impl<'a> Iterator for Iter<'a> {
             self.level = Level::Chain(layer);
             self.entries = layer.map.iter();
         }
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (VarInfo, &'a AnyValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_stored()
+            .map(|(var, value)| (var, value.value_any()))
     }
 }
 

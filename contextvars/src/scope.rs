@@ -6,7 +6,6 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use pin_project_lite::pin_project;
@@ -14,7 +13,7 @@ use pin_project_lite::pin_project;
 use crate::error::TokenError;
 use crate::thread_state;
 use crate::token::Token;
-use crate::value::{Stored, Value, downcast};
+use crate::value::Value;
 use crate::var::ContextVar;
 
 impl<T: Send + Sync + 'static> ContextVar<T> {
@@ -38,12 +37,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// assert_eq!(REQUEST.get(), None);
     /// ```
     pub fn scope_future<F: Future>(&'static self, value: T, future: F) -> ScopeFuture<T, F> {
-        let stored: Value = Arc::new(Stored {
-            name: self.name(),
-            inherit: self.is_inherited(),
-            pinned: self.is_pinned(),
-            value,
-        });
+        let stored = Value::new(self.name(), self.is_inherited(), self.is_pinned(), value);
         ScopeFuture {
             var: self,
             value: Some(stored),
@@ -208,9 +202,8 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
     fn enter(var: &'static ContextVar<T>, slot: &'a mut Option<Value>) -> Self {
         let id = var.id();
         let token = slot.take().and_then(|value| {
-            // The value is this variable's, so it holds a `T`; the cache is pointed at it.
-            let typed: *const T = downcast::<T>(&value)?;
-            let previous = thread_state::set(id, value, typed)?;
+            // The value is this variable's, so it holds a `T`.
+            let previous = thread_state::set::<T>(id, value)?;
             Some(Token {
                 var: id,
                 var_name: var.name(),

@@ -40,14 +40,14 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::mem;
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::ptr;
 use std::thread;
 
 use crate::cache;
 use crate::context::Context;
 use crate::execution::{EC_LEN_MAX, ExecutionContext};
 use crate::logical::LogicalContext;
-use crate::value::{Erased, Value, VarId};
+use crate::value::{Value, VarId, downcast, inline_bits};
 use crate::watch::{self, ContextEvent};
 
 pub(crate) struct ThreadState {
@@ -141,18 +141,6 @@ fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
 #[must_use = "a displaced value must be dropped outside the thread state's borrow"]
 pub(crate) struct Displaced(Option<Value>);
 
-impl Displaced {
-    /// Takes the value out, for a token to keep. If an open borrow lends it, a retired
-    /// reference keeps it alive until that borrow ends, whatever the token does.
-    fn into_value(mut self) -> Option<Value> {
-        let value = self.0.take()?;
-        if is_lent(&value) {
-            retire(Retired::Value(value.clone()));
-        }
-        Some(value)
-    }
-}
-
 impl Drop for Displaced {
     #[inline]
     fn drop(&mut self) {
@@ -167,8 +155,10 @@ impl Drop for Displaced {
 /// Whether an open borrow on this thread may be lending `value` (see `cache`, point 4).
 #[inline]
 fn is_lent(value: &Value) -> bool {
-    let start = Arc::as_ptr(value).cast::<()>();
-    cache::must_retire(start, mem::size_of_val::<dyn Erased>(&**value))
+    // An inline value is never lent: reads lend a copy of it.
+    value
+        .shared_range()
+        .is_some_and(|(start, len)| cache::must_retire(start, len))
 }
 
 #[cold]
@@ -200,18 +190,21 @@ pub(crate) fn release_retired() {
     }
 }
 
-/// In debug builds, `cache::read` calls this at the dereference: the cached address must lie
-/// inside the value the current context holds for `id`.
-pub(crate) fn check_cached(id: VarId, cached: *const ()) {
-    let held = lookup(id, |found| {
-        found.map(|value| {
-            let start = Arc::as_ptr(value).cast::<()>().addr();
-            start..=start + mem::size_of_val::<dyn Erased>(&**value)
+/// In debug builds, `cache::read` calls this on a hit: the cached address must lie inside
+/// the value the current context holds for `id`, or the cached bits must be that value's.
+pub(crate) fn check_cached(id: VarId, cached: cache::Held) {
+    let matches = lookup(id, |found| {
+        found.is_some_and(|value| match (cached, value.shared_range()) {
+            (cache::Held::At(at), Some((start, len))) => {
+                (start.addr()..=start.addr() + len).contains(&at.addr())
+            }
+            (cache::Held::Bits(bits), _) => value.kind_bits() == Some(bits),
+            (cache::Held::At(_), None) => false,
         })
     });
     assert!(
-        held.is_some_and(|range| range.contains(&cached.addr())),
-        "the lookup cache points outside the value the current context holds for {id:?}"
+        matches,
+        "the lookup cache disagrees with the value the current context holds for {id:?}"
     );
 }
 
@@ -339,36 +332,52 @@ pub(crate) struct Previous {
     pub(crate) below: Option<Value>,
 }
 
-/// Stores `value` for `id` in the topmost logical context and points the cache at it
-/// (`typed` is the address of the `T` inside `value`). Returns what the variable held before,
-/// or `None` during thread teardown.
-pub(crate) fn set<T>(id: VarId, value: Value, typed: *const T) -> Option<Previous> {
-    let (displaced, below, context) = with_state(|ts| {
+/// Stores `value`, a `T`, for `id` in the topmost logical context and points the cache at
+/// it. Returns what the variable held before, or `None` during thread teardown.
+pub(crate) fn set<T: 'static>(id: VarId, value: Value) -> Option<Previous> {
+    // What the cache will hold: the bits of a value of an inline kind (which the cache
+    // copies, however the value is stored), or where the `T` lies in its `Arc` (which the
+    // move into the map leaves in place).
+    let Some(typed) = downcast::<T>(&value) else {
+        unreachable!("set with a value of another type than {id:?}'s");
+    };
+    let held = match inline_bits(typed) {
+        Some(bits) => cache::Held::Bits(bits),
+        None => cache::Held::At(ptr::from_ref(typed).cast()),
+    };
+    let previous = with_state(|ts| {
         ts.materialize();
         let context = ts.frame.top.ensure_id();
         // The cache entry is rewritten below, before anything can read it.
-        let displaced = ts.insert_top_uncached(id, value);
+        let top = ts.insert_top_uncached(id, value).0.take();
         // Only the first set of a variable in a logical context looks further down.
-        let below = match displaced.0 {
-            Some(_) => None,
+        let below = match &top {
+            // The token keeps the displaced value; if an open borrow lends it, a retired
+            // reference keeps it alive until that borrow ends, whatever the token does.
+            Some(displaced) => {
+                if is_lent(displaced) {
+                    ts.retired.push(Retired::Value(displaced.clone()));
+                }
+                None
+            }
             None => ts.find_below_top(id).cloned(),
         };
-        (displaced, below, context)
+        Previous {
+            context,
+            top,
+            below,
+        }
     })?;
-    // SAFETY: `typed` points into `value`, which the topmost logical context now holds for
+    // SAFETY: `held` describes `value`, which the topmost logical context now holds for
     // `id`; `set`'s callers pass the `T` of `id`'s variable. A later removal goes through
     // `insert_top` / `remove_top`, which clear this entry. The entry was not cleared by the
     // insert: nothing between it and this store reads the cache (no user code runs), and
     // this store replaces whatever the entry held for the displaced value.
     #[allow(unsafe_code)]
     unsafe {
-        cache::store_ptr(id, typed);
+        cache::store_held(id, Some(held));
     }
-    Some(Previous {
-        context,
-        top: displaced.into_value(),
-        below,
-    })
+    Some(previous)
 }
 
 /// Removes `id` from the topmost logical context; `false` if it was not there.

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cache;
@@ -10,7 +9,7 @@ use crate::error::{LookupError, TokenError};
 use crate::ids::IdCell;
 use crate::thread_state::{self, RestoreError};
 use crate::token::Token;
-use crate::value::{Stored, Value, VarId, VarInfo, downcast};
+use crate::value::{Value, VarId, VarInfo, downcast};
 use crate::watch::{self, ContextEvent};
 
 /// Set once a variable that opted out of inheritance has been given a value, so that
@@ -188,6 +187,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// every deferred value is dropped; if `f` itself panicked, the drop's panic is discarded,
     /// so the process does not abort.
     ///
+    /// A value of an integer type of up to 64 bits, `f32`, `f64` or `bool` is lent as a copy
+    /// (such values are stored inline, where they have no lasting address): nothing is
+    /// deferred for it, and its address says nothing about which value it is.
+    ///
     /// ```
     /// use contextvars::ContextVar;
     ///
@@ -279,6 +282,17 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
     }
 
+    /// A clone of the default, out of `get`'s hit path (which then keeps nothing of `self`
+    /// in a register across calls: no registers to save on a hit).
+    #[cold]
+    #[inline(never)]
+    fn default_cloned(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.call_with_default(|value| value.cloned())
+    }
+
     #[inline]
     fn call_with_default<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         match &self.default {
@@ -313,7 +327,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             #[allow(unsafe_code)]
             match unsafe { cache::read_plain::<T>(self.id.peek(), thread_state::check_cached) } {
                 cache::Plain::Value(value) => return Some(value),
-                cache::Plain::Absent => return self.call_with_default(|value| value.cloned()),
+                cache::Plain::Absent => return self.default_cloned(),
                 // What the general path's own read would find: go straight to its miss.
                 cache::Plain::Unknown => return self.with_miss(|value| value.cloned(), true),
             }
@@ -389,15 +403,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         if !self.inherit || self.pinned {
             self.note_flags(id);
         }
-        let stored = Arc::new(Stored {
-            name: self.name,
-            inherit: self.inherit | self.pinned,
-            pinned: self.pinned,
-            value,
-        });
-        let value_ref: *const T = &stored.value;
-        let value: Value = stored;
-        let previous = thread_state::set(id, value, value_ref).unwrap_or_default();
+        let value = Value::new(self.name, self.inherit | self.pinned, self.pinned, value);
+        let previous = thread_state::set::<T>(id, value).unwrap_or_default();
         watch::notify(|| ContextEvent::Set {
             var: VarInfo {
                 id,

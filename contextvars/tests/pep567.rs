@@ -627,12 +627,14 @@ fn contexts_list_their_items_each_variable_once_and_compare_by_value_identity() 
             assert_eq!(ec.iter().count(), 2);
             assert_eq!(ec.get_ref(&A), Some(&2));
 
-            // Equality: the same values by identity.
+            // Equality: the same values by identity (inline ones, such as `A`'s, by value).
             let copy = ctx.clone();
             assert_eq!(copy, ctx);
             assert_eq!(copy_context(), ctx);
             let mut changed = ctx.clone();
-            changed.run(|| A.set(2)); // equal, but another value object
+            changed.run(|| A.set(2)); // an integer: equal by value
+            assert_eq!(changed, ctx);
+            changed.run(|| B.set("below".into())); // equal, but another value object
             assert_ne!(changed, ctx);
             let mut more = ctx.clone();
             more.run(|| C.set(9));

@@ -102,7 +102,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::propagate::{Carrier, PropagationError, Registry, baggage};
+use crate::propagate::{Carrier, Key, PropagationError, Registry, baggage};
 
 /// The header's name.
 pub const BAGGAGE: &str = "baggage";
@@ -271,26 +271,26 @@ impl Registry {
         }
         // The usual case: the header is ours alone. When the values are the very objects a
         // header was written from lately, that header is sent again (see `by_identity`).
-        // The addresses are read through the variables' own lookups, without a snapshot of
+        // Their keys are read through the variables' own lookups, without a snapshot of
         // the context (which costs an allocation whenever the thread's cached one was let go,
         // as after each poll of a task that carries its context): a remembered header needs
         // nothing else.
         let by_identity = self.all_shareable(by_identity::MAX_VARS);
-        let mut addrs = [0; by_identity::MAX_VARS];
-        let addrs = &mut addrs[..self.var_count().min(by_identity::MAX_VARS)];
+        let mut keys = [Key::Absent; by_identity::MAX_VARS];
+        let keys = &mut keys[..self.var_count().min(by_identity::MAX_VARS)];
         if by_identity {
-            self.addrs_current(addrs);
-            if addrs.iter().all(|&addr| addr == 0) {
+            self.keys_current(keys);
+            if keys.iter().all(|&key| key == Key::Absent) {
                 // No value: nothing to write, nothing to report.
                 return;
             }
-            if let Some(value) = by_identity::get(addrs) {
+            if let Some(value) = by_identity::get(keys) {
                 headers.insert(BAGGAGE_NAME, value);
                 return;
             }
         }
-        // Nothing changed the context since the addresses were read: the snapshot holds the
-        // same value objects.
+        // Nothing changed the context since the keys were read: the snapshot holds the same
+        // values.
         let ec = get_execution_context();
         // The members are joined in a buffer the thread keeps (taken out while the codecs
         // run, which may send requests themselves).
@@ -304,7 +304,7 @@ impl Registry {
             && let Ok(value) = HeaderValue::from_str(join_direct(&joined, members))
         {
             if by_identity && errors.is_empty() && value.len() <= by_identity::MAX_LEN {
-                by_identity::put(addrs, || self.identities(&ec), &value);
+                by_identity::put(keys, || self.identities(&ec), &value);
             }
             headers.insert(BAGGAGE_NAME, value);
         }
@@ -369,10 +369,14 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
 /// plain standard type (as for the server's remembered contexts, see `shared`), the header
 /// written from some value objects is a function of those objects alone: they are immutable
 /// and their `Display` is the standard library's, pure and deterministic. So the thread
-/// remembers, for the last headers it wrote without a problem, the addresses of the values
-/// they were written from (from the second time the same header is written from values at
-/// the same addresses: values that change with every request are not remembered; the thread
-/// notes a hash of both for the last 64 headers written once, `shared::Seen`), and keeps weak handles on those values
+/// remembers, for the last headers it wrote without a problem, the [`Key`]s of the values
+/// they were written from (from the second time the same header is written from values
+/// with the same keys: values that change with every request are not remembered; the thread
+/// notes a hash of both for the last 64 headers written once, `shared::Seen`).
+///
+/// A value of at most 8 bytes (an integer, a `bool`, a `char`) is keyed by its variable and
+/// its bits, which say all. Any other value (a `String`) is keyed by its address, and the
+/// thread keeps weak handles on those values
 /// ([`ExecutionContext::identities`](contextvars::ExecutionContext::identities)): while they
 /// live, the values' allocations stay (not the values: each is dropped with its last
 /// context), so no other object can have their addresses, and a request whose variables hold
@@ -388,6 +392,7 @@ mod by_identity {
     use contextvars::Identities;
     use http::HeaderValue;
 
+    use crate::propagate::Key;
     use crate::propagate::shared::{Seen, Table};
 
     /// Registries with more variables are not remembered this way.
@@ -400,14 +405,14 @@ mod by_identity {
     /// the callers of that set wrote their headers afresh in turn).
     const SETS: usize = 64;
 
-    /// No registry is part of the key: a value object belongs to one variable, and each
-    /// variable has one wire name and one codec, so the addresses, position by position (0
-    /// for a variable without a value), say which members the header holds and in which
-    /// order, whichever registry reads them.
+    /// No registry is part of the key: a value object belongs to one variable (and a key by
+    /// value names its variable), and each variable has one wire name and one codec, so the
+    /// keys, position by position, say which members the header holds and in which order,
+    /// whichever registry reads them.
     struct Entry {
-        addrs: [usize; MAX_VARS],
-        /// Keeps the allocations at `addrs` (not the values): no other value can be
-        /// allocated there while the entry lives.
+        keys: [Key; MAX_VARS],
+        /// Keeps the allocations at the keys' addresses (not the values): no other value can
+        /// be allocated there while the entry lives.
         _held: Identities,
         value: HeaderValue,
     }
@@ -432,36 +437,41 @@ mod by_identity {
         };
     }
 
-    /// A hash of `addrs` without its trailing zeros (variables without a value), as the
+    /// A hash of `keys` without its trailing absent ones (variables without a value), as the
     /// padded key is compared.
-    fn hash(addrs: &[usize]) -> u64 {
+    fn hash(keys: &[Key]) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let len = addrs
+        let len = keys
             .iter()
-            .rposition(|&addr| addr != 0)
+            .rposition(|&key| key != Key::Absent)
             .map_or(0, |last| last + 1);
-        addrs[..len]
-            .iter()
-            .fold(K, |hash, &addr| (hash ^ addr as u64).wrapping_mul(K))
+        keys[..len].iter().fold(K, |hash, &key| {
+            let word = match key {
+                Key::Absent => 0,
+                Key::At(addr) => addr as u64,
+                Key::Value { var, bits } => var.rotate_left(32) ^ bits,
+            };
+            (hash ^ word).wrapping_mul(K)
+        })
     }
 
-    fn padded(addrs: &[usize]) -> [usize; MAX_VARS] {
-        let mut all = [0; MAX_VARS];
-        all[..addrs.len()].copy_from_slice(addrs);
+    fn padded(keys: &[Key]) -> [Key; MAX_VARS] {
+        let mut all = [Key::Absent; MAX_VARS];
+        all[..keys.len()].copy_from_slice(keys);
         all
     }
 
-    /// The header remembered for values at `addrs` (at most [`MAX_VARS`], in the order of a
+    /// The header remembered for values with `keys` (at most [`MAX_VARS`], in the order of a
     /// registry's variables).
-    pub(super) fn get(addrs: &[usize]) -> Option<HeaderValue> {
-        let hash = hash(addrs);
-        let addrs = padded(addrs);
+    pub(super) fn get(keys: &[Key]) -> Option<HeaderValue> {
+        let hash = hash(keys);
+        let keys = padded(keys);
         MEMORY
             .try_with(|memory| {
                 memory
                     .borrow()
                     .table
-                    .find(hash, |entry| entry.addrs == addrs)
+                    .find(hash, |entry| entry.keys == keys)
                     .map(|entry| entry.value.clone())
             })
             .ok()
@@ -477,17 +487,17 @@ mod by_identity {
         })
     }
 
-    /// Remembers `value`, written from the values at `addrs`, with handles
-    /// (made by `held`) that keep their allocations, if the same values were written before
-    /// (lately, on this thread); otherwise only notes that they were.
+    /// Remembers `value`, written from the values with `keys`, with handles (made by `held`)
+    /// that keep the allocations of those keyed by address, if the same values were written
+    /// before (lately, on this thread); otherwise only notes that they were.
     ///
-    /// "The same values" is told by their addresses and the header written from them: the
+    /// "The same values" is told by their keys and the header written from them: the
     /// addresses alone would not do, since values dropped with their context leave their
     /// addresses to the next context's values (a server making a fresh context per request
-    /// gets its new request id at the old one's address), and one-off values would then be
+    /// gets its new tenant string at the old one's address), and one-off values would then be
     /// remembered from their first write.
-    pub(super) fn put(addrs: &[usize], held: impl FnOnce() -> Identities, value: &HeaderValue) {
-        let hash = hash(addrs);
+    pub(super) fn put(keys: &[Key], held: impl FnOnce() -> Identities, value: &HeaderValue) {
+        let hash = hash(keys);
         let written =
             hash ^ crate::propagate::shared::hash(value.as_bytes()).rotate_left(u64::BITS / 2);
         let _ = MEMORY.try_with(|memory| {
@@ -495,7 +505,7 @@ mod by_identity {
                 return;
             }
             let entry = Entry {
-                addrs: padded(addrs),
+                keys: padded(keys),
                 _held: held(),
                 value: value.clone(),
             };
@@ -757,10 +767,10 @@ mod tests {
         })
     }
 
-    fn addrs(registry: &Registry) -> Vec<usize> {
-        let mut addrs = vec![0; registry.var_count()];
-        registry.addrs_current(&mut addrs);
-        addrs
+    fn keys(registry: &Registry) -> Vec<Key> {
+        let mut keys = vec![Key::Absent; registry.var_count()];
+        registry.keys_current(&mut keys);
+        keys
     }
 
     /// Values made one after the other, each dropped before the next is made, often land at
@@ -785,10 +795,10 @@ mod tests {
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // Written once: not remembered by identity yet, though the values may sit
                 // at the addresses of an earlier round's.
-                assert!(by_identity::get(&addrs(&registry)).is_none());
+                assert!(by_identity::get(&keys(&registry)).is_none());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // Written twice: remembered, and sent from memory.
-                let hit = by_identity::get(&addrs(&registry));
+                let hit = by_identity::get(&keys(&registry));
                 remembered += usize::from(hit.is_some());
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
                 // A value replaced in the same context is sent as it is now.
@@ -821,7 +831,7 @@ mod tests {
                 NAME.set("same".into());
                 let expected = format!("id={i},name=same");
                 assert_eq!(sent(&registry).as_deref(), Some(expected.as_str()));
-                assert!(by_identity::get(&addrs(&registry)).is_none());
+                assert!(by_identity::get(&keys(&registry)).is_none());
             });
             contexts.push(context);
         }
@@ -829,7 +839,7 @@ mod tests {
         let last = rounds - 1;
         contexts[last as usize].run(|| {
             assert_eq!(sent(&registry), Some(format!("id={last},name=same")));
-            assert!(by_identity::get(&addrs(&registry)).is_some());
+            assert!(by_identity::get(&keys(&registry)).is_some());
         });
     }
 
@@ -877,7 +887,7 @@ mod tests {
             NAME.set("hot".into());
             sent(&registry);
             sent(&registry);
-            assert!(by_identity::get(&addrs(&registry)).is_some());
+            assert!(by_identity::get(&keys(&registry)).is_some());
         });
         for i in 0..rounds {
             contextvars::Context::new().run(|| {
@@ -887,10 +897,10 @@ mod tests {
                     sent(&registry),
                     Some(format!("id={},name=same", 1_000_000 + i))
                 );
-                assert!(by_identity::get(&addrs(&registry)).is_none());
+                assert!(by_identity::get(&keys(&registry)).is_none());
             });
             hot.run(|| {
-                assert!(by_identity::get(&addrs(&registry)).is_some());
+                assert!(by_identity::get(&keys(&registry)).is_some());
                 assert_eq!(
                     sent(&registry).as_deref(),
                     Some("id=18446744073709551615,name=hot")
@@ -970,11 +980,45 @@ mod tests {
             NAME.set("kept".into());
             assert_eq!(sent(&registry).as_deref(), Some("id=41,name=kept"));
             assert_eq!(sent(&registry).as_deref(), Some("id=41,name=kept"));
-            assert!(by_identity::get(&addrs(&registry)).is_some());
+            assert!(by_identity::get(&keys(&registry)).is_some());
         });
-        assert_eq!(by_identity::live_values(), 2);
+        // The name is held by address; the id, kept by value, needs no handle.
+        assert_eq!(by_identity::live_values(), 1);
         drop(context);
         assert_eq!(by_identity::live_values(), 0);
+    }
+
+    /// Values keyed by address are lent in place by `with` (so a live value's address is
+    /// its own); the types `contextvars` stores inline, lent as copies, are keyed by value.
+    #[test]
+    fn addresses_are_kept_only_for_values_lent_in_place() {
+        use contextvars::{ContextVar, get_execution_context};
+        static TEXT: ContextVar<String> = ContextVar::new("text");
+        static WIDE: ContextVar<u128> = ContextVar::new("wide");
+        static SIGNED: ContextVar<i128> = ContextVar::new("signed");
+        fn lent_in_place<T: Send + Sync + 'static>(var: &'static ContextVar<T>, value: T) {
+            assert_eq!(Key::bits_of(&value), None);
+            contextvars::Context::new().run(|| {
+                var.set(value);
+                let lent = var.with(|value| std::ptr::from_ref(value.unwrap()).addr());
+                let held = std::ptr::from_ref(get_execution_context().get_ref(var).unwrap());
+                assert_eq!(lent, held.addr(), "{} is lent as a copy", var.name());
+            });
+        }
+        lent_in_place(&TEXT, "a".into());
+        lent_in_place(&WIDE, u128::MAX);
+        lent_in_place(&SIGNED, -1);
+        for bits in [
+            Key::bits_of(&1_u8),
+            Key::bits_of(&-1_i64),
+            Key::bits_of(&true),
+            Key::bits_of(&'c'),
+            Key::bits_of(&0.5_f64),
+            Key::bits_of(&usize::MAX),
+        ] {
+            assert!(bits.is_some());
+        }
+        assert_ne!(Key::bits_of(&-1_i8), Key::bits_of(&-2_i8));
     }
 
     /// A registry with a variable of another codec writes every header afresh.
@@ -993,7 +1037,7 @@ mod tests {
                 sent(&registry).as_deref(),
                 Some("name=a,tags=%5B%22x%22%5D")
             );
-            assert_eq!(by_identity::get(&addrs(&registry)), None);
+            assert_eq!(by_identity::get(&keys(&registry)), None);
         });
     }
 
@@ -1030,8 +1074,8 @@ mod tests {
             for round in 0..3 {
                 if round == 2 {
                     // Both remembered, apart.
-                    let one = by_identity::get(&addrs(&name_id)).unwrap();
-                    let other = by_identity::get(&addrs(&id_name)).unwrap();
+                    let one = by_identity::get(&keys(&name_id)).unwrap();
+                    let other = by_identity::get(&keys(&id_name)).unwrap();
                     assert_eq!(one, "name=a,id=1");
                     assert_eq!(other, "id=1,name=a");
                 }
@@ -1044,17 +1088,17 @@ mod tests {
             assert_eq!(sent_raw(&name_only).as_deref(), Some("name=b"));
             assert_eq!(sent_raw(&name_only).as_deref(), Some("name=b"));
             // Remembered by `name_only`, found for `name_id`, whose `ID` has no value.
-            assert_eq!(by_identity::get(&addrs(&name_id)).unwrap(), "name=b");
+            assert_eq!(by_identity::get(&keys(&name_id)).unwrap(), "name=b");
             assert_eq!(sent_raw(&name_id).as_deref(), Some("name=b"));
             // Not for `id_name`, whose members start at another position.
-            assert!(by_identity::get(&addrs(&id_name)).is_none());
+            assert!(by_identity::get(&keys(&id_name)).is_none());
             assert_eq!(sent_raw(&id_name).as_deref(), Some("name=b"));
             ID.set(2);
             assert_eq!(sent_raw(&name_id).as_deref(), Some("name=b,id=2"));
             // And the other way round: `name_only`'s own header, not the one `name_id`
             // remembered with both values set.
             assert_eq!(sent_raw(&name_id).as_deref(), Some("name=b,id=2"));
-            assert_eq!(by_identity::get(&addrs(&name_id)).unwrap(), "name=b,id=2");
+            assert_eq!(by_identity::get(&keys(&name_id)).unwrap(), "name=b,id=2");
             assert_eq!(sent_raw(&name_only).as_deref(), Some("name=b"));
         });
     }
@@ -1077,7 +1121,7 @@ mod tests {
                         assert_eq!(sent_raw(&registry).as_deref(), Some(expected.as_str()));
                     }
                     assert_eq!(
-                        by_identity::get(&addrs(&registry)).is_some(),
+                        by_identity::get(&keys(&registry)).is_some(),
                         remembered,
                         "a header of {} bytes",
                         expected.len()
@@ -1120,9 +1164,7 @@ mod tests {
                     }
                     callers
                         .iter_mut()
-                        .map(|context| {
-                            context.run(|| by_identity::get(&addrs(&registry)).is_none())
-                        })
+                        .map(|context| context.run(|| by_identity::get(&keys(&registry)).is_none()))
                         .filter(|&missed| missed)
                         .count()
                 })

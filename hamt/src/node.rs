@@ -229,60 +229,25 @@ where
     I::IntoIter: ExactSizeIterator,
 {
     let slots = slots.into_iter();
-    // The slots often come from user `Clone` calls. If one panics inside
-    // `from_header_and_iter`, the half-written allocation would leak with everything cloned
-    // into it so far; so for keys and values with destructors the panic is caught, the rest
-    // of the node is filled with vacant slots, the node is dropped properly, and the panic
-    // goes on. (Keys and values without drop glue take the direct path: their clones do not
-    // panic in practice, and the guard would cost them a landing pad per slot.)
     if !(std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()) {
         return Arc::from_header_and_iter(header, slots);
     }
-    let mut guarded = PanicGuard {
-        remaining: slots.len(),
-        inner: slots,
-        panic: None,
+    // The slots often come from user `Clone` calls. If one panicked inside
+    // `from_header_and_iter`, the half-written allocation would leak with everything cloned
+    // into it so far. So the node is made first with vacant slots (which cannot panic), and
+    // the slots are then put in place one by one: if a clone panics, the unwinding drops the
+    // node, with the slots filled so far. (Catching the panic slot by slot instead cost a
+    // landing pad and an `Option` per slot: copying a node of ten entries took 60 ns more.)
+    let len = slots.len();
+    let mut node = Arc::from_header_and_iter(header, (0..len).map(|_| Slot::Vacant));
+    let Some(body) = Arc::get_mut(&mut node) else {
+        unreachable!("a node just made is shared")
     };
-    let node = Arc::from_header_and_iter(header, &mut guarded);
-    if let Some(payload) = guarded.panic {
-        drop(node);
-        std::panic::resume_unwind(payload);
+    for (place, slot) in body.slice.iter_mut().zip(slots) {
+        *place = slot;
     }
     node
 }
-
-/// Yields the slots of an iterator until it panics, then vacant slots to the promised count.
-struct PanicGuard<I> {
-    inner: I,
-    remaining: usize,
-    panic: Option<Box<dyn std::any::Any + Send>>,
-}
-
-impl<K, V, I: Iterator<Item = Slot<K, V>>> Iterator for PanicGuard<I> {
-    type Item = Slot<K, V>;
-
-    fn next(&mut self) -> Option<Slot<K, V>> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        if self.panic.is_none() {
-            let inner = &mut self.inner;
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.next())) {
-                Ok(Some(slot)) => return Some(slot),
-                Ok(None) => {}
-                Err(payload) => self.panic = Some(payload),
-            }
-        }
-        Some(Slot::Vacant)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl<K, V, I: Iterator<Item = Slot<K, V>>> ExactSizeIterator for PanicGuard<I> {}
 
 /// A node holding a single entry: the root of a one-entry map.
 pub(crate) fn singleton<K, V>(hash: HashBits, key: K, value: V) -> Node<K, V> {

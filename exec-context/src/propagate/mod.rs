@@ -298,6 +298,50 @@ impl<T> fmt::Debug for Propagated<T> {
     }
 }
 
+/// What tells a propagated variable's value apart, for `service`'s memory of the headers it
+/// wrote (which compares these, and nothing else, to send a header again).
+#[cfg(feature = "tower")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    /// No value.
+    #[default]
+    Absent,
+    /// A value by its address: only a comparison with the address of a value kept alive
+    /// says anything (see `service`), and a value object belongs to one variable.
+    At(usize),
+    /// A value of at most 8 bytes by its bits, with its variable (equal bits of two variables
+    /// are two members). `contextvars` stores integers, floats and `bool` inline and lends
+    /// them as copies, whose addresses say nothing; every type keyed here by value is keyed
+    /// so, and the types keyed by address are checked to be lent in place
+    /// (`addresses_are_kept_only_for_values_lent_in_place`).
+    Value { var: u64, bits: u64 },
+}
+
+#[cfg(feature = "tower")]
+impl Key {
+    /// The bits of a value of a fixed-size type of at most 8 bytes; `None` for other types.
+    pub(crate) fn bits_of<T: 'static>(value: &T) -> Option<u64> {
+        let any: &dyn std::any::Any = value;
+        macro_rules! widen {
+            ($($ty:ty => $bits:expr),*) => {
+                $(if let Some(&value) = any.downcast_ref::<$ty>() {
+                    let widen: fn($ty) -> u64 = $bits;
+                    return Some(widen(value));
+                })*
+            };
+        }
+        // Each conversion is injective on its type, and a variable has one type.
+        widen!(
+            u8 => u64::from, u16 => u64::from, u32 => u64::from, u64 => |v| v,
+            usize => |v| v as u64, i8 => |v| v as u64, i16 => |v| v as u64,
+            i32 => |v| v as u64, i64 => |v| v as u64, isize => |v| v as u64,
+            bool => u64::from, char => u64::from, f32 => |v| u64::from(v.to_bits()),
+            f64 => f64::to_bits
+        );
+        None
+    }
+}
+
 /// What a registry needs of a propagated variable, whatever its type.
 trait Entry: Send + Sync {
     fn wire(&self) -> &'static str;
@@ -316,11 +360,10 @@ trait Entry: Send + Sync {
     /// The variable's identity.
     #[cfg(feature = "tower")]
     fn var_id(&self) -> contextvars::VarId;
-    /// The address of the variable's value in the current context (0: no value), read
-    /// through the variable's own lookup (no snapshot of the context is made). Only a
-    /// comparison with the address of a value kept alive says anything: see `service`.
+    /// What tells the variable's value in the current context apart (see [`Key`]), read
+    /// through the variable's own lookup (no snapshot of the context is made).
     #[cfg(feature = "tower")]
-    fn addr_current(&self) -> usize;
+    fn key_current(&self) -> Key;
     /// Whether its decoded values may be shared between requests (see `shared`): a text
     /// codec of a plain standard type.
     #[cfg(feature = "tower")]
@@ -364,10 +407,18 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     }
 
     #[cfg(feature = "tower")]
-    fn addr_current(&self) -> usize {
+    fn key_current(&self) -> Key {
         // A propagated variable has no default: `with` lends exactly the context's value.
-        self.var
-            .with(|value| value.map_or(0, |value| std::ptr::from_ref(value).addr()))
+        self.var.with(|value| match value {
+            None => Key::Absent,
+            Some(value) => match Key::bits_of(value) {
+                Some(bits) => Key::Value {
+                    var: self.var.id().get(),
+                    bits,
+                },
+                None => Key::At(std::ptr::from_ref(value).addr()),
+            },
+        })
     }
 
     fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String> {
@@ -1071,13 +1122,13 @@ impl Registry {
         self.inner.entries.len()
     }
 
-    /// The addresses of the variables' values in the current context (0: no value), in
-    /// registration order, into `out` (as long as the registry, or shorter), read without a
-    /// snapshot of the context.
+    /// The [`Key`]s of the variables' values in the current context, in registration order,
+    /// into `out` (as long as the registry, or shorter), read without a snapshot of the
+    /// context.
     #[cfg(feature = "tower")]
-    pub(crate) fn addrs_current(&self, out: &mut [usize]) {
-        for (entry, addr) in self.inner.entries.iter().zip(out) {
-            *addr = entry.addr_current();
+    pub(crate) fn keys_current(&self, out: &mut [Key]) {
+        for (entry, key) in self.inner.entries.iter().zip(out) {
+            *key = entry.key_current();
         }
     }
 
