@@ -313,6 +313,22 @@ pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
     }
 }
 
+/// Enters the pending deferred attach if a lookup would (nothing waits above it), so that a
+/// read the cache could not answer before may be answered now: entering it brings back the
+/// cache version of its context's last attach or run on this thread. Whether it entered one.
+pub(crate) fn enter_pending_for_read() -> bool {
+    STATE
+        .try_with(|state| {
+            let pending = state.try_borrow().is_ok_and(|ts| ts.pending.is_some());
+            if pending && waiting().is_null() && waiting_pushed().is_null() {
+                enter_pending(state);
+                return true;
+            }
+            false
+        })
+        .unwrap_or(false)
+}
+
 /// The value for `id` in the topmost logical context only.
 pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
     if lazy() > 0 {

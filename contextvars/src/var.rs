@@ -226,12 +226,27 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
     }
 
-    /// The cache had nothing valid: look the variable up, remember the answer, and read it
-    /// back through the cache so `f` runs under the cache's borrow protection.
+    /// The cache had nothing valid. If a deferred attach waited to be entered (a task's
+    /// context, on its poll's first read), entering it may have made the cache valid again;
+    /// otherwise look the variable up.
     #[cold]
     #[inline(never)]
     fn with_miss<R>(&self, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
         let id = self.id();
+        if thread_state::enter_pending_for_read() {
+            return Self::try_cached(
+                id.0,
+                f,
+                |f| self.with_absent(f, use_default),
+                |f| self.with_lookup(id, f, use_default),
+            );
+        }
+        self.with_lookup(id, f, use_default)
+    }
+
+    /// Looks the variable up, remembers the answer, and reads it back through the cache so
+    /// `f` runs under the cache's borrow protection.
+    fn with_lookup<R>(&self, id: VarId, f: impl FnOnce(Option<&T>) -> R, use_default: bool) -> R {
         thread_state::lookup(id, |found| {
             // SAFETY: `found` is what the current context holds for `id`, a `T` since only
             // this variable has `id`; it leaves the context only through the thread state's
