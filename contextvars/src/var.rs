@@ -179,7 +179,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// What is deferred while `f` runs: only the value `f` was lent. If `f` (or anything it
     /// calls) replaces or removes that value from the context that lent it, the value is kept
-    /// until the outermost `with` or `get` on the thread returns, and dropped then. Every other
+    /// until the outermost lending `with` or `get` on the thread returns, and dropped then. Every other
     /// value displaced meanwhile, of any variable, is dropped at once, so a `with` that lasts
     /// for the life of a server holds no memory and delays no destructor but its own value's.
     /// (Beyond 16 nested borrows on one thread, displaced values wait for the nesting to
@@ -188,8 +188,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// so the process does not abort.
     ///
     /// A value of an integer type of up to 64 bits, `f32`, `f64` or `bool` is lent as a copy
-    /// (such values are stored inline, where they have no lasting address): nothing is
-    /// deferred for it, and its address says nothing about which value it is.
+    /// (such values are stored inline, where they have no lasting address): such a `with`
+    /// lends nothing of the context, defers no drop (nor makes an outer one of its own: the
+    /// reads inside it defer as if it were not there), and the address it passes says
+    /// nothing about which value it is.
     ///
     /// ```
     /// use contextvars::ContextVar;
