@@ -299,15 +299,19 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
     }
 
-    /// A clone of the default, out of `get`'s hit path (which then keeps nothing of `self`
-    /// in a register across calls: no registers to save on a hit).
+    /// `get` of a primitive that the cache could not serve: the default if the cache knows
+    /// the context holds no value (`absent`), else the general path's miss (what its own
+    /// read would find). One call out of the hit path, so the hit keeps no register.
     #[cold]
     #[inline(never)]
-    fn default_cloned(&self) -> Option<T>
+    fn get_plain_cold(&self, absent: bool) -> Option<T>
     where
         T: Clone,
     {
-        self.call_with_default(|value| value.cloned())
+        if absent {
+            return self.call_with_default(|value| value.cloned());
+        }
+        self.with_miss(|value| value.cloned(), true)
     }
 
     #[inline]
@@ -344,9 +348,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             #[allow(unsafe_code)]
             match unsafe { cache::read_plain::<T>(self.id.peek(), thread_state::check_cached) } {
                 cache::Plain::Value(value) => return Some(value),
-                cache::Plain::Absent => return self.default_cloned(),
-                // What the general path's own read would find: go straight to its miss.
-                cache::Plain::Unknown => return self.with_miss(|value| value.cloned(), true),
+                other => return self.get_plain_cold(matches!(other, cache::Plain::Absent)),
             }
         }
         self.with(|value| value.cloned())
