@@ -51,7 +51,9 @@ crate::case_ops! {
         Run => ("run: enter + exit", "run", "ns per enter + exit",
             "Make a prepared context (10 values) current, run an empty closure, restore the \
             previous one: ours `ctx.run(|| ())`, tokio `sync_scope(v, || ())`, \
-            opentelemetry `cx.clone().attach()` and drop the guard."),
+            opentelemetry `cx.clone().attach()` and drop the guard. The closures return \
+            `black_box(0)`, which the compiler must assume reads memory: otherwise it drops \
+            tokio's swap pair altogether."),
         /// Set a variable in a context nobody shares.
         Set => ("set, context not shared", "set", "ns per set",
             "`VAR.set(v)` with a new `v` each time, dropping the token (and with it the \

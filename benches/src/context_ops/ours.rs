@@ -42,10 +42,12 @@ pub fn fresh_run(context: &mut Context) -> u64 {
     context.clone().run(|| 0)
 }
 
-/// `ctx.run(|| ())`: enter and exit.
+/// `ctx.run(|| ())`: enter and exit. The closure's `black_box` stands for the code a run
+/// exists for: the compiler must assume it reads the context, as with tokio's (see
+/// [`peers::tokio_scope`](super::peers::tokio_scope)).
 #[inline(never)]
 pub fn run(context: &mut Context) -> u64 {
-    context.run(|| 0)
+    context.run(|| black_box(0))
 }
 
 /// `copy_context()`, then drop the copy.
