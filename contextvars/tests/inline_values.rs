@@ -161,3 +161,44 @@ fn iteration_shows_inline_values_as_their_types() {
     let ec: ExecutionContext = context.execution_context();
     assert_eq!(ec.get(&ZONE), Some(3));
 }
+
+/// `get` of a primitive answers from each of its three paths the same way: a cache hit, a
+/// cached absence (the default, out of line), and a miss (looked up, then cached). Each read
+/// is made twice, so that the second is served by what the first cached.
+#[test]
+fn get_of_a_primitive_answers_alike_from_hit_absence_and_miss() {
+    static LIMIT: ContextVar<u32> = ContextVar::with_default("limit", 7);
+    static NAME: ContextVar<&'static str> = ContextVar::new("name");
+    static LAZY: ContextVar<i64> = ContextVar::with_default_fn("lazy", || -3);
+
+    Context::new().run(|| {
+        for _ in 0..2 {
+            assert_eq!(LIMIT.get(), Some(7), "the default, while unset");
+            assert_eq!(NAME.get(), None, "no default: nothing");
+            assert_eq!(LAZY.get(), Some(-3), "a lazy default");
+        }
+        let token = LIMIT.set(9);
+        NAME.set("n");
+        for _ in 0..2 {
+            assert_eq!(LIMIT.get(), Some(9));
+            assert_eq!(NAME.get(), Some("n"));
+        }
+        // A snapshot taken now, entered elsewhere: its first reads miss the cache.
+        let mut snapshot = copy_context();
+        LIMIT.reset(token).unwrap();
+        for _ in 0..2 {
+            assert_eq!(LIMIT.get(), Some(7), "the default again after the reset");
+        }
+        snapshot.run(|| {
+            for _ in 0..2 {
+                assert_eq!(LIMIT.get(), Some(9));
+                assert_eq!(NAME.get(), Some("n"));
+                assert_eq!(LAZY.get(), Some(-3));
+            }
+            LAZY.set(4);
+            assert_eq!(LAZY.get(), Some(4));
+        });
+        assert_eq!(LAZY.get(), Some(-3), "the snapshot's set stays in it");
+        assert_eq!(snapshot.get(&LAZY), Some(4));
+    });
+}
