@@ -354,6 +354,7 @@ trait Entry: Send + Sync {
     fn append_current(&self, ec: &ExecutionContext, out: &mut String)
     -> Option<Result<(), String>>;
     /// Decodes `text` and sets the variable in the current context.
+    #[cfg(feature = "process")]
     fn decode_set(&self, text: &str) -> Result<(), String>;
     /// Decodes `text` and gives the variable that value in the context `builder` builds.
     fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String>;
@@ -427,6 +428,7 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
         Ok(())
     }
 
+    #[cfg(feature = "process")]
     fn decode_set(&self, text: &str) -> Result<(), String> {
         let value = (self.decode)(text)?;
         // The token is not needed: the context being built is discarded as a whole.
@@ -1169,6 +1171,7 @@ impl Registry {
     /// Decodes `(key, text)` pairs and sets the variables in the current context. A key that
     /// is unknown, repeated, not UTF-8 or not decodable sets nothing and comes back as an
     /// error (a repeated key once).
+    #[cfg(feature = "process")]
     pub(crate) fn decode_here<P: Pair>(&self, pairs: &[P]) -> Vec<PropagationError> {
         self.decode_pairs(pairs, |entry, text| entry.decode_set(text))
     }
