@@ -9,7 +9,7 @@ use crate::error::{LookupError, TokenError};
 use crate::ids::IdCell;
 use crate::thread_state::{self, RestoreError};
 use crate::token::Token;
-use crate::value::{Value, VarId, VarInfo, downcast};
+use crate::value::{Value, VarId, VarInfo, downcast, is_inline};
 use crate::watch::{self, ContextEvent};
 
 /// Set once a variable that opted out of inheritance has been given a value, so that
@@ -556,27 +556,16 @@ impl<T> fmt::Debug for ContextVar<T> {
 /// Whether `T` is a primitive type whose `Clone` is the standard library's, which copies
 /// bits and runs no code of ours or the user's: `get` then clones its value inside the cache
 /// access, without the borrow that protects a user-written `Clone` (which may change the
-/// very variable it reads). A constant after monomorphisation.
+/// very variable it reads). The inline kinds, and a few primitives too wide for a `u64` or
+/// not stored inline. A constant after monomorphisation.
 #[inline(always)]
 fn is_plain<T: 'static>() -> bool {
     use std::any::TypeId;
     let t = TypeId::of::<T>();
-    t == TypeId::of::<u8>()
-        || t == TypeId::of::<u16>()
-        || t == TypeId::of::<u32>()
-        || t == TypeId::of::<u64>()
+    is_inline::<T>()
         || t == TypeId::of::<u128>()
-        || t == TypeId::of::<usize>()
-        || t == TypeId::of::<i8>()
-        || t == TypeId::of::<i16>()
-        || t == TypeId::of::<i32>()
-        || t == TypeId::of::<i64>()
         || t == TypeId::of::<i128>()
-        || t == TypeId::of::<isize>()
-        || t == TypeId::of::<bool>()
         || t == TypeId::of::<char>()
-        || t == TypeId::of::<f32>()
-        || t == TypeId::of::<f64>()
         || t == TypeId::of::<&'static str>()
 }
 
@@ -590,6 +579,10 @@ mod tests {
     fn only_std_primitives_read_without_a_borrow() {
         assert!(is_plain::<u64>() && is_plain::<i8>() && is_plain::<bool>());
         assert!(is_plain::<char>() && is_plain::<f64>() && is_plain::<&'static str>());
+        assert!(is_plain::<u8>() && is_plain::<u16>() && is_plain::<u32>() && is_plain::<u128>());
+        assert!(is_plain::<usize>() && is_plain::<i16>() && is_plain::<i32>());
+        assert!(is_plain::<i64>() && is_plain::<i128>() && is_plain::<isize>());
+        assert!(is_plain::<f32>());
         // A `Clone` written by a user may change the variable it reads: never plain.
         #[derive(Clone, Copy)]
         struct Mine(#[allow(dead_code)] u64);
