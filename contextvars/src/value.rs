@@ -81,25 +81,32 @@ pub(crate) struct Inline {
     bits: u64,
 }
 
-/// The types stored inline: bit patterns that are all valid (`bool` aside, which is 0 or 1),
-/// no `Drop`, a `Clone` that is std's copy, at most 8 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-enum Kind {
-    U8,
-    U16,
-    U32,
-    U64,
-    Usize,
-    I8,
-    I16,
-    I32,
-    I64,
-    Isize,
-    F32,
-    F64,
-    Bool,
+/// Calls `$then!` with the inline kinds other than `bool`, as `type => Kind variant` pairs:
+/// the one list of them, which [`Kind`], [`is_inline`], the conversion to bits and the view
+/// of bits as a value are all generated from. `bool` (whose bit patterns are not all valid)
+/// is written out beside each use.
+macro_rules! with_pod_kinds {
+    ($then:ident) => {
+        $then! {
+            u8 => U8, u16 => U16, u32 => U32, u64 => U64, usize => Usize, i8 => I8,
+            i16 => I16, i32 => I32, i64 => I64, isize => Isize, f32 => F32, f64 => F64
+        }
+    };
 }
+
+macro_rules! kind_enum {
+    ($($ty:ty => $kind:ident),*) => {
+        /// The types stored inline: bit patterns that are all valid (`bool` aside, which is 0
+        /// or 1), no `Drop`, a `Clone` that is std's copy, at most 8 bytes.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u64)]
+        enum Kind {
+            $($kind,)*
+            Bool,
+        }
+    };
+}
+with_pod_kinds!(kind_enum);
 
 /// Whether `T` is one of the inline kinds (a constant after monomorphisation): its values
 /// are stored inline (for variables of the usual kind), and the lookup cache holds and lends
@@ -107,19 +114,12 @@ enum Kind {
 #[inline(always)]
 pub(crate) fn is_inline<T: 'static>() -> bool {
     let t = TypeId::of::<T>();
-    t == TypeId::of::<u8>()
-        || t == TypeId::of::<u16>()
-        || t == TypeId::of::<u32>()
-        || t == TypeId::of::<u64>()
-        || t == TypeId::of::<usize>()
-        || t == TypeId::of::<i8>()
-        || t == TypeId::of::<i16>()
-        || t == TypeId::of::<i32>()
-        || t == TypeId::of::<i64>()
-        || t == TypeId::of::<isize>()
-        || t == TypeId::of::<f32>()
-        || t == TypeId::of::<f64>()
-        || t == TypeId::of::<bool>()
+    macro_rules! any_of {
+        ($($ty:ty => $kind:ident),*) => {
+            t == TypeId::of::<bool>() $(|| t == TypeId::of::<$ty>())*
+        };
+    }
+    with_pod_kinds!(any_of)
 }
 
 /// `value`'s kind and bits if `T` is stored inline: the value's bytes from byte 0 of the
@@ -132,13 +132,18 @@ pub(crate) fn inline_bits<T: 'static>(value: &T) -> Option<u64> {
 
 #[inline(always)]
 fn to_inline<T: 'static>(value: &T) -> Option<(Kind, u64)> {
+    to_inline_any(value)
+}
+
+/// The kind and bits of `any` if it is of an inline kind (see [`inline_bits`]).
+#[inline(always)]
+fn to_inline_any(any: &dyn Any) -> Option<(Kind, u64)> {
     fn place<P: bytemuck::Pod>(value: &P) -> u64 {
         let mut bits = 0u64;
         bytemuck::bytes_of_mut(&mut bits)[..size_of::<P>()]
             .copy_from_slice(bytemuck::bytes_of(value));
         bits
     }
-    let any: &dyn Any = value;
     macro_rules! pod {
         ($($ty:ty => $kind:ident),*) => {
             $(if let Some(value) = any.downcast_ref::<$ty>() {
@@ -146,8 +151,7 @@ fn to_inline<T: 'static>(value: &T) -> Option<(Kind, u64)> {
             })*
         };
     }
-    pod!(u8 => U8, u16 => U16, u32 => U32, u64 => U64, usize => Usize, i8 => I8,
-        i16 => I16, i32 => I32, i64 => I64, isize => Isize, f32 => F32, f64 => F64);
+    with_pod_kinds!(pod);
     any.downcast_ref::<bool>()
         .map(|&flag| (Kind::Bool, place(&u8::from(flag))))
 }
@@ -160,22 +164,16 @@ impl Inline {
             &bytemuck::cast_slice::<u64, P>(std::slice::from_ref(bits))[0]
         }
         let bits = &self.bits;
-        match self.kind {
-            Kind::U8 => first::<u8>(bits),
-            Kind::U16 => first::<u16>(bits),
-            Kind::U32 => first::<u32>(bits),
-            Kind::U64 => bits,
-            Kind::Usize => first::<usize>(bits),
-            Kind::I8 => first::<i8>(bits),
-            Kind::I16 => first::<i16>(bits),
-            Kind::I32 => first::<i32>(bits),
-            Kind::I64 => first::<i64>(bits),
-            Kind::Isize => first::<isize>(bits),
-            Kind::F32 => first::<f32>(bits),
-            Kind::F64 => first::<f64>(bits),
-            Kind::Bool if *first::<u8>(bits) != 0 => &true,
-            Kind::Bool => &false,
+        macro_rules! view {
+            ($($ty:ty => $kind:ident),*) => {
+                match self.kind {
+                    $(Kind::$kind => first::<$ty>(bits),)*
+                    Kind::Bool if *first::<u8>(bits) != 0 => &true,
+                    Kind::Bool => &false,
+                }
+            };
         }
+        with_pod_kinds!(view)
     }
 }
 
@@ -233,17 +231,20 @@ impl Value {
         }
     }
 
-    /// Whether both are the same value: the same object if shared, the same bits of the same
-    /// kind if inline.
+    /// Whether both are the same value: the same bits of the same kind if the values are of
+    /// an inline kind (however they are stored), else the same object.
     pub(crate) fn same(&self, other: &Value) -> bool {
         match (self, other) {
-            (Value::Shared(mine), Value::Shared(theirs)) => {
-                std::ptr::addr_eq(Arc::as_ptr(mine), Arc::as_ptr(theirs))
-            }
             (Value::Inline(mine), Value::Inline(theirs)) => {
                 mine.kind == theirs.kind && mine.bits == theirs.bits
             }
-            _ => false,
+            (Value::Shared(mine), Value::Shared(theirs))
+                if std::ptr::addr_eq(Arc::as_ptr(mine), Arc::as_ptr(theirs)) =>
+            {
+                true
+            }
+            _ => to_inline_any(self.value_any())
+                .is_some_and(|kind_bits| to_inline_any(other.value_any()) == Some(kind_bits)),
         }
     }
 
@@ -258,18 +259,7 @@ impl Value {
 
     /// The bits of a value of an inline kind, however it is stored (see [`inline_bits`]).
     pub(crate) fn kind_bits(&self) -> Option<u64> {
-        let any = self.value_any();
-        macro_rules! kinds {
-            ($($ty:ty),*) => {
-                $(if let Some(value) = any.downcast_ref::<$ty>() {
-                    return inline_bits(value);
-                })*
-            };
-        }
-        kinds!(
-            u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64, bool
-        );
-        None
+        to_inline_any(self.value_any()).map(|(_, bits)| bits)
     }
 
     /// Where a shared value lies: its allocation's address and size.

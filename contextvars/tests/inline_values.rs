@@ -53,6 +53,21 @@ fn inline_values_compare_by_value() {
     assert_ne!(one, other, "two `String` objects");
 }
 
+/// Values of the inline kinds compare by value however their variable stores them: in an
+/// `Arc` for a not-inherited variable, as in the map's entry for the usual kind.
+#[test]
+fn values_of_inline_kinds_compare_by_value_in_an_arc_too() {
+    let mut one = Context::new();
+    let mut other = Context::new();
+    one.run(|| SMALL.set(-3));
+    other.run(|| SMALL.set(-3));
+    assert_eq!(one, other, "two `Arc`s holding -3");
+    other.run(|| SMALL.set(3));
+    assert_ne!(one, other);
+    other.run(|| SMALL.set(-3));
+    assert_eq!(one, other);
+}
+
 /// A squashed execution context holds the same values as the chain it was squashed from.
 #[test]
 fn squashing_keeps_the_values_equal() {

@@ -90,7 +90,8 @@ pub(crate) enum Slot<K, V> {
     /// A sub-trie one level down.
     Child(Node<K, V>),
     /// A slot whose contents were moved out of a uniquely owned node that is about to be
-    /// rebuilt or dropped. Never visible in a finished node.
+    /// rebuilt or dropped, or a dense node's empty bucket (the only vacant slot a finished node
+    /// holds).
     Vacant,
 }
 
@@ -243,9 +244,15 @@ where
     let Some(body) = Arc::get_mut(&mut node) else {
         unreachable!("a node just made is shared")
     };
+    let mut filled = 0;
     for (place, slot) in body.slice.iter_mut().zip(slots) {
         *place = slot;
+        filled += 1;
     }
+    debug_assert_eq!(
+        filled, len,
+        "a new node's slots came short of their stated length"
+    );
     node
 }
 
