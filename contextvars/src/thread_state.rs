@@ -846,6 +846,23 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
         }
     }
 
+    if lc.is_untouched() {
+        // Thread teardown: there is no current context to push onto.
+        if LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_err() {
+            return f();
+        }
+        let _guard = Lazy { lc };
+        return f();
+    }
+    run_with_waiting_push(lc, f)
+}
+
+/// [`run_with_pushed`] of a logical context that is not untouched: `lc` waits on this
+/// function's stack. Out of line, so that the lazy push, which most pushes are (an iterator
+/// stage, a generator's resume), saves only the registers it needs itself: inlined, this
+/// path's state made every caller save all six callee-saved registers.
+#[inline(never)]
+fn run_with_waiting_push<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
     /// Ends a waiting push.
     struct Waiting {
         pushed: *mut Pushed,
@@ -858,14 +875,6 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
         }
     }
 
-    if lc.is_untouched() {
-        // Thread teardown: there is no current context to push onto.
-        if LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_err() {
-            return f();
-        }
-        let _guard = Lazy { lc };
-        return f();
-    }
     let nonempty = !lc.map.is_empty();
     let mut pushed = Pushed {
         lc,
