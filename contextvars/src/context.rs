@@ -250,12 +250,14 @@ impl From<ExecutionContext> for Context {
 impl PartialEq for Context {
     /// Two contexts are equal when they hold the same variables bound to the same value
     /// *objects* (values are type-erased and need not implement `PartialEq`, so they are
-    /// compared by identity: a copy of a context equals it until either side sets something).
+    /// compared by identity: a copy of a context equals it until either side sets something,
+    /// except as follows).
     /// A value of an inline kind (an integer of up to 64 bits, `f32`, `f64` or `bool`) has no
     /// identity of its own: it is compared by its bits, so two contexts that set it to the
     /// same value are equal, whether the variable stores it inline (the usual kind) or in an
-    /// `Arc` (a pinned or not-inherited variable). Bit for bit: a NaN equals the same NaN, and
-    /// `0.0` does not equal `-0.0` (unlike `f64`'s `==`), which keeps `Eq` lawful.
+    /// `Arc` (a not-inherited variable). Bit for bit: a NaN equals the same NaN, and `0.0`
+    /// does not equal `-0.0` (unlike `f64`'s `==`), which keeps `Eq` lawful.
+    /// [Pinned](crate::ContextVar::pinned) variables are not compared, as they are not listed.
     ///
     /// ```
     /// use contextvars::{ContextVar, copy_context};

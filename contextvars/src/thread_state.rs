@@ -28,13 +28,13 @@
 //! - A deferred attach (`crate::attach_deferred`) waits in `pending` until the state is next
 //!   used: every access (`with_state`, `lookup`) enters it first, so no function here ever
 //!   sees the context below a pending attach.
-//! - A run (`run_in_frame`) waits the same way, in `WAITING`, and so do non-empty logical
-//!   context pushes (`run_with_pushed`), listed in `WAITING_PUSHED` above the waiting run,
-//!   until an operation needs the thread state: every access but a lookup enters them first
-//!   (`borrow_settled`: the run, then the pushes, bottom first); a lookup reads them where
-//!   they lie (`find_waiting`). A run's context replaces the whole current one, so a
-//!   deferred attach pending below a run is kept aside while the run is entered, and the
-//!   runs and pushes waiting below it are hidden until it ends.
+//! - A run (`run_in_frame`) waits the same way, in `WAITING`, and so do pushes of logical
+//!   contexts that are not untouched (`run_with_waiting_push`), listed in `WAITING_PUSHED`
+//!   above the waiting run, until an operation needs the thread state: every access but a
+//!   lookup enters them first (`borrow_settled`: the run, then the pushes, bottom first); a
+//!   lookup reads them where they lie (`find_waiting`). A run's context replaces the whole
+//!   current one, so a deferred attach pending below a run is kept aside while the run is
+//!   entered, and the runs and pushes waiting below it are hidden until it ends.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::mem;
@@ -571,11 +571,12 @@ fn find_waiting<R>(
     f: impl FnOnce(Option<&Value>) -> R,
 ) -> R {
     while !pushed.is_null() {
-        // SAFETY: a waiting push, published by `run_with_pushed` and still on its stack (see
-        // `enter_pushed`); only its `lc` and `below` fields are read, and the logical context
-        // is borrowed by `run_with_pushed`, which does not use it while `f` runs. Nothing
-        // else refers to either mutably meanwhile: entering them, the one other access,
-        // happens only from an operation on the thread state, and `f` runs no user code.
+        // SAFETY: a waiting push, published by `run_with_waiting_push` and still on its stack
+        // (see `enter_pushed`); only its `lc` and `below` fields are read, and the logical
+        // context is borrowed by `run_with_waiting_push`, which does not use it while `f`
+        // runs. Nothing else refers to either mutably meanwhile: entering them, the one other
+        // access, happens only from an operation on the thread state, and `f` runs no user
+        // code.
         let (lc, below) = unsafe { (&*(*pushed).lc, (*pushed).below) };
         if let Some(value) = lc.map.get(&id) {
             return f(Some(value));
@@ -892,11 +893,11 @@ fn run_with_waiting_push<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R
     f()
 }
 
-/// A logical context pushed by [`run_with_pushed`] and not moved into the thread state yet:
+/// A logical context pushed by [`run_with_waiting_push`] and not moved into the thread state yet:
 /// it *waits* on the pushing function's stack, listed in [`WAITING_PUSHED`], until an
 /// operation needs the thread state, as a [`Run`] waits. Reads look it up where it lies.
 struct Pushed {
-    /// The logical context, borrowed by `run_with_pushed` for the whole push.
+    /// The logical context, borrowed by `run_with_waiting_push` for the whole push.
     lc: *mut LogicalContext,
     /// The push that was waiting when this one began (null if none): it lies below.
     below: *mut Pushed,
@@ -933,10 +934,10 @@ fn set_waiting_pushed(pushed: *mut Pushed) {
 /// each above the lazily pushed logical contexts it lies on. Runs no user code.
 #[allow(unsafe_code)]
 fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed) {
-    // SAFETY: `pushed` is a waiting push: `run_with_pushed` published it (directly, or as
-    // the `below` of a later waiting push) and its stack holds it until its guard has taken
+    // SAFETY: `pushed` is a waiting push: `run_with_waiting_push` published it (directly, or
+    // as the `below` of a later waiting push) and its stack holds it until its guard has taken
     // it off the list, also when unwinding. Nothing else refers to it while this runs:
-    // `run_with_pushed` reaches it only through this pointer once `f` is over, lookups only
+    // `run_with_waiting_push` reaches it only through this pointer once `f` is over, lookups only
     // read its `lc` and never while this runs, and the list was cleared before this call, so
     // each push is entered once.
     let pushed = unsafe { &mut *pushed };
@@ -945,8 +946,8 @@ fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed) {
     }
     set_lazy(pushed.lazy);
     ts.materialize();
-    // SAFETY: `pushed.lc` comes from the `&mut LogicalContext` that `run_with_pushed` holds,
-    // unused, for the whole push.
+    // SAFETY: `pushed.lc` comes from the `&mut LogicalContext` that `run_with_waiting_push`
+    // holds, unused, for the whole push.
     let lc = unsafe { &mut *pushed.lc };
     // Field by field, so that each logical context is moved once, not through a copy.
     let mut lower = LogicalContext::new();
@@ -964,12 +965,12 @@ fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed) {
     });
 }
 
-/// Ends the push `pushed` (see [`run_with_pushed`]): if it never entered the thread state,
+/// Ends the push `pushed` (see [`run_with_waiting_push`]): if it never entered the thread state,
 /// puts back the cache version, the lazy count and the waiting push below; else pops it.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn leave_pushed(pushed: *mut Pushed) {
-    // SAFETY: `pushed` points to the record on the calling `run_with_pushed`'s stack, which
+    // SAFETY: `pushed` points to the record on the calling `run_with_waiting_push`'s stack, which
     // outlives this call; no reference to it is live (`enter_pushed`'s ended with it).
     let record = unsafe { &mut *pushed };
     match record.entered {
@@ -983,7 +984,7 @@ fn leave_pushed(pushed: *mut Pushed) {
             }
         }
         // SAFETY: as in `enter_pushed`: the `&mut` that `record.lc` comes from is unused
-        // until `run_with_pushed` returns.
+        // until `run_with_waiting_push` returns.
         Some(below) => pop(unsafe { &mut *record.lc }, &below),
     }
 }

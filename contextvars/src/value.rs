@@ -34,6 +34,9 @@ pub(crate) trait Erased: Any + Send + Sync {
     fn pinned(&self) -> bool;
     /// The variable's value itself, type-erased.
     fn value_any(&self) -> &(dyn Any + Send + Sync);
+    /// The value's kind and bits if its type is an inline kind (see [`inline_bits`]): one
+    /// call, whose type tests fold to a constant for each `T`.
+    fn inline_kind_bits(&self) -> Option<(Kind, u64)>;
 }
 
 impl<T: Send + Sync + 'static> Erased for Stored<T> {
@@ -51,6 +54,10 @@ impl<T: Send + Sync + 'static> Erased for Stored<T> {
 
     fn pinned(&self) -> bool {
         self.pinned
+    }
+
+    fn inline_kind_bits(&self) -> Option<(Kind, u64)> {
+        to_inline(&self.value)
     }
 }
 
@@ -100,7 +107,7 @@ macro_rules! kind_enum {
         /// or 1), no `Drop`, a `Clone` that is std's copy, at most 8 bytes.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         #[repr(u64)]
-        enum Kind {
+        pub(crate) enum Kind {
             $($kind,)*
             Bool,
         }
@@ -132,18 +139,13 @@ pub(crate) fn inline_bits<T: 'static>(value: &T) -> Option<u64> {
 
 #[inline(always)]
 fn to_inline<T: 'static>(value: &T) -> Option<(Kind, u64)> {
-    to_inline_any(value)
-}
-
-/// The kind and bits of `any` if it is of an inline kind (see [`inline_bits`]).
-#[inline(always)]
-fn to_inline_any(any: &dyn Any) -> Option<(Kind, u64)> {
     fn place<P: bytemuck::Pod>(value: &P) -> u64 {
         let mut bits = 0u64;
         bytemuck::bytes_of_mut(&mut bits)[..size_of::<P>()]
             .copy_from_slice(bytemuck::bytes_of(value));
         bits
     }
+    let any: &dyn Any = value;
     macro_rules! pod {
         ($($ty:ty => $kind:ident),*) => {
             $(if let Some(value) = any.downcast_ref::<$ty>() {
@@ -243,8 +245,17 @@ impl Value {
             {
                 true
             }
-            _ => to_inline_any(self.value_any())
-                .is_some_and(|kind_bits| to_inline_any(other.value_any()) == Some(kind_bits)),
+            _ => self
+                .kind_and_bits()
+                .is_some_and(|mine| other.kind_and_bits() == Some(mine)),
+        }
+    }
+
+    /// The kind and bits of a value of an inline kind, however it is stored.
+    fn kind_and_bits(&self) -> Option<(Kind, u64)> {
+        match self {
+            Value::Shared(shared) => shared.inline_kind_bits(),
+            Value::Inline(inline) => Some((inline.kind, inline.bits)),
         }
     }
 
@@ -259,7 +270,7 @@ impl Value {
 
     /// The bits of a value of an inline kind, however it is stored (see [`inline_bits`]).
     pub(crate) fn kind_bits(&self) -> Option<u64> {
-        to_inline_any(self.value_any()).map(|(_, bits)| bits)
+        self.kind_and_bits().map(|(_, bits)| bits)
     }
 
     /// Where a shared value lies: its allocation's address and size.

@@ -14,6 +14,7 @@ static RATIO: ContextVar<f32> = ContextVar::with_default("ratio", 0.5);
 static SMALL: ContextVar<i8> = ContextVar::new("small").not_inherited();
 static ZONE: ContextVar<u64> = ContextVar::new("zone").pinned();
 static TEXT: ContextVar<String> = ContextVar::new("text");
+static NOTE: ContextVar<String> = ContextVar::new("note").not_inherited();
 
 /// A context that sets and resets a variable holds the same values as before: equal,
 /// although the set copied the node its other values sit in.
@@ -54,7 +55,8 @@ fn inline_values_compare_by_value() {
 }
 
 /// Values of the inline kinds compare by value however their variable stores them: in an
-/// `Arc` for a not-inherited variable, as in the map's entry for the usual kind.
+/// `Arc` for a not-inherited variable, as in the map's entry for the usual kind. Other
+/// values of not-inherited variables still compare by identity.
 #[test]
 fn values_of_inline_kinds_compare_by_value_in_an_arc_too() {
     let mut one = Context::new();
@@ -62,10 +64,19 @@ fn values_of_inline_kinds_compare_by_value_in_an_arc_too() {
     one.run(|| SMALL.set(-3));
     other.run(|| SMALL.set(-3));
     assert_eq!(one, other, "two `Arc`s holding -3");
+    assert_eq!(other, one);
     other.run(|| SMALL.set(3));
     assert_ne!(one, other);
+    assert_ne!(other, one);
     other.run(|| SMALL.set(-3));
     assert_eq!(one, other);
+    one.run(|| NOTE.set("n".into()));
+    other.run(|| NOTE.set("n".into()));
+    assert_ne!(
+        one, other,
+        "two `String` objects of a not-inherited variable"
+    );
+    assert_ne!(other, one);
 }
 
 /// A squashed execution context holds the same values as the chain it was squashed from.
