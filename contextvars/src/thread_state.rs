@@ -10,8 +10,10 @@
 //! no lookup, so `LAZY` untouched contexts above `top` stand for `LAZY` default logical
 //! contexts pushed above it. The first operation that needs them as real contexts (a `set`,
 //! any other push, an attach) *materialises* them, producing exactly the stack the eager
-//! representation would hold; a pop takes a lazy one while `LAZY` is positive, else a real
-//! one. Every function below gives the same answer from either representation.
+//! representation would hold. Materialising turns all of them into real ones, so a lazy
+//! push's pop finds `LAZY` where its push left it if its context is still lazy, and at 0
+//! otherwise (then it pops a real one). Every function below gives the same answer from
+//! either representation.
 //!
 //! Rules every function here follows:
 //!
@@ -827,20 +829,25 @@ fn split_leftovers(ts: &mut ThreadState) -> Vec<LogicalContext> {
 /// run does (see [`Pushed`]): it is moved into the thread state only if `f` needs it there.
 #[inline]
 pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R {
-    /// Pops a lazy push: a lazy logical context while any is counted (pushes and pops nest,
-    /// and materialising only ever turns lazy ones into real ones), a real one otherwise
-    /// (pushed lazily and materialised since).
+    /// Pops a lazy push. Pushes and pops nest, and materialising turns every lazy logical
+    /// context into a real one (the count drops to 0), so the count is back at `pushed` (what
+    /// this push made it) if and only if `lc` is still lazy; otherwise it was materialised and
+    /// is popped as a real one.
     struct Lazy<'a> {
         lc: &'a mut LogicalContext,
+        pushed: usize,
     }
 
     impl Drop for Lazy<'_> {
         #[inline]
         fn drop(&mut self) {
-            let count = lazy();
-            if count > 0 {
+            // The count stored is the one this push found, held in a register, not one
+            // derived from the count read here: the read only steers the branch. A chain of
+            // nested stages (an iterator's) then pops without waiting for each inner pop's
+            // store to reach its load.
+            if lazy() == self.pushed {
                 // Still untouched: `lc` is as it was pushed.
-                set_lazy(count - 1);
+                set_lazy(self.pushed - 1);
                 return;
             }
             pop(self.lc, &Below::NONE);
@@ -849,10 +856,14 @@ pub(crate) fn run_with_pushed<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R)
 
     if lc.is_untouched() {
         // Thread teardown: there is no current context to push onto.
-        if LAZY.try_with(|lazy| lazy.set(lazy.get() + 1)).is_err() {
+        let Ok(pushed) = LAZY.try_with(|lazy| {
+            let pushed = lazy.get() + 1;
+            lazy.set(pushed);
+            pushed
+        }) else {
             return f();
-        }
-        let _guard = Lazy { lc };
+        };
+        let _guard = Lazy { lc, pushed };
         return f();
     }
     run_with_waiting_push(lc, f)
