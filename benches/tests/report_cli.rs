@@ -412,7 +412,12 @@ fn invalid_compare_file_is_an_error() {
 fn service_group_reports_load_and_spawns_with_right_answers() {
     let results = results();
     let service = &results["groups"]["service"];
-    for config in ["without_layers", "with_layers"] {
+    for config in [
+        "without_layers",
+        "with_layers",
+        "with_layers_new_id_per_request",
+        "without_layers_with_the_header",
+    ] {
         let run = &service["load"][config];
         assert!(
             run["requests"].as_u64().is_some_and(|n| n > 0),
@@ -427,6 +432,14 @@ fn service_group_reports_load_and_spawns_with_right_answers() {
                 "{config}: {field}: {run}"
             );
         }
+    }
+    for cost in ["layer_cost", "header_cost_without_layers"] {
+        assert!(
+            service[cost]["p99_added_us"]
+                .as_f64()
+                .is_some_and(f64::is_finite),
+            "{cost}: {service}"
+        );
     }
     let spawns = service["process_spawn_join"]
         .as_array()

@@ -7,8 +7,11 @@
 //!   caller, so the `baggage` header is written, parsed and decoded for every request, and the
 //!   handler reads both), once more with the layers and a new request id for every request
 //!   (so no header repeats: what a server whose callers send one id per request pays), and
-//!   once without the layers (the handler reads the same variables, unset). The rounds
-//!   rotate ([`ROUNDS`] of each, the three orders taking turns); the table shows the round with the
+//!   once without the layers (the handler reads the same variables, unset), and once
+//!   without the layers but with the `baggage` header the client layer would write, made
+//!   once per caller and sent with every request (what hyper alone pays to write, parse
+//!   and drop one more header: the part of the layers' cost that is not theirs). The rounds
+//!   rotate ([`ROUNDS`] of each, the four orders taking turns); the table shows the round with the
 //!   median throughput of each, with its p50 and p99 latency (per request, wall clock, from
 //!   send to complete body), and the process CPU time per request (client and server run in
 //!   this process). The targets compare each round with its partner and take the median of
@@ -111,6 +114,9 @@ enum Ids {
     PerCaller,
     /// A new one for every request.
     PerRequest,
+    /// One per caller, in a `baggage` header the caller adds itself (no layers): the header
+    /// the client layer would write, made once.
+    HeaderOnly,
 }
 
 /// What the section measured.
@@ -126,6 +132,11 @@ pub struct ServiceResults {
     pub fresh: LoadRun,
     /// Its cost against the rounds without layers (no target: reported).
     pub fresh_cost: LayerCost,
+    /// Without layers, each request carrying the `baggage` header the client layer would
+    /// write (made once per caller): the median round.
+    pub header_only: LoadRun,
+    /// Its cost against the rounds without layers: hyper's own cost of the header.
+    pub header_cost: LayerCost,
     /// Process spawn + join, per policy.
     pub spawns: Vec<SpawnRow>,
 }
@@ -192,7 +203,13 @@ fn handler(
     }
 }
 
-async fn load<C>(client: C, addr: SocketAddr, requests: usize, ids: Ids) -> LoadRun
+async fn load<C>(
+    client: C,
+    addr: SocketAddr,
+    requests: usize,
+    ids: Ids,
+    registry: &Registry,
+) -> LoadRun
 where
     C: Service<Request<Body>, Response = Response<Incoming>> + Clone + Send + 'static,
     C::Future: Send,
@@ -205,12 +222,21 @@ where
     for caller in 0..CONCURRENCY {
         let client = client.clone();
         let uri = uri.clone();
+        let registry = registry.clone();
         let share = requests / CONCURRENCY + usize::from(caller < requests % CONCURRENCY);
         callers.push(exec_context::tokio::spawn(async move {
             // Each caller has its own request id (so the server sees as many different
             // headers as there are callers), or, with `Ids::PerRequest`, a new one below.
             REQUEST_ID.set(FIRST_CALLER_ID + caller as u64);
             TENANT.set("acme".into());
+            // The header the client layer writes for these values, made once.
+            let baggage = (ids == Ids::HeaderOnly).then(|| {
+                let mut headers = http::HeaderMap::new();
+                registry.inject(&mut headers);
+                headers
+                    .remove(http::header::HeaderName::from_static("baggage"))
+                    .expect("two propagated variables are set")
+            });
             let mut latencies = Vec::with_capacity(share);
             let mut wrong = 0;
             for sent in 0..share {
@@ -219,9 +245,15 @@ where
                     let id = FIRST_CALLER_ID + ((sent + 1) * CONCURRENCY + caller) as u64;
                     REQUEST_ID.set(id);
                 }
-                let request = Request::get(uri.clone())
+                let mut request = Request::get(uri.clone())
                     .body(Body::default())
                     .expect("request");
+                if let Some(baggage) = &baggage {
+                    request.headers_mut().insert(
+                        http::header::HeaderName::from_static("baggage"),
+                        baggage.clone(),
+                    );
+                }
                 let sent = Instant::now();
                 let response = client.clone().oneshot(request).await.expect("response");
                 let body = response
@@ -280,8 +312,8 @@ fn paired_cost(plain: &[LoadRun], layered: &[LoadRun]) -> LayerCost {
     }
 }
 
-/// The three configurations' runs, in the order `[plain, layered, fresh]`.
-type Rounds = [Vec<LoadRun>; 3];
+/// The four configurations' runs, in the order `[plain, layered, fresh, header_only]`.
+type Rounds = [Vec<LoadRun>; 4];
 
 fn measure_load(requests: usize) -> Rounds {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -296,29 +328,38 @@ fn measure_load(requests: usize) -> Rounds {
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(CONCURRENCY)
             .build_http::<Body>();
-        let layered_client = ClientLayer::new(registry).layer(http.clone());
+        let layered_client = ClientLayer::new(registry.clone()).layer(http.clone());
         let run = |which: usize, requests: usize| {
             let (http, layered_client) = (http.clone(), layered_client.clone());
+            let registry = registry.clone();
             async move {
+                let registry = &registry;
                 match which {
-                    0 => load(http, plain_addr, requests, Ids::PerCaller).await,
-                    1 => load(layered_client, layered_addr, requests, Ids::PerCaller).await,
-                    _ => load(layered_client, layered_addr, requests, Ids::PerRequest).await,
+                    0 => load(http, plain_addr, requests, Ids::PerCaller, registry).await,
+                    1 => {
+                        let ids = Ids::PerCaller;
+                        load(layered_client, layered_addr, requests, ids, registry).await
+                    }
+                    2 => {
+                        let ids = Ids::PerRequest;
+                        load(layered_client, layered_addr, requests, ids, registry).await
+                    }
+                    _ => load(http, plain_addr, requests, Ids::HeaderOnly, registry).await,
                 }
             }
         };
 
         // Warm up every path (connections, allocator, caches).
-        for which in 0..3 {
+        for which in 0..4 {
             run(which, requests / 10).await;
         }
         progress::step();
 
         let mut rounds: Rounds = Default::default();
         for round in 0..ROUNDS {
-            // The three orders take turns, so that none always runs first or last.
-            for turn in 0..3 {
-                let which = (round + turn) % 3;
+            // The four orders take turns, so that none always runs first or last.
+            for turn in 0..4 {
+                let which = (round + turn) % 4;
                 rounds[which].push(run(which, requests).await);
             }
             progress::step();
@@ -383,9 +424,10 @@ pub fn measure(config: &Config) -> ServiceResults {
         Mode::Smoke => SMOKE_REQUESTS,
         Mode::Quick | Mode::Full => REQUESTS,
     };
-    let [plain, layered, fresh] = measure_load(requests);
+    let [plain, layered, fresh, header_only] = measure_load(requests);
     let cost = paired_cost(&plain, &layered);
     let fresh_cost = paired_cost(&plain, &fresh);
+    let header_cost = paired_cost(&plain, &header_only);
     let spawns = measure_spawns();
     ServiceResults {
         plain: median_round(plain),
@@ -393,6 +435,8 @@ pub fn measure(config: &Config) -> ServiceResults {
         cost,
         fresh: median_round(fresh),
         fresh_cost,
+        header_only: median_round(header_only),
+        header_cost,
         spawns,
     }
 }
@@ -423,9 +467,11 @@ pub fn json(results: &ServiceResults) -> serde_json::Value {
             "without_layers": run(&results.plain),
             "with_layers": run(&results.layered),
             "with_layers_new_id_per_request": run(&results.fresh),
+            "without_layers_with_the_header": run(&results.header_only),
         },
         "layer_cost": cost(&results.cost),
         "layer_cost_new_id_per_request": cost(&results.fresh_cost),
+        "header_cost_without_layers": cost(&results.header_cost),
         "process_spawn_join": results.spawns.iter().map(|row| serde_json::json!({
             "policy": row.policy,
             "median_us": row.median_us,
