@@ -433,7 +433,11 @@ fn service_group_reports_load_and_spawns_with_right_answers() {
             );
         }
     }
-    for cost in ["layer_cost", "header_cost_without_layers"] {
+    for cost in [
+        "layer_cost",
+        "layer_cost_new_id_per_request",
+        "header_cost_without_layers",
+    ] {
         assert!(
             service[cost]["p99_added_us"]
                 .as_f64()

@@ -9,8 +9,8 @@
 //!   (so no header repeats: what a server whose callers send one id per request pays), and
 //!   once without the layers (the handler reads the same variables, unset), and once
 //!   without the layers but with the `baggage` header the client layer would write, made
-//!   once per caller and sent with every request (what hyper alone pays to write, parse
-//!   and drop one more header: the part of the layers' cost that is not theirs). The rounds
+//!   once per caller and inserted into every request (what carrying one more header costs
+//!   without the layers: the insert, and hyper writing, parsing and dropping it). The rounds
 //!   rotate ([`ROUNDS`] of each, the four orders taking turns); the table shows the round with the
 //!   median throughput of each, with its p50 and p99 latency (per request, wall clock, from
 //!   send to complete body), and the process CPU time per request (client and server run in
@@ -298,7 +298,8 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The median over the pairs of rounds (run back to back) of what the layers cost.
+/// The median over the rounds of what the layers cost: each round's run with them against
+/// the same round's run without them.
 fn paired_cost(plain: &[LoadRun], layered: &[LoadRun]) -> LayerCost {
     let pairs = || plain.iter().zip(layered);
     LayerCost {

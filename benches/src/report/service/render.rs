@@ -27,10 +27,12 @@ pub fn markdown(results: &ServiceResults, bars: &crate::report::targets::Service
         "hyper-util client → hyper server on 127.0.0.1, HTTP/1.1 keep-alive, {CONCURRENCY} \
          concurrent callers; with layers: `ClientLayer` → `ServerLayer`, two propagated \
          variables written, parsed and decoded per request, the request id one per caller \
-         (or, in the last row, a new one per request). Median-throughput round of \
-         {ROUNDS} rotating rounds each; latency per request, wall clock; CPU: the \
-         process's CPU time (client and server) per request. Targets: the median over the \
-         {ROUNDS} pairs of rounds run back to back.\n\n"
+         (or, in the third row, a new one per request); the last row has no layers but \
+         sends the header they would write. Median-throughput round of {ROUNDS} rounds \
+         each, the configurations running in a rotating order within each round; latency \
+         per request, wall clock; CPU: the process's CPU time (client and server) per \
+         request. Targets: the median over the {ROUNDS} rounds of each configuration's \
+         run against the run without layers of the same round.\n\n"
     ));
     out.push_str(
         "| configuration | requests | throughput (req/s) | p50 (µs) | p99 (µs) | CPU per request (µs) | wrong answers |\n",
@@ -80,8 +82,9 @@ pub fn markdown(results: &ServiceResults, bars: &crate::report::targets::Service
     let header = &results.header_cost;
     out.push_str(&format!(
         "Not a target either: the last row sends, without layers, the header the client \
-         layer writes for each caller (made once per caller), so it measures what hyper \
-         itself pays to write, parse and drop one more header, a part of the layers' cost \
+         layer writes for each caller (made once per caller and inserted into each \
+         request), so it measures what carrying one more header costs without the layers: \
+         the insert, and hyper writing, parsing and dropping it, a part of the layers' cost \
          that no layer can remove. Against the same rounds without it: {:+.1}% throughput \
          ({:+.1}% per CPU second), {:+.1} µs at p99.\n\n",
         -header.throughput_loss * 100.0,
