@@ -229,7 +229,7 @@ where
     I: IntoIterator<Item = Slot<K, V>>,
     I::IntoIter: ExactSizeIterator,
 {
-    let slots = slots.into_iter();
+    let mut slots = slots.into_iter();
     if !(std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()) {
         return Arc::from_header_and_iter(header, slots);
     }
@@ -245,13 +245,17 @@ where
         unreachable!("a node just made is shared")
     };
     let mut filled = 0;
-    for (place, slot) in body.slice.iter_mut().zip(slots) {
+    for (place, slot) in body.slice.iter_mut().zip(slots.by_ref()) {
         *place = slot;
         filled += 1;
     }
     debug_assert_eq!(
         filled, len,
         "a new node's slots came short of their stated length"
+    );
+    debug_assert!(
+        slots.next().is_none(),
+        "a new node's slots ran past their stated length"
     );
     node
 }
