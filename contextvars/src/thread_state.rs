@@ -13,7 +13,9 @@
 //! representation would hold. Materialising turns all of them into real ones, so a lazy
 //! push's pop finds `LAZY` where its push left it if its context is still lazy, and at 0
 //! otherwise (then it pops a real one). Every function below gives the same answer from
-//! either representation.
+//! either representation. Over a waiting run (below) the count goes on from where the run
+//! found it, so that a run that never needs the thread state leaves `LAZY` alone; entering
+//! the run sets the lazy pushes below it apart (see `settle`).
 //!
 //! Rules every function here follows:
 //!
@@ -36,7 +38,9 @@
 //!   lookup enters them first (`borrow_settled`: the run, then the pushes, bottom first); a
 //!   lookup reads them where they lie (`find_waiting`). A run's context replaces the whole
 //!   current one, so a deferred attach pending below a run is kept aside while the run is
-//!   entered, and the runs and pushes waiting below it are hidden until it ends.
+//!   entered, and the runs and pushes waiting below it are hidden until it ends: a waiting
+//!   push records the run that waited when it began, and the pushes above a waiting run are
+//!   those that record it.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::mem;
@@ -333,10 +337,14 @@ pub(crate) fn enter_pending_for_read() -> bool {
 
 /// The value for `id` in the topmost logical context only.
 pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
-    if lazy() > 0 {
-        return None;
-    }
-    with_state(|ts| ts.frame.top.map.get(&id).cloned()).flatten()
+    // Counted once settled: a waiting run's count includes the lazy pushes below it.
+    with_state(|ts| {
+        if lazy() > 0 {
+            return None;
+        }
+        ts.frame.top.map.get(&id).cloned()
+    })
+    .flatten()
 }
 
 /// What a variable held before a `set`, for its token.
@@ -483,12 +491,18 @@ struct Run {
     /// The run that was waiting when this one began (null if none): it waits again once this
     /// one ends. Its context is not needed meanwhile, since this run's replaces it whole.
     below: *mut Run,
-    /// The pushes that were waiting when this one began (see [`Pushed`]): hidden for the
-    /// same reason, and listed again once this run ends.
+    /// Once entered, the pushes that were waiting when this one began (see [`Pushed`]):
+    /// hidden for the same reason, and listed again once this run ends. While the run waits
+    /// they stay listed, below the pushes made inside it (which record this run), and the
+    /// run touches neither: a run that never enters saves and restores two thread-locals
+    /// fewer.
     pushed: *mut Pushed,
     /// The cache version of the context below (from `cache::enter`).
     outer: u64,
-    /// The lazily pushed logical contexts of the context below.
+    /// `LAZY` when the run began: the lazily pushed logical contexts of the context below.
+    /// While the run waits, the count goes on from there; entering the run materialises the
+    /// lazy pushes made inside it, so the count restarts from 0 over the run's context, and
+    /// leaving an entered run puts this back.
     lazy: usize,
     /// Once entered: what the level below had.
     entered: Option<Entered>,
@@ -537,25 +551,39 @@ fn borrow_settled(state: &RefCell<ThreadState>) -> RefMut<'_, ThreadState> {
 
 /// Enters what waits to be entered on this thread: a waiting run's context (the newest: a
 /// deferred attach waiting below it is kept in the run until it ends, as the run's context
-/// replaces the whole current one), else a deferred attach.
+/// replaces the whole current one), else a deferred attach; then the pushes waiting above
+/// it, bottom first. The logical contexts pushed lazily while the run waited are
+/// materialised above its context (those below a waiting push, as that push enters; those
+/// above the topmost push stay lazy, counted from 0 again), and the count the run found is
+/// the caller's, put back when the run ends.
 #[cold]
 #[inline(never)]
 fn settle(state: &RefCell<ThreadState>) {
     let run = waiting();
-    if run.is_null() {
+    // The waiting pushes to enter are those above `stop`, and the lazy count the run found
+    // is `floor` (see [`Run`]).
+    let pushed = waiting_pushed();
+    let (stop, floor) = if run.is_null() {
         // A deferred attach lies below every waiting push (an attach enters those first).
         enter_pending(state);
+        (std::ptr::null_mut(), None)
     } else {
         set_waiting(std::ptr::null_mut());
-        enter_run(&mut state.borrow_mut(), run);
-    }
-    let pushed = waiting_pushed();
-    if !pushed.is_null() {
-        set_waiting_pushed(std::ptr::null_mut());
+        enter_run(&mut state.borrow_mut(), run, below_run(pushed, run))
+    };
+    // The pushes below the run, if one was entered, are hidden until it ends.
+    set_waiting_pushed(std::ptr::null_mut());
+    if pushed != stop {
         // The lazily pushed logical contexts above the topmost waiting push stay above it.
         let above = take_lazy();
-        enter_pushed(&mut state.borrow_mut(), pushed);
+        enter_pushed(&mut state.borrow_mut(), pushed, stop, floor.unwrap_or(0));
         set_lazy(above);
+    } else if let Some(floor) = floor {
+        // Those pushed lazily while the run waited lie above its context: materialised, as
+        // the count restarts from 0 over an entered context (and a lazy pop that finds
+        // another count than its own pops a real one).
+        set_lazy(lazy().saturating_sub(floor));
+        state.borrow_mut().materialize();
     }
 }
 
@@ -572,9 +600,12 @@ fn find_waiting<R>(
     id: VarId,
     f: impl FnOnce(Option<&Value>) -> R,
 ) -> R {
-    while !pushed.is_null() {
+    // The pushes made while the waiting run waits, if one does, else all of them; those
+    // below the run are hidden by it.
+    // SAFETY: as below: one field of a waiting push is read.
+    while !pushed.is_null() && unsafe { (*pushed).run } == run {
         // SAFETY: a waiting push, published by `run_with_waiting_push` and still on its stack
-        // (see `enter_pushed`); only its `lc` and `below` fields are read, and the logical
+        // (see `enter_pushed`); only its `run`, `lc` and `below` fields are read, and the logical
         // context is borrowed by `run_with_waiting_push`, which does not use it while `f`
         // runs. Nothing else refers to either mutably meanwhile: entering them, the one other
         // access, happens only from an operation on the thread state, and `f` runs no user
@@ -602,15 +633,22 @@ fn find_waiting<R>(
     f(ts.find(id))
 }
 
-/// Makes the waiting run's context the thread's current one. Runs no user code.
+/// Makes the waiting run's context the thread's current one, hiding the waiting pushes made
+/// before it began (`pushed`, their topmost); returns them and the lazy count the run found.
+/// Runs no user code.
 #[allow(unsafe_code)]
-fn enter_run(ts: &mut ThreadState, run: *mut Run) {
+fn enter_run(
+    ts: &mut ThreadState,
+    run: *mut Run,
+    pushed: *mut Pushed,
+) -> (*mut Pushed, Option<usize>) {
     // SAFETY: `run` was published in `WAITING` by `run_in_frame`, whose stack holds it
     // until its guard has taken it out of `WAITING` (also when unwinding), and nothing else
     // refers to it while this runs: `run_in_frame` reaches it only through this pointer,
     // once `f` is over, and this is the only other place that does (`WAITING` was cleared
     // before this call, so it is entered once).
     let run = unsafe { &mut *run };
+    run.pushed = pushed;
     // SAFETY: `run.frame` comes from the `&mut Frame` that `run_in_frame` holds, unused,
     // for the whole run.
     let frame = unsafe { &mut *run.frame };
@@ -622,6 +660,7 @@ fn enter_run(ts: &mut ThreadState, run: *mut Run) {
         levels: ts.levels.len(),
         pending: ts.pending.take(),
     });
+    (run.pushed, Some(run.lazy))
 }
 
 /// Runs `f` with `frame` as the thread's current context; the changes `f` makes are written
@@ -652,17 +691,16 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
     let mut run = Run {
         frame,
         below: waiting(),
-        pushed: waiting_pushed(),
+        // Known once the run is entered (see `Run`).
+        pushed: std::ptr::null_mut(),
         // The lookup cache describes the run's context from here on: the entries stamped
         // with its stamp are warm again (see `cache`, point 1).
         outer: cache::enter(*stamp),
-        // The lazily pushed logical contexts belong to the context being left.
-        lazy: take_lazy(),
+        lazy: lazy(),
         entered: None,
     };
     let run: *mut Run = &raw mut run;
     set_waiting(run);
-    set_waiting_pushed(std::ptr::null_mut());
     let _guard = Guard { run, stamp };
     if watch::active() {
         let _ = STATE.try_with(settle);
@@ -686,11 +724,15 @@ fn leave_run(run: *mut Run, stamp: &mut u64) {
             let record = unsafe { &*run };
             // Never entered: the thread state is as the run found it. Nested runs that
             // began since have ended and put this one back as the waiting one.
+            // The pushes and lazy pushes made inside have ended too: the waiting pushes and
+            // the lazy count are as the run found them.
             debug_assert_eq!(waiting(), run);
-            debug_assert!(waiting_pushed().is_null());
+            debug_assert!(
+                // SAFETY: a waiting push's field, as in `find_waiting`.
+                waiting_pushed().is_null() || unsafe { (*waiting_pushed()).run } != run
+            );
+            debug_assert_eq!(lazy(), record.lazy);
             set_waiting(record.below);
-            set_waiting_pushed(record.pushed);
-            set_lazy(record.lazy);
             *stamp = cache::leave(record.outer);
             return;
         }
@@ -890,6 +932,7 @@ fn run_with_waiting_push<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R
     let nonempty = !lc.map.is_empty();
     let mut pushed = Pushed {
         lc,
+        run: waiting(),
         below: waiting_pushed(),
         // The lazily pushed logical contexts lie below this one.
         lazy: take_lazy(),
@@ -910,6 +953,9 @@ fn run_with_waiting_push<R>(lc: &mut LogicalContext, f: impl FnOnce() -> R) -> R
 struct Pushed {
     /// The logical context, borrowed by `run_with_waiting_push` for the whole push.
     lc: *mut LogicalContext,
+    /// The run that was waiting when this push began (null if none): the pushes that wait
+    /// above a waiting run are those made while it waits.
+    run: *mut Run,
     /// The push that was waiting when this one began (null if none): it lies below.
     below: *mut Pushed,
     /// The lazily pushed logical contexts below this one.
@@ -922,9 +968,9 @@ struct Pushed {
 }
 
 crate::loom::thread_local_const! {
-    /// The topmost waiting push (see [`Pushed`]), or null. A run hides the pushes that wait
-    /// when it begins (its context replaces the whole current one) and lists them again
-    /// when it ends.
+    /// The topmost waiting push (see [`Pushed`]), or null. A run hides the pushes that waited
+    /// when it began (its context replaces the whole current one): lookups skip them while
+    /// it waits, and entering it takes them off this list until it ends.
     static WAITING_PUSHED: Cell<*mut Pushed> = Cell::new(std::ptr::null_mut());
 }
 
@@ -941,10 +987,22 @@ fn set_waiting_pushed(pushed: *mut Pushed) {
     let _ = WAITING_PUSHED.try_with(|waiting| waiting.set(pushed));
 }
 
+/// The topmost of the waiting pushes `pushed` (topmost first) that were made before `run`
+/// began: the first not made while it waited.
+#[allow(unsafe_code)]
+fn below_run(mut pushed: *mut Pushed, run: *mut Run) -> *mut Pushed {
+    // SAFETY: waiting pushes, as in `find_waiting`; one field of each is read.
+    while !pushed.is_null() && unsafe { (*pushed).run } == run {
+        // SAFETY: as above.
+        pushed = unsafe { (*pushed).below };
+    }
+    pushed
+}
+
 /// Moves the waiting push `pushed` and those below it into the thread state, bottom first,
 /// each above the lazily pushed logical contexts it lies on. Runs no user code.
 #[allow(unsafe_code)]
-fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed) {
+fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed, stop: *mut Pushed, floor: usize) {
     // SAFETY: `pushed` is a waiting push: `run_with_waiting_push` published it (directly, or
     // as the `below` of a later waiting push) and its stack holds it until its guard has taken
     // it off the list, also when unwinding. Nothing else refers to it while this runs:
@@ -952,10 +1010,14 @@ fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed) {
     // read its `lc` and never while this runs, and the list was cleared before this call, so
     // each push is entered once.
     let pushed = unsafe { &mut *pushed };
-    if !pushed.below.is_null() {
-        enter_pushed(ts, pushed.below);
+    if pushed.below == stop {
+        // The bottom one: the count it took includes the lazy pushes below the run it lies
+        // on, which belong to the context that run left (see `Run`).
+        set_lazy(pushed.lazy.saturating_sub(floor));
+    } else {
+        enter_pushed(ts, pushed.below, stop, floor);
+        set_lazy(pushed.lazy);
     }
-    set_lazy(pushed.lazy);
     ts.materialize();
     // SAFETY: `pushed.lc` comes from the `&mut LogicalContext` that `run_with_waiting_push`
     // holds, unused, for the whole push.

@@ -332,6 +332,112 @@ fn a_run_inside_a_waiting_push_hides_it_and_a_push_inside_a_waiting_run_lies_abo
     });
 }
 
+/// Lazy pushes below a run belong to the caller's context; those made inside belong to the
+/// run's. Entering the run (here by a `set`) must tell them apart, with and without a
+/// waiting push in between.
+#[test]
+fn entering_a_run_leaves_the_lazy_pushes_below_it_to_the_caller() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let mut ctx = context(2, "ctx");
+        let (mut outer, mut inner) = (LogicalContext::new(), LogicalContext::new());
+        run_with_logical_context(&mut outer, || {
+            ctx.run(|| {
+                run_with_logical_context(&mut inner, || {
+                    assert_eq!(A.get(), Some(2));
+                    A.set(3);
+                    assert_eq!(A.get(), Some(3));
+                });
+                // The set went into `inner`, which has ended.
+                assert_eq!(A.get(), Some(2));
+                B.set("run".into());
+            });
+            assert_eq!((A.get(), B.get()), (Some(1), None));
+            // `outer` is still the caller's topmost logical context.
+            A.set(4);
+            assert_eq!(A.get(), Some(4));
+        });
+        assert_eq!((A.get(), B.get()), (Some(1), None));
+        assert_eq!(outer.get(&A), Some(4));
+        assert_eq!(inner.get(&A), Some(3));
+        assert_eq!(
+            (ctx.get(&A), ctx.get(&B).as_deref()),
+            (Some(2), Some("run"))
+        );
+
+        // The same with a waiting push above the lazy ones inside the run, and two lazy
+        // pushes below it.
+        let mut ctx = context(2, "ctx");
+        let (mut low, mut high) = (LogicalContext::new(), LogicalContext::new());
+        let (mut lazy, mut waiting) = (LogicalContext::new(), logical(5));
+        run_with_logical_context(&mut low, || {
+            run_with_logical_context(&mut high, || {
+                ctx.run(|| {
+                    run_with_logical_context(&mut lazy, || {
+                        run_with_logical_context(&mut waiting, || {
+                            assert_eq!(A.get(), Some(5));
+                            // Enters the run, `lazy` above it, then `waiting`.
+                            B.set("waiting".into());
+                            assert_eq!((A.get(), B.get().as_deref()), (Some(5), Some("waiting")));
+                        });
+                        assert_eq!((A.get(), B.get().as_deref()), (Some(2), Some("ctx")));
+                        A.set(6);
+                    });
+                    assert_eq!((A.get(), B.get().as_deref()), (Some(2), Some("ctx")));
+                });
+                assert_eq!((A.get(), B.get()), (Some(1), None));
+                A.set(7);
+            });
+            assert_eq!(A.get(), Some(1));
+            A.set(8);
+        });
+        assert_eq!(A.get(), Some(1));
+        assert_eq!((low.get(&A), high.get(&A)), (Some(8), Some(7)));
+        assert_eq!(lazy.get(&A), Some(6));
+        assert_eq!(waiting.get(&B).as_deref(), Some("waiting"));
+        assert_eq!(
+            (ctx.get(&A), ctx.get(&B).as_deref()),
+            (Some(2), Some("ctx"))
+        );
+    });
+}
+
+/// A run hides the pushes that waited when it began, entered or not, and they wait again
+/// once it ends; pushes made inside it lie above it.
+#[test]
+fn a_nested_run_hides_the_pushes_made_in_the_run_around_it() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let (mut outer_ctx, mut inner_ctx) = (context(2, "outer"), context(3, "inner"));
+        let (mut first, mut second) = (logical(10), logical(20));
+        outer_ctx.run(|| {
+            run_with_logical_context(&mut first, || {
+                assert_eq!(A.get(), Some(10));
+                inner_ctx.run(|| {
+                    // `first` waits below this run: hidden.
+                    assert_eq!((A.get(), B.get().as_deref()), (Some(3), Some("inner")));
+                    run_with_logical_context(&mut second, || {
+                        assert_eq!(A.get(), Some(20));
+                        // Enters `inner_ctx` and `second` only.
+                        B.set("second".into());
+                    });
+                    assert_eq!((A.get(), B.get().as_deref()), (Some(3), Some("inner")));
+                });
+                // `first` waits again (never entered), over the outer run's context.
+                assert_eq!((A.get(), B.get().as_deref()), (Some(10), Some("outer")));
+                B.set("first".into());
+                assert_eq!(B.get().as_deref(), Some("first"));
+            });
+            assert_eq!((A.get(), B.get().as_deref()), (Some(2), Some("outer")));
+        });
+        assert_eq!((A.get(), B.get()), (Some(1), None));
+        assert_eq!(first.get(&B).as_deref(), Some("first"));
+        assert_eq!(second.get(&B).as_deref(), Some("second"));
+        assert_eq!(inner_ctx.get(&B).as_deref(), Some("inner"));
+        assert_eq!(outer_ctx.get(&B).as_deref(), Some("outer"));
+    });
+}
+
 #[test]
 fn a_read_answered_by_a_waiting_push_does_not_fetch_the_attach_below_it() {
     on_fresh_thread(|| {
