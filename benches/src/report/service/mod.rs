@@ -107,7 +107,11 @@ pub struct SpawnRow {
     pub wrong: usize,
 }
 
-/// Which request ids the callers send.
+/// The W3C Baggage header's name.
+const BAGGAGE: http::header::HeaderName = http::header::HeaderName::from_static("baggage");
+
+/// What the callers send: which request ids, and whether the client layer writes them or
+/// the caller adds the header itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ids {
     /// One per caller, for all its requests.
@@ -135,7 +139,8 @@ pub struct ServiceResults {
     /// Without layers, each request carrying the `baggage` header the client layer would
     /// write (made once per caller): the median round.
     pub header_only: LoadRun,
-    /// Its cost against the rounds without layers: hyper's own cost of the header.
+    /// Its cost against the rounds without layers: the caller's insert of the header, and
+    /// hyper writing, parsing and dropping it.
     pub header_cost: LayerCost,
     /// Process spawn + join, per policy.
     pub spawns: Vec<SpawnRow>,
@@ -234,7 +239,7 @@ where
                 let mut headers = http::HeaderMap::new();
                 registry.inject(&mut headers);
                 headers
-                    .remove(http::header::HeaderName::from_static("baggage"))
+                    .remove(BAGGAGE)
                     .expect("two propagated variables are set")
             });
             let mut latencies = Vec::with_capacity(share);
@@ -249,10 +254,7 @@ where
                     .body(Body::default())
                     .expect("request");
                 if let Some(baggage) = &baggage {
-                    request.headers_mut().insert(
-                        http::header::HeaderName::from_static("baggage"),
-                        baggage.clone(),
-                    );
+                    request.headers_mut().insert(BAGGAGE, baggage.clone());
                 }
                 let sent = Instant::now();
                 let response = client.clone().oneshot(request).await.expect("response");
