@@ -325,8 +325,11 @@ pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
 pub(crate) fn enter_pending_for_read() -> bool {
     STATE
         .try_with(|state| {
-            let pending = state.try_borrow().is_ok_and(|ts| ts.pending.is_some());
-            if pending && waiting().is_null() && waiting_pushed().is_null() {
+            // The two thread-locals first: cheaper than the state's borrow.
+            if waiting().is_null()
+                && waiting_pushed().is_null()
+                && state.try_borrow().is_ok_and(|ts| ts.pending.is_some())
+            {
                 enter_pending(state);
                 return true;
             }
