@@ -35,8 +35,8 @@
 //! - A run (`run_in_frame`) waits the same way, in `WAITING`, and so do pushes of logical
 //!   contexts that are not untouched (`run_with_waiting_push`), listed in `WAITING_PUSHED`
 //!   above the waiting run, until an operation needs the thread state: every access but a
-//!   lookup enters them first (`borrow_settled`: the run, then the pushes, bottom first); a
-//!   lookup reads them where they lie (`find_waiting`). A run's context replaces the whole
+//!   lookup enters them first (`borrow_settled`: the run, then the pushes above it, bottom
+//!   first); a lookup reads them where they lie (`find_waiting`). A run's context replaces the whole
 //!   current one, so a deferred attach pending below a run is kept aside while the run is
 //!   entered, and the runs and pushes waiting below it are hidden until it ends: a waiting
 //!   push records the run that waited when it began, and the pushes above a waiting run are
@@ -340,14 +340,27 @@ pub(crate) fn enter_pending_for_read() -> bool {
 
 /// The value for `id` in the topmost logical context only.
 pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
-    // Counted once settled: a waiting run's count includes the lazy pushes below it.
-    with_state(|ts| {
-        if lazy() > 0 {
-            return None;
-        }
-        ts.frame.top.map.get(&id).cloned()
-    })
-    .flatten()
+    // A lazily pushed topmost logical context is empty: nothing needs entering.
+    if lazy_above_top() > 0 {
+        return None;
+    }
+    with_state(|ts| ts.frame.top.map.get(&id).cloned()).flatten()
+}
+
+/// How many logical contexts are pushed lazily above the topmost real or waiting one, whether
+/// or not a run waits: over a waiting run without a waiting push above it, the count goes on
+/// from the run's (see [`Run`]).
+#[allow(unsafe_code)]
+fn lazy_above_top() -> usize {
+    let (run, top) = (waiting(), waiting_pushed());
+    // SAFETY: a waiting push, as in `find_waiting`: one field is read.
+    let floor = if !run.is_null() && (top.is_null() || unsafe { (*top).run } != run) {
+        // SAFETY: the waiting run, as in `find_waiting`: one field is read.
+        unsafe { (*run).lazy }
+    } else {
+        0
+    };
+    lazy().saturating_sub(floor)
 }
 
 /// What a variable held before a `set`, for its token.
@@ -487,7 +500,8 @@ impl Frame {
 
 /// A [`run_in_frame`] in progress, on its stack. Until the first operation that needs the
 /// thread state, the run's context is not entered: the run *waits* in [`WAITING`], and only
-/// the lookup cache describes its context. Entering it ([`enter_run`]) fills in `entered`.
+/// the lookup cache describes its context. Entering it ([`enter_run`]) fills in `pushed` and
+/// `entered`.
 struct Run {
     /// The context being run, borrowed by `run_in_frame` for the whole run.
     frame: *mut Frame,
@@ -591,7 +605,8 @@ fn settle(state: &RefCell<ThreadState>) {
 }
 
 /// Hands `f` the value for `id` in the current context: the waiting pushes (`pushed`, null if
-/// none), topmost first, then the waiting run's context (`run`, null if none), else the
+/// none) made since the waiting run began (all of them if none waits), topmost first, then
+/// the waiting run's context (`run`, null if none), else the
 /// thread state's (the logical contexts pushed lazily in between are empty), entering only a
 /// pending deferred attach, and only when the thread state is read.
 #[inline]
@@ -649,7 +664,9 @@ fn enter_run(
     // until its guard has taken it out of `WAITING` (also when unwinding), and nothing else
     // refers to it while this runs: `run_in_frame` reaches it only through this pointer,
     // once `f` is over, and this is the only other place that does (`WAITING` was cleared
-    // before this call, so it is entered once).
+    // before this call, so it is entered once). Lookups read its `frame`, `pushed` and
+    // `lazy` only while it waits; the pushes made while it waited hold its address only to
+    // compare it.
     let run = unsafe { &mut *run };
     run.pushed = pushed;
     // SAFETY: `run.frame` comes from the `&mut Frame` that `run_in_frame` holds, unused,
@@ -671,7 +688,7 @@ fn enter_run(
 ///
 /// The context is entered only if `f` uses it (reads the thread state, or a variable that
 /// the lookup cache does not answer): until then the run waits (see [`Run`]), and ending it
-/// only puts back the cache version, the lazy count and the waiting run below. With a
+/// only puts back the cache version and the waiting run below. With a
 /// watcher registered, the context is entered at once, so that watchers see it current.
 ///
 /// `stamp` is the frame's lookup-cache stamp (see `cache::enter`): 0 for a frame never run, or
@@ -768,16 +785,18 @@ fn leave_entered(run: *mut Run, stamp: &mut u64) {
             run.frame,
         )
     };
+    let Some(entered) = entered else {
+        // Thread teardown: the state is gone, and the run was never entered, so it left the
+        // waiting pushes and the lazy count as they were (its `pushed` is not filled in).
+        set_waiting(below);
+        cache::leave(outer);
+        return;
+    };
     let restore = || {
         set_waiting(below);
         set_waiting_pushed(pushed);
         set_lazy(lazy);
         cache::leave(outer)
-    };
-    let Some(entered) = entered else {
-        // Thread teardown: the state is gone, and the run was never entered.
-        restore();
-        return;
     };
     watch::notify(|| ContextEvent::Exited);
     // SAFETY: as in `enter_run`: `run_in_frame` holds the frame's `&mut` for the whole run,
@@ -1002,16 +1021,19 @@ fn below_run(mut pushed: *mut Pushed, run: *mut Run) -> *mut Pushed {
     pushed
 }
 
-/// Moves the waiting push `pushed` and those below it into the thread state, bottom first,
-/// each above the lazily pushed logical contexts it lies on. Runs no user code.
+/// Moves the waiting push `pushed` and those below it down to `stop` (not included) into the
+/// thread state, bottom first, each above the lazily pushed logical contexts it lies on; the
+/// bottom one's count includes `floor`, the count a run entered just below it found. Runs no
+/// user code.
 #[allow(unsafe_code)]
 fn enter_pushed(ts: &mut ThreadState, pushed: *mut Pushed, stop: *mut Pushed, floor: usize) {
     // SAFETY: `pushed` is a waiting push: `run_with_waiting_push` published it (directly, or
     // as the `below` of a later waiting push) and its stack holds it until its guard has taken
     // it off the list, also when unwinding. Nothing else refers to it while this runs:
-    // `run_with_waiting_push` reaches it only through this pointer once `f` is over, lookups only
-    // read its `lc` and never while this runs, and the list was cleared before this call, so
-    // each push is entered once.
+    // `run_with_waiting_push` reaches it only through this pointer once `f` is over, lookups
+    // (and `below_run`, `lazy_above_top`) only read its `run`, `lc` and `below`, and never
+    // while this runs, and the list was cleared before this call, so each push is entered
+    // once.
     let pushed = unsafe { &mut *pushed };
     if pushed.below == stop {
         // The bottom one: the count it took includes the lazy pushes below the run it lies
@@ -1336,15 +1358,27 @@ fn enter_pending(state: &RefCell<ThreadState>) {
     let Some(pending) = state.borrow_mut().pending.take() else {
         return;
     };
+    /// Lists the hidden pushes again, also if the fetch panics (each waiting push's end
+    /// expects to find itself listed).
+    struct Relist(*mut Pushed);
+
+    impl Drop for Relist {
+        fn drop(&mut self) {
+            set_waiting_pushed(self.0);
+        }
+    }
+
     // The fetch sees the context below the attach: pushes waiting above it are hidden
-    // meanwhile, as a run hides them, and it runs under a version of its own, so that what
-    // it might read (it must not) is cached under no version that describes another context.
+    // meanwhile, as an entered run hides those below it, and it runs under a version of its
+    // own, so that what it might read (it must not) is cached under no version that
+    // describes another context.
     let pushed = waiting_pushed();
     set_waiting_pushed(std::ptr::null_mut());
+    let relist = Relist(pushed);
     cache::invalidate_all();
     // A source with nothing to give: an empty context, never the one below.
     let context = (pending.fetch)(pending.key).unwrap_or_default();
-    set_waiting_pushed(pushed);
+    drop(relist);
     let mut ts = state.borrow_mut();
     let mut outer = pending.outer;
     if ts.pending.is_some() {

@@ -579,3 +579,38 @@ fn a_fetch_that_attaches_under_a_waiting_push_leaves_the_push_on_top() {
         assert_eq!(A.get(), Some(1));
     });
 }
+
+fn panicking_fetch(_key: u64) -> Option<Context> {
+    panic!("the source failed");
+}
+
+/// A deferred attach's fetch runs with the pushes waiting above it hidden; a fetch that
+/// panics must list them again, or their ends (which expect to find themselves listed) and
+/// later lookups see a broken list.
+#[test]
+fn a_fetch_that_panics_under_a_waiting_push_leaves_the_push_listed() {
+    on_fresh_thread(|| {
+        A.set(1);
+        let (mut lc, mut outer) = (logical(2), logical(3));
+        let _id = attach_deferred(panicking_fetch, 0).unwrap();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            run_with_logical_context(&mut lc, || {
+                assert_eq!(A.get(), Some(2));
+                // Needs the thread state: enters the pending attach first, whose fetch panics.
+                B.set("lost".into());
+            });
+        }));
+        assert!(caught.is_err());
+        assert_eq!((A.get(), B.get()), (Some(1), None));
+        run_with_logical_context(&mut outer, || {
+            run_with_logical_context(&mut lc, || {
+                assert_eq!(A.get(), Some(2));
+                B.set("kept".into());
+                assert_eq!(B.get().as_deref(), Some("kept"));
+            });
+            assert_eq!((A.get(), B.get()), (Some(3), None));
+        });
+        assert_eq!((A.get(), B.get()), (Some(1), None));
+        assert_eq!(lc.get(&B).as_deref(), Some("kept"));
+    });
+}

@@ -9,7 +9,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
 use contextvars::watch::{self, ContextEvent};
-use contextvars::{Context, ContextVar, copy_context, run_with_execution_context};
+use contextvars::{
+    Context, ContextVar, LogicalContext, copy_context, run_with_execution_context,
+    run_with_logical_context,
+};
 
 mod common;
 use common::on_fresh_thread;
@@ -199,4 +202,56 @@ fn a_run_that_ends_with_a_watcher_it_began_without_is_left_in_place() {
         assert_eq!(TEXT.get().as_deref(), Some("the thread's"));
         assert_eq!(VAR.get(), Some(1));
     });
+}
+
+static TEARDOWN_VAR: ContextVar<u32> = ContextVar::new("teardown");
+
+/// What a run inside a waiting push saw in a thread-local's destructor: inside the run, and
+/// inside the push after it.
+static SEEN_AT_TEARDOWN: Mutex<Option<(Option<u32>, Option<u32>)>> = Mutex::new(None);
+
+struct PushAndRunAtTeardown(Context, LogicalContext);
+
+impl Drop for PushAndRunAtTeardown {
+    fn drop(&mut self) {
+        let Self(ctx, lc) = self;
+        let seen = run_with_logical_context(lc, || {
+            let inside = ctx.run(|| TEARDOWN_VAR.get());
+            (inside, TEARDOWN_VAR.get())
+        });
+        *SEEN_AT_TEARDOWN.lock().unwrap() = Some(seen);
+    }
+}
+
+thread_local! {
+    static TEARDOWN_HOLDER: RefCell<Option<PushAndRunAtTeardown>> = const { RefCell::new(None) };
+}
+
+/// With a watcher registered, a run is entered as it begins and, failing that, as it ends.
+/// After the thread state is gone neither can happen; the run must still end leaving the push
+/// it ran in listed as waiting (the push's end checks it, and a panic in a thread-local's
+/// destructor aborts the process).
+#[test]
+fn a_run_in_a_waiting_push_at_thread_teardown_with_a_watcher_leaves_the_push_listed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = watch::add_watcher(|_| ());
+    std::thread::spawn(|| {
+        // Registered before the thread state's destructor, so on this platform it runs after
+        // the state is gone (the assertion below holds either way).
+        TEARDOWN_HOLDER.with(|holder| holder.borrow_mut().is_none());
+        let mut ctx = Context::new();
+        ctx.run(|| TEARDOWN_VAR.set(2));
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || TEARDOWN_VAR.set(3));
+        TEARDOWN_HOLDER.with(|holder| *holder.borrow_mut() = Some(PushAndRunAtTeardown(ctx, lc)));
+    })
+    .join()
+    .unwrap();
+    drop(guard);
+    let seen = SEEN_AT_TEARDOWN.lock().unwrap().take().expect("it ran");
+    // The state gone: no context at all; else each its own value.
+    assert!(
+        matches!(seen, (None, None) | (Some(2), Some(3))),
+        "seen at teardown: {seen:?}"
+    );
 }
