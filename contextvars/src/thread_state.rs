@@ -24,9 +24,9 @@
 //!   carried out of the borrow and dropped afterwards.
 //! - A value leaves the topmost logical context only through `ThreadState::insert_top` and
 //!   `ThreadState::remove_top` (and `set`'s `insert_top_uncached`, whose caller rewrites the
-//!   entry before anything reads the cache). They clear the variable's cache entry and hand back what they
-//!   displaced as a [`Displaced`], which drops the value once it is carried out of the borrow,
-//!   or retires it while an open borrow lends it (see `cache`).
+//!   entry before anything reads the cache). They clear the variable's cache entry and hand
+//!   back what they displaced as a [`Displaced`], which drops the value once it is carried
+//!   out of the borrow, or retires it while an open borrow lends it (see `cache`).
 //! - Every other change that alters what a lookup of some variable would find invalidates the
 //!   whole cache.
 //! - A deferred attach (`crate::attach_deferred`) waits in `pending` until the state is next
@@ -36,11 +36,11 @@
 //!   contexts that are not untouched (`run_with_waiting_push`), listed in `WAITING_PUSHED`
 //!   above the waiting run, until an operation needs the thread state: every access but a
 //!   lookup enters them first (`borrow_settled`: the run, then the pushes above it, bottom
-//!   first); a lookup reads them where they lie (`find_waiting`). A run's context replaces the whole
-//!   current one, so a deferred attach pending below a run is kept aside while the run is
-//!   entered, and the runs and pushes waiting below it are hidden until it ends: a waiting
-//!   push records the run that waited when it began, and the pushes above a waiting run are
-//!   those that record it.
+//!   first); a lookup reads them where they lie (`find_waiting`). A run's context replaces
+//!   the whole current one, so a deferred attach pending below a run is kept aside while the
+//!   run is entered, and the runs and pushes waiting below it are hidden until it ends: a
+//!   waiting push records the run that waited when it began, and the pushes above a waiting
+//!   run are those that record it.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::mem;
@@ -586,7 +586,8 @@ fn settle(state: &RefCell<ThreadState>) {
         (std::ptr::null_mut(), None)
     } else {
         set_waiting(std::ptr::null_mut());
-        enter_run(&mut state.borrow_mut(), run, below_run(pushed, run))
+        let stop = below_run(pushed, run);
+        (stop, Some(enter_run(&mut state.borrow_mut(), run, stop)))
     };
     // The pushes below the run, if one was entered, are hidden until it ends.
     set_waiting_pushed(std::ptr::null_mut());
@@ -606,9 +607,9 @@ fn settle(state: &RefCell<ThreadState>) {
 
 /// Hands `f` the value for `id` in the current context: the waiting pushes (`pushed`, null if
 /// none) made since the waiting run began (all of them if none waits), topmost first, then
-/// the waiting run's context (`run`, null if none), else the
-/// thread state's (the logical contexts pushed lazily in between are empty), entering only a
-/// pending deferred attach, and only when the thread state is read.
+/// the waiting run's context (`run`, null if none), else the thread state's (the logical
+/// contexts pushed lazily in between are empty), entering only a pending deferred attach,
+/// and only when the thread state is read.
 #[inline]
 #[allow(unsafe_code)]
 fn find_waiting<R>(
@@ -623,11 +624,11 @@ fn find_waiting<R>(
     // SAFETY: as below: one field of a waiting push is read.
     while !pushed.is_null() && unsafe { (*pushed).run } == run {
         // SAFETY: a waiting push, published by `run_with_waiting_push` and still on its stack
-        // (see `enter_pushed`); only its `run`, `lc` and `below` fields are read, and the logical
-        // context is borrowed by `run_with_waiting_push`, which does not use it while `f`
-        // runs. Nothing else refers to either mutably meanwhile: entering them, the one other
-        // access, happens only from an operation on the thread state, and `f` runs no user
-        // code.
+        // (see `enter_pushed`); only its `run`, `lc` and `below` fields are read, and the
+        // logical context is borrowed by `run_with_waiting_push`, which does not use it while
+        // `f` runs. Nothing else refers to either mutably meanwhile: entering them, the one
+        // other access, happens only from an operation on the thread state, and `f` runs no
+        // user code.
         let (lc, below) = unsafe { (&*(*pushed).lc, (*pushed).below) };
         if let Some(value) = lc.map.get(&id) {
             return f(Some(value));
@@ -652,14 +653,10 @@ fn find_waiting<R>(
 }
 
 /// Makes the waiting run's context the thread's current one, hiding the waiting pushes made
-/// before it began (`pushed`, their topmost); returns them and the lazy count the run found.
-/// Runs no user code.
+/// before it began (`pushed`, their topmost); returns the lazy count the run found. Runs no
+/// user code.
 #[allow(unsafe_code)]
-fn enter_run(
-    ts: &mut ThreadState,
-    run: *mut Run,
-    pushed: *mut Pushed,
-) -> (*mut Pushed, Option<usize>) {
+fn enter_run(ts: &mut ThreadState, run: *mut Run, pushed: *mut Pushed) -> usize {
     // SAFETY: `run` was published in `WAITING` by `run_in_frame`, whose stack holds it
     // until its guard has taken it out of `WAITING` (also when unwinding), and nothing else
     // refers to it while this runs: `run_in_frame` reaches it only through this pointer,
@@ -680,7 +677,7 @@ fn enter_run(
         levels: ts.levels.len(),
         pending: ts.pending.take(),
     });
-    (run.pushed, Some(run.lazy))
+    run.lazy
 }
 
 /// Runs `f` with `frame` as the thread's current context; the changes `f` makes are written
@@ -688,8 +685,8 @@ fn enter_run(
 ///
 /// The context is entered only if `f` uses it (reads the thread state, or a variable that
 /// the lookup cache does not answer): until then the run waits (see [`Run`]), and ending it
-/// only puts back the cache version and the waiting run below. With a
-/// watcher registered, the context is entered at once, so that watchers see it current.
+/// only puts back the cache version and the waiting run below. With a watcher registered,
+/// the context is entered at once, so that watchers see it current.
 ///
 /// `stamp` is the frame's lookup-cache stamp (see `cache::enter`): 0 for a frame never run, or
 /// what the last run left there. Whoever changes the frame other than through this function
