@@ -79,7 +79,7 @@ impl Context {
     /// `f` makes to context variables stay in this context. The previous context is back when
     /// `run` returns — also when `f` panics (the changes made before the panic are kept here).
     ///
-    /// An [`attach`](crate::attach) made inside `f` and not detached ends with the run: this
+    /// An [`attach`](crate::attach()) made inside `f` and not detached ends with the run: this
     /// context then holds the attached one, and the one it displaced (this context as it was)
     /// is dropped as `run` returns, so a `Drop` of one of its values runs then (and a panic
     /// there comes out of `run`).

@@ -352,9 +352,8 @@ pub(crate) fn lookup_topmost(id: VarId) -> Option<Value> {
 /// from the run's (see [`Run`]).
 #[allow(unsafe_code)]
 fn lazy_above_top() -> usize {
-    let (run, top) = (waiting(), waiting_pushed());
-    // SAFETY: a waiting push, as in `find_waiting`: one field is read.
-    let floor = if !run.is_null() && (top.is_null() || unsafe { (*top).run } != run) {
+    let run = waiting();
+    let floor = if !run.is_null() && !made_while(waiting_pushed(), run) {
         // SAFETY: the waiting run, as in `find_waiting`: one field is read.
         unsafe { (*run).lazy }
     } else {
@@ -481,7 +480,7 @@ pub(crate) fn snapshot() -> ExecutionContext {
     .unwrap_or_default()
 }
 
-/// A logical context and the stack under it: what a [`Context`](crate::Context) holds while
+/// A logical context and the stack under it: what a [`Context`] holds while
 /// it is not running, and what `run_in_frame` installs.
 #[derive(Default)]
 pub(crate) struct Frame {
@@ -621,8 +620,7 @@ fn find_waiting<R>(
 ) -> R {
     // The pushes made while the waiting run waits, if one does, else all of them; those
     // below the run are hidden by it.
-    // SAFETY: as below: one field of a waiting push is read.
-    while !pushed.is_null() && unsafe { (*pushed).run } == run {
+    while made_while(pushed, run) {
         // SAFETY: a waiting push, published by `run_with_waiting_push` and still on its stack
         // (see `enter_pushed`); only its `run`, `lc` and `below` fields are read, and the
         // logical context is borrowed by `run_with_waiting_push`, which does not use it while
@@ -744,10 +742,7 @@ fn leave_run(run: *mut Run, stamp: &mut u64) {
             // The pushes and lazy pushes made inside have ended too: the waiting pushes and
             // the lazy count are as the run found them.
             debug_assert_eq!(waiting(), run);
-            debug_assert!(
-                // SAFETY: a waiting push's field, as in `find_waiting`.
-                waiting_pushed().is_null() || unsafe { (*waiting_pushed()).run } != run
-            );
+            debug_assert!(!made_while(waiting_pushed(), run));
             debug_assert_eq!(lazy(), record.lazy);
             set_waiting(record.below);
             *stamp = cache::leave(record.outer);
@@ -1006,13 +1001,21 @@ fn set_waiting_pushed(pushed: *mut Pushed) {
     let _ = WAITING_PUSHED.try_with(|waiting| waiting.set(pushed));
 }
 
+/// Whether `pushed` is a waiting push (not null) made while `run` waited (or, with `run` null,
+/// while no run waited).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn made_while(pushed: *mut Pushed, run: *mut Run) -> bool {
+    // SAFETY: a waiting push, as in `find_waiting`: one field is read.
+    !pushed.is_null() && unsafe { (*pushed).run } == run
+}
+
 /// The topmost of the waiting pushes `pushed` (topmost first) that were made before `run`
 /// began: the first not made while it waited.
 #[allow(unsafe_code)]
 fn below_run(mut pushed: *mut Pushed, run: *mut Run) -> *mut Pushed {
-    // SAFETY: waiting pushes, as in `find_waiting`; one field of each is read.
-    while !pushed.is_null() && unsafe { (*pushed).run } == run {
-        // SAFETY: as above.
+    while made_while(pushed, run) {
+        // SAFETY: a waiting push, as in `find_waiting`; one field is read.
         pushed = unsafe { (*pushed).below };
     }
     pushed

@@ -58,7 +58,7 @@
 //! | `destroy()` | `close()` | [`close`](Interpreter::close) (also on dropping the last handle) |
 //! | `RunFailedError` | `ExecutionFailed` | [`ExecutionFailed`] (alias [`RunFailedError`]) |
 //! | `is_shareable(obj)` | `is_shareable(obj)` | [`Share`], [`is_shareable!`](crate::is_shareable), [`is_shareable()`] |
-//! | `create_channel()` | — | [`create_channel`] (or [`channel`], std's order), [`RecvChannel`], [`SendChannel`] |
+//! | `create_channel()` | — | [`create_channel`] (or [`channel`](channel()), std's order), [`RecvChannel`], [`SendChannel`] |
 //! | — | `create_queue(maxsize, unbounditems)` | [`create_queue`] / [`Queue::new`], [`create_queue_with`] / [`Queue::with_policy`] |
 //! | — | `Queue.empty()`, `full()`, `qsize()` | [`Queue::is_empty`], [`is_full`](Queue::is_full), [`len`](Queue::len) (the PEP names remain, deprecated) |
 //! | `recv_nowait` default, `RuntimeError` of `send_nowait`, `EOFError` of a closed channel | `QueueEmpty`, `QueueFull`, `ItemInterpreterDestroyed` | [`RecvError`], [`SendError`] (one pair for queues and channels) |
