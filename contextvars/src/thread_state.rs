@@ -323,13 +323,14 @@ pub(crate) fn lookup<R>(id: VarId, f: impl FnOnce(Option<&Value>) -> R) -> R {
 /// read the cache could not answer before may be answered now: entering it brings back the
 /// cache version of its context's last attach or run on this thread. Whether it entered one.
 pub(crate) fn enter_pending_for_read() -> bool {
+    // The two plain thread-locals first: cheaper than reaching the state, whose thread-local
+    // has a destructor to check for.
+    if !waiting().is_null() || !waiting_pushed().is_null() {
+        return false;
+    }
     STATE
         .try_with(|state| {
-            // The two thread-locals first: cheaper than the state's borrow.
-            if waiting().is_null()
-                && waiting_pushed().is_null()
-                && state.try_borrow().is_ok_and(|ts| ts.pending.is_some())
-            {
+            if state.try_borrow().is_ok_and(|ts| ts.pending.is_some()) {
                 enter_pending(state);
                 return true;
             }
