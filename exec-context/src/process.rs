@@ -18,6 +18,14 @@
 //! A panic in the child comes back from [`JoinHandle::join`] as [`ProcessError::Panicked`]
 //! with its message. Forgetting `init` gives [`ProcessError::NotInitialized`].
 //!
+//! A value the child cannot decode (its codec rejects it, or panics on it) leaves that
+//! variable unset in the child, which still runs the function, and is reported in the child
+//! through the registry's reporter. The child reports while `init` runs, before anything
+//! else in its `main`: the default reporter's `tracing` event reaches no subscriber there
+//! unless one is installed before `init`, so give the registry an
+//! [`on_error`](crate::propagate::RegistryBuilder::on_error) reporter to see these reports. A
+//! panic in the reporter is caught; the child goes on.
+//!
 //! ```no_run
 //! use exec_context::process::{self, Inheritance};
 //! use exec_context::propagate::{Propagated, Registry};
@@ -87,7 +95,19 @@ pub fn init(registry: Registry) {
 
 /// In the child, before the function runs: sets the handed-over values in the main thread's
 /// context, where procspawn then runs the function.
+///
+/// This runs before the child has connected to its parent, which waits for that connection
+/// without a time limit: had the child exited here, its parent's `spawn` would never return.
+/// So nothing in it may end the child. A codec that panics on a value is caught where it
+/// decodes (the variable is left unset and reported, as in a server); a panic anywhere else
+/// (the registry's reporter, a context watcher) is caught here, after the panic hook has
+/// printed it, and the child goes on with the values set so far.
 fn install(registry: &Registry) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| install_carried(registry)));
+}
+
+/// [`install`], which may panic.
+fn install_carried(registry: &Registry) {
     let Ok(text) = std::env::var(ENV_CARRIED) else {
         return;
     };
@@ -183,7 +203,23 @@ impl From<procspawn::SpawnError> for ProcessError {
 /// An owned permission to wait for a child process's result, from [`spawn`]. Dropping it
 /// kills the child.
 pub struct JoinHandle<R> {
-    inner: Result<procspawn::JoinHandle<R>, ProcessError>,
+    inner: Result<procspawn::JoinHandle<R>, NotStarted>,
+}
+
+/// Why [`spawn`] started no child: what every join of its handle answers.
+#[derive(Clone, Copy, Debug)]
+enum NotStarted {
+    NotInitialized,
+    TooLarge { bytes: usize },
+}
+
+impl From<NotStarted> for ProcessError {
+    fn from(reason: NotStarted) -> Self {
+        match reason {
+            NotStarted::NotInitialized => ProcessError::NotInitialized,
+            NotStarted::TooLarge { bytes } => ProcessError::TooLarge { bytes },
+        }
+    }
 }
 
 impl<R> fmt::Debug for JoinHandle<R> {
@@ -228,7 +264,8 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     }
 
     /// Waits at most `timeout` for the child's result; after a timeout the handle can be
-    /// joined again.
+    /// joined again. A handle whose child never started answers every join with the same
+    /// error.
     ///
     /// # Errors
     ///
@@ -237,7 +274,7 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
         match &mut self.inner {
             Ok(handle) => handle.join_timeout(timeout).map_err(ProcessError::from),
-            Err(err) => Err(std::mem::replace(err, ProcessError::NotInitialized)),
+            Err(reason) => Err((*reason).into()),
         }
     }
 }
@@ -268,12 +305,12 @@ fn start<A, R>(
     policy: Inheritance,
     args: A,
     f: fn(A) -> R,
-) -> Result<procspawn::JoinHandle<R>, ProcessError>
+) -> Result<procspawn::JoinHandle<R>, NotStarted>
 where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    let registry = REGISTRY.get().ok_or(ProcessError::NotInitialized)?;
+    let registry = REGISTRY.get().ok_or(NotStarted::NotInitialized)?;
     let carried = match policy {
         Inheritance::Empty => Carried::default(),
         Inheritance::Inherit => encode(registry, &get_execution_context(), true),
@@ -282,7 +319,7 @@ where
     // Always set, so that a grandchild never sees its parent's hand-over by accident.
     let text = serde_json::to_string(&carried).unwrap_or_else(|_| "{\"entries\":[]}".into());
     if text.len() > MAX_CARRIED_BYTES {
-        return Err(ProcessError::TooLarge { bytes: text.len() });
+        return Err(NotStarted::TooLarge { bytes: text.len() });
     }
     Ok(procspawn::Builder::new()
         .env(ENV_CARRIED, text)

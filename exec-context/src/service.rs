@@ -2,7 +2,8 @@
 //! variables of a [`Registry`] in the W3C `baggage` header.
 //!
 //! - [`ServerLayer`]: every request runs in a fresh context holding only the registered
-//!   variables found in its `baggage` headers (nothing from the server's own context).
+//!   variables found in its `baggage` headers (nothing from the server's own context but
+//!   its [pinned](contextvars::pinned) values, which every new context keeps).
 //!   Bad input leaves the variables concerned unset and is reported once per request
 //!   through the registry's reporter; the request still runs, unless the layer is
 //!   [strict](ServerLayer::strict).

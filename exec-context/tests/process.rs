@@ -3,10 +3,11 @@
 //! run under libtest-mimic (`harness = false`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use contextvars::{Context, ContextVar};
-use exec_context::process::{self, Inheritance, ProcessError};
-use exec_context::propagate::{Propagated, Registry};
+use exec_context::process::{self, Inheritance, MAX_CARRIED_BYTES, ProcessError};
+use exec_context::propagate::{Propagated, PropagationError, Registry};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 static REQUEST_ID: Propagated<String> = Propagated::text("request-id");
@@ -16,16 +17,43 @@ static TXN: Propagated<u64> = Propagated::text("txn").not_inherited();
 /// Not propagated: never leaves the process.
 static SECRET: ContextVar<String> = ContextVar::new("secret");
 
+/// Its codec panics when it decodes `13`.
+static PICKY: Propagated<u32> = Propagated::with_codec("picky", encode_number, decode_picky);
+/// Its codec refuses every value, and the reporter panics when told so.
+static LOUD: Propagated<u32> = Propagated::with_codec("loud", encode_number, decode_nothing);
+
 static REPORTS: AtomicUsize = AtomicUsize::new(0);
+
+fn encode_number(n: &u32) -> Result<String, String> {
+    Ok(n.to_string())
+}
+
+fn decode_picky(text: &str) -> Result<u32, String> {
+    match text.parse() {
+        Ok(13) => panic!("13 is unlucky"),
+        Ok(n) => Ok(n),
+        Err(err) => Err(format!("{err}")),
+    }
+}
+
+fn decode_nothing(_: &str) -> Result<u32, String> {
+    Err("refused".into())
+}
 
 fn registry() -> Registry {
     Registry::builder()
         .register(&REQUEST_ID)
         .register(&ATTEMPT)
         .register(&TXN)
+        .register(&PICKY)
+        .register(&LOUD)
         .on_error(|report| {
             eprintln!("propagation report: {report}");
             REPORTS.fetch_add(1, Ordering::Relaxed);
+            let about_loud = report.errors.iter().any(
+                |error| matches!(error, PropagationError::Decode { key, .. } if key == "loud"),
+            );
+            assert!(!about_loud, "the reporter panics on `loud`");
         })
         .build()
         .expect("valid registry")
@@ -38,6 +66,79 @@ fn seen(tag: u32) -> (u32, Seen) {
         tag,
         (REQUEST_ID.get(), ATTEMPT.get(), TXN.get(), SECRET.get()),
     )
+}
+
+/// What the child started with, and how many reports it made at start-up.
+type Installed = (Option<String>, Option<u32>, Option<u32>, usize);
+
+fn installed((): ()) -> Installed {
+    (
+        REQUEST_ID.get(),
+        PICKY.get(),
+        LOUD.get(),
+        REPORTS.load(Ordering::Relaxed),
+    )
+}
+
+/// Spawns `installed` with `Inherit` and joins it, failing (instead of hanging) if the child
+/// gives no answer within a minute: a child that exits before it reaches its parent leaves the
+/// parent's `spawn` waiting for good.
+fn spawn_installed() -> Result<Installed, Failed> {
+    let context = contextvars::copy_context();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut context = context;
+        let result = context.run(|| process::spawn(Inheritance::Inherit, (), installed).join());
+        let _ = sender.send(result.map_err(|err| err.to_string()));
+    });
+    match receiver.recv_timeout(Duration::from_secs(60)) {
+        Ok(result) => Ok(result?),
+        Err(_) => Err("the child gave no answer within a minute".into()),
+    }
+}
+
+fn a_codec_that_panics_leaves_its_variable_unset_in_the_child() -> Result<(), Failed> {
+    Context::new().run(|| {
+        REQUEST_ID.set("r-picky".into());
+        PICKY.set(13);
+        let seen = spawn_installed()?;
+        // The panic is reported like any value that does not decode: one report.
+        let expected = (Some("r-picky".to_string()), None, None, 1);
+        check(seen == expected, || format!("{seen:?}"))?;
+        // A value the codec takes still crosses.
+        PICKY.set(12);
+        let seen = spawn_installed()?;
+        check(seen == (Some("r-picky".into()), Some(12), None, 0), || {
+            format!("{seen:?}")
+        })
+    })
+}
+
+fn a_reporter_that_panics_in_the_child_does_not_stop_it() -> Result<(), Failed> {
+    Context::new().run(|| {
+        REQUEST_ID.set("r-loud".into());
+        LOUD.set(1);
+        let seen = spawn_installed()?;
+        let expected = (Some("r-loud".to_string()), None, None, 1);
+        check(seen == expected, || format!("{seen:?}"))
+    })
+}
+
+fn a_child_that_never_started_answers_every_join_alike() -> Result<(), Failed> {
+    Context::new().run(|| {
+        REQUEST_ID.set("x".repeat(MAX_CARRIED_BYTES));
+        let mut handle = process::spawn(Inheritance::Inherit, 0, seen);
+        for _ in 0..2 {
+            let result = handle.join_timeout(Duration::from_millis(10));
+            check(matches!(result, Err(ProcessError::TooLarge { .. })), || {
+                format!("{result:?}")
+            })?;
+        }
+        let result = handle.join();
+        check(matches!(result, Err(ProcessError::TooLarge { .. })), || {
+            format!("{result:?}")
+        })
+    })
 }
 
 fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
@@ -159,6 +260,18 @@ fn main() {
             a_hundred_children_in_sequence,
         ),
         Trial::test("eight_children_at_once", eight_children_at_once),
+        Trial::test(
+            "a_codec_that_panics_leaves_its_variable_unset_in_the_child",
+            a_codec_that_panics_leaves_its_variable_unset_in_the_child,
+        ),
+        Trial::test(
+            "a_reporter_that_panics_in_the_child_does_not_stop_it",
+            a_reporter_that_panics_in_the_child_does_not_stop_it,
+        ),
+        Trial::test(
+            "a_child_that_never_started_answers_every_join_alike",
+            a_child_that_never_started_answers_every_join_alike,
+        ),
         Trial::test("no_reports_in_the_parent", || {
             check(REPORTS.load(Ordering::Relaxed) == 0, || {
                 "unexpected reports".into()

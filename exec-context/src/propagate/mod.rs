@@ -274,13 +274,41 @@ impl<T: Send + Sync + 'static> Propagated<T> {
 
     /// Wire text (after header unescaping) as a value.
     ///
+    /// This calls the codec directly: a panic in it reaches the caller. Where a registry
+    /// decodes what came from outside (a request's header, a parent process's hand-over), a
+    /// panicking codec is caught instead and reported as [`PropagationError::Decode`].
+    ///
     /// # Errors
     ///
     /// The codec's message, when `text` is not a valid value.
     pub fn decode(&self, text: &str) -> Result<T, String> {
         (self.decode)(text)
     }
+
+    /// [`decode`](Self::decode) of text from outside the process: a panic in the codec (a
+    /// `FromStr` or `Deserialize` implementation that panics on some input) becomes an error,
+    /// so that no input can panic a receiver. The codec is a plain function of the text, so
+    /// nothing it could leave half-changed is observed afterwards.
+    fn decode_received(&self, text: &str) -> Result<T, String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.decode)(text)))
+            .unwrap_or_else(|payload| Err(codec_panicked(payload.as_ref())))
+    }
 }
+
+/// The message of a [`PropagationError::Decode`] for a codec that panicked.
+fn codec_panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    match message {
+        Some(message) => format!("{CODEC_PANICKED}: {message}"),
+        None => CODEC_PANICKED.to_string(),
+    }
+}
+
+/// How the message of a [`PropagationError::Decode`] for a codec that panicked begins.
+const CODEC_PANICKED: &str = "the codec panicked";
 
 impl<T> Deref for Propagated<T> {
     type Target = ContextVar<T>;
@@ -423,14 +451,14 @@ impl<T: Send + Sync + 'static> Entry for Propagated<T> {
     }
 
     fn decode_into(&self, text: &str, builder: &mut ContextBuilder) -> Result<(), String> {
-        let value = (self.decode)(text)?;
+        let value = self.decode_received(text)?;
         builder.set(&self.var, value);
         Ok(())
     }
 
     #[cfg(feature = "process")]
     fn decode_set(&self, text: &str) -> Result<(), String> {
-        let value = (self.decode)(text)?;
+        let value = self.decode_received(text)?;
         // The token is not needed: the context being built is discarded as a whole.
         let _token = self.var.set(value);
         Ok(())
@@ -483,11 +511,11 @@ pub enum PropagationError {
         /// The key.
         key: String,
     },
-    /// A value the variable's codec rejected; the variable was left unset.
+    /// A value the variable's codec rejected, or panicked on; the variable was left unset.
     Decode {
         /// The wire name.
         key: String,
-        /// The codec's message.
+        /// The codec's message (for a panic: "the codec panicked", then the panic's message).
         message: String,
     },
     /// A value the variable's codec could not encode; it was not sent.
@@ -1435,5 +1463,55 @@ mod tests {
         assert!(errors.is_empty());
         assert_eq!(values(&context), (Some("a b".into()), Some(7), None));
         assert!(registry.decode_clean_baggage(b"t=a,t=a").is_none());
+    }
+
+    static TOUCHY: Propagated<u32> = Propagated::with_codec("touchy", encode_touchy, decode_touchy);
+
+    fn encode_touchy(n: &u32) -> Result<String, String> {
+        Ok(n.to_string())
+    }
+
+    fn decode_touchy(text: &str) -> Result<u32, String> {
+        match text {
+            "boom" => panic!("touchy about {text}"),
+            "bang" => std::panic::panic_any(7u8),
+            _ => text.parse().map_err(|_| "not a number".to_string()),
+        }
+    }
+
+    /// A codec that panics on some header text leaves its variable unset and is reported,
+    /// on both decoding paths; the other members still decode.
+    #[test]
+    fn a_codec_that_panics_on_a_header_leaves_its_variable_unset() {
+        let registry = Registry::builder()
+            .register(&TEXT)
+            .register(&TOUCHY)
+            .on_error(|_| {})
+            .build()
+            .unwrap();
+        for (header, message) in [
+            (
+                &b"t=a,touchy=boom"[..],
+                "the codec panicked: touchy about boom",
+            ),
+            (b"touchy=bang,t=a", "the codec panicked"),
+        ] {
+            let (context, errors) = registry.decode_baggage(header);
+            assert_eq!(context.get(&TEXT).as_deref(), Some("a"));
+            assert_eq!(context.get(&TOUCHY), None);
+            assert_eq!(
+                errors,
+                [PropagationError::Decode {
+                    key: "touchy".into(),
+                    message: message.into(),
+                }]
+            );
+            let parsed = baggage::parse([header]);
+            let (context, errors) = registry.decode_context(&parsed.members);
+            assert_eq!(context.get(&TOUCHY), None);
+            assert_eq!(errors.len(), 1);
+        }
+        let (context, errors) = registry.decode_baggage(b"touchy=5");
+        assert_eq!((context.get(&TOUCHY), errors), (Some(5), Vec::new()));
     }
 }
