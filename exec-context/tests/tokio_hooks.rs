@@ -511,3 +511,176 @@ fn aborted_tasks_that_never_used_their_context_release_it_once() {
     drop(runtime);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
+
+/// Counts its drops, then panics.
+struct Boom(Arc<AtomicUsize>);
+
+impl Drop for Boom {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("a value that panics when dropped");
+    }
+}
+
+static BOOM: ContextVar<Boom> = ContextVar::new("hooks.boom");
+
+/// A task's context is released in tokio's after-poll hook when the task ends there, and
+/// tokio does not guard that hook: a value whose `Drop` panics would abort a debug build's
+/// worker (multi-thread) or come out of `block_on` (current-thread).
+#[test]
+fn a_value_that_panics_when_its_task_ends_stays_inside_the_hook() {
+    for flavour in [None, Some(1)] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (runtime, workers) = runtime(flavour);
+        let (result, next) = runtime.block_on(async {
+            let task_drops = drops.clone();
+            let result = tokio::spawn(async move {
+                BOOM.set(Boom(task_drops));
+                yield_now().await;
+                7
+            })
+            .await;
+            let next = tokio::spawn(async { REQUEST.get() }).await;
+            (result.ok(), next.ok())
+        });
+        assert_eq!((result, next), (Some(7), Some(None)), "{flavour:?}");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "{flavour:?}");
+        drop(runtime);
+        assert_eq!(workers.dirty.load(Ordering::SeqCst), 0);
+    }
+}
+
+thread_local! {
+    /// A current-thread runtime held by a thread-local: dropped during thread teardown.
+    static HELD_RUNTIME: Runtime = {
+        let mut builder = Builder::new_current_thread();
+        exec_context::tokio::propagate(&mut builder);
+        builder.build().unwrap()
+    };
+}
+
+/// tokio supports dropping a runtime in a thread-local's destructor; its tasks are then
+/// terminated after this thread's record of polls may already be gone.
+#[test]
+fn a_runtime_dropped_at_thread_teardown_releases_its_tasks_contexts() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let task_drops = drops.clone();
+    std::thread::spawn(move || {
+        HELD_RUNTIME.with(|runtime| {
+            runtime.spawn(async move {
+                HELD.set(Counter(task_drops));
+                std::future::pending::<()>().await;
+            });
+            runtime.block_on(yield_now());
+        });
+    })
+    .join()
+    .unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+const BEFORE: usize = 1;
+const AFTER: usize = 2;
+
+/// A current-thread runtime whose before- and after-poll hooks of yours panic once when
+/// `panic_in` names them (then it is reset).
+fn runtime_with_panicking_hooks(panic_in: &'static AtomicUsize) -> Runtime {
+    use exec_context::tokio::{TaskHooks, propagate_with};
+    let panic_once = move |hook| {
+        if panic_in
+            .compare_exchange(hook, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            panic!("your hook panics");
+        }
+    };
+    let mut builder = Builder::new_current_thread();
+    propagate_with(
+        &mut builder,
+        TaskHooks::new()
+            .on_before_task_poll(move |_| panic_once(BEFORE))
+            .on_after_task_poll(move |_| panic_once(AFTER)),
+    );
+    builder.build().unwrap()
+}
+
+/// Runs `test` on a thread of its own, failing (instead of hanging) after a minute.
+fn within_a_minute<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(test());
+    });
+    result
+        .recv_timeout(Duration::from_secs(60))
+        .expect("finished within a minute")
+}
+
+/// An after-poll hook of yours that panics still leaves the task's context where its next
+/// poll finds it (ours runs as the panic unwinds).
+#[test]
+fn a_chained_after_poll_hook_that_panics_leaves_the_tasks_context_in_place() {
+    static PANIC_IN: AtomicUsize = AtomicUsize::new(0);
+    let (panicked, seen, outside) = within_a_minute(|| {
+        let runtime = runtime_with_panicking_hooks(&PANIC_IN);
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let handle = {
+            let _entered = runtime.enter();
+            REQUEST.set(21);
+            let handle = tokio::spawn(async {
+                let before = REQUEST.get();
+                REQUEST.set(22);
+                wait.await.unwrap();
+                (before, REQUEST.get())
+            });
+            // The thread's own context holds nothing again; the task keeps what it captured.
+            REQUEST.delete().unwrap();
+            handle
+        };
+        // The task's first poll ends with the panic, which leaves `block_on`.
+        PANIC_IN.store(AFTER, Ordering::SeqCst);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                for _ in 0..3 {
+                    yield_now().await;
+                }
+            })
+        }));
+        go.send(()).unwrap();
+        let seen = runtime.block_on(handle).unwrap();
+        (panicked.is_err(), seen, REQUEST.get())
+    });
+    assert!(panicked);
+    assert_eq!(seen, (Some(21), Some(22)));
+    assert_eq!(outside, None);
+}
+
+/// A before-poll hook of yours that panics (tokio then skips the poll) leaves nothing of the
+/// task's on the thread: the code that runs next there does not find the task's context.
+#[test]
+fn a_chained_before_poll_hook_that_panics_leaves_nothing_on_the_thread() {
+    static PANIC_IN: AtomicUsize = AtomicUsize::new(0);
+    let (panicked, next, root) = within_a_minute(|| {
+        let runtime = runtime_with_panicking_hooks(&PANIC_IN);
+        runtime.block_on(async {
+            REQUEST.set(31);
+            drop(tokio::spawn(std::future::pending::<()>()));
+            REQUEST.delete().unwrap();
+        });
+        PANIC_IN.store(BEFORE, Ordering::SeqCst);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                for _ in 0..3 {
+                    yield_now().await;
+                }
+            })
+        }));
+        let (next, root) = runtime.block_on(async {
+            let root = REQUEST.get();
+            let next = tokio::spawn(async { REQUEST.get() }).await.unwrap();
+            (next, root)
+        });
+        (panicked.is_err(), next, root)
+    });
+    assert!(panicked);
+    assert_eq!((next, root), (None, None));
+}

@@ -28,6 +28,11 @@ type Hook = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
 /// Spawn and before-poll hooks run after the task's context is captured or entered, so
 /// they see it; after-poll and terminate hooks run before it is exited or released.
 ///
+/// A hook of yours that panics does not strand the task's context: if your before-poll hook
+/// panics, the task's context is left again before the panic goes on (tokio then skips the
+/// poll); after your after-poll or terminate hook panics, the context is still put back or
+/// released. The panic itself reaches tokio, as it would without propagation.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,6 +110,12 @@ impl fmt::Debug for TaskHooks {
 /// released when the task ends, is aborted or is dropped at shutdown. Plain `tokio::spawn`,
 /// `JoinSet::spawn`, `Handle::spawn` and spawns inside libraries all get it.
 ///
+/// A task's context is often released inside tokio's after-poll hook (the task ended in that
+/// poll), which tokio does not guard against panics. So a value whose `Drop` panics there is
+/// stopped in the hook: the panic hook reports it, the task's result is unaffected, and the
+/// worker goes on. (With the [`spawn`](crate::tokio::spawn) wrapper that drop happens inside
+/// the task's own poll, where tokio catches panics.)
+///
 /// Sets the builder's `on_task_spawn`, `on_before_task_poll`, `on_after_task_poll` and
 /// `on_task_terminate` hooks: a hook set on the builder *after* this call replaces ours (pass
 /// your hooks to [`propagate_with`] instead). What the hooks do not reach is listed in the
@@ -142,29 +153,55 @@ pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
             hook(meta);
         }
     };
+    // A hook of yours that panics does not leave ours half done: what ours did before it is
+    // undone, and what ours does after it runs anyway, as the panic unwinds.
     let on_before = move |meta: &TaskMeta<'_>| {
-        before_poll(key(meta));
+        let id = key(meta);
+        before_poll(id);
         if let Some(hook) = &user_before_poll {
+            // The poll will not happen: leave the task's context.
+            let undo = Finally(|| after_poll(id));
             hook(meta);
+            std::mem::forget(undo);
         }
     };
     let on_after = move |meta: &TaskMeta<'_>| {
+        let id = key(meta);
+        let _ours = Finally(|| after_poll(id));
         if let Some(hook) = &user_after_poll {
             hook(meta);
         }
-        after_poll(key(meta));
     };
     let on_terminate = move |meta: &TaskMeta<'_>| {
+        let id = key(meta);
+        let _ours = Finally(|| terminated(id));
         if let Some(hook) = &user_terminate {
             hook(meta);
         }
-        terminated(key(meta));
     };
     builder
         .on_task_spawn(on_spawn)
         .on_before_task_poll(on_before)
         .on_after_task_poll(on_after)
         .on_task_terminate(on_terminate)
+}
+
+/// Runs its closure when dropped: at the end of the scope, or as a panic unwinds through it.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+/// Drops `value`, which may hold a task's context, inside a hook. A value's `Drop` may panic,
+/// and tokio does not guard its poll hooks: a panic there would abort a debug build's worker
+/// or lose it with its queue. So the panic stops here (the panic hook has reported it; the
+/// rest of the value is dropped as the unwinding goes on), as it does when contextvars drops
+/// values outside a borrow.
+fn drop_in_hook<T>(value: T) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
 }
 
 /// tokio's task ids are unique for the life of the process and never reused; this is the
@@ -360,7 +397,7 @@ fn keep_spare(spare: Box<Context>) {
 fn release(mut context: Box<Context>) {
     // `Context::default()`: an empty placeholder that reads nothing from the current
     // context (`Context::new()` would copy its pinned values into the spare box).
-    drop(std::mem::take(&mut *context));
+    drop_in_hook(std::mem::take(&mut *context));
     keep_spare(context);
 }
 
@@ -443,7 +480,8 @@ fn fetch(id: u64) -> Option<Context> {
     let slot = slot_of(id)?;
     // Remembered for the put-back, which must not look the task up again: a termination
     // on another thread may be unregistering it meanwhile, waiting for this very put-back.
-    POLLING.with(|polling| {
+    // During thread teardown the record is gone: the put-back looks the slot up instead.
+    let _ = POLLING.try_with(|polling| {
         if let Some(polled) = polling.borrow_mut().iter_mut().rev().find(|p| p.id == id) {
             polled.slot = Some(slot);
         }
@@ -488,8 +526,11 @@ fn spawned(id: u64) {
 }
 
 fn before_poll(id: u64) {
-    let attach = attach_deferred(fetch, id).ok();
-    POLLING.with(|polling| {
+    // A poll during thread teardown (a runtime dropped by a thread-local's destructor) may
+    // find the record of polls gone: the task is then not entered, since nothing could leave
+    // it at the end of the poll.
+    let _ = POLLING.try_with(|polling| {
+        let attach = attach_deferred(fetch, id).ok();
         polling.borrow_mut().push(Polled {
             id,
             slot: None,
@@ -500,13 +541,16 @@ fn before_poll(id: u64) {
 }
 
 fn after_poll(id: u64) {
-    let popped = POLLING.with(|polling| {
-        let mut polling = polling.borrow_mut();
-        match polling.last() {
-            Some(top) if top.id == id => polling.pop(),
-            _ => None,
-        }
-    });
+    let popped = POLLING
+        .try_with(|polling| {
+            let mut polling = polling.borrow_mut();
+            match polling.last() {
+                Some(top) if top.id == id => polling.pop(),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten();
     let Some(Polled {
         attach: Some(attach),
         ended,
@@ -553,7 +597,7 @@ fn unregister(id: u64, fetched: Option<Context>) -> bool {
         taken
     };
     // Released outside every lock: a value's `Drop` may run any code.
-    drop(fetched);
+    drop_in_hook(fetched);
     if let Some(context) = taken {
         release(context);
     }
@@ -562,17 +606,21 @@ fn unregister(id: u64, fetched: Option<Context>) -> bool {
 
 /// The task ended, was aborted, or was dropped at shutdown.
 fn terminated(id: u64) {
-    let in_own_poll = POLLING.with(|polling| {
-        let mut polling = polling.borrow_mut();
-        match polling.iter_mut().rev().find(|polled| polled.id == id) {
-            Some(polled) => {
-                // Released when the poll ends: what runs until then still uses it.
-                polled.ended = true;
-                true
+    // During thread teardown (a runtime dropped by a thread-local's destructor) the record
+    // of polls may be gone: no poll is running then.
+    let in_own_poll = POLLING
+        .try_with(|polling| {
+            let mut polling = polling.borrow_mut();
+            match polling.iter_mut().rev().find(|polled| polled.id == id) {
+                Some(polled) => {
+                    // Released when the poll ends: what runs until then still uses it.
+                    polled.ended = true;
+                    true
+                }
+                None => false,
             }
-            None => false,
-        }
-    });
+        })
+        .unwrap_or(false);
     if in_own_poll {
         return;
     }
