@@ -388,7 +388,9 @@ fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
 
 /// Parses the `baggage` header values of one message, combined into one list as the
 /// specification says. Never panics; whatever does not follow the grammar is in
-/// [`Parsed::errors`]. A header that is empty (or only whitespace) adds no member.
+/// [`Parsed::errors`]. A header that is empty (or only whitespace) adds no member; an empty
+/// list element (`a=1,,b=2`) is reported as malformed and, as RFC 9110 says, does not count
+/// towards [`MAX_MEMBERS`].
 ///
 /// ```
 /// use exec_context::propagate::PropagationError;
@@ -426,10 +428,13 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
         parsed.errors.push(PropagationError::TooLong { bytes });
         return parsed;
     }
+    // Empty list elements (`a=1,,b=2`, a trailing comma) are not list-members: RFC 9110
+    // (§5.6.1) says they do not count. Each is still reported as malformed below.
     let members = headers
         .iter()
-        .map(|h| h.iter().filter(|&&b| b == b',').count() + 1)
-        .sum::<usize>();
+        .flat_map(|h| h.split(|&b| b == b','))
+        .filter(|element| !trim_ows(element).is_empty())
+        .count();
     if members > MAX_MEMBERS {
         parsed
             .errors
@@ -516,4 +521,47 @@ pub(crate) fn fit<'a>(
         }
     }
     (kept, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Empty list elements do not count towards the 180 list-members (RFC 9110 §5.6.1);
+    /// each is still reported.
+    #[test]
+    fn empty_elements_do_not_count_towards_the_member_limit() {
+        let members: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("k{i}=v")).collect();
+        let full = members.join(",");
+        for header in [
+            format!("{full},"),
+            format!("{full}, \t"),
+            format!(",{full}"),
+            full.replacen(',', ",,", 1),
+        ] {
+            let parsed = parse([header.as_bytes()]);
+            assert_eq!(parsed.members.len(), MAX_MEMBERS, "{header:.40}");
+            assert!(
+                matches!(
+                    parsed.errors[..],
+                    [PropagationError::Malformed {
+                        reason: Syntax::Empty,
+                        ..
+                    }]
+                ),
+                "{:?}",
+                parsed.errors
+            );
+        }
+        // One member more is over the limit, wherever the empty elements are.
+        let over = format!("{full},extra=1,,");
+        let parsed = parse([over.as_bytes()]);
+        assert!(parsed.members.is_empty());
+        assert_eq!(
+            parsed.errors,
+            [PropagationError::TooManyMembers {
+                members: MAX_MEMBERS + 1
+            }]
+        );
+    }
 }
