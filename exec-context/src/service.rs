@@ -244,29 +244,34 @@ impl Registry {
     }
 
     /// Writes the registered variables of the current context into the `baggage` header of
-    /// `headers`, replacing members with the same keys and keeping the others. Variables
-    /// without a value are not written; if none has one, `headers` is left as it is. Members
-    /// that would take the header past a W3C limit are left out whole and reported.
+    /// `headers`. The registered keys follow the context: a member the header already has
+    /// under a registered key is replaced by the variable's value, or removed if the variable
+    /// has none (the callee sees only what the caller's context holds). Members under other
+    /// keys are kept as they were written, even if they alone pass a W3C limit: they are not
+    /// the registry's to drop. Variables without a value are not written; a header left
+    /// without members is removed. Members of ours that would take the header past a W3C
+    /// limit are left out whole and reported.
     ///
     /// ```
     /// use exec_context::propagate::{Propagated, Registry};
     /// use http::HeaderMap;
     ///
     /// static TENANT: Propagated<String> = Propagated::text("tenant");
-    /// let registry = Registry::builder().register(&TENANT).build().unwrap();
+    /// static REGION: Propagated<String> = Propagated::text("region");
+    /// let registry = Registry::builder().register(&TENANT).register(&REGION).build().unwrap();
     ///
     /// let mut headers = HeaderMap::new();
-    /// headers.insert("baggage", "other=1,tenant=old".parse().unwrap());
-    /// TENANT.set("a=b".into());
+    /// headers.insert("baggage", "other=1,tenant=old,region=stale".parse().unwrap());
+    /// TENANT.set("a=b".into()); // REGION has no value here
     /// registry.inject(&mut headers);
     /// assert_eq!(headers["baggage"], "other=1,tenant=a%3Db");
     /// ```
     pub fn inject(&self, headers: &mut HeaderMap) {
         if headers.contains_key(&BAGGAGE_NAME) {
             let (ours, mut errors) = self.encode_escaped(&get_execution_context());
-            if !ours.is_empty() {
-                errors.extend(merge(headers, ours));
-            }
+            errors.extend(merge(headers, ours, |key| {
+                self.index_of_bytes(key).is_some()
+            }));
             self.report_errors(Carrier::OutgoingBaggage, errors);
             return;
         }
@@ -315,8 +320,13 @@ impl Registry {
 }
 
 /// Writes `ours` into the `baggage` header of `headers`, which already has one: members
-/// under other keys are kept as they were written, ours replace those with the same keys.
-fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<PropagationError> {
+/// under keys that are not `registered` are kept as they were written; those under
+/// registered keys give way to `ours` (a registered variable without a value has no member).
+fn merge(
+    headers: &mut HeaderMap,
+    ours: Vec<(&'static str, String)>,
+    registered: impl Fn(&[u8]) -> bool,
+) -> Vec<PropagationError> {
     let mut kept: Vec<&[u8]> = Vec::new();
     for value in headers.get_all(&BAGGAGE_NAME) {
         for raw in value.as_bytes().split(|&b| b == b',') {
@@ -326,7 +336,7 @@ fn merge(headers: &mut HeaderMap, ours: Vec<(&'static str, String)>) -> Vec<Prop
                 .position(|&b| b == b'=' || b == b';')
                 .unwrap_or(raw.len());
             let key = raw[..end].trim_ascii();
-            if !raw.is_empty() && !ours.iter().any(|(k, _)| k.as_bytes() == key) {
+            if !raw.is_empty() && !registered(key) {
                 kept.push(raw);
             }
         }
@@ -766,6 +776,42 @@ mod tests {
             members.sort_unstable();
             members.join(",")
         })
+    }
+
+    /// A `baggage` header already on the request keeps its members under other keys as they
+    /// are; members under registered keys follow the current context.
+    #[test]
+    fn a_header_already_there_keeps_other_keys_and_follows_the_context_for_ours() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let injected = |existing: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in existing {
+                headers.append(BAGGAGE, value.parse().unwrap());
+            }
+            registry.inject(&mut headers);
+            let values: Vec<_> = headers
+                .get_all(BAGGAGE)
+                .iter()
+                .map(|value| value.to_str().unwrap().to_string())
+                .collect();
+            values
+        };
+        contextvars::Context::new().run(|| {
+            // No variable has a value: stale members of ours go, the others stay.
+            assert_eq!(injected(&["other=1,id=7", "name=old;p"]), ["other=1"]);
+            assert!(
+                injected(&["id=7"]).is_empty(),
+                "a header left empty is removed"
+            );
+            assert_eq!(injected(&["other=1;p=2, x=y"]), ["other=1;p=2,x=y"]);
+            ID.set(8);
+            assert_eq!(injected(&["name=old,other=1", "id=7"]), ["other=1,id=8"]);
+            assert_eq!(injected(&["id = 7 ; p"]), ["id=8"]);
+        });
     }
 
     fn keys(registry: &Registry) -> Vec<Key> {

@@ -1183,9 +1183,9 @@ impl Registry {
         }
     }
 
-    /// [`index_of`](Self::index_of) for a key known to be ASCII.
+    /// [`index_of`](Self::index_of) for a key as bytes (not UTF-8: no entry).
     #[cfg(feature = "tower")]
-    fn index_of_bytes(&self, key: &[u8]) -> Option<usize> {
+    pub(crate) fn index_of_bytes(&self, key: &[u8]) -> Option<usize> {
         if self.inner.entries.len() <= LINEAR_LOOKUP_MAX {
             self.inner
                 .entries
