@@ -226,6 +226,57 @@ pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
     }
 }
 
+/// Ends the [`attach_deferred`] that returned `id` the way a [`Context::run`](crate::Context::run)
+/// ends: attaches made since and still attached end with it. For an executor's end of a
+/// step, where the step may have left an attach of its own behind (its code panicked between
+/// an [`attach`] and its [`detach`]).
+///
+/// - `Ok(None)`: the context was never fetched; the thread's context is as it was.
+/// - `Ok(Some(context))`: the context that was current when the step ended, with every
+///   change made to it. With nothing left attached above, that is what [`detach_deferred`]
+///   hands back. Otherwise it is the topmost context left attached (still the current one,
+///   as at the end of a run), and the contexts those attaches displaced, the fetched one
+///   among them, are dropped here (or when the thread's outermost borrow ends). No
+///   [`detach`] can match those attaches any more.
+///
+/// Either way the context that `attach_deferred` displaced is current again.
+///
+/// # Errors
+///
+/// [`DetachError::NotCurrent`], with nothing changed, if `id` is no longer attached on this
+/// thread (it was detached or ended, or a run or scope around it ended), or if a logical
+/// context pushed lazily above it is still pushed (a scope that will pop it is still open).
+///
+/// ```
+/// use std::sync::Mutex;
+/// use contextvars::{Context, ContextVar, attach, attach_deferred, detach_deferred, end_deferred};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+/// static PARKED: Mutex<Option<Context>> = Mutex::new(None);
+///
+/// fn fetch(_key: u64) -> Option<Context> {
+///     PARKED.lock().unwrap().take()
+/// }
+///
+/// *PARKED.lock().unwrap() = Some(Context::new());
+/// let step = attach_deferred(fetch, 0).unwrap();
+/// USER.set("task");
+/// // The step attaches a context of its own and never detaches it.
+/// let _left = attach(Context::new()).unwrap();
+/// USER.set("left behind");
+/// assert!(detach_deferred(step).is_err()); // not the current attach
+/// let ended = end_deferred(step).unwrap().expect("it was used");
+/// assert_eq!(ended.get(&USER), Some("left behind"));
+/// assert_eq!(USER.get(), None); // the thread's own context again
+/// ```
+pub fn end_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
+    match thread_state::end_deferred(id.0) {
+        Err(()) => Err(DetachError::NotCurrent),
+        Ok(None) => Ok(None),
+        Ok(Some(detached)) => Ok(Some(finish_detach(detached))),
+    }
+}
+
 /// Hands back a detached context, dropping what it displaced unless a borrow is open.
 #[inline]
 fn finish_detach(detached: Detached) -> Context {

@@ -1409,6 +1409,18 @@ fn enter_pending(state: &RefCell<ThreadState>) {
 /// `Err(())`, with nothing changed, if it is not the current attach at this scope level.
 #[inline]
 pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
+    leave_deferred(id, false)
+}
+
+/// [`detach_deferred`], except that attaches made above it and still attached end with it,
+/// as at the end of a run (see [`end_level`]).
+pub(crate) fn end_deferred(id: u64) -> Result<Option<Detached>, ()> {
+    leave_deferred(id, true)
+}
+
+/// [`detach_deferred`] (`end`: [`end_deferred`]).
+#[inline]
+fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
     STATE
         .try_with(|state| {
             // A waiting run is entered first (its context is the current one, so the attach
@@ -1417,24 +1429,40 @@ pub(crate) fn detach_deferred(id: u64) -> Result<Option<Detached>, ()> {
                 settle(state);
             }
             let ts = &mut *state.borrow_mut();
-            if let Some(pending) = &ts.pending {
-                if pending.id != id || lazy() > 0 {
-                    return Err(());
-                }
+            // A lazily pushed logical context lies above the attach: it is still in a scope,
+            // which will pop it, so the attach is not current at this scope level.
+            if lazy() > 0 {
+                return Err(());
+            }
+            if let Some(pending) = &ts.pending
+                && pending.id == id
+            {
                 // Never entered: the context below is as the attach found it, and so are
                 // its cache entries.
                 cache::leave(pending.outer);
                 ts.pending = None;
                 return Ok(None);
             }
-            let top_id = match ts.levels.last() {
-                Some(top) if top.deferred == id => top.top_id,
-                _ => match ts.levels.iter().rev().find(|level| level.deferred == id) {
-                    Some(level) => level.top_id,
+            let index = match ts.levels.last() {
+                Some(top) if top.deferred == id => ts.levels.len() - 1,
+                _ => match ts.levels.iter().rposition(|level| level.deferred == id) {
+                    Some(index) => index,
                     None => return Err(()),
                 },
             };
-            leave(ts, top_id).map(Some).ok_or(())
+            if !end {
+                if ts.pending.is_some() {
+                    // Another deferred attach waits above it.
+                    return Err(());
+                }
+                return leave(ts, ts.levels[index].top_id).map(Some).ok_or(());
+            }
+            if let Some(pending) = ts.pending.take() {
+                // A deferred attach made above it, never entered, ends with it (as with the
+                // end of a run): the frame is as that attach found it.
+                cache::leave(pending.outer);
+            }
+            Ok(Some(end_level(ts, index)))
         })
         .unwrap_or(Err(()))
 }
@@ -1480,6 +1508,15 @@ fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
         Some(top) if top.top_id == top_id => ts.levels.len() - 1,
         _ => ts.levels.iter().rposition(|level| level.top_id == top_id)?,
     };
+    Some(end_level(ts, index))
+}
+
+/// Ends the attach level `index` and every level above it: what the level displaced is the
+/// current context again, and the current context is handed back as the attached frame. So
+/// when attaches made above it are still attached, the frame handed back is the topmost of
+/// them (still the current context), as at the end of a run, and what they displaced
+/// (including the level's own attached frame) goes with [`Detached::rest`]. Runs no user code.
+fn end_level(ts: &mut ThreadState, index: usize) -> Detached {
     let rest = if index + 1 < ts.levels.len() || ts.pushed.len() > ts.floor {
         Some(abandon_above(ts, index))
     } else {
@@ -1491,16 +1528,16 @@ fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
         mut snapshot,
         outer,
         ..
-    } = ts.levels.pop().expect("found above");
+    } = ts.levels.pop().expect("the level is on the stack");
     ts.frame.swap(&mut frame);
     ts.floor = floor;
     mem::swap(&mut ts.snapshot, &mut snapshot);
-    Some(Detached {
+    Detached {
         frame,
         snapshot,
         outer: if rest.is_none() { outer } else { 0 },
         rest,
-    })
+    }
 }
 
 /// Splits off what lies above level `index` and the current floor (see [`Abandoned`]).

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use contextvars::{
     AttachId, Context, ContextVar, DeferredId, DetachError, LogicalContext, attach,
-    attach_deferred, copy_context, detach, detach_deferred, run_with_logical_context,
+    attach_deferred, copy_context, detach, detach_deferred, end_deferred, run_with_logical_context,
 };
 use proptest::prelude::*;
 
@@ -180,11 +180,78 @@ fn a_pending_attach_inside_a_scope_is_not_current_outside_it() {
     });
 }
 
+/// Counts its drops.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+static HELD: ContextVar<Counted> = ContextVar::new("deferred.held");
+
+/// A step that leaves an attach behind (its code panicked between `attach` and `detach`):
+/// ending the deferred attach ends that attach too, hands back the context current then,
+/// drops the fetched one it displaced, and leaves the thread as it was. (An attach left
+/// inside a logical-context scope already ends with the scope.)
+#[test]
+fn ending_a_deferred_attach_ends_an_attach_the_step_left_behind() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut task = context_with(Some(70));
+        task.run(|| HELD.set(Counted(drops.clone())));
+        park(9, task);
+        let id = attach_deferred(fetch, 9).unwrap();
+        let left = catch_unwind(AssertUnwindSafe(|| {
+            VARS[1].set(5); // enters the task's context
+            let left = attach(context_with(Some(80))).unwrap();
+            VARS[2].set(6);
+            std::panic::panic_any(left);
+        }))
+        .unwrap_err();
+        let left = *left.downcast::<AttachId>().unwrap();
+        assert_eq!(VARS[0].get(), Some(80), "the attach left behind is current");
+        assert_eq!(detach_deferred(id).unwrap_err(), DetachError::NotCurrent);
+        let ended = end_deferred(id).unwrap().expect("the context was fetched");
+        assert_eq!(
+            (ended.get(&VARS[0]), ended.get(&VARS[2])),
+            (Some(80), Some(6)),
+            "what was current when the step ended"
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the fetched context is dropped"
+        );
+        assert_eq!(detach(left).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
+        // The thread's own context, and nothing of the step's above it.
+        assert_eq!(
+            VARS.iter().map(ContextVar::get).collect::<Vec<_>>(),
+            [Some(1), None, None]
+        );
+        assert!(HELD.with(|held| held.is_none()));
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || VARS[1].set(2));
+        assert_eq!(lc.get(&VARS[1]), Some(2));
+        assert_eq!(VARS[1].get(), None);
+        assert_eq!(copy_context().get(&VARS[0]), Some(1));
+    });
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     AttachDeferred(Option<u32>),
     Attach(Option<u32>),
     Detach,
+    /// `end_deferred` of the deferred level this many deferred levels below the topmost one
+    /// (modulo their number): the levels above it end with it.
+    EndDeferred(usize),
     Set(usize, u32),
     Get(usize),
     Snapshot(usize),
@@ -199,6 +266,7 @@ fn step() -> impl Strategy<Value = Step> {
         proptest::option::of(0..100u32).prop_map(Step::AttachDeferred),
         proptest::option::of(0..100u32).prop_map(Step::Attach),
         Just(Step::Detach),
+        (0..3usize).prop_map(Step::EndDeferred),
         (0..3usize, 0..100u32).prop_map(|(var, value)| Step::Set(var, value)),
         (0..3usize).prop_map(Step::Get),
         (0..3usize).prop_map(Step::Snapshot),
@@ -298,6 +366,46 @@ fn replay(steps: &[Step]) {
                 for (index, var) in VARS.iter().enumerate() {
                     assert_eq!(back.get(var), level.values.get(&index).copied());
                 }
+            }
+            Step::EndDeferred(nth) => {
+                let deferred: Vec<usize> = (0..model.levels.len())
+                    .rev()
+                    .filter(|&i| matches!(model.levels[i].handle, Handle::Deferred(..)))
+                    .collect();
+                if deferred.is_empty() {
+                    continue;
+                }
+                let index = deferred[nth % deferred.len()];
+                let Handle::Deferred(id, key) = model.levels[index].handle else {
+                    unreachable!("a deferred level")
+                };
+                // Only the topmost level can be pending: an attach above uses the one below.
+                let pending = !model.levels[index].used;
+                // The current context, which is what comes back: the topmost level's, or the
+                // one below it if it is pending (it ends unused).
+                let used: Vec<&Level> = model.levels[index..]
+                    .iter()
+                    .filter(|level| level.used)
+                    .collect();
+                let current = used.last().map(|level| level.values.clone());
+                model.levels.truncate(index);
+                match end_deferred(id).unwrap() {
+                    Some(back) => {
+                        assert!(!pending, "a context nothing used was fetched");
+                        let current = current.expect("a used level");
+                        for (index, var) in VARS.iter().enumerate() {
+                            assert_eq!(back.get(var), current.get(&index).copied());
+                        }
+                    }
+                    None => {
+                        assert!(pending, "a used context was not handed back");
+                        PARKED
+                            .with(|parked| parked.borrow_mut().remove(&key))
+                            .expect("an unused context stays with its source");
+                    }
+                }
+                // Ended: nothing can leave it again.
+                assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
             }
             Step::Set(var, value) => {
                 model.use_top();

@@ -684,3 +684,30 @@ fn a_chained_before_poll_hook_that_panics_leaves_nothing_on_the_thread() {
     assert!(panicked);
     assert_eq!((next, root), (None, None));
 }
+
+/// A task whose code panics between `attach` and `detach` leaves nothing on its worker: the
+/// poll's end ends that attach, as the end of a `Context::run` would.
+#[test]
+fn an_attach_a_task_left_behind_ends_with_its_poll() {
+    for flavour in [None, Some(1)] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (runtime, workers) = runtime(flavour);
+        let (panicked, root, next) = runtime.block_on(async {
+            let task_drops = drops.clone();
+            let panicked = tokio::spawn(async move {
+                HELD.set(Counter(task_drops));
+                let _left = contextvars::attach(contextvars::Context::new()).unwrap();
+                REQUEST.set(17);
+                panic!("before its detach");
+            })
+            .await;
+            let next = tokio::spawn(async { REQUEST.get() }).await.unwrap();
+            (panicked.unwrap_err().is_panic(), REQUEST.get(), next)
+        });
+        assert!(panicked);
+        assert_eq!((root, next), (None, None), "{flavour:?}");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "{flavour:?}");
+        drop(runtime);
+        assert_eq!(workers.dirty.load(Ordering::SeqCst), 0, "{flavour:?}");
+    }
+}

@@ -14,7 +14,7 @@ use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, TaskMeta};
 
-use contextvars::{Context, DeferredId, attach_deferred, detach_deferred};
+use contextvars::{Context, DeferredId, attach_deferred, end_deferred};
 
 use crate::task::spawn_context;
 
@@ -560,11 +560,13 @@ fn after_poll(id: u64) {
     else {
         return;
     };
-    let used = match detach_deferred(attach) {
+    // The poll ends as a `Context::run` does: an attach the task left behind (its code
+    // panicked between `attach` and `detach`) ends with it, and the task goes on in the
+    // context that was current then.
+    let used = match end_deferred(attach) {
         Ok(used) => used,
-        // The task left a non-scoped attach of its own unbalanced: the context it used stays
-        // entered until the scope below it is left. The task goes on in an empty context
-        // (never in the worker's).
+        // Not this thread's current attach any more (a scope around the poll ended it): the
+        // task goes on in an empty context, never in the worker's.
         Err(_) => Some(Context::default()),
     };
     if ended {
