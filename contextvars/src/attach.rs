@@ -244,8 +244,9 @@ pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
 /// # Errors
 ///
 /// [`DetachError::NotCurrent`], with nothing changed, if `id` is no longer attached on this
-/// thread (it was detached or ended, or a run or scope around it ended), or if a logical
-/// context pushed lazily above it is still pushed (a scope that will pop it is still open).
+/// thread (it was detached or ended, or a run or scope around it ended), or if a
+/// [`Context::run`](crate::Context::run) or a logical-context scope opened since the attach is
+/// still open around the caller (its own end restores what it changed).
 ///
 /// ```
 /// use std::sync::Mutex;

@@ -66,6 +66,9 @@ pub(crate) struct ThreadState {
     snapshot: ExecutionContext,
     /// The contexts displaced by each non-scoped attach (`crate::attach`), bottom to top.
     levels: Vec<Level>,
+    /// How many levels there were when the innermost entered run began: those below belong
+    /// to the code around the run, and nothing inside it may end them ([`end_deferred`]).
+    run_levels: usize,
     /// A deferred attach not entered yet: entered by the first operation that uses the
     /// current context (see [`attach_deferred`]).
     pending: Option<Pending>,
@@ -94,6 +97,7 @@ crate::loom::thread_local_const! {
             floor: 0,
             snapshot: ExecutionContext::new(),
             levels: Vec::new(),
+            run_levels: 0,
             pending: None,
             deferred_seq: 0,
             retired: Vec::new(),
@@ -531,6 +535,8 @@ struct Entered {
     snapshot: ExecutionContext,
     /// How many attach levels there were.
     levels: usize,
+    /// [`ThreadState::run_levels`] outside the run.
+    run_levels: usize,
     /// A deferred attach of the level below, not entered: it waits again after the run.
     pending: Option<Pending>,
 }
@@ -674,6 +680,7 @@ fn enter_run(ts: &mut ThreadState, run: *mut Run, pushed: *mut Pushed) -> usize 
         floor,
         snapshot: mem::take(&mut ts.snapshot),
         levels: ts.levels.len(),
+        run_levels: mem::replace(&mut ts.run_levels, ts.levels.len()),
         pending: ts.pending.take(),
     });
     run.lazy
@@ -799,6 +806,7 @@ fn leave_entered(run: *mut Run, stamp: &mut u64) {
         floor,
         mut snapshot,
         levels,
+        run_levels,
         pending,
     } = entered;
     let Ok((ended, leftovers)) = STATE.try_with(|state| {
@@ -816,6 +824,7 @@ fn leave_entered(run: *mut Run, stamp: &mut u64) {
         // thread with the run (nothing can detach them now), and what they displaced is
         // dropped below, outside the borrow.
         let ended = (ts.levels.len() > levels).then(|| split_levels(&mut ts, levels));
+        ts.run_levels = run_levels;
         ts.frame.swap(frame);
         // Scoped pushes are balanced, so normally nothing is left above the floor.
         let leftovers = (ts.pushed.len() > ts.floor).then(|| split_leftovers(&mut ts));
@@ -1456,6 +1465,13 @@ fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
                     return Err(());
                 }
                 return leave(ts, ts.levels[index].top_id).map(Some).ok_or(());
+            }
+            // Only what was made at this scope level since the attach ends with it: a run
+            // entered since, or a logical context pushed since, is still open around the
+            // caller, and its own end will restore what it changed (ending the attach under
+            // it would leave that end nothing consistent to restore).
+            if index < ts.run_levels || ts.pushed.len() != ts.levels[index].attached_floor {
+                return Err(());
             }
             if let Some(pending) = ts.pending.take() {
                 // A deferred attach made above it, never entered, ends with it (as with the

@@ -314,6 +314,18 @@ impl Model {
     }
 }
 
+/// The ids of the model's deferred levels.
+fn deferred_ids(model: &Model) -> Vec<DeferredId> {
+    model
+        .levels
+        .iter()
+        .filter_map(|level| match level.handle {
+            Handle::Deferred(id, _) => Some(id),
+            Handle::Plain(_) => None,
+        })
+        .collect()
+}
+
 fn replay(steps: &[Step]) {
     let mut model = Model {
         base: BTreeMap::new(),
@@ -426,10 +438,15 @@ fn replay(steps: &[Step]) {
             Step::InLogicalContext(var, value) => {
                 model.use_top();
                 let before = model.top().get(&var).copied();
+                let deferred = deferred_ids(&model);
                 let mut lc = LogicalContext::new();
                 run_with_logical_context(&mut lc, || {
                     VARS[var].set(value);
                     assert_eq!(VARS[var].get(), Some(value));
+                    // The scope is still open: no attach below it can end here.
+                    for &id in &deferred {
+                        assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
+                    }
                 });
                 assert_eq!(lc.get(&VARS[var]), Some(value));
                 assert_eq!(VARS[var].get(), before);
@@ -438,7 +455,12 @@ fn replay(steps: &[Step]) {
                 let mut context = Context::new();
                 context.run(|| VARS[var].set(value));
                 let top = model.levels.last().map(|level| &level.handle);
+                let deferred = deferred_ids(&model);
                 let seen = context.run(|| {
+                    // Nor can any attach made outside the run end inside it.
+                    for &id in &deferred {
+                        assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
+                    }
                     // The attach on top is not the current one inside the run.
                     match top {
                         Some(Handle::Deferred(id, _)) => {

@@ -711,3 +711,31 @@ fn an_attach_a_task_left_behind_ends_with_its_poll() {
         assert_eq!(workers.dirty.load(Ordering::SeqCst), 0, "{flavour:?}");
     }
 }
+
+/// Ending an attach a task left behind drops the task's own context, which it displaced: a
+/// value there whose `Drop` panics stays inside the hook as well.
+#[test]
+fn a_panicking_drop_in_the_context_an_attach_left_behind_displaced_stays_inside_the_hook() {
+    for flavour in [None, Some(1)] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (runtime, workers) = runtime(flavour);
+        let (result, root) = runtime.block_on(async {
+            let task_drops = drops.clone();
+            let result = tokio::spawn(async move {
+                BOOM.set(Boom(task_drops));
+                let _left = contextvars::attach(contextvars::Context::new()).unwrap();
+                REQUEST.set(3);
+                yield_now().await;
+                // The poll's end ended the attach; the displaced context was dropped.
+                (BOOM.with(|boom| boom.is_some()), REQUEST.get())
+            })
+            .await;
+            (result.ok(), REQUEST.get())
+        });
+        assert_eq!(result, Some((false, None)), "{flavour:?}");
+        assert_eq!(root, None, "{flavour:?}");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "{flavour:?}");
+        drop(runtime);
+        assert_eq!(workers.dirty.load(Ordering::SeqCst), 0, "{flavour:?}");
+    }
+}

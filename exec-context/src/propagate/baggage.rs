@@ -390,7 +390,8 @@ fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
 /// specification says. Never panics; whatever does not follow the grammar is in
 /// [`Parsed::errors`]. A header that is empty (or only whitespace) adds no member; an empty
 /// list element (`a=1,,b=2`) is reported as malformed and, as RFC 9110 says, does not count
-/// towards [`MAX_MEMBERS`].
+/// towards [`MAX_MEMBERS`], unless there are more than [`MAX_MEMBERS`] of them (then every
+/// element counts, and the list is refused as too long).
 ///
 /// ```
 /// use exec_context::propagate::PropagationError;
@@ -429,12 +430,21 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
         return parsed;
     }
     // Empty list elements (`a=1,,b=2`, a trailing comma) are not list-members: RFC 9110
-    // (§5.6.1) says they do not count. Each is still reported as malformed below.
-    let members = headers
-        .iter()
-        .flat_map(|h| h.split(|&b| b == b','))
-        .filter(|element| !trim_ows(element).is_empty())
-        .count();
+    // (§5.6.1) says they do not count. Each is still reported as malformed below. The RFC
+    // asks a recipient to ignore "a reasonable number" of them, not so many that they could
+    // serve a denial of service: a list with more empty elements than MAX_MEMBERS is refused
+    // as too long a list (which also bounds the errors one header can produce).
+    let (mut members, mut empty) = (0usize, 0usize);
+    for element in headers.iter().flat_map(|h| h.split(|&b| b == b',')) {
+        if trim_ows(element).is_empty() {
+            empty += 1;
+        } else {
+            members += 1;
+        }
+    }
+    if empty > MAX_MEMBERS {
+        members += empty;
+    }
     if members > MAX_MEMBERS {
         parsed
             .errors
@@ -553,6 +563,23 @@ mod tests {
                 parsed.errors
             );
         }
+        // More empty elements than members allowed: every element counts.
+        let header = format!("a=1{}", ",".repeat(MAX_MEMBERS + 1));
+        let parsed = parse([header.as_bytes()]);
+        assert!(parsed.members.is_empty());
+        assert_eq!(
+            parsed.errors,
+            [PropagationError::TooManyMembers {
+                members: MAX_MEMBERS + 2
+            }]
+        );
+        let header = ",".repeat(MAX_MEMBERS - 1);
+        let parsed = parse([header.as_bytes()]);
+        assert_eq!(
+            parsed.errors.len(),
+            MAX_MEMBERS,
+            "each empty element reported"
+        );
         // One member more is over the limit, wherever the empty elements are.
         let over = format!("{full},extra=1,,");
         let parsed = parse([over.as_bytes()]);

@@ -563,11 +563,15 @@ fn after_poll(id: u64) {
     // The poll ends as a `Context::run` does: an attach the task left behind (its code
     // panicked between `attach` and `detach`) ends with it, and the task goes on in the
     // context that was current then.
-    let used = match end_deferred(attach) {
-        Ok(used) => used,
+    // Ending an attach the task left behind drops what that attach displaced, the task's
+    // fetched context among it: a value's `Drop` that panics there stops here too (the task
+    // then goes on in an empty context).
+    let result = std::panic::catch_unwind(|| end_deferred(attach));
+    let used = match result {
+        Ok(Ok(used)) => used,
         // Not this thread's current attach any more (a scope around the poll ended it): the
         // task goes on in an empty context, never in the worker's.
-        Err(_) => Some(Context::default()),
+        Ok(Err(_)) | Err(_) => Some(Context::default()),
     };
     if ended {
         unregister(id, used);
