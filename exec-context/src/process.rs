@@ -65,6 +65,10 @@ pub use crate::thread::Inheritance;
 
 /// The environment variable that carries the propagated values to the child.
 const ENV_CARRIED: &str = "EXEC_CONTEXT_PROPAGATED";
+/// The environment variable naming the process the values in [`ENV_CARRIED`] were handed over
+/// by. A child's environment passes to the processes it starts itself: a grandchild started
+/// another way than [`spawn`] (plain `procspawn`, say) must not take them for its own.
+const ENV_CARRIED_BY: &str = "EXEC_CONTEXT_PROPAGATED_BY";
 /// The most bytes of propagated values handed to one child (an environment string must stay
 /// well under Linux's 128 KiB limit).
 pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
@@ -111,6 +115,9 @@ fn install_carried(registry: &Registry) {
     let Ok(text) = std::env::var(ENV_CARRIED) else {
         return;
     };
+    if !handed_to_this_process() {
+        return;
+    }
     let carried: Carried = match serde_json::from_str(&text) {
         Ok(carried) => carried,
         Err(err) => {
@@ -131,6 +138,20 @@ fn install_carried(registry: &Registry) {
     // At the top of the main thread's context: procspawn runs the function right after.
     let errors = registry.decode_here(&pairs);
     registry.report_errors(Carrier::Process, errors);
+}
+
+/// Whether the values in the environment were handed over by this process's parent (on
+/// platforms where std gives the parent's id; elsewhere they are taken as they are).
+fn handed_to_this_process() -> bool {
+    #[cfg(unix)]
+    {
+        let by = std::env::var(ENV_CARRIED_BY).ok();
+        by.and_then(|by| by.parse::<u32>().ok()) == Some(std::os::unix::process::parent_id())
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
 }
 
 /// Why a child process gave no result.
@@ -323,6 +344,7 @@ where
     }
     Ok(procspawn::Builder::new()
         .env(ENV_CARRIED, text)
+        .env(ENV_CARRIED_BY, std::process::id().to_string())
         .spawn(args, f))
 }
 

@@ -124,6 +124,24 @@ fn a_reporter_that_panics_in_the_child_does_not_stop_it() -> Result<(), Failed> 
     })
 }
 
+/// In a child: what a grandchild started with plain procspawn (not `process::spawn`) sees.
+fn what_a_plain_grandchild_sees((): ()) -> (Option<String>, Option<u32>) {
+    procspawn::spawn((), |()| (REQUEST_ID.get(), ATTEMPT.get()))
+        .join()
+        .expect("the grandchild answers")
+}
+
+/// A child's environment passes to the processes it starts: a grandchild started some other
+/// way than `process::spawn` does not take the hand-over meant for its parent.
+fn a_grandchild_does_not_take_its_parents_hand_over() -> Result<(), Failed> {
+    Context::new().run(|| {
+        REQUEST_ID.set("r-grand".into());
+        ATTEMPT.set(4);
+        let seen = process::spawn(Inheritance::Inherit, (), what_a_plain_grandchild_sees).join()?;
+        check(seen == (None, None), || format!("{seen:?}"))
+    })
+}
+
 fn a_child_that_never_started_answers_every_join_alike() -> Result<(), Failed> {
     Context::new().run(|| {
         REQUEST_ID.set("x".repeat(MAX_CARRIED_BYTES));
@@ -267,6 +285,10 @@ fn main() {
         Trial::test(
             "a_reporter_that_panics_in_the_child_does_not_stop_it",
             a_reporter_that_panics_in_the_child_does_not_stop_it,
+        ),
+        Trial::test(
+            "a_grandchild_does_not_take_its_parents_hand_over",
+            a_grandchild_does_not_take_its_parents_hand_over,
         ),
         Trial::test(
             "a_child_that_never_started_answers_every_join_alike",
