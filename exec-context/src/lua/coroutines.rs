@@ -199,16 +199,16 @@ impl Frames {
             let Some(lc) = state.0.try_lock() else {
                 return Ok(false);
             };
-            if lc.contains(var) {
-                found = Some(lc.get(var));
-                return Ok(true);
+            // One lookup: a value held here answers (a variable's id holds only its type).
+            match lc.get_ref(var) {
+                Some(value) => {
+                    found = Some(value.clone());
+                    Ok(true)
+                }
+                None => Ok(false),
             }
-            Ok(false)
         })?;
-        Ok(match found {
-            Some(value) => value,
-            None => var.get(),
-        })
+        Ok(found.or_else(|| var.get()))
     }
 
     /// Hides the running coroutines from [`enter`](Self::enter) until the guard drops (for
