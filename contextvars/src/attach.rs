@@ -149,6 +149,49 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
     }
 }
 
+/// Ends the [`attach`] that returned `id` the way a [`Context::run`](crate::Context::run)
+/// ends: attaches made since and still attached end with it. For an executor's end of a
+/// step, where the step may have left an attach of its own behind (its code panicked between
+/// an [`attach`] and its [`detach`]); [`end_deferred`] is the same for [`attach_deferred`].
+///
+/// With nothing left attached above, this is [`detach`]. Otherwise the context handed back
+/// is the topmost one left attached (still the current one, as at the end of a run), and
+/// the contexts those attaches displaced, the one `id` attached among them, are dropped here
+/// (or when the thread's outermost borrow ends). No [`detach`] can match those attaches any
+/// more, and the context handed back counts as a new one: the ids of those attaches, and the
+/// tokens made while it was current, no longer match it when it is attached again. Either
+/// way the context that `id`'s attach displaced is current again.
+///
+/// # Errors
+///
+/// [`DetachError::NotCurrent`], with nothing changed, if `id` is no longer attached on this
+/// thread (it was detached or ended, or a run or scope around it ended), or if a
+/// [`Context::run`](crate::Context::run) or a logical-context scope opened since the attach is
+/// still open around the caller (its own end restores what it changed).
+///
+/// ```
+/// use contextvars::{Context, ContextVar, attach, detach, end_attach};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// USER.set("main");
+/// let step = attach(Context::new()).unwrap();
+/// USER.set("task");
+/// // The step attaches a context of its own and never detaches it.
+/// let _left = attach(Context::new()).unwrap();
+/// USER.set("left behind");
+/// assert!(detach(step).is_err()); // not the current attach
+/// let ended = end_attach(step).unwrap();
+/// assert_eq!(ended.get(&USER), Some("left behind"));
+/// assert_eq!(USER.get(), Some("main")); // the thread's own context again
+/// assert!(end_attach(step).is_err()); // already ended
+/// ```
+pub fn end_attach(id: AttachId) -> Result<Context, DetachError> {
+    thread_state::end_frame(id.0)
+        .map(finish_detach)
+        .map_err(|()| DetachError::NotCurrent)
+}
+
 /// Identifies one [`attach_deferred`]: pass it to [`detach_deferred`]. Plain data, like
 /// [`AttachId`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -237,7 +280,9 @@ pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
 ///   hands back. Otherwise it is the topmost context left attached (still the current one,
 ///   as at the end of a run), and the contexts those attaches displaced, the fetched one
 ///   among them, are dropped here (or when the thread's outermost borrow ends). No
-///   [`detach`] can match those attaches any more.
+///   [`detach`] can match those attaches any more, and the context handed back counts as a
+///   new one: the ids of those attaches, and the tokens made while it was current, no
+///   longer match it when it is attached again.
 ///
 /// Either way the context that `attach_deferred` displaced is current again.
 ///

@@ -77,7 +77,7 @@ pub mod watch;
 
 pub use attach::{
     AttachError, AttachId, DeferredId, DetachError, attach, attach_deferred, detach,
-    detach_deferred, end_deferred,
+    detach_deferred, end_attach, end_deferred,
 };
 pub use build::{ContextBuilder, Identities};
 pub use context::{Context, copy_context};

@@ -1466,21 +1466,62 @@ fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
                 }
                 return leave(ts, ts.levels[index].top_id).map(Some).ok_or(());
             }
-            // Only what was made at this scope level since the attach ends with it: a run
-            // entered since, or a logical context pushed since, is still open around the
-            // caller, and its own end will restore what it changed (ending the attach under
-            // it would leave that end nothing consistent to restore).
-            if index < ts.run_levels || ts.pushed.len() != ts.levels[index].attached_floor {
-                return Err(());
-            }
-            if let Some(pending) = ts.pending.take() {
-                // A deferred attach made above it, never entered, ends with it (as with the
-                // end of a run): the frame is as that attach found it.
-                cache::leave(pending.outer);
-            }
-            Ok(Some(end_level(ts, index)))
+            end_checked(ts, index).map(Some)
         })
         .unwrap_or(Err(()))
+}
+
+/// [`detach_frame`], except that attaches made above it and still attached end with it, as
+/// at the end of a run (see [`end_level`]). `Err(())`, with nothing changed, if the attach
+/// whose top logical context is `top_id` is not on this thread's stack, or if a run or a
+/// logical-context scope opened since it is still open.
+pub(crate) fn end_frame(top_id: u64) -> Result<Detached, ()> {
+    STATE
+        .try_with(|state| {
+            // As in `leave_deferred`: a waiting run is entered first, so that a run waiting
+            // since the attach counts as open.
+            if !waiting().is_null() || !waiting_pushed().is_null() {
+                settle(state);
+            }
+            let ts = &mut *state.borrow_mut();
+            if top_id == 0 || lazy() > 0 {
+                return Err(());
+            }
+            let index = ts
+                .levels
+                .iter()
+                .rposition(|level| level.top_id == top_id)
+                .ok_or(())?;
+            end_checked(ts, index)
+        })
+        .unwrap_or(Err(()))
+}
+
+/// Ends attach level `index` and what lies above it, if nothing opened since at this scope
+/// level is still open; `Err(())`, with nothing changed, otherwise.
+fn end_checked(ts: &mut ThreadState, index: usize) -> Result<Detached, ()> {
+    // Only what was made at this scope level since the attach ends with it: a run entered
+    // since, or a logical context pushed since, is still open around the caller, and its
+    // own end will restore what it changed (ending the attach under it would leave that end
+    // nothing consistent to restore).
+    if index < ts.run_levels || ts.pushed.len() != ts.levels[index].attached_floor {
+        return Err(());
+    }
+    if let Some(pending) = ts.pending.take() {
+        // A deferred attach made above it, never entered, ends with it (as with the end of
+        // a run): the frame is as that attach found it.
+        cache::leave(pending.outer);
+    }
+    let top_id = ts.levels[index].top_id;
+    let mut detached = end_level(ts, index);
+    if detached.frame.top.id != top_id {
+        // The frame handed back is one an attach left above made current. That attach has
+        // ended: its id must not match the frame when the caller attaches it again (a stale
+        // `detach` would take the caller's own level), nor may its tokens: the frame goes on
+        // under a new id, taken at its next attach or set.
+        detached.frame.top.id = 0;
+    }
+    Ok(detached)
 }
 
 /// What [`detach_frame`] took off the thread: the attached frame, its stale cached

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use contextvars::{
     AttachId, Context, ContextVar, DeferredId, DetachError, LogicalContext, attach,
-    attach_deferred, copy_context, detach, detach_deferred, end_deferred, run_with_logical_context,
+    attach_deferred, copy_context, detach, detach_deferred, end_attach, end_deferred,
+    run_with_logical_context,
 };
 use proptest::prelude::*;
 
@@ -244,14 +245,54 @@ fn ending_a_deferred_attach_ends_an_attach_the_step_left_behind() {
     });
 }
 
+/// `end_attach` of an attach with another left above it hands back the context current
+/// then, under a new identity: attaching it again makes a level that the ended attach's id
+/// cannot detach, and a token made while it was current no longer resets in it.
+#[test]
+fn a_context_an_end_hands_back_from_an_attach_left_above_is_a_new_one() {
+    on_fresh_thread(|| {
+        VARS[0].set(1);
+        let step = attach(context_with(Some(70))).unwrap();
+        let left = attach(context_with(Some(80))).unwrap();
+        let token = VARS[1].set(6);
+        let mut ended = end_attach(step).unwrap();
+        assert_eq!(
+            (ended.get(&VARS[0]), ended.get(&VARS[1])),
+            (Some(80), Some(6))
+        );
+        assert_eq!(VARS[0].get(), Some(1));
+        let again = attach(std::mem::take(&mut ended)).unwrap();
+        assert_eq!(VARS[0].get(), Some(80));
+        assert_eq!(detach(left).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(end_attach(left).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(
+            VARS[1].reset(token),
+            Err(contextvars::TokenError::WrongContext)
+        );
+        assert_eq!(VARS[1].get(), Some(6));
+        let back = detach(again).unwrap();
+        assert_eq!(back.get(&VARS[0]), Some(80));
+        assert_eq!(VARS[0].get(), Some(1));
+        // With nothing left above, the attach's own context comes back as itself.
+        let mut own = context_with(Some(90));
+        let token = own.run(|| VARS[2].set(3));
+        let id = attach(own).unwrap();
+        let own = end_attach(id).unwrap();
+        let id = attach(own).unwrap();
+        assert_eq!(VARS[2].reset(token), Ok(()));
+        assert_eq!(VARS[2].get(), None);
+        drop(detach(id).unwrap());
+    });
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     AttachDeferred(Option<u32>),
     Attach(Option<u32>),
     Detach,
-    /// `end_deferred` of the deferred level this many deferred levels below the topmost one
-    /// (modulo their number): the levels above it end with it.
-    EndDeferred(usize),
+    /// `end_deferred` (or `end_attach`, for a plain one) of the level this many levels below
+    /// the topmost one (modulo their number): the levels above it end with it.
+    End(usize),
     Set(usize, u32),
     Get(usize),
     Snapshot(usize),
@@ -266,7 +307,7 @@ fn step() -> impl Strategy<Value = Step> {
         proptest::option::of(0..100u32).prop_map(Step::AttachDeferred),
         proptest::option::of(0..100u32).prop_map(Step::Attach),
         Just(Step::Detach),
-        (0..3usize).prop_map(Step::EndDeferred),
+        (0..3usize).prop_map(Step::End),
         (0..3usize, 0..100u32).prop_map(|(var, value)| Step::Set(var, value)),
         (0..3usize).prop_map(Step::Get),
         (0..3usize).prop_map(Step::Snapshot),
@@ -275,6 +316,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+#[derive(Clone, Copy)]
 enum Handle {
     Deferred(DeferredId, u64),
     Plain(AttachId),
@@ -314,16 +356,16 @@ impl Model {
     }
 }
 
-/// The ids of the model's deferred levels.
-fn deferred_ids(model: &Model) -> Vec<DeferredId> {
-    model
-        .levels
-        .iter()
-        .filter_map(|level| match level.handle {
-            Handle::Deferred(id, _) => Some(id),
-            Handle::Plain(_) => None,
-        })
-        .collect()
+/// Asserts that no level of the model can end here (inside a scope opened since).
+fn assert_none_ends(model: &Model) {
+    for level in &model.levels {
+        match level.handle {
+            Handle::Deferred(id, _) => {
+                assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
+            }
+            Handle::Plain(id) => assert_eq!(end_attach(id).unwrap_err(), DetachError::NotCurrent),
+        }
+    }
 }
 
 fn replay(steps: &[Step]) {
@@ -379,18 +421,11 @@ fn replay(steps: &[Step]) {
                     assert_eq!(back.get(var), level.values.get(&index).copied());
                 }
             }
-            Step::EndDeferred(nth) => {
-                let deferred: Vec<usize> = (0..model.levels.len())
-                    .rev()
-                    .filter(|&i| matches!(model.levels[i].handle, Handle::Deferred(..)))
-                    .collect();
-                if deferred.is_empty() {
+            Step::End(nth) => {
+                if model.levels.is_empty() {
                     continue;
                 }
-                let index = deferred[nth % deferred.len()];
-                let Handle::Deferred(id, key) = model.levels[index].handle else {
-                    unreachable!("a deferred level")
-                };
+                let index = model.levels.len() - 1 - nth % model.levels.len();
                 // Only the topmost level can be pending: an attach above uses the one below.
                 let pending = !model.levels[index].used;
                 // The current context, which is what comes back: the topmost level's, or the
@@ -400,7 +435,22 @@ fn replay(steps: &[Step]) {
                     .filter(|level| level.used)
                     .collect();
                 let current = used.last().map(|level| level.values.clone());
+                let handle = model.levels[index].handle;
                 model.levels.truncate(index);
+                let (id, key) = match handle {
+                    Handle::Deferred(id, key) => (id, key),
+                    Handle::Plain(id) => {
+                        let back = end_attach(id).unwrap();
+                        let current = current.expect("a plain level is used");
+                        for (index, var) in VARS.iter().enumerate() {
+                            assert_eq!(back.get(var), current.get(&index).copied());
+                        }
+                        // Ended: nothing can leave it again.
+                        assert_eq!(end_attach(id).unwrap_err(), DetachError::NotCurrent);
+                        assert_eq!(detach(id).unwrap_err(), DetachError::NotCurrent);
+                        continue;
+                    }
+                };
                 match end_deferred(id).unwrap() {
                     Some(back) => {
                         assert!(!pending, "a context nothing used was fetched");
@@ -438,15 +488,12 @@ fn replay(steps: &[Step]) {
             Step::InLogicalContext(var, value) => {
                 model.use_top();
                 let before = model.top().get(&var).copied();
-                let deferred = deferred_ids(&model);
                 let mut lc = LogicalContext::new();
                 run_with_logical_context(&mut lc, || {
                     VARS[var].set(value);
                     assert_eq!(VARS[var].get(), Some(value));
                     // The scope is still open: no attach below it can end here.
-                    for &id in &deferred {
-                        assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
-                    }
+                    assert_none_ends(&model);
                 });
                 assert_eq!(lc.get(&VARS[var]), Some(value));
                 assert_eq!(VARS[var].get(), before);
@@ -455,12 +502,9 @@ fn replay(steps: &[Step]) {
                 let mut context = Context::new();
                 context.run(|| VARS[var].set(value));
                 let top = model.levels.last().map(|level| &level.handle);
-                let deferred = deferred_ids(&model);
                 let seen = context.run(|| {
                     // Nor can any attach made outside the run end inside it.
-                    for &id in &deferred {
-                        assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
-                    }
+                    assert_none_ends(&model);
                     // The attach on top is not the current one inside the run.
                     match top {
                         Some(Handle::Deferred(id, _)) => {

@@ -119,7 +119,8 @@ impl<F: Future> Future for Stepped<F> {
     }
 }
 
-/// One step: the context entered, and exited on drop (also when the poll panics).
+/// One step: the context entered, and ended on drop (also when the poll panics), with any
+/// attach the step left behind.
 struct Step<'a> {
     context: &'a mut TaskContext,
 }
@@ -135,7 +136,7 @@ impl<'a> Step<'a> {
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         if self.context.is_entered() {
-            let _ = self.context.exit();
+            let _ = self.context.end();
         }
     }
 }

@@ -65,6 +65,12 @@ enum Slot<Y, R, A> {
 /// it yields, so every fiber keeps its own variables however fibers interleave. A `Fiber` is a
 /// cheap handle (clones refer to the same fiber); it belongs to the thread that made it.
 ///
+/// A fiber and its context are freed when its last handle goes (or when its body
+/// finishes). Handles are strong references, like `Rc`'s: a suspended body that holds a
+/// handle to its own fiber, or two suspended fibers whose bodies hold each other's, keep
+/// each other alive, with their contexts' values, until one of them finishes. Drop such a
+/// handle before suspending, or let a third party switch between them.
+///
 /// ```
 /// use contextvars::ContextVar;
 /// use exec_context::fiber::{Fiber, FiberContext};

@@ -348,8 +348,9 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     }
 }
 
-/// Polls the body once. If the poll panics, the body is dropped while the panic unwinds
-/// through here, so still inside the step's context, and the generator is finished.
+/// Polls the body once. If the poll panics or the body returns, the body is dropped here,
+/// so still inside the step's context (as a suspended body is dropped inside it), and the
+/// generator is finished.
 #[inline]
 fn step<F: Future>(body: &mut Body<F>) -> Poll<F::Output> {
     struct FinishOnUnwind<'a, F>(&'a mut Body<F>);
@@ -367,8 +368,11 @@ fn step<F: Future>(body: &mut Body<F>) -> Poll<F::Output> {
             .poll(&mut TaskContext::from_waker(Waker::noop())),
         _ => Poll::Pending,
     };
-    // Not unwinding: the body stays.
-    std::mem::forget(finish);
+    if poll.is_pending() {
+        // Suspended: the body stays.
+        std::mem::forget(finish);
+    }
+    // Returned: `finish` drops the body now, before the step's context is left.
     poll
 }
 

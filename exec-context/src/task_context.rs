@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | spawn | [`TaskContext::capture`] (or [`TaskContext::new`]) | on the spawning thread, before it returns |
 //! | before each poll / step | [`TaskContext::enter`] | on the polling thread |
-//! | after each poll / step | [`TaskContext::exit`] | the same thread, the same scope level |
+//! | after each poll / step | [`TaskContext::exit`] (or [`TaskContext::end`] in a guard, which also ends attaches the step left behind) | the same thread, the same scope level |
 //! | end, abort, shutdown | drop the `TaskContext` | anywhere (exited) |
 //!
 //! Between `enter` and `exit` the task's context is the thread's current one: what the task
@@ -54,7 +54,7 @@
 
 use std::fmt;
 
-use contextvars::{AttachId, Context, ExecutionContext, attach, detach};
+use contextvars::{AttachId, Context, ExecutionContext, attach, detach, end_attach};
 
 use crate::task::spawn_context;
 use crate::thread::Inheritance;
@@ -180,6 +180,44 @@ impl TaskContext {
         Ok(())
     }
 
+    /// [`exit`](Self::exit) for the end of a step that may have left an attach of its own
+    /// behind (its code panicked between a [`contextvars::attach`] and its `detach`, or it
+    /// entered another `TaskContext` and never exited it): those attaches end with this one,
+    /// as at the end of a [`Context::run`], and the thread's previous context is current
+    /// again. The task's context is then the one current when the step ended, the topmost
+    /// context left attached (see [`contextvars::end_attach`]). With nothing left above,
+    /// this is `exit`. An executor's guard around a poll should call this.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskContextError::NotEntered`], or [`TaskContextError::NotCurrent`] on another
+    /// thread or inside a run or scope that began after `enter` and has not ended. Nothing
+    /// changes on error.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// static REQUEST: ContextVar<u32> = ContextVar::new("request");
+    ///
+    /// REQUEST.set(1);
+    /// let mut task = TaskContext::capture();
+    /// task.enter().unwrap();
+    /// // The step attaches a context and never detaches it (say its code panicked).
+    /// let _left = contextvars::attach(Context::new()).unwrap();
+    /// REQUEST.set(99);
+    /// assert!(task.exit().is_err()); // not the current attach: nothing changed
+    /// task.end().unwrap();
+    /// assert_eq!(REQUEST.get(), Some(1)); // the thread's own context again
+    /// ```
+    pub fn end(&mut self) -> Result<(), TaskContextError> {
+        let id = self.entered.ok_or(TaskContextError::NotEntered)?;
+        let context = end_attach(id).map_err(|_| TaskContextError::NotCurrent)?;
+        self.context = context;
+        self.entered = None;
+        Ok(())
+    }
+
     /// Whether the context is entered (current on some thread).
     pub fn is_entered(&self) -> bool {
         self.entered.is_some()
@@ -206,11 +244,12 @@ impl TaskContext {
 
 impl Drop for TaskContext {
     /// Releases the context. If it is still entered (an executor dropping a task in the
-    /// middle of a step), it is exited first when this is its thread and scope level;
-    /// otherwise it stays current where it was entered until the scope below it is left.
+    /// middle of a step), it is ended first when this is its thread and scope level (see
+    /// [`end`](Self::end): attaches the step left above it end too); otherwise it stays
+    /// current where it was entered until the scope below it is left.
     fn drop(&mut self) {
         if self.entered.is_some() {
-            let _ = self.exit();
+            let _ = self.end();
         }
     }
 }

@@ -643,6 +643,34 @@ fn dropping_a_suspended_generator_drops_its_locals_inside_its_logical_context() 
     });
 }
 
+/// A body that returns while holding a value (a future that is not an `async` block keeps
+/// its state after `Ready`): the body is dropped inside the generator's logical context, at
+/// its last step, as a suspended or panicking body is.
+#[test]
+fn a_body_that_returns_is_dropped_inside_its_logical_context() {
+    clean(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder { log: log.clone() };
+        VAR.set("main");
+        let mut g = Gen::new(move |_co: Co<()>| {
+            poll_fn(move |_| {
+                let _ = &recorder;
+                VAR.set("gen");
+                Poll::Ready(7)
+            })
+        });
+        assert_eq!(g.resume(), Ok(GeneratorState::Complete(7)));
+        assert_eq!(
+            *log.lock().unwrap(),
+            [Some("gen")],
+            "dropped at its last step"
+        );
+        assert_eq!(VAR.get(), Some("main"));
+        drop(g);
+        assert_eq!(log.lock().unwrap().len(), 1);
+    });
+}
+
 /// A future that is pending at its first poll and ready at its second.
 struct PendingOnce(bool);
 

@@ -126,6 +126,62 @@ fn a_step_that_panics_leaves_the_thread_intact_when_the_executor_exits_in_a_guar
     });
 }
 
+/// A step that panicked between an `attach` of its own and the `detach`: `exit` refuses (the
+/// attach is on top) and changes nothing, `end` ends both, and the thread's context is its
+/// own again, for the next task too.
+#[test]
+fn a_step_that_leaves_an_attach_behind_ends_with_it() {
+    use contextvars::attach;
+    on_fresh_thread(|| {
+        REQUEST.set(1);
+        let mut task = TaskContext::new(Inheritance::Empty);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            task.enter().unwrap();
+            REQUEST.set(5);
+            let _left = attach(Context::new()).unwrap();
+            REQUEST.set(99);
+            panic!("the step panics between attach and detach");
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(REQUEST.get(), Some(99), "the attach left behind is current");
+        assert_eq!(task.exit(), Err(TaskContextError::NotCurrent));
+        assert!(task.is_entered(), "a refused exit changes nothing");
+        task.end().unwrap();
+        assert!(!task.is_entered());
+        assert_eq!(REQUEST.get(), Some(1));
+        assert_eq!(get_execution_context().depth(), 1);
+        // The task goes on in the context that was current when its step ended.
+        assert_eq!(task.context().get(&REQUEST), Some(99));
+        assert_eq!(task.end(), Err(TaskContextError::NotEntered));
+        let mut next = TaskContext::capture();
+        next.enter().unwrap();
+        assert_eq!(REQUEST.get(), Some(1));
+        next.exit().unwrap();
+        // Inside a run opened after `enter`, `end` refuses like `exit`.
+        task.enter().unwrap();
+        let inner = Context::new().run(|| task.end());
+        assert_eq!(inner, Err(TaskContextError::NotCurrent));
+        task.end().unwrap();
+        assert_eq!(REQUEST.get(), Some(1));
+    });
+}
+
+/// A task context dropped while its step's leftover attach is on top ends both.
+#[test]
+fn a_task_context_dropped_under_an_attach_left_behind_ends_both() {
+    use contextvars::attach;
+    on_fresh_thread(|| {
+        REQUEST.set(1);
+        let mut task = TaskContext::new(Inheritance::Empty);
+        task.enter().unwrap();
+        let _left = attach(Context::new()).unwrap();
+        REQUEST.set(99);
+        drop(task);
+        assert_eq!(REQUEST.get(), Some(1));
+        assert_eq!(get_execution_context().depth(), 1);
+    });
+}
+
 #[cfg(feature = "async-executor")]
 mod on_async_executor {
     use std::sync::Arc;
@@ -231,6 +287,47 @@ mod on_async_executor {
         assert_eq!(REQUEST.get(), Some(3));
         let next = block_on(executor.run(executor.spawn(async { REQUEST.get() })));
         assert_eq!(next, Some(3));
+    }
+
+    /// A task that panicked between an `attach` of its own and the `detach`: the executor's
+    /// code and the next task see nothing of it.
+    #[test]
+    fn a_task_that_panics_between_attach_and_detach_leaves_nothing_on_the_thread() {
+        let executor = Executor::new();
+        REQUEST.set(3);
+        let task = executor.spawn(async {
+            let _id = contextvars::attach(contextvars::Context::new()).unwrap();
+            REQUEST.set(99);
+            panic!("between attach and detach");
+        });
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            block_on(executor.run(task))
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(REQUEST.get(), Some(3));
+        assert_eq!(get_execution_context().depth(), 1);
+        let next = block_on(executor.run(executor.spawn(async { REQUEST.get() })));
+        assert_eq!(next, Some(3));
+    }
+
+    /// A step that returns with an attach of its own still on top (its `detach` comes in a
+    /// later step, or never): the step ends with it, so the executor's code between steps
+    /// sees nothing of it, and the task goes on in the context its step ended in.
+    #[test]
+    fn a_step_that_returns_with_an_attach_on_top_ends_it() {
+        let executor = Executor::new();
+        REQUEST.set(3);
+        let task = executor.spawn(async {
+            let id = contextvars::attach(contextvars::Context::new()).unwrap();
+            REQUEST.set(99);
+            yield_now().await;
+            (REQUEST.get(), contextvars::detach(id).is_err())
+        });
+        assert!(executor.try_tick());
+        assert_eq!(REQUEST.get(), Some(3));
+        assert_eq!(get_execution_context().depth(), 1);
+        assert_eq!(block_on(executor.run(task)), (Some(99), true));
+        assert_eq!(REQUEST.get(), Some(3));
     }
 
     #[test]

@@ -744,6 +744,50 @@ mod on_tokio {
         }
     }
 
+    /// `check_workers`: a plain-spawned task that attached a context of its own and never
+    /// detached it left that attach on its worker; the next park reports what it set and
+    /// ends it, so the worker's later tasks see nothing of it.
+    #[test]
+    fn check_workers_ends_an_attach_a_task_left_on_its_worker() {
+        let leaked = Arc::new(Mutex::new(Vec::new()));
+        let sink = leaked.clone();
+        let mut builder = Builder::new_multi_thread();
+        exec_context::tokio::check_workers_with(&mut builder, move |vars| {
+            sink.lock()
+                .unwrap()
+                .extend(vars.iter().map(|v| v.name().to_owned()));
+        });
+        let rt = builder
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let seen = rt.block_on(async {
+            tokio::spawn(async {
+                let _never_detached = contextvars::attach(Context::new()).unwrap();
+                VAR.set("left");
+            })
+            .await
+            .unwrap();
+            // Let the worker park, then look from a task on that worker.
+            let mut seen = Some("left");
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                seen = tokio::spawn(async { VAR.get() }).await.unwrap();
+                if seen.is_none() && !leaked.lock().unwrap().is_empty() {
+                    break;
+                }
+            }
+            seen
+        });
+        drop(rt);
+        assert_eq!(seen, None);
+        assert_eq!(
+            leaked.lock().unwrap().first().map(String::as_str),
+            Some("var")
+        );
+    }
+
     #[test]
     fn nested_block_on_restores_lifo() {
         let result = fresh_thread(|| {
