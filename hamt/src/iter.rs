@@ -219,6 +219,16 @@ impl<'a, K: Clone, V: Clone> IterMut<'a, K, V> {
     }
 }
 
+/// Empties an iterator (its depth and remaining count) if dropped while unwinding.
+struct StopOnUnwind<'s>(&'s mut usize, &'s mut usize);
+
+impl Drop for StopOnUnwind<'_> {
+    fn drop(&mut self) {
+        *self.0 = 0;
+        *self.1 = 0;
+    }
+}
+
 impl<'a, K: Clone, V: Clone> Iterator for IterMut<'a, K, V> {
     type Item = (&'a K, &'a mut V);
 
@@ -233,8 +243,12 @@ impl<'a, K: Clone, V: Clone> Iterator for IterMut<'a, K, V> {
                 Some(Slot::Child(child)) => {
                     // Copy-on-write, one node at a time: a shared child is copied here (its
                     // own children become shared by the copy and are copied in turn when
-                    // reached). If a `Clone` panics, the child is left as it was.
+                    // reached). If a `Clone` panics, the child is left as it was, and the
+                    // iterator ends (its slot is passed): it says so, rather than go on with
+                    // a subtree missing from what it promised.
+                    let stop = StopOnUnwind(&mut self.depth, &mut self.remaining);
                     let body = node::make_mut(child);
+                    mem::forget(stop);
                     // The trie is at most MAX_DEPTH levels deep, so this never overflows.
                     self.stack[self.depth] = body.slice.iter_mut();
                     self.depth += 1;
@@ -338,11 +352,13 @@ impl<K: Clone, V: Clone> Iterator for IntoIter<K, V> {
                 self.depth -= 1;
                 continue;
             }
-            frame.next += 1;
             let slot = match Arc::get_mut(&mut frame.node) {
                 Some(body) => mem::replace(&mut body.slice[pos], Slot::Vacant),
+                // A `Clone` that panics leaves the position as it was: a caught panic and
+                // the next call clone this slot again, so nothing is skipped.
                 None => frame.node.slice[pos].clone(),
             };
+            frame.next += 1;
             match slot {
                 Slot::Entry(k, v) => {
                     self.remaining -= 1;

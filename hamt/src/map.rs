@@ -167,8 +167,9 @@ impl<K, V, S> HamtMap<K, V, S> {
     /// assert!(map.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        self.root = None;
+        // The length first: dropping the entries runs their `Drop`, which may panic.
         self.len = 0;
+        drop(self.root.take());
     }
 }
 

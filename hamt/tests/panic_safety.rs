@@ -609,3 +609,80 @@ fn panics_mid_set_operations_leave_maps_intact() {
         assert!(unique.iter().chain(&shared).all(|&panics| panics >= 1));
     }
 }
+
+/// A value whose `Drop` panics when armed.
+#[derive(Clone, Debug)]
+struct Bomb(bool);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.0 {
+            panic::panic_any(TrapFired);
+        }
+    }
+}
+
+/// A `Drop` that panics while `clear` drops the entries leaves an empty map whose length
+/// says so, and the map stays usable.
+#[test]
+fn a_drop_that_panics_in_clear_leaves_an_empty_map() {
+    quiet_traps();
+    let mut map: HamtMap<u32, Bomb> = (0..100).map(|i| (i, Bomb(i == 37))).collect();
+    assert!(panic::catch_unwind(AssertUnwindSafe(|| map.clear())).is_err());
+    assert_eq!((map.len(), map.iter().count()), (0, 0));
+    assert!(map.is_empty());
+    map.insert(1, Bomb(false));
+    map.check_invariants();
+    assert_eq!((map.len(), map.iter().count()), (1, 1));
+}
+
+/// An owning iterator over a shared map whose `Clone` panicked mid-way: a caught panic loses
+/// nothing (the next call clones that entry again), and its length stays what it yields.
+/// A mutable iterator stops instead (the subtree it was copying is passed) and says so.
+#[test]
+fn iterators_that_survive_a_clone_panic_yield_what_their_length_says() {
+    quiet_traps();
+    for skip in 0..2 * layout().len() as u32 {
+        let map = build_map(&layout());
+        let _shared = map.clone();
+        let mut it = map.into_iter();
+        TRAP.set(Some((Kind::Clone, skip)));
+        let mut got = Contents::new();
+        loop {
+            let promised = it.len();
+            match panic::catch_unwind(AssertUnwindSafe(|| it.next())) {
+                Ok(Some((k, v))) => assert!(got.insert((k.hash, k.id), v.n).is_none()),
+                Ok(None) => {
+                    assert_eq!(promised, 0);
+                    break;
+                }
+                Err(_) => assert_eq!(it.len(), promised),
+            }
+        }
+        TRAP.set(None);
+        assert_eq!(got, layout(), "trap after {skip} clones");
+    }
+    for skip in 0..2 * layout().len() as u32 {
+        let mut map = build_map(&layout());
+        let shared = map.clone();
+        let mut it = map.iter_mut();
+        TRAP.set(Some((Kind::Clone, skip)));
+        let mut yielded = 0;
+        loop {
+            let promised = it.len();
+            match panic::catch_unwind(AssertUnwindSafe(|| it.next().is_some())) {
+                Ok(true) => yielded += 1,
+                Ok(false) => {
+                    assert_eq!(promised, 0);
+                    break;
+                }
+                Err(_) => assert_eq!(it.len(), it.size_hint().0),
+            }
+        }
+        assert_eq!(it.len(), 0);
+        TRAP.set(None);
+        assert!(yielded <= layout().len());
+        assert_holds(&map, &layout());
+        assert_holds(&shared, &layout());
+    }
+}
