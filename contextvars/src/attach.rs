@@ -28,7 +28,19 @@ use crate::context::Context;
 use crate::thread_state::{self, Abandoned, Detached, Frame, Level};
 
 /// Identifies one [`attach`]: pass it to [`detach`] to leave that context. Plain data; using
-/// it twice, on another thread or at another scope level is refused by `detach`.
+/// it twice, on another thread or at another scope level is refused by `detach`. Every attach
+/// gets an id of its own, also when it attaches a context attached before:
+///
+/// ```
+/// use contextvars::{Context, DetachError, attach, detach};
+///
+/// let first = attach(Context::new()).unwrap();
+/// let context = detach(first).unwrap();
+/// let second = attach(context).unwrap();
+/// assert_ne!(first, second);
+/// assert_eq!(detach(first).unwrap_err(), DetachError::NotCurrent); // used already
+/// assert!(detach(second).is_ok());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AttachId(u64);
 
@@ -158,9 +170,7 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
 /// is the topmost one left attached (still the current one, as at the end of a run), and
 /// the contexts those attaches displaced, the one `id` attached among them, are dropped here
 /// (or when the thread's outermost borrow ends). No [`detach`] can match those attaches any
-/// more, and the context handed back counts as a new one: the ids of those attaches, and the
-/// tokens made while it was current, no longer match it when it is attached again. Either
-/// way the context that `id`'s attach displaced is current again.
+/// more. Either way the context that `id`'s attach displaced is current again.
 ///
 /// # Errors
 ///
@@ -280,9 +290,7 @@ pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
 ///   hands back. Otherwise it is the topmost context left attached (still the current one,
 ///   as at the end of a run), and the contexts those attaches displaced, the fetched one
 ///   among them, are dropped here (or when the thread's outermost borrow ends). No
-///   [`detach`] can match those attaches any more, and the context handed back counts as a
-///   new one: the ids of those attaches, and the tokens made while it was current, no
-///   longer match it when it is attached again.
+///   [`detach`] can match those attaches any more.
 ///
 /// Either way the context that `attach_deferred` displaced is current again.
 ///

@@ -414,7 +414,12 @@ pub(crate) fn forget(var: VarId) {
 }
 
 /// Versions come in blocks of this many, each block owned by one thread; see [`enter`].
-const BLOCK: u64 = 1 << 32;
+///
+/// Every thread that uses a context takes at least one block, so blocks must outnumber the
+/// threads a process can ever start: 2^63 / 2^16 = 2^47 blocks last 44 years at 100,000 new
+/// threads a second. A thread takes its next block after 65,535 fresh versions (an atomic
+/// add, and a stamp of its earlier blocks then counts as foreign: one cold read).
+const BLOCK: u64 = 1 << 16;
 
 /// The next block of versions to hand out (block 0 is never handed out: a thread's first
 /// version, 1, lies in it).
@@ -440,10 +445,22 @@ fn fresh(cache: &Cache) -> u64 {
 #[inline(never)]
 fn new_block(cache: &Cache) -> u64 {
     // Relaxed: only the uniqueness of the numbers matters, which any ordering gives.
-    let start = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * BLOCK;
+    let index = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if index >= NO_BLOCK / BLOCK {
+        // Out of blocks (decades of threads, see `BLOCK`): a block handed out again would
+        // let one thread trust another's cache entries, which may point at freed values.
+        exhausted();
+    }
+    let start = index * BLOCK;
     cache.block.set(start);
     // The block's start itself is never handed out, so no stamp is ever 0 modulo `BLOCK`.
     start + 1
+}
+
+#[cold]
+fn exhausted() -> ! {
+    eprintln!("contextvars: the process has used up its lookup-cache versions; aborting");
+    std::process::abort()
 }
 
 /// Makes the cache describe a context being entered, and returns the version to give back to
@@ -462,6 +479,18 @@ pub(crate) fn enter(stamp: u64) -> u64 {
         let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
         let version = if mine { stamp } else { fresh(cache) };
         cache.version.replace(version)
+    })
+}
+
+/// [`enter`], which also returns a number that no other call of this in the process gives
+/// (it is taken from this thread's block of versions, and never used as a version): the id of
+/// an attach.
+#[inline]
+pub(crate) fn enter_with_id(stamp: u64) -> (u64, u64) {
+    CACHE.with(|cache| {
+        let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
+        let version = if mine { stamp } else { fresh(cache) };
+        (cache.version.replace(version), fresh(cache))
     })
 }
 
@@ -546,4 +575,51 @@ pub(crate) fn is_cached(var: VarId) -> bool {
         cache.entries.vars[slot].get() == var.0
             && cache.entries.versions[slot].get() == cache.version.get()
     })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Across block boundaries: versions only grow and never repeat, none is 0 modulo
+    /// `BLOCK`, a stamp of this thread's current block is warm on `enter`, and one of an
+    /// earlier block is not (it gets a fresh version).
+    #[test]
+    fn versions_stay_unique_and_stamps_of_earlier_blocks_are_foreign() {
+        std::thread::spawn(|| {
+            let first = renew();
+            let mut previous = first;
+            let mut blocks = 0;
+            for step in 0..24 {
+                if step % 8 == 0 {
+                    // Skip to a few versions before the end of the block (as that many
+                    // `fresh` calls would, without making them).
+                    CACHE.with(|cache| {
+                        cache.last.set((cache.last.get() / BLOCK + 1) * BLOCK - 4);
+                    });
+                }
+                let version = renew();
+                assert!(version > previous || version / BLOCK != previous / BLOCK);
+                assert_ne!(version % BLOCK, 0);
+                if version / BLOCK != previous / BLOCK {
+                    blocks += 1;
+                }
+                previous = version;
+            }
+            assert!(blocks >= 2, "crossed {blocks} block boundaries");
+            let current = CACHE.with(|cache| cache.version.get());
+            // The current version is a stamp of the current block: warm.
+            let outer = enter(current);
+            assert_eq!(CACHE.with(|cache| cache.version.get()), current);
+            leave(outer);
+            // A stamp of an earlier block: a fresh version, never the stamp.
+            let outer = enter(first);
+            let entered = CACHE.with(|cache| cache.version.get());
+            assert_ne!(entered, first);
+            assert!(entered > current || entered / BLOCK != current / BLOCK);
+            leave(outer);
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -37,6 +37,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// assert_eq!(REQUEST.get(), None);
     /// ```
     pub fn scope_future<F: Future>(&'static self, value: T, future: F) -> ScopeFuture<T, F> {
+        // What `set` records for an unusual variable, which the value is set like.
+        if !self.is_inherited() || self.is_pinned() {
+            self.note_flags(self.id());
+        }
         let stored = Value::new(self.name(), self.is_inherited(), self.is_pinned(), value);
         ScopeFuture {
             var: self,
@@ -118,6 +122,12 @@ impl<T: Send + Sync + 'static> SetGuard<'_, T> {
 
 impl<T: Send + Sync + 'static> Drop for SetGuard<'_, T> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Dropped while unwinding: a `Drop` of the displaced value that panics too is
+            // discarded, not an abort (the reset is recorded before it runs).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.undo()));
+            return;
+        }
         if let Err(error) = self.undo()
             && cfg!(debug_assertions)
             && !std::thread::panicking()

@@ -451,17 +451,22 @@ pub(crate) fn restore(
     old: Option<Value>,
     context: u64,
 ) -> Result<Displaced, RestoreError> {
-    with_state(|ts| {
+    // Kept out here until it is used: refused, it is dropped below, outside the borrow (its
+    // `Drop` is user code, which may use context variables).
+    let mut old = Some(old);
+    let restored = with_state(|ts| {
         // A lazily pushed topmost logical context has no id yet, so no token matches it.
         if ts.frame.top.id != context || context == 0 || lazy() > 0 {
             return Err(RestoreError::WrongContext);
         }
-        Ok(match old {
+        Ok(match old.take().flatten() {
             Some(value) => ts.insert_top(id, value),
             None => ts.remove_top(id),
         })
     })
-    .unwrap_or(Err(RestoreError::WrongContext))
+    .unwrap_or(Err(RestoreError::WrongContext));
+    drop(old);
+    restored
 }
 
 /// The current execution context as an immutable snapshot (O(1) when nothing changed since
@@ -1270,15 +1275,18 @@ fn drop_abandoned(abandoned: Box<LeftAttached>) {
 }
 
 /// What one non-scoped attach (`crate::attach`) displaced: the frame, floor and cached
-/// snapshot of the level below, and the id of the attached frame's top logical context.
+/// snapshot of the level below, the id of the attached frame's top logical context, and the
+/// attach's own id.
 pub(crate) struct Level {
     pub(crate) frame: Frame,
     pub(crate) floor: usize,
     /// Empty if none was cached.
     pub(crate) snapshot: ExecutionContext,
     pub(crate) top_id: u64,
-    /// The deferred attach's id, or 0 for a plain attach.
-    pub(crate) deferred: u64,
+    /// The attach's id: a deferred attach's (with [`DEFERRED`]), or for a plain attach a
+    /// number no other attach in the process gets (so an id used again after its detach,
+    /// or on another thread, matches nothing, even when the same context is attached again).
+    pub(crate) id: u64,
     /// The attached frame's floor: how many logical contexts were pushed when it became
     /// current.
     pub(crate) attached_floor: usize,
@@ -1289,7 +1297,7 @@ pub(crate) struct Level {
 }
 
 /// Makes `frame` the current context at a new level, keeping the displaced one in the thread
-/// state, and returns the id of the attached top logical context. `stamp` is the frame's
+/// state, and returns the attach's id (see [`Level::id`]). `stamp` is the frame's
 /// lookup-cache stamp (see `run_in_frame`). `Err(frame)`, with nothing changed, during
 /// thread teardown. Runs no user code: nothing is dropped.
 #[inline]
@@ -1297,8 +1305,9 @@ pub(crate) fn attach_frame(frame: Frame, stamp: u64) -> Result<u64, Frame> {
     let mut given = Some(frame);
     let attached = with_state(|ts| {
         ts.materialize();
-        let outer = cache::enter(stamp);
-        push_level(ts, given.take().unwrap_or_default(), 0, outer)
+        let (outer, id) = cache::enter_with_id(stamp);
+        push_level(ts, given.take().unwrap_or_default(), id, outer);
+        id
     });
     attached.ok_or_else(|| given.take().unwrap_or_default())
 }
@@ -1306,7 +1315,7 @@ pub(crate) fn attach_frame(frame: Frame, stamp: u64) -> Result<u64, Frame> {
 /// Makes `frame` the current context at a new level (see [`attach_frame`]), on a state whose
 /// lazily pushed logical contexts that belong below it are materialised.
 #[inline]
-fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64, outer: u64) -> u64 {
+fn push_level(ts: &mut ThreadState, mut frame: Frame, id: u64, outer: u64) {
     let top_id = frame.top.ensure_id();
     ts.frame.swap(&mut frame);
     let attached_floor = ts.pushed.len();
@@ -1317,11 +1326,10 @@ fn push_level(ts: &mut ThreadState, mut frame: Frame, deferred: u64, outer: u64)
         floor,
         snapshot,
         top_id,
-        deferred,
+        id,
         attached_floor,
         outer,
     });
-    top_id
 }
 
 /// Where a deferred attach's context comes from: `fetch(key)`, called once, on first use.
@@ -1453,8 +1461,8 @@ fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
                 return Ok(None);
             }
             let index = match ts.levels.last() {
-                Some(top) if top.deferred == id => ts.levels.len() - 1,
-                _ => match ts.levels.iter().rposition(|level| level.deferred == id) {
+                Some(top) if top.id == id => ts.levels.len() - 1,
+                _ => match ts.levels.iter().rposition(|level| level.id == id) {
                     Some(index) => index,
                     None => return Err(()),
                 },
@@ -1464,7 +1472,7 @@ fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
                     // Another deferred attach waits above it.
                     return Err(());
                 }
-                return leave(ts, ts.levels[index].top_id).map(Some).ok_or(());
+                return leave(ts, id).map(Some).ok_or(());
             }
             end_checked(ts, index).map(Some)
         })
@@ -1473,9 +1481,9 @@ fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
 
 /// [`detach_frame`], except that attaches made above it and still attached end with it, as
 /// at the end of a run (see [`end_level`]). `Err(())`, with nothing changed, if the attach
-/// whose top logical context is `top_id` is not on this thread's stack, or if a run or a
-/// logical-context scope opened since it is still open.
-pub(crate) fn end_frame(top_id: u64) -> Result<Detached, ()> {
+/// `id` is not on this thread's stack, or if a run or a logical-context scope opened since
+/// it is still open.
+pub(crate) fn end_frame(id: u64) -> Result<Detached, ()> {
     STATE
         .try_with(|state| {
             // As in `leave_deferred`: a waiting run is entered first, so that a run waiting
@@ -1484,13 +1492,13 @@ pub(crate) fn end_frame(top_id: u64) -> Result<Detached, ()> {
                 settle(state);
             }
             let ts = &mut *state.borrow_mut();
-            if top_id == 0 || lazy() > 0 {
+            if id == 0 || lazy() > 0 {
                 return Err(());
             }
             let index = ts
                 .levels
                 .iter()
-                .rposition(|level| level.top_id == top_id)
+                .rposition(|level| level.id == id)
                 .ok_or(())?;
             end_checked(ts, index)
         })
@@ -1512,16 +1520,7 @@ fn end_checked(ts: &mut ThreadState, index: usize) -> Result<Detached, ()> {
         // a run): the frame is as that attach found it.
         cache::leave(pending.outer);
     }
-    let top_id = ts.levels[index].top_id;
-    let mut detached = end_level(ts, index);
-    if detached.frame.top.id != top_id {
-        // The frame handed back is one an attach left above made current. That attach has
-        // ended: its id must not match the frame when the caller attaches it again (a stale
-        // `detach` would take the caller's own level), nor may its tokens: the frame goes on
-        // under a new id, taken at its next attach or set.
-        detached.frame.top.id = 0;
-    }
-    Ok(detached)
+    Ok(end_level(ts, index))
 }
 
 /// What [`detach_frame`] took off the thread: the attached frame, its stale cached
@@ -1545,26 +1544,30 @@ pub(crate) struct Abandoned {
     pub(crate) levels: Vec<Level>,
 }
 
-/// Leaves the attach whose top logical context is `top_id`, if that context is the current
-/// one at this scope level: reinstalls what the attach displaced and hands back the attached
+/// Leaves the attach `id` (see [`Level::id`]), if the context it attached is the current one
+/// at this scope level: reinstalls what the attach displaced and hands back the attached
 /// frame. Attaches above it (made inside scopes that have ended) are discarded with it.
 /// `None`, with nothing changed, otherwise. Runs no user code.
 #[inline]
-pub(crate) fn detach_frame(top_id: u64) -> Option<Detached> {
-    with_state(|ts| leave(ts, top_id)).flatten()
+pub(crate) fn detach_frame(id: u64) -> Option<Detached> {
+    with_state(|ts| leave(ts, id)).flatten()
 }
 
 /// [`detach_frame`] on a borrowed state.
 #[inline]
-fn leave(ts: &mut ThreadState, top_id: u64) -> Option<Detached> {
+fn leave(ts: &mut ThreadState, id: u64) -> Option<Detached> {
     // A lazily pushed logical context is above the attached one.
-    if ts.frame.top.id != top_id || top_id == 0 || lazy() > 0 {
+    if id == 0 || lazy() > 0 {
         return None;
     }
     let index = match ts.levels.last() {
-        Some(top) if top.top_id == top_id => ts.levels.len() - 1,
-        _ => ts.levels.iter().rposition(|level| level.top_id == top_id)?,
+        Some(top) if top.id == id => ts.levels.len() - 1,
+        _ => ts.levels.iter().rposition(|level| level.id == id)?,
     };
+    // The attached frame must be the current one (not a run's or a scope's opened since).
+    if ts.frame.top.id != ts.levels[index].top_id {
+        return None;
+    }
     Some(end_level(ts, index))
 }
 

@@ -443,7 +443,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// Records, once per set of an unusual variable, what the process-wide fast paths check:
     /// a variable that opted out of inheritance, a pinned one.
     #[cold]
-    fn note_flags(&self, id: VarId) {
+    pub(crate) fn note_flags(&self, id: VarId) {
         if self.pinned {
             crate::pinned::note_set(id);
         } else {
@@ -534,7 +534,15 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                 // Only fails if `f` left the logical context it started in, which scoped
                 // APIs cannot do; there is nothing better to do with the error in a drop.
                 if let Some(token) = self.token.take() {
-                    let _ = self.var.reset(token);
+                    if std::thread::panicking() {
+                        // `f` panicked: a `Drop` of the displaced value that panics too is
+                        // discarded, not an abort (the reset is recorded before it runs).
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.var.reset(token)
+                        }));
+                    } else {
+                        let _ = self.var.reset(token);
+                    }
                 }
             }
         }

@@ -246,10 +246,11 @@ fn ending_a_deferred_attach_ends_an_attach_the_step_left_behind() {
 }
 
 /// `end_attach` of an attach with another left above it hands back the context current
-/// then, under a new identity: attaching it again makes a level that the ended attach's id
-/// cannot detach, and a token made while it was current no longer resets in it.
+/// then; attached again, it gets an id of its own, so the ended attach's id matches nothing
+/// (neither that attach nor the new one), while its tokens still reset there: the logical
+/// context they were made in is current again.
 #[test]
-fn a_context_an_end_hands_back_from_an_attach_left_above_is_a_new_one() {
+fn ids_of_ended_attaches_match_nothing_when_their_context_is_attached_again() {
     on_fresh_thread(|| {
         VARS[0].set(1);
         let step = attach(context_with(Some(70))).unwrap();
@@ -262,26 +263,27 @@ fn a_context_an_end_hands_back_from_an_attach_left_above_is_a_new_one() {
         );
         assert_eq!(VARS[0].get(), Some(1));
         let again = attach(std::mem::take(&mut ended)).unwrap();
+        assert_ne!(again, left);
         assert_eq!(VARS[0].get(), Some(80));
         assert_eq!(detach(left).unwrap_err(), DetachError::NotCurrent);
         assert_eq!(end_attach(left).unwrap_err(), DetachError::NotCurrent);
-        assert_eq!(
-            VARS[1].reset(token),
-            Err(contextvars::TokenError::WrongContext)
-        );
-        assert_eq!(VARS[1].get(), Some(6));
+        assert_eq!(detach(step).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VARS[1].reset(token), Ok(()));
+        assert_eq!(VARS[1].get(), None);
         let back = detach(again).unwrap();
         assert_eq!(back.get(&VARS[0]), Some(80));
         assert_eq!(VARS[0].get(), Some(1));
-        // With nothing left above, the attach's own context comes back as itself.
-        let mut own = context_with(Some(90));
-        let token = own.run(|| VARS[2].set(3));
-        let id = attach(own).unwrap();
-        let own = end_attach(id).unwrap();
-        let id = attach(own).unwrap();
-        assert_eq!(VARS[2].reset(token), Ok(()));
-        assert_eq!(VARS[2].get(), None);
-        drop(detach(id).unwrap());
+        // An id from another thread matches nothing here.
+        let here = attach(Context::new()).unwrap();
+        let there = std::thread::spawn(|| {
+            let id = attach(Context::new()).unwrap();
+            drop(detach(id).unwrap());
+            id
+        })
+        .join()
+        .unwrap();
+        assert_eq!(detach(there).unwrap_err(), DetachError::NotCurrent);
+        drop(detach(here).unwrap());
     });
 }
 

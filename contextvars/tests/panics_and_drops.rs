@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
 use contextvars::{
-    Context, ContextVar, ExecutionContext, LogicalContext, VarId, copy_context,
+    Context, ContextVar, ExecutionContext, LogicalContext, TokenError, VarId, copy_context,
     get_execution_context, run_with_execution_context, run_with_logical_context,
 };
 
@@ -413,6 +413,18 @@ fn drop_code_may_use_other_variables_wherever_a_value_is_dropped() {
         let token = VAR.set(TouchesOtherOnDrop { tag: 3 });
         VAR.reset(token).unwrap();
         assert_eq!(TOUCHED.get(), Some(3));
+
+        // A reset refused in another context, or under a logical context pushed since: the
+        // token's old value is dropped with it.
+        VAR.set(TouchesOtherOnDrop { tag: 31 });
+        let token = VAR.set(TouchesOtherOnDrop { tag: 32 });
+        let refused = Context::new().run(|| (VAR.reset(token), TOUCHED.get()));
+        assert_eq!(refused, (Err(TokenError::WrongContext), Some(31)));
+        let token = VAR.set(TouchesOtherOnDrop { tag: 33 });
+        let refused = run_with_logical_context(&mut LogicalContext::new(), || {
+            (VAR.reset(token), TOUCHED.get())
+        });
+        assert_eq!(refused, (Err(TokenError::WrongContext), Some(32)));
 
         // A context dropped after running.
         Context::new().run(|| VAR.set(TouchesOtherOnDrop { tag: 4 }));
@@ -923,5 +935,27 @@ fn a_reset_interrupted_by_a_panicking_drop_is_still_applied() {
         let token = VAR.set(PanicsOnDrop { armed: false });
         VAR.reset(token).unwrap();
         assert!(VAR.with(|value| value.is_some_and(|value| !value.armed)));
+    });
+}
+
+/// A `scope` or a `SetGuard` ended by a panic drops its own value while unwinding: a `Drop`
+/// of that value that panics too is discarded (not an abort), and the variable is reset.
+#[test]
+fn a_panicking_drop_of_a_scoped_value_while_unwinding_does_not_abort() {
+    static BOMB: ContextVar<PanicsOnDrop> = ContextVar::new("bomb");
+    on_fresh_thread(|| {
+        let outcome = std::panic::catch_unwind(|| {
+            BOMB.scope(PanicsOnDrop { armed: true }, || panic!("inner"))
+        });
+        assert!(outcome.is_err());
+        assert!(BOMB.with(|value| value.is_none()));
+        let outcome = std::panic::catch_unwind(|| {
+            let _guard = BOMB.set_guard(PanicsOnDrop { armed: true });
+            panic!("inner");
+        });
+        assert!(outcome.is_err());
+        assert!(BOMB.with(|value| value.is_none()));
+        TOUCHED.set(5);
+        assert_eq!(TOUCHED.get(), Some(5));
     });
 }
