@@ -264,6 +264,93 @@ fn unshareable_values_are_refused() {
     );
 }
 
+/// Tables whose copy would not end or not fit: a declared `n` far beyond memory is refused
+/// before anything is allocated (it aborted the process), and a table met again is
+/// converted once and shared (forty levels of `{t, t}`, 2^40 paths, took hours).
+#[test]
+fn tables_too_large_to_copy_are_refused_and_shared_tables_are_copied_once() {
+    let lua = LuaInterpreter::new().unwrap();
+    let queue = Queue::new(0);
+    lua.prepare_main([("q", queue.clone().into())]).unwrap();
+    for n in ["1 << 40", "math.maxinteger", "(1 << 24) + 1"] {
+        let error = lua.exec(&format!("q:put({{n = {n}}})")).unwrap_err();
+        let message = error.as_failed().unwrap().message().to_owned();
+        assert!(message.contains("not shareable"), "n = {n}: {message}");
+        assert!(message.contains("sequence items"), "n = {n}: {message}");
+    }
+    assert!(queue.is_empty());
+    lua.exec("local t = {} for i = 1, 40 do t = {t, t} end q:put(t)")
+        .unwrap();
+    let mut item = queue.get_nowait().unwrap();
+    let mut depth = 0;
+    loop {
+        let Shareable::Tuple(items) = item else {
+            panic!("a tuple at depth {depth}: {item:?}");
+        };
+        if items.is_empty() {
+            break;
+        }
+        assert_eq!(items.len(), 2);
+        // One copy, shared (comparing them by value would walk 2^40 paths).
+        let (Shareable::Tuple(first), Shareable::Tuple(second)) = (&items[0], &items[1]) else {
+            panic!("tuples at depth {depth}");
+        };
+        assert!(std::sync::Arc::ptr_eq(first, second), "depth {depth}");
+        item = items[0].clone();
+        depth += 1;
+    }
+    assert_eq!(depth, 40);
+    // A table holding itself is still refused (too deep), and the state goes on.
+    let error = lua.exec("local t = {} t[1] = t q:put(t)").unwrap_err();
+    assert!(
+        error
+            .as_failed()
+            .unwrap()
+            .message()
+            .contains("nested too deeply")
+    );
+    lua.exec("q:put(1)").unwrap();
+    assert_eq!(queue.get_nowait().unwrap(), Shareable::from(1));
+}
+
+/// A failed resume of a coroutine that is running (or waits on one it resumed) leaves the
+/// record of the resume that runs it: its variables stay in its own logical context.
+#[test]
+fn a_failed_resume_of_a_running_coroutine_keeps_its_context() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        local v = contextvars.ContextVar("v", "default")
+        local seen = {}
+        local outer
+        outer = coroutine.wrap(function()
+          v:set("inner")
+          local ok = coroutine.resume(coroutine.running())
+          assert(not ok, "a running coroutine cannot be resumed")
+          seen[#seen + 1] = v:get()
+          local inner = coroutine.create(function()
+            -- `outer` is normal (it resumed us): resuming it fails.
+            assert(not coroutine.resume(coroutine.running()))
+            local ok = coroutine.resume(outer_co)
+            assert(not ok)
+            seen[#seen + 1] = v:get()
+          end)
+          outer_co = coroutine.running()
+          assert(coroutine.resume(inner))
+          seen[#seen + 1] = v:get()
+          v:set("leak?")
+        end)
+        outer()
+        seen[#seen + 1] = v:get()
+        assert(seen[1] == "inner", tostring(seen[1]))
+        assert(seen[2] == "inner", tostring(seen[2]))
+        assert(seen[3] == "inner", tostring(seen[3]))
+        assert(seen[4] == "default", tostring(seen[4]))
+        "#,
+    )
+    .unwrap();
+}
+
 #[test]
 fn isolation_between_interpreters_and_main() {
     let a = LuaInterpreter::new().unwrap();
@@ -382,6 +469,17 @@ fn memory_limit_is_a_clear_error() {
     assert_eq!(MAIN_VAR.get(), Some("caller"));
     lua.exec("collectgarbage(); local t = {} for i = 1, 1000 do t[i] = i end")
         .unwrap();
+    // Reached inside a callback (the queue's `get` making the item's string): still a
+    // memory error, not a runtime one.
+    let queue = Queue::new(0);
+    lua.prepare_main([("q", queue.clone().into())]).unwrap();
+    queue.put("x".repeat(8 << 20)).unwrap();
+    let error = lua.exec("s = q:get()").unwrap_err();
+    assert!(
+        matches!(lua_error(&error), LuaError::Memory { .. }),
+        "{error}"
+    );
+    lua.exec("collectgarbage(); x = 1").unwrap();
 }
 
 #[test]
@@ -413,6 +511,98 @@ fn instruction_budget_stops_a_runaway_loop() {
     assert_eq!(MAIN_VAR.get(), Some("caller"));
     // Each run has the whole budget again.
     lua.exec("local n = 0 for i = 1, 10000 do n = n + i end")
+        .unwrap();
+}
+
+/// Another thread's calls refused because a run is in progress (`Running`) renew nothing: the
+/// runaway loop still stops at its budget.
+#[test]
+fn calls_refused_while_a_run_is_in_progress_do_not_renew_its_budget() {
+    let lua = LuaInterpreter::builder()
+        .instruction_budget(2_000_000)
+        .build()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (outcome, refused) = std::thread::scope(|scope| {
+        let poller = scope.spawn(|| {
+            let mut refused = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if matches!(
+                    lua.get_main_attr("x"),
+                    Err(InterpreterError::Running { .. })
+                ) {
+                    refused += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            refused
+        });
+        // Long enough for the poller to be refused many times before the budget is spent.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let outcome = lua.exec("while true do end");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (outcome, poller.join().unwrap())
+    });
+    let error = outcome.unwrap_err();
+    assert_eq!(
+        lua_error(&error),
+        &LuaError::InstructionBudget { budget: 2_000_000 }
+    );
+    // The loop ran long enough to be refused to the poller (or the test proves nothing).
+    assert!(refused > 0);
+}
+
+/// A spawned task's code runs outside the budget of the runs: it neither spends the next
+/// run's budget nor inherits what the last run left (it was spent).
+#[test]
+fn spawned_tasks_run_outside_the_instruction_budget() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::builder()
+        .instruction_budget(20_000)
+        .build()
+        .unwrap();
+    lua.exec(
+        r#"
+        function job()
+          task.sleep(0.001)
+          local n = 0
+          for i = 1, 100000 do n = n + 1 end
+          return n
+        end
+        "#,
+    )
+    .unwrap();
+    // The last run spent its budget.
+    assert!(lua.exec("while true do end").is_err());
+    let handle = lua.spawn("job", []).unwrap();
+    assert_eq!(
+        rt.block_on(handle).unwrap().unwrap(),
+        Shareable::from(100_000)
+    );
+    // And the next run has its whole budget.
+    lua.exec("local n = 0 for i = 1, 1000 do n = n + i end")
+        .unwrap();
+}
+
+/// Values a run let go of leave the state's registry at the end of the run, so the collector
+/// takes them (and the memory limit counts them no more).
+#[test]
+fn values_a_run_let_go_of_are_collected() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        collected = false
+        v = contextvars.ContextVar("v")
+        local t = v:set(setmetatable({}, {__gc = function() collected = true end}))
+        v:reset(t)
+        "#,
+    )
+    .unwrap();
+    lua.exec("collectgarbage(); collectgarbage(); assert(collected, 'still held')")
         .unwrap();
 }
 

@@ -1,6 +1,7 @@
 //! Shareable data between Lua values and [`Shareable`], and the Lua faces of queues and
 //! channels.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use mlua::{AnyUserData, Lua, MultiValue, UserData, UserDataMethods, Value};
@@ -74,12 +75,96 @@ pub(crate) fn to_lua_multi(
 /// A Lua value as a [`Shareable`]: nil, booleans, integers, floats, strings (UTF-8 ones as
 /// strings, others as bytes), sequences of those (as tuples), queues, channel ends and
 /// `UNBOUND`. Anything else — a function, a table with other keys or holding a function, a
-/// coroutine, any other userdata — is [`LuaError::NotShareable`].
+/// coroutine, any other userdata — is [`LuaError::NotShareable`], and so is a value with
+/// more than [`MAX_ITEMS`] sequence items in all (counting each table once, however often it
+/// appears: a table met again is converted once and shared).
 pub(crate) fn from_lua(value: &Value) -> Result<Shareable, LuaError> {
-    from_lua_at(value, 0)
+    let mut conversion = Conversion {
+        left: MAX_ITEMS,
+        done: HashMap::new(),
+    };
+    conversion.convert(value, 0)
 }
 
-fn from_lua_at(value: &Value, depth: usize) -> Result<Shareable, LuaError> {
+/// Most sequence items one conversion copies, over all its tables: 16 Mi (512 MiB of
+/// `Shareable`s). The copy is Rust memory, outside the interpreter's memory limit and
+/// instruction budget, so it needs a bound of its own; a larger declared `n` is refused
+/// before anything is allocated.
+pub(crate) const MAX_ITEMS: usize = 1 << 24;
+
+/// One conversion's state: the items it may still copy, and the tables it converted (by
+/// address), so that a table met again is shared rather than copied again (a table holding
+/// `{t, t}` forty levels deep has 2^40 paths but forty tables).
+struct Conversion {
+    left: usize,
+    done: HashMap<*const std::ffi::c_void, Shareable>,
+}
+
+impl Conversion {
+    fn convert(&mut self, value: &Value, depth: usize) -> Result<Shareable, LuaError> {
+        let refuse = |what: &str| {
+            Err(LuaError::NotShareable {
+                what: what.to_owned(),
+            })
+        };
+        Ok(match value {
+            Value::Table(table) => {
+                let address = table.to_pointer();
+                if let Some(converted) = self.done.get(&address) {
+                    return Ok(converted.clone());
+                }
+                if depth >= MAX_DEPTH {
+                    return refuse("a table nested too deeply (or holding itself)");
+                }
+                let converted = self.convert_table(table, depth)?;
+                self.done.insert(address, converted.clone());
+                converted
+            }
+            other => return from_lua_scalar(other),
+        })
+    }
+
+    fn convert_table(&mut self, table: &mlua::Table, depth: usize) -> Result<Shareable, LuaError> {
+        let refuse = |what: String| Err(LuaError::NotShareable { what });
+        let declared = match table.raw_get::<Value>("n") {
+            Ok(Value::Integer(n)) if n >= 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => None,
+        };
+        let len = declared.unwrap_or_else(|| table.raw_len());
+        if len > self.left {
+            return refuse(format!(
+                "a value of more than {MAX_ITEMS} sequence items in all (a table declares n = \
+                 {len})"
+            ));
+        }
+        self.left -= len;
+        // Only a sequence is a tuple: no keys beyond 1..n (and `n` itself). Checked first,
+        // so that nothing is copied from a table that is refused.
+        for pair in table.pairs::<Value, Value>() {
+            let (key, _) = pair.map_err(|e| LuaError::from_mlua(&e))?;
+            let in_sequence = match key {
+                Value::Integer(i) => i >= 1 && usize::try_from(i).is_ok_and(|i| i <= len),
+                Value::String(ref s) => declared.is_some() && s.as_bytes().as_ref() == b"n",
+                _ => false,
+            };
+            if !in_sequence {
+                return refuse("a table that is not a sequence".to_owned());
+            }
+        }
+        let mut items = Vec::new();
+        if items.try_reserve_exact(len).is_err() {
+            return refuse(format!("a sequence of {len} items (out of memory)"));
+        }
+        for i in 1..=len {
+            let item: Value = table.raw_get(i).map_err(|e| LuaError::from_mlua(&e))?;
+            items.push(self.convert(&item, depth + 1)?);
+        }
+        Ok(Shareable::Tuple(items.into()))
+    }
+}
+
+/// [`from_lua`] of anything but a table.
+fn from_lua_scalar(value: &Value) -> Result<Shareable, LuaError> {
     let refuse = |what: &str| {
         Err(LuaError::NotShareable {
             what: what.to_owned(),
@@ -94,34 +179,7 @@ fn from_lua_at(value: &Value, depth: usize) -> Result<Shareable, LuaError> {
             Ok(text) => Shareable::from(&*text),
             Err(_) => Shareable::Bytes(s.as_bytes().to_vec().into()),
         },
-        Value::Table(table) => {
-            if depth >= MAX_DEPTH {
-                return refuse("a table nested too deeply (or holding itself)");
-            }
-            let declared = match table.raw_get::<Value>("n") {
-                Ok(Value::Integer(n)) if n >= 0 => Some(n as usize),
-                _ => None,
-            };
-            let len = declared.unwrap_or_else(|| table.raw_len());
-            let mut items = Vec::with_capacity(len);
-            for i in 1..=len {
-                let item: Value = table.raw_get(i).map_err(|e| LuaError::from_mlua(&e))?;
-                items.push(from_lua_at(&item, depth + 1)?);
-            }
-            // Only a sequence is a tuple: no keys beyond 1..n (and `n` itself).
-            for pair in table.pairs::<Value, Value>() {
-                let (key, _) = pair.map_err(|e| LuaError::from_mlua(&e))?;
-                let in_sequence = match key {
-                    Value::Integer(i) => i >= 1 && (i as usize) <= len,
-                    Value::String(ref s) => declared.is_some() && s.as_bytes().as_ref() == b"n",
-                    _ => false,
-                };
-                if !in_sequence {
-                    return refuse("a table that is not a sequence");
-                }
-            }
-            Shareable::Tuple(items.into())
-        }
+        Value::Table(_) => unreachable!("tables are converted by `Conversion`"),
         Value::UserData(ud) => {
             if let Ok(queue) = ud.borrow::<LuaQueue>() {
                 Shareable::Queue(queue.0.clone())

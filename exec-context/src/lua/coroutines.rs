@@ -251,9 +251,14 @@ fn nest<R>(holders: &[AnyUserData], f: impl FnOnce() -> R) -> mlua::Result<R> {
 /// `contextvars.no_context`.
 const COROUTINES: &str = r#"
 local parents, contexts, raw_resume, running, create, contextvars = ...
-local error, type = error, type
+local error, type, status = error, type, coroutine.status
 local function resume(co, ...)
-  parents[co or parents] = running()
+  -- Recorded only for a resume that can succeed: a failed one (a running or normal
+  -- coroutine, a dead one, not a coroutine) must not overwrite the record of the resume
+  -- that is running it.
+  if type(co) == "thread" and status(co) == "suspended" then
+    parents[co] = running()
+  end
   return raw_resume(co, ...)
 end
 coroutine.resume = resume

@@ -68,7 +68,7 @@ pub use mlua;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
@@ -132,6 +132,21 @@ impl LuaError {
         if let Some(own) = find_own(error) {
             return own.clone();
         }
+        // A memory or syntax error raised inside a callback (a queue's `get` that allocates
+        // the item's string, a `load` of bad text) is still that kind of error.
+        match innermost(error) {
+            mlua::Error::MemoryError(message) => {
+                return LuaError::Memory {
+                    message: message.clone(),
+                };
+            }
+            mlua::Error::SyntaxError { message, .. } => {
+                return LuaError::Syntax {
+                    message: message.clone(),
+                };
+            }
+            _ => {}
+        }
         match error {
             mlua::Error::SyntaxError { message, .. } => LuaError::Syntax {
                 message: message.clone(),
@@ -146,6 +161,16 @@ impl LuaError {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+/// The error a callback or context error wraps, all the way down.
+fn innermost(error: &mlua::Error) -> &mlua::Error {
+    match error {
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            innermost(cause)
+        }
+        other => other,
     }
 }
 
@@ -186,6 +211,33 @@ fn lua_err(error: mlua::Error) -> LuaError {
 struct Budget {
     budget: u64,
     left: AtomicU64,
+    /// Whether an `exec` or `call` is running: only its instructions count (a spawned task's
+    /// polls between them do not, and cannot spend the next one's budget).
+    active: AtomicBool,
+}
+
+impl Budget {
+    /// Renews the budget for a run that has the interpreter to itself, until the guard
+    /// drops.
+    fn start(&self) -> BudgetRun<'_> {
+        self.left.store(self.budget, Ordering::Relaxed);
+        self.active.store(true, Ordering::Relaxed);
+        BudgetRun(self)
+    }
+
+    /// Whether a running `exec` or `call` has spent its budget.
+    fn is_spent(&self, step: u64) -> bool {
+        self.active.load(Ordering::Relaxed) && self.left.load(Ordering::Relaxed) < step
+    }
+}
+
+/// Ends the budgeted run (also when it panics).
+struct BudgetRun<'a>(&'a Budget);
+
+impl Drop for BudgetRun<'_> {
+    fn drop(&mut self) {
+        self.0.active.store(false, Ordering::Relaxed);
+    }
 }
 
 /// How often (in instructions) the budget hook runs.
@@ -232,7 +284,9 @@ impl Builder {
 
     /// How many Lua VM instructions each [`exec`](LuaInterpreter::exec) or
     /// [`call`](LuaInterpreter::call) may run (counted in steps of 1000) before it stops with
-    /// [`LuaError::InstructionBudget`].
+    /// [`LuaError::InstructionBudget`]. Tasks started with [`spawn`](LuaInterpreter::spawn)
+    /// run outside it, between the runs: a task's code runs between its awaits, and one that
+    /// never awaits holds its worker thread.
     pub fn instruction_budget(mut self, instructions: u64) -> Self {
         self.instruction_budget = Some(instructions);
         self
@@ -252,6 +306,7 @@ impl Builder {
             Arc::new(Budget {
                 budget,
                 left: AtomicU64::new(budget),
+                active: AtomicBool::new(false),
             })
         });
         interp.try_exec(|| setup(&lua, budget.clone()).map_err(lua_err))?;
@@ -327,8 +382,7 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
         // `pcall`, `xpcall` and `coroutine.resume` catch errors, so a loop around them would
         // outlive the budget: once it is spent, they pass the budget's error on.
         let spent = budget.clone();
-        let is_spent =
-            lua.create_function(move |_, ()| Ok(spent.left.load(Ordering::Relaxed) < step))?;
+        let is_spent = lua.create_function(move |_, ()| Ok(spent.is_spent(step)))?;
         let spent = budget.clone();
         let raise = lua.create_function(move |_, ()| -> mlua::Result<()> {
             Err(mlua::Error::external(LuaError::InstructionBudget {
@@ -342,6 +396,9 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(step as u32),
             move |_, _| {
+                if !budget.active.load(Ordering::Relaxed) {
+                    return Ok(VmState::Continue);
+                }
                 let left = budget.left.load(Ordering::Relaxed);
                 if left < step {
                     return Err(mlua::Error::external(LuaError::InstructionBudget {
@@ -452,15 +509,22 @@ impl LuaInterpreter {
         &self.lua
     }
 
-    /// Runs `f` inside the interpreter, with the instruction budget renewed.
+    /// Runs `f` inside the interpreter, with the instruction budget renewed (once the
+    /// interpreter is its: a call refused as `Running` renews nothing).
     fn enter<T: interpreters::Share>(
         &self,
         f: impl FnOnce(&Lua) -> Result<T, LuaError>,
     ) -> Result<T, InterpreterError> {
-        if let Some(budget) = &self.budget {
-            budget.left.store(budget.budget, Ordering::Relaxed);
-        }
-        self.interp.try_call(|| f(&self.lua))
+        self.interp.try_call(|| {
+            let run = self.budget.as_deref().map(Budget::start);
+            let result = f(&self.lua);
+            drop(run);
+            // Registry values whose last handle went during the run (a variable's old
+            // value, a token's, a finished coroutine's context) leave the registry now, so
+            // the collector can take them: mlua only queues them.
+            self.lua.expire_registry_values();
+            result
+        })
     }
 
     /// Runs Lua source text in the interpreter: PEP 554's `run(source)`, PEP 734's
@@ -659,7 +723,10 @@ impl LuaInterpreter {
     /// assert_eq!(lua.coroutine_contexts(), 0);
     /// ```
     pub fn coroutine_contexts(&self) -> usize {
-        coroutines::live_contexts(&self.lua).unwrap_or(0)
+        let live = coroutines::live_contexts(&self.lua).unwrap_or(0);
+        // The released contexts' values leave the registry too (see `enter`).
+        self.lua.expire_registry_values();
+        live
     }
 }
 
