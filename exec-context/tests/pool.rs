@@ -155,6 +155,107 @@ fn a_broken_initializer_breaks_the_pool() {
     assert!(matches!(pool.submit(|| 2), Err(PoolError::Broken(_))));
 }
 
+/// An error whose `Display` panics (user code, run while the failure is described).
+#[derive(Debug)]
+struct Loud;
+
+impl std::fmt::Display for Loud {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("Display of the error panicked")
+    }
+}
+
+impl std::error::Error for Loud {}
+
+/// A failure whose description panics is still a failure: `try_exec` returns it, a pool job's
+/// handle gets it (it waited forever: the worker died), and an initializer's breaks the pool.
+#[test]
+fn an_error_whose_display_panics_is_reported_as_a_failure() {
+    let interp = interpreters::create();
+    let error = interp.try_exec(|| Err(Loud)).unwrap_err();
+    let failed = error.as_failed().expect("a failure");
+    assert!(failed.is_panic());
+    assert_eq!(failed.message(), "Display of the error panicked");
+    interp.exec(|| ()).unwrap();
+
+    let pool = InterpreterPool::new(1).unwrap();
+    let outcome = pool
+        .submit_fallible(|| Err::<u8, _>(Loud))
+        .unwrap()
+        .wait_timeout(Duration::from_secs(30));
+    match outcome {
+        Err(PoolError::Failed(failed)) => assert!(failed.is_panic()),
+        other => panic!("expected the job's failure, got {other:?}"),
+    }
+    let next = pool.submit(|| 1u8).unwrap();
+    assert_eq!(
+        next.wait_timeout(Duration::from_secs(30)).unwrap(),
+        1,
+        "the worker survived"
+    );
+
+    let pool = InterpreterPool::builder()
+        .workers(1)
+        .initializer(|| Err(Loud))
+        .build()
+        .unwrap();
+    let answer = pool
+        .submit(|| 1u8)
+        .and_then(|handle| handle.wait_timeout(Duration::from_secs(30)));
+    assert!(
+        matches!(answer, Err(PoolError::Broken(_))),
+        "expected a broken pool, got {answer:?}"
+    );
+}
+
+/// A waker that panics when the job finishes does not take its worker down.
+#[test]
+fn a_waker_that_panics_does_not_end_the_worker() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Panics;
+    impl Wake for Panics {
+        fn wake(self: Arc<Self>) {
+            panic!("the waker panicked");
+        }
+    }
+    let pool = InterpreterPool::new(1).unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let mut handle = pool
+        .submit(move || {
+            let _ = wait.recv();
+            3u8
+        })
+        .unwrap();
+    let waker = Waker::from(Arc::new(Panics));
+    let polled = std::pin::Pin::new(&mut handle).poll(&mut Context::from_waker(&waker));
+    assert!(matches!(polled, Poll::Pending));
+    go.send(()).unwrap();
+    let next = pool.submit(|| 4u8).unwrap();
+    assert_eq!(next.wait_timeout(Duration::from_secs(30)).unwrap(), 4);
+}
+
+/// `prepare_main` runs the caller's iterator before it takes the interpreter's lock: an
+/// iterator that reads the same interpreter does not deadlock.
+#[test]
+fn prepare_main_with_an_iterator_that_reads_the_interpreter() {
+    let interp = interpreters::create();
+    interp.set_main_attr("a", Shareable::from(1)).unwrap();
+    let reader = interp.clone();
+    interp
+        .prepare_main(["a"].into_iter().map(move |name| {
+            let value = reader.get_main_attr(name).unwrap().unwrap();
+            (format!("{name}_copy"), value)
+        }))
+        .unwrap();
+    assert_eq!(
+        interp.get_main_attr("a_copy").unwrap(),
+        Some(Shareable::from(1))
+    );
+}
+
 #[test]
 fn shutdown_finishes_queued_jobs_and_refuses_new_ones() {
     let pool = InterpreterPool::new(1).unwrap();

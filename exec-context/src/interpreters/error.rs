@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::fifo::FifoError;
 use super::shareable::Shareable;
@@ -154,6 +155,36 @@ impl ExecutionFailed {
             formatted,
             source: Some(Box::new(error)),
         }
+    }
+
+    /// [`from_error`](Self::from_error) or [`from_panic`](Self::from_panic) of what a run
+    /// gave, where the user code they run (the error's `Display` and `source`, a payload's
+    /// `Drop`) cannot panic out: a panic there is the failure instead, and a panic while
+    /// describing that one gives a fixed message (its payload is leaked, not dropped).
+    pub(crate) fn describe<E: Error + Send + Sync + 'static>(
+        interpreter: u64,
+        outcome: Result<E, Box<dyn Any + Send>>,
+    ) -> Self {
+        let described = catch_unwind(AssertUnwindSafe(|| match outcome {
+            Ok(error) => ExecutionFailed::from_error(interpreter, error),
+            Err(payload) => ExecutionFailed::from_panic(interpreter, payload),
+        }));
+        described.unwrap_or_else(|payload| {
+            catch_unwind(AssertUnwindSafe(|| {
+                ExecutionFailed::from_panic(interpreter, payload)
+            }))
+            .unwrap_or_else(|payload| {
+                std::mem::forget(payload);
+                let message = "a panic while describing a failure".to_owned();
+                ExecutionFailed {
+                    interpreter,
+                    type_name: "panic".to_owned(),
+                    formatted: format!("panic: {message}"),
+                    message,
+                    source: None,
+                }
+            })
+        })
     }
 
     pub(crate) fn from_panic(interpreter: u64, payload: Box<dyn Any + Send>) -> Self {

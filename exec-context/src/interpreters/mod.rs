@@ -148,7 +148,7 @@ pub use channel::{
 pub use error::{
     ExecutionFailed, InterpreterError, Panicked, RecvError, RunFailedError, SendError,
 };
-pub use pool::{InterpreterPool, JobHandle, PoolBuilder, PoolError};
+pub use pool::{InterpreterPool, JobHandle, MAX_WORKERS, PoolBuilder, PoolError};
 pub use queue::{Queue, create_queue, create_queue_with};
 #[doc(hidden)]
 pub use shareable::__private;
@@ -658,17 +658,22 @@ impl Interpreter {
         let mut context = context.unwrap_or_else(|| fresh_context(id));
         // Panics are caught inside the context, so the context always comes back to be saved.
         // The context holds the interpreter's mark, so `get_current` inside is this one.
-        let outcome = context.run(|| catch_unwind(AssertUnwindSafe(f)));
+        // A failure is described inside too: an error's `Display` or `source` is user code,
+        // which sees the interpreter's context and whose panic is caught (`describe`).
+        let outcome = context.run(|| match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(ExecutionFailed::describe(id, Ok(error))),
+            Err(payload) => Err(ExecutionFailed::describe::<ExecutionFailed>(
+                id,
+                Err(payload),
+            )),
+        });
         {
             let mut state = self.inner.lock();
             state.running = false;
             state.contexts.insert(thread, Some(context));
         }
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(ExecutionFailed::from_error(id, error).into()),
-            Err(payload) => Err(ExecutionFailed::from_panic(id, payload).into()),
-        }
+        outcome.map_err(InterpreterError::from)
     }
 
     /// Binds names in the interpreter's `__main__` namespace (PEP 734 `prepare_main`, PEP
@@ -696,11 +701,17 @@ impl Interpreter {
         I: IntoIterator<Item = (K, Shareable)>,
         K: Into<String>,
     {
+        // The caller's iterator and `Into` are user code: run before the lock (they may use
+        // this interpreter, and a panic there binds nothing).
+        let attrs: Vec<(String, Shareable)> = attrs
+            .into_iter()
+            .map(|(name, value)| (name.into(), value))
+            .collect();
         let replaced: Vec<Shareable> = {
             let mut state = self.writable_state()?;
             attrs
                 .into_iter()
-                .filter_map(|(name, value)| state.main.insert(name.into(), value))
+                .filter_map(|(name, value)| state.main.insert(name, value))
                 .collect()
         };
         drop(replaced);

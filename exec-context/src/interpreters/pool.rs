@@ -120,7 +120,8 @@ impl<T> Slot<T> {
         };
         self.done.notify_all();
         if let Some(waker) = waker {
-            waker.wake();
+            // A waker is the awaiting executor's code: its panic must not end the worker.
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
         }
     }
 }
@@ -285,6 +286,11 @@ impl fmt::Debug for PoolBuilder {
     }
 }
 
+/// The most workers a pool starts: each is an OS thread with an interpreter, started at
+/// once (more is refused rather than left to the OS's thread limit, or to an allocation of
+/// the thread list that cannot succeed).
+pub const MAX_WORKERS: usize = 1 << 16;
+
 impl PoolBuilder {
     /// The number of workers (default: the available parallelism); at least one.
     #[must_use]
@@ -331,8 +337,25 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// The OS refused to start a thread.
+    /// The OS refused to start a thread; `InvalidInput` for more than [`MAX_WORKERS`]
+    /// workers.
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let error = InterpreterPool::new(usize::MAX).unwrap_err();
+    /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
     pub fn build(self) -> std::io::Result<InterpreterPool> {
+        if self.workers > MAX_WORKERS {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "an interpreter pool of {} workers (at most {MAX_WORKERS})",
+                    self.workers
+                ),
+            ));
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(PoolState {
                 jobs: VecDeque::new(),
@@ -383,7 +406,20 @@ fn refuse_all(jobs: VecDeque<(Job, Refuse)>, error: impl Fn() -> PoolError) {
 fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Shareable)>) {
     let interp = create();
     let prepared = interp.prepare_main(attrs);
-    let ready = prepared.and_then(|()| init.map_or(Ok(()), |init| init(&interp)));
+    // The initializer is user code: a panic out of it (outside its runs in the
+    // interpreter, which catch their own) breaks the pool like an error, rather than end
+    // the worker with the pool neither broken nor served.
+    let ready = prepared.and_then(|()| {
+        init.map_or(Ok(()), |init| {
+            catch_unwind(AssertUnwindSafe(|| init(&interp))).unwrap_or_else(|payload| {
+                Err(InterpreterError::Failed(ExecutionFailed::describe::<
+                    ExecutionFailed,
+                >(
+                    interp.id(), Err(payload)
+                )))
+            })
+        })
+    });
     if let Err(error) = ready {
         let failure = Arc::new(match error {
             InterpreterError::Failed(failed) => failed,
@@ -583,7 +619,8 @@ impl InterpreterPool {
                 .drain(..)
                 .collect();
             for thread in threads {
-                // A worker never panics: jobs' panics are caught by `try_call`.
+                // A worker never panics: jobs' panics (and their failures' descriptions) are
+                // caught by `try_call`, the initializer's and wakers' panics where they run.
                 let _ = thread.join();
             }
         }
