@@ -256,6 +256,33 @@ fn prepare_main_with_an_iterator_that_reads_the_interpreter() {
     );
 }
 
+/// A cancelled job's captures go at once, not when a worker reaches its queue entry.
+#[test]
+fn a_cancelled_job_drops_what_it_captured_at_once() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let busy = pool
+        .submit(move || {
+            let _ = wait.recv();
+        })
+        .unwrap();
+    let big = std::sync::Arc::new(());
+    let watch = std::sync::Arc::downgrade(&big);
+    let job = pool
+        .submit(move || {
+            let _ = &big;
+        })
+        .unwrap();
+    assert!(job.cancel());
+    assert!(
+        watch.upgrade().is_none(),
+        "the captures outlived the cancel"
+    );
+    go.send(()).unwrap();
+    busy.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert!(matches!(job.wait(), Err(PoolError::Cancelled)));
+}
+
 #[test]
 fn shutdown_finishes_queued_jobs_and_refuses_new_ones() {
     let pool = InterpreterPool::new(1).unwrap();

@@ -92,6 +92,8 @@ enum SlotState<T> {
 struct Slot<T> {
     state: Mutex<(SlotState<T>, Option<Waker>)>,
     done: Condvar,
+    /// Drops the job, if no worker took it (for `cancel`).
+    discard: Box<dyn Fn() + Send + Sync>,
 }
 
 impl<T> Slot<T> {
@@ -202,7 +204,8 @@ impl<T> JobHandle<T> {
         matches!(self.slot.lock().0, SlotState::Done(_) | SlotState::Taken)
     }
 
-    /// Cancels the job if it has not started; returns whether it was cancelled.
+    /// Cancels the job if it has not started; returns whether it was cancelled. What the job
+    /// captured is dropped now.
     pub fn cancel(&self) -> bool {
         let cancelled = {
             let mut state = self.slot.lock();
@@ -215,6 +218,8 @@ impl<T> JobHandle<T> {
         };
         if cancelled {
             self.slot.done.notify_all();
+            // What the job captured goes now (a panicking destructor stays here).
+            let _ = catch_unwind(AssertUnwindSafe(|| (self.slot.discard)()));
         }
         cancelled
     }
@@ -537,21 +542,30 @@ impl InterpreterPool {
         E: std::error::Error + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E> + Send + 'static,
     {
+        // The job waits here, not in the queue's entry, so that `cancel` can drop what it
+        // captured at once, not when a worker reaches the entry.
+        let queued = Arc::new(parking_lot::Mutex::new(Some(job)));
+        let discarded = queued.clone();
         let slot = Arc::new(Slot {
             state: Mutex::new((SlotState::Pending, None)),
             done: Condvar::new(),
+            discard: Box::new(move || drop(discarded.lock().take())),
         });
         let runner = slot.clone();
         let run: Job = Box::new(move |interp: &Interpreter| {
-            if runner.start() {
-                let result = interp
-                    .try_call(job)
-                    .map_err(|e| job_failure(e, interp.id()));
-                runner.finish(result);
-            } else {
-                // Cancelled: a panicking destructor of what the job captured must not take
-                // the worker down.
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            let job = queued.lock().take();
+            match job {
+                Some(job) if runner.start() => {
+                    let result = interp
+                        .try_call(job)
+                        .map_err(|e| job_failure(e, interp.id()));
+                    runner.finish(result);
+                }
+                // Cancelled (and, normally, already dropped by `cancel`): a panicking
+                // destructor of what the job captured must not take the worker down.
+                job => {
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+                }
             }
         });
         let refused = slot.clone();
