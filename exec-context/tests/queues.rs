@@ -484,6 +484,35 @@ fn released_ends_refuse_the_interpreter_and_close_when_unused() {
     assert!(!list_all_channels().iter().any(|(r, _)| *r == recv));
 }
 
+/// A closed interpreter uses no channel end any more (PEP 554's count of associated
+/// interpreters drops): it leaves the ends' lists, and a channel it alone used closes, as
+/// when the count returns to 0 through releases.
+#[test]
+fn a_closed_interpreter_no_longer_uses_its_channel_ends() {
+    let (recv, send) = create_channel();
+    let interp = interpreters::create();
+    let s = send.clone();
+    interp.exec(move || s.send_buffered(1).unwrap()).unwrap();
+    assert_eq!(send.interpreters(), [interp.id()]);
+    assert_eq!(recv.recv_nowait(), Ok(Shareable::from(1))); // main uses the receiving end
+    interp.close().unwrap();
+    assert_eq!(send.interpreters(), Vec::<u64>::new());
+    assert!(!recv.is_closed(), "main still uses the receiving end");
+    assert!(recv.release());
+    assert!(recv.is_closed(), "nobody uses either end any more");
+
+    let (recv, send) = create_channel();
+    let interp = interpreters::create();
+    interp.exec(move || send.send_buffered(2).unwrap()).unwrap();
+    interp.close().unwrap();
+    assert!(recv.is_closed(), "its only user is gone");
+
+    // A channel nobody used stays open when an unrelated interpreter closes.
+    let (fresh_recv, _fresh_send) = create_channel();
+    interpreters::create().close().unwrap();
+    assert!(!fresh_recv.is_closed());
+}
+
 #[test]
 fn send_buffer_shares_the_memory() {
     let (recv, send) = create_channel();

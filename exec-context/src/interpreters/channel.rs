@@ -81,16 +81,45 @@ impl ChannelInner {
                 true
             }
         };
-        let idle = self.ends.iter().all(|end| {
+        if self.is_unused() {
+            self.fifo.close(false);
+        }
+        first
+    }
+
+    /// Ends the closed interpreter `interp`'s association with both ends (PEP 554: a
+    /// destroyed interpreter uses nothing), and closes the channel if that left both ends
+    /// unused, as a release would.
+    pub(crate) fn forget(&self, interp: u64) {
+        let mut was_using = false;
+        for end in [SEND, RECV] {
+            let mut assoc = self.ends[end]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let _ = self.users[end].compare_exchange(
+                interp,
+                NOBODY,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            let before = assoc.using.len();
+            assoc.using.retain(|&id| id != interp);
+            was_using |= assoc.using.len() != before;
+        }
+        // Only a channel the interpreter used: one nobody has used yet stays open.
+        if was_using && self.is_unused() {
+            self.fifo.close(false);
+        }
+    }
+
+    /// Whether no interpreter uses either end.
+    fn is_unused(&self) -> bool {
+        self.ends.iter().all(|end| {
             end.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .using
                 .is_empty()
-        });
-        if idle {
-            self.fifo.close(false);
-        }
-        first
+        })
     }
 
     fn interpreters(&self, end: usize) -> Vec<u64> {
@@ -106,7 +135,9 @@ impl ChannelInner {
 /// by an interpreter that is closed before they are received are replaced by
 /// [`Shareable::Unbound`] ([`UnboundPolicy::Replace`], as for queues); see
 /// [`create_channel_with`]. So keep a sending interpreter open until what it sent is
-/// received.
+/// received. The channel closes when no interpreter uses either end any more (PEP 554: the
+/// number of associated interpreters returns to 0), whether they released their ends or
+/// were closed.
 ///
 /// ```
 /// use exec_context::interpreters::{self, Shareable};

@@ -109,5 +109,6 @@ pub(crate) fn unbind(owner: u64) {
     }
     for channel in channels {
         channel.fifo.unbind(owner);
+        channel.forget(owner);
     }
 }
