@@ -86,7 +86,7 @@ pub use error::{LookupError, TokenError};
 pub use execution::{EC_LEN_MAX, ExecutionContext};
 pub use logical::LogicalContext;
 pub use scope::{ScopeFuture, SetGuard};
-pub use token::Token;
+pub use token::{ResetError, Token};
 pub use value::{VarId, VarInfo};
 pub use var::ContextVar;
 

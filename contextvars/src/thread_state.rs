@@ -438,35 +438,32 @@ pub(crate) fn delete(id: VarId) -> bool {
     }
 }
 
-/// Why a token could not be applied.
-pub(crate) enum RestoreError {
-    WrongContext,
-}
-
 /// Puts the topmost logical context's binding for `id` back to `old` (absent if `None`),
 /// provided the topmost logical context is `context`. The value it displaces is handed back
-/// to be dropped once the caller has recorded the change (its `Drop` may panic).
+/// to be dropped once the caller has recorded the change (its `Drop` may panic). Refused,
+/// `old` comes back, for the caller to drop outside the borrow (its `Drop` is user code,
+/// which may use context variables) or to keep.
 pub(crate) fn restore(
     id: VarId,
     old: Option<Value>,
     context: u64,
-) -> Result<Displaced, RestoreError> {
-    // Kept out here until it is used: refused, it is dropped below, outside the borrow (its
-    // `Drop` is user code, which may use context variables).
+) -> Result<Displaced, Option<Value>> {
     let mut old = Some(old);
     let restored = with_state(|ts| {
         // A lazily pushed topmost logical context has no id yet, so no token matches it.
         if ts.frame.top.id != context || context == 0 || lazy() > 0 {
-            return Err(RestoreError::WrongContext);
+            return None;
         }
-        Ok(match old.take().flatten() {
+        Some(match old.take().flatten() {
             Some(value) => ts.insert_top(id, value),
             None => ts.remove_top(id),
         })
     })
-    .unwrap_or(Err(RestoreError::WrongContext));
-    drop(old);
-    restored
+    .flatten();
+    match restored {
+        Some(displaced) => Ok(displaced),
+        None => Err(old.flatten()),
+    }
 }
 
 /// The current execution context as an immutable snapshot (O(1) when nothing changed since

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::TokenError;
 use crate::value::{Value, VarId, downcast};
 
 /// Undoes one [`ContextVar::set`](crate::ContextVar::set): pass it to
@@ -92,3 +93,49 @@ impl<T> fmt::Debug for Token<T> {
         write!(f, "<Token var={:?}>", self.var_name)
     }
 }
+
+/// Why [`ContextVar::try_reset`](crate::ContextVar::try_reset) refused: the [`TokenError`],
+/// and the token, unused.
+///
+/// ```
+/// use contextvars::{ContextVar, TokenError};
+///
+/// static A: ContextVar<i32> = ContextVar::new("a");
+/// static B: ContextVar<i32> = ContextVar::new("b");
+/// let refused = B.try_reset(A.set(1)).unwrap_err();
+/// assert_eq!(refused.error(), TokenError::WrongVar);
+/// assert!(A.try_reset(refused.into_token()).is_ok());
+/// ```
+pub struct ResetError<T> {
+    pub(crate) error: TokenError,
+    pub(crate) token: Token<T>,
+}
+
+impl<T> ResetError<T> {
+    /// Why the reset was refused.
+    pub fn error(&self) -> TokenError {
+        self.error
+    }
+
+    /// The token, unused: it may be reset where it applies.
+    pub fn into_token(self) -> Token<T> {
+        self.token
+    }
+}
+
+impl<T> fmt::Debug for ResetError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResetError")
+            .field("error", &self.error)
+            .field("var", &self.token.var_name)
+            .finish()
+    }
+}
+
+impl<T> fmt::Display for ResetError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for ResetError<T> {}

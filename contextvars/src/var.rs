@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::cache;
 use crate::error::{LookupError, TokenError};
 use crate::ids::IdCell;
-use crate::thread_state::{self, RestoreError};
-use crate::token::Token;
+use crate::thread_state;
+use crate::token::{ResetError, Token};
 use crate::value::{Value, VarId, VarInfo, downcast, is_inline};
 use crate::watch::{self, ContextEvent};
 
@@ -487,10 +487,66 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         // Not part of the context: dropped first, so that a panic in its `Drop` leaves the
         // context as it was.
         drop(below);
-        let displaced = thread_state::restore(id, old, context)
-            .map_err(|RestoreError::WrongContext| TokenError::WrongContext)?;
+        let displaced = thread_state::restore(id, old, context).map_err(|old| {
+            // Refused: the token's old value goes with it, outside the thread state's borrow.
+            drop(old);
+            TokenError::WrongContext
+        })?;
         drop(displaced);
         Ok(())
+    }
+
+    /// [`reset`](Self::reset), except that a refused token comes back in the error, unused,
+    /// to be reset where it applies: PEP 567's `reset`, which leaves a token it refuses
+    /// unused (for bindings of the PEP's API, such as the Lua one).
+    ///
+    /// # Errors
+    ///
+    /// [`ResetError`], holding the [`TokenError`] and the token. Nothing changes on error.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar, TokenError};
+    ///
+    /// static VAR: ContextVar<i32> = ContextVar::new("var");
+    /// let token = VAR.set(1);
+    /// let refused = Context::new().run(|| VAR.try_reset(token)).unwrap_err();
+    /// assert_eq!(refused.error(), TokenError::WrongContext);
+    /// VAR.try_reset(refused.into_token()).unwrap(); // here it applies
+    /// assert_eq!(VAR.get(), None);
+    /// ```
+    pub fn try_reset(&self, token: Token<T>) -> Result<(), ResetError<T>> {
+        if token.var != self.id() {
+            return Err(ResetError {
+                error: TokenError::WrongVar,
+                token,
+            });
+        }
+        let Token {
+            var,
+            var_name,
+            context,
+            old,
+            below,
+            _type,
+        } = token;
+        match thread_state::restore(var, old, context) {
+            Ok(displaced) => {
+                drop(below);
+                drop(displaced);
+                Ok(())
+            }
+            Err(old) => Err(ResetError {
+                error: TokenError::WrongContext,
+                token: Token {
+                    var,
+                    var_name,
+                    context,
+                    old,
+                    below,
+                    _type,
+                },
+            }),
+        }
     }
 
     /// Removes the variable from the topmost logical context (PEP 550's `delete()`), so a

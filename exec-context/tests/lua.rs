@@ -351,6 +351,49 @@ fn a_failed_resume_of_a_running_coroutine_keeps_its_context() {
     .unwrap();
 }
 
+/// `prepare_main` with a value that has no Lua form binds nothing: neither the state's
+/// globals nor `__main__` get the others.
+#[test]
+fn prepare_main_with_a_value_without_a_lua_form_binds_nothing() {
+    let lua = LuaInterpreter::new().unwrap();
+    let buffer = exec_context::interpreters::SharedBuffer::read_only(vec![1]);
+    let error = lua
+        .prepare_main([("a", Shareable::from(1)), ("b", Shareable::from(buffer))])
+        .unwrap_err();
+    assert!(
+        matches!(lua_error(&error), LuaError::NotShareable { .. }),
+        "{error}"
+    );
+    lua.exec("assert(a == nil and b == nil)").unwrap();
+    assert_eq!(lua.interpreter().get_main_attr("a").unwrap(), None);
+    assert_eq!(lua.interpreter().get_main_attr("b").unwrap(), None);
+    lua.prepare_main([("a", Shareable::from(2))]).unwrap();
+    lua.exec("assert(a == 2)").unwrap();
+}
+
+/// PEP 567: a reset refused in another context leaves the token unused, and it resets
+/// where it applies.
+#[test]
+fn a_refused_reset_leaves_the_token_usable() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        local v = contextvars.ContextVar("v")
+        local t = v:set(1)
+        local ctx = contextvars.copy_context()
+        local ok, err = pcall(ctx.run, ctx, function() v:reset(t) end)
+        assert(not ok and tostring(err):find("ValueError"), tostring(err))
+        assert(not t:used(), "a refused reset used the token")
+        v:reset(t)
+        assert(t:used())
+        assert(v:get(nil) == nil)
+        local ok, err = pcall(v.reset, v, t)
+        assert(not ok and tostring(err):find("already been used"), tostring(err))
+        "#,
+    )
+    .unwrap();
+}
+
 #[test]
 fn isolation_between_interpreters_and_main() {
     let a = LuaInterpreter::new().unwrap();

@@ -620,8 +620,11 @@ impl Fifo {
     #[cold]
     fn withdraw(&self, receipt: &Arc<AtomicU8>, error: FifoError) -> Result<(), FifoError> {
         let (mut head, mut state) = self.lock_both();
-        if receipt.load(Ordering::Acquire) == RECEIVED {
-            return Ok(());
+        match receipt.load(Ordering::Acquire) {
+            RECEIVED => return Ok(()),
+            // Discarded by a close meanwhile: the send failed because the channel closed.
+            DROPPED => return Err(FifoError::Closed),
+            _ => {}
         }
         let mine = |item: &Item| item.receipt().is_some_and(|r| Arc::ptr_eq(r, receipt));
         let withdrawn = match head.items.iter().position(mine) {

@@ -602,15 +602,21 @@ impl LuaInterpreter {
             .into_iter()
             .map(|(name, value)| (name.into(), value))
             .collect();
-        self.interp.prepare_main(attrs.clone())?;
+        // Every value is converted before any is bound, and `__main__` records them only
+        // once the state has them: a value without a Lua form binds nothing.
         self.enter(|lua| {
+            let values = attrs
+                .iter()
+                .map(|(name, value)| Ok((name.as_str(), convert::to_lua(lua, value.clone())?)))
+                .collect::<mlua::Result<Vec<_>>>()
+                .map_err(lua_err)?;
             let globals = lua.globals();
-            for (name, value) in attrs {
-                let value = convert::to_lua(lua, value).map_err(lua_err)?;
+            for (name, value) in values {
                 globals.set(name, value).map_err(lua_err)?;
             }
             Ok(())
-        })
+        })?;
+        self.interp.prepare_main(attrs)
     }
 
     /// The global `name` as shareable data, or `None` if it is `nil`.

@@ -71,11 +71,15 @@ impl UserData for LuaVar {
         methods.add_method("get", |lua, this, args: MultiValue| this.get(lua, args));
         methods.add_method("set", |lua, this, value: Value| {
             let slot = store(lua, value)?;
-            let token = this.frames.enter(lua, true, || this.var.set(slot))?;
-            Ok(LuaToken {
-                token: Mutex::new(Some(token)),
+            // The token's userdata first: under the memory limit, a set either happens and
+            // has its token, or fails before it happens.
+            let holder = lua.create_userdata(LuaToken {
+                token: Mutex::new(None),
                 var: this.var,
-            })
+            })?;
+            let token = this.frames.enter(lua, true, || this.var.set(slot))?;
+            *holder.borrow::<LuaToken>()?.token.lock() = Some(token);
+            Ok(holder)
         });
         methods.add_method("reset", |lua, this, token: AnyUserData| {
             let token = token.borrow::<LuaToken>().map_err(|_| {
@@ -92,9 +96,15 @@ impl UserData for LuaVar {
             };
             // `create`: a coroutine without a logical context yet gets one, so that a token
             // made outside it is of another context there, as PEP 550 says.
-            this.frames
-                .enter(lua, true, || this.var.reset(inner))?
-                .map_err(token_error)
+            match this.frames.enter(lua, true, || this.var.try_reset(inner))? {
+                Ok(()) => Ok(()),
+                Err(refused) => {
+                    // PEP 567: a refused token stays unused, for a reset where it applies.
+                    let error = refused.error();
+                    *token.token.lock() = Some(refused.into_token());
+                    Err(token_error(error))
+                }
+            }
         });
         methods.add_method("name", |_, this, ()| Ok(this.var.name()));
         methods.add_meta_method("__tostring", |_, this, ()| {
