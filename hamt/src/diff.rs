@@ -309,7 +309,10 @@ where
     /// The iterator is lazy and skips the subtrees the two versions share, so the cost is
     /// proportional to the difference, and to the part of it actually consumed. (Maps whose
     /// hash builders place keys differently are still diffed exactly, at the cost of a walk
-    /// over both.) The order of the items is unspecified.
+    /// over both.) The order of the items is unspecified. Values are compared with `==`
+    /// only outside the shared subtrees, so a value unequal to itself (a NaN) is reported as
+    /// changed or not depending on what the versions share: as with `==` on maps, such values
+    /// are assumed equal to themselves.
     ///
     /// ```
     /// use hamt::{DiffItem, HamtMap};

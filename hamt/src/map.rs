@@ -652,6 +652,10 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for HamtMap<K, V, S> {
     }
 }
 
+/// Equal maps hold the same keys with equal values. Subtrees the two maps share are equal
+/// without comparing their values, so `==` assumes that every value equals itself (`V: Eq` in
+/// spirit): a map holding a NaN may compare equal to its copy and unequal to a map built
+/// apart with the same contents.
 impl<K, V, S> PartialEq for HamtMap<K, V, S>
 where
     K: Hash + Eq,
