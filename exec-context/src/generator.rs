@@ -262,7 +262,8 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
             drop(arg);
             self.start()?;
         }
-        let airlock = &mut self.airlock;
+        let clear = ClearOnUnwind(&mut self.airlock);
+        let airlock = &mut *clear.0;
         let body = &mut self.body;
         // One closure per common mode (not `Mode::run`), so that each is inlined on its own
         // merits; a fiber's whole context is swapped out of line, off their path.
@@ -271,6 +272,8 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
             Mode::Caller => airlock.lend(|| step(body)),
             Mode::Full(ctx) => step_in_context(ctx, airlock, body),
         };
+        // Not unwinding: the cells are emptied below.
+        std::mem::forget(clear);
         let yielded = self.airlock.take_yielded();
         // An argument the body did not take (it stalled, or returned) is dropped.
         let unused = self.airlock.take_resumed();
@@ -345,6 +348,22 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// ```
     pub fn set_logical_context(&mut self, lc: Option<LogicalContext>) {
         self.mode = lc.map_or(Mode::Caller, Mode::Logical);
+    }
+}
+
+/// Empties the airlock if a step panics: an argument the body did not take, or a value it
+/// yielded before panicking, is dropped then, not kept until the finished generator is.
+struct ClearOnUnwind<'a, Y, A>(&'a mut airlock::Owner<Y, A>);
+
+impl<Y, A> Drop for ClearOnUnwind<'_, Y, A> {
+    fn drop(&mut self) {
+        let yielded = self.0.take_yielded();
+        let resumed = self.0.take_resumed();
+        // Already unwinding: a `Drop` of theirs that panics too is discarded, not an abort.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            drop(yielded);
+            drop(resumed);
+        }));
     }
 }
 

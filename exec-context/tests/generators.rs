@@ -671,6 +671,44 @@ fn a_body_that_returns_is_dropped_inside_its_logical_context() {
     });
 }
 
+/// A step that panics before the body takes its resume argument drops the argument then,
+/// not when the finished generator goes.
+#[test]
+fn an_argument_a_panicking_step_did_not_take_is_dropped_with_the_panic() {
+    clean(|| {
+        let drops = Arc::new(Mutex::new(0));
+        struct Counted(Arc<Mutex<u32>>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() += 1;
+            }
+        }
+        let mut g = Gen::with_resume_arg(|_co: Co<(), Counted>| async move {
+            PendingOnce(false).await;
+            panic!("before taking the argument");
+        });
+        assert_eq!(
+            g.resume_with(Counted(drops.clone())),
+            Err(GenError::Stalled)
+        );
+        assert_eq!(
+            *drops.lock().unwrap(),
+            1,
+            "the first argument has no yield to go to"
+        );
+        let outcome = catch_unwind(AssertUnwindSafe(|| g.resume_with(Counted(drops.clone()))));
+        assert!(outcome.is_err());
+        assert_eq!(*drops.lock().unwrap(), 2, "kept by the finished generator");
+        assert_eq!(
+            g.resume_with(Counted(drops.clone())),
+            Err(GenError::Finished)
+        );
+        assert_eq!(*drops.lock().unwrap(), 3);
+        drop(g);
+        assert_eq!(*drops.lock().unwrap(), 3);
+    });
+}
+
 /// A future that is pending at its first poll and ready at its second.
 struct PendingOnce(bool);
 
