@@ -1,9 +1,10 @@
 //! Lua coroutines as PEP 550 generators.
 //!
 //! `coroutine.resume` and `coroutine.wrap` are replaced by Lua functions over Lua's own,
-//! which never leave Lua: a resume records its resumer (`parents[co] = coroutine.running()`,
-//! in a table with weak keys; a `nil` argument is recorded under a dummy key, so that Lua's
-//! resume reports it) and tail-calls Lua's resume. The context switch is lazy: the
+//! which never leave Lua: a resume that can succeed (of a suspended coroutine) records its
+//! resumer (`parents[co] = coroutine.running()`, in a table with weak keys; a failing one
+//! records nothing, so it cannot displace the record of the resume running that coroutine)
+//! and tail-calls Lua's resume. The context switch is lazy: the
 //! Rust side of `ContextVar:get`, `:set`, `:reset` and `copy_context()` (see
 //! [`Frames::enter`]) walks from the running coroutine through its resumers and runs inside
 //! their logical contexts, outermost first (`ContextVar:get` only reads them, innermost

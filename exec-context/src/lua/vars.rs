@@ -11,6 +11,15 @@
 //! value, and only the state that set it can read it back: contexts hold the key, never the
 //! value. Since the state runs inside its [`Interpreter`](crate::interpreters::Interpreter),
 //! the contexts holding the keys are that interpreter's; no other interpreter ever sees them.
+//! A key that goes frees its registry slot at the end of the run that let it go (`enter`),
+//! and the collector can then take the value.
+//!
+//! The collector cannot see through a context, which is Rust memory: a value that holds,
+//! directly or not, the context or coroutine it is set in (`ctx:run(function() v:set(ctx)
+//! end)`, or a coroutine that sets `{coroutine.running()}` and is then dropped while
+//! suspended) keeps both alive for the life of the state, as a cycle through a registry
+//! reference does in any Lua binding. Set such values in an outer context, or hold a key
+//! (an id, a weak table's entry) instead of the object.
 
 use std::sync::Arc;
 
