@@ -23,7 +23,11 @@
 //! data only: `nil`, booleans, integers, floats, strings and sequences of those (tuples; a
 //! tuple arrives as a sequence with its length in `n`, like `table.pack`), queues and channel
 //! ends. Sending a function, a table holding one, a table that is not a sequence, a coroutine
-//! or another userdata is an error in Lua ([`LuaError::NotShareable`] as message).
+//! or another userdata is an error in Lua ([`LuaError::NotShareable`] as message), and so is
+//! a value of more than 2^24 sequence items in all (the copy is made outside the state's
+//! memory limit; a table that appears several times is copied once and shared). A received
+//! item that has no Lua form (a buffer) or that the memory limit refuses is an error too,
+//! and the item is gone from the queue or channel.
 //! `__main__` ([`prepare_main`](LuaInterpreter::prepare_main),
 //! [`get_main_attr`](LuaInterpreter::get_main_attr)) is the state's globals, with the same
 //! conversions.
