@@ -135,7 +135,9 @@ impl<'a> Step<'a> {
 
 impl Drop for Step<'_> {
     fn drop(&mut self) {
-        if self.context.is_entered() {
+        // `exit` is the common case and the fast path; `end` only when the step left an
+        // attach of its own behind.
+        if self.context.is_entered() && self.context.exit().is_err() {
             let _ = self.context.end();
         }
     }

@@ -248,7 +248,7 @@ impl Drop for TaskContext {
     /// [`end`](Self::end): attaches the step left above it end too); otherwise it stays
     /// current where it was entered until the scope below it is left.
     fn drop(&mut self) {
-        if self.entered.is_some() {
+        if self.entered.is_some() && self.exit().is_err() {
             let _ = self.end();
         }
     }

@@ -698,7 +698,11 @@ fn an_argument_a_panicking_step_did_not_take_is_dropped_with_the_panic() {
         );
         let outcome = catch_unwind(AssertUnwindSafe(|| g.resume_with(Counted(drops.clone()))));
         assert!(outcome.is_err());
-        assert_eq!(*drops.lock().unwrap(), 2, "kept by the finished generator");
+        assert_eq!(
+            *drops.lock().unwrap(),
+            2,
+            "dropped with the panic, not kept by the generator"
+        );
         assert_eq!(
             g.resume_with(Counted(drops.clone())),
             Err(GenError::Finished)

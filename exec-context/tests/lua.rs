@@ -265,21 +265,43 @@ fn unshareable_values_are_refused() {
 }
 
 /// Tables whose copy would not end or not fit: a declared `n` far beyond memory is refused
-/// before anything is allocated (it aborted the process), and a table met again is
-/// converted once and shared (forty levels of `{t, t}`, 2^40 paths, took hours).
+/// before anything is allocated (it aborted the process); a table met again is converted
+/// once and shared, but counts as often as a receiver meets it (forty levels of `{t, t}`
+/// are 2^41 items to a receiver: refused at once, where the copy took hours), and so does
+/// its depth (chains linked through a table met before cannot nest without bound).
 #[test]
 fn tables_too_large_to_copy_are_refused_and_shared_tables_are_copied_once() {
     let lua = LuaInterpreter::new().unwrap();
     let queue = Queue::new(0);
     lua.prepare_main([("q", queue.clone().into())]).unwrap();
-    for n in ["1 << 40", "math.maxinteger", "(1 << 24) + 1"] {
-        let error = lua.exec(&format!("q:put({{n = {n}}})")).unwrap_err();
+    let refused = |source: &str, what: &str| {
+        let error = lua.exec(source).unwrap_err();
         let message = error.as_failed().unwrap().message().to_owned();
-        assert!(message.contains("not shareable"), "n = {n}: {message}");
-        assert!(message.contains("sequence items"), "n = {n}: {message}");
+        assert!(message.contains("not shareable"), "{source}: {message}");
+        assert!(message.contains(what), "{source}: {message}");
+    };
+    for n in ["1 << 40", "math.maxinteger", "(1 << 24) + 1"] {
+        refused(&format!("q:put({{n = {n}}})"), "sequence items");
     }
+    refused(
+        "local t = {} for i = 1, 40 do t = {t, t} end q:put(t)",
+        "sequence items",
+    );
+    // Chains of 61 tables, each holding the previous chain at its bottom: each is met at
+    // depth 1, and its bottom reaches the previous chain at depth 62.
+    refused(
+        "local x = {} for i = 1, 60 do x = {x} end
+         local root = {x}
+         for k = 1, 3 do
+           local y = {x} for i = 1, 60 do y = {y} end
+           root[#root + 1] = y
+           x = y
+         end
+         q:put(root)",
+        "nested too deeply",
+    );
     assert!(queue.is_empty());
-    lua.exec("local t = {} for i = 1, 40 do t = {t, t} end q:put(t)")
+    lua.exec("local t = {} for i = 1, 10 do t = {t, t} end q:put(t)")
         .unwrap();
     let mut item = queue.get_nowait().unwrap();
     let mut depth = 0;
@@ -291,24 +313,19 @@ fn tables_too_large_to_copy_are_refused_and_shared_tables_are_copied_once() {
             break;
         }
         assert_eq!(items.len(), 2);
-        // One copy, shared (comparing them by value would walk 2^40 paths).
         let (Shareable::Tuple(first), Shareable::Tuple(second)) = (&items[0], &items[1]) else {
             panic!("tuples at depth {depth}");
         };
-        assert!(std::sync::Arc::ptr_eq(first, second), "depth {depth}");
+        assert!(
+            std::sync::Arc::ptr_eq(first, second),
+            "one copy, shared: depth {depth}"
+        );
         item = items[0].clone();
         depth += 1;
     }
-    assert_eq!(depth, 40);
+    assert_eq!(depth, 10);
     // A table holding itself is still refused (too deep), and the state goes on.
-    let error = lua.exec("local t = {} t[1] = t q:put(t)").unwrap_err();
-    assert!(
-        error
-            .as_failed()
-            .unwrap()
-            .message()
-            .contains("nested too deeply")
-    );
+    refused("local t = {} t[1] = t q:put(t)", "nested too deeply");
     lua.exec("q:put(1)").unwrap();
     assert_eq!(queue.get_nowait().unwrap(), Shareable::from(1));
 }
@@ -595,10 +612,11 @@ fn calls_refused_while_a_run_is_in_progress_do_not_renew_its_budget() {
     assert!(refused > 0);
 }
 
-/// A spawned task's code runs outside the budget of the runs: it neither spends the next
-/// run's budget nor inherits what the last run left (it was spent).
+/// Each poll of a spawned task is a run of its own: a poll that never awaits stops at the
+/// budget, work split across awaits goes through however long it is in all, and neither
+/// spends the budget of the runs around it.
 #[test]
-fn spawned_tasks_run_outside_the_instruction_budget() {
+fn each_poll_of_a_spawned_task_has_the_whole_budget() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -610,21 +628,33 @@ fn spawned_tasks_run_outside_the_instruction_budget() {
         .unwrap();
     lua.exec(
         r#"
-        function job()
+        function runaway()
           task.sleep(0.001)
+          while true do end
+        end
+        function patient()
           local n = 0
-          for i = 1, 100000 do n = n + 1 end
+          for round = 1, 20 do
+            for i = 1, 1000 do n = n + 1 end
+            task.yield_now()
+          end
           return n
         end
         "#,
     )
     .unwrap();
-    // The last run spent its budget.
+    // The last run spent its budget; the tasks do not inherit that.
     assert!(lua.exec("while true do end").is_err());
-    let handle = lua.spawn("job", []).unwrap();
+    let runaway = lua.spawn("runaway", []).unwrap();
+    let error = rt.block_on(runaway).unwrap().unwrap_err();
     assert_eq!(
-        rt.block_on(handle).unwrap().unwrap(),
-        Shareable::from(100_000)
+        lua_error(&error),
+        &LuaError::InstructionBudget { budget: 20_000 }
+    );
+    let patient = lua.spawn("patient", []).unwrap();
+    assert_eq!(
+        rt.block_on(patient).unwrap().unwrap(),
+        Shareable::from(20_000)
     );
     // And the next run has its whole budget.
     lua.exec("local n = 0 for i = 1, 1000 do n = n + i end")

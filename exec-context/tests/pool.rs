@@ -261,11 +261,14 @@ fn prepare_main_with_an_iterator_that_reads_the_interpreter() {
 fn a_cancelled_job_drops_what_it_captured_at_once() {
     let pool = InterpreterPool::new(1).unwrap();
     let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
     let busy = pool
         .submit(move || {
+            let _ = started.send(());
             let _ = wait.recv();
         })
         .unwrap();
+    running.recv().unwrap();
     let big = std::sync::Arc::new(());
     let watch = std::sync::Arc::downgrade(&big);
     let job = pool
@@ -278,9 +281,25 @@ fn a_cancelled_job_drops_what_it_captured_at_once() {
         watch.upgrade().is_none(),
         "the captures outlived the cancel"
     );
+    // Jobs the pool cancels itself go with their queue entries, while their handles live.
+    let big = std::sync::Arc::new(());
+    let watch = std::sync::Arc::downgrade(&big);
+    let queued = pool
+        .submit(move || {
+            let _ = &big;
+        })
+        .unwrap();
+    // The job cancelled above is still queued, and counted again (see
+    // `pending_jobs_can_be_cancelled`).
+    assert_eq!(pool.cancel_pending(), 2);
+    assert!(
+        watch.upgrade().is_none(),
+        "the captures outlived cancel_pending"
+    );
     go.send(()).unwrap();
     busy.wait_timeout(Duration::from_secs(30)).unwrap();
     assert!(matches!(job.wait(), Err(PoolError::Cancelled)));
+    assert!(matches!(queued.wait(), Err(PoolError::Cancelled)));
 }
 
 #[test]

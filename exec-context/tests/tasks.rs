@@ -788,6 +788,41 @@ mod on_tokio {
         );
     }
 
+    /// `check_workers`: a value a plain task leaked into its worker's context, under an empty
+    /// attach another task left behind, is cleared at the next park (the empty context on
+    /// top hid it from the check before, for the life of the worker).
+    #[test]
+    fn check_workers_clears_a_leak_hidden_under_an_empty_attach_left_behind() {
+        static HELD: ContextVar<Arc<()>> = ContextVar::new("held");
+        let mut builder = Builder::new_multi_thread();
+        exec_context::tokio::check_workers_with(&mut builder, |_| {});
+        let rt = builder
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let value = Arc::new(());
+        let watch = Arc::downgrade(&value);
+        let released = rt.block_on(async move {
+            tokio::spawn(async move {
+                HELD.set(value);
+                let _never_detached = contextvars::attach(Context::new()).unwrap();
+            })
+            .await
+            .unwrap();
+            for _ in 0..200 {
+                if watch.upgrade().is_none() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::spawn(async {}).await.unwrap();
+            }
+            false
+        });
+        drop(rt);
+        assert!(released, "the leaked value stayed on the worker");
+    }
+
     #[test]
     fn nested_block_on_restores_lifo() {
         let result = fresh_thread(|| {

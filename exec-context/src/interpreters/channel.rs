@@ -88,10 +88,11 @@ impl ChannelInner {
     }
 
     /// Ends the closed interpreter `interp`'s association with both ends (PEP 554: a
-    /// destroyed interpreter uses nothing), and closes the channel if that left both ends
-    /// unused, as a release would.
+    /// destroyed interpreter uses nothing), so that it is no longer listed and the last
+    /// release by the others closes the channel. Closing the interpreter does not close the
+    /// channel itself, as in CPython: interpreters that have not used it yet (a drain that
+    /// comes later) may still.
     pub(crate) fn forget(&self, interp: u64) {
-        let mut was_using = false;
         for end in [SEND, RECV] {
             let mut assoc = self.ends[end]
                 .lock()
@@ -102,13 +103,7 @@ impl ChannelInner {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );
-            let before = assoc.using.len();
             assoc.using.retain(|&id| id != interp);
-            was_using |= assoc.using.len() != before;
-        }
-        // Only a channel the interpreter used: one nobody has used yet stays open.
-        if was_using && self.is_unused() {
-            self.fifo.close(false);
         }
     }
 
@@ -135,9 +130,10 @@ impl ChannelInner {
 /// by an interpreter that is closed before they are received are replaced by
 /// [`Shareable::Unbound`] ([`UnboundPolicy::Replace`], as for queues); see
 /// [`create_channel_with`]. So keep a sending interpreter open until what it sent is
-/// received. The channel closes when no interpreter uses either end any more (PEP 554: the
-/// number of associated interpreters returns to 0), whether they released their ends or
-/// were closed.
+/// received. The channel closes when the last interpreter using it releases its end (PEP
+/// 554: the number of associated interpreters returns to 0); a closed interpreter no longer
+/// counts, but its closing does not close the channel (as in CPython), so that a drain that
+/// has not begun yet can still come.
 ///
 /// ```
 /// use exec_context::interpreters::{self, Shareable};

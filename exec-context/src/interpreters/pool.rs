@@ -544,12 +544,18 @@ impl InterpreterPool {
     {
         // The job waits here, not in the queue's entry, so that `cancel` can drop what it
         // captured at once, not when a worker reaches the entry.
+        // The queue entry owns it; `cancel` reaches it through a weak handle, so that a job
+        // the pool refuses (at shutdown, or broken) goes with its entry, not with its handle.
         let queued = Arc::new(parking_lot::Mutex::new(Some(job)));
-        let discarded = queued.clone();
+        let discarded = Arc::downgrade(&queued);
         let slot = Arc::new(Slot {
             state: Mutex::new((SlotState::Pending, None)),
             done: Condvar::new(),
-            discard: Box::new(move || drop(discarded.lock().take())),
+            discard: Box::new(move || {
+                if let Some(queued) = discarded.upgrade() {
+                    drop(queued.lock().take());
+                }
+            }),
         });
         let runner = slot.clone();
         let run: Job = Box::new(move |interp: &Interpreter| {

@@ -75,69 +75,91 @@ pub(crate) fn to_lua_multi(
 /// A Lua value as a [`Shareable`]: nil, booleans, integers, floats, strings (UTF-8 ones as
 /// strings, others as bytes), sequences of those (as tuples), queues, channel ends and
 /// `UNBOUND`. Anything else — a function, a table with other keys or holding a function, a
-/// coroutine, any other userdata — is [`LuaError::NotShareable`], and so is a value with
-/// more than [`MAX_ITEMS`] sequence items in all (counting each table once, however often it
-/// appears: a table met again is converted once and shared).
+/// coroutine, any other userdata — is [`LuaError::NotShareable`], and so is a value of more
+/// than [`MAX_ITEMS`] sequence items in all, counted as the receiver sees them (a table that
+/// appears twice counts twice), or nested more than [`MAX_DEPTH`] tables deep. A table met
+/// again is converted once, and shared.
 pub(crate) fn from_lua(value: &Value) -> Result<Shareable, LuaError> {
     let mut conversion = Conversion {
         left: MAX_ITEMS,
         done: HashMap::new(),
     };
-    conversion.convert(value, 0)
+    Ok(conversion.convert(value, 0)?.value)
 }
 
-/// Most sequence items one conversion copies, over all its tables: 16 Mi (512 MiB of
-/// `Shareable`s). The copy is Rust memory, outside the interpreter's memory limit and
-/// instruction budget, so it needs a bound of its own; a larger declared `n` is refused
-/// before anything is allocated.
+/// Most sequence items one value may carry, counted as the receiver sees them: 16 Mi (512
+/// MiB of `Shareable`s). The copy is Rust memory, outside the interpreter's memory limit and
+/// instruction budget, and a receiver (a Lua state, a `==`) walks every item, so it needs a
+/// bound of its own; a larger declared `n` is refused before anything is allocated.
 pub(crate) const MAX_ITEMS: usize = 1 << 24;
 
-/// One conversion's state: the items it may still copy, and the tables it converted (by
-/// address), so that a table met again is shared rather than copied again (a table holding
-/// `{t, t}` forty levels deep has 2^40 paths but forty tables).
+/// A converted value, with what a receiver walking it meets.
+#[derive(Clone)]
+struct Converted {
+    value: Shareable,
+    /// Tables on the longest path down (0 for anything but a table).
+    height: usize,
+    /// Sequence items, with every occurrence of a repeated table counted.
+    items: usize,
+}
+
+/// One conversion's state: the items it may still count, and the tables it converted (by
+/// address), so that a table met again is shared rather than converted again (a table
+/// holding `{t, t}` twenty levels deep has 2^20 paths but twenty tables).
 struct Conversion {
     left: usize,
-    done: HashMap<*const std::ffi::c_void, Shareable>,
+    done: HashMap<*const std::ffi::c_void, Converted>,
 }
 
 impl Conversion {
-    fn convert(&mut self, value: &Value, depth: usize) -> Result<Shareable, LuaError> {
-        let refuse = |what: &str| {
-            Err(LuaError::NotShareable {
-                what: what.to_owned(),
-            })
-        };
-        Ok(match value {
-            Value::Table(table) => {
-                let address = table.to_pointer();
-                if let Some(converted) = self.done.get(&address) {
-                    return Ok(converted.clone());
-                }
-                if depth >= MAX_DEPTH {
-                    return refuse("a table nested too deeply (or holding itself)");
-                }
-                let converted = self.convert_table(table, depth)?;
-                self.done.insert(address, converted.clone());
-                converted
-            }
-            other => return from_lua_scalar(other),
-        })
+    /// Charges `items` against the bound.
+    fn charge(&mut self, items: usize) -> Result<(), LuaError> {
+        if items > self.left {
+            return Err(LuaError::NotShareable {
+                what: format!("a value of more than {MAX_ITEMS} sequence items in all"),
+            });
+        }
+        self.left -= items;
+        Ok(())
     }
 
-    fn convert_table(&mut self, table: &mlua::Table, depth: usize) -> Result<Shareable, LuaError> {
+    fn convert(&mut self, value: &Value, depth: usize) -> Result<Converted, LuaError> {
+        let too_deep = || LuaError::NotShareable {
+            what: "a table nested too deeply (or holding itself)".to_owned(),
+        };
+        let Value::Table(table) = value else {
+            return Ok(Converted {
+                value: from_lua_scalar(value)?,
+                height: 0,
+                items: 0,
+            });
+        };
+        let address = table.to_pointer();
+        if let Some(converted) = self.done.get(&address).cloned() {
+            // Shared, but a receiver meets it here too: its depth and items count again.
+            if depth + converted.height > MAX_DEPTH {
+                return Err(too_deep());
+            }
+            self.charge(converted.items)?;
+            return Ok(converted);
+        }
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let converted = self.convert_table(table, depth)?;
+        self.done.insert(address, converted.clone());
+        Ok(converted)
+    }
+
+    fn convert_table(&mut self, table: &mlua::Table, depth: usize) -> Result<Converted, LuaError> {
         let refuse = |what: String| Err(LuaError::NotShareable { what });
         let declared = match table.raw_get::<Value>("n") {
             Ok(Value::Integer(n)) if n >= 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             _ => None,
         };
         let len = declared.unwrap_or_else(|| table.raw_len());
-        if len > self.left {
-            return refuse(format!(
-                "a value of more than {MAX_ITEMS} sequence items in all (a table declares n = \
-                 {len})"
-            ));
-        }
-        self.left -= len;
+        // Charged before anything is allocated for it.
+        self.charge(len)?;
         // Only a sequence is a tuple: no keys beyond 1..n (and `n` itself). Checked first,
         // so that nothing is copied from a table that is refused.
         for pair in table.pairs::<Value, Value>() {
@@ -155,11 +177,19 @@ impl Conversion {
         if items.try_reserve_exact(len).is_err() {
             return refuse(format!("a sequence of {len} items (out of memory)"));
         }
+        let (mut height, mut count) = (0, len);
         for i in 1..=len {
             let item: Value = table.raw_get(i).map_err(|e| LuaError::from_mlua(&e))?;
-            items.push(self.convert(&item, depth + 1)?);
+            let converted = self.convert(&item, depth + 1)?;
+            height = height.max(converted.height);
+            count = count.saturating_add(converted.items);
+            items.push(converted.value);
         }
-        Ok(Shareable::Tuple(items.into()))
+        Ok(Converted {
+            value: Shareable::Tuple(items.into()),
+            height: height + 1,
+            items: count,
+        })
     }
 }
 

@@ -70,9 +70,9 @@ mod vars;
 /// The `mlua` crate this module is built on (Lua 5.4, vendored), for [`LuaInterpreter::lua`].
 pub use mlua;
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
@@ -210,37 +210,58 @@ fn lua_err(error: mlua::Error) -> LuaError {
     LuaError::from_mlua(&error)
 }
 
-/// The instructions an `exec` or `call` may still run.
+/// An interpreter's instruction budget: how many instructions each run may take.
 #[derive(Debug)]
 struct Budget {
     budget: u64,
-    left: AtomicU64,
-    /// Whether an `exec` or `call` is running: only its instructions count (a spawned task's
-    /// polls between them do not, and cannot spend the next one's budget).
-    active: AtomicBool,
+}
+
+std::thread_local! {
+    /// The budgeted run on this thread: its budget (by address) and the instructions it has
+    /// left. Per thread, since a state runs on the thread that calls it: an `exec` on one
+    /// thread and a task's poll on another each spend their own.
+    static RUN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
 
 impl Budget {
-    /// Renews the budget for a run that has the interpreter to itself, until the guard
-    /// drops.
-    fn start(&self) -> BudgetRun<'_> {
-        self.left.store(self.budget, Ordering::Relaxed);
-        self.active.store(true, Ordering::Relaxed);
-        BudgetRun(self)
+    /// Starts a run on this thread with the whole budget, until the guard drops (a nested
+    /// run, of another state, gets its own and gives this one back).
+    fn start(&self) -> BudgetRun {
+        let previous = RUN.replace((self.key(), self.budget));
+        BudgetRun(previous)
     }
 
-    /// Whether a running `exec` or `call` has spent its budget.
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Spends `step` instructions of this thread's run, if it is this budget's; `false` once
+    /// they are not there. Code of this state that runs outside a budgeted run is not counted.
+    fn spend(&self, step: u64) -> bool {
+        let (key, left) = RUN.get();
+        if key != self.key() {
+            return true;
+        }
+        if left < step {
+            return false;
+        }
+        RUN.set((key, left - step));
+        true
+    }
+
+    /// Whether this thread's run of this budget has spent it.
     fn is_spent(&self, step: u64) -> bool {
-        self.active.load(Ordering::Relaxed) && self.left.load(Ordering::Relaxed) < step
+        let (key, left) = RUN.get();
+        key == self.key() && left < step
     }
 }
 
-/// Ends the budgeted run (also when it panics).
-struct BudgetRun<'a>(&'a Budget);
+/// Ends a budgeted run (also when it panics), giving back the one it interrupted.
+struct BudgetRun((usize, u64));
 
-impl Drop for BudgetRun<'_> {
+impl Drop for BudgetRun {
     fn drop(&mut self) {
-        self.0.active.store(false, Ordering::Relaxed);
+        RUN.set(self.0);
     }
 }
 
@@ -288,9 +309,11 @@ impl Builder {
 
     /// How many Lua VM instructions each [`exec`](LuaInterpreter::exec) or
     /// [`call`](LuaInterpreter::call) may run (counted in steps of 1000) before it stops with
-    /// [`LuaError::InstructionBudget`]. Tasks started with [`spawn`](LuaInterpreter::spawn)
-    /// run outside it, between the runs: a task's code runs between its awaits, and one that
-    /// never awaits holds its worker thread.
+    /// [`LuaError::InstructionBudget`]. Each poll of a task started with
+    /// [`spawn`](LuaInterpreter::spawn) gets the whole budget too (its code runs between its
+    /// awaits, and a poll that never awaits is stopped like a runaway `exec`). Each run
+    /// counts its own instructions, on its own thread: concurrent runs and polls do not
+    /// spend or renew each other's.
     pub fn instruction_budget(mut self, instructions: u64) -> Self {
         self.instruction_budget = Some(instructions);
         self
@@ -306,13 +329,9 @@ impl Builder {
         let interp = interpreters::create();
         let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default())
             .map_err(|e| failed(&interp, lua_err(e)))?;
-        let budget = self.instruction_budget.map(|budget| {
-            Arc::new(Budget {
-                budget,
-                left: AtomicU64::new(budget),
-                active: AtomicBool::new(false),
-            })
-        });
+        let budget = self
+            .instruction_budget
+            .map(|budget| Arc::new(Budget { budget }));
         interp.try_exec(|| setup(&lua, budget.clone()).map_err(lua_err))?;
         if let Some(limit) = self.memory_limit {
             lua.set_memory_limit(limit)
@@ -400,16 +419,11 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(step as u32),
             move |_, _| {
-                if !budget.active.load(Ordering::Relaxed) {
-                    return Ok(VmState::Continue);
-                }
-                let left = budget.left.load(Ordering::Relaxed);
-                if left < step {
+                if !budget.spend(step) {
                     return Err(mlua::Error::external(LuaError::InstructionBudget {
                         budget: budget.budget,
                     }));
                 }
-                budget.left.store(left - step, Ordering::Relaxed);
                 Ok(VmState::Continue)
             },
         )?;
@@ -684,6 +698,7 @@ impl LuaInterpreter {
         let mut handle = None;
         let interp = self.interp.clone();
         let lua = self.lua.clone();
+        let budget = self.budget.clone();
         self.enter(|lua_ref| {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(LuaError::NoRuntime);
@@ -698,7 +713,14 @@ impl LuaInterpreter {
                 drop(lua);
                 outcome.map_err(|error| failed(&interp, error))
             };
-            handle = Some(crate::tokio::spawn(future));
+            // Each poll is a run of its own: it gets the whole budget (a task that never
+            // awaits is stopped like a runaway `exec`).
+            let mut future = Box::pin(future);
+            let polled = std::future::poll_fn(move |cx| {
+                let _run = budget.as_deref().map(Budget::start);
+                future.as_mut().poll(cx)
+            });
+            handle = Some(crate::tokio::spawn(polled));
             Ok(())
         })?;
         Ok(handle.expect("spawned"))

@@ -105,13 +105,25 @@ impl UserData for LuaVar {
             };
             // `create`: a coroutine without a logical context yet gets one, so that a token
             // made outside it is of another context there, as PEP 550 says.
-            match this.frames.enter(lua, true, || this.var.try_reset(inner))? {
-                Ok(()) => Ok(()),
-                Err(refused) => {
+            // Taken inside: if entering fails first (the memory limit, making the coroutine's
+            // logical context), the token was never applied and goes back unused.
+            let mut pending = Some(inner);
+            let outcome = this.frames.enter(lua, true, || {
+                pending.take().map(|inner| this.var.try_reset(inner))
+            });
+            match outcome {
+                Ok(Some(Ok(()))) => Ok(()),
+                Ok(Some(Err(refused))) => {
                     // PEP 567: a refused token stays unused, for a reset where it applies.
                     let error = refused.error();
                     *token.token.lock() = Some(refused.into_token());
                     Err(token_error(error))
+                }
+                Ok(None) | Err(_) => {
+                    *token.token.lock() = pending.take();
+                    Err(outcome.err().unwrap_or_else(|| {
+                        mlua::Error::runtime("RuntimeError: the reset did not run")
+                    }))
                 }
             }
         });

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use contextvars::{AttachId, Context, VarInfo, attach, end_attach};
+use contextvars::{AttachId, Context, VarInfo, attach, detach, end_attach};
 use tokio::runtime::Builder;
 
 std::thread_local! {
@@ -88,15 +88,17 @@ fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
     let Some(id) = WORKER.with(Cell::get) else {
         return;
     };
-    if again && contextvars::get_execution_context().is_empty() {
-        return;
-    }
-    // Ended, not detached: a task that panicked between an `attach` and its `detach` (or
-    // forgot the `detach`) left that attach on top, and it ends here too; what it set is
-    // reported as leaked.
-    let Ok(leaked) = end_attach(id) else {
-        // Parked inside some scope of its own: nothing to check at this level.
-        return;
+    // Detached if nothing was left above it; ended otherwise: a task that panicked between an
+    // `attach` and its `detach` (or forgot the `detach`) left that attach on top, and it ends
+    // here too. What is reported then is the context that attach left current (the worker's
+    // own context under it is cleared with it).
+    let leaked = match detach(id) {
+        Ok(own) => own,
+        Err(_) => match end_attach(id) {
+            Ok(left_on_top) => left_on_top,
+            // Parked inside some scope of its own: nothing to check at this level.
+            Err(_) => return,
+        },
     };
     WORKER.with(|worker| worker.set(None));
     if !leaked.is_empty() {
