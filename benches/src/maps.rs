@@ -81,6 +81,10 @@ fn fold_step(acc: u64, key: u64, value: u64) -> u64 {
     acc.wrapping_add(key ^ value.rotate_left(7))
 }
 
+/// Ours with shared values, the shape of a context (values behind an `Arc`): what
+/// [`StdArcMap`] is compared with, so that both store the same values.
+pub type OursArcMap = hamt::HamtMap<u64, std::sync::Arc<u64>, Hasher>;
+
 /// `std`'s flat table with shared values, the shape of a context (values behind an `Arc`):
 /// its copy bumps one reference count per entry.
 pub type StdArcMap = std::collections::HashMap<u64, std::sync::Arc<u64>, Hasher>;
@@ -168,6 +172,8 @@ fn load(value: &impl std::borrow::Borrow<u64>) -> u64 {
 
 bench_map!(OursMap, Ours, hamt::HamtMap::with_hasher, len, insert, remove(.is_some()),
     same, persistent: structural(update, without));
+bench_map!(OursArcMap, OursArc, hamt::HamtMap::with_hasher, len, insert, remove(.is_some()),
+    std::sync::Arc::new, persistent: structural(update, without));
 bench_map!(ImblMap, Imbl, imbl::GenericHashMap::with_hasher, len, insert, remove(.is_some()),
     same, persistent: structural(update, without));
 bench_map!(ImMap, Im, im::HashMap::with_hasher, len, insert, remove(.is_some()),
@@ -194,6 +200,8 @@ pub enum Contender {
     Std,
     /// [`StdArcMap`].
     StdArc,
+    /// [`OursArcMap`].
+    OursArc,
 }
 
 impl Contender {
@@ -205,10 +213,11 @@ impl Contender {
         Self::Rpds,
         Self::Std,
         Self::StdArc,
+        Self::OursArc,
     ];
 
     /// How many contenders there are.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// The persistent peers that "best peer" ratios compare against.
     pub const PEERS: [Self; 3] = [Self::Imbl, Self::Im, Self::Rpds];
@@ -222,6 +231,7 @@ impl Contender {
             Self::Rpds => "rpds",
             Self::Std => "std",
             Self::StdArc => "std_arc",
+            Self::OursArc => "hamt_arc",
         }
     }
 
@@ -234,6 +244,7 @@ impl Contender {
             Self::Rpds => "rpds (Sync)",
             Self::Std => "std HashMap (flat copy)",
             Self::StdArc => "std HashMap, Arc values (flat copy)",
+            Self::OursArc => "hamt, Arc values (ours)",
         }
     }
 
@@ -258,6 +269,7 @@ impl Contender {
             Self::Rpds => visitor.visit::<RpdsMap>(),
             Self::Std => visitor.visit::<StdMap>(),
             Self::StdArc => visitor.visit::<StdArcMap>(),
+            Self::OursArc => visitor.visit::<OursArcMap>(),
         }
     }
 }

@@ -54,10 +54,13 @@ crate::case_ops! {
 
 impl Op {
     /// Whether `contender` runs this operation: std has no structural persistent update, and
-    /// the `Arc`-valued std map is only the reference of snapshot + set.
+    /// the `Arc`-valued maps (std's and ours) are only measured for snapshot + set, where
+    /// they compare as a context's map.
     pub fn applies_to(self, contender: Contender) -> bool {
         match self {
-            _ if contender == Contender::StdArc => self == Self::SnapshotSet,
+            _ if matches!(contender, Contender::StdArc | Contender::OursArc) => {
+                self == Self::SnapshotSet
+            }
             Self::PersistentInsert | Self::PersistentRemove => contender.is_persistent(),
             _ => true,
         }

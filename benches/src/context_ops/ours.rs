@@ -92,8 +92,10 @@ pub fn scope(next: &mut u64) -> u64 {
     VAR.scope(*next, || 0)
 }
 
-/// `run_with_logical_context(&mut lc, || ())`: push `lc`, pop it.
+/// `run_with_logical_context(&mut lc, || ())`: push `lc`, pop it. The closure's
+/// `black_box` stands for the code a scope runs, as in [`run`]: with a transparent closure
+/// the compiler could fold the lazy push's store and the pop's into nothing.
 #[inline(never)]
 pub fn push_pop(lc: &mut LogicalContext) -> u64 {
-    run_with_logical_context(lc, || 0)
+    run_with_logical_context(lc, || black_box(0))
 }

@@ -27,6 +27,15 @@ fn offset(x: u64) -> u64 {
     x.wrapping_add(0x5851_F42D_4C95_7F2D)
 }
 
+/// How many wrapper steps (a logical context pushed and popped) [`contextual`] makes per
+/// source element: the first wrapper runs for every element, the four after the filter only
+/// for the elements it keeps (and each once more for the end).
+pub fn wrapper_steps_per_element() -> f64 {
+    let kept = (0..CHAIN_LEN).map(scramble).filter(keep).count() as f64;
+    let len = CHAIN_LEN as f64;
+    ((len + 1.0) + 4.0 * (kept + 1.0)) / len
+}
+
 /// `map → filter (keeps 7/8) → map → map → map`, summed.
 #[inline(never)]
 pub fn plain(_: &mut ()) -> u64 {
@@ -60,6 +69,48 @@ pub fn contextual(_: &mut ()) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the `next` calls of the iterator it wraps.
+    struct Counted<'a, I>(I, &'a std::cell::Cell<u64>);
+
+    impl<I: Iterator> Iterator for Counted<'_, I> {
+        type Item = I::Item;
+        fn next(&mut self) -> Option<I::Item> {
+            self.1.set(self.1.get() + 1);
+            self.0.next()
+        }
+    }
+
+    /// The chain with a counter where `contextual` has its wrappers: their `next` calls per
+    /// source element are what `wrapper_steps_per_element` says.
+    #[test]
+    fn wrapper_steps_are_counted_per_source_element() {
+        let calls = std::cell::Cell::new(0);
+        let sum = Counted(
+            Counted(
+                Counted(
+                    Counted(
+                        Counted((0..CHAIN_LEN).map(scramble), &calls).filter(keep),
+                        &calls,
+                    )
+                    .map(fold_high),
+                    &calls,
+                )
+                .map(rotate),
+                &calls,
+            )
+            .map(offset),
+            &calls,
+        )
+        .fold(0, u64::wrapping_add);
+        assert_eq!(sum, plain(&mut ()));
+        let per_element = calls.get() as f64 / CHAIN_LEN as f64;
+        assert!(
+            (per_element - wrapper_steps_per_element()).abs() < 1e-9,
+            "{per_element}"
+        );
+        assert!(per_element < 4.9, "{per_element}");
+    }
 
     #[test]
     fn both_chains_compute_the_same() {

@@ -145,13 +145,14 @@ fn timing_table(op: Op, grid: &Grid, reference: &HamtReference) -> String {
             if !op.applies_to(flat) {
                 continue;
             }
+            let ours = super::targets::numerator(flat);
             let ratios = (0..sizes.len()).map(|column| {
-                match (grid.get(Contender::Ours, column), grid.get(flat, column)) {
+                match (grid.get(ours, column), grid.get(flat, column)) {
                     (Some(ours), Some(theirs)) => format_ratio(ours / theirs),
                     _ => "–".to_owned(),
                 }
             });
-            table.row(std::iter::once(format!("ours / {}", flat.name())).chain(ratios));
+            table.row(std::iter::once(format!("{} / {}", ours.name(), flat.name())).chain(ratios));
         }
     }
     if let Some(aims) = reference.ns(op) {
@@ -299,6 +300,7 @@ fn color(contender: Contender) -> RGBColor {
         Contender::Rpds => RGBColor(0x94, 0x67, 0xbd),
         Contender::Std => RGBColor(0x7f, 0x7f, 0x7f),
         Contender::StdArc => RGBColor(0x8c, 0x56, 0x4b),
+        Contender::OursArc => RGBColor(0xff, 0x98, 0x96),
     }
 }
 

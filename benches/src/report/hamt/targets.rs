@@ -37,8 +37,9 @@ pub struct Target {
 fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
     let (op, reference) = (ratio.op(), ratio.over());
     let name = format!(
-        "{}: ours / {} ≤ {}{}",
+        "{}: {} / {} ≤ {}{}",
         op.name(),
+        numerator(reference).name(),
         reference.name(),
         ratio.max,
         ratio.scope()
@@ -48,6 +49,16 @@ fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
         None => vec![None; results.sizes.len()],
     };
     Target { name, checks }
+}
+
+/// Ours as compared with `reference`: the `Arc`-valued map against the `Arc`-valued peer
+/// (both store the same values), the `u64` one against the others.
+pub fn numerator(reference: Contender) -> Contender {
+    if reference == Contender::StdArc {
+        Contender::OursArc
+    } else {
+        Contender::Ours
+    }
 }
 
 fn ratio_checks(
@@ -63,7 +74,7 @@ fn ratio_checks(
             if !applies(n) {
                 return None;
             }
-            let ours = grid.get(Contender::Ours, column)?;
+            let ours = grid.get(numerator(reference), column)?;
             let theirs = grid.get(reference, column)?;
             Some(Check {
                 ratio: ours / theirs,

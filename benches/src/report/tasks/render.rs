@@ -46,10 +46,11 @@ fn notes(results: &TaskResults, op: Op) -> Vec<String> {
             {
                 notes.push(format!(
                     "With / without: **{}×**; the logical contexts add {} ns per element, \
-                     {} ns per element per stage.",
+                     {} ns per element per stage (per wrapper step: the four stages after \
+                     the filter see only the elements it keeps).",
                     format_ratio(ours / plain),
                     format_ns(extra),
-                    format_ns(extra / targets::CHAIN_STAGES)
+                    format_ns(targets::per_wrapper_step(extra))
                 ));
             }
         }
