@@ -15,8 +15,9 @@
 //!   median throughput of each, with its p50 and p99 latency (per request, wall clock, from
 //!   send to complete body), and the process CPU time per request (client and server run in
 //!   this process). The targets compare each round with its partner and take the median of
-//!   the [`ROUNDS`] comparisons; the throughput is also compared per CPU second, which the
-//!   other programs on a shared machine do not move.
+//!   the [`ROUNDS`] comparisons, for both ways of numbering requests (one id per caller, a
+//!   new id per request); the throughput is also compared per CPU second, which the other
+//!   programs on a shared machine do not move.
 //! - **Process**: `process::spawn` + `join` of a child that returns at once, with
 //!   `Inheritance::Empty` and with `Inheritance::Inherit` (two propagated variables handed
 //!   over): the median of [`SPAWNS`] spawns each, the two policies alternating.
