@@ -483,8 +483,8 @@ pub fn checks_table(checks: &[Check]) -> String {
         ]);
     }
     format!(
-        "### Targets\n\nEach row is a bar from `benches/targets.toml`, checked against this \
-         run. **{passed} of {measured} checks pass.**\n\n{}\n{}",
+        "### Targets\n\nEach row is a bar from the targets file (`benches/targets.toml`, unless \
+         `--targets` named another), checked against this run. **{passed} of {measured} checks pass.**\n\n{}\n{}",
         table.render(),
         super::cpu_line()
     )

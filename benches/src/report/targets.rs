@@ -64,9 +64,20 @@ pub struct RatioTarget {
     pub n_min: Option<usize>,
     /// The largest size the bar applies to.
     pub n_max: Option<usize>,
+    /// Whose bar it is, shown with it (`"issue 13"`, `"project"`); none: unlabelled.
+    pub by: Option<String>,
 }
 
 impl RatioTarget {
+    /// ` (issue 13's bar)`, ` (project bar)` or nothing.
+    pub fn origin(&self) -> String {
+        match self.by.as_deref() {
+            None => String::new(),
+            Some("project") => " (project bar)".to_owned(),
+            Some(who) => format!(" ({who}'s bar)"),
+        }
+    }
+
     /// The operation (checked by [`Targets::load`]).
     pub fn op(&self) -> Op {
         op_named(&self.op).unwrap_or(Op::LookupHit)
@@ -332,7 +343,15 @@ mod tests {
             max: 1.0,
             n_min,
             n_max,
+            by: None,
         };
+        let by = |who: &str| RatioTarget {
+            by: Some(who.into()),
+            ..ratio(None, None)
+        };
+        assert_eq!(by("issue 13").origin(), " (issue 13's bar)");
+        assert_eq!(by("project").origin(), " (project bar)");
+        assert_eq!(ratio(None, None).origin(), "");
         assert_eq!(ratio(None, Some(100)).scope(), " (N ≤ 100)");
         assert!(ratio(None, Some(100)).applies(100) && !ratio(None, Some(100)).applies(1000));
         assert!(ratio(Some(1000), None).applies(1000) && !ratio(Some(1000), None).applies(999));

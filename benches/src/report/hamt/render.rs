@@ -94,7 +94,7 @@ fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
     }
     format!(
         "### Targets\n\nEach cell is the measured ratio and whether it meets the target \
-         (bars from `benches/targets.toml`). **{passed} of {checked} checks pass.**\n\n{}\n{}",
+         (bars from the targets file: `benches/targets.toml`, unless `--targets` named another). **{passed} of {checked} checks pass.**\n\n{}\n{}",
         table.render(),
         cpu_line()
     )

@@ -37,12 +37,13 @@ pub struct Target {
 fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
     let (op, reference) = (ratio.op(), ratio.over());
     let name = format!(
-        "{}: {} / {} ≤ {}{}",
+        "{}: {} / {} ≤ {}{}{}",
         op.name(),
         numerator(reference).name(),
         reference.name(),
         ratio.max,
-        ratio.scope()
+        ratio.scope(),
+        ratio.origin()
     );
     let checks = match results.timing(op) {
         Some(grid) => ratio_checks(grid, reference, ratio.max, |n| ratio.applies(n)),
