@@ -92,8 +92,10 @@
 //!
 //! [`SendChannel::send_nowait`] follows PEP 554 (2017): "If the other end is not currently
 //! receiving then raise RuntimeError". It succeeds only when a receiver is blocked in `recv`
-//! or `recv_timeout` at that moment, and the item then goes to that receiver; otherwise it
-//! fails with [`SendError::NotReceiving`] and nothing stays in the channel.
+//! or `recv_timeout` at that moment, and the item is then left for the receivers, ahead of
+//! later sends (a `recv_nowait` made meanwhile may take it before the blocked receiver
+//! wakes, which then waits on); otherwise it fails with [`SendError::NotReceiving`] and
+//! nothing stays in the channel.
 //! [`SendChannel::send_buffered`] leaves an item for later without waiting (what
 //! `send_nowait` did before 0.2).
 //!
