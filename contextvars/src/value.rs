@@ -260,7 +260,7 @@ impl Value {
     }
 
     /// The bits of an inline value.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn bits(&self) -> Option<u64> {
         match self {
             Value::Shared(_) => None,

@@ -347,9 +347,9 @@ fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
         .collect();
     assert_eq!(ids, expected, "ExecutionContext::vars {view:?}");
     match view {
-        View::Plain => assert_eq!(ec.len(), model.len, "ExecutionContext::len"),
-        View::Squashed => assert_eq!(ec.len(), usize::from(model.len > 0), "squashed len"),
-        View::Inherited => assert!(ec.len() <= model.len, "inherited len"),
+        View::Plain => assert_eq!(ec.depth(), model.len, "ExecutionContext::depth"),
+        View::Squashed => assert_eq!(ec.depth(), usize::from(model.len > 0), "squashed depth"),
+        View::Inherited => assert!(ec.depth() <= model.len, "inherited depth"),
     }
     // Empty layers are never pushed, so a context is empty exactly when it binds nothing.
     assert_eq!(ec.is_empty(), ids.is_empty(), "is_empty");
