@@ -845,6 +845,10 @@ impl Harness {
         }
         for channel in &mut self.channels {
             channel.fifo.unbind(id);
+            // A closed interpreter uses neither end any more (the channel stays open).
+            for end in &mut channel.ends {
+                end.using.retain(|&using| using != id);
+            }
         }
     }
 
