@@ -521,31 +521,20 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                 token,
             });
         }
-        let Token {
-            var,
-            var_name,
-            context,
-            old,
-            below,
-            _type,
-        } = token;
-        match thread_state::restore(var, old, context) {
+        let mut token = token;
+        match thread_state::restore(token.var, token.old.take(), token.context) {
             Ok(displaced) => {
-                drop(below);
+                drop(token);
                 drop(displaced);
                 Ok(())
             }
-            Err(old) => Err(ResetError {
-                error: TokenError::WrongContext,
-                token: Token {
-                    var,
-                    var_name,
-                    context,
-                    old,
-                    below,
-                    _type,
-                },
-            }),
+            Err(old) => {
+                token.old = old;
+                Err(ResetError {
+                    error: TokenError::WrongContext,
+                    token,
+                })
+            }
         }
     }
 

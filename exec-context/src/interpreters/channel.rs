@@ -4,7 +4,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::error::{RecvError, SendError};
@@ -60,20 +60,22 @@ impl ChannelInner {
         Ok(interp)
     }
 
+    /// Ends `interp`'s use of `end`, and hands back the end's lock, still held.
+    fn end_use(&self, end: usize, interp: u64) -> MutexGuard<'_, Association> {
+        let mut assoc = self.ends[end]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Under the lock, so no `associate` can publish the interpreter again meanwhile.
+        let _ =
+            self.users[end].compare_exchange(interp, NOBODY, Ordering::AcqRel, Ordering::Relaxed);
+        assoc.using.retain(|&id| id != interp);
+        assoc
+    }
+
     fn release(&self, end: usize) -> bool {
         let interp = current_id();
         let first = {
-            let mut assoc = self.ends[end]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            // Under the lock, so no `associate` can publish the releasing interpreter again.
-            let _ = self.users[end].compare_exchange(
-                interp,
-                NOBODY,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-            assoc.using.retain(|&id| id != interp);
+            let mut assoc = self.end_use(end, interp);
             if assoc.released.contains(&interp) {
                 false
             } else {
@@ -94,16 +96,7 @@ impl ChannelInner {
     /// comes later) may still.
     pub(crate) fn forget(&self, interp: u64) {
         for end in [SEND, RECV] {
-            let mut assoc = self.ends[end]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let _ = self.users[end].compare_exchange(
-                interp,
-                NOBODY,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-            assoc.using.retain(|&id| id != interp);
+            drop(self.end_use(end, interp));
         }
     }
 
