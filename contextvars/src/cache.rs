@@ -474,12 +474,16 @@ fn exhausted() -> ! {
 /// (through this pair) can change it.
 #[inline]
 pub(crate) fn enter(stamp: u64) -> u64 {
-    CACHE.with(|cache| {
-        // Whether `stamp` lies in this thread's current block (0 never does).
-        let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
-        let version = if mine { stamp } else { fresh(cache) };
-        cache.version.replace(version)
-    })
+    CACHE.with(|cache| enter_on(cache, stamp))
+}
+
+/// [`enter`] on this thread's cache, already borrowed.
+#[inline]
+fn enter_on(cache: &Cache, stamp: u64) -> u64 {
+    // Whether `stamp` lies in this thread's current block (0 never does).
+    let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
+    let version = if mine { stamp } else { fresh(cache) };
+    cache.version.replace(version)
 }
 
 /// [`enter`], which also returns a number that no other call of this in the process gives
@@ -487,11 +491,7 @@ pub(crate) fn enter(stamp: u64) -> u64 {
 /// an attach.
 #[inline]
 pub(crate) fn enter_with_id(stamp: u64) -> (u64, u64) {
-    CACHE.with(|cache| {
-        let mine = stamp.wrapping_sub(cache.block.get()) < BLOCK;
-        let version = if mine { stamp } else { fresh(cache) };
-        (cache.version.replace(version), fresh(cache))
-    })
+    CACHE.with(|cache| (enter_on(cache, stamp), fresh(cache)))
 }
 
 /// Leaves the context entered with [`enter`], whose result is `outer`: the cache describes
