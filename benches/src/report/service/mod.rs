@@ -10,7 +10,10 @@
 //!   once without the layers (the handler reads the same variables, unset), and once
 //!   without the layers but with the `baggage` header the client layer would write, made
 //!   once per caller and inserted into every request (what carrying one more header costs
-//!   without the layers: the insert, and hyper writing, parsing and dropping it). The rounds
+//!   without the layers: the insert, and hyper writing, parsing and dropping it). In all
+//!   four, each caller sets the request id before every request (its own id again, or the
+//!   new one), so the caller's own work is the same and paired runs differ by the layers
+//!   only. The rounds
 //!   rotate ([`ROUNDS`] of each, the four orders taking turns); the table shows the round with the
 //!   median throughput of each, with its p50 and p99 latency (per request, wall clock, from
 //!   send to complete body), and the process CPU time per request (client and server run in
@@ -246,11 +249,17 @@ where
             let mut latencies = Vec::with_capacity(share);
             let mut wrong = 0;
             for sent in 0..share {
-                if ids == Ids::PerRequest {
-                    // Ids above the callers' own, none repeated.
-                    let id = FIRST_CALLER_ID + ((sent + 1) * CONCURRENCY + caller) as u64;
-                    REQUEST_ID.set(id);
-                }
+                // Every configuration sets the request id before each request, as a caller
+                // that numbers its requests does, so that the caller's own work (the `set`,
+                // and saving its task's changed context after the poll) is the same in every
+                // configuration and the paired runs differ only by the layers: the caller's
+                // id again, or with `Ids::PerRequest` one above the callers' own, none
+                // repeated.
+                let id = match ids {
+                    Ids::PerRequest => FIRST_CALLER_ID + ((sent + 1) * CONCURRENCY + caller) as u64,
+                    Ids::PerCaller | Ids::HeaderOnly => FIRST_CALLER_ID + caller as u64,
+                };
+                REQUEST_ID.set(id);
                 let mut request = Request::get(uri.clone())
                     .body(Body::default())
                     .expect("request");
