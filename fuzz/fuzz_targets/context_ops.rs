@@ -311,6 +311,20 @@ fn push_bounded<T>(list: &mut Vec<T>, item: T, bound: usize) {
     list.push(item);
 }
 
+/// What an `iter()` yields, by variable index: each variable once, with a `u16` value.
+fn iterated<'a>(entries: impl Iterator<Item = (contextvars::VarInfo, &'a contextvars::AnyValue)>) -> HashMap<usize, u16> {
+    let mut found = HashMap::new();
+    for (info, value) in entries {
+        let i = VARS
+            .iter()
+            .position(|var| var.id() == info.id())
+            .expect("iter yields only the target's variables");
+        let value = *value.downcast_ref::<u16>().expect("a u16 value");
+        assert!(found.insert(i, value).is_none(), "iter yields v{i} twice");
+    }
+    found
+}
+
 fn check_lc(lc: &LogicalContext, model: &ModelLc) {
     assert_eq!(lc.len(), model.map.len(), "LogicalContext::len");
     assert_eq!(
@@ -329,6 +343,8 @@ fn check_lc(lc: &LogicalContext, model: &ModelLc) {
     let ids: HashSet<u64> = lc.vars().map(|info| info.id().get()).collect();
     let expected: HashSet<u64> = model.map.keys().map(|&i| VARS[i].id().get()).collect();
     assert_eq!(ids, expected, "LogicalContext::vars");
+    let expected: HashMap<usize, u16> = model.map.iter().map(|(&i, &v)| (i, v)).collect();
+    assert_eq!(iterated(lc.iter()), expected, "LogicalContext::iter");
 }
 
 fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
@@ -346,10 +362,25 @@ fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
         .map(|i| VARS[i].id().get())
         .collect();
     assert_eq!(ids, expected, "ExecutionContext::vars {view:?}");
+    // The topmost value of each variable, lower layers' shadowed ones never.
+    let expected: HashMap<usize, u16> = (0..VARS.len())
+        .filter(|&i| inherited(i))
+        .filter_map(|i| model.find(i).map(|v| (i, v)))
+        .collect();
+    assert_eq!(iterated(ec.iter()), expected, "ExecutionContext::iter {view:?}");
     match view {
         View::Plain => assert_eq!(ec.depth(), model.len, "ExecutionContext::depth"),
         View::Squashed => assert_eq!(ec.depth(), usize::from(model.len > 0), "squashed depth"),
-        View::Inherited => assert!(ec.depth() <= model.len, "inherited depth"),
+        // Squashed into one layer when it drops a value (then `NOT_INHERITED` was set, so
+        // the process-wide flag that allows the plain clone is off), else the same layers.
+        View::Inherited => {
+            let expected = if model.find(NOT_INHERITED).is_some() {
+                usize::from(!ids.is_empty())
+            } else {
+                model.len
+            };
+            assert_eq!(ec.depth(), expected, "inherited depth");
+        }
     }
     // Empty layers are never pushed, so a context is empty exactly when it binds nothing.
     assert_eq!(ec.is_empty(), ids.is_empty(), "is_empty");
@@ -370,6 +401,18 @@ fn check_context(context: &Context, model: &ModelContext) {
     let ids: HashSet<u64> = context.vars().map(|info| info.id().get()).collect();
     let expected: HashSet<u64> = vars.into_iter().map(|i| VARS[i].id().get()).collect();
     assert_eq!(ids, expected, "Context::vars");
+    let expected: HashMap<usize, u16> = (0..VARS.len())
+        .filter_map(|i| model.find(i).map(|v| (i, v)))
+        .collect();
+    assert_eq!(iterated(context.iter()), expected, "Context::iter");
+    let mut values: Vec<u16> = context
+        .values()
+        .map(|value| *value.downcast_ref::<u16>().expect("a u16 value"))
+        .collect();
+    let mut expected_values: Vec<u16> = expected.values().copied().collect();
+    values.sort_unstable();
+    expected_values.sort_unstable();
+    assert_eq!(values, expected_values, "Context::values");
     check_ec(
         &context.execution_context(),
         &model.execution_context(),
@@ -413,6 +456,20 @@ impl Harness {
         }
     }
 
+    /// Every stored logical context, context and snapshot against its model: a change that
+    /// reached one of them through a shared map shows at the step that made it.
+    fn check_stored(&self) {
+        for (lc, model) in self.lcs.iter().flatten() {
+            check_lc(lc, model);
+        }
+        for (context, model) in self.contexts.iter().flatten() {
+            check_context(context, model);
+        }
+        for (ec, model) in &self.snapshots {
+            check_ec(ec, model, View::Plain);
+        }
+    }
+
     /// Runs operations until an `End` (unless at the outermost level) or the end of `ops`.
     fn block(&mut self, ops: &mut std::slice::Iter<'_, Op>, outermost: bool) {
         while let Some(op) = ops.next() {
@@ -420,6 +477,8 @@ impl Harness {
                 break;
             }
             self.apply(op, ops);
+            self.check_all();
+            self.check_stored();
         }
         self.check_all();
     }

@@ -5,8 +5,8 @@
 //! The map hashes with `MaskedState`, whose number of kept hash bits (0..=32) comes from the
 //! input: few bits force collision nodes and deep tries, 32 bits behave like a good hash.
 //! Older versions (snapshots, the inputs of persistent operations, the other half of a
-//! clone-and-mutate) are kept with their models and re-checked at the end, so a path copy
-//! that leaks an edit into a shared node is caught.
+//! clone-and-mutate) are kept with their models and re-checked after every step too, so a
+//! path copy that leaks an edit into a shared node is caught at the step that made it.
 #![no_main]
 
 use std::collections::HashMap;
@@ -172,22 +172,37 @@ fn check(map: &Map, model: &Model) {
     assert_eq!(map.is_empty(), model.is_empty(), "is_empty");
     let iter = map.iter();
     assert_eq!(iter.len(), model.len(), "iter().len()");
-    let mut seen = 0;
-    for (k, v) in iter {
-        assert_eq!(model.get(k), Some(v), "entry {k} from iter");
-        seen += 1;
-    }
-    assert_eq!(seen, model.len(), "iter yields len entries");
-    assert_eq!(map.keys().count(), model.len(), "keys");
-    assert_eq!(
-        map.values().map(|v| u64::from(*v)).sum::<u64>(),
-        model.values().map(|v| u64::from(*v)).sum::<u64>(),
-        "values"
-    );
+    check_entries(map, model);
+    let mut keys: Vec<u16> = map.keys().copied().collect();
+    let mut expected_keys: Vec<u16> = model.keys().copied().collect();
+    keys.sort_unstable();
+    expected_keys.sort_unstable();
+    assert_eq!(keys, expected_keys, "keys");
+    let mut values: Vec<u16> = map.values().copied().collect();
+    let mut expected_values: Vec<u16> = model.values().copied().collect();
+    values.sort_unstable();
+    expected_values.sort_unstable();
+    assert_eq!(values, expected_values, "values");
     for (k, v) in model {
         // `get` and `Index` are `get_key_value` underneath.
         assert_eq!(map.get_key_value(k), Some((k, v)), "get_key_value({k})");
     }
+}
+
+/// The entries `iter` yields are the model's, each once (keys are below `1 << 10`): a
+/// repeated entry with a missing one would keep the count. Cheap enough to run on every kept
+/// version after every step.
+fn check_entries(map: &Map, model: &Model) {
+    let mut yielded = [0u64; 1 << 10 >> 6];
+    let mut count = 0;
+    for (k, v) in map.iter() {
+        assert_eq!(model.get(k), Some(v), "entry {k} from iter");
+        let (word, bit) = (usize::from(*k) >> 6, 1u64 << (k & 63));
+        assert_eq!(yielded[word] & bit, 0, "entry {k} yielded twice");
+        yielded[word] |= bit;
+        count += 1;
+    }
+    assert_eq!(count, model.len(), "iter yields the model's entries");
 }
 
 fn hash_of(map: &Map) -> u64 {
@@ -655,6 +670,12 @@ fuzz_target!(|input: Input| {
     for op in input.ops.into_iter().take(MAX_OPS) {
         harness.apply(op);
         check(&harness.map, &harness.model);
+        // The versions kept: an edit that wrote into a node they share shows at once (their
+        // structure is checked in full when they leave the history, and at the end).
+        for (old, old_model) in &harness.history {
+            assert_eq!(old.len(), old_model.len(), "a kept version's len");
+            check_entries(old, old_model);
+        }
     }
     for (old, old_model) in &harness.history {
         check(old, old_model);

@@ -121,6 +121,7 @@ impl Clone for Val {
 
 impl PartialEq for Val {
     fn eq(&self, other: &Self) -> bool {
+        spring(Kind::Eq);
         self.n == other.n
     }
 }
@@ -684,5 +685,285 @@ fn iterators_that_survive_a_clone_panic_yield_what_their_length_says() {
         assert!(yielded <= layout().len());
         assert_holds(&map, &layout());
         assert_holds(&shared, &layout());
+    }
+}
+
+/// `insert_if_changed` compares the old value with the new one (`Eq` of values) before it
+/// changes anything: a panic there, or in the key's `Hash`, `Eq` or a `Clone` of a shared
+/// path, leaves every version as it was.
+#[test]
+fn panics_mid_insert_if_changed_leave_maps_intact() {
+    for (hash, id, n, changes) in [
+        (65, 100, 65, false),                // the same value: compared, nothing changes
+        (COLLIDING, 2, 99, true),            // a new value in the collision node
+        (COLLIDING ^ (1 << 30), 9, 9, true), // a new key
+    ] {
+        let op = move |map: &mut Map| {
+            let len = map.len();
+            let changed = map.insert_if_changed(key(hash, id), val(n));
+            assert_eq!(changed, changes, "({hash:#x}, {id})");
+            assert_eq!(map.len(), len + usize::from(changes && id == 9));
+        };
+        let [unique, shared] = every_kind_and_sharing(&layout(), &op);
+        assert!(
+            unique[0] >= 1 && shared[0] >= 1,
+            "({hash:#x}, {id}) never hashed"
+        );
+        if id != 9 {
+            assert!(
+                unique[1] >= 2,
+                "({hash:#x}, {id}): the values were not compared"
+            );
+        }
+    }
+}
+
+/// Map equality and `diff` call `Eq` (and `Hash`, for maps that share nothing): a panic
+/// there leaves both maps as they were.
+#[test]
+fn panics_mid_eq_and_diff_leave_both_maps_intact() {
+    let base = build_map(&layout());
+    let derived = base
+        .update(key(COLLIDING, 20), val(20))
+        .update(key(65, 100), val(7))
+        .without(&key(33, 100));
+    let other = build_map(&other_entries());
+    for theirs in [&base, &derived, &other] {
+        let theirs_before = contents(theirs);
+        let same = theirs_before == layout();
+        let check = |map: &Map, before: &Contents| {
+            assert_holds(map, before);
+            assert_holds(theirs, &theirs_before);
+        };
+        let eq = |map: &mut Map| assert_eq!(*map == *theirs, same);
+        let diff = |map: &mut Map| {
+            let items = map.diff(theirs).count();
+            assert_eq!(items == 0, same);
+        };
+        let from_base = || base.clone();
+        let makers: [&dyn Fn() -> Map; 2] = [&fresh(layout()), &from_base];
+        let mut panics = 0;
+        for (make, shared) in makers.into_iter().zip([false, true]) {
+            for op in [&eq as &dyn Fn(&mut Map), &diff] {
+                for kind in [Kind::Hash, Kind::Eq] {
+                    panics += panic_at_each_call(kind, make, shared, op, &check).0;
+                }
+            }
+        }
+        assert!(panics >= 4, "user code was called: {panics}");
+    }
+}
+
+/// A `diff` iterator whose `Eq` panicked can go on: a caught panic repeats no item and
+/// invents none, and the items it yields before and after are each a true difference.
+#[test]
+fn a_diff_resumed_after_a_panic_yields_only_true_differences_once() {
+    quiet_traps();
+    let old = build_map(&layout());
+    let new = old
+        .update(key(COLLIDING, 20), val(20))
+        .update(key(65, 100), val(7))
+        .update(key(2, 100), val(2))
+        .without(&key(33, 100));
+    // (key, old value, new value) of every difference.
+    let truth: BTreeMap<(u32, u64), (Option<u64>, Option<u64>)> = [
+        ((COLLIDING, 20), (None, Some(20))),
+        ((65, 100), (Some(65), Some(7))),
+        ((33, 100), (Some(33), None)),
+    ]
+    .into();
+    let mut resumed = 0;
+    for countdown in 0..8 {
+        let mut diff = old.diff(&new);
+        TRAP.set(Some((Kind::Eq, countdown)));
+        let mut seen = BTreeMap::new();
+        let mut panics = 0;
+        loop {
+            match panic::catch_unwind(AssertUnwindSafe(|| diff.next())) {
+                Ok(Some(item)) => {
+                    let (k, change) = match item {
+                        hamt::DiffItem::Added(k, v) => (k, (None, Some(v.n))),
+                        hamt::DiffItem::Removed(k, v) => (k, (Some(v.n), None)),
+                        hamt::DiffItem::Changed { key, old, new } => {
+                            (key, (Some(old.n), Some(new.n)))
+                        }
+                    };
+                    assert_eq!(
+                        truth.get(&(k.hash, k.id)),
+                        Some(&change),
+                        "countdown {countdown}"
+                    );
+                    assert!(seen.insert((k.hash, k.id), change).is_none(), "repeated");
+                }
+                Ok(None) => break,
+                Err(_) => panics += 1,
+            }
+            assert!(panics <= 1, "one trap, one panic");
+        }
+        TRAP.set(None);
+        if panics == 0 {
+            assert_eq!(
+                seen, truth,
+                "countdown {countdown}: no panic, so every difference"
+            );
+        }
+        resumed += panics;
+        assert_holds(&old, &layout());
+    }
+    assert!(resumed >= 2, "the values were compared: {resumed}");
+}
+
+/// Closures handed to the map (`and_modify`, `or_insert_with`, `for_each_value_mut`) that
+/// panic before touching their value leave the map as it was (or, for a walk, with the
+/// values visited so far changed).
+#[test]
+fn panicking_closures_leave_maps_intact() {
+    let modify = |map: &mut Map| {
+        let _ = map.entry(key(COLLIDING, 2)).and_modify(|v| {
+            spring(Kind::Closure);
+            v.n += 1000;
+        });
+    };
+    let insert_with = |map: &mut Map| {
+        map.entry(key(COLLIDING, 40)).or_insert_with(|| {
+            spring(Kind::Closure);
+            val(40)
+        });
+    };
+    for shared in [false, true] {
+        for op in [&modify as &dyn Fn(&mut Map), &insert_with] {
+            let (panics, _) =
+                panic_at_each_call(Kind::Closure, &fresh(layout()), shared, op, &unchanged);
+            assert_eq!(panics, 1);
+        }
+        let each = |map: &mut Map| {
+            map.for_each_value_mut(|_, v| {
+                spring(Kind::Closure);
+                v.n += 1000;
+            });
+        };
+        // Every value visited so far is changed; none is lost (the ids are all kept, so the
+        // check of `retain`'s partial walks applies with no entry rejected).
+        let visited = |map: &Map, before: &Contents| {
+            map.check_invariants();
+            let now = contents(map);
+            assert_eq!(now.len(), before.len());
+            for (entry, &n) in &now {
+                let old = before[entry];
+                assert!(n == old || n == old + 1000, "{entry:?} => {n}");
+            }
+        };
+        let (panics, done) =
+            panic_at_each_call(Kind::Closure, &fresh(layout()), shared, &each, &visited);
+        assert_eq!(panics as usize, layout().len());
+        let all: Contents = layout().into_iter().map(|(e, n)| (e, n + 1000)).collect();
+        assert_holds(&done, &all);
+    }
+}
+
+/// A value whose `Drop` panics when armed, and whose instances are tracked: dropped at most
+/// once, and each one dropped in the end.
+#[derive(Debug)]
+struct TrackedBomb {
+    armed: bool,
+    _alive: Tracked,
+}
+
+impl Clone for TrackedBomb {
+    /// A copy is never armed.
+    fn clone(&self) -> Self {
+        TrackedBomb {
+            armed: false,
+            _alive: self._alive.clone(),
+        }
+    }
+}
+
+impl Drop for TrackedBomb {
+    fn drop(&mut self) {
+        if self.armed {
+            panic::panic_any(TrapFired);
+        }
+    }
+}
+
+fn tracked_bomb(i: u32, armed_at: u32) -> TrackedBomb {
+    TrackedBomb {
+        armed: i == armed_at,
+        _alive: LEDGER.with(|ledger| ledger.track(u64::from(i))),
+    }
+}
+
+fn live() -> usize {
+    LEDGER.with(|ledger| ledger.live())
+}
+
+/// A `Drop` that panics while `retain`, `clear` (of a shared map too) or an owning iterator
+/// drops entries: the map stays valid and says what it holds, nothing is dropped twice, and
+/// every other value is dropped by the time the map is.
+#[test]
+fn drops_that_panic_leave_maps_valid_and_leak_nothing() {
+    quiet_traps();
+    let baseline = live();
+    for armed_at in [0, 37, 99] {
+        let make = || -> HamtMap<u32, TrackedBomb> {
+            (0..100).map(|i| (i, tracked_bomb(i, armed_at))).collect()
+        };
+        // `retain` rejecting the odd keys (and the armed one).
+        let mut map = make();
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            map.retain(|&k, _| k % 2 == 0 && k != armed_at);
+        }));
+        assert!(result.is_err());
+        map.check_invariants();
+        assert_eq!(map.len(), map.iter().count());
+        assert!(
+            !map.contains_key(&armed_at),
+            "the value whose drop panicked is gone"
+        );
+        // Entries the closure kept are all there; the rejected ones after the panic may be too.
+        assert!(
+            (0..100)
+                .filter(|k| k % 2 == 0 && *k != armed_at)
+                .all(|k| map.contains_key(&k)),
+            "lost a kept entry"
+        );
+        assert!(map.iter().all(|(&k, _)| k < 100));
+        map.insert(1000, tracked_bomb(1000, u32::MAX));
+        map.check_invariants();
+        drop(map);
+        assert_eq!(live(), baseline, "retain (armed at {armed_at}) leaked");
+
+        // `clear` of a map shared with a clone: the clone keeps its values.
+        let mut map = make();
+        let clone = map.clone();
+        map.clear();
+        assert!(map.is_empty());
+        assert_eq!(clone.len(), 100);
+        clone.check_invariants();
+        let result = panic::catch_unwind(AssertUnwindSafe(move || drop(clone)));
+        assert!(result.is_err());
+        assert_eq!(
+            live(),
+            baseline,
+            "the last clone (armed at {armed_at}) leaked"
+        );
+
+        // An owning iterator dropped part-way (the armed value disarmed if it was taken).
+        let map = make();
+        let mut iter = map.into_iter();
+        let mut taken = Vec::new();
+        for _ in 0..10 {
+            let (k, mut v) = iter.next().unwrap();
+            v.armed = false;
+            taken.push(k);
+        }
+        let result = panic::catch_unwind(AssertUnwindSafe(move || drop(iter)));
+        assert_eq!(result.is_err(), !taken.contains(&armed_at));
+        assert_eq!(
+            live(),
+            baseline,
+            "a part-used iterator (armed at {armed_at}) leaked"
+        );
     }
 }
