@@ -463,16 +463,18 @@ fn a_variable_set_in_one_interpreter_is_invisible_in_others_and_main() {
         Some("b")
     );
     // Nested: B inside A inside main, each restored on the way out.
-    let b2 = b.clone();
+    let (b2, a_id, b_id) = (b.clone(), a.id(), b.id());
     a.exec(move || {
-        b2.exec(|| assert_eq!(VAR.get(), Some("b"))).unwrap();
+        b2.exec(move || {
+            assert_eq!(VAR.get(), Some("b"));
+            assert_eq!(interpreters::get_current().id(), b_id);
+        })
+        .unwrap();
         assert_eq!(VAR.get(), Some("a"));
-        assert_eq!(
-            interpreters::get_current().id(),
-            interpreters::get_current().id()
-        );
+        assert_eq!(interpreters::get_current().id(), a_id);
     })
     .unwrap();
+    assert_ne!(interpreters::get_current().id(), a_id);
     assert_eq!(VAR.get(), Some("main"));
 }
 

@@ -157,8 +157,12 @@ fn blocked_put_resumes_as_soon_as_there_is_room() {
         std::thread::spawn(move || queue.put("second"))
     };
     std::thread::sleep(SHORT);
+    // The put waits: the queue is full.
+    assert!(!putter.is_finished(), "a put into a full queue returned");
+    assert_eq!(queue.len(), 1);
     assert_eq!(queue.get().unwrap(), Shareable::from("first"));
     putter.join().unwrap().unwrap();
+    assert_eq!(queue.len(), 1);
     assert_eq!(queue.get().unwrap(), Shareable::from("second"));
 }
 

@@ -104,9 +104,10 @@ fn a_thread_does_not_inherit_by_default_even_when_spawned_from_a_task() {
     clean(|| {
         VAR.set("main");
         let seen = futures_executor::block_on(exec_context::FutureExt::in_current_context(async {
-            join(spawn(Inheritance::Empty, || VAR.get()))
+            join(spawn(Inheritance::default(), || VAR.get()))
         }));
         assert_eq!(seen, None);
+        assert!(matches!(Inheritance::default(), Inheritance::Empty));
     });
 }
 
