@@ -599,6 +599,23 @@ mod on_tokio {
 
     #[test]
     fn context_survives_worker_migration() {
+        // Which worker polls a task is tokio's choice: runs repeat until some task moved.
+        let mut migrated = 0;
+        for _ in 0..20 {
+            migrated += migration_round();
+            if migrated > 0 {
+                break;
+            }
+        }
+        assert!(
+            migrated > 0,
+            "no task ran on more than one worker in 20 runs"
+        );
+    }
+
+    /// One run: no task sees another's value; returns how many tasks ran on more than one
+    /// worker.
+    fn migration_round() -> usize {
         let report = run(multi_thread(2), async {
             let mut carried = Vec::new();
             for id in 0..8 {
@@ -637,11 +654,7 @@ mod on_tokio {
         });
         let wrong: usize = report.iter().map(|(wrong, _)| wrong).sum();
         assert_eq!(wrong, 0, "a task saw another task's value: {report:?}");
-        let migrated = report.iter().filter(|(_, threads)| *threads > 1).count();
-        println!(
-            "{migrated} of {} tasks ran on more than one worker",
-            report.len()
-        );
+        report.iter().filter(|(_, threads)| *threads > 1).count()
     }
 
     #[test]
@@ -821,6 +834,55 @@ mod on_tokio {
         });
         drop(rt);
         assert!(released, "the leaked value stayed on the worker");
+    }
+
+    /// `check_workers`: a `report` that panics, and a leaked value whose `Drop` panics, are
+    /// contained: tokio does not guard its park hook (a debug build's worker aborts the
+    /// process on a panic there), and the worker goes on being checked.
+    #[test]
+    fn check_workers_survives_a_panicking_report_and_drop() {
+        struct Boom;
+        impl Drop for Boom {
+            fn drop(&mut self) {
+                panic!("a leaked value's drop panicked on purpose");
+            }
+        }
+        static BOOM: ContextVar<Boom> = ContextVar::new("boom");
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let mut builder = Builder::new_multi_thread();
+        exec_context::tokio::check_workers_with(&mut builder, move |vars| {
+            let mut reports = sink.lock().unwrap();
+            reports.push(vars.iter().map(|v| v.name().to_owned()).collect::<Vec<_>>());
+            if reports.len() == 1 {
+                drop(reports);
+                panic!("the report panicked on purpose");
+            }
+        });
+        let rt = builder
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let leak_and_wait = |leak: fn(), reports_wanted: usize| {
+            rt.block_on(async {
+                tokio::spawn(async move { leak() }).await.unwrap();
+                for _ in 0..400 {
+                    if reports.lock().unwrap().len() >= reports_wanted {
+                        return tokio::spawn(async { VAR.get() }).await.unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::spawn(async {}).await.unwrap();
+                }
+                panic!("no report came");
+            })
+        };
+        assert_eq!(leak_and_wait(|| drop(BOOM.set(Boom)), 1), None);
+        assert_eq!(leak_and_wait(|| drop(VAR.set("second")), 2), None);
+        drop(rt);
+        let reports = reports.lock().unwrap();
+        assert_eq!(reports[0], ["boom"]);
+        assert_eq!(reports[1], ["var"]);
     }
 
     #[test]

@@ -266,6 +266,14 @@ fn a_value_captured_at_spawn_is_dropped_once_after_every_task_ended() {
         }
         assert!(set.join_all().await.into_iter().all(|seen| seen));
         HELD.reset(token).unwrap();
+        // tokio wakes a task's `JoinHandle` just before it runs the terminate hook, so on a
+        // multi-thread runtime the last release may still be under way: wait for it.
+        for _ in 0..1000 {
+            if drops.load(Ordering::SeqCst) >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     });
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     drop(runtime);
@@ -737,5 +745,39 @@ fn a_panicking_drop_in_the_context_an_attach_left_behind_displaced_stays_inside_
         assert_eq!(drops.load(Ordering::SeqCst), 1, "{flavour:?}");
         drop(runtime);
         assert_eq!(workers.dirty.load(Ordering::SeqCst), 0, "{flavour:?}");
+    }
+}
+
+/// A task spawned from another thread while the runtime shuts down: tokio lists the task,
+/// and the shutdown may end it (on its own thread) before the spawner's hook has taken the
+/// context. That context must still be released, once, and not kept for the life of the
+/// process.
+#[test]
+fn a_spawn_racing_the_shutdown_releases_its_context() {
+    for round in 0..200 {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (runtime, _) = runtime(Some(2));
+        let handle = runtime.handle().clone();
+        let spawner = {
+            let drops = drops.clone();
+            std::thread::spawn(move || {
+                let _token = HELD.set(Counter(drops));
+                let mut spawned = 0;
+                // Spawns until the runtime is gone (a spawn then returns a cancelled
+                // handle), or enough of them.
+                while spawned < 2_000 {
+                    let task = handle.spawn(async {});
+                    spawned += 1;
+                    if task.is_finished() && spawned > 100 {
+                        break;
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_micros(100 * (round % 7)));
+        drop(runtime);
+        spawner.join().unwrap();
+        // The spawner's own context ended with its thread; every task's was released.
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "round {round}");
     }
 }

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -117,9 +117,13 @@ impl fmt::Debug for TaskHooks {
 /// the task's own poll, where tokio catches panics.)
 ///
 /// Sets the builder's `on_task_spawn`, `on_before_task_poll`, `on_after_task_poll` and
-/// `on_task_terminate` hooks: a hook set on the builder *after* this call replaces ours (pass
-/// your hooks to [`propagate_with`] instead). What the hooks do not reach is listed in the
-/// [module docs](crate::tokio#what-the-hooks-do-not-reach).
+/// `on_task_terminate` hooks. They work only as a set: a hook set on the builder *after* this
+/// call replaces ours and breaks the others. Without our after-poll hook, a task's context
+/// stays current after its poll (the next task polled on that thread runs in it), and a
+/// worker that later polls that task waits forever for the context to be put back; without
+/// our terminate hook, every task's context is kept for the life of the process. Pass your
+/// own hooks to [`propagate_with`] instead, which runs them beside ours. What the hooks do
+/// not reach is listed in the [module docs](crate::tokio#what-the-hooks-do-not-reach).
 ///
 /// ```
 /// use contextvars::ContextVar;
@@ -286,6 +290,35 @@ static TABLE: [Owned; DIRECT] = [const {
     }
 }; DIRECT];
 
+/// Tasks that terminated before their spawn hook registered them, by id (direct-mapped; 0:
+/// none). tokio lists a new task before it runs the spawn hook on the spawning thread; a
+/// shutdown in between, on another thread (or on the same one, for a spawn onto a closed
+/// runtime), ends the task first. The two hooks then settle who releases the context: each
+/// writes (the termination its id here, the spawn its registration), then reads what the
+/// other wrote, with a fence between (so at least one sees the other's write), and whichever
+/// sees both takes the id out of here with a compare-exchange, which only one can win.
+/// Blocking tasks terminate without a spawn hook: their ids stay here until replaced, which
+/// costs nothing but the slot. (Two such ids sharing a slot within the moment between a
+/// task's listing and its spawn hook would make the second hide the first.)
+static ENDED_FIRST: [AtomicU64; DIRECT] = [const { AtomicU64::new(0) }; DIRECT];
+
+/// Takes `id` out of [`ENDED_FIRST`]; `true` if this caller took it (and so settles the
+/// task's release).
+fn claim_ended_first(id: u64) -> bool {
+    let ended = &ENDED_FIRST[id as usize % DIRECT];
+    // Read first: the usual answer (not there) then leaves the line shared.
+    ended.load(Ordering::SeqCst) == id
+        && ended
+            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Whether task `id` is registered (its context in the table), without taking it.
+fn registered(id: u64) -> bool {
+    TABLE[id as usize % DIRECT].owner.load(Ordering::SeqCst) == id
+        || shard(id).lock().index.contains_key(&id)
+}
+
 /// Task `id`'s slot in the direct-mapped table, if it owns it.
 #[inline]
 fn owned(id: u64) -> Option<&'static Slot> {
@@ -359,9 +392,6 @@ std::thread_local! {
     /// The tasks being polled on this thread (polls nest when a runtime is driven inside a
     /// task).
     static POLLING: RefCell<Vec<Polled>> = const { RefCell::new(Vec::new()) };
-    /// The last task that terminated here without having been registered: on a runtime that
-    /// is shutting down, tokio terminates a new task *before* its spawn hook runs.
-    static UNREGISTERED_END: Cell<u64> = const { Cell::new(0) };
     /// Emptied boxes, reused by the next spawns and put-backs on this thread.
     #[allow(clippy::vec_box, reason = "the boxes are what is reused")]
     static SPARE: RefCell<Vec<Box<Context>>> = const { RefCell::new(Vec::new()) };
@@ -494,11 +524,22 @@ fn fetch(id: u64) -> Option<Context> {
 
 /// On the spawning thread: capture the spawner's context.
 fn spawned(id: u64) {
-    if UNREGISTERED_END.with(|end| end.get() == id) {
-        // Already terminated (spawned onto a runtime that is shutting down).
-        UNREGISTERED_END.with(|end| end.set(0));
+    if claim_ended_first(id) {
+        // Already terminated (spawned onto a runtime that is shutting down): nothing to
+        // register.
         return;
     }
+    register(id);
+    // A termination on another thread that found the task not yet registered (see
+    // `ENDED_FIRST`): the context just registered is released here.
+    fence(Ordering::SeqCst);
+    if claim_ended_first(id) {
+        unregister(id, None);
+    }
+}
+
+/// Registers task `id` with its spawner's context.
+fn register(id: u64) {
     let context = boxed(spawn_context());
     let entry = &TABLE[id as usize % DIRECT];
     if entry
@@ -630,7 +671,11 @@ fn terminated(id: u64) {
     if in_own_poll {
         return;
     }
-    if !unregister(id, None) {
-        UNREGISTERED_END.with(|end| end.set(id));
+    // Noted first, for a spawn hook that has not registered the task yet (see
+    // `ENDED_FIRST`); released here if the task is registered and this takes the note back.
+    ENDED_FIRST[id as usize % DIRECT].store(id, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    if registered(id) && claim_ended_first(id) {
+        unregister(id, None);
     }
 }

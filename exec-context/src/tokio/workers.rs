@@ -23,8 +23,21 @@ std::thread_local! {
 ///
 /// It catches the leak at the next park, not before the next task runs: tasks polled in
 /// between still see the value. Wrap spawns ([`spawn`](super::spawn), [`carry`](super::carry))
-/// or use `propagate` to prevent it. Sets the builder's `on_thread_start` and
-/// `on_thread_park` hooks (a later call to either replaces ours).
+/// or use `propagate` to prevent it.
+///
+/// What it does not cover:
+/// - **A current-thread runtime**: its tasks run on the thread that calls `block_on`, in that
+///   thread's own context, which tokio gives no start hook to mark; nothing is checked there.
+/// - **Blocking threads** (`spawn_blocking`) are checked when they stop, not between
+///   closures: a value a closure leaves is seen by the later closures on that thread.
+/// - **A task that left an attach of its own behind** (it panicked between
+///   [`attach`](contextvars::attach) and its detach): the context left on top is reported
+///   and cleared; the worker's own context under it is cleared with it, unreported.
+///
+/// Sets the builder's `on_thread_start`, `on_thread_park` and `on_thread_stop` hooks,
+/// replacing any set before; a later call to any of them replaces ours (and then the checks
+/// stop, or the first one after a restart finds nothing to check). A panic in `report`, or in
+/// the `Drop` of a value cleared, is caught: the worker goes on.
 ///
 /// ```
 /// let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -101,10 +114,17 @@ fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
         },
     };
     WORKER.with(|worker| worker.set(None));
+    // tokio does not guard its thread hooks: a panic here would abort a debug build's worker
+    // (or lose it with its queue in a release build). So a panicking `report`, or a leaked
+    // value whose `Drop` panics, stops here (the panic hook has printed it), and the worker
+    // is re-armed all the same.
+    // (Apart: the values must not be dropped while a panic of `report` unwinds, where a
+    // panicking `Drop` would abort.)
     if !leaked.is_empty() {
-        report(&leaked.vars().collect::<Vec<_>>());
+        let vars: Vec<VarInfo> = leaked.vars().collect();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(&vars)));
     }
-    drop(leaked);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(leaked)));
     if again && let Ok(id) = attach(Context::new()) {
         WORKER.with(|worker| worker.set(Some(id)));
     }
