@@ -1,11 +1,13 @@
 //! `header_decode`: arbitrary bytes as `baggage` header values (split at `\n` into several
 //! headers), through the W3C Baggage parser and a registry of propagated variables.
 //!
-//! Checked for every input: nothing panics; a limit error comes alone and leaves no member;
-//! otherwise every list-member is either kept or reported as malformed, exactly once; every
-//! kept key is a token; a kept value escapes and parses back to itself; decoding the members
-//! with a registry reports at most once, and a variable is set only when its key came once
-//! with a value that decodes.
+//! Checked for every input: nothing panics; a limit error comes exactly when the headers
+//! (joined with commas) are over the byte limit or the list over the member limit, alone,
+//! and leaves no member; otherwise every list-member is either kept or reported as
+//! malformed, exactly once, in order; every kept key is a token; a kept value escapes and
+//! parses back to itself; decoding the members with a registry reports exactly once when a
+//! key is unknown or repeated or a value does not decode (else never), and a variable is set
+//! exactly when its key came once with a value that decodes, to that value.
 #![no_main]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +38,37 @@ fuzz_target!(|data: &[u8]| {
     let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     let parsed = baggage::parse(headers.iter().copied());
 
+    // The limits, from the W3C text: the headers joined into one list, empty list elements
+    // not counted unless there are more of them than members allowed (RFC 9110 §5.6.1).
+    let nonblank: Vec<&[u8]> = headers
+        .iter()
+        .copied()
+        .filter(|h| h.iter().any(|&b| b != b' ' && b != b'\t'))
+        .collect();
+    let joined = nonblank.join(&b","[..]);
+    let (mut members, mut empty) = (0, 0);
+    for element in joined.split(|&b| b == b',') {
+        if element.iter().all(|&b| b == b' ' || b == b'\t') {
+            empty += 1;
+        } else {
+            members += 1;
+        }
+    }
+    if empty > MAX_MEMBERS {
+        members += empty;
+    }
+    let expected_limit = if nonblank.is_empty() {
+        None
+    } else if joined.len() > MAX_BYTES {
+        Some(PropagationError::TooLong {
+            bytes: joined.len(),
+        })
+    } else if members > MAX_MEMBERS {
+        Some(PropagationError::TooManyMembers { members })
+    } else {
+        None
+    };
+
     let limit_errors = parsed
         .errors
         .iter()
@@ -46,6 +79,10 @@ fuzz_target!(|data: &[u8]| {
             )
         })
         .count();
+    assert_eq!(limit_errors > 0, expected_limit.is_some(), "a limit error iff over a limit");
+    if let Some(expected) = expected_limit {
+        assert_eq!(parsed.errors, [expected]);
+    }
     if limit_errors > 0 {
         assert_eq!(parsed.errors.len(), 1);
         assert!(parsed.members.is_empty());
@@ -63,8 +100,14 @@ fuzz_target!(|data: &[u8]| {
             .map(|h| h.iter().filter(|&&b| b == b',').count() + 1)
             .sum();
         assert_eq!(parsed.members.len() + parsed.errors.len(), segments);
+        let mut last = None;
         for error in &parsed.errors {
-            assert!(matches!(error, PropagationError::Malformed { .. }));
+            let PropagationError::Malformed { index, .. } = *error else {
+                panic!("only malformed members: {error:?}");
+            };
+            assert!(index < segments, "index {index} of {segments}");
+            assert!(last.is_none_or(|last| last < index), "in order, once each");
+            last = Some(index);
         }
     }
     for member in &parsed.members {
@@ -75,7 +118,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Through a registry: at most one report; set only when the key came once and decodes.
+    // Through a registry: one report when a key is unknown or repeated or a value does not
+    // decode; a variable set exactly when its key came once and its value decodes.
     let carried: Carried = parsed
         .members
         .iter()
@@ -83,17 +127,26 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let before = REPORTS.load(Ordering::Relaxed);
     let ec = REGISTRY.execution_context(&carried);
-    assert!(REPORTS.load(Ordering::Relaxed) - before <= 1);
-    let once = |key: &str| carried.iter().filter(|(k, _)| *k == key).count() == 1;
-    if let Some(text) = ec.get(&TEXT) {
-        assert!(once("t"));
-        assert_eq!(carried.get("t"), Some(text.as_str()));
-    }
-    if let Some(number) = ec.get(&NUMBER) {
-        assert!(once("n"));
-        assert_eq!(carried.get("n").and_then(|v| v.parse().ok()), Some(number));
-    }
-    if ec.get(&LIST).is_some() {
-        assert!(once("l"));
-    }
+    let reports = REPORTS.load(Ordering::Relaxed) - before;
+    let count = |key: &str| carried.iter().filter(|(k, _)| *k == key).count();
+    let once = |key: &str| (count(key) == 1).then(|| carried.get(key)).flatten();
+    let text = once("t").map(str::to_string);
+    let number = once("n").map(|v| v.parse::<u32>());
+    let list = once("l").map(|v| LIST.decode(v));
+    assert_eq!(ec.get(&TEXT), text, "t set iff it came once");
+    assert_eq!(
+        ec.get(&NUMBER),
+        number.clone().and_then(Result::ok),
+        "n set iff it came once and parses"
+    );
+    assert_eq!(
+        ec.get(&LIST),
+        list.clone().and_then(Result::ok),
+        "l set iff it came once and decodes"
+    );
+    let problems = carried.iter().any(|(k, _)| !["t", "n", "l"].contains(&k))
+        || ["t", "n", "l"].iter().any(|key| count(key) > 1)
+        || number.is_some_and(|n| n.is_err())
+        || list.is_some_and(|l| l.is_err());
+    assert_eq!(reports, usize::from(problems), "one report iff a problem");
 });
