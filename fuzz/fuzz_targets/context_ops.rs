@@ -20,8 +20,10 @@ use std::sync::Once;
 
 use arbitrary::Arbitrary;
 use contextvars::{
-    Context, ContextVar, EC_LEN_MAX, ExecutionContext, LogicalContext, Token, TokenError,
-    copy_context, get_execution_context, run_with_execution_context, run_with_logical_context,
+    AttachId, Context, ContextVar, DeferredId, DetachError, EC_LEN_MAX, ExecutionContext,
+    LogicalContext, Token, TokenError, attach, attach_deferred, copy_context, detach,
+    detach_deferred, end_attach, end_deferred, get_execution_context, run_with_execution_context,
+    run_with_logical_context,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -168,6 +170,53 @@ enum Op {
     DropToken(u8),
     DropSnapshot(u8),
     DropContext(u8),
+    /// `attach` (or `attach_deferred`) of a stored context (or a fresh one); the operations
+    /// up to the next `End` run in it, then it is detached (or ended, as an executor ends a
+    /// step), which fails if an operation inside ended it already.
+    Attach {
+        context: u8,
+        deferred: bool,
+        end: bool,
+    },
+    /// `attach` (or `attach_deferred`) left in place: ended later by `Detach`/`EndAttach`,
+    /// by an enclosing attach's end, or by the end of the run or scope it was made in.
+    AttachLeft {
+        context: u8,
+        deferred: bool,
+    },
+    /// `detach` (or `detach_deferred`) of one of the live attaches, chosen by index.
+    Detach(u8),
+    /// `end_attach` (or `end_deferred`) of one of the live attaches.
+    EndAttach(u8),
+}
+
+/// How an attach was made.
+#[derive(Clone, Copy, Debug)]
+enum AttachHandle {
+    Plain(AttachId),
+    /// With the key its context waits under in `FETCHABLE` until fetched.
+    Deferred(DeferredId, u64),
+}
+
+/// A live attach of the model: the frame it displaced, the scope it was made in, and (for a
+/// deferred one) the model of its context as attached, for an end that finds it never
+/// fetched.
+struct ModelAttach {
+    handle: AttachHandle,
+    outer: ModelCurrent,
+    scope: usize,
+    attached: ModelContext,
+}
+
+std::thread_local! {
+    /// The contexts of deferred attaches, until fetched.
+    static FETCHABLE: std::cell::RefCell<HashMap<u64, Context>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// The fetch of `attach_deferred`: uses no context variable.
+fn fetch(key: u64) -> Option<Context> {
+    FETCHABLE.with(|f| f.borrow_mut().remove(&key))
 }
 
 #[derive(Arbitrary, Debug)]
@@ -249,7 +298,7 @@ impl ModelContext {
 
 /// The model of the thread's current execution context: the logical contexts of the
 /// running frame (bottom to top; the first is the frame's own) over its base snapshot.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ModelCurrent {
     base: ModelEc,
     stack: Vec<ModelLc>,
@@ -298,6 +347,13 @@ struct Harness {
     tokens: Vec<KeptToken>,
     next_ident: u64,
     depth: usize,
+    /// Live attaches, oldest first.
+    attaches: Vec<ModelAttach>,
+    /// Runs and logical-context scopes open (an attach ends with the one it was made in).
+    real_scope: usize,
+    /// `ContextVar::scope`s and `with` borrows open: attaches are neither left nor ended
+    /// across them (their end resets or reads the context they began in).
+    var_scopes: usize,
 }
 
 fn pick(index: u8, len: usize) -> Option<usize> {
@@ -470,6 +526,159 @@ impl Harness {
         }
     }
 
+    /// Takes a stored context (or a fresh one) out, for an attach.
+    fn take_context(&mut self, context: u8) -> (Context, ModelContext) {
+        match self.contexts[usize::from(context) % STORED].take() {
+            Some(pair) => pair,
+            None => (
+                Context::new(),
+                ModelContext {
+                    top: self.fresh_lc(),
+                    base: ModelEc::default(),
+                },
+            ),
+        }
+    }
+
+    /// Attaches `real` (deferred or not); the model's current frame becomes its.
+    fn attach(&mut self, real: Context, model: ModelContext, deferred: bool) -> AttachHandle {
+        let handle = if deferred {
+            self.next_ident += 1;
+            let key = self.next_ident;
+            FETCHABLE.with(|f| f.borrow_mut().insert(key, real));
+            AttachHandle::Deferred(attach_deferred(fetch, key).expect("not in teardown"), key)
+        } else {
+            AttachHandle::Plain(attach(real).expect("not in teardown"))
+        };
+        let inner = ModelCurrent {
+            base: model.base.clone(),
+            stack: vec![model.top.clone()],
+        };
+        let outer = std::mem::replace(&mut self.current, inner);
+        self.attaches.push(ModelAttach {
+            handle,
+            outer,
+            scope: self.real_scope,
+            attached: model,
+        });
+        handle
+    }
+
+    /// Forgets the attaches from `index` up, for a deferred one's context never fetched too.
+    fn forget_attaches_from(&mut self, index: usize) -> ModelCurrent {
+        let mut outer = None;
+        for ended in self.attaches.drain(index..).rev() {
+            if let AttachHandle::Deferred(_, key) = ended.handle {
+                FETCHABLE.with(|f| f.borrow_mut().remove(&key));
+            }
+            outer = Some(ended.outer);
+        }
+        outer.expect("at least one attach")
+    }
+
+    /// Whether the context of attach `a` was fetched (a plain attach's always is).
+    fn fetched(a: &ModelAttach) -> bool {
+        match a.handle {
+            AttachHandle::Plain(_) => true,
+            AttachHandle::Deferred(_, key) => !FETCHABLE.with(|f| f.borrow().contains_key(&key)),
+        }
+    }
+
+    /// The frame current in fact, of those from attach `from` up: below deferred attaches on
+    /// top whose contexts were never fetched (nothing entered them), the frame under them.
+    /// With `from`'s own context never fetched either, `None`.
+    fn current_in_fact(&self, from: usize) -> Option<ModelCurrent> {
+        let mut top = self.attaches.len();
+        let mut frame = self.current.clone();
+        while top > from && !Self::fetched(&self.attaches[top - 1]) {
+            top -= 1;
+            frame = self.attaches[top].outer.clone();
+        }
+        (top > from).then_some(frame)
+    }
+
+    /// At the end of a run (`run`) or a logical-context scope: the attaches made in it end
+    /// with it. A run hands the frame current in fact back to its context (the topmost
+    /// attach's: its caller's `Context` keeps it); a logical-context scope reinstalls the
+    /// frame the first of them displaced, and pops its logical context from there.
+    fn end_scope_attaches(&mut self, run: bool) {
+        let first = self
+            .attaches
+            .iter()
+            .position(|a| a.scope == self.real_scope);
+        if let Some(first) = first {
+            assert!(
+                self.attaches[first..].iter().all(|a| a.scope == self.real_scope),
+                "attaches of an inner scope ended with it"
+            );
+            let kept = if run {
+                Some(self.current_in_fact(first).unwrap_or_else(|| self.attaches[first].outer.clone()))
+            } else {
+                None
+            };
+            let displaced = self.forget_attaches_from(first);
+            self.current = kept.unwrap_or(displaced);
+        }
+    }
+
+    /// Detaches (`end`: ends) the attach `handle`, comparing with the model; the context
+    /// handed back is kept.
+    fn end_attach(&mut self, handle: AttachHandle, end: bool) {
+        let index = self.attaches.iter().position(|a| match (a.handle, handle) {
+            (AttachHandle::Plain(a), AttachHandle::Plain(b)) => a == b,
+            (AttachHandle::Deferred(a, _), AttachHandle::Deferred(b, _)) => a == b,
+            _ => false,
+        });
+        // Refused when ended already, when made in a scope that is not the innermost open
+        // one, and (for a detach) when another attach is above it.
+        let allowed = index.is_some_and(|i| {
+            self.attaches[i].scope == self.real_scope && (end || i + 1 == self.attaches.len())
+        });
+        let result = match (handle, end) {
+            (AttachHandle::Plain(id), false) => detach(id).map(Some),
+            (AttachHandle::Plain(id), true) => end_attach(id).map(Some),
+            (AttachHandle::Deferred(id, _), false) => detach_deferred(id),
+            (AttachHandle::Deferred(id, _), true) => end_deferred(id),
+        };
+        let Some(index) = index.filter(|_| allowed) else {
+            assert_eq!(result.err(), Some(DetachError::NotCurrent), "a refused detach");
+            return;
+        };
+        let returned = result.expect("an allowed detach");
+        // What was current at the end: the topmost attach's frame, or below a deferred
+        // attach on top whose context was never fetched, the frame under it.
+        let in_fact = self.current_in_fact(index);
+        let never_fetched = in_fact.is_none();
+        let unfetched = match self.attaches[index].handle {
+            AttachHandle::Deferred(_, key) if never_fetched => {
+                FETCHABLE.with(|f| f.borrow_mut().remove(&key))
+            }
+            _ => None,
+        };
+        let attached = self.attaches[index].attached.clone();
+        self.current = self.forget_attaches_from(index);
+        match returned {
+            Some(context) => {
+                let mut frame = in_fact.expect("a context handed back that was never fetched");
+                assert_eq!(frame.stack.len(), 1, "scopes in an attach are balanced");
+                let model = ModelContext {
+                    top: frame.stack.pop().expect("the frame's logical context"),
+                    base: frame.base,
+                };
+                check_context(&context, &model);
+                self.keep_context(context, model);
+            }
+            None => {
+                // Never fetched: its context waited untouched, and is kept as it was.
+                assert!(never_fetched, "no context handed back, yet it was fetched");
+                let context = unfetched.expect("the context still waits to be fetched");
+                check_context(&context, &attached);
+                self.keep_context(context, attached);
+            }
+        }
+        self.check_all();
+    }
+
     /// Runs operations until an `End` (unless at the outermost level) or the end of `ops`.
     fn block(&mut self, ops: &mut std::slice::Iter<'_, Op>, outermost: bool) {
         while let Some(op) = ops.next() {
@@ -477,7 +686,11 @@ impl Harness {
                 break;
             }
             self.apply(op, ops);
-            self.check_all();
+            // A deferred attach is fetched by its first use: not checked at once, so that
+            // one ended before any use is seen to hand back nothing.
+            if !matches!(op, Op::AttachLeft { deferred: true, .. }) {
+                self.check_all();
+            }
             self.check_stored();
         }
         self.check_all();
@@ -570,9 +783,12 @@ impl Harness {
                     None => (LogicalContext::new(), self.fresh_lc()),
                 };
                 self.current.stack.push(model);
+                self.real_scope += 1;
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                     run_with_logical_context(&mut real, || self.scope_body(ops, panic))
                 }));
+                self.end_scope_attaches(false);
+                self.real_scope -= 1;
                 assert_eq!(outcome.is_err(), panic, "run_with_logical_context panic");
                 let model = self
                     .current
@@ -603,9 +819,12 @@ impl Harness {
                     stack: vec![model.top],
                 };
                 let outer = std::mem::replace(&mut self.current, inner);
+                self.real_scope += 1;
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                     real.run(|| self.scope_body(ops, panic))
                 }));
+                self.end_scope_attaches(true);
+                self.real_scope -= 1;
                 assert_eq!(outcome.is_err(), panic, "Context::run panic");
                 let mut inner = std::mem::replace(&mut self.current, outer);
                 assert_eq!(inner.stack.len(), 1, "scopes are balanced");
@@ -627,9 +846,12 @@ impl Harness {
                     stack: vec![self.fresh_lc()],
                 };
                 let outer = std::mem::replace(&mut self.current, inner);
+                self.real_scope += 1;
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                     run_with_execution_context(&ec, || self.scope_body(ops, panic))
                 }));
+                self.end_scope_attaches(true);
+                self.real_scope -= 1;
                 assert_eq!(outcome.is_err(), panic, "run_with_execution_context panic");
                 self.current = outer;
                 check_ec(&ec, &base, View::Plain);
@@ -639,9 +861,11 @@ impl Harness {
                 let i = var.index();
                 let value = u16::from(value);
                 let old = self.current.top().map.insert(i, value);
+                self.var_scopes += 1;
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                     VARS[i].scope(value, || self.scope_body(ops, panic))
                 }));
+                self.var_scopes -= 1;
                 assert_eq!(outcome.is_err(), panic, "scope panic");
                 let top = self.current.top();
                 match old {
@@ -656,18 +880,50 @@ impl Harness {
                 VARS[i].with(|value| {
                     let seen = value.copied();
                     assert_eq!(seen, expected, "with");
+                    self.var_scopes += 1;
                     self.scope_body(ops, false);
+                    self.var_scopes -= 1;
                     // The borrowed value must outlive whatever the scope did to the variable.
                     assert_eq!(value.copied(), seen, "value borrowed by with() changed");
                 });
                 self.check_all();
+            }
+            Op::Attach {
+                context,
+                deferred,
+                end,
+            } if nested => {
+                let (real, model) = self.take_context(context);
+                let handle = self.attach(real, model, deferred);
+                if !deferred {
+                    self.check_all();
+                }
+                self.depth += 1;
+                self.block(ops, false);
+                self.depth -= 1;
+                self.end_attach(handle, end);
+            }
+            Op::AttachLeft { context, deferred } if self.var_scopes == 0 => {
+                let (real, model) = self.take_context(context);
+                self.attach(real, model, deferred);
+            }
+            Op::Detach(i) | Op::EndAttach(i) if self.var_scopes == 0 => {
+                // Only attaches made since the innermost `with` or variable scope began
+                // could be ended across it; `var_scopes` is 0, so any of them.
+                if let Some(i) = pick(i, self.attaches.len()) {
+                    let handle = self.attaches[i].handle;
+                    self.end_attach(handle, matches!(op, Op::EndAttach(_)));
+                }
             }
             // Too deep to nest: the scope's operations run in the enclosing scope.
             Op::PushLc { .. }
             | Op::EnterContext { .. }
             | Op::RunInSnapshot { .. }
             | Op::Scope { .. }
-            | Op::WithBorrow(_) => {}
+            | Op::WithBorrow(_)
+            | Op::Attach { .. } => {}
+            // Inside a variable scope or borrow.
+            Op::AttachLeft { .. } | Op::Detach(_) | Op::EndAttach(_) => {}
             Op::End => {}
             Op::CheckAll => self.check_all(),
             Op::Snapshot => {
@@ -783,10 +1039,17 @@ fuzz_target!(|input: Input| {
         tokens: Vec::new(),
         next_ident: 0,
         depth: 0,
+        attaches: Vec::new(),
+        real_scope: 0,
+        var_scopes: 0,
     };
     outer.run(|| harness.block(&mut ops.iter(), true));
+    // The run ended the attaches left in it.
+    harness.end_scope_attaches(true);
+    assert!(harness.attaches.is_empty(), "every attach was made in the run");
     drop(harness);
     drop(outer);
+    FETCHABLE.with(|f| f.borrow_mut().clear());
     // The thread is back in its own, empty context: nothing leaked out of the input.
     assert!(
         get_execution_context().is_empty(),
