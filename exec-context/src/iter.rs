@@ -39,6 +39,24 @@ impl<I> ContextualIter<I> {
     /// Wraps `iter` with a fresh logical context, which keeps the creator's
     /// [pinned](contextvars::pinned) values (so the iterator runs in the
     /// [interpreter](crate::interpreters) it was made in, wherever it is advanced).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::ContextualIter;
+    ///
+    /// static PAGE: ContextVar<u32> = ContextVar::new("page");
+    ///
+    /// // Each step reads the page the previous step set, like a generator's local state.
+    /// let pages = std::iter::from_fn(|| {
+    ///     let page = PAGE.get().unwrap_or(0) + 1;
+    ///     PAGE.set(page);
+    ///     Some(page)
+    /// });
+    /// let mut pages = ContextualIter::new(pages);
+    /// assert_eq!(pages.next(), Some(1));
+    /// assert_eq!(pages.next(), Some(2)); // its own set is still there at the next step
+    /// assert_eq!(PAGE.get(), None); // and never reaches the caller
+    /// ```
     pub fn new(iter: I) -> Self {
         ContextualIter {
             iter: Some(iter),
@@ -57,7 +75,28 @@ impl<I> ContextualIter<I> {
         }
     }
 
-    /// The iterator's logical context.
+    /// The iterator's logical context, where its steps' changes are kept.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::IteratorExt;
+    ///
+    /// static LINE: ContextVar<usize> = ContextVar::new("line");
+    ///
+    /// let mut lines = ["a", "b", "c"]
+    ///     .into_iter()
+    ///     .enumerate()
+    ///     .map(|(number, text)| {
+    ///         LINE.set(number + 1);
+    ///         text
+    ///     })
+    ///     .with_logical_context();
+    /// assert!(lines.logical_context().is_empty());
+    /// lines.next();
+    /// lines.next();
+    /// assert_eq!(lines.logical_context().get(&LINE), Some(2));
+    /// assert_eq!(LINE.get(), None);
+    /// ```
     pub fn logical_context(&self) -> &LogicalContext {
         &self.lc
     }
@@ -125,6 +164,25 @@ pin_project! {
     /// A stream whose every poll runs inside its own logical context: an async generator
     /// (PEP 550 §Asynchronous Generators). Made by [`StreamExt::with_logical_context`]. Like
     /// a generator's body, the stream is also dropped inside its logical context.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::StreamExt;
+    /// use futures_lite::{StreamExt as _, stream};
+    ///
+    /// static BATCH: ContextVar<u32> = ContextVar::new("batch");
+    ///
+    /// BATCH.set(0);
+    /// let batches = stream::repeat_with(|| {
+    ///     let batch = BATCH.get().unwrap() + 1;
+    ///     BATCH.set(batch); // lands in the stream's logical context
+    ///     batch
+    /// });
+    /// let batches = batches.take(3).with_logical_context();
+    /// let seen: Vec<_> = futures_executor::block_on(batches.collect());
+    /// assert_eq!(seen, [1, 2, 3]);
+    /// assert_eq!(BATCH.get(), Some(0));
+    /// ```
     #[project = Projection]
     pub struct ContextualStream<S> {
         #[pin]
@@ -179,6 +237,26 @@ pub trait StreamExt: Stream + Sized {
     /// Gives this stream async-generator semantics: each poll runs in its own logical context
     /// (which keeps the creator's [pinned](contextvars::pinned) values, as
     /// [`ContextualIter::new`] does).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::StreamExt;
+    /// use futures_lite::{StreamExt as _, stream};
+    ///
+    /// static CURSOR: ContextVar<&str> = ContextVar::new("cursor");
+    ///
+    /// CURSOR.set("start");
+    /// let rows = stream::iter(["r1", "r2"])
+    ///     .map(|row| {
+    ///         let after = CURSOR.get(); // the caller's value, then the stream's own
+    ///         CURSOR.set(row);
+    ///         (after, row)
+    ///     })
+    ///     .with_logical_context();
+    /// let rows: Vec<_> = futures_executor::block_on(rows.collect());
+    /// assert_eq!(rows, [(Some("start"), "r1"), (Some("r1"), "r2")]);
+    /// assert_eq!(CURSOR.get(), Some("start"));
+    /// ```
     fn with_logical_context(self) -> ContextualStream<Self> {
         ContextualStream {
             stream: Some(self),
@@ -188,6 +266,22 @@ pub trait StreamExt: Stream + Sized {
 
     /// Runs every poll of this stream in a snapshot of the current context (taken now) plus
     /// a logical context of its own, like a task.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::StreamExt;
+    /// use futures_lite::{StreamExt as _, stream};
+    ///
+    /// static LOCALE: ContextVar<&str> = ContextVar::new("locale");
+    ///
+    /// LOCALE.set("en");
+    /// let greetings = stream::iter(["hello", "bye"])
+    ///     .map(|word| format!("{word} ({})", LOCALE.get().unwrap()))
+    ///     .in_current_context(); // the snapshot is taken here
+    /// LOCALE.set("fr");
+    /// let greetings: Vec<_> = futures_executor::block_on(greetings.collect());
+    /// assert_eq!(greetings, ["hello (en)", "bye (en)"]);
+    /// ```
     fn in_current_context(self) -> crate::task::WithContext<Self> {
         crate::task::WithContext::new(self, crate::task::spawn_context())
     }

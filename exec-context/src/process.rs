@@ -26,7 +26,7 @@
 //! [`on_error`](crate::propagate::RegistryBuilder::on_error) reporter to see these reports. A
 //! panic in the reporter is caught; the child goes on.
 //!
-//! ```no_run
+//! ```
 //! use exec_context::process::{self, Inheritance};
 //! use exec_context::propagate::{Propagated, Registry};
 //!
@@ -82,12 +82,23 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 /// Code before `init` runs again in every child. Calling `init` again in the same process
 /// keeps the first registry.
 ///
-/// ```no_run
-/// use exec_context::propagate::Registry;
+/// ```
+/// use contextvars::ContextVar;
+/// use exec_context::process::{self, Inheritance};
+/// use exec_context::propagate::{Propagated, Registry};
+///
+/// static LOCALE: Propagated<String> = Propagated::text("locale");
+/// static SESSION: ContextVar<String> = ContextVar::new("session"); // not propagated
 ///
 /// fn main() {
-///     exec_context::process::init(Registry::builder().build().unwrap());
-///     // the program
+///     // Nothing before this line: a child process runs it again.
+///     process::init(Registry::builder().register(&LOCALE).build().unwrap());
+///
+///     LOCALE.set("de".into());
+///     SESSION.set("s-17".into());
+///     let child = process::spawn(Inheritance::Inherit, (), |()| (LOCALE.get(), SESSION.get()));
+///     // Only the registry's variables reach the child.
+///     assert_eq!(child.join().unwrap(), (Some("de".to_string()), None));
 /// }
 /// ```
 pub fn init(registry: Registry) {
@@ -253,6 +264,20 @@ impl<R> fmt::Debug for JoinHandle<R> {
 
 impl<R> JoinHandle<R> {
     /// The child's process id, if it started.
+    ///
+    /// ```
+    /// use exec_context::process::{self, Inheritance};
+    /// use exec_context::propagate::Registry;
+    ///
+    /// fn main() {
+    ///     process::init(Registry::builder().build().unwrap());
+    ///
+    ///     let child = process::spawn(Inheritance::Empty, (), |()| std::process::id());
+    ///     let pid = child.pid();
+    ///     assert!(pid.is_some_and(|pid| pid != std::process::id()));
+    ///     assert_eq!(Some(child.join().unwrap()), pid); // the child reports the same id
+    /// }
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         self.inner
             .as_ref()
@@ -265,6 +290,23 @@ impl<R> JoinHandle<R> {
     /// # Errors
     ///
     /// [`ProcessError::Failed`] when the signal could not be sent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::process::{self, Inheritance, ProcessError};
+    /// use exec_context::propagate::Registry;
+    ///
+    /// fn main() {
+    ///     process::init(Registry::builder().build().unwrap());
+    ///
+    ///     let mut stuck = process::spawn(Inheritance::Empty, (), |()| {
+    ///         std::thread::sleep(Duration::from_secs(600));
+    ///     });
+    ///     stuck.kill().unwrap();
+    ///     // A killed child gives no result.
+    ///     assert!(matches!(stuck.join(), Err(ProcessError::Failed(_))));
+    /// }
+    /// ```
     pub fn kill(&mut self) -> Result<(), ProcessError> {
         match &mut self.inner {
             Ok(handle) => handle.kill().map_err(ProcessError::from),
@@ -280,6 +322,30 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     ///
     /// [`ProcessError`]: not initialized, too much to hand over, a panic in the child (with
     /// its message), or a failure to start or reach it.
+    ///
+    /// ```
+    /// use exec_context::process::{self, Inheritance, ProcessError};
+    /// use exec_context::propagate::Registry;
+    ///
+    /// fn main() {
+    ///     process::init(Registry::builder().build().unwrap());
+    ///
+    ///     let words = process::spawn(Inheritance::Empty, "a b c".to_string(), |text: String| {
+    ///         text.split_whitespace().count()
+    ///     });
+    ///     assert_eq!(words.join().unwrap(), 3);
+    ///
+    ///     let failing = process::spawn(Inheritance::Empty, 0, |n: u32| -> u32 {
+    ///         panic!("no data for shard {n}")
+    ///     });
+    ///     match failing.join() {
+    ///         Err(ProcessError::Panicked { message }) => {
+    ///             assert!(message.contains("no data for shard 0"))
+    ///         }
+    ///         other => panic!("expected the child's panic, got {other:?}"),
+    ///     }
+    /// }
+    /// ```
     pub fn join(self) -> Result<R, ProcessError> {
         self.inner?.join().map_err(ProcessError::from)
     }
@@ -292,6 +358,27 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     ///
     /// As [`join`](Self::join); a timeout is [`ProcessError::Failed`] with
     /// `is_timeout()` true.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::process::{self, Inheritance, ProcessError};
+    /// use exec_context::propagate::Registry;
+    ///
+    /// fn main() {
+    ///     process::init(Registry::builder().build().unwrap());
+    ///
+    ///     let mut slow = process::spawn(Inheritance::Empty, 500, |millis: u64| {
+    ///         std::thread::sleep(Duration::from_millis(millis));
+    ///         "done".to_string()
+    ///     });
+    ///     match slow.join_timeout(Duration::from_millis(10)) {
+    ///         Err(ProcessError::Failed(err)) => assert!(err.is_timeout()),
+    ///         other => panic!("expected a timeout, got {other:?}"),
+    ///     }
+    ///     // The handle is still usable: wait again, longer.
+    ///     assert_eq!(slow.join_timeout(Duration::from_secs(60)).unwrap(), "done");
+    /// }
+    /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
         match &mut self.inner {
             Ok(handle) => handle.join_timeout(timeout).map_err(ProcessError::from),
@@ -305,12 +392,17 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
 ///
 /// Errors surface from [`JoinHandle::join`], as procspawn does.
 ///
-/// ```no_run
+/// ```
 /// use exec_context::process::{Inheritance, spawn};
+/// use exec_context::propagate::Registry;
 ///
-/// // after `exec_context::process::init(registry)` at the top of `main`:
-/// let sum = spawn(Inheritance::Empty, vec![1, 2, 3], |v: Vec<i64>| v.iter().sum::<i64>());
-/// assert_eq!(sum.join().unwrap(), 6);
+/// fn main() {
+///     // First in `main`: in the child, this runs the function and exits.
+///     exec_context::process::init(Registry::builder().build().unwrap());
+///
+///     let sum = spawn(Inheritance::Empty, vec![1, 2, 3], |v: Vec<i64>| v.iter().sum::<i64>());
+///     assert_eq!(sum.join().unwrap(), 6);
+/// }
 /// ```
 pub fn spawn<A, R>(policy: Inheritance, args: A, f: fn(A) -> R) -> JoinHandle<R>
 where

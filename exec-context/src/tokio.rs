@@ -24,7 +24,41 @@
 //! | other runtimes, `futures::executor`, threads | not this runtime | [`carry`], [`crate::thread`], [`crate::task_context`] |
 //!
 //! A hook set on the builder after `propagate` replaces ours; pass your own hooks to
-//! `propagate_with` (which exists with the flag) to have them chained.
+//! `propagate_with` (which exists with the flag) to have them chained. Your before-poll hook
+//! then runs inside the task's context:
+//!
+//! ```
+//! # #[cfg(tokio_unstable)]
+//! # fn main() {
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use contextvars::ContextVar;
+//! use exec_context::tokio::{TaskHooks, propagate_with};
+//!
+//! static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+//!
+//! let acme_polls = Arc::new(AtomicUsize::new(0));
+//! let counter = acme_polls.clone();
+//! let mut builder = tokio::runtime::Builder::new_current_thread();
+//! propagate_with(
+//!     &mut builder,
+//!     TaskHooks::new().on_before_task_poll(move |_| {
+//!         if TENANT.get() == Some("acme") {
+//!             counter.fetch_add(1, Ordering::Relaxed);
+//!         }
+//!     }),
+//! );
+//! let runtime = builder.build().unwrap();
+//! runtime.block_on(async {
+//!     TENANT.set("acme");
+//!     let seen = tokio::spawn(async { TENANT.get() }).await.unwrap(); // no wrapper
+//!     assert_eq!(seen, Some("acme"));
+//! });
+//! assert!(acme_polls.load(Ordering::Relaxed) >= 1);
+//! # }
+//! # #[cfg(not(tokio_unstable))]
+//! # fn main() {}
+//! ```
 
 use std::future::Future;
 
@@ -76,6 +110,32 @@ where
 /// # Panics
 ///
 /// Like [`tokio::task::spawn_local`], outside a `LocalSet`.
+///
+/// ```
+/// use std::rc::Rc;
+/// use contextvars::ContextVar;
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let local = tokio::task::LocalSet::new();
+/// USER.set("ada");
+/// let greeting = local
+///     .run_until(async {
+///         let prefix = Rc::new("hello"); // not `Send`: needs a `LocalSet`
+///         exec_context::tokio::spawn_local(async move {
+///             let user = USER.get().unwrap(); // the spawner's value
+///             USER.set("changed by the task");
+///             format!("{prefix}, {user}")
+///         })
+///         .await
+///         .unwrap()
+///     })
+///     .await;
+/// assert_eq!(greeting, "hello, ada");
+/// assert_eq!(USER.get(), Some("ada")); // the task's set stayed in the task
+/// # });
+/// ```
 pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
@@ -89,6 +149,25 @@ where
 /// # Panics
 ///
 /// Like [`tokio::task::spawn_blocking`], outside a runtime.
+///
+/// ```
+/// use contextvars::ContextVar;
+///
+/// static REQUEST: ContextVar<u64> = ContextVar::new("request");
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// REQUEST.set(7);
+/// let seen = exec_context::tokio::spawn_blocking(|| {
+///     let seen = REQUEST.get(); // on a blocking-pool thread, in the spawner's context
+///     REQUEST.set(8); // stays in the closure's own logical context
+///     seen
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(seen, Some(7));
+/// assert_eq!(REQUEST.get(), Some(7));
+/// # });
+/// ```
 pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
@@ -99,6 +178,28 @@ where
 
 /// A future wrapped to carry the current context, for passing to other tokio APIs
 /// (`JoinSet::spawn`, `tokio::time::timeout`, …).
+///
+/// It also isolates the root future of `Runtime::block_on`, which is not a task and otherwise
+/// runs in the calling thread's context:
+///
+/// ```
+/// use contextvars::ContextVar;
+/// use exec_context::tokio::carry;
+/// use tokio::task::JoinSet;
+///
+/// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// TENANT.set("acme");
+/// let seen = runtime.block_on(carry(async {
+///     TENANT.set("globex"); // stays in the carried root future
+///     let mut tasks = JoinSet::new();
+///     tasks.spawn(carry(async { TENANT.get() }));
+///     tasks.join_next().await.unwrap().unwrap()
+/// }));
+/// assert_eq!(seen, Some("globex"));
+/// assert_eq!(TENANT.get(), Some("acme"));
+/// ```
 pub fn carry<F: Future>(future: F) -> WithContext<F> {
     future.in_current_context()
 }
