@@ -216,7 +216,11 @@ pub struct DeferredId(u64);
 /// step that never uses it costs two thread-local updates instead of moving the context in
 /// and out. `fetch` runs at an arbitrary point of the step, in the context below; it must
 /// not use context variables itself. If it returns `None`, the step runs in an empty
-/// context (never in the one below). Nesting and ordering rules are those of [`attach`].
+/// context (never in the one below). If it panics, the panic reaches the operation that
+/// used the context, and the attach is over: the context below is current, as if the attach
+/// had never been made, `fetch` is not called again, and [`detach_deferred`] and
+/// [`end_deferred`] refuse `id` with [`DetachError::NotCurrent`]. Nesting and ordering rules
+/// are those of [`attach`].
 ///
 /// # Errors
 ///

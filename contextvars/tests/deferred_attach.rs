@@ -526,11 +526,40 @@ fn replay(steps: &[Step]) {
             }
         }
         assert_eq!(fetches(), model.fetches, "after {step:?}");
+        // Every variable, unless the top level waits to be fetched (a read would fetch it).
+        if model.levels.last().is_none_or(|level| level.used) {
+            for (index, var) in VARS.iter().enumerate() {
+                assert_eq!(
+                    var.get(),
+                    model.top().get(&index).copied(),
+                    "after {step:?}"
+                );
+            }
+            assert_eq!(
+                fetches(),
+                model.fetches,
+                "reads of a used context fetch nothing"
+            );
+        }
     }
     while let Some(level) = model.levels.pop() {
-        match level.handle {
-            Handle::Plain(id) => drop(detach(id).unwrap()),
-            Handle::Deferred(id, _) => drop(detach_deferred(id).unwrap()),
+        let back = match level.handle {
+            Handle::Plain(id) => Some(detach(id).unwrap()),
+            Handle::Deferred(id, key) => {
+                let back = detach_deferred(id).unwrap();
+                assert_eq!(back.is_some(), level.used, "handed back iff used");
+                if back.is_none() {
+                    PARKED
+                        .with(|parked| parked.borrow_mut().remove(&key))
+                        .expect("an unused context stays with its source");
+                }
+                back
+            }
+        };
+        if let Some(back) = back {
+            for (index, var) in VARS.iter().enumerate() {
+                assert_eq!(back.get(var), level.values.get(&index).copied());
+            }
         }
     }
     for (index, var) in VARS.iter().enumerate() {

@@ -959,3 +959,77 @@ fn a_panicking_drop_of_a_scoped_value_while_unwinding_does_not_abort() {
         assert_eq!(TOUCHED.get(), Some(5));
     });
 }
+
+/// A `Drop` that panics at the normal end of a `scope` or `SetGuard`, or when a `Context`, a
+/// `LogicalContext` or the temporary frame of a run is dropped: the panic reaches the caller
+/// after the operation has taken effect, and the thread's context is consistent and works.
+#[test]
+fn panicking_drops_at_the_normal_end_of_scopes_and_runs_leave_a_working_thread() {
+    static BOMB: ContextVar<PanicsOnDrop> = ContextVar::new("bomb_normal_end");
+    static OTHER: ContextVar<u32> = ContextVar::new("other_normal_end");
+    let works = |expected_other: Option<u32>| {
+        assert_eq!(OTHER.get(), expected_other);
+        OTHER.set(99);
+        assert_eq!(OTHER.get(), Some(99));
+        match expected_other {
+            Some(value) => drop(OTHER.set(value)),
+            None => OTHER.delete().unwrap(),
+        }
+        assert!(BOMB.with(|value| value.is_none_or(|value| !value.armed)));
+    };
+    on_fresh_thread(|| {
+        OTHER.set(1);
+        // `scope`: the reset at its end drops the scoped value.
+        assert_eq!(
+            expect_panic(|| BOMB.scope(PanicsOnDrop { armed: true }, || OTHER.get())),
+            "panicking drop"
+        );
+        assert!(
+            BOMB.with(|value| value.is_none()),
+            "the scope's value is gone"
+        );
+        works(Some(1));
+
+        // `SetGuard` dropped normally.
+        assert_eq!(
+            expect_panic(|| drop(BOMB.set_guard(PanicsOnDrop { armed: true }))),
+            "panicking drop"
+        );
+        assert!(BOMB.with(|value| value.is_none()));
+        works(Some(1));
+
+        // A context holding the value, dropped after a run.
+        let mut context = Context::new();
+        context.run(|| BOMB.set(PanicsOnDrop { armed: true }));
+        assert!(context.get_ref(&BOMB).is_some_and(|value| value.armed));
+        assert_eq!(expect_panic(|| drop(context)), "panicking drop");
+        works(Some(1));
+
+        // A logical context holding it.
+        let mut lc = LogicalContext::new();
+        run_with_logical_context(&mut lc, || {
+            BOMB.set(PanicsOnDrop { armed: true });
+        });
+        assert!(
+            BOMB.with(|value| value.is_none()),
+            "popped with its logical context"
+        );
+        assert_eq!(expect_panic(|| drop(lc)), "panicking drop");
+        works(Some(1));
+
+        // The temporary frame of `run_with_execution_context`, dropped as the run ends.
+        let ec = get_execution_context();
+        assert_eq!(
+            expect_panic(|| run_with_execution_context(&ec, || {
+                BOMB.set(PanicsOnDrop { armed: true });
+                OTHER.set(7);
+            })),
+            "panicking drop"
+        );
+        assert!(
+            BOMB.with(|value| value.is_none()),
+            "the run's changes stay in it"
+        );
+        works(Some(1));
+    });
+}

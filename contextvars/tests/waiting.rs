@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use contextvars::{
     Context, ContextVar, DetachError, LogicalContext, attach_deferred, copy_context,
-    detach_deferred, get_execution_context, run_with_logical_context,
+    detach_deferred, end_deferred, get_execution_context, run_with_logical_context,
 };
 
 mod common;
@@ -580,7 +580,13 @@ fn a_fetch_that_attaches_under_a_waiting_push_leaves_the_push_on_top() {
     });
 }
 
+thread_local! {
+    /// Calls of `panicking_fetch` on this thread.
+    static PANICKING_FETCHES: Cell<u32> = const { Cell::new(0) };
+}
+
 fn panicking_fetch(_key: u64) -> Option<Context> {
+    PANICKING_FETCHES.with(|fetches| fetches.set(fetches.get() + 1));
     panic!("the source failed");
 }
 
@@ -592,7 +598,7 @@ fn a_fetch_that_panics_under_a_waiting_push_leaves_the_push_listed() {
     on_fresh_thread(|| {
         A.set(1);
         let (mut lc, mut outer) = (logical(2), logical(3));
-        let _id = attach_deferred(panicking_fetch, 0).unwrap();
+        let id = attach_deferred(panicking_fetch, 0).unwrap();
         let caught = catch_unwind(AssertUnwindSafe(|| {
             run_with_logical_context(&mut lc, || {
                 assert_eq!(A.get(), Some(2));
@@ -612,5 +618,10 @@ fn a_fetch_that_panics_under_a_waiting_push_leaves_the_push_listed() {
         });
         assert_eq!((A.get(), B.get()), (Some(1), None));
         assert_eq!(lc.get(&B).as_deref(), Some("kept"));
+        // The attach whose fetch panicked is over: never fetched again, and not current.
+        assert_eq!(PANICKING_FETCHES.with(Cell::get), 1);
+        assert_eq!(detach_deferred(id).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(end_deferred(id).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(A.get(), Some(1));
     });
 }
