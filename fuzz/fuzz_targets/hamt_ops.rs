@@ -144,6 +144,19 @@ enum Op {
         take: u8,
     },
     Clear,
+    /// `iter_mut` consumed part-way, changing each value it yields; with `shared`, the
+    /// current version is kept first (the walk copies shared nodes as it goes).
+    IterMut {
+        take: u16,
+        add: u8,
+        shared: bool,
+    },
+    /// `intersection` (0), `difference` (1) or `symmetric_difference` (2) with a kept
+    /// version; the inputs are kept, the result goes on.
+    SetOp {
+        kind: u8,
+        version: u8,
+    },
 }
 
 /// One fuzz case: the map, its model, and older versions with theirs.
@@ -530,6 +543,55 @@ impl Harness {
             Op::Clear => {
                 self.map.clear();
                 self.model.clear();
+            }
+            Op::IterMut { take, add, shared } => {
+                if shared {
+                    self.keep(self.map.clone(), self.model.clone());
+                }
+                let len = self.model.len();
+                let take = usize::from(take) % (len + 1);
+                let mut iter = self.map.iter_mut();
+                let mut yielded = Model::default();
+                for taken in 0..take {
+                    assert_eq!(iter.len(), len - taken, "iter_mut len");
+                    let (k, v) = iter.next().expect("iter_mut yields len entries");
+                    assert_eq!(self.model.get(k), Some(&*v), "iter_mut entry");
+                    assert!(yielded.insert(*k, *v).is_none(), "iter_mut repeats {k}");
+                    *v = v.wrapping_add(u16::from(add)) % 16;
+                    self.model.insert(*k, *v);
+                }
+                assert_eq!(iter.len(), len - take, "iter_mut rest");
+            }
+            Op::SetOp { kind, version } => {
+                let Some(v) = self.version(version) else {
+                    return;
+                };
+                let (other, other_model) = self.history[v].clone();
+                let only = |ours: &Model, theirs: &Model| -> Model {
+                    ours.iter()
+                        .filter(|(k, _)| !theirs.contains_key(*k))
+                        .map(|(k, v)| (*k, *v))
+                        .collect()
+                };
+                let (result, expected) = match kind % 3 {
+                    0 => (
+                        self.map.intersection(&other),
+                        self.model
+                            .iter()
+                            .filter(|(k, _)| other_model.contains_key(*k))
+                            .map(|(k, v)| (*k, *v))
+                            .collect(),
+                    ),
+                    1 => (self.map.difference(&other), only(&self.model, &other_model)),
+                    _ => {
+                        let mut both = only(&self.model, &other_model);
+                        both.extend(only(&other_model, &self.model));
+                        (self.map.symmetric_difference(&other), both)
+                    }
+                };
+                let previous = std::mem::replace(&mut self.map, result);
+                let previous_model = std::mem::replace(&mut self.model, expected);
+                self.keep(previous, previous_model);
             }
         }
     }

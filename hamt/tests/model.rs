@@ -62,6 +62,18 @@ enum Op {
         entries: Vec<(u16, u32)>,
         in_place: bool,
     },
+    /// `iter_mut` consumed part-way (`take` entries), changing each value it yields; with
+    /// `shared`, the current version is kept first, so the walk copies shared nodes lazily.
+    IterMut {
+        take: u16,
+        shared: bool,
+    },
+    /// `intersection` (0), `difference` (1) or `symmetric_difference` (2) with a kept older
+    /// version (or an empty map); the result goes on, the inputs stay in the history.
+    SetOp {
+        kind: u8,
+        version: usize,
+    },
 }
 
 /// Hashes with chosen low and high bits: pairs differ only in bit 30 or 31 (the deepest
@@ -280,6 +292,60 @@ where
                 entries,
                 in_place,
             } => self.union(*base, entries, *in_place),
+            Op::IterMut { take, shared } => {
+                if *shared {
+                    self.keep_current();
+                }
+                let len = self.map.len();
+                let take = usize::from(*take) % (len + 1);
+                let mut iter = self.map.iter_mut();
+                let mut seen = std::collections::HashSet::new();
+                for taken in 0..take {
+                    assert_eq!(iter.len(), len - taken, "IterMut::len");
+                    let (k, v) = iter.next().expect("IterMut yields len entries");
+                    assert!(seen.insert(k.clone()), "IterMut yielded {k:?} twice");
+                    let expected = self.model.get_mut(k).expect("a key of the model");
+                    assert_eq!(*v, *expected, "IterMut value of {k:?}");
+                    *v = (*v + 1) % VALUES;
+                    *expected = *v;
+                }
+                assert_eq!(iter.len(), len - take, "IterMut::len after {take}");
+            }
+            Op::SetOp { kind, version } => {
+                let (other, other_model) = match self.kept(*version) {
+                    Some((map, model)) => (map.clone(), model.clone()),
+                    None => (
+                        HamtMap::with_hasher(self.map.hasher().clone()),
+                        HashMap::new(),
+                    ),
+                };
+                let only = |ours: &HashMap<K, u32>, theirs: &HashMap<K, u32>| -> HashMap<K, u32> {
+                    ours.iter()
+                        .filter(|(k, _)| !theirs.contains_key(*k))
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect()
+                };
+                let (result, expected) = match kind % 3 {
+                    0 => (
+                        self.map.intersection(&other),
+                        self.model
+                            .iter()
+                            .filter(|(k, _)| other_model.contains_key(*k))
+                            .map(|(k, v)| (k.clone(), *v))
+                            .collect(),
+                    ),
+                    1 => (self.map.difference(&other), only(&self.model, &other_model)),
+                    _ => {
+                        let mut both = only(&self.model, &other_model);
+                        both.extend(only(&other_model, &self.model));
+                        (self.map.symmetric_difference(&other), both)
+                    }
+                };
+                self.keep_current();
+                self.keep(other, other_model);
+                self.map = result;
+                self.model = expected;
+            }
         }
     }
 
@@ -373,6 +439,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
                 entries,
                 in_place,
             }),
+        1 => (any::<u16>(), any::<bool>()).prop_map(|(take, shared)| Op::IterMut { take, shared }),
+        1 => (any::<u8>(), any::<usize>()).prop_map(|(kind, version)| Op::SetOp { kind, version }),
     ]
 }
 
@@ -424,7 +492,7 @@ impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Self {
         let k = |g: &mut Gen| u16::arbitrary(g) % KEYS;
         let v = |g: &mut Gen| u32::arbitrary(g) % VALUES;
-        match u8::arbitrary(g) % 20 {
+        match u8::arbitrary(g) % 22 {
             0..=4 => Op::Insert(k(g), v(g)),
             5..=7 => Op::Remove(k(g)),
             8 => Op::Update(k(g), v(g)),
@@ -451,6 +519,14 @@ impl Arbitrary for Op {
                 }
             }
             17 => Op::Diff(usize::arbitrary(g)),
+            18 => Op::IterMut {
+                take: u16::arbitrary(g),
+                shared: bool::arbitrary(g),
+            },
+            19 => Op::SetOp {
+                kind: u8::arbitrary(g),
+                version: usize::arbitrary(g),
+            },
             _ => {
                 let count = usize::arbitrary(g) % 12;
                 Op::Union {
