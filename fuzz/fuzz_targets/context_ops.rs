@@ -368,7 +368,9 @@ fn push_bounded<T>(list: &mut Vec<T>, item: T, bound: usize) {
 }
 
 /// What an `iter()` yields, by variable index: each variable once, with a `u16` value.
-fn iterated<'a>(entries: impl Iterator<Item = (contextvars::VarInfo, &'a contextvars::AnyValue)>) -> HashMap<usize, u16> {
+fn iterated<'a>(
+    entries: impl Iterator<Item = (contextvars::VarInfo, &'a contextvars::AnyValue)>,
+) -> HashMap<usize, u16> {
     let mut found = HashMap::new();
     for (info, value) in entries {
         let i = VARS
@@ -423,7 +425,11 @@ fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
         .filter(|&i| inherited(i))
         .filter_map(|i| model.find(i).map(|v| (i, v)))
         .collect();
-    assert_eq!(iterated(ec.iter()), expected, "ExecutionContext::iter {view:?}");
+    assert_eq!(
+        iterated(ec.iter()),
+        expected,
+        "ExecutionContext::iter {view:?}"
+    );
     match view {
         View::Plain => assert_eq!(ec.depth(), model.len, "ExecutionContext::depth"),
         View::Squashed => assert_eq!(ec.depth(), usize::from(model.len > 0), "squashed depth"),
@@ -608,11 +614,16 @@ impl Harness {
             .position(|a| a.scope == self.real_scope);
         if let Some(first) = first {
             assert!(
-                self.attaches[first..].iter().all(|a| a.scope == self.real_scope),
+                self.attaches[first..]
+                    .iter()
+                    .all(|a| a.scope == self.real_scope),
                 "attaches of an inner scope ended with it"
             );
             let kept = if run {
-                Some(self.current_in_fact(first).unwrap_or_else(|| self.attaches[first].outer.clone()))
+                Some(
+                    self.current_in_fact(first)
+                        .unwrap_or_else(|| self.attaches[first].outer.clone()),
+                )
             } else {
                 None
             };
@@ -641,7 +652,11 @@ impl Harness {
             (AttachHandle::Deferred(id, _), true) => end_deferred(id),
         };
         let Some(index) = index.filter(|_| allowed) else {
-            assert_eq!(result.err(), Some(DetachError::NotCurrent), "a refused detach");
+            assert_eq!(
+                result.err(),
+                Some(DetachError::NotCurrent),
+                "a refused detach"
+            );
             return;
         };
         let returned = result.expect("an allowed detach");
@@ -1046,7 +1061,10 @@ fuzz_target!(|input: Input| {
     outer.run(|| harness.block(&mut ops.iter(), true));
     // The run ended the attaches left in it.
     harness.end_scope_attaches(true);
-    assert!(harness.attaches.is_empty(), "every attach was made in the run");
+    assert!(
+        harness.attaches.is_empty(),
+        "every attach was made in the run"
+    );
     drop(harness);
     drop(outer);
     FETCHABLE.with(|f| f.borrow_mut().clear());

@@ -10,8 +10,8 @@
 //! exactly when its key came once with a value that decodes, to that value.
 #![no_main]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use exec_context::propagate::baggage::{self, MAX_BYTES, MAX_MEMBERS};
 use exec_context::propagate::{Carried, Propagated, PropagationError, Registry};
@@ -79,7 +79,11 @@ fuzz_target!(|data: &[u8]| {
             )
         })
         .count();
-    assert_eq!(limit_errors > 0, expected_limit.is_some(), "a limit error iff over a limit");
+    assert_eq!(
+        limit_errors > 0,
+        expected_limit.is_some(),
+        "a limit error iff over a limit"
+    );
     if let Some(expected) = expected_limit {
         assert_eq!(parsed.errors, [expected]);
     }
@@ -114,7 +118,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(baggage::is_token(member.key.as_bytes()));
         if let Ok(value) = &member.value {
             let escaped = baggage::escape(value);
-            assert_eq!(baggage::decode_value(escaped.as_bytes()), Ok(Ok(value.clone())));
+            assert_eq!(
+                baggage::decode_value(escaped.as_bytes()),
+                Ok(Ok(value.clone()))
+            );
         }
     }
 
