@@ -797,3 +797,79 @@ fn an_interpreter_closing_mid_stream_removes_only_its_items() {
         assert!(queue.is_empty(), "{} left", queue.len());
     }
 }
+
+/// Waits (bounded) until `done` holds.
+fn eventually(done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "timed out");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// PEP 554: once an interpreter released its end, "subsequent (or current)" calls from it
+/// fail. A receive blocked in another thread of the same interpreter fails at once; one in
+/// another interpreter goes on waiting and gets the next item.
+#[test]
+fn releasing_an_end_fails_the_receives_its_interpreter_is_blocked_in() {
+    let (recv, send) = create_channel();
+    let other = interpreters::create();
+    // Keeps the channel open: `other` uses the receiving end too.
+    let in_other = {
+        let (other, r) = (other.clone(), recv.clone());
+        std::thread::spawn(move || {
+            other
+                .call(move || r.recv_timeout(Duration::from_secs(10)).ok())
+                .unwrap()
+        })
+    };
+    // A plain thread is in the main interpreter, as is this one.
+    let in_main = {
+        let r = recv.clone();
+        std::thread::spawn(move || r.recv())
+    };
+    eventually(|| recv.interpreters().len() == 2);
+    std::thread::sleep(SHORT); // both asleep in `recv`
+    let started = Instant::now();
+    assert!(recv.release());
+    assert_eq!(in_main.join().unwrap(), Err(RecvError::Released));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        !in_other.is_finished(),
+        "another interpreter's receive is not ended"
+    );
+    assert!(!recv.is_closed());
+    send.send_buffered("for other").unwrap();
+    assert_eq!(in_other.join().unwrap(), Some(Shareable::from("for other")));
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Released));
+}
+
+/// The same for a send waiting to be received: it fails, and its item is withdrawn.
+#[test]
+fn releasing_an_end_fails_the_sends_its_interpreter_is_blocked_in() {
+    let (recv, send) = create_channel();
+    let other = interpreters::create();
+    let r = recv.clone();
+    // `other` uses the receiving end, so the channel stays open.
+    assert!(
+        other
+            .call(move || r.recv_nowait() == Err(RecvError::Empty))
+            .unwrap()
+    );
+    let sender = {
+        let s = send.clone();
+        std::thread::spawn(move || s.send("never received"))
+    };
+    eventually(|| recv.len() == 1);
+    std::thread::sleep(SHORT); // asleep until received
+    assert!(send.release());
+    assert_eq!(sender.join().unwrap(), Err(SendError::Released));
+    assert!(!recv.is_closed());
+    assert!(recv.is_empty(), "the item was withdrawn");
+    let r = recv.clone();
+    assert!(
+        other
+            .call(move || r.recv_nowait() == Err(RecvError::Empty))
+            .unwrap()
+    );
+}

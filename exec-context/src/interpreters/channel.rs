@@ -83,10 +83,24 @@ impl ChannelInner {
                 true
             }
         };
+        if first {
+            // PEP 554: "subsequent (or current)" calls from the interpreter fail: those
+            // waiting in other threads of it wake and find it released.
+            self.fifo.interrupt();
+        }
         if self.is_unused() {
             self.fifo.close(false);
         }
         first
+    }
+
+    /// Whether `interp` released `end` (asked by calls of it that wait; see `release`).
+    fn is_released(&self, end: usize, interp: u64) -> bool {
+        self.ends[end]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .released
+            .contains(&interp)
     }
 
     /// Ends the closed interpreter `interp`'s association with both ends (PEP 554: a
@@ -346,7 +360,7 @@ impl SendChannel {
             .expect("a receipt was asked for");
         self.inner
             .fifo
-            .await_receipt(&receipt, wait)
+            .await_receipt(&receipt, wait, || self.inner.is_released(SEND, owner))
             .map_err(SendError::from_fifo)
     }
 
@@ -358,7 +372,9 @@ impl SendChannel {
     }
 
     /// Ends the current interpreter's use of this end (PEP 554's per-interpreter `close()`,
-    /// later `release()`): it cannot send through it again. Once no interpreter uses either
+    /// later `release()`): it cannot send through it again, and sends of it waiting in other
+    /// threads fail now with [`SendError::Released`], their items withdrawn (unless received
+    /// meanwhile): PEP 554's "subsequent (or current)" calls. Once no interpreter uses either
     /// end, the channel closes. Returns whether this call released it.
     pub fn release(&self) -> bool {
         self.inner.release(SEND)
@@ -394,12 +410,17 @@ impl RecvChannel {
     /// [`RecvError::Closed`] once the channel is closed and drained;
     /// [`RecvError::Released`]; [`RecvError::ItemInterpreterDestroyed`].
     pub fn recv(&self) -> Result<Shareable, RecvError> {
-        self.inner
+        self.recv_waiting(Wait::Forever)
+    }
+
+    fn recv_waiting(&self, wait: Wait) -> Result<Shareable, RecvError> {
+        let interp = self
+            .inner
             .associate(RECV)
             .map_err(|Released| RecvError::Released)?;
         self.inner
             .fifo
-            .get(Wait::Forever)
+            .get_unless(wait, || self.inner.is_released(RECV, interp))
             .map_err(RecvError::from_fifo)
     }
 
@@ -409,13 +430,7 @@ impl RecvChannel {
     ///
     /// [`RecvError::Timeout`]; as [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Shareable, RecvError> {
-        self.inner
-            .associate(RECV)
-            .map_err(|Released| RecvError::Released)?;
-        self.inner
-            .fifo
-            .get(Wait::within(timeout))
-            .map_err(RecvError::from_fifo)
+        self.recv_waiting(Wait::within(timeout))
     }
 
     /// Receives the next item if there is one now. PEP 554's `recv_nowait(default=None)`
@@ -449,7 +464,9 @@ impl RecvChannel {
         self.inner.fifo.close(true)
     }
 
-    /// Ends the current interpreter's use of this end; see [`SendChannel::release`].
+    /// Ends the current interpreter's use of this end: it cannot receive through it again,
+    /// and receives of it waiting in other threads fail now with [`RecvError::Released`]
+    /// (those of other interpreters go on waiting); see [`SendChannel::release`].
     pub fn release(&self) -> bool {
         self.inner.release(RECV)
     }

@@ -348,6 +348,7 @@ impl SendError {
             // A put or send never meets `Empty` or `Destroyed`; a timeout is the closest.
             FifoError::Timeout | FifoError::Empty | FifoError::Destroyed => SendError::Timeout,
             FifoError::Closed => SendError::Closed,
+            FifoError::Released => SendError::Released,
         }
     }
 }
@@ -412,6 +413,7 @@ impl RecvError {
             FifoError::Timeout | FifoError::Full | FifoError::NotReceiving => RecvError::Timeout,
             FifoError::Closed => RecvError::Closed,
             FifoError::Destroyed => RecvError::ItemInterpreterDestroyed,
+            FifoError::Released => RecvError::Released,
         }
     }
 }

@@ -62,6 +62,8 @@ pub(crate) enum FifoError {
     Destroyed,
     /// A hand-off found no getter waiting for an item; nothing was put.
     NotReceiving,
+    /// The caller's interpreter released its end of the channel while the call waited.
+    Released,
 }
 
 const PENDING: u8 = 0;
@@ -474,13 +476,25 @@ impl Fifo {
     /// Takes the first item, waiting for one as `wait` allows. While it waits, the getter
     /// counts as a receiver for [`hand_off`](Self::hand_off).
     pub(crate) fn get(&self, wait: Wait) -> Result<Shareable, FifoError> {
+        self.get_unless(wait, || false)
+    }
+
+    /// [`get`](Self::get), failing with [`FifoError::Released`] instead of waiting (again)
+    /// once `released` says so: it is asked under the state lock before each sleep, and
+    /// [`interrupt`](Self::interrupt) wakes the sleepers to ask it again.
+    #[inline(always)]
+    pub(crate) fn get_unless(
+        &self,
+        wait: Wait,
+        released: impl Fn() -> bool,
+    ) -> Result<Shareable, FifoError> {
         let mut head = self.lock_head();
         if head.items.is_empty() {
             self.refill(&mut head);
         }
         match head.items.pop_front() {
             Some(item) => self.took(head, item),
-            None => self.wait_for_item(head, wait),
+            None => self.wait_for_item(head, wait, released),
         }
     }
 
@@ -542,6 +556,7 @@ impl Fifo {
         &'a self,
         mut head: MutexGuard<'a, Head>,
         wait: Wait,
+        released: impl Fn() -> bool,
     ) -> Result<Shareable, FifoError> {
         let mut spun = false;
         let mut receiving = false;
@@ -562,6 +577,12 @@ impl Fifo {
                     state.receivers -= 1;
                 }
                 return Err(FifoError::Closed);
+            }
+            if !matches!(wait, Wait::No) && released() {
+                if receiving {
+                    state.receivers -= 1;
+                }
+                return Err(FifoError::Released);
             }
             if !receiving && !matches!(wait, Wait::No) {
                 receiving = true;
@@ -588,6 +609,7 @@ impl Fifo {
         &self,
         receipt: &Arc<AtomicU8>,
         wait: Wait,
+        released: impl Fn() -> bool,
     ) -> Result<(), FifoError> {
         let mut state = self.lock();
         let mut spun = false;
@@ -596,6 +618,12 @@ impl Fifo {
                 RECEIVED => return Ok(()),
                 DROPPED => return Err(FifoError::Closed),
                 _ => {}
+            }
+            // The sender's interpreter released its end (see `get_unless`): withdrawn as on
+            // a timeout, unless received meanwhile.
+            if released() {
+                drop(state);
+                return self.withdraw(receipt, FifoError::Released);
             }
             let blocked = self.block_on(
                 state,
@@ -741,6 +769,22 @@ impl Fifo {
 
     /// No more puts; gets drain what is left, then fail with `Closed`. With `discard`, what is
     /// left is dropped too (its blocked senders fail). Returns whether this call closed it.
+    /// Wakes every getter and sender asleep, for them to ask their `released` check again
+    /// (an interpreter released its end of the channel): those whose check still says no go
+    /// back to sleep.
+    pub(crate) fn interrupt(&self) {
+        let mut state = self.lock();
+        let getters = state.getters.signal_all();
+        let senders = state.senders.signal_all();
+        drop(state);
+        if getters {
+            self.readable.notify_all();
+        }
+        if senders {
+            self.received.notify_all();
+        }
+    }
+
     pub(crate) fn close(&self, discard: bool) -> bool {
         let (mut head, mut state) = self.lock_both();
         let first = !state.closed;
@@ -1015,7 +1059,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            fifo.await_receipt(&receipt, soon()),
+            fifo.await_receipt(&receipt, soon(), || false),
             Err(FifoError::Timeout)
         );
         assert_eq!(fifo.len(), 0);
@@ -1029,7 +1073,7 @@ mod tests {
         put(&fifo, Shareable::Int(4), 0, UnboundPolicy::Replace);
         assert_eq!(fifo.get(Wait::No), Ok(Shareable::Int(2)));
         assert_eq!(
-            fifo.await_receipt(&receipt, soon()),
+            fifo.await_receipt(&receipt, soon(), || false),
             Err(FifoError::Timeout)
         );
         assert_eq!(fifo.len(), 1);

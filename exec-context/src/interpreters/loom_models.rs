@@ -86,7 +86,7 @@ fn loom_blocking_send_returns_once_received_or_discarded() {
                 let receipt = fifo
                     .put(int(5), 0, UnboundPolicy::Replace, Wait::Forever, true)?
                     .expect("a receipt was asked for");
-                fifo.await_receipt(&receipt, Wait::Forever)
+                fifo.await_receipt(&receipt, Wait::Forever, || false)
             })
         };
         let got = fifo.get(Wait::No);
@@ -122,6 +122,52 @@ fn loom_unbind_races_with_get() {
             "{got:?}"
         );
         assert_eq!(fifo.len(), 0);
+    });
+}
+
+/// An interpreter releasing its end while another thread of it waits to receive: the flag
+/// is set before `interrupt`, and the getter asks it under the lock before each sleep, so it
+/// cannot sleep through the interrupt (it fails with `Released`, or took an item first).
+#[test]
+fn loom_interrupt_wakes_a_getter_whose_interpreter_released() {
+    loom::model(|| {
+        use super::sync::{AtomicBool, Ordering};
+        let fifo = Arc::new(Fifo::new(0));
+        let released = Arc::new(AtomicBool::new(false));
+        let getter = {
+            let (fifo, released) = (fifo.clone(), released.clone());
+            thread::spawn(move || {
+                fifo.get_unless(Wait::Forever, || released.load(Ordering::SeqCst))
+            })
+        };
+        released.store(true, Ordering::SeqCst);
+        fifo.interrupt();
+        assert_eq!(getter.join().unwrap(), Err(FifoError::Released));
+    });
+}
+
+/// The same for a sender waiting for its item to be received: it fails with `Released`
+/// and its item is withdrawn.
+#[test]
+fn loom_interrupt_wakes_a_sender_whose_interpreter_released() {
+    loom::model(|| {
+        use super::sync::{AtomicBool, Ordering};
+        let fifo = Arc::new(Fifo::new(0));
+        let released = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (fifo, released) = (fifo.clone(), released.clone());
+            thread::spawn(move || {
+                let receipt = fifo
+                    .put(int(1), 0, UnboundPolicy::Replace, Wait::Forever, true)
+                    .unwrap()
+                    .expect("a receipt");
+                fifo.await_receipt(&receipt, Wait::Forever, || released.load(Ordering::SeqCst))
+            })
+        };
+        released.store(true, Ordering::SeqCst);
+        fifo.interrupt();
+        assert_eq!(sender.join().unwrap(), Err(FifoError::Released));
+        assert_eq!(fifo.len(), 0, "withdrawn");
     });
 }
 
@@ -211,7 +257,7 @@ fn loom_unbind_remove_fails_a_blocked_sender() {
                 let receipt = fifo
                     .put(int(5), 9, UnboundPolicy::Remove, Wait::Forever, true)?
                     .expect("a receipt");
-                fifo.await_receipt(&receipt, Wait::Forever)
+                fifo.await_receipt(&receipt, Wait::Forever, || false)
             })
         };
         // Wait for the item to arrive, as a receiver would, then close its interpreter.
@@ -398,7 +444,7 @@ fn loom_a_withdrawn_send_races_a_getter_taking_the_tail() {
             .put(int(1), 0, UnboundPolicy::Replace, Wait::No, true)
             .unwrap()
             .unwrap();
-        let sent = fifo.await_receipt(&receipt, Wait::No);
+        let sent = fifo.await_receipt(&receipt, Wait::No, || false);
         let (first, second) = getter.join().unwrap();
         match sent {
             Ok(()) => assert_eq!(second, Ok(int(1))),
