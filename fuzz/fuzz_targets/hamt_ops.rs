@@ -153,7 +153,7 @@ enum Op {
     },
     /// `intersection` (0), `difference` (1) or `symmetric_difference` (2) with a kept
     /// version; the inputs are kept, the result goes on.
-    SetOp {
+    Combine {
         kind: u8,
         version: u8,
     },
@@ -562,7 +562,7 @@ impl Harness {
                 }
                 assert_eq!(iter.len(), len - take, "iter_mut rest");
             }
-            Op::SetOp { kind, version } => {
+            Op::Combine { kind, version } => {
                 let Some(v) = self.version(version) else {
                     return;
                 };

@@ -70,7 +70,7 @@ enum Op {
     },
     /// `intersection` (0), `difference` (1) or `symmetric_difference` (2) with a kept older
     /// version (or an empty map); the result goes on, the inputs stay in the history.
-    SetOp {
+    Combine {
         kind: u8,
         version: usize,
     },
@@ -311,7 +311,7 @@ where
                 }
                 assert_eq!(iter.len(), len - take, "IterMut::len after {take}");
             }
-            Op::SetOp { kind, version } => {
+            Op::Combine { kind, version } => {
                 let (other, other_model) = match self.kept(*version) {
                     Some((map, model)) => (map.clone(), model.clone()),
                     None => (
@@ -440,7 +440,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
                 in_place,
             }),
         1 => (any::<u16>(), any::<bool>()).prop_map(|(take, shared)| Op::IterMut { take, shared }),
-        1 => (any::<u8>(), any::<usize>()).prop_map(|(kind, version)| Op::SetOp { kind, version }),
+        1 => (any::<u8>(), any::<usize>()).prop_map(|(kind, version)| Op::Combine { kind, version }),
     ]
 }
 
@@ -523,7 +523,7 @@ impl Arbitrary for Op {
                 take: u16::arbitrary(g),
                 shared: bool::arbitrary(g),
             },
-            19 => Op::SetOp {
+            19 => Op::Combine {
                 kind: u8::arbitrary(g),
                 version: usize::arbitrary(g),
             },
