@@ -129,6 +129,20 @@ fn set_lazy(count: usize) {
     let _ = LAZY.try_with(|lazy| lazy.set(count));
 }
 
+impl ThreadState {
+    /// What an attach or a detach changes: the levels (their count and the topmost one's id,
+    /// which no other attach shares) and the frame's floor. Equal before and after some
+    /// code, it ran no attach or detach that it did not undo (a run's or a scope's own
+    /// changes are undone when they end).
+    fn attach_signature(&self) -> (usize, u64, usize) {
+        (
+            self.levels.len(),
+            self.levels.last().map_or(0, |level| level.id),
+            self.floor,
+        )
+    }
+}
+
 impl Drop for ThreadState {
     fn drop(&mut self) {
         // The thread is ending and its context with it: nothing cached may be used again,
@@ -174,8 +188,11 @@ fn is_lent(value: &Value) -> bool {
 #[cold]
 #[inline(never)]
 fn retire(retired: Retired) {
-    // During thread teardown the state is gone, and so is every borrow: just drop.
-    let _ = with_state(|ts| ts.retired.push(retired));
+    // During thread teardown the state is gone, and so is every borrow: just drop. The list
+    // of retired values does not depend on the current context: nothing waiting is entered
+    // first (entering a deferred attach runs its fetch, user code, which may panic and so
+    // drop `retired` while a borrow lends it).
+    let _ = STATE.try_with(|state| state.borrow_mut().retired.push(retired));
 }
 
 /// Releases retired values once the last borrow ended (called by `cache`).
@@ -184,7 +201,8 @@ fn retire(retired: Retired) {
 /// all of them are dropped, unless the thread is already unwinding (the borrow ended because
 /// its closure panicked): a second panic would abort the process, so it is swallowed.
 pub(crate) fn release_retired() {
-    let Some(retired) = with_state(|ts| mem::take(&mut ts.retired)) else {
+    // As in `retire`: nothing waiting is entered first.
+    let Ok(retired) = STATE.try_with(|state| mem::take(&mut state.borrow_mut().retired)) else {
         return;
     };
     let mut first_panic = None;
@@ -1391,11 +1409,18 @@ fn enter_pending(state: &RefCell<ThreadState>) {
     set_waiting_pushed(std::ptr::null_mut());
     let relist = Relist(pushed);
     cache::invalidate_all();
+    // The fetch is user code: it must not attach or detach, but if it does, the context
+    // below this attach is no longer the one `outer` describes (a detach may even have
+    // dropped it), and `outer` must not come back when the attach ends.
+    let before = state.borrow().attach_signature();
     // A source with nothing to give: an empty context, never the one below.
     let context = (pending.fetch)(pending.key).unwrap_or_default();
     drop(relist);
     let mut ts = state.borrow_mut();
     let mut outer = pending.outer;
+    if ts.attach_signature() != before {
+        outer = 0;
+    }
     if ts.pending.is_some() {
         // The fetch attached again (it must not): enter that first, so levels stay ordered.
         // The context below this attach is then that one, whose version is not `outer`.

@@ -524,8 +524,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let mut token = token;
         match thread_state::restore(token.var, token.old.take(), token.context) {
             Ok(displaced) => {
-                drop(token);
+                // The displaced value first (it is retired if a borrow lends it), then the
+                // token, whose value below may run any code in its `Drop`.
                 drop(displaced);
+                drop(token);
                 Ok(())
             }
             Err(old) => {

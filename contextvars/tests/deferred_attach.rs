@@ -581,3 +581,111 @@ proptest! {
         on_fresh_thread(|| replay(&steps));
     }
 }
+
+// --- A fetch that changes the attaches below it -----------------------------------------------
+
+static BELOW: ContextVar<String> = ContextVar::new("deferred.below");
+static OTHER: ContextVar<String> = ContextVar::new("deferred.other");
+
+std::thread_local! {
+    /// The attach a fetch below detaches.
+    static TO_DETACH: Cell<Option<AttachId>> = const { Cell::new(None) };
+    /// The attach a fetch below makes.
+    static MADE: Cell<Option<AttachId>> = const { Cell::new(None) };
+}
+
+fn fetch_detaching_the_attach_below(_key: u64) -> Option<Context> {
+    let id = TO_DETACH.with(Cell::take).expect("an attach to detach");
+    drop(detach(id).expect("the attach below is current"));
+    None
+}
+
+fn fetch_attaching_below(_key: u64) -> Option<Context> {
+    let mut context = Context::new();
+    context.run(|| BELOW.set("attached by the fetch".to_string()));
+    MADE.with(|made| made.set(Some(attach(context).expect("not in teardown"))));
+    None
+}
+
+/// A fetch (user code) that detaches the attach below the deferred one: once the deferred
+/// attach is detached, the context current is the one under both, and reads see its values,
+/// not cached reads of the detached (and dropped) context.
+#[test]
+fn a_fetch_that_detaches_the_attach_below_leaves_reads_right() {
+    on_fresh_thread(|| {
+        BELOW.set("thread".to_string());
+        let mut attached = Context::new();
+        attached.run(|| BELOW.set("attached".to_string()));
+        let below = attach(attached).unwrap();
+        assert_eq!(BELOW.get().as_deref(), Some("attached")); // cached under the attach
+        TO_DETACH.with(|id| id.set(Some(below)));
+        let deferred = attach_deferred(fetch_detaching_the_attach_below, 0).unwrap();
+        assert_eq!(OTHER.get(), None); // fetches: the attach below is detached and dropped
+        let back = detach_deferred(deferred).unwrap().expect("it was used");
+        assert!(back.is_empty());
+        assert_eq!(BELOW.get().as_deref(), Some("thread"));
+        assert_eq!(BELOW.with(|v| v.cloned()).as_deref(), Some("thread"));
+    });
+}
+
+/// A fetch that attaches a context of its own and leaves it: once the deferred attach is
+/// detached, that context is current, and reads see it.
+#[test]
+fn a_fetch_that_attaches_below_leaves_reads_right() {
+    on_fresh_thread(|| {
+        BELOW.set("thread".to_string());
+        assert_eq!(BELOW.get().as_deref(), Some("thread"));
+        let deferred = attach_deferred(fetch_attaching_below, 0).unwrap();
+        assert_eq!(OTHER.get(), None); // fetches
+        drop(detach_deferred(deferred).unwrap());
+        assert_eq!(BELOW.get().as_deref(), Some("attached by the fetch"));
+        let made = MADE.with(Cell::take).expect("the fetch attached");
+        assert_eq!(
+            detach(made).unwrap().get(&BELOW).as_deref(),
+            Some("attached by the fetch")
+        );
+        assert_eq!(BELOW.get().as_deref(), Some("thread"));
+    });
+}
+
+/// A value that, when dropped, makes a deferred attach whose fetch panics.
+struct AttachesOnDrop(String, bool);
+
+impl Drop for AttachesOnDrop {
+    fn drop(&mut self) {
+        if self.1 {
+            drop(attach_deferred(panicking_fetch, 0));
+        }
+    }
+}
+
+fn panicking_fetch(_key: u64) -> Option<Context> {
+    panic!("the source failed");
+}
+
+/// `try_reset` drops the token (user code: the value below it) after the reset: a value it
+/// displaced while a borrow lends it stays alive until the borrow ends, even when that user
+/// code left a deferred attach whose fetch panics.
+#[test]
+fn a_value_try_reset_displaces_outlives_the_borrow_that_lends_it() {
+    static X: ContextVar<AttachesOnDrop> = ContextVar::new("deferred.try_reset");
+    on_fresh_thread(|| {
+        X.set(AttachesOnDrop("base".into(), true));
+        let mut lc = LogicalContext::new();
+        let token =
+            run_with_logical_context(&mut lc, || X.set(AttachesOnDrop("lent".into(), false)));
+        X.delete().unwrap(); // the token now holds the last reference to "base"
+        let read = run_with_logical_context(&mut lc, || {
+            X.with(|lent| {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _ = X.try_reset(token);
+                }));
+                // The reset applied; whatever the fetch did, the lent value is alive.
+                let _ = outcome;
+                lent.map(|value| value.0.clone())
+            })
+        });
+        assert_eq!(read.as_deref(), Some("lent"));
+        assert!(lc.get_ref(&X).is_none(), "the reset applied");
+    });
+}
