@@ -873,3 +873,54 @@ fn releasing_an_end_fails_the_sends_its_interpreter_is_blocked_in() {
             .unwrap()
     );
 }
+
+/// Work started inside an interpreter (here a task, which carries its interpreter) can
+/// outlive it: what it puts after the interpreter closed follows the item's unbound policy
+/// at once, as the items it put before did when it closed.
+#[test]
+fn items_put_by_work_that_outlived_its_interpreter_follow_their_unbound_policy() {
+    use exec_context::FutureExt;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    type Task = Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+    let queue = create_queue(0);
+    let (recv, send) = create_channel();
+    let interp = interpreters::create();
+    let tasks: Arc<Mutex<Vec<Task>>> = Arc::default();
+    {
+        let (queue, send, tasks) = (queue.clone(), send.clone(), tasks.clone());
+        interp
+            .exec(move || {
+                let mut tasks = tasks.lock().unwrap();
+                for policy in [
+                    UnboundPolicy::Replace,
+                    UnboundPolicy::Remove,
+                    UnboundPolicy::Error,
+                ] {
+                    let queue = queue.clone();
+                    tasks.push(Box::pin(
+                        async move { queue.put_with_policy("late", policy).is_ok() }
+                            .in_current_context(),
+                    ));
+                }
+                let send = send.clone();
+                tasks.push(Box::pin(
+                    async move { send.send_buffered("late").is_ok() }.in_current_context(),
+                ));
+            })
+            .unwrap();
+    }
+    // Keeps the channel open once the interpreter is gone.
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Empty));
+    interp.close().unwrap();
+    for task in std::mem::take(&mut *tasks.lock().unwrap()) {
+        assert!(futures_executor::block_on(task), "the put itself succeeds");
+    }
+    // Replace, then Error; the removed one is gone.
+    assert_eq!(queue.len(), 2);
+    assert_eq!(queue.get_nowait(), Ok(Shareable::Unbound));
+    assert_eq!(queue.get_nowait(), Err(RecvError::ItemInterpreterDestroyed));
+    assert!(queue.is_empty());
+    // A channel's items are replaced (its policy).
+    assert_eq!(recv.recv_nowait(), Ok(Shareable::Unbound));
+}

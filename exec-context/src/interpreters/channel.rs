@@ -192,7 +192,7 @@ pub fn channel() -> (SendChannel, RecvChannel) {
 pub fn create_channel_with(policy: UnboundPolicy) -> (RecvChannel, SendChannel) {
     let inner = Arc::new(ChannelInner {
         id: registry::next_endpoint_id(),
-        fifo: Fifo::new(0),
+        fifo: Fifo::with_owners(0, registry::is_closed),
         policy,
         ends: [Mutex::default(), Mutex::default()],
         users: [AtomicU64::new(NOBODY), AtomicU64::new(NOBODY)],

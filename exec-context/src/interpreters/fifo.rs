@@ -255,6 +255,9 @@ struct Head {
 /// cache line of its own.
 pub(crate) struct Fifo {
     maxsize: usize,
+    /// Whether the interpreter that puts an item was closed (see
+    /// [`append_bound`](Self::append_bound)).
+    owner_closed: fn(u64) -> bool,
     /// Mirror of `closed`, for waiters spinning without the lock.
     closed: AtomicBool,
     readable: Condvar,
@@ -323,10 +326,19 @@ fn bump(counter: &AtomicUsize, n: usize) {
 }
 
 impl Fifo {
-    /// A FIFO holding at most `maxsize` items (0: unbounded).
+    /// A FIFO holding at most `maxsize` items (0: unbounded), whose putters are never
+    /// closed interpreters (the unit tests' and loom models').
+    #[cfg(any(test, loom))]
     pub(crate) fn new(maxsize: usize) -> Self {
+        Self::with_owners(maxsize, |_| false)
+    }
+
+    /// A FIFO that asks `owner_closed` whether the interpreter putting an item was closed
+    /// (the queues' and channels': the interpreters' table).
+    pub(crate) fn with_owners(maxsize: usize, owner_closed: fn(u64) -> bool) -> Self {
         Fifo {
             maxsize,
+            owner_closed,
             closed: AtomicBool::new(false),
             readable: Condvar::new(),
             writable: Condvar::new(),
@@ -410,8 +422,36 @@ impl Fifo {
             state = self.wait_for_room(state, wait)?;
         }
         let receipt = receipt.then(|| Arc::new(AtomicU8::new(PENDING)));
-        self.append(state, Item::new(value, owner, policy, receipt.clone()));
+        self.append_bound(state, Item::new(value, owner, policy, receipt.clone()));
         Ok(receipt)
+    }
+
+    /// [`append`](Self::append), unless the item's interpreter was closed (work of it that
+    /// outlived it puts): then its unbound policy applies at once, as [`unbind`](Self::unbind)
+    /// applied it to the items put before the close. Asked under the lock: a close either
+    /// came before (its interpreter is out of the table before its items are unbound) or
+    /// unbinds this item after it is appended.
+    #[inline(always)]
+    fn append_bound(&self, state: MutexGuard<'_, State>, item: Item) {
+        let owner = item.owner();
+        if owner == 0 || !(self.owner_closed)(owner) {
+            self.append(state, item);
+            return;
+        }
+        self.append_unbound(state, item);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn append_unbound(&self, state: MutexGuard<'_, State>, item: Item) {
+        let owner = item.owner();
+        let mut removed = Vec::new();
+        match unbind_items(VecDeque::from([item]), owner, &mut removed).pop_front() {
+            Some(item) => self.append(state, item),
+            None => drop(state),
+        }
+        // Outside the lock.
+        drop(removed);
     }
 
     /// Appends `item` at the tail, counts it in, releases the lock and wakes a getter that
@@ -469,7 +509,7 @@ impl Fifo {
         if self.maxsize != 0 && len >= self.maxsize {
             return Err(FifoError::Full);
         }
-        self.append(state, Item::new(value, owner, policy, None));
+        self.append_bound(state, Item::new(value, owner, policy, None));
         Ok(())
     }
 

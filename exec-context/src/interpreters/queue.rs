@@ -107,7 +107,7 @@ impl Queue {
     pub fn with_policy(maxsize: usize, policy: UnboundPolicy) -> Queue {
         let inner = Arc::new(QueueInner {
             id: registry::next_endpoint_id(),
-            fifo: Fifo::new(maxsize),
+            fifo: Fifo::with_owners(maxsize, registry::is_closed),
             policy,
         });
         registry::register(Endpoint::Queue(Arc::downgrade(&inner)));

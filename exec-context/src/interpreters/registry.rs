@@ -10,6 +10,15 @@ use super::channel::ChannelInner;
 use super::queue::QueueInner;
 
 static NEXT_INTERPRETER: AtomicU64 = AtomicU64::new(1);
+/// How many interpreters have been closed: what a thread's answer of [`is_closed`] depends
+/// on.
+static CLOSINGS: AtomicU64 = AtomicU64::new(0);
+
+std::thread_local! {
+    /// The last answer of [`is_closed`] on this thread: `(CLOSINGS then, owner, closed)`.
+    static LAST_CLOSED: std::cell::Cell<(u64, u64, bool)> =
+        const { std::cell::Cell::new((u64::MAX, 0, false)) };
+}
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
 
 static INTERPRETERS: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
@@ -54,12 +63,39 @@ pub(crate) fn add_interpreter(inner: &Arc<Inner>) {
         .insert(inner.id, Arc::downgrade(inner));
 }
 
+/// Takes the closed interpreter `id` out of the table. Before its items are unbound: a
+/// put that comes after that, from work of it that outlived it, finds it closed (see
+/// [`is_closed`]).
 pub(crate) fn remove_interpreter(id: u64) {
     let removed = INTERPRETERS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&id);
+    CLOSINGS.fetch_add(1, Ordering::SeqCst);
     drop(removed);
+}
+
+/// Whether `owner` is an interpreter that was closed (the main interpreter never is; an ID
+/// never handed out is not one). A queue or channel asks it for the putter of every item,
+/// under its lock: the answer is cached per thread until the next interpreter closes, so a
+/// put asks the table only when some interpreter closed since the thread last asked.
+pub(crate) fn is_closed(owner: u64) -> bool {
+    if owner == 0 || owner >= NEXT_INTERPRETER.load(Ordering::Acquire) {
+        return false;
+    }
+    let closings = CLOSINGS.load(Ordering::SeqCst);
+    if let Ok(Some(closed)) = LAST_CLOSED.try_with(|last| {
+        let (seen, id, closed) = last.get();
+        (seen == closings && id == owner).then_some(closed)
+    }) {
+        return closed;
+    }
+    let closed = !INTERPRETERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains_key(&owner);
+    let _ = LAST_CLOSED.try_with(|last| last.set((closings, owner, closed)));
+    closed
 }
 
 pub(crate) fn interpreter(id: u64) -> Option<Arc<Inner>> {
