@@ -112,19 +112,22 @@ impl<T> Slot<T> {
         }
     }
 
-    fn finish(&self, result: Result<T, PoolError>) {
-        let waker = {
+    /// Records the job's result, unless it was cancelled; returns whether it was not.
+    fn finish(&self, result: Result<T, PoolError>) -> bool {
+        let (waker, finished) = {
             let mut state = self.lock();
-            if matches!(state.0, SlotState::Pending | SlotState::Running) {
+            let finished = matches!(state.0, SlotState::Pending | SlotState::Running);
+            if finished {
                 state.0 = SlotState::Done(result);
             }
-            state.1.take()
+            (state.1.take(), finished)
         };
         self.done.notify_all();
         if let Some(waker) = waker {
             // A waker is the awaiting executor's code: its panic must not end the worker.
             let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
         }
+        finished
     }
 }
 
@@ -252,7 +255,8 @@ impl<T> fmt::Debug for JobHandle<T> {
 
 type Job = Box<dyn FnOnce(&Interpreter) + Send>;
 /// Fails a queued job that will never run.
-type Refuse = Box<dyn FnOnce(PoolError) + Send>;
+/// Fails a queued job's handle; returns whether the job was still pending (not cancelled).
+type Refuse = Box<dyn FnOnce(PoolError) -> bool + Send>;
 type Initializer = Arc<dyn Fn(&Interpreter) -> Result<(), InterpreterError> + Send + Sync>;
 
 struct Shared {
@@ -400,12 +404,16 @@ impl PoolBuilder {
 
 /// Fails every job in `jobs` with `error()`: first all the handles, then the jobs' captures
 /// are dropped (a panicking destructor cannot leave a handle waiting forever).
-fn refuse_all(jobs: VecDeque<(Job, Refuse)>, error: impl Fn() -> PoolError) {
+/// Returns how many of them were still pending (not cancelled through their handles).
+fn refuse_all(jobs: VecDeque<(Job, Refuse)>, error: impl Fn() -> PoolError) -> usize {
     let (jobs, refusals): (Vec<Job>, Vec<Refuse>) = jobs.into_iter().unzip();
-    for refuse in refusals {
-        refuse(error());
-    }
+    let pending = refusals
+        .into_iter()
+        .map(|refuse| refuse(error()))
+        .filter(|&pending| pending)
+        .count();
     drop(jobs);
+    pending
 }
 
 fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Shareable)>) {
@@ -565,7 +573,7 @@ impl InterpreterPool {
                     let result = interp
                         .try_call(job)
                         .map_err(|e| job_failure(e, interp.id()));
-                    runner.finish(result);
+                    let _ = runner.finish(result);
                 }
                 // Cancelled (and, normally, already dropped by `cancel`): a panicking
                 // destructor of what the job captured must not take the worker down.
@@ -618,12 +626,11 @@ impl InterpreterPool {
         Ok(handles.into_iter().map(JobHandle::wait))
     }
 
-    /// Cancels every job that has not started; returns how many were cancelled.
+    /// Cancels every job that has not started; returns how many this call cancelled (jobs
+    /// cancelled before through their handles are not counted again).
     pub fn cancel_pending(&self) -> usize {
         let pending = std::mem::take(&mut self.shared.lock().jobs);
-        let count = pending.len();
-        refuse_all(pending, || PoolError::Cancelled);
-        count
+        refuse_all(pending, || PoolError::Cancelled)
     }
 
     /// Stops accepting jobs; the workers finish the queued ones and close their interpreters.
