@@ -151,6 +151,12 @@ where
     /// when kept, and must since have stayed valid and yield exactly the same entries.
     fn check(&self) {
         check_against_model(&self.map, &self.model);
+        // Every key of the space, present or not: a key the model lacks is absent.
+        for seed in 0..KEYS {
+            let k = (self.key)(seed);
+            assert_eq!(self.map.get(&k), self.model.get(&k), "get({k:?})");
+            assert_eq!(self.map.contains_key(&k), self.model.contains_key(&k));
+        }
         for (old, old_model) in &self.history {
             check_unchanged(old, old_model);
         }
