@@ -22,6 +22,7 @@
 //! [`ContextVar::with`]: crate::ContextVar::with
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 use crate::cache;
 use crate::context::Context;
@@ -359,8 +360,20 @@ fn finish_detach(detached: Detached) -> Context {
     } else {
         // Dropped here, outside every borrow of the thread state (a value's `Drop` may panic;
         // the state is already consistent).
-        drop(snapshot);
-        drop(rest);
+        let displaced = panic::catch_unwind(AssertUnwindSafe(move || {
+            drop(snapshot);
+            drop(rest);
+        }));
+        if let Err(payload) = displaced {
+            // Already unwinding: the panic is discarded (a second one would abort), as
+            // where scopes drop what they took. Otherwise the caller gets the panic instead
+            // of the context, which is dropped here, where a panicking `Drop` of its own
+            // values is contained, not while the panic unwinds (an abort).
+            if !std::thread::panicking() {
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(context)));
+                panic::resume_unwind(payload);
+            }
+        }
     }
     context
 }

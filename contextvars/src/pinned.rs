@@ -84,18 +84,18 @@ pub(crate) fn in_use() -> bool {
     IN_USE.load(Ordering::Relaxed)
 }
 
-/// The pinned variables known so far, lock-free for the first [`SLOTS`].
+/// The pinned variables known so far, lock-free for the first [`SLOTS`]. `f` runs with no
+/// lock held (it may look a variable up, which may enter a deferred attach and run its
+/// `fetch`, user code that may make a context and so come back here): the further ones are
+/// copied out of `MORE` first.
 fn for_each_id(mut f: impl FnMut(VarId)) {
     let count = COUNT.load(Ordering::Acquire);
     for slot in &IDS[..count.min(SLOTS)] {
         f(VarId(slot.load(Ordering::Relaxed)));
     }
     if count > SLOTS {
-        MORE.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .copied()
-            .for_each(f);
+        let more = MORE.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        more.into_iter().for_each(f);
     }
 }
 

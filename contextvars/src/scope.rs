@@ -211,30 +211,45 @@ struct Scope<'a, T: Send + Sync + 'static> {
 impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
     fn enter(var: &'static ContextVar<T>, slot: &'a mut Option<Value>) -> Self {
         let id = var.id();
-        let token = slot.take().and_then(|value| {
-            // The value is this variable's, so it holds a `T`.
-            let previous = thread_state::set::<T>(id, value)?;
-            Some(Token {
+        // The value is this variable's, so it holds a `T`. It leaves the slot only once it
+        // is stored: a panic before (entering a deferred attach runs its fetch) keeps it for
+        // the next poll.
+        let token = slot
+            .is_some()
+            .then(|| thread_state::set::<T>(id, slot))
+            .flatten()
+            .map(|previous| Token {
                 var: id,
                 var_name: var.name(),
                 context: previous.context,
                 old: previous.top,
                 below: previous.below,
                 _type: PhantomData,
-            })
-        });
+            });
         Scope { var, slot, token }
+    }
+
+    fn leave(&mut self, token: Token<T>) {
+        // What the future left (its own later `set`, or nothing after a `delete`).
+        *self.slot = thread_state::lookup_topmost(self.var.id());
+        // Fails only if the poll returned in another logical context than it began in (it
+        // left an attach of its own behind); nothing better can be done in a drop.
+        let _ = self.var.reset(token);
     }
 }
 
 impl<T: Send + Sync + 'static> Drop for Scope<'_, T> {
     fn drop(&mut self) {
         if let Some(token) = self.token.take() {
-            // What the future left (its own later `set`, or nothing after a `delete`).
-            *self.slot = thread_state::lookup_topmost(self.var.id());
-            // Fails only if the poll returned in another logical context than it began in,
-            // which scoped code cannot do; nothing better can be done in a drop.
-            let _ = self.var.reset(token);
+            if std::thread::panicking() {
+                // The poll panicked: a `Drop` that panics too (of a value the refused reset
+                // drops) is discarded, not an abort, as for `scope` and `SetGuard`.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.leave(token);
+                }));
+            } else {
+                self.leave(token);
+            }
         }
     }
 }

@@ -396,14 +396,15 @@ pub(crate) struct Previous {
     pub(crate) below: Option<Value>,
 }
 
-/// Stores `value`, a `T`, for `id` in the topmost logical context and points the cache at
-/// it. Returns what the variable held before, or `None` during thread teardown.
-pub(crate) fn set<T: 'static>(id: VarId, value: Value) -> Option<Previous> {
+/// Stores the value in `value`, a `T`, for `id` in the topmost logical context and points
+/// the cache at it. Returns what the variable held before, or `None` during thread teardown
+/// (the value is then left in `value`, as it is if entering what waits panics).
+pub(crate) fn set<T: 'static>(id: VarId, value: &mut Option<Value>) -> Option<Previous> {
     // What the cache will hold: the bits of a value of an inline kind (which the cache
     // copies, however the value is stored), or where the `T` lies in its `Arc` (which the
     // move into the map leaves in place).
-    let Some(typed) = downcast::<T>(&value) else {
-        unreachable!("set with a value of another type than {id:?}'s");
+    let Some(typed) = value.as_ref().and_then(downcast::<T>) else {
+        unreachable!("set with no value, or one of another type than {id:?}'s");
     };
     let held = match inline_bits(typed) {
         Some(bits) => cache::Held::Bits(bits),
@@ -412,7 +413,10 @@ pub(crate) fn set<T: 'static>(id: VarId, value: Value) -> Option<Previous> {
     let previous = with_state(|ts| {
         ts.materialize();
         let context = ts.frame.top.ensure_id();
-        // The cache entry is rewritten below, before anything can read it.
+        // The cache entry is rewritten below, before anything can read it. Taken only now,
+        // once whatever waited was entered (entering a deferred attach runs its fetch, user
+        // code that may panic): until then the value stays with the caller.
+        let value = value.take().expect("checked above");
         let top = ts.insert_top_uncached(id, value).0.take();
         // Only the first set of a variable in a logical context looks further down.
         let below = match &top {

@@ -422,8 +422,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         if !self.inherit || self.pinned {
             self.note_flags(id);
         }
-        let value = Value::new(self.name, self.inherit | self.pinned, self.pinned, value);
-        let previous = thread_state::set::<T>(id, value).unwrap_or_default();
+        let mut value = Some(Value::new(
+            self.name,
+            self.inherit | self.pinned,
+            self.pinned,
+            value,
+        ));
+        let previous = thread_state::set::<T>(id, &mut value).unwrap_or_default();
         watch::notify(|| ContextEvent::Set {
             var: VarInfo {
                 id,

@@ -1033,3 +1033,114 @@ fn panicking_drops_at_the_normal_end_of_scopes_and_runs_leave_a_working_thread()
         works(Some(1));
     });
 }
+
+/// A `scope_future` whose body panics after leaving an attach of its own: the scope's reset
+/// is refused (another context is current), and the refused token's value (the caller's,
+/// displaced by the scope) is dropped while the panic unwinds. A `Drop` of it that panics
+/// too is discarded, as for `scope` and `SetGuard`, not an abort.
+#[test]
+fn a_scope_future_ended_by_a_panic_under_an_attach_left_behind_does_not_abort() {
+    use std::future::Future;
+    use std::task::{Context as TaskContext, Poll, Waker};
+    static BOMB: ContextVar<PanicsOnDrop> = ContextVar::new("bomb_scope_future");
+    on_fresh_thread(|| {
+        BOMB.set(PanicsOnDrop { armed: true });
+        let future = BOMB.scope_future(PanicsOnDrop { armed: false }, async {
+            let _left = contextvars::attach(Context::new()).unwrap();
+            panic!("the body panicked");
+        });
+        let mut future = std::pin::pin!(future);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _: Poll<()> = future
+                .as_mut()
+                .poll(&mut TaskContext::from_waker(Waker::noop()));
+        }));
+        assert!(outcome.is_err());
+        TOUCHED.set(3);
+        assert_eq!(TOUCHED.get(), Some(3));
+    });
+}
+
+/// `end_attach` that drops displaced contexts whose values' `Drop` panics: the panic reaches
+/// the caller, and the context it would have handed back (whose value panics on drop too) is
+/// dropped where that second panic is contained, not while unwinding (an abort).
+#[test]
+fn end_attach_with_panicking_drops_on_both_sides_does_not_abort() {
+    static BOMB: ContextVar<PanicsOnDrop> = ContextVar::new("bomb_end_attach");
+    on_fresh_thread(|| {
+        let step = contextvars::attach(Context::new()).unwrap();
+        BOMB.set(PanicsOnDrop { armed: true }); // in the step's context: displaced
+        let _left = contextvars::attach(Context::new()).unwrap();
+        BOMB.set(PanicsOnDrop { armed: true }); // in the context left on top: handed back
+        assert_eq!(
+            expect_panic(|| contextvars::end_attach(step)),
+            "panicking drop"
+        );
+        assert!(
+            BOMB.with(|value| value.is_none()),
+            "the thread's own context again"
+        );
+        TOUCHED.set(4);
+        assert_eq!(TOUCHED.get(), Some(4));
+    });
+}
+
+/// More pinned variables than are read without a lock, and a deferred attach entered while
+/// they are collected (for a new context): its `fetch` may make a context itself, which
+/// collects them again. No lock may be held across that.
+#[test]
+fn a_fetch_entered_while_pinned_values_are_collected_does_not_deadlock() {
+    static PINNED: [ContextVar<u32>; 12] = [const { ContextVar::new("pinned_many").pinned() }; 12];
+    fn fetch(_key: u64) -> Option<Context> {
+        Some(Context::new())
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The first eight are read without the lock (in a process of their own, as under
+        // nextest) and have values here; the others are known, with no value here.
+        for (n, var) in PINNED[..8].iter().enumerate() {
+            var.set(n as u32);
+        }
+        std::thread::spawn(|| {
+            for var in &PINNED[8..] {
+                var.set(8);
+            }
+        })
+        .join()
+        .unwrap();
+        let mut pinned = LogicalContext::pinned();
+        let _id = contextvars::attach_deferred(fetch, 0).unwrap();
+        let made = run_with_logical_context(&mut pinned, Context::new);
+        done.send(made.len()).unwrap();
+    });
+    let outcome = finished.recv_timeout(std::time::Duration::from_secs(20));
+    assert!(outcome.is_ok(), "no answer: {outcome:?}");
+}
+
+/// A `scope_future` polled while a deferred attach waits whose `fetch` panics: the poll
+/// panics before the scope's value is stored, and the value stays with the future, which the
+/// next poll sets as before.
+#[test]
+fn a_scope_future_keeps_its_value_through_a_poll_a_panicking_fetch_ended() {
+    use std::future::Future;
+    use std::task::{Context as TaskContext, Poll, Waker};
+    static SCOPED: ContextVar<String> = ContextVar::new("scoped_through_fetch");
+    fn failing_fetch(_key: u64) -> Option<Context> {
+        panic!("the source failed");
+    }
+    on_fresh_thread(|| {
+        let future = SCOPED.scope_future("scoped".to_string(), async { SCOPED.get() });
+        let mut future = std::pin::pin!(future);
+        let mut task = TaskContext::from_waker(Waker::noop());
+        let _id = contextvars::attach_deferred(failing_fetch, 0).unwrap();
+        assert_eq!(
+            expect_panic(|| future.as_mut().poll(&mut task)),
+            "the source failed"
+        );
+        assert_eq!(
+            future.as_mut().poll(&mut task),
+            Poll::Ready(Some("scoped".to_string()))
+        );
+        assert_eq!(SCOPED.get(), None);
+    });
+}
