@@ -503,7 +503,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     /// [`reset`](Self::reset), except that a refused token comes back in the error, unused,
     /// to be reset where it applies: PEP 567's `reset`, which leaves a token it refuses
-    /// unused (for bindings of the PEP's API, such as the Lua one).
+    /// unused (for bindings of the PEP's API, such as the Lua one). One difference: the
+    /// token's copy of a lower layer's value (for [`Token::old_value`]) is dropped after the
+    /// reset, not before (the token must come back whole if the reset is refused), so a
+    /// `Drop` of it that panics reaches the caller with the reset applied.
     ///
     /// # Errors
     ///

@@ -436,7 +436,8 @@ mod by_identity {
         seen: Seen<SEEN>,
     }
 
-    /// Value sets written once that a thread keeps track of.
+    /// Sets (of four) of the value sets written once that a thread keeps track of: 256 in
+    /// all, a key forgotten once four newer ones came to its set.
     const SEEN: usize = 64;
 
     thread_local! {

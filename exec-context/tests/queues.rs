@@ -924,3 +924,43 @@ fn items_put_by_work_that_outlived_its_interpreter_follow_their_unbound_policy()
     // A channel's items are replaced (its policy).
     assert_eq!(recv.recv_nowait(), Ok(Shareable::Unbound));
 }
+
+/// Once `release` returned, a receive of the releasing interpreter that was waiting takes
+/// nothing more, not even an item sent right after (it is left for the other interpreters'
+/// receivers).
+#[test]
+fn a_released_receive_takes_no_item_sent_after_the_release() {
+    let other = interpreters::create();
+    for round in 0..20 {
+        let (recv, send) = create_channel();
+        let r = recv.clone();
+        // `other` uses the receiving end, so the channel stays open.
+        assert!(
+            other
+                .call(move || r.recv_nowait() == Err(RecvError::Empty))
+                .unwrap()
+        );
+        let waiting = {
+            let r = recv.clone();
+            std::thread::spawn(move || r.recv())
+        };
+        eventually(|| recv.interpreters().len() == 2);
+        if round % 2 == 0 {
+            std::thread::sleep(SHORT); // asleep; otherwise often still spinning
+        }
+        assert!(recv.release());
+        send.send_buffered(round).unwrap();
+        assert_eq!(
+            waiting.join().unwrap(),
+            Err(RecvError::Released),
+            "round {round}"
+        );
+        let r = recv.clone();
+        assert!(
+            other
+                .call(move || r.recv_nowait() == Ok(Shareable::from(round)))
+                .unwrap(),
+            "round {round}: the item is left for the other interpreter"
+        );
+    }
+}

@@ -864,12 +864,14 @@ mod on_tokio {
             .enable_time()
             .build()
             .expect("runtime");
-        let leak_and_wait = |leak: fn(), reports_wanted: usize| {
+        // Leaks, waits for the report, then tells whether a task on the worker still sees
+        // the leaked variable.
+        let leak_and_wait = |leak: fn(), reports_wanted: usize, seen: fn() -> bool| {
             rt.block_on(async {
                 tokio::spawn(async move { leak() }).await.unwrap();
                 for _ in 0..400 {
                     if reports.lock().unwrap().len() >= reports_wanted {
-                        return tokio::spawn(async { VAR.get() }).await.unwrap();
+                        return tokio::spawn(async move { seen() }).await.unwrap();
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     tokio::spawn(async {}).await.unwrap();
@@ -877,8 +879,10 @@ mod on_tokio {
                 panic!("no report came");
             })
         };
-        assert_eq!(leak_and_wait(|| drop(BOOM.set(Boom)), 1), None);
-        assert_eq!(leak_and_wait(|| drop(VAR.set("second")), 2), None);
+        let boom_seen = || BOOM.with(|boom| boom.is_some());
+        assert!(!leak_and_wait(|| drop(BOOM.set(Boom)), 1, boom_seen));
+        let var_seen = || VAR.get().is_some();
+        assert!(!leak_and_wait(|| drop(VAR.set("second")), 2, var_seen));
         drop(rt);
         let reports = reports.lock().unwrap();
         assert_eq!(reports[0], ["boom"]);

@@ -696,19 +696,25 @@ impl Harness {
 
     /// Runs operations until an `End` (unless at the outermost level) or the end of `ops`.
     fn block(&mut self, ops: &mut std::slice::Iter<'_, Op>, outermost: bool) {
+        // A deferred attach is fetched by its first use: not checked at once (after it is
+        // made, or at the end of a body that did nothing after it, or of an empty one), so
+        // that one ended before any use, by a detach, an enclosing attach's end, a run or a
+        // scope, is seen to hand back nothing.
+        let mut unchecked = true;
         while let Some(op) = ops.next() {
             if matches!(op, Op::End) && !outermost {
                 break;
             }
             self.apply(op, ops);
-            // A deferred attach is fetched by its first use: not checked at once, so that
-            // one ended before any use is seen to hand back nothing.
-            if !matches!(op, Op::AttachLeft { deferred: true, .. }) {
+            unchecked = matches!(op, Op::AttachLeft { deferred: true, .. });
+            if !unchecked {
                 self.check_all();
             }
             self.check_stored();
         }
-        self.check_all();
+        if !unchecked {
+            self.check_all();
+        }
     }
 
     /// Runs a scope's body, then raises a planned panic if asked to.

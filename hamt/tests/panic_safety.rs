@@ -934,6 +934,15 @@ fn drops_that_panic_leave_maps_valid_and_leak_nothing() {
         drop(map);
         assert_eq!(live(), baseline, "retain (armed at {armed_at}) leaked");
 
+        // `clear` of a map of its own: the panic reaches the caller, the map is empty.
+        let mut map = make();
+        assert!(panic::catch_unwind(AssertUnwindSafe(|| map.clear())).is_err());
+        assert!(map.is_empty());
+        assert_eq!(map.iter().count(), 0);
+        map.check_invariants();
+        drop(map);
+        assert_eq!(live(), baseline, "clear (armed at {armed_at}) leaked");
+
         // `clear` of a map shared with a clone: the clone keeps its values.
         let mut map = make();
         let clone = map.clone();

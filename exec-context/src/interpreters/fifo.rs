@@ -602,6 +602,20 @@ impl Fifo {
         let mut receiving = false;
         loop {
             let mut state = self.lock();
+            // Asked first, under the lock: once the interpreter released its end (and
+            // `release` returned), this call takes nothing more, not even an item that came
+            // meanwhile (another interpreter's receivers may be waiting for it).
+            if !matches!(wait, Wait::No) && released() {
+                if receiving {
+                    state.receivers -= 1;
+                }
+                // PEP 554: `EOFError` "if the channel is actually marked as closed".
+                return Err(if state.closed {
+                    FifoError::Closed
+                } else {
+                    FifoError::Released
+                });
+            }
             if head.items.is_empty() {
                 std::mem::swap(&mut head.items, &mut state.items);
             }
@@ -617,12 +631,6 @@ impl Fifo {
                     state.receivers -= 1;
                 }
                 return Err(FifoError::Closed);
-            }
-            if !matches!(wait, Wait::No) && released() {
-                if receiving {
-                    state.receivers -= 1;
-                }
-                return Err(FifoError::Released);
             }
             if !receiving && !matches!(wait, Wait::No) {
                 receiving = true;
@@ -807,8 +815,6 @@ impl Fifo {
         state
     }
 
-    /// No more puts; gets drain what is left, then fail with `Closed`. With `discard`, what is
-    /// left is dropped too (its blocked senders fail). Returns whether this call closed it.
     /// Wakes every getter and sender asleep, for them to ask their `released` check again
     /// (an interpreter released its end of the channel): those whose check still says no go
     /// back to sleep.
@@ -825,6 +831,8 @@ impl Fifo {
         }
     }
 
+    /// No more puts; gets drain what is left, then fail with `Closed`. With `discard`, what is
+    /// left is dropped too (its blocked senders fail). Returns whether this call closed it.
     pub(crate) fn close(&self, discard: bool) -> bool {
         let (mut head, mut state) = self.lock_both();
         let first = !state.closed;

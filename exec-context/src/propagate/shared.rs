@@ -233,8 +233,9 @@ struct Entry {
 
 struct Shared {
     contexts: Table<Entry, SETS>,
-    /// Keys (header hash and registry) of the last [`SEEN`] headers offered once: a context
-    /// is remembered the second time its header comes.
+    /// Keys (header hash and registry) of headers offered once lately ([`SEEN`] sets of
+    /// four: a key is forgotten once four newer ones came to its set): a context is
+    /// remembered the second time its header comes.
     seen: Seen<SEEN>,
 }
 

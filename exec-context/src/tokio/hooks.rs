@@ -290,34 +290,29 @@ static TABLE: [Owned; DIRECT] = [const {
     }
 }; DIRECT];
 
-/// Tasks that terminated before their spawn hook registered them, by id (direct-mapped; 0:
-/// none). tokio lists a new task before it runs the spawn hook on the spawning thread; a
-/// shutdown in between, on another thread (or on the same one, for a spawn onto a closed
-/// runtime), ends the task first. The two hooks then settle who releases the context: each
-/// writes (the termination its id here, the spawn its registration), then reads what the
-/// other wrote, with a fence between (so at least one sees the other's write), and whichever
-/// sees both takes the id out of here with a compare-exchange, which only one can win.
-/// Blocking tasks terminate without a spawn hook: their ids stay here until replaced, which
-/// costs nothing but the slot. (Two such ids sharing a slot within the moment between a
-/// task's listing and its spawn hook would make the second hide the first.)
+/// Tasks that terminated without being registered, by id (direct-mapped; 0: none). tokio
+/// lists a new task before it runs the spawn hook on the spawning thread; a shutdown in
+/// between, on another thread (or on the same one, for a spawn onto a closed runtime), ends
+/// the task first. A termination that finds the task unregistered notes it here, then tries
+/// to unregister it again; the spawn hook registers, then looks here and unregisters if it
+/// finds the note. Each writes, then reads what the other wrote, with a fence between, so at
+/// least one sees the other's write; [`unregister`] is exclusive, so exactly one releases.
+/// A termination of a registered task (the usual one) writes nothing here. Blocking tasks
+/// terminate without a spawn hook: their notes stay until replaced, and are harmless (their
+/// ids never come to a spawn hook). Only such an unregistered termination, sharing the slot,
+/// within the moment between a task's early end and its spawn hook, could hide that task's
+/// note.
 static ENDED_FIRST: [AtomicU64; DIRECT] = [const { AtomicU64::new(0) }; DIRECT];
 
-/// Takes `id` out of [`ENDED_FIRST`]; `true` if this caller took it (and so settles the
-/// task's release).
-fn claim_ended_first(id: u64) -> bool {
-    let ended = &ENDED_FIRST[id as usize % DIRECT];
-    // Read first: the usual answer (not there) then leaves the line shared.
-    ended.load(Ordering::SeqCst) == id
-        && ended
-            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
+/// Whether task `id` terminated before its spawn hook (see [`ENDED_FIRST`]).
+fn ended_first(id: u64) -> bool {
+    ENDED_FIRST[id as usize % DIRECT].load(Ordering::SeqCst) == id
 }
 
-/// Whether task `id` is registered (its context in the table), without taking it.
-fn registered(id: u64) -> bool {
-    TABLE[id as usize % DIRECT].owner.load(Ordering::SeqCst) == id
-        || shard(id).lock().index.contains_key(&id)
-}
+/// Marks an owner that is unregistering its slot (tokio's task ids never reach this bit): the
+/// slot is still its own, for a put-back in flight to find, but no second unregister of it
+/// can claim it.
+const LEAVING: u64 = 1 << 63;
 
 /// Task `id`'s slot in the direct-mapped table, if it owns it.
 #[inline]
@@ -325,7 +320,7 @@ fn owned(id: u64) -> Option<&'static Slot> {
     let entry = &TABLE[id as usize % DIRECT];
     // Acquire: pairs with the release that freed the slot for this owner (the slot's
     // context was taken out before).
-    (entry.owner.load(Ordering::Acquire) == id).then_some(&entry.context)
+    (entry.owner.load(Ordering::Acquire) & !LEAVING == id).then_some(&entry.context)
 }
 
 /// Where task `id`'s context waits, if it is registered.
@@ -524,16 +519,17 @@ fn fetch(id: u64) -> Option<Context> {
 
 /// On the spawning thread: capture the spawner's context.
 fn spawned(id: u64) {
-    if claim_ended_first(id) {
+    if ended_first(id) {
         // Already terminated (spawned onto a runtime that is shutting down): nothing to
         // register.
         return;
     }
     register(id);
     // A termination on another thread that found the task not yet registered (see
-    // `ENDED_FIRST`): the context just registered is released here.
+    // `ENDED_FIRST`): the context just registered is released here, unless that termination
+    // saw the registration and released it.
     fence(Ordering::SeqCst);
-    if claim_ended_first(id) {
+    if ended_first(id) {
         unregister(id, None);
     }
 }
@@ -628,7 +624,13 @@ fn after_poll(id: u64) {
 /// in its slot. `false` if the task was not registered.
 fn unregister(id: u64, fetched: Option<Context>) -> bool {
     let entry = &TABLE[id as usize % DIRECT];
-    let taken = if entry.owner.load(Ordering::Acquire) == id {
+    // Claimed first: a termination and the spawn hook may both try (see `ENDED_FIRST`), and
+    // only one may take the context.
+    let taken = if entry
+        .owner
+        .compare_exchange(id, id | LEAVING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         // Empty if a poll holds the context; else wait for any put-back in flight.
         let taken = fetched.is_none().then(|| take(&entry.context));
         // Release: the next owner finds the slot empty.
@@ -671,11 +673,12 @@ fn terminated(id: u64) {
     if in_own_poll {
         return;
     }
-    // Noted first, for a spawn hook that has not registered the task yet (see
-    // `ENDED_FIRST`); released here if the task is registered and this takes the note back.
+    if unregister(id, None) {
+        return;
+    }
+    // Not registered: a blocking task, or a task ended before its spawn hook registered it.
+    // Noted for the spawn hook, then tried again (see `ENDED_FIRST`).
     ENDED_FIRST[id as usize % DIRECT].store(id, Ordering::SeqCst);
     fence(Ordering::SeqCst);
-    if registered(id) && claim_ended_first(id) {
-        unregister(id, None);
-    }
+    let _ = unregister(id, None);
 }
