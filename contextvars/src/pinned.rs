@@ -102,9 +102,7 @@ fn for_each_id(mut f: impl FnMut(VarId)) {
 /// Remembers that the pinned variable `id` has been set (before the value is stored, so a
 /// context made afterwards on any thread looks for it).
 pub(crate) fn note_set(id: VarId) {
-    let mut known = false;
-    for_each_id(|seen| known |= seen == id);
-    if !known {
+    if !is_known(id) {
         let mut more = MORE.lock().unwrap_or_else(PoisonError::into_inner);
         let mut again = false;
         for_each_id_locked(&more, |seen| again |= seen == id);
@@ -122,6 +120,19 @@ pub(crate) fn note_set(id: VarId) {
     if !IN_USE.load(Ordering::Relaxed) {
         IN_USE.store(true, Ordering::Release);
     }
+}
+
+/// Whether `id` is among the pinned variables known (read in place: no user code runs).
+fn is_known(id: VarId) -> bool {
+    let count = COUNT.load(Ordering::Acquire);
+    IDS[..count.min(SLOTS)]
+        .iter()
+        .any(|slot| slot.load(Ordering::Relaxed) == id.0)
+        || (count > SLOTS
+            && MORE
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&id))
 }
 
 /// [`for_each_id`] for the writer, which holds `MORE`'s lock already.

@@ -230,11 +230,22 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
     }
 
     fn leave(&mut self, token: Token<T>) {
-        // What the future left (its own later `set`, or nothing after a `delete`).
-        *self.slot = thread_state::lookup_topmost(self.var.id());
+        let id = self.var.id();
+        // What the future left (its own later `set`, or nothing after a `delete`). Looking
+        // it up may enter a deferred attach the future left, whose fetch (user code) may
+        // panic: that attach is then over, and the lookup is made again, so that neither the
+        // value nor the reset is lost; the panic goes on after the reset.
+        let (left, panic) = match std::panic::catch_unwind(|| thread_state::lookup_topmost(id)) {
+            Ok(left) => (left, None),
+            Err(payload) => (thread_state::lookup_topmost(id), Some(payload)),
+        };
+        *self.slot = left;
         // Fails only if the poll returned in another logical context than it began in (it
         // left an attach of its own behind); nothing better can be done in a drop.
         let _ = self.var.reset(token);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 

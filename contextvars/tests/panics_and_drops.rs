@@ -1144,3 +1144,29 @@ fn a_scope_future_keeps_its_value_through_a_poll_a_panicking_fetch_ended() {
         assert_eq!(SCOPED.get(), None);
     });
 }
+
+/// A `scope_future` whose body leaves a deferred attach with a panicking `fetch`, never
+/// used: the end of the poll looks up what the future left, which enters that attach; the
+/// panic reaches the poller after the scope's reset, so the caller's value is back.
+#[test]
+fn a_scope_future_resets_even_when_its_end_enters_a_panicking_fetch() {
+    use std::future::Future;
+    use std::task::{Context as TaskContext, Waker};
+    static SCOPED: ContextVar<String> = ContextVar::new("scoped_leave_fetch");
+    fn failing_fetch(_key: u64) -> Option<Context> {
+        panic!("the source failed");
+    }
+    on_fresh_thread(|| {
+        SCOPED.set("caller".to_string());
+        let future = SCOPED.scope_future("scoped".to_string(), async {
+            let _id = contextvars::attach_deferred(failing_fetch, 0).unwrap();
+        });
+        let mut future = std::pin::pin!(future);
+        let mut task = TaskContext::from_waker(Waker::noop());
+        assert_eq!(
+            expect_panic(|| future.as_mut().poll(&mut task)),
+            "the source failed"
+        );
+        assert_eq!(SCOPED.get().as_deref(), Some("caller"));
+    });
+}

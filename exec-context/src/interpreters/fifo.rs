@@ -602,20 +602,6 @@ impl Fifo {
         let mut receiving = false;
         loop {
             let mut state = self.lock();
-            // Asked first, under the lock: once the interpreter released its end (and
-            // `release` returned), this call takes nothing more, not even an item that came
-            // meanwhile (another interpreter's receivers may be waiting for it).
-            if !matches!(wait, Wait::No) && released() {
-                if receiving {
-                    state.receivers -= 1;
-                }
-                // PEP 554: `EOFError` "if the channel is actually marked as closed".
-                return Err(if state.closed {
-                    FifoError::Closed
-                } else {
-                    FifoError::Released
-                });
-            }
             if head.items.is_empty() {
                 std::mem::swap(&mut head.items, &mut state.items);
             }
@@ -631,6 +617,16 @@ impl Fifo {
                     state.receivers -= 1;
                 }
                 return Err(FifoError::Closed);
+            }
+            // Asked under the lock, after the items: a getter counted as receiving may have
+            // been handed an item by `hand_off` (which promises a taker), so it takes what
+            // is there. So a receive of an interpreter that released its end may still take
+            // one item that came before it woke; it fails the next time it would wait.
+            if !matches!(wait, Wait::No) && released() {
+                if receiving {
+                    state.receivers -= 1;
+                }
+                return Err(FifoError::Released);
             }
             if !receiving && !matches!(wait, Wait::No) {
                 receiving = true;

@@ -606,9 +606,10 @@ fn after_poll(id: u64) {
     let result = std::panic::catch_unwind(|| end_deferred(attach));
     let used = match result {
         Ok(Ok(used)) => used,
-        // Not this thread's current attach any more (a scope around the poll ended it): the
-        // task goes on in an empty context, never in the worker's.
-        Ok(Err(_)) | Err(_) => Some(Context::default()),
+        // Not this thread's current attach any more (a scope around the poll ended it), or a
+        // drop panicked: a context this poll fetched is lost, and the task goes on in an
+        // empty one, never in the worker's. One it never fetched is still in its slot.
+        Ok(Err(_)) | Err(_) => slot.is_some().then(Context::default),
     };
     if ended {
         unregister(id, used);
