@@ -532,7 +532,7 @@ impl Harness {
         }
     }
 
-    /// Takes a stored context (or a fresh one) out, for an attach.
+    /// Takes a stored context (or a fresh one) out of its slot, to run or attach.
     fn take_context(&mut self, context: u8) -> (Context, ModelContext) {
         match self.contexts[usize::from(context) % STORED].take() {
             Some(pair) => pair,
@@ -824,17 +824,7 @@ impl Harness {
             }
             Op::EnterContext { context, panic } if nested => {
                 let index = usize::from(context) % STORED;
-                let stored = self.contexts[index].take();
-                let (mut real, model) = match stored {
-                    Some(pair) => pair,
-                    None => (
-                        Context::new(),
-                        ModelContext {
-                            top: self.fresh_lc(),
-                            base: ModelEc::default(),
-                        },
-                    ),
-                };
+                let (mut real, model) = self.take_context(context);
                 let inner = ModelCurrent {
                     base: model.base,
                     stack: vec![model.top],
