@@ -830,10 +830,9 @@ fn releasing_an_end_fails_the_receives_its_interpreter_is_blocked_in() {
     };
     eventually(|| recv.interpreters().len() == 2);
     std::thread::sleep(SHORT); // both asleep in `recv`
-    let started = Instant::now();
     assert!(recv.release());
+    // Woken by the release (without it, this join never returns).
     assert_eq!(in_main.join().unwrap(), Err(RecvError::Released));
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         !in_other.is_finished(),
         "another interpreter's receive is not ended"
