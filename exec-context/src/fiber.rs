@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -109,8 +110,9 @@ impl<Y: 'static, R: 'static> Fiber<Y, R, ()> {
         Self::with_resume_arg(policy, producer)
     }
 
-    /// Switches to the fiber until it yields (`Some(value)`) or returns (`None`; its result is
-    /// then available from [`switch_with`](Self::switch_with)'s `Complete`).
+    /// Switches to the fiber until it yields (`Some(value)`) or returns (`None`: the body's
+    /// result is dropped; switch with [`switch_with`](Self::switch_with) to receive it as
+    /// `Complete`).
     ///
     /// # Errors
     ///
@@ -146,9 +148,18 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
 
     /// Switches to the fiber, passing `arg` as the value of the yield it is suspended at.
     ///
+    /// When the body finishes, the fiber is marked finished, then its context is dropped.
+    ///
     /// # Errors
     ///
     /// As [`switch`](Fiber::switch).
+    ///
+    /// # Panics
+    ///
+    /// A panic of the body reaches the caller, and the fiber is finished; so does a panic of
+    /// a `Drop` among the finished fiber's values (discarded if the body itself panicked:
+    /// a second panic while one unwinds would abort). The switcher's context is restored
+    /// either way.
     pub fn switch_with(&self, arg: A) -> Result<GeneratorState<Y, R>, FiberError> {
         let taken = std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Running);
         let generator = match taken {
@@ -167,11 +178,23 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
         }
         impl<Y, R, A> Drop for Restore<'_, Y, R, A> {
             fn drop(&mut self) {
-                let next = match self.generator.take() {
-                    Some(generator) if !generator.is_finished() => Slot::Idle(generator),
-                    _ => Slot::Finished,
+                let finished = match self.generator.take() {
+                    Some(generator) if !generator.is_finished() => {
+                        *self.slot.borrow_mut() = Slot::Idle(generator);
+                        return;
+                    }
+                    finished => finished,
                 };
-                *self.slot.borrow_mut() = next;
+                // The fiber is finished before its context goes: the values' `Drop`s run
+                // user code, which may look at this fiber (no borrow is held) or panic.
+                *self.slot.borrow_mut() = Slot::Finished;
+                if std::thread::panicking() {
+                    // The body panicked: a second panic from a value's `Drop` would abort.
+                    // It is discarded, as where contexts drop what they displaced.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(finished)));
+                } else {
+                    drop(finished);
+                }
             }
         }
         let mut restore = Restore {
@@ -213,21 +236,26 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
         }
     }
 
-    /// Replaces the fiber's context (`None`: share the switcher's).
+    /// Replaces the fiber's context (`None`: share the switcher's). The old context is dropped
+    /// once the fiber is released, so its values' `Drop`s may use the fiber; a panic among
+    /// them reaches the caller, with the new context already in place.
     ///
     /// # Errors
     ///
     /// [`FiberError::Running`] if the fiber is running; [`FiberError::Finished`] after it
     /// returned.
     pub fn set_context(&self, context: Option<Context>) -> Result<(), FiberError> {
-        match &mut *self.slot.borrow_mut() {
+        let replaced = match &mut *self.slot.borrow_mut() {
             Slot::Idle(generator) => {
-                generator.set_mode(context.map_or(Mode::Caller, Mode::Full));
-                Ok(())
+                generator.replace_mode(context.map_or(Mode::Caller, Mode::Full))
             }
-            Slot::Running => Err(FiberError::Running),
-            Slot::Finished => Err(FiberError::Finished),
-        }
+            Slot::Running => return Err(FiberError::Running),
+            Slot::Finished => return Err(FiberError::Finished),
+        };
+        // The old context's values go once the fiber is released: their `Drop`s may look at
+        // it. A panic among them reaches the caller, with the new context in place.
+        drop(replaced);
+        Ok(())
     }
 }
 

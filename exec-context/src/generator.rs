@@ -309,8 +309,11 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         }
     }
 
-    pub(crate) fn set_mode(&mut self, mode: Mode) {
-        self.mode = mode;
+    /// Replaces the mode, handing the old one back (its context's values are the caller's to
+    /// drop, outside any borrow of what holds this generator).
+    #[must_use = "the old mode holds user values: drop it where their `Drop` may run"]
+    pub(crate) fn replace_mode(&mut self, mode: Mode) -> Mode {
+        std::mem::replace(&mut self.mode, mode)
     }
 
     /// Whether the body has returned (or panicked).

@@ -459,3 +459,111 @@ fn a_panicking_shared_fiber_keeps_the_switchers_stack() {
         assert_eq!(get_execution_context().depth(), depth);
     });
 }
+
+/// A value whose `Drop` looks at a fiber (through a thread-local handle) and records what it
+/// saw, or panics.
+mod drops {
+    use super::*;
+
+    thread_local! {
+        pub static FIBER: RefCell<Option<Fiber<()>>> = const { RefCell::new(None) };
+        pub static SEEN: RefCell<Vec<(bool, bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub struct Peek;
+
+    impl Drop for Peek {
+        fn drop(&mut self) {
+            FIBER.with(|f| {
+                if let Some(fiber) = f.borrow().as_ref() {
+                    let seen = (fiber.is_running(), fiber.is_finished());
+                    // Reading the context too takes the fiber's borrow.
+                    let _ = fiber.context();
+                    SEEN.with(|s| s.borrow_mut().push(seen));
+                }
+            });
+        }
+    }
+
+    pub struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("a value's Drop panicked on purpose");
+        }
+    }
+
+    pub static PEEK: ContextVar<Peek> = ContextVar::new("peek");
+    pub static BOMB: ContextVar<Bomb> = ContextVar::new("bomb");
+}
+
+#[test]
+fn replacing_a_fiber_s_context_drops_the_old_values_outside_the_fiber() {
+    clean(|| {
+        let fiber: Fiber<()> = Fiber::new(FiberContext::Empty, |co| async move {
+            drops::PEEK.set(drops::Peek);
+            co.yield_(()).await;
+        });
+        drops::FIBER.with(|f| *f.borrow_mut() = Some(fiber.clone()));
+        assert_eq!(fiber.switch(), Ok(Some(())));
+        // The old context's `Peek` sees an idle fiber (it panicked with a borrow error before).
+        assert_eq!(fiber.set_context(Some(Context::new())), Ok(()));
+        assert_eq!(
+            drops::SEEN.with(|s| s.borrow_mut().split_off(0)),
+            [(false, false)]
+        );
+        drops::FIBER.with(|f| f.borrow_mut().take());
+    });
+}
+
+#[test]
+fn a_fiber_s_context_dropped_as_it_finishes_sees_it_finished() {
+    clean(|| {
+        let fiber: Fiber<()> = Fiber::new(FiberContext::Empty, |_co| async move {
+            drops::PEEK.set(drops::Peek);
+        });
+        drops::FIBER.with(|f| *f.borrow_mut() = Some(fiber.clone()));
+        assert_eq!(fiber.switch(), Ok(None));
+        assert_eq!(
+            drops::SEEN.with(|s| s.borrow_mut().split_off(0)),
+            [(false, true)]
+        );
+        drops::FIBER.with(|f| f.borrow_mut().take());
+    });
+}
+
+#[test]
+fn a_panicking_drop_as_a_fiber_finishes_leaves_it_finished() {
+    clean(|| {
+        VAR.set("switcher");
+        let fiber: Fiber<()> = Fiber::new(FiberContext::Empty, |_co| async move {
+            drops::BOMB.set(drops::Bomb);
+        });
+        // The body returned; its context's `Bomb` panics as the context goes: the caller
+        // gets that panic, and the fiber is finished (it stayed "running" before).
+        assert!(catch_unwind(AssertUnwindSafe(|| fiber.switch())).is_err());
+        assert!(fiber.is_finished());
+        assert!(!fiber.is_running());
+        assert_eq!(fiber.switch(), Err(FiberError::Finished));
+        assert_eq!(VAR.get(), Some("switcher"));
+    });
+}
+
+#[test]
+fn a_panicking_drop_while_a_fiber_s_panic_unwinds_does_not_abort() {
+    clean(|| {
+        VAR.set("switcher");
+        let fiber: Fiber<()> = Fiber::new(FiberContext::Empty, |_co| async move {
+            drops::BOMB.set(drops::Bomb);
+            panic!("the body panicked on purpose");
+        });
+        // The process aborted here before: the `Bomb` panicked while the body's panic unwound.
+        let payload = catch_unwind(AssertUnwindSafe(|| fiber.switch())).expect_err("panics");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"the body panicked on purpose")
+        );
+        assert!(fiber.is_finished());
+        assert_eq!(VAR.get(), Some("switcher"));
+    });
+}
