@@ -169,8 +169,24 @@ impl TaskContext {
     /// # Errors
     ///
     /// [`TaskContextError::NotEntered`], or [`TaskContextError::NotCurrent`] if this is not
-    /// the thread and scope level of the `enter`. Nothing changes on error (the context stays
-    /// entered and a later `exit` in the right place succeeds).
+    /// the thread and scope level of the `enter`. Nothing changes on error: the context stays
+    /// entered, and a later `exit` in the right place succeeds, as long as that place still
+    /// exists. An `enter` made inside a scope (a [`Context::run`], a generator step, a
+    /// [`WithContext`](crate::WithContext) poll) ends with that scope, as every attach does:
+    /// the task's context (and what the step set) goes with it, and from then on `exit` and
+    /// [`end`](Self::end) answer `NotCurrent` and [`enter`](Self::enter) `AlreadyEntered`.
+    /// Enter at the level where the step's guard will exit.
+    ///
+    /// ```
+    /// use contextvars::Context;
+    /// use exec_context::task_context::{TaskContext, TaskContextError};
+    ///
+    /// let mut task = TaskContext::capture();
+    /// Context::new().run(|| task.enter().unwrap());
+    /// // The run ended the attach, and the task's context with it.
+    /// assert_eq!(task.exit(), Err(TaskContextError::NotCurrent));
+    /// assert_eq!(task.enter(), Err(TaskContextError::AlreadyEntered));
+    /// ```
     #[inline]
     pub fn exit(&mut self) -> Result<(), TaskContextError> {
         let id = self.entered.ok_or(TaskContextError::NotEntered)?;
