@@ -42,6 +42,14 @@ pub struct Executor<'a> {
 
 impl<'a> Executor<'a> {
     /// An empty executor.
+    ///
+    /// ```
+    /// use exec_context::async_executor::Executor;
+    ///
+    /// let executor = Executor::new();
+    /// assert!(executor.is_empty());
+    /// assert!(!executor.try_tick());
+    /// ```
     pub fn new() -> Self {
         Executor {
             inner: async_executor::Executor::new(),
@@ -51,6 +59,30 @@ impl<'a> Executor<'a> {
     /// Spawns `future` as a task that starts from a snapshot of the current context (without
     /// variables that opted out of inheritance) and keeps its changes to itself, on whichever
     /// thread runs it.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::async_executor::Executor;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static TXN: ContextVar<u32> = ContextVar::new("txn").not_inherited();
+    ///
+    /// let executor = Executor::new();
+    /// USER.set("alice");
+    /// TXN.set(7);
+    /// let task = executor.spawn(async {
+    ///     let seen = (USER.get(), TXN.get());
+    ///     USER.set("task"); // stays in the task
+    ///     seen
+    /// });
+    /// // Run on another thread, whose own context is empty: the task has its snapshot.
+    /// let seen = std::thread::scope(|scope| {
+    ///     let runner = scope.spawn(|| futures_executor::block_on(executor.run(task)));
+    ///     runner.join().unwrap()
+    /// });
+    /// assert_eq!(seen, (Some("alice"), None)); // `TXN` opted out of inheritance
+    /// assert_eq!(USER.get(), Some("alice"));
+    /// ```
     pub fn spawn<T: Send + 'a>(&self, future: impl Future<Output = T> + Send + 'a) -> Task<T> {
         self.inner.spawn(Stepped {
             context: TaskContext::capture(),
@@ -60,21 +92,83 @@ impl<'a> Executor<'a> {
 
     /// Runs the executor until `future` completes (like [`async_executor::Executor::run`]).
     /// `future` itself runs in the caller's context.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::async_executor::Executor;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let executor = Executor::new();
+    /// let task = executor.spawn(async {
+    ///     USER.set("task"); // stays in the task
+    /// });
+    /// futures_executor::block_on(executor.run(async {
+    ///     task.await;
+    ///     USER.set("caller"); // lands in the caller's context
+    /// }));
+    /// assert_eq!(USER.get(), Some("caller"));
+    /// ```
     pub async fn run<T>(&self, future: impl Future<Output = T>) -> T {
         self.inner.run(future).await
     }
 
     /// Runs one scheduled task, if any (like [`async_executor::Executor::try_tick`]).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::async_executor::Executor;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let executor = Executor::new();
+    /// USER.set("alice");
+    /// let task = executor.spawn(async { USER.get() });
+    /// USER.set("bob");
+    /// assert!(executor.try_tick()); // the task ran, in its own context
+    /// assert!(!executor.try_tick()); // nothing is scheduled any more
+    /// assert_eq!(futures_executor::block_on(task), Some("alice"));
+    /// ```
     pub fn try_tick(&self) -> bool {
         self.inner.try_tick()
     }
 
     /// Whether no task is left.
+    ///
+    /// ```
+    /// use exec_context::async_executor::Executor;
+    ///
+    /// let executor = Executor::new();
+    /// let task = executor.spawn(async { 1 + 1 });
+    /// assert!(!executor.is_empty());
+    /// assert_eq!(futures_executor::block_on(executor.run(task)), 2);
+    /// assert!(executor.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }
 
     /// The underlying executor (tasks spawned on it directly carry no context).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::async_executor::Executor;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let executor = Executor::new();
+    /// let wrapped = executor.spawn(async {
+    ///     USER.set("wrapped"); // stays in the task
+    /// });
+    /// let bare = executor.inner().spawn(async {
+    ///     USER.set("bare"); // lands in the context of the thread that polls it
+    /// });
+    /// futures_executor::block_on(executor.run(async {
+    ///     wrapped.await;
+    ///     bare.await;
+    /// }));
+    /// assert_eq!(USER.get(), Some("bare"));
+    /// ```
     pub fn inner(&self) -> &async_executor::Executor<'a> {
         &self.inner
     }

@@ -13,6 +13,31 @@ use contextvars::Context;
 use crate::generator::{Co, Gen, GenError, GeneratorState, Mode};
 
 /// What context a new fiber runs in.
+///
+/// ```
+/// use contextvars::{ContextBuilder, ContextVar};
+/// use exec_context::fiber::{Fiber, FiberContext};
+///
+/// static VAR: ContextVar<&str> = ContextVar::new("var");
+///
+/// // What a new fiber sees, and whether what it sets reaches its switcher.
+/// let run = |policy| {
+///     let fiber = Fiber::new(policy, |co| async move {
+///         let seen = VAR.get();
+///         VAR.set("fiber");
+///         co.yield_(seen).await;
+///     });
+///     let seen = fiber.switch().unwrap().unwrap();
+///     (seen, VAR.get() == Some("fiber"))
+/// };
+/// let mut given = ContextBuilder::new();
+/// given.set(&VAR, "given");
+/// VAR.set("creator");
+/// assert_eq!(run(FiberContext::Empty), (None, false));
+/// assert_eq!(run(FiberContext::Inherit), (Some("creator"), false));
+/// assert_eq!(run(FiberContext::Given(given.build())), (Some("given"), false));
+/// assert_eq!(run(FiberContext::Share), (Some("creator"), true));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub enum FiberContext {
     /// An empty context of its own (greenlet's default).
@@ -29,6 +54,19 @@ pub enum FiberContext {
 }
 
 /// Why a fiber could not be switched to or changed.
+///
+/// ```
+/// use exec_context::Co;
+/// use exec_context::fiber::{Fiber, FiberContext, FiberError};
+///
+/// let done = Fiber::new(FiberContext::Empty, |_: Co<()>| async {});
+/// assert_eq!(done.switch(), Ok(None));
+/// assert_eq!(done.switch(), Err(FiberError::Finished));
+/// assert_eq!(done.set_context(None), Err(FiberError::Finished));
+///
+/// let stalled = Fiber::new(FiberContext::Empty, |_: Co<()>| std::future::pending::<()>());
+/// assert_eq!(stalled.switch(), Err(FiberError::Stalled));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FiberError {
@@ -103,6 +141,24 @@ pub struct Fiber<Y, R = (), A = ()> {
 impl<Y: 'static, R: 'static> Fiber<Y, R, ()> {
     /// A fiber running `producer`'s body in the context `policy` selects. Nothing runs until
     /// the first switch.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::fiber::{Fiber, FiberContext};
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// VAR.set(1);
+    /// let copy = Fiber::new(FiberContext::Inherit, |co| async move {
+    ///     co.yield_(VAR.get()).await;
+    /// });
+    /// let shared = Fiber::new(FiberContext::Share, |co| async move {
+    ///     co.yield_(VAR.get()).await;
+    /// });
+    /// VAR.set(2);
+    /// assert_eq!(copy.switch(), Ok(Some(Some(1)))); // the copy was taken at creation
+    /// assert_eq!(shared.switch(), Ok(Some(Some(2)))); // the body first ran at the switch
+    /// ```
     pub fn new<F>(policy: FiberContext, producer: impl FnOnce(Co<Y, ()>) -> F) -> Self
     where
         F: Future<Output = R> + 'static,
@@ -128,6 +184,22 @@ impl<Y: 'static, R: 'static> Fiber<Y, R, ()> {
 
 impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
     /// A fiber whose yields receive the argument of the next [`switch_with`](Self::switch_with).
+    ///
+    /// ```
+    /// use exec_context::GeneratorState;
+    /// use exec_context::fiber::{Fiber, FiberContext};
+    ///
+    /// let adder = Fiber::with_resume_arg(FiberContext::Empty, |co| async move {
+    ///     let mut sum = 0;
+    ///     while sum < 5 {
+    ///         sum += co.yield_(sum).await;
+    ///     }
+    ///     sum
+    /// });
+    /// assert_eq!(adder.switch_with(0), Ok(GeneratorState::Yielded(0))); // no yield takes it
+    /// assert_eq!(adder.switch_with(2), Ok(GeneratorState::Yielded(2)));
+    /// assert_eq!(adder.switch_with(3), Ok(GeneratorState::Complete(5)));
+    /// ```
     pub fn with_resume_arg<F>(policy: FiberContext, producer: impl FnOnce(Co<Y, A>) -> F) -> Self
     where
         F: Future<Output = R> + 'static,
@@ -160,6 +232,20 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
     /// a `Drop` among the finished fiber's values (discarded if the body itself panicked:
     /// a second panic while one unwinds would abort). The switcher's context is restored
     /// either way.
+    ///
+    /// ```
+    /// use exec_context::GeneratorState;
+    /// use exec_context::fiber::{Fiber, FiberContext, FiberError};
+    ///
+    /// let fiber = Fiber::with_resume_arg(FiberContext::Empty, |co| async move {
+    ///     let word: &str = co.yield_(()).await;
+    ///     word.len()
+    /// });
+    /// assert_eq!(fiber.switch_with(""), Ok(GeneratorState::Yielded(())));
+    /// assert_eq!(fiber.switch_with("fiber"), Ok(GeneratorState::Complete(5)));
+    /// assert!(fiber.is_finished());
+    /// assert_eq!(fiber.switch_with("again"), Err(FiberError::Finished));
+    /// ```
     pub fn switch_with(&self, arg: A) -> Result<GeneratorState<Y, R>, FiberError> {
         let taken = std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Running);
         let generator = match taken {
@@ -213,11 +299,43 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
     }
 
     /// Whether the fiber is running now.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use exec_context::fiber::{Fiber, FiberContext};
+    ///
+    /// let handle: Rc<RefCell<Option<Fiber<bool>>>> = Rc::default();
+    /// let inside = handle.clone();
+    /// let fiber = Fiber::new(FiberContext::Empty, move |co| async move {
+    ///     let me = inside.take().unwrap(); // a handle to this very fiber
+    ///     let running = me.is_running();
+    ///     drop(me); // not kept across the yield: the fiber would keep itself alive
+    ///     co.yield_(running).await;
+    /// });
+    /// *handle.borrow_mut() = Some(fiber.clone());
+    /// assert!(!fiber.is_running());
+    /// assert_eq!(fiber.switch(), Ok(Some(true)));
+    /// assert!(!fiber.is_running()); // suspended at its yield
+    /// ```
     pub fn is_running(&self) -> bool {
         matches!(*self.slot.borrow(), Slot::Running)
     }
 
     /// Whether the fiber's body has returned (or panicked).
+    ///
+    /// ```
+    /// use exec_context::fiber::{Fiber, FiberContext, FiberError};
+    ///
+    /// let fiber = Fiber::new(FiberContext::Empty, |co| async move {
+    ///     co.yield_(1).await;
+    /// });
+    /// assert_eq!(fiber.switch(), Ok(Some(1)));
+    /// assert!(!fiber.is_finished());
+    /// assert_eq!(fiber.switch(), Ok(None)); // the body returned
+    /// assert!(fiber.is_finished());
+    /// assert_eq!(fiber.switch(), Err(FiberError::Finished));
+    /// ```
     pub fn is_finished(&self) -> bool {
         matches!(*self.slot.borrow(), Slot::Finished)
     }
@@ -228,6 +346,27 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
     /// # Errors
     ///
     /// [`FiberError::Running`]: a running fiber's context is the thread's current one.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::fiber::{Fiber, FiberContext};
+    ///
+    /// static VAR: ContextVar<&str> = ContextVar::new("var");
+    ///
+    /// let fiber = Fiber::new(FiberContext::Empty, |co| async move {
+    ///     VAR.set("fiber");
+    ///     co.yield_(()).await;
+    /// });
+    /// fiber.switch().unwrap();
+    /// let context = fiber.context().unwrap().unwrap();
+    /// assert_eq!(context.get(&VAR), Some("fiber"));
+    /// assert_eq!(VAR.get(), None);
+    ///
+    /// let shared = Fiber::new(FiberContext::Share, |co| async move {
+    ///     co.yield_(()).await;
+    /// });
+    /// assert_eq!(shared.context(), Ok(None));
+    /// ```
     pub fn context(&self) -> Result<Option<Context>, FiberError> {
         match &*self.slot.borrow() {
             Slot::Idle(generator) => Ok(generator.full_context().cloned()),
@@ -244,6 +383,27 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
     ///
     /// [`FiberError::Running`] if the fiber is running; [`FiberError::Finished`] after it
     /// returned.
+    ///
+    /// ```
+    /// use contextvars::{ContextBuilder, ContextVar};
+    /// use exec_context::fiber::{Fiber, FiberContext};
+    ///
+    /// static VAR: ContextVar<&str> = ContextVar::new("var");
+    ///
+    /// let fiber = Fiber::new(FiberContext::Empty, |co| async move {
+    ///     loop {
+    ///         co.yield_(VAR.get()).await;
+    ///     }
+    /// });
+    /// assert_eq!(fiber.switch(), Ok(Some(None)));
+    /// let mut given = ContextBuilder::new();
+    /// given.set(&VAR, "given");
+    /// fiber.set_context(Some(given.build())).unwrap();
+    /// assert_eq!(fiber.switch(), Ok(Some(Some("given"))));
+    /// VAR.set("switcher");
+    /// fiber.set_context(None).unwrap(); // share the switcher's context
+    /// assert_eq!(fiber.switch(), Ok(Some(Some("switcher"))));
+    /// ```
     pub fn set_context(&self, context: Option<Context>) -> Result<(), FiberError> {
         let replaced = match &mut *self.slot.borrow_mut() {
             Slot::Idle(generator) => {

@@ -10,6 +10,26 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use contextvars::{Context, LogicalContext, run_with_logical_context};
 
 /// What a resume produced.
+///
+/// ```
+/// use exec_context::{Gen, GeneratorState};
+///
+/// let mut generator = Gen::new(|co| async move {
+///     for word in ["a", "b"] {
+///         co.yield_(word).await;
+///     }
+///     2
+/// });
+/// let mut words = Vec::new();
+/// let count = loop {
+///     match generator.resume().unwrap() {
+///         GeneratorState::Yielded(word) => words.push(word),
+///         GeneratorState::Complete(count) => break count,
+///     }
+/// };
+/// assert_eq!(words, ["a", "b"]);
+/// assert_eq!(count, 2);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GeneratorState<Y, R> {
     /// The body yielded a value and is suspended.
@@ -19,6 +39,21 @@ pub enum GeneratorState<Y, R> {
 }
 
 /// Why a generator could not be resumed.
+///
+/// ```
+/// use exec_context::{Co, Gen, GenError, GeneratorState};
+///
+/// let mut stalled = Gen::new(|co: Co<u32>| async move {
+///     std::future::pending::<()>().await; // not a yield
+///     co.yield_(1).await;
+/// });
+/// assert_eq!(stalled.resume(), Err(GenError::Stalled));
+/// assert!(!stalled.is_finished()); // it can be resumed again
+///
+/// let mut finished = Gen::new(|_: Co<u32>| async {});
+/// assert_eq!(finished.resume(), Ok(GeneratorState::Complete(())));
+/// assert_eq!(finished.resume(), Err(GenError::Finished));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GenError {
@@ -54,6 +89,18 @@ impl<Y, A> Co<Y, A> {
     /// The returned future only makes progress when the generator's own resume polls it;
     /// polled anywhere else (by another executor, on another thread, inside another
     /// generator) it stays pending and keeps its value.
+    ///
+    /// ```
+    /// use exec_context::{Gen, GeneratorState};
+    ///
+    /// let mut greeter = Gen::with_resume_arg(|co| async move {
+    ///     let name = co.yield_("name?").await; // suspended until the next resume
+    ///     format!("hello, {name}")
+    /// });
+    /// assert_eq!(greeter.resume_with(""), Ok(GeneratorState::Yielded("name?")));
+    /// let greeting = greeter.resume_with("Ada");
+    /// assert_eq!(greeting, Ok(GeneratorState::Complete(String::from("hello, Ada"))));
+    /// ```
     pub fn yield_(&self, value: Y) -> Yield<'_, Y, A> {
         Yield {
             co: self,
@@ -68,6 +115,28 @@ impl<Y, A> Co<Y, A> {
     /// # Errors
     ///
     /// [`GenError`] if `inner` was finished already or stalled.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::{Gen, GeneratorState};
+    ///
+    /// static VAR: ContextVar<&str> = ContextVar::new("var");
+    ///
+    /// let mut outer = Gen::new(|co| async move {
+    ///     VAR.set("outer");
+    ///     let mut inner = Gen::new(|co| async move {
+    ///         VAR.set("inner");
+    ///         co.yield_(VAR.get()).await;
+    ///         42
+    ///     });
+    ///     let answer = co.yield_from(&mut inner).await;
+    ///     co.yield_(VAR.get()).await; // the inner generator's set stayed inside it
+    ///     answer
+    /// });
+    /// assert_eq!(outer.resume(), Ok(GeneratorState::Yielded(Some("inner"))));
+    /// assert_eq!(outer.resume(), Ok(GeneratorState::Yielded(Some("outer"))));
+    /// assert_eq!(outer.resume(), Ok(GeneratorState::Complete(Ok(42))));
+    /// ```
     pub async fn yield_from<R, F>(&self, inner: &mut Gen<Y, R, A, F>) -> Result<R, GenError>
     where
         F: Future<Output = R>,
@@ -90,6 +159,26 @@ impl<Y, A> fmt::Debug for Co<Y, A> {
 }
 
 /// The future returned by [`Co::yield_`].
+///
+/// Awaited in the body, it evaluates to the next resume's argument. Polled anywhere but
+/// inside a resume of its own generator, it stays pending and keeps its value:
+///
+/// ```
+/// use std::pin::pin;
+/// use std::task::{Context, Waker};
+/// use exec_context::{Co, Gen};
+///
+/// let mut stolen = None;
+/// let _generator = Gen::new(|co: Co<u32>| {
+///     stolen = Some(co); // the `Co` leaves the body
+///     async {}
+/// });
+/// let co = stolen.unwrap();
+/// let mut yielded = pin!(co.yield_(7));
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert!(yielded.as_mut().poll(&mut cx).is_pending());
+/// assert!(yielded.as_mut().poll(&mut cx).is_pending()); // still pending, value kept
+/// ```
 #[must_use = "a yield does nothing unless awaited"]
 pub struct Yield<'a, Y, A> {
     co: &'a Co<Y, A>,
@@ -317,11 +406,41 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     }
 
     /// Whether the body has returned (or panicked).
+    ///
+    /// ```
+    /// use exec_context::Gen;
+    ///
+    /// let mut generator = Gen::new(|co| async move {
+    ///     co.yield_(()).await;
+    /// });
+    /// assert!(!generator.is_finished());
+    /// generator.next();
+    /// assert!(!generator.is_finished()); // suspended at its yield
+    /// generator.next();
+    /// assert!(generator.is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
         matches!(self.body, Body::Finished)
     }
 
     /// The generator's own logical context, or `None` in context manager mode.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::Gen;
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// let mut generator = Gen::new(|co| async move {
+    ///     VAR.set(1);
+    ///     co.yield_(()).await;
+    /// });
+    /// generator.next();
+    /// // What the body set is kept here between steps.
+    /// assert_eq!(generator.logical_context().unwrap().get(&VAR), Some(1));
+    /// generator.set_logical_context(None);
+    /// assert!(generator.logical_context().is_none());
+    /// ```
     pub fn logical_context(&self) -> Option<&LogicalContext> {
         match &self.mode {
             Mode::Logical(lc) => Some(lc),
@@ -415,6 +534,18 @@ impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
     /// # Errors
     ///
     /// As [`resume_with`](Self::resume_with).
+    ///
+    /// ```
+    /// use exec_context::{Gen, GenError, GeneratorState};
+    ///
+    /// let mut countdown = Gen::new(|co| async move {
+    ///     co.yield_(1).await;
+    ///     "liftoff"
+    /// });
+    /// assert_eq!(countdown.resume(), Ok(GeneratorState::Yielded(1)));
+    /// assert_eq!(countdown.resume(), Ok(GeneratorState::Complete("liftoff")));
+    /// assert_eq!(countdown.resume(), Err(GenError::Finished));
+    /// ```
     pub fn resume(&mut self) -> Result<GeneratorState<Y, R>, GenError> {
         self.resume_with(())
     }

@@ -226,7 +226,26 @@ impl<S: fmt::Debug> fmt::Debug for ContextualStream<S> {
 }
 
 impl<S> ContextualStream<S> {
-    /// The stream's logical context.
+    /// The stream's logical context, where its polls' changes are kept.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::StreamExt;
+    /// use futures_lite::{StreamExt as _, stream};
+    ///
+    /// static BATCH: ContextVar<u32> = ContextVar::new("batch");
+    ///
+    /// let mut batches = stream::iter([10, 20])
+    ///     .map(|batch| {
+    ///         BATCH.set(batch);
+    ///         batch
+    ///     })
+    ///     .with_logical_context();
+    /// assert!(batches.logical_context().is_empty());
+    /// assert_eq!(futures_executor::block_on(batches.next()), Some(10));
+    /// assert_eq!(batches.logical_context().get(&BATCH), Some(10));
+    /// assert_eq!(BATCH.get(), None);
+    /// ```
     pub fn logical_context(&self) -> &LogicalContext {
         &self.lc
     }

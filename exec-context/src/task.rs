@@ -65,6 +65,19 @@ pin_project! {
 impl<F> WithContext<F> {
     /// Wraps `inner` to run in `context` (and so in the [interpreter](crate::interpreters)
     /// `context` belongs to, which its pinned values name).
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    /// use exec_context::WithContext;
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    ///
+    /// let mut context = Context::new();
+    /// context.run(|| STEP.set(1));
+    /// let task = WithContext::new(async { STEP.get() }, context);
+    /// assert_eq!(futures_executor::block_on(task), Some(1));
+    /// assert_eq!(STEP.get(), None);
+    /// ```
     pub fn new(inner: F, context: Context) -> Self {
         WithContext {
             inner: Some(inner),
@@ -73,6 +86,23 @@ impl<F> WithContext<F> {
     }
 
     /// The task's context: what its polls have set so far, over the snapshot it started from.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    ///
+    /// use contextvars::ContextVar;
+    /// use exec_context::FutureExt;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    ///
+    /// USER.set("alice");
+    /// let mut task = pin!(async { STEP.set(1); }.in_current_context());
+    /// futures_executor::block_on(task.as_mut());
+    /// assert_eq!(task.context().get(&STEP), Some(1)); // what its poll set
+    /// assert_eq!(task.context().get(&USER), Some("alice")); // over the snapshot
+    /// assert_eq!(STEP.get(), None);
+    /// ```
     pub fn context(&self) -> &Context {
         &self.context
     }
@@ -114,11 +144,44 @@ pub trait FutureExt: Future + Sized {
     }
 
     /// Runs this future as a task of `ec`, with a fresh logical context for its changes.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    /// use exec_context::FutureExt;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// USER.set("alice");
+    /// let ec = get_execution_context();
+    /// USER.set("bob");
+    /// let task = async {
+    ///     let seen = USER.get();
+    ///     USER.set("task"); // lands in the task's own logical context
+    ///     seen
+    /// }
+    /// .with_execution_context(ec.clone());
+    /// assert_eq!(futures_executor::block_on(task), Some("alice"));
+    /// assert_eq!(ec.get(&USER), Some("alice")); // `ec` itself never changes
+    /// assert_eq!(USER.get(), Some("bob"));
+    /// ```
     fn with_execution_context(self, ec: ExecutionContext) -> WithContext<Self> {
         WithContext::new(self, Context::from(ec))
     }
 
     /// Runs this future inside `context`.
+    ///
+    /// ```
+    /// use contextvars::{ContextBuilder, ContextVar};
+    /// use exec_context::FutureExt;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let mut context = ContextBuilder::new();
+    /// context.set(&USER, "alice");
+    /// let task = async { USER.get() }.with_context(context.build());
+    /// assert_eq!(futures_executor::block_on(task), Some("alice"));
+    /// assert_eq!(USER.get(), None);
+    /// ```
     fn with_context(self, context: Context) -> WithContext<Self> {
         WithContext::new(self, context)
     }
@@ -144,7 +207,25 @@ pub fn bind<R>(callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
     bind_to(get_execution_context().inherited(), callback)
 }
 
-/// Wraps a callback to run in `ec` (asyncio's `call_soon(..., context=ec)`).
+/// Wraps a callback to run in `ec` (asyncio's `call_soon(..., context=ec)`), with a fresh
+/// logical context for its changes.
+///
+/// ```
+/// use contextvars::{ContextVar, get_execution_context};
+///
+/// static REQUEST: ContextVar<u32> = ContextVar::new("request");
+///
+/// REQUEST.set(7);
+/// let ec = get_execution_context();
+/// REQUEST.set(8);
+/// let callback = exec_context::bind_to(ec, || {
+///     let seen = REQUEST.get();
+///     REQUEST.set(9); // discarded when the callback returns
+///     seen
+/// });
+/// assert_eq!(callback(), Some(7));
+/// assert_eq!(REQUEST.get(), Some(8));
+/// ```
 pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
     move || run_with_execution_context(&ec, callback)
 }

@@ -68,6 +68,19 @@ pub struct TaskContext {
 }
 
 /// Why [`TaskContext::enter`] or [`TaskContext::exit`] refused. Nothing changed.
+///
+/// ```
+/// use contextvars::Context;
+/// use exec_context::task_context::{TaskContext, TaskContextError};
+///
+/// let mut task = TaskContext::capture();
+/// assert_eq!(task.exit(), Err(TaskContextError::NotEntered));
+/// task.enter().unwrap();
+/// assert_eq!(task.enter(), Err(TaskContextError::AlreadyEntered));
+/// // Inside a run that began after `enter`, the task's context is not the current one.
+/// assert_eq!(Context::new().run(|| task.exit()), Err(TaskContextError::NotCurrent));
+/// task.exit().unwrap(); // at the level of the `enter`, it is
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskContextError {
     /// `enter` on a context that is already entered.
@@ -102,6 +115,21 @@ impl TaskContext {
     /// A snapshot of the current context, without the variables that opted out of
     /// inheritance, under a fresh logical context: what a task spawned now should start from.
     /// Call it on the spawning thread. O(1) when no variable opted out of inheritance.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static TXN: ContextVar<u32> = ContextVar::new("txn").not_inherited();
+    ///
+    /// USER.set("alice");
+    /// TXN.set(1);
+    /// let task = TaskContext::capture();
+    /// USER.set("bob"); // after the snapshot
+    /// assert_eq!(task.context().get(&USER), Some("alice"));
+    /// assert_eq!(task.context().get(&TXN), None); // opted out of inheritance
+    /// ```
     pub fn capture() -> Self {
         TaskContext::from_context(spawn_context())
     }
@@ -128,11 +156,42 @@ impl TaskContext {
     }
 
     /// A task context that runs on top of `ec`, with a logical context of its own.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, get_execution_context};
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// VAR.set(1);
+    /// let ec = get_execution_context();
+    /// let mut task = TaskContext::from_execution_context(ec.clone());
+    /// task.enter().unwrap();
+    /// assert_eq!(VAR.get(), Some(1));
+    /// VAR.set(2); // goes into the task's own logical context
+    /// task.exit().unwrap();
+    /// assert_eq!(task.context().get(&VAR), Some(2));
+    /// assert_eq!(ec.get(&VAR), Some(1)); // `ec` is unchanged
+    /// ```
     pub fn from_execution_context(ec: ExecutionContext) -> Self {
         TaskContext::from_context(Context::from(ec))
     }
 
     /// A task context that runs in `context` (its changes go into it).
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// let mut task = TaskContext::from_context(Context::new());
+    /// task.enter().unwrap();
+    /// VAR.set(5);
+    /// task.exit().unwrap();
+    /// assert_eq!(task.context().get(&VAR), Some(5));
+    /// assert_eq!(VAR.get(), None);
+    /// ```
     pub fn from_context(context: Context) -> Self {
         TaskContext {
             context,
@@ -146,6 +205,21 @@ impl TaskContext {
     ///
     /// [`TaskContextError::AlreadyEntered`], or [`TaskContextError::ThreadExiting`] during
     /// thread teardown. Nothing changes on error.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    /// use exec_context::task_context::{TaskContext, TaskContextError};
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// VAR.set(1);
+    /// let mut task = TaskContext::from_context(Context::new());
+    /// task.enter().unwrap();
+    /// assert_eq!(VAR.get(), None); // the task's (empty) context is current
+    /// assert_eq!(task.enter(), Err(TaskContextError::AlreadyEntered));
+    /// task.exit().unwrap();
+    /// assert_eq!(VAR.get(), Some(1));
+    /// ```
     #[inline]
     pub fn enter(&mut self) -> Result<(), TaskContextError> {
         if self.entered.is_some() {
@@ -235,11 +309,37 @@ impl TaskContext {
     }
 
     /// Whether the context is entered (current on some thread).
+    ///
+    /// ```
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// let mut task = TaskContext::capture();
+    /// assert!(!task.is_entered());
+    /// task.enter().unwrap();
+    /// assert!(task.is_entered());
+    /// task.exit().unwrap();
+    /// assert!(!task.is_entered());
+    /// ```
     pub fn is_entered(&self) -> bool {
         self.entered.is_some()
     }
 
     /// The task's context while it is not entered (empty while it is).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// VAR.set(1);
+    /// let mut task = TaskContext::capture();
+    /// assert_eq!(task.context().get(&VAR), Some(1));
+    /// task.enter().unwrap();
+    /// assert!(task.context().is_empty()); // the thread holds it
+    /// task.exit().unwrap();
+    /// assert_eq!(task.context().get(&VAR), Some(1));
+    /// ```
     pub fn context(&self) -> &Context {
         &self.context
     }
@@ -249,6 +349,22 @@ impl TaskContext {
     /// # Errors
     ///
     /// Gives `self` back while the context is entered.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::task_context::TaskContext;
+    ///
+    /// static VAR: ContextVar<u32> = ContextVar::new("var");
+    ///
+    /// let mut task = TaskContext::capture();
+    /// task.enter().unwrap();
+    /// VAR.set(1);
+    /// let mut task = task.into_context().unwrap_err(); // entered: handed back
+    /// task.exit().unwrap();
+    /// let context = task.into_context().unwrap();
+    /// assert_eq!(context.get(&VAR), Some(1));
+    /// assert_eq!(VAR.get(), None);
+    /// ```
     pub fn into_context(self) -> Result<Context, Self> {
         if self.entered.is_some() {
             return Err(self);
