@@ -368,6 +368,42 @@ fn a_failed_resume_of_a_running_coroutine_keeps_its_context() {
     .unwrap();
 }
 
+/// A value built outside Lua arrives no larger than it is: a tuple that appears several
+/// times (shared) is one table, so 40 levels of a tuple holding the level below twice (2^40
+/// paths) convert at once. Tuples nested deeper than Lua's own conversion allows are refused
+/// with a typed error instead of recursing without bound.
+#[test]
+fn values_from_rust_arrive_no_larger_than_they_are() {
+    let lua = LuaInterpreter::new().unwrap();
+    let mut shared = Shareable::from(1);
+    for _ in 0..40 {
+        shared = Shareable::Tuple(vec![shared.clone(), shared].into());
+    }
+    lua.prepare_main([("t", shared)]).unwrap();
+    lua.exec(
+        r#"
+        local depth, level = 0, t
+        while type(level) == "table" do
+          assert(level.n == 2 and rawequal(level[1], level[2]))
+          depth, level = depth + 1, level[1]
+        end
+        assert(depth == 40 and level == 1, depth)
+        "#,
+    )
+    .unwrap();
+
+    let mut deep = Shareable::from("bottom");
+    for _ in 0..100 {
+        deep = Shareable::Tuple(vec![deep].into());
+    }
+    let error = lua.prepare_main([("d", deep)]).unwrap_err();
+    assert!(
+        matches!(lua_error(&error), LuaError::NotShareable { .. }),
+        "{error}"
+    );
+    lua.exec("assert(d == nil)").unwrap();
+}
+
 /// `prepare_main` with a value that has no Lua form binds nothing: neither the state's
 /// globals nor `__main__` get the others.
 #[test]
@@ -540,6 +576,26 @@ fn memory_limit_is_a_clear_error() {
         "{error}"
     );
     lua.exec("collectgarbage(); x = 1").unwrap();
+    // Reached inside a coroutine, and passed on by `coroutine.wrap` or by an `assert` of
+    // `coroutine.resume` (as Lua's message): still a memory error (a runtime one before).
+    for code in [
+        "coroutine.wrap(function() local t = {} for i = 1, 1e8 do t[i] = i end end)()",
+        "assert(coroutine.resume(coroutine.create(function() \
+           local t = {} for i = 1, 1e8 do t[i] = i end end)))",
+    ] {
+        let error = lua.exec(code).unwrap_err();
+        assert!(
+            matches!(lua_error(&error), LuaError::Memory { .. }),
+            "{code}: {error}"
+        );
+        lua.exec("collectgarbage(); x = 1").unwrap();
+    }
+    // An ordinary error is not taken for one.
+    let error = lua.exec("error('not enough memes', 0)").unwrap_err();
+    assert!(
+        matches!(lua_error(&error), LuaError::Runtime { .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -819,6 +875,190 @@ fn async_lua_runs_as_tasks_with_the_spawners_snapshot() {
     outside.exec("function f() end").unwrap();
     let error = outside.spawn("f", []).unwrap_err();
     assert_eq!(lua_error(&error), &LuaError::NoRuntime);
+}
+
+/// A panic in a Rust callback inside a spawned task is the task's failure (an
+/// `ExecutionFailed` that is a panic), as in `exec`, not a panic of the tokio task; the
+/// state, the task's context and the worker go on.
+#[test]
+fn a_panic_in_a_callback_inside_a_task_is_its_failure() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::new().unwrap();
+    let explode = lua
+        .lua()
+        .create_function(|_, ()| -> exec_context::lua::mlua::Result<()> {
+            panic!("callback panicked in a task")
+        })
+        .unwrap();
+    lua.lua().globals().set("explode", explode).unwrap();
+    lua.exec(
+        r#"
+        v = contextvars.ContextVar("v")
+        v:set("spawner")
+        function job() v:set("task"); task.yield_now(); explode() end
+        function fine() task.yield_now(); return v:get() end
+        "#,
+    )
+    .unwrap();
+    MAIN_VAR.set("caller");
+    let outcome = rt.block_on(lua.spawn("job", []).unwrap());
+    let error = outcome
+        .expect("the tokio task completes (it panicked before)")
+        .unwrap_err();
+    let failed = error.as_failed().expect("an ExecutionFailed");
+    assert!(failed.is_panic(), "{error}");
+    assert!(failed.message().contains("callback panicked in a task"));
+    assert_eq!(failed.interpreter_id(), lua.id());
+    // Nothing leaked: the spawner's context, the state and later tasks are as before.
+    assert_eq!(MAIN_VAR.get(), Some("caller"));
+    lua.exec("assert(v:get() == 'spawner', v:get())").unwrap();
+    let seen = rt
+        .block_on(lua.spawn("fine", []).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, Shareable::from("spawner"));
+}
+
+/// `coroutine.close` runs a coroutine's pending to-be-closed variables in the coroutine's own
+/// logical context, on top of the closer's (PEP 550: a generator's `close()` runs its
+/// `finally` blocks in its context): they see what the coroutine set, and their sets stay in
+/// it. Before, a coroutine whose last resumer had finished closed in the interpreter's base
+/// context, and its handlers' sets leaked there.
+#[test]
+fn closing_a_coroutine_runs_its_close_handlers_in_its_own_context() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        v = contextvars.ContextVar("v", "default")
+        w = contextvars.ContextVar("w", "none")
+        local function handler(tag)
+          return setmetatable({}, {__close = function()
+            seen[#seen + 1] = tag .. ":" .. v:get() .. "/" .. w:get()
+            v:set("set by " .. tag)
+          end})
+        end
+        seen = {}
+        gen = coroutine.create(function()
+          local _ <close> = handler("gen")
+          v:set("gen")
+          coroutine.yield()
+        end)
+        -- Its last resumer finishes before the close.
+        coroutine.wrap(function() assert(coroutine.resume(gen)) end)()
+        w:set("closer")
+        assert(coroutine.close(gen))
+        assert(coroutine.status(gen) == "dead")
+        -- A coroutine an error stopped keeps its handlers until it is closed.
+        failed = coroutine.create(function()
+          local _ <close> = handler("failed")
+          v:set("failed")
+          error("stopped")
+        end)
+        assert(not coroutine.resume(failed))
+        local ok, err = coroutine.close(failed)
+        assert(not ok and tostring(err):find("stopped"), tostring(err))
+        -- Closing from inside another coroutine: on top of that one's context.
+        inner = coroutine.create(function()
+          local _ <close> = handler("inner")
+          coroutine.yield()
+        end)
+        assert(coroutine.resume(inner))
+        coroutine.wrap(function()
+          w:set("outer")
+          assert(coroutine.close(inner))
+          assert(v:get() == "default", v:get())
+        end)()
+        "#,
+    )
+    .unwrap();
+    lua.exec(
+        r#"
+        assert(#seen == 3, #seen)
+        assert(seen[1] == "gen:gen/closer", seen[1])
+        assert(seen[2] == "failed:failed/closer", seen[2])
+        assert(seen[3] == "inner:default/outer", seen[3])
+        -- None of the handlers' sets reached the closer.
+        assert(v:get() == "default", v:get())
+        assert(w:get() == "closer", w:get())
+        "#,
+    )
+    .unwrap();
+}
+
+/// As Lua's own `coroutine.wrap`: a wrapped coroutine (and a `no_context` one) that an error
+/// stops is closed, so its to-be-closed variables run, in its context; an error in a
+/// handler replaces the first; a string error gets the position of the call.
+#[test]
+fn a_wrapped_coroutine_stopped_by_an_error_is_closed() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        v = contextvars.ContextVar("v", "default")
+        local function make(wrapper, fail_in_close)
+          return wrapper(function()
+            local _ <close> = setmetatable({}, {__close = function()
+              closed = v:get()
+              if fail_in_close then error("close failed", 0) end
+            end})
+            v:set("own")
+            error("boom", 0)
+          end)
+        end
+        -- A `no_context` coroutine writes its resumer's context.
+        local after = {[coroutine.wrap] = "default", [contextvars.no_context] = "own"}
+        for _, wrapper in ipairs({coroutine.wrap, contextvars.no_context}) do
+          closed = nil
+          local ok, err = pcall(make(wrapper, false))
+          assert(not ok)
+          assert(closed == "own", "the handler ran, in the coroutine's context")
+          -- A string error carries where the wrapped function was called (here `pcall`,
+          -- a C function, so no position).
+          assert(err == "boom", err)
+          closed = nil
+          local ok, err = pcall(make(wrapper, true))
+          assert(not ok and err == "close failed", tostring(err))
+          assert(closed == "own")
+          assert(v:get() == after[wrapper], v:get())
+          v:set("default")
+        end
+        -- With a Lua caller, the position is prepended, as Lua does.
+        local function call_it(f) return f() end
+        local ok, err = pcall(function()
+          local f = coroutine.wrap(function() error("plain", 0) end)
+          f()
+        end)
+        assert(not ok and err:find(":%d+: plain$"), err)
+        -- A table error is passed through as it is.
+        local marker = {}
+        local ok, err = pcall(coroutine.wrap(function() error(marker) end))
+        assert(not ok and err == marker)
+        assert(v:get() == "default")
+        "#,
+    )
+    .unwrap();
+}
+
+/// `task.sleep` outside a tokio runtime is a Lua error (catchable with `pcall`), not a
+/// panic.
+#[test]
+fn task_sleep_outside_a_runtime_is_a_lua_error() {
+    let lua = LuaInterpreter::new().unwrap();
+    let error = lua.exec("task.sleep(0.001)").unwrap_err();
+    let failed = error.as_failed().expect("an ExecutionFailed");
+    assert!(!failed.is_panic(), "{error}");
+    assert!(
+        failed.message().contains("needs a tokio runtime"),
+        "{error}"
+    );
+    lua.exec(
+        "local ok, err = pcall(task.sleep, 1); \
+         assert(not ok and tostring(err):find('needs a tokio runtime'), tostring(err))",
+    )
+    .unwrap();
 }
 
 /// 8 Lua interpreters on 8 threads: 4 producers, 4 consumers, 100,000 messages.

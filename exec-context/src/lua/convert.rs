@@ -30,31 +30,64 @@ pub(crate) fn install_unbound(lua: &Lua) -> mlua::Result<AnyUserData> {
     Ok(marker)
 }
 
-/// A [`Shareable`] as a Lua value of the interpreter `lua`.
+/// A [`Shareable`] as a Lua value of the interpreter `lua`. A tuple becomes a sequence
+/// table (its length in `n`); a tuple that appears several times in `value` (shared, as
+/// [`from_lua`] makes a table that appears several times) becomes one table, so the Lua
+/// value is no larger than `value`. A value whose tuples nest more than [`MAX_DEPTH`] deep,
+/// or that holds something without a Lua form (a buffer), is [`LuaError::NotShareable`].
 pub(crate) fn to_lua(lua: &Lua, value: Shareable) -> mlua::Result<Value> {
+    to_lua_at(lua, &value, 0, &mut HashMap::new())
+}
+
+/// [`to_lua`] of a value `depth` tuples deep; `made` holds the tables made so far, by the
+/// address of their tuple's items.
+fn to_lua_at(
+    lua: &Lua,
+    value: &Shareable,
+    depth: usize,
+    made: &mut HashMap<*const Shareable, mlua::Table>,
+) -> mlua::Result<Value> {
     Ok(match value {
         Shareable::None => Value::Nil,
-        Shareable::Bool(b) => Value::Boolean(b),
-        Shareable::Int(i) => match i64::try_from(i) {
+        Shareable::Bool(b) => Value::Boolean(*b),
+        Shareable::Int(i) => match i64::try_from(*i) {
             Ok(i) => Value::Integer(i),
             // Beyond Lua's integers: the nearest float, as Lua's own arithmetic would give.
-            Err(_) => Value::Number(i as f64),
+            Err(_) => Value::Number(*i as f64),
         },
-        Shareable::Float(f) => Value::Number(f),
+        Shareable::Float(f) => Value::Number(*f),
         Shareable::Str(s) => Value::String(lua.create_string(s.as_bytes())?),
         Shareable::Bytes(b) => Value::String(lua.create_string(&b[..])?),
         Shareable::Tuple(items) => {
+            // The tuple is held by `value` for the whole conversion: its address cannot be
+            // reused by another tuple meanwhile.
+            let key = items.as_ptr();
+            if let Some(table) = made.get(&key) {
+                return Ok(Value::Table(table.clone()));
+            }
+            if depth >= MAX_DEPTH {
+                return Err(mlua::Error::external(LuaError::NotShareable {
+                    what: format!("tuples nested more than {MAX_DEPTH} deep"),
+                }));
+            }
             let table = lua.create_table_with_capacity(items.len(), 1)?;
             for (i, item) in items.iter().enumerate() {
-                table.raw_set(i + 1, to_lua(lua, item.clone())?)?;
+                table.raw_set(i + 1, to_lua_at(lua, item, depth + 1, made)?)?;
             }
             // A sequence may hold nils; `n` says how long it is (like `table.pack`).
             table.raw_set("n", items.len())?;
+            if !items.is_empty() {
+                made.insert(key, table.clone());
+            }
             Value::Table(table)
         }
-        Shareable::Queue(queue) => Value::UserData(lua.create_userdata(LuaQueue(queue))?),
-        Shareable::SendChannel(send) => Value::UserData(lua.create_userdata(LuaSendChannel(send))?),
-        Shareable::RecvChannel(recv) => Value::UserData(lua.create_userdata(LuaRecvChannel(recv))?),
+        Shareable::Queue(queue) => Value::UserData(lua.create_userdata(LuaQueue(queue.clone()))?),
+        Shareable::SendChannel(send) => {
+            Value::UserData(lua.create_userdata(LuaSendChannel(send.clone()))?)
+        }
+        Shareable::RecvChannel(recv) => {
+            Value::UserData(lua.create_userdata(LuaRecvChannel(recv.clone()))?)
+        }
         Shareable::Unbound => Value::UserData(lua.named_registry_value(UNBOUND_KEY)?),
         other => {
             return Err(mlua::Error::external(LuaError::NotShareable {

@@ -251,7 +251,7 @@ fn nest<R>(holders: &[AnyUserData], f: impl FnOnce() -> R) -> mlua::Result<R> {
 /// Lua's part: the new `coroutine.resume` and `coroutine.wrap`, and
 /// `contextvars.no_context`.
 const COROUTINES: &str = r#"
-local parents, contexts, raw_resume, running, create, contextvars = ...
+local parents, contexts, raw_resume, running, create, raw_close, contextvars = ...
 local error, type, status = error, type, coroutine.status
 local function resume(co, ...)
   -- Recorded only for a resume that can succeed: a failed one (a running or normal
@@ -263,13 +263,39 @@ local function resume(co, ...)
   return raw_resume(co, ...)
 end
 coroutine.resume = resume
-local function finish(ok, ...)
+-- Closing runs the coroutine's pending to-be-closed variables on the coroutine itself
+-- (a suspended one's, or those of one an error stopped): like a resume, in its own logical
+-- context above the closer's. Only a close that can run them is recorded, as for resume.
+local function close(co)
+  if type(co) == "thread" then
+    local s = status(co)
+    if s == "suspended" or s == "dead" then
+      parents[co] = running()
+    end
+  end
+  return raw_close(co)
+end
+coroutine.close = close
+-- As Lua's own wrap: a coroutine an error stopped is closed (its to-be-closed variables
+-- run, and an error there replaces the first), and a string error gets the position of
+-- the call (not Lua's memory error, whose message is fixed).
+local function finish(co, ok, ...)
   if ok then return ... end
-  error((...), 0)
+  local err = ...
+  if status(co) == "dead" then
+    local closed, close_err = close(co)
+    if not closed then err = close_err end
+  end
+  if type(err) == "string" and err ~= "not enough memory" then
+    error(err, 2)
+  end
+  error(err, 0)
+end
+local function wrap(co)
+  return function(...) return finish(co, resume(co, ...)) end
 end
 coroutine.wrap = function(f)
-  local co = create(f)
-  return function(...) return finish(resume(co, ...)) end
+  return wrap(create(f))
 end
 contextvars.no_context = function(x)
   if type(x) == "thread" then
@@ -278,13 +304,14 @@ contextvars.no_context = function(x)
   elseif type(x) == "function" then
     local co = create(x)
     contexts[co] = false
-    return function(...) return finish(resume(co, ...)) end
+    return wrap(co)
   end
   error("no_context expects a coroutine or a function", 2)
 end
 "#;
 
-/// Replaces `coroutine.resume` and `coroutine.wrap`, and adds `contextvars.no_context`.
+/// Replaces `coroutine.resume`, `coroutine.close` and `coroutine.wrap`, and adds
+/// `contextvars.no_context`.
 pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
     let weak_keys = lua.create_table()?;
     weak_keys.set("__mode", "k")?;
@@ -308,6 +335,7 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
             coroutine.get::<Function>("resume")?,
             coroutine.get::<Function>("running")?,
             coroutine.get::<Function>("create")?,
+            coroutine.get::<Function>("close")?,
             contextvars,
         ))?;
     let frames = Frames {

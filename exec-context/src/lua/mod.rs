@@ -13,7 +13,7 @@
 //! | global | what |
 //! |---|---|
 //! | `contextvars` | `ContextVar(name [, default])` with `:get([default])`, `:set(v)` (a token), `:reset(token)`; `copy_context()` and `ctx:run(f, ...)`, `ctx:get(var [, default])`; `no_context(co_or_f)` |
-//! | `coroutine` | Lua's, with `resume` and `wrap` giving each coroutine its own logical context (PEP 550 generators) |
+//! | `coroutine` | Lua's, with `resume` and `wrap` giving each coroutine its own logical context (PEP 550 generators), and `close` running a coroutine's to-be-closed variables in that context |
 //! | `interpreters` | `create_queue([maxsize])`, `channel()` (send end, receive end), `UNBOUND`, `id()` |
 //! | `task` | `sleep(seconds)` and `yield_now()`: Rust futures, awaited by Lua functions run as tasks ([`spawn`](LuaInterpreter::spawn)) |
 //!
@@ -25,7 +25,9 @@
 //! ends. Sending a function, a table holding one, a table that is not a sequence, a coroutine
 //! or another userdata is an error in Lua ([`LuaError::NotShareable`] as message), and so is
 //! a value of more than 2^24 sequence items in all (the copy is made outside the state's
-//! memory limit; a table that appears several times is copied once and shared). A received
+//! memory limit; a table that appears several times is copied once and shared). The other
+//! way, a tuple that appears several times in a received value arrives as one table, and
+//! tuples nested more than 64 deep are refused. A received
 //! item that has no Lua form (a buffer) or that the memory limit refuses is an error too,
 //! and the item is gone from the queue or channel.
 //! `__main__` ([`prepare_main`](LuaInterpreter::prepare_main),
@@ -36,7 +38,18 @@
 //! [`ExecutionFailed`] whose source is a [`LuaError`]
 //! (its message is Lua's, with the traceback for a runtime error). A panic in a Rust callback
 //! is caught where it crosses back out of Lua and reported the same way (`type_name` is
-//! `"panic"`). Neither harms the state or the caller's context.
+//! `"panic"`), in a spawned task too (its result, not a panic of the tokio task). Neither
+//! harms the state or the caller's context.
+//!
+//! A call into the state holds it for its whole length (mlua's lock), blocking queue and
+//! channel calls included: while a script waits in `q:get()`, the state's own tasks
+//! ([`spawn`](LuaInterpreter::spawn)) cannot run, so a script must not block on an item only
+//! one of its own tasks would put (it would wait forever). Use the `_nowait` or `_timeout`
+//! forms there, or another interpreter.
+//!
+//! Rust callbacks registered through [`lua`](LuaInterpreter::lua) run in the interpreter's
+//! context, not in a coroutine's own: a Rust `ContextVar::set` inside a coroutine lands in
+//! the context of the `exec` or task that resumed it.
 //!
 //! Costs (the report's interpreters group, `cargo run --release -p benches --bin report --
 //! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
@@ -105,7 +118,11 @@ pub enum LuaError {
         /// Lua's message and traceback.
         message: String,
     },
-    /// The state's memory limit was reached ([`Builder::memory_limit`]).
+    /// The state's memory limit was reached ([`Builder::memory_limit`]). Also reached inside
+    /// a coroutine and passed on by `coroutine.wrap` or by `assert(coroutine.resume(co))`:
+    /// Lua hands such an error on as its fixed message, `not enough memory`, which is what
+    /// is recognized, after any positions (`chunk:line: `) put in front of it (so an
+    /// `error("not enough memory")` is classified the same).
     Memory {
         /// Lua's message.
         message: String,
@@ -158,6 +175,16 @@ impl LuaError {
             mlua::Error::MemoryError(message) => LuaError::Memory {
                 message: message.clone(),
             },
+            // A memory error in a coroutine reaches the resumer as Lua's fixed message, and
+            // `coroutine.wrap` (or `assert(coroutine.resume(co))`) raises it again as an
+            // ordinary error: still the memory limit.
+            mlua::Error::RuntimeError(message)
+                if message.lines().next().is_some_and(is_memory_message) =>
+            {
+                LuaError::Memory {
+                    message: message.clone(),
+                }
+            }
             mlua::Error::RuntimeError(message) => LuaError::Runtime {
                 message: message.clone(),
             },
@@ -165,6 +192,30 @@ impl LuaError {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+/// The message of Lua's memory error (`lstate.c`'s `MEMERRMSG`).
+const LUA_MEMORY_MESSAGE: &str = "not enough memory";
+
+/// Whether `line` is Lua's memory error message, after the positions (`chunk:line: `) that
+/// `error` and `assert` put in front of a message they raise again.
+fn is_memory_message(line: &str) -> bool {
+    let mut rest = line;
+    loop {
+        if rest == LUA_MEMORY_MESSAGE {
+            return true;
+        }
+        let Some((position, after)) = rest.split_once(": ") else {
+            return false;
+        };
+        let numbered = position
+            .rsplit_once(':')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !numbered {
+            return false;
+        }
+        rest = after;
     }
 }
 
@@ -301,7 +352,18 @@ pub struct Builder {
 impl Builder {
     /// The most memory the Lua state may hold, in bytes (`mlua`'s `set_memory_limit`).
     /// Reaching it fails the allocation with [`LuaError::Memory`]; what the script dropped
-    /// can be collected and the state used again.
+    /// can be collected and the state used again. It counts the state's own set-up (the
+    /// standard libraries and this crate's tables, some tens of KiB): [`build`](Self::build)
+    /// fails when the limit is below that.
+    ///
+    /// ```
+    /// use exec_context::lua::{LuaError, LuaInterpreter};
+    ///
+    /// let error = LuaInterpreter::builder().memory_limit(1024).build().unwrap_err();
+    /// let failed = error.as_failed().unwrap();
+    /// assert!(matches!(failed.downcast_source::<LuaError>(), Some(LuaError::Memory { .. })));
+    /// assert!(LuaInterpreter::builder().memory_limit(1 << 20).build().is_ok());
+    /// ```
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -323,8 +385,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`InterpreterError::Failed`] if the state could not be set up (the memory limit is
-    /// too small for the standard libraries, say).
+    /// [`InterpreterError::Failed`] if the state could not be set up, or if the memory
+    /// limit is below what the set-up state takes ([`LuaError::Memory`]).
     pub fn build(self) -> Result<LuaInterpreter, InterpreterError> {
         let interp = interpreters::create();
         let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default())
@@ -334,6 +396,20 @@ impl Builder {
             .map(|budget| Arc::new(Budget { budget }));
         interp.try_exec(|| setup(&lua, budget.clone()).map_err(lua_err))?;
         if let Some(limit) = self.memory_limit {
+            // mlua checks nothing when the limit is set (and takes 0 for none): a limit the
+            // set-up state already passes would fail every run.
+            let used = lua.used_memory();
+            if limit < used {
+                return Err(failed(
+                    &interp,
+                    LuaError::Memory {
+                        message: format!(
+                            "the memory limit ({limit} bytes) is below what the state takes \
+                             once set up ({used} bytes)"
+                        ),
+                    },
+                ));
+            }
             lua.set_memory_limit(limit)
                 .map_err(|e| failed(&interp, lua_err(e)))?;
         }
@@ -387,6 +463,14 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
         lua.create_async_function(|_, secs: f64| async move {
             let duration = Duration::try_from_secs_f64(secs)
                 .map_err(|_| mlua::Error::runtime(format!("ValueError: bad duration {secs}")))?;
+            // tokio's timer panics outside a runtime: a Lua error instead, which `pcall`
+            // catches like any other. (In a runtime built without timers it still panics,
+            // and the run reports that panic.)
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(mlua::Error::runtime(
+                    "RuntimeError: task.sleep needs a tokio runtime",
+                ));
+            }
             tokio::time::sleep(duration).await;
             Ok(())
         })?,
@@ -668,12 +752,15 @@ impl LuaInterpreter {
     /// (`task.sleep`, or async functions registered through [`lua`](Self::lua)) — as a tokio
     /// task in this interpreter. The task starts from a snapshot of the interpreter's
     /// context on this thread, exactly like a Rust task spawned inside it
-    /// ([`crate::tokio::spawn`]); what it sets stays in the task.
+    /// ([`crate::tokio::spawn`]); what it sets stays in the task. Each poll holds the state
+    /// (see the [module docs](self)): a script blocked in a queue or channel call on the
+    /// same state keeps its tasks from running.
     ///
     /// # Errors
     ///
     /// [`LuaError::NoRuntime`] outside a tokio runtime; [`LuaError::NotAFunction`]. The
-    /// task's own failure is in its result.
+    /// task's own failure is in its result: a Lua error, or a panic in a Rust callback, as
+    /// an [`ExecutionFailed`].
     ///
     /// ```
     /// use exec_context::interpreters::Shareable;
@@ -716,9 +803,18 @@ impl LuaInterpreter {
             // Each poll is a run of its own: it gets the whole budget (a task that never
             // awaits is stopped like a runaway `exec`).
             let mut future = Box::pin(future);
+            let id = self.interp.id();
             let polled = std::future::poll_fn(move |cx| {
                 let _run = budget.as_deref().map(Budget::start);
-                future.as_mut().poll(cx)
+                // A panic in a Rust callback comes back out of Lua in this poll: the task's
+                // failure, as for `exec`, not a panic of the tokio task. The future is not
+                // polled again (the task is complete); dropping it releases the Lua thread.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)))
+                    .unwrap_or_else(|payload| {
+                        std::task::Poll::Ready(Err(InterpreterError::Failed(
+                            ExecutionFailed::describe::<LuaError>(id, Err(payload)),
+                        )))
+                    })
             });
             handle = Some(crate::tokio::spawn(polled));
             Ok(())
@@ -791,5 +887,32 @@ fn results_to_shareable(results: &MultiValue) -> Result<Shareable, LuaError> {
                 .collect::<Result<Vec<_>, _>>()?
                 .into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_memory_message;
+
+    #[test]
+    fn memory_messages_are_recognized_behind_positions_only() {
+        for yes in [
+            "not enough memory",
+            "exec:1: not enough memory",
+            "exec:7: exec:12: not enough memory",
+            "[string \"x\"]:3: not enough memory",
+        ] {
+            assert!(is_memory_message(yes), "{yes}");
+        }
+        for no in [
+            "not enough memory!",
+            "exec: not enough memory",
+            "exec:x1: not enough memory",
+            "boom: not enough memory",
+            "exec:1: not enough memes",
+            "",
+        ] {
+            assert!(!is_memory_message(no), "{no}");
+        }
     }
 }
