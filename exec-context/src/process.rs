@@ -71,6 +71,13 @@ const ENV_CARRIED: &str = "EXEC_CONTEXT_PROPAGATED";
 const ENV_CARRIED_BY: &str = "EXEC_CONTEXT_PROPAGATED_BY";
 /// The most bytes of propagated values handed to one child (an environment string must stay
 /// well under Linux's 128 KiB limit).
+///
+/// The hand-over is not a `baggage` header, so the W3C limits (8,192 bytes, 180 members)
+/// do not apply: it is JSON in the child's environment, and only this limit does. A
+/// hand-over over it does not start the child ([`ProcessError::TooLarge`]) rather than drop
+/// variables, as a server drops a member over the W3C limits: a process runs the parent's
+/// own code, and one started without part of the context it was given would go on as if
+/// its variables had never been set.
 pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -184,7 +191,7 @@ pub enum ProcessError {
         /// The panic message.
         message: String,
     },
-    /// The propagated values take more than [`MAX_CARRIED_BYTES`].
+    /// The propagated values take more than [`MAX_CARRIED_BYTES`]; the child was not started.
     TooLarge {
         /// Their size, in bytes.
         bytes: usize,

@@ -233,7 +233,8 @@ impl Registry {
                 let all = [first, second].into_iter().chain(values);
                 let parsed = baggage::parse(all.map(HeaderValue::as_bytes));
                 let mut errors = parsed.errors;
-                let (context, decode_errors) = self.decode_context(&parsed.members);
+                let (context, decode_errors) =
+                    self.decode_context(&parsed.members, &parsed.malformed_keys);
                 errors.extend(decode_errors);
                 (context, errors)
             }
@@ -314,7 +315,11 @@ impl Registry {
             }
             headers.insert(BAGGAGE_NAME, value);
         }
-        let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = joined);
+        // A value over the limit (dropped, and reported) grew the buffer past any header:
+        // the thread does not keep that much.
+        if joined.capacity() <= SCRATCH_MAX {
+            let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = joined);
+        }
         self.report_errors(Carrier::OutgoingBaggage, errors);
     }
 }
@@ -533,6 +538,10 @@ thread_local! {
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// The largest [`SCRATCH`] a thread keeps between requests: room for a header at the W3C
+/// limit, with an escaped member being written past it.
+const SCRATCH_MAX: usize = 4 * baggage::MAX_BYTES;
+
 fn propagator() -> &'static BaggagePropagator {
     static PROPAGATOR: OnceLock<BaggagePropagator> = OnceLock::new();
     PROPAGATOR.get_or_init(BaggagePropagator::new)
@@ -701,6 +710,12 @@ where
 /// Writes the registered variables of the caller's context into outgoing requests' `baggage`
 /// headers (see [`Registry::inject`]).
 ///
+/// The context read is the one current where [`Client`]'s `call` runs, at the call. Put the
+/// layer outside anything that calls its inner service from another task, such as tower's
+/// `Buffer` (a worker task that calls the inner service for every caller): beneath it, the
+/// layer would read the worker's context, not the caller's. With `ServiceBuilder`, list it
+/// before (above) such layers.
+///
 /// ```
 /// use exec_context::propagate::{Propagated, Registry};
 /// use exec_context::service::ClientLayer;
@@ -777,6 +792,28 @@ mod tests {
             members.sort_unstable();
             members.join(",")
         })
+    }
+
+    /// A value far over the header limit is dropped (and reported), and the thread does not
+    /// keep the buffer it grew.
+    #[test]
+    fn an_oversized_value_leaves_no_large_buffer_behind() {
+        let registry = Registry::builder()
+            .register(&ID)
+            .register(&NAME)
+            .build()
+            .unwrap();
+        let capacity = || SCRATCH.with(|scratch| scratch.borrow().capacity());
+        Context::new().run(|| {
+            ID.set(7);
+            NAME.set("é".repeat(1 << 20)); // 2 MiB, 6 MiB escaped
+            assert_eq!(sent(&registry).as_deref(), Some("id=7"));
+            assert!(capacity() <= SCRATCH_MAX, "{} bytes kept", capacity());
+            // An ordinary header still keeps the buffer for the next request.
+            NAME.set("acme".to_string());
+            assert_eq!(sent(&registry).as_deref(), Some("id=7,name=acme"));
+            assert!(capacity() > 0);
+        });
     }
 
     /// A `baggage` header already on the request keeps its members under other keys as they

@@ -527,6 +527,26 @@ fn bad_cases() -> Vec<Case> {
             true,
             None,
         ),
+        // A key that came twice, one copy malformed: repeated all the same (the well-formed
+        // copy was kept before).
+        case(
+            "duplicate key, the second copy malformed",
+            b"request-id=ok,tenant=a,tenant=b%",
+            true,
+            None,
+        ),
+        case(
+            "duplicate key, the first copy malformed",
+            b"request-id=ok,tenant = a b,tenant=b",
+            true,
+            None,
+        ),
+        cases(
+            "duplicate key across headers, one copy without a value",
+            &[b"request-id=ok,tenant=a", b"tenant;p"],
+            true,
+            None,
+        ),
         case("space inside a key", b"request-id=ok,ten ant=a", true, None),
         case(
             "space inside a value",

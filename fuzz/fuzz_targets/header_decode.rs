@@ -3,10 +3,10 @@
 //!
 //! Checked for every input: nothing panics; a limit error comes exactly when the headers
 //! (joined with commas) are over the byte limit or the list over the member limit (as the
-//! crate documents them), alone,
-//! and leaves no member; otherwise every list-member is either kept or reported as
-//! malformed, exactly once, in order; every kept key is a token; a kept value escapes and
-//! parses back to itself; decoding the members with a registry reports exactly once when a
+//! crate documents them), alone, and leaves no member; otherwise every list-member is either
+//! kept or reported as malformed, exactly once, in order, with the key each malformed member
+//! still names; every kept key is a token; a kept value escapes and parses back to itself;
+//! decoding the members with a registry reports exactly once when a
 //! key is unknown or repeated or a value does not decode (else never), and a variable is set
 //! exactly when its key came once with a value that decodes, to that value.
 #![no_main]
@@ -34,6 +34,26 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         .build()
         .expect("valid registry")
 });
+
+/// The key a malformed element still names, computed here: the text before its first `;`,
+/// then before its first `=`, trimmed of spaces and tabs, when that is a non-empty token.
+fn named_key(element: &[u8]) -> Option<&str> {
+    let head = element.split(|&b| b == b';').next()?;
+    let key = trim_blank(head.split(|&b| b == b'=').next()?);
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    (!key.is_empty() && key.iter().all(|&b| tchar(b))).then(|| std::str::from_utf8(key).unwrap())
+}
+
+/// `bytes` without the spaces and tabs at either end.
+fn trim_blank(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
 
 fuzz_target!(|data: &[u8]| {
     let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
@@ -93,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
     if limit_errors > 0 {
         assert_eq!(parsed.errors.len(), 1);
         assert!(parsed.members.is_empty());
+        assert!(parsed.malformed_keys.is_empty());
         if let PropagationError::TooLong { bytes } = parsed.errors[0] {
             assert!(bytes > MAX_BYTES);
         }
@@ -108,6 +129,8 @@ fuzz_target!(|data: &[u8]| {
             .sum();
         assert_eq!(parsed.members.len() + parsed.errors.len(), segments);
         let mut last = None;
+        let elements: Vec<&[u8]> = joined.split(|&b| b == b',').collect();
+        let mut named = Vec::new();
         for error in &parsed.errors {
             let PropagationError::Malformed { index, .. } = *error else {
                 panic!("only malformed members: {error:?}");
@@ -115,7 +138,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(index < segments, "index {index} of {segments}");
             assert!(last.is_none_or(|last| last < index), "in order, once each");
             last = Some(index);
+            named.extend(named_key(elements[index]));
         }
+        assert_eq!(
+            parsed.malformed_keys, named,
+            "the keys the malformed members name, in order"
+        );
     }
     for member in &parsed.members {
         assert!(baggage::is_token(member.key.as_bytes()));

@@ -121,12 +121,18 @@ pub struct Member<'a> {
 
 /// What [`parse`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Parsed<'a> {
     /// The well-formed members, in order (repeated keys included).
     pub members: Vec<Member<'a>>,
     /// The problems: [`PropagationError::TooLong`], [`PropagationError::TooManyMembers`]
     /// (then `members` is empty) or one [`PropagationError::Malformed`] per bad member.
     pub errors: Vec<PropagationError>,
+    /// The keys that malformed members still name (see [`malformed_key`]), in order. The
+    /// sender meant a value for each: a receiver counts them with the well-formed members'
+    /// keys, so that a key that came twice is a repeated key however its other copy is
+    /// broken.
+    pub malformed_keys: Vec<&'a str>,
 }
 
 /// A table of the bytes for which the `const fn` `$pick` holds.
@@ -387,6 +393,27 @@ fn scan_member_general(raw: &[u8]) -> Result<Scanned<'_>, Syntax> {
     })
 }
 
+/// The key a malformed list-member still names: the token before its first `=` (with no
+/// `=`, the token before its first `;`, or the whole member), whitespace around it trimmed.
+/// `None` when that is not a token (or the member is empty).
+///
+/// ```
+/// use exec_context::propagate::baggage::malformed_key;
+///
+/// assert_eq!(malformed_key(b" tenant = a b"), Some("tenant")); // a space inside the value
+/// assert_eq!(malformed_key(b"tenant=%zz"), Some("tenant")); // a bad escape
+/// assert_eq!(malformed_key(b"tenant;p=1"), Some("tenant")); // no `=` before the properties
+/// assert_eq!(malformed_key(b"ten ant=x"), None); // not a token
+/// assert_eq!(malformed_key(b" "), None);
+/// ```
+pub fn malformed_key(raw: &[u8]) -> Option<&str> {
+    let raw = trim_ows(raw);
+    let head = raw.split(|&b| b == b';').next().unwrap_or(raw);
+    let key = trim_ows(head.split(|&b| b == b'=').next().unwrap_or(head));
+    // A token is ASCII.
+    is_token(key).then(|| ascii(key))
+}
+
 fn parse_member(raw: &[u8]) -> Result<Member<'_>, Syntax> {
     let scanned = scan_member(raw)?;
     let properties = scanned
@@ -477,9 +504,12 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Parsed<'a> {
     for (index, raw) in all.enumerate() {
         match parse_member(raw) {
             Ok(member) => parsed.members.push(member),
-            Err(reason) => parsed
-                .errors
-                .push(PropagationError::Malformed { index, reason }),
+            Err(reason) => {
+                parsed.malformed_keys.extend(malformed_key(raw));
+                parsed
+                    .errors
+                    .push(PropagationError::Malformed { index, reason });
+            }
         }
     }
     parsed

@@ -28,7 +28,12 @@
 //! headers, one process hand-over) or encoding one is gathered into a single [`Report`] and
 //! passed to the registry's reporter, set with [`RegistryBuilder::on_error`]. Without one, the
 //! report is a `tracing` event at `WARN` level with target `exec_context::propagate`. That
-//! callback is the only channel: nothing is returned, logged or printed elsewhere.
+//! callback is the only channel: nothing is returned or logged elsewhere. One exception
+//! prints: a codec that panics on a received value is caught and reported as a
+//! [`PropagationError::Decode`], but the process's panic hook has run by then (the default
+//! hook prints the panic to stderr). A reporter that panics is not caught: its panic reaches
+//! whoever decoded or encoded (a server's `call`, a client's `call`, [`Registry::capture`]),
+//! except in a child process's start-up, which goes on (see [`crate::process`]).
 //!
 //! ```
 //! use exec_context::propagate::{Propagated, Registry};
@@ -77,7 +82,9 @@ type Append<T> = fn(&T, &mut String) -> Result<(), String>;
 /// `ContextVar` it derefs to.
 ///
 /// The wire name is the key in a `baggage` header, so it must be an HTTP token (letters,
-/// digits and ``!#$%&'*+-.^_`|~``); [`RegistryBuilder::build`] checks it.
+/// digits and ``!#$&'*+-.^_`|~``); [`RegistryBuilder::build`] checks it. `%` is a token
+/// character too, but it is refused: OpenTelemetry's propagators percent-decode keys, so a
+/// name holding one (`a%41`) would reach them as another (`aA`).
 ///
 /// ```
 /// use exec_context::propagate::Propagated;
@@ -631,7 +638,8 @@ impl std::error::Error for Report {}
 pub enum RegistryError {
     /// Two variables share a wire name.
     DuplicateWireName(&'static str),
-    /// A wire name that is not an HTTP token (so not a valid `baggage` key).
+    /// A wire name that is not an HTTP token (so not a valid `baggage` key), or that holds a
+    /// `%` (see [`Propagated`]).
     InvalidWireName(&'static str),
 }
 
@@ -643,7 +651,7 @@ impl fmt::Display for RegistryError {
             }
             RegistryError::InvalidWireName(name) => write!(
                 f,
-                "`{name}` is not a valid wire name (an HTTP token: letters, digits, !#$%&'*+-.^_`|~)"
+                "`{name}` is not a valid wire name (an HTTP token without `%`: letters, digits, !#$&'*+-.^_`|~)"
             ),
         }
     }
@@ -715,6 +723,7 @@ struct Inner {
 /// static A: Propagated<u8> = Propagated::text("a");
 /// static ALSO_A: Propagated<u8> = Propagated::text("a");
 /// static SPACED: Propagated<u8> = Propagated::text("not a token");
+/// static ESCAPED: Propagated<u8> = Propagated::text("a%41");
 ///
 /// assert!(Registry::builder().register(&A).build().is_ok());
 /// assert_eq!(
@@ -724,6 +733,10 @@ struct Inner {
 /// assert_eq!(
 ///     Registry::builder().register(&SPACED).build().err(),
 ///     Some(RegistryError::InvalidWireName("not a token"))
+/// );
+/// assert_eq!(
+///     Registry::builder().register(&ESCAPED).build().err(),
+///     Some(RegistryError::InvalidWireName("a%41"))
 /// );
 /// ```
 #[derive(Clone)]
@@ -798,12 +811,13 @@ impl RegistryBuilder {
     ///
     /// # Errors
     ///
-    /// [`RegistryError`] when a wire name is not an HTTP token or is used twice.
+    /// [`RegistryError`] when a wire name is not an HTTP token (or holds a `%`) or is used
+    /// twice.
     pub fn build(self) -> Result<Registry, RegistryError> {
         let mut by_wire = HashMap::with_capacity(self.entries.len());
         for (i, entry) in self.entries.iter().enumerate() {
             let wire = entry.wire();
-            if !baggage::is_token(wire.as_bytes()) {
+            if !baggage::is_token(wire.as_bytes()) || wire.contains('%') {
                 return Err(RegistryError::InvalidWireName(wire));
             }
             if by_wire.insert(wire, i).is_some() {
@@ -1049,19 +1063,26 @@ impl Registry {
         &self,
         pairs: &[P],
     ) -> (ExecutionContext, Vec<PropagationError>) {
-        let (context, errors) = self.decode_context(pairs);
+        let (context, errors) = self.decode_context(pairs, &[]);
         (context.execution_context(), errors)
     }
 
-    /// As `decode_all`, as a [`Context`] to run a task in.
+    /// As `decode_all`, as a [`Context`] to run a task in, with the keys of the members
+    /// dropped as malformed (see [`decode_pairs`](Self::decode_pairs)).
     /// The values go straight into the new context ([`ContextBuilder`]): the codecs run in
     /// the caller's context.
-    pub(crate) fn decode_context<P: Pair>(&self, pairs: &[P]) -> (Context, Vec<PropagationError>) {
+    pub(crate) fn decode_context<P: Pair>(
+        &self,
+        pairs: &[P],
+        malformed_keys: &[&str],
+    ) -> (Context, Vec<PropagationError>) {
         let mut builder = ContextBuilder::new();
         if pairs.is_empty() {
             return (builder.build(), Vec::new());
         }
-        let errors = self.decode_pairs(pairs, |entry, text| entry.decode_into(text, &mut builder));
+        let errors = self.decode_pairs(pairs, malformed_keys, |entry, text| {
+            entry.decode_into(text, &mut builder)
+        });
         (builder.build(), errors)
     }
 
@@ -1087,7 +1108,7 @@ impl Registry {
         }
         let parsed = baggage::parse([header]);
         let mut errors = parsed.errors;
-        let (context, decode_errors) = self.decode_context(&parsed.members);
+        let (context, decode_errors) = self.decode_context(&parsed.members, &parsed.malformed_keys);
         errors.extend(decode_errors);
         (context, errors)
     }
@@ -1201,14 +1222,17 @@ impl Registry {
     /// error (a repeated key once).
     #[cfg(feature = "process")]
     pub(crate) fn decode_here<P: Pair>(&self, pairs: &[P]) -> Vec<PropagationError> {
-        self.decode_pairs(pairs, |entry, text| entry.decode_set(text))
+        self.decode_pairs(pairs, &[], |entry, text| entry.decode_set(text))
     }
 
     /// [`decode_here`](Self::decode_here), with `set` decoding a text for an entry and
-    /// keeping the value.
+    /// keeping the value. `malformed_keys` are the keys of members that were dropped as
+    /// malformed ([`baggage::Parsed::malformed_keys`]): they count as copies of their key,
+    /// so a registered key among them that also came well-formed is a repeated key.
     fn decode_pairs<P: Pair>(
         &self,
         pairs: &[P],
+        malformed_keys: &[&str],
         mut set: impl FnMut(&dyn Entry, &str) -> Result<(), String>,
     ) -> Vec<PropagationError> {
         let mut errors = Vec::new();
@@ -1239,6 +1263,12 @@ impl Registry {
                 None => errors.push(PropagationError::UnknownKey {
                     key: key.to_string(),
                 }),
+            }
+        }
+        // Already reported as malformed: only their count matters.
+        for &key in malformed_keys {
+            if let Some(i) = self.index_of(key) {
+                counts[i] += 1;
             }
         }
         for (pair, index) in pairs.iter().zip(indices.iter()) {
@@ -1384,7 +1414,8 @@ mod tests {
     fn general(registry: &Registry, header: &[u8]) -> (Context, Vec<PropagationError>) {
         let parsed = baggage::parse([header]);
         let mut errors = parsed.errors;
-        let (context, decode_errors) = registry.decode_context(&parsed.members);
+        let (context, decode_errors) =
+            registry.decode_context(&parsed.members, &parsed.malformed_keys);
         errors.extend(decode_errors);
         (context, errors)
     }
@@ -1507,7 +1538,8 @@ mod tests {
                 }]
             );
             let parsed = baggage::parse([header]);
-            let (context, errors) = registry.decode_context(&parsed.members);
+            let (context, errors) =
+                registry.decode_context(&parsed.members, &parsed.malformed_keys);
             assert_eq!(context.get(&TOUCHY), None);
             assert_eq!(errors.len(), 1);
         }
