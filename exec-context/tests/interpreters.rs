@@ -592,3 +592,79 @@ fn contexts_are_not_shareable() {
     assert!(!interpreters::is_shareable(&contextvars::Context::new()));
     assert!(interpreters::is_shareable(&1.5_f64));
 }
+
+// --- attaches left active by the executed code ---------------------------------------------
+
+/// A value whose `Drop` panics while `ARMED` (once: it disarms itself).
+struct Bomb;
+
+static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if ARMED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a value's Drop panicked on purpose");
+        }
+    }
+}
+
+static HELD: ContextVar<Arc<Bomb>> = ContextVar::new("held");
+
+/// Code that leaves an attach active ends it with the run, which drops the interpreter's
+/// own context it displaced: a panicking `Drop` there is the run's failure, and the
+/// interpreter stays usable (it stayed "running" for ever, and the panic escaped `exec`).
+#[test]
+fn a_panic_dropping_what_a_left_attach_displaced_is_a_failure() {
+    let interp = interpreters::create();
+    ARMED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        interp.exec(|| {
+            drop(HELD.set(Arc::new(Bomb)));
+            let _left = contextvars::attach(contextvars::Context::new()).unwrap();
+        })
+    }));
+    let error = outcome
+        .expect("the panic comes back as a failure, not out of exec")
+        .unwrap_err();
+    assert!(error.as_failed().is_some_and(|f| f.is_panic()), "{error}");
+    assert!(!interp.is_running());
+    assert_eq!(interp.call(|| 5u8).unwrap(), 5);
+    assert_eq!(
+        interp.call(|| interpreters::get_current().id()).unwrap(),
+        interp.id()
+    );
+    interp.close().unwrap();
+}
+
+/// A context attached and left active by executed code becomes the interpreter's state on
+/// that thread (as for `Context::run`), but keeps the interpreter's mark: what runs there
+/// next is this interpreter's, and what it puts into queues is unbound when it closes (the
+/// mark was main's before, when main's context was attached).
+#[test]
+fn an_attach_left_active_keeps_the_interpreter_s_mark() {
+    let interp = interpreters::create();
+    VAR.set("main");
+    let copy = contextvars::copy_context();
+    interp
+        .exec(move || {
+            let _left = contextvars::attach(copy).unwrap();
+        })
+        .unwrap();
+    let (id, seen) = interp
+        .call(|| {
+            (
+                interpreters::get_current().id(),
+                VAR.get().map(String::from),
+            )
+        })
+        .unwrap();
+    assert_eq!(id, interp.id());
+    // The attached copy's values stay (the code chose them), in the interpreter only.
+    assert_eq!(seen.as_deref(), Some("main"));
+    let queue = create_queue(0);
+    let inside = queue.clone();
+    interp.exec(move || inside.put(1u8).unwrap()).unwrap();
+    interp.close().unwrap();
+    // Put by the interpreter: unbound by its close (the default policy replaces it).
+    assert_eq!(queue.get().unwrap(), Shareable::Unbound);
+}

@@ -419,3 +419,104 @@ fn a_cancelled_job_whose_captures_panic_on_drop_leaves_the_pool_working() {
     // The worker dropped the cancelled job (its destructor panicked) and goes on.
     assert_eq!(pool.submit(|| 3).unwrap().wait().unwrap(), 3);
 }
+
+/// An error whose `Drop` panics (and only outside another panic).
+#[derive(Debug)]
+struct PanicsOnDrop;
+
+impl std::fmt::Display for PanicsOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an error whose Drop panics")
+    }
+}
+
+impl std::error::Error for PanicsOnDrop {}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the error's Drop panicked on purpose");
+        }
+    }
+}
+
+/// A job whose handle was dropped leaves its failure to the worker, which drops it: a
+/// panicking `Drop` there does not end the worker (it did, and every later job waited for
+/// ever).
+#[test]
+fn a_failure_nobody_waits_for_is_dropped_without_ending_the_worker() {
+    let pool = InterpreterPool::new(1).unwrap();
+    let gate = create_queue(0);
+    let waiting = gate.clone();
+    let blocker = pool.submit(move || waiting.get().unwrap()).unwrap();
+    // Queued behind the blocker, its handle gone before it runs.
+    drop(pool.submit_fallible(|| Err::<u8, _>(PanicsOnDrop)).unwrap());
+    gate.put(()).unwrap();
+    blocker.wait_timeout(Duration::from_secs(30)).unwrap();
+    let next = pool.submit(|| 3u8).unwrap();
+    assert_eq!(
+        next.wait_timeout(Duration::from_secs(30))
+            .expect("the worker survived"),
+        3
+    );
+}
+
+/// `shutdown(true)` called by two threads at once: both return only once the workers have
+/// finished (the second returned at once before, with a job still running).
+#[test]
+fn concurrent_shutdowns_both_wait_for_the_workers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let pool = Arc::new(InterpreterPool::new(1).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let gate = create_queue(0);
+    let (waiting, finished) = (gate.clone(), done.clone());
+    let job = pool
+        .submit(move || {
+            waiting.get().unwrap();
+            finished.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+    drop(job);
+    let first = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.shutdown(true))
+    };
+    // Give the first one time to start joining (if it has not, the second joins: the
+    // assertion holds either way).
+    std::thread::sleep(Duration::from_millis(100));
+    let second = {
+        let (pool, done) = (pool.clone(), done.clone());
+        std::thread::spawn(move || {
+            pool.shutdown(true);
+            done.load(Ordering::SeqCst)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    gate.put(()).unwrap();
+    first.join().unwrap();
+    assert!(
+        second.join().unwrap(),
+        "the second shutdown returned before the job finished"
+    );
+}
+
+/// A job that shuts its own pool down with `wait` cannot wait for its own worker: it returns
+/// (rather than deadlock), and the pool finishes.
+#[test]
+fn a_job_shutting_its_own_pool_down_does_not_wait_for_itself() {
+    use std::sync::Arc;
+
+    let pool = Arc::new(InterpreterPool::new(2).unwrap());
+    let inside = pool.clone();
+    let job = pool
+        .submit(move || {
+            inside.shutdown(true);
+            7u8
+        })
+        .unwrap();
+    assert_eq!(job.wait_timeout(Duration::from_secs(30)).unwrap(), 7);
+    assert!(matches!(pool.submit(|| 1u8), Err(PoolError::Shutdown)));
+    pool.shutdown(true);
+}

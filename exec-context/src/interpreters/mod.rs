@@ -244,11 +244,24 @@ impl Visits {
     /// Remembers an interpreter this thread ran in, forgetting those that are gone whenever
     /// the list doubles (a thread creating and closing interpreters in a loop stays small).
     fn remember(&self, interp: Weak<Inner>) {
-        let mut list = self.interpreters.borrow_mut();
-        if list.len() >= 8 && list.len().is_power_of_two() {
-            list.retain(|weak| weak.upgrade().is_some_and(|inner| !inner.lock().closed));
+        // The handles upgraded to look: one may be the last (another thread dropped the
+        // others meanwhile), and the interpreter it closes runs user `Drop`s, which must not
+        // find the list borrowed. They are dropped once it is not.
+        let mut looked = Vec::new();
+        {
+            let mut list = self.interpreters.borrow_mut();
+            if list.len() >= 8 && list.len().is_power_of_two() {
+                list.retain(|weak| {
+                    weak.upgrade().is_some_and(|inner| {
+                        let open = !inner.lock().closed;
+                        looked.push(inner);
+                        open
+                    })
+                });
+            }
+            list.push(interp);
         }
-        list.push(interp);
+        drop(looked);
     }
 }
 
@@ -533,12 +546,17 @@ impl Interpreter {
 
     /// Runs `f` in the interpreter, on the current thread, which pauses its own interpreter
     /// meanwhile (PEP 734 `exec`). The interpreter's state is neither reset before nor after:
-    /// what `f` leaves in the context and in `__main__` is there for the next run.
+    /// what `f` leaves in the context and in `__main__` is there for the next run. A context
+    /// `f` attached ([`contextvars::attach`]) and left active ends with the run, as with
+    /// [`Context::run`](contextvars::Context::run), and becomes the interpreter's context on
+    /// this thread, with the interpreter's mark put back in it (what runs there next is this
+    /// interpreter's, whatever context was attached).
     ///
     /// # Errors
     ///
-    /// [`InterpreterError::Failed`] when `f` panics (the panic is caught; the interpreter
-    /// stays usable); [`InterpreterError::Running`] when it is running already — one `exec`
+    /// [`InterpreterError::Failed`] when `f` panics, or a `Drop` panics as the run ends (the
+    /// panic is caught; the interpreter stays usable); [`InterpreterError::Running`] when it
+    /// is running already — one `exec`
     /// at a time per interpreter; [`InterpreterError::NotFound`]; [`InterpreterError::Main`].
     ///
     /// ```
@@ -651,30 +669,63 @@ impl Interpreter {
                 }
             }
         };
+        // However this run ends, the interpreter stops running and its context (taken out
+        // above, or the one the run leaves) is saved for the thread's next visit.
+        struct Leave<'a> {
+            inner: &'a Inner,
+            thread: ThreadId,
+            context: Option<Context>,
+        }
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                let mut state = self.inner.lock();
+                state.running = false;
+                // The slot is empty while the interpreter runs: nothing is dropped here.
+                state.contexts.insert(self.thread, self.context.take());
+            }
+        }
+        let mut leave = Leave {
+            inner: &self.inner,
+            thread,
+            context,
+        };
         if first_visit {
             let weak = Arc::downgrade(&self.inner);
             // During thread teardown there is nothing left to clean up after.
             let _ = VISITS.try_with(|visits| visits.remember(weak));
         }
         // Outside the lock: the context's first `set` may run watchers.
-        let mut context = context.unwrap_or_else(|| fresh_context(id));
+        let mut context = leave.context.take().unwrap_or_else(|| fresh_context(id));
         // Panics are caught inside the context, so the context always comes back to be saved.
         // The context holds the interpreter's mark, so `get_current` inside is this one.
         // A failure is described inside too: an error's `Display` or `source` is user code,
         // which sees the interpreter's context and whose panic is caught (`describe`).
-        let outcome = context.run(|| match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(ExecutionFailed::describe(id, Ok(error))),
-            Err(payload) => Err(ExecutionFailed::describe::<ExecutionFailed>(
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            context.run(|| match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(ExecutionFailed::describe(id, Ok(error))),
+                Err(payload) => Err(ExecutionFailed::describe::<ExecutionFailed>(
+                    id,
+                    Err(payload),
+                )),
+            })
+        }));
+        // An attach `f` left active ended with the run, and its context is now the
+        // interpreter's on this thread (as for `Context::run`); what it displaced was dropped
+        // as the run returned, and a panic there came out of `run` (caught just above). That
+        // context may come from elsewhere (main's, another interpreter's): it gets this
+        // interpreter's mark back, so that what runs here next is this interpreter's.
+        if context.get(&CURRENT) != Some(id) {
+            context.run(|| drop(CURRENT.set(id)));
+        }
+        leave.context = Some(context);
+        drop(leave);
+        let outcome = ran.unwrap_or_else(|payload| {
+            Err(ExecutionFailed::describe::<ExecutionFailed>(
                 id,
                 Err(payload),
-            )),
+            ))
         });
-        {
-            let mut state = self.inner.lock();
-            state.running = false;
-            state.contexts.insert(thread, Some(context));
-        }
         outcome.map_err(InterpreterError::from)
     }
 

@@ -386,6 +386,7 @@ impl PoolBuilder {
                 Err(error) => {
                     let pool = InterpreterPool {
                         shared,
+                        worker_ids: threads.iter().map(|t| t.thread().id()).collect(),
                         threads: Mutex::new(threads),
                         workers: n,
                     };
@@ -396,6 +397,7 @@ impl PoolBuilder {
         }
         Ok(InterpreterPool {
             shared,
+            worker_ids: threads.iter().map(|t| t.thread().id()).collect(),
             threads: Mutex::new(threads),
             workers: self.workers,
         })
@@ -491,7 +493,11 @@ fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Sharea
 /// ```
 pub struct InterpreterPool {
     shared: Arc<Shared>,
+    /// The workers' threads, joined by `shutdown(true)`, which holds the lock until they
+    /// are: a concurrent `shutdown(true)` waits for it.
     threads: Mutex<Vec<ThreadHandle<()>>>,
+    /// The workers' thread ids: a worker (a job) never waits for the workers.
+    worker_ids: Vec<std::thread::ThreadId>,
     workers: usize,
 }
 
@@ -567,20 +573,24 @@ impl InterpreterPool {
         });
         let runner = slot.clone();
         let run: Job = Box::new(move |interp: &Interpreter| {
-            let job = queued.lock().take();
-            match job {
-                Some(job) if runner.start() => {
-                    let result = interp
-                        .try_call(job)
-                        .map_err(|e| job_failure(e, interp.id()));
-                    let _ = runner.finish(result);
+            // Whatever the job leaves is dropped in here, where a panicking `Drop` cannot take
+            // the worker down: its result or failure (which the slot keeps, and drops with
+            // the runner when no handle is left to take it; a failure holds the job's own
+            // error), or, for a cancelled job (normally already dropped by `cancel`), what
+            // it captured.
+            let _ = catch_unwind(AssertUnwindSafe(move || {
+                let job = queued.lock().take();
+                match job {
+                    Some(job) if runner.start() => {
+                        let result = interp
+                            .try_call(job)
+                            .map_err(|e| job_failure(e, interp.id()));
+                        let _ = runner.finish(result);
+                    }
+                    job => drop(job),
                 }
-                // Cancelled (and, normally, already dropped by `cancel`): a panicking
-                // destructor of what the job captured must not take the worker down.
-                job => {
-                    let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
-                }
-            }
+                drop(runner);
+            }));
         });
         let refused = slot.clone();
         let refuse: Refuse = Box::new(move |error: PoolError| refused.finish(Err(error)));
@@ -634,20 +644,20 @@ impl InterpreterPool {
     }
 
     /// Stops accepting jobs; the workers finish the queued ones and close their interpreters.
-    /// With `wait`, returns once they have. Dropping the pool does `shutdown(true)`.
+    /// With `wait`, returns once they have, however many threads call it at once; called by
+    /// one of the pool's own jobs, it cannot wait for its own worker and does not wait.
+    /// Dropping the pool does `shutdown(true)`.
     pub fn shutdown(&self, wait: bool) {
         self.shared.lock().shutdown = true;
         self.shared.available.notify_all();
-        if wait {
-            let threads: Vec<_> = self
-                .threads
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain(..)
-                .collect();
-            for thread in threads {
+        if wait && !self.worker_ids.contains(&std::thread::current().id()) {
+            // Held while joining: another `shutdown(true)` returns only once they are joined.
+            // No worker takes this lock (see above), so the joins cannot wait for it.
+            let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            for thread in threads.drain(..) {
                 // A worker never panics: jobs' panics (and their failures' descriptions) are
-                // caught by `try_call`, the initializer's and wakers' panics where they run.
+                // caught by `try_call`, what they leave is dropped under a catch (see
+                // `submit_fallible`), the initializer's and wakers' panics where they run.
                 let _ = thread.join();
             }
         }

@@ -697,7 +697,20 @@ impl SharedBuffer {
     /// # Errors
     ///
     /// [`BufferError::ReadOnly`], [`BufferError::OutOfBounds`], or [`BufferError::Overlap`]
-    /// when part of the range is claimed already (claims never wait).
+    /// when part of the range is claimed already (claims never wait). An empty range holds
+    /// no byte: it never overlaps, nor is overlapped.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(8);
+    /// let held = buffer.claim(1..3).unwrap();
+    /// assert!(buffer.claim(2..4).is_err()); // byte 2 is held
+    /// assert!(buffer.claim(3..4).is_ok());
+    /// let empty = buffer.claim(5..5).unwrap();
+    /// assert!(buffer.claim(4..6).is_ok()); // an empty claim holds nothing
+    /// # drop((held, empty));
+    /// ```
     pub fn claim(&self, range: Range<usize>) -> Result<BufferSlot, BufferError> {
         if !self.is_writable() {
             return Err(BufferError::ReadOnly);
@@ -708,9 +721,12 @@ impl SharedBuffer {
             .claims
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let overlapping = claims
-            .iter()
-            .find(|held| held.start < range.end && range.start < held.end && !range.is_empty());
+        let overlapping = claims.iter().find(|held| {
+            held.start < range.end
+                && range.start < held.end
+                && !range.is_empty()
+                && !held.is_empty()
+        });
         if let Some(held) = overlapping {
             return Err(BufferError::Overlap {
                 requested: range,
