@@ -120,6 +120,9 @@ pub fn cases() -> Vec<Case<Op>> {
         });
     }
     cases.extend(crate::case_table! { live;
+        // The floor again, interleaved with the runs it is subtracted from.
+        Run Baseline "call" "opaque call returning a constant"
+            => |_| Repeat::new(NoContext, (), peers::floor).boxed();
         Run Ours "run" "`ctx.run(|| ())`" => |live| entered_copy(live, ours::run);
         Run Tokio "sync_scope" "`sync_scope(v, || ())`"
             => |_| Repeat::new(TokioLive, (), peers::tokio_scope).boxed();

@@ -399,6 +399,9 @@ pub struct Check {
     pub detail: Option<String>,
     /// Whether `limit` is a floor rather than a ceiling.
     pub at_least: bool,
+    /// Why this build cannot measure the figure at all (e.g. a `cfg` it lacks): the check is
+    /// then not counted. Any other missing figure is a miss.
+    pub unavailable: Option<String>,
 }
 
 impl Check {
@@ -411,7 +414,15 @@ impl Check {
             unit,
             detail: None,
             at_least: false,
+            unavailable: None,
         }
+    }
+
+    /// The same check, marked as one this build cannot measure (`Some(reason)`), which the
+    /// table shows and does not count when the figure is missing.
+    pub fn unavailable(mut self, reason: Option<String>) -> Self {
+        self.unavailable = reason;
+        self
     }
 
     /// A check that passes when `value` is at least `limit` (a throughput ratio).
@@ -436,7 +447,7 @@ impl Check {
         self
     }
 
-    /// `Some(true)` if met, `None` if not measured.
+    /// `Some(true)` if met, `None` if not measured (which the table counts as a miss).
     pub fn passed(&self) -> Option<bool> {
         self.value.map(|value| {
             if self.at_least {
@@ -452,24 +463,27 @@ impl Check {
 pub fn checks_table(checks: &[Check]) -> String {
     let mut table = Table::new(["target", "measured", "bar", "verdict"]);
     let mut passed = 0;
-    let mut measured = 0;
+    let mut checked = 0;
     for check in checks {
-        let value = match (check.value, &check.detail) {
-            (Some(value), Some(detail)) => format!("{} ({detail})", check.unit.format(value)),
-            (Some(value), None) => check.unit.format(value),
-            (None, _) => "not measured".to_owned(),
+        let value = match (check.value, &check.detail, &check.unavailable) {
+            (Some(value), Some(detail), _) => format!("{} ({detail})", check.unit.format(value)),
+            (Some(value), None, _) => check.unit.format(value),
+            (None, _, Some(reason)) => format!("not measured in this build ({reason})"),
+            (None, _, None) => "not measured".to_owned(),
         };
+        // A bar without its figure is a miss: it counts, and fails; unless this build
+        // cannot measure it at all.
         let verdict = match check.passed() {
             Some(true) => {
                 passed += 1;
-                measured += 1;
+                checked += 1;
                 "PASS"
             }
-            Some(false) => {
-                measured += 1;
+            None if check.unavailable.is_some() => "n/a",
+            Some(false) | None => {
+                checked += 1;
                 "MISS"
             }
-            None => "–",
         };
         table.row([
             check.target.clone(),
@@ -484,7 +498,7 @@ pub fn checks_table(checks: &[Check]) -> String {
     }
     format!(
         "### Targets\n\nEach row is a bar from the targets file (`benches/targets.toml`, unless \
-         `--targets` named another), checked against this run. **{passed} of {measured} checks pass.**\n\n{}\n{}",
+         `--targets` named another), checked against this run. **{passed} of {checked} checks pass.**\n\n{}\n{}",
         table.render(),
         super::cpu_line()
     )
@@ -569,11 +583,24 @@ mod tests {
             Check::new("fast", Some(1.0), 2.0, Unit::Ns),
             Check::new("slow", Some(3.0), 2.0, Unit::Ratio).detail("3 / 1"),
             Check::new("absent", None, 1.0, Unit::Allocations),
+            Check::new("elsewhere", None, 1.0, Unit::Ns).unavailable(Some("a cfg".into())),
             Check::at_least("floor", Some(0.9), 0.8, Unit::Ratio),
             Check::at_least("below the floor", Some(0.7), 0.8, Unit::Ratio),
         ];
         let text = checks_table(&checks);
-        assert!(text.contains("2 of 4 checks pass"), "{text}");
+        // The bar without a figure counts, as a miss.
+        assert!(text.contains("2 of 5 checks pass"), "{text}");
+        assert!(
+            text.lines().any(|line| line.contains("absent")
+                && line.contains("not measured")
+                && line.contains("MISS")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|line| line.contains("elsewhere") && line.contains("n/a")),
+            "{text}"
+        );
         assert!(text.contains("≥ 0.80×"), "{text}");
         assert!(text.contains("Build target CPU: x86-64"), "{text}");
         assert!(text.contains("3.00× (3 / 1)"), "{text}");

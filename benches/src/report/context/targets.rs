@@ -119,8 +119,10 @@ pub fn evaluate(results: &ContextResults, bars: &ContextTargets) -> Vec<Check> {
         bars.run_over_tokio_sync_scope,
     ));
     // Both figures include the opaque call of the harness, which brings their ratio
-    // towards 1: net of it, the ratio compares the work of the two switches alone.
-    let minus_floor = |value: Option<f64>| value.zip(floor).map(|(value, floor)| value - floor);
+    // towards 1: net of it, the ratio compares the work of the two switches alone. The
+    // floor subtracted is the one measured among the runs (interleaved with them).
+    let run_floor = results.ns(Op::Run, Baseline, "call", LIVE_VARS).or(floor);
+    let minus_floor = |value: Option<f64>| value.zip(run_floor).map(|(value, floor)| value - floor);
     checks.push(ratio(
         "`ctx.run(|| ())` / tokio `sync_scope(v, || ())`, net of the call",
         minus_floor(run.map(|case| case.ns())),

@@ -76,6 +76,7 @@ fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
                     }
                     let verdict = if check.passed() { "PASS" } else { "MISS" };
                     match &check.detail {
+                        _ if !check.is_measured() => format!("not measured {verdict}"),
                         Some(detail) => {
                             format!("{} {verdict} ({detail})", format_ratio(check.ratio))
                         }

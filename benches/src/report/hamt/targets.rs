@@ -18,7 +18,21 @@ pub struct Check {
 }
 
 impl Check {
-    /// Whether the target is met.
+    /// A figure the target needs that this run did not measure: a miss, not a gap.
+    pub fn not_measured(limit: f64) -> Self {
+        Check {
+            ratio: f64::NAN,
+            limit,
+            detail: None,
+        }
+    }
+
+    /// Whether a figure was measured.
+    pub fn is_measured(&self) -> bool {
+        !self.ratio.is_nan()
+    }
+
+    /// Whether the target is met (never without a figure).
     pub fn passed(&self) -> bool {
         self.ratio <= self.limit
     }
@@ -29,7 +43,8 @@ impl Check {
 pub struct Target {
     /// What is required, e.g. `snapshot+set: ours / std ≤ 1 (N ≤ 100)`.
     pub name: String,
-    /// Per size, in column order; `None` where the target does not apply or was not measured.
+    /// Per size, in column order; `None` where the target does not apply (a figure it needs
+    /// but this run lacks is a [`Check::not_measured`]).
     pub checks: Vec<Option<Check>>,
 }
 
@@ -47,7 +62,11 @@ fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
     );
     let checks = match results.timing(op) {
         Some(grid) => ratio_checks(grid, reference, ratio.max, |n| ratio.applies(n)),
-        None => vec![None; results.sizes.len()],
+        None => results
+            .sizes
+            .iter()
+            .map(|&n| ratio.applies(n).then(|| Check::not_measured(ratio.max)))
+            .collect(),
     };
     Target { name, checks }
 }
@@ -75,8 +94,12 @@ fn ratio_checks(
             if !applies(n) {
                 return None;
             }
-            let ours = grid.get(numerator(reference), column)?;
-            let theirs = grid.get(reference, column)?;
+            let (Some(ours), Some(theirs)) = (
+                grid.get(numerator(reference), column),
+                grid.get(reference, column),
+            ) else {
+                return Some(Check::not_measured(limit));
+            };
             Some(Check {
                 ratio: ours / theirs,
                 limit,
@@ -94,6 +117,17 @@ pub fn evaluate(results: &HamtResults, bars: &HamtTargets) -> Vec<Target> {
         .map(|ratio| timing_target(results, ratio))
         .collect();
     let Some(memory) = &results.memory else {
+        // Issue 13's memory bar is a miss without its figures (`--no-memory`), not a row
+        // that disappears.
+        let limit = bars.bytes_per_entry_max;
+        targets.push(Target {
+            name: format!("live bytes per entry ≤ {limit} (ratio to {limit} B)"),
+            checks: results
+                .sizes
+                .iter()
+                .map(|_| Some(Check::not_measured(1.0)))
+                .collect(),
+        });
         return targets;
     };
     let ours = |column: usize| memory.figures[column][Contender::Ours.index()];
@@ -168,5 +202,9 @@ mod tests {
         assert!(checks[1].is_none());
         let everywhere = ratio_checks(&grid, Contender::Std, 1.0, |_| true);
         assert!(!everywhere[1].as_ref().unwrap().passed());
+        // A peer without a figure where the target applies: a miss, not a gap.
+        let missing = ratio_checks(&grid, Contender::Im, 1.0, |_| true);
+        let first = missing[0].as_ref().expect("applies");
+        assert!(!first.is_measured() && !first.passed());
     }
 }

@@ -85,7 +85,8 @@ pub struct LoadRun {
     pub p99_us: f64,
     /// Process CPU time per request, µs (client and server together).
     pub cpu_us: f64,
-    /// Requests whose handler did not see the expected values (must be 0).
+    /// Requests whose handler did not see the expected values (must be 0); in
+    /// [`ServiceResults`], over every round of the configuration.
     pub wrong: usize,
 }
 
@@ -300,9 +301,15 @@ where
     }
 }
 
+/// The round of median throughput, with the wrong answers of every round: one wrong answer
+/// in any round is a configuration that does not deliver the context.
 fn median_round(mut runs: Vec<LoadRun>) -> LoadRun {
+    let wrong = runs.iter().map(|run| run.wrong).sum();
     runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
-    runs.swap_remove(runs.len() / 2)
+    LoadRun {
+        wrong,
+        ..runs.swap_remove(runs.len() / 2)
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -141,14 +141,16 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
             bars.hooks_poll_overhead_ns,
             Unit::Ns,
         )
-        .detail_opt(difference_detail(hooks_poll).or_else(needs_unstable)),
+        .detail_opt(difference_detail(hooks_poll))
+        .unavailable(needs_unstable()),
         Check::new(
             "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
             hooks_spawn.map(|figures| figures.2),
             bars.hooks_spawn_overhead_ns,
             Unit::Ns,
         )
-        .detail_opt(difference_detail(hooks_spawn).or_else(needs_unstable)),
+        .detail_opt(difference_detail(hooks_spawn))
+        .unavailable(needs_unstable()),
         Check::new(
             "task poll: `in_current_context` allocates nothing per poll",
             allocations(Op::Poll, Ours, "in_current_context"),
