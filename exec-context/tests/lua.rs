@@ -961,6 +961,16 @@ fn closing_a_coroutine_runs_its_close_handlers_in_its_own_context() {
         assert(not coroutine.resume(failed))
         local ok, err = coroutine.close(failed)
         assert(not ok and tostring(err):find("stopped"), tostring(err))
+        -- A coroutine an error stopped keeps its context for its close, even after the
+        -- contexts of finished coroutines were swept (once 64 were made, and again).
+        swept = coroutine.create(function()
+          local _ <close> = handler("swept")
+          v:set("swept")
+          error("stopped")
+        end)
+        assert(not coroutine.resume(swept))
+        for i = 1, 200 do coroutine.wrap(function() v:set(i) end)() end
+        assert(not coroutine.close(swept))
         -- Closing from inside another coroutine: on top of that one's context.
         inner = coroutine.create(function()
           local _ <close> = handler("inner")
@@ -977,10 +987,20 @@ fn closing_a_coroutine_runs_its_close_handlers_in_its_own_context() {
     .unwrap();
     lua.exec(
         r#"
-        assert(#seen == 3, #seen)
+        assert(#seen == 4, #seen)
         assert(seen[1] == "gen:gen/closer", seen[1])
         assert(seen[2] == "failed:failed/closer", seen[2])
-        assert(seen[3] == "inner:default/outer", seen[3])
+        assert(seen[3] == "swept:swept/closer", seen[3])
+        assert(seen[4] == "inner:default/outer", seen[4])
+        -- Misuse is reported at the caller's line, as by Lua's own `close`.
+        local ok, err = pcall(function() coroutine.close(42) end)
+        assert(not ok and err:find("^exec:%d+: bad argument #1 to 'close'"), err)
+        local ok, err = pcall(function() coroutine.resume(42) end)
+        assert(not ok and err:find("^exec:%d+: bad argument #1 to 'resume'"), err)
+        local ok, err = pcall(coroutine.wrap(function()
+          coroutine.close(coroutine.running())
+        end))
+        assert(not ok and err:find("^exec:%d+: cannot close a running coroutine"), err)
         -- None of the handlers' sets reached the closer.
         assert(v:get() == "default", v:get())
         assert(w:get() == "closer", w:get())
@@ -1025,13 +1045,12 @@ fn a_wrapped_coroutine_stopped_by_an_error_is_closed() {
           assert(v:get() == after[wrapper], v:get())
           v:set("default")
         end
-        -- With a Lua caller, the position is prepended, as Lua does.
-        local function call_it(f) return f() end
+        -- With a Lua caller, the position of the call is prepended, as Lua does.
         local ok, err = pcall(function()
           local f = coroutine.wrap(function() error("plain", 0) end)
           f()
         end)
-        assert(not ok and err:find(":%d+: plain$"), err)
+        assert(not ok and err:find("^exec:%d+: plain$"), err)
         -- A table error is passed through as it is.
         local marker = {}
         local ok, err = pcall(coroutine.wrap(function() error(marker) end))

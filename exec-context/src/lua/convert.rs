@@ -60,9 +60,11 @@ fn to_lua_at(
         Shareable::Bytes(b) => Value::String(lua.create_string(&b[..])?),
         Shareable::Tuple(items) => {
             // The tuple is held by `value` for the whole conversion: its address cannot be
-            // reused by another tuple meanwhile.
+            // reused by another tuple meanwhile. Only a tuple with other handles can appear
+            // again (the usual tuple has none, and costs no lookup).
             let key = items.as_ptr();
-            if let Some(table) = made.get(&key) {
+            let shared = std::sync::Arc::strong_count(items) > 1;
+            if shared && let Some(table) = made.get(&key) {
                 return Ok(Value::Table(table.clone()));
             }
             if depth >= MAX_DEPTH {
@@ -76,7 +78,7 @@ fn to_lua_at(
             }
             // A sequence may hold nils; `n` says how long it is (like `table.pack`).
             table.raw_set("n", items.len())?;
-            if !items.is_empty() {
+            if shared && !items.is_empty() {
                 made.insert(key, table.clone());
             }
             Value::Table(table)

@@ -67,14 +67,16 @@ struct Sweep {
 }
 
 impl Frames {
-    /// Releases the logical contexts of finished coroutines; returns how many are left.
+    /// Releases the logical contexts of finished coroutines; returns how many are left. A
+    /// coroutine an error stopped keeps its context: its to-be-closed variables run in it
+    /// when it is closed (the weak table lets it go when the coroutine is collected).
     fn sweep(&self) -> mlua::Result<usize> {
         let mut finished = Vec::new();
         let mut left = 0;
         for pair in self.contexts.pairs::<Value, Value>() {
             if let (Value::Thread(co), Value::UserData(_)) = pair? {
                 match co.status() {
-                    ThreadStatus::Finished | ThreadStatus::Error => finished.push(co),
+                    ThreadStatus::Finished => finished.push(co),
                     _ => left += 1,
                 }
             }
@@ -254,10 +256,12 @@ const COROUTINES: &str = r#"
 local parents, contexts, raw_resume, running, create, raw_close, contextvars = ...
 local error, type, status = error, type, coroutine.status
 local function resume(co, ...)
+  if type(co) ~= "thread" then
+    error("bad argument #1 to 'resume' (coroutine expected)", 2)
+  end
   -- Recorded only for a resume that can succeed: a failed one (a running or normal
-  -- coroutine, a dead one, not a coroutine) must not overwrite the record of the resume
-  -- that is running it.
-  if type(co) == "thread" and status(co) == "suspended" then
+  -- coroutine, a dead one) must not overwrite the record of the resume that is running it.
+  if status(co) == "suspended" then
     parents[co] = running()
   end
   return raw_resume(co, ...)
@@ -267,12 +271,14 @@ coroutine.resume = resume
 -- (a suspended one's, or those of one an error stopped): like a resume, in its own logical
 -- context above the closer's. Only a close that can run them is recorded, as for resume.
 local function close(co)
-  if type(co) == "thread" then
-    local s = status(co)
-    if s == "suspended" or s == "dead" then
-      parents[co] = running()
-    end
+  if type(co) ~= "thread" then
+    error("bad argument #1 to 'close' (coroutine expected)", 2)
   end
+  local s = status(co)
+  if s ~= "suspended" and s ~= "dead" then
+    error("cannot close a " .. s .. " coroutine", 2)
+  end
+  parents[co] = running()
   return raw_close(co)
 end
 coroutine.close = close

@@ -154,9 +154,19 @@ impl LuaError {
             return own.clone();
         }
         // A memory or syntax error raised inside a callback (a queue's `get` that allocates
-        // the item's string, a `load` of bad text) is still that kind of error.
+        // the item's string, a `load` of bad text) is still that kind of error. A memory
+        // error in a coroutine reaches its resumer as Lua's fixed message, and
+        // `coroutine.wrap` (or `assert(coroutine.resume(co))`) raises it again as an
+        // ordinary error: still the memory limit, at the top or under a callback.
         match innermost(error) {
             mlua::Error::MemoryError(message) => {
+                return LuaError::Memory {
+                    message: message.clone(),
+                };
+            }
+            mlua::Error::RuntimeError(message)
+                if message.lines().next().is_some_and(is_memory_message) =>
+            {
                 return LuaError::Memory {
                     message: message.clone(),
                 };
@@ -175,16 +185,6 @@ impl LuaError {
             mlua::Error::MemoryError(message) => LuaError::Memory {
                 message: message.clone(),
             },
-            // A memory error in a coroutine reaches the resumer as Lua's fixed message, and
-            // `coroutine.wrap` (or `assert(coroutine.resume(co))`) raises it again as an
-            // ordinary error: still the memory limit.
-            mlua::Error::RuntimeError(message)
-                if message.lines().next().is_some_and(is_memory_message) =>
-            {
-                LuaError::Memory {
-                    message: message.clone(),
-                }
-            }
             mlua::Error::RuntimeError(message) => LuaError::Runtime {
                 message: message.clone(),
             },
@@ -892,7 +892,35 @@ fn results_to_shareable(results: &MultiValue) -> Result<Shareable, LuaError> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_memory_message;
+    use std::sync::Arc;
+
+    use super::{LuaError, is_memory_message};
+
+    /// Lua's memory message raised again as an ordinary error is the memory limit, at the
+    /// top and under callbacks (mlua wraps a callback's error); other messages are not.
+    #[test]
+    fn a_memory_message_under_callbacks_is_a_memory_error() {
+        let raised = |text: &str| mlua::Error::RuntimeError(text.to_owned());
+        let wrapped = |inner: mlua::Error| mlua::Error::CallbackError {
+            traceback: "stack traceback:".to_owned(),
+            cause: Arc::new(inner),
+        };
+        for error in [
+            raised("not enough memory"),
+            wrapped(raised("exec:3: not enough memory\nstack traceback:")),
+            wrapped(wrapped(raised("not enough memory"))),
+        ] {
+            assert!(
+                matches!(LuaError::from_mlua(&error), LuaError::Memory { .. }),
+                "{error:?}"
+            );
+        }
+        let other = wrapped(raised("exec:3: not enough memes"));
+        assert!(matches!(
+            LuaError::from_mlua(&other),
+            LuaError::Runtime { .. }
+        ));
+    }
 
     #[test]
     fn memory_messages_are_recognized_behind_positions_only() {
