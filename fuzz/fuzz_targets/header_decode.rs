@@ -8,7 +8,10 @@
 //! still names; every kept key is a token; a kept value escapes and parses back to itself;
 //! decoding the members with a registry reports exactly once when a
 //! key is unknown or repeated or a value does not decode (else never), and a variable is set
-//! exactly when its key came once with a value that decodes, to that value.
+//! exactly when its key came once with a value that decodes, to that value; and the headers
+//! decoded by the registry itself (`execution_context_from_baggage`) follow the same rules,
+//! counting the keys malformed members still name, with one report iff the headers had any
+//! problem.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -53,6 +56,14 @@ fn trim_blank(mut bytes: &[u8]) -> &[u8] {
         bytes = rest;
     }
     bytes
+}
+
+/// A decoded value of one of the three variables.
+#[derive(Clone, Debug, PartialEq)]
+enum Decoded {
+    Text(String),
+    Number(u32),
+    List(Vec<u8>),
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -187,4 +198,60 @@ fuzz_target!(|data: &[u8]| {
         || number.is_some_and(|n| n.is_err())
         || list.is_some_and(|l| l.is_err());
     assert_eq!(reports, usize::from(problems), "one report iff a problem");
+
+    // The headers themselves through the registry (the server's rules): a key counts every
+    // member naming it, well-formed or malformed; a variable is set exactly when its key came
+    // once, well-formed, UTF-8, and decodes; one report iff the parse or the decoding met a
+    // problem.
+    let before = REPORTS.load(Ordering::Relaxed);
+    let ec = REGISTRY.execution_context_from_baggage(headers.iter().copied());
+    let reports = REPORTS.load(Ordering::Relaxed) - before;
+    let named = |key: &str| {
+        parsed.members.iter().filter(|m| m.key == key).count()
+            + parsed.malformed_keys.iter().filter(|&&k| k == key).count()
+    };
+    let single = |key: &str| {
+        (named(key) == 1)
+            .then(|| parsed.members.iter().find(|m| m.key == key))
+            .flatten()
+    };
+    // The value of a key named once, well-formed: `None` if it is not UTF-8 or does not
+    // decode.
+    let decoded = |key: &str| {
+        single(key).map(|m| {
+            m.value.as_ref().ok().and_then(|v| match key {
+                "t" => Some(Decoded::Text(v.clone())),
+                "n" => v.parse().ok().map(Decoded::Number),
+                _ => LIST.decode(v).ok().map(Decoded::List),
+            })
+        })
+    };
+    let (t, n, l) = (decoded("t"), decoded("n"), decoded("l"));
+    assert_eq!(
+        ec.get(&TEXT).map(Decoded::Text),
+        t.clone().flatten(),
+        "t set iff named once, well-formed and UTF-8"
+    );
+    assert_eq!(
+        ec.get(&NUMBER).map(Decoded::Number),
+        n.clone().flatten(),
+        "n set iff named once, well-formed, UTF-8, and parses"
+    );
+    assert_eq!(
+        ec.get(&LIST).map(Decoded::List),
+        l.clone().flatten(),
+        "l set iff named once, well-formed, UTF-8, and decodes"
+    );
+    let problems = !parsed.errors.is_empty()
+        || parsed
+            .members
+            .iter()
+            .any(|m| !["t", "n", "l"].contains(&m.key))
+        || ["t", "n", "l"].iter().any(|key| named(key) > 1)
+        || [t, n, l].iter().any(|value| matches!(value, Some(None)));
+    assert_eq!(
+        reports,
+        usize::from(problems),
+        "one report iff a problem in the headers"
+    );
 });

@@ -587,7 +587,8 @@ impl std::error::Error for PropagationError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Carrier {
-    /// The `baggage` headers of one incoming request.
+    /// The `baggage` headers of one incoming request (or the values given to
+    /// [`Registry::execution_context_from_baggage`]).
     IncomingBaggage,
     /// The `baggage` header of one outgoing request.
     OutgoingBaggage,
@@ -1030,6 +1031,46 @@ impl Registry {
             key: key.to_string(),
         }));
         count
+    }
+
+    /// A fresh execution context holding the registered values of `baggage` header values
+    /// (one or several, combined into one list as the W3C specification says) from any
+    /// carrier: a message's metadata, a job's record. The rules are the server layer's
+    /// ([`crate::service`]): [`baggage::parse`], then each registered key that came once,
+    /// well-formed, with a value that decodes, is set; malformed members, unknown or repeated
+    /// keys (a malformed member still naming a key counts as a copy of it), values that do
+    /// not decode and the W3C limits are reported, once for the call
+    /// ([`Carrier::IncomingBaggage`]), and leave their variables unset.
+    ///
+    /// ```
+    /// use exec_context::propagate::{Propagated, Registry};
+    ///
+    /// static TENANT: Propagated<String> = Propagated::text("tenant");
+    /// static ATTEMPT: Propagated<u32> = Propagated::text("attempt");
+    /// let registry = Registry::builder()
+    ///     .register(&TENANT)
+    ///     .register(&ATTEMPT)
+    ///     .on_error(|_| {})
+    ///     .build()
+    ///     .unwrap();
+    /// let ec = registry.execution_context_from_baggage([&b"tenant=acme%20corp"[..], b"attempt=2"]);
+    /// assert_eq!(ec.get(&TENANT).as_deref(), Some("acme corp"));
+    /// assert_eq!(ec.get(&ATTEMPT), Some(2));
+    /// // `tenant` came twice (once malformed): left unset, and reported.
+    /// let ec = registry.execution_context_from_baggage([&b"tenant=a,tenant=b c,attempt=3"[..]]);
+    /// assert_eq!(ec.get(&TENANT), None);
+    /// assert_eq!(ec.get(&ATTEMPT), Some(3));
+    /// ```
+    pub fn execution_context_from_baggage<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> ExecutionContext {
+        let parsed = baggage::parse(values);
+        let mut errors = parsed.errors;
+        let (context, decode_errors) = self.decode_context(&parsed.members, &parsed.malformed_keys);
+        errors.extend(decode_errors);
+        self.report_errors(Carrier::IncomingBaggage, errors);
+        context.execution_context()
     }
 
     /// A fresh execution context holding exactly the decodable values of `carried`. Unknown
