@@ -4,7 +4,9 @@
 //!
 //! Each thread's current execution context lives in thread-local state as three parts:
 //!
-//! - the **topmost logical context**, a [`hamt::HamtMap`] from variable id to a shared value;
+//! - the **topmost logical context**, a [`hamt::HamtMap`] from variable id to a shared value
+//!   (or, for integers of up to 64 bits, `f32`, `f64` and `bool` values of inherited,
+//!   unpinned variables, the value's bits themselves);
 //! - the **logical contexts pushed** beneath it on this thread (a `Vec`, reused, so a
 //!   generator step allocates nothing);
 //! - an immutable **base** snapshot ([`ExecutionContext`](crate::ExecutionContext)) under
@@ -36,9 +38,11 @@
 //!
 //! Here the cache lives in the thread instead (like Java's `ScopedValue`): a 32-entry
 //! direct-mapped table indexed by variable id, in a `const`-initialised thread-local. An
-//! entry holds `(variable id, version, pointer to the value or null for "absent")`. It is
-//! valid when both the id and the thread's current cache version match. The version is bumped
-//! when the thread's context changes shape: entering or leaving a `Context`,
+//! entry holds `(variable id, version, pointer to the value, a copy of it for the inline
+//! kinds, or null for "absent")`. It is valid when both the id and the thread's current cache
+//! version match. The version changes (to a fresh one, or back to the one the context last
+//! had on this thread: leaving and popping restore the one below, entering a `Context`
+//! restores its stamp) when the thread's context changes shape: entering or leaving a `Context`,
 //! `run_with_execution_context`, pushing or popping a *non-empty* logical context, and thread
 //! teardown (the version changes as a run or a push begins, whether it waits or not). `set`, `delete` and `reset` refresh or clear the one entry they affect.
 //!

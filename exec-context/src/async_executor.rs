@@ -3,8 +3,9 @@
 //!
 //! async-executor has no task hooks, so the primitive sits in the executor's task instead:
 //! [`Executor::spawn`] captures the spawner's context on the spawning thread and every poll
-//! of the task runs between [`TaskContext::enter`] and [`TaskContext::exit`] — the same four
-//! calls the tokio hooks make. The future is dropped inside its context too.
+//! of the task runs between [`TaskContext::enter`] and [`TaskContext::exit`] (or
+//! [`TaskContext::end`] when the step left an attach behind, which ends it too), as the tokio
+//! hooks begin and end each poll. The future is dropped inside its context too.
 //!
 //! ```
 //! use contextvars::ContextVar;

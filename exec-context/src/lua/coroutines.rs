@@ -1,6 +1,7 @@
 //! Lua coroutines as PEP 550 generators.
 //!
-//! `coroutine.resume` and `coroutine.wrap` are replaced by Lua functions over Lua's own,
+//! `coroutine.resume`, `coroutine.close` and `coroutine.wrap` are replaced by Lua functions
+//! over Lua's own,
 //! which never leave Lua: a resume that can succeed (of a suspended coroutine) records its
 //! resumer (`parents[co] = coroutine.running()`, in a table with weak keys; a failing one
 //! records nothing, so it cannot displace the record of the resume running that coroutine)

@@ -55,7 +55,8 @@
 //! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
 //! about 35 ns. A coroutine resume stays in Lua: `coroutine.resume` is a Lua function that
 //! records the resumer and tail-calls Lua's own resume, and the coroutines' logical contexts
-//! are only entered when a `ContextVar` method or `copy_context` runs, so a resume costs the
+//! are read in place by `ContextVar:get` and only entered when `:set`, `:reset` or
+//! `copy_context` runs, so a resume costs the
 //! same whether or not the coroutine has a context of its own, and never leaves Lua.
 //!
 //! ```

@@ -30,8 +30,9 @@
 //!   keeps as text, empty members, non-token keys, which it percent-decodes) and drops
 //!   members it cannot read without saying which.
 //!
-//! [`parse`] follows the grammar: a member that does not match is reported and ignored, the
-//! rest are kept. (The server layer checks a single header against the same grammar in one
+//! [`parse`] follows the grammar: a member that does not match is reported and ignored (its
+//! key, if it still names one, is kept in [`Parsed::malformed_keys`]: a receiver counts it as
+//! a copy of that key, see [`malformed_key`]), the rest are kept. (The server layer checks a single header against the same grammar in one
 //! pass, without building the list, and falls back to [`parse`] when anything is wrong.)
 //!
 //! Its injector is right for values made only of unreserved characters, which is what

@@ -8,7 +8,9 @@
 //!
 //! - [`crate::process`] (feature `process`) hands them to a child process;
 //! - [`crate::service`] (feature `tower`) sends them in the `baggage` header of outgoing
-//!   requests and reads them from incoming ones.
+//!   requests and reads them from incoming ones;
+//! - [`Registry::execution_context_from_baggage`] reads `baggage` values from any other
+//!   carrier, with the server's rules.
 //!
 //! Only variables listed in the registry are ever encoded; anything else in the context stays
 //! behind. A variable that opted out of inheritance
