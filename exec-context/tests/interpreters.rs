@@ -668,3 +668,50 @@ fn an_attach_left_active_keeps_the_interpreter_s_mark() {
     // Put by the interpreter: unbound by its close (the default policy replaces it).
     assert_eq!(queue.get().unwrap(), Shareable::Unbound);
 }
+
+/// A value whose `Drop` always panics, even while another panic unwinds, counting its drops.
+struct AlwaysPanics(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for AlwaysPanics {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        panic!("a value's Drop panicked on purpose (always)");
+    }
+}
+
+static ALWAYS: ContextVar<Arc<AlwaysPanics>> = ContextVar::new("always panics");
+
+/// Closing an interpreter whose contexts on two threads hold values whose `Drop` panics:
+/// every value is dropped, the first panic reaches the caller, and the process does not
+/// abort (the second panic, while the first unwound, aborted it).
+#[test]
+fn closing_with_two_panicking_values_drops_both_without_aborting() {
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let interp = interpreters::create();
+    let set = |dropped: Arc<std::sync::atomic::AtomicUsize>| {
+        move || drop(ALWAYS.set(Arc::new(AlwaysPanics(dropped))))
+    };
+    interp.exec(set(dropped.clone())).unwrap();
+    // The other thread stays until the interpreter is closed: its context is the
+    // interpreter's to drop, not its own exit's.
+    let (ran, closed_tx) = (Barrier::new(2), Barrier::new(2));
+    let closed = std::thread::scope(|scope| {
+        let (interp, dropped) = (&interp, dropped.clone());
+        let (ran, closed_tx) = (&ran, &closed_tx);
+        scope.spawn(move || {
+            interp.exec(set(dropped)).unwrap();
+            ran.wait();
+            closed_tx.wait();
+        });
+        ran.wait();
+        let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| interp.close()));
+        closed_tx.wait();
+        closed
+    });
+    assert!(closed.is_err(), "the first panic reaches the caller");
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(matches!(
+        interp.exec(|| ()),
+        Err(InterpreterError::NotFound { .. })
+    ));
+}

@@ -520,3 +520,53 @@ fn a_job_shutting_its_own_pool_down_does_not_wait_for_itself() {
     assert!(matches!(pool.submit(|| 1u8), Err(PoolError::Shutdown)));
     pool.shutdown(true);
 }
+
+/// `cancel_pending` with two queued jobs whose captures always panic on drop: both handles
+/// are cancelled, both captures dropped, the first panic reaches the caller, and the process
+/// does not abort (it did: the second panic came while the first unwound).
+#[test]
+fn cancelling_two_jobs_whose_captures_panic_on_drop_does_not_abort() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct AlwaysPanics(Arc<AtomicUsize>);
+    impl Drop for AlwaysPanics {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("a capture's Drop panicked on purpose (always)");
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let pool = InterpreterPool::new(1).unwrap();
+    let gate = create_queue(0);
+    let started = create_queue(0);
+    let blocker = {
+        let (gate, started) = (gate.clone(), started.clone());
+        pool.submit(move || {
+            started.put(()).unwrap();
+            gate.get().unwrap()
+        })
+        .unwrap()
+    };
+    started.get().unwrap();
+    let doomed: Vec<_> = (0..2)
+        .map(|_| {
+            let capture = AlwaysPanics(dropped.clone());
+            pool.submit(move || {
+                let _keep = &capture;
+                1u8
+            })
+            .unwrap()
+        })
+        .collect();
+    let cancelled =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.cancel_pending()));
+    assert!(cancelled.is_err(), "the first panic reaches the caller");
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+    for handle in doomed {
+        assert!(matches!(handle.wait(), Err(PoolError::Cancelled)));
+    }
+    gate.put(()).unwrap();
+    blocker.wait().unwrap();
+    assert_eq!(pool.submit(|| 3u8).unwrap().wait().unwrap(), 3);
+}

@@ -364,15 +364,63 @@ impl Drop for Inner {
             registry::remove_interpreter(self.id);
             registry::unbind(self.id);
         }
-        // As in `close`: user destructors from a `Vec`, which survives one of them panicking.
-        let contexts: Vec<_> = std::mem::take(&mut state.contexts).into_values().collect();
-        let main: Vec<_> = std::mem::take(&mut state.main).into_values().collect();
-        drop(contexts);
-        drop(main);
+        // As in `close`: user destructors one by one.
+        drop_state(
+            std::mem::take(&mut state.contexts),
+            std::mem::take(&mut state.main),
+        );
     }
 }
 
 static MAIN: LazyLock<Arc<Inner>> = LazyLock::new(|| Arc::new(Inner::new(0)));
+
+/// Drops each of `items` on its own, so that a panicking destructor among them neither keeps
+/// the others from being dropped nor, with a second one, aborts the process (a `Vec` would go
+/// on dropping the rest while the first panic unwinds). The first panic reaches the caller
+/// once every item is dropped; later ones are discarded. While the caller is already
+/// unwinding, every panic is discarded.
+/// Drops an interpreter's per-thread contexts and `__main__` values (see [`drop_each`]).
+fn drop_state<S>(
+    contexts: HashMap<ThreadId, Option<Context>, S>,
+    main: HashMap<String, Shareable>,
+) {
+    // Out of the maps first: a map's table would leak if its drop were cut short.
+    let contexts = contexts.into_values().flatten().map(Held::Context);
+    let main = main.into_values().map(Held::Main);
+    drop_each(
+        contexts
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(main.collect::<Vec<_>>()),
+    );
+}
+
+/// What an interpreter holds that user code may have put there.
+#[expect(dead_code, reason = "held only to be dropped")]
+enum Held {
+    Context(Context),
+    Main(Shareable),
+}
+
+pub(crate) fn drop_each<T>(items: impl IntoIterator<Item = T>) {
+    let mut first = None;
+    for item in items {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(item))) {
+            match first {
+                None => first = Some(payload),
+                // A payload's own `Drop` is user code too.
+                Some(_) => drop(catch_unwind(AssertUnwindSafe(move || drop(payload)))),
+            }
+        }
+    }
+    if let Some(payload) = first {
+        if std::thread::panicking() {
+            drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
+        } else {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
 
 /// Creates a new, idle interpreter (PEP 554/734 `create()`). It runs nothing until something
 /// is run in it, on whichever thread calls [`exec`](Interpreter::exec).
@@ -526,12 +574,9 @@ impl Interpreter {
         registry::remove_interpreter(id);
         registry::unbind(id);
         // User destructors run last, outside every lock, with the interpreter consistently
-        // closed whatever they do. Out of the maps first: a `Vec` goes on dropping the rest
-        // (and frees itself) when one destructor panics, where a map's table would leak.
-        let contexts: Vec<_> = contexts.into_values().collect();
-        let main: Vec<_> = main.into_values().collect();
-        drop(contexts);
-        drop(main);
+        // closed whatever they do; one by one (a panic among them reaches the caller once
+        // all are dropped).
+        drop_state(contexts, main);
         Ok(())
     }
 

@@ -405,7 +405,8 @@ impl PoolBuilder {
 }
 
 /// Fails every job in `jobs` with `error()`: first all the handles, then the jobs' captures
-/// are dropped (a panicking destructor cannot leave a handle waiting forever).
+/// are dropped (a panicking destructor cannot leave a handle waiting forever; the first such
+/// panic reaches the caller once all are dropped).
 /// Returns how many of them were still pending (not cancelled through their handles).
 fn refuse_all(jobs: VecDeque<(Job, Refuse)>, error: impl Fn() -> PoolError) -> usize {
     let (jobs, refusals): (Vec<Job>, Vec<Refuse>) = jobs.into_iter().unzip();
@@ -414,7 +415,8 @@ fn refuse_all(jobs: VecDeque<(Job, Refuse)>, error: impl Fn() -> PoolError) -> u
         .map(|refuse| refuse(error()))
         .filter(|&pending| pending)
         .count();
-    drop(jobs);
+    // One by one: two captures whose destructors panic must not abort the process.
+    super::drop_each(jobs);
     pending
 }
 
