@@ -148,6 +148,31 @@ impl Drop for ThreadState {
         // The thread is ending and its context with it: nothing cached may be used again,
         // not even by a context that ran here before and is run again by a later destructor.
         cache::close();
+        // Its contexts go in a thread-local's destructor, where a panic (a value's `Drop`)
+        // aborts the process and has no caller to reach: each part is dropped on its own,
+        // and its panic discarded. (Values' `Drop`s that use a variable find no state.)
+        discard_panic(mem::take(&mut self.frame));
+        discard_panic(mem::take(&mut self.snapshot));
+        mem::take(&mut self.pushed)
+            .into_iter()
+            .for_each(discard_panic);
+        for level in mem::take(&mut self.levels) {
+            let Level {
+                frame, snapshot, ..
+            } = level;
+            discard_panic(frame);
+            discard_panic(snapshot);
+        }
+        mem::take(&mut self.retired)
+            .into_iter()
+            .for_each(discard_panic);
+    }
+}
+
+/// Drops `value`, discarding a panic of its `Drop` (and of the panic payload's own).
+fn discard_panic<T>(value: T) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
 }
 

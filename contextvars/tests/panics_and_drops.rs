@@ -1170,3 +1170,39 @@ fn a_scope_future_resets_even_when_its_end_enters_a_panicking_fetch() {
         assert_eq!(SCOPED.get().as_deref(), Some("caller"));
     });
 }
+
+// --- Thread exit ----------------------------------------------------------------------------
+
+/// A value whose `Drop` panics, counting its drops.
+struct PanicsWhenDropped(&'static AtomicIsize);
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("a value's Drop panicked on purpose at thread exit");
+    }
+}
+
+static AT_EXIT: ContextVar<PanicsWhenDropped> = ContextVar::new("at exit");
+static AT_EXIT_TOO: ContextVar<PanicsWhenDropped> = ContextVar::new("at exit too");
+
+/// A thread that ends with values whose `Drop` panics in its context (its own, and one an
+/// attach it never ended displaced): its context goes in a thread-local's destructor, where a
+/// panic aborts the process. Every value is dropped and the process goes on.
+#[test]
+fn a_thread_ending_with_panicking_values_in_its_context_does_not_abort() {
+    static DROPPED: AtomicIsize = AtomicIsize::new(0);
+    std::thread::spawn(|| {
+        AT_EXIT.set(PanicsWhenDropped(&DROPPED));
+        let mut held = Context::new();
+        held.run(|| AT_EXIT_TOO.set(PanicsWhenDropped(&DROPPED)));
+        // Never detached: the thread's own context stays displaced until the thread ends.
+        let _left = contextvars::attach(held).unwrap();
+        assert!(AT_EXIT.with(|v| v.is_none()));
+        // A snapshot of the attached context, cached by the thread.
+        let _ = get_execution_context();
+    })
+    .join()
+    .expect("the thread itself does not panic");
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 2);
+}

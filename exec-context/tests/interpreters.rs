@@ -715,3 +715,25 @@ fn closing_with_two_panicking_values_drops_both_without_aborting() {
         Err(InterpreterError::NotFound { .. })
     ));
 }
+
+/// A thread that ran in an interpreter ends: the context it left there goes with it, in a
+/// thread-local's destructor. A value whose `Drop` panics there is dropped and the process
+/// goes on (it aborted).
+#[test]
+fn a_thread_leaving_a_panicking_value_in_an_interpreter_ends_without_aborting() {
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let interp = interpreters::create();
+    std::thread::scope(|scope| {
+        let (interp, dropped) = (&interp, dropped.clone());
+        scope
+            .spawn(move || {
+                interp
+                    .exec(move || drop(ALWAYS.set(Arc::new(AlwaysPanics(dropped)))))
+                    .unwrap();
+            })
+            .join()
+            .expect("the thread itself does not panic");
+    });
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 1);
+    interp.close().unwrap();
+}

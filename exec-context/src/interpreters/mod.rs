@@ -266,12 +266,19 @@ impl Visits {
 }
 
 impl Drop for Visits {
+    /// The thread is ending: the contexts it left in interpreters go. This runs in a
+    /// thread-local's destructor, where a panic (a value's `Drop`) aborts the process and has
+    /// no caller to reach: each is dropped on its own and its panic discarded.
     fn drop(&mut self) {
-        for weak in self.interpreters.get_mut().drain(..) {
-            if let Some(inner) = weak.upgrade() {
-                let saved = inner.lock().contexts.remove(&self.thread);
-                drop(saved);
-            }
+        let thread = self.thread;
+        for weak in std::mem::take(self.interpreters.get_mut()) {
+            let _ = catch_unwind(AssertUnwindSafe(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let saved = inner.lock().contexts.remove(&thread);
+                    drop(saved);
+                }
+            }))
+            .map_err(|payload| catch_unwind(AssertUnwindSafe(move || drop(payload))));
         }
     }
 }
