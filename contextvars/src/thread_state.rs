@@ -150,12 +150,14 @@ impl Drop for ThreadState {
         cache::close();
         // Its contexts go in a thread-local's destructor, where a panic (a value's `Drop`)
         // aborts the process and has no caller to reach: each part is dropped on its own,
-        // and its panic discarded. (Values' `Drop`s that use a variable find no state.)
+        // and its panic discarded. (Values' `Drop`s that use a variable find no state.) In
+        // the fields' own order. Within one part (one logical context's map), a second
+        // panicking `Drop` while the first unwinds still aborts, as in any collection.
         discard_panic(mem::take(&mut self.frame));
-        discard_panic(mem::take(&mut self.snapshot));
         mem::take(&mut self.pushed)
             .into_iter()
             .for_each(discard_panic);
+        discard_panic(mem::take(&mut self.snapshot));
         for level in mem::take(&mut self.levels) {
             let Level {
                 frame, snapshot, ..

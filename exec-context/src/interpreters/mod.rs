@@ -261,7 +261,11 @@ impl Visits {
             }
             list.push(interp);
         }
-        drop(looked);
+        // Another interpreter's leftovers: a panic of theirs is not the caller's run's
+        // failure, and has no one else to reach. Discarded (the panic hook has shown it).
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(looked))) {
+            drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
+        }
     }
 }
 
@@ -381,11 +385,6 @@ impl Drop for Inner {
 
 static MAIN: LazyLock<Arc<Inner>> = LazyLock::new(|| Arc::new(Inner::new(0)));
 
-/// Drops each of `items` on its own, so that a panicking destructor among them neither keeps
-/// the others from being dropped nor, with a second one, aborts the process (a `Vec` would go
-/// on dropping the rest while the first panic unwinds). The first panic reaches the caller
-/// once every item is dropped; later ones are discarded. While the caller is already
-/// unwinding, every panic is discarded.
 /// Drops an interpreter's per-thread contexts and `__main__` values (see [`drop_each`]).
 fn drop_state<S>(
     contexts: HashMap<ThreadId, Option<Context>, S>,
@@ -409,6 +408,12 @@ enum Held {
     Main(Shareable),
 }
 
+/// Drops each of `items` on its own, so that a panicking destructor among them neither keeps
+/// the others from being dropped nor, with a second one, aborts the process (a `Vec` would go
+/// on dropping the rest while the first panic unwinds). The first panic reaches the caller
+/// once every item is dropped; later ones are discarded. While the caller is already
+/// unwinding, every panic is discarded. (Within one item, a context holding two values whose
+/// `Drop` panics, a second panic while the first unwinds still aborts, as in any collection.)
 pub(crate) fn drop_each<T>(items: impl IntoIterator<Item = T>) {
     let mut first = None;
     for item in items {

@@ -254,8 +254,8 @@ impl<T> fmt::Debug for JobHandle<T> {
 }
 
 type Job = Box<dyn FnOnce(&Interpreter) + Send>;
-/// Fails a queued job that will never run.
-/// Fails a queued job's handle; returns whether the job was still pending (not cancelled).
+/// Fails a queued job's handle (a job that will never run); returns whether the job was
+/// still pending (not cancelled).
 type Refuse = Box<dyn FnOnce(PoolError) -> bool + Send>;
 type Initializer = Arc<dyn Fn(&Interpreter) -> Result<(), InterpreterError> + Send + Sync>;
 
@@ -448,7 +448,14 @@ fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Sharea
             std::mem::take(&mut state.jobs)
         };
         shared.available.notify_all();
-        refuse_all(orphans, || PoolError::Broken(failure.clone()));
+        // Every handle is refused first; a panicking capture's `Drop` ends here, not the
+        // worker (which ends anyway).
+        let refused = catch_unwind(AssertUnwindSafe(|| {
+            refuse_all(orphans, || PoolError::Broken(failure.clone()))
+        }));
+        if let Err(payload) = refused {
+            drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
+        }
         return;
     }
     loop {
@@ -659,7 +666,8 @@ impl InterpreterPool {
             for thread in threads.drain(..) {
                 // A worker never panics: jobs' panics (and their failures' descriptions) are
                 // caught by `try_call`, what they leave is dropped under a catch (see
-                // `submit_fallible`), the initializer's and wakers' panics where they run.
+                // `submit_fallible`), the initializer's, wakers' and refused captures' panics
+                // where they run.
                 let _ = thread.join();
             }
         }
