@@ -423,7 +423,10 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         matches!(self.body, Body::Finished)
     }
 
-    /// The generator's own logical context, or `None` in context manager mode.
+    /// The generator's own logical context, or `None` in context manager mode. It stays with
+    /// the generator after the body returns (or panics), readable here, and its values go
+    /// when the generator is dropped (or given another context with
+    /// [`set_logical_context`](Self::set_logical_context)).
     ///
     /// ```
     /// use contextvars::ContextVar;

@@ -168,8 +168,16 @@ fn main() -> ExitCode {
             }
         });
     }
+    let status = if outcome.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for (group, message) in &outcome.failed {
+            eprintln!("report: the `{}` group failed: {message}", group.name());
+        }
+        ExitCode::FAILURE
+    };
     match printed.and_then(|()| stdout.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => status,
         // A closed pipe (`report | head`) is not worth a panic.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => {

@@ -219,6 +219,35 @@ pub struct Outcome {
     pub json: serde_json::Value,
     /// The files written, `report.md` first.
     pub files: Vec<PathBuf>,
+    /// The groups that failed (panicked) while measuring, with the panic's message: the
+    /// report holds the others, and says so.
+    pub failed: Vec<(Group, String)>,
+}
+
+/// Measures one group, or records why it failed: one group's failure (a peer that cannot
+/// start, a port that cannot be bound) must not lose the other groups' figures.
+fn guarded<R>(
+    config: &Config,
+    group: Group,
+    failed: &mut Vec<(Group, String)>,
+    measure: impl FnOnce() -> R,
+) -> Option<R> {
+    if !config.runs(group) {
+        return None;
+    }
+    progress::group(group.name());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(measure)) {
+        Ok(results) => Some(results),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|message| (*message).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            failed.push((group, message));
+            None
+        }
+    }
 }
 
 /// The progress steps of `config`: one per hamt (operation, N) and memory N, one per
@@ -273,30 +302,30 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
     let started = Instant::now();
     let machine = machine::Machine::collect();
     progress::start(steps(config));
-    let hamt_results = config.runs(Group::Hamt).then(|| {
-        progress::group(Group::Hamt.name());
-        hamt::measure(config)
-    });
-    let context_results = config.runs(Group::Context).then(|| {
-        progress::group(Group::Context.name());
+    let mut failed = Vec::new();
+    let hamt_results = guarded(config, Group::Hamt, &mut failed, || hamt::measure(config));
+    let context_results = guarded(config, Group::Context, &mut failed, || {
         context::measure(config)
     });
-    let task_results = config.runs(Group::Tasks).then(|| {
-        progress::group(Group::Tasks.name());
-        tasks::measure(config)
-    });
-    let interpreter_results = config.runs(Group::Interpreters).then(|| {
-        progress::group(Group::Interpreters.name());
+    let task_results = guarded(config, Group::Tasks, &mut failed, || tasks::measure(config));
+    let interpreter_results = guarded(config, Group::Interpreters, &mut failed, || {
         interpreters::measure(config)
     });
-    let service_results = config.runs(Group::Service).then(|| {
-        progress::group(Group::Service.name());
+    let service_results = guarded(config, Group::Service, &mut failed, || {
         service::measure(config)
     });
     progress::finish();
     let elapsed = started.elapsed();
 
     let mut markdown = header(&machine, config, elapsed);
+    for (group, message) in &failed {
+        markdown.push_str(&format!(
+            "## `{}`: not measured\n\nThe group failed while measuring (`{message}`): its \
+             figures and targets are missing from this report, which the report's exit status \
+             says too.\n\n",
+            group.name()
+        ));
+    }
     let dir = &config.out;
     prepare_output(dir)?;
     let mut files = Vec::new();
@@ -368,6 +397,15 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
             service::json(service_results),
         );
     }
+    if let Some(object) = json.as_object_mut() {
+        object.insert(
+            "failed_groups".to_owned(),
+            failed
+                .iter()
+                .map(|(group, message)| serde_json::json!({ "group": group.name(), "message": message }))
+                .collect(),
+        );
+    }
     let results = dir.join("results.json");
     let mut text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
     text.push('\n');
@@ -391,6 +429,7 @@ pub fn run(config: &Config) -> io::Result<Outcome> {
         markdown,
         json,
         files,
+        failed,
     })
 }
 
@@ -466,4 +505,33 @@ fn header(machine: &machine::Machine, config: &Config, elapsed: Duration) -> Str
         peers = machine.peers,
         method = method.join("; "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group that panics is recorded with its message and the others still run; a group
+    /// not selected is not run at all.
+    #[test]
+    fn a_failing_group_is_recorded_and_the_others_run() {
+        let mut config = Config::new(Mode::Quick);
+        config.groups = vec![Group::Context, Group::Tasks];
+        let mut failed = Vec::new();
+        let context: Option<u8> = guarded(&config, Group::Context, &mut failed, || {
+            panic!("bind 127.0.0.1:0 failed (on purpose)")
+        });
+        let tasks = guarded(&config, Group::Tasks, &mut failed, || 7u8);
+        let service = guarded(&config, Group::Service, &mut failed, || -> u8 {
+            unreachable!("not selected")
+        });
+        assert_eq!((context, tasks, service), (None, Some(7), None));
+        assert_eq!(
+            failed,
+            [(
+                Group::Context,
+                "bind 127.0.0.1:0 failed (on purpose)".to_owned()
+            )]
+        );
+    }
 }
