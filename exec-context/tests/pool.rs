@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use contextvars::ContextVar;
-use exec_context::interpreters::{self, InterpreterPool, PoolError, Shareable, create_queue};
+use exec_context::interpreters::{
+    self, InterpreterPool, JobHandle, PoolError, Queue, Shareable, create_queue,
+};
 
 static WORKER_STATE: ContextVar<u32> = ContextVar::with_default("worker_state", 0);
 
@@ -17,6 +19,23 @@ impl std::fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// Occupies the pool's one worker with a job that waits for an item on the returned gate;
+/// returns once the job runs, with its handle.
+fn occupy(pool: &InterpreterPool) -> (Queue, JobHandle<Shareable>) {
+    let gate = create_queue(0);
+    let started = create_queue(0);
+    let blocker = {
+        let (gate, started) = (gate.clone(), started.clone());
+        pool.submit(move || {
+            started.put(()).unwrap();
+            gate.get().unwrap()
+        })
+        .unwrap()
+    };
+    started.get().unwrap();
+    (gate, blocker)
+}
 
 #[test]
 fn map_returns_results_in_order() {
@@ -317,17 +336,7 @@ fn shutdown_finishes_queued_jobs_and_refuses_new_ones() {
 #[test]
 fn pending_jobs_can_be_cancelled() {
     let pool = InterpreterPool::new(1).unwrap();
-    let gate = create_queue(0);
-    let started = create_queue(0);
-    let blocker = {
-        let (gate, started) = (gate.clone(), started.clone());
-        pool.submit(move || {
-            started.put(()).unwrap();
-            gate.get().unwrap()
-        })
-        .unwrap()
-    };
-    started.get().unwrap();
+    let (gate, blocker) = occupy(&pool);
     let queued: Vec<_> = (0..5).map(|n| pool.submit(move || n).unwrap()).collect();
     assert!(queued[0].cancel());
     let cancelled = pool.cancel_pending();
@@ -394,17 +403,7 @@ fn a_cancelled_job_whose_captures_panic_on_drop_leaves_the_pool_working() {
         }
     }
     let pool = InterpreterPool::new(1).unwrap();
-    let gate = create_queue(0);
-    let started = create_queue(0);
-    let blocker = {
-        let (gate, started) = (gate.clone(), started.clone());
-        pool.submit(move || {
-            started.put(()).unwrap();
-            gate.get().unwrap()
-        })
-        .unwrap()
-    };
-    started.get().unwrap();
+    let (gate, blocker) = occupy(&pool);
     let bomb = PanicOnDrop;
     let doomed = pool
         .submit(move || {
@@ -538,17 +537,7 @@ fn cancelling_two_jobs_whose_captures_panic_on_drop_does_not_abort() {
     }
     let dropped = Arc::new(AtomicUsize::new(0));
     let pool = InterpreterPool::new(1).unwrap();
-    let gate = create_queue(0);
-    let started = create_queue(0);
-    let blocker = {
-        let (gate, started) = (gate.clone(), started.clone());
-        pool.submit(move || {
-            started.put(()).unwrap();
-            gate.get().unwrap()
-        })
-        .unwrap()
-    };
-    started.get().unwrap();
+    let (gate, blocker) = occupy(&pool);
     let doomed: Vec<_> = (0..2)
         .map(|_| {
             let capture = AlwaysPanics(dropped.clone());

@@ -263,9 +263,7 @@ impl Visits {
         }
         // Another interpreter's leftovers: a panic of theirs is not the caller's run's
         // failure, and has no one else to reach. Discarded (the panic hook has shown it).
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(looked))) {
-            drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
-        }
+        discarding_panics(move || drop(looked));
     }
 }
 
@@ -276,13 +274,12 @@ impl Drop for Visits {
     fn drop(&mut self) {
         let thread = self.thread;
         for weak in std::mem::take(self.interpreters.get_mut()) {
-            let _ = catch_unwind(AssertUnwindSafe(move || {
+            discarding_panics(move || {
                 if let Some(inner) = weak.upgrade() {
                     let saved = inner.lock().contexts.remove(&thread);
                     drop(saved);
                 }
-            }))
-            .map_err(|payload| catch_unwind(AssertUnwindSafe(move || drop(payload))));
+            });
         }
     }
 }
@@ -421,16 +418,24 @@ pub(crate) fn drop_each<T>(items: impl IntoIterator<Item = T>) {
             match first {
                 None => first = Some(payload),
                 // A payload's own `Drop` is user code too.
-                Some(_) => drop(catch_unwind(AssertUnwindSafe(move || drop(payload)))),
+                Some(_) => discarding_panics(move || drop(payload)),
             }
         }
     }
     if let Some(payload) = first {
         if std::thread::panicking() {
-            drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
+            discarding_panics(move || drop(payload));
         } else {
             std::panic::resume_unwind(payload);
         }
+    }
+}
+
+/// Runs `f`, discarding a panic out of it (and one out of that panic's payload's own `Drop`):
+/// for user code whose panic has no one to reach, such as a thread-local's destructor.
+pub(crate) fn discarding_panics(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
 }
 

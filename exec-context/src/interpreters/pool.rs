@@ -450,12 +450,9 @@ fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Sharea
         shared.available.notify_all();
         // Every handle is refused first; a panicking capture's `Drop` ends here, not the
         // worker (which ends anyway).
-        let refused = catch_unwind(AssertUnwindSafe(|| {
-            refuse_all(orphans, || PoolError::Broken(failure.clone()))
-        }));
-        if let Err(payload) = refused {
-            drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
-        }
+        super::discarding_panics(|| {
+            refuse_all(orphans, || PoolError::Broken(failure.clone()));
+        });
         return;
     }
     loop {
