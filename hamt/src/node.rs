@@ -246,7 +246,9 @@ where
     };
     let mut filled = 0;
     for (place, slot) in body.slice.iter_mut().zip(slots.by_ref()) {
-        *place = slot;
+        // `place` is vacant: forgetting it drops nothing, and spares the drop check of an
+        // assignment (≈ 8 instructions per slot).
+        mem::forget(mem::replace(place, slot));
         filled += 1;
     }
     debug_assert_eq!(
