@@ -493,6 +493,15 @@ mod drops {
         }
     }
 
+    /// Runs `f` with `fiber` as the one `Peek` looks at; returns what each `Peek` dropped
+    /// meanwhile saw: (running, finished).
+    pub fn watching(fiber: &Fiber<()>, f: impl FnOnce()) -> Vec<(bool, bool)> {
+        FIBER.with(|slot| *slot.borrow_mut() = Some(fiber.clone()));
+        f();
+        FIBER.with(|slot| slot.borrow_mut().take());
+        SEEN.with(|seen| seen.borrow_mut().split_off(0))
+    }
+
     pub static PEEK: ContextVar<Peek> = ContextVar::new("peek");
     pub static BOMB: ContextVar<Bomb> = ContextVar::new("bomb");
 }
@@ -504,15 +513,13 @@ fn replacing_a_fiber_s_context_drops_the_old_values_outside_the_fiber() {
             drops::PEEK.set(drops::Peek);
             co.yield_(()).await;
         });
-        drops::FIBER.with(|f| *f.borrow_mut() = Some(fiber.clone()));
-        assert_eq!(fiber.switch(), Ok(Some(())));
-        // The old context's `Peek` sees an idle fiber (it panicked with a borrow error before).
-        assert_eq!(fiber.set_context(Some(Context::new())), Ok(()));
-        assert_eq!(
-            drops::SEEN.with(|s| s.borrow_mut().split_off(0)),
-            [(false, false)]
-        );
-        drops::FIBER.with(|f| f.borrow_mut().take());
+        let seen = drops::watching(&fiber, || {
+            assert_eq!(fiber.switch(), Ok(Some(())));
+            // The old context's `Peek` sees an idle fiber (it panicked with a borrow error
+            // before).
+            assert_eq!(fiber.set_context(Some(Context::new())), Ok(()));
+        });
+        assert_eq!(seen, [(false, false)]);
     });
 }
 
@@ -522,13 +529,8 @@ fn a_fiber_s_context_dropped_as_it_finishes_sees_it_finished() {
         let fiber: Fiber<()> = Fiber::new(FiberContext::Empty, |_co| async move {
             drops::PEEK.set(drops::Peek);
         });
-        drops::FIBER.with(|f| *f.borrow_mut() = Some(fiber.clone()));
-        assert_eq!(fiber.switch(), Ok(None));
-        assert_eq!(
-            drops::SEEN.with(|s| s.borrow_mut().split_off(0)),
-            [(false, true)]
-        );
-        drops::FIBER.with(|f| f.borrow_mut().take());
+        let seen = drops::watching(&fiber, || assert_eq!(fiber.switch(), Ok(None)));
+        assert_eq!(seen, [(false, true)]);
     });
 }
 

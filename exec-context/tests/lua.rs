@@ -516,16 +516,21 @@ fn runtime_error_carries_message_and_traceback() {
     lua.exec("assert(v:get() == 1)").unwrap();
 }
 
-#[test]
-fn panic_in_a_callback_is_caught() {
-    let lua = LuaInterpreter::new().unwrap();
+/// Registers the global `explode`: a Rust callback that panics with `message`.
+fn register_explode(lua: &LuaInterpreter, message: &'static str) {
     let explode = lua
         .lua()
-        .create_function(|_, ()| -> exec_context::lua::mlua::Result<()> {
-            panic!("callback panicked")
+        .create_function(move |_, ()| -> exec_context::lua::mlua::Result<()> {
+            panic!("{message}")
         })
         .unwrap();
     lua.lua().globals().set("explode", explode).unwrap();
+}
+
+#[test]
+fn panic_in_a_callback_is_caught() {
+    let lua = LuaInterpreter::new().unwrap();
+    register_explode(&lua, "callback panicked");
     MAIN_VAR.set("caller");
     let error = lua.exec("explode()").unwrap_err();
     let failed = error.as_failed().unwrap();
@@ -888,13 +893,7 @@ fn a_panic_in_a_callback_inside_a_task_is_its_failure() {
         .unwrap();
     let _guard = rt.enter();
     let lua = LuaInterpreter::new().unwrap();
-    let explode = lua
-        .lua()
-        .create_function(|_, ()| -> exec_context::lua::mlua::Result<()> {
-            panic!("callback panicked in a task")
-        })
-        .unwrap();
-    lua.lua().globals().set("explode", explode).unwrap();
+    register_explode(&lua, "callback panicked in a task");
     lua.exec(
         r#"
         v = contextvars.ContextVar("v")
