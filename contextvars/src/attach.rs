@@ -26,7 +26,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use crate::cache;
 use crate::context::Context;
-use crate::thread_state::{self, Abandoned, Detached, Frame, Level};
+use crate::thread_state::{self, Abandoned, Detached, Frame};
 
 /// Identifies one [`attach`]: pass it to [`detach`] to leave that context. Plain data; using
 /// it twice, on another thread or at another scope level is refused by `detach`. Every attach
@@ -354,62 +354,44 @@ fn finish_detach(detached: Detached) -> Context {
     };
     let context = Context { frame, stamp };
     // The one place this module asks whether a borrowed value may be in use: if so, nothing
-    // that may hold it is dropped before the borrow ends.
+    // that may be lent is dropped before the borrow ends.
     if borrowed {
-        retire_detached(&context, snapshot, rest);
-    } else {
-        // Dropped here, outside every borrow of the thread state (a value's `Drop` may panic;
-        // the state is already consistent).
-        let displaced = panic::catch_unwind(AssertUnwindSafe(move || {
-            drop(snapshot);
-            drop(rest);
-        }));
-        if let Err(payload) = displaced {
-            // Already unwinding: the panic is discarded (a second one would abort), as
-            // where scopes drop what they took. Otherwise the caller gets the panic instead
-            // of the context, which is dropped here, where a panicking `Drop` of its own
-            // values is contained, not while the panic unwinds (an abort).
-            if !std::thread::panicking() {
-                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(context)));
-                panic::resume_unwind(payload);
-            }
+        retire_lent(&context, &snapshot, rest.as_deref());
+    }
+    // Dropped here, outside every borrow of the thread state (a value's `Drop` may panic;
+    // the state is already consistent).
+    let displaced = panic::catch_unwind(AssertUnwindSafe(move || {
+        drop(snapshot);
+        drop(rest);
+    }));
+    if let Err(payload) = displaced {
+        // Already unwinding: the panic is discarded (a second one would abort), as where
+        // scopes drop what they took. Otherwise the caller gets the panic instead of the
+        // context, which is dropped here, where a panicking `Drop` of its own values is
+        // contained, not while the panic unwinds (an abort).
+        if !std::thread::panicking() {
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(context)));
+            panic::resume_unwind(payload);
         }
     }
     context
 }
 
-/// A borrow is open: keep everything `detach` displaced alive until it ends.
+/// A borrow is open: keep alive, until it ends, each value it may be lending from the
+/// detached context or from what `detach` displaced. The rest goes as usual: the context
+/// with its caller, what was displaced at once.
 #[cold]
 #[inline(never)]
-fn retire_detached(
-    context: &Context,
-    snapshot: crate::ExecutionContext,
-    rest: Option<Box<Abandoned>>,
-) {
-    thread_state::retire_snapshot(context.execution_context());
-    if snapshot.head.is_some() {
-        thread_state::retire_snapshot(snapshot);
+fn retire_lent(context: &Context, snapshot: &crate::ExecutionContext, rest: Option<&Abandoned>) {
+    fn frame_maps(frame: &Frame) -> impl Iterator<Item = &crate::value::VarMap> {
+        std::iter::once(&frame.top.map).chain(frame.base.maps())
     }
-    let Some(rest) = rest else {
-        return;
-    };
-    let Abandoned { leftovers, levels } = *rest;
-    for lc in leftovers {
-        thread_state::retire_snapshot(crate::ExecutionContext::new().with_layer(lc.map));
-    }
-    for level in levels {
-        retire_level(level);
-    }
-}
-
-fn retire_level(level: Level) {
-    let Level {
-        frame: Frame { top, base },
-        snapshot,
-        ..
-    } = level;
-    thread_state::retire_snapshot(base.with_layer(top.map));
-    if snapshot.head.is_some() {
-        thread_state::retire_snapshot(snapshot);
-    }
+    let leftovers = rest.into_iter().flat_map(|rest| &rest.leftovers);
+    let levels = rest.into_iter().flat_map(|rest| &rest.levels);
+    thread_state::retire_lent(
+        frame_maps(&context.frame)
+            .chain(snapshot.maps())
+            .chain(leftovers.map(|lc| &lc.map))
+            .chain(levels.flat_map(|level| frame_maps(&level.frame).chain(level.snapshot.maps()))),
+    );
 }

@@ -536,6 +536,13 @@ pub(crate) fn check_borrowed() -> bool {
         .unwrap_or(false)
 }
 
+/// [`renew`], which also returns a number that no other call of this or of
+/// [`enter_with_id`] in the process gives (as there): the id of a deferred attach.
+#[inline]
+pub(crate) fn renew_with_id() -> (u64, u64) {
+    CACHE.with(|cache| (cache.version.replace(fresh(cache)), fresh(cache)))
+}
+
 /// Invalidates every entry, as [`invalidate_all`], and returns the version that described
 /// the context until now: a caller that puts that context back unchanged (the pop matching a
 /// logical context push) gives it to [`leave`], and its entries are warm again.

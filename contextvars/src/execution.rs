@@ -215,6 +215,12 @@ impl ExecutionContext {
         merged
     }
 
+    /// The maps of the stack, top first.
+    pub(crate) fn maps(&self) -> impl Iterator<Item = &VarMap> {
+        std::iter::successors(self.head.as_deref(), |layer| layer.below.as_deref())
+            .map(|layer| &layer.map)
+    }
+
     /// The topmost value for `id`.
     ///
     /// The top layer is searched here and the others out of line: in a loop over the layers,

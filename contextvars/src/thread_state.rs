@@ -72,19 +72,14 @@ pub(crate) struct ThreadState {
     /// A deferred attach not entered yet: entered by the first operation that uses the
     /// current context (see [`attach_deferred`]).
     pending: Option<Pending>,
-    /// The last deferred attach's sequence number on this thread.
-    deferred_seq: u64,
-    /// Values displaced while an open borrow lent them (see `cache`), and contexts handed out
-    /// while borrows were open; released when the outermost borrow ends.
+    /// Values displaced or detached while an open borrow lent them (see `cache`); released
+    /// when the outermost borrow ends.
     retired: Vec<Retired>,
 }
 
-/// Something displaced from the current context, kept alive until no borrow needs it.
-#[expect(dead_code, reason = "the fields are held only to delay their drop")]
-pub(crate) enum Retired {
-    Value(Value),
-    Snapshot(ExecutionContext),
-}
+/// A value displaced from the current context, kept alive until no borrow needs it.
+#[expect(dead_code, reason = "the value is held only to delay its drop")]
+pub(crate) struct Retired(Value);
 
 crate::loom::thread_local_const! {
     static STATE: RefCell<ThreadState> = {
@@ -99,7 +94,6 @@ crate::loom::thread_local_const! {
             levels: Vec::new(),
             run_levels: 0,
             pending: None,
-            deferred_seq: 0,
             retired: Vec::new(),
         })
     };
@@ -198,7 +192,7 @@ impl Drop for Displaced {
         if let Some(value) = self.0.take()
             && is_lent(&value)
         {
-            retire(Retired::Value(value));
+            retire(Retired(value));
         }
     }
 }
@@ -451,7 +445,7 @@ pub(crate) fn set<T: 'static>(id: VarId, value: &mut Option<Value>) -> Option<Pr
             // reference keeps it alive until that borrow ends, whatever the token does.
             Some(displaced) => {
                 if is_lent(displaced) {
-                    ts.retired.push(Retired::Value(displaced.clone()));
+                    ts.retired.push(Retired(displaced.clone()));
                 }
                 None
             }
@@ -1400,9 +1394,10 @@ const DEFERRED: u64 = 1 << 63;
 pub(crate) fn attach_deferred(fetch: fn(u64) -> Option<Context>, key: u64) -> Option<u64> {
     with_state(|ts| {
         ts.materialize();
-        ts.deferred_seq += 1;
-        let id = DEFERRED | ts.deferred_seq;
-        let outer = cache::renew();
+        // An id no other attach in the process gets, on this thread or another (versions
+        // never reach `DEFERRED`).
+        let (outer, unique) = cache::renew_with_id();
+        let id = DEFERRED | unique;
         ts.pending = Some(Pending {
             fetch,
             key,
@@ -1663,10 +1658,18 @@ fn abandon_above(ts: &mut ThreadState, index: usize) -> Box<Abandoned> {
     })
 }
 
-/// Keeps `snapshot` alive until the outermost open borrow on this thread ends. Only for
-/// callers that were told to retire by `cache::invalidate_all_and_check_borrowed`.
-pub(crate) fn retire_snapshot(snapshot: ExecutionContext) {
-    retire(Retired::Snapshot(snapshot));
+/// Keeps alive, until the outermost open borrow on this thread ends, each value of `maps`
+/// that a borrow may be lending (see [`is_lent`]); the others may be dropped at once. For
+/// callers that were told a borrow is open by `cache::check_borrowed` (or
+/// `invalidate_all_and_check_borrowed`), and are about to let go of these maps.
+pub(crate) fn retire_lent<'a>(maps: impl IntoIterator<Item = &'a crate::value::VarMap>) {
+    for map in maps {
+        for (_, value) in map {
+            if is_lent(value) {
+                retire(Retired(value.clone()));
+            }
+        }
+    }
 }
 
 #[cfg(all(test, not(loom)))]

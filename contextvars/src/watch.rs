@@ -101,10 +101,16 @@ pub fn add_watcher(watcher: impl Fn(&ContextEvent) + Send + Sync + 'static) -> W
 
 /// Replaces the watcher list with `change(current)`, and the flag with whether it is empty.
 fn update(change: impl FnOnce(&[Registered]) -> Vec<Registered>) {
-    let mut watchers = WATCHERS.lock().unwrap_or_else(PoisonError::into_inner);
-    let next = change(watchers.as_deref().unwrap_or_default());
-    ACTIVE.store(!next.is_empty(), Ordering::Release);
-    *watchers = (!next.is_empty()).then(|| next.into());
+    let old = {
+        let mut watchers = WATCHERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = change(watchers.as_deref().unwrap_or_default());
+        ACTIVE.store(!next.is_empty(), Ordering::Release);
+        std::mem::replace(&mut *watchers, (!next.is_empty()).then(|| next.into()))
+    };
+    // Outside the lock: the old list may hold the last reference to a removed watcher, whose
+    // captures' `Drop` is user code that may add or remove watchers, or set a variable (which
+    // notifies), each of which takes the lock.
+    drop(old);
 }
 
 /// Keeps a watcher registered; dropping it removes the watcher (events already being

@@ -120,6 +120,34 @@ fn a_value_borrowed_across_detach_stays_alive_until_the_borrow_ends() {
     });
 }
 
+/// A borrow open for a long time (a server's `with` around its event loop) keeps only what
+/// it lends: contexts attached and detached inside it let their values go with them.
+#[test]
+fn contexts_detached_inside_a_long_borrow_let_their_values_go() {
+    static CONFIG: ContextVar<String> = ContextVar::new("attach.config");
+    static VAR: ContextVar<Counted> = ContextVar::new("attach.per_task");
+    on_fresh_thread(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        CONFIG.set("server".into());
+        CONFIG.with(|config| {
+            for turn in 1..=100 {
+                let id = attach(Context::new()).unwrap();
+                VAR.set(Counted(drops.clone()));
+                let back = detach(id).unwrap();
+                assert!(back.contains(&VAR));
+                drop(back);
+                assert_eq!(
+                    drops.load(Ordering::SeqCst),
+                    turn,
+                    "kept by an unrelated borrow"
+                );
+            }
+            assert_eq!(config.map(String::as_str), Some("server"));
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 100);
+    });
+}
+
 #[test]
 fn a_panicking_drop_in_a_detached_context_leaves_the_thread_consistent() {
     static VAR: ContextVar<Bomb> = ContextVar::new("attach.bomb");

@@ -249,6 +249,32 @@ fn ending_a_deferred_attach_ends_an_attach_the_step_left_behind() {
 /// then; attached again, it gets an id of its own, so the ended attach's id matches nothing
 /// (neither that attach nor the new one), while its tokens still reset there: the logical
 /// context they were made in is current again.
+/// A deferred attach's id is unique in the process: one made on another thread (where the
+/// same number of deferred attaches came before) ends nothing here.
+#[test]
+fn a_deferred_attach_id_from_another_thread_matches_nothing() {
+    let there = on_fresh_thread(|| {
+        let id = attach_deferred(fetch, 1).unwrap();
+        assert_eq!(
+            detach_deferred(id).map(|context| context.is_some()),
+            Ok(false)
+        );
+        id
+    });
+    on_fresh_thread(move || {
+        park(2, context_with(Some(5)));
+        let here = attach_deferred(fetch, 2).unwrap();
+        assert_ne!(here, there);
+        assert_eq!(VARS[0].get(), Some(5));
+        assert_eq!(detach_deferred(there).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(end_deferred(there).unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(VARS[0].get(), Some(5));
+        let back = detach_deferred(here).unwrap().expect("fetched");
+        assert_eq!(back.get(&VARS[0]), Some(5));
+        assert_eq!(VARS[0].get(), None);
+    });
+}
+
 #[test]
 fn ids_of_ended_attaches_match_nothing_when_their_context_is_attached_again() {
     on_fresh_thread(|| {

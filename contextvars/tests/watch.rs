@@ -134,6 +134,35 @@ fn watchers_may_add_and_remove_watchers_and_guards_remove_exactly_theirs() {
     });
 }
 
+/// Removing a watcher drops its captures, user code that may itself remove a watcher (a
+/// captured guard) or set a variable: both take the watcher list's lock, which the removal
+/// no longer holds by then (it deadlocked before).
+#[test]
+fn a_removed_watcher_s_captures_may_remove_watchers_and_set_variables() {
+    static VAR: ContextVar<u32> = ContextVar::new("watch.drop_sets");
+    struct SetsOnDrop;
+    impl Drop for SetsOnDrop {
+        fn drop(&mut self) {
+            VAR.set(9);
+        }
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let inner = watch::add_watcher(|_| {});
+        let captured = (inner, SetsOnDrop);
+        let outer = watch::add_watcher(move |_| {
+            let _ = &captured;
+        });
+        drop(outer);
+        done.send(VAR.get()).unwrap();
+    });
+    let seen = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("removing the watcher deadlocked");
+    assert_eq!(seen, Some(9));
+}
+
 #[test]
 fn events_happen_on_the_thread_that_switches() {
     static VAR: ContextVar<u32> = ContextVar::new("threads_watched");
