@@ -9,7 +9,7 @@
 //! | callback | a snapshot at scheduling | [`bind`], [`bind_to`] |
 //! | thread | empty, inherited or given | [`thread::spawn`], [`thread::Builder`] |
 //! | pool job | a snapshot at submission | [`thread::job`], [`crate::rayon`] (feature) |
-//! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature; every task of a runtime with `--cfg tokio_unstable`) |
+//! | tokio task | a snapshot at spawn | [`crate::tokio`] (feature; with `--cfg tokio_unstable`, every task of a runtime built with `propagate`) |
 //! | task of any executor, without a wrapper | a snapshot at spawn, entered per poll | [`task_context::TaskContext`] (the executor-author API) |
 //! | fiber | a whole context of its own, switched with it | [`fiber::Fiber`] |
 //! | child process | propagated variables: empty, inherited or given | [`crate::process`] (feature `process`) |

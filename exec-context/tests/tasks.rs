@@ -889,6 +889,56 @@ mod on_tokio {
         assert_eq!(reports[1], ["var"]);
     }
 
+    /// `check_workers`: a value whose `Drop` panics, in the worker's own context under an
+    /// attach a task left behind, is contained too: ending that attach drops the worker's
+    /// context with it, and the panic escaped tokio's park hook before (the worker died, and
+    /// with it every task queued there).
+    #[test]
+    fn check_workers_survives_a_panicking_drop_under_an_attach_left_behind() {
+        struct Boom(Arc<AtomicUsize>);
+        impl Drop for Boom {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                panic!("a leaked value's drop panicked on purpose");
+            }
+        }
+        static BOOM: ContextVar<Boom> = ContextVar::new("boom.under");
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (done, finished) = std::sync::mpsc::channel();
+        let counter = dropped.clone();
+        std::thread::spawn(move || {
+            let mut builder = Builder::new_multi_thread();
+            exec_context::tokio::check_workers_with(&mut builder, |_| {});
+            let rt = builder
+                .worker_threads(1)
+                .enable_time()
+                .build()
+                .expect("runtime");
+            let ran_after = rt.block_on(async move {
+                tokio::spawn(async move {
+                    drop(BOOM.set(Boom(counter)));
+                    let _never_detached = contextvars::attach(Context::new()).unwrap();
+                })
+                .await
+                .unwrap();
+                for _ in 0..400 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if dropped.load(Ordering::SeqCst) == 1 {
+                        // The worker parked, dropped the value, and still runs tasks.
+                        return tokio::spawn(async { 7 }).await.unwrap();
+                    }
+                }
+                panic!("the worker never parked");
+            });
+            drop(rt);
+            let _ = done.send(ran_after);
+        });
+        let ran_after = finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the worker died in its park hook");
+        assert_eq!(ran_after, 7);
+    }
+
     #[test]
     fn nested_block_on_restores_lifo() {
         let result = fresh_thread(|| {

@@ -105,13 +105,18 @@ fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
     // `attach` and its `detach` (or forgot the `detach`) left that attach on top, and it ends
     // here too. What is reported then is the context that attach left current (the worker's
     // own context under it is cleared with it).
-    let leaked = match detach(id) {
-        Ok(own) => own,
-        Err(_) => match end_attach(id) {
-            Ok(left_on_top) => left_on_top,
-            // Parked inside some scope of its own: nothing to check at this level.
-            Err(_) => return,
-        },
+    // Ending the attach drops what it displaced (with an attach left on top, the worker's
+    // own context): a `Drop` that panics there is contained like the ones below. The attach
+    // has ended by then; that context's values are gone, unreported.
+    let ended = std::panic::catch_unwind(|| match detach(id) {
+        Ok(own) => Some(own),
+        // Parked inside some scope of its own: nothing to check at this level.
+        Err(_) => end_attach(id).ok(),
+    });
+    let leaked = match ended {
+        Ok(Some(leaked)) => leaked,
+        Ok(None) => return,
+        Err(_) => Context::default(),
     };
     WORKER.with(|worker| worker.set(None));
     // tokio does not guard its thread hooks: a panic here would abort a debug build's worker
