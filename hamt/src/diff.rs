@@ -19,7 +19,21 @@ use crate::node::{
 };
 
 /// One difference between two versions of a map, from [`HamtMap::diff`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It only borrows from the two maps, so it is `Copy` whatever the key and value types.
+///
+/// ```
+/// use hamt::{DiffItem, HamtMap};
+///
+/// let old: HamtMap<String, u8> = [("kept".to_string(), 1)].into_iter().collect();
+/// let new = old.update("added".to_string(), 2);
+/// let items: Vec<DiffItem<'_, String, u8>> = old.diff(&new).collect();
+/// let item = items[0];
+/// let copy = item; // a copy: `item` stays usable although `String` is not `Copy`
+/// assert_eq!(item, copy);
+/// assert_eq!(copy, DiffItem::Added(&"added".to_string(), &2));
+/// ```
+#[derive(Debug, PartialEq, Eq)]
 pub enum DiffItem<'a, K, V> {
     /// The key is only in the new version.
     Added(&'a K, &'a V),
@@ -35,6 +49,14 @@ pub enum DiffItem<'a, K, V> {
         new: &'a V,
     },
 }
+
+impl<K, V> Clone for DiffItem<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for DiffItem<'_, K, V> {}
 
 /// The differences from one map version to another, from [`HamtMap::diff`].
 ///
@@ -364,7 +386,8 @@ where
     ///
     /// The result starts as `self` (sharing all of its structure) and adds what only `other`
     /// has, skipping subtrees the two share. This is PEP 550's squashing of logical contexts:
-    /// `top.union(&below)` merges without replacing existing keys.
+    /// `top.union(&below)` merges without replacing existing keys. If `self` is empty, the
+    /// result is a copy of `other` (O(1)), with `other`'s hasher.
     ///
     /// ```
     /// let top: hamt::HamtMap<_, _> = [("a", 1), ("b", 2)].into_iter().collect();
@@ -380,7 +403,9 @@ where
     }
 
     /// Adds every entry of `other` whose key `self` lacks; `self`'s values win on conflict.
-    /// All or nothing: if a key's `Hash`, `Eq` or `Clone` panics, `self` is unchanged.
+    /// All or nothing: if a key's `Hash`, `Eq` or `Clone` panics, `self` is unchanged. An
+    /// empty `self` becomes a copy of `other` (O(1)), hasher included: its nodes are placed
+    /// by that hasher.
     ///
     /// ```
     /// let mut map: hamt::HamtMap<_, _> = [("a", 1)].into_iter().collect();

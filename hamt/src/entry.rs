@@ -8,6 +8,18 @@ use crate::map::HamtMap;
 use crate::node::{self, HashBits, Location, Node, Removed};
 
 /// A view into one key's place in a [`HamtMap`], from [`HamtMap::entry`].
+///
+/// ```
+/// use hamt::{Entry, HamtMap};
+///
+/// let mut stock: HamtMap<&str, u32> = [("apple", 3)].into_iter().collect();
+/// match stock.entry("apple") {
+///     Entry::Occupied(mut entry) => *entry.get_mut() += 1,
+///     Entry::Vacant(entry) => panic!("{} should be present", entry.key()),
+/// }
+/// assert!(matches!(stock.entry("pear"), Entry::Vacant(_)));
+/// assert_eq!(stock["apple"], 4);
+/// ```
 pub enum Entry<'a, K, V, S> {
     /// The key is present.
     Occupied(OccupiedEntry<'a, K, V, S>),
@@ -84,7 +96,8 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// The entry's key.
+    /// The entry's key: the one in the map if the key is present (as std's), else the one
+    /// it was looked up with.
     ///
     /// ```
     /// let mut map = hamt::HamtMap::<_, u8>::new();
@@ -92,7 +105,7 @@ where
     /// ```
     pub fn key(&self) -> &K {
         match self {
-            Entry::Occupied(entry) => &entry.key,
+            Entry::Occupied(entry) => entry.key(),
             Entry::Vacant(entry) => &entry.key,
         }
     }
@@ -178,9 +191,47 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// The key this entry was looked up with.
+    /// The key in the map (as std's: for a key type whose `Eq` ignores some of its fields,
+    /// it may differ from the one the entry was looked up with).
+    ///
+    /// ```
+    /// use std::hash::{Hash, Hasher};
+    /// use hamt::Entry;
+    ///
+    /// /// A name compared without regard to case.
+    /// #[derive(Clone, Debug)]
+    /// struct Name(&'static str);
+    /// impl PartialEq for Name {
+    ///     fn eq(&self, other: &Self) -> bool {
+    ///         self.0.eq_ignore_ascii_case(other.0)
+    ///     }
+    /// }
+    /// impl Eq for Name {}
+    /// impl Hash for Name {
+    ///     fn hash<H: Hasher>(&self, state: &mut H) {
+    ///         self.0.to_ascii_lowercase().hash(state);
+    ///     }
+    /// }
+    ///
+    /// let mut map = hamt::HamtMap::new();
+    /// map.insert(Name("Alice"), 1);
+    /// if let Entry::Occupied(entry) = map.entry(Name("ALICE")) {
+    ///     assert_eq!(entry.key().0, "Alice");
+    /// }
+    /// ```
     pub fn key(&self) -> &K {
-        &self.key
+        self.located().0
+    }
+
+    /// The entry's key and value, as stored.
+    fn located(&self) -> (&K, &V) {
+        node::get_located(
+            self.anchor.node(),
+            self.anchor_shift,
+            self.hash,
+            self.location,
+        )
+        .expect(PRESENT)
     }
 
     /// The present value.
@@ -193,13 +244,7 @@ where
     /// }
     /// ```
     pub fn get(&self) -> &V {
-        node::get_located(
-            self.anchor.node(),
-            self.anchor_shift,
-            self.hash,
-            self.location,
-        )
-        .expect(PRESENT)
+        self.located().1
     }
 
     /// The present value, mutably (copying shared nodes between the anchor and the entry
@@ -318,12 +363,29 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// The key this entry was looked up with.
+    /// The key the entry was looked up with, which an insert puts in the map.
+    ///
+    /// ```
+    /// use hamt::Entry;
+    /// let mut map = hamt::HamtMap::<_, u8>::new();
+    /// if let Entry::Vacant(entry) = map.entry("k") {
+    ///     assert_eq!(entry.key(), &"k");
+    /// }
+    /// ```
     pub fn key(&self) -> &K {
         &self.key
     }
 
-    /// Takes the key back.
+    /// Takes the key back, inserting nothing.
+    ///
+    /// ```
+    /// use hamt::Entry;
+    /// let mut map = hamt::HamtMap::<String, u8>::new();
+    /// if let Entry::Vacant(entry) = map.entry("k".to_string()) {
+    ///     assert_eq!(entry.into_key(), "k");
+    /// }
+    /// assert!(map.is_empty());
+    /// ```
     pub fn into_key(self) -> K {
         self.key
     }

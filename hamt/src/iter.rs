@@ -65,6 +65,16 @@ impl<K, V> Clone for Walk<'_, K, V> {
 /// An iterator over the entries of a [`HamtMap`](crate::HamtMap), in unspecified order.
 ///
 /// Created by [`HamtMap::iter`](crate::HamtMap::iter). It never allocates.
+///
+/// ```
+/// let map: hamt::HamtMap<_, _> = [(1, 10), (2, 20), (3, 30)].into_iter().collect();
+/// let mut iter = map.iter();
+/// assert_eq!(iter.len(), 3);
+/// let mut pairs: Vec<(&i32, &i32)> = iter.by_ref().collect();
+/// pairs.sort();
+/// assert_eq!(pairs, [(&1, &10), (&2, &20), (&3, &30)]);
+/// assert_eq!(iter.next(), None);
+/// ```
 pub struct Iter<'a, K, V> {
     walk: Walk<'a, K, V>,
     remaining: usize,
@@ -116,6 +126,13 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
 /// An iterator over the keys of a [`HamtMap`](crate::HamtMap).
 ///
 /// Created by [`HamtMap::keys`](crate::HamtMap::keys).
+///
+/// ```
+/// let map: hamt::HamtMap<_, _> = [("x", 1), ("y", 2)].into_iter().collect();
+/// let mut keys: Vec<&str> = map.keys().copied().collect();
+/// keys.sort_unstable();
+/// assert_eq!(keys, ["x", "y"]);
+/// ```
 pub struct Keys<'a, K, V> {
     pub(crate) inner: Iter<'a, K, V>,
 }
@@ -153,6 +170,13 @@ impl<K: fmt::Debug, V> fmt::Debug for Keys<'_, K, V> {
 /// An iterator over the values of a [`HamtMap`](crate::HamtMap).
 ///
 /// Created by [`HamtMap::values`](crate::HamtMap::values).
+///
+/// ```
+/// let map: hamt::HamtMap<_, _> = [("x", 1), ("y", 2), ("z", 3)].into_iter().collect();
+/// let values = map.values();
+/// assert_eq!(values.len(), 3);
+/// assert_eq!(values.sum::<i32>(), 6);
+/// ```
 pub struct Values<'a, K, V> {
     pub(crate) inner: Iter<'a, K, V>,
 }
@@ -194,6 +218,16 @@ impl<K, V: fmt::Debug> fmt::Debug for Values<'_, K, V> {
 /// owned when the iterator reaches it (copied if another version shares it), so other
 /// versions never see the changes. On a map that shares nothing it neither copies nor
 /// allocates.
+///
+/// ```
+/// let old: hamt::HamtMap<_, _> = [("a", 1), ("b", 2)].into_iter().collect();
+/// let mut new = old.clone();
+/// for (_, value) in new.iter_mut() {
+///     *value *= 10;
+/// }
+/// assert_eq!((new["a"], new["b"]), (10, 20));
+/// assert_eq!((old["a"], old["b"]), (1, 2)); // the shared version is untouched
+/// ```
 pub struct IterMut<'a, K, V> {
     stack: [std::slice::IterMut<'a, Slot<K, V>>; MAX_DEPTH],
     depth: usize,
@@ -280,6 +314,16 @@ impl<K, V> fmt::Debug for IterMut<'_, K, V> {
 ///
 /// Created by [`HamtMap::values_mut`](crate::HamtMap::values_mut); it unshares nodes as
 /// [`IterMut`] does.
+///
+/// ```
+/// let mut map: hamt::HamtMap<_, _> = [(1, String::from("a")), (2, String::from("b"))]
+///     .into_iter()
+///     .collect();
+/// for value in map.values_mut() {
+///     value.push('!');
+/// }
+/// assert_eq!((map[&1].as_str(), map[&2].as_str()), ("a!", "b!"));
+/// ```
 pub struct ValuesMut<'a, K, V> {
     pub(crate) inner: IterMut<'a, K, V>,
 }
@@ -318,6 +362,15 @@ struct Frame<K, V> {
 ///
 /// Created by `into_iter`. Entries are moved out of nodes this iterator owns alone and cloned
 /// from nodes still shared with other maps. It never allocates.
+///
+/// ```
+/// let map: hamt::HamtMap<_, _> = [(2, 'b'), (1, 'a')].into_iter().collect();
+/// let kept = map.clone(); // shares every node, so those entries are cloned out
+/// let mut pairs: Vec<(i32, char)> = map.into_iter().collect();
+/// pairs.sort_unstable();
+/// assert_eq!(pairs, [(1, 'a'), (2, 'b')]);
+/// assert_eq!(kept.len(), 2);
+/// ```
 pub struct IntoIter<K, V> {
     stack: [Option<Frame<K, V>>; MAX_DEPTH],
     depth: usize,

@@ -106,6 +106,15 @@ impl<K, V, S> HamtMap<K, V, S> {
     }
 
     /// The map's hash builder.
+    ///
+    /// ```
+    /// use std::hash::BuildHasher;
+    ///
+    /// let map: hamt::HamtMap<&str, u8> = [("a", 1)].into_iter().collect();
+    /// // Clones share the hash builder, so they hash every key alike.
+    /// let copy = map.clone();
+    /// assert_eq!(map.hasher().hash_one("a"), copy.hasher().hash_one("a"));
+    /// ```
     pub fn hasher(&self) -> &S {
         &self.hasher
     }
@@ -479,6 +488,10 @@ where
 
     /// The entry for `key`, for in-place inspection and update.
     ///
+    /// An entry for a present key copies the nodes on its path that another version shares
+    /// when it is made, since it may hand the value out mutably: to only read, use
+    /// [`get`](Self::get), which keeps the map's structure shared.
+    ///
     /// ```
     /// let mut counts = hamt::HamtMap::new();
     /// for word in ["a", "b", "a"] {
@@ -521,6 +534,11 @@ where
     }
 
     /// Keeps only the entries for which `keep` returns `true`. `keep` may change values.
+    ///
+    /// Since `keep` gets each value mutably, every node another version shares is copied
+    /// first, even if nothing changes: the map then shares nothing with its other versions
+    /// (see [`ptr_eq`](Self::ptr_eq)), and comparing or diffing them costs O(n). To drop
+    /// entries without that, collect the keys to remove and [`remove`](Self::remove) them.
     ///
     /// If `keep` panics, the map stays valid: entries already visited may have been changed,
     /// none has been removed.

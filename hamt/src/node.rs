@@ -373,16 +373,16 @@ pub(crate) fn get_located<K, V>(
     mut shift: u32,
     hash: HashBits,
     location: Location,
-) -> Option<&V> {
+) -> Option<(&K, &V)> {
     loop {
         if shift >= HASH_BITS {
             return match node.slice.get(location?) {
-                Some(Slot::Entry(_, v)) => Some(v),
+                Some(Slot::Entry(k, v)) => Some((k, v)),
                 _ => None,
             };
         }
         match slot_for(node, bit_at(hash, shift))? {
-            Slot::Entry(_, v) => return Some(v),
+            Slot::Entry(k, v) => return Some((k, v)),
             Slot::Child(child) => node = child,
             Slot::Vacant => return None,
         }
@@ -1426,7 +1426,7 @@ pub(crate) fn check<K, V, S>(
     hasher: &S,
 ) -> usize
 where
-    K: Hash,
+    K: Hash + Eq,
     S: BuildHasher,
 {
     let mask = if shift == 0 {
@@ -1451,6 +1451,16 @@ where
                 hash_key(hasher, k),
                 prefix,
                 "collision entry with another hash"
+            );
+        }
+        let keys = node.slice.iter().filter_map(|slot| match slot {
+            Slot::Entry(k, _) => Some(k),
+            _ => None,
+        });
+        for (i, k) in keys.clone().enumerate() {
+            assert!(
+                keys.clone().skip(i + 1).all(|other| other != k),
+                "a key twice in a collision node"
             );
         }
         return node.slice.len();

@@ -28,6 +28,17 @@ pub struct HashKey {
 
 impl HashKey {
     /// A key with the given hash and identity.
+    ///
+    /// ```
+    /// use std::hash::BuildHasher;
+    /// use hamt::testing::{HashKey, IdentityState};
+    ///
+    /// let (a, b) = (HashKey::new(42, 0), HashKey::new(42, 1));
+    /// // Same hash, different keys.
+    /// assert_eq!(IdentityState.hash_one(a), 42);
+    /// assert_eq!(IdentityState.hash_one(a), IdentityState.hash_one(b));
+    /// assert_ne!(a, b);
+    /// ```
     pub const fn new(hash: u32, id: u64) -> Self {
         HashKey { hash, id }
     }
@@ -93,6 +104,19 @@ pub struct MaskedState {
 
 impl MaskedState {
     /// Keeps `bits` bits (at most 32) of each hash.
+    ///
+    /// ```
+    /// use std::hash::BuildHasher;
+    /// use hamt::testing::MaskedState;
+    ///
+    /// // Four bits of hash: at most 16 distinct hashes.
+    /// let state = MaskedState::new(4);
+    /// assert!((0..1000u32).all(|i| state.hash_one(i) < 16));
+    /// // With no bits left, every key hashes alike (one collision node).
+    /// let mut map = hamt::HamtMap::with_hasher(MaskedState::new(0));
+    /// map.extend((0..5).map(|i| (i, i)));
+    /// assert_eq!((map.len(), map.get(&3)), (5, Some(&3)));
+    /// ```
     pub const fn new(bits: u32) -> Self {
         MaskedState {
             bits: if bits > 32 { 32 } else { bits },

@@ -379,14 +379,24 @@ fn panics_mid_persistent_update_and_without_leave_maps_intact() {
             let next = map.update(key(hash, id), val(1000));
             assert_eq!(next.len(), map.len() + usize::from(!replaces));
         };
-        every_kind_and_sharing(&wide, &op);
+        let [unique, shared] = every_kind_and_sharing(&wide, &op);
+        // The key is hashed, and entries are cloned into the copies, before each success.
+        assert!(
+            unique
+                .iter()
+                .chain(&shared)
+                .zip(KINDS.iter().cycle())
+                .all(|(&panics, kind)| panics >= 1 || *kind == Kind::Eq)
+        );
     }
     for (hash, id) in [(COLLIDING, 1), (5, 100), (65, 100), (6 | 1 << 5, 100)] {
         let op = move |map: &mut Map| {
             let next = map.without(&key(hash, id));
             assert_eq!(next.len(), map.len() - 1);
         };
-        every_kind_and_sharing(&wide, &op);
+        let [unique, shared] = every_kind_and_sharing(&wide, &op);
+        // The key is hashed and compared, and entries are cloned into the copies.
+        assert!(unique.iter().chain(&shared).all(|&panics| panics >= 1));
     }
 }
 
@@ -429,27 +439,28 @@ fn panics_mid_entry_leave_maps_intact() {
 }
 
 /// Entry methods that change the map and then hand out the value: a panic in `Eq` must leave
-/// the map as it was, as the crate documents for all user code. Minimal case: on an empty
-/// map, `entry(k).or_insert(v)` panicking at the first `Eq` leaves `k` inserted.
+/// the map as it was, as the crate documents for all user code. Both keys share their hash
+/// with keys already in the map, so the lookups compare keys (each case asserts that some
+/// `Eq` call panicked).
 #[test]
 fn entry_panicking_eq_after_changing_the_map_leaves_it_unchanged() {
     let vacant_or_insert = |map: &mut Map| {
-        map.entry(key(3, 0)).or_insert(val(0));
+        map.entry(key(COLLIDING, 99)).or_insert(val(0));
     };
     let modify_then_or_insert = |map: &mut Map| {
         map.entry(key(COLLIDING, 2))
             .and_modify(|v| v.n += 1)
             .or_insert(val(0));
     };
-    for entries in [Contents::new(), layout()] {
+    for op in [
+        &vacant_or_insert as &dyn Fn(&mut Map),
+        &modify_then_or_insert,
+    ] {
         for shared in [false, true] {
-            let make = fresh(entries.clone());
-            panic_at_each_call(Kind::Eq, &make, shared, &vacant_or_insert, &unchanged);
+            let (panics, _) =
+                panic_at_each_call(Kind::Eq, &fresh(layout()), shared, op, &unchanged);
+            assert!(panics > 0, "no `Eq` call panicked");
         }
-    }
-    for shared in [false, true] {
-        let make = fresh(layout());
-        panic_at_each_call(Kind::Eq, &make, shared, &modify_then_or_insert, &unchanged);
     }
 }
 
@@ -663,12 +674,16 @@ fn iterators_that_survive_a_clone_panic_yield_what_their_length_says() {
         TRAP.set(None);
         assert_eq!(got, layout(), "trap after {skip} clones");
     }
+    let mut panicked_runs = 0;
     for skip in 0..2 * layout().len() as u32 {
         let mut map = build_map(&layout());
         let shared = map.clone();
         let mut it = map.iter_mut();
         TRAP.set(Some((Kind::Clone, skip)));
         let mut yielded = 0;
+        // After a caught panic: the length the iterator then reported, and what it had
+        // yielded by then.
+        let mut after_panic = None;
         loop {
             let promised = it.len();
             match panic::catch_unwind(AssertUnwindSafe(|| it.next().is_some())) {
@@ -677,15 +692,26 @@ fn iterators_that_survive_a_clone_panic_yield_what_their_length_says() {
                     assert_eq!(promised, 0);
                     break;
                 }
-                Err(_) => assert_eq!(it.len(), it.size_hint().0),
+                Err(_) => {
+                    assert!(after_panic.is_none(), "one trap, one panic");
+                    after_panic = Some((it.len(), yielded));
+                }
             }
         }
         assert_eq!(it.len(), 0);
         TRAP.set(None);
-        assert!(yielded <= layout().len());
+        panicked_runs += usize::from(after_panic.is_some());
+        match after_panic {
+            Some((left, before)) => {
+                assert_eq!(yielded - before, left, "trap after {skip} clones");
+                assert!(yielded < layout().len());
+            }
+            None => assert_eq!(yielded, layout().len()),
+        }
         assert_holds(&map, &layout());
         assert_holds(&shared, &layout());
     }
+    assert!(panicked_runs > 0, "no clone panicked");
 }
 
 /// `insert_if_changed` compares the old value with the new one (`Eq` of values) before it

@@ -61,8 +61,8 @@ fn versions(edits: &[(HashKey, Option<u64>)]) -> Vec<Version> {
     all
 }
 
-/// Removes `keys` one at a time, checking the map and that it equals a fresh map built from
-/// the keys left (equality compares shapes node by node, so this checks canonical form).
+/// Removes `keys` one at a time, checking the map against the model (with its invariants,
+/// canonical shape among them) and that it equals a fresh map built from the keys left.
 fn remove_one_by_one(map: &mut Map, model: &mut Model, keys: &[HashKey]) {
     for k in keys {
         assert_eq!(map.remove(k), model.remove(k), "remove({k:?})");
@@ -70,7 +70,7 @@ fn remove_one_by_one(map: &mut Map, model: &mut Model, keys: &[HashKey]) {
         let (fresh, _) = build(IdentityState, model.iter().map(|(k, v)| (*k, *v)));
         assert!(
             *map == fresh,
-            "after removing {k:?}, the shape is not canonical"
+            "after removing {k:?}, not the map of the keys left"
         );
     }
 }
