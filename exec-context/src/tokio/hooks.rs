@@ -266,7 +266,11 @@ impl Hasher for IdHasher {
 // its whole life, through a per-thread cache of recent (id, index) pairs filled at spawn and
 // on a miss from a sharded map that only spawn, a cache miss and termination lock. A cache
 // entry stays right for as long as its task lives (the index is freed only when the task
-// terminates), and a dead task's id is never looked up again.
+// terminates). A dead task's id may still be looked up: tokio runs the poll hooks of a
+// task still queued on one worker after another worker's shutdown ended it, and code in
+// such a "poll" (a before-poll hook of yours, the `Drop` of the task's output) may use the
+// context. So each slot, in the table and in the slab, records its owner, and a poll takes
+// a context only from a slot its task owns.
 //
 // A poll does not move the context in and out unless it uses it: the before-poll hook makes
 // a *deferred* attach (`contextvars::attach_deferred`), and only the first context
@@ -277,7 +281,8 @@ impl Hasher for IdHasher {
 /// Entries of the direct-mapped table.
 const DIRECT: usize = 4096;
 
-/// A slot of the direct-mapped table: the owning task's id (0: free) and its context.
+/// A slot of the direct-mapped table or of the slab: the owning task's id (0: free) and its
+/// context.
 struct Owned {
     owner: AtomicU64,
     context: Slot,
@@ -314,21 +319,23 @@ fn ended_first(id: u64) -> bool {
 /// can claim it.
 const LEAVING: u64 = 1 << 63;
 
-/// Task `id`'s slot in the direct-mapped table, if it owns it.
+/// Task `id`'s slot in the direct-mapped table, if it owns it (also while unregistering).
 #[inline]
-fn owned(id: u64) -> Option<&'static Slot> {
+fn owned(id: u64) -> Option<&'static Owned> {
     let entry = &TABLE[id as usize % DIRECT];
     // Acquire: pairs with the release that freed the slot for this owner (the slot's
     // context was taken out before).
-    (entry.owner.load(Ordering::Acquire) & !LEAVING == id).then_some(&entry.context)
+    (entry.owner.load(Ordering::Acquire) & !LEAVING == id).then_some(entry)
 }
 
-/// Where task `id`'s context waits, if it is registered.
+/// Where task `id`'s context waits, if it is registered: its slot in the table, or the slab
+/// slot of its index (which, for a task that has ended, may be free or another task's: see
+/// [`take_owned`]).
 #[inline]
-fn slot_of(id: u64) -> Option<&'static Slot> {
+fn entry_of(id: u64) -> Option<&'static Owned> {
     match owned(id) {
-        Some(slot) => Some(slot),
-        None => index_of(id).map(slot),
+        Some(entry) => Some(entry),
+        None => index_of(id).map(slab_entry),
     }
 }
 
@@ -348,7 +355,7 @@ const CHUNKS: usize = 32 - FIRST_BITS as usize;
 type Slot = AtomicCell<Option<Box<Context>>>;
 
 /// The slab's chunks, allocated on first use and never moved or freed.
-static SLAB: [OnceLock<Box<[Slot]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
+static SLAB: [OnceLock<Box<[Owned]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
 
 /// Indices never handed out yet start here.
 static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
@@ -437,13 +444,16 @@ fn shard(id: u64) -> &'static Mutex<Shard> {
 }
 
 #[inline]
-fn slot(index: u32) -> &'static Slot {
+fn slab_entry(index: u32) -> &'static Owned {
     let position = u64::from(index) + (1 << FIRST_BITS);
     let chunk = (63 - position.leading_zeros() - FIRST_BITS) as usize;
     let offset = (position - ((1 << FIRST_BITS) << chunk)) as usize;
     let slots = SLAB[chunk].get_or_init(|| {
         (0..(1usize << FIRST_BITS) << chunk)
-            .map(|_| AtomicCell::new(None))
+            .map(|_| Owned {
+                owner: AtomicU64::new(0),
+                context: AtomicCell::new(None),
+            })
             .collect()
     });
     &slots[offset]
@@ -498,20 +508,48 @@ fn take_slow(slot: &Slot) -> Box<Context> {
     }
 }
 
+/// Takes task `id`'s context out of `entry`, as [`take`] does, provided the task owns the
+/// entry and is not unregistering: `None` for a task that has ended (its entry is free,
+/// another task's, or being freed), without waiting for a put-back that will not come.
+fn take_owned(entry: &Owned, id: u64) -> Option<Box<Context>> {
+    let mut looks = 0u32;
+    loop {
+        if entry.owner.load(Ordering::Acquire) != id {
+            return None;
+        }
+        if let Some(context) = entry.context.take() {
+            if entry.owner.load(Ordering::Acquire) == id {
+                return Some(context);
+            }
+            // Between the two looks the task ended and the entry went to another task:
+            // that task's context goes back.
+            drop(entry.context.swap(Some(context)));
+            return None;
+        }
+        // A poll ending on another thread has not put the context back yet (see `take`).
+        if looks < HANDOVER_SPINS {
+            looks += 1;
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
 /// The deferred attach's source: task `id`'s context, fetched on its poll's first context
 /// operation. `None` (the poll then runs in an empty context) for a task that was never
-/// registered.
+/// registered or has ended.
 fn fetch(id: u64) -> Option<Context> {
-    let slot = slot_of(id)?;
+    let entry = entry_of(id)?;
+    let mut context = take_owned(entry, id)?;
     // Remembered for the put-back, which must not look the task up again: a termination
     // on another thread may be unregistering it meanwhile, waiting for this very put-back.
     // During thread teardown the record is gone: the put-back looks the slot up instead.
     let _ = POLLING.try_with(|polling| {
         if let Some(polled) = polling.borrow_mut().iter_mut().rev().find(|p| p.id == id) {
-            polled.slot = Some(slot);
+            polled.slot = Some(&entry.context);
         }
     });
-    let mut context = take(slot);
     let fetched = std::mem::take(&mut *context);
     keep_spare(context);
     Some(fetched)
@@ -553,7 +591,10 @@ fn register(id: u64) {
             Some(index) => index,
             None => NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
         };
-        let displaced = slot(index).swap(Some(context));
+        let entry = slab_entry(index);
+        // Release: pairs with a stale lookup's acquire (see `take_owned`).
+        entry.owner.store(id, Ordering::Release);
+        let displaced = entry.context.swap(Some(context));
         shard.index.insert(id, index);
         (index, displaced)
     };
@@ -614,7 +655,7 @@ fn after_poll(id: u64) {
     if ended {
         unregister(id, used);
     } else if let Some(context) = used
-        && let Some(slot) = slot.or_else(|| slot_of(id))
+        && let Some(slot) = slot.or_else(|| entry_of(id).map(|entry| &entry.context))
     {
         // Always `None` (this poll took the context out).
         drop(slot.swap(Some(boxed(context))));
@@ -641,8 +682,14 @@ fn unregister(id: u64, fetched: Option<Context>) -> bool {
         let Some(index) = shard(id).lock().index.remove(&id) else {
             return false;
         };
+        let entry = slab_entry(index);
+        // Marked first, so that a poll of the ended task (see `take_owned`) leaves the entry
+        // alone; the context is still found by a put-back in flight.
+        entry.owner.store(id | LEAVING, Ordering::Release);
         // Waited for outside the lock, which other spawns need.
-        let taken = fetched.is_none().then(|| take(slot(index)));
+        let taken = fetched.is_none().then(|| take(&entry.context));
+        // Release: the next owner finds the entry empty.
+        entry.owner.store(0, Ordering::Release);
         shard(id).lock().free.push(index);
         taken
     };
@@ -682,4 +729,87 @@ fn terminated(id: u64) {
     ENDED_FIRST[id as usize % DIRECT].store(id, Ordering::SeqCst);
     fence(Ordering::SeqCst);
     let _ = unregister(id, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use contextvars::ContextVar;
+
+    use super::*;
+
+    static VAR: ContextVar<u64> = ContextVar::new("hooks.test");
+
+    /// Ids no tokio task of this test process reaches, so these tests own their slots.
+    const BASE: u64 = 1 << 40;
+
+    /// Runs `f` on a thread of its own, failing if it does not return within a minute (a
+    /// fetch that waits for a put-back that never comes spins for ever).
+    fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || done.send(f()).unwrap());
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the lookup of an ended task hung")
+    }
+
+    /// Registers task `id` with a context holding `VAR = value`.
+    fn register_with(id: u64, value: u64) {
+        VAR.set(value);
+        register(id);
+    }
+
+    /// A poll of a task that ended (tokio runs the poll hooks of a task still queued on one
+    /// worker after another worker's shutdown ended it) finds nothing to fetch: not a wait
+    /// for ever on its freed slab slot, nor the context of the task that got the slot next.
+    #[test]
+    fn a_poll_of_an_ended_slab_task_fetches_nothing() {
+        bounded(|| {
+            let ended = BASE + 1;
+            // Holds `ended`'s slot of the direct table, so that `ended` goes to the slab.
+            let holder = ended + DIRECT as u64;
+            register_with(holder, 1);
+            register_with(ended, 2);
+            assert!(owned(ended).is_none(), "in the slab");
+            let index = index_of(ended).expect("registered");
+            assert!(unregister(ended, None));
+            // This thread still remembers `ended`'s index.
+            assert_eq!(index_of(ended), Some(index));
+            assert!(fetch(ended).is_none());
+            // A task of the same shard, whose table slot is taken too, reuses the index.
+            let next = (2..)
+                .map(|k| ended + k * DIRECT as u64)
+                .find(|&id| std::ptr::eq(shard(id), shard(ended)))
+                .unwrap();
+            register_with(next, 3);
+            assert_eq!(index_of(next), Some(index));
+            assert!(fetch(ended).is_none());
+            let context = fetch(next).expect("the live task's context");
+            assert_eq!(context.get(&VAR), Some(3));
+            drop(slab_entry(index).context.swap(Some(boxed(context))));
+            assert!(unregister(next, None));
+            assert!(unregister(holder, None));
+        });
+    }
+
+    /// A poll of a task whose termination is under way on another thread (its slot marked
+    /// as leaving) takes nothing: the termination takes the context.
+    #[test]
+    fn a_poll_of_a_task_being_unregistered_fetches_nothing() {
+        bounded(|| {
+            let id = BASE + 2;
+            register_with(id, 5);
+            let entry = entry_of(id).expect("registered");
+            let owner = entry.owner.load(Ordering::Acquire);
+            entry.owner.store(id | LEAVING, Ordering::Release);
+            assert!(fetch(id).is_none());
+            entry.owner.store(owner, Ordering::Release);
+            let context = fetch(id).expect("live again");
+            assert_eq!(context.get(&VAR), Some(5));
+            drop(entry.context.swap(Some(boxed(context))));
+            assert!(unregister(id, None));
+            assert!(fetch(id).is_none());
+        });
+    }
 }
