@@ -1488,10 +1488,12 @@ pub(crate) fn end_deferred(id: u64) -> Result<Option<Detached>, ()> {
 fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
     STATE
         .try_with(|state| {
-            // A waiting run is entered first (its context is the current one, so the attach
-            // is not current at this scope level); a pending attach is looked at as it is.
+            // A waiting run or logical context push began after the attach (an attach enters
+            // what waits first) and has not ended: the attach is not current at this scope
+            // level. Refused as it is, without entering anything: entering a pending attach
+            // runs its fetch, user code that a refusal must not run.
             if !waiting().is_null() || !waiting_pushed().is_null() {
-                settle(state);
+                return Err(());
             }
             let ts = &mut *state.borrow_mut();
             // A lazily pushed logical context lies above the attach: it is still in a scope,

@@ -181,6 +181,34 @@ fn a_pending_attach_inside_a_scope_is_not_current_outside_it() {
     });
 }
 
+/// A detach refused because a scope began after the attach changes nothing: the pending
+/// attach's context is not fetched for it (the push of a logical context that is not
+/// untouched waits, and entering what waits entered the attach before).
+#[test]
+fn a_refused_detach_inside_a_later_scope_does_not_fetch() {
+    on_fresh_thread(|| {
+        park(8, context_with(Some(80)));
+        let id = attach_deferred(fetch, 8).unwrap();
+        // A logical context that is not untouched, made without using the current context
+        // (inside a run of another one): pushing it waits.
+        let mut lc = LogicalContext::new();
+        Context::new().run(|| run_with_logical_context(&mut lc, || VARS[1].set(1)));
+        let before = fetches();
+        assert_eq!(before, 0);
+        let refused = run_with_logical_context(&mut lc, || detach_deferred(id));
+        assert_eq!(refused.unwrap_err(), DetachError::NotCurrent);
+        let refused = Context::new().run(|| end_deferred(id));
+        assert_eq!(refused.unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(fetches(), before, "a refusal fetched the context");
+        // Still pending, and detached as such.
+        assert_eq!(
+            detach_deferred(id).map(|context| context.is_some()),
+            Ok(false)
+        );
+        assert_eq!(fetches(), before);
+    });
+}
+
 /// Counts its drops.
 struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
