@@ -226,6 +226,15 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
                 below: previous.below,
                 _type: PhantomData,
             });
+        if token.is_some() {
+            // A set like `ContextVar::set`'s, reported as such.
+            crate::watch::notify(|| crate::watch::ContextEvent::Set {
+                var: crate::VarInfo {
+                    id,
+                    name: var.name(),
+                },
+            });
+        }
         Scope { var, slot, token }
     }
 

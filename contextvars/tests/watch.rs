@@ -5,6 +5,7 @@
 //! watcher records into a thread-local log, and each test reads only its own thread's log.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
@@ -68,6 +69,30 @@ fn enter_set_and_exit_are_reported_in_order_with_the_context_current() {
             ]
         );
         assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+/// The sets `scope_future` makes at each poll are reported like `set`'s.
+#[test]
+fn a_scope_future_s_sets_are_reported() {
+    static VAR: ContextVar<u32> = ContextVar::new("watched.scope");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        let guard = watch::add_watcher(|event| {
+            if matches!(event, ContextEvent::Set { .. }) {
+                log(describe(event, &VAR));
+            }
+        });
+        let mut future = std::pin::pin!(VAR.scope_future(4, async { VAR.get() }));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert_eq!(
+            future.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(Some(4))
+        );
+        drop(guard);
+        assert_eq!(take_log(), ["set watched.scope"]);
+        assert_eq!(VAR.get(), None);
     });
 }
 
