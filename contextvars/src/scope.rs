@@ -188,7 +188,7 @@ impl<T: Send + Sync + 'static, F: Future> Future for ScopeFuture<T, F> {
             .future
             .as_pin_mut()
             .expect("ScopeFuture polled after it was dropped");
-        let _scope = Scope::enter(this.var, this.value);
+        let _scope = Scope::enter_reported(this.var, this.value);
         future.poll(cx)
     }
 }
@@ -226,16 +226,23 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
                 below: previous.below,
                 _type: PhantomData,
             });
-        if token.is_some() {
-            // A set like `ContextVar::set`'s, reported as such.
+        Scope { var, slot, token }
+    }
+
+    /// [`enter`](Self::enter) for a poll: the set is reported to watchers like
+    /// `ContextVar::set`'s (the one made to drop the future is not). Reported once the scope
+    /// exists, so that a panic out of the report still resets the variable.
+    fn enter_reported(var: &'static ContextVar<T>, slot: &'a mut Option<Value>) -> Self {
+        let scope = Self::enter(var, slot);
+        if scope.token.is_some() {
             crate::watch::notify(|| crate::watch::ContextEvent::Set {
                 var: crate::VarInfo {
-                    id,
+                    id: var.id(),
                     name: var.name(),
                 },
             });
         }
-        Scope { var, slot, token }
+        scope
     }
 
     fn leave(&mut self, token: Token<T>) {

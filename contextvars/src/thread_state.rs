@@ -78,7 +78,6 @@ pub(crate) struct ThreadState {
 }
 
 /// A value displaced from the current context, kept alive until no borrow needs it.
-#[expect(dead_code, reason = "the value is held only to delay its drop")]
 pub(crate) struct Retired(Value);
 
 crate::loom::thread_local_const! {
@@ -1536,10 +1535,10 @@ fn leave_deferred(id: u64, end: bool) -> Result<Option<Detached>, ()> {
 pub(crate) fn end_frame(id: u64) -> Result<Detached, ()> {
     STATE
         .try_with(|state| {
-            // As in `leave_deferred`: a waiting run is entered first, so that a run waiting
-            // since the attach counts as open.
+            // As in `leave_deferred`: a run or push that waits began after the attach and is
+            // still open; refused without entering anything.
             if !waiting().is_null() || !waiting_pushed().is_null() {
-                settle(state);
+                return Err(());
             }
             let ts = &mut *state.borrow_mut();
             if id == 0 || lazy() > 0 {
@@ -1600,7 +1599,22 @@ pub(crate) struct Abandoned {
 /// `None`, with nothing changed, otherwise. Runs no user code.
 #[inline]
 pub(crate) fn detach_frame(id: u64) -> Option<Detached> {
-    with_state(|ts| leave(ts, id)).flatten()
+    STATE
+        .try_with(|state| {
+            // What waits began after every attach level (an attach enters it first), and a
+            // pending deferred attach lies above them all: the attach is not current, and
+            // the refusal enters nothing (a pending attach's fetch is user code).
+            if !waiting().is_null() || !waiting_pushed().is_null() {
+                return None;
+            }
+            let ts = &mut *state.borrow_mut();
+            if ts.pending.is_some() {
+                return None;
+            }
+            leave(ts, id)
+        })
+        .ok()
+        .flatten()
 }
 
 /// [`detach_frame`] on a borrowed state.
@@ -1664,11 +1678,25 @@ fn abandon_above(ts: &mut ThreadState, index: usize) -> Box<Abandoned> {
 /// that a borrow may be lending (see [`is_lent`]); the others may be dropped at once. For
 /// callers that were told a borrow is open by `cache::check_borrowed` (or
 /// `invalidate_all_and_check_borrowed`), and are about to let go of these maps.
+///
+/// A value already retired is not retired again: a long borrow lends a value that every
+/// context detached under it may share (one inherited by tasks, say), and the list must not
+/// grow with each detach.
 pub(crate) fn retire_lent<'a>(maps: impl IntoIterator<Item = &'a crate::value::VarMap>) {
     for map in maps {
         for (_, value) in map {
             if is_lent(value) {
-                retire(Retired(value.clone()));
+                let _ = STATE.try_with(|state| {
+                    let retired = &mut state.borrow_mut().retired;
+                    let start = value.shared_range().map(|(start, _)| start);
+                    let known = retired
+                        .iter()
+                        .any(|Retired(held)| held.shared_range().map(|(start, _)| start) == start);
+                    if !known {
+                        // Cloning an `Arc` runs no user code inside the borrow.
+                        retired.push(Retired(value.clone()));
+                    }
+                });
             }
         }
     }
@@ -1766,6 +1794,30 @@ mod tests {
             assert!(!is_cached(A.id()));
             assert_eq!(A.get(), Some(1));
             assert_eq!(lc.get(&A), Some(2));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Contexts detached under a long borrow that share the lent value (inherited by every
+    /// task, say) retire it once, not once per detach.
+    #[test]
+    fn detaches_under_a_long_borrow_retire_a_shared_lent_value_once() {
+        static CONFIG: ContextVar<String> = ContextVar::new("config");
+        static V: ContextVar<u64> = ContextVar::new("v");
+        std::thread::spawn(|| {
+            CONFIG.set("server".into());
+            CONFIG.with(|config| {
+                for turn in 0..50 {
+                    let id = crate::attach(crate::copy_context()).unwrap();
+                    V.set(turn);
+                    drop(crate::detach(id).unwrap());
+                }
+                let retired = super::STATE.with(|state| state.borrow().retired.len());
+                assert_eq!(retired, 1);
+                assert_eq!(config.map(String::as_str), Some("server"));
+            });
+            assert_eq!(super::STATE.with(|state| state.borrow().retired.len()), 0);
         })
         .join()
         .unwrap();

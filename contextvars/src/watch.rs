@@ -25,7 +25,8 @@ pub enum ContextEvent {
     /// A context is about to be exited (it is still current when the watcher runs), also when
     /// the code run in it panicked.
     Exited,
-    /// `var` was set in the current context ([`ContextVar::set`](crate::ContextVar::set)).
+    /// `var` was set in the current context ([`ContextVar::set`](crate::ContextVar::set), and
+    /// the set a [`ScopeFuture`](crate::ScopeFuture) makes at each poll).
     Set {
         /// The variable.
         var: VarInfo,

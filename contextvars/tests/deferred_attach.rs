@@ -206,6 +206,20 @@ fn a_refused_detach_inside_a_later_scope_does_not_fetch() {
             Ok(false)
         );
         assert_eq!(fetches(), before);
+        // A plain attach under a pending one: its refused detach and end fetch nothing
+        // either.
+        let plain = attach(context_with(Some(7))).unwrap();
+        park(9, context_with(Some(90)));
+        let pending = attach_deferred(fetch, 9).unwrap();
+        assert_eq!(detach(plain).unwrap_err(), DetachError::NotCurrent);
+        let refused = run_with_logical_context(&mut lc, || end_attach(plain));
+        assert_eq!(refused.unwrap_err(), DetachError::NotCurrent);
+        assert_eq!(fetches(), before, "a refusal fetched the context");
+        assert_eq!(
+            detach_deferred(pending).map(|context| context.is_some()),
+            Ok(false)
+        );
+        assert_eq!(detach(plain).unwrap().get(&VARS[0]), Some(7));
     });
 }
 
@@ -273,10 +287,6 @@ fn ending_a_deferred_attach_ends_an_attach_the_step_left_behind() {
     });
 }
 
-/// `end_attach` of an attach with another left above it hands back the context current
-/// then; attached again, it gets an id of its own, so the ended attach's id matches nothing
-/// (neither that attach nor the new one), while its tokens still reset there: the logical
-/// context they were made in is current again.
 /// A deferred attach's id is unique in the process: one made on another thread (where the
 /// same number of deferred attaches came before) ends nothing here.
 #[test]
@@ -303,6 +313,10 @@ fn a_deferred_attach_id_from_another_thread_matches_nothing() {
     });
 }
 
+/// `end_attach` of an attach with another left above it hands back the context current
+/// then; attached again, it gets an id of its own, so the ended attach's id matches nothing
+/// (neither that attach nor the new one), while its tokens still reset there: the logical
+/// context they were made in is current again.
 #[test]
 fn ids_of_ended_attaches_match_nothing_when_their_context_is_attached_again() {
     on_fresh_thread(|| {

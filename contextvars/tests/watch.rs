@@ -90,6 +90,8 @@ fn a_scope_future_s_sets_are_reported() {
             future.as_mut().poll(&mut cx),
             std::task::Poll::Ready(Some(4))
         );
+        // Dropping a future never polled sets the variable around the drop: not reported.
+        drop(VAR.scope_future(5, async {}));
         drop(guard);
         assert_eq!(take_log(), ["set watched.scope"]);
         assert_eq!(VAR.get(), None);

@@ -38,7 +38,6 @@ pub enum Entry<'a, K, V, S> {
 /// copy what is still shared from the anchor down, and [`remove`](Self::remove) edits the
 /// anchor. No `Eq` or `Hash` runs after the lookup.
 pub struct OccupiedEntry<'a, K, V, S> {
-    pub(crate) key: K,
     pub(crate) hash: HashBits,
     /// Where the entry is below the anchor: its index when it is in a collision node.
     pub(crate) location: Location,
@@ -185,6 +184,19 @@ where
     }
 }
 
+impl<K, V, S> OccupiedEntry<'_, K, V, S> {
+    /// The entry's key and value, as stored.
+    fn located(&self) -> (&K, &V) {
+        node::get_located(
+            self.anchor.node(),
+            self.anchor_shift,
+            self.hash,
+            self.location,
+        )
+        .expect(PRESENT)
+    }
+}
+
 impl<'a, K, V, S> OccupiedEntry<'a, K, V, S>
 where
     K: Hash + Eq + Clone,
@@ -221,17 +233,6 @@ where
     /// ```
     pub fn key(&self) -> &K {
         self.located().0
-    }
-
-    /// The entry's key and value, as stored.
-    fn located(&self) -> (&K, &V) {
-        node::get_located(
-            self.anchor.node(),
-            self.anchor_shift,
-            self.hash,
-            self.location,
-        )
-        .expect(PRESENT)
     }
 
     /// The present value.
@@ -411,17 +412,20 @@ where
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for Entry<'_, K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Entry::Occupied(entry) => f.debug_tuple("Occupied").field(&entry.key).finish(),
+            Entry::Occupied(entry) => f.debug_tuple("Occupied").field(entry).finish(),
             Entry::Vacant(entry) => f.debug_tuple("Vacant").field(&entry.key).finish(),
         }
     }
 }
 
-impl<K: fmt::Debug, V, S> fmt::Debug for OccupiedEntry<'_, K, V, S> {
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for OccupiedEntry<'_, K, V, S> {
+    /// The key and the value as stored (as `key` and `get` give them).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (key, value) = self.located();
         f.debug_struct("OccupiedEntry")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+            .field("key", key)
+            .field("value", value)
+            .finish()
     }
 }
 

@@ -522,8 +522,9 @@ where
             };
             Anchor::Inner(node::descend_mut(node, hash, anchor_level))
         };
+        // The key looked up with is dropped here: the entry's key is the one in the map.
+        drop(key);
         Entry::Occupied(OccupiedEntry {
-            key,
             hash,
             location,
             anchor,

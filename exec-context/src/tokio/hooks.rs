@@ -544,7 +544,7 @@ fn fetch(id: u64) -> Option<Context> {
     let mut context = take_owned(entry, id)?;
     // Remembered for the put-back, which must not look the task up again: a termination
     // on another thread may be unregistering it meanwhile, waiting for this very put-back.
-    // During thread teardown the record is gone: the put-back looks the slot up instead.
+    // (During thread teardown the record is gone, and the poll with it: nothing is put back.)
     let _ = POLLING.try_with(|polling| {
         if let Some(polled) = polling.borrow_mut().iter_mut().rev().find(|p| p.id == id) {
             polled.slot = Some(&entry.context);
@@ -652,11 +652,17 @@ fn after_poll(id: u64) {
         // empty one, never in the worker's. One it never fetched is still in its slot.
         Ok(Err(_)) | Err(_) => slot.is_some().then(Context::default),
     };
+    // A poll that fetched nothing (the task had ended, or was never registered) but used a
+    // context ran in an empty one of its own: it goes here, and nothing goes back (the slot
+    // its id once had may be another task's by now).
+    let (fetched, own) = match slot {
+        Some(slot) => (used.map(|context| (slot, context)), None),
+        None => (None, used),
+    };
+    drop_in_hook(own);
     if ended {
-        unregister(id, used);
-    } else if let Some(context) = used
-        && let Some(slot) = slot.or_else(|| entry_of(id).map(|entry| &entry.context))
-    {
+        unregister(id, fetched.map(|(_, context)| context));
+    } else if let Some((slot, context)) = fetched {
         // Always `None` (this poll took the context out).
         drop(slot.swap(Some(boxed(context))));
     }
@@ -784,7 +790,18 @@ mod tests {
                 .unwrap();
             register_with(next, 3);
             assert_eq!(index_of(next), Some(index));
+            // Another worker's cache may still hold `ended`'s entry (here it shares
+            // `next`'s, which replaced it).
+            remember(ended, index);
             assert!(fetch(ended).is_none());
+            // A whole poll of the ended task that uses the context: it runs in an empty one,
+            // and leaves the slot's next owner its context.
+            VAR.set(9);
+            before_poll(ended);
+            assert_eq!(VAR.get(), None);
+            VAR.set(4);
+            after_poll(ended);
+            assert_eq!(VAR.get(), Some(9));
             let context = fetch(next).expect("the live task's context");
             assert_eq!(context.get(&VAR), Some(3));
             drop(slab_entry(index).context.swap(Some(boxed(context))));

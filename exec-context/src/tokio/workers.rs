@@ -106,8 +106,9 @@ fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
     // here too. What is reported then is the context that attach left current (the worker's
     // own context under it is cleared with it).
     // Ending the attach drops what it displaced (with an attach left on top, the worker's
-    // own context): a `Drop` that panics there is contained like the ones below. The attach
-    // has ended by then; that context's values are gone, unreported.
+    // own context): a `Drop` that panics there is contained like the ones below. Nothing
+    // else in `detach` or `end_attach` runs user code (neither enters what waits to be
+    // entered), so the attach has ended by then; that context's values are gone, unreported.
     let ended = std::panic::catch_unwind(|| match detach(id) {
         Ok(own) => Some(own),
         // Parked inside some scope of its own: nothing to check at this level.
