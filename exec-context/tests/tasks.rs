@@ -757,6 +757,19 @@ mod on_tokio {
         }
     }
 
+    /// A runtime of one worker, with timers, whose worker `check_workers_with` checks.
+    fn checked_runtime(
+        report: impl Fn(&[contextvars::VarInfo]) + Send + Sync + 'static,
+    ) -> Runtime {
+        let mut builder = Builder::new_multi_thread();
+        exec_context::tokio::check_workers_with(&mut builder, report);
+        builder
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
     /// `check_workers`: a plain-spawned task that attached a context of its own and never
     /// detached it left that attach on its worker; the next park reports what it set and
     /// ends it, so the worker's later tasks see nothing of it.
@@ -764,17 +777,11 @@ mod on_tokio {
     fn check_workers_ends_an_attach_a_task_left_on_its_worker() {
         let leaked = Arc::new(Mutex::new(Vec::new()));
         let sink = leaked.clone();
-        let mut builder = Builder::new_multi_thread();
-        exec_context::tokio::check_workers_with(&mut builder, move |vars| {
+        let rt = checked_runtime(move |vars| {
             sink.lock()
                 .unwrap()
                 .extend(vars.iter().map(|v| v.name().to_owned()));
         });
-        let rt = builder
-            .worker_threads(1)
-            .enable_time()
-            .build()
-            .expect("runtime");
         let seen = rt.block_on(async {
             tokio::spawn(async {
                 let _never_detached = contextvars::attach(Context::new()).unwrap();
@@ -807,13 +814,7 @@ mod on_tokio {
     #[test]
     fn check_workers_clears_a_leak_hidden_under_an_empty_attach_left_behind() {
         static HELD: ContextVar<Arc<()>> = ContextVar::new("held");
-        let mut builder = Builder::new_multi_thread();
-        exec_context::tokio::check_workers_with(&mut builder, |_| {});
-        let rt = builder
-            .worker_threads(1)
-            .enable_time()
-            .build()
-            .expect("runtime");
+        let rt = checked_runtime(|_| {});
         let value = Arc::new(());
         let watch = Arc::downgrade(&value);
         let released = rt.block_on(async move {
@@ -850,8 +851,7 @@ mod on_tokio {
         static BOOM: ContextVar<Boom> = ContextVar::new("boom");
         let reports = Arc::new(Mutex::new(Vec::new()));
         let sink = reports.clone();
-        let mut builder = Builder::new_multi_thread();
-        exec_context::tokio::check_workers_with(&mut builder, move |vars| {
+        let rt = checked_runtime(move |vars| {
             let mut reports = sink.lock().unwrap();
             reports.push(vars.iter().map(|v| v.name().to_owned()).collect::<Vec<_>>());
             if reports.len() == 1 {
@@ -859,11 +859,6 @@ mod on_tokio {
                 panic!("the report panicked on purpose");
             }
         });
-        let rt = builder
-            .worker_threads(1)
-            .enable_time()
-            .build()
-            .expect("runtime");
         // Leaks, waits for the report, then tells whether a task on the worker still sees
         // the leaked variable.
         let leak_and_wait = |leak: fn(), reports_wanted: usize, seen: fn() -> bool| {
@@ -907,13 +902,7 @@ mod on_tokio {
         let (done, finished) = std::sync::mpsc::channel();
         let counter = dropped.clone();
         std::thread::spawn(move || {
-            let mut builder = Builder::new_multi_thread();
-            exec_context::tokio::check_workers_with(&mut builder, |_| {});
-            let rt = builder
-                .worker_threads(1)
-                .enable_time()
-                .build()
-                .expect("runtime");
+            let rt = checked_runtime(|_| {});
             let ran_after = rt.block_on(async move {
                 tokio::spawn(async move {
                     drop(BOOM.set(Boom(counter)));
