@@ -496,12 +496,7 @@ fn take_slow(slot: &Slot) -> Box<Context> {
     // put-back that would then land in another task's slot.
     let mut looks = 0u32;
     loop {
-        if looks < HANDOVER_SPINS {
-            looks += 1;
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        wait_for_handover(&mut looks);
         if let Some(context) = slot.take() {
             return context;
         }
@@ -527,12 +522,18 @@ fn take_owned(entry: &Owned, id: u64) -> Option<Box<Context>> {
             return None;
         }
         // A poll ending on another thread has not put the context back yet (see `take`).
-        if looks < HANDOVER_SPINS {
-            looks += 1;
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        wait_for_handover(&mut looks);
+    }
+}
+
+/// One wait for a context being put back: a yield for the first [`HANDOVER_SPINS`] looks,
+/// then a short sleep.
+fn wait_for_handover(looks: &mut u32) {
+    if *looks < HANDOVER_SPINS {
+        *looks += 1;
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 
