@@ -24,7 +24,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// previous binding is put back afterwards (also when the poll panics), so the caller's
     /// context is untouched between polls, on whichever thread polls. If the future sets the
     /// variable itself, its last value is what later polls see; if it deletes it, later
-    /// polls see the caller's value. The future is also dropped inside the scope.
+    /// polls see the caller's value. The future is also dropped inside the scope. Attaches a
+    /// poll leaves attached ([`attach`](crate::attach)) end with the poll, as with
+    /// [`ContextVar::scope`].
     ///
     /// ```
     /// use contextvars::ContextVar;
@@ -256,9 +258,13 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
             Err(payload) => (thread_state::lookup_topmost(id), Some(payload)),
         };
         *self.slot = left;
-        // Fails only if the poll returned in another logical context than it began in (it
-        // left an attach of its own behind); nothing better can be done in a drop.
-        let _ = self.var.reset(token);
+        // Attaches the poll left behind end first (as at the end of a run), and what the
+        // future left is then the value in the context the set was made in. Fails only if
+        // the poll detached that context; nothing better can be done in a drop.
+        let slot = &mut *self.slot;
+        let _ = self
+            .var
+            .reset_scoped(token, || *slot = thread_state::lookup_topmost(id));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }

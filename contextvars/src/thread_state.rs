@@ -1572,6 +1572,29 @@ fn end_checked(ts: &mut ThreadState, index: usize) -> Result<Detached, ()> {
     Ok(end_level(ts, index))
 }
 
+/// Ends the attaches made since `context` (a logical context's id) was the topmost logical
+/// context at this scope level, and left attached: the level that displaced it and every
+/// level above. For a scope whose code left an attach behind (`ContextVar::scope`, a
+/// `ScopeFuture`'s poll): the scope's reset then applies where its set was made, as a run's
+/// end takes the attaches made inside it. Refused (`None`, nothing changed) when no level
+/// at this scope level displaced `context`, or when a run or logical-context scope opened
+/// since is still open (see [`end_checked`]). Runs no user code.
+#[cold]
+#[inline(never)]
+pub(crate) fn end_attaches_over(context: u64) -> Option<Detached> {
+    with_state(|ts| {
+        if context == 0 || lazy() > 0 {
+            return None;
+        }
+        let index = ts.run_levels
+            + ts.levels[ts.run_levels..]
+                .iter()
+                .position(|level| level.frame.top.id == context)?;
+        end_checked(ts, index).ok()
+    })
+    .flatten()
+}
+
 /// What [`detach_frame`] took off the thread: the attached frame, its stale cached
 /// snapshot, and whatever was left above it (normally nothing). The caller drops or retires
 /// all but the frame, outside the borrow.

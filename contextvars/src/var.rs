@@ -578,6 +578,27 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// assert_eq!(inner, Some(1));
     /// assert_eq!(DEPTH.get(), Some(0));
     /// ```
+    ///
+    /// Like [`Context::run`](crate::Context::run), the scope takes with it the attaches `f`
+    /// made and left attached ([`attach`](crate::attach)): they end, the context that was
+    /// current when the scope began is current again, and the variable is reset there. What
+    /// the contexts left attached held is dropped.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar, attach};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// USER.set("main");
+    /// USER.scope("scoped", || {
+    ///     attach(Context::new()).unwrap(); // never detached
+    ///     USER.set("attached");
+    /// });
+    /// assert_eq!(USER.get(), Some("main"));
+    /// ```
+    ///
+    /// One case stays as `f` leaves it: if `f` [`detach`](crate::detach)es the attach the
+    /// scope began in, the scope's value goes with the detached [`Context`](crate::Context)
+    /// (the reset finds another context current, and changes nothing).
     pub fn scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
         struct Reset<'a, T: Send + Sync + 'static> {
             var: &'a ContextVar<T>,
@@ -586,17 +607,17 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
         impl<T: Send + Sync + 'static> Drop for Reset<'_, T> {
             fn drop(&mut self) {
-                // Only fails if `f` left the logical context it started in, which scoped
-                // APIs cannot do; there is nothing better to do with the error in a drop.
+                // Fails only if `f` detached the context the set was made in (an attach made
+                // before the scope); there is nothing better to do with the error in a drop.
                 if let Some(token) = self.token.take() {
                     if std::thread::panicking() {
                         // `f` panicked: a `Drop` of the displaced value that panics too is
                         // discarded, not an abort (the reset is recorded before it runs).
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            self.var.reset(token)
+                            self.var.reset_scoped(token, || {})
                         }));
                     } else {
-                        let _ = self.var.reset(token);
+                        let _ = self.var.reset_scoped(token, || {});
                     }
                 }
             }
@@ -607,6 +628,34 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             token: Some(self.set(value)),
         };
         f()
+    }
+}
+
+impl<T: Send + Sync + 'static> ContextVar<T> {
+    /// [`reset`](Self::reset) at the end of a scope that made the set (`scope`, a
+    /// `ScopeFuture`'s poll): if the scope's code left attaches above the logical context the
+    /// set was made in, they end first, as at the end of a run, and the reset then applies.
+    /// `ended` runs between the two, when attaches ended. The context they leave is dropped
+    /// after the reset, so a panicking `Drop` of its values cannot stop the reset.
+    pub(crate) fn reset_scoped(
+        &self,
+        token: Token<T>,
+        ended: impl FnOnce(),
+    ) -> Result<(), TokenError> {
+        let refused = match self.try_reset(token) {
+            Ok(()) => return Ok(()),
+            Err(refused) if refused.error() == TokenError::WrongContext => refused,
+            Err(refused) => return Err(refused.error()),
+        };
+        let token = refused.into_token();
+        let Some(left) = crate::attach::end_attaches_over(token.context) else {
+            drop(token);
+            return Err(TokenError::WrongContext);
+        };
+        ended();
+        let reset = self.reset(token);
+        drop(left);
+        reset
     }
 }
 

@@ -690,3 +690,89 @@ fn a_deferred_attach_left_inside_a_run_cannot_be_detached_from_a_later_run() {
         assert_eq!(X.get().as_deref(), Some("t0"));
     });
 }
+
+/// `ContextVar::scope` whose closure leaves an attach behind: the attach ends with the scope,
+/// as with a run, so the scope's reset applies and the variable is back to its value before;
+/// the context left attached, and its values, go.
+#[test]
+fn an_attach_left_inside_scope_ends_with_it() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.scope_left");
+    static HELD: ContextVar<Arc<Counted>> = ContextVar::new("attach.scope_left.held");
+    on_fresh_thread(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        VAR.set(1);
+        let seen = VAR.scope(2, || {
+            attach(counted_context(&HELD, &drops)).unwrap();
+            VAR.set(20);
+            VAR.get()
+        });
+        assert_eq!(seen, Some(20));
+        assert_eq!(VAR.get(), Some(1));
+        assert!(HELD.get().is_none());
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the context left attached is dropped"
+        );
+        // Two attaches deep, and under an attach made before the scope, which stays.
+        let before = attach(Context::new()).unwrap();
+        VAR.set(5);
+        VAR.scope(6, || {
+            attach(Context::new()).unwrap();
+            attach(counted_context(&HELD, &drops)).unwrap();
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_eq!(VAR.get(), Some(5));
+        assert_eq!(detach(before).unwrap().get(&VAR), Some(5));
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
+
+/// The same when the closure panics after its attach: the scope's reset, made while
+/// unwinding, still applies.
+#[test]
+fn an_attach_left_by_a_panicking_scope_ends_with_it() {
+    static VAR: ContextVar<String> = ContextVar::new("attach.scope_left.panic");
+    on_fresh_thread(|| {
+        VAR.set("outer".into());
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            VAR.scope("inner".into(), || {
+                attach(Context::new()).unwrap();
+                panic!("after the attach");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(VAR.get().as_deref(), Some("outer"));
+        // The thread's context is the one it had: a set and a reset work on it.
+        let token = VAR.set("again".into());
+        VAR.reset(token).unwrap();
+        assert_eq!(VAR.get().as_deref(), Some("outer"));
+    });
+}
+
+/// A poll of a `scope_future` that leaves an attach behind: the attach ends with the poll,
+/// so the caller's context between polls is untouched and the next poll sees the value.
+#[test]
+fn an_attach_left_by_a_scope_future_poll_ends_with_the_poll() {
+    static VAR: ContextVar<u32> = ContextVar::new("attach.scope_future_left");
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let mut first = true;
+        let mut future = Box::pin(VAR.scope_future(
+            7,
+            std::future::poll_fn(move |cx| {
+                if first {
+                    first = false;
+                    attach(Context::new()).unwrap();
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(VAR.get())
+            }),
+        ));
+        assert!(poll_once(future.as_mut()).is_pending());
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(poll_once(future.as_mut()), Poll::Ready(Some(7)));
+        assert_eq!(VAR.get(), Some(1));
+    });
+}
