@@ -139,8 +139,9 @@ pub struct Fiber<Y, R = (), A = ()> {
 }
 
 impl<Y: 'static, R: 'static> Fiber<Y, R, ()> {
-    /// A fiber running `producer`'s body in the context `policy` selects. Nothing runs until
-    /// the first switch.
+    /// A fiber running `producer`'s body in the context `policy` selects. The body runs from
+    /// the first switch; `producer` itself runs at once, in that context, so what it sets
+    /// stays with the fiber (with [`FiberContext::Share`], in the caller's context).
     ///
     /// ```
     /// use contextvars::ContextVar;

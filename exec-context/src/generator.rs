@@ -291,8 +291,26 @@ impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
     /// A generator running `producer`'s body, with a fresh logical context that keeps the
     /// creator's [pinned](contextvars::pinned) values ([`LogicalContext::pinned`]: a
     /// generator made inside an [interpreter](crate::interpreters) runs in it wherever it is
-    /// resumed). Nothing of the body runs until the first resume. Its `yield_`s return `()`; see
-    /// [`with_resume_arg`](Gen::with_resume_arg) for a generator that receives values.
+    /// resumed). Nothing of the body runs until the first resume; `producer` itself runs at
+    /// once, inside that logical context, so what it sets stays with the generator (as with
+    /// [`ContextualIter::build`](crate::ContextualIter::build)). Its `yield_`s return `()`;
+    /// see [`with_resume_arg`](Gen::with_resume_arg) for a generator that receives values.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::Gen;
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    ///
+    /// let mut steps = Gen::new(|co| {
+    ///     STEP.set(10); // in the generator's logical context
+    ///     async move {
+    ///         co.yield_(STEP.get()).await;
+    ///     }
+    /// });
+    /// assert_eq!(STEP.get(), None);
+    /// assert_eq!(steps.next(), Some(Some(10)));
+    /// ```
     pub fn new(producer: impl FnOnce(Co<Y, ()>) -> F) -> Self {
         Self::with_mode(Mode::Logical(LogicalContext::pinned()), producer)
     }
@@ -306,13 +324,16 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
         Self::with_mode(Mode::Logical(LogicalContext::pinned()), producer)
     }
 
-    pub(crate) fn with_mode(mode: Mode, producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
+    /// Makes the body by calling `producer` inside `mode`'s context (so what it sets goes
+    /// where the steps' changes go, as in `ContextualIter::build`).
+    pub(crate) fn with_mode(mut mode: Mode, producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
         let (airlock, guest) = airlock::new();
         let co = Co { airlock: guest };
+        let body = mode.run(|| producer(co));
         Gen {
             mode,
             airlock,
-            body: Body::Fresh(Box::pin(producer(co))),
+            body: Body::Fresh(Box::pin(body)),
             _result: PhantomData,
         }
     }
@@ -730,7 +751,7 @@ mod airlock {
 mod tests {
     use std::future::Future;
     use std::pin::pin;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Barrier, Mutex};
     use std::task::{Context as TaskContext, Poll, Waker};
 
@@ -782,28 +803,46 @@ mod tests {
 
     #[test]
     fn a_yield_polled_on_another_thread_during_resumes_stays_pending() {
-        let (mut owner, co) = stolen_co();
-        let rounds = if cfg!(miri) { 5 } else { 200 };
-        let start = Barrier::new(2);
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                start.wait();
-                for i in 0..rounds {
-                    assert!(poll_once(co.yield_(i)).is_pending());
-                }
-            });
-            // Meanwhile this thread resumes generators, each lending its airlock.
-            start.wait();
-            let mut counter = Gen::new(|co| async move {
+        // Another thread polls yields of the very generator this thread keeps resuming:
+        // while a resume lends the airlock, only the resuming thread may reach it (a yield
+        // that got through would replace the body's value, or come back ready).
+        let rounds = if cfg!(miri) { 5 } else { 100_000 };
+        let stash = Arc::new(Mutex::new(None));
+        let put = stash.clone();
+        let mut counter = Gen::new(move |co: Co<u32>| {
+            let co = Arc::new(co);
+            *put.lock().unwrap() = Some(co.clone());
+            async move {
                 for i in 0..rounds {
                     co.yield_(i).await;
                 }
+            }
+        });
+        let co = stash.lock().unwrap().take().unwrap();
+        let start = Barrier::new(2);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                start.wait();
+                // Polls for as long as the resumes go on.
+                while !done.load(Ordering::Relaxed) {
+                    assert!(poll_once(co.yield_(u32::MAX)).is_pending());
+                }
             });
+            start.wait();
+            // Stops the poller also when an assertion here fails.
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _done = Done(&done);
             for i in 0..rounds {
                 assert_eq!(counter.next(), Some(i));
             }
-            assert_eq!(owner.resume(), Ok(GeneratorState::Complete(())));
         });
+        assert_eq!(counter.next(), None);
     }
 
     #[test]

@@ -203,12 +203,24 @@ pin_project! {
 impl<S: Stream> Stream for ContextualStream<S> {
     type Item = S::Item;
 
+    /// Polls the stream in its logical context. A stream that ends is dropped at once,
+    /// inside that context (what it holds does not wait for the wrapper's drop); later polls
+    /// give `None`. The logical context stays readable.
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { stream, lc } = self.project();
-        match stream.as_pin_mut() {
-            Some(stream) => run_with_logical_context(lc, || stream.poll_next(cx)),
-            None => Poll::Ready(None),
+        let Projection { mut stream, lc } = self.project();
+        if stream.is_none() {
+            return Poll::Ready(None);
         }
+        run_with_logical_context(lc, || {
+            let polled = stream
+                .as_mut()
+                .as_pin_mut()
+                .map_or(Poll::Ready(None), |inner| inner.poll_next(cx));
+            if let Poll::Ready(None) = polled {
+                stream.set(None);
+            }
+            polled
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -226,6 +238,58 @@ impl<S: fmt::Debug> fmt::Debug for ContextualStream<S> {
 }
 
 impl<S> ContextualStream<S> {
+    /// Wraps `stream` with a fresh logical context (as
+    /// [`StreamExt::with_logical_context`] does), which keeps the creator's
+    /// [pinned](contextvars::pinned) values.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::ContextualStream;
+    /// use futures_lite::{StreamExt as _, stream};
+    ///
+    /// static SEEN: ContextVar<u32> = ContextVar::new("seen");
+    ///
+    /// let counted = ContextualStream::new(stream::iter([1, 2]).map(|n| {
+    ///     SEEN.set(n);
+    ///     n
+    /// }));
+    /// assert_eq!(futures_executor::block_on(counted.collect::<Vec<_>>()), [1, 2]);
+    /// assert_eq!(SEEN.get(), None);
+    /// ```
+    pub fn new(stream: S) -> Self {
+        ContextualStream {
+            stream: Some(stream),
+            lc: LogicalContext::pinned(),
+        }
+    }
+
+    /// Builds the stream inside a fresh logical context (as [`new`](Self::new) makes), then
+    /// wraps it with that context: what `make` sets stays with the stream, as for an async
+    /// generator's setup (see [`ContextualIter::build`]).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::ContextualStream;
+    /// use futures_lite::{StreamExt as _, stream};
+    ///
+    /// static LIMIT: ContextVar<u32> = ContextVar::new("limit");
+    ///
+    /// let limited = ContextualStream::build(|| {
+    ///     LIMIT.set(2); // the stream's own setting
+    ///     stream::iter(1..).take_while(|n| *n <= LIMIT.get().unwrap())
+    /// });
+    /// assert_eq!(LIMIT.get(), None);
+    /// assert_eq!(futures_executor::block_on(limited.collect::<Vec<_>>()), [1, 2]);
+    /// ```
+    pub fn build(make: impl FnOnce() -> S) -> Self {
+        let mut lc = LogicalContext::pinned();
+        let stream = run_with_logical_context(&mut lc, make);
+        ContextualStream {
+            stream: Some(stream),
+            lc,
+        }
+    }
+
     /// The stream's logical context, where its polls' changes are kept.
     ///
     /// ```
@@ -277,10 +341,7 @@ pub trait StreamExt: Stream + Sized {
     /// assert_eq!(CURSOR.get(), Some("start"));
     /// ```
     fn with_logical_context(self) -> ContextualStream<Self> {
-        ContextualStream {
-            stream: Some(self),
-            lc: LogicalContext::pinned(),
-        }
+        ContextualStream::new(self)
     }
 
     /// Runs every poll of this stream in a snapshot of the current context (taken now) plus

@@ -126,12 +126,28 @@ impl<F: Future> Future for WithContext<F> {
 impl<S: Stream> Stream for WithContext<S> {
     type Item = S::Item;
 
+    /// Polls the stream in its context. A stream that ends is dropped at once, in its
+    /// context (what it holds does not wait for the wrapper's drop); later polls give
+    /// `None`.
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { inner, context } = self.project();
-        match inner.as_pin_mut() {
-            Some(stream) => context.run(|| stream.poll_next(cx)),
-            None => Poll::Ready(None),
+        let Projection { mut inner, context } = self.project();
+        if inner.is_none() {
+            return Poll::Ready(None);
         }
+        context.run(|| {
+            let polled = inner
+                .as_mut()
+                .as_pin_mut()
+                .map_or(Poll::Ready(None), |stream| stream.poll_next(cx));
+            if let Poll::Ready(None) = polled {
+                inner.set(None);
+            }
+            polled
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.as_ref().map_or((0, Some(0)), Stream::size_hint)
     }
 }
 

@@ -569,3 +569,30 @@ fn a_panicking_drop_while_a_fiber_s_panic_unwinds_does_not_abort() {
         assert_eq!(VAR.get(), Some("switcher"));
     });
 }
+
+/// A fiber's producer runs in the fiber's context: what it sets stays with the fiber, except
+/// for a fiber that shares the caller's context.
+#[test]
+fn the_producer_runs_in_the_fibers_context() {
+    static MADE: ContextVar<&str> = ContextVar::new("fiber.producer");
+    clean(|| {
+        MADE.set("caller");
+        let own = Fiber::new(FiberContext::Inherit, |co| {
+            MADE.set("fiber");
+            async move {
+                co.yield_(MADE.get()).await;
+            }
+        });
+        assert_eq!(MADE.get(), Some("caller"));
+        assert_eq!(own.switch(), Ok(Some(Some("fiber"))));
+        assert_eq!(MADE.get(), Some("caller"));
+        let shared = Fiber::new(FiberContext::Share, |co| {
+            MADE.set("shared");
+            async move {
+                co.yield_(MADE.get()).await;
+            }
+        });
+        assert_eq!(MADE.get(), Some("shared"));
+        assert_eq!(shared.switch(), Ok(Some(Some("shared"))));
+    });
+}

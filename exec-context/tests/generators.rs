@@ -1395,3 +1395,122 @@ fn adapters_and_the_yield_future_are_debug() {
         "{shown}"
     );
 }
+
+/// The producer (the code before the body's `async` block) runs inside the generator's own
+/// logical context: what it sets stays there, seen by the body and not by the caller.
+#[test]
+fn the_producer_runs_in_the_generators_logical_context() {
+    static MADE: ContextVar<u32> = ContextVar::new("gen.producer");
+    clean(|| {
+        MADE.set(1);
+        let mut generator = Gen::new(|co| {
+            assert_eq!(MADE.get(), Some(1), "the caller's values show through");
+            MADE.set(2);
+            async move {
+                co.yield_(MADE.get()).await;
+            }
+        });
+        assert_eq!(MADE.get(), Some(1));
+        assert_eq!(
+            generator.logical_context().unwrap().get(&MADE),
+            Some(2),
+            "kept in the generator's logical context"
+        );
+        assert_eq!(generator.next(), Some(Some(2)));
+        assert_eq!(MADE.get(), Some(1));
+    });
+}
+
+/// A stream of numbers up to `end` that, when dropped, records what `VAR` read there.
+struct Ending {
+    next: u32,
+    end: u32,
+    dropped_with: Arc<Mutex<Vec<Option<&'static str>>>>,
+}
+
+impl Stream for Ending {
+    type Item = u32;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<u32>> {
+        VAR.set("stream");
+        if self.next == self.end {
+            return Poll::Ready(None);
+        }
+        self.next += 1;
+        Poll::Ready(Some(self.next))
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.dropped_with.lock().unwrap().push(VAR.get());
+    }
+}
+
+/// A stream that ends is dropped at once, inside its own context, by both stream wrappers;
+/// later polls give `None`, and the wrappers' contexts stay readable.
+#[test]
+fn an_ended_stream_is_dropped_at_once_in_its_context() {
+    clean(|| {
+        VAR.set("caller");
+        let dropped_with = Arc::new(Mutex::new(Vec::new()));
+        let ending = || Ending {
+            next: 0,
+            end: 2,
+            dropped_with: dropped_with.clone(),
+        };
+        let mut own = ending().with_logical_context();
+        assert_eq!(own.size_hint(), (0, None));
+        assert_eq!((next(&mut own), next(&mut own)), (Some(1), Some(2)));
+        assert!(dropped_with.lock().unwrap().is_empty());
+        assert_eq!(next(&mut own), None);
+        assert_eq!(*dropped_with.lock().unwrap(), [Some("stream")]);
+        assert_eq!(next(&mut own), None);
+        assert_eq!(own.size_hint(), (0, Some(0)));
+        assert_eq!(own.logical_context().get(&VAR), Some("stream"));
+
+        let mut task = ending().in_current_context();
+        assert_eq!(task.size_hint(), (0, None));
+        assert_eq!(next(&mut task), Some(1));
+        assert_eq!((next(&mut task), next(&mut task)), (Some(2), None));
+        assert_eq!(
+            *dropped_with.lock().unwrap(),
+            [Some("stream"), Some("stream")]
+        );
+        assert_eq!(next(&mut task), None);
+        assert_eq!(task.size_hint(), (0, Some(0)));
+        assert_eq!(task.context().get(&VAR), Some("stream"));
+        drop((own, task));
+        assert_eq!(dropped_with.lock().unwrap().len(), 2, "dropped once each");
+        assert_eq!(VAR.get(), Some("caller"));
+    });
+}
+
+/// `ContextualStream::build` makes the stream inside its logical context: what the setup
+/// sets is the stream's, not the caller's.
+#[test]
+fn a_stream_built_in_its_logical_context_keeps_its_setup() {
+    clean(|| {
+        VAR.set("caller");
+        let mut built = exec_context::ContextualStream::build(|| {
+            assert_eq!(VAR.get(), Some("caller"));
+            VAR.set("setup");
+            Probe
+        });
+        assert_eq!(VAR.get(), Some("caller"));
+        assert_eq!(built.logical_context().get(&VAR), Some("setup"));
+        assert_eq!(next(&mut built), Some(Some("setup")));
+        assert_eq!(VAR.get(), Some("caller"));
+    });
+
+    /// Yields what `VAR` reads at each poll.
+    struct Probe;
+
+    impl Stream for Probe {
+        type Item = Option<&'static str>;
+
+        fn poll_next(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(Some(VAR.get()))
+        }
+    }
+}

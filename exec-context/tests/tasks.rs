@@ -373,11 +373,17 @@ fn bind_runs_callbacks_in_the_context_they_were_scheduled_from() {
         VAR.set("even later");
         assert_eq!(bind_to(ec.clone(), || VAR.get())(), Some("later"));
         assert_eq!(bind_to(ExecutionContext::new(), || VAR.get())(), None);
-        let callback = bind_to(ec, || {
+        // On another thread and here: `ec`'s values, plus a logical context of the
+        // callback's own for its set, which reaches neither caller.
+        let depth = ec.depth();
+        let callback = move || {
+            let seen = VAR.get();
             VAR.set("cb");
-            get_execution_context().depth()
-        });
-        assert!(fresh_thread(callback) >= 1);
+            (seen, VAR.get(), get_execution_context().depth())
+        };
+        let expected = (Some("later"), Some("cb"), depth + 1);
+        assert_eq!(fresh_thread(bind_to(ec.clone(), callback)), expected);
+        assert_eq!(bind_to(ec, callback)(), expected);
         assert_eq!(VAR.get(), Some("even later"));
     });
 }
