@@ -559,3 +559,49 @@ fn cancelling_two_jobs_whose_captures_panic_on_drop_does_not_abort() {
     blocker.wait().unwrap();
     assert_eq!(pool.submit(|| 3u8).unwrap().wait().unwrap(), 3);
 }
+
+/// A worker's interpreter closed from outside the pool (it is listed by `list_all`, so a
+/// teardown that closes every interpreter reaches it): the job that meets it fails, and the
+/// pool breaks instead of failing every later job on that worker.
+#[test]
+fn a_worker_interpreter_closed_from_outside_breaks_the_pool() {
+    let pool = InterpreterPool::builder().workers(1).build().unwrap();
+    let id = pool
+        .submit(|| interpreters::get_current().id())
+        .unwrap()
+        .wait()
+        .unwrap();
+    let worker = interpreters::list_all()
+        .into_iter()
+        .find(|interp| interp.id() == id)
+        .unwrap();
+    // Idle once its job is done; retried while the worker may still be finishing it.
+    let mut closed = worker.close();
+    for _ in 0..400 {
+        if closed.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        closed = worker.close();
+    }
+    closed.unwrap();
+    // The job fails by meeting the closed interpreter, or is refused by the pool if the
+    // worker, still finishing the first job, found it closed first.
+    match pool.submit(|| 1).map(JobHandle::wait) {
+        Err(PoolError::Broken(failure)) | Ok(Err(PoolError::Broken(failure))) => {
+            assert_eq!(failure.interpreter_id(), id);
+        }
+        Ok(Err(PoolError::Failed(failure))) => assert_eq!(failure.interpreter_id(), id),
+        other => panic!("expected the job to fail, got {other:?}"),
+    }
+    let mut broken = pool.is_broken();
+    for _ in 0..400 {
+        if broken {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        broken = pool.is_broken();
+    }
+    assert!(broken);
+    assert!(matches!(pool.submit(|| 2), Err(PoolError::Broken(_))));
+}

@@ -521,6 +521,50 @@ fn a_closed_interpreter_no_longer_uses_its_channel_ends() {
     }
 }
 
+/// Work of a closed interpreter that outlived it (here a task made inside it) may still
+/// send, but does not make the interpreter use the end again: it is not listed, and the
+/// others' last release still closes the channel.
+#[test]
+fn work_outliving_its_interpreter_does_not_rejoin_a_channel_end() {
+    use exec_context::FutureExt;
+
+    let (recv, send) = create_channel();
+    let interp = interpreters::create();
+    let s = send.clone();
+    let mut late = None;
+    interp
+        .exec(|| late = Some(async move { s.send_buffered(1) }.in_current_context()))
+        .unwrap();
+    assert_eq!(send.interpreters(), Vec::<u64>::new(), "nothing sent yet");
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Empty)); // main uses the receiving end
+    interp.close().unwrap();
+    assert_eq!(futures_executor::block_on(late.unwrap()), Ok(()));
+    assert_eq!(
+        send.interpreters(),
+        Vec::<u64>::new(),
+        "a closed interpreter uses nothing"
+    );
+    assert!(recv.release());
+    assert!(send.is_closed(), "nobody uses either end any more");
+}
+
+/// A call on an end the interpreter released fails with `Released`, or with `Closed` once
+/// the channel is closed (PEP 554: "or EOFError if the channel is actually marked as
+/// closed"), as a call that was waiting when the channel closed does.
+#[test]
+fn a_released_end_of_a_closed_channel_reports_closed() {
+    let (recv, send) = create_channel();
+    send.send_buffered(1).unwrap();
+    assert_eq!(recv.recv_nowait(), Ok(Shareable::from(1)));
+    assert!(send.release());
+    assert_eq!(send.send_buffered(2), Err(SendError::Released));
+    assert!(recv.release());
+    assert!(send.is_closed());
+    assert_eq!(send.send_buffered(2), Err(SendError::Closed));
+    assert_eq!(send.send_nowait(2), Err(SendError::Closed));
+    assert_eq!(recv.recv_nowait(), Err(RecvError::Closed));
+}
+
 #[test]
 fn send_buffer_shares_the_memory() {
     let (recv, send) = create_channel();

@@ -13,8 +13,32 @@ use super::registry::{self, Endpoint};
 use super::shareable::{Share, Shareable, SharedBuffer};
 use super::{UnboundPolicy, current_id};
 
-/// The current interpreter released this end of a channel.
-struct Released;
+/// Why the current interpreter may not use an end of a channel.
+enum Refused {
+    /// It released this end.
+    Released,
+    /// It released this end, and the channel is closed since (PEP 554: a call on an end the
+    /// interpreter closed fails, "or EOFError if the channel is actually marked as closed").
+    Closed,
+}
+
+impl From<Refused> for SendError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Released => SendError::Released,
+            Refused::Closed => SendError::Closed,
+        }
+    }
+}
+
+impl From<Refused> for RecvError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Released => RecvError::Released,
+            Refused::Closed => RecvError::Closed,
+        }
+    }
+}
 
 /// Which interpreters use one end of a channel.
 #[derive(Default)]
@@ -41,8 +65,11 @@ const SEND: usize = 0;
 const RECV: usize = 1;
 
 impl ChannelInner {
-    /// Associates the current interpreter with `end`, unless it released it.
-    fn associate(&self, end: usize) -> Result<u64, Released> {
+    /// Associates the current interpreter with `end`, unless it released it. Work of a
+    /// closed interpreter that outlived it (a task, a generator) may still use the end, but
+    /// is not associated again: a closed interpreter uses nothing, and must not keep the
+    /// channel open.
+    fn associate(&self, end: usize) -> Result<u64, Refused> {
         let interp = current_id();
         if self.users[end].load(Ordering::Acquire) == interp {
             return Ok(interp);
@@ -51,7 +78,17 @@ impl ChannelInner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if assoc.released.contains(&interp) {
-            return Err(Released);
+            return Err(if self.fifo.is_closed() {
+                Refused::Closed
+            } else {
+                Refused::Released
+            });
+        }
+        // Under the end's lock: closing takes the interpreter out of the table before it
+        // `forget`s its associations (which takes this lock), so either this sees it closed
+        // or the `forget` comes after and removes what this records.
+        if registry::is_closed(interp) {
+            return Ok(interp);
         }
         if !assoc.using.contains(&interp) {
             assoc.using.push(interp);
@@ -110,7 +147,11 @@ impl ChannelInner {
     /// comes later) may still.
     pub(crate) fn forget(&self, interp: u64) {
         for end in [SEND, RECV] {
-            drop(self.end_use(end, interp));
+            // Its release is forgotten too: it can no longer associate (see `associate`),
+            // and the list must not grow with every short-lived interpreter.
+            self.end_use(end, interp)
+                .released
+                .retain(|&id| id != interp);
         }
     }
 
@@ -282,10 +323,7 @@ impl SendChannel {
     ///
     /// [`SendError::NotReceiving`]; [`SendError::Closed`]; [`SendError::Released`].
     pub fn send_nowait(&self, value: impl Share) -> Result<(), SendError> {
-        let owner = self
-            .inner
-            .associate(SEND)
-            .map_err(|Released| SendError::Released)?;
+        let owner = self.inner.associate(SEND).map_err(SendError::from)?;
         self.inner
             .fifo
             .hand_off(value.into_shareable(), owner, self.inner.policy)
@@ -310,10 +348,7 @@ impl SendChannel {
     ///
     /// [`SendError::Closed`]; [`SendError::Released`].
     pub fn send_buffered(&self, value: impl Share) -> Result<(), SendError> {
-        let owner = self
-            .inner
-            .associate(SEND)
-            .map_err(|Released| SendError::Released)?;
+        let owner = self.inner.associate(SEND).map_err(SendError::from)?;
         self.inner
             .fifo
             .put(
@@ -348,10 +383,7 @@ impl SendChannel {
     }
 
     fn send_waiting(&self, value: Shareable, wait: Wait) -> Result<(), SendError> {
-        let owner = self
-            .inner
-            .associate(SEND)
-            .map_err(|Released| SendError::Released)?;
+        let owner = self.inner.associate(SEND).map_err(SendError::from)?;
         let receipt = self
             .inner
             .fifo
@@ -414,10 +446,7 @@ impl RecvChannel {
     }
 
     fn recv_waiting(&self, wait: Wait) -> Result<Shareable, RecvError> {
-        let interp = self
-            .inner
-            .associate(RECV)
-            .map_err(|Released| RecvError::Released)?;
+        let interp = self.inner.associate(RECV).map_err(RecvError::from)?;
         self.inner
             .fifo
             .get_unless(wait, || self.inner.is_released(RECV, interp))
@@ -451,9 +480,7 @@ impl RecvChannel {
     ///
     /// [`RecvError::Empty`]; as [`recv`](Self::recv).
     pub fn recv_nowait(&self) -> Result<Shareable, RecvError> {
-        self.inner
-            .associate(RECV)
-            .map_err(|Released| RecvError::Released)?;
+        self.inner.associate(RECV).map_err(RecvError::from)?;
         self.inner.fifo.get(Wait::No).map_err(RecvError::from_fifo)
     }
 
@@ -518,3 +545,25 @@ macro_rules! handle_traits {
 }
 
 handle_traits!(SendChannel, RecvChannel);
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A closed interpreter's release is forgotten with its use: the list of releases does
+    /// not grow with every short-lived interpreter that released an end.
+    #[test]
+    fn closing_an_interpreter_forgets_its_releases() {
+        let (recv, send) = create_channel();
+        send.send_buffered(0).unwrap(); // main uses the sending end
+        for _ in 0..3 {
+            let interp = super::super::create();
+            let s = send.clone();
+            interp.exec(move || assert!(s.release())).unwrap();
+            assert_eq!(send.inner.ends[SEND].lock().unwrap().released.len(), 1);
+            interp.close().unwrap();
+            assert!(send.inner.ends[SEND].lock().unwrap().released.is_empty());
+        }
+        assert!(!recv.is_closed(), "main still uses the sending end");
+    }
+}

@@ -490,6 +490,12 @@ impl Fifo {
         }
     }
 
+    /// How many getters wait for an item (for the models).
+    #[cfg(loom)]
+    pub(crate) fn receivers(&self) -> usize {
+        self.lock().receivers
+    }
+
     /// Appends `value` only if a getter is waiting for it (PEP 554's `send_nowait`): the
     /// item goes straight to a blocked getter, and nothing is left buffered otherwise.
     pub(crate) fn hand_off(
@@ -550,6 +556,12 @@ impl Fifo {
     #[inline(always)]
     fn took(&self, head: MutexGuard<'_, Head>, item: Item) -> Result<Shareable, FifoError> {
         bump(&self.removed, 1);
+        self.took_counted(head, item)
+    }
+
+    /// [`took`](Self::took) of an item already counted out.
+    #[inline(always)]
+    fn took_counted(&self, head: MutexGuard<'_, Head>, item: Item) -> Result<Shareable, FifoError> {
         if head.room_wanted || item.receipt().is_some() {
             self.took_and_signal(head, &item);
         } else {
@@ -609,8 +621,12 @@ impl Fifo {
                 if receiving {
                     state.receivers -= 1;
                 }
+                // Counted out before the state lock goes (the head lock, which `removed`
+                // needs, is held): a `hand_off` must never see this getter gone as a
+                // receiver while its item still counts as waiting for one.
+                bump(&self.removed, 1);
                 drop(state);
-                return self.took(head, item);
+                return self.took_counted(head, item);
             }
             if state.closed {
                 if receiving {

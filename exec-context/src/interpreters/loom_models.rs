@@ -331,6 +331,34 @@ fn loom_one_getter_takes_at_most_one_hand_off() {
     });
 }
 
+/// Two blocked getters and two hand-offs: the second is never refused, whichever way the
+/// first getter's take interleaves with it (a getter must stop counting as a receiver and
+/// count its item out in one step, or the second hand-off meets one receiver and one item
+/// still counted, and is refused while the other getter waits).
+#[test]
+fn loom_a_second_hand_off_reaches_the_second_blocked_getter() {
+    loom::model(|| {
+        let fifo = Arc::new(Fifo::new(0));
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let fifo = fifo.clone();
+                thread::spawn(move || fifo.get(Wait::Forever))
+            })
+            .collect();
+        while fifo.receivers() < 2 {
+            thread::yield_now();
+        }
+        assert_eq!(fifo.hand_off(int(1), 0, UnboundPolicy::Replace), Ok(()));
+        assert_eq!(fifo.hand_off(int(2), 0, UnboundPolicy::Replace), Ok(()));
+        let mut got: Vec<_> = getters
+            .into_iter()
+            .map(|getter| getter.join().unwrap().unwrap())
+            .collect();
+        got.sort_by_key(|item| matches!(item, Shareable::Int(2)));
+        assert_eq!(got, [int(1), int(2)]);
+    });
+}
+
 /// A put racing the close either fails with `Closed` or its item is taken before a blocked
 /// getter hears `Closed`.
 #[test]

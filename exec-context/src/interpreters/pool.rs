@@ -21,8 +21,9 @@ use super::{Interpreter, create};
 pub enum PoolError {
     /// The job failed (returned an error or panicked); the original is the source.
     Failed(ExecutionFailed),
-    /// A worker's initializer failed, so the pool is broken (`BrokenInterpreterPool`): pending
-    /// and later jobs are refused.
+    /// A worker's initializer failed, or a worker's interpreter was closed from outside the
+    /// pool (it is listed by [`list_all`](super::list_all)), so the pool is broken
+    /// (`BrokenInterpreterPool`): pending and later jobs are refused.
     Broken(Arc<ExecutionFailed>),
     /// The pool was shut down before the job was submitted.
     Shutdown,
@@ -77,7 +78,8 @@ impl PoolError {
 fn job_failure(error: InterpreterError, interp: u64) -> PoolError {
     match error {
         InterpreterError::Failed(failed) => PoolError::Failed(failed),
-        // Not reachable with the pool's own interpreters; reported faithfully all the same.
+        // A worker's interpreter closed from outside (it is listed by `list_all`): the job
+        // fails with it, and the worker then breaks the pool (see `worker`).
         other => PoolError::Failed(ExecutionFailed::from_error(interp, other)),
     }
 }
@@ -347,15 +349,26 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// The OS refused to start a thread; `InvalidInput` for more than [`MAX_WORKERS`]
-    /// workers.
+    /// workers, or for a thread name prefix with a NUL byte (a thread name cannot hold one).
     ///
     /// ```
     /// use exec_context::interpreters::InterpreterPool;
     ///
     /// let error = InterpreterPool::new(usize::MAX).unwrap_err();
     /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    /// let error = InterpreterPool::builder().thread_name_prefix("a\0b").build().unwrap_err();
+    /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     /// ```
     pub fn build(self) -> std::io::Result<InterpreterPool> {
+        if self.thread_name_prefix.contains('\0') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the thread name prefix {:?} holds a NUL byte",
+                    self.thread_name_prefix
+                ),
+            ));
+        }
         if self.workers > MAX_WORKERS {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -438,21 +451,7 @@ fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Sharea
         })
     });
     if let Err(error) = ready {
-        let failure = Arc::new(match error {
-            InterpreterError::Failed(failed) => failed,
-            other => ExecutionFailed::from_error(interp.id(), other),
-        });
-        let orphans = {
-            let mut state = shared.lock();
-            state.broken.get_or_insert(failure.clone());
-            std::mem::take(&mut state.jobs)
-        };
-        shared.available.notify_all();
-        // Every handle is refused first; a panicking capture's `Drop` ends here, not the
-        // worker (which ends anyway).
-        super::discarding_panics(|| {
-            refuse_all(orphans, || PoolError::Broken(failure.clone()));
-        });
+        break_pool(shared, &interp, error);
         return;
     }
     loop {
@@ -475,7 +474,35 @@ fn worker(shared: &Shared, init: Option<Initializer>, attrs: Vec<(String, Sharea
             }
         };
         job(&interp);
+        // Its interpreter was closed from outside (while idle, since a running interpreter
+        // cannot be closed): every later job would fail the same way, so the pool breaks,
+        // as when an initializer fails.
+        if super::registry::is_closed(interp.id()) {
+            let error = InterpreterError::NotFound { id: interp.id() };
+            break_pool(shared, &interp, error);
+            return;
+        }
     }
+}
+
+/// Marks the pool broken by `error` (met by the worker running `interp`) and fails every
+/// queued job with it.
+fn break_pool(shared: &Shared, interp: &Interpreter, error: InterpreterError) {
+    let failure = Arc::new(match error {
+        InterpreterError::Failed(failed) => failed,
+        other => ExecutionFailed::from_error(interp.id(), other),
+    });
+    let orphans = {
+        let mut state = shared.lock();
+        state.broken.get_or_insert(failure.clone());
+        std::mem::take(&mut state.jobs)
+    };
+    shared.available.notify_all();
+    // Every handle is refused first; a panicking capture's `Drop` ends here, not the
+    // worker (which ends anyway).
+    super::discarding_panics(|| {
+        refuse_all(orphans, || PoolError::Broken(failure.clone()));
+    });
 }
 
 /// A pool of worker threads, each running jobs in an interpreter of its own
