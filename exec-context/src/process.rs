@@ -67,7 +67,9 @@ pub use crate::thread::Inheritance;
 const ENV_CARRIED: &str = "EXEC_CONTEXT_PROPAGATED";
 /// The environment variable naming the process the values in [`ENV_CARRIED`] were handed over
 /// by. A child's environment passes to the processes it starts itself: a grandchild started
-/// another way than [`spawn`] (plain `procspawn`, say) must not take them for its own.
+/// another way than [`spawn`] (plain `procspawn`, say) must not take them for its own. Only
+/// on Unix, where std gives a process its parent's id: elsewhere such a grandchild takes
+/// them (see `handed_to_this_process`).
 const ENV_CARRIED_BY: &str = "EXEC_CONTEXT_PROPAGATED_BY";
 /// The most bytes of propagated values handed to one child (an environment string must stay
 /// well under Linux's 128 KiB limit).
@@ -77,7 +79,8 @@ const ENV_CARRIED_BY: &str = "EXEC_CONTEXT_PROPAGATED_BY";
 /// hand-over over it does not start the child ([`ProcessError::TooLarge`]) rather than drop
 /// variables, as a server drops a member over the W3C limits: a process runs the parent's
 /// own code, and one started without part of the context it was given would go on as if
-/// its variables had never been set.
+/// its variables had never been set. For the same reason a value whose codec cannot encode
+/// it does not start the child either ([`ProcessError::NotEncoded`]).
 pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -196,6 +199,12 @@ pub enum ProcessError {
         /// Their size, in bytes.
         bytes: usize,
     },
+    /// A propagated value's codec could not encode it; the child was not started (it would
+    /// run as if that variable had never been set). The registry's reporter is told too.
+    NotEncoded {
+        /// What failed ([`PropagationError::Encode`], one per value).
+        errors: Vec<PropagationError>,
+    },
     /// Starting the child or talking to it failed (procspawn's error).
     Failed(procspawn::SpawnError),
 }
@@ -214,6 +223,16 @@ impl fmt::Display for ProcessError {
                 f,
                 "the propagated values take {bytes} bytes, over the limit of {MAX_CARRIED_BYTES}"
             ),
+            ProcessError::NotEncoded { errors } => {
+                f.write_str("the child process was not started: ")?;
+                for (n, error) in errors.iter().enumerate() {
+                    if n > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{error}")?;
+                }
+                Ok(())
+            }
             ProcessError::Failed(err) => write!(f, "the child process failed: {err}"),
         }
     }
@@ -246,10 +265,11 @@ pub struct JoinHandle<R> {
 }
 
 /// Why [`spawn`] started no child: what every join of its handle answers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum NotStarted {
     NotInitialized,
     TooLarge { bytes: usize },
+    NotEncoded { errors: Vec<PropagationError> },
 }
 
 impl From<NotStarted> for ProcessError {
@@ -257,6 +277,7 @@ impl From<NotStarted> for ProcessError {
         match reason {
             NotStarted::NotInitialized => ProcessError::NotInitialized,
             NotStarted::TooLarge { bytes } => ProcessError::TooLarge { bytes },
+            NotStarted::NotEncoded { errors } => ProcessError::NotEncoded { errors },
         }
     }
 }
@@ -327,8 +348,9 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     ///
     /// # Errors
     ///
-    /// [`ProcessError`]: not initialized, too much to hand over, a panic in the child (with
-    /// its message), or a failure to start or reach it.
+    /// [`ProcessError`]: not initialized, too much to hand over or a value that does not
+    /// encode (the child was not started), a panic in the child (with its message), or a
+    /// failure to start or reach it.
     ///
     /// ```
     /// use exec_context::process::{self, Inheritance, ProcessError};
@@ -389,7 +411,7 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
         match &mut self.inner {
             Ok(handle) => handle.join_timeout(timeout).map_err(ProcessError::from),
-            Err(reason) => Err((*reason).into()),
+            Err(reason) => Err(reason.clone().into()),
         }
     }
 }
@@ -433,8 +455,8 @@ where
     let registry = REGISTRY.get().ok_or(NotStarted::NotInitialized)?;
     let carried = match policy {
         Inheritance::Empty => Carried::default(),
-        Inheritance::Inherit => encode(registry, &get_execution_context(), true),
-        Inheritance::Given(ec) => encode(registry, &ec, false),
+        Inheritance::Inherit => encode(registry, &get_execution_context(), true)?,
+        Inheritance::Given(ec) => encode(registry, &ec, false)?,
     };
     // Always set, so that a grandchild never sees its parent's hand-over by accident.
     let text = serde_json::to_string(&carried).unwrap_or_else(|_| "{\"entries\":[]}".into());
@@ -447,10 +469,19 @@ where
         .spawn(args, f))
 }
 
-fn encode(registry: &Registry, ec: &ExecutionContext, inherited_only: bool) -> Carried {
+/// The values of `ec` to hand over; an error if any does not encode (reported to the
+/// registry's reporter as well), since the child would miss it.
+fn encode(
+    registry: &Registry,
+    ec: &ExecutionContext,
+    inherited_only: bool,
+) -> Result<Carried, NotStarted> {
     let (carried, errors) = registry.encode_all(ec, inherited_only);
-    registry.report_errors(Carrier::Process, errors);
-    carried
+    if errors.is_empty() {
+        return Ok(carried);
+    }
+    registry.report_errors(Carrier::Process, errors.clone());
+    Err(NotStarted::NotEncoded { errors })
 }
 
 #[cfg(test)]

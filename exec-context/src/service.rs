@@ -388,7 +388,7 @@ fn merge(
 /// remembers, for the last headers it wrote without a problem, the [`Key`]s of the values
 /// they were written from (from the second time the same header is written from values
 /// with the same keys: values that change with every request are not remembered; the thread
-/// notes a hash of both for the last 64 headers written once, `shared::Seen`).
+/// notes a hash of both for up to 256 headers written once lately, `shared::Seen`).
 ///
 /// A value of at most 8 bytes (an integer, a `bool`, a `char`) is keyed by its variable and
 /// its bits, which say all. Any other value (a `String`) is keyed by its address, and the

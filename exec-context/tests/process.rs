@@ -22,7 +22,24 @@ static PICKY: Propagated<u32> = Propagated::with_codec("picky", encode_number, d
 /// Its codec refuses every value, and the reporter panics when told so.
 static LOUD: Propagated<u32> = Propagated::with_codec("loud", encode_number, decode_nothing);
 
+/// Its codec cannot encode `0`.
+static UNSENDABLE: Propagated<u32> =
+    Propagated::with_codec("unsendable", encode_nonzero, decode_number);
+
 static REPORTS: AtomicUsize = AtomicUsize::new(0);
+/// Reports of `unsendable` values that did not encode (expected, counted apart).
+static ENCODE_REPORTS: AtomicUsize = AtomicUsize::new(0);
+
+fn encode_nonzero(n: &u32) -> Result<String, String> {
+    if *n == 0 {
+        return Err("zero cannot be sent".into());
+    }
+    Ok(n.to_string())
+}
+
+fn decode_number(text: &str) -> Result<u32, String> {
+    text.parse().map_err(|err| format!("{err}"))
+}
 
 fn encode_number(n: &u32) -> Result<String, String> {
     Ok(n.to_string())
@@ -47,7 +64,15 @@ fn registry() -> Registry {
         .register(&TXN)
         .register(&PICKY)
         .register(&LOUD)
+        .register(&UNSENDABLE)
         .on_error(|report| {
+            let unsendable = report.errors.iter().all(
+                |error| matches!(error, PropagationError::Encode { key, .. } if key == "unsendable"),
+            );
+            if unsendable {
+                ENCODE_REPORTS.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             eprintln!("propagation report: {report}");
             REPORTS.fetch_add(1, Ordering::Relaxed);
             let about_loud = report.errors.iter().any(
@@ -156,6 +181,42 @@ fn a_child_that_never_started_answers_every_join_alike() -> Result<(), Failed> {
         check(matches!(result, Err(ProcessError::TooLarge { .. })), || {
             format!("{result:?}")
         })
+    })
+}
+
+/// A value that does not encode does not start the child (it would run without it), with
+/// `Inherit` and with `Given`; the reporter hears of it too. An encodable value starts it.
+fn a_value_that_does_not_encode_does_not_start_the_child() -> Result<(), Failed> {
+    Context::new().run(|| {
+        UNSENDABLE.set(0);
+        let before = ENCODE_REPORTS.load(Ordering::Relaxed);
+        let given = Inheritance::Given(contextvars::get_execution_context());
+        for policy in [Inheritance::Inherit, given] {
+            let mut handle = process::spawn(policy, 0, seen);
+            check(handle.pid().is_none(), || "a child was started".into())?;
+            let timed = handle.join_timeout(Duration::from_millis(10));
+            let result = handle.join();
+            for result in [timed, result] {
+                match result {
+                    Err(ProcessError::NotEncoded { errors }) => check(
+                        errors
+                            == [PropagationError::Encode {
+                                key: "unsendable".into(),
+                                message: "zero cannot be sent".into(),
+                            }],
+                        || format!("{errors:?}"),
+                    )?,
+                    other => return Err(format!("{other:?}").into()),
+                }
+            }
+        }
+        let reports = ENCODE_REPORTS.load(Ordering::Relaxed) - before;
+        check(reports == 2, || format!("{reports} reports"))?;
+        let result = process::spawn(Inheritance::Empty, 5, seen).join()?;
+        check(result.0 == 5, || format!("{result:?}"))?;
+        UNSENDABLE.set(1);
+        let result = process::spawn(Inheritance::Inherit, 6, seen).join()?;
+        check(result.0 == 6, || format!("{result:?}"))
     })
 }
 
@@ -287,14 +348,25 @@ fn main() {
             a_reporter_that_panics_in_the_child_does_not_stop_it,
         ),
         Trial::test(
-            "a_grandchild_does_not_take_its_parents_hand_over",
-            a_grandchild_does_not_take_its_parents_hand_over,
-        ),
-        Trial::test(
             "a_child_that_never_started_answers_every_join_alike",
             a_child_that_never_started_answers_every_join_alike,
         ),
+        Trial::test(
+            "a_value_that_does_not_encode_does_not_start_the_child",
+            a_value_that_does_not_encode_does_not_start_the_child,
+        ),
     ];
+    // Only Unix gives a process its parent's id, by which a child tells a hand-over meant
+    // for it from its parent's (see `process::spawn`'s docs).
+    #[cfg(unix)]
+    let tests = {
+        let mut tests = tests;
+        tests.push(Trial::test(
+            "a_grandchild_does_not_take_its_parents_hand_over",
+            a_grandchild_does_not_take_its_parents_hand_over,
+        ));
+        tests
+    };
     let conclusion = libtest_mimic::run(&args, tests);
     // After every test: nothing the parent sent (encoded values, hand-overs) was reported as
     // a problem by its registry.

@@ -760,8 +760,9 @@ fn read_with_opentelemetry(headers: &HeaderMap) -> Vec<(String, String)> {
 fn headers_written_again_follow_every_change_of_values() {
     let reports = Arc::new(Mutex::new(Vec::new()));
     let registry = registry(&reports);
-    // More distinct contexts than a thread remembers headers for, each sending several
-    // times, in turns: every header says exactly what its context holds.
+    // Forty distinct contexts, each sending several times, in turns: every header says
+    // exactly what its context holds (eviction from the thread's memory is exercised by
+    // `service`'s unit test `values_at_reused_addresses_get_their_own_header`).
     let mut contexts: Vec<_> = (0..40)
         .map(|i| {
             let mut context = contextvars::Context::new();
@@ -873,6 +874,11 @@ fn requests_with_the_same_header_get_contexts_of_their_own() {
         .build()
         .unwrap();
     let headers = baggage("plain-id=7,plain-name=acme%20co");
+    // From its second arrival the header is remembered: the third context is a copy of
+    // the remembered one.
+    for _ in 0..2 {
+        assert!(!registry.extract(&headers).1);
+    }
     let (mut first, errors) = registry.extract(&headers);
     assert!(!errors);
     // What one request's code sets stays in its context.
@@ -932,9 +938,11 @@ fn a_fresh_request_context_keeps_the_servers_pinned_values() {
     static ZONE: ContextVar<&str> = ContextVar::new("zone").pinned();
     let registry = Registry::builder().register(&PLAIN_ID).build().unwrap();
     let headers = baggage("plain-id=1");
-    // Remembered while nothing is pinned here...
-    let (context, _) = registry.extract(&headers);
-    assert_eq!(context.get(&ZONE), None);
+    // Remembered while nothing is pinned here (from its second arrival)...
+    for _ in 0..3 {
+        let (context, _) = registry.extract(&headers);
+        assert_eq!(context.get(&ZONE), None);
+    }
     // ...not handed out where a fresh context would take a pinned value.
     contextvars::Context::new().run(|| {
         ZONE.set("eu");
@@ -945,6 +953,21 @@ fn a_fresh_request_context_keeps_the_servers_pinned_values() {
             assert_eq!(context.get(&PLAIN_ID), Some(1));
         }
     });
+    // Nor is a context decoded under a pinned value remembered, to reach a request that
+    // has none.
+    let other = baggage("plain-id=2");
+    contextvars::Context::new().run(|| {
+        ZONE.set("eu");
+        for _ in 0..3 {
+            assert_eq!(registry.extract(&other).0.get(&ZONE), Some("eu"));
+        }
+    });
+    for _ in 0..3 {
+        let (context, errors) = registry.extract(&other);
+        assert!(!errors);
+        assert_eq!(context.get(&ZONE), None);
+        assert_eq!(context.get(&PLAIN_ID), Some(2));
+    }
 }
 
 /// A value whose `Display` fails.

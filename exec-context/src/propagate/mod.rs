@@ -14,7 +14,9 @@
 //!
 //! Only variables listed in the registry are ever encoded; anything else in the context stays
 //! behind. A variable that opted out of inheritance
-//! ([`Propagated::not_inherited`]) is not handed to child processes either.
+//! ([`Propagated::not_inherited`]) is not handed to a child process started with
+//! [`Inheritance::Inherit`](crate::thread::Inheritance::Inherit) either (one started with
+//! `Given` gets every propagated variable of the given context).
 //!
 //! # Codecs
 //!
