@@ -71,7 +71,7 @@ pub mod tokio;
 pub use contextvars;
 pub use generator::{Co, Gen, GenError, GeneratorState, Yield};
 pub use iter::{ContextualIter, ContextualStream, IteratorExt, StreamExt};
-pub use task::{FutureExt, WithContext, bind, bind_to};
+pub use task::{FutureExt, WithContext, bind, bind_fn, bind_to};
 
 /// The workspace README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -28,6 +28,25 @@
 //! job that reads or sets context variables through these wrappers; a plain job that never
 //! touches one is harmless wherever it runs.
 //!
+//! For a parallel iterator, wrap its closures with [`crate::bind_fn`], which runs every call
+//! in a snapshot of the context current when it wraps (each call with a logical context of
+//! its own). Wrap them in the context whose values they should see: a plain
+//! `ThreadPool::install` runs its closure in a worker's context, [`install`] in the caller's.
+//!
+//! ```
+//! use contextvars::ContextVar;
+//! use rayon::prelude::*;
+//!
+//! static SCALE: ContextVar<u64> = ContextVar::new("scale");
+//!
+//! SCALE.set(10);
+//! let scaled: Vec<u64> = (1..=4u64)
+//!     .into_par_iter()
+//!     .map(exec_context::bind_fn(|n: u64| n * SCALE.get().unwrap()))
+//!     .collect();
+//! assert_eq!(scaled, [10, 20, 30, 40]);
+//! ```
+//!
 //! ```
 //! use contextvars::ContextVar;
 //!

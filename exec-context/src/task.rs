@@ -246,6 +246,41 @@ pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl Fn
     move || run_with_execution_context(&ec, callback)
 }
 
+/// Wraps a function called many times, from any thread, so that every call runs in the
+/// context current now, each with a fresh logical context of its own: the snapshot is taken
+/// when `bind_fn` is called, and what one call sets reaches neither the caller nor the
+/// other calls. [`bind`] for a closure called once.
+///
+/// For the closures of a rayon parallel iterator (feature `rayon`), which run on whichever
+/// worker picks up each piece, in whatever context that thread is in (see
+/// [`crate::rayon`]):
+///
+/// ```
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+///
+/// TENANT.set("acme");
+/// let label = exec_context::bind_fn(|n: u32| {
+///     let label = format!("{}-{n}", TENANT.get().unwrap());
+///     TENANT.set("changed"); // this call's own
+///     label
+/// });
+/// TENANT.set("later");
+/// let labels: Vec<_> = std::thread::scope(|scope| {
+///     let label = &label;
+///     let threads: Vec<_> = (0..2).map(|n| scope.spawn(move || label(n))).collect();
+///     threads.into_iter().map(|thread| thread.join().unwrap()).collect()
+/// });
+/// assert_eq!(labels, ["acme-0", "acme-1"]);
+/// assert_eq!(label(2), "acme-2");
+/// assert_eq!(TENANT.get(), Some("later"));
+/// ```
+pub fn bind_fn<T, R>(f: impl Fn(T) -> R) -> impl Fn(T) -> R {
+    let ec = get_execution_context().inherited();
+    move |arg| run_with_execution_context(&ec, || f(arg))
+}
+
 impl<F> std::fmt::Debug for WithContext<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WithContext")

@@ -357,4 +357,28 @@ mod on_rayon {
             assert!(workers_are_clean(&pool));
         });
     }
+
+    /// A parallel iterator's closure wrapped with `bind_fn`: every item, on whichever worker
+    /// (or the calling thread) runs it, sees the snapshot taken when it was wrapped, its sets
+    /// stay in its own call, and the workers are left clean.
+    #[test]
+    fn a_parallel_iterator_through_bind_fn_sees_the_callers_snapshot() {
+        use rayon::prelude::*;
+
+        clean(|| {
+            let pool = pool();
+            VAR.set("caller");
+            TXN.set(1);
+            // Wrapped here: a plain `install` runs its closure in a worker's context.
+            let item = exec_context::bind_fn(|_: u32| probe());
+            let seen: Vec<_> = pool.install(|| (0..256).into_par_iter().map(&item).collect());
+            assert!(
+                seen.iter()
+                    .all(|&seen| seen == (Some("caller"), None, true)),
+                "{seen:?}"
+            );
+            assert_eq!((VAR.get(), TXN.get()), (Some("caller"), Some(1)));
+            assert!(workers_are_clean(&pool));
+        });
+    }
 }
