@@ -336,15 +336,16 @@ pub fn end_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
     }
 }
 
-/// Hands back a detached context, dropping what it displaced unless a borrow is open.
 /// Ends the attaches left attached above the logical context `context` at this scope level
 /// (see `thread_state::end_attaches_over`), and hands back the context that was current,
 /// for the caller to drop once it has reset what its scope set. `None`, with nothing
-/// changed, if there are none.
+/// changed, if there are none. A panic of a `Drop` among what they displaced comes out once
+/// they have ended (as from [`end_attach`]).
 pub(crate) fn end_attaches_over(context: u64) -> Option<Context> {
     thread_state::end_attaches_over(context).map(finish_detach)
 }
 
+/// Hands back a detached context, dropping what it displaced unless a borrow is open.
 #[inline]
 fn finish_detach(detached: Detached) -> Context {
     let Detached {

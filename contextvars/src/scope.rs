@@ -249,6 +249,9 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
 
     fn leave(&mut self, token: Token<T>) {
         let id = self.var.id();
+        // A deferred attach the poll left pending ends unfetched (the lookup below would
+        // enter it; see `thread_state::discard_pending`).
+        thread_state::discard_pending();
         // What the future left (its own later `set`, or nothing after a `delete`). Looking
         // it up may enter a deferred attach the future left, whose fetch (user code) may
         // panic: that attach is then over, and the lookup is made again, so that neither the

@@ -165,7 +165,7 @@ impl Drop for ThreadState {
 }
 
 /// Drops `value`, discarding a panic of its `Drop` (and of the panic payload's own).
-fn discard_panic<T>(value: T) {
+pub(crate) fn discard_panic<T>(value: T) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
@@ -1572,13 +1572,33 @@ fn end_checked(ts: &mut ThreadState, index: usize) -> Result<Detached, ()> {
     Ok(end_level(ts, index))
 }
 
+/// At the end of a scope that set a variable when it began (`ContextVar::scope`, a
+/// `ScopeFuture`'s poll), before anything else: the set entered whatever waited, so a
+/// deferred attach still pending was made by the scope's code and never used. Like the
+/// attaches that code left (see [`end_attaches_over`]), it ends with the scope, and as it
+/// was never entered, nothing is fetched (no user code runs), as at the end of a run.
+#[inline]
+pub(crate) fn discard_pending() {
+    let _ = STATE.try_with(|state| {
+        if let Ok(mut ts) = state.try_borrow_mut()
+            && ts.pending.is_some()
+            && waiting().is_null()
+            && waiting_pushed().is_null()
+            && let Some(pending) = ts.pending.take()
+        {
+            cache::leave(pending.outer);
+        }
+    });
+}
+
 /// Ends the attaches made since `context` (a logical context's id) was the topmost logical
 /// context at this scope level, and left attached: the level that displaced it and every
 /// level above. For a scope whose code left an attach behind (`ContextVar::scope`, a
 /// `ScopeFuture`'s poll): the scope's reset then applies where its set was made, as a run's
 /// end takes the attaches made inside it. Refused (`None`, nothing changed) when no level
 /// at this scope level displaced `context`, or when a run or logical-context scope opened
-/// since is still open (see [`end_checked`]). Runs no user code.
+/// since is still open (see [`end_checked`]). Runs no user code when nothing waits to be
+/// entered (after [`discard_pending`], and the reset before it, which entered the rest).
 #[cold]
 #[inline(never)]
 pub(crate) fn end_attaches_over(context: u64) -> Option<Detached> {

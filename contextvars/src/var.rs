@@ -635,26 +635,55 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// [`reset`](Self::reset) at the end of a scope that made the set (`scope`, a
     /// `ScopeFuture`'s poll): if the scope's code left attaches above the logical context the
     /// set was made in, they end first, as at the end of a run, and the reset then applies.
-    /// `ended` runs between the two, when attaches ended. The context they leave is dropped
-    /// after the reset, so a panicking `Drop` of its values cannot stop the reset.
+    /// A deferred attach it left pending ends without being fetched (see
+    /// `thread_state::discard_pending`). `ended` runs between the two, when attaches ended.
+    ///
+    /// The reset is made whatever panics: a `Drop` among what the ended attaches displaced
+    /// (raised once they have ended), the reset's own displaced value, or the context the
+    /// attaches leave, dropped last. The first such panic then goes on; a later one is
+    /// discarded.
     pub(crate) fn reset_scoped(
         &self,
         token: Token<T>,
         ended: impl FnOnce(),
     ) -> Result<(), TokenError> {
+        use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+        thread_state::discard_pending();
         let refused = match self.try_reset(token) {
             Ok(()) => return Ok(()),
             Err(refused) if refused.error() == TokenError::WrongContext => refused,
             Err(refused) => return Err(refused.error()),
         };
         let token = refused.into_token();
-        let Some(left) = crate::attach::end_attaches_over(token.context) else {
-            drop(token);
-            return Err(TokenError::WrongContext);
+        let context = token.context;
+        let (left, mut panic) = match catch_unwind(|| crate::attach::end_attaches_over(context)) {
+            Ok(Some(left)) => (Some(left), None),
+            Ok(None) => {
+                drop(token);
+                return Err(TokenError::WrongContext);
+            }
+            // The attaches ended, then a `Drop` of what they displaced panicked.
+            Err(payload) => (None, Some(payload)),
         };
         ended();
-        let reset = self.reset(token);
-        drop(left);
+        let reset = match catch_unwind(AssertUnwindSafe(|| self.reset(token))) {
+            Ok(reset) => reset,
+            Err(payload) => {
+                // Recorded before the displaced value's `Drop` ran.
+                panic.get_or_insert(payload);
+                Ok(())
+            }
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(left))) {
+            match panic {
+                None => panic = Some(payload),
+                Some(_) => thread_state::discard_panic(payload),
+            }
+        }
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
         reset
     }
 }

@@ -776,3 +776,53 @@ fn an_attach_left_by_a_scope_future_poll_ends_with_the_poll() {
         assert_eq!(VAR.get(), Some(1));
     });
 }
+
+/// A value whose `Drop` panics.
+struct Boom;
+
+impl Drop for Boom {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("Boom dropped");
+        }
+    }
+}
+
+/// The scope's reset is made whatever panics while the attaches left inside end: a `Drop`
+/// among what they displaced (a context attached, then displaced by a later attach), the
+/// scope's own value, and the context left attached, dropped last; the first panic reaches
+/// the caller (a second would abort if not discarded).
+#[test]
+fn a_scope_resets_whatever_panics_as_its_attaches_end() {
+    static V: ContextVar<u32> = ContextVar::new("attach.scope_panics.v");
+    static B: ContextVar<Boom> = ContextVar::new("attach.scope_panics.b");
+    fn holding_boom() -> Context {
+        let mut context = Context::new();
+        context.run(|| B.set(Boom));
+        context
+    }
+    on_fresh_thread(|| {
+        V.set(1);
+        let displaced = catch_unwind(AssertUnwindSafe(|| {
+            V.scope(2, || {
+                attach(holding_boom()).unwrap();
+                attach(Context::new()).unwrap();
+            })
+        }));
+        assert!(displaced.is_err());
+        assert_eq!(V.get(), Some(1));
+
+        // Both the scope's value (displaced by the reset) and the context left attached
+        // panic when dropped.
+        let both = catch_unwind(AssertUnwindSafe(|| {
+            B.scope(Boom, || {
+                attach(holding_boom()).unwrap();
+            })
+        }));
+        assert!(both.is_err());
+        assert!(B.with(|boom| boom.is_none()));
+        let token = V.set(3);
+        V.reset(token).unwrap();
+        assert_eq!(V.get(), Some(1));
+    });
+}

@@ -1146,28 +1146,44 @@ fn a_scope_future_keeps_its_value_through_a_poll_a_panicking_fetch_ended() {
 }
 
 /// A `scope_future` whose body leaves a deferred attach with a panicking `fetch`, never
-/// used: the end of the poll looks up what the future left, which enters that attach; the
-/// panic reaches the poller after the scope's reset, so the caller's value is back.
+/// used: it ends with the poll, like an attach left attached, and as it was never entered
+/// its fetch is not called (before, the end of the poll entered it to look up what the
+/// future left, and the fetch's panic reached the poller). The caller's value is back, and
+/// the attach cannot be detached any more. The same for `ContextVar::scope`.
 #[test]
-fn a_scope_future_resets_even_when_its_end_enters_a_panicking_fetch() {
+fn a_deferred_attach_left_pending_in_a_scope_ends_unfetched() {
     use std::future::Future;
     use std::task::{Context as TaskContext, Waker};
     static SCOPED: ContextVar<String> = ContextVar::new("scoped_leave_fetch");
+    static FETCHES: AtomicIsize = AtomicIsize::new(0);
     fn failing_fetch(_key: u64) -> Option<Context> {
+        FETCHES.fetch_add(1, Ordering::SeqCst);
         panic!("the source failed");
     }
     on_fresh_thread(|| {
         SCOPED.set("caller".to_string());
         let future = SCOPED.scope_future("scoped".to_string(), async {
-            let _id = contextvars::attach_deferred(failing_fetch, 0).unwrap();
+            let seen = SCOPED.get();
+            (
+                seen,
+                contextvars::attach_deferred(failing_fetch, 0).unwrap(),
+            )
         });
         let mut future = std::pin::pin!(future);
         let mut task = TaskContext::from_waker(Waker::noop());
-        assert_eq!(
-            expect_panic(|| future.as_mut().poll(&mut task)),
-            "the source failed"
-        );
+        let std::task::Poll::Ready((seen, id)) = future.as_mut().poll(&mut task) else {
+            panic!("the future is ready at once");
+        };
+        assert_eq!(seen.as_deref(), Some("scoped"));
         assert_eq!(SCOPED.get().as_deref(), Some("caller"));
+        assert!(contextvars::detach_deferred(id).is_err());
+
+        let id = SCOPED.scope("scoped".to_string(), || {
+            contextvars::attach_deferred(failing_fetch, 1).unwrap()
+        });
+        assert_eq!(SCOPED.get().as_deref(), Some("caller"));
+        assert!(contextvars::end_deferred(id).is_err());
+        assert_eq!(FETCHES.load(Ordering::SeqCst), 0, "nothing fetched");
     });
 }
 

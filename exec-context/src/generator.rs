@@ -329,7 +329,18 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     pub(crate) fn with_mode(mut mode: Mode, producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
         let (airlock, guest) = airlock::new();
         let co = Co { airlock: guest };
-        let body = mode.run(|| producer(co));
+        let body = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            mode.run(|| producer(co))
+        })) {
+            Ok(body) => body,
+            Err(payload) => {
+                // What the producer set before it panicked goes with the generator's
+                // context, here: a `Drop` that panics too is discarded (dropped while the
+                // panic unwinds, it would abort).
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(mode)));
+                std::panic::resume_unwind(payload);
+            }
+        };
         Gen {
             mode,
             airlock,

@@ -1514,3 +1514,30 @@ fn a_stream_built_in_its_logical_context_keeps_its_setup() {
         }
     }
 }
+
+/// A producer that panics after setting a value whose `Drop` panics: the generator's
+/// logical context, which holds the value, is dropped while the producer's panic is caught,
+/// so the second panic is discarded instead of aborting; the caller's context is untouched.
+#[test]
+fn a_panicking_producer_whose_value_panics_on_drop_does_not_abort() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("Boom dropped");
+        }
+    }
+    static HELD: ContextVar<Boom> = ContextVar::new("gen.producer_boom");
+    clean(|| {
+        VAR.set("caller");
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            Gen::new(|_: Co<u32>| -> std::future::Ready<()> {
+                HELD.set(Boom);
+                panic!("the producer failed")
+            })
+        }));
+        let payload = made.expect_err("the producer's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"the producer failed"));
+        assert!(HELD.with(|held| held.is_none()));
+        assert_eq!(VAR.get(), Some("caller"));
+    });
+}

@@ -78,6 +78,10 @@ impl ChannelInner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if assoc.released.contains(&interp) {
+            // Asked with the end's lock let go: calls that wait hold the FIFO's state lock
+            // while they ask for the end's (`is_released`). A release of a live interpreter
+            // stays, so the answer holds.
+            drop(assoc);
             return Err(if self.fifo.is_closed() {
                 Refused::Closed
             } else {
@@ -147,8 +151,10 @@ impl ChannelInner {
     /// comes later) may still.
     pub(crate) fn forget(&self, interp: u64) {
         for end in [SEND, RECV] {
-            // Its release is forgotten too: it can no longer associate (see `associate`),
-            // and the list must not grow with every short-lived interpreter.
+            // Its release is forgotten too, so that the list does not grow with every
+            // short-lived interpreter: work of it that outlived it may then use the end
+            // again, as it may use an end it never released, without being counted (see
+            // `associate`).
             self.end_use(end, interp)
                 .released
                 .retain(|&id| id != interp);
