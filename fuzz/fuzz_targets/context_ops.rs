@@ -351,9 +351,14 @@ struct Harness {
     attaches: Vec<ModelAttach>,
     /// Runs and logical-context scopes open (an attach ends with the one it was made in).
     real_scope: usize,
-    /// `ContextVar::scope`s and `with` borrows open: attaches are neither left nor ended
-    /// across them (their end resets or reads the context they began in).
-    var_scopes: usize,
+    /// `with` borrows open: attaches are neither left nor ended across them (the borrow's
+    /// end reads the context it began in).
+    with_borrows: usize,
+    /// Per open `ContextVar::scope`, how many attaches were live when it began: attaches
+    /// made inside may be left (they end with the scope, which then resets the variable where
+    /// it set it) or ended, but none made before it is ended inside (the scope's value would
+    /// go with the detached context, a documented exception the model leaves out).
+    scope_bases: Vec<usize>,
 }
 
 fn pick(index: u8, len: usize) -> Option<usize> {
@@ -872,12 +877,17 @@ impl Harness {
                 let i = var.index();
                 let value = u16::from(value);
                 let old = self.current.top().map.insert(i, value);
-                self.var_scopes += 1;
+                self.scope_bases.push(self.attaches.len());
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                     VARS[i].scope(value, || self.scope_body(ops, panic))
                 }));
-                self.var_scopes -= 1;
+                let base = self.scope_bases.pop().expect("this scope's base");
                 assert_eq!(outcome.is_err(), panic, "scope panic");
+                // Attaches left inside end with the scope: the context the first of them
+                // displaced, where the value was set, is current again.
+                if self.attaches.len() > base {
+                    self.current = self.forget_attaches_from(base);
+                }
                 let top = self.current.top();
                 match old {
                     Some(old) => top.map.insert(i, old),
@@ -891,9 +901,9 @@ impl Harness {
                 VARS[i].with(|value| {
                     let seen = value.copied();
                     assert_eq!(seen, expected, "with");
-                    self.var_scopes += 1;
+                    self.with_borrows += 1;
                     self.scope_body(ops, false);
-                    self.var_scopes -= 1;
+                    self.with_borrows -= 1;
                     // The borrowed value must outlive whatever the scope did to the variable.
                     assert_eq!(value.copied(), seen, "value borrowed by with() changed");
                 });
@@ -914,14 +924,15 @@ impl Harness {
                 self.depth -= 1;
                 self.end_attach(handle, end);
             }
-            Op::AttachLeft { context, deferred } if self.var_scopes == 0 => {
+            Op::AttachLeft { context, deferred } if self.with_borrows == 0 => {
                 let (real, model) = self.take_context(context);
                 self.attach(real, model, deferred);
             }
-            Op::Detach(i) | Op::EndAttach(i) if self.var_scopes == 0 => {
-                // Only attaches made since the innermost `with` or variable scope began
-                // could be ended across it; `var_scopes` is 0, so any of them.
-                if let Some(i) = pick(i, self.attaches.len()) {
+            Op::Detach(i) | Op::EndAttach(i) if self.with_borrows == 0 => {
+                // Only attaches made since the innermost variable scope began (see
+                // `scope_bases`).
+                let floor = self.scope_bases.last().copied().unwrap_or(0);
+                if let Some(i) = pick(i, self.attaches.len() - floor).map(|i| i + floor) {
                     let handle = self.attaches[i].handle;
                     self.end_attach(handle, matches!(op, Op::EndAttach(_)));
                 }
@@ -933,7 +944,7 @@ impl Harness {
             | Op::Scope { .. }
             | Op::WithBorrow(_)
             | Op::Attach { .. } => {}
-            // Inside a variable scope or borrow.
+            // Inside a `with` borrow.
             Op::AttachLeft { .. } | Op::Detach(_) | Op::EndAttach(_) => {}
             Op::End => {}
             Op::CheckAll => self.check_all(),
@@ -1052,7 +1063,8 @@ fuzz_target!(|input: Input| {
         depth: 0,
         attaches: Vec::new(),
         real_scope: 0,
-        var_scopes: 0,
+        with_borrows: 0,
+        scope_bases: Vec::new(),
     };
     outer.run(|| harness.block(&mut ops.iter(), true));
     // The run ended the attaches left in it.
