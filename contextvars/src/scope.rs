@@ -26,7 +26,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// variable itself, its last value is what later polls see; if it deletes it, later
     /// polls see the caller's value. The future is also dropped inside the scope. Attaches a
     /// poll leaves attached ([`attach`](crate::attach)) end with the poll, as with
-    /// [`ContextVar::scope`].
+    /// [`ContextVar::scope`], while the scope has a value: the polls after the future deleted
+    /// the variable set nothing, so nothing scopes them.
     ///
     /// ```
     /// use contextvars::ContextVar;
@@ -251,7 +252,7 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
         let id = self.var.id();
         // A deferred attach the poll left pending ends unfetched (the lookup below would
         // enter it; see `thread_state::discard_pending`).
-        thread_state::discard_pending();
+        thread_state::discard_pending(token.context);
         // What the future left (its own later `set`, or nothing after a `delete`). Looking
         // it up may enter a deferred attach the future left, whose fetch (user code) may
         // panic: that attach is then over, and the lookup is made again, so that neither the
@@ -264,10 +265,25 @@ impl<'a, T: Send + Sync + 'static> Scope<'a, T> {
         // Attaches the poll left behind end first (as at the end of a run), and what the
         // future left is then the value in the context the set was made in. Fails only if
         // the poll detached that context; nothing better can be done in a drop.
+        // The value the slot held then (a copy of what the future set in a context left
+        // attached, maybe the last one) is dropped after the reset: its `Drop` may panic.
         let slot = &mut *self.slot;
-        let _ = self
-            .var
-            .reset_scoped(token, || *slot = thread_state::lookup_topmost(id));
+        let var = self.var;
+        let mut stale = None;
+        let reset = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = var.reset_scoped(token, || {
+                stale = std::mem::replace(slot, thread_state::lookup_topmost(id));
+            });
+        }));
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stale)));
+        // The first panic goes on, after the reset; a later one is discarded.
+        let mut panic = panic;
+        for payload in [reset.err(), dropped.err()].into_iter().flatten() {
+            match panic {
+                None => panic = Some(payload),
+                Some(_) => thread_state::discard_panic(payload),
+            }
+        }
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }

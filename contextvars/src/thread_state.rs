@@ -1577,13 +1577,22 @@ fn end_checked(ts: &mut ThreadState, index: usize) -> Result<Detached, ()> {
 /// deferred attach still pending was made by the scope's code and never used. Like the
 /// attaches that code left (see [`end_attaches_over`]), it ends with the scope, and as it
 /// was never entered, nothing is fetched (no user code runs), as at the end of a run.
+///
+/// `context` is the id of the logical context the scope's set was made in: only if it is
+/// still the current one, or one that an attach made at this scope level displaced, did the
+/// pending attach come from the scope's code. (If that code detached the context the scope
+/// began in, the scope leaves everything as the code left it.)
 #[inline]
-pub(crate) fn discard_pending() {
+pub(crate) fn discard_pending(context: u64) {
     let _ = STATE.try_with(|state| {
         if let Ok(mut ts) = state.try_borrow_mut()
             && ts.pending.is_some()
             && waiting().is_null()
             && waiting_pushed().is_null()
+            && (ts.frame.top.id == context
+                || ts.levels[ts.run_levels..]
+                    .iter()
+                    .any(|level| level.frame.top.id == context))
             && let Some(pending) = ts.pending.take()
         {
             cache::leave(pending.outer);

@@ -649,7 +649,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ) -> Result<(), TokenError> {
         use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-        thread_state::discard_pending();
+        thread_state::discard_pending(token.context);
         let refused = match self.try_reset(token) {
             Ok(()) => return Ok(()),
             Err(refused) if refused.error() == TokenError::WrongContext => refused,
@@ -671,7 +671,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             Ok(reset) => reset,
             Err(payload) => {
                 // Recorded before the displaced value's `Drop` ran.
-                panic.get_or_insert(payload);
+                match panic {
+                    None => panic = Some(payload),
+                    Some(_) => thread_state::discard_panic(payload),
+                }
                 Ok(())
             }
         };

@@ -826,3 +826,60 @@ fn a_scope_resets_whatever_panics_as_its_attaches_end() {
         assert_eq!(V.get(), Some(1));
     });
 }
+
+/// A `ScopeFuture` poll whose attaches left behind displaced a context whose `Drop` panics,
+/// and whose own last set (in the context left attached) is a value whose `Drop` panics too:
+/// the scope's reset is still made, and the first panic reaches the poller.
+#[test]
+fn a_scope_future_resets_whatever_panics_as_its_attaches_end() {
+    /// Panics when a value numbered 9 is dropped.
+    struct Loud(u32);
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            if self.0 == 9 && !std::thread::panicking() {
+                panic!("Loud(9) dropped");
+            }
+        }
+    }
+    static V: ContextVar<Loud> = ContextVar::new("attach.scope_future_panics.v");
+    static B: ContextVar<Boom> = ContextVar::new("attach.scope_future_panics.b");
+    on_fresh_thread(|| {
+        V.set(Loud(0));
+        let mut holding_boom = Context::new();
+        holding_boom.run(|| B.set(Boom));
+        let mut future = Box::pin(V.scope_future(
+            Loud(1),
+            std::future::poll_fn(move |_| {
+                attach(std::mem::take(&mut holding_boom)).unwrap();
+                attach(Context::new()).unwrap();
+                V.set(Loud(9));
+                Poll::Ready(())
+            }),
+        ));
+        let polled = catch_unwind(AssertUnwindSafe(|| poll_once(future.as_mut())));
+        let payload = polled.expect_err("a Drop panicked");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"Boom dropped"));
+        assert_eq!(V.with(|v| v.map(|v| v.0)), Some(0));
+    });
+}
+
+/// The documented exception: a scope whose code detached the context the scope began in
+/// leaves everything as the code left it, a deferred attach made afterwards included (it
+/// can still be detached).
+#[test]
+fn a_scope_that_detached_its_context_leaves_a_later_deferred_attach() {
+    static V: ContextVar<u32> = ContextVar::new("attach.scope_detached.v");
+    fn fetch(_: u64) -> Option<Context> {
+        Some(Context::new())
+    }
+    on_fresh_thread(|| {
+        let before = attach(Context::new()).unwrap();
+        let (detached, deferred) = V.scope(1, || {
+            let detached = detach(before).unwrap();
+            (detached, contextvars::attach_deferred(fetch, 0).unwrap())
+        });
+        assert_eq!(detached.get(&V), Some(1), "the scope's value went with it");
+        assert!(contextvars::detach_deferred(deferred).is_ok());
+        assert_eq!(V.get(), None);
+    });
+}

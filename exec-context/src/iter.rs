@@ -67,8 +67,7 @@ impl<I> ContextualIter<I> {
     /// Builds the iterator inside a fresh logical context (as [`new`](Self::new) makes),
     /// then wraps it with that context.
     pub fn build(make: impl FnOnce() -> I) -> Self {
-        let mut lc = LogicalContext::pinned();
-        let iter = run_with_logical_context(&mut lc, make);
+        let (lc, iter) = build_in_logical_context(make);
         ContextualIter {
             iter: Some(iter),
             lc,
@@ -159,6 +158,23 @@ pub trait IteratorExt: Iterator + Sized {
 }
 
 impl<I: Iterator> IteratorExt for I {}
+
+/// Runs `make` inside a fresh logical context (keeping the creator's pinned values), and
+/// hands back both. If `make` panics, the logical context, with what `make` set, is dropped
+/// before the panic goes on, a `Drop` that panics too discarded (dropped while the panic
+/// unwinds, it would abort).
+fn build_in_logical_context<T>(make: impl FnOnce() -> T) -> (LogicalContext, T) {
+    let mut lc = LogicalContext::pinned();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_with_logical_context(&mut lc, make)
+    })) {
+        Ok(made) => (lc, made),
+        Err(payload) => {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(lc)));
+            std::panic::resume_unwind(payload)
+        }
+    }
+}
 
 pin_project! {
     /// A stream whose every poll runs inside its own logical context: an async generator
@@ -282,8 +298,7 @@ impl<S> ContextualStream<S> {
     /// assert_eq!(futures_executor::block_on(limited.collect::<Vec<_>>()), [1, 2]);
     /// ```
     pub fn build(make: impl FnOnce() -> S) -> Self {
-        let mut lc = LogicalContext::pinned();
-        let stream = run_with_logical_context(&mut lc, make);
+        let (lc, stream) = build_in_logical_context(make);
         ContextualStream {
             stream: Some(stream),
             lc,

@@ -1541,3 +1541,35 @@ fn a_panicking_producer_whose_value_panics_on_drop_does_not_abort() {
         assert_eq!(VAR.get(), Some("caller"));
     });
 }
+
+/// The same for `ContextualIter::build` and `ContextualStream::build`: a setup that sets a
+/// value whose `Drop` panics, then panics itself, does not abort.
+#[test]
+fn a_panicking_build_whose_value_panics_on_drop_does_not_abort() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("Boom dropped");
+        }
+    }
+    static HELD: ContextVar<Boom> = ContextVar::new("iter.build_boom");
+    clean(|| {
+        let iter = catch_unwind(AssertUnwindSafe(|| {
+            ContextualIter::build(|| -> std::iter::Empty<u8> {
+                HELD.set(Boom);
+                panic!("the setup failed")
+            })
+        }));
+        let payload = iter.expect_err("the setup's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"the setup failed"));
+        let stream = catch_unwind(AssertUnwindSafe(|| {
+            exec_context::ContextualStream::build(|| -> futures_lite::stream::Empty<u8> {
+                HELD.set(Boom);
+                panic!("the setup failed")
+            })
+        }));
+        let payload = stream.expect_err("the setup's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"the setup failed"));
+        assert!(HELD.with(|held| held.is_none()));
+    });
+}
