@@ -540,13 +540,24 @@ fn panic_in_a_callback_is_caught() {
     // Lua code can also catch it, like any error.
     lua.exec("local ok = pcall(explode); assert(not ok)")
         .unwrap();
-    // Inside a coroutine with its own logical context: every context is restored.
+    // Inside a coroutine with its own logical context (entered only while its `set` runs):
+    // its value stays in it.
     lua.exec("v = contextvars.ContextVar('v'); v:set('outside')")
         .unwrap();
     let error = lua
         .exec("coroutine.wrap(function() v:set('inside'); explode() end)()")
         .unwrap_err();
     assert!(error.as_failed().is_some(), "{error}");
+    lua.exec("assert(v:get() == 'outside')").unwrap();
+    // Under `ctx:run`, whose context is entered (in Rust) when the callback panics: it is
+    // left, and the caller's context is current again.
+    let error = lua
+        .exec("contextvars.copy_context():run(function() v:set('run'); explode() end)")
+        .unwrap_err();
+    assert!(
+        error.as_failed().is_some_and(|failed| failed.is_panic()),
+        "{error}"
+    );
     lua.exec("assert(v:get() == 'outside')").unwrap();
     assert_eq!(MAIN_VAR.get(), Some("caller"));
     lua.exec("x = 1").unwrap();
@@ -1370,4 +1381,157 @@ fn a_bad_resume_argument_does_not_keep_the_resumer_alive() {
     assert!(message.contains("coroutine"), "{message}");
     let collected = lua.get_main_attr("collected").unwrap().unwrap();
     assert_eq!(collected.extract::<i64>().unwrap(), 3);
+}
+
+/// What a budget could not see is closed off (from a review): many short coroutines (each
+/// counted as one step), a finalizer (`__gc`, which Lua runs with hooks off: refused), and a
+/// `load` whose reader runs away (the spent budget passes through `load`).
+#[test]
+fn the_budget_cannot_be_escaped() {
+    let lua = LuaInterpreter::builder()
+        .instruction_budget(100_000)
+        .build()
+        .unwrap();
+    let error = lua
+        .exec(
+            r#"
+            local function work(d)
+              if d == 0 then for i = 1, 200 do end return end
+              for k = 1, 3 do coroutine.wrap(work)(d - 1) end
+            end
+            coroutine.wrap(work)(30)
+            "#,
+        )
+        .unwrap_err();
+    assert_eq!(
+        lua_error(&error),
+        &LuaError::InstructionBudget { budget: 100_000 }
+    );
+    let error = lua
+        .exec("setmetatable({}, {__gc = function() while true do end end})")
+        .unwrap_err();
+    assert!(error.to_string().contains("__gc"), "{error}");
+    // A metatable without a finalizer is fine.
+    lua.exec("assert(getmetatable(setmetatable({}, {__index = {}})))")
+        .unwrap();
+    let error = lua
+        .exec("while true do load(function() while true do end end) end")
+        .unwrap_err();
+    assert_eq!(
+        lua_error(&error),
+        &LuaError::InstructionBudget { budget: 100_000 }
+    );
+    // Loading as usual still works, errors included.
+    lua.exec("assert(load('return 1')() == 1); assert(load('return (') == nil)")
+        .unwrap();
+}
+
+/// An aborted task's pending `__close` handlers run under the budget too.
+#[test]
+fn an_aborted_tasks_close_handlers_are_budgeted() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::builder()
+        .instruction_budget(100_000)
+        .build()
+        .unwrap();
+    lua.exec(
+        r#"
+        closed = 0
+        function job()
+          local guard <close> = setmetatable({}, {__close = function()
+            for i = 1, 200000000 do closed = i end
+          end})
+          task.sleep(60)
+        end
+        "#,
+    )
+    .unwrap();
+    let handle = lua.spawn("job", []).unwrap();
+    rt.block_on(async {
+        // Let the task start and reach its sleep.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    });
+    handle.abort();
+    let outcome = rt.block_on(handle);
+    assert!(outcome.unwrap_err().is_cancelled());
+    let closed: i64 = lua
+        .get_main_attr("closed")
+        .unwrap()
+        .unwrap()
+        .extract()
+        .unwrap();
+    assert!(closed > 0, "the handler ran");
+    assert!(
+        closed < 200_000_000,
+        "the handler was stopped by the budget"
+    );
+}
+
+/// An async function awaited inside a coroutine that a task's function resumes: the await
+/// is passed on to the task (the coroutine really sleeps, and resumes with its value); in a
+/// plain `exec`, where no task polls, it is an error rather than a silent no-op.
+#[test]
+fn an_async_function_awaited_in_a_coroutine() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        v = contextvars.ContextVar("v")
+        function job()
+          v:set("task")
+          local f = coroutine.wrap(function()
+            v:set("co")
+            task.sleep(0.001)
+            coroutine.yield(v:get())
+            task.yield_now()
+            return "slept"
+          end)
+          local first = f()
+          local second = f()
+          return {first, second, v:get()}
+        end
+        function plain()
+          return coroutine.wrap(function() task.sleep(0.001) return "slept" end)()
+        end
+        "#,
+    )
+    .unwrap();
+    let seen = rt.block_on(lua.spawn("job", []).unwrap()).unwrap().unwrap();
+    let (first, second, own): (String, String, String) = seen.extract().unwrap();
+    assert_eq!(
+        (first.as_str(), second.as_str(), own.as_str()),
+        ("co", "slept", "task")
+    );
+    let error = lua.call("plain", []).unwrap_err();
+    assert!(error.to_string().contains("needs a task"), "{error}");
+}
+
+/// A Lua `ContextVar` lives as long as the process: its name is bounded, kept once per
+/// distinct name, and a state creates a bounded number of them.
+#[test]
+fn context_var_names_and_counts_are_bounded() {
+    let lua = LuaInterpreter::new().unwrap();
+    let error = lua
+        .exec("contextvars.ContextVar(string.rep('x', 257))")
+        .unwrap_err();
+    assert!(error.to_string().contains("at most 256 bytes"), "{error}");
+    lua.exec("assert(contextvars.ContextVar(string.rep('x', 256)))")
+        .unwrap();
+    let error = lua
+        .exec("for i = 1, 10001 do contextvars.ContextVar('many') end")
+        .unwrap_err();
+    assert!(error.to_string().contains("10000 ContextVars"), "{error}");
+    // Another state has its own count.
+    LuaInterpreter::new()
+        .unwrap()
+        .exec("assert(contextvars.ContextVar('one more'))")
+        .unwrap();
 }

@@ -148,8 +148,8 @@ impl Frames {
                 _ => innermost = false,
             }
             if parent.to_pointer() as usize == self.main {
-                // It has no resumer (a record for it is left by a failed resume): saves
-                // its lookup.
+                // The main thread has no resumer (only a suspended coroutine's resume or
+                // close is recorded, and the main thread never is one): saves its lookup.
                 break;
             }
             thread = parent;
@@ -254,8 +254,23 @@ fn nest<R>(holders: &[AnyUserData], f: impl FnOnce() -> R) -> mlua::Result<R> {
 /// Lua's part: the new `coroutine.resume` and `coroutine.wrap`, and
 /// `contextvars.no_context`.
 const COROUTINES: &str = r#"
-local parents, contexts, raw_resume, running, create, raw_close, contextvars = ...
-local error, type, status = error, type, coroutine.status
+local parents, contexts, raw_resume, running, create, raw_close, contextvars, pending = ...
+local error, type, status, select = error, type, coroutine.status, select
+local yield, isyieldable = coroutine.yield, coroutine.isyieldable
+-- A coroutine that awaits an async function (`task.sleep`) yields mlua's pending marker,
+-- meant for the task that polls the state: passed on up, and the coroutine resumed with
+-- what comes back (the poller's signal), until it yields or returns something else. Where
+-- nothing polls (no task runs this code), awaiting is an error.
+local function relay(co, ok, ...)
+  if ok and select('#', ...) == 1 and (...) == pending then
+    if not isyieldable() then
+      error("RuntimeError: an async function (such as task.sleep) awaited in a coroutine "
+        .. "needs a task to run it (LuaInterpreter::spawn)", 0)
+    end
+    return relay(co, raw_resume(co, yield(pending)))
+  end
+  return ok, ...
+end
 local function resume(co, ...)
   if type(co) ~= "thread" then
     error("bad argument #1 to 'resume' (coroutine expected)", 2)
@@ -265,7 +280,7 @@ local function resume(co, ...)
   if status(co) == "suspended" then
     parents[co] = running()
   end
-  return raw_resume(co, ...)
+  return relay(co, raw_resume(co, ...))
 end
 coroutine.resume = resume
 -- Closing runs the coroutine's pending to-be-closed variables on the coroutine itself
@@ -344,6 +359,7 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
             coroutine.get::<Function>("create")?,
             coroutine.get::<Function>("close")?,
             contextvars,
+            Lua::poll_pending(),
         ))?;
     let frames = Frames {
         parents,
@@ -434,8 +450,8 @@ mod tests {
         assert_eq!(result, crate::interpreters::Shareable::from(expected));
     }
 
-    /// A failed resume of the main thread leaves a record for it; the walk ends at the main
-    /// thread all the same, and gets and sets see the right contexts.
+    /// A failed resume of the main thread (it is not suspended) leaves no record for it, and
+    /// changes no other: gets and sets see the right contexts afterwards.
     #[test]
     fn a_record_for_the_main_thread_ends_no_walk_elsewhere() {
         let lua = LuaInterpreter::new().unwrap();
@@ -451,7 +467,7 @@ mod tests {
               seen[#seen + 1] = v:get()
             end)
             local outer = coroutine.create(function()
-              assert(not coroutine.resume(main)) -- records `outer` as main's resumer
+              assert(not coroutine.resume(main)) -- refused, and recorded nowhere
               v:set("outer")
               coroutine.resume(inner)
               seen[#seen + 1] = v:get()

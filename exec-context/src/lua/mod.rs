@@ -12,10 +12,10 @@
 //!
 //! | global | what |
 //! |---|---|
-//! | `contextvars` | `ContextVar(name [, default])` with `:get([default])`, `:set(v)` (a token), `:reset(token)`; `copy_context()` and `ctx:run(f, ...)`, `ctx:get(var [, default])`; `no_context(co_or_f)` |
+//! | `contextvars` | `ContextVar(name [, default])` with `:get([default])`, `:set(v)` (a token), `:reset(token)`; `copy_context()` and `ctx:run(f, ...)`, `ctx:get(var [, default])`; `no_context(co_or_f)`. A variable lives as long as the process: a name is at most 256 bytes, and a state creates at most 10,000 variables |
 //! | `coroutine` | Lua's, with `resume` and `wrap` giving each coroutine its own logical context (PEP 550 generators), and `close` running a coroutine's to-be-closed variables in that context |
 //! | `interpreters` | `create_queue([maxsize])`, `channel()` (send end, receive end), `UNBOUND`, `id()` |
-//! | `task` | `sleep(seconds)` and `yield_now()`: Rust futures, awaited by Lua functions run as tasks ([`spawn`](LuaInterpreter::spawn)) |
+//! | `task` | `sleep(seconds)` and `yield_now()`: Rust futures, awaited by Lua functions run as tasks ([`spawn`](LuaInterpreter::spawn)), also inside coroutines those functions resume |
 //!
 //! Queues (`q:put(v)`, `q:get()`, `q:put_nowait(v)`, `q:get_nowait()`, `q:put_timeout(v,
 //! s)`, `q:get_timeout(s)`, `q:len()`, `q:close()`) and channel ends (`send`, `send_nowait`,
@@ -317,13 +317,31 @@ impl Drop for BudgetRun {
     }
 }
 
+/// A spawned task's future, dropped inside a budgeted run: dropping an unfinished one (its
+/// task aborted, or its runtime shut down) closes its Lua thread, which runs the pending
+/// to-be-closed variables' `__close` handlers, Lua code the budget stops like any other.
+struct BudgetedDrop<F> {
+    future: Option<std::pin::Pin<Box<F>>>,
+    budget: Option<Arc<Budget>>,
+}
+
+impl<F> Drop for BudgetedDrop<F> {
+    fn drop(&mut self) {
+        let _run = self.budget.as_deref().map(Budget::start);
+        drop(self.future.take());
+    }
+}
+
 /// How often (in instructions) the budget hook runs.
 const BUDGET_STEP: u64 = 1000;
 
-/// Lua's part of the instruction budget: error catchers re-raise a spent budget.
+/// Lua's part of the instruction budget: error catchers re-raise a spent budget (`load`
+/// catches an error of a reader function); a finalizer (`__gc`), which Lua runs with hooks
+/// off, cannot be set, since the budget could not stop it.
 const KEEP_BUDGET: &str = r#"
 local is_spent, raise = ...
-local pcall, xpcall, resume = pcall, xpcall, coroutine.resume
+local pcall, xpcall, resume, load = pcall, xpcall, coroutine.resume, load
+local setmetatable, rawget, type, error = setmetatable, rawget, type, error
 local function check(ok, ...)
   if not ok and is_spent() then raise() end
   return ok, ...
@@ -331,6 +349,26 @@ end
 _G.pcall = function(...) return check(pcall(...)) end
 _G.xpcall = function(...) return check(xpcall(...)) end
 coroutine.resume = function(...) return check(resume(...)) end
+_G.load = function(...)
+  local chunk, message = load(...)
+  if chunk == nil and is_spent() then raise() end
+  return chunk, message
+end
+_G.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("__gc is not allowed under an instruction budget (finalizers run unbudgeted)", 2)
+  end
+  return setmetatable(t, mt)
+end
+"#;
+
+/// Under an instruction budget, every coroutine created costs one budget step: Lua counts
+/// instructions per coroutine, so one that runs fewer than a step between two counts would
+/// never be charged (runs before `coroutines::install`, which captures `coroutine.create`,
+/// so that `coroutine.wrap` and `contextvars.no_context` charge too).
+const CHARGE_COROUTINES: &str = r#"
+local charge, create = ..., coroutine.create
+coroutine.create = function(f) charge() return create(f) end
 "#;
 
 /// Options of a [`LuaInterpreter`]: its memory limit and instruction budget.
@@ -374,9 +412,16 @@ impl Builder {
     /// [`call`](LuaInterpreter::call) may run (counted in steps of 1000) before it stops with
     /// [`LuaError::InstructionBudget`]. Each poll of a task started with
     /// [`spawn`](LuaInterpreter::spawn) gets the whole budget too (its code runs between its
-    /// awaits, and a poll that never awaits is stopped like a runaway `exec`). Each run
-    /// counts its own instructions, on its own thread: concurrent runs and polls do not
+    /// awaits, and a poll that never awaits is stopped like a runaway `exec`), and so does
+    /// the drop of an unfinished task (an abort runs its pending `__close` handlers). Each
+    /// run counts its own instructions, on its own thread: concurrent runs and polls do not
     /// spend or renew each other's.
+    ///
+    /// What the budget could not stop is closed off under it: each coroutine created counts
+    /// as one step (Lua counts instructions per coroutine, and one shorter than a step would
+    /// never be counted), `pcall`, `xpcall`, `coroutine.resume` and `load` pass a spent
+    /// budget on instead of catching it, and `setmetatable` refuses a metatable with `__gc`
+    /// (Lua runs finalizers with hooks off).
     pub fn instruction_budget(mut self, instructions: u64) -> Self {
         self.instruction_budget = Some(instructions);
         self
@@ -429,6 +474,21 @@ fn failed(interp: &Interpreter, error: LuaError) -> InterpreterError {
 /// Installs the tables scripts see, and the instruction budget's hook.
 fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
     let globals = lua.globals();
+    if let Some(budget) = &budget {
+        let step = BUDGET_STEP.min(budget.budget).max(1);
+        let charged = budget.clone();
+        let charge = lua.create_function(move |_, ()| -> mlua::Result<()> {
+            if charged.spend(step) {
+                return Ok(());
+            }
+            Err(mlua::Error::external(LuaError::InstructionBudget {
+                budget: charged.budget,
+            }))
+        })?;
+        lua.load(CHARGE_COROUTINES)
+            .set_name("=exec_context.budget")
+            .call::<()>(charge)?;
+    }
 
     let contextvars = lua.create_table()?;
     let frames = coroutines::install(lua, &contextvars)?;
@@ -802,11 +862,17 @@ impl LuaInterpreter {
                 outcome.map_err(|error| failed(&interp, error))
             };
             // Each poll is a run of its own: it gets the whole budget (a task that never
-            // awaits is stopped like a runaway `exec`).
-            let mut future = Box::pin(future);
+            // awaits is stopped like a runaway `exec`); so is the drop of an unfinished one.
+            let mut future = BudgetedDrop {
+                future: Some(Box::pin(future)),
+                budget: budget.clone(),
+            };
             let id = self.interp.id();
             let polled = std::future::poll_fn(move |cx| {
                 let _run = budget.as_deref().map(Budget::start);
+                let Some(future) = future.future.as_mut() else {
+                    return std::task::Poll::Pending;
+                };
                 // A panic in a Rust callback comes back out of Lua in this poll: the task's
                 // failure, as for `exec`, not a panic of the tokio task. The future is not
                 // polled again (the task is complete); dropping it releases the Lua thread.

@@ -2,10 +2,13 @@
 //!
 //! Each Lua `ContextVar(name)` is backed by a Rust [`ContextVar`] made at run time and leaked
 //! (a `ContextVar` must be `'static`), and listed in [`CREATED`] so that it stays reachable: a
-//! few dozen bytes plus the name per variable, for the life of the process. A variable cannot
-//! be reused once its Lua object is collected, since contexts may still hold values for it.
-//! Scripts create their variables once, at module level, as PEP 567 asks; one that creates
-//! variables in a loop grows the process in proportion.
+//! few dozen bytes per variable, for the life of the process, plus its name, kept once per
+//! distinct name. A variable cannot be reused once its Lua object is collected, since
+//! contexts may still hold values for it. Scripts create their variables once, at module
+//! level, as PEP 567 asks. So that a script cannot grow the process without bound (a memory
+//! limit does not see this memory), a name is at most [`MAX_NAME_BYTES`] bytes and a state
+//! creates at most [`MAX_VARS_PER_STATE`] variables: past either, `ContextVar` raises an
+//! error.
 //!
 //! A value is a reference into the state's registry ([`RegistryKey`]), so it is any Lua
 //! value, and only the state that set it can read it back: contexts hold the key, never the
@@ -31,6 +34,27 @@ use super::coroutines::Frames;
 
 /// Every variable Lua scripts created in this process (see the module docs).
 static CREATED: Mutex<Vec<&'static ContextVar<Slot>>> = Mutex::new(Vec::new());
+
+/// The names of [`CREATED`]'s variables, each kept once.
+static NAMES: std::sync::LazyLock<Mutex<std::collections::HashSet<&'static str>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+/// The longest name a Lua `ContextVar` may have, in bytes (see the module docs).
+pub(crate) const MAX_NAME_BYTES: usize = 256;
+
+/// The most `ContextVar`s one Lua state may create (see the module docs).
+pub(crate) const MAX_VARS_PER_STATE: usize = 10_000;
+
+/// The name `name` kept for the life of the process, once per distinct name.
+fn interned(name: String) -> &'static str {
+    let mut names = NAMES.lock();
+    if let Some(&kept) = names.get(name.as_str()) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(kept);
+    kept
+}
 
 /// What a Rust variable holds for a Lua one: a registry reference (`None` for `nil`).
 pub(crate) type Slot = Option<Arc<RegistryKey>>;
@@ -190,10 +214,26 @@ impl UserData for LuaContext {
 /// Fills the state's `contextvars` table.
 pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result<()> {
     let var_frames = frames.clone();
+    let created = std::sync::atomic::AtomicUsize::new(0);
     table.set(
         "ContextVar",
         lua.create_function(move |lua, (name, default): (String, MultiValue)| {
-            let name: &'static str = Box::leak(name.into_boxed_str());
+            if name.len() > MAX_NAME_BYTES {
+                return Err(mlua::Error::runtime(format!(
+                    "ValueError: a ContextVar name is at most {MAX_NAME_BYTES} bytes (got {})",
+                    name.len()
+                )));
+            }
+            let taken = created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if taken >= MAX_VARS_PER_STATE {
+                created.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(mlua::Error::runtime(format!(
+                    "RuntimeError: this state created {MAX_VARS_PER_STATE} ContextVars, the \
+                     most it may (each lives as long as the process: create them once, at \
+                     module level)"
+                )));
+            }
+            let name = interned(name);
             let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
             CREATED.lock().push(var);
             let default = match default.into_iter().next() {
