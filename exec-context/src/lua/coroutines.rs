@@ -5,7 +5,8 @@
 //! which never leave Lua: a resume that can succeed (of a suspended coroutine) records its
 //! resumer (`parents[co] = coroutine.running()`, in a table with weak keys; a failing one
 //! records nothing, so it cannot displace the record of the resume running that coroutine)
-//! and tail-calls Lua's resume. The context switch is lazy: the
+//! and calls Lua's resume, passing on up an await of the resumed coroutine (see `relay`
+//! in [`COROUTINES`]). The context switch is lazy: the
 //! Rust side of `ContextVar:get`, `:set`, `:reset` and `copy_context()` (see
 //! [`Frames::enter`]) walks from the running coroutine through its resumers and runs inside
 //! their logical contexts, outermost first (`ContextVar:get` only reads them, innermost
@@ -257,23 +258,50 @@ const COROUTINES: &str = r#"
 local parents, contexts, raw_resume, running, create, raw_close, contextvars, pending = ...
 local error, type, status, select = error, type, coroutine.status, select
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
+local setmetatable, pack, unpack = setmetatable, table.pack, table.unpack
+-- Coroutines waiting in an await that `relay` passed on (keys weak).
+local awaiting = setmetatable({}, {__mode = "k"})
+-- Closes the coroutine a `relay` waits for if the relay is unwound while it waits (its
+-- task was dropped): its to-be-closed variables run, and its await ends with it.
+local closing = {__close = function(guard)
+  local co = guard.co
+  if co then
+    awaiting[co] = nil
+    raw_close(co)
+  end
+end}
 -- A coroutine that awaits an async function (`task.sleep`) yields mlua's pending marker,
 -- meant for the task that polls the state: passed on up, and the coroutine resumed with
--- what comes back (the poller's signal), until it yields or returns something else. Where
--- nothing polls (no task runs this code), awaiting is an error.
+-- what comes back (the poller's signal), until it yields or returns something else. Only
+-- a task's Lua code can pass it on: elsewhere (an `exec`, or across a C call such as
+-- `ctx:run` or a `table.sort` comparator) awaiting is an error.
 local function relay(co, ok, ...)
-  if ok and select('#', ...) == 1 and (...) == pending then
-    if not isyieldable() then
-      error("RuntimeError: an async function (such as task.sleep) awaited in a coroutine "
-        .. "needs a task to run it (LuaInterpreter::spawn)", 0)
-    end
-    return relay(co, raw_resume(co, yield(pending)))
+  if not (ok and (...) == pending and select('#', ...) == 1) then
+    return ok, ...
   end
-  return ok, ...
+  if not isyieldable() then
+    error("RuntimeError: an async function (such as task.sleep) awaited in a coroutine "
+      .. "must be resumed by a task's Lua code (LuaInterpreter::spawn), not across a C "
+      .. "call (ctx:run, a comparator, a callback)", 0)
+  end
+  awaiting[co] = true
+  local guard <close> = setmetatable({co = co}, closing)
+  local results = pack(raw_resume(co, yield(pending)))
+  while results[1] and results.n == 2 and results[2] == pending do
+    results = pack(raw_resume(co, yield(pending)))
+  end
+  guard.co = nil
+  awaiting[co] = nil
+  return unpack(results, 1, results.n)
 end
 local function resume(co, ...)
   if type(co) ~= "thread" then
     error("bad argument #1 to 'resume' (coroutine expected)", 2)
+  end
+  -- A coroutine waiting in an await belongs to the task that passes its await on: another
+  -- resume would poll the await with its own waker, and the task would never wake.
+  if awaiting[co] then
+    return false, "cannot resume a coroutine waiting in an await (its task resumes it)"
   end
   -- Recorded only for a resume that can succeed: a failed one (a running or normal
   -- coroutine, a dead one) must not overwrite the record of the resume that is running it.
@@ -293,6 +321,9 @@ local function close(co)
   local s = status(co)
   if s ~= "suspended" and s ~= "dead" then
     error("cannot close a " .. s .. " coroutine", 2)
+  end
+  if awaiting[co] then
+    error("cannot close a coroutine waiting in an await (its task resumes it)", 2)
   end
   parents[co] = running()
   return raw_close(co)

@@ -54,7 +54,7 @@
 //! Costs (the report's interpreters group, `cargo run --release -p benches --bin report --
 //! --only interpreters`): an `exec` of a one-line snippet costs what `mlua` alone costs plus
 //! about 35 ns. A coroutine resume stays in Lua: `coroutine.resume` is a Lua function that
-//! records the resumer and tail-calls Lua's own resume, and the coroutines' logical contexts
+//! records the resumer and calls Lua's own resume, and the coroutines' logical contexts
 //! are read in place by `ContextVar:get` and only entered when `:set`, `:reset` or
 //! `copy_context` runs, so a resume costs the
 //! same whether or not the coroutine has a context of its own, and never leaves Lua.
@@ -349,6 +349,8 @@ end
 _G.pcall = function(...) return check(pcall(...)) end
 _G.xpcall = function(...) return check(xpcall(...)) end
 coroutine.resume = function(...) return check(resume(...)) end
+local close = coroutine.close
+coroutine.close = function(...) return check(close(...)) end
 _G.load = function(...)
   local chunk, message = load(...)
   if chunk == nil and is_spent() then raise() end
@@ -417,11 +419,15 @@ impl Builder {
     /// run counts its own instructions, on its own thread: concurrent runs and polls do not
     /// spend or renew each other's.
     ///
-    /// What the budget could not stop is closed off under it: each coroutine created counts
+    /// Ways round the count are closed off under a budget: each coroutine created counts
     /// as one step (Lua counts instructions per coroutine, and one shorter than a step would
-    /// never be counted), `pcall`, `xpcall`, `coroutine.resume` and `load` pass a spent
-    /// budget on instead of catching it, and `setmetatable` refuses a metatable with `__gc`
-    /// (Lua runs finalizers with hooks off).
+    /// never be counted, so a program that makes a coroutine per item needs a budget of a
+    /// step per item), `pcall`, `xpcall`, `coroutine.resume`, `coroutine.close` and `load`
+    /// pass a spent budget on instead of catching it, and `setmetatable` refuses a metatable
+    /// with `__gc` (Lua runs finalizers with hooks off). Time spent inside one call of a C
+    /// function is not counted: a pathological string pattern (`string.find` backtracking),
+    /// a huge `string.rep`, `table.concat`, or the `os` and `io` libraries. The budget is a
+    /// guard against runaway Lua code, not a sandbox for hostile scripts.
     pub fn instruction_budget(mut self, instructions: u64) -> Self {
         self.instruction_budget = Some(instructions);
         self

@@ -5,10 +5,11 @@
 //! few dozen bytes per variable, for the life of the process, plus its name, kept once per
 //! distinct name. A variable cannot be reused once its Lua object is collected, since
 //! contexts may still hold values for it. Scripts create their variables once, at module
-//! level, as PEP 567 asks. So that a script cannot grow the process without bound (a memory
-//! limit does not see this memory), a name is at most [`MAX_NAME_BYTES`] bytes and a state
-//! creates at most [`MAX_VARS_PER_STATE`] variables: past either, `ContextVar` raises an
-//! error.
+//! level, as PEP 567 asks. So that one script cannot grow the process without bound (a
+//! memory limit does not see this memory), a name is at most [`MAX_NAME_BYTES`] bytes and a
+//! state creates at most [`MAX_VARS_PER_STATE`] variables: past either, `ContextVar` raises
+//! an error. The bound is per state, a few MB at worst: a host that makes a new state for
+//! every script grows by up to that much per state.
 //!
 //! A value is a reference into the state's registry ([`RegistryKey`]), so it is any Lua
 //! value, and only the state that set it can read it back: contexts hold the key, never the
