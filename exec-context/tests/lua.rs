@@ -1513,7 +1513,10 @@ fn an_async_function_awaited_in_a_coroutine() {
         ("co", "slept", "task")
     );
     let error = lua.call("plain", []).unwrap_err();
-    assert!(error.to_string().contains("must be resumed by a task"), "{error}");
+    assert!(
+        error.to_string().contains("must be resumed by a task"),
+        "{error}"
+    );
 }
 
 /// A Lua `ContextVar` lives as long as the process: its name is bounded, kept once per
@@ -1568,6 +1571,7 @@ fn a_coroutine_waiting_in_an_await_belongs_to_its_task() {
     rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(20)));
     lua.exec(
         r#"
+        assert(coroutine.status(waiting) == "normal")
         local ok, err = coroutine.resume(waiting)
         assert(not ok and err:find("await"), err)
         local closed, close_err = pcall(coroutine.close, waiting)
@@ -1579,5 +1583,7 @@ fn a_coroutine_waiting_in_an_await_belongs_to_its_task() {
     handle.abort();
     assert!(rt.block_on(handle).unwrap_err().is_cancelled());
     lua.exec("assert(inner_closed, 'closed with its task')")
+        .unwrap();
+    lua.exec("assert(coroutine.status(waiting) == 'dead')")
         .unwrap();
 }

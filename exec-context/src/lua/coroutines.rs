@@ -267,7 +267,8 @@ local closing = {__close = function(guard)
   local co = guard.co
   if co then
     awaiting[co] = nil
-    raw_close(co)
+    local ok, err = raw_close(co)
+    if not ok then error(err, 0) end
   end
 end}
 -- A coroutine that awaits an async function (`task.sleep`) yields mlua's pending marker,
@@ -284,8 +285,9 @@ local function relay(co, ok, ...)
       .. "must be resumed by a task's Lua code (LuaInterpreter::spawn), not across a C "
       .. "call (ctx:run, a comparator, a callback)", 0)
   end
-  awaiting[co] = true
+  -- The guard first: it clears the mark on every way out.
   local guard <close> = setmetatable({co = co}, closing)
+  awaiting[co] = true
   local results = pack(raw_resume(co, yield(pending)))
   while results[1] and results.n == 2 and results[2] == pending do
     results = pack(raw_resume(co, yield(pending)))
@@ -329,6 +331,12 @@ local function close(co)
   return raw_close(co)
 end
 coroutine.close = close
+-- A coroutine waiting in an await is active but not running: "normal", as Lua calls a
+-- coroutine that resumed another (so a loop that resumes while "suspended" stops).
+coroutine.status = function(co)
+  if awaiting[co] then return "normal" end
+  return status(co)
+end
 -- As Lua's own wrap: a coroutine an error stopped is closed (its to-be-closed variables
 -- run, and an error there replaces the first), and a string error gets the position of
 -- the call (not Lua's memory error, whose message is fixed).
