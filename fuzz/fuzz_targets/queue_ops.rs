@@ -294,16 +294,20 @@ struct ModelChannel {
 }
 
 impl ModelChannel {
-    /// `associate`: whether the interpreter may use the end (and it now does).
-    fn associate(&mut self, end: usize, interp: u64) -> bool {
+    /// `associate`: `Ok` if the interpreter may use the end (and it now does, unless it
+    /// was closed: work of a closed interpreter uses an end without counting); if it
+    /// released the end, `Err(closed)`, `closed` telling whether the channel is closed
+    /// since (a call then fails with `Closed`, else with `Released`).
+    fn associate(&mut self, end: usize, interp: u64, interp_closed: bool) -> Result<(), bool> {
+        let closed = self.fifo.closed;
         let end = &mut self.ends[end];
         if end.released.contains(&interp) {
-            return false;
+            return Err(closed);
         }
-        if !end.using.contains(&interp) {
+        if !interp_closed && !end.using.contains(&interp) {
             end.using.push(interp);
         }
-        true
+        Ok(())
     }
 
     /// `release`: whether this call released the end; closes the channel once no
@@ -345,6 +349,13 @@ fn pick<T>(items: &[T], index: u8) -> Option<usize> {
 impl Harness {
     fn current(&self) -> u64 {
         self.stack.last().copied().unwrap_or(0)
+    }
+
+    /// Whether `id` is an interpreter that was closed.
+    fn is_closed(&self, id: u64) -> bool {
+        self.interpreters
+            .iter()
+            .any(|interp| interp.id == id && interp.closed)
     }
 
     fn running(&self, id: u64) -> bool {
@@ -668,6 +679,7 @@ impl Harness {
 
     fn send(&mut self, at: usize, value: Shareable, mode: SendMode) {
         let current = self.current();
+        let current_closed = self.is_closed(current);
         let model = &self.channels[at];
         let released = model.ends[SEND].released.contains(&current);
         let closed = model.fifo.closed;
@@ -695,8 +707,12 @@ impl Harness {
             SendMode::Buffered => send.send_buffered(value),
         };
         let model = &mut self.channels[at];
-        let expected = if !model.associate(SEND, current) {
-            Err(SendError::Released)
+        let expected = if let Err(closed) = model.associate(SEND, current, current_closed) {
+            Err(if closed {
+                SendError::Closed
+            } else {
+                SendError::Released
+            })
         } else if closed {
             Err(SendError::Closed)
         } else {
@@ -722,6 +738,7 @@ impl Harness {
 
     fn recv(&mut self, at: usize, mode: GetMode) {
         let current = self.current();
+        let current_closed = self.is_closed(current);
         let model = &self.channels[at];
         let released = model.ends[RECV].released.contains(&current);
         let blocks = !released && model.fifo.items.is_empty() && !model.fifo.closed;
@@ -739,8 +756,12 @@ impl Harness {
             }
         };
         let model = &mut self.channels[at];
-        let expected = if !model.associate(RECV, current) {
-            Err(RecvError::Released)
+        let expected = if let Err(closed) = model.associate(RECV, current, current_closed) {
+            Err(if closed {
+                RecvError::Closed
+            } else {
+                RecvError::Released
+            })
         } else {
             match model.fifo.take() {
                 Taken::Value(value) => Ok(value),
@@ -845,9 +866,11 @@ impl Harness {
         }
         for channel in &mut self.channels {
             channel.fifo.unbind(id);
-            // A closed interpreter uses neither end any more (the channel stays open).
+            // A closed interpreter uses neither end any more (the channel stays open), and
+            // its releases are forgotten.
             for end in &mut channel.ends {
                 end.using.retain(|&using| using != id);
+                end.released.retain(|&released| released != id);
             }
         }
     }
