@@ -1517,6 +1517,17 @@ fn an_async_function_awaited_in_a_coroutine() {
         error.to_string().contains("must be resumed by a task"),
         "{error}"
     );
+    // A resume passes on exactly the values that came back, however many.
+    lua.exec(
+        r#"
+        local function count(f) return select('#', coroutine.resume(coroutine.create(f))) end
+        assert(count(function() end) == 1)
+        assert(count(function() return nil end) == 2)
+        assert(count(function() return nil, nil end) == 3)
+        assert(count(function() coroutine.yield() end) == 1)
+        "#,
+    )
+    .unwrap();
 }
 
 /// A Lua `ContextVar` lives as long as the process: its name is bounded, kept once per

@@ -277,7 +277,9 @@ end}
 -- a task's Lua code can pass it on: elsewhere (an `exec`, or across a C call such as
 -- `ctx:run` or a `table.sort` comparator) awaiting is an error.
 local function relay(co, ok, ...)
-  if not (ok and (...) == pending and select('#', ...) == 1) then
+  -- The usual case first, with no call: the coroutine yielded or returned something else
+  -- (passed on with its own count of values).
+  if (...) ~= pending or not ok or select('#', ...) ~= 1 then
     return ok, ...
   end
   if not isyieldable() then
