@@ -33,6 +33,14 @@ fn strings(value: Option<Shareable>) -> Vec<String> {
     }
 }
 
+/// A current-thread tokio runtime with timers, for the tests of spawned Lua tasks.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 fn lua_error(error: &InterpreterError) -> &LuaError {
     error
         .as_failed()
@@ -689,10 +697,7 @@ fn calls_refused_while_a_run_is_in_progress_do_not_renew_its_budget() {
 /// spends the budget of the runs around it.
 #[test]
 fn each_poll_of_a_spawned_task_has_the_whole_budget() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let lua = LuaInterpreter::builder()
         .instruction_budget(20_000)
@@ -898,10 +903,7 @@ fn async_lua_runs_as_tasks_with_the_spawners_snapshot() {
 /// state, the task's context and the worker go on.
 #[test]
 fn a_panic_in_a_callback_inside_a_task_is_its_failure() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let lua = LuaInterpreter::new().unwrap();
     register_explode(&lua, "callback panicked in a task");
@@ -1431,10 +1433,7 @@ fn the_budget_cannot_be_escaped() {
 /// An aborted task's pending `__close` handlers run under the budget too.
 #[test]
 fn an_aborted_tasks_close_handlers_are_budgeted() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let lua = LuaInterpreter::builder()
         .instruction_budget(100_000)
@@ -1478,10 +1477,7 @@ fn an_aborted_tasks_close_handlers_are_budgeted() {
 /// plain `exec`, where no task polls, it is an error rather than a silent no-op.
 #[test]
 fn an_async_function_awaited_in_a_coroutine() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let lua = LuaInterpreter::new().unwrap();
     lua.exec(
@@ -1557,10 +1553,7 @@ fn context_var_names_and_counts_are_bounded() {
 /// aborted, the coroutine is closed with it (its to-be-closed variables run).
 #[test]
 fn a_coroutine_waiting_in_an_await_belongs_to_its_task() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _guard = rt.enter();
     let lua = LuaInterpreter::new().unwrap();
     lua.exec(

@@ -37,6 +37,17 @@ fn occupy(pool: &InterpreterPool) -> (Queue, JobHandle<Shareable>) {
     (gate, blocker)
 }
 
+/// Whether the pool is broken within two seconds (a worker reports its failure itself).
+fn becomes_broken(pool: &InterpreterPool) -> bool {
+    for _ in 0..400 {
+        if pool.is_broken() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pool.is_broken()
+}
+
 #[test]
 fn map_returns_results_in_order() {
     let pool = InterpreterPool::new(3).unwrap();
@@ -154,15 +165,7 @@ fn a_broken_initializer_breaks_the_pool() {
         .unwrap();
     let first = pool.submit(|| 1);
     // Wait until a worker has reported the failure.
-    let mut broken = pool.is_broken();
-    for _ in 0..400 {
-        if broken {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        broken = pool.is_broken();
-    }
-    assert!(broken);
+    assert!(becomes_broken(&pool));
     if let Ok(handle) = first {
         match handle.wait() {
             Err(PoolError::Broken(failure)) => {
@@ -594,14 +597,6 @@ fn a_worker_interpreter_closed_from_outside_breaks_the_pool() {
         Ok(Err(PoolError::Failed(failure))) => assert_eq!(failure.interpreter_id(), id),
         other => panic!("expected the job to fail, got {other:?}"),
     }
-    let mut broken = pool.is_broken();
-    for _ in 0..400 {
-        if broken {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        broken = pool.is_broken();
-    }
-    assert!(broken);
+    assert!(becomes_broken(&pool));
     assert!(matches!(pool.submit(|| 2), Err(PoolError::Broken(_))));
 }
