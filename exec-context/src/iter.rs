@@ -223,25 +223,32 @@ impl<S: Stream> Stream for ContextualStream<S> {
     /// inside that context (what it holds does not wait for the wrapper's drop); later polls
     /// give `None`. The logical context stays readable.
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { mut stream, lc } = self.project();
+        let Projection { stream, lc } = self.project();
         if stream.is_none() {
             return Poll::Ready(None);
         }
-        run_with_logical_context(lc, || {
-            let polled = stream
-                .as_mut()
-                .as_pin_mut()
-                .map_or(Poll::Ready(None), |inner| inner.poll_next(cx));
-            if let Poll::Ready(None) = polled {
-                stream.set(None);
-            }
-            polled
-        })
+        run_with_logical_context(lc, || poll_dropping_ended(stream, cx))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.stream.as_ref().map_or((0, Some(0)), Stream::size_hint)
     }
+}
+
+/// Polls the stream in `slot`, if any, and drops it as soon as it ends, in the context the
+/// caller runs this in: the stream wrappers' shared poll.
+pub(crate) fn poll_dropping_ended<S: Stream>(
+    mut slot: Pin<&mut Option<S>>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Option<S::Item>> {
+    let Some(stream) = slot.as_mut().as_pin_mut() else {
+        return Poll::Ready(None);
+    };
+    let polled = stream.poll_next(cx);
+    if let Poll::Ready(None) = polled {
+        slot.set(None);
+    }
+    polled
 }
 
 impl<S: fmt::Debug> fmt::Debug for ContextualStream<S> {

@@ -9,6 +9,8 @@ use contextvars::{Context, ExecutionContext, get_execution_context, run_with_exe
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
+use crate::iter::poll_dropping_ended;
+
 /// The context spawned work starts from: a snapshot of the current one, without the
 /// variables that opted out of inheritance, under a fresh logical context.
 pub(crate) fn spawn_context() -> Context {
@@ -130,20 +132,11 @@ impl<S: Stream> Stream for WithContext<S> {
     /// context (what it holds does not wait for the wrapper's drop); later polls give
     /// `None`.
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        let Projection { mut inner, context } = self.project();
+        let Projection { inner, context } = self.project();
         if inner.is_none() {
             return Poll::Ready(None);
         }
-        context.run(|| {
-            let polled = inner
-                .as_mut()
-                .as_pin_mut()
-                .map_or(Poll::Ready(None), |stream| stream.poll_next(cx));
-            if let Poll::Ready(None) = polled {
-                inner.set(None);
-            }
-            polled
-        })
+        context.run(|| poll_dropping_ended(inner, cx))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
