@@ -11,12 +11,21 @@
 //!
 //! Half of the variables are given ids that map to the same slots of the per-thread lookup
 //! cache as the other half, so reads also exercise cache eviction.
+//!
+//! Every input runs twice: with variables of `u16`, an inline kind (stored in the map's
+//! entries, lent by `with` as a copy), and with variables of [`Counted`], a type of the
+//! target's own (stored behind an `Arc`, lent by address, so displaced values are retired
+//! while a borrow may be lending them). Live `Counted` values are counted: once an input's
+//! contexts are gone, none may be left. A dropped one is overwritten, so that a read
+//! through a dangling lent address is likely to show a value no input sets.
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Once;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use arbitrary::Arbitrary;
 use contextvars::{
@@ -27,8 +36,78 @@ use contextvars::{
 };
 use libfuzzer_sys::fuzz_target;
 
+/// A value type the variables under test hold, compared with the model as a `u16`.
+trait Val: Clone + PartialEq + fmt::Debug + Send + Sync + 'static {
+    /// The variables under test (see [`VARS`]).
+    fn vars() -> &'static [ContextVar<Self>; 8];
+    fn new(value: u16) -> Self;
+    fn plain(&self) -> u16;
+}
+
+fn plain<T: Val>(value: Option<T>) -> Option<u16> {
+    value.map(|value| value.plain())
+}
+
+impl Val for u16 {
+    fn vars() -> &'static [ContextVar<u16>; 8] {
+        &VARS
+    }
+
+    fn new(value: u16) -> u16 {
+        value
+    }
+
+    fn plain(&self) -> u16 {
+        *self
+    }
+}
+
+/// The number of [`Counted`] values alive, but for the defaults held by the statics.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+/// What a dropped [`Counted`] holds: no operation sets it (values come from a `u8`).
+const DROPPED: u16 = 0xdead;
+
+/// A value that is not an inline kind, whose live instances are counted.
+#[derive(Debug, PartialEq)]
+struct Counted(u16);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        Counted::new(self.0)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        assert_ne!(self.0, DROPPED, "a Counted value dropped twice");
+        self.0 = DROPPED;
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Val for Counted {
+    fn vars() -> &'static [ContextVar<Counted>; 8] {
+        &COUNTED_VARS
+    }
+
+    fn new(value: u16) -> Counted {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Counted(value)
+    }
+
+    fn plain(&self) -> u16 {
+        assert_ne!(self.0, DROPPED, "a dropped Counted value read");
+        self.0
+    }
+}
+
 fn nine() -> u16 {
     9
+}
+
+fn counted_nine() -> Counted {
+    Counted::new(9)
 }
 
 /// The variables under test: with and without defaults, one that opts out of inheritance.
@@ -42,10 +121,23 @@ static VARS: [ContextVar<u16>; 8] = [
     ContextVar::with_default("v6", 0),
     ContextVar::new("v7"),
 ];
+/// The same variables, holding [`Counted`] values. The defaults built in a `const` are not
+/// counted (they never drop; their clones are).
+static COUNTED_VARS: [ContextVar<Counted>; 8] = [
+    ContextVar::new("c0"),
+    ContextVar::with_default("c1", Counted(7)),
+    ContextVar::new("c2"),
+    ContextVar::with_default_fn("c3", counted_nine),
+    ContextVar::new("c4"),
+    ContextVar::new("c5").not_inherited(),
+    ContextVar::with_default("c6", Counted(0)),
+    ContextVar::new("c7"),
+];
 const DEFAULTS: [Option<u16>; 8] = [None, Some(7), None, Some(9), None, None, Some(0), None];
 const NOT_INHERITED: usize = 5;
 
-/// Variables that only take up ids, so that `VARS[4..]` share cache slots with `VARS[..4]`.
+/// Variables that only take up ids, so that the second half of each set of variables
+/// shares cache slots with the first.
 static PADDING: [ContextVar<u8>; 64] = [const { ContextVar::new("padding") }; 64];
 /// The lookup cache's size (`contextvars::cache::SLOTS`).
 const CACHE_SLOTS: u64 = 32;
@@ -65,24 +157,9 @@ struct PlannedPanic;
 fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let first = VARS[0].id().get();
-        for var in &VARS[1..4] {
-            var.id();
-        }
-        // Take ids until the next one is `first` modulo the cache size.
-        for pad in &PADDING {
-            if (pad.id().get() + 1) % CACHE_SLOTS == first % CACHE_SLOTS {
-                break;
-            }
-        }
-        for (i, var) in VARS.iter().enumerate().skip(4) {
-            var.id();
-            assert_eq!(
-                var.id().get() % CACHE_SLOTS,
-                VARS[i - 4].id().get() % CACHE_SLOTS,
-                "cache slot aliasing setup"
-            );
-        }
+        let mut padding = PADDING.iter();
+        alias_halves(&VARS, &mut padding);
+        alias_halves(&COUNTED_VARS, &mut padding);
         // libFuzzer-sys aborts on every panic; let the planned ones unwind quietly.
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
@@ -91,6 +168,33 @@ fn init() {
             }
         }));
     });
+}
+
+/// Gives `vars` their ids, taking ids from `padding` between the halves, so that each
+/// variable of the second half shares a cache slot with one of the first.
+fn alias_halves<T: Send + Sync + 'static>(
+    vars: &[ContextVar<T>; 8],
+    padding: &mut std::slice::Iter<'_, ContextVar<u8>>,
+) {
+    let first = vars[0].id().get();
+    for var in &vars[1..4] {
+        var.id();
+    }
+    // Take ids until the next one is `first` modulo the cache size.
+    if (vars[3].id().get() + 1) % CACHE_SLOTS != first % CACHE_SLOTS {
+        for pad in padding.by_ref() {
+            if (pad.id().get() + 1) % CACHE_SLOTS == first % CACHE_SLOTS {
+                break;
+            }
+        }
+    }
+    for (i, var) in vars.iter().enumerate().skip(4) {
+        assert_eq!(
+            var.id().get() % CACHE_SLOTS,
+            vars[i - 4].id().get() % CACHE_SLOTS,
+            "cache slot aliasing setup"
+        );
+    }
 }
 
 #[derive(Arbitrary, Clone, Copy, Debug)]
@@ -330,21 +434,21 @@ impl ModelCurrent {
     }
 }
 
-struct KeptToken {
-    token: Token<u16>,
+struct KeptToken<T> {
+    token: Token<T>,
     var: usize,
     lc: u64,
     old: Option<u16>,
 }
 
-struct Harness {
+struct Harness<T> {
     current: ModelCurrent,
     lcs: [Option<(LogicalContext, ModelLc)>; STORED_LCS],
     /// Fixed slots: a context taken out to run is put back into the same slot.
     contexts: [Option<(Context, ModelContext)>; STORED],
     next_context: usize,
     snapshots: Vec<(ExecutionContext, ModelEc)>,
-    tokens: Vec<KeptToken>,
+    tokens: Vec<KeptToken<T>>,
     next_ident: u64,
     depth: usize,
     /// Live attaches, oldest first.
@@ -373,48 +477,52 @@ fn push_bounded<T>(list: &mut Vec<T>, item: T, bound: usize) {
 }
 
 /// What an `iter()` yields, by variable index: each variable once, with a `u16` value.
-fn iterated<'a>(
+fn iterated<'a, T: Val>(
     entries: impl Iterator<Item = (contextvars::VarInfo, &'a contextvars::AnyValue)>,
 ) -> HashMap<usize, u16> {
     let mut found = HashMap::new();
     for (info, value) in entries {
-        let i = VARS
+        let i = T::vars()
             .iter()
             .position(|var| var.id() == info.id())
-            .expect("iter yields only the target's variables");
-        let value = *value.downcast_ref::<u16>().expect("a u16 value");
+            .expect("iter yields only the variables under test");
+        let value = value.downcast_ref::<T>().expect("a value of T").plain();
         assert!(found.insert(i, value).is_none(), "iter yields v{i} twice");
     }
     found
 }
 
-fn check_lc(lc: &LogicalContext, model: &ModelLc) {
+fn check_lc<T: Val>(lc: &LogicalContext, model: &ModelLc) {
     assert_eq!(lc.len(), model.map.len(), "LogicalContext::len");
     assert_eq!(
         lc.is_empty(),
         model.map.is_empty(),
         "LogicalContext::is_empty"
     );
-    for (i, var) in VARS.iter().enumerate() {
+    for (i, var) in T::vars().iter().enumerate() {
         assert_eq!(
-            lc.get(var),
+            plain(lc.get(var)),
             model.map.get(&i).copied(),
             "LogicalContext::get"
         );
         assert_eq!(lc.contains(var), model.map.contains_key(&i), "contains");
     }
     let ids: HashSet<u64> = lc.vars().map(|info| info.id().get()).collect();
-    let expected: HashSet<u64> = model.map.keys().map(|&i| VARS[i].id().get()).collect();
+    let expected: HashSet<u64> = model.map.keys().map(|&i| T::vars()[i].id().get()).collect();
     assert_eq!(ids, expected, "LogicalContext::vars");
     let expected: HashMap<usize, u16> = model.map.iter().map(|(&i, &v)| (i, v)).collect();
-    assert_eq!(iterated(lc.iter()), expected, "LogicalContext::iter");
+    assert_eq!(iterated::<T>(lc.iter()), expected, "LogicalContext::iter");
 }
 
-fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
+fn check_ec<T: Val>(ec: &ExecutionContext, model: &ModelEc, view: View) {
     let inherited = |i: usize| !matches!(view, View::Inherited) || i != NOT_INHERITED;
-    for (i, var) in VARS.iter().enumerate() {
+    for (i, var) in T::vars().iter().enumerate() {
         let expected = model.find(i).filter(|_| inherited(i));
-        assert_eq!(ec.get(var), expected, "ExecutionContext::get {view:?}");
+        assert_eq!(
+            plain(ec.get(var)),
+            expected,
+            "ExecutionContext::get {view:?}"
+        );
         assert_eq!(ec.contains(var), expected.is_some(), "contains {view:?}");
     }
     let ids: HashSet<u64> = ec.vars().map(|info| info.id().get()).collect();
@@ -422,16 +530,16 @@ fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
         .vars()
         .into_iter()
         .filter(|&i| inherited(i))
-        .map(|i| VARS[i].id().get())
+        .map(|i| T::vars()[i].id().get())
         .collect();
     assert_eq!(ids, expected, "ExecutionContext::vars {view:?}");
     // The topmost value of each variable, lower layers' shadowed ones never.
-    let expected: HashMap<usize, u16> = (0..VARS.len())
+    let expected: HashMap<usize, u16> = (0..T::vars().len())
         .filter(|&i| inherited(i))
         .filter_map(|i| model.find(i).map(|v| (i, v)))
         .collect();
     assert_eq!(
-        iterated(ec.iter()),
+        iterated::<T>(ec.iter()),
         expected,
         "ExecutionContext::iter {view:?}"
     );
@@ -453,12 +561,12 @@ fn check_ec(ec: &ExecutionContext, model: &ModelEc, view: View) {
     assert_eq!(ec.is_empty(), ids.is_empty(), "is_empty");
 }
 
-fn check_context(context: &Context, model: &ModelContext) {
+fn check_context<T: Val>(context: &Context, model: &ModelContext) {
     let vars = model.vars();
     assert_eq!(context.len(), vars.len(), "Context::len");
     assert_eq!(context.is_empty(), vars.is_empty(), "Context::is_empty");
-    for (i, var) in VARS.iter().enumerate() {
-        assert_eq!(context.get(var), model.find(i), "Context::get");
+    for (i, var) in T::vars().iter().enumerate() {
+        assert_eq!(plain(context.get(var)), model.find(i), "Context::get");
         assert_eq!(
             context.contains(var),
             model.find(i).is_some(),
@@ -466,28 +574,28 @@ fn check_context(context: &Context, model: &ModelContext) {
         );
     }
     let ids: HashSet<u64> = context.vars().map(|info| info.id().get()).collect();
-    let expected: HashSet<u64> = vars.into_iter().map(|i| VARS[i].id().get()).collect();
+    let expected: HashSet<u64> = vars.into_iter().map(|i| T::vars()[i].id().get()).collect();
     assert_eq!(ids, expected, "Context::vars");
-    let expected: HashMap<usize, u16> = (0..VARS.len())
+    let expected: HashMap<usize, u16> = (0..T::vars().len())
         .filter_map(|i| model.find(i).map(|v| (i, v)))
         .collect();
-    assert_eq!(iterated(context.iter()), expected, "Context::iter");
+    assert_eq!(iterated::<T>(context.iter()), expected, "Context::iter");
     let mut values: Vec<u16> = context
         .values()
-        .map(|value| *value.downcast_ref::<u16>().expect("a u16 value"))
+        .map(|value| value.downcast_ref::<T>().expect("a value of T").plain())
         .collect();
     let mut expected_values: Vec<u16> = expected.values().copied().collect();
     values.sort_unstable();
     expected_values.sort_unstable();
     assert_eq!(values, expected_values, "Context::values");
-    check_ec(
+    check_ec::<T>(
         &context.execution_context(),
         &model.execution_context(),
         View::Plain,
     );
 }
 
-impl Harness {
+impl<T: Val> Harness<T> {
     fn fresh_lc(&mut self) -> ModelLc {
         self.next_ident += 1;
         ModelLc {
@@ -502,23 +610,30 @@ impl Harness {
     }
 
     fn check_var(&self, i: usize) {
-        let var = &VARS[i];
+        let var = &T::vars()[i];
         let found = self.current.find(i);
-        assert_eq!(var.get(), found.or(DEFAULTS[i]), "get {i}");
+        assert_eq!(plain(var.get()), found.or(DEFAULTS[i]), "get {i}");
         assert_eq!(var.is_set(), found.is_some(), "is_set {i}");
         // Like Python's `var.get(default)`: the argument wins over the variable's default.
-        assert_eq!(var.get_or(99), found.unwrap_or(99), "get_or");
-        var.with(|value| assert_eq!(value.copied(), found.or(DEFAULTS[i]), "with {i}"));
+        assert_eq!(
+            var.get_or(T::new(99)).plain(),
+            found.unwrap_or(99),
+            "get_or"
+        );
+        var.with(|value| {
+            let value = value.map(Val::plain);
+            assert_eq!(value, found.or(DEFAULTS[i]), "with {i}");
+        });
         let topmost = self
             .current
             .stack
             .last()
             .and_then(|lc| lc.map.get(&i).copied());
-        assert_eq!(var.get_topmost(), topmost, "get_topmost {i}");
+        assert_eq!(plain(var.get_topmost()), topmost, "get_topmost {i}");
     }
 
     fn check_all(&self) {
-        for i in 0..VARS.len() {
+        for i in 0..T::vars().len() {
             self.check_var(i);
         }
     }
@@ -527,13 +642,13 @@ impl Harness {
     /// reached one of them through a shared map shows at the step that made it.
     fn check_stored(&self) {
         for (lc, model) in self.lcs.iter().flatten() {
-            check_lc(lc, model);
+            check_lc::<T>(lc, model);
         }
         for (context, model) in self.contexts.iter().flatten() {
-            check_context(context, model);
+            check_context::<T>(context, model);
         }
         for (ec, model) in &self.snapshots {
-            check_ec(ec, model, View::Plain);
+            check_ec::<T>(ec, model, View::Plain);
         }
     }
 
@@ -685,14 +800,14 @@ impl Harness {
                     top: frame.stack.pop().expect("the frame's logical context"),
                     base: frame.base,
                 };
-                check_context(&context, &model);
+                check_context::<T>(&context, &model);
                 self.keep_context(context, model);
             }
             None => {
                 // Never fetched: its context waited untouched, and is kept as it was.
                 assert!(never_fetched, "no context handed back, yet it was fetched");
                 let context = unfetched.expect("the context still waits to be fetched");
-                check_context(&context, &attached);
+                check_context::<T>(&context, &attached);
                 self.keep_context(context, attached);
             }
         }
@@ -743,12 +858,12 @@ impl Harness {
                 let i = var.index();
                 let value = u16::from(value);
                 let shown = self.current.find(i);
-                let token = VARS[i].set(value);
+                let token = T::vars()[i].set(T::new(value));
                 let top = self.current.top();
                 let old = top.map.insert(i, value);
                 // PEP 567: the value the variable showed, from whichever layer.
-                assert_eq!(token.old_value(), shown, "Token::old_value");
-                assert_eq!(token.var_id(), VARS[i].id(), "Token::var_id");
+                assert_eq!(plain(token.old_value()), shown, "Token::old_value");
+                assert_eq!(token.var_id(), T::vars()[i].id(), "Token::var_id");
                 let lc = top.ident;
                 if keep_token {
                     let kept = KeptToken {
@@ -763,11 +878,11 @@ impl Harness {
             Op::Delete(var) => {
                 let i = var.index();
                 let expected = self.current.top().map.remove(&i);
-                match VARS[i].delete() {
+                match T::vars()[i].delete() {
                     Ok(()) => assert!(expected.is_some(), "delete of an absent variable"),
                     Err(error) => {
                         assert!(expected.is_none(), "delete failed: {error}");
-                        assert_eq!(error.var_name(), VARS[i].name(), "LookupError name");
+                        assert_eq!(error.var_name(), T::vars()[i].name(), "LookupError name");
                     }
                 }
             }
@@ -775,7 +890,7 @@ impl Harness {
             Op::GetTopmost(var) => {
                 let i = var.index();
                 let expected = self.current.top().map.get(&i).copied();
-                assert_eq!(VARS[i].get_topmost(), expected, "get_topmost");
+                assert_eq!(plain(T::vars()[i].get_topmost()), expected, "get_topmost");
             }
             Op::Reset { token, var } => {
                 let Some(t) = pick(token, self.tokens.len()) else {
@@ -792,7 +907,7 @@ impl Harness {
                 } else {
                     Ok(())
                 };
-                assert_eq!(VARS[i].reset(kept.token), expected, "reset");
+                assert_eq!(T::vars()[i].reset(kept.token), expected, "reset");
                 if expected.is_ok() {
                     let top = self.current.top();
                     match kept.old {
@@ -821,7 +936,7 @@ impl Harness {
                     .stack
                     .pop()
                     .expect("the pushed logical context");
-                check_lc(&real, &model);
+                check_lc::<T>(&real, &model);
                 self.check_all();
                 if let Some(s) = slot {
                     self.lcs[s] = Some((real, model));
@@ -848,7 +963,7 @@ impl Harness {
                     top: inner.stack.pop().expect("the frame's logical context"),
                     base: inner.base,
                 };
-                check_context(&real, &model);
+                check_context::<T>(&real, &model);
                 self.check_all();
                 self.contexts[index] = Some((real, model));
             }
@@ -870,7 +985,7 @@ impl Harness {
                 self.real_scope -= 1;
                 assert_eq!(outcome.is_err(), panic, "run_with_execution_context panic");
                 self.current = outer;
-                check_ec(&ec, &base, View::Plain);
+                check_ec::<T>(&ec, &base, View::Plain);
                 self.check_all();
             }
             Op::Scope { var, value, panic } if nested => {
@@ -879,7 +994,7 @@ impl Harness {
                 let old = self.current.top().map.insert(i, value);
                 self.scope_bases.push(self.attaches.len());
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                    VARS[i].scope(value, || self.scope_body(ops, panic))
+                    T::vars()[i].scope(T::new(value), || self.scope_body(ops, panic))
                 }));
                 let base = self.scope_bases.pop().expect("this scope's base");
                 assert_eq!(outcome.is_err(), panic, "scope panic");
@@ -898,14 +1013,15 @@ impl Harness {
             Op::WithBorrow(var) if nested => {
                 let i = var.index();
                 let expected = self.current.find(i).or(DEFAULTS[i]);
-                VARS[i].with(|value| {
-                    let seen = value.copied();
+                T::vars()[i].with(|value| {
+                    let seen = value.map(Val::plain);
                     assert_eq!(seen, expected, "with");
                     self.with_borrows += 1;
                     self.scope_body(ops, false);
                     self.with_borrows -= 1;
                     // The borrowed value must outlive whatever the scope did to the variable.
-                    assert_eq!(value.copied(), seen, "value borrowed by with() changed");
+                    let now = value.map(Val::plain);
+                    assert_eq!(now, seen, "value borrowed by with() changed");
                 });
                 self.check_all();
             }
@@ -951,7 +1067,7 @@ impl Harness {
             Op::Snapshot => {
                 let ec = get_execution_context();
                 let model = self.current.snapshot();
-                check_ec(&ec, &model, View::Plain);
+                check_ec::<T>(&ec, &model, View::Plain);
                 push_bounded(&mut self.snapshots, (ec, model), STORED);
             }
             Op::CopyContext => {
@@ -960,7 +1076,7 @@ impl Harness {
                     top: self.fresh_lc(),
                     base: self.current.snapshot(),
                 };
-                check_context(&context, &model);
+                check_context::<T>(&context, &model);
                 self.keep_context(context, model);
             }
             Op::NewContext => {
@@ -977,7 +1093,7 @@ impl Harness {
                 let copy = context.clone();
                 let mut copy_model = model.clone();
                 copy_model.top.ident = self.fresh_lc().ident;
-                check_context(&copy, &copy_model);
+                check_context::<T>(&copy, &copy_model);
                 self.keep_context(copy, copy_model);
             }
             Op::ContextFromSnapshot(s) => {
@@ -990,7 +1106,7 @@ impl Harness {
                     base,
                 };
                 let context = Context::from(ec);
-                check_context(&context, &model);
+                check_context::<T>(&context, &model);
                 self.keep_context(context, model);
             }
             Op::ContextExecutionContext(c) => {
@@ -999,7 +1115,7 @@ impl Harness {
                 };
                 let ec = context.execution_context();
                 let ec_model = model.execution_context();
-                check_ec(&ec, &ec_model, View::Plain);
+                check_ec::<T>(&ec, &ec_model, View::Plain);
                 push_bounded(&mut self.snapshots, (ec, ec_model), STORED);
             }
             Op::CheckSnapshot { snapshot, view } => {
@@ -1012,17 +1128,17 @@ impl Harness {
                     View::Squashed => ec.squashed(),
                     View::Inherited => ec.inherited(),
                 };
-                check_ec(&viewed, model, view);
-                check_ec(ec, model, View::Plain);
+                check_ec::<T>(&viewed, model, view);
+                check_ec::<T>(ec, model, View::Plain);
             }
             Op::CheckContext(c) => {
                 if let Some((context, model)) = &self.contexts[usize::from(c) % STORED] {
-                    check_context(context, model);
+                    check_context::<T>(context, model);
                 }
             }
             Op::CheckLc(l) => {
                 if let Some((lc, model)) = &self.lcs[usize::from(l) % STORED_LCS] {
-                    check_lc(lc, model);
+                    check_lc::<T>(lc, model);
                 }
             }
             Op::DropToken(t) => {
@@ -1045,8 +1161,19 @@ impl Harness {
 fuzz_target!(|input: Input| {
     init();
     let ops = &input.ops[..input.ops.len().min(MAX_OPS)];
+    run::<u16>(ops);
+    run::<Counted>(ops);
+    assert_eq!(
+        LIVE.load(Ordering::Relaxed),
+        0,
+        "Counted values outlived every context that held them"
+    );
+});
+
+/// Runs `ops` with the variables of `T`, then checks that nothing leaked out of the input.
+fn run<T: Val>(ops: &[Op]) {
     let mut outer = Context::new();
-    let mut harness = Harness {
+    let mut harness = Harness::<T> {
         current: ModelCurrent {
             base: ModelEc::default(),
             stack: vec![ModelLc {
@@ -1081,9 +1208,9 @@ fuzz_target!(|input: Input| {
         get_execution_context().is_empty(),
         "context leaked between inputs"
     );
-    for (i, var) in VARS.iter().enumerate() {
-        assert_eq!(var.get(), DEFAULTS[i], "value leaked between inputs");
+    for (i, var) in T::vars().iter().enumerate() {
+        assert_eq!(plain(var.get()), DEFAULTS[i], "value leaked between inputs");
         assert!(!var.is_set(), "value leaked between inputs");
         assert_eq!(var.get_topmost(), None, "value leaked between inputs");
     }
-});
+}
