@@ -54,7 +54,8 @@
 //!   entering it ([`contextvars::ContextBuilder`]; about 2,800 instructions more than a
 //!   remembered header); anything else takes the general path, which reports each problem.
 //!   A header whose values are all of plain standard types (`String`, `bool`, `char`,
-//!   integers, with `Propagated::text`) and that decoded without a problem is remembered per
+//!   integers, with `Propagated::text`) of inherited variables and that decoded without a
+//!   problem is remembered per
 //!   thread (256 headers, 4-way by a hash of the header, from its second coming): a later
 //!   request with the same bytes gets a copy of that context, which nothing can tell from a
 //!   fresh decode (see [`Registry::extract`]). The remembered contexts hold their values
@@ -147,6 +148,11 @@ impl ServerLayer {
     /// In strict mode a request with any problem in its `baggage` headers (including a key
     /// that is not registered) is answered `400 Bad Request` without reaching the inner
     /// service. It is reported as in lenient mode.
+    ///
+    /// Strict means the W3C Baggage grammar, which has no empty list-members: a header with
+    /// an empty element (`a=1,,b=2`, a trailing comma) is turned away too. (RFC 9110 asks
+    /// recipients of list-based fields to ignore such elements; lenient mode does, but for a
+    /// report, and they never count towards the 180 list-members.)
     #[must_use]
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
@@ -179,11 +185,13 @@ impl Registry {
     /// registered variables found there; reports the problems (one [`Report`] for all of
     /// them) and returns whether there were any. The values go straight into the new context
     /// ([`contextvars::ContextBuilder`]): it is not entered to build it, so context watchers
-    /// are not told of them, and the codecs run in the caller's context.
+    /// are not told of them (but of variables that opted out of inheritance, which the
+    /// builder sets inside the new context), and the codecs run in the caller's context.
     ///
     /// Requests often carry the same header. When every member of a (single) header is a
     /// [`Propagated::text`](crate::propagate::Propagated::text) variable of `String`, `bool`,
-    /// `char` or an integer type, and the header decoded without a problem, the thread
+    /// `char` or an integer type that is inherited, and the header decoded without a
+    /// problem, the thread
     /// remembers the context (for 256 headers, from the second request that brings one) and
     /// later gives each request with the same header bytes its own copy of it (O(1), PEP
     /// 567's `copy()`): what the request's code sets stays in its copy. Nothing can tell this
@@ -315,8 +323,10 @@ impl Registry {
             }
             headers.insert(BAGGAGE_NAME, value);
         }
-        // A value over the limit (dropped, and reported) grew the buffer past any header:
-        // the thread does not keep that much.
+        // The buffer goes back empty: the request's values do not stay in the thread's
+        // memory. A value over the limit (dropped, and reported) grew the buffer past any
+        // header: the thread does not keep that much.
+        joined.clear();
         if joined.capacity() <= SCRATCH_MAX {
             let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = joined);
         }
@@ -795,7 +805,7 @@ mod tests {
     }
 
     /// A value far over the header limit is dropped (and reported), and the thread does not
-    /// keep the buffer it grew.
+    /// keep the buffer it grew; the buffer it keeps holds nothing of the last request.
     #[test]
     fn an_oversized_value_leaves_no_large_buffer_behind() {
         let registry = Registry::builder()
@@ -813,6 +823,9 @@ mod tests {
             NAME.set("acme".to_string());
             assert_eq!(sent(&registry).as_deref(), Some("id=7,name=acme"));
             assert!(capacity() > 0);
+            // Empty, though: the request's values do not stay in the thread's memory.
+            let kept = SCRATCH.with(|scratch| scratch.borrow().clone());
+            assert_eq!(kept, "", "the last header written stays in the thread");
         });
     }
 

@@ -874,13 +874,20 @@ fn requests_with_the_same_header_get_contexts_of_their_own() {
         .build()
         .unwrap();
     let headers = baggage("plain-id=7,plain-name=acme%20co");
-    // From its second arrival the header is remembered: the third context is a copy of
-    // the remembered one.
-    for _ in 0..2 {
-        assert!(!registry.extract(&headers).1);
-    }
+    // From its second arrival the header is remembered: later contexts are copies of the
+    // remembered one, whose `String` is the same object (which `Context`'s `==` compares),
+    // where two decodes make two.
+    let (decoded, errors) = registry.extract(&headers);
+    assert!(!errors);
+    let (remembered, errors) = registry.extract(&headers);
+    assert!(!errors);
+    assert_ne!(
+        decoded, remembered,
+        "the first arrival is decoded, not remembered"
+    );
     let (mut first, errors) = registry.extract(&headers);
     assert!(!errors);
+    assert_eq!(first, remembered, "the third arrival is not a copy");
     // What one request's code sets stays in its context.
     first.run(|| {
         PLAIN_ID.set(8);
@@ -895,6 +902,11 @@ fn requests_with_the_same_header_get_contexts_of_their_own() {
         assert_eq!(context.len(), 2);
     }
     assert_eq!(first.get(&PLAIN_ID), Some(8));
+    assert_eq!(
+        registry.extract(&headers).0,
+        remembered,
+        "the copy is not remembered"
+    );
 
     // A codec of its own runs for every request, also next to plain values.
     DECODES.store(0, Ordering::Relaxed);
@@ -924,13 +936,54 @@ fn requests_with_the_same_header_get_contexts_of_their_own() {
     }
     assert_eq!(reports.load(Ordering::Relaxed), 3);
 
-    // Another registry does not see this one's contexts.
+    // Another registry does not see this one's contexts, remembered for the same header.
+    let id_only = baggage("plain-id=7");
+    for _ in 0..3 {
+        assert_eq!(registry.extract(&id_only).0.get(&PLAIN_ID), Some(7));
+    }
     static OTHER_ID: Propagated<u32> = Propagated::text("plain-id");
     let other = Registry::builder().register(&OTHER_ID).build().unwrap();
-    let (context, errors) = other.extract(&baggage("plain-id=7"));
+    let (context, errors) = other.extract(&id_only);
     assert!(!errors);
     assert_eq!(context.get(&OTHER_ID), Some(7));
     assert_eq!(context.get(&PLAIN_ID), None);
+}
+
+/// A variable that opted out of inheritance is set inside the new context (which context
+/// watchers see), so its header is decoded for every request: a remembered copy would not
+/// be seen.
+#[test]
+fn headers_with_not_inherited_variables_are_decoded_for_every_request() {
+    use std::cell::Cell;
+    thread_local! {
+        static SETS: Cell<usize> = const { Cell::new(0) };
+    }
+    static TXN: Propagated<u64> = Propagated::text("plain-txn").not_inherited();
+    let registry = Registry::builder()
+        .register(&TXN)
+        .register(&PLAIN_NAME)
+        .build()
+        .unwrap();
+    let _watcher = contextvars::watch::add_watcher(|event| {
+        if let contextvars::watch::ContextEvent::Set { .. } = event {
+            SETS.with(|sets| sets.set(sets.get() + 1));
+        }
+    });
+    let headers = baggage("plain-txn=5,plain-name=acme");
+    let mut contexts = Vec::new();
+    for request in 1..=4 {
+        let (context, errors) = registry.extract(&headers);
+        assert!(!errors);
+        assert_eq!(context.get(&TXN), Some(5));
+        assert_eq!(context.get(&PLAIN_NAME).as_deref(), Some("acme"));
+        assert_eq!(
+            SETS.with(Cell::get),
+            request,
+            "request {request} was not seen"
+        );
+        contexts.push(context);
+    }
+    assert_ne!(contexts[2], contexts[3], "a remembered copy");
 }
 
 #[test]

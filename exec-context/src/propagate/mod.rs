@@ -598,7 +598,8 @@ pub enum Carrier {
     OutgoingBaggage,
     /// Values handed to one child process (checked when the child starts).
     Process,
-    /// A [`Carried`] decoded by [`Registry::execution_context`].
+    /// A [`Carried`]: encoded by [`Registry::capture`] / [`Registry::capture_from`], or
+    /// decoded by [`Registry::execution_context`].
     Carried,
 }
 
@@ -717,6 +718,11 @@ struct Inner {
     /// `shared`).
     #[cfg(feature = "tower")]
     shareable: u64,
+    /// The bits of `shareable` whose variables are inherited: a decoded context holding only
+    /// these may be remembered for its header. (A not-inherited variable is set inside the
+    /// new context, which watchers see: `ContextBuilder`. A remembered copy would not be.)
+    #[cfg(feature = "tower")]
+    remembered: u64,
 }
 
 /// The propagated variables a program sends and accepts, keyed by wire name, with the
@@ -838,6 +844,15 @@ impl RegistryBuilder {
             .filter(|(_, entry)| entry.shareable())
             .fold(0, |bits, (i, _)| bits | 1 << i);
         #[cfg(feature = "tower")]
+        let remembered = self
+            .entries
+            .iter()
+            .take(u64::BITS as usize)
+            .enumerate()
+            .filter(|(_, entry)| entry.inherited())
+            .fold(0, |bits, (i, _)| bits | 1 << i)
+            & shareable;
+        #[cfg(feature = "tower")]
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Registry {
             inner: Arc::new(Inner {
@@ -848,6 +863,8 @@ impl RegistryBuilder {
                 id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 #[cfg(feature = "tower")]
                 shareable,
+                #[cfg(feature = "tower")]
+                remembered,
             }),
         })
     }
@@ -1138,15 +1155,15 @@ impl Registry {
     pub(crate) fn decode_baggage(&self, header: &[u8]) -> (Context, Vec<PropagationError>) {
         // A context decoded from the same header may be shared (see `shared`), unless a
         // fresh context would take pinned values from the current one.
-        let share = self.inner.shareable != 0
+        let share = self.inner.remembered != 0
             && header.len() <= shared::MAX_LEN
             && ExecutionContext::pinned().depth() == 0;
         let hash = if share { shared::hash(header) } else { 0 };
         if share && let Some(context) = shared::get(self.inner.id, hash, header) {
             return (context, Vec::new());
         }
-        if let Some((context, errors, shareable)) = self.decode_clean_baggage(header) {
-            if share && shareable && errors.is_empty() {
+        if let Some((context, errors, remembered)) = self.decode_clean_baggage(header) {
+            if share && remembered && errors.is_empty() {
                 shared::put(self.inner.id, hash, header, &context);
             }
             return (context, errors);
@@ -1163,7 +1180,8 @@ impl Registry {
     /// UTF-8 once decoded, values without escapes borrowed from the header. `None` as soon
     /// as a member is not, before any codec runs: the general path then reports each problem.
     /// Only the codecs' own errors can come back from here, in the order of the members, as
-    /// from the general path; with them, whether every member's variable is shareable.
+    /// from the general path; with them, whether every member's variable may be remembered
+    /// (`Inner::remembered`).
     #[cfg(feature = "tower")]
     fn decode_clean_baggage(
         &self,
@@ -1202,7 +1220,7 @@ impl Registry {
                 });
             }
         }
-        Some((builder.build(), errors, seen & !self.inner.shareable == 0))
+        Some((builder.build(), errors, seen & !self.inner.remembered == 0))
     }
 
     /// Whether every variable is shareable (see `shared`) and there are at most `max`.

@@ -4,8 +4,8 @@
 //! Many requests carry the same header (a caller sends the same values with each of its
 //! requests), and decoding one builds a context (a map and one value object per variable).
 //! When every member of the header is a [`Propagated::text`](super::Propagated::text)
-//! variable of a type listed in [`is_plain`] (`String`, `bool`, `char`, the integers), a
-//! context decoded from it without any problem is kept (from the second time the header
+//! variable of a type listed in [`is_plain`] (`String`, `bool`, `char`, the integers) that
+//! is inherited, a context decoded from it without any problem is kept (from the second time the header
 //! comes, so that headers new with every request cost no entry), and a later request with
 //! the same header bytes gets a copy of it (O(1)) instead of decoding again. This is sound
 //! because nothing can tell the copy from a fresh decode:
@@ -19,7 +19,10 @@
 //!   sets stays in it, as with a fresh context;
 //! - a header with any problem is never kept: each request with one is decoded and reported;
 //! - only while the thread has no [pinned](contextvars::ContextVar::pinned) values, which a
-//!   fresh context would take from the server's own context.
+//!   fresh context would take from the server's own context;
+//! - not for variables that opted out of inheritance: a fresh decode sets those inside the
+//!   new context (`contextvars::ContextBuilder`), which context watchers see, and a copy
+//!   would not be seen.
 //!
 //! What does differ is only what compares value objects by identity: two requests' contexts
 //! built from the same header hold the same objects (`Context`'s `==` holds between them).
