@@ -25,8 +25,10 @@
 //! [`ExecutionContext::depth`] counts structure and does count a logical context that holds
 //! only pinned values.
 //!
-//! Only values set with [`ContextVar::set`] are carried into new contexts: a value that exists
-//! only for the polls of a [`ContextVar::scope_future`] is not.
+//! Values set with [`ContextVar::set`] are carried into new contexts, and so is a value that
+//! exists only for the polls of a [`ContextVar::scope_future`], while a poll runs: a context
+//! made during one starts with it (it stays there after the poll, as a value of that
+//! context's surroundings when it was made).
 //!
 //! # Cost
 //!

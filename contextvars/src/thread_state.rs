@@ -164,10 +164,13 @@ impl Drop for ThreadState {
     }
 }
 
-/// Drops `value`, discarding a panic of its `Drop` (and of the panic payload's own).
+/// Drops `value`, discarding a panic of its `Drop` (and of the panic payload's own; a
+/// payload whose drop panics in turn is leaked, as nothing is left to contain it).
 pub(crate) fn discard_panic<T>(value: T) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value)))
+        && let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)))
+    {
+        mem::forget(payload);
     }
 }
 
@@ -769,8 +772,9 @@ pub(crate) fn run_in_frame<R>(frame: &mut Frame, stamp: &mut u64, f: impl FnOnce
     let run: *mut Run = &raw mut run;
     set_waiting(run);
     let _guard = Guard { run, stamp };
-    if watch::active() {
-        let _ = STATE.try_with(settle);
+    // Reported only if entered: after the thread state is gone (thread teardown) the run
+    // is never entered, and its end reports no exit either.
+    if watch::active() && STATE.try_with(settle).is_ok() {
         watch::notify(|| ContextEvent::Entered);
     }
     f()

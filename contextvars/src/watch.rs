@@ -19,8 +19,14 @@ use crate::value::VarInfo;
 pub enum ContextEvent {
     /// A context was entered: [`Context::run`](crate::Context::run),
     /// [`run_with_execution_context`](crate::run_with_execution_context), and what is built on
-    /// them (a task's poll, a thread's start). The entered context is current when the
-    /// watcher runs.
+    /// them (a task's poll through a wrapper such as `exec-context`'s `in_current_context`, a
+    /// thread's start). The entered context is current when the watcher runs.
+    ///
+    /// Not reported: the switches made by [`attach`](crate::attach) and its relatives
+    /// (`detach`, `attach_deferred`, `end_attach`), and so the polls of a runtime that
+    /// carries contexts through its hooks (`exec-context`'s `tokio::propagate`). A run is
+    /// reported only if it is entered, so never after the thread's state is gone (thread
+    /// teardown), and then neither is its exit.
     Entered,
     /// A context is about to be exited (it is still current when the watcher runs), also when
     /// the code run in it panicked.
@@ -56,7 +62,9 @@ static WATCHERS: Mutex<Option<Arc<[Registered]>>> = Mutex::new(None);
 /// context variables (a `set` from inside a watcher is reported too: take care not to recurse
 /// without end), and may add or remove watchers. If a watcher panics, the panic is caught and
 /// discarded (it may fire while another panic unwinds, where a second panic would abort), and
-/// the watcher stays registered.
+/// the watcher stays registered. A panic of the payload's own `Drop` is discarded too, and
+/// so is one of a removed watcher's captured values when its last handle goes after an
+/// event: nothing a watcher does comes out of the switch being reported.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -173,6 +181,15 @@ fn notify_slow(event: ContextEvent) {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     for registered in watchers.iter().flat_map(|list| list.iter()) {
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| (registered.callback)(&event)));
+        if let Err(payload) =
+            panic::catch_unwind(AssertUnwindSafe(|| (registered.callback)(&event)))
+        {
+            // The payload's own `Drop` may panic too: nothing may come out of here, since
+            // the callers report in the middle of switching the thread's context.
+            crate::thread_state::discard_panic(payload);
+        }
     }
+    // The last handle to a watcher removed meanwhile may be this one: its captured values'
+    // `Drop` is user code too.
+    crate::thread_state::discard_panic(watchers);
 }

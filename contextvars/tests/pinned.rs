@@ -338,18 +338,25 @@ fn every_pinned_variable_is_kept_however_many_there_are() {
 }
 
 /// `scope_future` records what `set` records for an unusual variable: a pinned value it sets
-/// is not listed, and a not-inherited one stays out of what spawned work inherits, also when
+/// is not listed but is carried into contexts made during its polls, and a not-inherited one stays out of what spawned work inherits, also when
 /// no `set` of such a variable came first in the process (each nextest test is a process).
 #[test]
 fn scope_future_notes_pinned_and_not_inherited_variables_as_set_does() {
     static SCOPED_ZONE: ContextVar<u32> = ContextVar::new("pinned.scoped_zone").pinned();
     static SCOPED_TXN: ContextVar<u32> = ContextVar::new("pinned.scoped_txn").not_inherited();
     on_fresh_thread(|| {
-        let (empty, len) = futures_executor::block_on(SCOPED_ZONE.scope_future(3, async {
+        let (empty, len, fresh) = futures_executor::block_on(SCOPED_ZONE.scope_future(3, async {
             let context = copy_context();
-            (context.is_empty(), context.len())
+            (
+                context.is_empty(),
+                context.len(),
+                Context::new().get(&SCOPED_ZONE),
+            )
         }));
         assert_eq!((empty, len), (true, 0));
+        // Carried into a context made during a poll, as a `set` value is; not after.
+        assert_eq!(fresh, Some(3));
+        assert_eq!(Context::new().get(&SCOPED_ZONE), None);
         let inherited = futures_executor::block_on(SCOPED_TXN.scope_future(1, async {
             get_execution_context().inherited().get(&SCOPED_TXN)
         }));

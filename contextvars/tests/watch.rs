@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use contextvars::watch::{self, ContextEvent};
 use contextvars::{
@@ -129,6 +130,84 @@ fn a_panicking_watcher_is_contained_and_stays_registered() {
         // Everything is back in place.
         assert_eq!(VAR.get(), None);
         assert_eq!(ctx.get(&VAR), Some(5));
+    });
+}
+
+/// Panics in `Drop` (`Bomb`'s): raised as a watcher's panic payload, or held by a watcher.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("Bomb dropped");
+    }
+}
+
+#[test]
+fn a_watcher_panic_whose_payload_panics_when_dropped_changes_nothing() {
+    static VAR: ContextVar<u32> = ContextVar::new("bomb_payload");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let guard = watch::add_watcher(|event| {
+            log(describe(event, &VAR));
+            std::panic::panic_any(Bomb);
+        });
+        let mut ctx = Context::new();
+        // Nothing comes out of the run, and each side keeps its own value: the payload's
+        // panic used to escape the report of the exit, before the thread's context was
+        // switched back.
+        let outcome = catch_unwind(AssertUnwindSafe(|| ctx.run(|| VAR.set(2))));
+        assert!(outcome.is_ok(), "a watcher's panic came out of the run");
+        // And within a scope: the set's report is contained, so the scope resets.
+        let scoped = catch_unwind(AssertUnwindSafe(|| VAR.scope(3, || VAR.get())));
+        assert_eq!(scoped.ok(), Some(Some(3)));
+        drop(guard);
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(ctx.get(&VAR), Some(2));
+        assert_eq!(
+            take_log(),
+            [
+                "enter None",
+                "set bomb_payload",
+                "exit Some(2)",
+                "set bomb_payload"
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_watcher_removed_during_an_event_whose_drop_panics_changes_nothing() {
+    static VAR: ContextVar<u32> = ContextVar::new("bomb_held");
+    static HELD: Mutex<Option<watch::WatcherGuard>> = Mutex::new(None);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    on_fresh_thread(|| {
+        VAR.set(1);
+        let bomb = Bomb;
+        let holder = watch::add_watcher(move |_| {
+            let _ = &bomb;
+        });
+        *HELD.lock().unwrap() = Some(holder);
+        // At the exit, this one removes the holder, whose last handle is then the event's
+        // own list: its `Bomb` is dropped when the report ends, in the middle of the switch.
+        let remover = watch::add_watcher(|event| {
+            if *event == ContextEvent::Exited {
+                let holder = HELD.lock().unwrap().take();
+                drop(holder);
+            }
+        });
+        let mut ctx = Context::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| ctx.run(|| VAR.set(2))));
+        assert!(
+            outcome.is_ok(),
+            "a removed watcher's drop came out of the run"
+        );
+        drop(remover);
+        assert!(HELD.lock().unwrap().is_none(), "the holder was not removed");
+        assert_eq!(VAR.get(), Some(1));
+        assert_eq!(ctx.get(&VAR), Some(2));
     });
 }
 
@@ -290,7 +369,13 @@ thread_local! {
 #[test]
 fn a_run_in_a_waiting_push_at_thread_teardown_with_a_watcher_leaves_the_push_listed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let guard = watch::add_watcher(|_| ());
+    // Entered and Exited events, which must pair up (a tracer keeping a stack relies on it).
+    static BALANCE: AtomicIsize = AtomicIsize::new(0);
+    let guard = watch::add_watcher(|event| match event {
+        ContextEvent::Entered => _ = BALANCE.fetch_add(1, Ordering::Relaxed),
+        ContextEvent::Exited => _ = BALANCE.fetch_sub(1, Ordering::Relaxed),
+        _ => {}
+    });
     std::thread::spawn(|| {
         // Registered before the thread state's destructor, so on this platform it runs after
         // the state is gone (the assertion below holds either way).
@@ -304,6 +389,11 @@ fn a_run_in_a_waiting_push_at_thread_teardown_with_a_watcher_leaves_the_push_lis
     .join()
     .unwrap();
     drop(guard);
+    assert_eq!(
+        BALANCE.load(Ordering::Relaxed),
+        0,
+        "unpaired enter/exit events"
+    );
     let seen = SEEN_AT_TEARDOWN.lock().unwrap().take().expect("it ran");
     // The state gone: no context at all; else each its own value.
     assert!(
