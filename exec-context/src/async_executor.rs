@@ -222,7 +222,8 @@ struct Step<'a> {
 
 impl<'a> Step<'a> {
     fn enter(context: &'a mut TaskContext) -> Self {
-        // Fails only during thread teardown; the step then runs in the thread's context.
+        // Fails only during thread teardown (every step ends its entry, also when a `Drop`
+        // panics as it exits); the step then runs in the thread's context.
         let _ = context.enter();
         Step { context }
     }

@@ -236,7 +236,8 @@ pub fn bind<R>(callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
 /// assert_eq!(REQUEST.get(), Some(8));
 /// ```
 pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl FnOnce() -> R {
-    move || run_with_execution_context(&ec, callback)
+    let bound = Bound::new(ec, callback);
+    move || bound.call()
 }
 
 /// Wraps a function called many times, from any thread, so that every call runs in the
@@ -270,8 +271,50 @@ pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl Fn
 /// assert_eq!(TENANT.get(), Some("later"));
 /// ```
 pub fn bind_fn<T, R>(f: impl Fn(T) -> R) -> impl Fn(T) -> R {
-    let ec = get_execution_context().inherited();
-    move |arg| run_with_execution_context(&ec, || f(arg))
+    let bound = Bound::new(get_execution_context().inherited(), f);
+    move |arg| match &bound.callback {
+        Some(f) => run_with_execution_context(&bound.ec, || f(arg)),
+        None => unreachable!("taken only by the drop"),
+    }
+}
+
+/// A callback and the context it runs in ([`bind`], [`bind_to`], [`bind_fn`],
+/// [`thread::job`](crate::thread::job)). Dropped without being called, it drops the callback
+/// (what it captured) in that context too, as a [`WithContext`] drops its future: a job a
+/// pool discards unrun (tokio's blocking pool at shutdown) changes nothing of the thread
+/// that drops it.
+pub(crate) struct Bound<F> {
+    ec: ExecutionContext,
+    /// Taken only by `call` and the drop.
+    callback: Option<F>,
+}
+
+impl<F> Bound<F> {
+    pub(crate) fn new(ec: ExecutionContext, callback: F) -> Self {
+        Bound {
+            ec,
+            callback: Some(callback),
+        }
+    }
+
+    /// Calls the callback in its context, with a fresh logical context.
+    pub(crate) fn call<R>(mut self) -> R
+    where
+        F: FnOnce() -> R,
+    {
+        match self.callback.take() {
+            Some(callback) => run_with_execution_context(&self.ec, callback),
+            None => unreachable!("taken only by `call`, which consumes the value"),
+        }
+    }
+}
+
+impl<F> Drop for Bound<F> {
+    fn drop(&mut self) {
+        if let Some(callback) = self.callback.take() {
+            run_with_execution_context(&self.ec, move || drop(callback));
+        }
+    }
 }
 
 impl<F> std::fmt::Debug for WithContext<F> {

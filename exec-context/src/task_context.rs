@@ -251,6 +251,16 @@ impl TaskContext {
     /// [`end`](Self::end) answer `NotCurrent` and [`enter`](Self::enter) `AlreadyEntered`.
     /// Enter at the level where the step's guard will exit.
     ///
+    /// # Panics
+    ///
+    /// If a `Drop` of a value the exit lets go panics (one the step replaced, or for
+    /// [`end`](Self::end) one of a context the step left attached, which it discards), the
+    /// panic comes out once the exit is made: the thread's previous context
+    /// is current again and this one is no longer entered, but the task's context is
+    /// dropped with the panic (as [`contextvars::end_attach`] does), and the task goes on
+    /// from an empty one. Unless the thread is unwinding already: then the panic is
+    /// discarded.
+    ///
     /// ```
     /// use contextvars::Context;
     /// use exec_context::task_context::{TaskContext, TaskContextError};
@@ -263,11 +273,19 @@ impl TaskContext {
     /// ```
     #[inline]
     pub fn exit(&mut self) -> Result<(), TaskContextError> {
-        let id = self.entered.ok_or(TaskContextError::NotEntered)?;
-        let context = detach(id).map_err(|_| TaskContextError::NotCurrent)?;
-        self.context = context;
-        self.entered = None;
-        Ok(())
+        // Taken first: if a `Drop` of what the exit lets go panics, the attach has ended, and
+        // so has the entry.
+        let id = self.entered.take().ok_or(TaskContextError::NotEntered)?;
+        match detach(id) {
+            Ok(context) => {
+                self.context = context;
+                Ok(())
+            }
+            Err(_) => {
+                self.entered = Some(id);
+                Err(TaskContextError::NotCurrent)
+            }
+        }
     }
 
     /// [`exit`](Self::exit) for the end of a step that may have left an attach of its own
@@ -283,6 +301,10 @@ impl TaskContext {
     /// [`TaskContextError::NotEntered`], or [`TaskContextError::NotCurrent`] on another
     /// thread or inside a run or scope that began after `enter` and has not ended. Nothing
     /// changes on error.
+    ///
+    /// # Panics
+    ///
+    /// As [`exit`](Self::exit).
     ///
     /// ```
     /// use contextvars::{Context, ContextVar};
@@ -301,11 +323,18 @@ impl TaskContext {
     /// assert_eq!(REQUEST.get(), Some(1)); // the thread's own context again
     /// ```
     pub fn end(&mut self) -> Result<(), TaskContextError> {
-        let id = self.entered.ok_or(TaskContextError::NotEntered)?;
-        let context = end_attach(id).map_err(|_| TaskContextError::NotCurrent)?;
-        self.context = context;
-        self.entered = None;
-        Ok(())
+        // Taken first, as in `exit`.
+        let id = self.entered.take().ok_or(TaskContextError::NotEntered)?;
+        match end_attach(id) {
+            Ok(context) => {
+                self.context = context;
+                Ok(())
+            }
+            Err(_) => {
+                self.entered = Some(id);
+                Err(TaskContextError::NotCurrent)
+            }
+        }
     }
 
     /// Whether the context is entered (current on some thread).

@@ -155,7 +155,9 @@ impl Builder {
 }
 
 /// Wraps a job for any thread pool so it runs in a snapshot of the current context (taken
-/// now, without variables that opted out of inheritance), with its own logical context.
+/// now, without variables that opted out of inheritance), with its own logical context. A
+/// job the pool drops without running it (a pool shut down first) is dropped in that
+/// context too.
 ///
 /// ```
 /// use contextvars::ContextVar;
@@ -169,6 +171,6 @@ pub fn job<F, T>(f: F) -> impl FnOnce() -> T + Send + 'static
 where
     F: FnOnce() -> T + Send + 'static,
 {
-    let ec = get_execution_context().inherited();
-    move || run_with_execution_context(&ec, f)
+    let bound = crate::task::Bound::new(get_execution_context().inherited(), f);
+    move || bound.call()
 }

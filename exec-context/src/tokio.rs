@@ -40,7 +40,9 @@
 //!
 //! let acme_polls = Arc::new(AtomicUsize::new(0));
 //! let counter = acme_polls.clone();
-//! let mut builder = tokio::runtime::Builder::new_current_thread();
+//! // The spawned task runs on the worker thread, the root future on this one.
+//! let mut builder = tokio::runtime::Builder::new_multi_thread();
+//! builder.worker_threads(1);
 //! propagate_with(
 //!     &mut builder,
 //!     TaskHooks::new().on_before_task_poll(move |_| {
@@ -93,8 +95,15 @@ pub use workers::{check_workers, check_workers_with};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// TRACE.set(42);
-/// let seen = exec_context::tokio::spawn(async { TRACE.get() }).await.unwrap();
+/// let seen = exec_context::tokio::spawn(async {
+///     let seen = TRACE.get();
+///     TRACE.set(7); // the task's own: on this runtime, a plain spawn's would reach us
+///     seen
+/// })
+/// .await
+/// .unwrap();
 /// assert_eq!(seen, Some(42));
+/// assert_eq!(TRACE.get(), Some(42));
 /// # });
 /// ```
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>

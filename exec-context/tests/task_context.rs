@@ -166,6 +166,46 @@ fn a_step_that_leaves_an_attach_behind_ends_with_it() {
     });
 }
 
+/// An `end` whose discarding of the step's own context panics (a `Drop` there panics) has
+/// still ended the entry: the task context is not stuck entered, and enters again.
+#[test]
+fn an_end_that_panics_in_a_drop_leaves_the_task_context_usable() {
+    use std::sync::atomic::AtomicBool;
+
+    use contextvars::attach;
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if ARMED.swap(false, Ordering::SeqCst) {
+                panic!("Bomb dropped");
+            }
+        }
+    }
+    static BOOM: ContextVar<Bomb> = ContextVar::new("task_context.boom");
+    on_fresh_thread(|| {
+        REQUEST.set(1);
+        let mut task = TaskContext::new(Inheritance::Empty);
+        task.enter().unwrap();
+        BOOM.set(Bomb);
+        ARMED.store(true, Ordering::SeqCst);
+        // The step leaves an attach behind: `end` discards the step's own context.
+        let _left = attach(Context::new()).unwrap();
+        REQUEST.set(99);
+        let ended = catch_unwind(AssertUnwindSafe(|| task.end()));
+        assert!(ended.is_err(), "the Drop's panic comes out");
+        assert!(!ARMED.load(Ordering::SeqCst), "the Bomb was dropped");
+        assert!(!task.is_entered(), "stuck entered");
+        assert_eq!(REQUEST.get(), Some(1), "the thread's own context");
+        assert_eq!(get_execution_context().depth(), 1);
+        task.enter().unwrap();
+        REQUEST.set(2);
+        task.exit().unwrap();
+        assert_eq!(REQUEST.get(), Some(1));
+        assert_eq!(task.context().get(&REQUEST), Some(2));
+    });
+}
+
 /// A task context dropped while its step's leftover attach is on top ends both.
 #[test]
 fn a_task_context_dropped_under_an_attach_left_behind_ends_both() {
@@ -251,6 +291,35 @@ mod on_async_executor {
             mismatches
         });
         assert_eq!(mismatches, 0);
+    }
+
+    /// A task cancelled before it finished has its future dropped inside its context: what
+    /// its `Drop` reads is the task's, what it sets stays there.
+    #[test]
+    fn a_cancelled_task_is_dropped_inside_its_context() {
+        static SEEN: std::sync::Mutex<Vec<Option<u64>>> = std::sync::Mutex::new(Vec::new());
+        struct Recorder;
+        impl Drop for Recorder {
+            fn drop(&mut self) {
+                SEEN.lock().unwrap().push(REQUEST.get());
+                REQUEST.set(666);
+            }
+        }
+        super::on_fresh_thread(|| {
+            REQUEST.set(1);
+            let executor = Executor::new();
+            let task = executor.spawn(async {
+                let _recorder = Recorder;
+                REQUEST.set(5);
+                std::future::pending::<()>().await;
+            });
+            assert!(executor.try_tick(), "the task's first poll");
+            // Cancelled: the executor drops the future at its next tick.
+            drop(task);
+            while executor.try_tick() {}
+            assert_eq!(*SEEN.lock().unwrap(), [Some(5)]);
+            assert_eq!(REQUEST.get(), Some(1));
+        });
     }
 
     #[test]

@@ -843,6 +843,39 @@ mod on_tokio {
         assert!(released, "the leaked value stayed on the worker");
     }
 
+    /// `check_workers` on two runtimes: a current-thread runtime driven by `block_on` on a
+    /// blocking thread of another one parks there, and its check leaves that thread's
+    /// marker (the other runtime's) alone: what the blocking closure set is still there, and
+    /// nothing is reported.
+    #[test]
+    fn check_workers_of_one_runtime_leave_another_runtimes_threads_alone() {
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let outer = checked_runtime(|_| {});
+        let seen = outer.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                VAR.set("blocking");
+                let mut builder = Builder::new_current_thread();
+                exec_context::tokio::check_workers_with(&mut builder, move |vars| {
+                    let names = vars.iter().map(|v| v.name().to_owned());
+                    sink.lock().unwrap().extend(names);
+                });
+                let inner = builder.enable_time().build().expect("runtime");
+                // The sleep parks the inner runtime on this thread.
+                let seen = inner.block_on(async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    VAR.get()
+                });
+                drop(inner);
+                (seen, VAR.get())
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(seen, (Some("blocking"), Some("blocking")));
+        assert!(reports.lock().unwrap().is_empty(), "{reports:?}");
+    }
+
     /// `check_workers`: a `report` that panics, and a leaked value whose `Drop` panics, are
     /// contained: tokio does not guard its park hook (a debug build's worker aborts the
     /// process on a panic there), and the worker goes on being checked.

@@ -149,6 +149,78 @@ fn job_runs_in_the_submitters_snapshot_on_a_plain_thread() {
     });
 }
 
+/// Sends what `VAR` holds when it is dropped, then sets it: a probe of the context in which
+/// a wrapped job's captures are dropped.
+struct DropProbe(mpsc::Sender<Option<&'static str>>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let _ = self.0.send(VAR.get());
+        VAR.set("set by a drop");
+    }
+}
+
+/// A job or callback dropped without being called (a pool shut down first) drops what it
+/// captured in its own context, as it would have run: the drop sees the snapshot and changes
+/// nothing of the thread that drops it.
+#[test]
+fn a_job_or_callback_dropped_unrun_drops_its_captures_in_its_context() {
+    clean(|| {
+        let (report, dropped) = mpsc::channel();
+        VAR.set("submitter");
+        let captured = DropProbe(report.clone());
+        let wrapped = job(move || drop(captured));
+        let captured = DropProbe(report.clone());
+        let callback = exec_context::bind(move || drop(captured));
+        let captured = DropProbe(report.clone());
+        let function = exec_context::bind_fn(move |()| {
+            let _ = &captured;
+        });
+        VAR.set("dropper");
+        drop((wrapped, callback, function));
+        assert_eq!(
+            dropped.try_iter().collect::<Vec<_>>(),
+            [Some("submitter"); 3]
+        );
+        assert_eq!(VAR.get(), Some("dropper"));
+        // Called, each drops its captures in the same context, as before.
+        let captured = DropProbe(report);
+        job(move || drop(captured))();
+        assert_eq!(dropped.try_iter().collect::<Vec<_>>(), [Some("dropper")]);
+        assert_eq!(VAR.get(), Some("dropper"));
+    });
+}
+
+/// tokio drops a blocking closure unrun when its runtime has shut down: the drop happens on
+/// the spawning thread, in the closure's own context.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_spawn_blocking_closure_dropped_by_a_shut_down_runtime_drops_in_its_context() {
+    clean(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        runtime.shutdown_background();
+        let _entered = handle.enter();
+        let (report, dropped) = mpsc::channel();
+        VAR.set("spawner");
+        let captured = DropProbe(report);
+        let joined = exec_context::tokio::spawn_blocking(move || drop(captured));
+        let seen = dropped
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("dropped");
+        assert_eq!(seen, Some("spawner"));
+        assert_eq!(
+            VAR.get(),
+            Some("spawner"),
+            "the drop's set reached the spawner"
+        );
+        drop(joined);
+    });
+}
+
 #[test]
 fn a_panicking_job_leaves_the_pool_thread_clean() {
     clean(|| {

@@ -7,8 +7,11 @@ use contextvars::{AttachId, Context, VarInfo, attach, detach, end_attach};
 use tokio::runtime::Builder;
 
 std::thread_local! {
-    /// On a marked worker thread: the attach of the thread's own (empty) context.
-    static WORKER: Cell<Option<AttachId>> = const { Cell::new(None) };
+    /// On a marked worker thread: the attach of the thread's own (empty) context, and the
+    /// runtime that marked it (its hooks' `report`, by address). Another runtime's hooks may
+    /// run on the same thread (a current-thread runtime's park, on a blocking thread of this
+    /// one that calls its `block_on`): they leave the marker alone.
+    static WORKER: Cell<Option<(AttachId, usize)>> = const { Cell::new(None) };
 }
 
 /// Catches context variables left on tokio's worker threads, with stable tokio.
@@ -27,7 +30,9 @@ std::thread_local! {
 ///
 /// What it does not cover:
 /// - **A current-thread runtime**: its tasks run on the thread that calls `block_on`, in that
-///   thread's own context, which tokio gives no start hook to mark; nothing is checked there.
+///   thread's own context, which tokio gives no start hook to mark; nothing is checked there
+///   (also when that thread is a marked thread of another runtime, such as one of its
+///   blocking threads: each runtime checks only the threads it marked).
 /// - **Blocking threads** (`spawn_blocking`) are checked when they stop, not between
 ///   closures: a value a closure leaves is seen by the later closures on that thread.
 /// - **A task that left an attach of its own behind** (it panicked between
@@ -85,22 +90,31 @@ pub fn check_workers_with(
     report: impl Fn(&[VarInfo]) + Send + Sync + 'static,
 ) -> &mut Builder {
     let report = Arc::new(report);
+    // The runtime's identity, for the marker (the allocation lives as long as its hooks).
+    let owner = Arc::as_ptr(&report).cast::<()>().addr();
     let on_stop = report.clone();
     builder
-        .on_thread_start(|| {
-            if let Ok(id) = attach(Context::new()) {
-                WORKER.with(|worker| worker.set(Some(id)));
-            }
-        })
-        .on_thread_park(move || check(&*report, true))
-        .on_thread_stop(move || check(&*on_stop, false))
+        .on_thread_start(move || mark(owner))
+        .on_thread_park(move || check(&*report, owner, true))
+        .on_thread_stop(move || check(&*on_stop, owner, false))
 }
 
-/// Reports and clears what is left in this worker's own context; re-arms if `again`.
-fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
-    let Some(id) = WORKER.with(Cell::get) else {
+/// Marks this thread as a worker of the runtime `owner`: its own context, attached.
+fn mark(owner: usize) {
+    if let Ok(id) = attach(Context::new()) {
+        WORKER.with(|worker| worker.set(Some((id, owner))));
+    }
+}
+
+/// Reports and clears what is left in this worker's own context, if the runtime `owner`
+/// marked it; re-arms if `again`.
+fn check(report: &dyn Fn(&[VarInfo]), owner: usize, again: bool) {
+    let Some((id, marked_by)) = WORKER.with(Cell::get) else {
         return;
     };
+    if marked_by != owner {
+        return;
+    }
     // Detached if nothing was left above it; ended otherwise: a task that panicked between an
     // `attach` and its `detach` (or forgot the `detach`) left that attach on top, and it ends
     // here too. What is reported then is the context that attach left current (the worker's
@@ -131,7 +145,7 @@ fn check(report: &dyn Fn(&[VarInfo]), again: bool) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(&vars)));
     }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(leaked)));
-    if again && let Ok(id) = attach(Context::new()) {
-        WORKER.with(|worker| worker.set(Some(id)));
+    if again {
+        mark(owner);
     }
 }
