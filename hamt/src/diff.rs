@@ -65,6 +65,11 @@ impl<K, V> Copy for DiffItem<'_, K, V> {}
 /// share. Taking the first few differences of two large maps therefore costs only the part
 /// of the walk that finds them.
 ///
+/// If a key's `Hash` or `Eq`, or a value's `PartialEq`, panics during a step, the iterator
+/// may be used again: it goes on after the entry it was comparing, which it does not report
+/// (whether it differed is unknown); it never reports a difference twice or one that is not
+/// there.
+///
 /// ```
 /// use hamt::{DiffItem, HamtMap};
 ///

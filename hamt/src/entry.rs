@@ -227,9 +227,10 @@ where
     ///
     /// let mut map = hamt::HamtMap::new();
     /// map.insert(Name("Alice"), 1);
-    /// if let Entry::Occupied(entry) = map.entry(Name("ALICE")) {
-    ///     assert_eq!(entry.key().0, "Alice");
-    /// }
+    /// let Entry::Occupied(entry) = map.entry(Name("ALICE")) else {
+    ///     unreachable!("the key is there");
+    /// };
+    /// assert_eq!(entry.key().0, "Alice");
     /// ```
     pub fn key(&self) -> &K {
         self.located().0
@@ -240,9 +241,10 @@ where
     /// ```
     /// use hamt::Entry;
     /// let mut map: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
-    /// if let Entry::Occupied(entry) = map.entry("k") {
-    ///     assert_eq!(entry.get(), &1);
-    /// }
+    /// let Entry::Occupied(entry) = map.entry("k") else {
+    ///     unreachable!("the key is there");
+    /// };
+    /// assert_eq!(entry.get(), &1);
     /// ```
     pub fn get(&self) -> &V {
         self.located().1
@@ -255,10 +257,11 @@ where
     /// use hamt::Entry;
     /// let mut map: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
     /// let before = map.clone();
-    /// if let Entry::Occupied(mut entry) = map.entry("k") {
-    ///     *entry.get_mut() += 1;
-    ///     *entry.get_mut() += 1;
-    /// }
+    /// let Entry::Occupied(mut entry) = map.entry("k") else {
+    ///     unreachable!("the key is there");
+    /// };
+    /// *entry.get_mut() += 1;
+    /// *entry.get_mut() += 1;
     /// assert_eq!((map["k"], before["k"]), (3, 1));
     /// ```
     pub fn get_mut(&mut self) -> &mut V {
@@ -298,9 +301,10 @@ where
     /// ```
     /// use hamt::Entry;
     /// let mut map: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
-    /// if let Entry::Occupied(mut entry) = map.entry("k") {
-    ///     assert_eq!(entry.insert(2), 1);
-    /// }
+    /// let Entry::Occupied(mut entry) = map.entry("k") else {
+    ///     unreachable!("the key is there");
+    /// };
+    /// assert_eq!(entry.insert(2), 1);
     /// assert_eq!(map["k"], 2);
     /// ```
     pub fn insert(&mut self, value: V) -> V {
@@ -312,9 +316,10 @@ where
     /// ```
     /// use hamt::Entry;
     /// let mut map: hamt::HamtMap<_, _> = [("k", 1)].into_iter().collect();
-    /// if let Entry::Occupied(entry) = map.entry("k") {
-    ///     assert_eq!(entry.remove(), 1);
-    /// }
+    /// let Entry::Occupied(entry) = map.entry("k") else {
+    ///     unreachable!("the key is there");
+    /// };
+    /// assert_eq!(entry.remove(), 1);
     /// assert!(map.is_empty());
     /// ```
     pub fn remove(self) -> V {
@@ -326,9 +331,10 @@ where
     /// ```
     /// use hamt::Entry;
     /// let mut map: hamt::HamtMap<_, _> = [(String::from("k"), 1)].into_iter().collect();
-    /// if let Entry::Occupied(entry) = map.entry(String::from("k")) {
-    ///     assert_eq!(entry.remove_entry(), (String::from("k"), 1));
-    /// }
+    /// let Entry::Occupied(entry) = map.entry(String::from("k")) else {
+    ///     unreachable!("the key is there");
+    /// };
+    /// assert_eq!(entry.remove_entry(), (String::from("k"), 1));
     /// assert!(map.is_empty());
     /// ```
     pub fn remove_entry(self) -> (K, V) {

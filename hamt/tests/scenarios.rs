@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::hash::{BuildHasher, BuildHasherDefault};
 
-use common::{SplitMix64, build, check_against_model};
+use common::{CountingState, SplitMix64, build, check_against_model};
 use hamt::HamtMap;
 use hamt::testing::{HashKey, IdentityState, MaskedState};
 
@@ -328,6 +328,21 @@ fn maps_built_in_different_orders_are_equal() {
     // Few hash bits: collision nodes, whose entries are kept in insertion order.
     both(MaskedState::new(5), &forward, &shuffled);
     both(IdentityState, &forward, &shuffled);
+
+    // The shape is the same too (canonical form): `==` falls back to lookups where shapes
+    // differ, so equality alone would not show it. Equal shapes compare without hashing.
+    let state = CountingState::new();
+    let (x, _) = build(state.clone(), forward.iter().copied());
+    let (y, _) = build(state.clone(), shuffled.iter().copied());
+    x.check_invariants();
+    y.check_invariants();
+    state.take_calls();
+    assert!(x == y);
+    assert_eq!(
+        state.take_calls(),
+        0,
+        "keys were looked up: the shapes differ"
+    );
 }
 
 #[test]
