@@ -447,15 +447,40 @@ impl Check {
         self
     }
 
-    /// `Some(true)` if met, `None` if not measured (which the table counts as a miss).
+    /// `Some(true)` if met, `None` if not measured (which the table counts as a miss). A
+    /// ratio that is not positive and finite is a miss: no ratio of two timings is, so a
+    /// subtraction (net of a floor) left a figure at or below zero, which must not pass a
+    /// `≤` bar.
     pub fn passed(&self) -> Option<bool> {
         self.value.map(|value| {
-            if self.at_least {
+            if !self.measurable() {
+                false
+            } else if self.at_least {
                 value >= self.limit
             } else {
                 value <= self.limit
             }
         })
+    }
+
+    /// Whether the figure can be what its unit says (see [`passed`](Self::passed)).
+    fn measurable(&self) -> bool {
+        self.unit != Unit::Ratio
+            || self
+                .value
+                .is_none_or(|value| value.is_finite() && value > 0.0)
+    }
+
+    /// The figure as the table shows it: a ratio within 1% of its bar with three decimals, so
+    /// that a near miss does not read as the bar itself (0.604 against ≤ 0.6).
+    fn format_value(&self, value: f64) -> String {
+        if !self.measurable() {
+            return format!("not measurable ({value:.3}: a difference at or below zero)");
+        }
+        if self.unit == Unit::Ratio && (value - self.limit).abs() <= 0.01 * self.limit.abs() {
+            return format!("{value:.3}×");
+        }
+        self.unit.format(value)
     }
 }
 
@@ -464,10 +489,11 @@ pub fn checks_table(checks: &[Check]) -> String {
     let mut table = Table::new(["target", "measured", "bar", "verdict"]);
     let mut passed = 0;
     let mut checked = 0;
+    let mut unavailable = 0;
     for check in checks {
         let value = match (check.value, &check.detail, &check.unavailable) {
-            (Some(value), Some(detail), _) => format!("{} ({detail})", check.unit.format(value)),
-            (Some(value), None, _) => check.unit.format(value),
+            (Some(value), Some(detail), _) => format!("{} ({detail})", check.format_value(value)),
+            (Some(value), None, _) => check.format_value(value),
             (None, _, Some(reason)) => format!("not measured in this build ({reason})"),
             (None, _, None) => "not measured".to_owned(),
         };
@@ -479,7 +505,10 @@ pub fn checks_table(checks: &[Check]) -> String {
                 checked += 1;
                 "PASS"
             }
-            None if check.unavailable.is_some() => "n/a",
+            None if check.unavailable.is_some() => {
+                unavailable += 1;
+                "n/a"
+            }
             Some(false) | None => {
                 checked += 1;
                 "MISS"
@@ -496,9 +525,14 @@ pub fn checks_table(checks: &[Check]) -> String {
             verdict.to_owned(),
         ]);
     }
+    let not_checked = match unavailable {
+        0 => String::new(),
+        n => format!(" ({n} more not checked: this build cannot measure them, n/a)"),
+    };
     format!(
         "### Targets\n\nEach row is a bar from the targets file (`benches/targets.toml`, unless \
-         `--targets` named another), checked against this run. **{passed} of {checked} checks pass.**\n\n{}\n{}",
+         `--targets` named another), checked against this run. **{passed} of {checked} checks \
+         pass.**{not_checked}\n\n{}\n{}",
         table.render(),
         super::cpu_line()
     )
@@ -604,5 +638,34 @@ mod tests {
         assert!(text.contains("≥ 0.80×"), "{text}");
         assert!(text.contains("Build target CPU: x86-64"), "{text}");
         assert!(text.contains("3.00× (3 / 1)"), "{text}");
+        assert!(text.contains("(1 more not checked"), "{text}");
+    }
+
+    #[test]
+    fn a_ratio_at_or_below_zero_misses_and_a_near_miss_shows_three_decimals() {
+        let checks = [
+            // A net-of-floor ratio whose denominator came out negative.
+            Check::new("negative", Some(-2.0), 2.0, Unit::Ratio),
+            Check::new("not a number", Some(f64::NAN), 2.0, Unit::Ratio),
+            Check::new("near miss", Some(0.604), 0.6, Unit::Ratio),
+            Check::new("near pass", Some(0.598), 0.6, Unit::Ratio),
+            // A negative overhead in ns is a real figure (faster than the baseline).
+            Check::new("faster", Some(-0.5), 5.0, Unit::Ns),
+        ];
+        let text = checks_table(&checks);
+        assert!(text.contains("2 of 5 checks pass"), "{text}");
+        let line = |name: &str| {
+            text.lines()
+                .find(|line| line.starts_with(&format!("| {name} |")))
+                .unwrap_or_else(|| panic!("no row {name}: {text}"))
+                .to_owned()
+        };
+        assert!(line("negative").contains("not measurable"), "{text}");
+        assert!(line("negative").ends_with("MISS |"), "{text}");
+        assert!(line("not a number").ends_with("MISS |"), "{text}");
+        assert!(line("near miss").contains("0.604×"), "{text}");
+        assert!(line("near miss").ends_with("MISS |"), "{text}");
+        assert!(line("near pass").contains("0.598×"), "{text}");
+        assert!(line("faster").ends_with("PASS |"), "{text}");
     }
 }

@@ -107,6 +107,12 @@ pub fn results(machine: &Machine, config: &Config, elapsed: Duration, groups: Gr
             "repetitions": {
                 "hamt": {
                     "median_of": hamt_timing.reps,
+                    // Per size where it differs (fewer repetitions at N ≥ 1M in full mode).
+                    "median_of_by_size": config
+                        .sizes
+                        .iter()
+                        .map(|&n| json!({ "n": n, "median_of": config.mode.timing(n).reps }))
+                        .collect::<Vec<_>>(),
                     "target_ms": hamt_timing.target.as_secs_f64() * 1e3,
                 },
                 "cases": {

@@ -55,7 +55,7 @@ fn size_header(title: &str, sizes: &[usize]) -> Vec<String> {
         .collect()
 }
 
-fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
+pub(super) fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
     let mut header = size_header("target", sizes);
     header.push("verdict".to_owned());
     let mut table = Table::new(header);
@@ -86,10 +86,14 @@ fn targets_table(targets: &[Target], sizes: &[usize]) -> String {
                 None => "–".to_owned(),
             });
         }
-        row.push(match (any, all_passed) {
-            (false, _) => "–".to_owned(),
-            (true, true) => "PASS".to_owned(),
-            (true, false) => "MISS".to_owned(),
+        let verdict = match (any, all_passed) {
+            (false, _) => "–",
+            (true, true) => "PASS",
+            (true, false) => "MISS",
+        };
+        row.push(match (&target.partial, any) {
+            (Some(partial), true) => format!("{verdict} ({partial})"),
+            _ => verdict.to_owned(),
         });
         table.row(row);
     }
@@ -333,7 +337,10 @@ fn plot(results: &HamtResults, op: Op, title: &str) -> String {
     };
     LogLogPlot {
         title: title.to_owned(),
-        x_label: "entries in the map (N)".to_owned(),
+        x_label: format!(
+            "entries in the map (N); build target CPU: {}",
+            super::super::machine::target_cpu()
+        ),
         y_label: format!("{}, thread CPU time", op.unit()),
         x_tick: |n| sizes::label(n.round() as usize),
         y_tick: ns_tick,

@@ -46,6 +46,9 @@ pub struct Target {
     /// Per size, in column order; `None` where the target does not apply (a figure it needs
     /// but this run lacks is a [`Check::not_measured`]).
     pub checks: Vec<Option<Check>>,
+    /// The sizes measured, when they do not reach both ends of the sizes the target
+    /// applies to (a `--smoke` or `--sizes` run): its verdict then covers those alone.
+    pub partial: Option<String>,
 }
 
 /// A timing target: ours over the reference, at the sizes it applies to.
@@ -68,7 +71,26 @@ fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
             .map(|&n| ratio.applies(n).then(|| Check::not_measured(ratio.max)))
             .collect(),
     };
-    Target { name, checks }
+    let covers = ratio
+        .n_max
+        .is_none_or(|max| results.sizes.iter().any(|&n| n >= max))
+        && ratio
+            .n_min
+            .is_none_or(|min| results.sizes.iter().any(|&n| n <= min));
+    let partial = (!covers).then(|| {
+        let measured: Vec<String> = results
+            .sizes
+            .iter()
+            .filter(|&&n| ratio.applies(n))
+            .map(|n| n.to_string())
+            .collect();
+        format!("N = {} only", measured.join(", "))
+    });
+    Target {
+        name,
+        checks,
+        partial,
+    }
 }
 
 /// Ours as compared with `reference`: the `Arc`-valued map against the `Arc`-valued peer
@@ -121,6 +143,7 @@ pub fn evaluate(results: &HamtResults, bars: &HamtTargets) -> Vec<Target> {
         // that disappears.
         let limit = bars.bytes_per_entry_max;
         targets.push(Target {
+            partial: None,
             name: format!("live bytes per entry ≤ {limit} (ratio to {limit} B)"),
             checks: results
                 .sizes
@@ -134,6 +157,7 @@ pub fn evaluate(results: &HamtResults, bars: &HamtTargets) -> Vec<Target> {
     let columns = 0..memory.sizes.len();
     let limit = bars.bytes_per_entry_max;
     targets.push(Target {
+        partial: None,
         name: format!("live bytes per entry ≤ {limit} (ratio to {limit} B)"),
         checks: columns
             .clone()
@@ -149,6 +173,7 @@ pub fn evaluate(results: &HamtResults, bars: &HamtTargets) -> Vec<Target> {
     });
     let reference = &bars.reference;
     targets.push(Target {
+        partial: None,
         name: "bytes retained per snapshot+set ≤ CPython hamt.c (ratio to CPython)".to_owned(),
         checks: columns
             .clone()
@@ -166,6 +191,7 @@ pub fn evaluate(results: &HamtResults, bars: &HamtTargets) -> Vec<Target> {
     });
     let slack = bars.allocation_slack;
     targets.push(Target {
+        partial: None,
         name: format!(
             "allocations per persistent insert: one per copied node (ratio to ideal CHAMP, ≤ {slack})"
         ),
@@ -206,5 +232,35 @@ mod tests {
         let missing = ratio_checks(&grid, Contender::Im, 1.0, |_| true);
         let first = missing[0].as_ref().expect("applies");
         assert!(!first.is_measured() && !first.passed());
+    }
+
+    /// A run whose sizes stop short of a bar's range says which sizes its verdict covers.
+    #[test]
+    fn a_target_measured_at_part_of_its_sizes_says_so() {
+        use crate::ops::Op;
+        let mut grid = Grid::new(&[10, 100]);
+        for column in 0..2 {
+            grid.set(Contender::Ours, column, 30.0);
+            grid.set(Contender::Std, column, 40.0);
+        }
+        let results = HamtResults {
+            sizes: vec![10, 100],
+            timings: vec![(Op::LookupHit, grid)],
+            memory: None,
+        };
+        let bar = |n_max| RatioTarget {
+            op: "lookup_hit".into(),
+            over: Contender::Std.name().into(),
+            max: 1.0,
+            n_min: None,
+            n_max,
+            by: None,
+        };
+        let short = timing_target(&results, &bar(Some(100_000)));
+        assert_eq!(short.partial.as_deref(), Some("N = 10, 100 only"));
+        assert!(timing_target(&results, &bar(Some(100))).partial.is_none());
+        assert!(timing_target(&results, &bar(None)).partial.is_none());
+        let table = super::super::render::targets_table(&[short], &results.sizes);
+        assert!(table.contains("PASS (N = 10, 100 only)"), "{table}");
     }
 }

@@ -30,11 +30,12 @@ pub fn spawn_overhead(results: &TaskResults) -> Option<f64> {
     Some(ours - tokio)
 }
 
-/// Plain `tokio::spawn` on a `propagate` runtime minus `tokio::spawn` on a plain one.
+/// Plain `tokio::spawn` on a `propagate` runtime minus `tokio::spawn` on a plain one, both
+/// through the same harness (the runtime rows').
 pub fn hooks_spawn_overhead(results: &TaskResults) -> Option<(f64, f64, f64)> {
     let hooks = results.ns(Op::SpawnJoin, Ours, "hooks", LIVE_VARS)?;
-    let tokio = results.ns(Op::SpawnJoin, Tokio, "tokio_spawn", LIVE_VARS)?;
-    Some((hooks, tokio, hooks - tokio))
+    let plain = results.ns(Op::SpawnJoin, Baseline, "plain_runtime", LIVE_VARS)?;
+    Some((hooks, plain, hooks - plain))
 }
 
 fn difference_detail(figures: Option<(f64, f64, f64)>) -> Option<String> {
@@ -53,6 +54,9 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
     let non_empty = over_baseline(results, Op::GenResume, "non_empty_lc");
     let chain = over_baseline(results, Op::IterChain, "with_logical_context");
     let poll = over_baseline(results, Op::Poll, "in_current_context");
+    // The same wrapper on a poll that reads a variable, which moves the context in and out
+    // (one that uses none moves nothing): on a runtime, a `yield_now` per poll.
+    let poll_get = over_baseline(results, Op::RuntimePollGet, "in_current_context");
     let hooks_poll = over_baseline(results, Op::RuntimePoll, "hooks");
     let hooks_spawn = hooks_spawn_overhead(results);
     let allocations = |op: Op, contender, variant: &str| {
@@ -135,6 +139,13 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
         .detail_opt(difference_detail(chain)),
         poll_check(bars.poll_overhead_ns, "project bar"),
         poll_check(bars.poll_overhead_strict_ns, "issue 13's bar"),
+        Check::new(
+            "tokio task poll with a `get`: `in_current_context` over the bare task (issue 13's bar)",
+            poll_get.map(|figures| figures.2),
+            bars.poll_overhead_strict_ns,
+            Unit::Ns,
+        )
+        .detail_opt(difference_detail(poll_get)),
         Check::new(
             "tokio task poll: runtime hooks (`propagate`) over the plain task",
             hooks_poll.map(|figures| figures.2),
