@@ -379,9 +379,11 @@ fn finish_detach(detached: Detached) -> Context {
         // context, which is dropped here, where a panicking `Drop` of its own values is
         // contained, not while the panic unwinds (an abort).
         if !std::thread::panicking() {
-            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(context)));
+            thread_state::discard_panic(context);
             panic::resume_unwind(payload);
         }
+        // A `Drop` of the payload may panic too.
+        thread_state::discard_panic(payload);
     }
     context
 }

@@ -128,7 +128,9 @@ impl<T: Send + Sync + 'static> Drop for SetGuard<'_, T> {
         if std::thread::panicking() {
             // Dropped while unwinding: a `Drop` of the displaced value that panics too is
             // discarded, not an abort (the reset is recorded before it runs).
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.undo()));
+            crate::thread_state::contain(|| {
+                let _ = self.undo();
+            });
             return;
         }
         if let Err(error) = self.undo()
@@ -296,9 +298,7 @@ impl<T: Send + Sync + 'static> Drop for Scope<'_, T> {
             if std::thread::panicking() {
                 // The poll panicked: a `Drop` that panics too (of a value the refused reset
                 // drops) is discarded, not an abort, as for `scope` and `SetGuard`.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.leave(token);
-                }));
+                crate::thread_state::contain(|| self.leave(token));
             } else {
                 self.leave(token);
             }

@@ -164,6 +164,13 @@ impl Drop for ThreadState {
     }
 }
 
+/// Runs `f`, discarding a panic that comes out of it (see [`discard_panic`] for its payload).
+pub(crate) fn contain(f: impl FnOnce()) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        discard_panic(payload);
+    }
+}
+
 /// Drops `value`, discarding a panic of its `Drop` (and of the panic payload's own; a
 /// payload whose drop panics in turn is leaked, as nothing is left to contain it).
 pub(crate) fn discard_panic<T>(value: T) {
@@ -231,13 +238,19 @@ pub(crate) fn release_retired() {
     let mut first_panic = None;
     for item in retired {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(item))) {
-            first_panic.get_or_insert(payload);
+            match first_panic {
+                None => first_panic = Some(payload),
+                // Its own `Drop` may panic too.
+                Some(_) => discard_panic(payload),
+            }
         }
     }
-    if let Some(payload) = first_panic
-        && !thread::panicking()
-    {
-        panic::resume_unwind(payload);
+    if let Some(payload) = first_panic {
+        if thread::panicking() {
+            discard_panic(payload);
+        } else {
+            panic::resume_unwind(payload);
+        }
     }
 }
 
@@ -922,7 +935,7 @@ fn drop_ended(levels: Vec<Level>) {
 /// abort.
 fn drop_unwinding_safely<T>(taken: T) {
     if thread::panicking() {
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(taken)));
+        contain(|| drop(taken));
     } else {
         drop(taken);
     }

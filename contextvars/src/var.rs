@@ -613,9 +613,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                     if std::thread::panicking() {
                         // `f` panicked: a `Drop` of the displaced value that panics too is
                         // discarded, not an abort (the reset is recorded before it runs).
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            self.var.reset_scoped(token, || {})
-                        }));
+                        crate::thread_state::contain(|| {
+                            let _ = self.var.reset_scoped(token, || {});
+                        });
                     } else {
                         let _ = self.var.reset_scoped(token, || {});
                     }

@@ -30,6 +30,10 @@ pub enum ContextEvent {
     Entered,
     /// A context is about to be exited (it is still current when the watcher runs), also when
     /// the code run in it panicked.
+    ///
+    /// The `Entered` and `Exited` of a run pair up for a watcher registered for the whole run.
+    /// One added during a run sees the run's exit without its entry, and one removed during
+    /// a run sees its entry without its exit.
     Exited,
     /// `var` was set in the current context ([`ContextVar::set`](crate::ContextVar::set), and
     /// the set a [`ScopeFuture`](crate::ScopeFuture) makes at each poll).

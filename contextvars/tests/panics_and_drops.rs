@@ -1222,3 +1222,76 @@ fn a_thread_ending_with_panicking_values_in_its_context_does_not_abort() {
     .expect("the thread itself does not panic");
     assert_eq!(DROPPED.load(Ordering::SeqCst), 2);
 }
+
+/// A panic payload whose own `Drop` panics: what `panic_any` raises from [`Retiring`].
+struct NastyPayload;
+
+impl Drop for NastyPayload {
+    fn drop(&mut self) {
+        panic!("the payload's drop panicked on purpose");
+    }
+}
+
+/// A value whose `Drop` panics with a [`NastyPayload`] when armed.
+struct Retiring {
+    armed: bool,
+    dropped: &'static AtomicU64,
+}
+
+impl Drop for Retiring {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+        if self.armed {
+            std::panic::panic_any(NastyPayload);
+        }
+    }
+}
+
+/// Values displaced while a `with` borrow lends them are retired, and dropped when the
+/// outermost borrow ends: if several `Drop`s panic there, with payloads whose own `Drop`
+/// panics, every value is still dropped, the first panic comes out, and the process goes on
+/// (the later payloads used to be dropped bare, mid-loop, and the rest of the values while
+/// that panic unwound: an abort).
+#[test]
+fn retired_values_whose_drops_panic_with_panicking_payloads_are_all_dropped() {
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
+    static A: ContextVar<Retiring> = ContextVar::new("retiring.a");
+    static B: ContextVar<Retiring> = ContextVar::new("retiring.b");
+    static C: ContextVar<Retiring> = ContextVar::new("retiring.c");
+    on_fresh_thread(|| {
+        let armed = || Retiring {
+            armed: true,
+            dropped: &DROPPED,
+        };
+        let calm = || Retiring {
+            armed: false,
+            dropped: &DROPPED,
+        };
+        A.set(armed());
+        B.set(armed());
+        C.set(armed());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            A.with(|_| {
+                B.with(|_| {
+                    C.with(|_| {
+                        // Each displaces the value its borrow lends: retired, not dropped.
+                        A.set(calm());
+                        B.set(calm());
+                        C.set(calm());
+                        assert_eq!(DROPPED.load(Ordering::SeqCst), 0);
+                    });
+                });
+            });
+        }));
+        assert_eq!(
+            DROPPED.load(Ordering::SeqCst),
+            3,
+            "every retired value dropped"
+        );
+        let payload = outcome.expect_err("the first panic comes out");
+        // Dropping it would panic: it is looked at and leaked.
+        assert!(payload.is::<NastyPayload>());
+        std::mem::forget(payload);
+        assert!(A.with(|a| a.is_some_and(|a| !a.armed)));
+    });
+}

@@ -338,8 +338,9 @@ fn every_pinned_variable_is_kept_however_many_there_are() {
 }
 
 /// `scope_future` records what `set` records for an unusual variable: a pinned value it sets
-/// is not listed but is carried into contexts made during its polls, and a not-inherited one stays out of what spawned work inherits, also when
-/// no `set` of such a variable came first in the process (each nextest test is a process).
+/// is not listed but is carried into contexts made during its polls, and a not-inherited
+/// one stays out of what spawned work inherits, also when no `set` of such a variable came
+/// first in the process (each nextest test is a process).
 #[test]
 fn scope_future_notes_pinned_and_not_inherited_variables_as_set_does() {
     static SCOPED_ZONE: ContextVar<u32> = ContextVar::new("pinned.scoped_zone").pinned();

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -278,7 +277,7 @@ impl<Y: 'static, R: 'static, A: 'static> Fiber<Y, R, A> {
                 if std::thread::panicking() {
                     // The body panicked: a second panic from a value's `Drop` would abort.
                     // It is discarded, as where contexts drop what they displaced.
-                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(finished)));
+                    crate::discarding_panics(move || drop(finished));
                 } else {
                     drop(finished);
                 }

@@ -337,7 +337,7 @@ impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
                 // What the producer set before it panicked goes with the generator's
                 // context, here: a `Drop` that panics too is discarded (dropped while the
                 // panic unwinds, it would abort).
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(mode)));
+                crate::discarding_panics(move || drop(mode));
                 std::panic::resume_unwind(payload);
             }
         };
@@ -517,10 +517,10 @@ impl<Y, A> Drop for ClearOnUnwind<'_, Y, A> {
         let yielded = self.0.take_yielded();
         let resumed = self.0.take_resumed();
         // Already unwinding: a `Drop` of theirs that panics too is discarded, not an abort.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        crate::discarding_panics(move || {
             drop(yielded);
             drop(resumed);
-        }));
+        });
     }
 }
 

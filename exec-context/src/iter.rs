@@ -170,7 +170,7 @@ fn build_in_logical_context<T>(make: impl FnOnce() -> T) -> (LogicalContext, T) 
     })) {
         Ok(made) => (lc, made),
         Err(payload) => {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(lc)));
+            crate::discarding_panics(move || drop(lc));
             std::panic::resume_unwind(payload)
         }
     }

@@ -128,7 +128,7 @@ pub fn init(registry: Registry) {
 /// (the registry's reporter, a context watcher) is caught here, after the panic hook has
 /// printed it, and the child goes on with the values set so far.
 fn install(registry: &Registry) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| install_carried(registry)));
+    crate::discarding_panics(|| install_carried(registry));
 }
 
 /// [`install`], which may panic.

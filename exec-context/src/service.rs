@@ -323,10 +323,13 @@ impl Registry {
             }
             headers.insert(BAGGAGE_NAME, value);
         }
-        // The buffer goes back empty: the request's values do not stay in the thread's
-        // memory. A value over the limit (dropped, and reported) grew the buffer past any
-        // header: the thread does not keep that much.
-        joined.clear();
+        // The buffer goes back wiped and empty: the request's values do not stay in the
+        // thread's memory (a few dozen bytes to overwrite). A value over the limit (dropped,
+        // and reported) grew the buffer past any header: the thread does not keep that much.
+        let mut bytes = joined.into_bytes();
+        bytes.fill(0);
+        bytes.clear();
+        let joined = String::from_utf8(bytes).unwrap_or_default();
         if joined.capacity() <= SCRATCH_MAX {
             let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = joined);
         }
@@ -823,7 +826,8 @@ mod tests {
             NAME.set("acme".to_string());
             assert_eq!(sent(&registry).as_deref(), Some("id=7,name=acme"));
             assert!(capacity() > 0);
-            // Empty, though: the request's values do not stay in the thread's memory.
+            // Empty, though: the request's values do not stay in the thread's memory (the
+            // bytes are overwritten too, which safe code cannot look at).
             let kept = SCRATCH.with(|scratch| scratch.borrow().clone());
             assert_eq!(kept, "", "the last header written stays in the thread");
         });

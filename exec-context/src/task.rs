@@ -311,7 +311,10 @@ impl<F> Bound<F> {
 
 impl<F> Drop for Bound<F> {
     fn drop(&mut self) {
-        if let Some(callback) = self.callback.take() {
+        // A callback without drop glue runs no code when dropped: no context is entered.
+        if std::mem::needs_drop::<F>()
+            && let Some(callback) = self.callback.take()
+        {
             run_with_execution_context(&self.ec, move || drop(callback));
         }
     }

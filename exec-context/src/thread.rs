@@ -139,7 +139,9 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// As [`std::thread::Builder::spawn`]: the OS refused to create the thread.
+    /// As [`std::thread::Builder::spawn`]: the OS refused to create the thread. `f` is then
+    /// dropped here, on the calling thread and in its context (what its captured values'
+    /// `Drop` sets stays there), as a closure that never ran.
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,

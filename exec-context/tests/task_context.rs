@@ -322,6 +322,55 @@ mod on_async_executor {
         });
     }
 
+    /// A step that leaves an attach behind, over a task context holding a value whose `Drop`
+    /// panics: ending the step discards the task's context, and the panic comes out of the
+    /// poll. async-task then drops the future: in what is left of the task's context (an
+    /// empty one), not in the worker thread's (the task context used to be left entered, so
+    /// the drop could not enter it).
+    #[test]
+    fn a_task_whose_step_end_panics_is_dropped_outside_the_workers_context() {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+
+        use contextvars::Context;
+
+        static SEEN: std::sync::Mutex<Vec<Option<u64>>> = std::sync::Mutex::new(Vec::new());
+        static ARMED: AtomicBool = AtomicBool::new(false);
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                if ARMED.swap(false, Ordering::SeqCst) {
+                    panic!("Bomb dropped");
+                }
+            }
+        }
+        static BOOM: ContextVar<Bomb> = ContextVar::new("async_executor.boom");
+        struct Recorder;
+        impl Drop for Recorder {
+            fn drop(&mut self) {
+                SEEN.lock().unwrap().push(REQUEST.get());
+                REQUEST.set(666);
+            }
+        }
+        super::on_fresh_thread(|| {
+            REQUEST.set(1);
+            let executor = Executor::new();
+            let task = executor.spawn(async {
+                let _recorder = Recorder;
+                REQUEST.set(5);
+                BOOM.set(Bomb);
+                ARMED.store(true, Ordering::SeqCst);
+                let _left = contextvars::attach(Context::new()).unwrap();
+                std::future::pending::<()>().await;
+            });
+            while executor.try_tick() {}
+            assert!(!ARMED.load(Ordering::SeqCst), "the Bomb was dropped");
+            assert_eq!(*SEEN.lock().unwrap(), [None]);
+            assert_eq!(REQUEST.get(), Some(1));
+            // The task's panic reaches whoever awaits it.
+            assert!(catch_unwind(AssertUnwindSafe(|| block_on(task))).is_err());
+        });
+    }
+
     #[test]
     fn nested_spawns_inherit_from_the_spawning_task() {
         let executor = Arc::new(Executor::new());

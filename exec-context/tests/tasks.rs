@@ -876,6 +876,51 @@ mod on_tokio {
         assert!(reports.lock().unwrap().is_empty(), "{reports:?}");
     }
 
+    /// `check_workers`: a leaked value whose `Drop` panics with a payload whose own `Drop`
+    /// panics is contained too (the payload was dropped bare inside tokio's park hook, which
+    /// aborted the process in a debug build).
+    #[test]
+    fn check_workers_contains_a_panic_whose_payload_panics_when_dropped() {
+        struct NastyPayload;
+        impl Drop for NastyPayload {
+            fn drop(&mut self) {
+                panic!("the payload's drop panicked on purpose");
+            }
+        }
+        struct Nasty;
+        impl Drop for Nasty {
+            fn drop(&mut self) {
+                std::panic::panic_any(NastyPayload);
+            }
+        }
+        static NASTY: ContextVar<Nasty> = ContextVar::new("nasty");
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let rt = checked_runtime(move |vars| {
+            let names = vars.iter().map(|v| v.name().to_owned());
+            sink.lock().unwrap().extend(names);
+        });
+        let seen = rt.block_on(async {
+            tokio::spawn(async { drop(NASTY.set(Nasty)) })
+                .await
+                .unwrap();
+            for _ in 0..400 {
+                if !reports.lock().unwrap().is_empty() {
+                    // The worker goes on, and the value is gone from it.
+                    return tokio::spawn(async { NASTY.with(|nasty| nasty.is_some()) })
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::spawn(async {}).await.unwrap();
+            }
+            panic!("no report came");
+        });
+        assert!(!seen);
+        drop(rt);
+        assert_eq!(*reports.lock().unwrap(), ["nasty"]);
+    }
+
     /// `check_workers`: a `report` that panics, and a leaked value whose `Drop` panics, are
     /// contained: tokio does not guard its park hook (a debug build's worker aborts the
     /// process on a panic there), and the worker goes on being checked.

@@ -475,7 +475,7 @@ impl Check {
     /// that a near miss does not read as the bar itself (0.604 against ≤ 0.6).
     fn format_value(&self, value: f64) -> String {
         if !self.measurable() {
-            return format!("not measurable ({value:.3}: a difference at or below zero)");
+            return format!("not measurable ({value:.3}: not a positive ratio)");
         }
         if self.unit == Unit::Ratio && (value - self.limit).abs() <= 0.01 * self.limit.abs() {
             return format!("{value:.3}×");
@@ -656,7 +656,7 @@ mod tests {
         assert!(text.contains("2 of 5 checks pass"), "{text}");
         let line = |name: &str| {
             text.lines()
-                .find(|line| line.starts_with(&format!("| {name} |")))
+                .find(|line| line.starts_with(&format!("| {name} ")))
                 .unwrap_or_else(|| panic!("no row {name}: {text}"))
                 .to_owned()
         };

@@ -144,6 +144,8 @@ use std::thread::{JoinHandle, ThreadId};
 
 use contextvars::{Context, ContextVar};
 
+use crate::discarding_panics;
+
 pub use channel::{
     RecvChannel, SendChannel, channel, create_channel, create_channel_with, list_all_channels,
 };
@@ -428,14 +430,6 @@ pub(crate) fn drop_each<T>(items: impl IntoIterator<Item = T>) {
         } else {
             std::panic::resume_unwind(payload);
         }
-    }
-}
-
-/// Runs `f`, discarding a panic out of it (and one out of that panic's payload's own `Drop`):
-/// for user code whose panic has no one to reach, such as a thread-local's destructor.
-pub(crate) fn discarding_panics(f: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
 }
 

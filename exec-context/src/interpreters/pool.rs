@@ -127,7 +127,7 @@ impl<T> Slot<T> {
         self.done.notify_all();
         if let Some(waker) = waker {
             // A waker is the awaiting executor's code: its panic must not end the worker.
-            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+            crate::discarding_panics(|| waker.wake());
         }
         finished
     }
@@ -210,7 +210,8 @@ impl<T> JobHandle<T> {
     }
 
     /// Cancels the job if it has not started; returns whether it was cancelled. What the job
-    /// captured is dropped now.
+    /// captured is dropped now, on this thread and in its context (the job never ran: its
+    /// interpreter's context is not entered for it).
     pub fn cancel(&self) -> bool {
         let cancelled = {
             let mut state = self.slot.lock();
@@ -224,7 +225,7 @@ impl<T> JobHandle<T> {
         if cancelled {
             self.slot.done.notify_all();
             // What the job captured goes now (a panicking destructor stays here).
-            let _ = catch_unwind(AssertUnwindSafe(|| (self.slot.discard)()));
+            crate::discarding_panics(|| (self.slot.discard)());
         }
         cancelled
     }
@@ -500,7 +501,7 @@ fn break_pool(shared: &Shared, interp: &Interpreter, error: InterpreterError) {
     shared.available.notify_all();
     // Every handle is refused first; a panicking capture's `Drop` ends here, not the
     // worker (which ends anyway).
-    super::discarding_panics(|| {
+    crate::discarding_panics(|| {
         refuse_all(orphans, || PoolError::Broken(failure.clone()));
     });
 }
@@ -611,7 +612,7 @@ impl InterpreterPool {
             // the runner when no handle is left to take it; a failure holds the job's own
             // error), or, for a cancelled job (normally already dropped by `cancel`), what
             // it captured.
-            let _ = catch_unwind(AssertUnwindSafe(move || {
+            crate::discarding_panics(move || {
                 let job = queued.lock().take();
                 match job {
                     Some(job) if runner.start() => {
@@ -623,7 +624,7 @@ impl InterpreterPool {
                     job => drop(job),
                 }
                 drop(runner);
-            }));
+            });
         });
         let refused = slot.clone();
         let refuse: Refuse = Box::new(move |error: PoolError| refused.finish(Err(error)));
@@ -670,7 +671,8 @@ impl InterpreterPool {
     }
 
     /// Cancels every job that has not started; returns how many this call cancelled (jobs
-    /// cancelled before through their handles are not counted again).
+    /// cancelled before through their handles are not counted again). What they captured is
+    /// dropped on this thread, in its context, as with [`JobHandle::cancel`].
     pub fn cancel_pending(&self) -> usize {
         let pending = std::mem::take(&mut self.shared.lock().jobs);
         refuse_all(pending, || PoolError::Cancelled)

@@ -5,10 +5,10 @@
 //! requests), and decoding one builds a context (a map and one value object per variable).
 //! When every member of the header is a [`Propagated::text`](super::Propagated::text)
 //! variable of a type listed in [`is_plain`] (`String`, `bool`, `char`, the integers) that
-//! is inherited, a context decoded from it without any problem is kept (from the second time the header
-//! comes, so that headers new with every request cost no entry), and a later request with
-//! the same header bytes gets a copy of it (O(1)) instead of decoding again. This is sound
-//! because nothing can tell the copy from a fresh decode:
+//! is inherited, a context decoded from it without any problem is kept (from the second
+//! time the header comes, so that headers new with every request cost no entry), and a later
+//! request with the same header bytes gets a copy of it (O(1)) instead of decoding again.
+//! This is sound because nothing can tell the copy from a fresh decode:
 //!
 //! - the values are immutable: these types have no interior mutability, and a context gives
 //!   out only shared references to its values or clones of them;

@@ -205,7 +205,7 @@ impl<F: FnMut()> Drop for Finally<F> {
 /// rest of the value is dropped as the unwinding goes on), as it does when contextvars drops
 /// values outside a borrow.
 fn drop_in_hook<T>(value: T) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+    crate::discarding_panics(move || drop(value));
 }
 
 /// tokio's task ids are unique for the life of the process and never reused; this is the
@@ -651,7 +651,12 @@ fn after_poll(id: u64) {
         // Not this thread's current attach any more (a scope around the poll ended it), or a
         // drop panicked: a context this poll fetched is lost, and the task goes on in an
         // empty one, never in the worker's. One it never fetched is still in its slot.
-        Ok(Err(_)) | Err(_) => slot.is_some().then(Context::default),
+        Ok(Err(_)) => slot.is_some().then(Context::default),
+        Err(payload) => {
+            // Its own `Drop` may panic too, which tokio would not catch either.
+            drop_in_hook(payload);
+            slot.is_some().then(Context::default)
+        }
     };
     // A poll that fetched nothing (the task had ended, or was never registered) but used a
     // context ran in an empty one of its own: it goes here, and nothing goes back (the slot

@@ -32,7 +32,9 @@ std::thread_local! {
 /// - **A current-thread runtime**: its tasks run on the thread that calls `block_on`, in that
 ///   thread's own context, which tokio gives no start hook to mark; nothing is checked there
 ///   (also when that thread is a marked thread of another runtime, such as one of its
-///   blocking threads: each runtime checks only the threads it marked).
+///   blocking threads: each runtime checks only the threads it marked). Runtimes built
+///   from one `Builder` share its hooks, and so count as one here: build a current-thread
+///   runtime driven inside another from a builder of its own.
 /// - **Blocking threads** (`spawn_blocking`) are checked when they stop, not between
 ///   closures: a value a closure leaves is seen by the later closures on that thread.
 /// - **A task that left an attach of its own behind** (it panicked between
@@ -131,7 +133,11 @@ fn check(report: &dyn Fn(&[VarInfo]), owner: usize, again: bool) {
     let leaked = match ended {
         Ok(Some(leaked)) => leaked,
         Ok(None) => return,
-        Err(_) => Context::default(),
+        Err(payload) => {
+            // Its own `Drop` may panic too.
+            crate::discarding_panics(move || drop(payload));
+            Context::default()
+        }
     };
     WORKER.with(|worker| worker.set(None));
     // tokio does not guard its thread hooks: a panic here would abort a debug build's worker
@@ -142,9 +148,9 @@ fn check(report: &dyn Fn(&[VarInfo]), owner: usize, again: bool) {
     // panicking `Drop` would abort.)
     if !leaked.is_empty() {
         let vars: Vec<VarInfo> = leaked.vars().collect();
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(&vars)));
+        crate::discarding_panics(|| report(&vars));
     }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(leaked)));
+    crate::discarding_panics(move || drop(leaked));
     if again {
         mark(owner);
     }
