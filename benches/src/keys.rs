@@ -38,6 +38,10 @@ pub struct KeySet {
     pub present: Vec<u64>,
     /// Keys never stored: lookups of these miss, and inserting one always adds an entry.
     pub absent: Vec<u64>,
+    /// The hash builder of every contender's map over these keys: one random seed per key
+    /// set, shared, so that every contender hashes the keys alike (each map's shape still
+    /// depends on the seed, and on how the map uses the hash's bits).
+    pub hasher: crate::maps::Hasher,
 }
 
 impl KeySet {
@@ -51,7 +55,11 @@ impl KeySet {
         let mut rng = SplitMix64::new(seed);
         let present = (0..n).map(|_| rng.next_u64()).collect();
         let absent = (0..n).map(|_| rng.next_u64()).collect();
-        Self { present, absent }
+        Self {
+            present,
+            absent,
+            hasher: crate::maps::Hasher::default(),
+        }
     }
 
     /// The number of present keys, N.

@@ -84,9 +84,10 @@ pub struct Fixture<'k, M> {
 }
 
 impl<'k, M: BenchMap> Fixture<'k, M> {
-    /// Builds `key → key` for every present key, in place, with a fresh hasher seed.
+    /// Builds `key → key` for every present key, in place, with the key set's hasher (the
+    /// seed every contender over these keys shares).
     pub fn new(keys: &'k KeySet) -> Self {
-        let hasher = Hasher::default();
+        let hasher = keys.hasher.clone();
         let base = M::build(hasher.clone(), &keys.present);
         Self { keys, hasher, base }
     }
