@@ -1295,3 +1295,40 @@ fn retired_values_whose_drops_panic_with_panicking_payloads_are_all_dropped() {
         assert!(A.with(|a| a.is_some_and(|a| !a.armed)));
     });
 }
+
+/// As above, while a panic of the borrowing code unwinds: every retired value is dropped
+/// and every panic of theirs (and of their payloads) is discarded; the code's own panic
+/// comes out (the first retired value's payload was dropped bare while unwinding: an abort).
+#[test]
+fn retired_values_dropped_while_unwinding_discard_their_panics() {
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
+    static A: ContextVar<Retiring> = ContextVar::new("retiring_unwind.a");
+    static B: ContextVar<Retiring> = ContextVar::new("retiring_unwind.b");
+    on_fresh_thread(|| {
+        let value = |armed| Retiring {
+            armed,
+            dropped: &DROPPED,
+        };
+        A.set(value(true));
+        B.set(value(true));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            A.with(|_| {
+                B.with(|_| {
+                    A.set(value(false));
+                    B.set(value(false));
+                    panic!("the borrowing code panics");
+                });
+            });
+        }));
+        assert_eq!(
+            DROPPED.load(Ordering::SeqCst),
+            2,
+            "every retired value dropped"
+        );
+        let payload = outcome.expect_err("the code's panic comes out");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"the borrowing code panics")
+        );
+    });
+}

@@ -323,14 +323,18 @@ impl Registry {
             }
             headers.insert(BAGGAGE_NAME, value);
         }
-        // The buffer goes back wiped and empty: the request's values do not stay in the
-        // thread's memory (a few dozen bytes to overwrite). A value over the limit (dropped,
-        // and reported) grew the buffer past any header: the thread does not keep that much.
-        let mut bytes = joined.into_bytes();
-        bytes.fill(0);
-        bytes.clear();
-        let joined = String::from_utf8(bytes).unwrap_or_default();
+        // A value over the limit (dropped, and reported) grew the buffer past any header:
+        // the thread does not keep that much (it is freed as it is, like the request's own
+        // header). A buffer it keeps goes back wiped over its whole capacity, members the
+        // writing cut off included: none of this request's values stay in memory the thread
+        // holds. (Its capacity is that of the largest header written on the thread: usually
+        // a few hundred bytes to overwrite.)
         if joined.capacity() <= SCRATCH_MAX {
+            let mut bytes = joined.into_bytes();
+            bytes.fill(0);
+            bytes.resize(bytes.capacity(), 0);
+            bytes.clear();
+            let joined = String::from_utf8(bytes).unwrap_or_default();
             let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = joined);
         }
         self.report_errors(Carrier::OutgoingBaggage, errors);

@@ -191,6 +191,46 @@ fn a_job_or_callback_dropped_unrun_drops_its_captures_in_its_context() {
     });
 }
 
+/// A function without drop glue enters no context when its `bind_fn` wrapper is dropped (one
+/// with captures to drop does): a watcher sees the difference.
+#[test]
+fn a_bound_function_without_drop_glue_enters_no_context_when_dropped() {
+    use std::cell::Cell;
+
+    use contextvars::watch::{ContextEvent, add_watcher};
+    thread_local! {
+        static ENTERED: Cell<usize> = const { Cell::new(0) };
+    }
+    fn entered() -> usize {
+        ENTERED.with(Cell::get)
+    }
+    let _watcher = add_watcher(|event| {
+        if *event == ContextEvent::Entered {
+            ENTERED.with(|entered| entered.set(entered.get() + 1));
+        }
+    });
+    fn double(n: u32) -> u32 {
+        n * 2
+    }
+    let plain = exec_context::bind_fn(double);
+    assert_eq!(plain(2), 4);
+    let before = entered();
+    drop(plain);
+    assert_eq!(entered(), before, "entered a context to drop nothing");
+    let (report, _dropped) = mpsc::channel();
+    let captured = DropProbe(report);
+    let capturing = exec_context::bind_fn(move |()| {
+        let _ = &captured;
+    });
+    let before = entered();
+    drop(capturing);
+    assert_eq!(
+        entered(),
+        before + 1,
+        "dropped its captures outside its context"
+    );
+}
+
 /// tokio drops a blocking closure unrun when its runtime has shut down: the drop happens on
 /// the spawning thread, in the closure's own context.
 #[cfg(feature = "tokio")]

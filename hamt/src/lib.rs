@@ -52,9 +52,9 @@
 //! `Hash`, `Eq` and `Clone` of keys and values run only before a node is changed, or while a
 //! fresh copy is being built. If they panic, the map and all of its versions are as they were,
 //! and nothing is dropped twice. (One exception: [`HamtMap::retain`] visits every entry,
-//! then removes the rejected ones one by one; a panic partway, there or in a removed value's
-//! `Drop`, leaves the map valid, with the changes `keep` made and some of the rejected
-//! entries removed. A [`Diff`] resumed after a panic goes on past the entry it was comparing,
+//! then removes the rejected ones one by one; a panic partway, there or in a removed key's
+//! or value's `Drop`, leaves the map valid, with the changes `keep` made and some of the
+//! rejected entries removed. A [`Diff`] resumed after a panic goes on past the entry it was comparing,
 //! without reporting it.) When keys or values have a destructor, nothing leaks either:
 //! whatever was cloned into the partial copy is dropped once. When neither has one (their
 //! `Clone` panicking is rare then), the partial copy is not unwound: its memory leaks, and in

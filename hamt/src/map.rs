@@ -542,10 +542,11 @@ where
     /// entries without that, collect the keys to remove and [`remove`](Self::remove) them.
     ///
     /// If `keep` panics, the map stays valid: entries already visited may have been changed,
-    /// none has been removed. The rejected entries are removed after every entry has been
-    /// visited, one by one: if a key's `Hash`, `Eq` or `Clone`, or a removed value's `Drop`,
-    /// panics meanwhile, the map stays valid too, with the changes `keep` made and some of the
-    /// rejected entries removed (not all of them).
+    /// none has been removed. The rejected entries' keys are cloned as they are visited, and
+    /// the entries removed one by one once every entry has been: if a key's `Clone`, `Hash`
+    /// or `Eq`, or a removed key's or value's `Drop`, panics meanwhile, the map stays valid
+    /// too, with the changes `keep` made and some of the rejected entries removed (not all of
+    /// them).
     ///
     /// ```
     /// let mut map: hamt::HamtMap<_, _> = (0..10).map(|i| (i, i)).collect();

@@ -471,16 +471,31 @@ impl Check {
                 .is_none_or(|value| value.is_finite() && value > 0.0)
     }
 
-    /// The figure as the table shows it: a ratio within 1% of its bar with three decimals, so
-    /// that a near miss does not read as the bar itself (0.604 against ≤ 0.6).
+    /// The figure as the table shows it: with as many more decimals as it takes (up to six)
+    /// not to read as the bar when it is not the bar (0.604 against ≤ 0.6 reads `0.604×`,
+    /// not `0.60×`).
     fn format_value(&self, value: f64) -> String {
         if !self.measurable() {
             return format!("not measurable ({value:.3}: not a positive ratio)");
         }
-        if self.unit == Unit::Ratio && (value - self.limit).abs() <= 0.01 * self.limit.abs() {
-            return format!("{value:.3}×");
+        let printed = self.unit.format(value);
+        let suffix = match self.unit {
+            Unit::Ratio => "×",
+            Unit::Ns => " ns",
+            Unit::Allocations => return printed,
+        };
+        if value == self.limit || printed != self.unit.format(self.limit) {
+            return printed;
         }
-        self.unit.format(value)
+        (3..=6)
+            .map(|decimals| {
+                (
+                    format!("{value:.decimals$}{suffix}"),
+                    format!("{:.decimals$}{suffix}", self.limit),
+                )
+            })
+            .find(|(value, bar)| value != bar)
+            .map_or(printed, |(value, _)| value)
     }
 }
 
@@ -651,9 +666,12 @@ mod tests {
             Check::new("near pass", Some(0.598), 0.6, Unit::Ratio),
             // A negative overhead in ns is a real figure (faster than the baseline).
             Check::new("faster", Some(-0.5), 5.0, Unit::Ns),
+            Check::new("closer miss", Some(0.6004), 0.6, Unit::Ratio),
+            Check::new("ns miss", Some(5.004), 5.0, Unit::Ns),
+            Check::new("clear miss", Some(0.75), 0.6, Unit::Ratio),
         ];
         let text = checks_table(&checks);
-        assert!(text.contains("2 of 5 checks pass"), "{text}");
+        assert!(text.contains("2 of 8 checks pass"), "{text}");
         let line = |name: &str| {
             text.lines()
                 .find(|line| line.starts_with(&format!("| {name} ")))
@@ -667,5 +685,8 @@ mod tests {
         assert!(line("near miss").ends_with("MISS |"), "{text}");
         assert!(line("near pass").contains("0.598×"), "{text}");
         assert!(line("faster").ends_with("PASS |"), "{text}");
+        assert!(line("closer miss").contains("0.6004×"), "{text}");
+        assert!(line("ns miss").contains("5.004 ns"), "{text}");
+        assert!(line("clear miss").contains("0.75×"), "{text}");
     }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //! { "schema": 1,
 //!   "header": { "date", "cpu_model", "target_cpu", "cores", "load_average", "rustc", "peers", "mode",
-//!               "groups", "measured_s", "repetitions": { "hamt", "cases" } },
+//!               "groups", "measured_s", "repetitions": { "hamt" (with "median_of_by_size"), "cases" } },
 //!   "groups": {
 //!     "hamt":    { "sizes": [..], "figures": [ { "op", "contender", "n", "ns_per_op",
 //!                  "spread", "ratio_to_best_peer" } ], "memory": [ { "figure", "unit",

@@ -142,7 +142,7 @@ pub fn cases() -> Vec<Case<Op>> {
         SpawnJoin Ours "exec_context_spawn" "`exec_context::tokio::spawn(f).await`"
             => |live| Box::new(SpawnJoin::new(live, spawns::ours_spawn));
         #[cfg(tokio_unstable)]
-        SpawnJoin Baseline "plain_runtime" "`tokio::spawn(f).await`, plain runtime (the harness of the hook rows)"
+        SpawnJoin Tokio "plain_runtime" "`tokio::spawn(f).await`, plain runtime (the harness of the hook rows)"
             => |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::Bare));
         #[cfg(tokio_unstable)]
         SpawnJoin Tokio "empty_hooks" "`tokio::spawn(f).await`, runtime with 4 empty hooks"

@@ -302,7 +302,12 @@ impl<T: Send + Sync + 'static> Propagated<T> {
     /// nothing it could leave half-changed is observed afterwards.
     fn decode_received(&self, text: &str) -> Result<T, String> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.decode)(text)))
-            .unwrap_or_else(|payload| Err(codec_panicked(payload.as_ref())))
+            .unwrap_or_else(|payload| {
+                let message = codec_panicked(payload.as_ref());
+                // The payload's own `Drop` may panic too.
+                crate::discarding_panics(move || drop(payload));
+                Err(message)
+            })
     }
 }
 

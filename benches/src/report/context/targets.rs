@@ -211,9 +211,35 @@ fn ratio(target: &str, ours: Option<f64>, peer: Option<f64>, bar: f64) -> Check 
     let pair = ours.zip(peer);
     Check::new(
         target,
-        pair.map(|(ours, peer)| ours / peer),
+        // A part at or below zero (a subtraction net of a floor) makes no ratio of timings:
+        // not measurable, even when both are and their quotient is positive.
+        pair.map(|(ours, peer)| {
+            if ours > 0.0 && peer > 0.0 {
+                ours / peer
+            } else {
+                f64::NAN
+            }
+        }),
         bar,
         Unit::Ratio,
     )
     .detail_opt(pair.map(|(ours, peer)| format!("{} / {} ns", format_ns(ours), format_ns(peer))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio;
+
+    /// Net of a floor, both parts may come out at or below zero: their quotient is positive,
+    /// but it is no ratio of timings, and must not pass.
+    #[test]
+    fn a_ratio_of_parts_at_or_below_zero_is_not_measurable() {
+        let both_negative = ratio("net", Some(-1.0), Some(-2.0), 2.0);
+        assert_eq!(both_negative.passed(), Some(false));
+        let one_zero = ratio("net", Some(1.0), Some(0.0), 2.0);
+        assert_eq!(one_zero.passed(), Some(false));
+        let fine = ratio("net", Some(1.0), Some(2.0), 2.0);
+        assert_eq!(fine.passed(), Some(true));
+        assert_eq!(ratio("net", None, Some(2.0), 2.0).passed(), None);
+    }
 }

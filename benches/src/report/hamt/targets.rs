@@ -71,9 +71,11 @@ fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
             .map(|&n| ratio.applies(n).then(|| Check::not_measured(ratio.max)))
             .collect(),
     };
-    let covers = ratio
+    // A bar without an upper size applies up to the largest size the report measures.
+    let largest = ratio
         .n_max
-        .is_none_or(|max| results.sizes.iter().any(|&n| n >= max))
+        .unwrap_or(crate::sizes::FULL[crate::sizes::FULL.len() - 1]);
+    let covers = results.sizes.iter().any(|&n| n >= largest)
         && ratio
             .n_min
             .is_none_or(|min| results.sizes.iter().any(|&n| n <= min));
@@ -82,7 +84,7 @@ fn timing_target(results: &HamtResults, ratio: &RatioTarget) -> Target {
             .sizes
             .iter()
             .filter(|&&n| ratio.applies(n))
-            .map(|n| n.to_string())
+            .map(|&n| crate::sizes::label(n))
             .collect();
         format!("N = {} only", measured.join(", "))
     });
@@ -259,7 +261,9 @@ mod tests {
         let short = timing_target(&results, &bar(Some(100_000)));
         assert_eq!(short.partial.as_deref(), Some("N = 10, 100 only"));
         assert!(timing_target(&results, &bar(Some(100))).partial.is_none());
-        assert!(timing_target(&results, &bar(None)).partial.is_none());
+        // Without an upper size, the bar applies up to the report's largest (1M).
+        let unbounded = timing_target(&results, &bar(None));
+        assert_eq!(unbounded.partial.as_deref(), Some("N = 10, 100 only"));
         let table = super::super::render::targets_table(&[short], &results.sizes);
         assert!(table.contains("PASS (N = 10, 100 only)"), "{table}");
     }

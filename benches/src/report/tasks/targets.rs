@@ -34,7 +34,7 @@ pub fn spawn_overhead(results: &TaskResults) -> Option<f64> {
 /// through the same harness (the runtime rows').
 pub fn hooks_spawn_overhead(results: &TaskResults) -> Option<(f64, f64, f64)> {
     let hooks = results.ns(Op::SpawnJoin, Ours, "hooks", LIVE_VARS)?;
-    let plain = results.ns(Op::SpawnJoin, Baseline, "plain_runtime", LIVE_VARS)?;
+    let plain = results.ns(Op::SpawnJoin, Tokio, "plain_runtime", LIVE_VARS)?;
     Some((hooks, plain, hooks - plain))
 }
 
