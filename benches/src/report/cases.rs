@@ -482,20 +482,23 @@ impl Check {
         let suffix = match self.unit {
             Unit::Ratio => "×",
             Unit::Ns => " ns",
-            Unit::Allocations => return printed,
+            Unit::Allocations => "",
         };
-        if value == self.limit || printed != self.unit.format(self.limit) {
+        // Whether `text` (without its unit) reads as the bar's number: compared as numbers,
+        // since the bar may print with other decimals (`100 ns`, `100.00 ns`).
+        let reads_as_bar = |text: &str| {
+            text.strip_suffix(suffix)
+                .and_then(|number| number.parse::<f64>().ok())
+                .is_some_and(|number| number == self.limit)
+        };
+        if value == self.limit || !reads_as_bar(&printed) {
             return printed;
         }
         (3..=6)
-            .map(|decimals| {
-                (
-                    format!("{value:.decimals$}{suffix}"),
-                    format!("{:.decimals$}{suffix}", self.limit),
-                )
-            })
-            .find(|(value, bar)| value != bar)
-            .map_or(printed, |(value, _)| value)
+            .map(|decimals| format!("{value:.decimals$}{suffix}"))
+            .find(|text| !reads_as_bar(text))
+            // The shortest text that gives the value back exactly.
+            .unwrap_or_else(|| format!("{value}{suffix}"))
     }
 }
 
@@ -657,7 +660,7 @@ mod tests {
     }
 
     #[test]
-    fn a_ratio_at_or_below_zero_misses_and_a_near_miss_shows_three_decimals() {
+    fn a_ratio_at_or_below_zero_misses_and_a_near_miss_never_reads_as_its_bar() {
         let checks = [
             // A net-of-floor ratio whose denominator came out negative.
             Check::new("negative", Some(-2.0), 2.0, Unit::Ratio),
@@ -669,9 +672,14 @@ mod tests {
             Check::new("closer miss", Some(0.6004), 0.6, Unit::Ratio),
             Check::new("ns miss", Some(5.004), 5.0, Unit::Ns),
             Check::new("clear miss", Some(0.75), 0.6, Unit::Ratio),
+            // One stray allocation in a thousand calls, against none.
+            Check::new("stray allocation", Some(0.001), 0.0, Unit::Allocations),
+            // Printed with other decimals than the bar (`100.00 ns`, `100 ns`).
+            Check::new("just under", Some(99.996), 100.0, Unit::Ns),
+            Check::new("very close", Some(0.600_000_01), 0.6, Unit::Ratio),
         ];
         let text = checks_table(&checks);
-        assert!(text.contains("2 of 8 checks pass"), "{text}");
+        assert!(text.contains("3 of 11 checks pass"), "{text}");
         let line = |name: &str| {
             text.lines()
                 .find(|line| line.starts_with(&format!("| {name} ")))
@@ -688,5 +696,8 @@ mod tests {
         assert!(line("closer miss").contains("0.6004×"), "{text}");
         assert!(line("ns miss").contains("5.004 ns"), "{text}");
         assert!(line("clear miss").contains("0.75×"), "{text}");
+        assert!(line("stray allocation").contains("0.001"), "{text}");
+        assert!(line("just under").contains("99.996 ns"), "{text}");
+        assert!(line("very close").contains("0.60000001×"), "{text}");
     }
 }

@@ -142,14 +142,16 @@ pub fn cases() -> Vec<Case<Op>> {
         SpawnJoin Ours "exec_context_spawn" "`exec_context::tokio::spawn(f).await`"
             => |live| Box::new(SpawnJoin::new(live, spawns::ours_spawn));
         #[cfg(tokio_unstable)]
-        SpawnJoin Tokio "plain_runtime" "`tokio::spawn(f).await`, plain runtime (the harness of the hook rows)"
-            => |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::Bare));
-        #[cfg(tokio_unstable)]
         SpawnJoin Tokio "empty_hooks" "`tokio::spawn(f).await`, runtime with 4 empty hooks"
-            => |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::EmptyHooks));
+            => |live| {
+                let runtime = runtime::runtime(Mode::EmptyHooks);
+                Box::new(SpawnJoin::on(runtime, live, spawns::tokio_spawn))
+            };
         #[cfg(tokio_unstable)]
         SpawnJoin Ours "hooks" "`tokio::spawn(f).await`, `propagate` runtime"
-            => |live| Box::new(runtime::RuntimeSpawnJoin::new(live, Mode::Hooks));
+            => |live| {
+                Box::new(SpawnJoin::on(runtime::runtime(Mode::Hooks), live, spawns::tokio_spawn))
+            };
         FiberSwitch Baseline "shared" "`FiberContext::Share`"
             => |live| fibers(live, || FiberContext::Share);
         FiberSwitch Ours "own_context" "`FiberContext::Inherit`"

@@ -1,7 +1,7 @@
 //! Task polls and spawns on a real tokio runtime, with and without runtime-level propagation
 //! (`exec_context::tokio::propagate`, which exists only with `--cfg tokio_unstable`).
 
-use std::future::{Future, ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -31,7 +31,8 @@ pub enum Mode {
 /// Whether this build can measure [`Mode::Hooks`].
 pub const HOOKS_AVAILABLE: bool = cfg!(tokio_unstable);
 
-fn runtime(mode: Mode) -> Runtime {
+/// A current-thread runtime for `mode` (the hooks it has, if any).
+pub fn runtime(mode: Mode) -> Runtime {
     let mut builder = Builder::new_current_thread();
     #[cfg(tokio_unstable)]
     match mode {
@@ -124,52 +125,6 @@ impl Routine for RuntimePolls {
                 })
                 .await
                 .unwrap_or_default()
-            })
-        })
-    }
-
-    fn ops_per_call(&self) -> u64 {
-        1
-    }
-}
-
-/// `spawn(ready(1)).await`, `calls` times, from inside `block_on` (like
-/// [`super::spawns::SpawnJoin`]), in `mode`.
-pub struct RuntimeSpawnJoin {
-    live: OursLive,
-    runtime: Runtime,
-    mode: Mode,
-}
-
-impl RuntimeSpawnJoin {
-    /// Spawns in `mode`, with `live` variables in the spawner's context.
-    pub fn new(live: usize, mode: Mode) -> Self {
-        Self {
-            live: OursLive::new(live),
-            runtime: runtime(mode),
-            mode,
-        }
-    }
-}
-
-impl Routine for RuntimeSpawnJoin {
-    fn run(&mut self, calls: u64) -> Duration {
-        let Self {
-            live,
-            runtime,
-            mode,
-        } = self;
-        let mode = black_box(*mode);
-        live.run(|| {
-            runtime.block_on(async move {
-                let mut checksum = 0u64;
-                let start = thread_cpu_time();
-                for _ in 0..calls {
-                    checksum = checksum.wrapping_add(spawn(mode, ready(1u64)).await.unwrap_or(0));
-                }
-                let spent = thread_cpu_time().saturating_sub(start);
-                black_box(checksum);
-                spent
             })
         })
     }

@@ -33,6 +33,12 @@ impl SpawnJoin {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread tokio runtime");
+        Self::on(runtime, live, spawn)
+    }
+
+    /// Spawns with `spawn` on `runtime` (one with task hooks, say), with `live` variables in
+    /// the current context: the same loop as [`new`](Self::new)'s, so the rows compare.
+    pub fn on(runtime: Runtime, live: usize, spawn: Spawn) -> Self {
         Self {
             live: OursLive::new(live),
             runtime,

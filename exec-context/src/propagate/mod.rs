@@ -1574,7 +1574,17 @@ mod tests {
         match text {
             "boom" => panic!("touchy about {text}"),
             "bang" => std::panic::panic_any(7u8),
+            "nasty" => std::panic::panic_any(NastyPayload),
             _ => text.parse().map_err(|_| "not a number".to_string()),
+        }
+    }
+
+    /// A panic payload whose own `Drop` panics.
+    struct NastyPayload;
+
+    impl Drop for NastyPayload {
+        fn drop(&mut self) {
+            panic!("the payload's drop panicked on purpose");
         }
     }
 
@@ -1594,6 +1604,8 @@ mod tests {
                 "the codec panicked: touchy about boom",
             ),
             (b"touchy=bang,t=a", "the codec panicked"),
+            // The payload's own panic is contained too: nothing comes out of the decode.
+            (b"touchy=nasty,t=a", "the codec panicked"),
         ] {
             let (context, errors) = registry.decode_baggage(header);
             assert_eq!(context.get(&TEXT).as_deref(), Some("a"));

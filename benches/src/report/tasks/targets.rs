@@ -31,10 +31,10 @@ pub fn spawn_overhead(results: &TaskResults) -> Option<f64> {
 }
 
 /// Plain `tokio::spawn` on a `propagate` runtime minus `tokio::spawn` on a plain one, both
-/// through the same harness (the runtime rows').
+/// through the same loop (`SpawnJoin`).
 pub fn hooks_spawn_overhead(results: &TaskResults) -> Option<(f64, f64, f64)> {
     let hooks = results.ns(Op::SpawnJoin, Ours, "hooks", LIVE_VARS)?;
-    let plain = results.ns(Op::SpawnJoin, Tokio, "plain_runtime", LIVE_VARS)?;
+    let plain = results.ns(Op::SpawnJoin, Tokio, "tokio_spawn", LIVE_VARS)?;
     Some((hooks, plain, hooks - plain))
 }
 
