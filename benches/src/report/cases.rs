@@ -484,17 +484,26 @@ impl Check {
             Unit::Ns => " ns",
             Unit::Allocations => "",
         };
-        // Whether `text` (without its unit) reads as the bar's number: compared as numbers,
-        // since the bar may print with other decimals (`100 ns`, `100.00 ns`).
+        // Whether `text` reads as the bar: its number (without the unit) is the bar's, since
+        // the bar may print with other decimals (`100 ns`, `100.00 ns`), or it is the bar's
+        // own text (`10.0k ns`, which does not parse).
+        let bar_text = self.unit.format(self.limit);
         let reads_as_bar = |text: &str| {
-            text.strip_suffix(suffix)
-                .and_then(|number| number.parse::<f64>().ok())
-                .is_some_and(|number| number == self.limit)
+            text == bar_text
+                || text
+                    .strip_suffix(suffix)
+                    .and_then(|number| number.parse::<f64>().ok())
+                    .is_some_and(|number| number == self.limit)
         };
         if value == self.limit || !reads_as_bar(&printed) {
             return printed;
         }
-        (3..=6)
+        // More decimals than the printed text has (never fewer, which would round further).
+        let shown = printed
+            .strip_suffix(suffix)
+            .and_then(|number| number.split_once('.'))
+            .map_or(0, |(_, decimals)| decimals.len());
+        (shown + 1..=shown.max(5) + 1)
             .map(|decimals| format!("{value:.decimals$}{suffix}"))
             .find(|text| !reads_as_bar(text))
             // The shortest text that gives the value back exactly.
@@ -677,9 +686,13 @@ mod tests {
             // Printed with other decimals than the bar (`100.00 ns`, `100 ns`).
             Check::new("just under", Some(99.996), 100.0, Unit::Ns),
             Check::new("very close", Some(0.600_000_01), 0.6, Unit::Ratio),
+            // Printed in thousands, like its bar.
+            Check::new("thousands", Some(10_030.0), 10_000.0, Unit::Ns),
+            // Printed with four decimals below 0.01: never rounded to fewer.
+            Check::new("tiny", Some(0.005_51), 0.005_5, Unit::Ratio),
         ];
         let text = checks_table(&checks);
-        assert!(text.contains("3 of 11 checks pass"), "{text}");
+        assert!(text.contains("3 of 13 checks pass"), "{text}");
         let line = |name: &str| {
             text.lines()
                 .find(|line| line.starts_with(&format!("| {name} ")))
@@ -699,5 +712,7 @@ mod tests {
         assert!(line("stray allocation").contains("0.001"), "{text}");
         assert!(line("just under").contains("99.996 ns"), "{text}");
         assert!(line("very close").contains("0.60000001×"), "{text}");
+        assert!(line("thousands").contains("10030.000 ns"), "{text}");
+        assert!(line("tiny").contains("0.00551×"), "{text}");
     }
 }

@@ -69,7 +69,9 @@ crate::case_ops! {
             variables in the spawner's context: `tokio::spawn` against \
             `exec_context::tokio::spawn`, which snapshots the context and wraps the task, \
             and against plain `tokio::spawn` on a runtime built with `propagate` (the \
-            spawn hook snapshots the context; needs `--cfg tokio_unstable`)."),
+            spawn hook snapshots the context) and on one with four empty hooks (tokio's own \
+            cost of hooks), all through the same loop (the last two need \
+            `--cfg tokio_unstable`)."),
         /// Switch to a fiber and back.
         FiberSwitch => ("fiber switch", "fiber_switch", "ns per switch",
             "Two fibers whose bodies only yield, switched to in turn from the driver; per \
