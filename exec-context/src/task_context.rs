@@ -54,7 +54,7 @@
 
 use std::fmt;
 
-use contextvars::{AttachId, Context, ExecutionContext, attach, detach, end_attach};
+use contextvars::{AttachId, Context, DetachError, ExecutionContext, attach, detach, end_attach};
 
 use crate::task::spawn_context;
 use crate::thread::Inheritance;
@@ -273,10 +273,19 @@ impl TaskContext {
     /// ```
     #[inline]
     pub fn exit(&mut self) -> Result<(), TaskContextError> {
+        self.leave(detach)
+    }
+
+    /// Ends the entry with `finish` (`detach` or `end_attach`), taking the context back.
+    #[inline]
+    fn leave(
+        &mut self,
+        finish: fn(AttachId) -> Result<Context, DetachError>,
+    ) -> Result<(), TaskContextError> {
         // Taken first: if a `Drop` of what the exit lets go panics, the attach has ended, and
         // so has the entry.
         let id = self.entered.take().ok_or(TaskContextError::NotEntered)?;
-        match detach(id) {
+        match finish(id) {
             Ok(context) => {
                 self.context = context;
                 Ok(())
@@ -323,18 +332,7 @@ impl TaskContext {
     /// assert_eq!(REQUEST.get(), Some(1)); // the thread's own context again
     /// ```
     pub fn end(&mut self) -> Result<(), TaskContextError> {
-        // Taken first, as in `exit`.
-        let id = self.entered.take().ok_or(TaskContextError::NotEntered)?;
-        match end_attach(id) {
-            Ok(context) => {
-                self.context = context;
-                Ok(())
-            }
-            Err(_) => {
-                self.entered = Some(id);
-                Err(TaskContextError::NotCurrent)
-            }
-        }
+        self.leave(end_attach)
     }
 
     /// Whether the context is entered (current on some thread).
