@@ -171,14 +171,24 @@ pub(crate) fn contain(f: impl FnOnce()) {
     }
 }
 
-/// Drops `value`, discarding a panic of its `Drop` (and of the panic payload's own; a
-/// payload whose drop panics in turn is leaked, as nothing is left to contain it).
+/// Drops `value`, discarding a panic of its `Drop` (see [`discard_payload`]).
 pub(crate) fn discard_panic<T>(value: T) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value)))
-        && let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)))
-    {
-        mem::forget(payload);
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        discard_payload(payload);
     }
+}
+
+/// Drops a panic payload, whose own `Drop` may panic in turn (with a payload of its own, and
+/// so on): a few levels deep; a payload still panicking past them is leaked, as nothing is
+/// left to contain it.
+fn discard_payload(mut payload: Box<dyn std::any::Any + Send>) {
+    for _ in 0..4 {
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    mem::forget(payload);
 }
 
 /// Runs `f` on this thread's state, or returns `None` during thread teardown, after the

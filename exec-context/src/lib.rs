@@ -73,17 +73,22 @@ pub use generator::{Co, Gen, GenError, GeneratorState, Yield};
 pub use iter::{ContextualIter, ContextualStream, IteratorExt, StreamExt};
 pub use task::{FutureExt, WithContext, bind, bind_fn, bind_to};
 
-/// Runs `f`, discarding a panic out of it, and one out of that panic's payload's own `Drop`
-/// (a payload whose drop panics in turn is leaked: nothing is left to contain it). For user
-/// code whose panic has no one to reach: a thread-local's destructor, a runtime's hook,
-/// a drop while the thread unwinds.
+/// Runs `f`, discarding a panic out of it, and those out of that panic's payload's own
+/// `Drop` (and its payload's, a few levels deep; one still panicking past them is leaked:
+/// nothing is left to contain it). For user code whose panic has no one to reach: a
+/// thread-local's destructor, a runtime's hook, a drop while the thread unwinds.
 pub(crate) fn discarding_panics(f: impl FnOnce()) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(f))
-        && let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(payload)))
-    {
-        std::mem::forget(payload);
+    let Err(mut payload) = catch_unwind(AssertUnwindSafe(f)) else {
+        return;
+    };
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
     }
+    std::mem::forget(payload);
 }
 
 /// The workspace README's examples, compiled and run as doctests.
