@@ -840,23 +840,20 @@ impl RegistryBuilder {
                 return Err(RegistryError::DuplicateWireName(wire));
             }
         }
+        // One bit per entry among the first 64 (the rest are never remembered).
         #[cfg(feature = "tower")]
-        let shareable = self
-            .entries
-            .iter()
-            .take(u64::BITS as usize)
-            .enumerate()
-            .filter(|(_, entry)| entry.shareable())
-            .fold(0, |bits, (i, _)| bits | 1 << i);
+        let mask = |keep: fn(&dyn Entry) -> bool| {
+            self.entries
+                .iter()
+                .take(u64::BITS as usize)
+                .enumerate()
+                .filter(|(_, entry)| keep(**entry))
+                .fold(0u64, |bits, (i, _)| bits | 1 << i)
+        };
         #[cfg(feature = "tower")]
-        let remembered = self
-            .entries
-            .iter()
-            .take(u64::BITS as usize)
-            .enumerate()
-            .filter(|(_, entry)| entry.inherited())
-            .fold(0, |bits, (i, _)| bits | 1 << i)
-            & shareable;
+        let shareable = mask(|entry| entry.shareable());
+        #[cfg(feature = "tower")]
+        let remembered = mask(|entry| entry.inherited()) & shareable;
         #[cfg(feature = "tower")]
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Registry {

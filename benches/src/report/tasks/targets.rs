@@ -42,6 +42,13 @@ fn difference_detail(figures: Option<(f64, f64, f64)>) -> Option<String> {
     figures.map(|(ours, baseline, _)| format!("{} − {}", format_ns(ours), format_ns(baseline)))
 }
 
+/// A check of the difference in `figures` (ours, baseline, difference) against `bar`, in ns,
+/// with both figures as its detail.
+fn difference_check(name: &str, figures: Option<(f64, f64, f64)>, bar: f64) -> Check {
+    Check::new(name, figures.map(|figures| figures.2), bar, Unit::Ns)
+        .detail_opt(difference_detail(figures))
+}
+
 /// Why the runtime-hook rows are missing from a build without the cfg.
 fn needs_unstable() -> Option<String> {
     (!crate::task_ops::runtime::HOOKS_AVAILABLE)
@@ -72,13 +79,11 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
         .op(Op::GenResume)
         .and_then(|op| op.best_peer(LIVE_VARS));
     let poll_check = |bar, whose: &str| {
-        Check::new(
-            format!("task poll: `in_current_context` over the bare future ({whose})"),
-            poll.map(|figures| figures.2),
+        difference_check(
+            &format!("task poll: `in_current_context` over the bare future ({whose})"),
+            poll,
             bar,
-            Unit::Ns,
         )
-        .detail_opt(difference_detail(poll))
     };
     vec![
         Check::new(
@@ -98,20 +103,16 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
                 format_ns(peer.ns())
             )
         })),
-        Check::new(
+        difference_check(
             "generator resume: empty logical context overhead",
-            empty.map(|figures| figures.2),
+            empty,
             bars.resume_empty_lc_ns,
-            Unit::Ns,
-        )
-        .detail_opt(difference_detail(empty)),
-        Check::new(
+        ),
+        difference_check(
             "generator resume: non-empty logical context overhead (push + pop)",
-            non_empty.map(|figures| figures.2),
+            non_empty,
             bars.resume_non_empty_lc_ns,
-            Unit::Ns,
-        )
-        .detail_opt(difference_detail(non_empty)),
+        ),
         Check::new(
             "generator resume: allocations added by the empty logical context (per resume)",
             resume_extra_allocations,
@@ -139,28 +140,22 @@ pub fn evaluate(results: &TaskResults, bars: &TaskTargets) -> Vec<Check> {
         .detail_opt(difference_detail(chain)),
         poll_check(bars.poll_overhead_ns, "project bar"),
         poll_check(bars.poll_overhead_strict_ns, "issue 13's bar"),
-        Check::new(
+        difference_check(
             "tokio task poll with a `get`: `in_current_context` over the bare task (issue 13's bar)",
-            poll_get.map(|figures| figures.2),
+            poll_get,
             bars.poll_overhead_strict_ns,
-            Unit::Ns,
-        )
-        .detail_opt(difference_detail(poll_get)),
-        Check::new(
+        ),
+        difference_check(
             "tokio task poll: runtime hooks (`propagate`) over the plain task",
-            hooks_poll.map(|figures| figures.2),
+            hooks_poll,
             bars.hooks_poll_overhead_ns,
-            Unit::Ns,
         )
-        .detail_opt(difference_detail(hooks_poll))
         .unavailable(needs_unstable()),
-        Check::new(
+        difference_check(
             "tokio spawn + join: runtime hooks (`propagate`) over `tokio::spawn`",
-            hooks_spawn.map(|figures| figures.2),
+            hooks_spawn,
             bars.hooks_spawn_overhead_ns,
-            Unit::Ns,
         )
-        .detail_opt(difference_detail(hooks_spawn))
         .unavailable(needs_unstable()),
         Check::new(
             "task poll: `in_current_context` allocates nothing per poll",
