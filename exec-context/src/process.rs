@@ -8,6 +8,9 @@
 //! of the [`Registry`] given to `init` cross over (as text, see
 //! [`crate::propagate`]); other context variables stay in the parent. Arguments and results
 //! cross over with serde, as in procspawn; a function, not a capturing closure, is what runs.
+//! procspawn's wire format is not self-describing: a type that needs one
+//! (`serde_json::Value`, `#[serde(flatten)]`, untagged enums) fails to cross, as
+//! [`ProcessError::Failed`] from [`JoinHandle::join`]; wrap such values in [`Json`].
 //!
 //! | policy | the child starts with |
 //! |---|---|
@@ -17,6 +20,22 @@
 //!
 //! A panic in the child comes back from [`JoinHandle::join`] as [`ProcessError::Panicked`]
 //! with its message. Forgetting `init` gives [`ProcessError::NotInitialized`].
+//!
+//! A child that ends without a result (it calls `std::process::exit`, is killed, or aborts,
+//! as a panic does under `panic = "abort"`) gives [`ProcessError::Failed`], whose error's
+//! `is_remote_close()` is true: procspawn does not keep the child's exit status. [`spawn`]
+//! returns once the child has connected to its parent, and waits for that without a time
+//! limit (procspawn's design): a child that ends before it connects (killed as it starts,
+//! exiting in code that runs before [`init`], or aborting in `init` on a codec's panic under
+//! `panic = "abort"`) leaves `spawn` waiting for good.
+//!
+//! The values are handed over in the child's environment (as JSON, in
+//! `EXEC_CONTEXT_PROPAGATED`), where they stay: a process the child starts itself with
+//! [`std::process::Command`] inherits them (this crate's [`init`] in such a grandchild
+//! ignores them, on Unix), and they can be read where the child's environment can (on Linux,
+//! `/proc/<pid>/environ`, to the same user). Propagate nothing a subprocess of the child
+//! must not see, or remove the variable at the start of the spawned function (see the
+//! safety rules of [`std::env::remove_var`]).
 //!
 //! A value the child cannot decode (its codec rejects it, or panics on it) leaves that
 //! variable unset in the child, which still runs the function, and is reported in the child
@@ -62,6 +81,24 @@ use serde::de::DeserializeOwned;
 
 use crate::propagate::{Carried, Carrier, PropagationError, Registry};
 pub use crate::thread::Inheritance;
+/// procspawn's wrapper that carries a value across as JSON, for types its own format cannot
+/// carry (see the [module docs](self)).
+///
+/// ```
+/// use exec_context::process::{self, Inheritance, Json};
+/// use exec_context::propagate::Registry;
+///
+/// fn main() {
+///     process::init(Registry::builder().build().unwrap());
+///
+///     let doc = serde_json::json!({ "tenant": "acme", "ids": [1, 2] });
+///     let child = process::spawn(Inheritance::Empty, Json(doc), |Json(doc)| {
+///         Json(doc["ids"].as_array().map_or(0, Vec::len))
+///     });
+///     assert_eq!(child.join().unwrap().0, 2);
+/// }
+/// ```
+pub use procspawn::serde::Json;
 
 /// The environment variable that carries the propagated values to the child.
 const ENV_CARRIED: &str = "EXEC_CONTEXT_PROPAGATED";
@@ -81,7 +118,10 @@ const ENV_CARRIED_BY: &str = "EXEC_CONTEXT_PROPAGATED_BY";
 /// own code, and one started without part of the context it was given would go on as if
 /// its variables had never been set. For the same reason a value whose codec cannot encode
 /// it does not start the child either ([`ProcessError::NotEncoded`]).
-pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
+///
+/// On Windows an environment variable holds at most 32,767 characters, so the limit there is
+/// 32,000 bytes.
+pub const MAX_CARRIED_BYTES: usize = if cfg!(windows) { 32_000 } else { 64 * 1024 };
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -133,8 +173,15 @@ fn install(registry: &Registry) {
 
 /// [`install`], which may panic.
 fn install_carried(registry: &Registry) {
-    let Ok(text) = std::env::var(ENV_CARRIED) else {
-        return;
+    let text = match std::env::var(ENV_CARRIED) {
+        Ok(text) => text,
+        Err(std::env::VarError::NotPresent) => return,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            if handed_to_this_process() {
+                report_undecodable(registry, "not UTF-8".to_owned());
+            }
+            return;
+        }
     };
     if !handed_to_this_process() {
         return;
@@ -142,13 +189,7 @@ fn install_carried(registry: &Registry) {
     let carried: Carried = match serde_json::from_str(&text) {
         Ok(carried) => carried,
         Err(err) => {
-            registry.report_errors(
-                Carrier::Process,
-                vec![PropagationError::Decode {
-                    key: ENV_CARRIED.to_string(),
-                    message: err.to_string(),
-                }],
-            );
+            report_undecodable(registry, err.to_string());
             return;
         }
     };
@@ -159,6 +200,17 @@ fn install_carried(registry: &Registry) {
     // At the top of the main thread's context: procspawn runs the function right after.
     let errors = registry.decode_here(&pairs);
     registry.report_errors(Carrier::Process, errors);
+}
+
+/// Reports a hand-over that is not what [`start`] writes (no variable is set from it).
+fn report_undecodable(registry: &Registry, message: String) {
+    registry.report_errors(
+        Carrier::Process,
+        vec![PropagationError::Decode {
+            key: ENV_CARRIED.to_string(),
+            message,
+        }],
+    );
 }
 
 /// Whether the values in the environment were handed over by this process's parent (on
@@ -350,7 +402,10 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
     ///
     /// [`ProcessError`]: not initialized, too much to hand over or a value that does not
     /// encode (the child was not started), a panic in the child (with its message), or a
-    /// failure to start or reach it.
+    /// failure to start or reach it ([`ProcessError::Failed`]): among them a child that
+    /// ended without a result (`is_remote_close()`: it exited, was killed or aborted; its
+    /// exit status is not kept), and arguments or a result that did not cross over (see
+    /// [`Json`]).
     ///
     /// ```
     /// use exec_context::process::{self, Inheritance, ProcessError};
@@ -419,7 +474,9 @@ impl<R: Serialize + DeserializeOwned> JoinHandle<R> {
 /// Runs `f(args)` in a child process that starts in the context `policy` selects (its
 /// propagated variables only). `args` and the result cross over with serde.
 ///
-/// Errors surface from [`JoinHandle::join`], as procspawn does.
+/// Errors surface from [`JoinHandle::join`], as procspawn does. `spawn` returns once the
+/// child has connected, and waits for that without a time limit (see the
+/// [module docs](self)).
 ///
 /// ```
 /// use exec_context::process::{Inheritance, spawn};

@@ -22,16 +22,16 @@ pub enum Inheritance {
 }
 
 impl Inheritance {
-    /// The context to start from, resolved in the spawning thread.
-    fn resolve(self) -> Option<ExecutionContext> {
+    /// The context to start from, resolved in the spawning thread. The thread runs in it
+    /// even when it is empty, so that what the thread sets is dropped when its function
+    /// returns (a panic in a value's `Drop` reaching `join`, a `Drop` that reads variables
+    /// still seeing the thread's context) whatever the policy, rather than later in the
+    /// thread's teardown.
+    fn resolve(self) -> ExecutionContext {
         match self {
-            Inheritance::Empty => {
-                let pinned = ExecutionContext::pinned();
-                // Nothing pinned: the thread's own empty context will do, without a frame.
-                (pinned.depth() > 0).then_some(pinned)
-            }
-            Inheritance::Inherit => Some(get_execution_context().inherited()),
-            Inheritance::Given(ec) => Some(ec),
+            Inheritance::Empty => ExecutionContext::pinned(),
+            Inheritance::Inherit => get_execution_context().inherited(),
+            Inheritance::Given(ec) => ec,
         }
     }
 }
@@ -57,10 +57,10 @@ where
     T: Send + 'static,
 {
     let start = policy.resolve();
-    let guard = spawn_guard(start.as_ref());
+    let guard = spawn_guard(&start);
     std::thread::spawn(move || {
         let _guard = guard;
-        run_in(start, f)
+        run_with_execution_context(&start, f)
     })
 }
 
@@ -78,21 +78,11 @@ pub(crate) fn set_spawn_hook(hook: SpawnHook) {
 }
 
 /// The hook's guard for a thread about to be spawned, taken in the spawning thread but in the
-/// context the thread will start in (`None`: the thread's own empty one), so that a thread
-/// given another interpreter's context counts for that interpreter.
-fn spawn_guard(start: Option<&ExecutionContext>) -> Option<Box<dyn Send>> {
+/// context the thread will start in, so that a thread given another interpreter's context
+/// counts for that interpreter.
+fn spawn_guard(start: &ExecutionContext) -> Option<Box<dyn Send>> {
     let hook = SPAWN_HOOK.get()?;
-    match start {
-        Some(ec) => run_with_execution_context(ec, hook),
-        None => hook(),
-    }
-}
-
-fn run_in<T>(start: Option<ExecutionContext>, f: impl FnOnce() -> T) -> T {
-    match start {
-        Some(ec) => run_with_execution_context(&ec, f),
-        None => f(),
-    }
+    run_with_execution_context(start, hook)
 }
 
 /// A [`std::thread::Builder`] with an [`Inheritance`] policy.
@@ -148,10 +138,10 @@ impl Builder {
         T: Send + 'static,
     {
         let start = self.policy.resolve();
-        let guard = spawn_guard(start.as_ref());
+        let guard = spawn_guard(&start);
         self.inner.spawn(move || {
             let _guard = guard;
-            run_in(start, f)
+            run_with_execution_context(&start, f)
         })
     }
 }

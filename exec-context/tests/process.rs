@@ -167,6 +167,65 @@ fn a_grandchild_does_not_take_its_parents_hand_over() -> Result<(), Failed> {
     })
 }
 
+/// In a child: how many reports its start-up made.
+fn reports_at_start((): ()) -> usize {
+    REPORTS.load(Ordering::Relaxed)
+}
+
+/// A hand-over that is not what `process::spawn` writes (not UTF-8, not JSON) is reported
+/// once in the child, which still runs its function.
+fn a_malformed_hand_over_is_reported_and_the_child_runs() -> Result<(), Failed> {
+    #[cfg(unix)]
+    let not_utf8 = {
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(vec![b'{', 0xff, 0xfe, b'}'])
+    };
+    #[cfg(not(unix))]
+    let not_utf8 = std::ffi::OsString::from("{\"entries\":");
+    for hand_over in [not_utf8, "{garbage".into(), "[1, 2]".into()] {
+        let reports = procspawn::Builder::new()
+            .env("EXEC_CONTEXT_PROPAGATED", &hand_over)
+            .env("EXEC_CONTEXT_PROPAGATED_BY", std::process::id().to_string())
+            .spawn((), reports_at_start)
+            .join_timeout(Duration::from_secs(60))
+            .map_err(|err| format!("{hand_over:?}: {err}"))?;
+        check(reports == 1, || {
+            format!("{hand_over:?}: {reports} reports in the child")
+        })?;
+    }
+    Ok(())
+}
+
+/// A child that exits without a result gives `Failed`, a closed connection, not a hang.
+fn a_child_that_exits_without_a_result_fails() -> Result<(), Failed> {
+    let mut child = process::spawn(Inheritance::Empty, 3, |code: i32| -> u8 {
+        std::process::exit(code)
+    });
+    match child.join_timeout(Duration::from_secs(60)) {
+        Err(ProcessError::Failed(err)) if err.is_remote_close() => Ok(()),
+        other => Err(format!("expected a closed connection, got {other:?}").into()),
+    }
+}
+
+/// Arguments the wire format cannot carry fail as `Failed`; wrapped in `Json` they cross.
+fn arguments_that_need_json_fail_without_it() -> Result<(), Failed> {
+    let doc = serde_json::json!({ "ids": [1, 2, 3] });
+    let mut bare = process::spawn(Inheritance::Empty, doc.clone(), |doc: serde_json::Value| {
+        doc["ids"].as_array().map_or(0, Vec::len)
+    });
+    let bare = bare.join_timeout(Duration::from_secs(60));
+    check(matches!(bare, Err(ProcessError::Failed(_))), || {
+        format!("a bare `Value`: {bare:?}")
+    })?;
+    let wrapped = process::spawn(
+        Inheritance::Empty,
+        process::Json(doc),
+        |process::Json(doc)| doc["ids"].as_array().map_or(0, Vec::len),
+    )
+    .join()?;
+    check(wrapped == 3, || format!("{wrapped}"))
+}
+
 fn a_child_that_never_started_answers_every_join_alike() -> Result<(), Failed> {
     Context::new().run(|| {
         REQUEST_ID.set("x".repeat(MAX_CARRIED_BYTES));
@@ -354,6 +413,18 @@ fn main() {
         Trial::test(
             "a_value_that_does_not_encode_does_not_start_the_child",
             a_value_that_does_not_encode_does_not_start_the_child,
+        ),
+        Trial::test(
+            "a_malformed_hand_over_is_reported_and_the_child_runs",
+            a_malformed_hand_over_is_reported_and_the_child_runs,
+        ),
+        Trial::test(
+            "a_child_that_exits_without_a_result_fails",
+            a_child_that_exits_without_a_result_fails,
+        ),
+        Trial::test(
+            "arguments_that_need_json_fail_without_it",
+            arguments_that_need_json_fail_without_it,
         ),
     ];
     // Only Unix gives a process its parent's id, by which a child tells a hand-over meant

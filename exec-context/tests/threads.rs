@@ -494,3 +494,56 @@ mod on_rayon {
         });
     }
 }
+
+/// What a thread sets is dropped when its function returns, under every policy: a `Drop`
+/// that panics reaches `join` (it once did not under `Empty`, whose thread ran in its own
+/// root context, dropped in the thread's teardown, where panics are discarded), and one that
+/// reads a variable can (it sees the context the thread's function was called in).
+#[test]
+fn what_a_thread_sets_is_dropped_when_it_returns_under_every_policy() {
+    use std::sync::Arc;
+
+    static SEEN: ContextVar<&'static str> = ContextVar::new("seen");
+    static HELD: ContextVar<Arc<Noisy>> = ContextVar::new("held");
+
+    /// Sends what `SEEN` holds when it drops, then panics if asked to.
+    struct Noisy {
+        seen: mpsc::Sender<Option<&'static str>>,
+        panics: bool,
+    }
+
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            let _ = self.seen.send(SEEN.get());
+            if self.panics {
+                panic!("drop of a value the thread set");
+            }
+        }
+    }
+
+    for policy in [
+        Inheritance::Empty,
+        Inheritance::Inherit,
+        Inheritance::Given(ExecutionContext::new()),
+    ] {
+        let name = format!("{policy:?}");
+        for panics in [false, true] {
+            let (seen, dropped) = mpsc::channel();
+            let handle = spawn(policy.clone(), move || {
+                SEEN.set("thread");
+                HELD.set(Arc::new(Noisy { seen, panics }));
+            });
+            let joined = handle.join();
+            assert_eq!(
+                joined.is_err(),
+                panics,
+                "{name}: the drop's panic reaches join"
+            );
+            assert_eq!(
+                dropped.try_recv(),
+                Ok(None),
+                "{name}: dropped before join returned, outside the thread's context"
+            );
+        }
+    }
+}
