@@ -170,7 +170,7 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
 /// With nothing left attached above, this is [`detach`]. Otherwise the context handed back
 /// is the topmost one left attached (still the current one, as at the end of a run), and
 /// the contexts those attaches displaced, the one `id` attached among them, are dropped here
-/// (or when the thread's outermost borrow ends). No [`detach`] can match those attaches any
+/// (or, those a borrow lends, when the last borrow lending them ends). No [`detach`] can match those attaches any
 /// more. Either way the context that `id`'s attach displaced is current again.
 ///
 /// # Errors
@@ -294,7 +294,8 @@ pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
 ///   change made to it. With nothing left attached above, that is what [`detach_deferred`]
 ///   hands back. Otherwise it is the topmost context left attached (still the current one,
 ///   as at the end of a run), and the contexts those attaches displaced, the fetched one
-///   among them, are dropped here (or when the thread's outermost borrow ends). No
+///   among them, are dropped here (or, those a borrow lends, when the last borrow lending
+///   them ends). No
 ///   [`detach`] can match those attaches any more.
 ///
 /// Either way the context that `attach_deferred` displaced is current again.

@@ -46,11 +46,12 @@
 //!    `Clone` in `ContextVar::get`) could change the very variable it borrows and drop the
 //!    old value. [`read`] records the address it lends for as long as the borrow is open. A
 //!    displaced value whose allocation contains a lent address is *retired* to a per-thread
-//!    list instead of being dropped, and the list is released when the outermost borrow ends.
-//!    Every other displaced value is dropped at once: a long borrow of one variable delays no
-//!    other drop. Up to [`LENT_MAX`] nested borrows are recorded exactly; deeper than that,
-//!    every displaced value is retired until the nesting falls back (a conservative answer,
-//!    never an unsound one). [`read_plain`] lends nothing: it serves only primitives, whose
+//!    list instead of being dropped; when a borrow ends, the retired values no borrow still
+//!    open lends are released. Every other displaced value is dropped at once: a long borrow
+//!    of one variable delays no other drop, nor the release of a value an inner borrow lent.
+//!    Up to [`LENT_MAX`] nested borrows are recorded exactly; deeper than that, every
+//!    displaced value is retired until the nesting falls back (a conservative answer, never
+//!    an unsound one). [`read_plain`] lends nothing: it serves only primitives, whose
 //!    `Clone` is the standard library's and runs no user code, and clones them inside the
 //!    cache access.
 //!
@@ -190,8 +191,9 @@ impl Cache {
 /// version 0.
 ///
 /// While `f` holds a borrowed value, a displaced value that contains it is retired rather
-/// than dropped (point 4 above); `release` is called when the outermost borrow ends if
-/// anything was retired meanwhile. An inline value is lent as a copy instead, which borrows
+/// than dropped (point 4 above); when the borrow ends, if anything was retired, `release` is
+/// called with the number of borrows still open, and must release the retired values none
+/// of them lends (see [`lent_by_open_borrows`]), calling [`keep_retired`] if any remain. An inline value is lent as a copy instead, which borrows
 /// nothing. In debug builds, `check` is called on every hit with the variable and what is
 /// cached, and must panic if the current context does not hold that value.
 ///
@@ -207,7 +209,7 @@ pub(crate) unsafe fn read<T: 'static, R, F: FnOnce(Option<&T>) -> R>(
     f: F,
     absent: impl FnOnce(F) -> R,
     unknown: impl FnOnce(F) -> R,
-    release: fn(),
+    release: fn(usize),
     check: fn(VarId, Held),
 ) -> R {
     if is_inline::<T>() {
@@ -315,48 +317,66 @@ pub(crate) unsafe fn read_plain<T: Clone + 'static>(var: u64, check: fn(VarId, H
     })
 }
 
-/// An open borrow; closing the outermost one releases retired values.
+/// An open borrow; closing one releases the retired values no open borrow lends any more.
 struct Borrow {
-    release: fn(),
+    release: fn(usize),
 }
 
 impl Drop for Borrow {
     #[inline(always)]
     fn drop(&mut self) {
-        let release = CACHE.with(|cache| {
+        let (depth, release) = CACHE.with(|cache| {
             let depth = cache.borrows.get() - 1;
             cache.borrows.set(depth);
-            let release = depth == 0 && cache.retired.get();
-            if release {
-                cache.retired.set(false);
-            }
-            release
+            (depth, cache.retired.replace(false))
         });
         if release {
-            (self.release)();
+            (self.release)(depth);
         }
     }
 }
 
+/// Whether the open borrows may be lending an address in `start ..= start + len`.
+#[inline]
+fn lent_by(cache: &Cache, start: *const (), len: usize) -> bool {
+    let depth = cache.borrows.get();
+    let start = start.addr();
+    // `<=` at the end: a zero-sized value may sit at its allocation's last address.
+    depth > LENT_MAX
+        || cache.lent[..depth].iter().any(|lent| {
+            let lent = lent.get().addr();
+            (start..=start + len).contains(&lent)
+        })
+}
+
 /// Whether a displaced value occupying `start .. start + len` (bytes) may be in use by an
 /// open borrow on this thread, so it must be retired instead of dropped. When it returns
-/// `true`, the caller must retire it: the outermost borrow's end will call `release`.
+/// `true`, the caller must retire it: the end of a borrow will call `release`.
 #[inline]
 pub(crate) fn must_retire(start: *const (), len: usize) -> bool {
     CACHE.with(|cache| {
-        let depth = cache.borrows.get();
-        let start = start.addr();
-        // `<=` at the end: a zero-sized value may sit at its allocation's last address.
-        let lent = depth > LENT_MAX
-            || cache.lent[..depth].iter().any(|lent| {
-                let lent = lent.get().addr();
-                (start..=start + len).contains(&lent)
-            });
+        let lent = lent_by(cache, start, len);
         if lent {
             cache.retired.set(true);
         }
         lent
     })
+}
+
+/// Whether a retired value occupying `start .. start + len` may still be in use by a borrow
+/// open on this thread (for `release`, which keeps such values).
+#[inline]
+pub(crate) fn lent_by_open_borrows(start: *const (), len: usize) -> bool {
+    CACHE
+        .try_with(|cache| lent_by(cache, start, len))
+        .unwrap_or(false)
+}
+
+/// Says that retired values remain after a `release`: the end of a later borrow will call
+/// `release` again.
+#[inline]
+pub(crate) fn keep_retired() {
+    let _ = CACHE.try_with(|cache| cache.retired.set(true));
 }
 
 /// Records that the current context holds `value` (or nothing) for `var`.
@@ -505,7 +525,7 @@ pub(crate) fn leave(outer: u64) -> u64 {
 
 /// Invalidates every entry (as [`invalidate_all`]), and says whether any borrow is open on
 /// this thread. When it returns `true`, the caller must retire what it displaces (anything
-/// it cannot check address by address): the outermost borrow's end will call `release`.
+/// it cannot check address by address): the end of a borrow will call `release`.
 #[inline]
 pub(crate) fn invalidate_all_and_check_borrowed() -> bool {
     CACHE

@@ -54,10 +54,10 @@
 //! 2. While a value borrowed from the cache is in use (the closure of
 //!    [`ContextVar::with`](crate::ContextVar::with), or the value's `Clone` in `get`), the
 //!    thread records the address it lends. A displaced value that holds a lent address is
-//!    parked in a per-thread list and dropped when the outermost borrow ends, so even a
-//!    closure that sets the variable it is reading keeps a valid reference. Every other
+//!    parked in a per-thread list and dropped when the last borrow lending it ends, so even
+//!    a closure that sets the variable it is reading keeps a valid reference. Every other
 //!    displaced value is dropped at once: a borrow that lasts for the life of a server delays
-//!    no drop but that of the value it lends. (Past 16 nested borrows the thread stops
+//!    no drop but that of the value it lends, whatever the borrows nested in it lend. (Past 16 nested borrows the thread stops
 //!    recording addresses and parks every displaced value until the nesting ends.)
 //!
 //! Variable ids come from a process-wide counter and are never reused, so a stale entry can

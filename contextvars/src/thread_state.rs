@@ -72,8 +72,8 @@ pub(crate) struct ThreadState {
     /// A deferred attach not entered yet: entered by the first operation that uses the
     /// current context (see [`attach_deferred`]).
     pending: Option<Pending>,
-    /// Values displaced or detached while an open borrow lent them (see `cache`); released
-    /// when the outermost borrow ends.
+    /// Values displaced or detached while an open borrow lent them (see `cache`); each is
+    /// released at the end of a borrow once no open borrow lends it.
     retired: Vec<Retired>,
 }
 
@@ -199,7 +199,7 @@ fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
 }
 
 /// A value that left the topmost logical context. Dropping it drops the value, unless an
-/// open borrow lends it, in which case it is retired until the outermost borrow ends.
+/// open borrow lends it, in which case it is retired until no open borrow lends it.
 ///
 /// Never drop one inside the state's borrow: the value's `Drop` is user code.
 #[must_use = "a displaced value must be dropped outside the thread state's borrow"]
@@ -235,14 +235,33 @@ fn retire(retired: Retired) {
     let _ = STATE.try_with(|state| state.borrow_mut().retired.push(retired));
 }
 
-/// Releases retired values once the last borrow ended (called by `cache`).
+/// Releases the retired values that none of the `open` borrows still open on this thread
+/// lends (all of them once the last borrow ended; called by `cache` when a borrow ends).
 ///
 /// Every retired value is dropped even if a `Drop` panics. The first panic is passed on once
 /// all of them are dropped, unless the thread is already unwinding (the borrow ended because
 /// its closure panicked): a second panic would abort the process, so it is swallowed.
-pub(crate) fn release_retired() {
+pub(crate) fn release_retired(open: usize) {
     // As in `retire`: nothing waiting is entered first.
-    let Ok(retired) = STATE.try_with(|state| mem::take(&mut state.borrow_mut().retired)) else {
+    let Ok(retired) = STATE.try_with(|state| {
+        let mut state = state.borrow_mut();
+        let retired = mem::take(&mut state.retired);
+        if open == 0 {
+            return retired;
+        }
+        // The values an outer borrow still lends stay; the list is told it is not empty
+        // before anything is dropped (a `Drop` may panic).
+        let (kept, released): (Vec<_>, Vec<_>) = retired.into_iter().partition(|Retired(value)| {
+            value
+                .shared_range()
+                .is_some_and(|(start, len)| cache::lent_by_open_borrows(start, len))
+        });
+        if !kept.is_empty() {
+            cache::keep_retired();
+        }
+        state.retired = kept;
+        released
+    }) else {
         return;
     };
     let mut first_panic = None;
@@ -1753,8 +1772,8 @@ fn abandon_above(ts: &mut ThreadState, index: usize) -> Box<Abandoned> {
     })
 }
 
-/// Keeps alive, until the outermost open borrow on this thread ends, each value of `maps`
-/// that a borrow may be lending (see [`is_lent`]); the others may be dropped at once. For
+/// Keeps alive, until no borrow open on this thread lends it, each value of `maps` that a
+/// borrow may be lending (see [`is_lent`]); the others may be dropped at once. For
 /// callers that were told a borrow is open by `cache::check_borrowed` (or
 /// `invalidate_all_and_check_borrowed`), and are about to let go of these maps.
 ///

@@ -179,13 +179,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// What is deferred while `f` runs: only the value `f` was lent. If `f` (or anything it
     /// calls) replaces or removes that value from the context that lent it, the value is kept
-    /// until the outermost lending `with` or `get` on the thread returns, and dropped then. Every other
-    /// value displaced meanwhile, of any variable, is dropped at once, so a `with` that lasts
-    /// for the life of a server holds no memory and delays no destructor but its own value's.
+    /// until the `with` (or `get`) that lent it returns, or the outermost one lending the same
+    /// value, and dropped then. Every other value displaced meanwhile, of any variable, is
+    /// dropped at once, so a `with` that lasts for the life of a server holds no memory and
+    /// delays no destructor but its own value's, whatever the borrows nested in it lend.
     /// (Beyond 16 nested borrows on one thread, displaced values wait for the nesting to
-    /// unwind.) If such a deferred drop panics, the panic comes out of the outermost `with` once
-    /// every deferred value is dropped; if `f` itself panicked, the drop's panic is discarded,
-    /// so the process does not abort.
+    /// unwind.) If such a deferred drop panics, the panic comes out of the `with` that
+    /// released it once every value released there is dropped; if `f` itself panicked, the
+    /// drop's panic is discarded, so the process does not abort.
     ///
     /// A value of an integer type of up to 64 bits, `f32`, `f64` or `bool` is lent as a copy
     /// (such values are stored inline, where they have no lasting address): such a `with`

@@ -171,6 +171,48 @@ fn deletes_and_resets_under_a_long_get_clone_drop_at_once() {
     });
 }
 
+/// A read-modify-write through `with` inside a borrow that lasts: each value the inner
+/// borrow lent, then displaced, goes when that borrow ends, not when the outer one does.
+#[test]
+fn values_inner_borrows_lent_go_when_those_borrows_end_under_a_long_with() {
+    static CONFIG: ContextVar<String> = ContextVar::new("config_rmw");
+    static LOG: ContextVar<Counted> = ContextVar::new("log_rmw");
+
+    on_fresh_thread(|| {
+        CONFIG.set("serving".to_string());
+        LOG.set(Counted::new(0));
+        CONFIG.with(|config| {
+            let step = |id| {
+                LOG.with(|log| {
+                    assert_eq!(log.map(|log| log.id), Some(id - 1));
+                    // The lent value is displaced: retired while this borrow lends it.
+                    drop(LOG.set(Counted::new(id)));
+                    assert_eq!(log.map(|log| log.id), Some(id - 1), "still valid");
+                });
+            };
+            for id in 1..=8 {
+                step(id);
+            }
+            let baseline = live_bytes();
+            let mut peak = baseline;
+            for id in 9..=SETS {
+                step(id);
+                assert_eq!(dropped(), id, "released when the inner borrow ended");
+                peak = peak.max(live_bytes());
+            }
+            assert!(
+                peak - baseline <= 512,
+                "live bytes grew by {} over {SETS} inner borrows under one borrow",
+                peak - baseline
+            );
+            assert_eq!(config.map(String::as_str), Some("serving"));
+        });
+        assert_eq!(dropped(), SETS);
+        LOG.delete().unwrap();
+        assert_eq!(dropped(), SETS + 1);
+    });
+}
+
 #[test]
 fn the_lent_value_itself_is_kept_until_its_borrow_ends() {
     static VAR: ContextVar<Counted> = ContextVar::new("lent");
@@ -190,14 +232,15 @@ fn the_lent_value_itself_is_kept_until_its_borrow_ends() {
                 drop(VAR.set(Counted::new(3)));
                 assert_eq!(dropped(), 1, "value 2 was never lent");
             });
-            // The inner borrow ended but the outer one is still open: everything retired
-            // waits for the outermost borrow.
+            // The inner borrow ended: value 10, which only it lent, goes; value 1, which the
+            // outer borrow still lends, stays.
+            assert_eq!(dropped(), 2, "value 10 goes when the borrow that lent it ends");
             assert_eq!(outer.map(|value| value.id), Some(1));
         });
         assert_eq!(
             dropped(),
             3,
-            "values 1 and 10 go when the outermost borrow ends"
+            "value 1 goes when the borrow that lent it ends"
         );
         assert_eq!(VAR.with(|value| value.map(|value| value.id)), Some(3));
     });

@@ -781,3 +781,46 @@ fn a_spawn_racing_the_shutdown_releases_its_context() {
         assert_eq!(drops.load(Ordering::SeqCst), 1, "round {round}");
     }
 }
+
+/// An after-poll hook of yours runs after the task's context is put back (another worker may
+/// take it for its next poll meanwhile), in a snapshot of it: it reads the task's variables,
+/// and what it sets does not reach the task.
+#[test]
+fn a_chained_after_poll_hook_reads_a_snapshot_of_the_tasks_context() {
+    use exec_context::tokio::{TaskHooks, propagate_with};
+    static SEEN: Mutex<Vec<Option<u64>>> = Mutex::new(Vec::new());
+    let (seen_by_task, seen_by_hook) = within_a_minute(|| {
+        let mut builder = Builder::new_current_thread();
+        propagate_with(
+            &mut builder,
+            TaskHooks::new().on_after_task_poll(|_| {
+                SEEN.lock().unwrap().push(REQUEST.get());
+                REQUEST.set(99);
+            }),
+        );
+        let runtime = builder.build().unwrap();
+        let handle = {
+            let _entered = runtime.enter();
+            REQUEST.set(41);
+            let handle = tokio::spawn(async {
+                let mut seen = vec![REQUEST.get()];
+                REQUEST.set(42);
+                yield_now().await;
+                seen.push(REQUEST.get());
+                seen
+            });
+            REQUEST.delete().unwrap();
+            handle
+        };
+        let seen = runtime.block_on(handle).unwrap();
+        (seen, std::mem::take(&mut *SEEN.lock().unwrap()))
+    });
+    assert_eq!(
+        seen_by_task,
+        [Some(41), Some(42)],
+        "the hook's set stays in the hook"
+    );
+    // The task's two polls (the block_on future's polls are not a task's).
+    assert_eq!(seen_by_hook, [Some(42), Some(42)]);
+    assert_eq!(REQUEST.get(), None);
+}

@@ -14,7 +14,10 @@ use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, TaskMeta};
 
-use contextvars::{Context, DeferredId, attach_deferred, end_deferred};
+use contextvars::{
+    Context, DeferredId, attach_deferred, end_deferred, get_execution_context,
+    run_with_execution_context,
+};
 
 use crate::task::spawn_context;
 
@@ -25,8 +28,12 @@ type Hook = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
 ///
 /// tokio keeps one callback per hook, and a [`Builder`] cannot say whether one is set, so
 /// hooks you need besides propagation (metrics, tracing) go here instead of on the builder.
-/// Spawn and before-poll hooks run after the task's context is captured or entered, so
-/// they see it; after-poll and terminate hooks run before it is exited or released.
+/// Spawn hooks run in the spawner's context, after the task's snapshot was taken (what they
+/// set does not reach the task); before-poll and terminate hooks run in the task's context,
+/// before its poll and before the context is released. After-poll hooks run after the
+/// task's context is put back, where another worker's poll of the task may already take it,
+/// in a snapshot of it as the poll left it: they read the task's variables, and what they
+/// set stays in the hook.
 ///
 /// A hook of yours that panics does not strand the task's context: if your before-poll hook
 /// panics, the task's context is left again before the panic goes on (tokio then skips the
@@ -65,7 +72,8 @@ impl TaskHooks {
         TaskHooks::default()
     }
 
-    /// Like [`Builder::on_task_spawn`]; runs after the task's context was captured.
+    /// Like [`Builder::on_task_spawn`]; runs in the spawner's context, after the task's
+    /// was captured.
     pub fn on_task_spawn(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.spawn = Some(Arc::new(f));
         self
@@ -80,7 +88,8 @@ impl TaskHooks {
         self
     }
 
-    /// Like [`Builder::on_after_task_poll`]; runs inside the task's context.
+    /// Like [`Builder::on_after_task_poll`]; runs after the task's context is put back, in
+    /// a snapshot of it (what it sets does not reach the task).
     pub fn on_after_task_poll(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.after_poll = Some(Arc::new(f));
         self
@@ -169,11 +178,25 @@ pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
             std::mem::forget(undo);
         }
     };
+    // Yours runs after ours has put the task's context back: tokio may already have handed
+    // the task to another worker, whose poll waits for that context; a hook of yours that
+    // blocked (on a lock that poll holds, say) while it was out would stall or deadlock that
+    // worker. It runs in a snapshot of the context as the poll left it.
     let on_after = move |meta: &TaskMeta<'_>| {
         let id = key(meta);
-        let _ours = Finally(|| after_poll(id));
-        if let Some(hook) = &user_after_poll {
-            hook(meta);
+        let Some(hook) = &user_after_poll else {
+            after_poll(id);
+            return;
+        };
+        let seen = {
+            let _ours = Finally(|| after_poll(id));
+            get_execution_context()
+        };
+        // Its values may be the last of the task's (which may end meanwhile): dropped in the
+        // hook, as the panic of yours unwinds too.
+        let seen = DroppedInHook(Some(seen));
+        if let Some(seen) = &seen.0 {
+            run_with_execution_context(seen, || hook(meta));
         }
     };
     let on_terminate = move |meta: &TaskMeta<'_>| {
@@ -188,6 +211,16 @@ pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
         .on_before_task_poll(on_before)
         .on_after_task_poll(on_after)
         .on_task_terminate(on_terminate)
+}
+
+/// Drops what it holds as [`drop_in_hook`] does, at the end of the scope or as a panic
+/// unwinds through it.
+struct DroppedInHook<T>(Option<T>);
+
+impl<T> Drop for DroppedInHook<T> {
+    fn drop(&mut self) {
+        drop_in_hook(self.0.take());
+    }
 }
 
 /// Runs its closure when dropped: at the end of the scope, or as a panic unwinds through it.
