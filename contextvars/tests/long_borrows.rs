@@ -234,7 +234,11 @@ fn the_lent_value_itself_is_kept_until_its_borrow_ends() {
             });
             // The inner borrow ended: value 10, which only it lent, goes; value 1, which the
             // outer borrow still lends, stays.
-            assert_eq!(dropped(), 2, "value 10 goes when the borrow that lent it ends");
+            assert_eq!(
+                dropped(),
+                2,
+                "value 10 goes when the borrow that lent it ends"
+            );
             assert_eq!(outer.map(|value| value.id), Some(1));
         });
         assert_eq!(

@@ -535,6 +535,51 @@ fn register_explode(lua: &LuaInterpreter, message: &'static str) {
     lua.lua().globals().set("explode", explode).unwrap();
 }
 
+/// A Rust value whose `Drop` panics, held by a Lua `Context` (set by a Rust callback inside
+/// `ctx:run`), is dropped by Lua's garbage collector or the state's close without aborting
+/// the process (mlua aborts on a panic in a finalizer).
+#[test]
+fn a_panicking_drop_in_a_collected_context_does_not_abort() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            panic!("a value's Drop panics");
+        }
+    }
+    static HELD: ContextVar<Arc<Boom>> = ContextVar::new("lua.boom");
+
+    let lua = LuaInterpreter::new().unwrap();
+    let set_boom = lua
+        .lua()
+        .create_function(|_, ()| {
+            HELD.set(Arc::new(Boom));
+            Ok(())
+        })
+        .unwrap();
+    lua.lua().globals().set("set_boom", set_boom).unwrap();
+    lua.exec(
+        "local c = contextvars.copy_context(); c:run(set_boom); c = nil; collectgarbage(); \
+         collectgarbage()",
+    )
+    .unwrap();
+    assert_eq!(
+        DROPS.load(Ordering::SeqCst),
+        1,
+        "the context's value was dropped"
+    );
+    // Still held when the state closes.
+    lua.exec("kept = contextvars.copy_context(); kept:run(set_boom)")
+        .unwrap();
+    drop(lua);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 2, "dropped with the state");
+    assert_eq!(HELD.get().map(|_| ()), None);
+}
+
 #[test]
 fn panic_in_a_callback_is_caught() {
     let lua = LuaInterpreter::new().unwrap();
@@ -569,6 +614,86 @@ fn panic_in_a_callback_is_caught() {
     lua.exec("assert(v:get() == 'outside')").unwrap();
     assert_eq!(MAIN_VAR.get(), Some("caller"));
     lua.exec("x = 1").unwrap();
+}
+
+/// An error raised inside `ctx:run` leaves it as the very value raised (PEP 567's
+/// `Context.run` lets the exception through): a table stays a table, a string is unchanged.
+#[test]
+fn context_run_passes_errors_through_unchanged() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r##"
+        local var = contextvars.ContextVar("run_errors")
+        local ctx = contextvars.copy_context()
+        local ok, err = pcall(ctx.run, ctx, function() var:set(1); error({ code = 42 }) end)
+        assert(not ok and type(err) == "table" and err.code == 42, tostring(err))
+        ok, err = pcall(ctx.run, ctx, error, "boom", 0)
+        assert(not ok and err == "boom", tostring(err))
+        ok, err = pcall(function() return ctx:run(function() error("located") end) end)
+        assert(not ok and err:match("^exec:%d+: located$"), err)
+        -- What the run set stays in the context; its results come back, nils included.
+        assert(ctx:get(var) == 1 and var:get("unset") == "unset")
+        local a, b, c = ctx:run(function(...) return ... end, 1, nil, 3)
+        assert(a == 1 and b == nil and c == 3)
+        assert(select("#", ctx:run(function() return nil, nil end)) == 2)
+        -- Calling something that is not a function is an error too, not a crash.
+        ok, err = pcall(ctx.run, ctx, 17)
+        assert(not ok and tostring(err):find("call"), tostring(err))
+        -- A script's own `pcall` does not change how `run` works.
+        pcall = function() return true, "replaced" end
+        ok, err = _G.xpcall(ctx.run, function(e) return e end, ctx, error, { why = "x" })
+        assert(not ok and err.why == "x")
+        "##,
+    )
+    .unwrap();
+}
+
+/// Binary chunks are refused by every loader (Lua does not check them: crafted bytecode
+/// corrupts memory), source text still loads, and `os.exit` is an error, not the end of
+/// the host process.
+#[test]
+fn scripts_load_source_text_only_and_cannot_exit_the_host() {
+    let lua = LuaInterpreter::new().unwrap();
+    let path = std::env::temp_dir().join(format!("exec-context-lua-{}.luac", std::process::id()));
+    lua.prepare_main([("path", path.to_str().unwrap().into())])
+        .unwrap();
+    lua.exec(
+        r#"
+        local dumped = string.dump(function() return 1 end)
+        local checks = {
+          { load(dumped) },
+          { load(dumped, "=d", "b") },
+          { load(dumped, "=d", "bt", {}) },
+        }
+        for i, result in ipairs(checks) do
+          assert(result[1] == nil, "load " .. i .. " took a binary chunk")
+          assert(result[2]:find("binary chunk"), result[2])
+        end
+        local file = assert(io.open(path, "wb"))
+        file:write(dumped)
+        file:close()
+        local chunk, message = loadfile(path, "b")
+        assert(chunk == nil and message:find("binary chunk"), message)
+        local ok, err = pcall(dofile, path)
+        assert(not ok and err:find("binary chunk"), err)
+        os.remove(path)
+        -- Source text still loads, with or without an environment.
+        assert(load("return 1 + 1")() == 2)
+        assert(load("return x", "=t", "t", { x = 3 })() == 3)
+        assert(load("return x", "=t", "t", nil) ~= nil)
+        -- A script cannot end the host.
+        local exited, why = pcall(os.exit, 0)
+        assert(not exited and why:find("embedded"), why)
+        "#,
+    )
+    .unwrap();
+    // `exec` itself takes text: a chunk that starts as a binary one is a syntax error.
+    let error = lua.exec("\x1bLua").unwrap_err();
+    assert!(
+        matches!(lua_error(&error), LuaError::Syntax { .. }),
+        "{error}"
+    );
+    let _ = std::fs::remove_file(path);
 }
 
 #[test]
@@ -754,6 +879,108 @@ fn values_a_run_let_go_of_are_collected() {
     .unwrap();
     lua.exec("collectgarbage(); collectgarbage(); assert(collected, 'still held')")
         .unwrap();
+}
+
+/// As for a run: values a task's poll let go of leave the registry when the poll ends, so a
+/// state that only runs tasks does not keep them.
+#[test]
+fn values_a_tasks_poll_let_go_of_are_collected() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        v = contextvars.ContextVar("v_task")
+        function job()
+          local collected = false
+          local t = v:set(setmetatable({}, {__gc = function() collected = true end}))
+          v:reset(t)
+          task.yield_now()
+          collectgarbage(); collectgarbage()
+          return collected
+        end
+        "#,
+    )
+    .unwrap();
+    let handle = lua.spawn("job", []).unwrap();
+    let collected = rt.block_on(handle).unwrap().unwrap();
+    assert_eq!(
+        collected,
+        Shareable::from(true),
+        "still held by the registry"
+    );
+}
+
+/// The coroutine a task runs its Lua function on belongs to the task: other Lua code cannot
+/// resume or close it (another resume would poll the task's await with its own waker, and the
+/// task would never wake), and it is `normal` while the task waits.
+#[test]
+fn a_tasks_own_coroutine_cannot_be_resumed_by_other_code() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        "var = contextvars.ContextVar('task var') \
+         function job() root = coroutine.running(); var:set('task'); task.sleep(0.05); \
+         return var:get() end",
+    )
+    .unwrap();
+    let handle = lua.spawn("job", []).unwrap();
+    rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(5)));
+    lua.exec(
+        r#"
+        assert(root ~= nil, "the task started")
+        assert(coroutine.status(root) == "normal", coroutine.status(root))
+        local ok, err = coroutine.resume(root)
+        assert(not ok and err:find("task"), tostring(err))
+        local closed, why = pcall(coroutine.close, root)
+        assert(not closed and why:find("task"), tostring(why))
+        ok, err = pcall(coroutine.wrap(function() return coroutine.resume(root) end))
+        assert(ok and err == false)
+        "#,
+    )
+    .unwrap();
+    let result = rt
+        .block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            handle,
+        ))
+        .expect("the task finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(result, Shareable::from("task"));
+    lua.exec("assert(coroutine.status(root) == 'dead')")
+        .unwrap();
+}
+
+/// `no_context` on a coroutine that already has a context of its own is an error, which
+/// leaves that context (its values, its tokens) as it was.
+#[test]
+fn no_context_refuses_a_coroutine_with_a_context_of_its_own() {
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        local v = contextvars.ContextVar("no_context_late")
+        v:set("resumer")
+        local co = coroutine.create(function()
+          local t = v:set("own")
+          coroutine.yield()
+          local seen = v:get()
+          v:reset(t)
+          return seen
+        end)
+        assert(coroutine.resume(co))
+        local ok, err = pcall(contextvars.no_context, co)
+        assert(not ok and err:find("context of its own"), tostring(err))
+        local resumed, seen = coroutine.resume(co)
+        assert(resumed and seen == "own", tostring(seen))
+        -- A fresh coroutine may still be marked.
+        local fresh = contextvars.no_context(coroutine.create(function() v:set("shared") end))
+        assert(coroutine.resume(fresh))
+        assert(v:get() == "shared")
+        "#,
+    )
+    .unwrap();
 }
 
 /// PEP 734's example: workers in interpreters of their own, fed through a queue.

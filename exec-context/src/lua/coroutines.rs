@@ -252,8 +252,14 @@ fn nest<R>(holders: &[AnyUserData], f: impl FnOnce() -> R) -> mlua::Result<R> {
     run_with_logical_context(&mut lc, || nest(rest, f))
 }
 
+/// The registry key of the function a task calls its Lua function through (`f, ...`), which
+/// marks the coroutine mlua runs the task on: `coroutine.resume` and `coroutine.close` refuse
+/// it (another resume would poll the task's await with its own waker, and the task would
+/// never wake), and `coroutine.status` calls it `normal` while it waits.
+pub(crate) const RUN_TASK_KEY: &str = "exec_context.run_task";
+
 /// Lua's part: the new `coroutine.resume` and `coroutine.wrap`, and
-/// `contextvars.no_context`.
+/// `contextvars.no_context`; returns the function behind [`RUN_TASK_KEY`].
 const COROUTINES: &str = r#"
 local parents, contexts, raw_resume, running, create, raw_close, contextvars, pending = ...
 local error, type, status, select = error, type, coroutine.status, select
@@ -261,6 +267,9 @@ local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local setmetatable, pack, unpack = setmetatable, table.pack, table.unpack
 -- Coroutines waiting in an await that `relay` passed on (keys weak).
 local awaiting = setmetatable({}, {__mode = "k"})
+-- The coroutines that tasks (LuaInterpreter::spawn) run their functions on (keys weak):
+-- only the task may resume one, as for a coroutine waiting in an await.
+local tasks = setmetatable({}, {__mode = "k"})
 -- Closes the coroutine a `relay` waits for if the relay is unwound while it waits (its
 -- task was dropped): its to-be-closed variables run, and its await ends with it.
 local closing = {__close = function(guard)
@@ -307,6 +316,9 @@ local function resume(co, ...)
   if awaiting[co] then
     return false, "cannot resume a coroutine waiting in an await (its task resumes it)"
   end
+  if tasks[co] then
+    return false, "cannot resume a task's own coroutine (its task resumes it)"
+  end
   -- Recorded only for a resume that can succeed: a failed one (a running or normal
   -- coroutine, a dead one) must not overwrite the record of the resume that is running it.
   if status(co) == "suspended" then
@@ -329,6 +341,9 @@ local function close(co)
   if awaiting[co] then
     error("cannot close a coroutine waiting in an await (its task resumes it)", 2)
   end
+  if tasks[co] then
+    error("cannot close a task's own coroutine (dropping the task closes it)", 2)
+  end
   parents[co] = running()
   return raw_close(co)
 end
@@ -337,7 +352,9 @@ coroutine.close = close
 -- coroutine that resumed another (so a loop that resumes while "suspended" stops).
 coroutine.status = function(co)
   if awaiting[co] then return "normal" end
-  return status(co)
+  local s = status(co)
+  if s == "suspended" and tasks[co] then return "normal" end
+  return s
 end
 -- As Lua's own wrap: a coroutine an error stopped is closed (its to-be-closed variables
 -- run, and an error there replaces the first), and a string error gets the position of
@@ -362,6 +379,11 @@ coroutine.wrap = function(f)
 end
 contextvars.no_context = function(x)
   if type(x) == "thread" then
+    -- One that set a variable already has a context of its own: dropping it would lose
+    -- its values mid-flight and strand its tokens.
+    if contexts[x] then
+      error("no_context: the coroutine already has a context of its own (it set a variable)", 2)
+    end
     contexts[x] = false
     return x
   elseif type(x) == "function" then
@@ -370,6 +392,11 @@ contextvars.no_context = function(x)
     return wrap(co)
   end
   error("no_context expects a coroutine or a function", 2)
+end
+-- What a task calls, on the coroutine mlua runs it on: marks that coroutine as the task's.
+return function(f, ...)
+  tasks[running()] = true
+  return f(...)
 end
 "#;
 
@@ -390,9 +417,10 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
     parents.set_metatable(Some(weak_keys_and_values))?;
 
     let coroutine: Table = lua.globals().get("coroutine")?;
-    lua.load(COROUTINES)
+    let run_task = lua
+        .load(COROUTINES)
         .set_name("=exec_context.coroutines")
-        .call::<()>((
+        .call::<Function>((
             &parents,
             &contexts,
             coroutine.get::<Function>("resume")?,
@@ -402,6 +430,7 @@ pub(crate) fn install(lua: &Lua, contextvars: &Table) -> mlua::Result<Frames> {
             contextvars,
             Lua::poll_pending(),
         ))?;
+    lua.set_named_registry_value(RUN_TASK_KEY, run_task)?;
     let frames = Frames {
         parents,
         contexts,

@@ -8,12 +8,16 @@
 //! interpreter, and still there at the next `exec` on the same thread. The Lua heap and
 //! globals are the state's own.
 //!
-//! What the scripts see, beside Lua's safe standard libraries:
+//! What the scripts see, beside Lua's safe standard libraries (mlua's safe set: no `debug`
+//! library, no C modules), with two changes made for an embedded state: `load`, `loadfile`
+//! and `dofile` take source text only (Lua does not check binary chunks, and crafted
+//! bytecode can corrupt the host's memory; asking for one is Lua's usual "attempt to load a
+//! binary chunk" error), and `os.exit` raises an error instead of ending the host process:
 //!
 //! | global | what |
 //! |---|---|
-//! | `contextvars` | `ContextVar(name [, default])` with `:get([default])`, `:set(v)` (a token), `:reset(token)`; `copy_context()` and `ctx:run(f, ...)`, `ctx:get(var [, default])`; `no_context(co_or_f)`. A variable lives as long as the process: a name is at most 256 bytes, and a state creates at most 10,000 variables |
-//! | `coroutine` | Lua's, with `resume` and `wrap` giving each coroutine its own logical context (PEP 550 generators), and `close` running a coroutine's to-be-closed variables in that context |
+//! | `contextvars` | `ContextVar(name [, default])` with `:get([default])`, `:set(v)` (a token), `:reset(token)`; `copy_context()` and `ctx:run(f, ...)` (an error `f` raises comes out as the value raised), `ctx:get(var [, default])`; `no_context(co_or_f)` (an error for a coroutine that already set a variable). A variable lives as long as the process: a name is at most 256 bytes, and a state creates at most 10,000 variables |
+//! | `coroutine` | Lua's, with `resume` and `wrap` giving each coroutine its own logical context (PEP 550 generators), and `close` running a coroutine's to-be-closed variables in that context; the coroutine a task ([`spawn`](LuaInterpreter::spawn)) runs its function on is the task's: `resume` and `close` refuse it, and `status` calls it `normal` while it waits |
 //! | `interpreters` | `create_queue([maxsize])`, `channel()` (send end, receive end), `UNBOUND`, `id()` |
 //! | `task` | `sleep(seconds)` and `yield_now()`: Rust futures, awaited by Lua functions run as tasks ([`spawn`](LuaInterpreter::spawn)), also inside coroutines those functions resume |
 //!
@@ -364,6 +368,40 @@ _G.setmetatable = function(t, mt)
 end
 "#;
 
+/// Makes the chunk loaders take source text only (Lua does not verify binary chunks, and
+/// crafted bytecode can corrupt memory), keeping each loader's arity (`load` and `loadfile`
+/// treat an `env` given as `nil` apart from one not given), and makes `os.exit` an error: a
+/// script must not end its host. Runs first, so that the wrappers installed later wrap these.
+const EMBEDDED: &str = r##"
+local load, loadfile, select, error = load, loadfile, select, error
+_G.load = function(...)
+  local chunk, name, _, env = ...
+  if select("#", ...) >= 4 then
+    return load(chunk, name, "t", env)
+  end
+  return load(chunk, name, "t")
+end
+_G.loadfile = function(...)
+  local filename, _, env = ...
+  if select("#", ...) >= 3 then
+    return loadfile(filename, "t", env)
+  end
+  return loadfile(filename, "t")
+end
+_G.dofile = function(filename)
+  local chunk, message = loadfile(filename, "t")
+  if chunk == nil then
+    error(message, 2)
+  end
+  return chunk()
+end
+if os ~= nil then
+  os.exit = function()
+    error("os.exit is not available: the interpreter is embedded in a host process", 2)
+  end
+end
+"##;
+
 /// Under an instruction budget, every coroutine created costs one budget step: Lua counts
 /// instructions per coroutine, so one that runs fewer than a step between two counts would
 /// never be charged (runs before `coroutines::install`, which captures `coroutine.create`,
@@ -428,6 +466,17 @@ impl Builder {
     /// function is not counted: a pathological string pattern (`string.find` backtracking),
     /// a huge `string.rep`, `table.concat`, or the `os` and `io` libraries. The budget is a
     /// guard against runaway Lua code, not a sandbox for hostile scripts.
+    ///
+    /// ```
+    /// use exec_context::lua::{LuaError, LuaInterpreter};
+    ///
+    /// let lua = LuaInterpreter::builder().instruction_budget(50_000).build().unwrap();
+    /// // A `pcall` does not catch a spent budget.
+    /// let error = lua.exec("pcall(function() while true do end end)").unwrap_err();
+    /// let source = error.as_failed().unwrap().downcast_source::<LuaError>();
+    /// assert!(matches!(source, Some(LuaError::InstructionBudget { .. })));
+    /// lua.exec("for i = 1, 1000 do end").unwrap(); // well within the budget
+    /// ```
     pub fn instruction_budget(mut self, instructions: u64) -> Self {
         self.instruction_budget = Some(instructions);
         self
@@ -439,6 +488,14 @@ impl Builder {
     ///
     /// [`InterpreterError::Failed`] if the state could not be set up, or if the memory
     /// limit is below what the set-up state takes ([`LuaError::Memory`]).
+    ///
+    /// ```
+    /// use exec_context::lua::LuaInterpreter;
+    ///
+    /// let lua = LuaInterpreter::builder().memory_limit(8 << 20).build().unwrap();
+    /// lua.exec("greeting = 'hello'").unwrap();
+    /// assert_eq!(lua.get_main_attr("greeting").unwrap(), Some("hello".into()));
+    /// ```
     pub fn build(self) -> Result<LuaInterpreter, InterpreterError> {
         let interp = interpreters::create();
         let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default())
@@ -480,6 +537,9 @@ fn failed(interp: &Interpreter, error: LuaError) -> InterpreterError {
 /// Installs the tables scripts see, and the instruction budget's hook.
 fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
     let globals = lua.globals();
+    lua.load(EMBEDDED)
+        .set_name("=exec_context.embedded")
+        .exec()?;
     if let Some(budget) = &budget {
         let step = BUDGET_STEP.min(budget.budget).max(1);
         let charged = budget.clone();
@@ -579,6 +639,9 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
             },
         )?;
     }
+    // `pcall` as set up (passing a spent budget on), for `ctx:run`, whatever scripts later
+    // assign to the global.
+    lua.set_named_registry_value(vars::PCALL_KEY, globals.get::<Function>("pcall")?)?;
     Ok(())
 }
 
@@ -713,7 +776,13 @@ impl LuaInterpreter {
     /// assert!(error.as_failed().unwrap().message().contains("no"));
     /// ```
     pub fn exec(&self, source: &str) -> Result<(), InterpreterError> {
-        self.enter(|lua| lua.load(source).set_name("=exec").exec().map_err(lua_err))
+        self.enter(|lua| {
+            lua.load(source)
+                .set_name("=exec")
+                .set_mode(mlua::chunk::ChunkMode::Text)
+                .exec()
+                .map_err(lua_err)
+        })
     }
 
     /// Calls the global function `name` with shareable arguments, and returns its result as
@@ -858,9 +927,13 @@ impl LuaInterpreter {
                 return Err(LuaError::NoRuntime);
             }
             let function = function(lua_ref, name)?;
-            let args = convert::to_lua_multi(lua_ref, args).map_err(lua_err)?;
+            let mut args = convert::to_lua_multi(lua_ref, args).map_err(lua_err)?;
+            args.push_front(Value::Function(function));
+            let run_task = lua_ref
+                .named_registry_value::<Function>(coroutines::RUN_TASK_KEY)
+                .map_err(lua_err)?;
             let future = async move {
-                let outcome = match function.call_async::<MultiValue>(args).await {
+                let outcome = match run_task.call_async::<MultiValue>(args).await {
                     Ok(results) => results_to_shareable(&results),
                     Err(error) => Err(lua_err(error)),
                 };
@@ -874,6 +947,7 @@ impl LuaInterpreter {
                 budget: budget.clone(),
             };
             let id = self.interp.id();
+            let state = self.lua.clone();
             let polled = std::future::poll_fn(move |cx| {
                 let _run = budget.as_deref().map(Budget::start);
                 let Some(future) = future.future.as_mut() else {
@@ -882,12 +956,18 @@ impl LuaInterpreter {
                 // A panic in a Rust callback comes back out of Lua in this poll: the task's
                 // failure, as for `exec`, not a panic of the tokio task. The future is not
                 // polled again (the task is complete); dropping it releases the Lua thread.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)))
-                    .unwrap_or_else(|payload| {
-                        std::task::Poll::Ready(Err(InterpreterError::Failed(
-                            ExecutionFailed::describe::<LuaError>(id, Err(payload)),
-                        )))
-                    })
+                let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    future.as_mut().poll(cx)
+                }))
+                .unwrap_or_else(|payload| {
+                    std::task::Poll::Ready(Err(InterpreterError::Failed(
+                        ExecutionFailed::describe::<LuaError>(id, Err(payload)),
+                    )))
+                });
+                // As at the end of a run (see `enter`): registry values whose last handle
+                // went during the poll leave the registry, so the collector can take them.
+                state.expire_registry_values();
+                polled
             });
             handle = Some(crate::tokio::spawn(polled));
             Ok(())
@@ -895,7 +975,9 @@ impl LuaInterpreter {
         Ok(handle.expect("spawned"))
     }
 
-    /// Closes the interpreter (see [`Interpreter::close`]); the Lua state goes with `self`.
+    /// Closes the interpreter (see [`Interpreter::close`]); the Lua state goes with `self`
+    /// and with the last of the tasks [`spawn`](Self::spawn) started on it, which hold it
+    /// and run on until they end.
     ///
     /// # Errors
     ///

@@ -182,21 +182,65 @@ impl UserData for LuaToken {
     }
 }
 
+/// The registry key of `pcall` as the state's set-up left it.
+pub(crate) const PCALL_KEY: &str = "exec_context.pcall";
+
+/// `ctx:run(f, ...)`, in Lua around the method `_run_protected`, which calls `f` in the
+/// context through `pcall`: an error `f` raises comes out of `run` as the very value it
+/// raised (a table stays a table, a string gains no position), as PEP 567's `Context.run`
+/// lets an exception through. A panic, a memory error or a spent budget is not caught by
+/// that `pcall`, and leaves `run` as it would any call.
+const CONTEXT_METHODS: &str = r#"
+local pack, unpack, error = table.pack, table.unpack, error
+return {
+  run = function(self, f, ...)
+    local results = pack(self:_run_protected(f, ...))
+    if results[1] then
+      return unpack(results, 2, results.n)
+    end
+    error(results[2], 0)
+  end,
+}
+"#;
+
 /// A Lua `Context`, from `copy_context()`.
 pub(crate) struct LuaContext(Mutex<Context>, Frames);
 
+/// Lua's garbage collector (or the state's close) drops the context, with the values of
+/// Rust variables that Rust callbacks set in it: a `Drop` of theirs that panics there would
+/// abort the process (mlua aborts on a panic in a finalizer), so the panic is discarded.
+impl Drop for LuaContext {
+    fn drop(&mut self) {
+        let context = std::mem::take(self.0.get_mut());
+        crate::discarding_panics(move || drop(context));
+    }
+}
+
 impl UserData for LuaContext {
-    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("run", |lua, this, (f, args): (Function, MultiValue)| {
-            let Some(mut context) = this.0.try_lock() else {
-                return Err(mlua::Error::runtime(
-                    "RuntimeError: cannot enter context: it is already entered",
-                ));
-            };
-            // The context replaces the running coroutines' logical contexts while it runs.
-            let _barrier = this.1.barrier(lua);
-            context.run(|| f.call::<MultiValue>(args))
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        // Looked up after the methods below.
+        fields.add_meta_field_with("__index", |lua| {
+            lua.load(CONTEXT_METHODS)
+                .set_name("=exec_context.context")
+                .eval::<Table>()
         });
+    }
+
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method(
+            "_run_protected",
+            |lua, this, (f, args): (Value, MultiValue)| {
+                let Some(mut context) = this.0.try_lock() else {
+                    return Err(mlua::Error::runtime(
+                        "RuntimeError: cannot enter context: it is already entered",
+                    ));
+                };
+                let pcall = lua.named_registry_value::<Function>(PCALL_KEY)?;
+                // The context replaces the running coroutines' logical contexts while it runs.
+                let _barrier = this.1.barrier(lua);
+                context.run(|| pcall.call::<MultiValue>((f, args)))
+            },
+        );
         methods.add_method("get", |lua, this, (var, args): (AnyUserData, MultiValue)| {
             let var = var.borrow::<LuaVar>()?;
             let Some(context) = this.0.try_lock() else {
