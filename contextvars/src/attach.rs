@@ -170,8 +170,9 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
 /// With nothing left attached above, this is [`detach`]. Otherwise the context handed back
 /// is the topmost one left attached (still the current one, as at the end of a run), and
 /// the contexts those attaches displaced, the one `id` attached among them, are dropped here
-/// (or, those a borrow lends, when the last borrow lending them ends). No [`detach`] can match those attaches any
-/// more. Either way the context that `id`'s attach displaced is current again.
+/// (or, those a borrow lends, when the last borrow lending them ends). No [`detach`] can
+/// match those attaches any more. Either way the context that `id`'s attach displaced is
+/// current again.
 ///
 /// # Errors
 ///

@@ -139,6 +139,9 @@ struct Cache {
     lent: [Cell<*const ()>; LENT_MAX],
     /// Whether values were retired during the open borrows.
     retired: Cell<bool>,
+    /// The most open borrows at whose end a retired value may be released: the end of a
+    /// borrow that leaves more open releases nothing, so it skips `release`.
+    release_at: Cell<usize>,
     entries: Entries,
 }
 
@@ -154,6 +157,7 @@ crate::loom::thread_local_const! {
             borrows: Cell::new(0),
             lent: [const { Cell::new(ptr::null()) }; LENT_MAX],
             retired: Cell::new(false),
+            release_at: Cell::new(0),
             entries: Entries {
                 vars: [const { Cell::new(0) }; SLOTS],
                 versions: [const { Cell::new(0) }; SLOTS],
@@ -192,9 +196,10 @@ impl Cache {
 ///
 /// While `f` holds a borrowed value, a displaced value that contains it is retired rather
 /// than dropped (point 4 above); when the borrow ends, if anything was retired, `release` is
-/// called with the number of borrows still open, and must release the retired values none
-/// of them lends (see [`lent_by_open_borrows`]), calling [`keep_retired`] if any remain. An inline value is lent as a copy instead, which borrows
-/// nothing. In debug builds, `check` is called on every hit with the variable and what is
+/// called with the number of borrows still open (only when one of them may be
+/// releasable), and must release the retired values none of them lends (see
+/// [`lent_by_open_borrows`]), calling [`keep_retired`] if any remain. An inline value is
+/// lent as a copy instead, which borrows nothing. In debug builds, `check` is called on every hit with the variable and what is
 /// cached, and must panic if the current context does not hold that value.
 ///
 /// # Safety
@@ -328,7 +333,12 @@ impl Drop for Borrow {
         let (depth, release) = CACHE.with(|cache| {
             let depth = cache.borrows.get() - 1;
             cache.borrows.set(depth);
-            (depth, cache.retired.replace(false))
+            let release = cache.retired.get() && depth <= cache.release_at.get();
+            if release {
+                cache.retired.set(false);
+                cache.release_at.set(0);
+            }
+            (depth, release)
         });
         if release {
             (self.release)(depth);
@@ -336,17 +346,21 @@ impl Drop for Borrow {
     }
 }
 
-/// Whether the open borrows may be lending an address in `start ..= start + len`.
+/// Which open borrow may be lending an address in `start ..= start + len`: the number of
+/// borrows open outside the outermost one that does (it is released once no more than that
+/// many are open), or [`LENT_MAX`] when only borrows past the recorded ones may (once no
+/// more than `LENT_MAX` are open, all are recorded and it can be checked). `None`: no open
+/// borrow lends it.
 #[inline]
-fn lent_by(cache: &Cache, start: *const (), len: usize) -> bool {
+fn lender(cache: &Cache, start: *const (), len: usize) -> Option<usize> {
     let depth = cache.borrows.get();
     let start = start.addr();
     // `<=` at the end: a zero-sized value may sit at its allocation's last address.
-    depth > LENT_MAX
-        || cache.lent[..depth].iter().any(|lent| {
-            let lent = lent.get().addr();
-            (start..=start + len).contains(&lent)
-        })
+    let recorded = cache.lent[..depth.min(LENT_MAX)].iter().position(|lent| {
+        let lent = lent.get().addr();
+        (start..=start + len).contains(&lent)
+    });
+    recorded.or((depth > LENT_MAX).then_some(LENT_MAX))
 }
 
 /// Whether a displaced value occupying `start .. start + len` (bytes) may be in use by an
@@ -354,29 +368,37 @@ fn lent_by(cache: &Cache, start: *const (), len: usize) -> bool {
 /// `true`, the caller must retire it: the end of a borrow will call `release`.
 #[inline]
 pub(crate) fn must_retire(start: *const (), len: usize) -> bool {
-    CACHE.with(|cache| {
-        let lent = lent_by(cache, start, len);
-        if lent {
-            cache.retired.set(true);
+    CACHE.with(|cache| match lender(cache, start, len) {
+        Some(at) => {
+            note_retired(cache, at);
+            true
         }
-        lent
+        None => false,
     })
 }
 
-/// Whether a retired value occupying `start .. start + len` may still be in use by a borrow
-/// open on this thread (for `release`, which keeps such values).
-#[inline]
-pub(crate) fn lent_by_open_borrows(start: *const (), len: usize) -> bool {
-    CACHE
-        .try_with(|cache| lent_by(cache, start, len))
-        .unwrap_or(false)
+fn note_retired(cache: &Cache, at: usize) {
+    cache.retired.set(true);
+    cache.release_at.set(cache.release_at.get().max(at));
 }
 
-/// Says that retired values remain after a `release`: the end of a later borrow will call
-/// `release` again.
+/// For `release`: which open borrow may still be lending a retired value occupying
+/// `start .. start + len`, as [`lender`] says (`None`: none, release it).
 #[inline]
-pub(crate) fn keep_retired() {
-    let _ = CACHE.try_with(|cache| cache.retired.set(true));
+pub(crate) fn lent_by_open_borrows(start: *const (), len: usize) -> Option<usize> {
+    // `Cache` has no destructor, so this thread-local is always accessible; were it not,
+    // the value would be kept until the outermost borrow ends.
+    CACHE
+        .try_with(|cache| lender(cache, start, len))
+        .unwrap_or(Some(0))
+}
+
+/// Says that retired values remain after a `release`, the first of them releasable once no
+/// more than `at` borrows are open (the largest answer of [`lent_by_open_borrows`] for
+/// them): the end of a borrow that leaves that many open will call `release` again.
+#[inline]
+pub(crate) fn keep_retired(at: usize) {
+    let _ = CACHE.try_with(|cache| note_retired(cache, at));
 }
 
 /// Records that the current context holds `value` (or nothing) for `var`.

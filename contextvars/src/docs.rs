@@ -57,8 +57,9 @@
 //!    parked in a per-thread list and dropped when the last borrow lending it ends, so even
 //!    a closure that sets the variable it is reading keeps a valid reference. Every other
 //!    displaced value is dropped at once: a borrow that lasts for the life of a server delays
-//!    no drop but that of the value it lends, whatever the borrows nested in it lend. (Past 16 nested borrows the thread stops
-//!    recording addresses and parks every displaced value until the nesting ends.)
+//!    no drop but that of the value it lends, whatever the borrows nested in it lend.
+//!    (Past 16 nested borrows the thread stops recording addresses and parks every
+//!    displaced value until the nesting falls back to 16.)
 //!
 //! Variable ids come from a process-wide counter and are never reused, so a stale entry can
 //! never be mistaken for another variable's (the failure of CPython's bpo-39776).

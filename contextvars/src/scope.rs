@@ -117,7 +117,10 @@ impl<T: Send + Sync + 'static> SetGuard<'_, T> {
 
     fn undo(&mut self) -> Result<(), TokenError> {
         match self.token.take() {
-            Some(token) => self.var.reset(token),
+            // As `try_reset`: the set is undone before the token's values drop, so a `Drop`
+            // of theirs that panics leaves it undone (`reset` drops the token's copy of the
+            // value below first, and would leave the set in place).
+            Some(token) => self.var.try_reset(token).map_err(|refused| refused.error()),
             None => Ok(()),
         }
     }
@@ -133,9 +136,13 @@ impl<T: Send + Sync + 'static> Drop for SetGuard<'_, T> {
             });
             return;
         }
+        // During the thread's teardown (a guard held by another thread-local's value) there
+        // is no context left to undo the set in, nor to make it in: nothing to report, and a
+        // panic there would abort the process.
         if let Err(error) = self.undo()
             && cfg!(debug_assertions)
             && !std::thread::panicking()
+            && !crate::thread_state::torn_down()
         {
             panic!(
                 "SetGuard for context variable {:?} dropped outside the context it was set in \

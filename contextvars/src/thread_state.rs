@@ -165,6 +165,12 @@ impl Drop for ThreadState {
 }
 
 /// Runs `f`, discarding a panic that comes out of it (see [`discard_panic`] for its payload).
+/// Whether this thread's state is gone (the thread is being torn down): sets do nothing
+/// then, and resets find no context to undo them in.
+pub(crate) fn torn_down() -> bool {
+    STATE.try_with(|_| ()).is_err()
+}
+
 pub(crate) fn contain(f: impl FnOnce()) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
         discard_panic(payload);
@@ -249,17 +255,23 @@ pub(crate) fn release_retired(open: usize) {
         if open == 0 {
             return retired;
         }
-        // The values an outer borrow still lends stay; the list is told it is not empty
-        // before anything is dropped (a `Drop` may panic).
-        let (kept, released): (Vec<_>, Vec<_>) = retired.into_iter().partition(|Retired(value)| {
-            value
-                .shared_range()
-                .is_some_and(|(start, len)| cache::lent_by_open_borrows(start, len))
-        });
-        if !kept.is_empty() {
-            cache::keep_retired();
+        // The values an outer borrow still lends stay; the cache is told they remain before
+        // anything is dropped (a `Drop` may panic).
+        let mut retired = retired;
+        let mut kept_until = None;
+        let released: Vec<Retired> = retired
+            .extract_if(.., |Retired(value)| {
+                let lender = value
+                    .shared_range()
+                    .and_then(|(start, len)| cache::lent_by_open_borrows(start, len));
+                kept_until = kept_until.max(lender);
+                lender.is_none()
+            })
+            .collect();
+        if let Some(at) = kept_until {
+            cache::keep_retired(at);
         }
-        state.retired = kept;
+        state.retired = retired;
         released
     }) else {
         return;

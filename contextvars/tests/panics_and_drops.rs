@@ -1332,3 +1332,65 @@ fn retired_values_dropped_while_unwinding_discard_their_panics() {
         );
     });
 }
+
+/// A `SetGuard` undoes its set before the token's copy of the value below it drops: when
+/// that copy is the last of a value whose `Drop` panics (the caller replaced it meanwhile),
+/// the panic comes out of the guard's drop with the set undone.
+#[test]
+fn a_set_guard_undoes_its_set_before_a_panicking_value_below_drops() {
+    static LAYERED: ContextVar<PanicsOnDrop> = ContextVar::new("layered_guard");
+    static MARK: ContextVar<u8> = ContextVar::new("layered_mark");
+
+    on_fresh_thread(|| {
+        LAYERED.set(PanicsOnDrop { armed: true });
+        let mut lc = LogicalContext::new();
+        // A generator's step: the guard's token holds the caller's value as the one below.
+        let guard = run_with_logical_context(&mut lc, || {
+            MARK.set(1);
+            LAYERED.set_guard(PanicsOnDrop { armed: false })
+        });
+        // The caller replaces its value: the token's copy is now the last one.
+        LAYERED.set(PanicsOnDrop { armed: false });
+        let message = run_with_logical_context(&mut lc, || expect_panic(|| drop(guard)));
+        assert_eq!(message, "panicking drop");
+        // The set is undone: the generator's layer holds no value of its own, so the
+        // caller's shows through.
+        let (own, mark) = run_with_logical_context(&mut lc, || {
+            (
+                LAYERED.with(|value| value.map(|value| value.armed)),
+                MARK.get(),
+            )
+        });
+        assert_eq!(own, Some(false), "the caller's value shows through");
+        assert_eq!(mark, Some(1));
+        assert!(
+            lc.iter().all(|(var, _)| var.id() != LAYERED.id()),
+            "nothing left in the layer"
+        );
+    });
+}
+
+/// A `SetGuard` dropped during the thread's teardown, after the thread's context state is
+/// gone (it is held by another thread-local's value), neither panics nor aborts.
+#[test]
+fn a_set_guard_made_and_dropped_during_thread_teardown_is_quiet() {
+    static LATE: ContextVar<u8> = ContextVar::new("late_guard");
+
+    struct MakesAGuard;
+    impl Drop for MakesAGuard {
+        fn drop(&mut self) {
+            let _guard = LATE.set_guard(1);
+        }
+    }
+    thread_local! {
+        static HOLDER: RefCell<Option<MakesAGuard>> = const { RefCell::new(None) };
+    }
+
+    let joined = std::thread::spawn(|| {
+        // Registered before the context state, so destroyed after it (on Linux).
+        HOLDER.with(|holder| *holder.borrow_mut() = Some(MakesAGuard));
+        LATE.set(0);
+    })
+    .join();
+    assert!(joined.is_ok());
+}

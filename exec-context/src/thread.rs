@@ -24,9 +24,8 @@ pub enum Inheritance {
 impl Inheritance {
     /// The context to start from, resolved in the spawning thread. The thread runs in it
     /// even when it is empty, so that what the thread sets is dropped when its function
-    /// returns (a panic in a value's `Drop` reaching `join`, a `Drop` that reads variables
-    /// still seeing the thread's context) whatever the policy, rather than later in the
-    /// thread's teardown.
+    /// returns (a panic in a value's `Drop` reaching `join`), whatever the policy, rather
+    /// than later in the thread's teardown.
     fn resolve(self) -> ExecutionContext {
         match self {
             Inheritance::Empty => ExecutionContext::pinned(),

@@ -180,7 +180,12 @@ fn a_malformed_hand_over_is_reported_and_the_child_runs() -> Result<(), Failed> 
         use std::os::unix::ffi::OsStringExt;
         std::ffi::OsString::from_vec(vec![b'{', 0xff, 0xfe, b'}'])
     };
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    let not_utf8 = {
+        use std::os::windows::ffi::OsStringExt;
+        std::ffi::OsString::from_wide(&[0xD800])
+    };
+    #[cfg(not(any(unix, windows)))]
     let not_utf8 = std::ffi::OsString::from("{\"entries\":");
     for hand_over in [not_utf8, "{garbage".into(), "[1, 2]".into()] {
         let reports = procspawn::Builder::new()

@@ -824,3 +824,117 @@ fn a_chained_after_poll_hook_reads_a_snapshot_of_the_tasks_context() {
     assert_eq!(seen_by_hook, [Some(42), Some(42)]);
     assert_eq!(REQUEST.get(), None);
 }
+
+/// After a poll that did not use the task's context, an after-poll hook of yours that reads
+/// a variable still sees the task's (fetched for the hook, then put back), and what it sets
+/// does not reach the task.
+#[test]
+fn a_chained_after_poll_hook_sees_the_context_of_a_poll_that_did_not_use_it() {
+    use exec_context::tokio::{TaskHooks, propagate_with};
+    static SEEN: Mutex<Vec<Option<u64>>> = Mutex::new(Vec::new());
+    let (seen_at_end, seen_by_hook) = within_a_minute(|| {
+        let mut builder = Builder::new_current_thread();
+        propagate_with(
+            &mut builder,
+            TaskHooks::new().on_after_task_poll(|_| {
+                SEEN.lock().unwrap().push(REQUEST.get());
+                REQUEST.set(98);
+            }),
+        );
+        let runtime = builder.build().unwrap();
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let handle = {
+            let _entered = runtime.enter();
+            REQUEST.set(51);
+            let handle = tokio::spawn(async {
+                // Two polls that touch no variable.
+                yield_now().await;
+                wait.await.unwrap();
+                REQUEST.get()
+            });
+            REQUEST.delete().unwrap();
+            handle
+        };
+        runtime.block_on(async {
+            for _ in 0..3 {
+                yield_now().await;
+            }
+        });
+        go.send(()).unwrap();
+        let seen = runtime.block_on(handle).unwrap();
+        (seen, std::mem::take(&mut *SEEN.lock().unwrap()))
+    });
+    assert_eq!(seen_at_end, Some(51), "the hook's sets stay in the hook");
+    assert!(seen_by_hook.len() >= 3, "{seen_by_hook:?}");
+    assert!(
+        seen_by_hook.iter().all(|seen| *seen == Some(51)),
+        "{seen_by_hook:?}"
+    );
+    assert_eq!(REQUEST.get(), None);
+}
+
+/// Tasks on four workers, half of them using their context in every poll and half never,
+/// with an after-poll hook of yours that reads each task's variable after every poll: the
+/// hook always sees the value of the task it runs for, and what it sets never reaches a
+/// task, while tasks move between workers.
+#[test]
+fn a_chained_after_poll_hook_on_four_workers_sees_each_tasks_own_value() {
+    use exec_context::tokio::{TaskHooks, propagate_with};
+    use std::collections::{HashMap, HashSet};
+    const TASKS: u64 = 400;
+    const YIELDS: usize = 20;
+    type Seen = Mutex<HashMap<tokio::task::Id, HashSet<Option<u64>>>>;
+    static SEEN: std::sync::LazyLock<Seen> = std::sync::LazyLock::new(Seen::default);
+    let (mismatches, ids) = within_a_minute(|| {
+        let mut builder = Builder::new_multi_thread();
+        builder.worker_threads(4);
+        propagate_with(
+            &mut builder,
+            TaskHooks::new().on_after_task_poll(|meta| {
+                let seen = REQUEST.get();
+                REQUEST.set(u64::MAX);
+                SEEN.lock()
+                    .unwrap()
+                    .entry(meta.id())
+                    .or_default()
+                    .insert(seen);
+            }),
+        );
+        let runtime = builder.build().unwrap();
+        let mut handles = Vec::new();
+        let mut ids = HashMap::new();
+        {
+            let _entered = runtime.enter();
+            for n in 0..TASKS {
+                REQUEST.set(n);
+                let handle = tokio::spawn(async move {
+                    let mut mismatches = 0;
+                    for _ in 0..YIELDS {
+                        yield_now().await;
+                        if n % 2 == 0 {
+                            mismatches += usize::from(REQUEST.get() != Some(n));
+                        }
+                    }
+                    mismatches + usize::from(REQUEST.get() != Some(n))
+                });
+                ids.insert(handle.id(), n);
+                handles.push(handle);
+            }
+            REQUEST.delete().unwrap();
+        }
+        let mismatches: usize = runtime.block_on(async {
+            let mut total = 0;
+            for handle in handles {
+                total += handle.await.unwrap();
+            }
+            total
+        });
+        (mismatches, ids)
+    });
+    assert_eq!(mismatches, 0, "a hook's set reached a task");
+    let seen = SEEN.lock().unwrap();
+    for (id, n) in &ids {
+        let values = &seen[id];
+        assert_eq!(values, &HashSet::from([Some(*n)]), "task {n}");
+    }
+}

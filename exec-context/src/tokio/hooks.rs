@@ -14,10 +14,7 @@ use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, TaskMeta};
 
-use contextvars::{
-    Context, DeferredId, attach_deferred, end_deferred, get_execution_context,
-    run_with_execution_context,
-};
+use contextvars::{Context, DeferredId, attach_deferred, end_deferred};
 
 use crate::task::spawn_context;
 
@@ -29,11 +26,16 @@ type Hook = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
 /// tokio keeps one callback per hook, and a [`Builder`] cannot say whether one is set, so
 /// hooks you need besides propagation (metrics, tracing) go here instead of on the builder.
 /// Spawn hooks run in the spawner's context, after the task's snapshot was taken (what they
-/// set does not reach the task); before-poll and terminate hooks run in the task's context,
-/// before its poll and before the context is released. After-poll hooks run after the
-/// task's context is put back, where another worker's poll of the task may already take it,
-/// in a snapshot of it as the poll left it: they read the task's variables, and what they
-/// set stays in the hook.
+/// set does not reach the task). Before-poll hooks run in the task's context, before its
+/// poll. Terminate hooks run before the task's context is released: in it when the task
+/// ends within a poll of its own, and in the terminating thread's context otherwise (a task
+/// aborted before it ran, or dropped at the runtime's shutdown). After-poll hooks run after
+/// the task's context is put back, where another worker's poll of the task may already take
+/// it, in a copy of it as the poll left it: they read the task's variables, and what they
+/// set stays in the hook. (After a poll that did not use the context, the copy is fetched
+/// only if the hook reads a variable, and that fetch waits, as a poll does, if another
+/// worker is polling the task already: an after-poll hook must not read a variable while it
+/// holds a lock that a task's poll may wait for.)
 ///
 /// A hook of yours that panics does not strand the task's context: if your before-poll hook
 /// panics, the task's context is left again before the panic goes on (tokio then skips the
@@ -89,13 +91,14 @@ impl TaskHooks {
     }
 
     /// Like [`Builder::on_after_task_poll`]; runs after the task's context is put back, in
-    /// a snapshot of it (what it sets does not reach the task).
+    /// a copy of it (what it sets does not reach the task; see above).
     pub fn on_after_task_poll(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.after_poll = Some(Arc::new(f));
         self
     }
 
-    /// Like [`Builder::on_task_terminate`]; runs before the task's context is released.
+    /// Like [`Builder::on_task_terminate`]; runs before the task's context is released (see
+    /// above for the context it runs in).
     pub fn on_task_terminate(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.terminate = Some(Arc::new(f));
         self
@@ -173,7 +176,9 @@ pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
         before_poll(id);
         if let Some(hook) = &user_before_poll {
             // The poll will not happen: leave the task's context.
-            let undo = Finally(|| after_poll(id));
+            let undo = Finally(|| {
+                after_poll(id, false);
+            });
             hook(meta);
             std::mem::forget(undo);
         }
@@ -181,22 +186,35 @@ pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
     // Yours runs after ours has put the task's context back: tokio may already have handed
     // the task to another worker, whose poll waits for that context; a hook of yours that
     // blocked (on a lock that poll holds, say) while it was out would stall or deadlock that
-    // worker. It runs in a snapshot of the context as the poll left it.
+    // worker. It runs in a copy of the context as the poll left it, taken before the
+    // put-back; after a poll that did not use the context, in a copy fetched only if the
+    // hook reads a variable (the context is then as the poll found it, unless another
+    // worker is polling the task already: the fetch then waits for that poll, as a poll
+    // would).
     let on_after = move |meta: &TaskMeta<'_>| {
         let id = key(meta);
         let Some(hook) = &user_after_poll else {
-            after_poll(id);
+            after_poll(id, false);
             return;
         };
-        let seen = {
-            let _ours = Finally(|| after_poll(id));
-            get_execution_context()
-        };
-        // Its values may be the last of the task's (which may end meanwhile): dropped in the
-        // hook, as the panic of yours unwinds too.
-        let seen = DroppedInHook(Some(seen));
-        if let Some(seen) = &seen.0 {
-            run_with_execution_context(seen, || hook(meta));
+        match after_poll(id, true) {
+            Some(copy) => {
+                // Its values may be the last of the task's (which may have ended): dropped
+                // in the hook, as a panic of yours unwinds too.
+                let mut copy = DroppedInHook(Some(copy));
+                if let Some(copy) = &mut copy.0 {
+                    copy.run(|| hook(meta));
+                }
+            }
+            None => {
+                let attach = attach_deferred(fetch_copy, id).ok();
+                let _end = Finally(|| {
+                    if let Some(attach) = attach {
+                        crate::discarding_panics(|| drop(end_deferred(attach)));
+                    }
+                });
+                hook(meta);
+            }
         }
     };
     let on_terminate = move |meta: &TaskMeta<'_>| {
@@ -652,7 +670,10 @@ fn before_poll(id: u64) {
     });
 }
 
-fn after_poll(id: u64) {
+/// Ends task `id`'s poll on this thread: leaves its context and puts it back (or releases
+/// it, for a task that ended during the poll). With `copy`, returns a copy of the context
+/// as the poll left it, if the poll used it.
+fn after_poll(id: u64, copy: bool) -> Option<Context> {
     let popped = POLLING
         .try_with(|polling| {
             let mut polling = polling.borrow_mut();
@@ -670,7 +691,7 @@ fn after_poll(id: u64) {
         ..
     }) = popped
     else {
-        return;
+        return None;
     };
     // The poll ends as a `Context::run` does: an attach the task left behind (its code
     // panicked between `attach` and `detach`) ends with it, and the task goes on in the
@@ -694,6 +715,7 @@ fn after_poll(id: u64) {
     // A poll that fetched nothing (the task had ended, or was never registered) but used a
     // context ran in an empty one of its own: it goes here, and nothing goes back (the slot
     // its id once had may be another task's by now).
+    let copied = if copy { used.clone() } else { None };
     let (fetched, own) = match slot {
         Some(slot) => (used.map(|context| (slot, context)), None),
         None => (None, used),
@@ -705,6 +727,19 @@ fn after_poll(id: u64) {
         // Always `None` (this poll took the context out).
         drop(slot.swap(Some(boxed(context))));
     }
+    copied
+}
+
+/// The deferred attach's source for an after-poll hook of yours that runs after a poll
+/// that did not use task `id`'s context: a copy of it, taken out of its slot (waiting, as
+/// [`fetch`] does, for a poll on another thread to put it back) and put straight back.
+fn fetch_copy(id: u64) -> Option<Context> {
+    let entry = entry_of(id)?;
+    let context = take_owned(entry, id)?;
+    let copy = (*context).clone();
+    // Always `None` (taken out just above).
+    drop(entry.context.swap(Some(context)));
+    Some(copy)
 }
 
 /// Forgets task `id` and releases its context: `fetched` if a poll holds it, else the one
@@ -839,7 +874,7 @@ mod tests {
             before_poll(ended);
             assert_eq!(VAR.get(), None);
             VAR.set(4);
-            after_poll(ended);
+            after_poll(ended, false);
             assert_eq!(VAR.get(), Some(9));
             let context = fetch(next).expect("the live task's context");
             assert_eq!(context.get(&VAR), Some(3));
