@@ -639,6 +639,10 @@ fn context_run_passes_errors_through_unchanged() {
         -- Calling something that is not a function is an error too, not a crash.
         ok, err = pcall(ctx.run, ctx, 17)
         assert(not ok and tostring(err):find("call"), tostring(err))
+        -- A finished `run` hands back all its results, many of them too.
+        local many = { ctx:run(function() local t = {} for i = 1, 200 do t[i] = i end
+          return table.unpack(t) end) }
+        assert(#many == 200 and many[200] == 200)
         -- A script's own `pcall` does not change how `run` works.
         pcall = function() return true, "replaced" end
         ok, err = _G.xpcall(ctx.run, function(e) return e end, ctx, error, { why = "x" })
@@ -676,23 +680,33 @@ fn scripts_load_source_text_only_and_cannot_exit_the_host() {
         assert(chunk == nil and message:find("binary chunk"), message)
         local ok, err = pcall(dofile, path)
         assert(not ok and err:find("binary chunk"), err)
+        -- `require` finds the file, and refuses it.
+        local dir = path:match("^(.*)[/\\]")
+        package.path = dir .. "/?.luac"
+        local module = path:match("([^/\\]+)%.luac$")
+        ok, err = pcall(require, module)
+        assert(not ok and err:find("error loading module") and err:find("binary chunk"), err)
         os.remove(path)
-        -- Source text still loads, with or without an environment.
+        -- Source text still loads, with or without an environment (a `nil` one given is
+        -- kept as given: the chunk then has no globals).
         assert(load("return 1 + 1")() == 2)
         assert(load("return x", "=t", "t", { x = 3 })() == 3)
-        assert(load("return x", "=t", "t", nil) ~= nil)
-        -- A script cannot end the host.
-        local exited, why = pcall(os.exit, 0)
+        assert(not pcall(load("return x", "=t", "t", nil)))
+        x = 4
+        assert(load("return x", "=t", "t")() == 4)
+        -- A script cannot end the host that way.
+        local exited, why = pcall(os.exit, 3)
         assert(not exited and why:find("embedded"), why)
         "#,
     )
     .unwrap();
-    // `exec` itself takes text: a chunk that starts as a binary one is a syntax error.
+    // `exec` itself takes text: a chunk that starts as a binary one is refused as one.
     let error = lua.exec("\x1bLua").unwrap_err();
     assert!(
         matches!(lua_error(&error), LuaError::Syntax { .. }),
         "{error}"
     );
+    assert!(error.to_string().contains("binary chunk"), "{error}");
     let _ = std::fs::remove_file(path);
 }
 
@@ -949,7 +963,64 @@ fn a_tasks_own_coroutine_cannot_be_resumed_by_other_code() {
         .unwrap()
         .unwrap();
     assert_eq!(result, Shareable::from("task"));
-    lua.exec("assert(coroutine.status(root) == 'dead')")
+    // A finished task's coroutine is an ordinary dead one.
+    lua.exec(
+        "assert(coroutine.status(root) == 'dead') \
+         local ok, err = coroutine.resume(root) \
+         assert(not ok and err:find('dead'), err) \
+         assert(coroutine.close(root))",
+    )
+    .unwrap();
+}
+
+/// `ctx:run` does not catch a spent instruction budget (nor does a `pcall` around it): the
+/// run ends with the budget's error.
+#[test]
+fn context_run_passes_a_spent_budget_on() {
+    let lua = LuaInterpreter::builder()
+        .instruction_budget(100_000)
+        .build()
+        .unwrap();
+    let error = lua
+        .exec(
+            "local ctx = contextvars.copy_context() \
+             local ok = pcall(ctx.run, ctx, function() while true do end end) \
+             done = true",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            lua_error(&error),
+            LuaError::InstructionBudget { budget: 100_000 }
+        ),
+        "{error}"
+    );
+    assert_eq!(lua.get_main_attr("done").unwrap(), None);
+}
+
+/// The values a task set and kept go with its context when it ends, and leave the registry
+/// then (not at the next `exec`).
+#[test]
+fn values_a_finished_task_kept_are_collected() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let lua = LuaInterpreter::new().unwrap();
+    lua.exec(
+        r#"
+        collected = false
+        v = contextvars.ContextVar("v_kept")
+        function job()
+          v:set(setmetatable({}, {__gc = function() collected = true end}))
+          task.yield_now()
+          return true
+        end
+        "#,
+    )
+    .unwrap();
+    let handle = lua.spawn("job", []).unwrap();
+    assert_eq!(rt.block_on(handle).unwrap().unwrap(), Shareable::from(true));
+    lua.exec("collectgarbage(); collectgarbage()").unwrap();
+    lua.exec("assert(collected, 'the finished task kept it')")
         .unwrap();
 }
 

@@ -316,7 +316,7 @@ local function resume(co, ...)
   if awaiting[co] then
     return false, "cannot resume a coroutine waiting in an await (its task resumes it)"
   end
-  if tasks[co] then
+  if tasks[co] and status(co) == "suspended" then
     return false, "cannot resume a task's own coroutine (its task resumes it)"
   end
   -- Recorded only for a resume that can succeed: a failed one (a running or normal
@@ -341,7 +341,7 @@ local function close(co)
   if awaiting[co] then
     error("cannot close a coroutine waiting in an await (its task resumes it)", 2)
   end
-  if tasks[co] then
+  if tasks[co] and s == "suspended" then
     error("cannot close a task's own coroutine (dropping the task closes it)", 2)
   end
   parents[co] = running()

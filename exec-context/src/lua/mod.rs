@@ -9,10 +9,13 @@
 //! globals are the state's own.
 //!
 //! What the scripts see, beside Lua's safe standard libraries (mlua's safe set: no `debug`
-//! library, no C modules), with two changes made for an embedded state: `load`, `loadfile`
-//! and `dofile` take source text only (Lua does not check binary chunks, and crafted
-//! bytecode can corrupt the host's memory; asking for one is Lua's usual "attempt to load a
-//! binary chunk" error), and `os.exit` raises an error instead of ending the host process:
+//! library, no C modules), with two changes made for an embedded state: `load`, `loadfile`,
+//! `dofile` and `require` take source text only (Lua does not check binary chunks, and
+//! crafted bytecode can corrupt the host's memory; asking for one is Lua's usual "attempt
+//! to load a binary chunk" error), and `os.exit` raises an error instead of ending the host
+//! process. The `io` and `os` libraries are otherwise Lua's own: a script can read and
+//! write files and run commands with the host's rights. The state is not a sandbox for
+//! hostile scripts. The globals:
 //!
 //! | global | what |
 //! |---|---|
@@ -368,10 +371,11 @@ _G.setmetatable = function(t, mt)
 end
 "#;
 
-/// Makes the chunk loaders take source text only (Lua does not verify binary chunks, and
-/// crafted bytecode can corrupt memory), keeping each loader's arity (`load` and `loadfile`
-/// treat an `env` given as `nil` apart from one not given), and makes `os.exit` an error: a
-/// script must not end its host. Runs first, so that the wrappers installed later wrap these.
+/// Makes the chunk loaders (`load`, `loadfile`, `dofile` and `require`'s searcher of Lua
+/// files) take source text only (Lua does not verify binary chunks, and crafted bytecode
+/// can corrupt memory), keeping each loader's arity (`load` and `loadfile` treat an `env`
+/// given as `nil` apart from one not given), and makes `os.exit` an error. Runs first, so
+/// that the wrappers installed later wrap these.
 const EMBEDDED: &str = r##"
 local load, loadfile, select, error = load, loadfile, select, error
 _G.load = function(...)
@@ -391,9 +395,25 @@ end
 _G.dofile = function(filename)
   local chunk, message = loadfile(filename, "t")
   if chunk == nil then
-    error(message, 2)
+    error(message, 0)
   end
   return chunk()
+end
+-- `require`'s searcher of Lua files, as Lua's own but for source text only.
+if package ~= nil and package.searchers ~= nil then
+  local searchpath, format = package.searchpath, string.format
+  package.searchers[2] = function(name)
+    local filename, missing = searchpath(name, package.path)
+    if filename == nil then
+      return missing
+    end
+    local chunk, message = loadfile(filename, "t")
+    if chunk == nil then
+      error(format("error loading module '%s' from file '%s':\n\t%s", name, filename,
+        message), 0)
+    end
+    return chunk, filename
+  end
 end
 if os ~= nil then
   os.exit = function()
@@ -948,6 +968,7 @@ impl LuaInterpreter {
             };
             let id = self.interp.id();
             let state = self.lua.clone();
+            let finished = self.lua.clone();
             let polled = std::future::poll_fn(move |cx| {
                 let _run = budget.as_deref().map(Budget::start);
                 let Some(future) = future.future.as_mut() else {
@@ -969,7 +990,14 @@ impl LuaInterpreter {
                 state.expire_registry_values();
                 polled
             });
-            handle = Some(crate::tokio::spawn(polled));
+            // The task's context (and the values it set and kept) is dropped when its
+            // wrapper completes: its registry values go after that.
+            let task = crate::FutureExt::in_current_context(polled);
+            handle = Some(tokio::spawn(async move {
+                let result = task.await;
+                finished.expire_registry_values();
+                result
+            }));
             Ok(())
         })?;
         Ok(handle.expect("spawned"))

@@ -185,20 +185,27 @@ impl UserData for LuaToken {
 /// The registry key of `pcall` as the state's set-up left it.
 pub(crate) const PCALL_KEY: &str = "exec_context.pcall";
 
+/// The registry key of the table of `Context` methods written in Lua ([`CONTEXT_METHODS`]),
+/// made at set-up (see [`install`]), before any script can change the globals it uses.
+const CONTEXT_METHODS_KEY: &str = "exec_context.context_methods";
+
 /// `ctx:run(f, ...)`, in Lua around the method `_run_protected`, which calls `f` in the
 /// context through `pcall`: an error `f` raises comes out of `run` as the very value it
 /// raised (a table stays a table, a string gains no position), as PEP 567's `Context.run`
-/// lets an exception through. A panic, a memory error or a spent budget is not caught by
-/// that `pcall`, and leaves `run` as it would any call.
+/// lets an exception through. A panic in a Rust callback, a memory error or a spent
+/// instruction budget comes out as it would of any call: `pcall` hands it back as the error
+/// value it is, and it is raised again unchanged.
 const CONTEXT_METHODS: &str = r#"
-local pack, unpack, error = table.pack, table.unpack, error
+local error = error
+local function finish(ok, ...)
+  if ok then
+    return ...
+  end
+  error((...), 0)
+end
 return {
   run = function(self, f, ...)
-    local results = pack(self:_run_protected(f, ...))
-    if results[1] then
-      return unpack(results, 2, results.n)
-    end
-    error(results[2], 0)
+    return finish(self:_run_protected(f, ...))
   end,
 }
 "#;
@@ -220,9 +227,7 @@ impl UserData for LuaContext {
     fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
         // Looked up after the methods below.
         fields.add_meta_field_with("__index", |lua| {
-            lua.load(CONTEXT_METHODS)
-                .set_name("=exec_context.context")
-                .eval::<Table>()
+            lua.named_registry_value::<Table>(CONTEXT_METHODS_KEY)
         });
     }
 
@@ -258,6 +263,11 @@ impl UserData for LuaContext {
 
 /// Fills the state's `contextvars` table.
 pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result<()> {
+    let methods = lua
+        .load(CONTEXT_METHODS)
+        .set_name("=exec_context.context")
+        .eval::<Table>()?;
+    lua.set_named_registry_value(CONTEXT_METHODS_KEY, methods)?;
     let var_frames = frames.clone();
     let created = std::sync::atomic::AtomicUsize::new(0);
     table.set(
