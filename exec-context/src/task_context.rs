@@ -335,7 +335,10 @@ impl TaskContext {
         self.leave(end_attach)
     }
 
-    /// Whether the context is entered (current on some thread).
+    /// Whether the context is entered: [`enter`](Self::enter) succeeded and no
+    /// [`exit`](Self::exit) or [`end`](Self::end) has taken it back yet. (An enter made in a
+    /// scope that has since ended still counts: the context is then current nowhere, and
+    /// only dropping the `TaskContext` releases it.)
     ///
     /// ```
     /// use exec_context::task_context::TaskContext;
@@ -406,6 +409,13 @@ impl Drop for TaskContext {
     /// middle of a step), it is ended first when this is its thread and scope level (see
     /// [`end`](Self::end): attaches the step left above it end too); otherwise it stays
     /// current where it was entered until the scope below it is left.
+    ///
+    /// # Panics
+    ///
+    /// As [`exit`](Self::exit) and [`end`](Self::end): when the `Drop` of a value they drop
+    /// panics (what attaches left above the context displaced). Dropping several entered
+    /// `TaskContext`s in one go (a `Vec` of them) can then panic twice, which aborts: exit
+    /// or end them one at a time first.
     fn drop(&mut self) {
         if self.entered.is_some() && self.exit().is_err() {
             let _ = self.end();

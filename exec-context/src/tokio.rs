@@ -18,7 +18,7 @@
 //! | not reached | why | use instead |
 //! |---|---|---|
 //! | `spawn_blocking` closures | blocking tasks get no spawn or poll hooks | [`spawn_blocking`] |
-//! | tasks on a `LocalSet` (`spawn_local`) | tokio runs no task hooks for them | [`spawn_local`] |
+//! | tasks on a `LocalSet` (`spawn_local`) | tokio runs no task hooks for them (a `LocalRuntime`, from `Builder::build_local`, does: its `spawn_local` tasks are reached) | [`spawn_local`] |
 //! | the root future of `Runtime::block_on` / `#[tokio::main]` | not a task | it runs in the calling thread's context; wrap it with [`carry`] to isolate it |
 //! | the drop of a task's future at runtime shutdown | tokio drops it outside any poll | the context is still released exactly once; code in `Drop` runs in the shutting-down thread's context: it reads that thread's values, what it sets stays there (on a current-thread runtime, the thread that drops the `Runtime`), and a [`SetGuard`](contextvars::SetGuard) held across an `.await` cannot reset (a debug build panics, and tokio reports the task as panicked instead of cancelled) |
 //! | tasks of a runtime built by `#[tokio::main]` or `#[tokio::test]` | the macros build the runtime without the hooks | build the runtime with a [`Builder`](tokio::runtime::Builder) and [`propagate`] |

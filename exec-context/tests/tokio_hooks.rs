@@ -938,3 +938,30 @@ fn a_chained_after_poll_hook_on_four_workers_sees_each_tasks_own_value() {
         assert_eq!(values, &HashSet::from([Some(*n)]), "task {n}");
     }
 }
+
+/// A `LocalRuntime` (`Builder::build_local`) runs the task hooks for its `spawn_local` tasks,
+/// so they carry their spawner's context as `tokio::spawn` tasks do (a `LocalSet` does not).
+#[test]
+fn spawn_local_on_a_local_runtime_carries_the_spawners_context() {
+    let (seen, outside) = within_a_minute(|| {
+        let mut builder = Builder::new_current_thread();
+        exec_context::tokio::propagate(&mut builder);
+        let runtime = builder
+            .build_local(tokio::runtime::LocalOptions::default())
+            .unwrap();
+        runtime.block_on(async {
+            REQUEST.set(61);
+            let task = tokio::task::spawn_local(async {
+                let seen = REQUEST.get();
+                REQUEST.set(62);
+                yield_now().await;
+                (seen, REQUEST.get())
+            });
+            REQUEST.set(63);
+            let seen = task.await.unwrap();
+            (seen, REQUEST.get())
+        })
+    });
+    assert_eq!(seen, (Some(61), Some(62)));
+    assert_eq!(outside, Some(63));
+}

@@ -69,19 +69,85 @@ pub struct TaskHooks {
 }
 
 impl TaskHooks {
-    /// No hooks of your own.
+    /// No hooks of your own: [`propagate_with`] with these is [`propagate`].
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::tokio::{TaskHooks, propagate_with};
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+    ///
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// propagate_with(&mut builder, TaskHooks::new());
+    /// let runtime = builder.build().unwrap();
+    /// let seen = runtime.block_on(async {
+    ///     TENANT.set("acme");
+    ///     tokio::spawn(async { TENANT.get() }).await.unwrap()
+    /// });
+    /// assert_eq!(seen, Some("acme"));
+    /// ```
     pub fn new() -> Self {
         TaskHooks::default()
     }
 
     /// Like [`Builder::on_task_spawn`]; runs in the spawner's context, after the task's
     /// was captured.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use contextvars::ContextVar;
+    /// use exec_context::tokio::{TaskHooks, propagate_with};
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+    ///
+    /// let spawners = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = spawners.clone();
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// propagate_with(
+    ///     &mut builder,
+    ///     TaskHooks::new().on_task_spawn(move |_| seen.lock().unwrap().push(TENANT.get())),
+    /// );
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async {
+    ///     TENANT.set("acme");
+    ///     tokio::spawn(async {}).await.unwrap();
+    /// });
+    /// assert_eq!(*spawners.lock().unwrap(), [Some("acme")]);
+    /// ```
     pub fn on_task_spawn(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.spawn = Some(Arc::new(f));
         self
     }
 
     /// Like [`Builder::on_before_task_poll`]; runs inside the task's context.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use contextvars::ContextVar;
+    /// use exec_context::tokio::{TaskHooks, propagate_with};
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+    ///
+    /// let polls = Arc::new(AtomicUsize::new(0));
+    /// let counter = polls.clone();
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// propagate_with(
+    ///     &mut builder,
+    ///     TaskHooks::new().on_before_task_poll(move |_| {
+    ///         // The task's variables are readable here.
+    ///         if TENANT.get() == Some("acme") {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     }),
+    /// );
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async {
+    ///     TENANT.set("acme");
+    ///     tokio::spawn(async { tokio::task::yield_now().await }).await.unwrap();
+    /// });
+    /// assert_eq!(polls.load(Ordering::Relaxed), 2); // the task's two polls
+    /// ```
     pub fn on_before_task_poll(
         mut self,
         f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static,
@@ -92,6 +158,34 @@ impl TaskHooks {
 
     /// Like [`Builder::on_after_task_poll`]; runs after the task's context is put back, in
     /// a copy of it (what it sets does not reach the task; see above).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use contextvars::ContextVar;
+    /// use exec_context::tokio::{TaskHooks, propagate_with};
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+    ///
+    /// let polls = Arc::new(AtomicUsize::new(0));
+    /// let counter = polls.clone();
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// propagate_with(
+    ///     &mut builder,
+    ///     TaskHooks::new().on_after_task_poll(move |_| {
+    ///         // The task's variables are readable here.
+    ///         if TENANT.get() == Some("acme") {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     }),
+    /// );
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async {
+    ///     TENANT.set("acme");
+    ///     tokio::spawn(async { tokio::task::yield_now().await }).await.unwrap();
+    /// });
+    /// assert_eq!(polls.load(Ordering::Relaxed), 2); // the task's two polls
+    /// ```
     pub fn on_after_task_poll(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.after_poll = Some(Arc::new(f));
         self
@@ -99,6 +193,29 @@ impl TaskHooks {
 
     /// Like [`Builder::on_task_terminate`]; runs before the task's context is released (see
     /// above for the context it runs in).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use contextvars::ContextVar;
+    /// use exec_context::tokio::{TaskHooks, propagate_with};
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+    ///
+    /// let ended = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = ended.clone();
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// propagate_with(
+    ///     &mut builder,
+    ///     TaskHooks::new().on_task_terminate(move |_| seen.lock().unwrap().push(TENANT.get())),
+    /// );
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async {
+    ///     TENANT.set("acme");
+    ///     tokio::spawn(async { TENANT.set("done") }).await.unwrap();
+    /// });
+    /// // The task ended within its poll: its hook saw what the task had set.
+    /// assert_eq!(*ended.lock().unwrap(), [Some("done")]);
+    /// ```
     pub fn on_task_terminate(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
         self.terminate = Some(Arc::new(f));
         self
@@ -156,6 +273,31 @@ pub fn propagate(builder: &mut Builder) -> &mut Builder {
 }
 
 /// [`propagate`], with your own task hooks chained to ours (see [`TaskHooks`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use exec_context::tokio::{TaskHooks, propagate_with};
+///
+/// let ended = Arc::new(AtomicUsize::new(0));
+/// let counter = ended.clone();
+/// let mut builder = tokio::runtime::Builder::new_current_thread();
+/// propagate_with(
+///     &mut builder,
+///     TaskHooks::new().on_task_terminate(move |_| {
+///         counter.fetch_add(1, Ordering::Relaxed);
+///     }),
+/// );
+/// let runtime = builder.build().unwrap();
+/// runtime.block_on(async {
+///     let tasks: Vec<_> = (0..4).map(|n| tokio::spawn(async move { n })).collect();
+///     for task in tasks {
+///         task.await.unwrap();
+///     }
+/// });
+/// drop(runtime);
+/// assert_eq!(ended.load(Ordering::Relaxed), 4);
+/// ```
 pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
     let TaskHooks {
         spawn: user_spawn,
@@ -672,7 +814,7 @@ fn before_poll(id: u64) {
 
 /// Ends task `id`'s poll on this thread: leaves its context and puts it back (or releases
 /// it, for a task that ended during the poll). With `copy`, returns a copy of the context
-/// as the poll left it, if the poll used it.
+/// as the poll left it, if the poll used it or ended the task.
 fn after_poll(id: u64, copy: bool) -> Option<Context> {
     let popped = POLLING
         .try_with(|polling| {
@@ -715,7 +857,14 @@ fn after_poll(id: u64, copy: bool) -> Option<Context> {
     // A poll that fetched nothing (the task had ended, or was never registered) but used a
     // context ran in an empty one of its own: it goes here, and nothing goes back (the slot
     // its id once had may be another task's by now).
-    let copied = if copy { used.clone() } else { None };
+    let copied = match (copy, &used) {
+        (false, _) => None,
+        (true, Some(used)) => Some(used.clone()),
+        // A poll that ended the task without using its context: the copy comes from its
+        // slot, which it is released from just below (the hook could not fetch it later).
+        (true, None) if ended => fetch_copy(id),
+        (true, None) => None,
+    };
     let (fetched, own) = match slot {
         Some(slot) => (used.map(|context| (slot, context)), None),
         None => (None, used),

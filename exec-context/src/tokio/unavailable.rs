@@ -6,7 +6,13 @@ mod sealed {
 
 /// Implemented by nothing: it stands for "tokio's task hooks are compiled in", which needs
 /// `RUSTFLAGS="--cfg tokio_unstable"`. Its only purpose is the error message of
-/// [`propagate`] in a build without that flag.
+/// [`propagate`] in a build without that flag: no type, tokio's `Builder` included, meets
+/// the bound.
+///
+/// ```compile_fail,E0277
+/// fn needs_hooks<B: exec_context::tokio::TaskHooksAvailable>() {}
+/// needs_hooks::<tokio::runtime::Builder>();
+/// ```
 #[diagnostic::on_unimplemented(
     message = "exec_context::tokio::propagate needs tokio's task hooks, which exist only with `RUSTFLAGS=\"--cfg tokio_unstable\"`",
     label = "this build has no `--cfg tokio_unstable`",
