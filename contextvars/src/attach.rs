@@ -12,9 +12,10 @@
 //! - [`attach`] *moves* the given context into the thread and keeps the context it displaced
 //!   inside the thread state (a per-thread stack), never in an object the caller owns.
 //! - [`detach`] hands the current context back as a [`Context`] and reinstalls the one
-//!   below. If a borrow is open on the thread at that moment, a snapshot of the context handed
-//!   back is retired until the borrow ends, so the lent value outlives it even if the caller
-//!   drops the `Context` at once.
+//!   below. If a borrow is open on the thread at that moment, each value of the context handed
+//!   back, or of what the detach lets go, that the borrow may be lending (checked by the
+//!   value's address) is retired until the borrow ends. The lent value outlives the detach
+//!   even if the caller drops the `Context` at once; the other values go as usual.
 //! - [`detach`] refuses, changing nothing, unless the attachment it is given is the current
 //!   context at the current scope level (not, say, from inside a [`Context::run`] that began
 //!   after the attach).
@@ -47,12 +48,68 @@ pub struct AttachId(u64);
 
 /// Why [`attach`] could not make a context current: the thread is exiting and its context
 /// state is already gone. The context is handed back.
+///
+/// A value dropped with the thread's context state, at the thread's exit, is one place this
+/// happens:
+///
+/// ```
+/// use std::sync::Mutex;
+/// use contextvars::{Context, ContextVar, attach};
+///
+/// static SEEN: Mutex<Option<String>> = Mutex::new(None);
+///
+/// struct AttachesOnDrop;
+/// impl Drop for AttachesOnDrop {
+///     fn drop(&mut self) {
+///         if let Err(error) = attach(Context::new()) {
+///             *SEEN.lock().unwrap() = Some(error.to_string());
+///         }
+///     }
+/// }
+///
+/// static AT_EXIT: ContextVar<AttachesOnDrop> = ContextVar::new("at_exit");
+///
+/// std::thread::spawn(|| AT_EXIT.set(AttachesOnDrop)).join().unwrap();
+/// let seen = SEEN.lock().unwrap().take().expect("the attach was refused");
+/// assert!(seen.contains("already destroyed"));
+/// ```
 pub struct AttachError {
     context: Context,
 }
 
 impl AttachError {
-    /// The context that was not attached.
+    /// The context that was not attached, as it was given.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use contextvars::{Context, ContextVar, attach};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static HANDED_BACK: Mutex<Option<Context>> = Mutex::new(None);
+    ///
+    /// // At the thread's exit, attaches the context it holds.
+    /// struct AttachesOnDrop(Mutex<Option<Context>>);
+    /// impl Drop for AttachesOnDrop {
+    ///     fn drop(&mut self) {
+    ///         let context = self.0.lock().unwrap().take().unwrap();
+    ///         if let Err(error) = attach(context) {
+    ///             *HANDED_BACK.lock().unwrap() = Some(error.into_context());
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// static AT_EXIT: ContextVar<AttachesOnDrop> = ContextVar::new("at_exit");
+    ///
+    /// std::thread::spawn(|| {
+    ///     let mut task = Context::new();
+    ///     task.run(|| USER.set("task"));
+    ///     AT_EXIT.set(AttachesOnDrop(Mutex::new(Some(task))));
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// let task = HANDED_BACK.lock().unwrap().take().expect("the attach was refused");
+    /// assert_eq!(task.get(&USER), Some("task"));
+    /// ```
     pub fn into_context(self) -> Context {
         self.context
     }
@@ -73,6 +130,18 @@ impl fmt::Display for AttachError {
 impl std::error::Error for AttachError {}
 
 /// Why [`detach`] refused. Nothing changed.
+///
+/// ```
+/// use contextvars::{Context, DetachError, attach, detach};
+///
+/// let id = attach(Context::new()).unwrap();
+/// // Not current on another thread.
+/// let elsewhere = std::thread::spawn(move || detach(id)).join().unwrap();
+/// assert_eq!(elsewhere.unwrap_err(), DetachError::NotCurrent);
+/// assert!(detach(id).is_ok());
+/// // Nor once detached.
+/// assert_eq!(detach(id).unwrap_err(), DetachError::NotCurrent);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DetachError {
     /// The attachment is not the current context at the current scope level: it was already
@@ -174,6 +243,14 @@ pub fn detach(id: AttachId) -> Result<Context, DetachError> {
 /// match those attaches any more. Either way the context that `id`'s attach displaced is
 /// current again.
 ///
+/// # Panics
+///
+/// If a `Drop` of a value among the contexts dropped here panics (and the thread is not
+/// panicking already), the panic comes out of this call once the attaches have ended: the
+/// context that `id`'s attach displaced is current again, and the context that would have
+/// been handed back is dropped (a panic of its own `Drop`s is discarded). Called while the
+/// thread is panicking, the `Drop`'s panic is discarded and the context is handed back.
+///
 /// # Errors
 ///
 /// [`DetachError::NotCurrent`], with nothing changed, if `id` is no longer attached on this
@@ -205,7 +282,18 @@ pub fn end_attach(id: AttachId) -> Result<Context, DetachError> {
 }
 
 /// Identifies one [`attach_deferred`]: pass it to [`detach_deferred`]. Plain data, like
-/// [`AttachId`].
+/// [`AttachId`], and every deferred attach gets an id of its own:
+///
+/// ```
+/// use contextvars::{DetachError, attach_deferred, detach_deferred};
+///
+/// let first = attach_deferred(|_key| None, 0).unwrap();
+/// assert!(detach_deferred(first).unwrap().is_none());
+/// let second = attach_deferred(|_key| None, 0).unwrap();
+/// assert_ne!(first, second);
+/// assert_eq!(detach_deferred(first).unwrap_err(), DetachError::NotCurrent); // used already
+/// assert!(detach_deferred(second).is_ok());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DeferredId(u64);
 
@@ -275,6 +363,33 @@ pub fn attach_deferred(
 /// # Errors
 ///
 /// [`DetachError::NotCurrent`] under the same rules as [`detach`]. Nothing changes then.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use contextvars::{Context, ContextVar, DetachError, attach_deferred, detach_deferred};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+/// static PARKED: Mutex<Option<Context>> = Mutex::new(None);
+///
+/// fn fetch(_key: u64) -> Option<Context> {
+///     PARKED.lock().unwrap().take()
+/// }
+///
+/// let mut task = Context::new();
+/// task.run(|| USER.set("task"));
+/// *PARKED.lock().unwrap() = Some(task);
+///
+/// let id = attach_deferred(fetch, 0).unwrap();
+/// // Inside a scope that began after the attach, the attach is not current.
+/// let inner = Context::new().run(|| detach_deferred(id));
+/// assert_eq!(inner.unwrap_err(), DetachError::NotCurrent);
+/// assert!(PARKED.lock().unwrap().is_some()); // not fetched yet
+/// assert_eq!(USER.get(), Some("task")); // fetched here
+/// USER.set("changed");
+/// let task = detach_deferred(id).unwrap().expect("it was fetched");
+/// assert_eq!(task.get(&USER), Some("changed"));
+/// assert_eq!(USER.get(), None);
+/// ```
 #[inline]
 pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
     match thread_state::detach_deferred(id.0) {
@@ -296,10 +411,16 @@ pub fn detach_deferred(id: DeferredId) -> Result<Option<Context>, DetachError> {
 ///   hands back. Otherwise it is the topmost context left attached (still the current one,
 ///   as at the end of a run), and the contexts those attaches displaced, the fetched one
 ///   among them, are dropped here (or, those a borrow lends, when the last borrow lending
-///   them ends). No
-///   [`detach`] can match those attaches any more.
+///   them ends). No [`detach`] can match those attaches any more.
 ///
 /// Either way the context that `attach_deferred` displaced is current again.
+///
+/// # Panics
+///
+/// As [`end_attach`]: if a `Drop` of a value among the contexts dropped here panics (and the
+/// thread is not panicking already), the panic comes out of this call once the attaches have
+/// ended, and the context that would have been handed back is dropped. Called while the
+/// thread is panicking, the `Drop`'s panic is discarded and the context is handed back.
 ///
 /// # Errors
 ///

@@ -14,11 +14,14 @@ use crate::var::ContextVar;
 /// [`run`](Self::run) makes it the thread's current context for the duration of a closure;
 /// whatever the closure sets stays in this `Context` and is there at the next `run`. The
 /// context is moved into the thread (and back out when `run` returns) only once the closure
-/// needs it there: to set a variable, take a snapshot, open a scope or attach. Reads are
-/// served where the context lies, so a run that only reads, or uses no variable, costs little
-/// more than the call (no allocation and no reference-count traffic either way). Because
-/// `run` takes `&mut self`, a context cannot be entered twice at once — PEP 567's "already
-/// entered" `RuntimeError` cannot happen.
+/// needs it there: to set or delete a variable (also for a [`ContextVar::scope`]), take a
+/// snapshot or attach. Reads are served where the context lies, and neither a nested `run`
+/// nor a logical context pushed with
+/// [`run_with_logical_context`](crate::run_with_logical_context) moves it in, so a run that
+/// only reads, or uses no variable, costs little more than the call (no allocation and no
+/// reference-count traffic either way). With a context watcher registered ([`crate::watch`]),
+/// the context is moved in at once. Because `run` takes `&mut self`, a context cannot be
+/// entered twice at once — PEP 567's "already entered" `RuntimeError` cannot happen.
 ///
 /// Reads stay cached across runs: a `Context` run again on the thread it last ran on finds
 /// the variables it read there still in the thread's lookup cache (a task polled repeatedly

@@ -49,6 +49,8 @@ pub struct Iter<'a> {
     /// Which map `entries` walks.
     level: Level<'a>,
     entries: hamt::Iter<'a, VarId, Value>,
+    /// Lists the pinned variables instead of the others (`pinned_vars`).
+    pinned: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -72,6 +74,15 @@ impl<'a> Iter<'a> {
             chain,
             level,
             entries,
+            pinned: false,
+        }
+    }
+
+    /// An iterator over the [pinned](crate::pinned) variables instead, which [`Iter`] skips.
+    pub(crate) fn pinned(top: Option<&'a VarMap>, chain: Option<&'a Layer>) -> Self {
+        Iter {
+            pinned: true,
+            ..Iter::new(top, chain)
         }
     }
 
@@ -103,7 +114,7 @@ impl<'a> Iter<'a> {
         loop {
             while let Some((id, value)) = self.entries.next() {
                 // Pinned variables are part of a context's surroundings, not of its listing.
-                if !value.pinned() && !self.hidden(id) {
+                if value.pinned() == self.pinned && !self.hidden(id) {
                     return Some((info(*id, value), value));
                 }
             }

@@ -21,7 +21,9 @@
 //! a context does not see them: the iterators (`iter`, `vars`, `values`), `len`, `is_empty`,
 //! `Debug` and `Context`'s equality skip them, everywhere. `Context::new().len()` is 0 and
 //! `Context::new().is_empty()` holds, as PEP 567 specifies, whatever is pinned. They are found
-//! by the variable itself: `get`, `with`, `get_ref` and `contains` see them as usual.
+//! by the variable itself: `get`, `with`, `get_ref` and `contains` see them as usual, and
+//! listed apart, by [`Context::pinned_vars`](crate::Context::pinned_vars) and
+//! [`ExecutionContext::pinned_vars`].
 //! [`ExecutionContext::depth`] counts structure and does count a logical context that holds
 //! only pinned values.
 //!
@@ -204,7 +206,53 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     }
 }
 
+impl crate::Context {
+    /// The [pinned](ContextVar::pinned) variables with a value in this context, each once,
+    /// in no particular order: those that [`vars`](crate::Context::vars) does not list.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// static TENANT: ContextVar<&str> = ContextVar::new("tenant").pinned();
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let mut ctx = Context::new();
+    /// ctx.run(|| {
+    ///     TENANT.set("acme");
+    ///     USER.set("alice");
+    /// });
+    /// let pinned: Vec<_> = ctx.pinned_vars().map(|var| var.name()).collect();
+    /// let listed: Vec<_> = ctx.vars().map(|var| var.name()).collect();
+    /// assert_eq!((pinned, listed), (vec!["tenant"], vec!["user"]));
+    /// ```
+    pub fn pinned_vars(&self) -> impl Iterator<Item = crate::VarInfo> + '_ {
+        crate::entries::Iter::pinned(Some(&self.frame.top.map), self.frame.base.head.as_deref())
+            .map(|(var, _)| var)
+    }
+}
+
 impl ExecutionContext {
+    /// The [pinned](ContextVar::pinned) variables with a value in this context, each once,
+    /// in no particular order: those that [`vars`](ExecutionContext::vars) does not list.
+    ///
+    /// ```
+    /// use contextvars::{ContextVar, ExecutionContext, get_execution_context};
+    ///
+    /// static ZONE: ContextVar<&str> = ContextVar::new("zone").pinned();
+    ///
+    /// std::thread::spawn(|| {
+    ///     assert_eq!(get_execution_context().pinned_vars().count(), 0);
+    ///     ZONE.set("eu");
+    ///     let names: Vec<_> = ExecutionContext::pinned().pinned_vars().map(|v| v.name()).collect();
+    ///     assert_eq!(names, ["zone"]);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn pinned_vars(&self) -> impl Iterator<Item = crate::VarInfo> + '_ {
+        crate::entries::Iter::pinned(None, self.head.as_deref()).map(|(var, _)| var)
+    }
+
     /// An execution context holding only the current context's values of
     /// [pinned](ContextVar::pinned) variables: the empty context for work that must start
     /// without its creator's variables but stay where the creator runs (a new thread's empty

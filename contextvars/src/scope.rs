@@ -54,7 +54,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     /// Sets the variable and returns a guard that undoes the set when dropped (like
     /// [`reset`](Self::reset) with the set's token). The guard may be held across `.await`
-    /// inside one task: the task's context is the same at every poll, so the reset finds it.
+    /// inside one task whose context is the same at every poll, so that the reset finds it:
+    /// a task that carries its context (wrapped with `exec-context`'s `in_current_context`, or
+    /// run by a runtime that carries contexts through its hooks, such as `exec-context`'s
+    /// `tokio::propagate`), or one whose polls all run on one thread in one context (as under
+    /// `futures_executor::block_on`). Otherwise each poll sees the context of the thread that
+    /// polls it: on a multi-thread runtime, a poll on another thread than the set's is in
+    /// another context (see below).
     ///
     /// # Dropped in another context
     ///
@@ -87,6 +93,22 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 }
 
 /// A set undone when dropped: made by [`ContextVar::set_guard`].
+///
+/// ```
+/// use contextvars::ContextVar;
+///
+/// static LEVEL: ContextVar<u8> = ContextVar::new("level");
+///
+/// LEVEL.set(1);
+/// let guard = LEVEL.set_guard(2);
+/// assert_eq!(LEVEL.get(), Some(2));
+/// drop(guard);
+/// assert_eq!(LEVEL.get(), Some(1));
+///
+/// let guard = LEVEL.set_guard(3);
+/// assert_eq!(guard.reset(), Ok(())); // the same, with the outcome
+/// assert_eq!(LEVEL.get(), Some(1));
+/// ```
 #[must_use = "the variable is reset as soon as the guard is dropped"]
 pub struct SetGuard<'a, T: Send + Sync + 'static> {
     var: &'a ContextVar<T>,
@@ -162,6 +184,33 @@ impl<T: Send + Sync + 'static> fmt::Debug for SetGuard<'_, T> {
 pin_project! {
     /// A future that sees a context variable set to its own value at every poll: made by
     /// [`ContextVar::scope_future`].
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::pin::pin;
+    /// use std::task::{Context, Poll, Waker};
+    /// use contextvars::ContextVar;
+    ///
+    /// static REQUEST: ContextVar<u32> = ContextVar::new("request");
+    ///
+    /// REQUEST.set(1);
+    /// let mut first = true;
+    /// let inner = std::future::poll_fn(move |_| {
+    ///     if std::mem::take(&mut first) {
+    ///         assert_eq!(REQUEST.get(), Some(7));
+    ///         REQUEST.set(8); // what the later polls see
+    ///         Poll::Pending
+    ///     } else {
+    ///         Poll::Ready(REQUEST.get())
+    ///     }
+    /// });
+    /// let mut future = pin!(REQUEST.scope_future(7, inner));
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(future.as_mut().poll(&mut cx).is_pending());
+    /// assert_eq!(REQUEST.get(), Some(1)); // between polls, the caller's value
+    /// assert_eq!(future.as_mut().poll(&mut cx), Poll::Ready(Some(8)));
+    /// assert_eq!(REQUEST.get(), Some(1));
+    /// ```
     pub struct ScopeFuture<T, F>
     where
         T: Send,

@@ -814,6 +814,35 @@ mod on_tokio {
         );
     }
 
+    /// `check_workers`: a pinned variable (a tenant) that a plain task set on its worker is
+    /// reported by name and cleared at the next park, as any other variable is.
+    #[test]
+    fn check_workers_reports_a_leaked_pinned_variable() {
+        static TENANT: ContextVar<&str> = ContextVar::new("tenant.leaked").pinned();
+        let leaked = Arc::new(Mutex::new(Vec::new()));
+        let sink = leaked.clone();
+        let rt = checked_runtime(move |vars| {
+            sink.lock()
+                .unwrap()
+                .extend(vars.iter().map(|v| v.name().to_owned()));
+        });
+        let seen = rt.block_on(async {
+            tokio::spawn(async { TENANT.set("acme") }).await.unwrap();
+            let mut seen = Some("acme");
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                seen = tokio::spawn(async { TENANT.get() }).await.unwrap();
+                if seen.is_none() && !leaked.lock().unwrap().is_empty() {
+                    break;
+                }
+            }
+            seen
+        });
+        drop(rt);
+        assert_eq!(seen, None, "cleared");
+        assert_eq!(*leaked.lock().unwrap(), ["tenant.leaked"]);
+    }
+
     /// `check_workers`: a value a plain task leaked into its worker's context, under an empty
     /// attach another task left behind, is cleared at the next park (the empty context on
     /// top hid it from the check before, for the life of the worker).

@@ -42,7 +42,9 @@ fn runtime(multi_thread: Option<usize>) -> (Runtime, Arc<Workers>) {
     let seen = workers.clone();
     builder.enable_all().on_thread_stop(move || {
         seen.stopped.fetch_add(1, Ordering::SeqCst);
-        if !get_execution_context().is_empty() {
+        let ec = get_execution_context();
+        // Pinned variables too, which `is_empty` does not count.
+        if !ec.is_empty() || ec.pinned_vars().next().is_some() {
             seen.dirty.fetch_add(1, Ordering::SeqCst);
         }
     });

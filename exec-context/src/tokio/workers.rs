@@ -21,8 +21,8 @@ std::thread_local! {
 /// there and is seen by the next tasks polled on that thread — one request's tenant id
 /// visible to another request. This uses the stable `on_thread_start` and `on_thread_park`
 /// hooks: each worker thread starts in an empty context of its own, and whenever a worker
-/// parks (runs out of work), a non-empty context is reported, naming the variables, and
-/// cleared. In debug builds the report is a warning on standard error.
+/// parks (runs out of work), a non-empty context is reported, naming the variables
+/// ([pinned](contextvars::pinned) ones included), and cleared. In debug builds the report is a warning on standard error.
 ///
 /// It catches the leak at the next park, not before the next task runs: tasks polled in
 /// between still see the value. Wrap spawns ([`spawn`](super::spawn), [`carry`](super::carry))
@@ -146,8 +146,10 @@ fn check(report: &dyn Fn(&[VarInfo]), owner: usize, again: bool) {
     // is re-armed all the same.
     // (Apart: the values must not be dropped while a panic of `report` unwinds, where a
     // panicking `Drop` would abort.)
-    if !leaked.is_empty() {
-        let vars: Vec<VarInfo> = leaked.vars().collect();
+    // Pinned variables too (a tenant, an interpreter): the worker's own context starts with
+    // none (it is made on the worker thread, whose root context holds nothing).
+    let vars: Vec<VarInfo> = leaked.vars().chain(leaked.pinned_vars()).collect();
+    if !vars.is_empty() {
         crate::discarding_panics(|| report(&vars));
     }
     crate::discarding_panics(move || drop(leaked));
