@@ -189,3 +189,102 @@ where
     let ec = contextvars::get_execution_context().inherited();
     pool.install(move || contextvars::run_with_execution_context(&ec, f))
 }
+
+/// `rayon::scope` carrying the context: `op` runs in a snapshot of the current context, and
+/// so does every job spawned through the [`Scope`] it is given, in a snapshot of the context
+/// current where the job was spawned (each with a logical context of its own, so their
+/// changes stay apart, and none reaches the caller). Scoped jobs may borrow from the caller's
+/// stack, as rayon's do; like rayon's, `scope` returns once all of them have run.
+///
+/// Jobs spawned on the inner `rayon::Scope` by other means are plain jobs (see
+/// [the module docs](crate::rayon#plain-jobs-can-run-inside-someone-elses-context)).
+///
+/// ```
+/// use std::sync::Mutex;
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<&str> = ContextVar::new("tenant");
+///
+/// TENANT.set("acme");
+/// let seen = Mutex::new(Vec::new()); // borrowed by the jobs
+/// exec_context::rayon::scope(|s| {
+///     for n in 0..4 {
+///         let seen = &seen;
+///         s.spawn(move |_| {
+///             let tenant = TENANT.get();
+///             TENANT.set("changed"); // stays in this job
+///             seen.lock().unwrap().push((n, tenant));
+///         });
+///     }
+/// });
+/// let mut seen = seen.into_inner().unwrap();
+/// seen.sort();
+/// assert_eq!(seen, [(0, Some("acme")), (1, Some("acme")), (2, Some("acme")), (3, Some("acme"))]);
+/// assert_eq!(TENANT.get(), Some("acme"));
+/// ```
+pub fn scope<'scope, OP, R>(op: OP) -> R
+where
+    OP: FnOnce(&Scope<'_, 'scope>) -> R + Send,
+    R: Send,
+{
+    let ec = contextvars::get_execution_context().inherited();
+    rayon::scope(move |inner| contextvars::run_with_execution_context(&ec, || op(&Scope { inner })))
+}
+
+/// The scope [`scope`] gives its closure and its jobs: a `rayon::Scope` whose
+/// [`spawn`](Self::spawn) carries the context.
+pub struct Scope<'a, 'scope> {
+    inner: &'a rayon::Scope<'scope>,
+}
+
+impl<'scope> Scope<'_, 'scope> {
+    /// `rayon::Scope::spawn` carrying a snapshot of the current context (the job runs in it
+    /// with a logical context of its own); the job is given this scope again, to spawn more.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use contextvars::ContextVar;
+    ///
+    /// static DEPTH: ContextVar<usize> = ContextVar::new("depth");
+    ///
+    /// let deepest = AtomicUsize::new(0);
+    /// DEPTH.set(0);
+    /// exec_context::rayon::scope(|s| {
+    ///     s.spawn(|s| {
+    ///         DEPTH.set(DEPTH.get().unwrap() + 1);
+    ///         // Spawned from this job: starts from its context.
+    ///         s.spawn(|_| {
+    ///             deepest.fetch_max(DEPTH.get().unwrap() + 1, Ordering::Relaxed);
+    ///         });
+    ///     });
+    /// });
+    /// assert_eq!(deepest.load(Ordering::Relaxed), 2);
+    /// assert_eq!(DEPTH.get(), Some(0));
+    /// ```
+    pub fn spawn<BODY>(&self, body: BODY)
+    where
+        BODY: for<'a> FnOnce(&Scope<'a, 'scope>) + Send + 'scope,
+    {
+        let ec = contextvars::get_execution_context().inherited();
+        self.inner.spawn(move |inner| {
+            contextvars::run_with_execution_context(&ec, || body(&Scope { inner }));
+        });
+    }
+
+    /// The `rayon::Scope` underneath: what is spawned on it directly is a plain job.
+    ///
+    /// ```
+    /// exec_context::rayon::scope(|s| {
+    ///     s.rayon_scope().spawn(|_| { /* runs in whatever context its thread has */ });
+    /// });
+    /// ```
+    pub fn rayon_scope(&self) -> &rayon::Scope<'scope> {
+        self.inner
+    }
+}
+
+impl std::fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").finish_non_exhaustive()
+    }
+}

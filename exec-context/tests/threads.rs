@@ -493,6 +493,59 @@ mod on_rayon {
             assert!(workers_are_clean(&pool));
         });
     }
+
+    /// `scope`: the scope's closure and every job spawned through it (from the closure or
+    /// from another job) see the snapshot of where they were spawned, keep their sets apart,
+    /// and leave the pool's workers clean, also when a job panics.
+    #[test]
+    fn scope_jobs_see_their_spawners_snapshot_and_stay_apart() {
+        clean(|| {
+            let pool = pool();
+            VAR.set("caller");
+            TXN.set(5);
+            let seen = std::sync::Mutex::new(Vec::new());
+            pool.install(|| {
+                // A plain install runs in a worker's empty context: set what the scope sees.
+                VAR.set("installed");
+                exec_context::rayon::scope(|s| {
+                    let seen = &seen;
+                    for n in 0..8 {
+                        s.spawn(move |s| {
+                            seen.lock().unwrap().push((n, VAR.get()));
+                            VAR.set("job");
+                            s.spawn(move |_| seen.lock().unwrap().push((n + 100, VAR.get())));
+                        });
+                    }
+                    VAR.set("closure"); // after the spawns: the jobs do not see it
+                });
+                assert_eq!(VAR.get(), Some("installed"), "the scope's sets stay in it");
+                VAR.delete().expect("set above");
+            });
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort();
+            let expected: Vec<_> = (0..8)
+                .map(|n| (n, Some("installed")))
+                .chain((0..8).map(|n| (n + 100, Some("job"))))
+                .collect();
+            assert_eq!(seen, expected);
+            assert_eq!((VAR.get(), TXN.get()), (Some("caller"), Some(5)));
+            assert!(workers_are_clean(&pool));
+
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.install(|| {
+                    exec_context::rayon::scope(|s| {
+                        s.spawn(|_| {
+                            VAR.set("panicking job");
+                            panic!("a scoped job panics");
+                        });
+                    })
+                })
+            }));
+            assert!(panicked.is_err());
+            assert!(workers_are_clean(&pool));
+            assert_eq!(VAR.get(), Some("caller"));
+        });
+    }
 }
 
 /// What a thread sets is dropped when its function returns, under every policy: a `Drop`
