@@ -836,7 +836,11 @@ impl LuaInterpreter {
     }
 
     /// Sets globals of the state to shareable values (PEP 734's `prepare_main`), also
-    /// recording them in the interpreter's `__main__`.
+    /// recording them in the interpreter's `__main__`, where [`Interpreter::get_main_attr`]
+    /// (through [`interpreter`](Self::interpreter)) reads them as given: what scripts assign
+    /// later is in the state's globals only (read it with
+    /// [`get_main_attr`](Self::get_main_attr)), and a recorded value (a queue, say) stays
+    /// alive there until it is replaced or the interpreter closes.
     ///
     /// # Errors
     ///

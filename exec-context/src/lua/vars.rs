@@ -272,13 +272,20 @@ pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result
     let created = std::sync::atomic::AtomicUsize::new(0);
     table.set(
         "ContextVar",
-        lua.create_function(move |lua, (name, default): (String, MultiValue)| {
-            if name.len() > MAX_NAME_BYTES {
+        lua.create_function(move |lua, (name, default): (mlua::String, MultiValue)| {
+            // Checked before the name is copied out of the state.
+            let length = name.as_bytes().len();
+            if length > MAX_NAME_BYTES {
                 return Err(mlua::Error::runtime(format!(
-                    "ValueError: a ContextVar name is at most {MAX_NAME_BYTES} bytes (got {})",
-                    name.len()
+                    "ValueError: a ContextVar name is at most {MAX_NAME_BYTES} bytes (got {length})"
                 )));
             }
+            let name = name.to_str()?.to_owned();
+            // The default first: a memory error there leaves no variable behind.
+            let default = match default.into_iter().next() {
+                Some(value) => Some(lua.create_registry_value(value)?),
+                None => None,
+            };
             let taken = created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if taken >= MAX_VARS_PER_STATE {
                 created.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -291,10 +298,6 @@ pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result
             let name = interned(name);
             let var: &'static ContextVar<Slot> = Box::leak(Box::new(ContextVar::new(name)));
             CREATED.lock().push(var);
-            let default = match default.into_iter().next() {
-                Some(value) => Some(lua.create_registry_value(value)?),
-                None => None,
-            };
             Ok(LuaVar {
                 var,
                 default,
