@@ -199,8 +199,9 @@ impl Cache {
 /// called with the number of borrows still open (only when one of them may be
 /// releasable), and must release the retired values none of them lends (see
 /// [`lent_by_open_borrows`]), calling [`keep_retired`] if any remain. An inline value is
-/// lent as a copy instead, which borrows nothing. In debug builds, `check` is called on every hit with the variable and what is
-/// cached, and must panic if the current context does not hold that value.
+/// lent as a copy instead, which borrows nothing. In debug builds, `check` is called on
+/// every hit with the variable and what is cached, and must panic if the current context
+/// does not hold that value.
 ///
 /// # Safety
 ///

@@ -164,13 +164,13 @@ impl Drop for ThreadState {
     }
 }
 
-/// Runs `f`, discarding a panic that comes out of it (see [`discard_panic`] for its payload).
 /// Whether this thread's state is gone (the thread is being torn down): sets do nothing
 /// then, and resets find no context to undo them in.
 pub(crate) fn torn_down() -> bool {
     STATE.try_with(|_| ()).is_err()
 }
 
+/// Runs `f`, discarding a panic that comes out of it (see [`discard_panic`] for its payload).
 pub(crate) fn contain(f: impl FnOnce()) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
         discard_panic(payload);

@@ -668,10 +668,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             Err(payload) => (None, Some(payload)),
         };
         ended();
-        let reset = match catch_unwind(AssertUnwindSafe(|| self.reset(token))) {
+        // As `try_reset` does, restored before the token's values drop: a `Drop` of theirs that
+        // panics leaves the reset done.
+        let reset = match catch_unwind(AssertUnwindSafe(|| {
+            self.try_reset(token).map_err(|refused| refused.error())
+        })) {
             Ok(reset) => reset,
             Err(payload) => {
-                // Recorded before the displaced value's `Drop` ran.
+                // Recorded before the displaced value's (or the token's) `Drop` ran.
                 match panic {
                     None => panic = Some(payload),
                     Some(_) => thread_state::discard_panic(payload),

@@ -268,6 +268,22 @@ fn nesting_deeper_than_the_recorded_borrows_retires_conservatively_then_releases
         }
     }
 
+    /// As `nest`, recording after each borrow ends how many stay open and how many values
+    /// have been dropped.
+    fn nest_observing(
+        depth: u32,
+        total: u32,
+        inside: &mut dyn FnMut(),
+        seen: &mut Vec<(u32, u64)>,
+    ) {
+        if depth == 0 {
+            inside();
+        } else {
+            VAR.with(|_| nest_observing(depth - 1, total, inside, seen));
+            seen.push((total - depth, dropped()));
+        }
+    }
+
     on_fresh_thread(|| {
         VAR.set("seven".to_string());
         WORK.set(Counted::new(0));
@@ -281,11 +297,28 @@ fn nesting_deeper_than_the_recorded_borrows_retires_conservatively_then_releases
             assert_eq!(dropped(), 0, "dropped under more borrows than are recorded");
         });
         assert_eq!(sets, 10);
-        assert_eq!(dropped(), 10, "released when the outermost borrow ended");
+        assert_eq!(dropped(), 10, "released once the nesting fell back");
+        // Released as soon as no more borrows are open than are recorded (16), none of
+        // which lends them: not at the end of the outermost borrow.
+        let mut seen = Vec::new();
+        nest_observing(
+            24,
+            24,
+            &mut || {
+                for id in 12..=21 {
+                    drop(WORK.set(Counted::new(id)));
+                }
+            },
+            &mut seen,
+        );
+        for (open, dropped) in seen {
+            let expected = if open > 16 { 10 } else { 20 };
+            assert_eq!(dropped, expected, "with {open} borrows open");
+        }
         // Shallow nesting: exact again.
         nest(3, &mut || {
-            drop(WORK.set(Counted::new(11)));
-            assert_eq!(dropped(), 11);
+            drop(WORK.set(Counted::new(22)));
+            assert_eq!(dropped(), 21);
         });
     });
 }

@@ -401,9 +401,14 @@ _G.dofile = function(filename)
 end
 -- `require`'s searcher of Lua files, as Lua's own but for source text only.
 if package ~= nil and package.searchers ~= nil then
-  local searchpath, format = package.searchpath, string.format
+  -- The table itself, as Lua's own searcher holds it: a script may assign the global.
+  local package, searchpath, format, type = package, package.searchpath, string.format, type
   package.searchers[2] = function(name)
-    local filename, missing = searchpath(name, package.path)
+    local path = package.path
+    if type(path) ~= "string" then
+      error("'package.path' must be a string", 0)
+    end
+    local filename, missing = searchpath(name, path)
     if filename == nil then
       return missing
     end
@@ -663,6 +668,18 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
     // assign to the global.
     lua.set_named_registry_value(vars::PCALL_KEY, globals.get::<Function>("pcall")?)?;
     Ok(())
+}
+
+/// Expires the registry values a Lua state's handles let go of, when dropped, if the state
+/// is still alive.
+struct ExpireRegistry(mlua::WeakLua);
+
+impl Drop for ExpireRegistry {
+    fn drop(&mut self) {
+        if let Some(lua) = self.0.try_upgrade() {
+            lua.expire_registry_values();
+        }
+    }
 }
 
 /// A Lua 5.4 state running as an [`Interpreter`]; see the [module docs](self).
@@ -972,7 +989,7 @@ impl LuaInterpreter {
             };
             let id = self.interp.id();
             let state = self.lua.clone();
-            let finished = self.lua.clone();
+            let finished = self.lua.weak();
             let polled = std::future::poll_fn(move |cx| {
                 let _run = budget.as_deref().map(Budget::start);
                 let Some(future) = future.future.as_mut() else {
@@ -994,12 +1011,17 @@ impl LuaInterpreter {
                 state.expire_registry_values();
                 polled
             });
-            // The task's context (and the values it set and kept) is dropped when its
-            // wrapper completes: its registry values go after that.
+            // The task's context (and the values it set and kept) is dropped with its
+            // wrapper, the last handle of the state it holds with it: the registry values
+            // they let go of leave after that, when the task ends, is aborted or panics.
+            // (Holding a weak handle only, this neither keeps the state alive nor closes it
+            // outside the task's context.)
             let task = crate::FutureExt::in_current_context(polled);
             handle = Some(tokio::spawn(async move {
+                // Dropped after `task` also when the task is aborted (declared before it).
+                let expire = ExpireRegistry(finished);
                 let result = task.await;
-                finished.expire_registry_values();
+                drop(expire);
                 result
             }));
             Ok(())

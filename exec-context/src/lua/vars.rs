@@ -272,7 +272,7 @@ pub(crate) fn install(lua: &Lua, frames: &Frames, table: &Table) -> mlua::Result
     let created = std::sync::atomic::AtomicUsize::new(0);
     table.set(
         "ContextVar",
-        lua.create_function(move |lua, (name, default): (mlua::String, MultiValue)| {
+        lua.create_function(move |lua, (name, default): (mlua::LuaString, MultiValue)| {
             // Checked before the name is copied out of the state.
             let length = name.as_bytes().len();
             if length > MAX_NAME_BYTES {

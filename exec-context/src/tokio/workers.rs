@@ -22,7 +22,8 @@ std::thread_local! {
 /// visible to another request. This uses the stable `on_thread_start` and `on_thread_park`
 /// hooks: each worker thread starts in an empty context of its own, and whenever a worker
 /// parks (runs out of work), a non-empty context is reported, naming the variables
-/// ([pinned](contextvars::pinned) ones included), and cleared. In debug builds the report is a warning on standard error.
+/// ([pinned](contextvars::pinned) ones included), and cleared. In debug builds the report
+/// is a warning on standard error.
 ///
 /// It catches the leak at the next park, not before the next task runs: tasks polled in
 /// between still see the value. Wrap spawns ([`spawn`](super::spawn), [`carry`](super::carry))
