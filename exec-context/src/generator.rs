@@ -88,7 +88,9 @@ impl<Y, A> Co<Y, A> {
     ///
     /// The returned future only makes progress when the generator's own resume polls it;
     /// polled anywhere else (by another executor, on another thread, inside another
-    /// generator) it stays pending and keeps its value.
+    /// generator) it stays pending and keeps its value. Await one yield at a time: two polled
+    /// in the same step (`join!(co.yield_(1), co.yield_(2))`) hand over the last value only,
+    /// and the step after them stalls.
     ///
     /// ```
     /// use exec_context::{Gen, GeneratorState};
@@ -319,7 +321,32 @@ impl<Y, R, F: Future<Output = R>> Gen<Y, R, (), F> {
 impl<Y, R, A, F: Future<Output = R>> Gen<Y, R, A, F> {
     /// A generator whose `yield_`s return the argument of the next
     /// [`resume_with`](Self::resume_with) (Python's `send()`), with a fresh logical context
-    /// (as [`Gen::new`] makes).
+    /// (as [`Gen::new`] makes). The first resume's argument has no `yield_` to go to, and
+    /// is dropped.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::{Gen, GeneratorState};
+    ///
+    /// static SEEN: ContextVar<usize> = ContextVar::new("seen");
+    ///
+    /// // A running average that keeps its count in its own logical context.
+    /// let mut average = Gen::with_resume_arg(|co| async move {
+    ///     let mut sum = 0.0;
+    ///     let mut next = co.yield_(0.0).await;
+    ///     loop {
+    ///         let seen = SEEN.get().unwrap_or(0) + 1;
+    ///         SEEN.set(seen);
+    ///         sum += next;
+    ///         next = co.yield_(sum / seen as f64).await;
+    ///     }
+    /// });
+    /// assert_eq!(average.resume_with(f64::NAN), Ok(GeneratorState::Yielded(0.0))); // dropped
+    /// assert_eq!(average.resume_with(2.0), Ok(GeneratorState::Yielded(2.0)));
+    /// assert_eq!(average.resume_with(4.0), Ok(GeneratorState::Yielded(3.0)));
+    /// assert_eq!(SEEN.get(), None); // its count stayed in it
+    /// # let _: &Gen<f64, (), f64, _> = &average;
+    /// ```
     pub fn with_resume_arg(producer: impl FnOnce(Co<Y, A>) -> F) -> Self {
         Self::with_mode(Mode::Logical(LogicalContext::pinned()), producer)
     }
@@ -599,10 +626,13 @@ impl<Y, R, F: Future<Output = R>> Iterator for Gen<Y, R, (), F> {
 }
 
 impl<Y, R, A, F> Drop for Gen<Y, R, A, F> {
-    /// A suspended body is dropped inside the generator's context, so the destructors of its
-    /// locals see the same context variables its steps did.
+    /// A suspended body, or one never resumed (holding what its producer captured, which
+    /// ran in the generator's context too), is dropped inside the generator's context, so the
+    /// destructors of its locals see the same context variables its steps did.
     fn drop(&mut self) {
-        if let Body::Started(body) = std::mem::replace(&mut self.body, Body::Finished) {
+        if let Body::Fresh(body) | Body::Started(body) =
+            std::mem::replace(&mut self.body, Body::Finished)
+        {
             self.mode.run(move || drop(body));
         }
     }

@@ -104,15 +104,70 @@ impl<I> ContextualIter<I> {
 impl<I: Iterator> Iterator for ContextualIter<I> {
     type Item = I::Item;
 
+    /// The next item, from a step run inside the iterator's logical context. Like a
+    /// generator, the iterator is finished once a step returns `None` or panics: it is
+    /// dropped there and then, inside its logical context, and later calls return `None`
+    /// without running it again.
+    ///
+    /// ```
+    /// use exec_context::IteratorExt;
+    ///
+    /// let mut calls = 0;
+    /// // An iterator that would go on after a `None`.
+    /// let mut flaky = std::iter::from_fn(|| {
+    ///     calls += 1;
+    ///     (calls != 2).then_some(calls)
+    /// })
+    /// .with_logical_context();
+    /// assert_eq!(flaky.next(), Some(1));
+    /// assert_eq!(flaky.next(), None);
+    /// assert_eq!(flaky.next(), None); // finished, as a generator is
+    /// ```
+    #[inline]
     fn next(&mut self) -> Option<I::Item> {
-        let iter = self.iter.as_mut()?;
-        run_with_logical_context(&mut self.lc, || iter.next())
+        let slot = &mut self.iter;
+        if slot.is_none() {
+            return None;
+        }
+        run_with_logical_context(&mut self.lc, || step(slot))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.iter.as_ref().map_or((0, Some(0)), Iterator::size_hint)
     }
 }
+
+/// One step of the iterator in `slot` (inside its logical context): an iterator that ends or
+/// panics is dropped at once, and `slot` left empty.
+#[inline(always)]
+fn step<I: Iterator>(slot: &mut Option<I>) -> Option<I::Item> {
+    let finish = Finish(slot);
+    let item = finish.0.as_mut().and_then(Iterator::next);
+    if item.is_some() {
+        // Not finished: nothing to drop (the guard only borrows).
+        std::mem::forget(finish);
+    }
+    item
+}
+
+/// Drops the iterator it points to when dropped: after its last step, or as a panic of the
+/// step unwinds (a panic of that drop is then discarded, since a second panic would abort).
+struct Finish<'a, I>(&'a mut Option<I>);
+
+impl<I> Drop for Finish<'_, I> {
+    fn drop(&mut self) {
+        let ended = self.0.take();
+        if std::thread::panicking() {
+            crate::discarding_panics(move || drop(ended));
+        } else {
+            drop(ended);
+        }
+    }
+}
+
+impl<I: Iterator> std::iter::FusedIterator for ContextualIter<I> {}
+
+impl<I: ExactSizeIterator> ExactSizeIterator for ContextualIter<I> {}
 
 impl<I: fmt::Debug> fmt::Debug for ContextualIter<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

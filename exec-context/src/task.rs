@@ -113,16 +113,33 @@ impl<F> WithContext<F> {
 impl<F: Future> Future for WithContext<F> {
     type Output = F::Output;
 
+    /// Polls the future in its context. A future that completes is dropped at once, in its
+    /// context (what it holds does not wait for the wrapper's drop); a poll after that (which
+    /// a correct executor never makes) gives `Pending`.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let Projection { inner, context } = self.project();
-        match inner.as_pin_mut() {
-            Some(future) => context.run(|| future.poll(cx)),
-            // Only reachable after the drop began; a completed future is never polled again
-            // by a correct executor.
-            None => Poll::Pending,
+        if inner.is_none() {
+            return Poll::Pending;
         }
+        context.run(|| poll_dropping_ready(inner, cx))
     }
+}
+
+/// Polls the future in `slot`, dropping it (and emptying `slot`) once it completes.
+#[inline(always)]
+fn poll_dropping_ready<F: Future>(
+    mut slot: Pin<&mut Option<F>>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<F::Output> {
+    let Some(future) = slot.as_mut().as_pin_mut() else {
+        return Poll::Pending;
+    };
+    let polled = future.poll(cx);
+    if polled.is_ready() {
+        slot.set(None);
+    }
+    polled
 }
 
 impl<S: Stream> Stream for WithContext<S> {
@@ -148,6 +165,26 @@ impl<S: Stream> Stream for WithContext<S> {
 pub trait FutureExt: Future + Sized {
     /// Runs this future as a task of the current context: it starts from a snapshot taken
     /// now (without variables that opted out of inheritance) and keeps its changes to itself.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::FutureExt;
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static NONCE: ContextVar<u64> = ContextVar::new("nonce").not_inherited();
+    ///
+    /// USER.set("alice");
+    /// NONCE.set(7);
+    /// let task = async {
+    ///     let seen = (USER.get(), NONCE.get());
+    ///     USER.set("bob"); // the task's own
+    ///     seen
+    /// }
+    /// .in_current_context();
+    /// USER.set("carol"); // after the snapshot: not seen
+    /// assert_eq!(futures_executor::block_on(task), (Some("alice"), None));
+    /// assert_eq!(USER.get(), Some("carol"));
+    /// ```
     fn in_current_context(self) -> WithContext<Self> {
         WithContext::new(self, spawn_context())
     }
@@ -199,8 +236,12 @@ pub trait FutureExt: Future + Sized {
 impl<F: Future> FutureExt for F {}
 
 /// Wraps a callback to run later in the context current now (asyncio's `call_soon` with the
-/// default `context=` of a snapshot): the snapshot is taken when `bind` is called, and the
-/// callback runs on top of it with a fresh logical context, wherever it is called.
+/// default `context=` of a snapshot): the snapshot is taken when `bind` is called, without
+/// the variables that opted out of inheritance ([`ContextVar::not_inherited`]; asyncio
+/// copies every variable), and the callback runs on top of it with a fresh logical context,
+/// wherever it is called.
+///
+/// [`ContextVar::not_inherited`]: contextvars::ContextVar::not_inherited
 ///
 /// ```
 /// use contextvars::ContextVar;
@@ -242,8 +283,9 @@ pub fn bind_to<R>(ec: ExecutionContext, callback: impl FnOnce() -> R) -> impl Fn
 
 /// Wraps a function called many times, from any thread, so that every call runs in the
 /// context current now, each with a fresh logical context of its own: the snapshot is taken
-/// when `bind_fn` is called, and what one call sets reaches neither the caller nor the
-/// other calls. [`bind`] for a closure called once.
+/// when `bind_fn` is called (without the variables that opted out of inheritance, as for
+/// [`bind`]), and what one call sets reaches neither the caller nor the other calls.
+/// [`bind`] for a closure called once.
 ///
 /// For the closures of a rayon parallel iterator (feature `rayon`), which run on whichever
 /// worker picks up each piece, in whatever context that thread is in (see

@@ -643,6 +643,30 @@ fn dropping_a_suspended_generator_drops_its_locals_inside_its_logical_context() 
     });
 }
 
+/// A generator never resumed drops what its producer captured inside its logical context
+/// too, where the producer ran: its destructors see what the producer set, as a suspended
+/// body's do.
+#[test]
+fn dropping_a_generator_never_resumed_drops_its_captures_inside_its_logical_context() {
+    clean(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        VAR.set("main");
+        let body_log = log.clone();
+        let g = Gen::new(move |co: Co<()>| {
+            VAR.set("gen");
+            let recorder = Recorder { log: body_log };
+            async move {
+                let _recorder = recorder;
+                co.yield_(()).await;
+            }
+        });
+        assert!(log.lock().unwrap().is_empty());
+        drop(g);
+        assert_eq!(*log.lock().unwrap(), [Some("gen")]);
+        assert_eq!(VAR.get(), Some("main"));
+    });
+}
+
 /// A body that returns while holding a value (a future that is not an `async` block keeps
 /// its state after `Ready`): the body is dropped inside the generator's logical context, at
 /// its last step, as a suspended or panicking body is.
@@ -816,6 +840,46 @@ fn compiled_gen_series_initialises_inside_its_logical_context() {
         SERIES.set(1000); // shadowed by the iterator's own value
         assert_eq!(series.collect::<Vec<_>>(), [10, 20, 30, 40]);
         assert_eq!(SERIES.get(), Some(1000));
+    });
+}
+
+/// An iterator given generator semantics is finished, as a generator is, once a step
+/// returns `None` or panics: it is dropped there and then, inside its logical context (what
+/// it holds does not wait for the wrapper's drop), and never runs again.
+#[test]
+fn a_contextual_iterator_that_ends_or_panics_is_dropped_at_once_and_stays_finished() {
+    clean(|| {
+        VAR.set("main");
+        for panics in [false, true] {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let recorder = Recorder { log: log.clone() };
+            let mut calls = 0;
+            let mut iter = std::iter::from_fn(move || {
+                let _held = &recorder;
+                calls += 1;
+                VAR.set("iter");
+                match calls {
+                    1 => Some(calls),
+                    2 if panics => panic!("a step panics"),
+                    _ => None, // and would go on after that, were it called
+                }
+            })
+            .with_logical_context();
+            assert_eq!(iter.next(), Some(1));
+            let second = catch_unwind(AssertUnwindSafe(|| iter.next()));
+            assert_eq!(second.is_err(), panics);
+            assert_eq!(
+                *log.lock().unwrap(),
+                [Some("iter")],
+                "dropped at its last step"
+            );
+            assert_eq!(iter.next(), None);
+            assert_eq!(iter.next(), None);
+            assert_eq!(iter.size_hint(), (0, Some(0)));
+            assert_eq!(VAR.get(), Some("main"));
+            drop(iter);
+            assert_eq!(log.lock().unwrap().len(), 1, "dropped once");
+        }
     });
 }
 

@@ -429,6 +429,50 @@ fn futures_stream_once<T>(f: impl FnMut() -> T + Unpin) -> impl futures_core::St
 // Real tokio runtimes
 // ---------------------------------------------------------------------------------------------
 
+/// A wrapped future that completes is dropped at once, inside the task's context: what it
+/// holds does not wait for the wrapper's drop, and the wrapper says it is finished.
+#[test]
+fn a_wrapped_future_is_dropped_inside_its_context_as_it_completes() {
+    /// Sends what `VAR` holds when it drops.
+    struct Noisy(std::sync::mpsc::Sender<Option<&'static str>>);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            let _ = self.0.send(VAR.get());
+        }
+    }
+
+    clean(|| {
+        VAR.set("spawner");
+        let (send, dropped) = std::sync::mpsc::channel();
+        let noisy = Noisy(send);
+        // Not an async block: a future that keeps its state after `Ready`.
+        let mut task = Box::pin(
+            std::future::poll_fn(move |_| {
+                let _held = &noisy;
+                VAR.set("task");
+                Poll::Ready(1)
+            })
+            .in_current_context(),
+        );
+        VAR.set("caller");
+        assert_eq!(block_on(task.as_mut()), 1);
+        assert_eq!(
+            dropped.try_recv(),
+            Ok(Some("task")),
+            "dropped at completion, inside"
+        );
+        assert!(format!("{task:?}").contains("finished: true"), "{task:?}");
+        assert_eq!(
+            task.context().get(&VAR),
+            Some("task"),
+            "the context stays readable"
+        );
+        drop(task);
+        assert!(dropped.try_recv().is_err(), "dropped once");
+        assert_eq!(VAR.get(), Some("caller"));
+    });
+}
+
 #[cfg(feature = "tokio")]
 mod on_tokio {
     use std::collections::HashSet;
