@@ -105,9 +105,10 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
     type Item = I::Item;
 
     /// The next item, from a step run inside the iterator's logical context. Like a
-    /// generator, the iterator is finished once a step returns `None` or panics: it is
-    /// dropped there and then, inside its logical context, and later calls return `None`
-    /// without running it again.
+    /// generator, the iterator is finished once a step returns `None`: it is dropped there
+    /// and then, inside its logical context, and later calls return `None` without running
+    /// it again. (A step that panics leaves the iterator as the panic left it: a later call
+    /// runs it again, as a plain iterator would be.)
     ///
     /// ```
     /// use exec_context::IteratorExt;
@@ -129,7 +130,13 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
         if slot.is_none() {
             return None;
         }
-        run_with_logical_context(&mut self.lc, || step(slot))
+        run_with_logical_context(&mut self.lc, || {
+            let item = slot.as_mut().and_then(Iterator::next);
+            if item.is_none() {
+                drop_ended(slot);
+            }
+            item
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -137,32 +144,11 @@ impl<I: Iterator> Iterator for ContextualIter<I> {
     }
 }
 
-/// One step of the iterator in `slot` (inside its logical context): an iterator that ends or
-/// panics is dropped at once, and `slot` left empty.
-#[inline(always)]
-fn step<I: Iterator>(slot: &mut Option<I>) -> Option<I::Item> {
-    let finish = Finish(slot);
-    let item = finish.0.as_mut().and_then(Iterator::next);
-    if item.is_some() {
-        // Not finished: nothing to drop (the guard only borrows).
-        std::mem::forget(finish);
-    }
-    item
-}
-
-/// Drops the iterator it points to when dropped: after its last step, or as a panic of the
-/// step unwinds (a panic of that drop is then discarded, since a second panic would abort).
-struct Finish<'a, I>(&'a mut Option<I>);
-
-impl<I> Drop for Finish<'_, I> {
-    fn drop(&mut self) {
-        let ended = self.0.take();
-        if std::thread::panicking() {
-            crate::discarding_panics(move || drop(ended));
-        } else {
-            drop(ended);
-        }
-    }
+/// Drops an iterator that has ended (inside its logical context).
+#[cold]
+#[inline(never)]
+fn drop_ended<I>(slot: &mut Option<I>) {
+    *slot = None;
 }
 
 impl<I: Iterator> std::iter::FusedIterator for ContextualIter<I> {}
