@@ -402,9 +402,30 @@ impl SendChannel {
             .map_err(SendError::from_fifo)
     }
 
-    /// Closes the channel for sending, for every interpreter: sends fail from now on;
-    /// receivers get what was sent before, then [`RecvError::Closed`]. Returns whether this
-    /// call closed it.
+    /// Closes the channel for sending, for every interpreter: sends fail from now on, and so
+    /// do sends waiting for their item to be received (their item is withdrawn, unless a
+    /// receiver takes it first: PEP 554's "current `send()`"); receivers get what was sent
+    /// before without waiting ([`send_buffered`](Self::send_buffered)), then
+    /// [`RecvError::Closed`]. Returns whether this call closed it.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, RecvError, SendError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered("kept").unwrap();
+    /// let waiting = send.clone();
+    /// // A send that waits for its item to be received...
+    /// let sender = std::thread::spawn(move || waiting.send("withdrawn"));
+    /// while recv.len() < 2 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert!(send.close());
+    /// // ...fails when the channel closes, and its item goes with it.
+    /// assert_eq!(sender.join().unwrap(), Err(SendError::Closed));
+    /// assert_eq!(recv.recv(), Ok(Shareable::from("kept")));
+    /// assert_eq!(recv.recv(), Err(RecvError::Closed));
+    /// assert_eq!(send.send_buffered("late"), Err(SendError::Closed));
+    /// ```
     pub fn close(&self) -> bool {
         self.inner.fifo.close(false)
     }

@@ -284,8 +284,10 @@ enum Side {
 }
 
 /// Spins, then yields, while `ready` is false — a short bounded wait that lets a hand-off
-/// between two running threads complete without either sleeping. Returns early once ready.
-fn spin_until(ready: impl Fn() -> bool) {
+/// between two running threads complete without either sleeping. Returns early once ready,
+/// and yields no longer than until `deadline` (a short timeout is not stretched to
+/// [`PATIENCE`]).
+fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) {
     if cfg!(loom) {
         return;
     }
@@ -301,12 +303,15 @@ fn spin_until(ready: impl Fn() -> bool) {
     // machine. Sleeping sooner lets a stream settle into waking the other side for every
     // item, each wake-up slower than the spin it ends: the waker's system call outlasts the
     // sleeper's spin, so the sleeper is asleep again when the next item comes.
-    let started = Instant::now();
+    let mut until = Instant::now() + PATIENCE;
+    if let Some(deadline) = deadline {
+        until = until.min(deadline);
+    }
     loop {
-        std::thread::yield_now();
-        if ready() || started.elapsed() >= PATIENCE {
+        if ready() || Instant::now() >= until {
             return;
         }
+        std::thread::yield_now();
     }
 }
 
@@ -685,13 +690,23 @@ impl Fifo {
                 drop(state);
                 return self.withdraw(receipt, FifoError::Released);
             }
+            // Closed while the send waited (PEP 554: a current `send` fails once the channel
+            // is closed): withdrawn too, unless received meanwhile. What was sent without
+            // waiting stays for the receivers.
+            if state.closed {
+                drop(state);
+                return self.withdraw(receipt, FifoError::Closed);
+            }
             let blocked = self.block_on(
                 state,
                 Side::Send,
                 wait,
                 &mut spun,
                 FifoError::Timeout,
-                || receipt.load(Ordering::Acquire) != PENDING,
+                || {
+                    receipt.load(Ordering::Acquire) != PENDING
+                        || self.closed.load(Ordering::Acquire)
+                },
             );
             match blocked {
                 Ok(next) => state = next,
@@ -787,7 +802,7 @@ impl Fifo {
         if !*spun {
             *spun = true;
             drop(state);
-            spin_until(&ready);
+            spin_until(&ready, deadline);
             return Ok(self.lock());
         }
         if let Side::Put = side {

@@ -44,7 +44,8 @@ impl fmt::Display for PoolError {
             PoolError::Broken(failed) => {
                 write!(
                     f,
-                    "the interpreter pool is broken: an initializer failed: {failed}"
+                    "the interpreter pool is broken (an initializer failed, or a worker's \
+                     interpreter was closed): {failed}"
                 )
             }
             PoolError::Shutdown => f.write_str("the interpreter pool was shut down"),
@@ -211,7 +212,9 @@ impl<T> JobHandle<T> {
 
     /// Cancels the job if it has not started; returns whether it was cancelled. What the job
     /// captured is dropped now, on this thread and in its context (the job never ran: its
-    /// interpreter's context is not entered for it).
+    /// interpreter's context is not entered for it), or, if a worker had just taken the job
+    /// when it was cancelled, by that worker, which then does not run it. A panic of that
+    /// drop is discarded.
     pub fn cancel(&self) -> bool {
         let cancelled = {
             let mut state = self.slot.lock();
@@ -511,6 +514,28 @@ fn break_pool(shared: &Shared, interp: &Interpreter, error: InterpreterError) {
 /// `__main__`, never another worker's. Failures come back as [`ExecutionFailed`] with the
 /// original as source.
 ///
+/// Items a job puts in a queue or channel belong to its worker's interpreter: once the pool
+/// is shut down or dropped and that interpreter closes, the ones not taken yet are
+/// [unbound](super::UnboundPolicy) (with the default policy, read back as
+/// [`Shareable::Unbound`](super::Shareable::Unbound)), as in CPython. Take them first, or
+/// put them with another policy:
+///
+/// ```
+/// use exec_context::interpreters::{InterpreterPool, Queue, Shareable, UnboundPolicy};
+///
+/// let results = Queue::new(0);
+/// let pool = InterpreterPool::new(1).unwrap();
+/// let (plain, kept) = (results.clone(), results.clone());
+/// pool.submit(move || plain.put(1).unwrap()).unwrap().wait().unwrap();
+/// pool.submit(move || kept.put_with_policy(2, UnboundPolicy::Remove).unwrap())
+///     .unwrap()
+///     .wait()
+///     .unwrap();
+/// drop(pool); // the worker's interpreter closes
+/// assert_eq!(results.get_nowait(), Ok(Shareable::Unbound)); // the first item, unbound
+/// assert!(results.is_empty()); // the second was removed with its interpreter
+/// ```
+///
 /// ```
 /// use exec_context::interpreters::InterpreterPool;
 ///
@@ -672,13 +697,17 @@ impl InterpreterPool {
 
     /// Cancels every job that has not started; returns how many this call cancelled (jobs
     /// cancelled before through their handles are not counted again). What they captured is
-    /// dropped on this thread, in its context, as with [`JobHandle::cancel`].
+    /// dropped on this thread, in its context, as with [`JobHandle::cancel`], except that a
+    /// panic of one of those drops comes out of this call once they are all dropped (the
+    /// first panic; the others are discarded).
     pub fn cancel_pending(&self) -> usize {
         let pending = std::mem::take(&mut self.shared.lock().jobs);
         refuse_all(pending, || PoolError::Cancelled)
     }
 
-    /// Stops accepting jobs; the workers finish the queued ones and close their interpreters.
+    /// Stops accepting jobs; the workers finish the queued ones, then let go of their
+    /// interpreters, which close once no other handle holds them (see
+    /// [`InterpreterPool`] for what that does to the items their jobs put in queues).
     /// With `wait`, returns once they have, however many threads call it at once; called by
     /// one of the pool's own jobs, it cannot wait for its own worker and does not wait.
     /// Dropping the pool does `shutdown(true)`.
