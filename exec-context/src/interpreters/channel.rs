@@ -255,6 +255,15 @@ pub fn create_channel_with(policy: UnboundPolicy) -> (RecvChannel, SendChannel) 
 
 /// Every channel that is not closed, as `(RecvChannel, SendChannel)` pairs in creation order
 /// (PEP 554's `list_all_channels()`).
+///
+/// ```
+/// use exec_context::interpreters;
+///
+/// let (recv, send) = interpreters::create_channel();
+/// assert!(interpreters::list_all_channels().contains(&(recv.clone(), send.clone())));
+/// send.close();
+/// assert!(!interpreters::list_all_channels().contains(&(recv, send)));
+/// ```
 pub fn list_all_channels() -> Vec<(RecvChannel, SendChannel)> {
     registry::channels()
         .into_iter()
@@ -272,6 +281,20 @@ pub fn list_all_channels() -> Vec<(RecvChannel, SendChannel)> {
 
 /// The sending end of a channel. Shareable: pass it to another interpreter through
 /// [`prepare_main`](super::Interpreter::prepare_main) or a queue.
+///
+/// ```
+/// use exec_context::interpreters::{self, SendChannel, Shareable};
+///
+/// let (recv, send) = interpreters::create_channel();
+/// let interp = interpreters::create();
+/// interp.prepare_main([("out", send.into())]).unwrap();
+/// interp.exec(|| {
+///     let out = interpreters::get_current().get_main_attr("out").unwrap().unwrap();
+///     let out: SendChannel = out.extract().unwrap();
+///     out.send_buffered("from inside").unwrap();
+/// }).unwrap();
+/// assert_eq!(recv.recv(), Ok(Shareable::from("from inside")));
+/// ```
 #[derive(Clone)]
 pub struct SendChannel {
     inner: Arc<ChannelInner>,
@@ -279,6 +302,15 @@ pub struct SendChannel {
 
 impl SendChannel {
     /// The channel's ID: unique, never reused.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (recv, send) = interpreters::create_channel();
+    /// assert_eq!(send.id(), recv.id()); // both ends of one channel
+    /// let (other, _) = interpreters::create_channel();
+    /// assert_ne!(other.id(), send.id());
+    /// ```
     pub fn id(&self) -> u64 {
         self.inner.id
     }
@@ -289,6 +321,17 @@ impl SendChannel {
     ///
     /// [`SendError::Closed`] if the channel is closed (or the receiving side closes it,
     /// discarding the item); [`SendError::Released`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, SendError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// let receiver = std::thread::spawn(move || recv.recv());
+    /// send.send("hello").unwrap(); // returns once the receiver took it
+    /// assert_eq!(receiver.join().unwrap(), Ok(Shareable::from("hello")));
+    /// send.close();
+    /// assert_eq!(send.send("bye"), Err(SendError::Closed));
+    /// ```
     pub fn send(&self, value: impl Share) -> Result<(), SendError> {
         self.send_waiting(value.into_shareable(), Wait::Forever)
     }
@@ -299,6 +342,18 @@ impl SendChannel {
     /// # Errors
     ///
     /// [`SendError::Timeout`] (nothing is left in the channel); as [`send`](Self::send).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::interpreters::{self, SendError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert_eq!(send.send_timeout(1, Duration::from_millis(10)), Err(SendError::Timeout));
+    /// assert!(recv.is_empty()); // withdrawn
+    /// let receiver = std::thread::spawn(move || recv.recv());
+    /// send.send_timeout(2, Duration::from_secs(60)).unwrap();
+    /// assert_eq!(receiver.join().unwrap(), Ok(Shareable::from(2)));
+    /// ```
     pub fn send_timeout(&self, value: impl Share, timeout: Duration) -> Result<(), SendError> {
         self.send_waiting(value.into_shareable(), Wait::within(timeout))
     }
@@ -374,6 +429,17 @@ impl SendChannel {
     /// # Errors
     ///
     /// As [`send`](Self::send).
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, SharedBuffer};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// let buffer = SharedBuffer::read_only(b"data".to_vec());
+    /// let receiver = std::thread::spawn(move || recv.recv());
+    /// send.send_buffer(&buffer).unwrap();
+    /// let got: SharedBuffer = receiver.join().unwrap().unwrap().extract().unwrap();
+    /// assert!(got.ptr_eq(&buffer)); // the same memory, not a copy
+    /// ```
     pub fn send_buffer(&self, buffer: &SharedBuffer) -> Result<(), SendError> {
         self.send(buffer.clone())
     }
@@ -384,6 +450,22 @@ impl SendChannel {
     /// # Errors
     ///
     /// As [`send_nowait`](Self::send_nowait).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::interpreters::{self, SendError, SharedBuffer};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// let buffer = SharedBuffer::writable(16);
+    /// assert_eq!(send.send_buffer_nowait(&buffer), Err(SendError::NotReceiving));
+    /// let receiver = std::thread::spawn(move || recv.recv());
+    /// // Retry until the receiver is blocked in `recv`.
+    /// while send.send_buffer_nowait(&buffer) == Err(SendError::NotReceiving) {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// let got: SharedBuffer = receiver.join().unwrap().unwrap().extract().unwrap();
+    /// assert!(got.ptr_eq(&buffer));
+    /// ```
     pub fn send_buffer_nowait(&self, buffer: &SharedBuffer) -> Result<(), SendError> {
         self.send_nowait(buffer.clone())
     }
@@ -435,22 +517,67 @@ impl SendChannel {
     /// threads fail now with [`SendError::Released`], their items withdrawn (unless received
     /// meanwhile): PEP 554's "subsequent (or current)" calls. Once no interpreter uses either
     /// end, the channel closes. Returns whether this call released it.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, SendError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered(1).unwrap(); // the main interpreter uses the sending end...
+    /// assert_eq!(recv.recv(), Ok(Shareable::from(1))); // ...and the receiving end
+    /// assert!(send.release());
+    /// assert!(!send.release()); // released already
+    /// assert_eq!(send.send_buffered(2), Err(SendError::Released));
+    /// assert!(!recv.is_closed()); // the receiving end is still used
+    /// assert!(recv.release()); // no interpreter uses either end now
+    /// assert!(send.is_closed());
+    /// ```
     pub fn release(&self) -> bool {
         self.inner.release(SEND)
     }
 
     /// Whether the channel is closed.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert!(!send.is_closed());
+    /// recv.close();
+    /// assert!(send.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.fifo.is_closed()
     }
 
     /// The IDs of the interpreters using this end (they sent and did not release it).
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, _recv) = interpreters::channel();
+    /// assert!(send.interpreters().is_empty());
+    /// let interp = interpreters::create();
+    /// let s = send.clone();
+    /// interp.exec(move || s.send_buffered("hi").unwrap()).unwrap();
+    /// assert_eq!(send.interpreters(), [interp.id()]);
+    /// ```
     pub fn interpreters(&self) -> Vec<u64> {
         self.inner.interpreters(SEND)
     }
 }
 
 /// The receiving end of a channel. Shareable, like [`SendChannel`].
+///
+/// ```
+/// use exec_context::interpreters::{self, Queue, RecvChannel, Shareable};
+///
+/// let (send, recv) = interpreters::channel();
+/// let queue = Queue::new(0);
+/// queue.put(recv).unwrap();
+/// let recv: RecvChannel = queue.get().unwrap().extract().unwrap(); // the same end
+/// send.send_buffered(1).unwrap();
+/// assert_eq!(recv.recv(), Ok(Shareable::from(1)));
+/// ```
 #[derive(Clone)]
 pub struct RecvChannel {
     inner: Arc<ChannelInner>,
@@ -458,6 +585,14 @@ pub struct RecvChannel {
 
 impl RecvChannel {
     /// The channel's ID: unique, never reused.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert_eq!(recv.id(), send.id());
+    /// assert_eq!(recv.clone().id(), recv.id());
+    /// ```
     pub fn id(&self) -> u64 {
         self.inner.id
     }
@@ -468,6 +603,19 @@ impl RecvChannel {
     ///
     /// [`RecvError::Closed`] once the channel is closed and drained;
     /// [`RecvError::Released`]; [`RecvError::ItemInterpreterDestroyed`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, RecvError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// let sender = std::thread::spawn(move || {
+    ///     send.send_buffered("one").unwrap();
+    ///     send.close();
+    /// });
+    /// assert_eq!(recv.recv(), Ok(Shareable::from("one"))); // waits until it is sent
+    /// assert_eq!(recv.recv(), Err(RecvError::Closed));
+    /// sender.join().unwrap();
+    /// ```
     pub fn recv(&self) -> Result<Shareable, RecvError> {
         self.recv_waiting(Wait::Forever)
     }
@@ -485,6 +633,17 @@ impl RecvChannel {
     /// # Errors
     ///
     /// [`RecvError::Timeout`]; as [`recv`](Self::recv).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::interpreters::{self, RecvError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert_eq!(recv.recv_timeout(Duration::from_millis(10)), Err(RecvError::Timeout));
+    /// let sender = std::thread::spawn(move || send.send("late"));
+    /// assert_eq!(recv.recv_timeout(Duration::from_secs(60)), Ok(Shareable::from("late")));
+    /// sender.join().unwrap().unwrap();
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Shareable, RecvError> {
         self.recv_waiting(Wait::within(timeout))
     }
@@ -514,6 +673,17 @@ impl RecvChannel {
     /// Closes the channel for every interpreter: what was sent and not received is dropped
     /// (senders waiting on it fail with [`SendError::Closed`]), and both ends fail from
     /// now on. Returns whether this call closed it.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, RecvError, SendError};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered("dropped").unwrap();
+    /// assert!(recv.close());
+    /// assert!(!recv.close()); // closed already
+    /// assert_eq!(recv.recv_nowait(), Err(RecvError::Closed)); // what was left is gone
+    /// assert_eq!(send.send_buffered("late"), Err(SendError::Closed));
+    /// ```
     pub fn close(&self) -> bool {
         self.inner.fifo.close(true)
     }
@@ -521,26 +691,79 @@ impl RecvChannel {
     /// Ends the current interpreter's use of this end: it cannot receive through it again,
     /// and receives of it waiting in other threads fail now with [`RecvError::Released`]
     /// (those of other interpreters go on waiting); see [`SendChannel::release`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, RecvError, Shareable};
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered(1).unwrap();
+    /// send.send_buffered(2).unwrap();
+    /// assert_eq!(recv.recv(), Ok(Shareable::from(1)));
+    /// assert!(recv.release());
+    /// assert_eq!(recv.recv_nowait(), Err(RecvError::Released));
+    /// assert_eq!(recv.len(), 1); // still in the channel, for other interpreters
+    /// ```
     pub fn release(&self) -> bool {
         self.inner.release(RECV)
     }
 
     /// Whether the channel is closed.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert!(!recv.is_closed());
+    /// send.close();
+    /// assert!(recv.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.fifo.is_closed()
     }
 
     /// The IDs of the interpreters using this end (they received and did not release it).
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered(1).unwrap();
+    /// assert!(recv.interpreters().is_empty());
+    /// recv.recv().unwrap();
+    /// assert_eq!(recv.interpreters(), [0]); // the main interpreter received
+    /// assert!(recv.release());
+    /// assert!(recv.interpreters().is_empty());
+    /// ```
     pub fn interpreters(&self) -> Vec<u64> {
         self.inner.interpreters(RECV)
     }
 
     /// The number of items sent and not yet received.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// send.send_buffered(1).unwrap();
+    /// send.send_buffered(2).unwrap();
+    /// assert_eq!(recv.len(), 2);
+    /// recv.recv().unwrap();
+    /// assert_eq!(recv.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.fifo.len()
     }
 
     /// Whether nothing is waiting to be received.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let (send, recv) = interpreters::channel();
+    /// assert!(recv.is_empty());
+    /// send.send_buffered("x").unwrap();
+    /// assert!(!recv.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

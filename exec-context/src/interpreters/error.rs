@@ -9,6 +9,16 @@ use super::fifo::FifoError;
 use super::shareable::Shareable;
 
 /// Why an interpreter operation failed (PEP 734's `InterpreterError` family).
+///
+/// ```
+/// use exec_context::interpreters::{self, InterpreterError};
+///
+/// let interp = interpreters::create();
+/// interp.close().unwrap();
+/// let error = interp.exec(|| ()).unwrap_err();
+/// assert!(matches!(error, InterpreterError::NotFound { id } if id == interp.id()));
+/// assert_eq!(error.to_string(), format!("interpreter {} was closed", interp.id()));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum InterpreterError {
@@ -45,6 +55,15 @@ pub enum InterpreterError {
 
 impl InterpreterError {
     /// The failure of the code, if that is what this is.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, InterpreterError};
+    ///
+    /// let interp = interpreters::create();
+    /// let error = interp.try_exec(|| Err(std::fmt::Error)).unwrap_err();
+    /// assert!(error.as_failed().unwrap().type_name().ends_with("fmt::Error"));
+    /// assert!(InterpreterError::Main.as_failed().is_none());
+    /// ```
     pub fn as_failed(&self) -> Option<&ExecutionFailed> {
         match self {
             InterpreterError::Failed(failed) => Some(failed),
@@ -53,6 +72,13 @@ impl InterpreterError {
     }
 
     /// The failure of the code, if that is what this is.
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// let error = interp.try_call(|| "x".parse::<f64>()).unwrap_err();
+    /// let failed = error.into_failed().unwrap(); // owned: to keep or pass on
+    /// assert_eq!(failed.message(), "invalid float literal");
+    /// ```
     pub fn into_failed(self) -> Option<ExecutionFailed> {
         match self {
             InterpreterError::Failed(failed) => Some(failed),
@@ -136,6 +162,16 @@ pub struct ExecutionFailed {
 }
 
 /// The alias PEP 554 users know.
+///
+/// ```
+/// use exec_context::interpreters::{self, RunFailedError};
+///
+/// let interp = interpreters::create();
+/// let error = interp.run(|| panic!("spam")).unwrap_err();
+/// let failed: RunFailedError = error.into_failed().unwrap();
+/// assert!(failed.is_panic());
+/// assert_eq!(failed.message(), "spam");
+/// ```
 pub type RunFailedError = ExecutionFailed;
 
 impl ExecutionFailed {
@@ -206,36 +242,112 @@ impl ExecutionFailed {
     }
 
     /// The ID of the interpreter the failure happened in.
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// let error = interp.try_exec(|| Err(std::fmt::Error)).unwrap_err();
+    /// assert_eq!(error.as_failed().unwrap().interpreter_id(), interp.id());
+    /// ```
     pub fn interpreter_id(&self) -> u64 {
         self.interpreter
     }
 
     /// The original error's type name (`std::any::type_name`), or `"panic"`.
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// let error = interp.try_call(|| "x".parse::<u8>()).unwrap_err();
+    /// assert!(error.as_failed().unwrap().type_name().ends_with("ParseIntError"));
+    /// let error = interp.exec(|| panic!("boom")).unwrap_err();
+    /// assert_eq!(error.as_failed().unwrap().type_name(), "panic");
+    /// ```
     pub fn type_name(&self) -> &str {
         &self.type_name
     }
 
     /// The original error's message (its `Display`), or the panic message.
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// let error = interp.try_exec(|| Err(std::io::Error::other("disk full"))).unwrap_err();
+    /// assert_eq!(error.as_failed().unwrap().message(), "disk full");
+    /// let error = interp.exec(|| panic!("worker {} gave up", 3)).unwrap_err();
+    /// assert_eq!(error.as_failed().unwrap().message(), "worker 3 gave up");
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// The full display of the failure: type, message, and the chain of causes.
+    ///
+    /// ```
+    /// use std::error::Error;
+    /// use std::fmt;
+    /// use std::num::ParseIntError;
+    ///
+    /// #[derive(Debug)]
+    /// struct PortError(ParseIntError);
+    /// impl fmt::Display for PortError {
+    ///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    ///         f.write_str("bad port")
+    ///     }
+    /// }
+    /// impl Error for PortError {
+    ///     fn source(&self) -> Option<&(dyn Error + 'static)> {
+    ///         Some(&self.0)
+    ///     }
+    /// }
+    ///
+    /// let interp = exec_context::interpreters::create();
+    /// let parse = || "http".parse::<u16>().map(drop).map_err(PortError);
+    /// let error = interp.try_exec(parse).unwrap_err();
+    /// let formatted = error.as_failed().unwrap().formatted();
+    /// let expected = "PortError: bad port\n\nCaused by: invalid digit found in string";
+    /// assert!(formatted.ends_with(expected));
+    /// ```
     pub fn formatted(&self) -> &str {
         &self.formatted
     }
 
     /// Whether the code panicked (rather than returning an error).
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// let panicked = interp.exec(|| panic!("boom")).unwrap_err();
+    /// assert!(panicked.as_failed().unwrap().is_panic());
+    /// let returned = interp.try_exec(|| Err(std::fmt::Error)).unwrap_err();
+    /// assert!(!returned.as_failed().unwrap().is_panic());
+    /// ```
     pub fn is_panic(&self) -> bool {
         self.type_name == "panic"
     }
 
     /// The original error, if it is an `E`.
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// let interp = exec_context::interpreters::create();
+    /// let error = interp.try_exec(|| Err(io::Error::from(io::ErrorKind::NotFound))).unwrap_err();
+    /// let failed = error.as_failed().unwrap();
+    /// assert_eq!(failed.downcast_source::<io::Error>().unwrap().kind(), io::ErrorKind::NotFound);
+    /// assert!(failed.downcast_source::<std::fmt::Error>().is_none()); // not an `E`
+    /// ```
     pub fn downcast_source<E: Error + 'static>(&self) -> Option<&E> {
         self.source.as_deref()?.downcast_ref::<E>()
     }
 
     /// Takes the original error out (to re-raise it).
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// let interp = exec_context::interpreters::create();
+    /// let error = interp.try_exec(|| Err(io::Error::other("no such table"))).unwrap_err();
+    /// let original = error.into_failed().unwrap().into_source().unwrap();
+    /// assert_eq!(original.to_string(), "no such table");
+    /// assert!(original.downcast::<io::Error>().is_ok());
+    /// ```
     pub fn into_source(self) -> Option<Box<dyn Error + Send + Sync + 'static>> {
         self.source
     }
@@ -268,6 +380,16 @@ impl Error for ExecutionFailed {
 }
 
 /// The source of an [`ExecutionFailed`] reporting a panic whose payload was shareable.
+///
+/// ```
+/// use exec_context::interpreters::{self, Panicked, Shareable};
+///
+/// let interp = interpreters::create();
+/// let error = interp.exec(|| std::panic::panic_any(42_i32)).unwrap_err();
+/// let panicked: &Panicked = error.as_failed().unwrap().downcast_source().unwrap();
+/// assert_eq!(panicked.payload(), &Shareable::from(42));
+/// assert_eq!(panicked.to_string(), "panicked with 42");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Panicked {
     payload: Shareable,
@@ -275,6 +397,15 @@ pub struct Panicked {
 
 impl Panicked {
     /// The panic's payload (usually its message, as a `str`).
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, Panicked, Shareable};
+    ///
+    /// let interp = interpreters::create();
+    /// let error = interp.exec(|| panic!("no {}", "input")).unwrap_err();
+    /// let panicked = error.as_failed().unwrap().downcast_source::<Panicked>().unwrap();
+    /// assert_eq!(panicked.payload(), &Shareable::from("no input"));
+    /// ```
     pub fn payload(&self) -> &Shareable {
         &self.payload
     }

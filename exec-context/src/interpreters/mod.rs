@@ -498,6 +498,16 @@ pub fn get_current() -> Interpreter {
 
 /// The main interpreter: the process's own context state (ID 0). It cannot be run in,
 /// prepared or closed through this API, and it always counts as running.
+///
+/// ```
+/// use exec_context::interpreters::{self, InterpreterError};
+///
+/// let main = interpreters::get_main();
+/// assert_eq!(main.id(), 0);
+/// assert!(main.is_running());
+/// assert!(matches!(main.exec(|| ()), Err(InterpreterError::Main)));
+/// assert!(matches!(main.close(), Err(InterpreterError::Main)));
+/// ```
 pub fn get_main() -> Interpreter {
     Interpreter {
         inner: MAIN.clone(),
@@ -506,6 +516,17 @@ pub fn get_main() -> Interpreter {
 
 /// A handle to an interpreter. Clones refer to the same interpreter; dropping the last handle
 /// closes it (as [`close`](Self::close) does, unless something runs in it).
+///
+/// ```
+/// use exec_context::interpreters;
+///
+/// let interp = interpreters::create();
+/// let other = interp.clone();
+/// assert_eq!(other, interp); // the same interpreter
+/// let id = interp.id();
+/// drop((interp, other)); // the last handles: the interpreter closes
+/// assert!(interpreters::list_all().iter().all(|i| i.id() != id));
+/// ```
 #[derive(Clone)]
 pub struct Interpreter {
     inner: Arc<Inner>,
@@ -513,22 +534,56 @@ pub struct Interpreter {
 
 impl Interpreter {
     /// The interpreter's ID: 0 for the main interpreter; IDs are never reused.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// assert_eq!(interpreters::get_main().id(), 0);
+    /// let interp = interpreters::create();
+    /// assert_ne!(interp.id(), 0);
+    /// assert_eq!(interp.clone().id(), interp.id());
+    /// ```
     pub fn id(&self) -> u64 {
         self.inner.id
     }
 
     /// Whether this is the main interpreter.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// assert!(interpreters::get_main().is_main());
+    /// assert!(!interpreters::create().is_main());
+    /// ```
     pub fn is_main(&self) -> bool {
         self.inner.id == 0
     }
 
     /// Whether code is running in the interpreter through `exec`/`call` on some thread
     /// (threads started inside do not count, as in PEP 734). Always true for the main one.
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let interp = interpreters::create();
+    /// assert!(!interp.is_running());
+    /// let me = interp.clone();
+    /// assert!(interp.call(move || me.is_running()).unwrap());
+    /// assert!(!interp.is_running());
+    /// assert!(interpreters::get_main().is_running());
+    /// ```
     pub fn is_running(&self) -> bool {
         self.is_main() || self.inner.lock().running
     }
 
     /// Whether the interpreter was closed.
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// assert!(!interp.is_closed());
+    /// interp.close().unwrap();
+    /// assert!(interp.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed
     }
@@ -549,8 +604,8 @@ impl Interpreter {
     ///
     /// let interp = interpreters::create();
     /// let me = interp.clone();
-    /// let inside = interp.call(move || matches!(me.close(), Err(InterpreterError::Current { .. })));
-    /// assert_eq!(inside.unwrap(), true);
+    /// let close_inside = move || matches!(me.close(), Err(InterpreterError::Current { .. }));
+    /// assert!(interp.call(close_inside).unwrap());
     /// interp.close().unwrap();
     /// assert!(matches!(interp.exec(|| ()), Err(InterpreterError::NotFound { .. })));
     /// ```
@@ -596,6 +651,12 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`close`](Self::close).
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// interp.destroy().unwrap();
+    /// assert!(interp.is_closed());
+    /// ```
     pub fn destroy(&self) -> Result<(), InterpreterError> {
         self.close()
     }
@@ -633,6 +694,14 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`exec`](Self::exec).
+    ///
+    /// ```
+    /// use exec_context::interpreters;
+    ///
+    /// let interp = interpreters::create();
+    /// interp.run(|| interpreters::get_current().set_main_attr("ran", true).unwrap()).unwrap();
+    /// assert_eq!(interp.get_main_attr("ran").unwrap(), Some(true.into()));
+    /// ```
     pub fn run(&self, f: impl FnOnce()) -> Result<(), InterpreterError> {
         self.exec(f)
     }
@@ -643,6 +712,18 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`exec`](Self::exec).
+    ///
+    /// ```
+    /// use std::io;
+    /// use exec_context::interpreters;
+    ///
+    /// let interp = interpreters::create();
+    /// interp.try_exec(|| Ok::<(), io::Error>(())).unwrap();
+    /// let error = interp.try_exec(|| Err(io::Error::other("disk full"))).unwrap_err();
+    /// let failed = error.as_failed().unwrap();
+    /// assert_eq!(failed.message(), "disk full");
+    /// assert!(failed.downcast_source::<io::Error>().is_some());
+    /// ```
     pub fn try_exec<E>(&self, f: impl FnOnce() -> Result<(), E>) -> Result<(), InterpreterError>
     where
         E: std::error::Error + Send + Sync + 'static,
@@ -669,6 +750,13 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`try_exec`](Self::try_exec).
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// assert_eq!(interp.try_call(|| "42".parse::<i64>()).unwrap(), 42);
+    /// let error = interp.try_call(|| "forty-two".parse::<i64>()).unwrap_err();
+    /// assert!(error.as_failed().unwrap().type_name().ends_with("ParseIntError"));
+    /// ```
     pub fn try_call<T: Share, E>(
         &self,
         f: impl FnOnce() -> Result<T, E>,
@@ -800,7 +888,8 @@ impl Interpreter {
     /// interp.prepare_main([("queue", queue.clone().into()), ("n", 3.into())]).unwrap();
     /// interp.exec(|| {
     ///     let me = interpreters::get_current();
-    ///     let queue: interpreters::Queue = me.get_main_attr("queue").unwrap().unwrap().extract().unwrap();
+    ///     let queue = me.get_main_attr("queue").unwrap().unwrap();
+    ///     let queue: interpreters::Queue = queue.extract().unwrap();
     ///     queue.put("hello").unwrap();
     /// }).unwrap();
     /// assert_eq!(queue.get().unwrap(), Shareable::from("hello"));
@@ -832,6 +921,13 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`prepare_main`](Self::prepare_main).
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// interp.set_main_attrs([("x", 1.into())]).unwrap();
+    /// interp.set_main_attrs([("x", 2.into())]).unwrap(); // replaces the earlier value
+    /// assert_eq!(interp.get_main_attr("x").unwrap(), Some(2.into()));
+    /// ```
     pub fn set_main_attrs<I, K>(&self, attrs: I) -> Result<(), InterpreterError>
     where
         I: IntoIterator<Item = (K, Shareable)>,
@@ -845,6 +941,15 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`prepare_main`](Self::prepare_main).
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, Shareable};
+    ///
+    /// let interp = interpreters::create();
+    /// interp.set_main_attr("greeting", "hello").unwrap();
+    /// let seen = interp.call(|| interpreters::get_current().get_main_attr("greeting").unwrap());
+    /// assert_eq!(seen.unwrap(), Some(Shareable::from("hello")));
+    /// ```
     pub fn set_main_attr(
         &self,
         name: impl Into<String>,
@@ -858,6 +963,17 @@ impl Interpreter {
     /// # Errors
     ///
     /// [`InterpreterError::NotFound`]; [`InterpreterError::Main`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, InterpreterError};
+    ///
+    /// let interp = interpreters::create();
+    /// assert_eq!(interp.get_main_attr("n").unwrap(), None);
+    /// interp.set_main_attr("n", 3).unwrap();
+    /// assert_eq!(interp.get_main_attr("n").unwrap(), Some(3.into()));
+    /// let main = interpreters::get_main();
+    /// assert!(matches!(main.get_main_attr("n"), Err(InterpreterError::Main)));
+    /// ```
     pub fn get_main_attr(&self, name: &str) -> Result<Option<Shareable>, InterpreterError> {
         Ok(self.writable_state()?.main.get(name).cloned())
     }
@@ -867,6 +983,12 @@ impl Interpreter {
     /// # Errors
     ///
     /// As [`get_main_attr`](Self::get_main_attr).
+    ///
+    /// ```
+    /// let interp = exec_context::interpreters::create();
+    /// interp.prepare_main([("b", 2.into()), ("a", 1.into())]).unwrap();
+    /// assert_eq!(interp.main_attr_names().unwrap(), ["a", "b"]);
+    /// ```
     pub fn main_attr_names(&self) -> Result<Vec<String>, InterpreterError> {
         let mut names: Vec<String> = self.writable_state()?.main.keys().cloned().collect();
         names.sort();

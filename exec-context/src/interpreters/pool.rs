@@ -16,6 +16,16 @@ use super::shareable::{Share, Shareable};
 use super::{Interpreter, create};
 
 /// Why a pool job produced no result.
+///
+/// ```
+/// use exec_context::interpreters::{InterpreterPool, PoolError};
+///
+/// let pool = InterpreterPool::new(1).unwrap();
+/// let job = pool.submit_fallible(|| "x".parse::<i32>()).unwrap();
+/// assert!(matches!(job.wait(), Err(PoolError::Failed(_))));
+/// pool.shutdown(true);
+/// assert!(matches!(pool.submit(|| 1), Err(PoolError::Shutdown)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PoolError {
@@ -68,6 +78,15 @@ impl std::error::Error for PoolError {
 
 impl PoolError {
     /// The job's failure, if it failed.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let error = pool.submit_fallible(|| "x".parse::<i32>()).unwrap().wait().unwrap_err();
+    /// assert!(error.as_failed().unwrap().type_name().ends_with("ParseIntError"));
+    /// assert!(PoolError::Shutdown.as_failed().is_none());
+    /// ```
     pub fn as_failed(&self) -> Option<&ExecutionFailed> {
         match self {
             PoolError::Failed(failed) => Some(failed),
@@ -136,6 +155,16 @@ impl<T> Slot<T> {
 
 /// The pending result of a job submitted to an [`InterpreterPool`] (a `Future` in the
 /// `concurrent.futures` sense, and a Rust [`Future`] too).
+///
+/// ```
+/// use exec_context::interpreters::InterpreterPool;
+///
+/// let pool = InterpreterPool::new(1).unwrap();
+/// let job = pool.submit(|| 2 + 2).unwrap();
+/// assert_eq!(job.wait().unwrap(), 4); // waited on by this thread
+/// let job = pool.submit(|| 3 * 3).unwrap();
+/// assert_eq!(futures_executor::block_on(job).unwrap(), 9); // or awaited as a future
+/// ```
 pub struct JobHandle<T> {
     slot: Arc<Slot<T>>,
 }
@@ -148,6 +177,16 @@ impl<T> JobHandle<T> {
     /// [`PoolError::Failed`] with the job's failure; [`PoolError::Broken`];
     /// [`PoolError::Cancelled`]; [`PoolError::Taken`] after a
     /// [`wait_timeout`](Self::wait_timeout) returned the result.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let job = pool.submit(|| String::from("done")).unwrap();
+    /// assert_eq!(job.wait().unwrap(), "done");
+    /// let job = pool.submit_fallible(|| "x".parse::<u8>()).unwrap();
+    /// assert!(matches!(job.wait(), Err(PoolError::Failed(_))));
+    /// ```
     pub fn wait(self) -> Result<T, PoolError> {
         self.wait_until(None)
     }
@@ -206,6 +245,19 @@ impl<T> JobHandle<T> {
     }
 
     /// Whether the job has finished (or was cancelled).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let job = pool.submit(move || rx.recv().is_ok()).unwrap();
+    /// assert!(!job.is_finished());
+    /// tx.send(()).unwrap();
+    /// assert!(job.wait_timeout(Duration::from_secs(60)).unwrap());
+    /// assert!(job.is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
         matches!(self.slot.lock().0, SlotState::Done(_) | SlotState::Taken)
     }
@@ -215,6 +267,19 @@ impl<T> JobHandle<T> {
     /// interpreter's context is not entered for it), or, if a worker had just taken the job
     /// when it was cancelled, by that worker, which then does not run it. A panic of that
     /// drop is discarded.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let busy = pool.submit(move || rx.recv().is_ok()).unwrap(); // holds the one worker
+    /// let queued = pool.submit(|| 1).unwrap();
+    /// assert!(queued.cancel());
+    /// assert!(matches!(queued.wait(), Err(PoolError::Cancelled)));
+    /// tx.send(()).unwrap();
+    /// assert!(busy.wait().unwrap());
+    /// ```
     pub fn cancel(&self) -> bool {
         let cancelled = {
             let mut state = self.slot.lock();
@@ -283,6 +348,22 @@ impl Shared {
 }
 
 /// Configures an [`InterpreterPool`].
+///
+/// ```
+/// use exec_context::interpreters::{self, InterpreterPool};
+///
+/// let pool = InterpreterPool::builder()
+///     .workers(2)
+///     .thread_name_prefix("scaler")
+///     .main_attrs([("scale", 10.into())])
+///     .build()
+///     .unwrap();
+/// let job = pool.submit(|| {
+///     let scale = interpreters::get_current().get_main_attr("scale").unwrap().unwrap();
+///     scale.extract::<i64>().unwrap() * 2
+/// });
+/// assert_eq!(job.unwrap().wait().unwrap(), 20);
+/// ```
 pub struct PoolBuilder {
     workers: usize,
     thread_name_prefix: String,
@@ -304,10 +385,26 @@ impl fmt::Debug for PoolBuilder {
 /// The most workers a pool starts: each is an OS thread with an interpreter, started at
 /// once (more is refused rather than left to the OS's thread limit, or to an allocation of
 /// the thread list that cannot succeed).
+///
+/// ```
+/// use exec_context::interpreters::{InterpreterPool, MAX_WORKERS};
+///
+/// let error = InterpreterPool::new(MAX_WORKERS + 1).unwrap_err();
+/// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 pub const MAX_WORKERS: usize = 1 << 16;
 
 impl PoolBuilder {
     /// The number of workers (default: the available parallelism); at least one.
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::builder().workers(3).build().unwrap();
+    /// assert_eq!(pool.workers(), 3);
+    /// let pool = InterpreterPool::builder().workers(0).build().unwrap();
+    /// assert_eq!(pool.workers(), 1); // at least one
+    /// ```
     #[must_use]
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
@@ -315,6 +412,18 @@ impl PoolBuilder {
     }
 
     /// The prefix of the worker threads' names (`<prefix>-<n>`).
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::builder()
+    ///     .workers(1)
+    ///     .thread_name_prefix("parser")
+    ///     .build()
+    ///     .unwrap();
+    /// let name = pool.submit(|| std::thread::current().name().map(str::to_owned)).unwrap();
+    /// assert_eq!(name.wait().unwrap().as_deref(), Some("parser-0"));
+    /// ```
     #[must_use]
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name_prefix = prefix.into();
@@ -323,6 +432,25 @@ impl PoolBuilder {
 
     /// Code each worker runs in its interpreter before its first job. If it fails in any
     /// worker, the pool is broken.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// static LOCALE: ContextVar<&str> = ContextVar::new("locale");
+    ///
+    /// let pool = InterpreterPool::builder()
+    ///     .workers(2)
+    ///     .initializer(|| {
+    ///         LOCALE.set("fr");
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let job = pool.submit(|| LOCALE.get() == Some("fr")).unwrap();
+    /// assert!(job.wait().unwrap()); // what the initializer set is there for the jobs
+    /// assert_eq!(LOCALE.get(), None); // and only in the workers' interpreters
+    /// ```
     #[must_use]
     pub fn initializer<E>(
         mut self,
@@ -337,6 +465,23 @@ impl PoolBuilder {
 
     /// Names bound in every worker's `__main__` before the initializer runs (the `shared`
     /// argument python/cpython#124694 planned).
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, InterpreterPool, Queue, Shareable};
+    ///
+    /// let results = Queue::new(0);
+    /// let pool = InterpreterPool::builder()
+    ///     .workers(2)
+    ///     .main_attrs([("results", results.clone().into())])
+    ///     .build()
+    ///     .unwrap();
+    /// let job = pool.submit(|| {
+    ///     let results = interpreters::get_current().get_main_attr("results").unwrap().unwrap();
+    ///     results.extract::<Queue>().unwrap().put("done").unwrap();
+    /// });
+    /// job.unwrap().wait().unwrap();
+    /// assert_eq!(results.get(), Ok(Shareable::from("done")));
+    /// ```
     #[must_use]
     pub fn main_attrs<I, K>(mut self, attrs: I) -> Self
     where
@@ -566,11 +711,27 @@ impl InterpreterPool {
     /// # Errors
     ///
     /// The OS refused to start a thread.
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::new(2).unwrap();
+    /// assert_eq!(pool.workers(), 2);
+    /// assert_eq!(pool.submit(|| 1 + 1).unwrap().wait().unwrap(), 2);
+    /// ```
     pub fn new(workers: usize) -> std::io::Result<Self> {
         Self::builder().workers(workers).build()
     }
 
     /// A builder, for the initializer, the shared `__main__` names and thread names.
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::builder().build().unwrap(); // the default number of workers
+    /// let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    /// assert_eq!(pool.workers(), cpus);
+    /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
@@ -581,11 +742,31 @@ impl InterpreterPool {
     }
 
     /// The number of workers.
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::new(3).unwrap();
+    /// assert_eq!(pool.workers(), 3);
+    /// ```
     pub fn workers(&self) -> usize {
         self.workers
     }
 
     /// Whether an initializer failed.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::builder()
+    ///     .workers(1)
+    ///     .initializer(|| Err(std::io::Error::other("no config")))
+    ///     .build()
+    ///     .unwrap();
+    /// let outcome = pool.submit(|| 1).and_then(|job| job.wait());
+    /// assert!(matches!(outcome, Err(PoolError::Broken(_))));
+    /// assert!(pool.is_broken());
+    /// ```
     pub fn is_broken(&self) -> bool {
         self.shared.lock().broken.is_some()
     }
@@ -595,6 +776,16 @@ impl InterpreterPool {
     /// # Errors
     ///
     /// [`PoolError::Shutdown`]; [`PoolError::Broken`].
+    ///
+    /// ```
+    /// use exec_context::interpreters::{self, InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let job = pool.submit(|| interpreters::get_current().is_main()).unwrap();
+    /// assert!(!job.wait().unwrap()); // it ran in the worker's interpreter
+    /// pool.shutdown(false);
+    /// assert!(matches!(pool.submit(|| ()), Err(PoolError::Shutdown)));
+    /// ```
     pub fn submit<T, F>(&self, job: F) -> Result<JobHandle<T>, PoolError>
     where
         T: Share,
@@ -609,6 +800,18 @@ impl InterpreterPool {
     /// # Errors
     ///
     /// As [`submit`](Self::submit).
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let job = pool.submit_fallible(|| "12".parse::<u32>()).unwrap();
+    /// assert_eq!(job.wait().unwrap(), 12);
+    /// let job = pool.submit_fallible(|| "twelve".parse::<u32>()).unwrap();
+    /// let error = job.wait().unwrap_err();
+    /// let failed = error.as_failed().unwrap();
+    /// assert!(failed.downcast_source::<std::num::ParseIntError>().is_some());
+    /// ```
     pub fn submit_fallible<T, E, F>(&self, job: F) -> Result<JobHandle<T>, PoolError>
     where
         T: Share,
@@ -673,6 +876,18 @@ impl InterpreterPool {
     /// # Errors
     ///
     /// As [`submit`](Self::submit), if the pool refuses a job (those already submitted run).
+    ///
+    /// ```
+    /// use exec_context::interpreters::InterpreterPool;
+    ///
+    /// let pool = InterpreterPool::new(2).unwrap();
+    /// let lengths: Vec<usize> = pool
+    ///     .map(|word: &str| word.len(), ["a", "bb", "ccc"])
+    ///     .unwrap()
+    ///     .collect::<Result<_, _>>()
+    ///     .unwrap();
+    /// assert_eq!(lengths, [1, 2, 3]);
+    /// ```
     pub fn map<T, A, F, I>(
         &self,
         f: F,
@@ -700,6 +915,28 @@ impl InterpreterPool {
     /// dropped on this thread, in its context, as with [`JobHandle::cancel`], except that a
     /// panic of one of those drops comes out of this call once they are all dropped (the
     /// first panic; the others are discarded).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let (started, is_started) = mpsc::channel();
+    /// let (go, wait_for_go) = mpsc::channel::<()>();
+    /// let busy = pool
+    ///     .submit(move || {
+    ///         started.send(()).unwrap();
+    ///         wait_for_go.recv().is_ok()
+    ///     })
+    ///     .unwrap();
+    /// is_started.recv().unwrap(); // the one worker is busy
+    /// let queued: Vec<_> = (0..3).map(|n| pool.submit(move || n).unwrap()).collect();
+    /// assert!(queued[0].cancel());
+    /// assert_eq!(pool.cancel_pending(), 2); // the one cancelled already is not counted
+    /// assert!(queued.into_iter().all(|job| matches!(job.wait(), Err(PoolError::Cancelled))));
+    /// go.send(()).unwrap();
+    /// assert!(busy.wait().unwrap());
+    /// ```
     pub fn cancel_pending(&self) -> usize {
         let pending = std::mem::take(&mut self.shared.lock().jobs);
         refuse_all(pending, || PoolError::Cancelled)
@@ -711,6 +948,16 @@ impl InterpreterPool {
     /// With `wait`, returns once they have, however many threads call it at once; called by
     /// one of the pool's own jobs, it cannot wait for its own worker and does not wait.
     /// Dropping the pool does `shutdown(true)`.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{InterpreterPool, PoolError};
+    ///
+    /// let pool = InterpreterPool::new(1).unwrap();
+    /// let job = pool.submit(|| 42).unwrap();
+    /// pool.shutdown(true); // the queued job runs first
+    /// assert_eq!(job.wait().unwrap(), 42);
+    /// assert!(matches!(pool.submit(|| 0), Err(PoolError::Shutdown)));
+    /// ```
     pub fn shutdown(&self, wait: bool) {
         self.shared.lock().shutdown = true;
         self.shared.available.notify_all();

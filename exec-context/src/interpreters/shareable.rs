@@ -72,6 +72,15 @@ pub enum Shareable {
 
 impl Shareable {
     /// The kind of value, as Python would name its type.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{Queue, Shareable};
+    ///
+    /// assert_eq!(Shareable::from(1).type_name(), "int");
+    /// assert_eq!(Shareable::from("a").type_name(), "str");
+    /// assert_eq!(Shareable::from(Queue::new(0)).type_name(), "Queue");
+    /// assert_eq!(Shareable::Unbound.type_name(), "UNBOUND");
+    /// ```
     pub fn type_name(&self) -> &'static str {
         match self {
             Shareable::None => "NoneType",
@@ -168,6 +177,15 @@ impl fmt::Debug for Shareable {
 }
 
 /// Why a value could not be shared or extracted.
+///
+/// ```
+/// use exec_context::interpreters::{ShareError, Shareable};
+///
+/// let error = Shareable::from("text").extract::<i64>().unwrap_err();
+/// assert_eq!(error, ShareError::WrongType { expected: "i64", found: "str" });
+/// let error = Shareable::from_any(Box::new(vec![1_u32])).unwrap_err();
+/// assert!(matches!(error, ShareError::NotShareable { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ShareError {
@@ -218,6 +236,14 @@ impl std::error::Error for ShareError {}
 /// `Vec<u8>` and `Arc<[u8]>` (bytes), `Option<T>`, tuples of up to eight shareable types,
 /// `Vec<Shareable>` (a tuple of any length), [`SharedBuffer`], [`Queue`], the channel ends and
 /// [`Shareable`] itself.
+///
+/// ```
+/// use exec_context::interpreters::{Share, Shareable};
+///
+/// let value: Shareable = (1_u8, String::from("a")).into_shareable();
+/// assert_eq!(value.type_name(), "tuple");
+/// assert_eq!(<(u8, String)>::from_shareable(value), Ok((1, "a".to_owned())));
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross between interpreters: it does not implement `Share`",
     label = "not shareable",
@@ -566,6 +592,19 @@ enum Data {
 }
 
 /// Why a buffer operation was refused.
+///
+/// ```
+/// use exec_context::interpreters::{BufferError, SharedBuffer};
+///
+/// let buffer = SharedBuffer::writable(4);
+/// let _held = buffer.claim(0..2).unwrap();
+/// let overlap = buffer.claim(1..3).unwrap_err();
+/// assert_eq!(overlap, BufferError::Overlap { requested: 1..3, held: 0..2 });
+/// let outside = buffer.claim(2..9).unwrap_err();
+/// assert_eq!(outside, BufferError::OutOfBounds { range: 2..9, len: 4 });
+/// let read_only = SharedBuffer::read_only(vec![1]);
+/// assert_eq!(read_only.claim(0..1).unwrap_err(), BufferError::ReadOnly);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BufferError {
@@ -605,16 +644,40 @@ impl std::error::Error for BufferError {}
 
 impl SharedBuffer {
     /// A read-only buffer holding `bytes`.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::read_only(b"abc".to_vec());
+    /// assert!(!buffer.is_writable());
+    /// assert_eq!(buffer.as_slice(), Some(&b"abc"[..]));
+    /// ```
     pub fn read_only(bytes: impl Into<Box<[u8]>>) -> Self {
         SharedBuffer::new(Data::ReadOnly(bytes.into()))
     }
 
     /// A writable buffer of `len` zero bytes.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(3);
+    /// assert!(buffer.is_writable());
+    /// assert_eq!(buffer.to_vec(), [0, 0, 0]);
+    /// ```
     pub fn writable(len: usize) -> Self {
         SharedBuffer::new(Data::Writable((0..len).map(|_| AtomicU8::new(0)).collect()))
     }
 
     /// A writable buffer starting with a copy of `bytes`.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable_from(b"hi");
+    /// buffer.claim(0..1).unwrap().set(0, b'H').unwrap();
+    /// assert_eq!(buffer.to_vec(), b"Hi");
+    /// ```
     pub fn writable_from(bytes: &[u8]) -> Self {
         SharedBuffer::new(Data::Writable(
             bytes.iter().map(|&b| AtomicU8::new(b)).collect(),
@@ -631,6 +694,13 @@ impl SharedBuffer {
     }
 
     /// The length in bytes.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// assert_eq!(SharedBuffer::writable(8).len(), 8);
+    /// assert_eq!(SharedBuffer::read_only(vec![1, 2]).len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         match &self.inner.data {
             Data::ReadOnly(bytes) => bytes.len(),
@@ -639,11 +709,25 @@ impl SharedBuffer {
     }
 
     /// Whether the buffer holds no bytes.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// assert!(SharedBuffer::writable(0).is_empty());
+    /// assert!(!SharedBuffer::read_only(vec![0]).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether the buffer can be written (through claims).
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// assert!(SharedBuffer::writable(1).is_writable());
+    /// assert!(!SharedBuffer::read_only(vec![1]).is_writable());
+    /// ```
     pub fn is_writable(&self) -> bool {
         matches!(self.inner.data, Data::Writable(_))
     }
@@ -651,6 +735,14 @@ impl SharedBuffer {
     /// The bytes of a read-only buffer, borrowed without copying; `None` for a writable one
     /// (read it with [`get`](Self::get), [`read_into`](Self::read_into) or
     /// [`to_vec`](Self::to_vec)).
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let bytes = SharedBuffer::read_only(vec![1, 2, 3]);
+    /// assert_eq!(bytes.as_slice(), Some(&[1, 2, 3][..]));
+    /// assert_eq!(SharedBuffer::writable(3).as_slice(), None);
+    /// ```
     pub fn as_slice(&self) -> Option<&[u8]> {
         match &self.inner.data {
             Data::ReadOnly(bytes) => Some(bytes),
@@ -659,6 +751,14 @@ impl SharedBuffer {
     }
 
     /// The byte at `index`.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable_from(&[5, 6]);
+    /// assert_eq!(buffer.get(1), Some(6));
+    /// assert_eq!(buffer.get(2), None);
+    /// ```
     pub fn get(&self, index: usize) -> Option<u8> {
         match &self.inner.data {
             Data::ReadOnly(bytes) => bytes.get(index).copied(),
@@ -671,6 +771,16 @@ impl SharedBuffer {
     /// # Errors
     ///
     /// [`BufferError::OutOfBounds`] when the range does not fit.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{BufferError, SharedBuffer};
+    ///
+    /// let buffer = SharedBuffer::read_only(b"header:body".to_vec());
+    /// let mut tag = [0; 6];
+    /// buffer.read_into(0, &mut tag).unwrap();
+    /// assert_eq!(&tag, b"header");
+    /// assert!(matches!(buffer.read_into(8, &mut tag), Err(BufferError::OutOfBounds { .. })));
+    /// ```
     pub fn read_into(&self, offset: usize, dst: &mut [u8]) -> Result<(), BufferError> {
         let range = self.check(offset..offset.saturating_add(dst.len()))?;
         match &self.inner.data {
@@ -685,6 +795,14 @@ impl SharedBuffer {
     }
 
     /// A copy of the whole buffer.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(2);
+    /// buffer.claim(1..2).unwrap().set(0, 9).unwrap();
+    /// assert_eq!(buffer.to_vec(), [0, 9]);
+    /// ```
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0; self.len()];
         self.read_into(0, &mut out)
@@ -741,6 +859,14 @@ impl SharedBuffer {
     }
 
     /// Whether two handles share the same memory.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::read_only(vec![1]);
+    /// assert!(buffer.ptr_eq(&buffer.clone()));
+    /// assert!(!buffer.ptr_eq(&SharedBuffer::read_only(vec![1]))); // equal bytes, other memory
+    /// ```
     pub fn ptr_eq(&self, other: &SharedBuffer) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
@@ -781,6 +907,18 @@ impl fmt::Debug for SharedBuffer {
 
 /// An exclusive claim on a range of a writable [`SharedBuffer`]; offsets are relative to the
 /// slot's start. Dropping it releases the range.
+///
+/// ```
+/// use exec_context::interpreters::SharedBuffer;
+///
+/// let buffer = SharedBuffer::writable(4);
+/// let mut slot = buffer.claim(2..4).unwrap();
+/// slot.write(0, &[1, 2]).unwrap(); // bytes 2 and 3 of the buffer
+/// assert!(buffer.claim(3..4).is_err());
+/// drop(slot); // releases the range
+/// assert!(buffer.claim(3..4).is_ok());
+/// assert_eq!(buffer.to_vec(), [0, 0, 1, 2]);
+/// ```
 pub struct BufferSlot {
     buffer: SharedBuffer,
     range: Range<usize>,
@@ -788,16 +926,38 @@ pub struct BufferSlot {
 
 impl BufferSlot {
     /// The claimed range of the buffer.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(8);
+    /// assert_eq!(buffer.claim(2..5).unwrap().range(), 2..5);
+    /// ```
     pub fn range(&self) -> Range<usize> {
         self.range.clone()
     }
 
     /// The slot's length.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(8);
+    /// assert_eq!(buffer.claim(2..5).unwrap().len(), 3);
+    /// ```
     pub fn len(&self) -> usize {
         self.range.len()
     }
 
     /// Whether the slot is empty.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(8);
+    /// assert!(buffer.claim(4..4).unwrap().is_empty());
+    /// assert!(!buffer.claim(0..1).unwrap().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.range.is_empty()
     }
@@ -807,6 +967,17 @@ impl BufferSlot {
     /// # Errors
     ///
     /// [`BufferError::OutOfBounds`] when they do not fit in the slot.
+    ///
+    /// ```
+    /// use exec_context::interpreters::{BufferError, SharedBuffer};
+    ///
+    /// let buffer = SharedBuffer::writable(6);
+    /// let mut slot = buffer.claim(2..6).unwrap();
+    /// slot.write(1, &[7, 8]).unwrap();
+    /// assert_eq!(buffer.to_vec(), [0, 0, 0, 7, 8, 0]);
+    /// let error = slot.write(3, &[1, 2]).unwrap_err();
+    /// assert_eq!(error, BufferError::OutOfBounds { range: 3..5, len: 4 });
+    /// ```
     pub fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), BufferError> {
         let end = offset.saturating_add(bytes.len());
         if end > self.len() {
@@ -830,11 +1001,30 @@ impl BufferSlot {
     /// # Errors
     ///
     /// [`BufferError::OutOfBounds`] when `offset` is outside the slot.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable(2);
+    /// let mut slot = buffer.claim(0..2).unwrap();
+    /// slot.set(1, 0xff).unwrap();
+    /// assert!(slot.set(2, 0).is_err()); // outside the slot
+    /// assert_eq!(buffer.to_vec(), [0, 0xff]);
+    /// ```
     pub fn set(&mut self, offset: usize, byte: u8) -> Result<(), BufferError> {
         self.write(offset, &[byte])
     }
 
     /// The byte at `offset` within the slot.
+    ///
+    /// ```
+    /// use exec_context::interpreters::SharedBuffer;
+    ///
+    /// let buffer = SharedBuffer::writable_from(&[1, 2, 3, 4]);
+    /// let slot = buffer.claim(2..4).unwrap();
+    /// assert_eq!(slot.get(0), Some(3)); // byte 2 of the buffer
+    /// assert_eq!(slot.get(2), None);
+    /// ```
     pub fn get(&self, offset: usize) -> Option<u8> {
         (offset < self.len())
             .then(|| self.buffer.cells()[self.range.start + offset].load(Ordering::Relaxed))
