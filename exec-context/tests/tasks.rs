@@ -820,11 +820,8 @@ mod on_tokio {
             .expect("runtime")
     }
 
-    /// `check_workers`: a plain-spawned task that attached a context of its own and never
-    /// detached it left that attach on its worker; the next park reports what it set and
-    /// ends it, so the worker's later tasks see nothing of it.
-    #[test]
-    fn check_workers_ends_an_attach_a_task_left_on_its_worker() {
+    /// [`checked_runtime`] whose reports are recorded, by variable name.
+    fn recording_checked_runtime() -> (Runtime, Arc<Mutex<Vec<String>>>) {
         let leaked = Arc::new(Mutex::new(Vec::new()));
         let sink = leaked.clone();
         let rt = checked_runtime(move |vars| {
@@ -832,6 +829,33 @@ mod on_tokio {
                 .unwrap()
                 .extend(vars.iter().map(|v| v.name().to_owned()));
         });
+        (rt, leaked)
+    }
+
+    /// After a plain task leaked a value on the worker: lets the worker park until a report
+    /// came and `look`, run by a task on that worker, finds nothing (a second at most), and
+    /// returns what it found last.
+    async fn after_the_next_park(
+        leaked: &Mutex<Vec<String>>,
+        look: fn() -> Option<&'static str>,
+    ) -> Option<&'static str> {
+        let mut seen = look();
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            seen = tokio::spawn(async move { look() }).await.unwrap();
+            if seen.is_none() && !leaked.lock().unwrap().is_empty() {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// `check_workers`: a plain-spawned task that attached a context of its own and never
+    /// detached it left that attach on its worker; the next park reports what it set and
+    /// ends it, so the worker's later tasks see nothing of it.
+    #[test]
+    fn check_workers_ends_an_attach_a_task_left_on_its_worker() {
+        let (rt, leaked) = recording_checked_runtime();
         let seen = rt.block_on(async {
             tokio::spawn(async {
                 let _never_detached = contextvars::attach(Context::new()).unwrap();
@@ -839,16 +863,7 @@ mod on_tokio {
             })
             .await
             .unwrap();
-            // Let the worker park, then look from a task on that worker.
-            let mut seen = Some("left");
-            for _ in 0..200 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                seen = tokio::spawn(async { VAR.get() }).await.unwrap();
-                if seen.is_none() && !leaked.lock().unwrap().is_empty() {
-                    break;
-                }
-            }
-            seen
+            after_the_next_park(&leaked, || VAR.get()).await
         });
         drop(rt);
         assert_eq!(seen, None);
@@ -863,24 +878,10 @@ mod on_tokio {
     #[test]
     fn check_workers_reports_a_leaked_pinned_variable() {
         static TENANT: ContextVar<&str> = ContextVar::new("tenant.leaked").pinned();
-        let leaked = Arc::new(Mutex::new(Vec::new()));
-        let sink = leaked.clone();
-        let rt = checked_runtime(move |vars| {
-            sink.lock()
-                .unwrap()
-                .extend(vars.iter().map(|v| v.name().to_owned()));
-        });
+        let (rt, leaked) = recording_checked_runtime();
         let seen = rt.block_on(async {
             tokio::spawn(async { TENANT.set("acme") }).await.unwrap();
-            let mut seen = Some("acme");
-            for _ in 0..200 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                seen = tokio::spawn(async { TENANT.get() }).await.unwrap();
-                if seen.is_none() && !leaked.lock().unwrap().is_empty() {
-                    break;
-                }
-            }
-            seen
+            after_the_next_park(&leaked, || TENANT.get()).await
         });
         drop(rt);
         assert_eq!(seen, None, "cleared");

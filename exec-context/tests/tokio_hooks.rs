@@ -787,20 +787,26 @@ fn a_spawn_racing_the_shutdown_releases_its_context() {
 /// An after-poll hook of yours runs after the task's context is put back (another worker may
 /// take it for its next poll meanwhile), in a snapshot of it: it reads the task's variables,
 /// and what it sets does not reach the task.
+/// A current-thread runtime whose after-poll hook of yours records what `REQUEST` holds in
+/// `seen`, then sets it to `then`.
+fn recording_after_polls(seen: &'static Mutex<Vec<Option<u64>>>, then: u64) -> Runtime {
+    use exec_context::tokio::{TaskHooks, propagate_with};
+    let mut builder = Builder::new_current_thread();
+    propagate_with(
+        &mut builder,
+        TaskHooks::new().on_after_task_poll(move |_| {
+            seen.lock().unwrap().push(REQUEST.get());
+            REQUEST.set(then);
+        }),
+    );
+    builder.build().unwrap()
+}
+
 #[test]
 fn a_chained_after_poll_hook_reads_a_snapshot_of_the_tasks_context() {
-    use exec_context::tokio::{TaskHooks, propagate_with};
     static SEEN: Mutex<Vec<Option<u64>>> = Mutex::new(Vec::new());
     let (seen_by_task, seen_by_hook) = within_a_minute(|| {
-        let mut builder = Builder::new_current_thread();
-        propagate_with(
-            &mut builder,
-            TaskHooks::new().on_after_task_poll(|_| {
-                SEEN.lock().unwrap().push(REQUEST.get());
-                REQUEST.set(99);
-            }),
-        );
-        let runtime = builder.build().unwrap();
+        let runtime = recording_after_polls(&SEEN, 99);
         let handle = {
             let _entered = runtime.enter();
             REQUEST.set(41);
@@ -832,18 +838,9 @@ fn a_chained_after_poll_hook_reads_a_snapshot_of_the_tasks_context() {
 /// does not reach the task.
 #[test]
 fn a_chained_after_poll_hook_sees_the_context_of_a_poll_that_did_not_use_it() {
-    use exec_context::tokio::{TaskHooks, propagate_with};
     static SEEN: Mutex<Vec<Option<u64>>> = Mutex::new(Vec::new());
     let (seen_at_end, seen_by_hook) = within_a_minute(|| {
-        let mut builder = Builder::new_current_thread();
-        propagate_with(
-            &mut builder,
-            TaskHooks::new().on_after_task_poll(|_| {
-                SEEN.lock().unwrap().push(REQUEST.get());
-                REQUEST.set(98);
-            }),
-        );
-        let runtime = builder.build().unwrap();
+        let runtime = recording_after_polls(&SEEN, 98);
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
         let handle = {
             let _entered = runtime.enter();
