@@ -114,16 +114,29 @@ impl<F: Future> Future for WithContext<F> {
     type Output = F::Output;
 
     /// Polls the future in its context. A future that completes is dropped at once, in its
-    /// context (what it holds does not wait for the wrapper's drop); a poll after that (which
-    /// a correct executor never makes) gives `Pending`.
+    /// context (what it holds does not wait for the wrapper's drop).
+    ///
+    /// # Panics
+    ///
+    /// Polled again after it completed, as std's futures do (a correct executor never
+    /// does): silently pending instead would hang the task.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let Projection { inner, context } = self.project();
         if inner.is_none() {
-            return Poll::Pending;
+            polled_after_completion();
         }
         context.run(|| poll_dropping_ready(inner, cx))
     }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn polled_after_completion() -> ! {
+    panic!(
+        "a future wrapped by `in_current_context` or `with_context` was polled after it completed"
+    )
 }
 
 /// Polls the future in `slot`, dropping it (and emptying `slot`) once it completes.

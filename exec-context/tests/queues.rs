@@ -565,6 +565,34 @@ fn a_released_end_of_a_closed_channel_reports_closed() {
     assert_eq!(recv.recv_nowait(), Err(RecvError::Closed));
 }
 
+/// A send waiting for its item to be received fails with `Closed` when the channel closes:
+/// when it is closed outright, and when the last release of its ends closes it (then
+/// `Closed`, not `Released`: the channel is "actually marked as closed").
+#[test]
+fn a_send_waiting_when_the_channel_closes_fails_with_closed() {
+    for by_release in [false, true] {
+        let (recv, send) = create_channel();
+        let waiting = send.clone();
+        let sender = std::thread::spawn(move || waiting.send("pending"));
+        while recv.len() < 1 {
+            std::thread::yield_now();
+        }
+        if by_release {
+            // Nobody ever used the receiving end: releasing the sending one closes it.
+            assert!(send.release());
+        } else {
+            assert!(send.close());
+        }
+        assert!(send.is_closed(), "by_release: {by_release}");
+        assert_eq!(
+            sender.join().unwrap(),
+            Err(SendError::Closed),
+            "by_release: {by_release}"
+        );
+        assert_eq!(recv.len(), 0, "the item was withdrawn");
+    }
+}
+
 #[test]
 fn send_buffer_shares_the_memory() {
     let (recv, send) = create_channel();

@@ -429,6 +429,17 @@ fn futures_stream_once<T>(f: impl FnMut() -> T + Unpin) -> impl futures_core::St
 // Real tokio runtimes
 // ---------------------------------------------------------------------------------------------
 
+/// A wrapped future polled again after it completed panics (as std's futures do) rather
+/// than hang its task in a `Pending` that no waker ends.
+#[test]
+fn a_wrapped_future_polled_after_completion_panics() {
+    let mut task = Box::pin(async { 1 }.in_current_context());
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    assert_eq!(task.as_mut().poll(&mut cx), Poll::Ready(1));
+    let again = catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(&mut cx)));
+    assert!(again.is_err(), "polled after completion");
+}
+
 /// A wrapped future that completes is dropped at once, inside the task's context: what it
 /// holds does not wait for the wrapper's drop, and the wrapper says it is finished.
 #[test]

@@ -684,18 +684,18 @@ impl Fifo {
                 DROPPED => return Err(FifoError::Closed),
                 _ => {}
             }
+            // Closed while the send waited (PEP 554: a current `send` fails once the channel
+            // is closed, also when a release closed it): withdrawn, unless received
+            // meanwhile. What was sent without waiting stays for the receivers.
+            if state.closed {
+                drop(state);
+                return self.withdraw(receipt, FifoError::Closed);
+            }
             // The sender's interpreter released its end (see `get_unless`): withdrawn as on
             // a timeout, unless received meanwhile.
             if released() {
                 drop(state);
                 return self.withdraw(receipt, FifoError::Released);
-            }
-            // Closed while the send waited (PEP 554: a current `send` fails once the channel
-            // is closed): withdrawn too, unless received meanwhile. What was sent without
-            // waiting stays for the receivers.
-            if state.closed {
-                drop(state);
-                return self.withdraw(receipt, FifoError::Closed);
             }
             let blocked = self.block_on(
                 state,

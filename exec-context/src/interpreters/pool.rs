@@ -753,7 +753,8 @@ impl InterpreterPool {
         self.workers
     }
 
-    /// Whether an initializer failed.
+    /// Whether the pool is broken: an initializer failed, a worker's interpreter was closed
+    /// from outside the pool, or setting up a worker's `__main__` failed ([`PoolError::Broken`]).
     ///
     /// ```
     /// use exec_context::interpreters::{InterpreterPool, PoolError};

@@ -674,6 +674,27 @@ fn setup(lua: &Lua, budget: Option<Arc<Budget>>) -> mlua::Result<()> {
 /// is still alive.
 struct ExpireRegistry(mlua::WeakLua);
 
+pin_project_lite::pin_project! {
+    /// A task's future, then [`ExpireRegistry`]: fields drop in order, so the registry is
+    /// expired after the task's future (and its context) is gone, however the task ends.
+    struct Expiring<F> {
+        #[pin]
+        task: F,
+        expire: ExpireRegistry,
+    }
+}
+
+impl<F: Future> Future for Expiring<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().task.poll(cx)
+    }
+}
+
 impl Drop for ExpireRegistry {
     fn drop(&mut self) {
         if let Some(lua) = self.0.try_upgrade() {
@@ -1012,17 +1033,14 @@ impl LuaInterpreter {
                 polled
             });
             // The task's context (and the values it set and kept) is dropped with its
-            // wrapper, the last handle of the state it holds with it: the registry values
-            // they let go of leave after that, when the task ends, is aborted or panics.
-            // (Holding a weak handle only, this neither keeps the state alive nor closes it
-            // outside the task's context.)
-            let task = crate::FutureExt::in_current_context(polled);
-            handle = Some(tokio::spawn(async move {
-                // Dropped after `task` also when the task is aborted (declared before it).
-                let expire = ExpireRegistry(finished);
-                let result = task.await;
-                drop(expire);
-                result
+            // wrapper, with the handle of the state the wrapper holds: the registry values
+            // they let go of leave after that, whether the task ends, is aborted (polled or
+            // not) or panics. (A weak handle does not keep the state alive; only if the
+            // interpreter is dropped on another thread at that very moment does the state
+            // close here, outside the task's context.)
+            handle = Some(tokio::spawn(Expiring {
+                task: crate::FutureExt::in_current_context(polled),
+                expire: ExpireRegistry(finished),
             }));
             Ok(())
         })?;
