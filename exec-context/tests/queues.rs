@@ -574,7 +574,7 @@ fn a_send_waiting_when_the_channel_closes_fails_with_closed() {
         let (recv, send) = create_channel();
         let waiting = send.clone();
         let sender = std::thread::spawn(move || waiting.send("pending"));
-        while recv.len() < 1 {
+        while recv.is_empty() {
             std::thread::yield_now();
         }
         if by_release {
