@@ -123,9 +123,6 @@ impl<F: Future> Future for WithContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let Projection { inner, context } = self.project();
-        if inner.is_none() {
-            polled_after_completion();
-        }
         context.run(|| poll_dropping_ready(inner, cx))
     }
 }
@@ -139,14 +136,15 @@ fn polled_after_completion() -> ! {
     )
 }
 
-/// Polls the future in `slot`, dropping it (and emptying `slot`) once it completes.
+/// Polls the future in `slot`, dropping it (and emptying `slot`) once it completes; panics
+/// if it already did.
 #[inline(always)]
 fn poll_dropping_ready<F: Future>(
     mut slot: Pin<&mut Option<F>>,
     cx: &mut TaskContext<'_>,
 ) -> Poll<F::Output> {
     let Some(future) = slot.as_mut().as_pin_mut() else {
-        return Poll::Pending;
+        polled_after_completion();
     };
     let polled = future.poll(cx);
     if polled.is_ready() {

@@ -265,17 +265,16 @@ local parents, contexts, raw_resume, running, create, raw_close, contextvars, pe
 local error, type, status, select = error, type, coroutine.status, select
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local setmetatable, pack, unpack = setmetatable, table.pack, table.unpack
--- Coroutines waiting in an await that `relay` passed on (keys weak).
-local awaiting = setmetatable({}, {__mode = "k"})
--- The coroutines that tasks (LuaInterpreter::spawn) run their functions on (keys weak):
--- only the task may resume one, as for a coroutine waiting in an await.
-local tasks = setmetatable({}, {__mode = "k"})
+-- Coroutines only their task may resume (keys weak; one table, so that a resume looks
+-- once): "await", one waiting in an await that `relay` passed on; "task", the coroutine a
+-- task (LuaInterpreter::spawn) runs its function on.
+local held = setmetatable({}, {__mode = "k"})
 -- Closes the coroutine a `relay` waits for if the relay is unwound while it waits (its
 -- task was dropped): its to-be-closed variables run, and its await ends with it.
 local closing = {__close = function(guard)
   local co = guard.co
   if co then
-    awaiting[co] = nil
+    held[co] = nil
     local ok, err = raw_close(co)
     if not ok then error(err, 0) end
   end
@@ -298,13 +297,13 @@ local function relay(co, ok, ...)
   end
   -- The guard first: it clears the mark on every way out.
   local guard <close> = setmetatable({co = co}, closing)
-  awaiting[co] = true
+  held[co] = "await"
   local results = pack(raw_resume(co, yield(pending)))
   while results[1] and results.n == 2 and results[2] == pending do
     results = pack(raw_resume(co, yield(pending)))
   end
   guard.co = nil
-  awaiting[co] = nil
+  held[co] = nil
   return unpack(results, 1, results.n)
 end
 local function resume(co, ...)
@@ -313,11 +312,14 @@ local function resume(co, ...)
   end
   -- A coroutine waiting in an await belongs to the task that passes its await on: another
   -- resume would poll the await with its own waker, and the task would never wake.
-  if awaiting[co] then
-    return false, "cannot resume a coroutine waiting in an await (its task resumes it)"
-  end
-  if tasks[co] and status(co) == "suspended" then
-    return false, "cannot resume a task's own coroutine (its task resumes it)"
+  local holder = held[co]
+  if holder then
+    if holder == "await" then
+      return false, "cannot resume a coroutine waiting in an await (its task resumes it)"
+    end
+    if status(co) == "suspended" then
+      return false, "cannot resume a task's own coroutine (its task resumes it)"
+    end
   end
   -- Recorded only for a resume that can succeed: a failed one (a running or normal
   -- coroutine, a dead one) must not overwrite the record of the resume that is running it.
@@ -338,10 +340,11 @@ local function close(co)
   if s ~= "suspended" and s ~= "dead" then
     error("cannot close a " .. s .. " coroutine", 2)
   end
-  if awaiting[co] then
+  local holder = held[co]
+  if holder == "await" then
     error("cannot close a coroutine waiting in an await (its task resumes it)", 2)
   end
-  if tasks[co] and s == "suspended" then
+  if holder == "task" and s == "suspended" then
     error("cannot close a task's own coroutine (dropping the task closes it)", 2)
   end
   parents[co] = running()
@@ -351,9 +354,10 @@ coroutine.close = close
 -- A coroutine waiting in an await is active but not running: "normal", as Lua calls a
 -- coroutine that resumed another (so a loop that resumes while "suspended" stops).
 coroutine.status = function(co)
-  if awaiting[co] then return "normal" end
+  local holder = held[co]
+  if holder == "await" then return "normal" end
   local s = status(co)
-  if s == "suspended" and tasks[co] then return "normal" end
+  if holder and s == "suspended" then return "normal" end
   return s
 end
 -- As Lua's own wrap: a coroutine an error stopped is closed (its to-be-closed variables
@@ -395,7 +399,7 @@ contextvars.no_context = function(x)
 end
 -- What a task calls, on the coroutine mlua runs it on: marks that coroutine as the task's.
 return function(f, ...)
-  tasks[running()] = true
+  held[running()] = "task"
   return f(...)
 end
 "#;

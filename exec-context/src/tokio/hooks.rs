@@ -318,9 +318,7 @@ pub fn propagate_with(builder: &mut Builder, hooks: TaskHooks) -> &mut Builder {
         before_poll(id);
         if let Some(hook) = &user_before_poll {
             // The poll will not happen: leave the task's context.
-            let undo = Finally(|| {
-                after_poll(id);
-            });
+            let undo = Finally(|| after_poll(id));
             hook(meta);
             std::mem::forget(undo);
         }
